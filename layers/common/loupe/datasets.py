@@ -1,0 +1,332 @@
+"""Dataset versions: the immutable, versioned training sets that labeling produces and training consumes.
+
+The format is described in docs/DEVELOPING.md ("Dataset versions"). An image's split is a pure function of its
+content hash, so an image keeps its split in every version and test scores stay comparable across versions.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loupe.imaging import sniff_format
+
+FORMAT = "loupe-dataset/1"
+SPLITS = ("train", "val", "test")
+DEFAULT_RATIOS = (0.70, 0.15, 0.15)
+DEFAULT_CLASS_MAP = {"0": "scratch"}
+
+
+class DatasetError(ValueError):
+    """A dataset (or a label in it) that cannot be used, with the reason."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_for(sha256: str, ratios: tuple[float, float, float] = DEFAULT_RATIOS) -> str:
+    """The split of an image, decided once and forever by its content hash."""
+    if len(sha256) < 8:
+        raise DatasetError(f"not a SHA-256 hex digest: {sha256!r}")
+    bucket = int(sha256[:8], 16) / 0xFFFFFFFF
+    if bucket < ratios[0]:
+        return "train"
+    if bucket < ratios[0] + ratios[1]:
+        return "val"
+    return "test"
+
+
+@dataclass(frozen=True)
+class Box:
+    """A bounding box in pixels, Ground Truth style (left, top, width, height)."""
+
+    class_id: int
+    left: float
+    top: float
+    width: float
+    height: float
+
+    def validate(self, image_width: int, image_height: int, n_classes: int) -> None:
+        if not 0 <= self.class_id < n_classes:
+            raise DatasetError(f"unknown class id {self.class_id} (classes: 0..{n_classes - 1})")
+        if self.width <= 0 or self.height <= 0:
+            raise DatasetError(f"box with no area: {self}")
+        tol = 1.0
+        if (
+            self.left < -tol
+            or self.top < -tol
+            or self.left + self.width > image_width + tol
+            or self.top + self.height > image_height + tol
+        ):
+            raise DatasetError(f"box {self} outside the {image_width}x{image_height} image")
+
+    def yolo(self, image_width: int, image_height: int) -> str:
+        left = max(0.0, self.left)
+        top = max(0.0, self.top)
+        right = min(float(image_width), self.left + self.width)
+        bottom = min(float(image_height), self.top + self.height)
+        cx = (left + right) / 2 / image_width
+        cy = (top + bottom) / 2 / image_height
+        w = (right - left) / image_width
+        h = (bottom - top) / image_height
+        return f"{self.class_id} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Box:
+        try:
+            return cls(
+                class_id=int(d["class_id"]),
+                left=float(d["left"]),
+                top=float(d["top"]),
+                width=float(d["width"]),
+                height=float(d["height"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"malformed box {d!r}: {exc}") from exc
+
+
+@dataclass
+class LabeledImage:
+    sha256: str
+    width: int
+    height: int
+    boxes: list[Box]
+    source_ref: str
+    ext: str = "jpg"
+    origin: dict[str, Any] = field(default_factory=lambda: {"kind": "upload"})
+    split: str = ""
+    path: Path | None = None  # a local copy of the bytes, when there is one
+
+    def __post_init__(self) -> None:
+        if not self.split:
+            self.split = split_for(self.sha256)
+
+
+def _canonical_digest(entries: list[dict[str, Any]]) -> str:
+    return sha256_bytes(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+
+
+def build_manifest(
+    version: int,
+    parent: int | None,
+    images: Iterable[LabeledImage],
+    class_map: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """dataset.json for a set of labeled images (validated; sorted by hash so the digest is stable)."""
+    class_map = dict(class_map or DEFAULT_CLASS_MAP)
+    entries = []
+    splits: Counter[str] = Counter()
+    origins: Counter[str] = Counter()
+    boxes = 0
+    seen: set[str] = set()
+    for img in sorted(images, key=lambda i: i.sha256):
+        if img.sha256 in seen:
+            continue
+        seen.add(img.sha256)
+        for box in img.boxes:
+            box.validate(img.width, img.height, len(class_map))
+        entries.append(
+            {
+                "sha256": img.sha256,
+                "file": f"images/{img.sha256}.{img.ext}",
+                "label": f"labels/{img.sha256}.txt",
+                "split": img.split,
+                "width": img.width,
+                "height": img.height,
+                "boxes": len(img.boxes),
+                "source_ref": img.source_ref,
+                "origin": img.origin,
+            }
+        )
+        splits[img.split] += 1
+        origins[str(img.origin.get("kind", "upload"))] += 1
+        boxes += len(img.boxes)
+    if not entries:
+        raise DatasetError("a dataset version needs at least one labeled image")
+    return {
+        "format": FORMAT,
+        "version": version,
+        "parent": parent,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "class_map": class_map,
+        "counts": {
+            "images": len(entries),
+            "boxes": boxes,
+            **{s: splits.get(s, 0) for s in SPLITS},
+            "by_origin": dict(origins),
+        },
+        "digest": _canonical_digest(entries),
+        "images": entries,
+    }
+
+
+def label_text(img: LabeledImage) -> str:
+    return "".join(box.yolo(img.width, img.height) + "\n" for box in img.boxes)
+
+
+def write_version_dir(
+    out_dir: Path,
+    version: int,
+    parent: int | None,
+    images: Iterable[LabeledImage],
+    class_map: dict[str, str] | None = None,
+    image_bytes: Callable[[LabeledImage], bytes] | None = None,
+) -> dict[str, Any]:
+    """Write a dataset version folder; image bytes come from ``img.path`` unless ``image_bytes`` is given."""
+    images = list(images)
+    manifest = build_manifest(version, parent, images, class_map)
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+    by_hash = {img.sha256: img for img in images}
+    for entry in manifest["images"]:
+        img = by_hash[entry["sha256"]]
+        target = out_dir / entry["file"]
+        if image_bytes is not None:
+            target.write_bytes(image_bytes(img))
+        elif img.path is not None:
+            shutil.copyfile(img.path, target)
+        else:
+            raise DatasetError(f"no bytes for image {img.sha256}")
+        (out_dir / entry["label"]).write_text(label_text(img))
+    (out_dir / "dataset.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_version_dir(path: Path) -> dict[str, Any]:
+    """Read and check a dataset version folder; raises DatasetError with the reason when it is unusable."""
+    path = Path(path)
+    manifest_path = path / "dataset.json"
+    if not manifest_path.is_file():
+        raise DatasetError(f"{path} is not a dataset version (no dataset.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{manifest_path}: not JSON: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"{manifest_path}: unknown format {manifest.get('format')!r}")
+    images = manifest.get("images") or []
+    if not images:
+        raise DatasetError(f"{path}: the dataset version has no images")
+    if _canonical_digest(images) != manifest.get("digest"):
+        raise DatasetError(f"{path}: digest mismatch, dataset.json was altered")
+    for entry in images:
+        for key in ("file", "label"):
+            if not (path / entry[key]).is_file():
+                raise DatasetError(f"{path}: missing {entry[key]}")
+    return manifest
+
+
+# --- the ../shared/datasets/metal-tags layout (Feature Store export of Ground Truth labels) --------------------
+
+
+def parse_annotations(text: str) -> list[Box]:
+    """The Feature Store ``annotations`` column: a Python-literal list of dicts (never eval'd)."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        raw = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise DatasetError(f"malformed annotations {text[:80]!r}: {exc}") from exc
+    if not isinstance(raw, list):
+        raise DatasetError(f"annotations must be a list, got {type(raw).__name__}")
+    return [Box.from_dict(item) for item in raw]
+
+
+@dataclass
+class MetalTags:
+    labeled: list[LabeledImage]
+    unlabeled: list[Path]
+    rejected: list[tuple[Path, str]]
+    class_map: dict[str, str]
+
+
+def load_metal_tags(root: Path) -> MetalTags:
+    """Read a metal-tags style folder: labels.csv + images/**; formats are sniffed from content, not names."""
+    root = Path(root)
+    class_map = dict(DEFAULT_CLASS_MAP)
+    labels_json = root / "class_labels.json"
+    if labels_json.is_file():
+        names = [item["label"] for item in json.loads(labels_json.read_text()).get("labels", [])]
+        if names:
+            class_map = {str(i): name for i, name in enumerate(names)}
+    rows: dict[str, dict[str, str]] = {}
+    csv_path = root / "labels.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                rows[row["source_ref"]] = row
+    labeled, unlabeled, rejected = [], [], []
+    for path in sorted(p for p in (root / "images").rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        data = path.read_bytes()
+        fmt = sniff_format(data)
+        if fmt is None:
+            rejected.append((path, "not a JPEG or PNG by content"))
+            continue
+        row = rows.get(rel)
+        if row is None:
+            unlabeled.append(path)
+            continue
+        if row.get("status", "APPROVED").upper() not in ("APPROVED", ""):
+            unlabeled.append(path)
+            continue
+        labeled.append(
+            LabeledImage(
+                sha256=sha256_bytes(data),
+                width=int(float(row["image_width"])),
+                height=int(float(row["image_height"])),
+                boxes=parse_annotations(row["annotations"]),
+                source_ref=rel,
+                ext=fmt,
+                origin={"kind": "import", "labeling_job": row.get("labeling_job", "")},
+                path=path,
+            )
+        )
+    return MetalTags(labeled=labeled, unlabeled=unlabeled, rejected=rejected, class_map=class_map)
+
+
+def materialize(source: Path, work_dir: Path | None = None, version: int = 1) -> Path:
+    """A dataset version folder for ``source``: returned as is when it already is one, else converted."""
+    source = Path(source)
+    if (source / "dataset.json").is_file():
+        read_version_dir(source)
+        return source
+    if (source / "labels.csv").is_file():
+        tags = load_metal_tags(source)
+        out = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="loupe-dataset-"))
+        write_version_dir(out, version, None, tags.labeled, tags.class_map)
+        return out
+    raise DatasetError(f"{source}: neither a dataset version (dataset.json) nor a metal-tags folder (labels.csv)")
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    counts = manifest["counts"]
+    return (
+        f"v{manifest['version']} (parent {manifest['parent']}): {counts['images']} images, {counts['boxes']} boxes, "
+        f"train/val/test {counts['train']}/{counts['val']}/{counts['test']}"
+    )
+
+
+def asdict_box(box: Box) -> dict[str, Any]:
+    return asdict(box)
