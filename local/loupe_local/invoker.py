@@ -1,0 +1,151 @@
+"""In-process Lambda: the functions of template.yaml, called with their event and a Lambda context.
+
+moto runs Lambda code only in Docker; the local runtime instead imports ``functions/<name>/app.py`` (with the
+layer's code on ``sys.path``, as ``/opt/python`` is in Lambda) and calls the handler with the function's
+environment from the template. Calls are serialised: handlers read their configuration from ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+log = logging.getLogger("loupe.local.lambda")
+
+
+@dataclass
+class RegisteredFunction:
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: int = 120
+    memory: int = 512
+    module: ModuleType | None = None
+    invocations: int = 0
+    errors: int = 0
+    last_error: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LambdaContext:
+    def __init__(self, fn: RegisteredFunction) -> None:
+        self.function_name = fn.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = fn.arn
+        self.memory_limit_in_mb = fn.memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{fn.name}"
+        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        self._deadline = time.monotonic() + fn.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class FunctionError(Exception):
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", ""))
+        self.payload = payload
+
+
+class Invoker:
+    """Registry of the template's functions and the one way they are called locally."""
+
+    def __init__(self, base_env: dict[str, str], layer_dirs: list[Path]) -> None:
+        self.base_env = dict(base_env)
+        self.layer_dirs = [str(p) for p in layer_dirs]
+        self.functions: dict[str, RegisteredFunction] = {}
+        self._env_lock = threading.RLock()
+
+    def register(self, fn: RegisteredFunction) -> None:
+        self.functions[fn.name] = fn
+
+    def find(self, name_or_arn: str) -> RegisteredFunction | None:
+        name = name_or_arn.split(":function:", 1)[-1].split(":", 1)[0]
+        if name in self.functions:
+            return self.functions[name]
+        for fn in self.functions.values():
+            if fn.logical_id == name:
+                return fn
+        return None
+
+    def _environment(self, fn: RegisteredFunction) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(fn.environment)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "LAMBDA_TASK_ROOT": str(fn.code_dir),
+            }
+        )
+        return env
+
+    def _load(self, fn: RegisteredFunction) -> ModuleType:
+        if fn.module is not None:
+            return fn.module
+        module_name, _, _ = fn.handler.rpartition(".")
+        path = fn.code_dir / (module_name.replace(".", "/") + ".py")
+        if not path.is_file():
+            raise FileNotFoundError(f"{fn.logical_id}: handler module {path} does not exist")
+        for layer in self.layer_dirs:
+            if layer not in sys.path:
+                sys.path.insert(0, layer)
+        spec = importlib.util.spec_from_file_location(f"loupe_fn_{fn.logical_id}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        fn.module = module
+        return module
+
+    def invoke(self, name_or_arn: str, event: Any) -> Any:
+        """Run the handler; returns its result, raises FunctionError with Lambda's error payload."""
+        fn = self.find(name_or_arn)
+        if fn is None:
+            raise FunctionError(
+                {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name_or_arn}"}
+            )
+        with self._env_lock:
+            env = self._environment(fn)
+            saved = {key: os.environ.get(key) for key in env}
+            os.environ.update(env)
+            fn.invocations += 1
+            started = time.monotonic()
+            try:
+                module = self._load(fn)
+                handler = getattr(module, fn.handler.rpartition(".")[2])
+                result = handler(json.loads(json.dumps(event)), LambdaContext(fn))
+                return json.loads(json.dumps(result, default=str)) if result is not None else None
+            except Exception as exc:
+                fn.errors += 1
+                fn.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s failed: %s", fn.logical_id, fn.last_error)
+                raise FunctionError(
+                    {
+                        "errorType": type(exc).__name__,
+                        "errorMessage": str(exc),
+                        "stackTrace": traceback.format_exception(exc)[-6:],
+                    }
+                ) from exc
+            finally:
+                log.debug("%s took %.3fs", fn.logical_id, time.monotonic() - started)
+                for key, value in saved.items():  # never clear: other threads read the environment
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value

@@ -1,0 +1,360 @@
+"""The embedded local AWS: moto's server, template.yaml provisioned into it, real handlers, events, stand-ins."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from loupe_local import moto_patches
+from loupe_local import state as state_mod
+from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
+from loupe_local.provisioner import Provisioned, Provisioner
+from loupe_local.router import Router
+from loupe_local.standins import AwsRequest, StandIn, load_all
+from loupe_local.template import ACCOUNT_ID, load_sam_app
+
+log = logging.getLogger("loupe.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free, else any free port."""
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                log.info("port %s is in use, taking another", candidate)
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+class _Gateway:
+    """WSGI middleware: stand-ins first, then moto; stand-ins also observe what moto answered."""
+
+    def __init__(self, app: Any, standins: list[StandIn]) -> None:
+        self.app = app
+        self.standins = standins
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            body = environ["wsgi.input"].read(int(length))
+        elif environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body = environ["wsgi.input"].read()
+            environ["CONTENT_LENGTH"] = str(len(body))
+        else:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = AwsRequest.from_environ(environ, body)
+        for standin in self.standins:
+            try:
+                claimed = standin.handles(request)
+            except Exception:
+                log.exception("stand-in %s failed to inspect a request", standin.name)
+                claimed = False
+            if claimed:
+                try:
+                    status, headers, data = standin.handle(request).encode()
+                except Exception as exc:
+                    log.exception("stand-in %s failed", standin.name)
+                    from loupe_local.standins import error
+
+                    status, headers, data = error("InternalFailure", f"{standin.name}: {exc}", 500).encode()
+                start_response(f"{status} X", list(headers.items()))
+                return [data]
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+            captured["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, capture)
+        data = b"".join(result)
+        for standin in self.standins:
+            try:
+                standin.after(request, captured.get("status", 0), data)
+            except Exception:
+                log.exception(
+                    "stand-in %s failed to observe %s", standin.name, request.target or request.path
+                )
+        return [data]
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        root: Path = REPO_ROOT,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        parameters: dict[str, str] | None = None,
+        stack_name: str = "loupe",
+        region: str = "us-east-1",
+        mqtt: bool = True,
+        standins: list[StandIn] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
+        self.preferred_port = port
+        self.parameters = dict(parameters or {})
+        self.stack_name = stack_name
+        self.region = region
+        self.want_mqtt = mqtt
+        self.standins = standins if standins is not None else load_all()
+        self.endpoint = ""
+        self.port = 0
+        self.resources: dict[str, Provisioned] = {}
+        self.mqtt: dict[str, Any] = {}
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._broker: Any = None
+        self.invoker: Invoker | None = None
+        self.router: Router | None = None
+        self._session: boto3.Session | None = None
+        self._provisioner: Provisioner | None = None
+        self._event_pool = threading.BoundedSemaphore(8)
+
+    # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
+    def client(self, service: str) -> Any:
+        assert self._session is not None, "start() first"
+        return self._session.client(
+            service,
+            endpoint_url=self.endpoint,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+        )
+
+    def physical(self, logical_id: str) -> str:
+        return self.resources[logical_id].ref
+
+    def arn(self, logical_id: str) -> str:
+        res = self.resources[logical_id]
+        return res.attrs.get("Arn") or res.ref
+
+    def emit_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
+    ) -> None:
+        """Put an event on the default bus, as an AWS service would; moto matches it, the router delivers it."""
+        out = self.client("events").put_events(
+            Entries=[
+                {
+                    "Source": source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail, default=str),
+                    "Resources": resources or [],
+                }
+            ]
+        )
+        if out.get("FailedEntryCount"):
+            raise RuntimeError(f"put_events failed: {out}")
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        assert self.invoker is not None
+        return self.invoker.invoke(self.physical(logical_id), event)
+
+    @property
+    def parameter_values(self) -> dict[str, Any]:
+        return self._provisioner.resolver.parameters if self._provisioner else {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalRuntime:
+        moto_patches.apply()
+        self.port = free_port(self.preferred_port)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = {
+            "MOTO_PORT": str(self.port),  # the ASL engine's service calls go to this server
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+            "POWERTOOLS_METRICS_NAMESPACE": "Loupe",
+        }
+        os.environ.update(env)
+        self._session = boto3.Session(
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            region_name=self.region,  # noqa: S106
+        )
+        self._start_server()
+        t0 = time.monotonic()
+        app = load_sam_app(self.root / "template.yaml", None)
+        self._provisioner = Provisioner(
+            app, _EndpointSession(self), self.stack_name, self.region, self.parameters
+        )
+        self.resources = self._provisioner.provision()
+        self.invoker = Invoker(env, app.layer_dirs)
+        for logical_id, code in app.functions.items():
+            res = self.resources[logical_id]
+            props = res.properties
+            self.invoker.register(
+                RegisteredFunction(
+                    logical_id=logical_id,
+                    name=res.ref,
+                    arn=res.attrs["Arn"],
+                    code_dir=code.code_dir,
+                    handler=code.handler,
+                    environment={
+                        k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()
+                    },
+                    timeout=int(props.get("Timeout", 3)),
+                    memory=int(props.get("MemorySize", 128)),
+                )
+            )
+        moto_patches.set_lambda_handler(self._lambda_call)
+        self.router = Router(self.invoker, self.client, self.region, ACCOUNT_ID)
+        moto_patches.set_event_target_handler(self.router.deliver)
+        for res in self.resources.values():
+            if res.type == "AWS::Events::Rule" and res.properties.get("ScheduleExpression"):
+                targets = self.client("events").list_targets_by_rule(Rule=res.ref)["Targets"]
+                self.router.add_schedule(res.ref, res.properties["ScheduleExpression"], targets)
+            if res.type == "AWS::IoT::TopicRule":
+                rule = self.client("iot").get_topic_rule(ruleName=res.ref)["rule"]
+                self.router.add_topic_rule(res.ref, {**rule, "errorAction": rule.get("errorAction")})
+        if self.want_mqtt:
+            self._start_mqtt()
+        for standin in self.standins:
+            standin.attach(self)
+        log.info(
+            "local AWS ready at %s (%d resources in %.1fs)",
+            self.endpoint,
+            len(self.resources),
+            time.monotonic() - t0,
+        )
+        self.write_state()
+        return self
+
+    def _start_server(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = _Gateway(DomainDispatcherApplication(create_backend_app), self.standins)
+        self._server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+
+    def _start_mqtt(self) -> None:
+        try:
+            from loupe_local.mqtt_broker import Broker
+        except ImportError:
+            log.warning("no local MQTT broker module; IoT topic rules are not evaluated")
+            return
+        self._broker = Broker(state_dir=self.state_dir)
+        host, port = self._broker.start()
+        self.mqtt = {"host": host, "port": port, "kind": getattr(self._broker, "kind", "")}
+        assert self.router is not None
+        self.router.connect_mqtt(host, port)
+
+    def _lambda_call(self, function_name: str, event: Any, asynchronous: bool) -> tuple[Any, bool]:
+        assert self.invoker is not None
+        if asynchronous:
+            threading.Thread(target=self._async_invoke, args=(function_name, event), daemon=True).start()
+            return "", False
+        try:
+            return self.invoker.invoke(function_name, event), False
+        except FunctionError as exc:
+            return exc.payload, True
+
+    def _async_invoke(self, function_name: str, event: Any) -> None:
+        assert self.invoker is not None
+        with self._event_pool:
+            try:
+                self.invoker.invoke(function_name, event)
+            except FunctionError as exc:
+                log.warning("async invoke of %s failed: %s", function_name, exc.payload.get("errorMessage"))
+
+    def status(self) -> dict[str, Any]:
+        functions = {}
+        if self.invoker:
+            functions = {
+                fn.logical_id: {
+                    "invocations": fn.invocations,
+                    "errors": fn.errors,
+                    "last_error": fn.last_error,
+                }
+                for fn in self.invoker.functions.values()
+            }
+        return {
+            "functions": functions,
+            "router": {
+                "delivered": len(self.router.delivered) if self.router else 0,
+                "failures": self.router.failures[-10:] if self.router else [],
+            },
+            "standins": {s.name: s.status() for s in self.standins},
+        }
+
+    def write_state(self, **extra: Any) -> Path:
+        data = {
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "stack_name": self.stack_name,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "root": str(self.root),
+            "resources": {lid: res.as_json() for lid, res in self.resources.items()},
+            "parameters": self.parameter_values,
+            "mqtt": self.mqtt,
+            **extra,
+        }
+        return (
+            state_mod.write(data, self.root)
+            if self.state_dir == state_mod.state_dir(self.root)
+            else _write_at(self.state_dir, data)
+        )
+
+    def stop(self) -> None:
+        for standin in reversed(self.standins):
+            try:
+                standin.stop()
+            except Exception:
+                log.exception("stopping stand-in %s", standin.name)
+        if self.router:
+            self.router.stop()
+        if self._broker:
+            self._broker.stop()
+        moto_patches.set_lambda_handler(None)
+        moto_patches.set_event_target_handler(None)
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self._server = None
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class _EndpointSession:
+    """What the provisioner needs of a boto3 session: clients bound to the local endpoint."""
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+
+    def client(self, service: str) -> Any:
+        return self.runtime.client(service)
+
+
+def _write_at(directory: Path, data: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "local.json"
+    tmp = directory / f".local.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,20 @@
+"""Stand-ins for the AWS services moto lacks. Add a stand-in by listing its "module:Class" here."""
+
+from __future__ import annotations
+
+import importlib
+
+from loupe_local.standins.base import AwsRequest, Response, StandIn, error
+
+STANDINS: list[str] = []
+
+
+def load_all() -> list[StandIn]:
+    found = []
+    for spec in STANDINS:
+        module_name, _, class_name = spec.partition(":")
+        found.append(getattr(importlib.import_module(module_name), class_name)())
+    return found
+
+
+__all__ = ["STANDINS", "AwsRequest", "Response", "StandIn", "error", "load_all"]

@@ -1,0 +1,49 @@
+"""``.loupe/local.json``: where the running local AWS is, and the physical names of the template's resources."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(".loupe")
+
+
+def state_dir(root: Path | None = None) -> Path:
+    return Path(os.environ.get("LOUPE_STATE_DIR") or (Path(root or Path.cwd()) / DEFAULT_DIR))
+
+
+def state_file(root: Path | None = None) -> Path:
+    return state_dir(root) / "local.json"
+
+
+def load(root: Path | None = None) -> dict[str, Any]:
+    path = state_file(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: start the local AWS with `loupe local up --detach`")
+    return json.loads(path.read_text())
+
+
+def write(data: dict[str, Any], root: Path | None = None) -> Path:
+    path = state_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def physical(state: dict[str, Any], logical_id: str) -> str:
+    return state["resources"][logical_id]["physical"]
+
+
+def client_env(state: dict[str, Any]) -> dict[str, str]:
+    """Environment variables that point any AWS SDK or the aws CLI at the local AWS."""
+    return {
+        "AWS_ENDPOINT_URL": state["endpoint"],
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        "AWS_DEFAULT_REGION": state["region"],
+        "AWS_REGION": state["region"],
+    }
