@@ -1,0 +1,44 @@
+"""Shared fixtures: the real dataset in place, and one embedded local AWS per test session.
+
+moto's backends are process-wide, so the whole session shares one local AWS; tests use their own object keys
+and identifiers instead of expecting an empty account.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METAL_TAGS = REPO_ROOT.parent / "shared" / "datasets" / "metal-tags"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def metal_tags_dir() -> Path:
+    if not (METAL_TAGS / "labels.csv").is_file():
+        pytest.fail(f"the metal-tags dataset is expected at {METAL_TAGS} (../shared beside the repository)")
+    return METAL_TAGS
+
+
+@pytest.fixture(scope="session")
+def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The embedded local AWS with template.yaml provisioned, real handlers, router and stand-ins."""
+    from loupe_local.runtime import LocalRuntime
+
+    saved = os.environ.copy()
+    runtime = LocalRuntime(state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+        os.environ.clear()
+        os.environ.update(saved)
