@@ -1,0 +1,320 @@
+"""The pipeline's steps as functions: SageMaker entry scripts, the local stand-in and the CLI call these.
+
+- ``prepare_job``: dataset version -> prepared dataset (+ warm-start weights folder)
+- ``train_job``: prepared dataset (+ weights) -> model dir: best.pt, model.onnx, model_int8.onnx (candidate),
+  train_summary.json
+- ``evaluate_job``: model dir + prepared dataset -> evaluation.json (model-quality metrics), gate.json,
+  evaluation.png, and the edge package (model.tar.gz: model.onnx, model_int8.onnx if kept, model_card.json)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loupe_training import evaluate as ev
+from loupe_training import export as ex
+from loupe_training.prepare import Prepared, download_s3_prefix, load_prepared, prepare
+from loupe_training.train import HyperParams, TrainingError, find_weights, train
+
+Log = Callable[[str], None]
+WEIGHTS_MARKER = "NO_WEIGHTS"
+
+
+def code_version() -> str:
+    """The code's version: $LOUPE_CODE_VERSION, a CODE_VERSION file shipped with the code, or git."""
+    if os.environ.get("LOUPE_CODE_VERSION"):
+        return os.environ["LOUPE_CODE_VERSION"]
+    shipped = Path(__file__).resolve().parent.parent / "CODE_VERSION"
+    if shipped.is_file():
+        return shipped.read_text().strip()
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return "git-" + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+# --- prepare ------------------------------------------------------------------------------------------------
+
+
+def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> Path | None:
+    """Put warm-start weights (an S3 object/prefix holding a .pt or a model.tar.gz with one) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if not source or source.lower() == "none":
+        (dest / WEIGHTS_MARKER).write_text("train from the model yaml\n")
+        return None
+    with tempfile.TemporaryDirectory(prefix="loupe-weights-") as tmp:
+        got = Path(tmp)
+        if source.startswith("s3://"):
+            if source.endswith((".pt", ".tar.gz")):
+                bucket, _, key = source[5:].partition("/")
+                if s3 is None:
+                    import boto3
+
+                    s3 = boto3.client("s3")
+                s3.download_file(bucket, key, str(got / Path(key).name))
+            else:
+                download_s3_prefix(source, got, s3=s3)
+        else:
+            src = Path(source)
+            if src.is_dir():
+                shutil.copytree(src, got, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(src, got / src.name)
+        for archive in list(got.rglob("*.tar.gz")):
+            with tarfile.open(archive) as tar:
+                tar.extractall(archive.parent / "extracted", filter="data")
+        weights = find_weights(got)
+        if weights is None:
+            raise TrainingError(f"no .pt weights found in {source}")
+        shutil.copyfile(weights, dest / "weights.pt")
+    log(f"warm-start weights from {source}")
+    return dest / "weights.pt"
+
+
+def prepare_job(
+    source: str | Path,
+    out_dir: Path,
+    weights_out: Path | None = None,
+    warm_start: str = "",
+    s3: Any = None,
+    log: Log = print,
+) -> Prepared:
+    prepared = prepare(source, out_dir, s3=s3)
+    counts = prepared.manifest["counts"]
+    log(
+        f"prepared dataset v{prepared.manifest.get('version')} "
+        f"digest {prepared.manifest.get('digest', '')[:12]}: "
+        f"train/val/test {counts.get('train')}/{counts.get('val')}/{counts.get('test')} images"
+    )
+    if weights_out is not None:
+        fetch_weights(warm_start, weights_out, s3=s3, log=log)
+    return prepared
+
+
+# --- train --------------------------------------------------------------------------------------------------
+
+
+def train_job(
+    prepared_dir: Path,
+    model_dir: Path,
+    hps: HyperParams,
+    weights: Path | None = None,
+    work_dir: Path | None = None,
+    log: Log = print,
+    progress_file: Path | None = None,
+) -> dict[str, Any]:
+    prepared = load_prepared(prepared_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    work = work_dir or Path(tempfile.mkdtemp(prefix="loupe-train-"))
+    result = train(prepared.root, work, hps, weights=weights, log=log, progress_file=progress_file)
+    shutil.copyfile(result.weights, model_dir / "best.pt")
+    fp32 = ex.export_onnx(result.weights, model_dir / "model.onnx", hps.imgsz)
+    size_mb = fp32.stat().st_size / 1e6
+    log(f"exported {fp32.name} ({size_mb:.1f} MB, opset {ex.OPSET}, {hps.imgsz}x{hps.imgsz})")
+    calib = ex.calibration_set(prepared.split_images("train"))
+    int8 = ex.quantize_int8(fp32, model_dir / "model_int8.onnx", calib, hps.imgsz)
+    size_mb = int8.stat().st_size / 1e6
+    log(f"quantized {int8.name} ({size_mb:.1f} MB, calibrated on {len(calib)} training images)")
+    summary = {
+        "hyperparameters": hps.as_dict(),
+        "warm_start": bool(find_weights(weights)) if weights else False,
+        "imgsz": hps.imgsz,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.seconds, 1),
+        "val_metrics": result.val_metrics,
+        "history": result.history,
+        "dataset": {"version": prepared.manifest.get("version"), "digest": prepared.manifest.get("digest")},
+        "calibration_images": len(calib),
+        "code_version": code_version(),
+    }
+    ev.write_json(model_dir / "train_summary.json", summary)
+    if progress_file:
+        Path(progress_file).write_text(
+            json.dumps({"status": "trained", **{k: summary[k] for k in ("epochs_run", "train_seconds", "history")}})
+        )
+    return summary
+
+
+# --- evaluate -----------------------------------------------------------------------------------------------
+
+
+def unpack_model_dir(path: Path, dest: Path) -> Path:
+    """A training output as a folder: ``path`` itself, or the model.tar.gz found in it, extracted."""
+    if path.is_dir() and (path / "model.onnx").is_file():
+        return path
+    archives = [path] if path.is_file() else sorted(path.rglob("*.tar.gz"))
+    if not archives:
+        raise FileNotFoundError(f"{path}: no model.onnx and no model.tar.gz")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(dest, filter="data")
+    if not (dest / "model.onnx").is_file():
+        raise FileNotFoundError(f"{archives[0]}: no model.onnx inside")
+    return dest
+
+
+def find_champion(sagemaker: Any, s3: Any, group: str, dest: Path, log: Log = print) -> dict[str, Any] | None:
+    """The latest Approved package of ``group`` with its model.onnx downloaded to ``dest``; None if none."""
+    try:
+        resp = sagemaker.list_model_packages(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="Approved",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=20,
+        )
+    except Exception as exc:  # noqa: BLE001 - a missing group means "no champion yet"
+        if "ResourceNotFound" in str(exc) or "does not exist" in str(exc):
+            return None
+        raise
+    summaries = [s for s in resp.get("ModelPackageSummaryList", []) if s.get("ModelApprovalStatus") == "Approved"]
+    if not summaries:
+        return None
+    summaries.sort(key=lambda s: s.get("CreationTime") or 0, reverse=True)
+    arn = summaries[0]["ModelPackageArn"]
+    desc = sagemaker.describe_model_package(ModelPackageName=arn)
+    url = desc["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, _, key = url[5:].partition("/")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / "champion.tar.gz"
+    s3.download_file(bucket, key, str(archive))
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest / "model", filter="data")
+    log(f"champion: {arn} ({url})")
+    return {"arn": arn, "model": dest / "model" / "model.onnx", "model_data_url": url}
+
+
+def evaluate_job(
+    model_path: Path,
+    prepared_dir: Path,
+    eval_out: Path,
+    package_out: Path,
+    champion_model: Path | None = None,
+    champion_arn: str = "",
+    training_artifact_uri: str = "",
+    log: Log = print,
+) -> dict[str, Any]:
+    prepared = load_prepared(prepared_dir)
+    eval_out.mkdir(parents=True, exist_ok=True)
+    package_out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="loupe-evaljob-") as tmp:
+        work = Path(tmp)
+        model_dir = unpack_model_dir(model_path, work / "model")
+        summary_path = model_dir / "train_summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        fp32 = model_dir / "model.onnx"
+        result = ev.score(fp32, prepared, "test", work / "fp32")
+        result["latency_ms"] = ev.onnx_latency_ms(fp32)
+        log(
+            f"test split ({result['images']} images): mAP50={result['map50']:.4f} "
+            f"mAP50-95={result['map50_95']:.4f} P={result['precision']:.4f} R={result['recall']:.4f} "
+            f"latency={result['latency_ms']['median']:.1f}ms"
+        )
+        int8_info: dict[str, Any] = {"kept": False, "reason": "no INT8 candidate"}
+        int8_path = model_dir / "model_int8.onnx"
+        if int8_path.is_file():
+            int8_result = ev.score(int8_path, prepared, "test", work / "int8")
+            int8_lat = ev.onnx_latency_ms(int8_path)
+            kept = ex.keep_int8(result["map50"], int8_result["map50"])
+            int8_info = {
+                "kept": kept,
+                "map50": int8_result["map50"],
+                "map50_95": int8_result["map50_95"],
+                "latency_ms": int8_lat,
+                "bytes": int8_path.stat().st_size,
+                "reason": (
+                    f"test mAP50 {int8_result['map50']:.4f} vs FP32 {result['map50']:.4f} "
+                    f"(allowed drop {ex.INT8_MAX_MAP50_DROP})"
+                ),
+            }
+            log(
+                f"INT8: mAP50={int8_result['map50']:.4f} latency={int8_lat['median']:.1f}ms -> "
+                f"{'kept' if kept else 'dropped'} ({int8_info['reason']})"
+            )
+        champion: dict[str, Any] = {"present": False, "map50": 0.0}
+        if champion_model is not None:
+            champ = ev.score(champion_model, prepared, "test", work / "champion")
+            champion = {"present": True, "arn": champion_arn, "map50": champ["map50"], "map50_95": champ["map50_95"]}
+            log(f"champion on the same test split: mAP50={champ['map50']:.4f}")
+        ev.plot_evaluation(
+            result, eval_out / "evaluation.png", f"dataset v{prepared.manifest.get('version')} test split"
+        )
+        metrics = ev.model_quality_metrics(result, result["latency_ms"])
+        ev.write_json(eval_out / "evaluation.json", metrics)
+        ev.write_json(eval_out / "details.json", {"fp32": result, "int8": int8_info, "champion": champion})
+        # package: model.onnx, model_int8.onnx (if kept), model_card.json
+        pkg_dir = work / "package"
+        pkg_dir.mkdir()
+        shutil.copyfile(fp32, pkg_dir / "model.onnx")
+        artifacts = {"model.onnx": pkg_dir / "model.onnx"}
+        if int8_info["kept"]:
+            shutil.copyfile(int8_path, pkg_dir / "model_int8.onnx")
+            artifacts["model_int8.onnx"] = pkg_dir / "model_int8.onnx"
+        card_metrics = {
+            k: result[k]
+            for k in ("split", "images", "map50", "map50_95", "precision", "recall", "per_class", "latency_ms")
+        }
+        card = ex.model_card(
+            manifest=prepared.manifest,
+            hyperparameters=summary.get("hyperparameters", {}),
+            metrics=card_metrics,
+            imgsz=ev.onnx_input_size(fp32),
+            artifacts=artifacts,
+            code_version=summary.get("code_version") or code_version(),
+            int8=int8_info,
+            extra={
+                "training": {k: summary.get(k) for k in ("epochs_run", "train_seconds", "warm_start")},
+                "weights_uri": training_artifact_uri,
+            },
+        )
+        card_path = ex.write_card(pkg_dir / "model_card.json", card)
+        files = [*artifacts.values(), card_path]
+        package = ex.write_package(package_out, files)
+        shutil.copyfile(card_path, eval_out / "model_card.json")
+    gate = {
+        "map50": result["map50"],
+        "map50_95": result["map50_95"],
+        "champion_map50": champion["map50"],
+        "has_champion": champion["present"],
+        "champion_arn": champion.get("arn", ""),
+        "dataset_version": str(prepared.manifest.get("version")),
+        "dataset_digest": prepared.manifest.get("digest", ""),
+        "model_sha256": card["artifacts"]["model.onnx"]["sha256"],
+        "model_int8_sha256": card["artifacts"].get("model_int8.onnx", {}).get("sha256", ""),
+        "model_card_sha256": ex.sha256_file(eval_out / "model_card.json"),
+        "package_sha256": ex.sha256_file(package),
+        "int8_kept": str(int8_info["kept"]).lower(),
+        "code_version": card["code_version"],
+        "weights_uri": training_artifact_uri,
+    }
+    ev.write_json(eval_out / "gate.json", gate)
+    return {"result": result, "int8": int8_info, "champion": champion, "gate": gate, "card": card, "package": package}
+
+
+def gate_decision(gate: dict[str, Any], threshold: float) -> tuple[bool, str]:
+    """The pipeline's condition as a function (the local stand-in and tests; the cloud uses the JSON)."""
+    map50 = float(gate["map50"])
+    if map50 < threshold:
+        return False, f"test mAP50 {map50:.4f} is below the threshold {threshold:.4f}"
+    if gate.get("has_champion") and map50 < float(gate["champion_map50"]):
+        return False, (
+            f"test mAP50 {map50:.4f} is below the champion's {float(gate['champion_map50']):.4f} on the same test split"
+        )
+    return True, f"test mAP50 {map50:.4f} passes (threshold {threshold:.4f})"

@@ -1,0 +1,232 @@
+"""train: YOLOv8 on a prepared dataset, offline, with per-epoch progress lines and a divergence check."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from loupe_training.offline import prepare_offline, quiet_settings
+from loupe_training.prepare import load_prepared, runtime_yaml
+
+
+class TrainingError(RuntimeError):
+    """Training could not produce a usable model (the reason is in the message)."""
+
+
+@dataclass
+class HyperParams:
+    model: str = "yolov8n.yaml"
+    imgsz: int = 320
+    epochs: int = 60
+    batch: int = 16
+    patience: int = 25
+    lr0: float = 0.01
+    seed: int = 0
+    workers: int = 0
+    threads: int = 0  # 0: all cores but one (torch default otherwise)
+    allow_download: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> HyperParams:
+        """From SageMaker's SM_HPS / CLI values (strings are converted; unknown keys are an error)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        kwargs: dict[str, Any] = {}
+        defaults = cls()
+        for key, raw in values.items():
+            kind = type(getattr(defaults, key))
+            try:
+                if kind is bool:
+                    truthy = str(raw).strip().lower() in ("1", "true", "yes")
+                    kwargs[key] = raw if isinstance(raw, bool) else truthy
+                else:
+                    kwargs[key] = kind(raw)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"hyperparameter {key}={raw!r} is not a {kind.__name__}") from exc
+        hps = cls(**kwargs)
+        if hps.epochs < 1 or hps.batch < 1 or hps.imgsz < 32 or hps.imgsz % 32:
+            raise ValueError(f"invalid hyperparameters: epochs/batch >= 1 and imgsz a multiple of 32 ({hps})")
+        return hps
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    epochs_run: int
+    seconds: float
+    val_metrics: dict[str, float]
+    history: list[dict[str, Any]]
+
+
+def check_finite_losses(losses: dict[str, float], epoch: int) -> None:
+    """Raise TrainingError when a loss is NaN/Inf (a diverging run)."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(float(v))}
+    if bad:
+        raise TrainingError(f"training diverged at epoch {epoch}: non-finite loss {bad}; lower lr0 or check the labels")
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v.item() if hasattr(v, "item") else v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class ProgressReporter:
+    """Ultralytics callbacks that log one line per epoch and keep a progress JSON file up to date."""
+
+    def __init__(self, log: Callable[[str], None], progress_file: Path | None, total_epochs: int) -> None:
+        self.log = log
+        self.progress_file = progress_file
+        self.total = total_epochs
+        self.history: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+
+    def _write(self, state: dict[str, Any]) -> None:
+        if self.progress_file is None:
+            return
+        tmp = self.progress_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.progress_file)
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.total = int(trainer.epochs)
+        self._write({"status": "training", "epoch": 0, "epochs": self.total, "history": []})
+        args = trainer.args
+        self.log(f"training started: {self.total} epochs, imgsz {args.imgsz}, batch {trainer.batch_size}")
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        items = trainer.label_loss_items(trainer.tloss, prefix="train") or {}
+        losses = {k: _float(v) for k, v in items.items()}
+        check_finite_losses(losses, trainer.epoch + 1)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if self.history and trainer.epoch + 1 <= self.history[-1]["epoch"]:
+            return  # the final validation of best.pt calls this hook again
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train") or {}
+        metrics = trainer.metrics or {}
+        row = {
+            "epoch": trainer.epoch + 1,
+            "epochs": self.total,
+            "box_loss": _float(losses.get("train/box_loss")),
+            "cls_loss": _float(losses.get("train/cls_loss")),
+            "dfl_loss": _float(losses.get("train/dfl_loss")),
+            "val_map50": _float(metrics.get("metrics/mAP50(B)", 0.0)),
+            "val_map50_95": _float(metrics.get("metrics/mAP50-95(B)", 0.0)),
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+        }
+        self.history.append(row)
+        self.log(
+            "epoch {epoch}/{epochs} box_loss={box_loss:.4f} cls_loss={cls_loss:.4f} dfl_loss={dfl_loss:.4f} "
+            "val_mAP50={val_map50:.4f} val_mAP50-95={val_map50_95:.4f} elapsed={elapsed_s:.0f}s".format(**row)
+        )
+        state = {"status": "training", "epoch": row["epoch"], "epochs": self.total, "history": self.history}
+        self._write(state)
+
+    def attach(self, model: Any) -> None:
+        model.add_callback("on_train_start", self.on_train_start)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+
+def find_weights(channel: str | Path | None) -> Path | None:
+    """The ``.pt`` file in a weights channel (folder) or the file itself; None when absent or empty."""
+    if not channel:
+        return None
+    path = Path(channel)
+    if path.is_file() and path.suffix == ".pt":
+        return path
+    if path.is_dir():
+        found = sorted(path.rglob("*.pt"))
+        return found[0] if found else None
+    return None
+
+
+def train(
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    hps: HyperParams,
+    weights: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress_file: str | Path | None = None,
+) -> TrainResult:
+    """Train and return the best checkpoint; raises TrainingError on divergence or an unusable result."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    prepare_offline(out / ".yolo-config")
+    if not hps.allow_download:
+        os.environ["YOLO_OFFLINE"] = "1"
+    import torch
+
+    threads = hps.threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    from ultralytics import YOLO
+
+    quiet_settings()
+    prepared = load_prepared(prepared_dir)
+    data_yaml = runtime_yaml(prepared, out / "work")
+    start = find_weights(weights)
+    if start is not None:
+        log(f"warm start from {start}")
+        model = YOLO(str(start))
+    else:
+        model_cfg = hps.model
+        if not model_cfg.endswith(".yaml") and not hps.allow_download:
+            raise TrainingError(
+                f"model {model_cfg!r} would be downloaded; give weights as an input channel / --weights, "
+                "use a model yaml (e.g. yolov8n.yaml), or set allow_download"
+            )
+        log(f"training from {model_cfg} (no starting weights)")
+        model = YOLO(model_cfg)
+    reporter = ProgressReporter(log, Path(progress_file) if progress_file else None, hps.epochs)
+    reporter.attach(model)
+    started = time.monotonic()
+    try:
+        model.train(
+            data=str(data_yaml),
+            epochs=hps.epochs,
+            imgsz=hps.imgsz,
+            batch=hps.batch,
+            patience=hps.patience,
+            lr0=hps.lr0,
+            seed=hps.seed,
+            deterministic=True,
+            workers=hps.workers,
+            device="cpu",
+            project=str(out),
+            name="run",
+            exist_ok=True,
+            plots=False,
+            amp=False,
+            verbose=False,
+            val=True,
+        )
+    except TrainingError:
+        raise
+    except RuntimeError as exc:
+        if "NaN" in str(exc) or "nan" in str(exc):
+            raise TrainingError(f"training diverged: {exc}") from exc
+        raise
+    seconds = time.monotonic() - started
+    best = out / "run" / "weights" / "best.pt"
+    if not best.is_file():
+        best = out / "run" / "weights" / "last.pt"
+    if not best.is_file():
+        raise TrainingError("training produced no checkpoint")
+    trainer = model.trainer
+    val_metrics = {k: _float(v) for k, v in (trainer.metrics or {}).items()}
+    if reporter.history:
+        check_finite_losses({"box_loss": reporter.history[-1]["box_loss"]}, reporter.history[-1]["epoch"])
+    log(f"training done in {seconds:.0f}s, best checkpoint {best}")
+    return TrainResult(best, len(reporter.history), seconds, val_metrics, reporter.history)
