@@ -1,0 +1,129 @@
+"""A local MQTT broker on 127.0.0.1 standing in for AWS IoT Core's message broker.
+
+Uses ``mosquitto`` when it is on PATH (Debian package ``mosquitto``), otherwise ``amqtt`` (pure Python) in a
+subprocess.  Either way the broker is a child process on a free loopback port, so it can be stopped and started
+again on the same port (tests use that to simulate an outage).
+
+    with LocalBroker() as (host, port):
+        ...
+
+``LOUPE_MQTT_BROKER=mosquitto|amqtt`` forces one implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_AMQTT_MAIN = """
+import asyncio, sys
+from amqtt.broker import Broker
+
+async def main(port):
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+    broker = Broker(config)
+    await broker.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _accepting(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+class LocalBroker:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", implementation: str | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        choice = implementation or os.environ.get("LOUPE_MQTT_BROKER") or "auto"
+        if choice == "auto":
+            choice = "mosquitto" if shutil.which("mosquitto") else "amqtt"
+        if choice not in ("mosquitto", "amqtt"):
+            raise BrokerError(f"unknown broker implementation {choice!r} (mosquitto | amqtt)")
+        self.implementation = choice
+        self._proc: subprocess.Popen | None = None
+        self._dir = Path(tempfile.mkdtemp(prefix="loupe-mqtt-"))
+        self._log = self._dir / "broker.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 15.0) -> tuple[str, int]:
+        if self.running:
+            return self.host, self.port
+        if self.implementation == "mosquitto":
+            conf = self._dir / "mosquitto.conf"
+            conf.write_text(
+                f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+                "max_queued_messages 100000\nlog_dest stdout\n"
+            )
+            cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
+        else:
+            cmd = [sys.executable, "-c", _AMQTT_MAIN, str(self.port)]
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(
+                    f"{self.implementation} exited with {self._proc.returncode}: {self._log.read_text()[-2000:]}"
+                )
+            if _accepting(self.host, self.port):
+                return self.host, self.port
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"{self.implementation} did not listen on {self.host}:{self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while _accepting(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> tuple[str, int]:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+MqttBroker = LocalBroker
