@@ -11,6 +11,7 @@ them fails loudly instead of silently changing the local loop.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -85,18 +86,23 @@ def apply() -> None:
     original_send = Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
-        original_send(self, original_event, transform_input)
+        if self.scheduled_expression and not self.event_pattern._pattern:
+            return  # a schedule rule has no event pattern and matches no event (moto treats it as match-all)
+        ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
+        others = [t for t in self.targets if t not in ours]
+        if others:  # moto raises NotImplementedError on target types it does not know: hand it only its own
+            proxy = copy.copy(self)
+            proxy.targets = others
+            original_send(proxy, original_event, transform_input)
         if _event_target_handler is None or not self.event_pattern.matches_event(original_event):
             return
-        for target in self.targets:
-            service = parse_arn(target["Arn"]).service
-            if service in ("lambda", "states"):
-                threading.Thread(
-                    target=_event_target_handler,
-                    args=(dict(target), dict(original_event)),
-                    name=f"event-{self.name}",
-                    daemon=True,
-                ).start()
+        for target in ours:
+            threading.Thread(
+                target=_event_target_handler,
+                args=(dict(target), dict(original_event)),
+                name=f"event-{self.name}",
+                daemon=True,
+            ).start()
 
     Rule.send_to_targets = send_to_targets
     _applied = True

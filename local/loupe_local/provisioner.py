@@ -89,9 +89,7 @@ class Provisioner:
 
     def _ref(self, logical_id: str) -> Any:
         if logical_id not in self.done:
-            raise TemplateError(
-                f"Ref to {logical_id}, which the template does not declare (or is not created yet)"
-            )
+            raise TemplateError(f"Ref to {logical_id}, which the template does not declare (or is not created yet)")
         return self.done[logical_id].ref
 
     def _get_att(self, logical_id: str, attr: str) -> Any:
@@ -118,9 +116,7 @@ class Provisioner:
         for logical_id in creation_order(resources):
             res = resources[logical_id]
             if "Condition" in res and not self.resolver.condition(res["Condition"]):
-                self.done[logical_id] = Provisioned(
-                    logical_id, res["Type"], None, skipped="condition is false"
-                )
+                self.done[logical_id] = Provisioned(logical_id, res["Type"], None, skipped="condition is false")
                 continue
             rtype = res["Type"]
             if rtype in SKIPPED_TYPES:
@@ -151,15 +147,9 @@ class Provisioner:
 
         known = set(resources) | set(self.app.transformed.get("Parameters", {}))
         for logical_id, res in resources.items():
-            missing = {
-                r
-                for r in references(res.get("Properties", {}))
-                if r not in known and not r.startswith("AWS::")
-            }
+            missing = {r for r in references(res.get("Properties", {})) if r not in known and not r.startswith("AWS::")}
             if missing:
-                raise TemplateError(
-                    f"{logical_id} ({res['Type']}) refers to {sorted(missing)}, not in template.yaml"
-                )
+                raise TemplateError(f"{logical_id} ({res['Type']}) refers to {sorted(missing)}, not in template.yaml")
 
     # ------------------------------------------------------------------ creators
     def _bucket(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -182,11 +172,7 @@ class Provisioner:
             )
         if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-        if (
-            props.get("NotificationConfiguration", {})
-            .get("EventBridgeConfiguration", {})
-            .get("EventBridgeEnabled")
-        ):
+        if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
@@ -237,9 +223,7 @@ class Provisioner:
         sqs = self.client("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return Provisioned(
-            logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url}
-        )
+        return Provisioned(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
 
     def _role(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         name = props.get("RoleName") or self.physical_name(logical_id, 64, lower=False)
@@ -249,9 +233,7 @@ class Provisioner:
         )["Role"]
         for policy in props.get("Policies", []):
             document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
-            iam.put_role_policy(
-                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document)
-            )
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
         return Provisioned(logical_id, "AWS::IAM::Role", name, {"Arn": role["Arn"], "RoleId": role["RoleId"]})
 
     def _function(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -289,9 +271,7 @@ class Provisioner:
         logs.create_log_group(logGroupName=name)
         if props.get("RetentionInDays"):
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
-        return Provisioned(
-            logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")}
-        )
+        return Provisioned(logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
 
     def _state_machine(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         name = props.get("StateMachineName") or self.physical_name(logical_id, 80, lower=False)
@@ -316,11 +296,7 @@ class Provisioner:
         def walk(states: dict[str, Any]) -> None:
             for state_name, state in states.items():
                 target = (state.get("Parameters") or state.get("Arguments") or {}).get("FunctionName")
-                if (
-                    isinstance(target, str)
-                    and ":function:" in target
-                    and target.split(":$")[0] not in functions
-                ):
+                if isinstance(target, str) and ":function:" in target and target.split(":$")[0] not in functions:
                     raise TemplateError(
                         f"{logical_id}: state {state_name} invokes {target}, a function template.yaml does not declare"
                     )
@@ -393,9 +369,7 @@ class Provisioner:
         }
         if "OfflineStoreConfig" in props:
             kwargs["OfflineStoreConfig"] = props["OfflineStoreConfig"]
-        arn = self.client("sagemaker").create_feature_group(FeatureGroupName=name, **kwargs)[
-            "FeatureGroupArn"
-        ]
+        arn = self.client("sagemaker").create_feature_group(FeatureGroupName=name, **kwargs)["FeatureGroupArn"]
         return Provisioned(
             logical_id,
             "AWS::SageMaker::FeatureGroup",
@@ -427,9 +401,7 @@ class Provisioner:
         )
 
     def _topic_rule(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
-        name = props.get("RuleName") or re.sub(
-            r"[^A-Za-z0-9_]", "_", self.physical_name(logical_id, 128, lower=False)
-        )
+        name = props.get("RuleName") or re.sub(r"[^A-Za-z0-9_]", "_", self.physical_name(logical_id, 128, lower=False))
         payload = props["TopicRulePayload"]
         self.client("iot").create_topic_rule(
             ruleName=name,
@@ -469,9 +441,7 @@ class Provisioner:
         if "Threshold" in kwargs:
             kwargs["Threshold"] = float(kwargs["Threshold"])
         self.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
-        return Provisioned(
-            logical_id, "AWS::CloudWatch::Alarm", name, {"Arn": self.arn("cloudwatch", f"alarm:{name}")}
-        )
+        return Provisioned(logical_id, "AWS::CloudWatch::Alarm", name, {"Arn": self.arn("cloudwatch", f"alarm:{name}")})
 
     def _dashboard(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         name = props.get("DashboardName") or self.physical_name(logical_id, 255, lower=False)

@@ -88,14 +88,10 @@ class Router:
         for attempt in range(attempts):
             try:
                 if ":states:" in arn:
-                    self.client("stepfunctions").start_execution(
-                        stateMachineArn=arn, input=json.dumps(payload)
-                    )
+                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
                 else:
                     self.invoker.invoke(arn, payload)
-                self.delivered.append(
-                    {"target": arn, "detail-type": event.get("detail-type"), "at": time.time()}
-                )
+                self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
                 return
             except FunctionError as exc:
                 last_error = json.dumps(exc.payload)[:2000]
@@ -159,9 +155,7 @@ class Router:
     def connect_mqtt(self, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
 
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-iot-rules-{uuid.uuid4().hex[:6]}"
-        )
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-iot-rules-{uuid.uuid4().hex[:6]}")
 
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
             for rule in self.topic_rules.values():
@@ -185,9 +179,7 @@ class Router:
             except json.JSONDecodeError:
                 message = {"payload": payload.decode("utf-8", "replace")}
             if isinstance(message, dict):
-                message.setdefault(
-                    "topic", topic
-                )  # like SELECT *, topic() AS topic, for handlers that want it
+                message.setdefault("topic", topic)  # like SELECT *, topic() AS topic, for handlers that want it
             for action in rule.get("actions", []):
                 fn = (action.get("lambda") or {}).get("functionArn")
                 if not fn:
@@ -205,9 +197,7 @@ class Router:
         if queue_url:
             self.client("sqs").send_message(
                 QueueUrl=queue_url,
-                MessageBody=json.dumps(
-                    {"ruleName": name, "topic": topic, "payload": message, "error": reason}
-                ),
+                MessageBody=json.dumps({"ruleName": name, "topic": topic, "payload": message, "error": reason}),
             )
 
     def stop(self) -> None:

@@ -88,9 +88,7 @@ class _Gateway:
             try:
                 standin.after(request, captured.get("status", 0), data)
             except Exception:
-                log.exception(
-                    "stand-in %s failed to observe %s", standin.name, request.target or request.path
-                )
+                log.exception("stand-in %s failed to observe %s", standin.name, request.target or request.path)
         return [data]
 
 
@@ -192,9 +190,7 @@ class LocalRuntime:
         self._start_server()
         t0 = time.monotonic()
         app = load_sam_app(self.root / "template.yaml", None)
-        self._provisioner = Provisioner(
-            app, _EndpointSession(self), self.stack_name, self.region, self.parameters
-        )
+        self._provisioner = Provisioner(app, _EndpointSession(self), self.stack_name, self.region, self.parameters)
         self.resources = self._provisioner.provision()
         self.invoker = Invoker(env, app.layer_dirs)
         for logical_id, code in app.functions.items():
@@ -207,9 +203,7 @@ class LocalRuntime:
                     arn=res.attrs["Arn"],
                     code_dir=code.code_dir,
                     handler=code.handler,
-                    environment={
-                        k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()
-                    },
+                    environment={k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()},
                     timeout=int(props.get("Timeout", 3)),
                     memory=int(props.get("MemorySize", 128)),
                 )

@@ -114,9 +114,7 @@ def load_sam_app(template_path: Path, parameters: dict[str, str] | None = None) 
     values.update(parameters or {})
     try:
         translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=values["AWS::Region"]))
-        transformed = translator.translate(
-            pre, parameter_values=values, get_managed_policy_map=_ManagedPolicies().load
-        )
+        transformed = translator.translate(pre, parameter_values=values, get_managed_policy_map=_ManagedPolicies().load)
     except InvalidDocumentException as exc:
         causes = "; ".join(str(c) for c in getattr(exc, "causes", [])) or str(exc)
         raise TemplateError(f"SAM transform failed: {causes}") from exc
