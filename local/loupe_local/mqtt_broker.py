@@ -4,7 +4,7 @@ Uses ``mosquitto`` when it is on PATH (Debian package ``mosquitto``), otherwise 
 subprocess.  Either way the broker is a child process on a free loopback port, so it can be stopped and started
 again on the same port (tests use that to simulate an outage).
 
-    with LocalBroker() as (host, port):
+    with Broker() as (host, port):
         ...
 
 ``LOUPE_MQTT_BROKER=mosquitto|amqtt`` forces one implementation.
@@ -57,8 +57,16 @@ class BrokerError(RuntimeError):
     pass
 
 
-class LocalBroker:
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", implementation: str | None = None) -> None:
+class Broker:
+    """``start() -> (host, port)``, ``stop()`` (restartable on the same port), ``close()``, context manager."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        implementation: str | None = None,
+        state_dir: str | Path | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         choice = implementation or os.environ.get("LOUPE_MQTT_BROKER") or "auto"
@@ -66,9 +74,15 @@ class LocalBroker:
             choice = "mosquitto" if shutil.which("mosquitto") else "amqtt"
         if choice not in ("mosquitto", "amqtt"):
             raise BrokerError(f"unknown broker implementation {choice!r} (mosquitto | amqtt)")
-        self.implementation = choice
+        self.implementation = self.kind = choice
         self._proc: subprocess.Popen | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="loupe-mqtt-"))
+        if state_dir is not None:
+            self._dir = Path(state_dir) / "mqtt"
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._own_dir = False
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="loupe-mqtt-"))
+            self._own_dir = True
         self._log = self._dir / "broker.log"
 
     @property
@@ -117,7 +131,8 @@ class LocalBroker:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> tuple[str, int]:
         return self.start()
@@ -126,4 +141,4 @@ class LocalBroker:
         self.close()
 
 
-MqttBroker = LocalBroker
+LocalBroker = MqttBroker = Broker

@@ -38,17 +38,17 @@ class ModelSource:
     folder: Path | None = None
     pointer: Path | None = None
 
-    def resolve(self) -> tuple[Path, str | None]:
+    def resolve(self) -> tuple[Path, str | None, dict[str, str]]:
         if self.folder is not None:
-            return self.folder, None
+            return self.folder, None, {}
         if self.pointer is None:
             raise ModelError("no model configured (set model.dir or model.pointerFile)")
         return read_pointer(self.pointer)
 
     def fingerprint(self) -> tuple:
         """Cheap identity of what the source currently names (stat calls only)."""
-        folder, version = self.resolve()
-        parts: list = [str(folder), version]
+        folder, version, digests = self.resolve()
+        parts: list = [str(folder), version, tuple(sorted(digests.items()))]
         try:
             real = resolve_model_dir(folder)
         except ModelError:
@@ -104,8 +104,8 @@ class ModelManager:
             if not force and fp == self._failed:
                 return False  # already reported; wait for the source to change
             try:
-                folder, version = self.source.resolve()
-                model = self.loader(folder, self.settings, expected_version=version)
+                folder, version, digests = self.source.resolve()
+                model = self.loader(folder, self.settings, expected_version=version, expected_digests=digests)
             except ModelError as exc:
                 return self._fail(str(exc), fp)
             except Exception as exc:  # anything else a broken model can raise
@@ -116,9 +116,7 @@ class ModelManager:
             self._failed = None
             self.last_error = None
             self.swaps += 1
-            log.info(
-                "serving model %s%s", model.version, f" (was {old.version})" if old is not None else ""
-            )
+            log.info("serving model %s%s", model.version, f" (was {old.version})" if old is not None else "")
             self._save_last_good(model)
             if self.on_swap:
                 self.on_swap(old, model)

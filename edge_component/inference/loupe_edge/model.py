@@ -65,11 +65,12 @@ def resolve_model_dir(path: Path) -> Path:
     raise ModelError(f"no {CARD_FILE} in {path} (or a sub-folder of it)")
 
 
-def read_pointer(pointer: Path) -> tuple[Path, str | None]:
-    """Follow the pointer file the model component writes: returns (model folder, version)."""
+def read_pointer(pointer: Path) -> tuple[Path, str | None, dict[str, str]]:
+    """Follow the pointer file the model component writes: returns (model folder, version, registered digests)."""
     try:
         doc = json.loads(pointer.read_text())
-        return Path(doc["dir"]), (str(doc["version"]) if doc.get("version") is not None else None)
+        digests = {str(k): str(v) for k, v in (doc.get("sha256") or {}).items() if v}
+        return Path(doc["dir"]), (str(doc["version"]) if doc.get("version") else None), digests
     except FileNotFoundError as exc:
         raise ModelError(f"model pointer {pointer} does not exist (is com.loupe.model deployed?)") from exc
     except (ValueError, KeyError, TypeError) as exc:
@@ -168,8 +169,17 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def load_model(folder: Path, settings: ModelSettings, expected_version: str | None = None) -> LoadedModel:
-    """Build a verified, smoke-tested model from a model folder. Raises ModelError with a clear reason."""
+def load_model(
+    folder: Path,
+    settings: ModelSettings,
+    expected_version: str | None = None,
+    expected_digests: dict[str, str] | None = None,
+) -> LoadedModel:
+    """Build a verified, smoke-tested model from a model folder. Raises ModelError with a clear reason.
+
+    ``expected_digests`` are the SHA-256s registered with the deployment (from the model component's
+    configuration); when given they must agree with the model card, so a swapped archive is caught too.
+    """
     import onnxruntime as ort
 
     t0 = time.perf_counter()
@@ -186,6 +196,12 @@ def load_model(folder: Path, settings: ModelSettings, expected_version: str | No
         raise ModelError(f"model file {path} is missing")
     if settings.verify_digest:
         want = card.sha256.get(path.name)
+        registered = (expected_digests or {}).get(path.name)
+        if registered and want and registered.lower() != want.lower():
+            raise ModelError(
+                f"{path.name}: deployment registered sha256 {registered[:12]}…, model card says {want[:12]}…"
+            )
+        want = want or registered
         if not want:
             raise ModelError(f"model card of {card.version} has no sha256 for {path.name}")
         got = sha256_file(path)

@@ -11,6 +11,7 @@ notifications and configuration and carry the component's state back to the runt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -134,10 +135,8 @@ class IpcTransport:
         return True
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a dead connection
             self._client.close()
-        except Exception:  # noqa: S110 - closing a dead connection
-            pass
 
 
 class Uploader(Protocol):
@@ -202,7 +201,9 @@ class IpcControl:
             log.warning("IPC stream error: %s", exc)
             return False  # keep the stream open
 
-        _, op = self._client.subscribe_to_component_updates(on_stream_event=on_component_event, on_stream_error=on_error)
+        _, op = self._client.subscribe_to_component_updates(
+            on_stream_event=on_component_event, on_stream_error=on_error
+        )
         self._ops.append(op)
         for component in (None, MODEL_COMPONENT):
             try:
@@ -236,10 +237,8 @@ class IpcControl:
 
     def close(self) -> None:
         for op in self._ops:
-            try:
+            with contextlib.suppress(Exception):  # best effort on shutdown
                 op.close()
-            except Exception:  # noqa: S110 - best effort on shutdown
-                pass
 
 
 class LocalControl:
