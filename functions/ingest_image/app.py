@@ -1,11 +1,78 @@
-"""Handler for ingest_image (declared by the foundation; its behaviour is built by the issue that owns it)."""
+"""S3 Object Created (EventBridge) on raw/ -> validate by content, record once in the ledger, quarantine bad input."""
 
-from aws_lambda_powertools import Logger
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from loupe import settings as settings_mod
+from loupe.ingest import ObjectRef, ingest_object
+from loupe.ledger import Ledger
 
 logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+SETTINGS = settings_mod.load()
+SETTINGS.require("raw_bucket", "ledger_table", "idempotency_table")
+persistence = DynamoDBPersistenceLayer(table_name=SETTINGS.idempotency_table)
+# One processing per object version: EventBridge redelivery, or an at-least-once duplicate, is answered from
+# the idempotency record. (S3's event id is not used: the object identity is what must be processed once.)
+idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600, raise_on_no_idempotency_key=True)
+
+s3 = boto3.client("s3")
+events = boto3.client("events")
+ledger = Ledger.from_name(SETTINGS.ledger_table)
+
+
+def announce(sha256: str, origin: dict[str, Any]) -> None:
+    out = events.put_events(
+        Entries=[
+            {
+                "Source": "loupe.ingest",
+                "DetailType": "Image Recorded",
+                "Detail": json.dumps({"sha256": sha256, "origin": origin}),
+            }
+        ]
+    )
+    if out.get("FailedEntryCount"):
+        raise RuntimeError(f"could not announce {sha256}: {out['Entries']}")
+
+
+@idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)
+def process(obj: dict[str, Any]) -> dict[str, Any]:
+    result = ingest_object(s3, ledger, ObjectRef(**obj), announce=announce)
+    metrics.add_metric(
+        name="ImagesRejected" if result.status == "rejected" else "ImagesRecorded",
+        unit=MetricUnit.Count,
+        value=1 if result.created else 0,
+    )
+    return result.as_dict()
 
 
 @logger.inject_lambda_context
-def lambda_handler(event, context):
-    logger.warning("handler not built yet", extra={"function": "ingest_image"})
-    raise RuntimeError("ingest_image is declared in template.yaml but its behaviour has not been built yet")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
+    detail = parsed.detail
+    obj = {
+        "bucket": detail.bucket.name,
+        "key": detail.object.key,
+        "version_id": detail.object.version_id,
+        "etag": detail.object.etag,
+    }
+    result = process(obj=obj)
+    logger.info("ingested", extra=result)
+    return result

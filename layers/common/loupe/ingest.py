@@ -1,0 +1,334 @@
+"""Ingest: decide whether bytes dropped under ``raw/`` are a usable image, and record the outcome in the ledger.
+
+Validation is by content, never by name: magic bytes first, then the header dimensions are checked against the
+pixel limit *before* any decoding (a decompression bomb is refused from its header), then a full decode. EXIF
+orientation, CMYK and 16-bit samples are normalised into an upright 8-bit rendition that labeling and training
+use; the ledger key stays the SHA-256 of the uploaded bytes, so the same upload is always the same entry.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from loupe.datasets import sha256_bytes
+from loupe.imaging import sniff_format
+
+MAX_BYTES = 25 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 32
+MAX_SIDE = 20_000
+
+QUARANTINE_PREFIX = "quarantine/"
+NORMALIZED_PREFIX = "normalized/"
+
+# Other formats people drop by mistake, for a clearer reason than "not an image".
+_OTHER_MAGIC = {
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "RIFF/WebP",
+    b"%PDF": "PDF",
+}
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image Loupe accepts; ``reason`` says why, in words fit for a tag."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = MAX_BYTES
+    max_pixels: int = MAX_PIXELS
+    min_side: int = MIN_SIDE
+    max_side: int = MAX_SIDE
+
+
+@dataclass
+class Inspected:
+    """An accepted image: its identity, displayed size and, when needed, the normalised rendition."""
+
+    sha256: str
+    format: str  # "jpg" | "png"
+    size: int
+    width: int  # after EXIF orientation
+    height: int
+    mode: str
+    orientation: int = 1
+    normalized: bytes | None = None  # upright 8-bit RGB/L bytes, when the upload is not usable as is
+    notes: list[str] = field(default_factory=list)
+
+
+def _describe_other(data: bytes) -> str:
+    for magic, name in _OTHER_MAGIC.items():
+        if data.startswith(magic):
+            return f"a {name} file, not a JPEG or PNG"
+    try:
+        data[:512].decode("utf-8")
+        return "text, not a JPEG or PNG"
+    except UnicodeDecodeError:
+        return "not a JPEG or PNG (unknown content)"
+
+
+def inspect_image(data: bytes, limits: Limits = Limits()) -> Inspected:
+    """Validate ``data``; raises :class:`ImageRejected` with the reason, never anything else."""
+    size = len(data)
+    if size == 0:
+        raise ImageRejected("empty object (0 bytes)", "empty")
+    if size > limits.max_bytes:
+        raise ImageRejected(f"object too large: {size} bytes > {limits.max_bytes}", "too-large")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageRejected(_describe_other(data), "not-an-image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data))  # reads the header only
+            width, height = header.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"decompression bomb refused from its header: {exc}", "bomb") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(
+            f"{fmt.upper()} header does not decode (truncated or corrupt): {_clean(exc)}", "corrupt"
+        ) from exc
+    if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+        raise ImageRejected(
+            f"decompression bomb refused from its header: {width}x{height} pixels "
+            f"(limit {limits.max_pixels} pixels, {limits.max_side} a side)",
+            "bomb",
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageRejected(f"image too small: {width}x{height} (minimum {limits.min_side} pixels a side)", "too-small")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()  # full decode: truncated or corrupt data fails here
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(f"{fmt.upper()} does not decode (truncated or corrupt): {_clean(exc)}", "corrupt") from exc
+    mode = image.mode
+    orientation = int(image.getexif().get(0x0112, 1) or 1)
+    notes: list[str] = []
+    needs_copy = False
+    if orientation not in (1, 0):
+        notes.append(f"EXIF orientation {orientation} applied")
+        needs_copy = True
+    if mode not in ("RGB", "L"):
+        notes.append(f"{mode} samples converted to 8-bit")
+        needs_copy = True
+    normalized = None
+    out_w, out_h = width, height
+    if needs_copy:
+        normalized, out_w, out_h = _normalize(image, fmt)
+    return Inspected(
+        sha256=sha256_bytes(data),
+        format=fmt,
+        size=size,
+        width=out_w,
+        height=out_h,
+        mode=mode,
+        orientation=orientation,
+        normalized=normalized,
+        notes=notes,
+    )
+
+
+def _clean(exc: Exception) -> str:
+    return re.sub(r"\s*<[^>]*>", "", str(exc)).strip() or type(exc).__name__
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit integer) greyscale: scale the used range down to 8 bits
+        wide = image.convert("I")
+        top = max(1, int(wide.getextrema()[1]))
+        scale = 255.0 / top if top > 255 else 1.0
+        return wide.point(lambda v: v * scale).convert("L")
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode in ("LA", "La", "PA"):
+        return image.convert("L") if image.mode != "PA" else image.convert("RGB")
+    return image.convert("RGB")  # CMYK, YCbCr, P, RGBA, 1, ...
+
+
+def _normalize(image: Image.Image, fmt: str) -> tuple[bytes, int, int]:
+    upright = ImageOps.exif_transpose(image) or image
+    eight = _to_8bit(upright)
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        eight.save(buf, format="JPEG", quality=95)
+    else:
+        eight.save(buf, format="PNG", optimize=False)
+    return buf.getvalue(), eight.width, eight.height
+
+
+# --- S3 side --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ObjectRef:
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def key_candidates(key: str) -> list[str]:
+    """The key as S3 notifications give it is URL-encoded (``+`` for space); try decoded first, then as is."""
+    decoded = unquote_plus(key)
+    return [decoded, key] if decoded != key else [key]
+
+
+def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """Origin of an object from its user metadata (``x-amz-meta-loupe-*``); edge feedback when a device says so."""
+    meta = {k.lower().removeprefix("loupe-"): v for k, v in (metadata or {}).items()}
+    kind = meta.get("origin") or ("edge_feedback" if key.startswith("raw/feedback/") else "upload")
+    origin: dict[str, Any] = {"kind": "edge_feedback" if kind in ("edge_feedback", "feedback") else kind}
+    if origin["kind"] == "edge_feedback":
+        parts = key.split("/")
+        device = meta.get("device") or (parts[2] if len(parts) > 3 else "")
+        origin["device"] = device
+        if "model-version" in meta or "model_version" in meta:
+            origin["model_version"] = meta.get("model-version") or meta.get("model_version")
+        if "confidence" in meta:
+            try:
+                origin["confidence"] = str(round(float(meta["confidence"]), 6))
+            except ValueError:
+                origin["confidence_raw"] = meta["confidence"][:64]
+        if "reason" in meta:
+            origin["reason"] = meta["reason"][:256]
+    return origin
+
+
+_TAG_SAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+
+
+def tag_value(text: str) -> str:
+    """S3 tag values allow letters, digits, spaces and + - = . _ : / @, up to 256 characters."""
+    return _TAG_SAFE.sub(" ", text)[:256].strip() or "rejected"
+
+
+def quarantine_key(key: str, digest: str) -> str:
+    rest = key.removeprefix("raw/")
+    return f"{QUARANTINE_PREFIX}{digest[:16]}/{rest}"
+
+
+@dataclass
+class IngestResult:
+    sha256: str
+    status: str  # unlabeled | rejected | ... (the ledger status after this event)
+    created: bool  # a new ledger entry (and an "Image Recorded" announcement)
+    key: str
+    reason: str = ""
+    quarantined: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "status": self.status,
+            "created": self.created,
+            "key": self.key,
+            "reason": self.reason,
+            "quarantined": self.quarantined,
+        }
+
+
+def _get(s3: Any, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
+    """(key, GetObject response) for the first candidate key that exists, else None."""
+    for key in key_candidates(ref.key):
+        kwargs: dict[str, Any] = {"Bucket": ref.bucket, "Key": key}
+        if ref.version_id and ref.version_id != "null":
+            kwargs["VersionId"] = ref.version_id
+        try:
+            return key, s3.get_object(**kwargs)
+        except s3.exceptions.NoSuchKey:
+            continue
+        except s3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument", "MethodNotAllowed"):
+                continue
+            raise
+    return None
+
+
+def ingest_object(
+    s3: Any,
+    ledger: Any,
+    ref: ObjectRef,
+    announce: Any = None,
+    limits: Limits = Limits(),
+) -> IngestResult:
+    """Validate one object and record it in ``ledger`` (a :class:`loupe.ledger.Ledger`).
+
+    ``announce(sha256, origin)`` is called once for each newly recorded, accepted image. Bad input is copied to
+    ``quarantine/`` with its reason as a tag and recorded as ``rejected``; nothing is deleted, nothing raises for
+    bad input (AWS errors other than a missing object do raise, so the event is retried).
+    """
+    found = _get(s3, ref)
+    if found is None:
+        # The object is gone (deleted before we ran, every version). Record the fact, keyed by the object's
+        # identity since there are no bytes to hash.
+        identity = f"{ref.uri}#{ref.version_id or ref.etag or ''}"
+        digest = sha256_bytes(identity.encode())
+        reason = "object no longer exists (deleted before ingest)"
+        created = ledger.record_rejected(
+            digest, ref.uri, size=0, reason=reason, code="missing", origin={"kind": "upload"}
+        )
+        return IngestResult(digest, "rejected", created, ref.key, reason=reason)
+    key, response = found
+    data = response["Body"].read()
+    origin = origin_from_metadata(key, response.get("Metadata") or {})
+    uri = f"s3://{ref.bucket}/{key}"
+    try:
+        info = inspect_image(data, limits)
+    except ImageRejected as rej:
+        digest = sha256_bytes(data)
+        qkey = quarantine_key(key, digest)
+        s3.copy_object(
+            Bucket=ref.bucket,
+            Key=qkey,
+            CopySource={"Bucket": ref.bucket, "Key": key, **({"VersionId": ref.version_id} if ref.version_id else {})},
+            TaggingDirective="REPLACE",
+            Tagging=f"loupe-reason={_url_tag(tag_value(rej.reason))}&loupe-code={rej.code}",
+            MetadataDirective="COPY",
+        )
+        created = ledger.record_rejected(
+            digest, uri, size=len(data), reason=rej.reason, code=rej.code, origin=origin, quarantine=qkey
+        )
+        return IngestResult(digest, "rejected", created, key, reason=rej.reason, quarantined=qkey)
+    image_uri = uri
+    if info.normalized is not None:
+        nkey = f"{NORMALIZED_PREFIX}{info.sha256}.{info.format}"
+        s3.put_object(
+            Bucket=ref.bucket,
+            Key=nkey,
+            Body=info.normalized,
+            ContentType="image/jpeg" if info.format == "jpg" else "image/png",
+            Metadata={"loupe-source": uri[:1000], "loupe-sha256": info.sha256},
+        )
+        image_uri = f"s3://{ref.bucket}/{nkey}"
+    created, status = ledger.record_image(info, uri, image_uri=image_uri, origin=origin)
+    if created and announce is not None:
+        announce(info.sha256, origin)
+    return IngestResult(info.sha256, status, created, key)
+
+
+def _url_tag(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")

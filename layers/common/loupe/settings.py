@@ -1,0 +1,92 @@
+"""The configuration handlers see: the environment variables of template.yaml, validated once.
+
+Every function gets the Globals variables; a few get their own (``LABELING_STATE_MACHINE_ARN``, ...). Fields that
+a function does not have are ``None`` / defaults, and :func:`require` names the missing variable when a handler
+needs it. Read configuration through :func:`load` (cached), never through scattered ``os.environ`` lookups.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SettingsError(RuntimeError):
+    """A required variable is missing or one has an unusable value."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    environment: str = Field("dev", alias="ENVIRONMENT")
+    raw_bucket: str | None = Field(None, alias="RAW_BUCKET")
+    artifact_bucket: str | None = Field(None, alias="ARTIFACT_BUCKET")
+    ledger_table: str | None = Field(None, alias="LEDGER_TABLE")
+    idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE")
+    deployments_table: str | None = Field(None, alias="DEPLOYMENTS_TABLE")
+    notify_topic_arn: str | None = Field(None, alias="NOTIFY_TOPIC_ARN")
+    labeling_state_machine_arn: str | None = Field(None, alias="LABELING_STATE_MACHINE_ARN")
+    edge_deployment_state_machine_arn: str | None = Field(None, alias="EDGE_DEPLOYMENT_STATE_MACHINE_ARN")
+    training_pipeline_name: str | None = Field(None, alias="TRAINING_PIPELINE_NAME")
+    model_package_group: str | None = Field(None, alias="MODEL_PACKAGE_GROUP")
+    feature_group_name: str | None = Field(None, alias="FEATURE_GROUP_NAME")
+    thing_group_name: str | None = Field(None, alias="THING_GROUP_NAME")
+    labeling_threshold: int = Field(50, alias="LABELING_THRESHOLD", ge=1)
+    labeling_max_per_job: int = Field(500, alias="LABELING_MAX_PER_JOB", ge=1)
+    label_classes: tuple[str, ...] = Field(("scratch",), alias="LABEL_CLASSES")
+    workteam_arn: str | None = Field(None, alias="WORKTEAM_ARN")
+    public_workforce_price_cents: float = Field(3.0, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)
+    sagemaker_execution_role_arn: str | None = Field(None, alias="SAGEMAKER_EXECUTION_ROLE_ARN")
+    aws_region: str = Field("us-east-1", alias="AWS_REGION")
+
+    @field_validator("label_classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            if not names:
+                raise ValueError("LABEL_CLASSES needs at least one class name")
+            if len(set(names)) != len(names):
+                raise ValueError(f"LABEL_CLASSES has duplicates: {value!r}")
+            return names
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # CloudFormation gives "" for unset optional parameters (e.g. WorkteamArn); treat it as absent.
+        return None if value == "" else value
+
+    @property
+    def class_map(self) -> dict[str, str]:
+        return {str(i): name for i, name in enumerate(self.label_classes)}
+
+    def require(self, *fields: str) -> None:
+        missing = [name for name in fields if getattr(self, name) in (None, "")]
+        if missing:
+            names = ", ".join(str(self.model_fields[name].alias) for name in missing)
+            raise SettingsError(f"missing environment variable(s): {names}")
+
+
+def from_mapping(env: Mapping[str, str]) -> Settings:
+    known = {str(f.alias) for f in Settings.model_fields.values()}
+    values = {key: value for key, value in env.items() if key in known}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def _cached(items: tuple[tuple[str, str], ...]) -> Settings:
+    return from_mapping(dict(items))
+
+
+def load() -> Settings:
+    """Settings from the current environment (cached per distinct environment)."""
+    known = {str(f.alias) for f in Settings.model_fields.values()}
+    return _cached(tuple(sorted((k, v) for k, v in os.environ.items() if k in known)))
