@@ -7,6 +7,7 @@ a plugin that is missing or broken is reported, not fatal for the others.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -84,10 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if fleet is not None:
             fleet.stop()
         runtime.stop()
-        try:
-            state_mod.state_file(root).unlink()
-        except FileNotFoundError:
-            pass
+        state_mod.state_file(root).unlink(missing_ok=True)
     return 0
 
 
@@ -181,14 +179,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     else:
         print(f"loupe: pid {pid} did not stop in {args.timeout}s; killing its process group", file=sys.stderr)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        state_mod.state_file(root).unlink()
-    except FileNotFoundError:
-        pass
+    state_mod.state_file(root).unlink(missing_ok=True)
     print(f"loupe: local AWS (pid {pid}) stopped")
     return 0
 

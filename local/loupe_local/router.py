@@ -147,7 +147,7 @@ class Router:
     def add_topic_rule(self, rule_name: str, payload: dict[str, Any]) -> None:
         match = _IOT_SQL.match(payload["sql"])
         if not match:
-            raise ValueError(f"topic rule {rule_name}: only SELECT * FROM '<filter>' is supported locally")
+            raise ValueError(f"topic rule {rule_name}: only SELECT * FROM '<filter>' is supported locally")  # noqa: S608
         if match.group(2):
             raise ValueError(f"topic rule {rule_name}: WHERE clauses are not supported locally")
         self.topic_rules[rule_name] = {"filter": match.group(1), **payload}

@@ -184,8 +184,8 @@ class LocalRuntime:
         os.environ.update(env)
         self._session = boto3.Session(
             aws_access_key_id="local",
-            aws_secret_access_key="local",
-            region_name=self.region,  # noqa: S106
+            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+            region_name=self.region,
         )
         self._start_server()
         t0 = time.monotonic()
