@@ -292,6 +292,8 @@ def evaluate_job(
         "map50": result["map50"],
         "map50_95": result["map50_95"],
         "champion_map50": champion["map50"],
+        "map50_text": f"{result['map50']:.5f}",
+        "champion_map50_text": f"{champion['map50']:.5f}",
         "has_champion": champion["present"],
         "champion_arn": champion.get("arn", ""),
         "dataset_version": str(prepared.manifest.get("version")),

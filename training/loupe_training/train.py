@@ -31,6 +31,7 @@ class HyperParams:
     workers: int = 0
     threads: int = 0  # 0: all cores but one (torch default otherwise)
     allow_download: bool = False
+    device: str = "auto"  # auto: first GPU when there is one, else cpu
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> HyperParams:
@@ -171,6 +172,9 @@ def train(
 
     threads = hps.threads or max(1, (os.cpu_count() or 2) - 1)
     torch.set_num_threads(threads)
+    device = hps.device
+    if device == "auto":
+        device = "0" if torch.cuda.is_available() else "cpu"
     from ultralytics import YOLO
 
     quiet_settings()
@@ -203,7 +207,7 @@ def train(
             seed=hps.seed,
             deterministic=True,
             workers=hps.workers,
-            device="cpu",
+            device=device,
             project=str(out),
             name="run",
             exist_ok=True,

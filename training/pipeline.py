@@ -1,0 +1,410 @@
+"""The Loupe training pipeline (SageMaker Pipelines, built with the ``sagemaker`` Python SDK 2.x).
+
+    prepare (processing) -> train (training, PyTorch DLC) -> evaluate (processing)
+        -> gate: test mAP50 >= threshold AND >= the champion's test mAP50 on the same split
+            -> yes: register (ModelMetrics, ONNX package, CustomerMetadataProperties, PendingManualApproval)
+            -> no:  Fail step with the reason
+
+``python training/pipeline.py`` writes ``training/pipeline_definition.json`` (committed) and
+``training/template_snippet.yaml`` (the ``TrainingPipeline`` resource for template.yaml, whose
+``PipelineDefinitionBody`` is that JSON under ``!Sub``). ``--check`` exits 1 when the committed files are stale.
+
+The SDK needs no AWS access here: deploy-time names are placeholders replaced by CloudFormation ``${...}``
+references (bucket, role, region, group). The SDK is pinned (see ``SDK_REQUIREMENT``) and runs from its own
+venv (``make pipeline`` creates ``.tools/sagemaker-venv``): sagemaker 2.x pins versions of attrs, packaging,
+protobuf and graphql-core that would downgrade the project venv; sagemaker 3.x (sagemaker-mlops) pulls mlflow,
+scikit-learn and pyarrow for what is a pure code generator here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+SDK_REQUIREMENT = "sagemaker==2.257.7"
+HERE = Path(__file__).resolve().parent
+DEFINITION_PATH = HERE / "pipeline_definition.json"
+SNIPPET_PATH = HERE / "template_snippet.yaml"
+
+PIPELINE_NAME = "loupe-training"
+PYTORCH_VERSION = "2.8.0"
+PYTHON_VERSION = "py312"
+CODE_KEY = "code/training/sourcedir.tar.gz"
+
+# deploy-time values: placeholders in the SDK, ${...} in the CloudFormation template
+_REGION = "us-east-1"
+_BUCKET = "loupe-placeholder-artifact-bucket"
+_ROLE = "arn:aws:iam::111111111111:role/loupe-placeholder-role"
+_GROUP = "loupe-placeholder-model-package-group"
+SUBSTITUTIONS = {
+    _BUCKET: "${ArtifactBucket}",
+    _ROLE: "${SageMakerExecutionRole.Arn}",
+    _GROUP: "${ModelPackageGroup.ModelPackageGroupName}",
+    f".{_REGION}.": ".${AWS::Region}.",
+}
+
+PROC = "/opt/ml/processing"
+# the processing steps unpack the same source tarball as the training job and run job.py from it
+PROCESSING_ENTRYPOINT = [
+    "/bin/bash",
+    "-c",
+    "set -euo pipefail; mkdir -p /opt/ml/code; tar -xzf /opt/ml/processing/input/code/sourcedir.tar.gz "
+    "-C /opt/ml/code; pip install --quiet --no-cache-dir -r /opt/ml/code/requirements.txt; "
+    'exec python3 /opt/ml/code/job.py "$@"',
+    "job.py",
+]
+
+
+def build_pipeline():  # one linear recipe reads best in one place
+    import boto3
+    from sagemaker import image_uris
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.model import Model
+    from sagemaker.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.workflow.fail_step import FailStep
+    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.model_step import ModelStep
+    from sagemaker.workflow.parameters import (
+        ParameterBoolean,
+        ParameterFloat,
+        ParameterInteger,
+        ParameterString,
+    )
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.pipeline_context import PipelineSession
+    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
+    from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.steps import ProcessingStep, TrainingStep
+
+    class OfflineSession(PipelineSession):
+        """Never asks AWS for a default bucket (the definition is generated offline)."""
+
+        def default_bucket(self) -> str:
+            return _BUCKET
+
+    session = OfflineSession(
+        boto_session=boto3.Session(region_name=_REGION, aws_access_key_id="x", aws_secret_access_key="x"),  # noqa: S106 - offline, never used
+        default_bucket=_BUCKET,
+    )
+    s3 = f"s3://{_BUCKET}"
+
+    dataset_uri = ParameterString("DatasetS3Uri", default_value=f"{s3}/datasets/v1/")
+    processing_instance = ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge")
+    training_instance = ParameterString("TrainingInstanceType", default_value="ml.g4dn.xlarge")
+    use_spot = ParameterBoolean("TrainingUseSpot", default_value=True)
+    max_run = ParameterInteger("TrainingMaxRunSeconds", default_value=3600)
+    max_wait = ParameterInteger("TrainingMaxWaitSeconds", default_value=7200)
+    epochs = ParameterString("Epochs", default_value="60")
+    imgsz = ParameterString("ImageSize", default_value="320")
+    model_cfg = ParameterString("ModelConfig", default_value="yolov8n.yaml")
+    warm_start = ParameterString("WarmStart", default_value="champion")
+    threshold = ParameterFloat("MinTestMap50", default_value=0.5)
+    approval = ParameterString(
+        "ModelApprovalStatus",
+        default_value="PendingManualApproval",
+        enum_values=["PendingManualApproval", "Approved"],
+    )
+    group = ParameterString("ModelPackageGroupName", default_value=_GROUP)
+
+    train_image = image_uris.retrieve(
+        "pytorch",
+        region=_REGION,
+        version=PYTORCH_VERSION,
+        py_version=PYTHON_VERSION,
+        instance_type="ml.g4dn.xlarge",
+        image_scope="training",
+    )
+    proc_image = image_uris.retrieve(
+        "pytorch",
+        region=_REGION,
+        version=PYTORCH_VERSION,
+        py_version=PYTHON_VERSION,
+        instance_type="ml.m5.xlarge",
+        image_scope="training",
+    )
+    infer_image = image_uris.retrieve(
+        "pytorch",
+        region=_REGION,
+        version="2.6.0",
+        py_version="py312",
+        instance_type="ml.m5.xlarge",
+        image_scope="inference",
+    )
+    code_input = ProcessingInput(source=f"{s3}/{CODE_KEY}", destination=f"{PROC}/input/code", input_name="code")
+
+    def processor(base: str) -> Processor:
+        return Processor(
+            role=_ROLE,
+            image_uri=proc_image,
+            instance_count=1,
+            instance_type=processing_instance,
+            entrypoint=PROCESSING_ENTRYPOINT,
+            base_job_name=base,
+            sagemaker_session=session,
+            volume_size_in_gb=30,
+            max_runtime_in_seconds=3600,
+            env={"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"},
+        )
+
+    prepare = ProcessingStep(
+        name="Prepare",
+        processor=processor("loupe-prepare"),
+        inputs=[
+            code_input,
+            ProcessingInput(source=dataset_uri, destination=f"{PROC}/input/dataset", input_name="dataset"),
+        ],
+        outputs=[
+            ProcessingOutput(output_name="dataset", source=f"{PROC}/output/dataset"),
+            ProcessingOutput(output_name="weights", source=f"{PROC}/output/weights"),
+        ],
+        job_arguments=["prepare", "--warm-start", warm_start, "--model-package-group", group],
+    )
+
+    estimator = Estimator(
+        image_uri=train_image,
+        role=_ROLE,
+        instance_count=1,
+        instance_type=training_instance,
+        volume_size=30,
+        max_run=max_run,
+        output_path=f"{s3}/pipeline/training",
+        base_job_name="loupe-train",
+        sagemaker_session=session,
+        disable_profiler=True,
+        debugger_hook_config=False,
+        hyperparameters={
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": f"{s3}/{CODE_KEY}",
+            "epochs": epochs,
+            "imgsz": imgsz,
+            "model": model_cfg,
+        },
+        environment={"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"},
+        metric_definitions=[
+            {"Name": "val:mAP50", "Regex": r"val_mAP50=([0-9.]+)"},
+            {"Name": "val:mAP50-95", "Regex": r"val_mAP50-95=([0-9.]+)"},
+            {"Name": "train:box_loss", "Regex": r"box_loss=([0-9.]+)"},
+        ],
+    )
+    prepared = prepare.properties.ProcessingOutputConfig.Outputs
+    train = TrainingStep(
+        name="Train",
+        estimator=estimator,
+        inputs={
+            "dataset": TrainingInput(s3_data=prepared["dataset"].S3Output.S3Uri),
+            "weights": TrainingInput(s3_data=prepared["weights"].S3Output.S3Uri),
+        },
+    )
+    model_artifact = train.properties.ModelArtifacts.S3ModelArtifacts
+
+    gate_file = PropertyFile(name="GateReport", output_name="evaluation", path="gate.json")
+    evaluate = ProcessingStep(
+        name="Evaluate",
+        processor=processor("loupe-evaluate"),
+        inputs=[
+            code_input,
+            ProcessingInput(source=model_artifact, destination=f"{PROC}/input/model", input_name="model"),
+            ProcessingInput(
+                source=prepared["dataset"].S3Output.S3Uri,
+                destination=f"{PROC}/input/dataset",
+                input_name="dataset",
+            ),
+        ],
+        outputs=[
+            ProcessingOutput(output_name="evaluation", source=f"{PROC}/output/evaluation"),
+            ProcessingOutput(output_name="package", source=f"{PROC}/output/package"),
+        ],
+        job_arguments=[
+            "evaluate",
+            "--model-package-group",
+            group,
+            "--training-artifact-uri",
+            model_artifact,
+        ],
+        property_files=[gate_file],
+    )
+    outputs = evaluate.properties.ProcessingOutputConfig.Outputs
+    eval_uri = outputs["evaluation"].S3Output.S3Uri
+    package_uri = outputs["package"].S3Output.S3Uri
+
+    def gate(key: str) -> JsonGet:
+        return JsonGet(step_name=evaluate.name, property_file=gate_file, json_path=key)
+
+    model = Model(
+        image_uri=infer_image,
+        model_data=Join(on="/", values=[package_uri, "model.tar.gz"]),
+        role=_ROLE,
+        sagemaker_session=session,
+    )
+    register_args = model.register(
+        content_types=["image/jpeg", "image/png"],
+        response_types=["application/json"],
+        inference_instances=["ml.m5.large"],
+        transform_instances=["ml.m5.large"],
+        model_package_group_name=group,
+        approval_status=approval,
+        model_metrics=ModelMetrics(
+            model_statistics=MetricsSource(
+                content_type="application/json", s3_uri=Join(on="/", values=[eval_uri, "evaluation.json"])
+            )
+        ),
+        customer_metadata_properties={
+            "dataset_uri": dataset_uri,
+            "dataset_version": gate("dataset_version"),
+            "dataset_digest": gate("dataset_digest"),
+            "model_sha256": gate("model_sha256"),
+            "model_int8_sha256": gate("model_int8_sha256"),
+            "model_card_sha256": gate("model_card_sha256"),
+            "package_sha256": gate("package_sha256"),
+            "test_map50": gate("map50_text"),
+            "champion_map50": gate("champion_map50_text"),
+            "code_version": gate("code_version"),
+            "weights_uri": model_artifact,
+            "evaluation_uri": eval_uri,
+        },
+        description="Loupe YOLOv8 ONNX package (model.onnx, model_int8.onnx when kept, model_card.json)",
+    )
+    register = ModelStep(name="Register", step_args=register_args)
+    fail = FailStep(
+        name="GateRefused",
+        error_message=Join(
+            on=" ",
+            values=[
+                "Gate refused the model: test mAP50",
+                gate("map50"),
+                "must be >= MinTestMap50",
+                threshold,
+                "and >= the champion's test mAP50 on the same split",
+                gate("champion_map50"),
+                "(dataset",
+                gate("dataset_version"),
+                ")",
+            ],
+        ),
+    )
+    condition = ConditionStep(
+        name="Gate",
+        conditions=[
+            ConditionGreaterThanOrEqualTo(left=gate("map50"), right=threshold),
+            ConditionGreaterThanOrEqualTo(left=gate("map50"), right=gate("champion_map50")),
+        ],
+        if_steps=[register],
+        else_steps=[fail],
+    )
+    return Pipeline(
+        name=PIPELINE_NAME,
+        parameters=[
+            dataset_uri,
+            processing_instance,
+            training_instance,
+            use_spot,
+            max_run,
+            max_wait,
+            epochs,
+            imgsz,
+            model_cfg,
+            warm_start,
+            threshold,
+            approval,
+            group,
+        ],
+        steps=[prepare, train, evaluate, condition],
+        sagemaker_session=session,
+        pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
+    )
+
+
+def _spot(definition: dict) -> dict:
+    """Managed spot as a parameter: the SDK only takes a Python bool, the service takes a Get expression."""
+    for step in definition["Steps"]:
+        if step["Type"] == "Training":
+            args = step["Arguments"]
+            args["EnableManagedSpotTraining"] = {"Get": "Parameters.TrainingUseSpot"}
+            args["StoppingCondition"]["MaxWaitTimeInSeconds"] = {"Get": "Parameters.TrainingMaxWaitSeconds"}
+            args["CheckpointConfig"] = {
+                "S3Uri": f"s3://{_BUCKET}/pipeline/checkpoints/",
+                "LocalPath": "/opt/ml/checkpoints",
+            }
+    return definition
+
+
+def generate() -> str:
+    definition = json.loads(build_pipeline().definition())
+    definition = _spot(definition)
+    text = json.dumps(definition, indent=1, sort_keys=True)
+    for placeholder, ref in SUBSTITUTIONS.items():
+        text = text.replace(placeholder, ref)
+    if "placeholder" in text:
+        raise RuntimeError("a deploy-time placeholder was left in the pipeline definition")
+    return text + "\n"
+
+
+def snippet(definition: str) -> str:
+    body = "".join(f"          {line}\n" if line else "\n" for line in definition.rstrip("\n").split("\n"))
+    return (
+        "# Generated by training/pipeline.py (make pipeline): the TrainingPipeline resource for template.yaml.\n"
+        "# Its PipelineDefinitionBody is training/pipeline_definition.json under !Sub.\n"
+        "  TrainingPipeline:\n"
+        "    Type: AWS::SageMaker::Pipeline\n"
+        "    Properties:\n"
+        '      PipelineName: !Sub "${AWS::StackName}-training"\n'
+        '      PipelineDisplayName: !Sub "${AWS::StackName}-training"\n'
+        "      PipelineDescription: Loupe prepare -> train -> evaluate (test split) -> gate -> register\n"
+        "      RoleArn: !GetAtt SageMakerExecutionRole.Arn\n"
+        "      PipelineDefinition:\n"
+        "        PipelineDefinitionBody: !Sub |\n"
+        f"{body}"
+    )
+
+
+def generate_in_sdk_venv() -> str:
+    """Run the generator with the pinned SDK's venv (for callers in the project venv, e.g. tests)."""
+    import subprocess
+
+    python = HERE.parent / ".tools" / "sagemaker-venv" / "bin" / "python"
+    if not python.is_file():
+        raise FileNotFoundError(f"{python} missing: run `make pipeline` (creates it with {SDK_REQUIREMENT})")
+    out = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--print"], capture_output=True, text=True, check=True, timeout=300
+    )
+    return out.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale")
+    parser.add_argument("--print", action="store_true", help="print the definition JSON on stdout")
+    args = parser.parse_args(argv)
+    import logging
+    import warnings
+
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)  # the SDK's notes about popped job names and config files
+    definition = generate()
+    if args.print:
+        sys.stdout.write(definition)
+        return 0
+    wanted = {DEFINITION_PATH: definition, SNIPPET_PATH: snippet(definition)}
+    if args.check:
+        stale = [p.name for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)} (run make pipeline)", file=sys.stderr)
+            return 1
+        return 0
+    for path, text in wanted.items():
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
