@@ -18,7 +18,7 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "thingName": "",
     "workDir": "",
-    "logLevel": "INFO",
+    "logLevel": "info",
     "source": {
         "type": "directory",  # directory | opencv
         "path": "",  # directory to watch (type=directory)

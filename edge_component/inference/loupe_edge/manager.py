@@ -103,13 +103,14 @@ class ModelManager:
                 return False
             if not force and fp == self._failed:
                 return False  # already reported; wait for the source to change
+            folder, version, digests = self.source.resolve()
+            label = f"model {version}" if version else f"model in {folder}"
             try:
-                folder, version, digests = self.source.resolve()
                 model = self.loader(folder, self.settings, expected_version=version, expected_digests=digests)
             except ModelError as exc:
-                return self._fail(str(exc), fp)
+                return self._fail(f"{label}: {exc}", fp)
             except Exception as exc:  # anything else a broken model can raise
-                return self._fail(f"unexpected error loading model: {exc!r}", fp)
+                return self._fail(f"{label}: unexpected error while loading: {exc!r}", fp)
             old = self.current
             self.current = model  # the swap: one reference assignment, read once per frame by the loop
             self._fingerprint = fp

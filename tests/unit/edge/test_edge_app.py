@@ -1,0 +1,327 @@
+"""The component end to end in one process, with a fake Greengrass IPC client and a fake S3 uploader."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from edge_helpers import brightness_for, default_table, grey_png, write_model, write_pointer
+from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
+from loupe_edge.config import validate
+from loupe_edge.outbox import Outbox
+from loupe_edge.transport import IpcControl, IpcTransport, TransportError
+
+THING = "line-1"
+
+
+class FakeIpcClient:
+    """Records what the component asks of Greengrass; ``fail_publish`` simulates the nucleus refusing."""
+
+    def __init__(self, config: dict | None = None) -> None:
+        self.published: list[tuple[str, str, bytes]] = []
+        self.states: list[str] = []
+        self.deferred: list[tuple[str, int]] = []
+        self.component_handler = None
+        self.config_handlers: dict = {}
+        self.config = config or {}
+        self.fail_publish = False
+        self.lock = threading.Lock()
+
+    def publish_to_iot_core(self, *, topic_name, qos, payload):
+        if self.fail_publish:
+            raise RuntimeError("nucleus unavailable")
+        with self.lock:
+            self.published.append((topic_name, qos, payload))
+
+    def subscribe_to_component_updates(self, *, on_stream_event, on_stream_error=None):
+        self.component_handler = on_stream_event
+        return None, SimpleNamespace(close=lambda: None)
+
+    def subscribe_to_configuration_update(self, *, component_name=None, key_path=None, on_stream_event, **_):
+        self.config_handlers[component_name] = on_stream_event
+        return None, SimpleNamespace(close=lambda: None)
+
+    def defer_component_update(self, *, deployment_id, message=None, recheck_after_ms=None):
+        self.deferred.append((deployment_id, recheck_after_ms))
+
+    def get_configuration(self, *, component_name=None, key_path=None):
+        return SimpleNamespace(value={"settings": self.config})
+
+    def update_state(self, *, state):
+        self.states.append(state)
+
+    def close(self):
+        return None
+
+    def messages(self, topic_suffix: str) -> list[dict]:
+        with self.lock:
+            return [json.loads(p) for t, _, p in self.published if t.endswith(topic_suffix)]
+
+
+class FakeUploader:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], tuple[bytes, str, dict]] = {}
+        self.fail = False
+
+    def put(self, bucket, key, body, content_type, metadata):
+        if self.fail:
+            raise TransportError("S3 unreachable")
+        self.objects[(bucket, key)] = (body, content_type, metadata)
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    made = []
+
+    def make(extra: dict | None = None, model_version: str = "1", pointer: bool = True):
+        work = tmp_path / "work" / "com.loupe.inference"
+        frames = tmp_path / "frames"
+        ptr = work.parent / "com.loupe.model" / "current.json"
+        if pointer:
+            write_pointer(ptr, write_model(tmp_path / f"model-{model_version}", model_version), model_version)
+        raw = {
+            "thingName": THING,
+            "workDir": str(work),
+            "source": {"path": str(frames), "settleMs": 0, "pollMs": 10},
+            "feedback": {"bucket": "raw-bucket", "maxPerMinute": 100},
+            "health": {"intervalSeconds": 3600},
+            "outbox": {"retrySeconds": 0.05},
+            "model": {"pollSeconds": 3600},
+        }
+        for k, v in (extra or {}).items():
+            raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+        cfg = validate(raw)
+        ipc = FakeIpcClient()
+        uploader = FakeUploader()
+        outbox = Outbox(work / "outbox.sqlite", {RESULTS: cfg.get("outbox.maxMessages"), UPLOADS: 50})
+        app = EdgeApp(cfg, IpcTransport(ipc), IpcControl(ipc), outbox, uploader=uploader)
+        made.append((app, outbox))
+        return SimpleNamespace(app=app, ipc=ipc, uploader=uploader, outbox=outbox, frames=frames, pointer=ptr)
+
+    yield make
+    for app, outbox in made:
+        app.stop()
+        outbox.close()
+
+
+def drop(frames: Path, name: str, score: float, size: int = 64) -> None:
+    frames.mkdir(parents=True, exist_ok=True)
+    tmp = frames / f".{name}.tmp"
+    tmp.write_bytes(grey_png(brightness_for(score, size)))
+    tmp.rename(frames / name)
+
+
+def pre_update(deployment: str) -> SimpleNamespace:
+    return SimpleNamespace(pre_update_event=SimpleNamespace(deployment_id=deployment), post_update_event=None)
+
+
+def post_update(deployment: str) -> SimpleNamespace:
+    return SimpleNamespace(pre_update_event=None, post_update_event=SimpleNamespace(deployment_id=deployment))
+
+
+def run_until(app: EdgeApp, n: int, timeout: float = 20.0) -> list:
+    outcomes = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < n and time.monotonic() < deadline:
+        o = app.step(0.2)
+        if o is not None:
+            outcomes.append(o)
+    return outcomes
+
+
+def wait_for(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_results_feedback_and_health(rig) -> None:
+    r = rig()
+    r.app.start()
+    drop(r.frames, "a.png", 0.05)  # only the fixed 0.9 box: confident
+    drop(r.frames, "b.png", 0.45)  # a detection inside the band: uncertain
+    outcomes = run_until(r.app, 2)
+    assert [o.uncertain for o in outcomes] == [False, True]
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 2 and r.uploader.objects)
+    first, second = r.ipc.messages("/inference")
+    assert first["thing"] == THING and first["model_version"] == "1" and first["verdict"] == "defect"
+    assert [b["confidence"] for b in first["boxes"]] == [0.9]  # the 0.8 twin was suppressed by NMS
+    box = first["boxes"][0]
+    assert box["class_name"] == "scratch" and box["class_id"] == 0
+    assert box["xyxy"] == pytest.approx([38.4, 38.4, 51.2, 51.2], abs=0.2)  # source pixels
+    assert set(first["latency_ms"]) == {"read", "preprocess", "infer", "postprocess", "total"}
+    assert sorted(b["confidence"] for b in second["boxes"]) == pytest.approx([0.45, 0.9], abs=0.01)
+    assert all(qos == "1" for _, qos, _ in r.ipc.published)  # QoS 1 (AT_LEAST_ONCE)
+
+    ((bucket, key), (body, ctype, meta)) = next(iter(r.uploader.objects.items()))
+    assert bucket == "raw-bucket" and key == f"raw/feedback/{THING}/{second['frame_id']}.png"
+    assert ctype == "image/png" and body == grey_png(brightness_for(0.45, 64))
+    assert meta == {"device": THING, "model-version": "1", "max-confidence": "0.9000", "reason": "confidence-band"}
+    assert wait_for(lambda: r.ipc.messages("/low-confidence"))
+    (announce,) = r.ipc.messages("/low-confidence")
+    assert set(announce) == {
+        "thing",
+        "bucket",
+        "key",
+        "frame_id",
+        "model_version",
+        "max_confidence",
+        "reason",
+        "timestamp",
+    }
+    assert announce["key"] == key and announce["frame_id"] == second["frame_id"]
+    assert not any(p.suffix == ".png" for p in r.frames.iterdir())  # processed frames left the folder
+
+    assert r.app.publish_health()
+    health = r.ipc.messages("/health")[-1]
+    assert health["model_version"] == "1" and health["frames"] == 2 and health["uncertain_share"] == 0.5
+    assert health["mean_top_confidence"] == pytest.approx(0.9)
+    assert health["outbox"] == {"results": 0, "uploads": 0}
+    assert health["latency_ms"]["p50"] is not None
+
+
+def test_nothing_is_lost_while_the_network_is_down(rig) -> None:
+    r = rig()
+    r.app.start()
+    r.ipc.fail_publish = True
+    r.uploader.fail = True
+    for i in range(6):
+        drop(r.frames, f"f{i}.png", 0.45 if i % 2 else 0.05)
+    assert len(run_until(r.app, 6)) == 6
+    time.sleep(0.3)
+    assert r.outbox.depth(RESULTS) == 6 and r.outbox.depth(UPLOADS) == 3
+    assert not r.ipc.messages("/inference") and not r.uploader.objects
+    r.ipc.fail_publish = False
+    r.uploader.fail = False
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 6 and len(r.ipc.messages("/low-confidence")) == 3)
+    assert [m["source"] for m in r.ipc.messages("/inference")] == [f"f{i}.png" for i in range(6)]  # in order
+    assert len(r.uploader.objects) == 3
+    assert r.app.stats.counters["results_delivery_failures"] >= 1
+
+
+def test_rejected_frames_are_moved_aside_and_counted(rig) -> None:
+    r = rig()
+    r.app.start()
+    r.frames.mkdir(parents=True, exist_ok=True)
+    (r.frames / "notes.txt").write_bytes(b"not an image at all")
+    drop(r.frames, "ok.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert wait_for(lambda: (r.frames / ".rejected" / "notes.txt").exists())
+    health = r.app.health()
+    assert health["dropped"]["rejected_frames"] == 1
+    assert any("notes.txt" in e for e in health["errors"]["recent"])
+
+
+def test_hot_swap_between_frames_drops_nothing(rig, tmp_path: Path) -> None:
+    r = rig()
+    r.app.start()
+    for i in range(4):
+        drop(r.frames, f"a{i}.png", 0.05)
+    before = run_until(r.app, 4)
+    # deployment of model 2: Greengrass asks, the component acknowledges, then notifies after the update
+    write_pointer(r.pointer, write_model(tmp_path / "model-2", "2", table=default_table(64, base=0.5)), "2")
+    r.ipc.component_handler(pre_update("d-1"))
+    assert r.ipc.deferred == [("d-1", 0)]
+    r.ipc.component_handler(post_update("d-1"))
+    for i in range(4):
+        drop(r.frames, f"b{i}.png", 0.05)
+    after = run_until(r.app, 4)
+    assert wait_for(lambda: r.app.manager.current.version == "2")
+    for i in range(4):
+        drop(r.frames, f"c{i}.png", 0.05)
+    last = run_until(r.app, 4)
+    outcomes = before + after + last
+    assert len(outcomes) == 12  # every frame got a result
+    versions = [o.message["model_version"] for o in outcomes]
+    assert versions[:4] == ["1"] * 4 and versions[-4:] == ["2"] * 4
+    assert versions == sorted(versions)  # one switch, between frames
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 12)
+    assert "RUNNING" in r.ipc.states and "ERRORED" not in r.ipc.states
+
+
+def test_failing_new_model_keeps_old_one_and_reports_errored(rig, tmp_path: Path) -> None:
+    r = rig()
+    r.app.start()
+    write_pointer(r.pointer, write_model(tmp_path / "model-bad", "9", wrong_digest=True), "9")
+    r.ipc.component_handler(post_update("d-2"))
+    assert wait_for(lambda: "ERRORED" in r.ipc.states)
+    assert r.app.manager.current.version == "1"
+    drop(r.frames, "x.png", 0.05)
+    (outcome,) = run_until(r.app, 1)
+    assert outcome.message["model_version"] == "1"
+    health = r.app.health()
+    assert "model 9" in health["model_error"] and "digest mismatch" in health["model_error"]
+    status = json.loads((Path(r.app.work_dir) / "status.json").read_text())
+    assert status["state"] == "ERRORED" and status["model_version"] == "1"
+
+
+def test_no_model_yet_leaves_frames_in_place(rig, tmp_path: Path) -> None:
+    r = rig(pointer=False)
+    r.app.start()
+    drop(r.frames, "wait.png", 0.05)
+    assert run_until(r.app, 1, timeout=1.0) == []
+    assert (r.frames / "wait.png").exists()  # nothing consumed, nothing lost
+    assert "is com.loupe.model deployed" in r.app.health()["model_error"]
+    write_pointer(r.pointer, write_model(tmp_path / "late", "5"), "5")
+    r.app.on_update("deployment d-3")
+    assert len(run_until(r.app, 1)) == 1
+
+
+def test_configuration_update_over_ipc_changes_thresholds(rig) -> None:
+    r = rig()
+    r.app.start()
+    r.ipc.config = {"model": {"confThreshold": 0.95}, "feedback": {"enabled": False}}
+    r.ipc.config_handlers[None](SimpleNamespace())
+    drop(r.frames, "a.png", 0.45)
+    (o,) = run_until(r.app, 1)
+    assert o.message["boxes"] == [] and o.message["verdict"] == "pass" and not o.uncertain
+
+
+def test_invalid_configuration_is_reported_and_defaults_used(rig) -> None:
+    r = rig({"model": {"iouThreshold": 3}, "feedback": {"bandLow": "high"}})
+    r.app.start()
+    errors = r.app.health()["errors"]["recent"]
+    assert any("model.iouThreshold" in e for e in errors) and any("feedback.bandLow" in e for e in errors)
+    drop(r.frames, "a.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1  # still running on defaults
+
+
+def test_shadow_mode_reports_agreement(rig, tmp_path: Path) -> None:
+    cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
+    r = rig({"shadow": {"enabled": True, "dir": str(cand)}})
+    r.app.start()
+    assert wait_for(lambda: r.app.shadow is not None)
+    for i in range(3):
+        drop(r.frames, f"s{i}.png", 0.05)
+    outcomes = run_until(r.app, 3)
+    assert all(o.message["model_version"] == "1" for o in outcomes)  # production drives results
+    shadow = r.app.health()["shadow"]
+    assert shadow["candidate_version"] == "2-rc" and shadow["frames"] == 3
+    assert shadow["verdict_agreement"] == 1.0  # both see the 0.9 defect
+    assert shadow["box_recall"] == 1.0 and shadow["box_precision"] == 0.5  # candidate adds a ~0.5 box
+
+
+def test_result_messages_stay_under_the_iot_core_limit() -> None:
+    boxes = [{"class_id": 0, "class_name": "scratch" * 10, "confidence": 0.5, "xyxy": [1.0] * 4}] * 3000
+    payload = EdgeApp._encode({"thing": THING, "boxes": boxes})
+    assert len(payload) <= MAX_MESSAGE_BYTES
+    doc = json.loads(payload)
+    assert doc["boxes_truncated"] == 3000 - len(doc["boxes"]) and len(doc["boxes"]) > 100
+
+
+def test_ipc_transport_reports_refusals() -> None:
+    ipc = FakeIpcClient()
+    t = IpcTransport(ipc)
+    assert t.publish_many([("a/b", b"1"), ("a/c", b"2")], timeout=1) == 2
+    ipc.fail_publish = True
+    with pytest.raises(TransportError):
+        t.publish_many([("a/b", b"3")], timeout=1)
+    assert np.array_equal([p for _, _, p in ipc.published], [b"1", b"2"])

@@ -1,0 +1,115 @@
+"""Letterbox geometry and pixels, box mapping, and refusal of unusable images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loupe_edge.imaging import RESIZE_GRAPH, ImageRejected, Letterbox, Preprocessor, open_image
+from PIL import Image
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "dst"),
+    [(450, 300, 320), (300, 450, 320), (640, 480, 416), (1, 3000, 320), (320, 320, 320), (100, 37, 640)],
+)
+def test_letterbox_geometry_matches_ultralytics(w: int, h: int, dst: int) -> None:
+    pytest.importorskip("cv2", reason="Ultralytics' LetterBox (the reference) needs OpenCV (dev venv)")
+    from ultralytics.data.augment import LetterBox
+
+    params = LetterBox((dst, dst), auto=False).get_params({"img": np.zeros((h, w, 3), np.uint8)})
+    lb = Letterbox.fit(w, h, dst, dst)
+    assert (lb.new_w, lb.new_h) == tuple(params["new_unpad"])
+    assert (lb.left, lb.top) == (params["left"], params["top"])
+    assert lb.left + lb.new_w + params["right"] == dst
+    assert lb.top + lb.new_h + params["bottom"] == dst
+
+
+def test_box_mapping_round_trips_and_clips() -> None:
+    lb = Letterbox.fit(450, 300, 320, 320)
+    src = np.array([[10, 20, 200, 150], [0, 0, 450, 300]], dtype=np.float32)
+    back = lb.to_source(lb.to_input(src))
+    np.testing.assert_allclose(back, src, atol=1e-3)
+    # a box reaching into the padding is clipped to the image
+    outside = np.array([[-5, lb.top - 20, 330, lb.top + lb.new_h + 20]], dtype=np.float32)
+    mapped = lb.to_source(outside)
+    assert mapped[0, 0] == 0 and mapped[0, 1] == 0 and mapped[0, 2] == 450 and mapped[0, 3] == 300
+
+
+def test_box_mapping_matches_ultralytics_scale_boxes() -> None:
+    torch = pytest.importorskip("torch", reason="Ultralytics' scale_boxes (the reference) needs torch")
+    from ultralytics.utils.ops import scale_boxes
+
+    lb = Letterbox.fit(450, 300, 320, 320)
+    boxes = np.array([[30.5, 70.25, 120.0, 200.0], [200, 60, 310, 250]], dtype=np.float32)
+    ref = scale_boxes((320, 320), torch.from_numpy(boxes.copy()), (300, 450)).numpy()
+    np.testing.assert_allclose(lb.to_source(boxes), ref, atol=1e-3)
+
+
+def test_preprocess_matches_ultralytics_pixels(metal_tags_dir: Path) -> None:
+    cv2 = pytest.importorskip("cv2", reason="the reference path decodes with OpenCV (dev venv)")
+    from ultralytics.data.augment import LetterBox
+
+    files = sorted((metal_tags_dir / "images").rglob("*.jpg"))[:12]
+    assert files
+    for size in (320, 416):
+        pre = Preprocessor(size, size)
+        for f in files:
+            ref = LetterBox((size, size), auto=False)(image=cv2.imread(str(f)))[..., ::-1]
+            ref = ref.transpose(2, 0, 1).astype(np.float32) / 255
+            tensor, _ = pre(np.asarray(open_image(f.read_bytes(), 10**8)))
+            assert tensor.shape == (1, 3, size, size)
+            # same geometry, same interpolation: at most one grey level of rounding difference
+            assert np.abs(tensor[0] - ref).max() * 255 <= 1.0001
+
+
+def test_preprocess_pads_with_114_and_reuses_buffer_per_size() -> None:
+    pre = Preprocessor(64, 64)
+    wide = np.full((20, 64, 3), 255, np.uint8)
+    t, lb = pre(wide)
+    assert (lb.top, lb.new_h) == (22, 20)
+    assert np.allclose(t[0, :, : lb.top], 114 / 255)
+    assert np.allclose(t[0, :, lb.top : lb.top + lb.new_h], 1.0)
+    tall = np.zeros((64, 16, 3), np.uint8)  # new size: padding must be repainted, not left over
+    t2, lb2 = pre(tall)
+    assert np.allclose(t2[0, :, :, : lb2.left], 114 / 255)
+    assert np.allclose(t2[0, :, :, lb2.left : lb2.left + lb2.new_w], 0.0)
+
+
+def test_embedded_resize_graph_is_the_documented_graph() -> None:
+    onnx = pytest.importorskip("onnx", reason="rebuilding the graph needs the onnx package (dev venv)")
+    model = onnx.load_from_string(RESIZE_GRAPH)
+    (node,) = model.graph.node
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.op_type == "Resize"
+    assert attrs == {"mode": b"linear", "coordinate_transformation_mode": b"half_pixel"}
+    assert model.opset_import[0].version == 18
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_open_image_refuses_bad_input() -> None:
+    good = _jpeg(320, 240)
+    assert open_image(good, 10**6).size == (320, 240)
+    with pytest.raises(ImageRejected, match="empty"):
+        open_image(b"", 10**6)
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        open_image(b"%PDF-1.4 definitely not a picture", 10**6)
+    with pytest.raises(ImageRejected, match="incomplete or corrupt"):
+        open_image(good[: len(good) // 2], 10**6)
+    with pytest.raises(ImageRejected, match="too large"):
+        open_image(good, 320 * 240 - 1)
+
+
+def test_open_image_converts_grey_and_rgba_to_rgb() -> None:
+    for mode in ("L", "RGBA", "P"):
+        buf = io.BytesIO()
+        Image.new(mode, (8, 6)).save(buf, format="PNG")
+        assert open_image(buf.getvalue(), 10**6).mode == "RGB"
