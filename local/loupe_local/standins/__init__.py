@@ -6,7 +6,12 @@ import importlib
 
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 
-STANDINS: list[str] = []
+STANDINS: list[str] = [
+    "loupe_local.standins.groundtruth:GroundTruth",
+    "loupe_local.standins.featurestore:FeatureStoreRuntime",
+    "loupe_local.standins.greengrass:GreengrassStandIn",
+    "loupe_local.standins.modelregistry:ModelRegistryObserver",
+]
 
 
 def load_all() -> list[StandIn]:

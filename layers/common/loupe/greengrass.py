@@ -1,0 +1,318 @@
+"""Greengrass v2 building blocks: component versions, recipes, artifact digests, publishing.
+
+Pure functions plus a few calls that take their ``greengrassv2`` / ``s3`` clients as arguments. Used by the edge
+deployment workflow (Lambda), by ``loupe edge publish`` and by the local Greengrass stand-in and devices, so the
+cloud and the local loop agree on versions, digests and recipe shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import string
+import time
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODEL_COMPONENT = "com.loupe.model"
+INFERENCE_COMPONENT = "com.loupe.inference"
+COMPONENT_PREFIX = "com.loupe."
+RECIPE_FORMAT = "2020-01-25"
+ARTIFACT_PREFIX = "edge/artifacts"
+MODEL_MAJOR = 1
+
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
+
+
+class GreengrassError(RuntimeError):
+    """A Greengrass component or deployment step that cannot go on, with the reason."""
+
+
+# ------------------------------------------------------------------ versions
+def parse_version(version: str) -> tuple[int, int, int]:
+    match = _SEMVER.match(str(version).strip())
+    if not match:
+        raise GreengrassError(f"{version!r} is not a MAJOR.MINOR.PATCH component version")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def sort_versions(versions: Iterable[str]) -> list[str]:
+    """Newest first; versions that are not plain semver are left out."""
+    good = []
+    for v in versions:
+        try:
+            good.append((parse_version(v), v))
+        except GreengrassError:
+            continue
+    return [v for _, v in sorted(good, reverse=True)]
+
+
+def model_component_version(package_version: int | str, patch: int = 0) -> str:
+    """The model component version of a package version: ``1.<package version>.<patch>``.
+
+    The patch number only moves when ``1.<N>.0`` already exists with different bytes (never overwrite)."""
+    try:
+        n = int(package_version)
+    except (TypeError, ValueError):
+        raise GreengrassError(f"model package version {package_version!r} is not a whole number") from None
+    if n < 1:
+        raise GreengrassError(f"model package version {n} must be 1 or more")
+    return f"{MODEL_MAJOR}.{n}.{int(patch)}"
+
+
+# ------------------------------------------------------------------ digests
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def greengrass_digest(data: bytes) -> str:
+    """The digest Greengrass stores in a recipe artifact: base64 of the raw SHA-256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def greengrass_digest_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode()
+
+
+def deterministic_zip(files: dict[str, bytes]) -> bytes:
+    """A ZIP whose bytes depend only on the names and contents (fixed timestamps, sorted entries)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[name])
+    return buf.getvalue()
+
+
+def zip_directory(root: Path, exclude: Iterable[str] = ("__pycache__", ".pytest_cache")) -> bytes:
+    skip = set(exclude)
+    files = {}
+    for path in sorted(Path(root).rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or any(part in skip for part in rel.parts) or path.suffix == ".pyc":
+            continue
+        files[f"{Path(root).name}/{rel.as_posix()}"] = path.read_bytes()
+    if not files:
+        raise GreengrassError(f"{root} holds no files to publish")
+    return deterministic_zip(files)
+
+
+# ------------------------------------------------------------------ recipes
+def load_recipe(text: str | bytes) -> dict[str, Any]:
+    """A recipe from YAML or JSON text, checked for the fields every recipe needs."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GreengrassError(f"recipe is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise GreengrassError("recipe must be a mapping")
+    for key in ("RecipeFormatVersion", "ComponentName", "ComponentVersion"):
+        if not doc.get(key):
+            raise GreengrassError(f"recipe has no {key}")
+    parse_version(doc["ComponentVersion"])
+    return doc
+
+
+def recipe_artifacts(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for manifest in recipe.get("Manifests") or []:
+        out.extend(manifest.get("Artifacts") or [])
+    return out
+
+
+def artifact_key(component: str, version: str, filename: str) -> str:
+    return f"{ARTIFACT_PREFIX}/{component}/{version}/{filename}"
+
+
+def render_model_recipe(template_text: str, values: dict[str, str]) -> dict[str, Any]:
+    """The ``com.loupe.model`` recipe from ``edge_component/model/recipe.yaml`` (``${Name}`` placeholders,
+    Python ``string.Template`` syntax; ``{...}`` recipe variables stay for the device to resolve)."""
+    try:
+        text = string.Template(template_text).substitute(values)
+    except KeyError as exc:
+        raise GreengrassError(f"model recipe template needs a value for {exc.args[0]}") from exc
+    except ValueError as exc:
+        raise GreengrassError(f"model recipe template is malformed: {exc}") from exc
+    return load_recipe(text)
+
+
+def render_inference_recipe(recipe_text: str, version: str, artifact_uri: str, author: str = "Loupe") -> dict[str, Any]:
+    """``edge_component/inference/recipe.yaml`` (GDK placeholders) with its version and artifact location."""
+    text = recipe_text.replace("{COMPONENT_VERSION}", version).replace("{COMPONENT_AUTHOR}", author)
+    recipe = load_recipe(text)
+    arts = recipe_artifacts(recipe)
+    if len(arts) != 1:
+        raise GreengrassError(f"{INFERENCE_COMPONENT} recipe must have exactly one artifact, found {len(arts)}")
+    arts[0].pop("URI", None)
+    arts[0]["Uri"] = artifact_uri
+    return recipe
+
+
+def artifact_uri_of(artifact: dict[str, Any]) -> str:
+    """Recipes may spell the key ``Uri`` or ``URI``."""
+    return artifact.get("Uri") or artifact.get("URI") or ""
+
+
+# ------------------------------------------------------------------ service calls
+def component_arn(gg: Any, name: str, version: str | None = None) -> str | None:
+    """ARN of a private component (version) if it exists, else None."""
+    for comp in _paged(gg, "list_components", "components", scope="PRIVATE"):
+        if comp["componentName"] == name:
+            arn = comp["arn"]
+            if version is None:
+                return arn
+            for v in _paged(gg, "list_component_versions", "componentVersions", arn=arn):
+                if v["componentVersion"] == version:
+                    return v["arn"]
+            return None
+    return None
+
+
+def component_versions(gg: Any, name: str) -> list[str]:
+    arn = component_arn(gg, name)
+    if arn is None:
+        return []
+    return sort_versions(
+        v["componentVersion"] for v in _paged(gg, "list_component_versions", "componentVersions", arn=arn)
+    )
+
+
+def get_recipe(gg: Any, version_arn: str) -> dict[str, Any]:
+    out = gg.get_component(arn=version_arn, recipeOutputFormat="JSON")
+    return json.loads(out["recipe"])
+
+
+def latest_deployable(gg: Any, name: str) -> tuple[str, str] | None:
+    """(version, arn) of the newest version of ``name`` that Greengrass can deploy."""
+    for version in component_versions(gg, name):
+        arn = component_arn(gg, name, version)
+        if arn and gg.describe_component(arn=arn)["status"]["componentState"] == "DEPLOYABLE":
+            return version, arn
+    return None
+
+
+def create_component(gg: Any, recipe: dict[str, Any], wait_seconds: float = 60.0) -> dict[str, Any]:
+    """CreateComponentVersion and wait until the service has checked the artifacts (DEPLOYABLE or FAILED)."""
+    out = gg.create_component_version(inlineRecipe=json.dumps(recipe).encode())
+    arn = out["arn"]
+    deadline = time.monotonic() + wait_seconds
+    status = out["status"]
+    while status["componentState"] in ("REQUESTED", "INITIATED") and time.monotonic() < deadline:
+        time.sleep(1.0)
+        status = gg.describe_component(arn=arn)["status"]
+    if status["componentState"] != "DEPLOYABLE":
+        raise GreengrassError(
+            f"{recipe['ComponentName']} {recipe['ComponentVersion']} is {status['componentState']}: "
+            f"{status.get('message') or status.get('errors')}"
+        )
+    return {"name": recipe["ComponentName"], "version": recipe["ComponentVersion"], "arn": arn}
+
+
+def publish_component(
+    gg: Any, s3: Any, bucket: str, recipe: dict[str, Any], artifacts: dict[str, bytes]
+) -> dict[str, Any]:
+    """Upload artifacts under ``edge/artifacts/<name>/<version>/`` and create the version (idempotent).
+
+    An existing version with the same artifact digests is reused; one with different bytes is a conflict
+    (versions are never overwritten)."""
+    name, version = recipe["ComponentName"], recipe["ComponentVersion"]
+    digests = {fname: greengrass_digest(data) for fname, data in artifacts.items()}
+    existing = component_arn(gg, name, version)
+    if existing is not None:
+        have = {Path(artifact_uri_of(a)).name: a.get("Digest") for a in recipe_artifacts(get_recipe(gg, existing))}
+        if have == digests:
+            return {"name": name, "version": version, "arn": existing, "reused": True}
+        raise GreengrassError(f"{name} {version} already exists with other artifacts; bump the version")
+    for fname, data in artifacts.items():
+        s3.put_object(Bucket=bucket, Key=artifact_key(name, version, fname), Body=data)
+    for art in recipe_artifacts(recipe):
+        fname = Path(artifact_uri_of(art)).name
+        if fname in digests:
+            art.setdefault("Algorithm", "SHA-256")
+            art.setdefault("Digest", digests[fname])
+    return {**create_component(gg, recipe), "reused": False}
+
+
+def _paged(client: Any, op: str, key: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
+    token = None
+    while True:
+        out = getattr(client, op)(**kwargs, **({"nextToken": token} if token else {}))
+        yield from out.get(key, [])
+        token = out.get("nextToken")
+        if not token:
+            return
+
+
+# ------------------------------------------------------------------ the edge components built from edge_component/
+MODEL_TEMPLATE_MEMBER = "com.loupe.model.recipe.yaml"
+_EDGE_EXCLUDE = {"__pycache__", ".pytest_cache", "gdk-config.json", "recipe.yaml", "greengrass-build", "zip-build"}
+
+
+def inference_archive(edge_dir: Path) -> bytes:
+    """``com.loupe.inference.zip``: the component folder (like ``gdk component build`` with the zip build
+    system) plus the matching ``com.loupe.model`` recipe template, so both are versioned together."""
+    root = Path(edge_dir) / "inference"
+    files: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or path.suffix == ".pyc" or any(p in _EDGE_EXCLUDE for p in rel.parts):
+            continue
+        files[rel.as_posix()] = path.read_bytes()
+    template = Path(edge_dir) / "model" / "recipe.yaml"
+    if not files or not template.is_file():
+        raise GreengrassError(f"{edge_dir} has no inference/ component or no model/recipe.yaml")
+    files[MODEL_TEMPLATE_MEMBER] = template.read_bytes()
+    return deterministic_zip(files)
+
+
+def publish_inference(gg: Any, s3: Any, bucket: str, edge_dir: Path, author: str = "Loupe") -> dict[str, Any]:
+    """Publish ``com.loupe.inference`` from ``edge_component/`` once per content: an existing version with the
+    same archive is reused, else the next patch version is created."""
+    archive = inference_archive(edge_dir)
+    digest = greengrass_digest(archive)
+    versions = component_versions(gg, INFERENCE_COMPONENT)
+    for version in versions:
+        arn = component_arn(gg, INFERENCE_COMPONENT, version)
+        if arn and [a.get("Digest") for a in recipe_artifacts(get_recipe(gg, arn))] == [digest]:
+            return {"name": INFERENCE_COMPONENT, "version": version, "arn": arn, "reused": True}
+    if versions:
+        major, minor, patch = parse_version(versions[0])
+        version = f"{major}.{minor}.{patch + 1}"
+    else:
+        version = "1.0.0"
+    fname = f"{INFERENCE_COMPONENT}.zip"
+    uri = f"s3://{bucket}/{artifact_key(INFERENCE_COMPONENT, version, fname)}"
+    recipe_text = (Path(edge_dir) / "inference" / "recipe.yaml").read_text()
+    recipe = render_inference_recipe(recipe_text, version, uri, author)
+    return publish_component(gg, s3, bucket, recipe, {fname: archive})
+
+
+def model_recipe_template(gg: Any, s3: Any, inference_arn: str) -> str:
+    """The ``com.loupe.model`` recipe template shipped inside a published ``com.loupe.inference`` version."""
+    arts = recipe_artifacts(get_recipe(gg, inference_arn))
+    if not arts:
+        raise GreengrassError(f"{inference_arn} has no artifact")
+    uri = artifact_uri_of(arts[0])
+    bucket, _, key = uri[5:].partition("/")
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    if arts[0].get("Digest") and greengrass_digest(data) != arts[0]["Digest"]:
+        raise GreengrassError(f"{uri} does not match the digest of {inference_arn}")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return zf.read(MODEL_TEMPLATE_MEMBER).decode()
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise GreengrassError(f"{uri} carries no {MODEL_TEMPLATE_MEMBER}: {exc}") from exc

@@ -1,0 +1,646 @@
+"""Greengrass v2 control plane stand-in: components, deployments to thing groups, per-device executions.
+
+Answers the ``greengrassv2`` REST API (signing name ``greengrass``, paths under ``/greengrass/v2/``) at the local
+endpoint with the service's shapes: CreateComponentVersion (stores the recipe, fetches every S3 artifact and
+writes its SHA-256 digest into the recipe like the service; a recipe digest that does not match the bytes makes
+the version FAILED), DescribeComponent, GetComponent, ListComponents, ListComponentVersions, CreateDeployment
+(``clientToken`` idempotency; a new deployment to a target supersedes the previous one), GetDeployment,
+ListDeployments, CancelDeployment, ListEffectiveDeployments, ListCoreDevices, GetCoreDevice,
+ListInstalledComponents.
+
+Local core devices (``loupe_local.devices``) use two extra, local-only routes in place of the IoT jobs and
+shadows a real nucleus uses:
+
+- ``POST /greengrass/v2/local/coreDevices/{thing}/sync``: heartbeat (installed components) → the deployment the
+  device should run (``null`` while none is released to it),
+- ``POST /greengrass/v2/local/coreDevices/{thing}/deployments/{id}/status``: IN_PROGRESS / SUCCEEDED / FAILED with
+  a reason.
+
+Rollout (``exponentialRate``): the first ``baseRatePerMinute`` devices are released at once; each time
+``rateIncreaseCriteria`` devices succeed, the batch grows by ``incrementFactor`` (locally by batch, not by wall
+clock minute). Abort (``abortConfig``): when the failed share of finished devices reaches ``thresholdPercentage``
+the devices not yet started are CANCELED. ``timeoutConfig.inProgressTimeoutInMinutes`` turns a device stuck
+IN_PROGRESS into TIMED_OUT.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+import yaml
+
+from loupe_local.standins.base import AwsRequest, Response, StandIn, error
+
+log = logging.getLogger("loupe.local.greengrass")
+
+PREFIX = "/greengrass/v2/"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELED", "REJECTED", "COMPLETED"}
+FAILED_STATES = {"FAILED", "TIMED_OUT", "REJECTED"}
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class _Error(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.response = error(code, message, status)
+
+
+def _not_found(what: str) -> _Error:
+    return _Error("ResourceNotFoundException", f"{what} not found", 404)
+
+
+class GreengrassStandIn(StandIn):
+    name = "greengrassv2"
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.components: dict[str, dict[str, dict[str, Any]]] = {}  # name -> version -> record
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, str] = {}
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.region = "us-east-1"
+        self.account = "123456789012"
+
+    def attach(self, runtime: Any) -> None:
+        super().attach(runtime)
+        self.region = runtime.region
+        from loupe_local.template import ACCOUNT_ID
+
+        self.account = ACCOUNT_ID
+
+    # ------------------------------------------------------------------ routing
+    def handles(self, request: AwsRequest) -> bool:
+        return request.path.startswith(PREFIX)
+
+    def handle(self, request: AwsRequest) -> Response:
+        path = unquote(request.path[len(PREFIX) :]).rstrip("/")
+        method = request.method
+        routes: list[tuple[str, str, Any]] = [
+            ("POST", r"createComponentVersion", self.create_component_version),
+            ("GET", r"components", self.list_components),
+            ("GET", r"components/(?P<arn>.+)/metadata", self.describe_component),
+            ("GET", r"components/(?P<arn>.+)/versions", self.list_component_versions),
+            ("GET", r"components/(?P<arn>.+)", self.get_component),
+            ("POST", r"deployments", self.create_deployment),
+            ("GET", r"deployments", self.list_deployments),
+            ("POST", r"deployments/(?P<id>[^/]+)/cancel", self.cancel_deployment),
+            ("GET", r"deployments/(?P<id>[^/]+)", self.get_deployment),
+            ("GET", r"coreDevices", self.list_core_devices),
+            ("GET", r"coreDevices/(?P<thing>[^/]+)/effectiveDeployments", self.list_effective_deployments),
+            ("GET", r"coreDevices/(?P<thing>[^/]+)/installedComponents", self.list_installed_components),
+            ("GET", r"coreDevices/(?P<thing>[^/]+)", self.get_core_device),
+            ("POST", r"local/coreDevices/(?P<thing>[^/]+)/sync", self.device_sync),
+            (
+                "POST",
+                r"local/coreDevices/(?P<thing>[^/]+)/deployments/(?P<id>[^/]+)/status",
+                self.device_status,
+            ),
+        ]
+        for verb, pattern, fn in routes:
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                try:
+                    with self.lock:
+                        return fn(request, **match.groupdict())
+                except _Error as exc:
+                    return exc.response
+        return error("NotImplemented", f"the local Greengrass stand-in does not answer {method} {request.path}", 501)
+
+    # ------------------------------------------------------------------ components
+    def _component_arn(self, name: str, version: str | None = None) -> str:
+        base = f"arn:aws:greengrass:{self.region}:{self.account}:components:{name}"
+        return f"{base}:versions:{version}" if version else base
+
+    def _parse_arn(self, arn: str) -> tuple[str, str | None]:
+        match = re.fullmatch(r"arn:aws:greengrass:[^:]*:[^:]*:components:([^:]+)(?::versions:([^:]+))?", arn)
+        if not match:
+            raise _Error("ValidationException", f"{arn!r} is not a component ARN")
+        return match.group(1), match.group(2)
+
+    def _record(self, arn: str) -> dict[str, Any]:
+        name, version = self._parse_arn(arn)
+        versions = self.components.get(name) or {}
+        if not versions:
+            raise _not_found(f"component {name}")
+        if version is None:
+            version = _newest(list(versions))
+        if version not in versions:
+            raise _not_found(f"component {name} version {version}")
+        return versions[version]
+
+    def create_component_version(self, request: AwsRequest) -> Response:
+        body = request.json()
+        if not body.get("inlineRecipe"):
+            raise _Error("ValidationException", "only inlineRecipe is supported locally (no Lambda components)")
+        try:
+            text = base64.b64decode(body["inlineRecipe"])
+            recipe = yaml.safe_load(text)
+        except Exception as exc:
+            raise _Error("ValidationException", f"the recipe is not valid JSON or YAML: {exc}") from exc
+        if not isinstance(recipe, dict):
+            raise _Error("ValidationException", "the recipe must be a mapping")
+        name, version = recipe.get("ComponentName"), str(recipe.get("ComponentVersion") or "")
+        if not name or not _NAME.match(name) or name.lower().startswith("aws."):
+            raise _Error("ValidationException", f"invalid ComponentName {name!r}")
+        if not _VERSION.match(version):
+            raise _Error("ValidationException", f"ComponentVersion {version!r} is not MAJOR.MINOR.PATCH")
+        if version in self.components.get(name, {}):
+            raise _Error("ConflictException", f"component {name} version {version} already exists", 409)
+        state, message, errors = "DEPLOYABLE", "", {}
+        for manifest in recipe.get("Manifests") or []:
+            for art in manifest.get("Artifacts") or []:
+                problem = self._check_artifact(art)
+                if problem:
+                    state = "FAILED"
+                    errors[art.get("Uri") or art.get("URI") or "?"] = problem
+        if errors:
+            message = "; ".join(f"{uri}: {why}" for uri, why in errors.items())
+        now = time.time()
+        arn = self._component_arn(name, version)
+        rec = {
+            "arn": arn,
+            "componentName": name,
+            "componentVersion": version,
+            "creationTimestamp": now,
+            "publisher": recipe.get("ComponentPublisher", ""),
+            "description": recipe.get("ComponentDescription", ""),
+            "recipe": recipe,
+            "status": {"componentState": state, "message": message or "", "errors": errors},
+            "tags": body.get("tags") or {},
+        }
+        self.components.setdefault(name, {})[version] = rec
+        log.info("component %s %s: %s %s", name, version, state, message)
+        return Response(
+            201,
+            {
+                "arn": arn,
+                "componentName": name,
+                "componentVersion": version,
+                "creationTimestamp": now,
+                "status": rec["status"],
+            },
+        )
+
+    def _check_artifact(self, art: dict[str, Any]) -> str:
+        """Fetch the artifact and set its digest as the service does; a reason when that is impossible."""
+        uri = art.get("Uri") or art.get("URI") or ""
+        if not uri.startswith("s3://"):
+            return "only s3:// artifacts are supported locally"
+        bucket, _, key = uri[5:].partition("/")
+        try:
+            data = self.runtime.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            return f"cannot read the artifact: {exc}"
+        from loupe.greengrass import greengrass_digest
+
+        digest = greengrass_digest(data)
+        algorithm = art.get("Algorithm") or "SHA-256"
+        if algorithm != "SHA-256":
+            return f"unsupported digest algorithm {algorithm}"
+        if art.get("Digest") and art["Digest"] != digest:
+            return f"recipe digest {art['Digest']} does not match the artifact ({digest})"
+        art["Digest"], art["Algorithm"] = digest, "SHA-256"
+        return ""
+
+    def list_components(self, request: AwsRequest) -> Response:
+        out = []
+        for name, versions in sorted(self.components.items()):
+            latest = versions[_newest(list(versions))]
+            out.append(
+                {
+                    "arn": self._component_arn(name),
+                    "componentName": name,
+                    "latestVersion": {
+                        "arn": latest["arn"],
+                        "componentVersion": latest["componentVersion"],
+                        "creationTimestamp": latest["creationTimestamp"],
+                        "description": latest["description"],
+                        "publisher": latest["publisher"],
+                        "platforms": _platforms(latest["recipe"]),
+                    },
+                }
+            )
+        return Response(200, {"components": out})
+
+    def list_component_versions(self, request: AwsRequest, arn: str) -> Response:
+        name, _ = self._parse_arn(arn)
+        versions = self.components.get(name)
+        if not versions:
+            raise _not_found(f"component {name}")
+        return Response(
+            200,
+            {
+                "componentVersions": [
+                    {"componentName": name, "componentVersion": v, "arn": versions[v]["arn"]}
+                    for v in _sorted_versions(list(versions))
+                ]
+            },
+        )
+
+    def describe_component(self, request: AwsRequest, arn: str) -> Response:
+        rec = self._record(arn)
+        return Response(
+            200,
+            {
+                "arn": rec["arn"],
+                "componentName": rec["componentName"],
+                "componentVersion": rec["componentVersion"],
+                "creationTimestamp": rec["creationTimestamp"],
+                "publisher": rec["publisher"],
+                "description": rec["description"],
+                "status": rec["status"],
+                "platforms": _platforms(rec["recipe"]),
+                "tags": rec["tags"],
+            },
+        )
+
+    def get_component(self, request: AwsRequest, arn: str) -> Response:
+        rec = self._record(arn)
+        fmt = (request.query.get("recipeOutputFormat") or ["JSON"])[0].upper()
+        text = yaml.safe_dump(rec["recipe"], sort_keys=False) if fmt == "YAML" else json.dumps(rec["recipe"])
+        return Response(
+            200, {"recipeOutputFormat": fmt, "recipe": base64.b64encode(text.encode()).decode(), "tags": rec["tags"]}
+        )
+
+    # ------------------------------------------------------------------ deployments
+    def create_deployment(self, request: AwsRequest) -> Response:
+        body = request.json()
+        target = body.get("targetArn", "")
+        token = body.get("clientToken")
+        if token and token in self.tokens:
+            dep = self.deployments[self.tokens[token]]
+            return Response(
+                201, {"deploymentId": dep["deploymentId"], "iotJobId": dep["iotJobId"], "iotJobArn": dep["iotJobArn"]}
+            )
+        things = self._target_things(target)
+        components = body.get("components") or {}
+        if not components:
+            raise _Error("ValidationException", "a deployment needs at least one component")
+        for name, spec in components.items():
+            version = spec.get("componentVersion", "")
+            rec = (self.components.get(name) or {}).get(version)
+            if rec is None:
+                raise _Error("ValidationException", f"component {name} version {version} does not exist")
+            if rec["status"]["componentState"] != "DEPLOYABLE":
+                raise _Error("ValidationException", f"component {name} {version} is {rec['status']['componentState']}")
+        now = time.time()
+        dep_id = str(uuid.uuid4())
+        job_id = str(uuid.uuid4())
+        for other in self.deployments.values():
+            if other["targetArn"] == target and other["isLatestForTarget"]:
+                other["isLatestForTarget"] = False
+                if other["deploymentStatus"] == "ACTIVE":
+                    other["deploymentStatus"] = "INACTIVE"
+                for ex in other["executions"].values():
+                    if ex["status"] in ("QUEUED", "IN_PROGRESS"):
+                        _set(ex, "CANCELED", f"superseded by deployment {dep_id}")
+        revision = 1 + sum(1 for d in self.deployments.values() if d["targetArn"] == target)
+        dep = {
+            "targetArn": target,
+            "revisionId": str(revision),
+            "deploymentId": dep_id,
+            "deploymentName": body.get("deploymentName") or f"Deployment for {target.rsplit('/', 1)[-1]}",
+            "deploymentStatus": "ACTIVE",
+            "iotJobId": job_id,
+            "iotJobArn": f"arn:aws:iot:{self.region}:{self.account}:job/{job_id}",
+            "components": components,
+            "deploymentPolicies": body.get("deploymentPolicies") or {"failureHandlingPolicy": "ROLLBACK"},
+            "iotJobConfiguration": body.get("iotJobConfiguration") or {},
+            "creationTimestamp": now,
+            "isLatestForTarget": True,
+            "tags": body.get("tags") or {},
+            "executions": {},
+            "released": 0,
+            "rate_steps": 0,
+        }
+        rollout = (dep["iotJobConfiguration"].get("jobExecutionsRolloutConfig") or {}).get("exponentialRate") or {}
+        dep["released"] = int(rollout.get("baseRatePerMinute") or 1_000_000)
+        for thing in things:
+            dep["executions"][thing] = _execution(thing, now)
+        self.deployments[dep_id] = dep
+        if token:
+            self.tokens[token] = dep_id
+        log.info("deployment %s to %s (%d devices)", dep_id, target, len(things))
+        return Response(201, {"deploymentId": dep_id, "iotJobId": job_id, "iotJobArn": dep["iotJobArn"]})
+
+    def _target_things(self, target: str) -> list[str]:
+        if ":thinggroup/" in target:
+            group = target.rsplit("/", 1)[-1]
+            iot = self.runtime.client("iot")
+            try:
+                iot.describe_thing_group(thingGroupName=group)
+            except Exception as exc:
+                raise _Error("ResourceNotFoundException", f"thing group {group} does not exist", 404) from exc
+            things, token = [], None
+            while True:
+                page = iot.list_things_in_thing_group(thingGroupName=group, **({"nextToken": token} if token else {}))
+                things.extend(page.get("things", []))
+                token = page.get("nextToken")
+                if not token:
+                    return sorted(set(things))
+        if ":thing/" in target:
+            return [target.rsplit("/", 1)[-1]]
+        raise _Error("ValidationException", f"targetArn {target!r} is neither a thing nor a thing group ARN")
+
+    def _public(self, dep: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in dep.items() if k not in ("executions", "released", "rate_steps")}
+
+    def get_deployment(self, request: AwsRequest, id: str) -> Response:
+        dep = self.deployments.get(id)
+        if dep is None:
+            raise _not_found(f"deployment {id}")
+        self._refresh(dep)
+        return Response(200, self._public(dep))
+
+    def list_deployments(self, request: AwsRequest) -> Response:
+        target = (request.query.get("targetArn") or [None])[0]
+        latest_only = (request.query.get("historyFilter") or ["LATEST_ONLY"])[0] == "LATEST_ONLY"
+        out = []
+        for dep in sorted(self.deployments.values(), key=lambda d: d["creationTimestamp"], reverse=True):
+            if target and dep["targetArn"] != target:
+                continue
+            if latest_only and not dep["isLatestForTarget"]:
+                continue
+            out.append(
+                {
+                    k: dep[k]
+                    for k in (
+                        "targetArn",
+                        "revisionId",
+                        "deploymentId",
+                        "deploymentName",
+                        "creationTimestamp",
+                        "deploymentStatus",
+                        "isLatestForTarget",
+                    )
+                }
+            )
+        return Response(200, {"deployments": out})
+
+    def cancel_deployment(self, request: AwsRequest, id: str) -> Response:
+        dep = self.deployments.get(id)
+        if dep is None:
+            raise _not_found(f"deployment {id}")
+        dep["deploymentStatus"] = "CANCELED"
+        for ex in dep["executions"].values():
+            if ex["status"] in ("QUEUED", "IN_PROGRESS"):
+                _set(ex, "CANCELED", "deployment canceled")
+        return Response(200, {"message": f"deployment {id} canceled"})
+
+    def _refresh(self, dep: dict[str, Any]) -> None:
+        """Time-based transitions: executions IN_PROGRESS past the job's timeout become TIMED_OUT."""
+        minutes = ((dep["iotJobConfiguration"].get("timeoutConfig") or {}).get("inProgressTimeoutInMinutes")) or 0
+        if not minutes:
+            return
+        now = time.time()
+        for ex in dep["executions"].values():
+            if ex["status"] == "IN_PROGRESS" and now - ex["started"] > float(minutes) * 60:
+                _set(ex, "TIMED_OUT", f"not finished within {minutes} min")
+
+    def _rollout(self, dep: dict[str, Any]) -> None:
+        """Grow the released batch (exponential rate) and apply the abort criteria."""
+        cfg = dep["iotJobConfiguration"]
+        rate = (cfg.get("jobExecutionsRolloutConfig") or {}).get("exponentialRate") or {}
+        execs = list(dep["executions"].values())
+        succeeded = sum(1 for e in execs if e["status"] == "SUCCEEDED")
+        if rate:
+            criteria = rate.get("rateIncreaseCriteria") or {}
+            step = int(criteria.get("numberOfSucceededThings") or criteria.get("numberOfNotifiedThings") or 1)
+            notified = sum(1 for e in execs if e["status"] != "QUEUED")
+            count = succeeded if "numberOfSucceededThings" in criteria else notified
+            while count >= step * (dep["rate_steps"] + 1):
+                dep["rate_steps"] += 1
+                dep["released"] = math.ceil(dep["released"] * float(rate.get("incrementFactor") or 2))
+        for crit in (cfg.get("abortConfig") or {}).get("criteriaList") or []:
+            finished = [e for e in execs if e["status"] in TERMINAL]
+            ftype = crit.get("failureType", "ALL")
+            bad = [e for e in finished if (ftype == "ALL" and e["status"] in FAILED_STATES) or e["status"] == ftype]
+            enough = finished and len(finished) >= int(crit.get("minNumberOfExecutedThings") or 1)
+            if enough and 100.0 * len(bad) / len(finished) >= float(crit.get("thresholdPercentage") or 100):
+                for e in execs:
+                    if e["status"] == "QUEUED":
+                        _set(e, "CANCELED", f"rollout aborted: {len(bad)} of {len(finished)} devices failed")
+
+    # ------------------------------------------------------------------ core devices
+    def _device(self, thing: str) -> dict[str, Any]:
+        dev = self.devices.get(thing)
+        if dev is None:
+            raise _not_found(f"core device {thing}")
+        return dev
+
+    def list_core_devices(self, request: AwsRequest) -> Response:
+        group_arn = (request.query.get("thingGroupArn") or [None])[0]
+        status = (request.query.get("status") or [None])[0]
+        names = list(self.devices)
+        if group_arn:
+            members = set(self._target_things(group_arn))
+            names = [n for n in names if n in members]
+        out = [
+            {
+                "coreDeviceThingName": n,
+                "status": self.devices[n]["status"],
+                "lastStatusUpdateTimestamp": self.devices[n]["last"],
+            }
+            for n in sorted(names)
+            if not status or self.devices[n]["status"] == status
+        ]
+        return Response(200, {"coreDevices": out})
+
+    def get_core_device(self, request: AwsRequest, thing: str) -> Response:
+        dev = self._device(thing)
+        return Response(
+            200,
+            {
+                "coreDeviceThingName": thing,
+                "coreVersion": dev.get("coreVersion", "local"),
+                "platform": dev.get("platform", "linux"),
+                "architecture": dev.get("architecture", "amd64"),
+                "status": dev["status"],
+                "lastStatusUpdateTimestamp": dev["last"],
+                "tags": {},
+            },
+        )
+
+    def list_installed_components(self, request: AwsRequest, thing: str) -> Response:
+        dev = self._device(thing)
+        return Response(200, {"installedComponents": dev.get("installed", [])})
+
+    def list_effective_deployments(self, request: AwsRequest, thing: str) -> Response:
+        out = []
+        for dep in sorted(self.deployments.values(), key=lambda d: d["creationTimestamp"], reverse=True):
+            ex = dep["executions"].get(thing)
+            if ex is None:
+                continue
+            self._refresh(dep)
+            out.append(
+                {
+                    "deploymentId": dep["deploymentId"],
+                    "deploymentName": dep["deploymentName"],
+                    "iotJobId": dep["iotJobId"],
+                    "iotJobArn": dep["iotJobArn"],
+                    "targetArn": dep["targetArn"],
+                    "coreDeviceExecutionStatus": ex["status"],
+                    "reason": ex["reason"],
+                    "creationTimestamp": ex["created"],
+                    "modifiedTimestamp": ex["modified"],
+                    "statusDetails": ex["details"],
+                }
+            )
+        if not out and thing not in self.devices:
+            raise _not_found(f"core device {thing}")
+        return Response(200, {"effectiveDeployments": out})
+
+    # ------------------------------------------------------------------ local device protocol
+    def device_sync(self, request: AwsRequest, thing: str) -> Response:
+        body = request.json()
+        now = time.time()
+        dev = self.devices.setdefault(thing, {"first": now})
+        broken = [c for c in body.get("installed") or [] if c.get("lifecycleState") in ("BROKEN", "ERRORED")]
+        dev.update(
+            {
+                "last": now,
+                "status": "UNHEALTHY" if broken else "HEALTHY",
+                "installed": body.get("installed") or [],
+                "platform": body.get("platform", "linux"),
+                "architecture": body.get("architecture", "amd64"),
+            }
+        )
+        groups = set(body.get("groups") or [])
+        if not groups:
+            try:
+                groups = {
+                    g["groupName"]
+                    for g in self.runtime.client("iot").list_thing_groups_for_thing(thingName=thing)["thingGroups"]
+                }
+            except Exception:  # noqa: BLE001 - an unknown thing simply has no group deployments
+                groups = set()
+        candidates = []
+        for dep in self.deployments.values():
+            if not dep["isLatestForTarget"] or dep["deploymentStatus"] != "ACTIVE":
+                continue
+            target = dep["targetArn"]
+            if (":thinggroup/" in target and target.rsplit("/", 1)[-1] in groups) or target.endswith(f":thing/{thing}"):
+                candidates.append(dep)
+        if not candidates:
+            return Response(200, {"deployment": None})
+        dep = max(candidates, key=lambda d: d["creationTimestamp"])
+        ex = dep["executions"].get(thing)
+        if ex is None:  # joined the group after the deployment was created: it gets it too
+            ex = dep["executions"][thing] = _execution(thing, now)
+        self._rollout(dep)
+        order = sorted(dep["executions"].values(), key=lambda e: (e["created"], e["thing"]))
+        released = {e["thing"] for e in order[: dep["released"]]} | {
+            e["thing"] for e in order if e["status"] != "QUEUED"
+        }
+        if ex["status"] == "CANCELED" or thing not in released:
+            return Response(200, {"deployment": None, "waiting": ex["status"]})
+        return Response(
+            200,
+            {
+                "deployment": {
+                    **{
+                        k: dep[k]
+                        for k in (
+                            "deploymentId",
+                            "deploymentName",
+                            "targetArn",
+                            "components",
+                            "deploymentPolicies",
+                            "creationTimestamp",
+                        )
+                    },
+                    "executionStatus": ex["status"],
+                }
+            },
+        )
+
+    def device_status(self, request: AwsRequest, thing: str, id: str) -> Response:
+        dep = self.deployments.get(id)
+        if dep is None:
+            raise _not_found(f"deployment {id}")
+        ex = dep["executions"].setdefault(thing, _execution(thing, time.time()))
+        body = request.json()
+        status = body.get("status", "")
+        if status not in ("IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED"):
+            raise _Error("ValidationException", f"status {status!r} is not IN_PROGRESS, SUCCEEDED, FAILED or REJECTED")
+        if ex["status"] in TERMINAL:
+            return Response(200, {"accepted": False, "status": ex["status"]})
+        _set(ex, status, body.get("reason", ""), body.get("statusDetails"))
+        if status == "IN_PROGRESS":
+            ex["started"] = time.time()
+        self._rollout(dep)
+        log.info("device %s: deployment %s %s %s", thing, id, status, body.get("reason", ""))
+        return Response(200, {"accepted": True, "status": ex["status"]})
+
+    # ------------------------------------------------------------------ observability
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "components": {n: _sorted_versions(list(v)) for n, v in self.components.items()},
+                "deployments": [
+                    {
+                        "id": d["deploymentId"],
+                        "target": d["targetArn"].rsplit("/", 1)[-1],
+                        "status": d["deploymentStatus"],
+                        "components": {k: v.get("componentVersion") for k, v in d["components"].items()},
+                        "devices": {
+                            t: {"status": e["status"], "reason": e["reason"]} for t, e in d["executions"].items()
+                        },
+                    }
+                    for d in sorted(self.deployments.values(), key=lambda d: d["creationTimestamp"])[-5:]
+                ],
+                "core_devices": {n: {"status": d["status"], "last": d["last"]} for n, d in self.devices.items()},
+            }
+
+
+def _execution(thing: str, now: float) -> dict[str, Any]:
+    return {
+        "thing": thing,
+        "status": "QUEUED",
+        "reason": "",
+        "created": now,
+        "modified": now,
+        "started": 0.0,
+        "details": {},
+    }
+
+
+def _set(ex: dict[str, Any], status: str, reason: str, details: dict[str, Any] | None = None) -> None:
+    ex["status"] = status
+    ex["reason"] = reason or ""
+    ex["modified"] = time.time()
+    if details:
+        ex["details"] = {
+            "errorStack": [str(x) for x in details.get("errorStack") or []],
+            "errorTypes": [str(x) for x in details.get("errorTypes") or []],
+        }
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _sorted_versions(versions: list[str]) -> list[str]:
+    return sorted(versions, key=_key, reverse=True)
+
+
+def _newest(versions: list[str]) -> str:
+    return _sorted_versions(versions)[0]
+
+
+def _platforms(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for m in recipe.get("Manifests") or []:
+        plat = m.get("Platform") or {}
+        out.append({"name": plat.get("os", "all"), "attributes": {k: str(v) for k, v in plat.items()}})
+    return out
