@@ -34,7 +34,8 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from loupe_local.runtime import LocalRuntime
 
     saved = os.environ.copy()
-    runtime = LocalRuntime(state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True)
+    # alarm periods shrunk 60x so the drift alarm can fire within a test (15 min -> 15 s)
+    runtime = LocalRuntime(state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True, alarm_time_scale=60)
     runtime.start()
     try:
         yield runtime

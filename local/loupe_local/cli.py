@@ -69,7 +69,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    runtime = LocalRuntime(root=root, port=args.port, parameters=_params(args.param), mqtt=not args.no_mqtt)
+    runtime = LocalRuntime(
+        root=root,
+        port=args.port,
+        parameters=_params(args.param),
+        mqtt=not args.no_mqtt,
+        alarm_time_scale=args.alarm_time_scale,
+    )
     fleet = None
     try:
         runtime.start()
@@ -114,6 +120,8 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
         cmd += ["--devices", str(args.devices)]
     if args.no_mqtt:
         cmd += ["--no-mqtt"]
+    if args.alarm_time_scale != 1.0:
+        cmd += ["--alarm-time-scale", str(args.alarm_time_scale)]
     for p in args.param or []:
         cmd += ["--param", p]
     with open(log_path, "ab") as log_file:
@@ -227,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--param", action="append", help="template parameter override KEY=VALUE")
     up.add_argument("--no-mqtt", action="store_true", help="do not start a local MQTT broker")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
+    up.add_argument(
+        "--alarm-time-scale", type=float, default=1.0, help="shrink alarm periods locally (60: 15 min -> 15 s)"
+    )
     up.set_defaults(func=cmd_up)
     down = local.add_parser("down", help="stop the local AWS")
     down.add_argument("--timeout", type=float, default=30.0)

@@ -7,7 +7,9 @@ environment from the template. Calls are serialised: handlers read their configu
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -16,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -62,14 +65,55 @@ class FunctionError(Exception):
         self.payload = payload
 
 
-class Invoker:
-    """Registry of the template's functions and the one way they are called locally."""
+class _Tee(io.TextIOBase):
+    """stdout during a handler call: passed through, and kept so metrics in EMF lines can be forwarded."""
 
-    def __init__(self, base_env: dict[str, str], layer_dirs: list[Path]) -> None:
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.lines: list[str] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.target.write(text)
+        self._partial += text
+        *done, self._partial = self._partial.split("\n")
+        self.lines.extend(done)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def emf_records(lines: list[str]) -> list[dict[str, Any]]:
+    """The CloudWatch embedded-metric-format records among a function's output lines."""
+    out = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith('{"_aws"') or (line.startswith("{") and '"CloudWatchMetrics"' in line):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record.get("_aws"), dict):
+                out.append(record)
+    return out
+
+
+class Invoker:
+    """Registry of the template's functions and the one way they are called locally.
+
+    As in Lambda, what a handler prints in the embedded metric format becomes CloudWatch metrics: ``emf_sink``
+    receives each EMF record (the runtime forwards them to the local CloudWatch).
+    """
+
+    def __init__(
+        self, base_env: dict[str, str], layer_dirs: list[Path], emf_sink: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.base_env = dict(base_env)
         self.layer_dirs = [str(p) for p in layer_dirs]
         self.functions: dict[str, RegisteredFunction] = {}
         self._env_lock = threading.RLock()
+        self.emf_sink = emf_sink
 
     def register(self, fn: RegisteredFunction) -> None:
         self.functions[fn.name] = fn
@@ -126,10 +170,12 @@ class Invoker:
             os.environ.update(env)
             fn.invocations += 1
             started = time.monotonic()
+            tee = _Tee(sys.stdout)
             try:
                 module = self._load(fn)
                 handler = getattr(module, fn.handler.rpartition(".")[2])
-                result = handler(json.loads(json.dumps(event)), LambdaContext(fn))
+                with contextlib.redirect_stdout(tee):
+                    result = handler(json.loads(json.dumps(event)), LambdaContext(fn))
                 return json.loads(json.dumps(result, default=str)) if result is not None else None
             except Exception as exc:
                 fn.errors += 1
@@ -144,6 +190,12 @@ class Invoker:
                 ) from exc
             finally:
                 log.debug("%s took %.3fs", fn.logical_id, time.monotonic() - started)
+                if self.emf_sink is not None:
+                    for record in emf_records([*tee.lines, tee._partial]):
+                        try:
+                            self.emf_sink(record)
+                        except Exception:
+                            log.exception("could not forward metrics of %s", fn.logical_id)
                 for key, value in saved.items():  # never clear: other threads read the environment
                     if value is None:
                         os.environ.pop(key, None)

@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from loupe_local import moto_patches
 from loupe_local import state as state_mod
+from loupe_local.alarms import AlarmEvaluator
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.provisioner import Provisioned, Provisioner
 from loupe_local.router import Router
@@ -103,6 +104,7 @@ class LocalRuntime:
         region: str = "us-east-1",
         mqtt: bool = True,
         standins: list[StandIn] | None = None,
+        alarm_time_scale: float = 1.0,
     ) -> None:
         self.root = Path(root)
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
@@ -124,6 +126,8 @@ class LocalRuntime:
         self._session: boto3.Session | None = None
         self._provisioner: Provisioner | None = None
         self._event_pool = threading.BoundedSemaphore(8)
+        self.alarm_time_scale = alarm_time_scale
+        self.alarms: AlarmEvaluator | None = None
 
     # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
     def client(self, service: str) -> Any:
@@ -192,7 +196,13 @@ class LocalRuntime:
         app = load_sam_app(self.root / "template.yaml", None)
         self._provisioner = Provisioner(app, _EndpointSession(self), self.stack_name, self.region, self.parameters)
         self.resources = self._provisioner.provision()
-        self.invoker = Invoker(env, app.layer_dirs)
+        alarms = [
+            {"name": res.ref, "arn": res.attrs["Arn"], **res.properties}
+            for res in self.resources.values()
+            if res.type == "AWS::CloudWatch::Alarm"
+        ]
+        self.alarms = AlarmEvaluator(self.client("cloudwatch"), alarms, self._alarm_changed, self.alarm_time_scale)
+        self.invoker = Invoker(env, app.layer_dirs, emf_sink=self.alarms.put_emf)
         for logical_id, code in app.functions.items():
             res = self.resources[logical_id]
             props = res.properties
@@ -220,6 +230,7 @@ class LocalRuntime:
                 self.router.add_topic_rule(res.ref, {**rule, "errorAction": rule.get("errorAction")})
         if self.want_mqtt:
             self._start_mqtt()
+        self.alarms.start()
         for standin in self.standins:
             standin.attach(self)
         log.info(
@@ -251,6 +262,25 @@ class LocalRuntime:
         self.mqtt = {"host": host, "port": port, "kind": getattr(self._broker, "kind", "")}
         assert self.router is not None
         self.router.connect_mqtt(host, port)
+
+    def _alarm_changed(self, alarm: dict[str, Any], previous: str, state: str, reason: str) -> None:
+        detail = {
+            "alarmName": alarm["name"],
+            "state": {
+                "value": state,
+                "reason": reason,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            "previousState": {"value": previous},
+            "configuration": {"description": alarm.get("AlarmDescription", "")},
+        }
+        self.emit_event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, [alarm["arn"]])
+        if state == "ALARM":
+            for topic in alarm.get("AlarmActions", []):
+                if ":sns:" in str(topic):
+                    self.client("sns").publish(
+                        TopicArn=topic, Subject=f"ALARM: {alarm['name']}"[:100], Message=f"{alarm['name']}: {reason}"
+                    )
 
     def _lambda_call(self, function_name: str, event: Any, asynchronous: bool) -> tuple[Any, bool]:
         assert self.invoker is not None
@@ -315,6 +345,8 @@ class LocalRuntime:
                 standin.stop()
             except Exception:
                 log.exception("stopping stand-in %s", standin.name)
+        if self.alarms:
+            self.alarms.stop()
         if self.router:
             self.router.stop()
         if self._broker:

@@ -1,0 +1,81 @@
+"""Device health messages -> per-device and fleet metrics (the drift signal).
+
+A device publishes ``loupe/<thing>/health`` every few seconds with its frame rate, latency percentiles and the
+statistics of its recent frames. The share of uncertain frames and the mean top confidence are the drift signal:
+when the share rises over the alarm threshold, labeling (and so retraining) starts before the count threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class HealthRejected(ValueError):
+    pass
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    thing: str = Field(min_length=1, max_length=128)
+    model_version: str | None = None
+    frames: int = Field(default=0, ge=0)
+    fps: float = Field(default=0.0, ge=0)
+    latency_ms_p50: float | None = Field(default=None, ge=0)
+    latency_ms_p95: float | None = Field(default=None, ge=0)
+    uncertain_share: float | None = Field(default=None, ge=0, le=1)
+    mean_top_confidence: float | None = Field(default=None, ge=0, le=1)
+    outbox_depth: int = Field(default=0, ge=0)
+    dropped: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+
+
+_ALIASES = {
+    "frames_per_second": "fps",
+    "latency_p50_ms": "latency_ms_p50",
+    "latency_p95_ms": "latency_ms_p95",
+    "uncertain_frame_share": "uncertain_share",
+}
+
+
+def parse_health(event: Any) -> Health:
+    if not isinstance(event, dict):
+        raise HealthRejected(f"expected a JSON object, got {type(event).__name__}")
+    flat = dict(event)
+    if isinstance(flat.get("latency_ms"), dict):
+        for key, value in flat["latency_ms"].items():
+            flat.setdefault(f"latency_ms_{key}", value)
+    for old, new in _ALIASES.items():
+        if old in flat and new not in flat:
+            flat[new] = flat[old]
+    if isinstance(flat.get("dropped"), dict):
+        flat["dropped"] = sum(int(v) for v in flat["dropped"].values() if isinstance(v, int | float))
+    if isinstance(flat.get("outbox"), dict):
+        flat["outbox_depth"] = sum(int(v) for v in flat["outbox"].values() if isinstance(v, int | float))
+    errors = flat.get("errors")
+    if isinstance(errors, dict):
+        flat["errors"] = int(errors.get("count", 0))
+    elif isinstance(errors, list):
+        flat["errors"] = len(errors)
+    try:
+        return Health.model_validate(flat)
+    except ValidationError as exc:
+        raise HealthRejected(f"invalid health message: {exc.errors()[0]['msg']}") from exc
+
+
+def metric_values(health: Health) -> dict[str, tuple[float, str]]:
+    """Metric name -> (value, unit) for one health message; absent statistics give no metric."""
+    values: dict[str, tuple[float, str]] = {"FramesPerSecond": (health.fps, "Count/Second")}
+    if health.latency_ms_p50 is not None:
+        values["LatencyP50"] = (health.latency_ms_p50, "Milliseconds")
+    if health.latency_ms_p95 is not None:
+        values["LatencyP95"] = (health.latency_ms_p95, "Milliseconds")
+    if health.uncertain_share is not None:
+        values["UncertainFrameShare"] = (health.uncertain_share, "None")
+    if health.mean_top_confidence is not None:
+        values["MeanTopConfidence"] = (health.mean_top_confidence, "None")
+    values["OutboxDepth"] = (float(health.outbox_depth), "Count")
+    values["DroppedMessages"] = (float(health.dropped), "Count")
+    return values
