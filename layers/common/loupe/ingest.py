@@ -205,11 +205,12 @@ def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
         origin["device"] = device
         if "model-version" in meta or "model_version" in meta:
             origin["model_version"] = meta.get("model-version") or meta.get("model_version")
-        if "confidence" in meta:
+        confidence = meta.get("max-confidence") or meta.get("confidence")  # the device sends max-confidence
+        if confidence is not None:
             try:
-                origin["confidence"] = str(round(float(meta["confidence"]), 6))
+                origin["confidence"] = str(round(float(confidence), 6))
             except ValueError:
-                origin["confidence_raw"] = meta["confidence"][:64]
+                origin["confidence_raw"] = confidence[:64]
         if "reason" in meta:
             origin["reason"] = meta["reason"][:256]
     return origin
