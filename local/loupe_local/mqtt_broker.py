@@ -66,6 +66,7 @@ class Broker:
         host: str = "127.0.0.1",
         implementation: str | None = None,
         state_dir: str | Path | None = None,
+        persistent: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -75,6 +76,8 @@ class Broker:
         if choice not in ("mosquitto", "amqtt"):
             raise BrokerError(f"unknown broker implementation {choice!r} (mosquitto | amqtt)")
         self.implementation = self.kind = choice
+        # persistent (mosquitto only): sessions and queued QoS 1 messages survive a stop/start, like IoT Core's
+        self.persistent = persistent and choice == "mosquitto"
         self._proc: subprocess.Popen | None = None
         if state_dir is not None:
             self._dir = Path(state_dir) / "mqtt"
@@ -94,8 +97,11 @@ class Broker:
             return self.host, self.port
         if self.implementation == "mosquitto":
             conf = self._dir / "mosquitto.conf"
+            persistence = (
+                f"persistence true\npersistence_location {self._dir}/\n" if self.persistent else "persistence false\n"
+            )
             conf.write_text(
-                f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+                f"listener {self.port} {self.host}\nallow_anonymous true\n{persistence}"
                 "max_queued_messages 100000\nlog_dest stdout\n"
             )
             cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]

@@ -1,0 +1,117 @@
+"""The inference component as a process: real MQTT broker on loopback, S3 in moto, real model files on disk."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import THING
+from edge_helpers import default_table, write_model, write_pointer
+
+pytestmark = pytest.mark.integration
+
+
+def test_results_arrive_over_mqtt(component, subscriber) -> None:
+    c = component({"feedback": {"enabled": False}})
+    write_pointer(c.pointer, write_model(c.root / "model-1", "1"), "1")
+    c.start()
+    names = [c.drop(0.05) for _ in range(5)]
+    assert subscriber.wait(lambda s: len(s.of("inference")) >= 5), c.logs()
+    results = subscriber.of("inference")
+    assert [r["source"] for r in results] == names
+    assert all(r["thing"] == THING and r["model_version"] == "1" and r["verdict"] == "defect" for r in results)
+    assert len({r["frame_id"] for r in results}) == 5
+    assert subscriber.wait(lambda s: any(h["frames_total"] >= 5 for h in s.of("health")))
+    assert not any(p.suffix == ".png" for p in c.frames.iterdir())
+
+
+def test_broker_outage_loses_no_result(component, subscriber, broker) -> None:
+    c = component({"feedback": {"enabled": False}})
+    write_pointer(c.pointer, write_model(c.root / "model-1", "1"), "1")
+    c.start()
+    first = [c.drop(0.05) for _ in range(3)]
+    assert subscriber.wait(lambda s: len(s.of("inference")) >= 3), c.logs()
+    broker.stop()  # IoT Core unreachable
+    during = [c.drop(0.05) for _ in range(10)]
+    deadline = time.monotonic() + 30
+    while any(p.suffix == ".png" for p in c.frames.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the component keeps inferring; results pile up in its outbox
+    assert not any(p.suffix == ".png" for p in c.frames.iterdir()), c.logs()
+    time.sleep(3)  # stay down a little longer
+    broker.start()  # same port, persisted sessions: the subscriber's queue survives the restart
+    after = [c.drop(0.05) for _ in range(2)]
+    expected = first + during + after
+    assert subscriber.wait(lambda s: len({r["source"] for r in s.of("inference")}) >= len(expected), 60), c.logs()
+    got = [r["source"] for r in subscriber.of("inference")]
+    assert set(got) == set(expected)
+    deduped = list(dict.fromkeys(got))  # QoS 1 is at-least-once: a resend may repeat, never reorder
+    assert deduped == expected
+    assert c.proc.poll() is None
+    assert "lost connection to MQTT broker" in c.logs()
+
+
+def test_model_swap_under_a_stream_drops_no_frame(component, subscriber) -> None:
+    c = component({"feedback": {"enabled": False}})
+    write_pointer(c.pointer, write_model(c.root / "model-1", "1"), "1")
+    c.start()
+    sent = [c.drop(0.05)]
+    assert subscriber.wait(lambda s: len(s.of("inference")) >= 1), c.logs()  # serving model 1
+    for i in range(30):
+        sent.append(c.drop(0.05))
+        if i == 12:  # the model component's Install step rewrites the pointer mid-stream
+            write_pointer(c.pointer, write_model(c.root / "model-2", "2", table=default_table(64, base=0.3)), "2")
+        time.sleep(0.05)
+    assert subscriber.wait(lambda s: len({r["source"] for r in s.of("inference")}) >= 31, 60), c.logs()
+    results = {r["source"]: r for r in subscriber.of("inference")}
+    assert set(results) == set(sent)  # zero dropped frames
+    versions = [results[name]["model_version"] for name in sent]
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert versions == sorted(versions)  # a single switch between two frames
+    assert subscriber.wait(lambda s: any(h["model_version"] == "2" for h in s.of("health")))
+
+
+def test_corrupt_new_model_leaves_the_old_one_serving(component, subscriber) -> None:
+    c = component({"feedback": {"enabled": False}})
+    write_pointer(c.pointer, write_model(c.root / "model-1", "1"), "1")
+    c.start()
+    c.drop(0.05)
+    assert subscriber.wait(lambda s: len(s.of("inference")) >= 1), c.logs()
+    write_pointer(c.pointer, write_model(c.root / "model-2", "2", corrupt=True), "2")
+    assert subscriber.wait(lambda s: any(h.get("model_error") for h in s.of("health"))), c.logs()
+    error = next(h["model_error"] for h in subscriber.of("health") if h.get("model_error"))
+    assert error.startswith("model 2:")
+    names = [c.drop(0.05) for _ in range(3)]
+    assert subscriber.wait(lambda s: {r["source"] for r in s.of("inference")} >= set(names)), c.logs()
+    assert {r["model_version"] for r in subscriber.of("inference")} == {"1"}
+    status = json.loads((c.work / "status.json").read_text())
+    assert status["state"] == "ERRORED" and status["model_version"] == "1"
+    assert c.proc.poll() is None
+
+
+def test_uncertain_frames_reach_s3_with_metadata(component, subscriber, s3) -> None:
+    bucket = "loupe-raw-edge-it"
+    s3.create_bucket(Bucket=bucket)
+    c = component({"feedback": {"bucket": bucket, "bandLow": 0.25, "bandHigh": 0.6}})
+    write_pointer(c.pointer, write_model(c.root / "model-7", "7"), "7")
+    c.start()
+    c.drop(0.05)  # confident: not sampled
+    uncertain = c.drop(0.4)
+    c.drop(0.75)  # confident again
+    assert subscriber.wait(lambda s: len(s.of("low-confidence")) >= 1 and len(s.of("inference")) >= 3), c.logs()
+    time.sleep(1.0)
+    (announce,) = subscriber.of("low-confidence")
+    result = next(r for r in subscriber.of("inference") if r["source"] == uncertain)
+    assert announce["frame_id"] == result["frame_id"] and result["uncertain"] is True
+    assert announce["bucket"] == bucket and announce["key"] == f"raw/feedback/{THING}/{result['frame_id']}.png"
+    assert announce["model_version"] == "7" and announce["reason"] == "confidence-band"
+    head = s3.head_object(Bucket=bucket, Key=announce["key"])
+    assert head["Metadata"] == {
+        "device": THING,
+        "model-version": "7",
+        "max-confidence": f"{announce['max_confidence']:.4f}",
+        "reason": "confidence-band",
+    }
+    assert head["ContentType"] == "image/png"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"raw/feedback/{THING}/")["Contents"]]
+    assert keys == [announce["key"]]  # confident frames, with or without detections, stay on the device
