@@ -277,6 +277,42 @@ class OpenCVSource:
             self._cap.release()
 
 
+class FileListSource:
+    """A fixed list of files, read in order and left in place (batch runs, benchmarks)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = list(paths)
+        self._i = 0
+        self.exhausted = threading.Event()
+
+    def next(self, timeout: float) -> RawFrame | None:
+        if self._i >= len(self._paths):
+            self.exhausted.set()
+            time.sleep(min(timeout, 0.05))
+            return None
+        path = self._paths[self._i]
+        self._i += 1
+        t0 = time.perf_counter()
+        data = path.read_bytes()
+        return RawFrame(
+            f"{self._i:08d}",
+            path.name,
+            data=data,
+            ext=sniff_ext(data) or "bin",
+            read_ms=(time.perf_counter() - t0) * 1000,
+            ref=path,
+        )
+
+    def done(self, frame: RawFrame) -> None:
+        return None
+
+    def reject(self, frame: RawFrame, reason: str) -> None:
+        log.warning("skipped %s: %s", frame.name, reason)
+
+    def close(self) -> None:
+        self._i = len(self._paths)
+
+
 def make_source(cfg: dict) -> FrameSource:
     kind = cfg["type"]
     if kind == "directory":

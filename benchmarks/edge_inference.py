@@ -1,0 +1,259 @@
+"""Edge inference benchmark: Loupe's component path vs Ultralytics' ONNX predict vs a bare ``session.run``.
+
+    python benchmarks/edge_inference.py --model M.onnx [--int8 M_int8.onnx] --images DIR [--json]
+
+Paths, all at the same onnxruntime thread count (``--threads``, default: onnxruntime's own default for every
+path) and the same images:
+
+* ``loupe``       the component's path: file read → decode → letterbox → ORT → decode/NMS → boxes in source
+                  pixels, with the component's prefetch stage (read/decode/letterbox of frame n+1 overlaps the
+                  inference of frame n), exactly as ``EdgeApp`` runs it;
+* ``ultralytics`` ``ultralytics.YOLO(M.onnx).predict(path)`` per image (what the reference devices run);
+* ``session``     a bare ``session.run`` on a ready, letterboxed tensor: the floor the model itself sets;
+* ``loupe_int8``  the Loupe path on the INT8 model.
+
+Each path runs in its own subprocess (so each one's peak RSS is its own), ``--rounds`` times, interleaved; the
+best round of each path is kept (the least disturbed by other load on the machine).  Printed fields: fps_loupe,
+fps_ultralytics, speedup, overhead_vs_session, box_match_rate, speedup_int8, int8_box_agreement, rss_mb_loupe,
+rss_mb_ultralytics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXTS = {".jpg", ".jpeg", ".png", ".bmp"}  # extensions Ultralytics accepts by name (the same files for every path)
+
+
+def list_images(folder: Path, limit: int) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EXTS)
+    return files[:limit] if limit else files
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# -- workers (each in its own process) ---------------------------------------------------------------------
+def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, iou: float, warmup: int) -> dict:
+    sys.path.insert(0, str(REPO / "edge_component" / "inference"))
+    import onnxruntime as ort
+
+    from loupe_edge.engine import Prefetcher, Preparer, run_model
+    from loupe_edge.model import LoadedModel, ModelCard, ModelSettings
+    from loupe_edge.sources import FileListSource
+
+    settings = ModelSettings(intra_op_threads=threads, conf_threshold=conf, iou_threshold=iou)
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    model = LoadedModel(session, ModelCard("bench", {}, {}), Path(model_path), "fp32", settings)
+
+    def run(paths: list[Path]) -> tuple[float, list]:
+        source = FileListSource(paths)
+        prefetch = Prefetcher(source, Preparer(), lambda: (model.input_w, model.input_h))
+        out = []
+        t0 = time.perf_counter()
+        prefetch.start()
+        while len(out) < len(paths):
+            item = prefetch.get(1.0)
+            if item is None:
+                continue
+            if item.error:
+                out.append([])
+                continue
+            res = run_model(model, item.tensor, item.letterbox, conf)
+            out.append(res.boxes.tolist())
+        elapsed = time.perf_counter() - t0
+        prefetch.stop()
+        return elapsed, out
+
+    run(files[:warmup])
+    elapsed, boxes = run(files)
+    # the same path without the prefetch stage, for the record
+    prep = Preparer()
+    t0 = time.perf_counter()
+    for p in files:
+        item = prep.prepare(FileListSource([p]).next(0), (model.input_w, model.input_h))
+        run_model(model, item.tensor, item.letterbox, conf)
+    sequential = time.perf_counter() - t0
+    return {
+        "fps": len(files) / elapsed,
+        "fps_sequential": len(files) / sequential,
+        "boxes": boxes,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+def worker_ultralytics(model_path: str, files: list[Path], threads: int, conf: float, iou: float, warmup: int) -> dict:
+    import onnxruntime as ort
+
+    if threads > 0:  # give Ultralytics' session the same thread count as the other paths
+        base = ort.InferenceSession
+
+        class SameThreads(base):  # type: ignore[misc, valid-type]
+            def __init__(self, path, sess_options=None, *args, **kwargs):
+                so = sess_options or ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                so.inter_op_num_threads = 1
+                super().__init__(path, so, *args, **kwargs)
+
+        ort.InferenceSession = SameThreads
+    from ultralytics import YOLO
+
+    model = YOLO(model_path, task="detect")
+    for p in files[:warmup]:
+        model.predict(str(p), conf=conf, iou=iou, verbose=False)
+    boxes = []
+    t0 = time.perf_counter()
+    for p in files:
+        r = model.predict(str(p), conf=conf, iou=iou, verbose=False)[0]
+        boxes.append(r.boxes.data.cpu().numpy().tolist())
+    elapsed = time.perf_counter() - t0
+    return {"fps": len(files) / elapsed, "boxes": boxes, "rss_mb": peak_rss_mb()}
+
+
+def worker_session(model_path: str, files: list[Path], threads: int, conf: float, iou: float, warmup: int) -> dict:
+    sys.path.insert(0, str(REPO / "edge_component" / "inference"))
+    import numpy as np
+    import onnxruntime as ort
+
+    from loupe_edge.imaging import Preprocessor, open_image
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    h, w = inp.shape[2], inp.shape[3]
+    tensor, _ = Preprocessor(w, h)(np.asarray(open_image(files[0].read_bytes(), 10**9)))
+    tensor = tensor.copy()
+    for _ in range(warmup):
+        session.run(None, {inp.name: tensor})
+    t0 = time.perf_counter()
+    for _ in files:
+        session.run(None, {inp.name: tensor})
+    elapsed = time.perf_counter() - t0
+    return {"fps": len(files) / elapsed, "rss_mb": peak_rss_mb()}
+
+
+WORKERS = {"loupe": worker_loupe, "ultralytics": worker_ultralytics, "session": worker_session}
+
+
+# -- orchestration -----------------------------------------------------------------------------------------
+def run_worker(kind: str, model: str, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--model",
+        model,
+        "--images",
+        args.images,
+        "--limit",
+        str(args.limit),
+        "--threads",
+        str(args.threads),
+        "--conf",
+        str(args.conf),
+        "--iou",
+        str(args.iou),
+        "--warmup",
+        str(args.warmup),
+    ]
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def match_rate(ref_boxes: list, other_boxes: list, iou_min: float, conf_tol: float | None) -> float:
+    sys.path.insert(0, str(REPO / "edge_component" / "inference"))
+    import numpy as np
+
+    from loupe_edge.postprocess import match_boxes
+
+    matched = total = 0
+    for ref, other in zip(ref_boxes, other_boxes, strict=True):
+        a = np.asarray(ref, dtype=np.float32).reshape(-1, 6)
+        b = np.asarray(other, dtype=np.float32).reshape(-1, 6)
+        total += max(a.shape[0], b.shape[0])  # a missing box and an extra box both count against
+        matched += match_boxes(a, b, iou_min, conf_tol)
+    return matched / total if total else 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="FP32 ONNX model (static input shape)")
+    p.add_argument("--int8", help="INT8 (QDQ) ONNX model")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--limit", type=int, default=0, help="use at most this many images (0 = all)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads for every path (0 = default)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per path; the best is kept")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--conf", type=float, default=0.25)
+    p.add_argument("--iou", type=float, default=0.7)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    files = list_images(Path(args.images), args.limit)
+    if not files:
+        p.error(f"no images ({', '.join(sorted(EXTS))}) under {args.images}")
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](args.model, files, args.threads, args.conf, args.iou, args.warmup)))
+        return 0
+
+    plan = [("loupe", args.model), ("ultralytics", args.model), ("session", args.model)]
+    if args.int8:
+        plan.append(("loupe_int8", args.int8))
+    best: dict[str, dict] = {}
+    for r in range(args.rounds):
+        for name, model in plan:
+            res = run_worker(name.removesuffix("_int8"), model, args)
+            if name not in best or res["fps"] > best[name]["fps"]:
+                best[name] = res
+            if not args.json:
+                print(f"round {r + 1} {name}: {res['fps']:.2f} fps, rss {res['rss_mb']:.0f} MB", file=sys.stderr)
+    lo, ul, se = best["loupe"], best["ultralytics"], best["session"]
+    result = {
+        "fps_loupe": round(lo["fps"], 2),
+        "fps_ultralytics": round(ul["fps"], 2),
+        "speedup": round(lo["fps"] / ul["fps"], 3),
+        "overhead_vs_session": round(se["fps"] / lo["fps"], 3),
+        "box_match_rate": round(match_rate(ul["boxes"], lo["boxes"], 0.9, 0.01), 4),
+        "speedup_int8": round(best["loupe_int8"]["fps"] / ul["fps"], 3) if args.int8 else None,
+        "int8_box_agreement": round(match_rate(lo["boxes"], best["loupe_int8"]["boxes"], 0.5, None), 4)
+        if args.int8
+        else None,
+        "rss_mb_loupe": round(lo["rss_mb"], 1),
+        "rss_mb_ultralytics": round(ul["rss_mb"], 1),
+    }
+    if not args.json:
+        extra = {
+            "images": len(files),
+            "threads": args.threads or "onnxruntime default",
+            "fps_session": round(se["fps"], 2),
+            "fps_loupe_without_prefetch": round(lo["fps_sequential"], 2),
+        }
+        print(json.dumps(extra), file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
