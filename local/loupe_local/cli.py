@@ -96,12 +96,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _start_fleet(runtime: Any, count: int) -> Any:
-    try:
-        from loupe_local.devices import DeviceFleet
-    except ImportError as exc:
-        raise SystemExit(f"local devices are not available in this build: {exc}") from exc
-    fleet = DeviceFleet(runtime, count)
-    fleet.start()
+    from loupe_local.devices import DeviceFleet
+
+    fleet = DeviceFleet.from_runtime(runtime)
+    fleet.publish_components(runtime.physical("ArtifactBucket"))  # com.loupe.inference, as a cloud deploy does
+    fleet.things = fleet.start(count)
+    fleet.wait_registered(fleet.things)
     return fleet
 
 

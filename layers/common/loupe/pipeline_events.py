@@ -1,0 +1,56 @@
+"""Outcome of a training pipeline execution, told to people: registered package, refused gate, or failure.
+
+Driven by "SageMaker Model Building Pipeline Execution Status Change"; reads the execution's steps to say *why*
+(the gate's Fail step carries the measured mAP50 against the threshold and the champion).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FINAL = {"Succeeded", "Failed", "Stopped"}
+
+
+def summarize(sagemaker: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    arn = detail.get("pipelineExecutionArn") or ""
+    status = detail.get("currentPipelineExecutionStatus") or ""
+    summary: dict[str, Any] = {
+        "pipeline_execution_arn": arn,
+        "status": status,
+        "display_name": detail.get("pipelineExecutionDisplayName", ""),
+        "registered_package": None,
+        "gate_refused": False,
+        "failure_reason": "",
+    }
+    if status not in FINAL or not arn:
+        return summary
+    steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn).get("PipelineExecutionSteps", [])
+    for step in steps:
+        meta = step.get("Metadata") or {}
+        if "RegisterModel" in meta and step.get("StepStatus") == "Succeeded":
+            summary["registered_package"] = meta["RegisterModel"].get("Arn")
+        if step.get("StepStatus") == "Failed":
+            reason = step.get("FailureReason") or (meta.get("Fail") or {}).get("ErrorMessage") or ""
+            summary["failure_reason"] = summary["failure_reason"] or f"{step.get('StepName')}: {reason}"
+            if "Fail" in meta or "gate" in reason.lower():
+                summary["gate_refused"] = True
+    if status != "Succeeded" and not summary["failure_reason"]:
+        summary["failure_reason"] = detail.get("failureReason") or f"pipeline execution {status.lower()}"
+    return summary
+
+
+def message(summary: dict[str, Any]) -> tuple[str, str]:
+    name = summary["display_name"] or summary["pipeline_execution_arn"].rsplit("/", 1)[-1]
+    if summary["status"] == "Succeeded" and summary["registered_package"]:
+        return (
+            f"Loupe: new model registered ({name})",
+            f"Training {name} passed the gate and registered {summary['registered_package']}.\n"
+            "Review and approve it in SageMaker Studio (Models > Registered models) to deploy it to the fleet.",
+        )
+    if summary["gate_refused"]:
+        return f"Loupe: model refused by the gate ({name})", f"{summary['failure_reason']}\nNothing was registered."
+    return (
+        f"Loupe: training {summary['status'].lower()} ({name})",
+        f"{summary['failure_reason']}\nNothing was registered; the deployed model stays.\n"
+        f"{summary['pipeline_execution_arn']}",
+    )
