@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
+
 from loupe import deployment as dep
 
 logger = Logger()
@@ -32,7 +33,6 @@ def _deploy(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
     out = dep.start_deployment(
         boto3.client("greengrassv2"), boto3.client("iot"), state, s, int(state["timeout_seconds"])
     )
-    dep.mark_target(_table(s), s.thing_group, state["package"], out["deployment_id"], state.get("run_id", ""))
     return {"deployment": out}
 
 

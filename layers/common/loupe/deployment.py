@@ -539,13 +539,16 @@ def record(table: Any, state: dict[str, Any], outcome: str, reason: str = "") ->
                 }
             )
     table.put_item(Item={"pk": f"TARGET#{summary['thing_group']}", "sk": f"RUN#{now}#{run_id}", **_ddb(summary)})
+    if outcome in ("COMPLETED", "PARTIAL") and summary["package_arn"]:
+        mark_target(table, summary["thing_group"], package, summary["deployment_id"], run_id)
     summary["subject"] = subject(summary)
     summary["message"] = message(summary)
     return summary
 
 
 def mark_target(table: Any, thing_group: str, package: dict[str, Any], deployment_id: str, run_id: str) -> None:
-    """The thing group's current package, written when its deployment is created (what a rejection undoes)."""
+    """The package the thing group runs: written when a deployment completed on at least one device (a failed,
+    rolled-back deployment leaves the previous one in place). A rejection of this package is undone."""
     table.put_item(
         Item={
             "pk": f"TARGET#{thing_group}",
@@ -561,6 +564,40 @@ def mark_target(table: Any, thing_group: str, package: dict[str, Any], deploymen
 
 def current_target(table: Any, thing_group: str) -> dict[str, Any] | None:
     return table.get_item(Key={"pk": f"TARGET#{thing_group}", "sk": "CURRENT"}, ConsistentRead=True).get("Item")
+
+
+def deployed_history(table: Any, thing_group: str, limit: int = 50) -> list[str]:
+    """Package ARNs that completed on the thing group, newest first (each once)."""
+    out = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": f"TARGET#{thing_group}", ":run": "RUN#"},
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    seen: list[str] = []
+    for item in out.get("Items", []):
+        arn = item.get("package_arn")
+        if item.get("outcome") in ("COMPLETED", "PARTIAL") and arn and arn not in seen:
+            seen.append(arn)
+    return seen
+
+
+def previous_package(sm: Any, table: Any, thing_group: str, group: str, rejected: str) -> str | None:
+    """What to go back to when ``rejected`` is rejected: the newest package that ran on the thing group before
+    and is still Approved; else the newest Approved package of the group."""
+    for arn in deployed_history(table, thing_group):
+        if arn == rejected:
+            continue
+        try:
+            status = sm.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+        except Exception:  # noqa: BLE001 - a deleted package is simply not a candidate
+            continue
+        if status == "Approved":
+            return arn
+    for summary in approved_packages(sm, group):
+        if summary["ModelPackageArn"] != rejected:
+            return summary["ModelPackageArn"]
+    return None
 
 
 def subject(summary: dict[str, Any]) -> str:
@@ -638,10 +675,10 @@ def on_package_event(
         current = current_target(table, thing_group)
         if not current or current.get("package_arn") != arn:
             return {"action": "ignored", "reason": f"package {version} is not what {thing_group} runs; nothing to undo"}
-        previous = [p for p in approved_packages(sm, group) if p["ModelPackageArn"] != arn]
+        previous = previous_package(sm, table, thing_group, group, arn)
         name = run_name("rollback", version, f"{arn}|Rejected|{changed}")
         if previous:
-            request = {"package_arn": previous[0]["ModelPackageArn"], "mode": "rollback", "rejected": arn}
+            request = {"package_arn": previous, "mode": "rollback", "rejected": arn}
         else:
             request = {
                 "package_arn": None,

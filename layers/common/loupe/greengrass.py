@@ -141,12 +141,10 @@ def artifact_key(component: str, version: str, filename: str) -> str:
 def render_model_recipe(template_text: str, values: dict[str, str]) -> dict[str, Any]:
     """The ``com.loupe.model`` recipe from ``edge_component/model/recipe.yaml`` (``${Name}`` placeholders,
     Python ``string.Template`` syntax; ``{...}`` recipe variables stay for the device to resolve)."""
-    try:
-        text = string.Template(template_text).substitute(values)
-    except KeyError as exc:
-        raise GreengrassError(f"model recipe template needs a value for {exc.args[0]}") from exc
-    except ValueError as exc:
-        raise GreengrassError(f"model recipe template is malformed: {exc}") from exc
+    text = string.Template(template_text).safe_substitute(values)
+    left = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+    if left:
+        raise GreengrassError(f"model recipe template needs values for {', '.join(left)}")
     return load_recipe(text)
 
 

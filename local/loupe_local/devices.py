@@ -1,0 +1,294 @@
+"""Local Greengrass core devices: ``python -m loupe_local.devices --thing NAME ...`` runs one device;
+``DeviceFleet`` starts, stops and reports N of them for ``loupe local up --devices N`` / ``loupe local status``.
+
+Each device is its own process with its own folder ``<state_dir>/devices/<thing>/`` (laid out like
+``/greengrass/v2``: ``packages/``, ``work/<component>/``, ``logs/<component>.log``, ``device.json`` status),
+registers its thing in the fleet's thing group, and pulls deployments from the local Greengrass stand-in.
+The contract with the components is in ``local/loupe_local/DEVICES.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("loupe.devices")
+
+EDGE_DIR = Path(__file__).resolve().parents[2] / "edge_component"
+
+
+def device_root(state_dir: Path, thing: str) -> Path:
+    return Path(state_dir) / "devices" / thing
+
+
+def default_overlay(root: Path) -> dict[str, Any]:
+    """What each local device sets for Loupe's inference component: its own frame folder."""
+    return {"com.loupe.inference": {"settings": {"source": {"path": str(root / "frames")}}}}
+
+
+# ------------------------------------------------------------------ one device (the subprocess)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m loupe_local.devices", description="Run one local Greengrass core device."
+    )
+    p.add_argument("--thing", required=True, help="IoT thing name of this core device")
+    p.add_argument("--state-dir", help="the local AWS state folder (default: LOUPE_STATE_DIR or ./.loupe)")
+    p.add_argument("--endpoint", help="local AWS endpoint (default: from <state-dir>/local.json)")
+    p.add_argument("--region", default=None)
+    p.add_argument("--thing-group", help="thing group to join (default: the template's ThingGroupName)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between deployment checks")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds a started component must stay up")
+    p.add_argument("--ack", type=float, default=10.0, help="seconds to wait for a component's status.json")
+    p.add_argument("--overlay", help="JSON file {component: configuration merged last} for this device")
+    p.add_argument("--no-seed-venvs", action="store_true", help="let Install build component venvs from PyPI")
+    p.add_argument("--parent-pid", type=int, default=0, help="stop when this process is gone")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loupe_local import state as state_mod
+    from loupe_local.device_runtime import Device, DeviceOptions
+
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s %(levelname)s {args.thing} %(message)s"
+    )
+    state_dir = Path(args.state_dir) if args.state_dir else state_mod.state_dir()
+    info: dict[str, Any] = {}
+    if not (args.endpoint and args.thing_group):
+        info = json.loads((state_dir / "local.json").read_text())
+    endpoint = args.endpoint or info["endpoint"]
+    group = args.thing_group or (info.get("parameters") or {}).get("ThingGroupName") or "loupe-edge-fleet"
+    mqtt = info.get("mqtt") or {}
+    root = device_root(state_dir, args.thing)
+    overlay = default_overlay(root)
+    if args.overlay:
+        from loupe_local.device_recipes import deep_merge
+
+        overlay = deep_merge(overlay, json.loads(Path(args.overlay).read_text()))
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    options = DeviceOptions(
+        thing=args.thing,
+        root=root,
+        endpoint=endpoint,
+        region=args.region or info.get("region") or "us-east-1",
+        thing_group=group,
+        poll_seconds=args.poll,
+        settle_seconds=args.settle,
+        ack_seconds=args.ack,
+        mqtt_host=os.environ.get("LOUPE_MQTT_HOST") or mqtt.get("host", ""),
+        mqtt_port=int(os.environ.get("LOUPE_MQTT_PORT") or mqtt.get("port") or 0),
+        overlay=overlay,
+        seed_venvs=not args.no_seed_venvs,
+        parent_pid=args.parent_pid,
+    )
+    device = Device(options)
+    signal.signal(signal.SIGTERM, lambda *_: device.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: device.stop_event.set())
+    log.info("core device %s up (root %s, group %s, endpoint %s)", args.thing, root, group, endpoint)
+    device.run()
+    return 0
+
+
+# ------------------------------------------------------------------ the fleet (used by the CLI and tests)
+class DeviceFleet:
+    """N device subprocesses against one running local AWS."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        endpoint: str,
+        thing_group: str,
+        region: str = "us-east-1",
+        mqtt: dict[str, Any] | None = None,
+        poll_seconds: float = 1.0,
+        settle_seconds: float = 2.0,
+        ack_seconds: float = 10.0,
+        python: str = sys.executable,
+        prefix: str = "loupe-device",
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.endpoint = endpoint
+        self.thing_group = thing_group
+        self.region = region
+        self.mqtt = mqtt or {}
+        self.poll_seconds = poll_seconds
+        self.settle_seconds = settle_seconds
+        self.ack_seconds = ack_seconds
+        self.python = python
+        self.prefix = prefix
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @classmethod
+    def from_runtime(cls, runtime: Any, **kwargs: Any) -> DeviceFleet:
+        return cls(
+            runtime.state_dir,
+            runtime.endpoint,
+            runtime.physical("FleetThingGroup"),
+            runtime.region,
+            runtime.mqtt,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], state_dir: Path, **kwargs: Any) -> DeviceFleet:
+        return cls(
+            state_dir,
+            state["endpoint"],
+            state["resources"]["FleetThingGroup"]["physical"],
+            state.get("region", "us-east-1"),
+            state.get("mqtt") or {},
+            **kwargs,
+        )
+
+    def names(self, count: int) -> list[str]:
+        return [f"{self.prefix}-{i + 1}" for i in range(count)]
+
+    def publish_components(self, artifact_bucket: str, edge_dir: Path = EDGE_DIR) -> dict[str, Any]:
+        """Publish ``com.loupe.inference`` from ``edge_component/`` (what a cloud deploy does once)."""
+        import boto3
+
+        from loupe.greengrass import publish_inference
+
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=self.region)  # noqa: S106
+        return publish_inference(
+            session.client("greengrassv2", endpoint_url=self.endpoint),
+            session.client("s3", endpoint_url=self.endpoint),
+            artifact_bucket,
+            edge_dir,
+        )
+
+    def start(self, count: int | None = None, names: list[str] | None = None) -> list[str]:
+        names = names or self.names(count or 0)
+        for name in names:
+            self.start_device(name)
+        return names
+
+    def start_device(self, thing: str, extra_args: list[str] | None = None) -> subprocess.Popen:
+        if thing in self.processes and self.processes[thing].poll() is None:
+            return self.processes[thing]
+        root = device_root(self.state_dir, thing)
+        root.mkdir(parents=True, exist_ok=True)
+        out = open(root / "device.log", "a", buffering=1)  # noqa: SIM115 - owned by the child process
+        cmd = [
+            self.python,
+            "-m",
+            "loupe_local.devices",
+            "--thing",
+            thing,
+            "--state-dir",
+            str(self.state_dir),
+            "--endpoint",
+            self.endpoint,
+            "--region",
+            self.region,
+            "--thing-group",
+            self.thing_group,
+            "--poll",
+            str(self.poll_seconds),
+            "--settle",
+            str(self.settle_seconds),
+            "--ack",
+            str(self.ack_seconds),
+            "--parent-pid",
+            str(os.getpid()),
+            *(extra_args or []),
+        ]
+        env = dict(os.environ)
+        if self.mqtt.get("host"):
+            env["LOUPE_MQTT_HOST"] = str(self.mqtt["host"])
+            env["LOUPE_MQTT_PORT"] = str(self.mqtt["port"])
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # noqa: S603
+        out.close()
+        self.processes[thing] = proc
+        return proc
+
+    def wait_registered(self, things: list[str], timeout: float = 30.0) -> None:
+        """Until every device has joined the thing group and reported once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all((device_root(self.state_dir, t) / "device.json").is_file() for t in things):
+                return
+            for t in things:
+                proc = self.processes.get(t)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(
+                        f"device {t} exited with {proc.returncode}: {tail(device_root(self.state_dir, t) / 'device.log')}"
+                    )
+            time.sleep(0.2)
+        raise TimeoutError(f"devices {things} did not come up within {timeout}s")
+
+    def stop_device(self, thing: str, timeout: float = 20.0) -> None:
+        proc = self.processes.pop(thing, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        for thing in list(self.processes):
+            self.stop_device(thing)
+
+    def status(self, things: list[str] | None = None, log_lines: int = 5) -> dict[str, Any]:
+        """Per device: process, current deployment, components (state, version, status.json) and log tails."""
+        devices_dir = self.state_dir / "devices"
+        if things is not None:
+            names = things
+        else:
+            names = sorted(p.name for p in devices_dir.iterdir() if p.is_dir()) if devices_dir.is_dir() else []
+        out: dict[str, Any] = {}
+        for thing in names:
+            root = device_root(self.state_dir, thing)
+            doc = _read(root / "device.json") or {}
+            proc = self.processes.get(thing)
+            out[thing] = {
+                "process": "running" if (proc and proc.poll() is None) or _pid_alive(doc.get("pid")) else "stopped",
+                "deployment": doc.get("deployment") or {},
+                "components": doc.get("components") or {},
+                "updated": doc.get("updated"),
+                "log": tail(root / "device.log", log_lines),
+                "component_logs": {p.stem: tail(p, log_lines) for p in sorted((root / "logs").glob("*.log"))},
+            }
+        return out
+
+
+def tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        with open(path, errors="replace") as fh:
+            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
+    except OSError:
+        return []
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
