@@ -6,6 +6,7 @@ See ``local/loupe_local/DEVICES.md`` for the contract with the components (work 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -132,7 +133,7 @@ class Device:
 
     # ------------------------------------------------------------------ control plane (local protocol)
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - the local endpoint (http://127.0.0.1)
             f"{self.o.endpoint}/greengrass/v2/local/coreDevices/{self.o.thing}{path}",
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
@@ -166,10 +167,8 @@ class Device:
         log.info("deployment %s: %s %s", deployment_id, status, reason)
 
     def register(self) -> None:
-        try:
+        with contextlib.suppress(self.iot.exceptions.ResourceAlreadyExistsException):
             self.iot.create_thing(thingName=self.o.thing)
-        except self.iot.exceptions.ResourceAlreadyExistsException:
-            pass
         if self.o.thing_group:
             self.iot.add_thing_to_thing_group(thingGroupName=self.o.thing_group, thingName=self.o.thing)
 

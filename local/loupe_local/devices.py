@@ -221,9 +221,8 @@ class DeviceFleet:
             for t in things:
                 proc = self.processes.get(t)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(
-                        f"device {t} exited with {proc.returncode}: {tail(device_root(self.state_dir, t) / 'device.log')}"
-                    )
+                    last = tail(device_root(self.state_dir, t) / "device.log")
+                    raise RuntimeError(f"device {t} exited with {proc.returncode}: {last}")
             time.sleep(0.2)
         raise TimeoutError(f"devices {things} did not come up within {timeout}s")
 

@@ -590,7 +590,7 @@ def previous_package(sm: Any, table: Any, thing_group: str, group: str, rejected
             continue
         try:
             status = sm.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
-        except Exception:  # noqa: BLE001 - a deleted package is simply not a candidate
+        except Exception:  # noqa: BLE001, S112 - a deleted package is simply not a candidate
             continue
         if status == "Approved":
             return arn
