@@ -67,12 +67,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
     detail = parsed.detail
+    # The object version is its identity; without versioning the ETag stands in for it.
+    version = detail.object.version_id
     obj = {
         "bucket": detail.bucket.name,
         "key": detail.object.key,
-        "version_id": detail.object.version_id,
-        "etag": detail.object.etag,
+        "version_id": version,
+        "etag": None if version else detail.object.etag,
     }
     result = process(obj=obj)
-    logger.info("ingested", extra=result)
+    logger.info("ingested", extra={"ingest": result})
     return result

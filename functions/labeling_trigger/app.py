@@ -1,11 +1,38 @@
-"""Handler for labeling_trigger (declared by the foundation; its behaviour is built by the issue that owns it)."""
+"""Image Recorded / schedule / drift alarm / manual -> claim unlabeled images, start one labeling execution."""
 
-from aws_lambda_powertools import Logger
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from loupe import labeling
+from loupe import settings as settings_mod
+from loupe.ledger import Ledger
 
 logger = Logger()
+tracer = Tracer()
+
+SETTINGS = settings_mod.load()
+SETTINGS.require("ledger_table", "labeling_state_machine_arn")
+sfn = boto3.client("stepfunctions")
+ledger = Ledger.from_name(SETTINGS.ledger_table)
 
 
 @logger.inject_lambda_context
-def lambda_handler(event, context):
-    logger.warning("handler not built yet", extra={"function": "labeling_trigger"})
-    raise RuntimeError("labeling_trigger is declared in template.yaml but its behaviour has not been built yet")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Events: EventBridge ``Image Recorded`` (threshold), ``{"reason": "schedule"}``, the drift alarm's state
+    change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now."""
+    reason, requested = labeling.trigger_reason(event)
+    result = labeling.run_trigger(
+        ledger,
+        sfn,
+        SETTINGS.labeling_state_machine_arn,
+        threshold=SETTINGS.labeling_threshold,
+        max_per_job=SETTINGS.labeling_max_per_job,
+        reason=reason,
+        requested=requested,
+    )
+    logger.info("labeling trigger", extra=result)
+    return result

@@ -330,3 +330,58 @@ def describe(manifest: dict[str, Any]) -> str:
 
 def asdict_box(box: Box) -> dict[str, Any]:
     return asdict(box)
+
+
+# --- dataset versions in S3 (the labeling state machine writes them) -------------------------------------------
+
+
+def version_prefix(version: int) -> str:
+    return f"datasets/v{int(version)}/"
+
+
+def write_version_s3(
+    s3: Any,
+    bucket: str,
+    version: int,
+    parent: int | None,
+    images: Iterable[LabeledImage],
+    copy_source: Callable[[LabeledImage], dict[str, str]],
+    class_map: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write ``s3://bucket/datasets/v<version>/``: image copies (server side), YOLO labels, then dataset.json.
+
+    dataset.json is written last and only if absent (``If-None-Match: *``): its presence marks a complete version
+    and a version, once written, is never overwritten.
+    """
+    images = list(images)
+    manifest = build_manifest(version, parent, images, class_map)
+    prefix = version_prefix(version)
+    by_hash = {img.sha256: img for img in images}
+    for entry in manifest["images"]:
+        img = by_hash[entry["sha256"]]
+        s3.copy_object(Bucket=bucket, Key=prefix + entry["file"], CopySource=copy_source(img))
+        s3.put_object(
+            Bucket=bucket, Key=prefix + entry["label"], Body=label_text(img).encode(), ContentType="text/plain"
+        )
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=prefix + "dataset.json",
+            Body=json.dumps(manifest, indent=1).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except Exception as exc:
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "412"):
+            raise DatasetError(f"s3://{bucket}/{prefix} already exists; dataset versions are immutable") from exc
+        raise
+    return manifest
+
+
+def read_version_s3(s3: Any, bucket: str, version: int) -> dict[str, Any]:
+    body = s3.get_object(Bucket=bucket, Key=version_prefix(version) + "dataset.json")["Body"].read()
+    manifest = json.loads(body)
+    if manifest.get("format") != FORMAT or _canonical_digest(manifest.get("images") or []) != manifest.get("digest"):
+        raise DatasetError(f"s3://{bucket}/{version_prefix(version)}dataset.json is not a valid dataset version")
+    return manifest
