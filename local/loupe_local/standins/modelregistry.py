@@ -91,11 +91,14 @@ class ModelRegistryObserver(StandIn):
         detail = {k: v for k, v in sm.describe_model_package(ModelPackageName=arn).items() if k in _KEEP}
         detail = json.loads(json.dumps(detail, default=_iso))
         self.runtime.emit_event("aws.sagemaker", DETAIL_TYPE, detail, [arn])
-        self.emitted.append({"arn": arn, "status": new_status})
+        self.emitted.append({"arn": arn, "status": new_status, "detail": detail})
         log.info("model package %s: %s -> %s", arn, before.get("ModelApprovalStatus"), new_status)
 
     def status(self) -> dict[str, Any]:
-        return {"emitted": len(self.emitted), "last": self.emitted[-3:]}
+        return {
+            "emitted": len(self.emitted),
+            "last": [{"arn": e["arn"], "status": e["status"]} for e in self.emitted[-3:]],
+        }
 
 
 def _iso(value: Any) -> Any:

@@ -1,0 +1,397 @@
+"""Edge deployment end to end in the local AWS: the real ASL in moto's engine, the real handlers, the Greengrass
+stand-in, two local core devices running the real ``edge_component/`` inference component, MQTT on loopback.
+
+The tests form one scenario (module order matters: each starts from the fleet state the previous one left):
+empty thing group → approve A (aws CLI) → B approved, its event delivered three times → tampered C refused →
+crashing D rolled back → rejecting B goes back to A → a down device times out while the others take E.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_packages import pack, register_package, sha
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENT_TIMEOUT = 25  # seconds; the stack parameter DeploymentTimeoutSeconds for this module
+EXEC_WAIT = 120
+
+
+# ------------------------------------------------------------------ helpers
+def executions(rt: Any) -> dict[str, dict[str, Any]]:
+    sfn = rt.client("stepfunctions")
+    out = sfn.list_executions(stateMachineArn=rt.arn("EdgeDeploymentStateMachine"))["executions"]
+    return {e["executionArn"]: e for e in out}
+
+
+def wait_new_execution(rt: Any, before: dict[str, Any], timeout: float = EXEC_WAIT) -> dict[str, Any]:
+    """The one execution started since ``before``, once it has finished."""
+    sfn = rt.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = [e for arn, e in executions(rt).items() if arn not in before]
+        if new and all(e["status"] != "RUNNING" for e in new):
+            assert len(new) == 1, f"expected one new execution, got {[e['name'] for e in new]}"
+            return sfn.describe_execution(executionArn=new[0]["executionArn"])
+        time.sleep(0.5)
+    raise AssertionError(f"no finished execution within {timeout}s: {executions(rt)}")
+
+
+def run_record(rt: Any, package_arn: str, run_id: str) -> dict[str, Any]:
+    table = _table(rt)
+    item = table.get_item(Key={"pk": f"PACKAGE#{package_arn}", "sk": f"RUN#{run_id}"}).get("Item")
+    assert item, f"no deployments-table record for {package_arn} run {run_id}"
+    return item
+
+
+def _table(rt: Any) -> Any:
+    import boto3
+
+    return boto3.resource(
+        "dynamodb",
+        endpoint_url=rt.endpoint,
+        region_name=rt.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    ).Table(rt.physical("DeploymentsTable"))
+
+
+def aws_cli(rt: Any, *args: str) -> str:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": rt.endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
+    env["AWS_DEFAULT_REGION"] = rt.region
+    aws = Path(sys.executable).parent / "aws"
+    out = subprocess.run([str(aws), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, f"aws {' '.join(args)} failed: {out.stderr}"
+    return out.stdout
+
+
+def gg_deployments(rt: Any) -> list[dict[str, Any]]:
+    gg = rt.client("greengrassv2")
+    return gg.list_deployments(historyFilter="ALL")["deployments"]
+
+
+class MqttSink:
+    def __init__(self, host: str, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-deploy-{uuid.uuid4().hex[:6]}")
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, r, p=None: (c.subscribe("loupe/+/inference", qos=1), connected.set())
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+        assert connected.wait(10), "cannot subscribe to the local MQTT broker"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.cond:
+            self.messages.append((msg.topic, json.loads(msg.payload)))
+            self.cond.notify_all()
+
+    def wait_for(self, thing: str, frame_name: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while time.monotonic() < deadline:
+                for topic, msg in self.messages:
+                    if topic == f"loupe/{thing}/inference" and msg.get("source") == frame_name:
+                        return msg
+                self.cond.wait(0.5)
+        raise AssertionError(f"no inference result from {thing} for {frame_name} within {timeout}s")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def png_bytes(seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def serving(fleet: Any, sink: MqttSink, thing: str) -> str:
+    """Feed one frame to the device's inference component and return the model version its result names."""
+    from loupe_local.devices import device_root
+
+    frames = device_root(fleet.state_dir, thing) / "frames"
+    name = f"frame-{uuid.uuid4().hex[:8]}.png"
+    tmp = frames.parent / f".{name}"
+    tmp.write_bytes(png_bytes(len(sink.messages)))
+    tmp.replace(frames / name)
+    return sink.wait_for(thing, name)["model_version"]
+
+
+def notifications(rt: Any, queue_url: str) -> list[dict[str, Any]]:
+    sqs = rt.client("sqs")
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def approve(rt: Any, arn: str) -> None:
+    rt.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def rt(local_aws: Any) -> Iterator[Any]:
+    """The session's local AWS with this module's DeploymentTimeoutSeconds (a stack parameter change)."""
+    sfn = local_aws.client("stepfunctions")
+    arn = local_aws.arn("EdgeDeploymentStateMachine")
+    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+    definition = json.loads(original)
+    definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(DEPLOYMENT_TIMEOUT)
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
+    yield local_aws
+    sfn.update_state_machine(stateMachineArn=arn, definition=original)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def notify_queue(rt: Any) -> str:
+    sqs = rt.client("sqs")
+    url = sqs.create_queue(QueueName=f"deploy-notes-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rt.client("sns").subscribe(TopicArn=rt.physical("NotifyTopic"), Protocol="sqs", Endpoint=queue_arn)
+    return url
+
+
+@pytest.fixture(scope="module")
+def fleet(rt: Any, scenario: dict[str, Any]) -> Iterator[Any]:
+    from loupe_local.devices import DeviceFleet
+
+    fleet = DeviceFleet.from_runtime(rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix="deploy-dev")
+    scenario["inference"] = fleet.publish_components(rt.physical("ArtifactBucket"))
+    names = fleet.start(2)
+    try:
+        fleet.wait_registered(names)
+        scenario["devices"] = names
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def sink(rt: Any) -> Iterator[MqttSink]:
+    assert rt.mqtt, "the local AWS runs without an MQTT broker"
+    s = MqttSink(rt.mqtt["host"], int(rt.mqtt["port"]))
+    yield s
+    s.close()
+
+
+# ------------------------------------------------------------------ the scenario
+def test_empty_thing_group_ends_with_a_clear_status(rt: Any, notify_queue: str) -> None:
+    iot = rt.client("iot")
+    group = rt.physical("FleetThingGroup")
+    members = iot.list_things_in_thing_group(thingGroupName=group)["things"]
+    for thing in members:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+    try:
+        pkg = register_package(rt)
+        before, deployments_before = executions(rt), len(gg_deployments(rt))
+        approve(rt, pkg["arn"])
+        done = wait_new_execution(rt, before)
+    finally:
+        for thing in members:
+            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+    assert done["status"] == "SUCCEEDED"
+    out = json.loads(done["output"])
+    assert out["status"] == "nothing_to_deploy"
+    assert "has no devices" in out["reason"]
+    assert run_record(rt, pkg["arn"], done["name"])["outcome"] == "NOTHING_TO_DEPLOY"
+    assert len(gg_deployments(rt)) == deployments_before
+    time.sleep(2)  # no retry loop: nothing else starts for this package
+    assert [a for a in executions(rt) if a not in before] == [done["executionArn"]]
+    notes = notifications(rt, notify_queue)
+    assert any("NOTHING_TO_DEPLOY" in n.get("Subject", "") for n in notes)
+
+
+def test_approving_with_the_aws_cli_deploys_to_both_devices(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    pkg = register_package(rt, model_version=f"A-{uuid.uuid4().hex[:6]}")
+    before = executions(rt)
+    aws_cli(
+        rt,
+        "sagemaker",
+        "update-model-package",
+        "--model-package-arn",
+        pkg["arn"],
+        "--model-approval-status",
+        "Approved",
+    )
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "SUCCEEDED", done
+    out = json.loads(done["output"])
+    assert out["summary"]["outcome"] == "COMPLETED"
+    assert out["model"]["name"] == "com.loupe.model"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert {t: d["status"] for t, d in record["devices"].items()} == {t: "COMPLETED" for t in scenario["devices"]}
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == pkg["model_version"]
+    scenario["A"] = pkg
+
+
+def test_the_same_approval_event_three_times_makes_one_deployment(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    observer = next(s for s in rt.standins if s.name == "model-registry-events")
+    pkg = register_package(rt, model_version=f"B-{uuid.uuid4().hex[:6]}")
+    before, deployments_before = executions(rt), len(gg_deployments(rt))
+    approve(rt, pkg["arn"])
+    event = next(e for e in reversed(observer.emitted) if e["arn"] == pkg["arn"])
+    for _ in range(2):  # EventBridge delivers at least once: the same event again, twice
+        rt.emit_event("aws.sagemaker", "SageMaker Model Package State Change", event["detail"], [pkg["arn"]])
+    done = wait_new_execution(rt, before)
+    time.sleep(2)
+    assert len([a for a in executions(rt) if a not in before]) == 1
+    assert done["status"] == "SUCCEEDED", done
+    assert len(gg_deployments(rt)) == deployments_before + 1
+    fn = rt.invoker.find("ModelPackageEventsFunction")
+    assert fn is not None and fn.errors == 0
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == pkg["model_version"]
+    scenario["B"] = pkg
+
+
+def test_a_tampered_artifact_is_refused_with_an_alert(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any], notify_queue: str
+) -> None:
+    notifications(rt, notify_queue)
+    pkg = register_package(rt, model_version=f"C-{uuid.uuid4().hex[:6]}")
+    forged = pack({"model.onnx": b"\x08\x07" + os.urandom(64), "model_card.json": b'{"version": "forged"}'})
+    rt.client("s3").put_object(Bucket=pkg["bucket"], Key=pkg["key"], Body=forged)
+    before, deployments_before = executions(rt), len(gg_deployments(rt))
+    approve(rt, pkg["arn"])
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "FAILED"
+    assert done.get("error") == "DeploymentRefused"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert record["outcome"] == "REFUSED"
+    assert "ArtifactDigestMismatch" in record["reason"] and sha(forged) in record["reason"]
+    assert len(gg_deployments(rt)) == deployments_before
+    alerts = [n for n in notifications(rt, notify_queue) if "REFUSED" in n.get("Subject", "")]
+    assert alerts and "does not match the registered" in alerts[-1]["Message"]
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == scenario["B"]["model_version"]
+
+
+def test_a_crashing_model_rolls_back_and_the_old_model_keeps_serving(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    pkg = register_package(rt, onnx_bytes=b"this is not an ONNX graph", model_version=f"D-{uuid.uuid4().hex[:6]}")
+    before = executions(rt)
+    approve(rt, pkg["arn"])
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "FAILED"
+    assert done.get("error") == "DeploymentIncomplete"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert record["outcome"] == "FAILED"
+    statuses = {t: d["status"] for t, d in record["devices"].items()}
+    assert set(statuses.values()) <= {"FAILED", "CANCELED"} and "FAILED" in statuses.values(), statuses
+    failed = [d for d in record["devices"].values() if d["status"] == "FAILED"]
+    assert all("com.loupe.inference" in d["reason"] and "ERRORED" in d["reason"] for d in failed), failed
+    assert all("rolled back" in d["reason"] for d in failed), failed
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == scenario["B"]["model_version"]
+    scenario["D"] = pkg
+
+
+def test_rejecting_a_package_nobody_runs_changes_nothing(rt: Any, fleet: Any, scenario: dict[str, Any]) -> None:
+    before = executions(rt)
+    rt.client("sagemaker").update_model_package(ModelPackageArn=scenario["D"]["arn"], ModelApprovalStatus="Rejected")
+    time.sleep(3)
+    assert [a for a in executions(rt) if a not in before] == []
+
+
+def test_rejecting_the_deployed_package_redeploys_the_previous_one(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    before = executions(rt)
+    aws_cli(
+        rt,
+        "sagemaker",
+        "update-model-package",
+        "--model-package-arn",
+        scenario["B"]["arn"],
+        "--model-approval-status",
+        "Rejected",
+    )
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "SUCCEEDED", done
+    out = json.loads(done["output"])
+    assert out["mode"] == "rollback"
+    assert out["package"]["arn"] == scenario["A"]["arn"]
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == scenario["A"]["model_version"]
+
+
+def test_a_down_device_times_out_while_the_others_complete(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    iot = rt.client("iot")
+    group = rt.physical("FleetThingGroup")
+    ghost = f"deploy-dev-down-{uuid.uuid4().hex[:4]}"
+    iot.create_thing(thingName=ghost)
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=ghost)
+    try:
+        pkg = register_package(rt, model_version=f"E-{uuid.uuid4().hex[:6]}")
+        before = executions(rt)
+        approve(rt, pkg["arn"])
+        done = wait_new_execution(rt, before, timeout=DEPLOYMENT_TIMEOUT + EXEC_WAIT)
+    finally:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=ghost)
+    assert done["status"] == "FAILED" and done.get("error") == "DeploymentIncomplete"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert record["outcome"] == "PARTIAL"
+    assert record["devices"][ghost]["status"] == "TIMED_OUT"
+    assert "timeout" in record["devices"][ghost]["reason"]
+    for thing in scenario["devices"]:
+        assert record["devices"][thing]["status"] == "COMPLETED"
+        assert serving(fleet, sink, thing) == pkg["model_version"]
+
+
+def test_no_approved_package_ends_with_a_clear_status(rt: Any) -> None:
+    sfn = rt.client("stepfunctions")
+    before = executions(rt)
+    sfn.start_execution(
+        stateMachineArn=rt.arn("EdgeDeploymentStateMachine"),
+        name=f"manual-{uuid.uuid4().hex[:8]}",
+        input=json.dumps({"package_arn": None, "mode": "rollback", "reason": "no package is Approved"}),
+    )
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "SUCCEEDED"
+    out = json.loads(done["output"])
+    assert out["status"] == "nothing_to_deploy" and out["summary"]["outcome"] == "NOTHING_TO_DEPLOY"
+    assert out["reason"] == "no package is Approved"
