@@ -267,9 +267,7 @@ def render(
     # the punched hole near a corner shows the background
     r = rng.uniform(8, 12) * s
     off = 22 * s
-    hcx, hcy = (
-        (tag_box[0] + off, tag_box[1] + off) if rng.random() < 0.6 else (tag_box[2] - off, tag_box[3] - off)
-    )
+    hcx, hcy = (tag_box[0] + off, tag_box[1] + off) if rng.random() < 0.6 else (tag_box[2] - off, tag_box[3] - off)
     hole = np.clip(r + 0.5 - np.hypot(xx - hcx, yy - hcy), 0, 1)
     img = img * (1 - hole) + (bg + 3) * hole
 
@@ -461,9 +459,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=_size, default=DEFAULT_SIZE, help="WIDTHxHEIGHT (default 450x300)")
-    p.add_argument(
-        "--clean-fraction", type=_fraction, default=0.15, help="share of pictures without scratches"
-    )
+    p.add_argument("--clean-fraction", type=_fraction, default=0.15, help="share of pictures without scratches")
     p.add_argument(
         "--carryover", type=_fraction, default=0.0, help="phase 2 only: share of frames in the phase-1 style"
     )
@@ -483,7 +479,5 @@ def _cmd(args: argparse.Namespace) -> int:
     )
     boxes = sum(len(a["annotations"]) for a in answers)
     clean = sum(1 for a in answers if not a["annotations"])
-    print(
-        f"wrote {len(answers)} phase-{args.phase} pictures ({boxes} scratches, {clean} clean) to {args.out}"
-    )
+    print(f"wrote {len(answers)} phase-{args.phase} pictures ({boxes} scratches, {clean} clean) to {args.out}")
     return 0
