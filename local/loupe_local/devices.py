@@ -242,7 +242,8 @@ class DeviceFleet:
             self.stop_device(thing)
 
     def status(self, things: list[str] | None = None, log_lines: int = 5) -> dict[str, Any]:
-        """Per device: process, current deployment, components (state, version, status.json) and log tails."""
+        """``{"devices": {thing: ...}}``: per device the process, its last deployment (id, status, reason), its
+        components (version, lifecycle state, pid, the component's own status.json) and log tails."""
         devices_dir = self.state_dir / "devices"
         if things is not None:
             names = things
@@ -261,7 +262,7 @@ class DeviceFleet:
                 "log": tail(root / "device.log", log_lines),
                 "component_logs": {p.stem: tail(p, log_lines) for p in sorted((root / "logs").glob("*.log"))},
             }
-        return out
+        return {"devices": out}
 
 
 def tail(path: Path, lines: int = 20) -> list[str]:

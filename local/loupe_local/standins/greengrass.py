@@ -324,7 +324,7 @@ class GreengrassStandIn(StandIn):
             "rate_steps": 0,
         }
         rollout = (dep["iotJobConfiguration"].get("jobExecutionsRolloutConfig") or {}).get("exponentialRate") or {}
-        dep["released"] = int(rollout.get("baseRatePerMinute") or 1_000_000)
+        dep["rate"] = dep["released"] = int(rollout.get("baseRatePerMinute") or 1_000_000)
         for thing in things:
             dep["executions"][thing] = _execution(thing, now)
         self.deployments[dep_id] = dep
@@ -353,7 +353,7 @@ class GreengrassStandIn(StandIn):
         raise _Error("ValidationException", f"targetArn {target!r} is neither a thing nor a thing group ARN")
 
     def _public(self, dep: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in dep.items() if k not in ("executions", "released", "rate_steps")}
+        return {k: v for k, v in dep.items() if k not in ("executions", "released", "rate", "rate_steps")}
 
     def get_deployment(self, request: AwsRequest, id: str) -> Response:
         dep = self.deployments.get(id)
@@ -420,7 +420,8 @@ class GreengrassStandIn(StandIn):
             count = succeeded if "numberOfSucceededThings" in criteria else notified
             while count >= step * (dep["rate_steps"] + 1):
                 dep["rate_steps"] += 1
-                dep["released"] = math.ceil(dep["released"] * float(rate.get("incrementFactor") or 2))
+                dep["rate"] = math.ceil(dep["rate"] * float(rate.get("incrementFactor") or 2))
+                dep["released"] += dep["rate"]  # the next, larger batch
         for crit in (cfg.get("abortConfig") or {}).get("criteriaList") or []:
             finished = [e for e in execs if e["status"] in TERMINAL]
             ftype = crit.get("failureType", "ALL")

@@ -1,0 +1,137 @@
+"""loupe_local.device_recipes: configuration, interpolation, lifecycle steps and verified artifacts."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loupe.greengrass import greengrass_digest
+from loupe_local import device_recipes as r
+
+
+def recipe(**extra: Any) -> dict[str, Any]:
+    return {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": "com.loupe.inference",
+        "ComponentVersion": "1.0.0",
+        "ComponentConfiguration": {"DefaultConfiguration": {"settings": {"a": 1, "nested": {"x": "d"}}, "flag": True}},
+        "ComponentDependencies": {"com.loupe.model": {"DependencyType": "SOFT"}, "aws.greengrass.Nucleus": {}},
+        "Manifests": [
+            {"Platform": {"os": "windows"}, "Lifecycle": {"Run": "windows only"}},
+            {
+                "Platform": {"os": "linux"},
+                "Lifecycle": {"Run": {"Script": "run", "Setenv": {"K": "V"}}, "Install": "i"},
+            },
+        ],
+        **extra,
+    }
+
+
+def test_configuration_is_defaults_then_reset_and_merge_then_the_device_overlay() -> None:
+    rec = recipe()
+    update = {"merge": json.dumps({"settings": {"a": 2, "nested": {"y": "m"}}})}
+    cfg = r.effective_config(rec, update, {"settings": {"nested": {"x": "device"}}})
+    assert cfg == {"settings": {"a": 2, "nested": {"x": "device", "y": "m"}}, "flag": True}
+    cfg = r.effective_config(rec, {"reset": ["/settings/a"], "merge": {"settings": {"b": 3}}}, None)
+    assert cfg["settings"] == {"a": 1, "nested": {"x": "d"}, "b": 3}
+    with pytest.raises(r.RecipeError, match="not JSON"):
+        r.effective_config(rec, {"merge": "{nope"}, None)
+
+
+def test_interpolation_of_recipe_variables(tmp_path: Path) -> None:
+    layout = r.Layout(tmp_path)
+    model = r.Component("com.loupe.model", "1.3.0", {}, {"modelVersion": "v3"})
+    me = r.Component("com.loupe.inference", "1.0.0", recipe(), {"settings": {"a": 2}, "flag": False})
+    text = (
+        "{artifacts:path}|{artifacts:decompressedPath}|{work:path}|{iot:thingName}|{kernel:rootPath}|"
+        "{configuration:/settings}|{configuration:/flag}|{configuration:/missing}|"
+        "{com.loupe.model:artifacts:decompressedPath}|{com.loupe.model:configuration:/modelVersion}|"
+        '{other.component:work:path}|{"dir": 1}'
+    )
+    out = r.interpolate(text, me, {"com.loupe.model": model}.get, layout, "thing-1").split("|")
+    assert out[0] == str(tmp_path / "packages/artifacts/com.loupe.inference/1.0.0")
+    assert out[1] == str(tmp_path / "packages/artifacts-unarchived/com.loupe.inference/1.0.0")
+    assert out[2] == str(tmp_path / "work/com.loupe.inference")
+    assert out[3:5] == ["thing-1", str(tmp_path)]
+    assert json.loads(out[5]) == {"a": 2}
+    assert out[6:8] == ["false", ""]
+    assert out[8] == str(tmp_path / "packages/artifacts-unarchived/com.loupe.model/1.3.0")
+    assert out[9] == "v3"
+    assert out[10] == "{other.component:work:path}"  # not a dependency: left as is
+    assert out[11] == '{"dir": 1}'
+
+
+def test_manifest_and_lifecycle_steps() -> None:
+    comp = r.Component("c", "1.0.0", recipe())
+    assert comp.lifecycle["Install"] == "i"
+    assert r.step_of(comp.lifecycle, "install") == ("i", 120, {}, "")
+    script, timeout, setenv, _ = r.step_of(comp.lifecycle, "Run")
+    assert (script, timeout, setenv) == ("run", None, {"K": "V"})
+    assert r.step_of(comp.lifecycle, "Shutdown")[0] == ""
+    assert comp.soft_dependencies() == {"com.loupe.model"}
+    with pytest.raises(r.RecipeError, match="no manifest for platform linux"):
+        r.select_manifest({"ComponentName": "w", "Manifests": [{"Platform": {"os": "windows"}}]})
+
+
+class FakeS3:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.downloads = 0
+
+    def download_file(self, bucket: str, key: str, dest: str) -> None:
+        self.downloads += 1
+        Path(dest).write_bytes(self.objects[f"{bucket}/{key}"])
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def model_component(data: bytes, digest: str) -> r.Component:
+    rec = {
+        "ComponentName": "com.loupe.model",
+        "Manifests": [
+            {
+                "Platform": {"os": "linux"},
+                "Artifacts": [{"URI": "s3://b/edge/model.zip", "Unarchive": "ZIP", "Digest": digest}],
+            }
+        ],
+    }
+    return r.Component("com.loupe.model", "1.2.0", rec)
+
+
+def test_artifacts_are_verified_then_unarchived_once(tmp_path: Path) -> None:
+    data = zip_of({"model.onnx": b"m", "model_card.json": b"{}"})
+    s3 = FakeS3({"b/edge/model.zip": data})
+    layout = r.Layout(tmp_path)
+    comp = model_component(data, greengrass_digest(data))
+    assert r.fetch_artifacts(comp, layout, s3) == ["downloaded model.zip", "unarchived model.zip"]
+    assert (layout.unarchived("com.loupe.model", "1.2.0") / "model" / "model.onnx").read_bytes() == b"m"
+    assert r.fetch_artifacts(comp, layout, s3) == []
+    assert s3.downloads == 1
+
+
+def test_an_artifact_that_does_not_match_the_recipe_digest_is_refused(tmp_path: Path) -> None:
+    data = zip_of({"model.onnx": b"m"})
+    s3 = FakeS3({"b/edge/model.zip": data + b"tampered"})
+    layout = r.Layout(tmp_path)
+    with pytest.raises(r.RecipeError, match="does not match the recipe"):
+        r.fetch_artifacts(model_component(data, greengrass_digest(data)), layout, s3)
+    assert list(layout.artifacts("com.loupe.model", "1.2.0").iterdir()) == []
+
+
+def test_unsafe_zip_entries_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(zip_of({"../escape.txt": b"x"}))
+    with pytest.raises(r.RecipeError, match="unsafe entry"):
+        r.safe_unzip(bad, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
