@@ -146,9 +146,14 @@ def train_job(
     }
     ev.write_json(model_dir / "train_summary.json", summary)
     if progress_file:
-        Path(progress_file).write_text(
-            json.dumps({"status": "trained", **{k: summary[k] for k in ("epochs_run", "train_seconds", "history")}})
-        )
+        final = {
+            "status": "trained",
+            "epoch": result.epochs_run,
+            "epochs": hps.epochs,
+            "history": result.history,
+            "train_seconds": summary["train_seconds"],
+        }
+        Path(progress_file).write_text(json.dumps(final))
     return summary
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from loupe.datasets import SPLITS, DatasetError, materialize, read_version_dir
 
 

@@ -1,0 +1,187 @@
+"""The training pipeline end to end in the local AWS: real entry points as subprocesses, moto's model registry.
+
+One tiny generated dataset version (PIL pictures, 1 epoch at 64 px) keeps this to a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none"}
+
+
+@pytest.fixture(scope="module")
+def runner(local_aws):
+    found = [s for s in local_aws.standins if isinstance(s, PipelineExecutions)]
+    if found:
+        return found[0]
+    standin = PipelineExecutions()  # not (yet) listed in STANDINS: attach it to the running local AWS
+    standin.attach(local_aws)
+    local_aws.standins.append(standin)
+    yield standin
+    standin.stop()
+    local_aws.standins.remove(standin)
+
+
+@pytest.fixture(scope="module")
+def dataset_uri(local_aws, tmp_path_factory) -> str:
+    from loupe_training.tiny import make_tiny_version
+
+    folder = tmp_path_factory.mktemp("tiny-v1")
+    make_tiny_version(folder, count=40, size=96, seed=1)
+    bucket = local_aws.physical("ArtifactBucket")
+    s3 = local_aws.client("s3")
+    prefix = "datasets/test-training-v1/"
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+    return f"s3://{bucket}/{prefix}"
+
+
+@pytest.fixture(scope="module")
+def events(local_aws):
+    """Every aws.sagemaker event the local AWS puts on the bus, through a real rule -> SQS target."""
+    sqs, ev = local_aws.client("sqs"), local_aws.client("events")
+    url = sqs.create_queue(QueueName="test-training-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ev.put_rule(Name="test-training-events", EventPattern=json.dumps({"source": ["aws.sagemaker"]}))
+    ev.put_targets(Rule="test-training-events", Targets=[{"Id": "q", "Arn": arn}])
+    seen: list[dict] = []
+
+    def drain() -> list[dict]:
+        while True:
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not msgs:
+                return seen
+            for m in msgs:
+                seen.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    return drain
+
+
+def _run(local_aws, name: str, params: dict[str, str], timeout: float = 600) -> dict:
+    sm = local_aws.client("sagemaker")
+    arn = sm.start_pipeline_execution(
+        PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
+    )["PipelineExecutionArn"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        desc = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
+        if desc["PipelineExecutionStatus"] not in ("Executing", "Stopping"):
+            steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
+            return {"arn": arn, "desc": desc, "steps": {s["StepName"]: s for s in steps}}
+        time.sleep(2)
+    raise AssertionError(f"execution {arn} still running after {timeout}s")
+
+
+def _packages(local_aws) -> list[dict]:
+    sm = local_aws.client("sagemaker")
+    group = local_aws.resources["ModelPackageGroup"].attrs["ModelPackageGroupName"]
+    out = sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in out]
+
+
+def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aws, runner, dataset_uri, events):
+    name = ensure_pipeline(local_aws)
+    before = {p["ModelPackageArn"] for p in _packages(local_aws)}
+    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"})
+    assert run["desc"]["PipelineExecutionStatus"] == "Succeeded", run["desc"].get("FailureReason")
+    assert set(run["steps"]) == {"Prepare", "Train", "Evaluate", "Gate", "Register-RegisterModel"}
+    assert run["steps"]["Gate"]["Metadata"]["Condition"]["Outcome"] == "True"
+
+    new = [p for p in _packages(local_aws) if p["ModelPackageArn"] not in before]
+    assert len(new) == 1
+    pkg = new[0]
+    assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
+    meta = pkg["CustomerMetadataProperties"]
+    assert meta["dataset_version"] == "1"
+    assert len(meta["dataset_digest"]) == 64 and len(meta["model_sha256"]) == 64
+    assert meta["dataset_uri"] == dataset_uri
+
+    # the registered artifacts are what the metadata says they are
+    s3 = local_aws.client("s3")
+    url = pkg["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, _, key = url[5:].partition("/")
+    import hashlib
+    import io
+    import tarfile
+
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == meta["package_sha256"]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = set(tar.getnames())
+        onnx_bytes = tar.extractfile("model.onnx").read()
+        card = json.loads(tar.extractfile("model_card.json").read())
+    assert {"model.onnx", "model_card.json"} <= names
+    assert hashlib.sha256(onnx_bytes).hexdigest() == meta["model_sha256"]
+    assert card["dataset"]["digest"] == meta["dataset_digest"]
+    assert ("model_int8.onnx" in names) == card["int8"]["kept"]
+
+    stats_uri = pkg["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    b, _, k = stats_uri[5:].partition("/")
+    stats = json.loads(s3.get_object(Bucket=b, Key=k)["Body"].read())
+    assert set(stats["object_detection_metrics"]) >= {"map50", "map50_95", "precision", "recall"}
+    assert float(meta["test_map50"]) == pytest.approx(stats["object_detection_metrics"]["map50"]["value"], abs=1e-4)
+
+    # progress and logs were visible while it ran
+    status = runner.status()["executions"][run["arn"]]
+    assert status["training"]["epoch"] >= 1
+    assert "epoch 1/1" in (Path(status["logs"]) / "Train.log").read_text()
+
+    seen = events()
+    statuses = [
+        e["detail"]["currentPipelineExecutionStatus"]
+        for e in seen
+        if e["detail-type"] == "SageMaker Model Building Pipeline Execution Status Change"
+        and e["detail"]["pipelineExecutionArn"] == run["arn"]
+    ]
+    assert statuses == ["Executing", "Succeeded"]
+    registered = [
+        e
+        for e in seen
+        if e["detail-type"] == "SageMaker Model Package State Change"
+        and e["detail"]["ModelPackageArn"] == pkg["ModelPackageArn"]
+    ]
+    assert registered and registered[0]["detail"]["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, dataset_uri, events):
+    name = ensure_pipeline(local_aws)
+    before = {p["ModelPackageArn"] for p in _packages(local_aws)}
+    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.99"})
+    assert run["desc"]["PipelineExecutionStatus"] == "Failed"
+    reason = run["desc"]["FailureReason"]
+    assert "Gate refused the model" in reason and "0.99" in reason
+    assert run["steps"]["Gate"]["Metadata"]["Condition"]["Outcome"] == "False"
+    assert run["steps"]["GateRefused"]["StepStatus"] == "Failed"
+    assert "Register-RegisterModel" not in run["steps"]
+    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before
+    failed = [
+        e
+        for e in events()
+        if e["detail-type"] == "SageMaker Model Building Pipeline Execution Status Change"
+        and e["detail"]["pipelineExecutionArn"] == run["arn"]
+        and e["detail"]["currentPipelineExecutionStatus"] == "Failed"
+    ]
+    assert failed
+
+
+def test_bad_dataset_fails_the_prepare_step_with_a_clear_message(local_aws, runner):
+    name = ensure_pipeline(local_aws)
+    bucket = local_aws.physical("ArtifactBucket")
+    s3 = local_aws.client("s3")
+    manifest = {"format": "loupe-dataset/1", "version": 9, "images": []}
+    s3.put_object(Bucket=bucket, Key="datasets/test-training-empty/dataset.json", Body=json.dumps(manifest))
+    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": f"s3://{bucket}/datasets/test-training-empty/"})
+    assert run["desc"]["PipelineExecutionStatus"] == "Failed"
+    assert "no images" in run["desc"]["FailureReason"]
+    assert run["steps"]["Prepare"]["StepStatus"] == "Failed"
+    assert "Train" not in run["steps"]
