@@ -1,15 +1,13 @@
 """Image decoding and letterbox preprocessing, numpy + Pillow only.
 
 The letterbox reproduces the geometry Ultralytics uses for a static-shape ONNX model (scale to fit, round each
-side, centre with the ``round(d - 0.1)`` / ``round(d + 0.1)`` split, pad value 114) and the pixel maths of
-OpenCV's ``INTER_LINEAR`` resize (half-pixel centres, no antialiasing, replicated border).  Pillow's ``resize``
-antialiases when it shrinks, which would move confidences away from what the model saw during validation, so the
-resize here is an affine ``transform`` with bilinear sampling, which samples exactly like OpenCV.
+side, centre with the ``round(d - 0.1)`` / ``round(d + 0.1)`` split, pad value 114, RGB, /255) and the pixel
+maths of OpenCV's ``INTER_LINEAR`` resize, bit for bit (see :class:`_Resizer`).  Pillow's ``resize`` antialiases
+when it shrinks and would feed the model different pixels than it saw in training and validation.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 from dataclasses import dataclass
 
@@ -97,42 +95,87 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return im
 
 
-# A one-node ONNX graph, serialised: Resize(img uint8 [1,h,w,3], sizes int64[4]) with mode=linear and
-# coordinate_transformation_mode=half_pixel (opset 18) -- OpenCV's INTER_LINEAR in onnxruntime's C++ kernels.
-# Embedded as bytes so the device needs onnxruntime only, not the onnx package; tests rebuild it with onnx.helper
-# and check the bytes are the same graph.
-RESIZE_GRAPH = base64.b64decode(
-    "CAk61AEKYQoDaW1nCgAKAAoFc2l6ZXMSA291dCIGUmVzaXplKi8KHmNvb3JkaW5hdGVfdHJhbnNmb3JtYXRpb25fbW9kZSIKaGFsZl9w"
-    "aXhlbKABAyoRCgRtb2RlIgZsaW5lYXKgAQMSFmxvdXBlX2xldHRlcmJveF9yZXNpemVaHwoDaW1nEhgKFggCEhIKAggBCgMSAWgKAxIB"
-    "dwoCCANaEwoFc2l6ZXMSCgoICAcSBAoCCARiIQoDb3V0EhoKGAgCEhQKAggBCgQSAm5oCgQSAm53CgIIA0IECgAQEg=="
-)
+def _axis_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and 11-bit fixed-point weights of a bilinear resize along one axis, computed the way
+    OpenCV's ``INTER_LINEAR`` does (single-precision source coordinate, half-pixel centres, clamped borders)."""
+    scale = 1.0 / (dst / src)
+    f = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
+    i0 = np.floor(f).astype(np.int64)
+    frac = (f - i0.astype(np.float32)).astype(np.float32)
+    low = i0 < 0
+    frac[low] = 0
+    i0[low] = 0
+    high = i0 >= src - 1
+    frac[high] = 0
+    i0[high] = src - 1
+    i1 = np.minimum(i0 + 1, src - 1)
+    w0 = np.rint((np.float32(1) - frac) * np.float32(_COEF_SCALE)).astype(np.int32)
+    return i0, i1, w0, (_COEF_SCALE - w0).astype(np.int32)
 
 
-def _resize_session(threads: int):
-    import onnxruntime as ort
+_COEF_SCALE = 2048
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads)
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(RESIZE_GRAPH, opts, providers=["CPUExecutionProvider"])
+
+class _Resizer:
+    """Bilinear resize of HxWx3 uint8 to new_h x new_w, bit-exact with ``cv2.resize(..., INTER_LINEAR)`` when
+    shrinking (OpenCV's fixed-point arithmetic: 11-bit weights, horizontal pass, ``>> 4``, vertical pass with
+    ``>> 16`` per term, ``(+2) >> 2``), in numpy with preallocated buffers.  Being exact matters: a one-grey-level
+    difference is enough to flip a detection that sits on the confidence threshold or an NMS tie."""
+
+    def __init__(self, src_w: int, src_h: int, new_w: int, new_h: int) -> None:
+        x0, x1, wx0, wx1 = _axis_table(src_w, new_w)
+        y0, y1, wy0, wy1 = _axis_table(src_h, new_h)
+        ch = np.arange(3)
+        self.src_w, self.src_h, self.new_w, self.new_h = src_w, src_h, new_w, new_h
+        self.xi0 = (x0[:, None] * 3 + ch).ravel()
+        self.xi1 = (x1[:, None] * 3 + ch).ravel()
+        self.wx0 = np.repeat(wx0, 3)[None, :]
+        self.wx1 = np.repeat(wx1, 3)[None, :]
+        self.y0, self.y1 = y0, y1
+        self.wy0, self.wy1 = wy0[:, None], wy1[:, None]
+        self._g0 = np.empty((src_h, new_w * 3), np.uint8)
+        self._g1 = np.empty((src_h, new_w * 3), np.uint8)
+        self._h = np.empty((src_h, new_w * 3), np.int32)
+        self._t = np.empty((src_h, new_w * 3), np.int32)
+        self._r0 = np.empty((new_h, new_w * 3), np.int32)
+        self._r1 = np.empty((new_h, new_w * 3), np.int32)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """Returns the resized image as int32 (new_h, new_w, 3) in 0..255 (a view of an internal buffer)."""
+        flat = np.ascontiguousarray(rgb).reshape(self.src_h, self.src_w * 3)
+        g0, g1, h, t, r0, r1 = self._g0, self._g1, self._h, self._t, self._r0, self._r1
+        np.take(flat, self.xi0, axis=1, out=g0)
+        np.take(flat, self.xi1, axis=1, out=g1)
+        np.multiply(g0, self.wx0, out=h)
+        np.multiply(g1, self.wx1, out=t)
+        np.add(h, t, out=h)
+        np.right_shift(h, 4, out=h)
+        np.take(h, self.y0, axis=0, out=r0)
+        np.take(h, self.y1, axis=0, out=r1)
+        np.multiply(r0, self.wy0, out=r0)
+        np.right_shift(r0, 16, out=r0)
+        np.multiply(r1, self.wy1, out=r1)
+        np.right_shift(r1, 16, out=r1)
+        np.add(r0, r1, out=r0)
+        np.add(r0, 2, out=r0)
+        np.right_shift(r0, 2, out=r0)
+        return r0.reshape(self.new_h, self.new_w, 3)
 
 
 class Preprocessor:
     """Letterbox + normalise an RGB uint8 HWC array into a reusable NCHW float32 buffer.
 
-    The resize runs in a tiny onnxruntime graph (C++, ~3x faster than Pillow's affine transform, same pixels as
-    OpenCV); the normalisation writes straight into the model's input buffer, whose padding is painted once per
-    source size.  The buffer is overwritten by the next call: one instance per thread, and callers finish with a
-    tensor before preprocessing the next frame (the pipeline alternates two instances).
+    The padding of the buffer is painted once per source size and the resize writes straight into the model's
+    input buffer.  The buffer is overwritten by the next call: one instance per thread, and callers finish with
+    a tensor before preprocessing the next frame (the pipeline rotates a ring of instances).
     """
 
-    def __init__(self, dst_w: int, dst_h: int, threads: int = 1) -> None:
+    def __init__(self, dst_w: int, dst_h: int) -> None:
         self.dst_w = dst_w
         self.dst_h = dst_h
         self._buf = np.empty((1, 3, dst_h, dst_w), dtype=np.float32)
         self._last: Letterbox | None = None
-        self._resize = _resize_session(threads)
-        self._sizes = np.array([1, dst_h, dst_w, 3], dtype=np.int64)
+        self._resizer: _Resizer | None = None
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         src_h, src_w = rgb.shape[:2]
@@ -140,13 +183,12 @@ class Preprocessor:
         if lb is None or lb.src_w != src_w or lb.src_h != src_h:
             lb = Letterbox.fit(src_w, src_h, self.dst_w, self.dst_h)
             self._buf.fill(np.float32(PAD_VALUE) / _F255)  # the padding only changes with the source size
-            self._sizes = np.array([1, lb.new_h, lb.new_w, 3], dtype=np.int64)
+            resize = (lb.new_w, lb.new_h) != (src_w, src_h)
+            self._resizer = _Resizer(src_w, src_h, lb.new_w, lb.new_h) if resize else None
             self._last = lb
-        if (lb.new_w, lb.new_h) != (src_w, src_h):
-            batch = np.ascontiguousarray(rgb)[None]
-            rgb = self._resize.run(None, {"img": batch, "sizes": self._sizes})[0][0]
+        pixels = self._resizer(rgb) if self._resizer is not None else rgb
         region = self._buf[0, :, lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w]
-        np.divide(rgb.transpose(2, 0, 1), _F255, out=region, casting="unsafe")
+        np.divide(pixels.transpose(2, 0, 1), _F255, out=region, casting="unsafe")
         return self._buf, lb
 
 

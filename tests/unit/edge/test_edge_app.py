@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from edge_helpers import brightness_for, default_table, grey_png, write_model, write_pointer
+
 from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
 from loupe_edge.config import validate
 from loupe_edge.outbox import Outbox

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from loupe_edge.config import DEFAULTS, load_local, validate
 from loupe_edge.feedback import FeedbackSampler
 from loupe_edge.outbox import Outbox

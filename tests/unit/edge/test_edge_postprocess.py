@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from loupe_edge.postprocess import box_iou, decode_yolo, match_boxes, nms
 
 

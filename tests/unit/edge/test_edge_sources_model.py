@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edge_helpers import default_table, grey_png, write_model, write_pointer
+
 from loupe_edge.manager import ModelManager, ModelSource
 from loupe_edge.model import ModelError, ModelSettings, load_model, read_pointer
 from loupe_edge.sources import DirectorySource, sniff_ext
