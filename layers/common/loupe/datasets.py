@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,6 +348,7 @@ def write_version_s3(
     images: Iterable[LabeledImage],
     copy_source: Callable[[LabeledImage], dict[str, str]],
     class_map: dict[str, str] | None = None,
+    workers: int = 8,
 ) -> dict[str, Any]:
     """Write ``s3://bucket/datasets/v<version>/``: image copies (server side), YOLO labels, then dataset.json.
 
@@ -357,12 +359,18 @@ def write_version_s3(
     manifest = build_manifest(version, parent, images, class_map)
     prefix = version_prefix(version)
     by_hash = {img.sha256: img for img in images}
-    for entry in manifest["images"]:
+
+    def write_one(entry: dict[str, Any]) -> None:
         img = by_hash[entry["sha256"]]
         s3.copy_object(Bucket=bucket, Key=prefix + entry["file"], CopySource=copy_source(img))
         s3.put_object(
             Bucket=bucket, Key=prefix + entry["label"], Body=label_text(img).encode(), ContentType="text/plain"
         )
+
+    # server-side copies are latency-bound: a few in flight at once (boto3 clients are thread-safe)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in pool.map(write_one, manifest["images"]):
+            pass
     try:
         s3.put_object(
             Bucket=bucket,

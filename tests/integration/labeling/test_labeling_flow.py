@@ -8,6 +8,7 @@ import json
 import image_samples as samples
 import pytest
 from conftest import wait_for
+
 from loupe import manifests
 from loupe.datasets import Box, split_for
 
