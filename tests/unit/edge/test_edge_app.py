@@ -326,3 +326,57 @@ def test_ipc_transport_reports_refusals() -> None:
     with pytest.raises(TransportError):
         t.publish_many([("a/b", b"3")], timeout=1)
     assert np.array_equal([p for _, _, p in ipc.published], [b"1", b"2"])
+
+
+class ArraySource:
+    """A video-like source: decoded frames, no file bytes."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        from loupe_edge.sources import RawFrame
+
+        self.frames = [RawFrame(f"v{i}", f"cam#{i}", rgb=a) for i, a in enumerate(frames)]
+        self.done_ids: list[str] = []
+
+    def next(self, timeout: float):
+        if self.frames:
+            return self.frames.pop(0)
+        time.sleep(timeout)
+        return None
+
+    def done(self, frame) -> None:
+        self.done_ids.append(frame.frame_id)
+
+    def reject(self, frame, reason) -> None:
+        raise AssertionError(reason)
+
+    def close(self) -> None:
+        return None
+
+
+def test_video_frames_are_encoded_as_jpeg_for_feedback(tmp_path: Path) -> None:
+    from loupe_edge.transport import LocalControl
+
+    v = brightness_for(0.45, 64)
+    source = ArraySource([np.full((64, 64, 3), v, np.uint8)])
+    cfg = validate(
+        {
+            "thingName": THING,
+            "workDir": str(tmp_path / "work"),
+            "model": {"dir": str(write_model(tmp_path / "m", "4")), "pollSeconds": 3600},
+            "feedback": {"bucket": "raw-bucket"},
+            "health": {"intervalSeconds": 3600},
+        }
+    )
+    ipc, uploader = FakeIpcClient(), FakeUploader()
+    outbox = Outbox(tmp_path / "o.sqlite", {RESULTS: 100, UPLOADS: 10})
+    app = EdgeApp(cfg, IpcTransport(ipc), LocalControl(), outbox, uploader=uploader, source=source)
+    try:
+        app.start()
+        (o,) = run_until(app, 1)
+        assert o.uncertain and o.sampled and source.done_ids == ["v0"]
+        assert wait_for(lambda: uploader.objects)
+        ((_, key), (body, ctype, _)) = next(iter(uploader.objects.items()))
+        assert key == f"raw/feedback/{THING}/v0.jpg" and ctype == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
+    finally:
+        app.stop()
+        outbox.close()

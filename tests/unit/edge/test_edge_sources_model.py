@@ -207,3 +207,21 @@ def test_background_watcher_picks_up_a_notification(tmp_path: Path) -> None:
         assert mgr.current.version == "2"
     finally:
         mgr.stop()
+
+
+def test_opencv_source_reads_a_video_file(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2", reason="the video source needs OpenCV, an optional device dependency")
+    from loupe_edge.sources import OpenCVSource
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), (10 * i, 0, 200), np.uint8))  # BGR: red-ish
+    writer.release()
+    src = OpenCVSource(str(path))
+    frames = []
+    while (f := src.next(1.0)) is not None:
+        frames.append(f)
+    assert len(frames) == 5
+    assert frames[0].rgb.shape == (48, 64, 3) and frames[0].rgb[..., 0].mean() > 150  # converted to RGB
+    assert len({f.frame_id for f in frames}) == 5
