@@ -65,23 +65,67 @@ class FunctionError(Exception):
         self.payload = payload
 
 
-class _Tee(io.TextIOBase):
-    """stdout during a handler call: passed through, and kept so metrics in EMF lines can be forwarded."""
+class _Capture:
+    """What one invocation printed: kept for its EMF metrics, and appended to the function's log file."""
 
-    def __init__(self, target: Any) -> None:
-        self.target = target
+    def __init__(self, log_file: Any) -> None:
+        self.log_file = log_file
         self.lines: list[str] = []
         self._partial = ""
 
-    def write(self, text: str) -> int:
-        self.target.write(text)
+    def write(self, text: str) -> None:
+        if self.log_file is not None:
+            self.log_file.write(text)
         self._partial += text
         *done, self._partial = self._partial.split("\n")
         self.lines.extend(done)
+
+    def finish(self) -> list[str]:
+        if self.log_file is not None:
+            self.log_file.flush()
+        return [*self.lines, self._partial]
+
+
+_CURRENT = threading.local()
+
+
+class FunctionStdout(io.TextIOBase):
+    """Process stdout while the local AWS runs: in a thread that is running a handler, output goes to that
+    function's log (``<state_dir>/logs/<function>.log``, the local CloudWatch Logs) and is scanned for metrics;
+    anywhere else it goes to the real stdout. Loggers created at import keep this object, so it works for them too."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        capture = getattr(_CURRENT, "capture", None)
+        if capture is None:
+            return self.real.write(text)
+        capture.write(text)
         return len(text)
 
     def flush(self) -> None:
-        self.target.flush()
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "encoding", "utf-8")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def capturing(capture: _Capture) -> Any:
+        """Route this thread's stdout to ``capture`` (every FunctionStdout shares the routing)."""
+        if not isinstance(sys.stdout, FunctionStdout):
+            sys.stdout = FunctionStdout(sys.stdout)  # someone (a test runner) swapped stdout since
+        previous = getattr(_CURRENT, "capture", None)
+        _CURRENT.capture = capture
+        try:
+            yield capture
+        finally:
+            _CURRENT.capture = previous
 
 
 def emf_records(lines: list[str]) -> list[dict[str, Any]]:
@@ -107,8 +151,16 @@ class Invoker:
     """
 
     def __init__(
-        self, base_env: dict[str, str], layer_dirs: list[Path], emf_sink: Callable[[dict[str, Any]], None] | None = None
+        self,
+        base_env: dict[str, str],
+        layer_dirs: list[Path],
+        emf_sink: Callable[[dict[str, Any]], None] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
+        self.log_dir = Path(log_dir) if log_dir else None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._logs: dict[str, Any] = {}
         self.base_env = dict(base_env)
         self.layer_dirs = [str(p) for p in layer_dirs]
         self.functions: dict[str, RegisteredFunction] = {}
@@ -126,6 +178,18 @@ class Invoker:
             if fn.logical_id == name:
                 return fn
         return None
+
+    def _log_file(self, fn: RegisteredFunction) -> Any:
+        if self.log_dir is None:
+            return None
+        if fn.logical_id not in self._logs:
+            self._logs[fn.logical_id] = open(self.log_dir / f"{fn.logical_id}.log", "a")  # noqa: SIM115 - kept open
+        return self._logs[fn.logical_id]
+
+    def close(self) -> None:
+        for handle in self._logs.values():
+            handle.close()
+        self._logs.clear()
 
     def _environment(self, fn: RegisteredFunction) -> dict[str, str]:
         env = dict(self.base_env)
@@ -170,11 +234,11 @@ class Invoker:
             os.environ.update(env)
             fn.invocations += 1
             started = time.monotonic()
-            tee = _Tee(sys.stdout)
+            capture = _Capture(self._log_file(fn))
             try:
-                module = self._load(fn)
-                handler = getattr(module, fn.handler.rpartition(".")[2])
-                with contextlib.redirect_stdout(tee):
+                with FunctionStdout.capturing(capture):
+                    module = self._load(fn)
+                    handler = getattr(module, fn.handler.rpartition(".")[2])
                     result = handler(json.loads(json.dumps(event)), LambdaContext(fn))
                 return json.loads(json.dumps(result, default=str)) if result is not None else None
             except Exception as exc:
@@ -191,7 +255,7 @@ class Invoker:
             finally:
                 log.debug("%s took %.3fs", fn.logical_id, time.monotonic() - started)
                 if self.emf_sink is not None:
-                    for record in emf_records([*tee.lines, tee._partial]):
+                    for record in emf_records(capture.finish()):
                         try:
                             self.emf_sink(record)
                         except Exception:

@@ -202,7 +202,7 @@ class LocalRuntime:
             if res.type == "AWS::CloudWatch::Alarm"
         ]
         self.alarms = AlarmEvaluator(self.client("cloudwatch"), alarms, self._alarm_changed, self.alarm_time_scale)
-        self.invoker = Invoker(env, app.layer_dirs, emf_sink=self.alarms.put_emf)
+        self.invoker = Invoker(env, app.layer_dirs, emf_sink=self.alarms.put_emf, log_dir=self.state_dir / "logs")
         for logical_id, code in app.functions.items():
             res = self.resources[logical_id]
             props = res.properties
@@ -353,6 +353,8 @@ class LocalRuntime:
             self._broker.stop()
         moto_patches.set_lambda_handler(None)
         moto_patches.set_event_target_handler(None)
+        if self.invoker:
+            self.invoker.close()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
