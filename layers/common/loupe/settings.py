@@ -68,7 +68,7 @@ class Settings(BaseModel):
     def require(self, *fields: str) -> None:
         missing = [name for name in fields if getattr(self, name) in (None, "")]
         if missing:
-            names = ", ".join(str(self.model_fields[name].alias) for name in missing)
+            names = ", ".join(str(type(self).model_fields[name].alias) for name in missing)
             raise SettingsError(f"missing environment variable(s): {names}")
 
 

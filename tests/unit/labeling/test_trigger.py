@@ -1,0 +1,168 @@
+"""The ledger's transitions and the trigger's claim on a DynamoDB table shaped like the template's (moto)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from loupe import labeling
+from loupe.ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _ledger_properties() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    props = template["Resources"]["LedgerTable"]["Properties"]
+    return {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")}
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(TableName="ledger", **_ledger_properties())
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="labeling",
+            roleArn="arn:aws:iam::123456789012:role/x",
+            definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        )["stateMachineArn"]
+        yield Ledger(dynamodb.Table("ledger")), sfn, arn
+
+
+class Info:
+    def __init__(self, sha: str) -> None:
+        self.sha256, self.format, self.size, self.width, self.height = sha, "jpg", 10, 64, 48
+        self.mode, self.orientation, self.normalized, self.notes = "RGB", 1, None, []
+
+
+def add(ledger: Ledger, n: int, prefix: str = "a") -> list[str]:
+    hashes = [f"{prefix}{i:063x}" for i in range(n)]
+    for sha in hashes:
+        ledger.record_image(Info(sha), f"s3://raw/raw/{sha}.jpg", f"s3://raw/raw/{sha}.jpg", {"kind": "upload"})
+    return hashes
+
+
+def test_same_content_twice_is_one_entry_with_both_keys(aws):
+    ledger, _, _ = aws
+    assert ledger.record_image(Info("f" * 64), "s3://raw/raw/a.jpg", "s3://raw/raw/a.jpg", {"kind": "upload"}) == (
+        True,
+        "unlabeled",
+    )
+    before = ledger.get("f" * 64)
+    assert ledger.record_image(Info("f" * 64), "s3://raw/raw/b.jpg", "s3://raw/raw/b.jpg", {"kind": "upload"}) == (
+        False,
+        "unlabeled",
+    )
+    after = ledger.get("f" * 64)
+    assert after["source_keys"] == ["s3://raw/raw/a.jpg", "s3://raw/raw/b.jpg"]
+    assert {k: v for k, v in after.items() if k != "source_keys"} == {
+        k: v for k, v in before.items() if k != "source_keys"
+    }
+
+
+def test_below_threshold_nothing_starts(aws):
+    ledger, sfn, arn = aws
+    add(ledger, 3)
+    out = labeling.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=10, reason="threshold")
+    assert out == {"started": False, "reason": "threshold", "unlabeled": 3, "threshold": 5}
+    assert ledger.count("unlabeled") == 3
+
+
+def test_threshold_claims_up_to_the_cap_and_starts_once(aws):
+    ledger, sfn, arn = aws
+    hashes = add(ledger, 7)
+    out = labeling.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=4, reason="threshold")
+    assert out["started"] and out["claimed"] == 4
+    assert ledger.count("claimed") == 4 and ledger.count("unlabeled") == 3
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert [e["name"] for e in executions] == [f"labeling-{out['claim_id']}"]
+    run = json.loads(sfn.describe_execution(executionArn=out["execution_arn"])["input"])
+    assert run["claim_id"] == out["claim_id"] and set(run["images"]) <= set(hashes) and len(run["images"]) == 4
+
+
+def test_schedule_starts_for_any_unlabeled(aws):
+    ledger, sfn, arn = aws
+    add(ledger, 1)
+    assert labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"]
+    assert labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"] is False
+
+
+def test_two_triggers_never_claim_the_same_image(aws):
+    # Interleaved, not threaded: DynamoDB's conditional writes are atomic, moto's in-process backend is not
+    # under threads, so the race is played out step by step - A forwards, B backwards over the same images.
+    ledger, _, _ = aws
+    hashes = add(ledger, 30)
+    won = {"a": [], "b": []}
+    for fwd, back in zip(hashes, reversed(hashes), strict=True):
+        won["a"] += ledger.claim([fwd], "claim-a")
+        won["b"] += ledger.claim([back], "claim-b")
+    assert sorted(won["a"] + won["b"]) == sorted(hashes)  # every image claimed exactly once
+    assert len(won["a"]) == len(won["b"]) == 15
+    for tag, got in won.items():
+        for sha in got:
+            assert ledger.get(sha)["claim_id"] == f"claim-{tag}"
+
+
+def test_release_only_touches_this_claims_images(aws):
+    ledger, _, _ = aws
+    hashes = add(ledger, 4)
+    ledger.claim(hashes[:2], "one")
+    ledger.claim(hashes[2:], "two")
+    assert ledger.release(hashes, "one", "job failed") == hashes[:2]
+    assert [ledger.get(s)["status"] for s in hashes] == ["unlabeled", "unlabeled", "claimed", "claimed"]
+    assert ledger.get(hashes[0])["last_failure"] == "job failed"
+
+
+def test_a_failed_start_gives_the_claims_back(aws):
+    ledger, sfn, _ = aws
+    add(ledger, 2)
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:nope"
+    with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
+        labeling.run_trigger(ledger, sfn, missing, threshold=1, max_per_job=10, reason="threshold")
+    assert ledger.count("unlabeled") == 2 and ledger.count("claimed") == 0
+
+
+def test_dataset_versions_are_never_handed_out_twice(aws):
+    ledger, _, _ = aws
+    got = [ledger.reserve_version() for _ in range(6)]
+    assert got == [1, 2, 3, 4, 5, 6]
+    ledger.complete_version(4)
+    ledger.complete_version(2)  # an older build finishing late does not move "latest" back
+    assert ledger.latest_version() == 4
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"detail-type": "Image Recorded", "source": "loupe.ingest", "detail": {}}, ("threshold", [])),
+        ({"reason": "schedule"}, ("schedule", [])),
+        ({"detail-type": "CloudWatch Alarm State Change", "detail": {}}, ("drift", [])),
+        ({"reason": "manual", "sha256": ["a", "b"]}, ("manual", ["a", "b"])),
+    ],
+)
+def test_trigger_reasons(event, expected):
+    assert labeling.trigger_reason(event) == expected
+
+
+def test_job_names_are_valid_and_unique_per_token():
+    a = labeling.job_name_for("20261122t000711-bc4df22f", "token-1")
+    b = labeling.job_name_for("20261122t000711-bc4df22f", "token-2")
+    assert a != b and len(a) <= 63 and a.startswith("loupe-")
+    assert all(c.isalnum() or c == "-" for c in a)
+    assert labeling.job_name_for("x" * 80, "t", kind="v").__len__() <= 63
+
+
+def test_public_workforce_price():
+    assert labeling._price(3.6) == {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
+    assert labeling._price(120) == {"AmountInUsd": {"Dollars": 1, "Cents": 20, "TenthFractionsOfACent": 0}}
