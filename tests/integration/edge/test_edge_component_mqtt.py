@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -10,6 +11,8 @@ from conftest import THING
 from edge_helpers import default_table, write_model, write_pointer
 
 pytestmark = pytest.mark.integration
+
+OUTAGE_S = float(os.environ.get("LOUPE_EDGE_OUTAGE_S", "3"))
 
 
 def test_results_arrive_over_mqtt(component, subscriber) -> None:
@@ -38,7 +41,7 @@ def test_broker_outage_loses_no_result(component, subscriber, broker) -> None:
     while any(p.suffix == ".png" for p in c.frames.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)  # the component keeps inferring; results pile up in its outbox
     assert not any(p.suffix == ".png" for p in c.frames.iterdir()), c.logs()
-    time.sleep(3)  # stay down a little longer
+    time.sleep(OUTAGE_S)  # stay down (LOUPE_EDGE_OUTAGE_S=60 reproduces the one-minute outage)
     broker.start()  # same port, persisted sessions: the subscriber's queue survives the restart
     after = [c.drop(0.05) for _ in range(2)]
     expected = first + during + after
