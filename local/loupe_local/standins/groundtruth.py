@@ -89,7 +89,9 @@ class Workforce:
             else:
                 i = rng.randrange(len(boxes))
                 b = boxes[i]
-                dx, dy = b.width * rng.uniform(-0.6, 0.6), b.height * rng.uniform(-0.6, 0.6)
+                # misplaced by at least 60% of its size: overlaps the true box by less than half (IoU < 0.5)
+                dx = b.width * rng.uniform(0.6, 1.0) * rng.choice((-1, 1))
+                dy = b.height * rng.uniform(0.0, 0.3) * rng.choice((-1, 1))
                 left = min(max(0.0, b.left + dx), max(0.0, width - b.width))
                 top = min(max(0.0, b.top + dy), max(0.0, height - b.height))
                 boxes[i] = Box(b.class_id, round(left), round(top), b.width, b.height)
