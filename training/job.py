@@ -84,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="job.py")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--model-package-group", default="")
     e.add_argument("--training-artifact-uri", default="")
     e.set_defaults(func=cmd_evaluate)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from loupe.datasets import DatasetError
     from loupe_training.train import TrainingError
 

@@ -44,7 +44,7 @@ _GROUP = "loupe-placeholder-model-package-group"
 SUBSTITUTIONS = {
     _BUCKET: "${ArtifactBucket}",
     _ROLE: "${SageMakerExecutionRole.Arn}",
-    _GROUP: "${ModelPackageGroup.ModelPackageGroupName}",
+    _GROUP: "${AWS::StackName}-models",
     f".{_REGION}.": ".${AWS::Region}.",
 }
 
@@ -379,10 +379,24 @@ def generate_in_sdk_venv() -> str:
     return out.stdout
 
 
+def splice(template_text: str, snippet_text: str) -> str:
+    """template.yaml with its TrainingPipeline resource replaced by the snippet's (comments dropped)."""
+    lines = template_text.split("\n")
+    start = lines.index("  TrainingPipeline:")
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith("   ")):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    resource = [ln for ln in snippet_text.rstrip("\n").split("\n") if not ln.startswith("#")]
+    return "\n".join(lines[:start] + resource + lines[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale")
     parser.add_argument("--print", action="store_true", help="print the definition JSON on stdout")
+    parser.add_argument("--splice", metavar="TEMPLATE", help="also replace TrainingPipeline in this template.yaml")
     args = parser.parse_args(argv)
     import logging
     import warnings
@@ -403,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     for path, text in wanted.items():
         path.write_text(text)
         print(f"wrote {path}")
+    if args.splice:
+        template = Path(args.splice)
+        template.write_text(splice(template.read_text(), wanted[SNIPPET_PATH]))
+        print(f"updated TrainingPipeline in {template}")
     return 0
 
 

@@ -652,6 +652,7 @@ def render_definition(runtime: Any, definition_text: str) -> str:
             "ModelPackageGroupName"
         ],
         "${AWS::Region}": runtime.region,
+        "${AWS::StackName}": getattr(runtime, "stack_name", "loupe"),
     }
     for ref, value in refs.items():
         definition_text = definition_text.replace(ref, value)
