@@ -6,13 +6,14 @@ import io
 
 import image_samples as samples
 import pytest
-from loupe.ingest import ImageRejected, Limits, inspect_image, key_candidates, origin_from_metadata, tag_value
 from PIL import Image
 
+from loupe.ingest import ImageRejected, Limits, inspect_image, key_candidates, origin_from_metadata, tag_value
 
-def rejected(data: bytes, limits: Limits = Limits()) -> ImageRejected:
+
+def rejected(data: bytes, limits: Limits | None = None) -> ImageRejected:
     with pytest.raises(ImageRejected) as info:
-        inspect_image(data, limits)
+        inspect_image(data, limits or Limits())
     return info.value
 
 
