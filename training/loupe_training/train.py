@@ -32,6 +32,7 @@ class HyperParams:
     threads: int = 0  # 0: all cores but one (torch default otherwise)
     allow_download: bool = False
     device: str = "auto"  # auto: first GPU when there is one, else cpu
+    stop_at_val_map50: float = 0.0  # > 0: stop as soon as val mAP50 reaches it (benchmarks, quick retrains)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> HyperParams:
@@ -87,8 +88,11 @@ def _float(v: Any) -> float:
 class ProgressReporter:
     """Ultralytics callbacks that log one line per epoch and keep a progress JSON file up to date."""
 
-    def __init__(self, log: Callable[[str], None], progress_file: Path | None, total_epochs: int) -> None:
+    def __init__(
+        self, log: Callable[[str], None], progress_file: Path | None, total_epochs: int, stop_at: float = 0.0
+    ) -> None:
         self.log = log
+        self.stop_at = stop_at
         self.progress_file = progress_file
         self.total = total_epochs
         self.history: list[dict[str, Any]] = []
@@ -134,6 +138,9 @@ class ProgressReporter:
         )
         state = {"status": "training", "epoch": row["epoch"], "epochs": self.total, "history": self.history}
         self._write(state)
+        if self.stop_at > 0 and row["val_map50"] >= self.stop_at:
+            self.log(f"val mAP50 {row['val_map50']:.4f} reached {self.stop_at}: stopping")
+            trainer.stop = True
 
     def attach(self, model: Any) -> None:
         model.add_callback("on_train_start", self.on_train_start)
@@ -193,7 +200,9 @@ def train(
             )
         log(f"training from {model_cfg} (no starting weights)")
         model = YOLO(model_cfg)
-    reporter = ProgressReporter(log, Path(progress_file) if progress_file else None, hps.epochs)
+    reporter = ProgressReporter(
+        log, Path(progress_file) if progress_file else None, hps.epochs, stop_at=hps.stop_at_val_map50
+    )
     reporter.attach(model)
     started = time.monotonic()
     try:
