@@ -26,8 +26,14 @@ die() {
 }
 
 # A python3.12 that actually runs (a pyenv shim for a version that is not selected does not).
+# LOUPE_PYTHON312=/path/to/python3.12 chooses one explicitly.
 find_python312() {
   local candidate
+  if [ -n "${LOUPE_PYTHON312:-}" ]; then
+    "$LOUPE_PYTHON312" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 || return 1
+    echo "$LOUPE_PYTHON312"
+    return 0
+  fi
   for candidate in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 \
     /usr/local/bin/python3.12 /usr/bin/python3.12; do
     if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
@@ -40,9 +46,10 @@ find_python312() {
 }
 
 need_python312() {
-  PY312=$(find_python312) || die "missing: python3.12 (sam build needs the Lambda runtime's Python, and the \
-tools run on it) — 'pyenv install 3.12' (then it is found under \$(pyenv root)/versions), or \
-'apt-get install python3.12 python3.12-venv'"
+  PY312=$(find_python312) || die "missing: python3.12${LOUPE_PYTHON312:+ (LOUPE_PYTHON312=$LOUPE_PYTHON312 is not one)} \
+— sam build needs the Lambda runtime's Python and the tools run on it. Install it with 'pyenv install 3.12' \
+(found under \$(pyenv root)/versions) or 'apt-get install python3.12 python3.12-venv', or point \
+LOUPE_PYTHON312 at one"
 }
 
 # tool_venv <dir> <package==version>... : a separate venv per tool, rebuilt only when the pins change
