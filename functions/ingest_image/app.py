@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
 from loupe import settings as settings_mod
 from loupe.ingest import ObjectRef, ingest_object
 from loupe.ledger import Ledger
@@ -75,6 +76,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "version_id": version,
         "etag": None if version else detail.object.etag,
     }
+    metrics.add_metric(name="IngestEvents", unit=MetricUnit.Count, value=1)  # also counts repeats answered idempotently
     result = process(obj=obj)
     logger.info("ingested", extra={"ingest": result})
     return result
