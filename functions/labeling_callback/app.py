@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+
 from loupe import settings as settings_mod
 from loupe.ledger import Ledger
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
+
 from loupe import labeling
 from loupe import settings as settings_mod
 from loupe.ledger import Ledger

@@ -103,6 +103,18 @@ def test_origin_of_edge_feedback_from_metadata():
         "reason": "uncertain",
     }
     assert origin_from_metadata("raw/a.jpg", {}) == {"kind": "upload"}
+    # what the edge component writes (loupe_edge: device, model-version, max-confidence, reason)
+    edge = origin_from_metadata(
+        "raw/feedback/cam-7/f1.jpg",
+        {"device": "cam-7", "model-version": "3", "max-confidence": "0.3800", "reason": "low_confidence"},
+    )
+    assert edge == {
+        "kind": "edge_feedback",
+        "device": "cam-7",
+        "model_version": "3",
+        "confidence": "0.38",
+        "reason": "low_confidence",
+    }
 
 
 def test_tag_values_only_use_allowed_characters():
