@@ -124,7 +124,7 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,  # U8S8: the fast path of onnxruntime on x86
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )

@@ -23,9 +23,9 @@ class TrainingError(RuntimeError):
 class HyperParams:
     model: str = "yolov8n.yaml"
     imgsz: int = 320
-    epochs: int = 60
+    epochs: int = 35
     batch: int = 16
-    patience: int = 25
+    patience: int = 15
     lr0: float = 0.01
     seed: int = 0
     workers: int = 0
