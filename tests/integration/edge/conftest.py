@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +60,74 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
     finally:
         b.close()
+
+
+class LinkProxy:
+    """A TCP forwarder between the component and the broker: ``cut()`` makes the broker unreachable for the
+    component only (connections dropped, new ones refused) while test subscribers stay connected; ``restore()``
+    listens again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(16)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def cut(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the other thread
+            self._server.close()
+            self._server = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.cut()
 
 
 class Subscriber:
@@ -116,7 +186,9 @@ def subscriber(broker: Broker) -> Iterator[Subscriber]:
 class Component:
     """``python -m loupe_edge`` as the local Greengrass stand-in runs it: env transport, JSON configuration."""
 
-    def __init__(self, root: Path, broker: Broker, s3_endpoint: str, config: dict) -> None:
+    def __init__(
+        self, root: Path, broker: Broker, s3_endpoint: str, config: dict, mqtt_port: int | None = None
+    ) -> None:
         self.root = root
         self.frames = root / "frames"
         self.work = root / "greengrass" / "work" / "com.loupe.inference"
@@ -135,7 +207,7 @@ class Component:
             **os.environ,
             "LOUPE_TRANSPORT": "mqtt",
             "LOUPE_MQTT_HOST": broker.host,
-            "LOUPE_MQTT_PORT": str(broker.port),
+            "LOUPE_MQTT_PORT": str(mqtt_port or broker.port),
             "AWS_ENDPOINT_URL": s3_endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -186,8 +258,8 @@ class Component:
 def component(tmp_path: Path, broker: Broker, s3_endpoint: str) -> Iterator:
     made: list[Component] = []
 
-    def make(config: dict | None = None) -> Component:
-        c = Component(tmp_path / f"c{len(made)}", broker, s3_endpoint, config or {})
+    def make(config: dict | None = None, mqtt_port: int | None = None) -> Component:
+        c = Component(tmp_path / f"c{len(made)}", broker, s3_endpoint, config or {}, mqtt_port)
         made.append(c)
         return c
 
