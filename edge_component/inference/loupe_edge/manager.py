@@ -30,6 +30,8 @@ from loupe_edge.model import (
 
 log = logging.getLogger(__name__)
 
+VERSION_FILE = "loupe_version.txt"  # the deployment's version of the last-good copy
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -149,6 +151,7 @@ class ModelManager:
             for name in (CARD_FILE, *MODEL_FILES.values()):
                 if (src / name).is_file():
                     shutil.copy2(src / name, tmp / name)
+            (tmp / VERSION_FILE).write_text(model.version)
             old = target.with_name("last-good.old")
             shutil.rmtree(old, ignore_errors=True)
             if target.exists():
@@ -162,8 +165,10 @@ class ModelManager:
         target = self.last_good_dir
         if target is None or not (target / CARD_FILE).is_file():
             return
+        version_file = target / VERSION_FILE
+        version = version_file.read_text().strip() if version_file.is_file() else None
         try:
-            self.current = self.loader(target, self.settings)
+            self.current = self.loader(target, self.settings, expected_version=version)
             log.warning("serving last known good model %s until a valid model arrives", self.current.version)
         except ModelError as exc:
             log.error("last known good model is unusable too: %s", exc)

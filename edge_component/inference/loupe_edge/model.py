@@ -79,7 +79,7 @@ def read_pointer(pointer: Path) -> tuple[Path, str | None, dict[str, str]]:
 
 @dataclass
 class ModelCard:
-    version: str
+    version: str | None
     class_names: dict[int, str]
     sha256: dict[str, str]
     imgsz: Any = None
@@ -87,6 +87,9 @@ class ModelCard:
 
     @classmethod
     def load(cls, folder: Path) -> ModelCard:
+        """Read a model card. Accepts the training pipeline's ``loupe-model-card/1`` (digests under
+        ``artifacts.<file>.sha256``, no version: the registry assigns it) and the flat form (``version``,
+        ``sha256: {file: hex}``)."""
         path = folder / CARD_FILE
         try:
             doc = json.loads(path.read_text())
@@ -94,8 +97,8 @@ class ModelCard:
             raise ModelError(f"{path} is missing") from exc
         except ValueError as exc:
             raise ModelError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or "version" not in doc:
-            raise ModelError(f"{path} has no 'version'")
+        if not isinstance(doc, dict):
+            raise ModelError(f"{path} must hold a JSON object")
         cmap = doc.get("class_map") or doc.get("names") or {}
         if isinstance(cmap, list):
             cmap = dict(enumerate(cmap))
@@ -106,13 +109,32 @@ class ModelCard:
         digests = doc.get("sha256") or {}
         if isinstance(digests, str):
             digests = {MODEL_FILES["fp32"]: digests}
-        return cls(str(doc["version"]), names, {str(k): str(v) for k, v in digests.items()}, doc.get("imgsz"), doc)
+        for name, art in (doc.get("artifacts") or {}).items():
+            if isinstance(art, dict) and art.get("sha256"):
+                digests.setdefault(str(art.get("file") or name), str(art["sha256"]))
+        version = doc.get("version", doc.get("model_version"))
+        imgsz = doc.get("imgsz") or (doc.get("input") or {}).get("imgsz")
+        return cls(
+            str(version) if version is not None else None,
+            names,
+            {str(k): str(v) for k, v in digests.items()},
+            imgsz,
+            doc,
+        )
 
 
 class LoadedModel:
     """A ready session plus what it needs to turn a tensor into detections."""
 
-    def __init__(self, session: Any, card: ModelCard, path: Path, precision: str, settings: ModelSettings):
+    def __init__(
+        self,
+        session: Any,
+        card: ModelCard,
+        path: Path,
+        precision: str,
+        settings: ModelSettings,
+        version: str | None = None,
+    ):
         self.session = session
         self.card = card
         self.path = path
@@ -126,10 +148,8 @@ class LoadedModel:
         self.input_h, self.input_w = int(shape[2]), int(shape[3])
         self.output_names = [session.get_outputs()[0].name]
         self.digest = card.sha256.get(path.name) or ""
-
-    @property
-    def version(self) -> str:
-        return self.card.version
+        # the deployment's version (pointer) wins; then the card's; then the content itself names the model
+        self.version = version or card.version or f"sha256-{self.digest[:12] or 'unknown'}"
 
     def class_name(self, cls_id: int) -> str:
         return self.card.class_names.get(cls_id, str(cls_id))
@@ -185,12 +205,12 @@ def load_model(
     t0 = time.perf_counter()
     folder = resolve_model_dir(Path(folder))
     card = ModelCard.load(folder)
-    if expected_version is not None and card.version != expected_version:
+    if expected_version and card.version and card.version != expected_version:
         log.warning("model pointer names version %s but the card says %s", expected_version, card.version)
     precision = settings.precision
     path = folder / MODEL_FILES.get(precision, MODEL_FILES["fp32"])
     if precision == "int8" and not path.is_file():
-        log.warning("model %s carries no %s; serving fp32", card.version, path.name)
+        log.warning("model in %s carries no %s; serving fp32", folder, path.name)
         precision, path = "fp32", folder / MODEL_FILES["fp32"]
     if not path.is_file():
         raise ModelError(f"model file {path} is missing")
@@ -203,7 +223,7 @@ def load_model(
             )
         want = want or registered
         if not want:
-            raise ModelError(f"model card of {card.version} has no sha256 for {path.name}")
+            raise ModelError(f"model card in {folder} has no sha256 for {path.name}")
         got = sha256_file(path)
         if got.lower() != want.lower():
             raise ModelError(f"{path.name} digest mismatch: card {want[:12]}…, file {got[:12]}…")
@@ -221,11 +241,11 @@ def load_model(
         session = ort.InferenceSession(os.fspath(path), opts, providers=providers)
     except Exception as exc:
         raise ModelError(f"{path.name} is not a loadable ONNX model: {exc}") from exc
-    model = LoadedModel(session, card, path, precision, settings)
+    model = LoadedModel(session, card, path, precision, settings, version=expected_version)
     model.smoke_test()
     log.info(
         "model %s (%s, %dx%d, %s) ready in %.0f ms",
-        card.version,
+        model.version,
         precision,
         model.input_w,
         model.input_h,

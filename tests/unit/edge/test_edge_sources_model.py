@@ -225,3 +225,36 @@ def test_opencv_source_reads_a_video_file(tmp_path: Path) -> None:
     assert len(frames) == 5
     assert frames[0].rgb.shape == (48, 64, 3) and frames[0].rgb[..., 0].mean() > 150  # converted to RGB
     assert len({f.frame_id for f in frames}) == 5
+
+
+def test_training_pipeline_card_format_and_versions(tmp_path: Path) -> None:
+    """The training pipeline's card (loupe-model-card/1) has digests under artifacts and no version: the
+    deployment's version (from the pointer) names the model; without one, the content does."""
+    folder = write_model(tmp_path / "m", "ignored")
+    flat = json.loads((folder / "model_card.json").read_text())
+    card = {
+        "format": "loupe-model-card/1",
+        "class_map": {"0": "scratch"},
+        "input": {"imgsz": 64},
+        "artifacts": {"model.onnx": {"file": "model.onnx", "sha256": flat["sha256"]["model.onnx"], "bytes": 1}},
+    }
+    (folder / "model_card.json").write_text(json.dumps(card))
+    assert load_model(folder, ModelSettings(), expected_version="12").version == "12"
+    unnamed = load_model(folder, ModelSettings())
+    assert unnamed.version == "sha256-" + flat["sha256"]["model.onnx"][:12]
+    assert unnamed.card.imgsz == 64
+    card["artifacts"]["model.onnx"]["sha256"] = "f" * 64
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="digest mismatch"):
+        load_model(folder, ModelSettings())
+
+
+def test_last_good_copy_keeps_the_deployment_version(tmp_path: Path) -> None:
+    pointer = tmp_path / "work" / "com.loupe.model" / "current.json"
+    write_pointer(pointer, write_model(tmp_path / "v1", "card-says-1"), "deployed-1")
+    mgr = ModelManager(ModelSource(pointer=pointer), ModelSettings(), state_dir=tmp_path / "state")
+    assert mgr.check() and mgr.current.version == "deployed-1"
+    write_pointer(pointer, tmp_path / "gone", "deployed-2")
+    restarted = ModelManager(ModelSource(pointer=pointer), ModelSettings(), state_dir=tmp_path / "state")
+    assert restarted.check() is False
+    assert restarted.current.version == "deployed-1"  # served from last-good, under its deployed version
