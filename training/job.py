@@ -1,122 +1,13 @@
-"""SageMaker processing entry point: ``python3 job.py prepare|evaluate [options]``.
+"""SageMaker processing entry point (``job.py prepare|evaluate``): see loupe_training.entry.job_main."""
 
-Paths follow the processing container contract (``/opt/ml/processing/...``); ``LOUPE_OPT_ML`` moves that root
-(the local pipeline stand-in maps it to a folder of its state dir). A failure writes
-``/opt/ml/processing/... /failure``-style messages to stdout and exits nonzero, so the step fails with a reason.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "processing"
+from loupe_training.entry import build_parser, job_main  # noqa: E402
 
-
-def log(msg: str) -> None:
-    print(f"[loupe-job] {msg}", flush=True)
-
-
-def _clients() -> tuple[object, object]:
-    import boto3
-
-    return boto3.client("sagemaker"), boto3.client("s3")
-
-
-def champion_weights_uri(sagemaker: object, group: str) -> str:
-    """The training artifact (best.pt inside) of the latest Approved package, from its model card metadata."""
-    try:
-        resp = sagemaker.list_model_packages(  # type: ignore[attr-defined]
-            ModelPackageGroupName=group,
-            ModelApprovalStatus="Approved",
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            MaxResults=20,
-        )
-    except Exception as exc:  # noqa: BLE001 - no group yet: no champion
-        log(f"no champion ({exc})")
-        return ""
-    approved = [s for s in resp.get("ModelPackageSummaryList", []) if s.get("ModelApprovalStatus") == "Approved"]
-    approved.sort(key=lambda s: s.get("CreationTime") or 0, reverse=True)
-    for summary in approved:
-        desc = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])  # type: ignore[attr-defined]
-        uri = (desc.get("CustomerMetadataProperties") or {}).get("weights_uri", "")
-        if uri:
-            return uri
-    return ""
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from loupe_training.jobs import prepare_job
-
-    warm = args.warm_start
-    s3 = None
-    if warm == "champion":
-        sagemaker, s3 = _clients()
-        warm = champion_weights_uri(sagemaker, args.model_package_group) if args.model_package_group else ""
-        log(f"warm start: {'champion weights ' + warm if warm else 'no champion, training from scratch'}")
-    prepare_job(Path(args.dataset), Path(args.out), weights_out=Path(args.weights_out), warm_start=warm, s3=s3, log=log)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from loupe_training.jobs import evaluate_job, find_champion
-
-    champion = None
-    work = Path(args.work)
-    if args.model_package_group:
-        sagemaker, s3 = _clients()
-        champion = find_champion(sagemaker, s3, args.model_package_group, work / "champion", log=log)
-    evaluate_job(
-        Path(args.model),
-        Path(args.dataset),
-        Path(args.eval_out),
-        Path(args.package_out),
-        champion_model=champion["model"] if champion else None,
-        champion_arn=champion["arn"] if champion else "",
-        training_artifact_uri=args.training_artifact_uri,
-        log=log,
-    )
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="job.py")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare")
-    p.add_argument("--dataset", default=str(ROOT / "input" / "dataset"))
-    p.add_argument("--out", default=str(ROOT / "output" / "dataset"))
-    p.add_argument("--weights-out", default=str(ROOT / "output" / "weights"))
-    p.add_argument("--warm-start", default="champion", help="champion | none | s3://... (.pt / model.tar.gz)")
-    p.add_argument("--model-package-group", default="")
-    p.set_defaults(func=cmd_prepare)
-    e = sub.add_parser("evaluate")
-    e.add_argument("--model", default=str(ROOT / "input" / "model"))
-    e.add_argument("--dataset", default=str(ROOT / "input" / "dataset"))
-    e.add_argument("--eval-out", default=str(ROOT / "output" / "evaluation"))
-    e.add_argument("--package-out", default=str(ROOT / "output" / "package"))
-    e.add_argument("--work", default=str(ROOT / "work"))
-    e.add_argument("--model-package-group", default="")
-    e.add_argument("--training-artifact-uri", default="")
-    e.set_defaults(func=cmd_evaluate)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from loupe.datasets import DatasetError
-    from loupe_training.train import TrainingError
-
-    try:
-        return args.func(args)
-    except (DatasetError, TrainingError, ValueError, FileNotFoundError) as exc:
-        log(f"error: {exc}")
-        return 1
-
+__all__ = ["build_parser", "job_main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main())

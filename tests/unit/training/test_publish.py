@@ -1,0 +1,106 @@
+"""The code publisher (CloudFormation custom resource) ships exactly the container files of training/."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from loupe_training import publish
+
+REPO = Path(__file__).resolve().parents[3]
+PACKAGE = REPO / "training" / "loupe_training"
+LOUPE = REPO / "layers" / "common" / "loupe"
+
+
+def test_embedded_container_files_equal_the_repository_files():
+    assert (REPO / "training" / "requirements.txt").read_text() == publish.REQUIREMENTS
+    assert (REPO / "training" / "train.py").read_text() == publish.TRAIN_SHIM
+    assert (REPO / "training" / "job.py").read_text() == publish.JOB_SHIM
+
+
+def test_sourcedir_layout_and_reproducibility():
+    blob = publish.build_sourcedir(PACKAGE, LOUPE, "v-test")
+    assert blob == publish.build_sourcedir(PACKAGE, LOUPE, "v-test")
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("CODE_VERSION").read() == b"v-test\n"
+    assert {
+        "train.py",
+        "job.py",
+        "requirements.txt",
+        "loupe_training/entry.py",
+        "loupe_training/jobs.py",
+        "loupe/datasets.py",
+        "loupe/imaging.py",
+    } <= names
+    assert not any("__pycache__" in n for n in names)
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+
+    def __call__(self, req, timeout):  # urllib.request.urlopen stand-in: CloudFormation's response URL
+        self.bodies.append(json.loads(req.data))
+        return io.BytesIO(b"")
+
+
+@pytest.fixture
+def cfn(monkeypatch):
+    capture = _Capture()
+    monkeypatch.setattr(publish.urllib.request, "urlopen", lambda req, timeout: _Ctx(capture(req, timeout)))
+    monkeypatch.setenv("LOUPE_PACKAGE_DIR", str(LOUPE))
+    return capture
+
+
+class _Ctx:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __enter__(self):
+        return self.inner
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _event(kind: str, bucket: str = "art") -> dict:
+    return {
+        "RequestType": kind,
+        "ResponseURL": "https://cfn.example/resp",
+        "StackId": "s",
+        "RequestId": "r",
+        "LogicalResourceId": "TrainingCode",
+        "ResourceProperties": {"Bucket": bucket, "Key": "code/training/sourcedir.tar.gz", "CodeVersion": "7"},
+    }
+
+
+def test_create_uploads_and_reports_success(cfn):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="art")
+        data = publish.lambda_handler(_event("Create"), None, s3=s3)
+        obj = s3.get_object(Bucket="art", Key="code/training/sourcedir.tar.gz")["Body"].read()
+    assert cfn.bodies[-1]["Status"] == "SUCCESS"
+    assert data["SourceDirUri"] == "s3://art/code/training/sourcedir.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(obj)) as tar:
+        assert tar.extractfile("CODE_VERSION").read() == b"7\n"
+
+
+def test_failure_is_reported_to_cloudformation(cfn):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")  # no bucket: the upload fails
+        publish.lambda_handler(_event("Update", bucket="missing"), None, s3=s3)
+    assert cfn.bodies[-1]["Status"] == "FAILED"
+    assert "NoSuchBucket" in cfn.bodies[-1]["Reason"]
+
+
+def test_delete_keeps_the_object_and_succeeds(cfn):
+    publish.lambda_handler({**_event("Delete"), "PhysicalResourceId": "s3://art/k"}, None, s3=object())
+    assert cfn.bodies[-1]["Status"] == "SUCCESS" and cfn.bodies[-1]["PhysicalResourceId"] == "s3://art/k"

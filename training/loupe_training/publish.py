@@ -1,0 +1,136 @@
+"""CloudFormation custom resource: publish the training code where the pipeline's jobs read it.
+
+Deployed as a Lambda function whose code is this package (``CodeUri: training/loupe_training/``) with the common
+layer (``/opt/python/loupe``). On Create/Update it writes ``s3://<Bucket>/<Key>`` (``sourcedir.tar.gz``) holding:
+``train.py`` and ``job.py`` (the container entry shims), ``requirements.txt`` (the container's), ``CODE_VERSION``,
+``loupe_training/`` (this package) and ``loupe/`` (the domain package). So ``sam deploy`` alone ships the code the
+pipeline definition points at. This module only uses the standard library and boto3 (it runs in Lambda).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+# Must equal training/requirements.txt (a unit test checks it): the SageMaker container installs it.
+REQUIREMENTS = """\
+# Installed by the SageMaker framework container (PyTorch DLC brings torch) before train.py / job.py run.
+ultralytics==8.4.190
+onnx==1.23.2
+onnxslim==0.1.98
+onnxruntime==1.31.1
+pillow==13.0.0
+pyyaml>=6.0
+boto3>=1.40
+"""
+
+# Must equal training/train.py and training/job.py (a unit test checks it).
+TRAIN_SHIM = '''"""SageMaker training entry point (``sagemaker_program``): see loupe_training.entry.train_main."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loupe_training.entry import train_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(train_main())
+'''
+
+JOB_SHIM = '''"""SageMaker processing entry point (``job.py prepare|evaluate``): see loupe_training.entry.job_main."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loupe_training.entry import build_parser, job_main  # noqa: E402
+
+__all__ = ["build_parser", "job_main"]
+
+if __name__ == "__main__":
+    sys.exit(job_main())
+'''
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0  # reproducible archive: same code, same bytes
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        _add_bytes(tar, f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
+
+
+def build_sourcedir(package_dir: Path, loupe_dir: Path, code_version: str) -> bytes:
+    """sourcedir.tar.gz bytes (deterministic for the same inputs)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "train.py", TRAIN_SHIM.encode())
+        _add_bytes(tar, "job.py", JOB_SHIM.encode())
+        _add_bytes(tar, "requirements.txt", REQUIREMENTS.encode())
+        _add_bytes(tar, "CODE_VERSION", (code_version + "\n").encode())
+        _add_tree(tar, package_dir, "loupe_training")
+        _add_tree(tar, loupe_dir, "loupe")
+    import gzip
+
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _respond(event: dict[str, Any], status: str, reason: str, data: dict[str, str], physical_id: str) -> None:
+    body = json.dumps(
+        {
+            "Status": status,
+            "Reason": reason[:3000],
+            "PhysicalResourceId": physical_id,
+            "StackId": event["StackId"],
+            "RequestId": event["RequestId"],
+            "LogicalResourceId": event["LogicalResourceId"],
+            "Data": data,
+        }
+    ).encode()
+    url = event["ResponseURL"]
+    if not url.startswith("https://"):
+        raise ValueError("ResponseURL must be https")
+    req = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": ""})  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - CloudFormation's pre-signed https URL
+        resp.read()
+
+
+def lambda_handler(event: dict[str, Any], context: Any, s3: Any = None) -> dict[str, str]:
+    props = event.get("ResourceProperties", {})
+    bucket, key = props.get("Bucket", ""), props.get("Key", "code/training/sourcedir.tar.gz")
+    physical_id = event.get("PhysicalResourceId") or f"s3://{bucket}/{key}"
+    data: dict[str, str] = {}
+    try:
+        if event["RequestType"] in ("Create", "Update"):
+            here = Path(__file__).resolve().parent
+            loupe_dir = Path(os.environ.get("LOUPE_PACKAGE_DIR", "/opt/python/loupe"))
+            if not (loupe_dir / "datasets.py").is_file():
+                raise FileNotFoundError(f"{loupe_dir}: the common layer (loupe package) is not attached")
+            blob = build_sourcedir(here, loupe_dir, str(props.get("CodeVersion", "unknown")))
+            if s3 is None:
+                import boto3
+
+                s3 = boto3.client("s3")
+            s3.put_object(Bucket=bucket, Key=key, Body=blob)
+            physical_id = f"s3://{bucket}/{key}"
+            data = {"SourceDirUri": physical_id, "Sha256": hashlib.sha256(blob).hexdigest()}
+        # Delete: the object stays (a running execution may still need it; the bucket's lifecycle owns cleanup)
+        _respond(event, "SUCCESS", "ok", data, physical_id)
+    except Exception as exc:  # CloudFormation must always get an answer, or the stack hangs for an hour
+        _respond(event, "FAILED", f"{type(exc).__name__}: {exc}", data, physical_id)
+    return data
