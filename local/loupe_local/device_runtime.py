@@ -173,7 +173,26 @@ class Device:
             self.iot.add_thing_to_thing_group(thingGroupName=self.o.thing_group, thingName=self.o.thing)
 
     # ------------------------------------------------------------------ main loop
+    def reap_stale(self) -> None:
+        """Stop component processes a previous run of this device left behind (it was killed, not stopped)."""
+        doc = _read_json(self.layout.root / "device.json") or {}
+        if not doc.get("pid") or doc.get("pid") == os.getpid() or _alive(int(doc["pid"])):
+            return
+        for name, comp in (doc.get("components") or {}).items():
+            pid = comp.get("pid")
+            if not isinstance(pid, int) or not _alive(pid):
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if f"LOUPE_DEVICE_ROOT={self.layout.root}".encode() in cmdline:
+                log.warning("stopping %s (pid %s) left behind by a previous run", name, pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+
     def run(self) -> None:
+        self.reap_stale()
         self.register()
         if self.current.get("components"):
             log.info("restarting the last deployed components")

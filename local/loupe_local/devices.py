@@ -290,5 +290,75 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ CLI plugin: ``loupe edge ...``
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``loupe edge publish`` and ``loupe edge devices`` to the ``loupe`` CLI."""
+    edge = subparsers.add_parser("edge", help="Greengrass components and local core devices")
+    sub = edge.add_subparsers(dest="edge_command", required=True)
+    pub = sub.add_parser(
+        "publish",
+        help="publish com.loupe.inference from edge_component/ (once per content)",
+        description="Zips edge_component/inference (with the com.loupe.model recipe template), uploads it under "
+        "edge/artifacts/com.loupe.inference/<version>/ and creates the component version. Against the running "
+        "local AWS by default; with --bucket against the AWS account of the current credentials.",
+    )
+    pub.add_argument("--bucket", help="artifact bucket (the stack's ArtifactBucketName output) in a real account")
+    pub.add_argument("--region", help="AWS region (with --bucket)")
+    pub.add_argument("--edge-dir", default=str(EDGE_DIR), help="the edge_component folder")
+    pub.set_defaults(func=_cmd_publish)
+    dev = sub.add_parser("devices", help="status of the local core devices (deployment, components, log tails)")
+    dev.add_argument("--lines", type=int, default=5, help="log lines per component")
+    dev.set_defaults(func=_cmd_devices)
+    return edge
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    import boto3
+
+    from loupe.greengrass import GreengrassError, publish_inference
+    from loupe_local import state as state_mod
+
+    if args.bucket:
+        session = boto3.Session(region_name=args.region)
+        gg, s3, bucket = session.client("greengrassv2"), session.client("s3"), args.bucket
+    else:
+        try:
+            current = state_mod.load()
+        except FileNotFoundError as exc:
+            print(f"loupe: {exc} (or pass --bucket for a real account)", file=sys.stderr)
+            return 1
+        env = state_mod.client_env(current)
+        session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_REGION"],
+        )
+        gg = session.client("greengrassv2", endpoint_url=current["endpoint"])
+        s3 = session.client("s3", endpoint_url=current["endpoint"])
+        bucket = state_mod.physical(current, "ArtifactBucket")
+    try:
+        out = publish_inference(gg, s3, bucket, Path(args.edge_dir))
+    except (GreengrassError, OSError) as exc:
+        print(f"loupe: cannot publish com.loupe.inference: {exc}", file=sys.stderr)
+        return 1
+    state = "already published" if out.get("reused") else "published"
+    print(f"loupe: {out['name']} {out['version']} {state} ({out['arn']})")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from loupe_local import state as state_mod
+
+    state_dir = state_mod.state_dir()
+    try:
+        current = state_mod.load()
+    except FileNotFoundError as exc:
+        print(f"loupe: {exc}", file=sys.stderr)
+        return 1
+    fleet = DeviceFleet.from_state(current, state_dir)
+    print(json.dumps(fleet.status(log_lines=args.lines), indent=2, default=str))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

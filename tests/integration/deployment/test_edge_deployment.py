@@ -395,3 +395,27 @@ def test_no_approved_package_ends_with_a_clear_status(rt: Any) -> None:
     out = json.loads(done["output"])
     assert out["status"] == "nothing_to_deploy" and out["summary"]["outcome"] == "NOTHING_TO_DEPLOY"
     assert out["reason"] == "no package is Approved"
+
+
+def test_loupe_edge_cli_publishes_once_and_shows_the_devices(
+    rt: Any, fleet: Any, scenario: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from loupe_local import devices
+
+    monkeypatch.setenv("LOUPE_STATE_DIR", str(rt.state_dir))
+    parser = argparse.ArgumentParser(prog="loupe")
+    devices.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["edge", "publish"])
+    assert args.func(args) == 0  # edge_component/ may have changed since the fleet fixture published it
+    first = capsys.readouterr().out.split()[2]
+    assert args.func(args) == 0
+    assert f"com.loupe.inference {first} already published" in capsys.readouterr().out
+    args = parser.parse_args(["edge", "devices", "--lines", "3"])
+    assert args.func(args) == 0
+    shown = json.loads(capsys.readouterr().out)["devices"]
+    for thing in scenario["devices"]:
+        assert shown[thing]["process"] == "running"
+        assert shown[thing]["components"]["com.loupe.inference"]["state"] == "RUNNING"
+        assert shown[thing]["component_logs"]["com.loupe.inference"]
