@@ -26,6 +26,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Events: EventBridge ``Image Recorded`` (threshold), ``{"reason": "schedule"}``, the drift alarm's state
     change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now."""
     reason, requested = labeling.trigger_reason(event)
+    if reason in ("schedule", "manual"):
+        swept = labeling.sweep_stale_claims(ledger, sfn, SETTINGS.labeling_state_machine_arn)
+        if swept:
+            logger.warning("released stranded claims", extra={"claims": {k: len(v) for k, v in swept.items()}})
     result = labeling.run_trigger(
         ledger,
         sfn,

@@ -543,3 +543,64 @@ def start_training(sfn: Any, state_machine_arn: str, run: dict[str, Any], starte
             raise
         arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
         return {"execution_arn": arn, "name": name, "already_started": True}
+
+
+# --- stale claims -----------------------------------------------------------------------------------------------
+
+STALE_NO_EXECUTION_SECONDS = 15 * 60
+FAILED_REDRIVE_GRACE_SECONDS = 24 * 3600
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def _age_seconds(iso: str | None, now: datetime) -> float:
+    if not iso:
+        return float("inf")
+    return (now - datetime.fromisoformat(iso)).total_seconds()
+
+
+def sweep_stale_claims(
+    ledger: Ledger, sfn: Any, state_machine_arn: str, now: datetime | None = None
+) -> dict[str, list[str]]:
+    """Give back claims whose labeling run can no longer label them.
+
+    A run that fails through its Catch releases its own images. These are the other ways a claim can be
+    stranded: the execution was aborted (StopExecution runs no Catch) or timed out; it failed in a way Catch
+    cannot see (States.Runtime) and was not redriven within a day; or it was never started (the trigger died
+    between claiming and starting). Returns the released hashes by claim id.
+    """
+    now = now or datetime.now(UTC)
+    claims: dict[str, list[dict[str, Any]]] = {}
+    for item in ledger.by_status(CLAIMED):
+        claims.setdefault(str(item.get("claim_id", "")), []).append(item)
+    released: dict[str, list[str]] = {}
+    for claim_id, items in claims.items():
+        hashes = [item["sha256"] for item in items]
+        newest_claim = min(_age_seconds(item.get("claimed_at"), now) for item in items)
+        try:
+            execution = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, f"labeling-{claim_id}"))
+        except Exception as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code != "ExecutionDoesNotExist":
+                raise
+            execution = None
+        if execution is None:
+            if newest_claim < STALE_NO_EXECUTION_SECONDS:
+                continue
+            reason = "the labeling run for this claim never started"
+        elif execution["status"] in ("ABORTED", "TIMED_OUT"):
+            reason = f"labeling run {execution['status'].lower()}"
+        elif execution["status"] == "FAILED":
+            stopped = execution.get("stopDate")
+            age = (now - stopped).total_seconds() if isinstance(stopped, datetime) else float("inf")
+            if age < FAILED_REDRIVE_GRACE_SECONDS:
+                continue  # may still be redriven
+            reason = "labeling run failed and was not redriven"
+        else:
+            continue  # RUNNING (or a finished run whose last writes are landing)
+        got = ledger.release(hashes, claim_id, reason)
+        if got:
+            released[claim_id] = got
+    return released

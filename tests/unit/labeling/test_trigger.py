@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -166,3 +167,21 @@ def test_job_names_are_valid_and_unique_per_token():
 def test_public_workforce_price():
     assert labeling._price(3.6) == {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
     assert labeling._price(120) == {"AmountInUsd": {"Dollars": 1, "Cents": 20, "TenthFractionsOfACent": 0}}
+
+
+def test_sweep_gives_back_claims_of_aborted_or_never_started_runs(aws):
+    ledger, sfn, arn = aws
+    hashes = add(ledger, 4)
+    out = labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=2, reason="threshold")
+    running = ledger.count("claimed")
+    assert running == 2
+    ledger.claim(hashes, "20260101t000000-deadbeef")  # a claim whose run never started
+    assert labeling.sweep_stale_claims(ledger, sfn, arn) == {}  # too fresh to call stranded; the run is RUNNING
+    later = datetime.now(UTC) + timedelta(hours=1)
+    swept = labeling.sweep_stale_claims(ledger, sfn, arn, now=later)
+    assert list(swept) == ["20260101t000000-deadbeef"] and len(swept["20260101t000000-deadbeef"]) == 2
+    sfn.stop_execution(executionArn=out["execution_arn"])  # an operator aborts the run: no Catch runs
+    swept = labeling.sweep_stale_claims(ledger, sfn, arn)
+    assert list(swept) == [out["claim_id"]]
+    assert ledger.count("claimed") == 0 and ledger.count("unlabeled") == 4
+    assert ledger.get(swept[out["claim_id"]][0])["last_failure"] == "labeling run aborted"
