@@ -133,10 +133,11 @@ def run_trigger(
         candidates = list(dict.fromkeys(requested))[:max_per_job]
         unlabeled = len(candidates)
     else:
-        unlabeled = ledger.count(UNLABELED, stop_at=max(threshold, 1))
+        ready = datetime.now(UTC).isoformat(timespec="microseconds")  # images released recently back off
+        unlabeled = ledger.count(UNLABELED, stop_at=max(threshold, 1), ready_at=ready)
         if unlabeled == 0 or (reason == "threshold" and unlabeled < threshold):
             return {"started": False, "reason": reason, "unlabeled": unlabeled, "threshold": threshold}
-        candidates = [item["sha256"] for item in ledger.by_status(UNLABELED, limit=max_per_job)]
+        candidates = [item["sha256"] for item in ledger.by_status(UNLABELED, limit=max_per_job, ready_at=ready)]
     claim_id = new_claim_id(candidates)
     won = ledger.claim(candidates, claim_id)
     if not won:

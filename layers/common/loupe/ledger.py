@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ STATUSES = (UNLABELED, CLAIMED, LABELED, REJECTED)
 STATUS_INDEX = "status-index"
 JOB_PREFIX = "#labeling-job#"
 VERSIONS_KEY = "#dataset-versions"
+RELEASE_BACKOFF_SECONDS = 15 * 60
 
 
 def now_iso() -> str:
@@ -44,6 +45,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def _ready_filter(ready_at: str | None) -> dict[str, Any]:
+    if ready_at is None:
+        return {}
+    return {
+        "FilterExpression": "attribute_not_exists(retry_after) OR retry_after <= :ready",
+        "ExpressionAttributeValues": {":ready": ready_at},
+    }
 
 
 def _conditional_failed(exc: Exception) -> bool:
@@ -194,12 +204,13 @@ class Ledger:
                 out[sha] = item
         return out
 
-    def by_status(self, status: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Entries with ``status``, oldest update first."""
+    def by_status(self, status: str, limit: int | None = None, ready_at: str | None = None) -> Iterator[dict[str, Any]]:
+        """Entries with ``status``, oldest update first; with ``ready_at``, only those not backing off then."""
         kwargs: dict[str, Any] = {
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": Key("status").eq(status),
             "ScanIndexForward": True,
+            **_ready_filter(ready_at),
         }
         seen = 0
         while True:
@@ -213,11 +224,12 @@ class Ledger:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def count(self, status: str, stop_at: int | None = None) -> int:
+    def count(self, status: str, stop_at: int | None = None, ready_at: str | None = None) -> int:
         kwargs: dict[str, Any] = {
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": Key("status").eq(status),
             "Select": "COUNT",
+            **_ready_filter(ready_at),
         }
         total = 0
         while True:
@@ -252,16 +264,24 @@ class Ledger:
                     raise
         return won
 
-    def release(self, hashes: Iterable[str], claim_id: str, reason: str) -> list[str]:
-        """Entries still claimed by ``claim_id`` go back to unlabeled (with the reason); returns them."""
+    def release(
+        self, hashes: Iterable[str], claim_id: str, reason: str, backoff_seconds: int = RELEASE_BACKOFF_SECONDS
+    ) -> list[str]:
+        """Entries still claimed by ``claim_id`` go back to unlabeled (with the reason); returns them.
+
+        A released image waits ``backoff_seconds`` before threshold/schedule runs take it again (a run that keeps
+        failing, e.g. on a misconfigured role, must not loop on every new image); explicit requests ignore it.
+        """
         released = []
-        now = now_iso()
+        now = datetime.now(UTC)
+        retry_after = (now + timedelta(seconds=backoff_seconds)).isoformat(timespec="microseconds")
         for sha in hashes:
             try:
                 self.table.update_item(
                     Key={"sha256": sha},
                     UpdateExpression=(
-                        "SET #s = :unlabeled, updated_at = :now, last_failure = :r REMOVE claim_id, claimed_at"
+                        "SET #s = :unlabeled, updated_at = :now, last_failure = :r, retry_after = :ra "
+                        "ADD label_failures :one REMOVE claim_id, claimed_at"
                     ),
                     ConditionExpression="#s = :claimed AND claim_id = :c",
                     ExpressionAttributeNames={"#s": "status"},
@@ -269,8 +289,10 @@ class Ledger:
                         ":claimed": CLAIMED,
                         ":unlabeled": UNLABELED,
                         ":c": claim_id,
-                        ":now": now,
+                        ":now": now.isoformat(timespec="microseconds"),
                         ":r": reason[:1000],
+                        ":ra": retry_after,
+                        ":one": 1,
                     },
                 )
                 released.append(sha)
@@ -296,7 +318,7 @@ class Ledger:
             sha256,
             claim_id,
             "SET #s = :labeled, annotations = :a, labeling_job = :j, verification = :v, labeled_at = :now, "
-            "updated_at = :now REMOVE claim_id, claimed_at, pending_annotations",
+            "updated_at = :now REMOVE claim_id, claimed_at, pending_annotations, retry_after",
             values,
             names={"#s": "status"},
         )

@@ -185,3 +185,18 @@ def test_sweep_gives_back_claims_of_aborted_or_never_started_runs(aws):
     assert list(swept) == [out["claim_id"]]
     assert ledger.count("claimed") == 0 and ledger.count("unlabeled") == 4
     assert ledger.get(swept[out["claim_id"]][0])["last_failure"] == "labeling run aborted"
+
+
+def test_released_images_back_off_before_automatic_runs_take_them_again(aws):
+    ledger, sfn, arn = aws
+    hashes = add(ledger, 3)
+    ledger.claim(hashes, "c1")
+    ledger.release(hashes[:2], "c1", "labeling job failed")
+    ledger.release(hashes[2:], "c1", "labeling job failed", backoff_seconds=0)
+    assert ledger.get(hashes[0])["label_failures"] == 1
+    out = labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="schedule")
+    assert out["started"] and out["claimed"] == 1  # only the one without backoff
+    assert ledger.get(hashes[2])["status"] == "claimed"
+    assert labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="threshold")["started"] is False
+    manual = labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="manual", requested=hashes)
+    assert manual["claimed"] == 2  # an explicit request does not wait
