@@ -62,18 +62,31 @@ def register_package(
     model_version: str | None = None,
     status: str = "PendingManualApproval",
     dataset_version: str = "1",
+    training_card: bool = False,
 ) -> dict[str, Any]:
-    """Upload model.tar.gz (model.onnx + model_card.json) and register it with its digests in the local registry."""
+    """Upload model.tar.gz (model.onnx + model_card.json) and register it with its digests in the local registry.
+
+    ``training_card``: the card as the training pipeline writes it (no version: the registry assigns it)."""
     onnx_bytes = tiny_detector() if onnx_bytes is None else onnx_bytes
     model_version = model_version or f"fx-{uuid.uuid4().hex[:8]}"
-    card = {
-        "version": model_version,
-        "class_map": {"0": "scratch"},
-        "imgsz": 32,
-        "sha256": {"model.onnx": sha(onnx_bytes)},
-        "artifacts": {"model.onnx": {"file": "model.onnx", "sha256": sha(onnx_bytes), "bytes": len(onnx_bytes)}},
-        "dataset": {"version": dataset_version},
-    }
+    artifacts = {"model.onnx": {"file": "model.onnx", "sha256": sha(onnx_bytes), "bytes": len(onnx_bytes)}}
+    if training_card:
+        card: dict[str, Any] = {
+            "format": "loupe-model-card/1",
+            "dataset": {"version": dataset_version},
+            "class_map": {"0": "scratch"},
+            "input": {"imgsz": 32, "shape": [1, 3, 32, 32], "layout": "NCHW"},
+            "artifacts": artifacts,
+        }
+    else:
+        card = {
+            "version": model_version,
+            "class_map": {"0": "scratch"},
+            "imgsz": 32,
+            "sha256": {"model.onnx": sha(onnx_bytes)},
+            "artifacts": artifacts,
+            "dataset": {"version": dataset_version},
+        }
     card_bytes = json.dumps(card, indent=2).encode()
     archive = pack({"model.onnx": onnx_bytes, "model_card.json": card_bytes})
     bucket = runtime.physical("ArtifactBucket")
@@ -96,9 +109,10 @@ def register_package(
             "dataset_version": dataset_version,
         },
     )
+    arn = out["ModelPackageArn"]
     return {
-        "arn": out["ModelPackageArn"],
-        "model_version": model_version,
+        "arn": arn,
+        "model_version": arn.rsplit("/", 1)[-1] if training_card else model_version,
         "bucket": bucket,
         "key": key,
         "archive": archive,
