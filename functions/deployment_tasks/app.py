@@ -33,6 +33,7 @@ def _deploy(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
     out = dep.start_deployment(
         boto3.client("greengrassv2"), boto3.client("iot"), state, s, int(state["timeout_seconds"])
     )
+    dep.mark_pending(_table(s), s.thing_group, state["package"], out["deployment_id"], state.get("run_id", ""))
     return {"deployment": out}
 
 
@@ -57,7 +58,8 @@ def _record_nothing(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[st
 def _record_refused(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
     error = state.get("error") or {}
     reason = f"{error.get('Error', 'Error')}: {dep.error_message(error.get('Cause'))}"
-    return {"summary": dep.record(_table(s), state, "REFUSED", reason)}
+    outcome = "ERROR" if state.get("deployment") else "REFUSED"  # after CreateDeployment: a workflow error
+    return {"summary": dep.record(_table(s), state, outcome, reason)}
 
 
 def _table(s: dep.DeploymentSettings) -> Any:

@@ -11,6 +11,7 @@ Registered digests (``CustomerMetadataProperties`` of the package, hex SHA-256):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -541,6 +542,8 @@ def record(table: Any, state: dict[str, Any], outcome: str, reason: str = "") ->
     table.put_item(Item={"pk": f"TARGET#{summary['thing_group']}", "sk": f"RUN#{now}#{run_id}", **_ddb(summary)})
     if outcome in ("COMPLETED", "PARTIAL") and summary["package_arn"]:
         mark_target(table, summary["thing_group"], package, summary["deployment_id"], run_id)
+    if summary["deployment_id"]:
+        clear_pending(table, summary["thing_group"], summary["deployment_id"])
     summary["subject"] = subject(summary)
     summary["message"] = message(summary)
     return summary
@@ -562,8 +565,33 @@ def mark_target(table: Any, thing_group: str, package: dict[str, Any], deploymen
     )
 
 
-def current_target(table: Any, thing_group: str) -> dict[str, Any] | None:
-    return table.get_item(Key={"pk": f"TARGET#{thing_group}", "sk": "CURRENT"}, ConsistentRead=True).get("Item")
+def clear_pending(table: Any, thing_group: str, deployment_id: str) -> None:
+    """The deployment has an outcome: it is no longer pending (unless a newer one replaced it already)."""
+    with contextlib.suppress(table.meta.client.exceptions.ConditionalCheckFailedException):
+        table.delete_item(
+            Key={"pk": f"TARGET#{thing_group}", "sk": "PENDING"},
+            ConditionExpression="deployment_id = :d",
+            ExpressionAttributeValues={":d": deployment_id},
+        )
+
+
+def current_target(table: Any, thing_group: str, which: str = "CURRENT") -> dict[str, Any] | None:
+    """``CURRENT``: the package the group runs; ``PENDING``: the package of the newest deployment started."""
+    return table.get_item(Key={"pk": f"TARGET#{thing_group}", "sk": which}, ConsistentRead=True).get("Item")
+
+
+def mark_pending(table: Any, thing_group: str, package: dict[str, Any], deployment_id: str, run_id: str) -> None:
+    """The deployment just created (a rejection while it is still rolling out must undo it too)."""
+    table.put_item(
+        Item={
+            "pk": f"TARGET#{thing_group}",
+            "sk": "PENDING",
+            "package_arn": package.get("arn", ""),
+            "deployment_id": deployment_id,
+            "run_id": run_id,
+            "updated": utc_now(),
+        }
+    )
 
 
 def deployed_history(table: Any, thing_group: str, limit: int = 50) -> list[str]:
@@ -672,8 +700,8 @@ def on_package_event(
         request = {"package_arn": arn, "mode": "approved"}
         name = run_name("deploy", version, f"{arn}|Approved|{changed}")
     elif status == "Rejected":
-        current = current_target(table, thing_group)
-        if not current or current.get("package_arn") != arn:
+        targets = [current_target(table, thing_group, which) or {} for which in ("CURRENT", "PENDING")]
+        if arn not in {t.get("package_arn") for t in targets}:
             return {"action": "ignored", "reason": f"package {version} is not what {thing_group} runs; nothing to undo"}
         previous = previous_package(sm, table, thing_group, group, arn)
         name = run_name("rollback", version, f"{arn}|Rejected|{changed}")

@@ -171,9 +171,24 @@ def test_poll_interval_scales_with_the_timeout() -> None:
 
 
 # ------------------------------------------------------------------ package events
+class ConditionFailed(Exception):
+    pass
+
+
 class FakeTable:
+    class meta:  # noqa: N801 - boto3's shape
+        class client:  # noqa: N801
+            class exceptions:  # noqa: N801
+                ConditionalCheckFailedException = ConditionFailed
+
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def delete_item(self, Key: dict[str, str], ExpressionAttributeValues: dict[str, str], **_: Any) -> None:  # noqa: N803
+        item = self.items.get((Key["pk"], Key["sk"]))
+        if item is None or item.get("deployment_id") != ExpressionAttributeValues[":d"]:
+            raise ConditionFailed()
+        del self.items[(Key["pk"], Key["sk"])]
 
     def put_item(self, Item: dict[str, Any]) -> None:  # noqa: N803
         self.items[(Item["pk"], Item["sk"])] = dict(Item)
@@ -309,3 +324,33 @@ def test_run_names_are_valid_execution_names() -> None:
     assert name == dep.run_name("rollback", 123456, "x" * 500)
     assert dep.error_message('{"errorMessage": "boom", "errorType": "X"}') == "boom"
     assert dep.error_message("plain") == "plain"
+
+
+def test_rejecting_a_package_still_rolling_out_undoes_it() -> None:
+    sm = FakeSM({ARN(1): (1, "Approved"), ARN(2): (2, "Rejected")})
+    sfn, table = FakeSFN(), FakeTable()
+    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
+    table.items[("TARGET#fleet", "RUN#2026-11-20T00:00:00Z#r1")] = {"package_arn": ARN(1), "outcome": "COMPLETED"}
+    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
+    out = handle(event(2, "Rejected"), sm, sfn, table)
+    assert out["action"] == "started" and out["request"]["package_arn"] == ARN(1)
+
+
+def test_a_finished_deployment_is_no_longer_pending() -> None:
+    sm = FakeSM({ARN(1): (1, "Approved"), ARN(2): (2, "Rejected")})
+    sfn, table = FakeSFN(), FakeTable()
+    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
+    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
+    state = {
+        "package": {"arn": ARN(2), "version": 2},
+        "thing_group": "fleet",
+        "run_id": "r2",
+        "deployment": {"deployment_id": "dep2"},
+        "outcomes": {"devices": {"d1": {"status": "FAILED", "reason": "rolled back"}}},
+    }
+    dep.record(table, state, "FAILED")
+    assert dep.current_target(table, "fleet", "PENDING") is None
+    assert handle(event(2, "Rejected"), sm, sfn, table)["action"] == "ignored"
+    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep3", "r3")
+    dep.clear_pending(table, "fleet", "dep2")  # an older run never clears a newer pending deployment
+    assert dep.current_target(table, "fleet", "PENDING")["deployment_id"] == "dep3"
