@@ -243,14 +243,19 @@ class Device:
             return
         notify = set() if notify_policy == "SKIP_NOTIFY_COMPONENTS" else None
         try:
-            self._apply_set(target, notify=notify)
+            try:
+                self._apply_set(target, notify=notify)
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                raise DeploymentFailed(
+                    f"the device could not apply the deployment: {type(exc).__name__}: {exc}"
+                ) from exc
         except DeploymentFailed as exc:
             reason = str(exc)
             if rollback:
                 try:
                     self._apply_set(self._components_from(previous), notify=None, is_rollback=True)
                     reason += "; rolled back to the previous components"
-                except DeploymentFailed as again:
+                except (DeploymentFailed, OSError, subprocess.SubprocessError, ValueError) as again:
                     reason += f"; rollback failed too: {again}"
                 exc.stack = [*exc.stack, "ROLLBACK_COMPLETE" if "rolled back" in reason else "ROLLBACK_FAILED"]
             self.report(dep_id, "FAILED", reason, exc)
