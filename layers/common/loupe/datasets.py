@@ -150,6 +150,7 @@ def build_manifest(
                 "sha256": img.sha256,
                 "file": f"images/{img.sha256}.{img.ext}",
                 "label": f"labels/{img.sha256}.txt",
+                "label_sha256": sha256_bytes(label_text(img).encode()),  # the digest covers the labels too
                 "split": img.split,
                 "width": img.width,
                 "height": img.height,
@@ -213,8 +214,12 @@ def write_version_dir(
     return manifest
 
 
-def read_version_dir(path: Path) -> dict[str, Any]:
-    """Read and check a dataset version folder; raises DatasetError with the reason when it is unusable."""
+def read_version_dir(path: Path, verify_labels: bool = False) -> dict[str, Any]:
+    """Read and check a dataset version folder; raises DatasetError with the reason when it is unusable.
+
+    ``verify_labels`` also checks each label file against its ``label_sha256`` in dataset.json (versions written
+    by the labeling workflow carry it; the digest covers it, so no label can change unnoticed).
+    """
     path = Path(path)
     manifest_path = path / "dataset.json"
     if not manifest_path.is_file():
@@ -234,6 +239,9 @@ def read_version_dir(path: Path) -> dict[str, Any]:
         for key in ("file", "label"):
             if not (path / entry[key]).is_file():
                 raise DatasetError(f"{path}: missing {entry[key]}")
+        expected = entry.get("label_sha256")
+        if verify_labels and expected and sha256_file(path / entry["label"]) != expected:
+            raise DatasetError(f"{path}: {entry['label']} was altered (its hash is not the one in dataset.json)")
     return manifest
 
 

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from loupe import manifests
-from loupe.datasets import Box, LabeledImage, version_prefix, write_version_s3
+from loupe.datasets import Box, LabeledImage, build_manifest, read_version_s3, version_prefix, write_version_s3
 from loupe.ledger import CLAIMED, LABELED, UNLABELED, Ledger
 
 LABEL_ATTRIBUTE = "loupe-boxes"
@@ -462,15 +462,26 @@ def build_dataset(s3: Any, ledger: Ledger, cfg: LabelingConfig, new: list[str] |
     images = [labeled_image(item) for item in ledger.by_status(LABELED) if item.get("image_uri")]
     if not images:
         raise NothingToLabel("no labeled image in the ledger")
-    version = ledger.reserve_version()
-    parent_hashes: set[str] = set()
+    parent_manifest: dict[str, Any] | None = None
     if parent:
         try:
-            from loupe.datasets import read_version_s3
-
-            parent_hashes = {e["sha256"] for e in read_version_s3(s3, cfg.artifact_bucket, parent)["images"]}
+            parent_manifest = read_version_s3(s3, cfg.artifact_bucket, parent)
         except Exception:  # a missing or damaged parent only costs the server-side copy shortcut
-            parent_hashes = set()
+            parent_manifest = None
+    if parent_manifest is not None:
+        candidate = build_manifest(parent + 1, parent, images, cfg.class_map)
+        if candidate["digest"] == parent_manifest["digest"] and candidate["class_map"] == parent_manifest["class_map"]:
+            # nothing new (e.g. the same set imported again): the latest version already is this dataset
+            return {
+                "version": parent,
+                "parent": parent_manifest.get("parent"),
+                "uri": s3_uri(cfg.artifact_bucket, version_prefix(parent)),
+                "counts": parent_manifest["counts"],
+                "digest": parent_manifest["digest"],
+                "unchanged": True,
+            }
+    parent_hashes = {e["sha256"] for e in parent_manifest["images"]} if parent_manifest else set()
+    version = ledger.reserve_version()
 
     def copy_source(img: LabeledImage) -> dict[str, str]:
         if img.sha256 in parent_hashes:
@@ -528,10 +539,11 @@ def release_run(ledger: Ledger, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_training(sfn: Any, state_machine_arn: str, run: dict[str, Any], started_by: str = "") -> dict[str, Any]:
-    """Hand the dataset version to the training workflow, once: the execution is named after the version and
-    the claim, so a retried or redriven task finds the execution it already started."""
+    """Hand the dataset version to the training workflow, once per version: the execution is named after the
+    version, so a retried or redriven task (or a run whose labels a concurrent run already published in the
+    same version) finds the execution that was already started."""
     dataset = run["dataset"]
-    name = f"dataset-v{int(dataset['version'])}-{run['claim_id']}"[:80]
+    name = f"dataset-v{int(dataset['version'])}"
     payload = {"dataset_version": int(dataset["version"]), "dataset_uri": dataset["uri"], "reason": "labeling"}
     if started_by:
         payload["started_by"] = started_by

@@ -87,4 +87,5 @@ def test_importing_again_adds_nothing_new(env, metal_tags_dir, imported):
     before = env.ledger.count("labeled")
     again = run_import(env, metal_tags_dir)
     assert again["labeled"] == 193
+    assert again["version"] == imported["version"]  # the same set again: no new dataset version
     assert env.ledger.count("labeled") == before

@@ -36,7 +36,8 @@ def aws():
         arn = sfn.create_state_machine(
             name="labeling",
             roleArn="arn:aws:iam::123456789012:role/x",
-            definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+            # a run that waits, so it is RUNNING whether or not moto executes state machines in this process
+            definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
         )["stateMachineArn"]
         yield Ledger(dynamodb.Table("ledger")), sfn, arn
 
