@@ -76,7 +76,7 @@ APP = recipe("app", "1.0.0", {"Run": APP_RUN}, {"data": {"DependencyType": "SOFT
 @pytest.fixture
 def device(tmp_path: Path) -> Any:
     dev = Device(
-        DeviceOptions(thing="t1", root=tmp_path, endpoint="http://127.0.0.1:9", settle_seconds=0.3, ack_seconds=3)
+        DeviceOptions(thing="t1", root=tmp_path, endpoint="http://127.0.0.1:9", settle_seconds=0.3, ack_seconds=1.5)
     )
     dev.gg = FakeGG()
     dev.reports: list[tuple[str, str, str]] = []
