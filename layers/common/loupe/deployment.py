@@ -155,7 +155,8 @@ def describe_package(sm: Any, package_arn: str) -> Package:
 
 def approved_packages(sm: Any, group: str) -> list[dict[str, Any]]:
     """Approved packages of the group, newest first."""
-    out, token = [], None
+    out: list[dict[str, Any]] = []
+    token = None
     while True:
         kwargs: dict[str, Any] = {
             "ModelPackageGroupName": group,

@@ -128,7 +128,7 @@ def load_recipe(text: str | bytes) -> dict[str, Any]:
 
 
 def recipe_artifacts(recipe: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for manifest in recipe.get("Manifests") or []:
         out.extend(manifest.get("Artifacts") or [])
     return out
