@@ -57,7 +57,8 @@ tool_venv() {
   local dir=$1
   shift
   local spec="$*" stamp="$dir/.installed"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ]; then
+  # (a venv whose interpreter went away, e.g. a removed pyenv version, is rebuilt too)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ] && "$dir/bin/python" -c '' >/dev/null 2>&1; then
     return 0
   fi
   echo "tools: installing $spec into $dir"
