@@ -7,6 +7,17 @@ as arguments and return JSON-serialisable dicts, so the state machine carries th
 Registered digests (``CustomerMetadataProperties`` of the package, hex SHA-256):
 ``package_sha256`` (the ``model.tar.gz`` at ``ModelDataUrl``, required), ``model_sha256``,
 ``model_int8_sha256``, ``model_card_sha256`` (files inside it, checked when present), and ``dataset_version``.
+
+Design notes:
+- The verified ``model.tar.gz`` is repacked as a deterministic ZIP (Greengrass' ``Unarchive`` only knows ZIP) and
+  uploaded to ``edge/artifacts/com.loupe.model/<version>/model.zip``; the recipe carries that ZIP's digest, so the
+  service refuses other bytes at that key and devices verify what they download.
+- The ``com.loupe.model`` recipe comes from the template shipped inside the deployed ``com.loupe.inference``
+  artifact (``edge_component/model/recipe.yaml``), so the pointer contract and the code reading it travel together.
+- One workflow run per status change: the execution name is derived from (package ARN, status, LastModifiedTime),
+  so a redelivered event starts nothing; a re-approval after a rejection is a new change and deploys again.
+- The thing group's ``CURRENT`` package is what completed on at least one device; ``PENDING`` is the deployment
+  still rolling out. Rejecting either goes back to the newest package that ran before and is still Approved.
 """
 
 from __future__ import annotations
