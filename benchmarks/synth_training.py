@@ -47,9 +47,7 @@ def setup_ultralytics(workdir: Path) -> None:
     torch.set_num_threads(THREADS)
 
 
-def make_splits(
-    root: Path, spec: dict[str, tuple[int, int, int, float]], size=synth.DEFAULT_SIZE
-) -> dict[str, Path]:
+def make_splits(root: Path, spec: dict[str, tuple[int, int, int, float]], size=synth.DEFAULT_SIZE) -> dict[str, Path]:
     """Generate splits ``{name: (phase, count, seed, carryover)}`` under ``root``; returns their folders."""
     out = {}
     for name, (phase, count, seed, carryover) in spec.items():
@@ -137,9 +135,7 @@ def map50(weights: Path, images_dir: Path, imgsz: int, workdir: Path) -> float:
     return float(m.box.map50)
 
 
-def max_confidences(
-    weights: Path, images_dir: Path, imgsz: int, conf: float = 0.05
-) -> dict[str, list[float]]:
+def max_confidences(weights: Path, images_dir: Path, imgsz: int, conf: float = 0.05) -> dict[str, list[float]]:
     """Per image (file stem): confidences of the model's detections above ``conf``."""
     from ultralytics import YOLO
 
@@ -148,9 +144,7 @@ def max_confidences(
     files = sorted(images_dir.glob("*.jpg"))
     for i in range(0, len(files), 16):
         chunk = [str(f) for f in files[i : i + 16]]
-        for f, r in zip(
-            chunk, model.predict(chunk, imgsz=imgsz, conf=conf, device="cpu", verbose=False), strict=True
-        ):
+        for f, r in zip(chunk, model.predict(chunk, imgsz=imgsz, conf=conf, device="cpu", verbose=False), strict=True):
             out[Path(f).stem] = [float(c) for c in r.boxes.conf.tolist()]
     return out
 
@@ -167,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay", type=int, default=100, help="phase-1 frames replayed when training v2")
     p.add_argument("--carryover", type=float, default=0.0)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--curve", action="store_true", help="validate every epoch (mAP50 per epoch in results.csv)")
     p.add_argument("--quick", action="store_true", help="tiny run for a smoke test")
     p.add_argument("--json", action="store_true")
     p.add_argument("--v1", help="reuse these v1 weights instead of training")
@@ -198,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             project=work / "runs",
             name="v1",
             batch=a.batch,
+            val=a.curve,
         )
         result["v1_train_seconds"] = round(secs, 1)
     result["v1_p1_map50"] = map50(v1, d["p1-test"] / "images", a.imgsz, work)

@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from loupe_local import synth
 from PIL import Image
+
+from loupe_local import synth
 
 
 def _gray(path) -> np.ndarray:

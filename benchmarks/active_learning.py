@@ -1,0 +1,179 @@
+"""Label efficiency: phase-2 frames picked by v1's uncertainty vs picked at random, at equal label budgets.
+
+v1 (YOLOv8n trained from scratch on synthetic phase 1) looks at a pool of unlabeled phase-2 frames. For each
+label budget B, two ways of choosing the B frames to label:
+
+- ``uncertainty``: what the edge devices send back. Frames where v1 has at least one detection whose confidence
+  falls in the band [--band-lo, --band-hi) (default 0.25-0.6), most uncertain first (closest detection to the
+  middle of the band). If the band holds fewer than B frames, the rest is filled with the frames whose highest
+  confidence is lowest (frames where v1 sees nothing, or next to nothing, come first).
+- ``random``: B frames drawn uniformly from the pool (seeded).
+
+Budgets are nested (the 50 frames include the 25). For each pick, v2 is fine-tuned from v1's weights on the
+picked frames plus a fixed replay of phase-1 frames, with the same epochs, and scored (mAP50) on a held-out
+phase-2 test set. The label saving is how many fewer labels the uncertainty sampler needs to reach random's mAP50
+at the largest budget (linear interpolation between measured budgets, budget 0 = v1).
+
+    .venv/bin/python benchmarks/active_learning.py [--quick] [--json] [--v1 path/to/v1.pt]
+
+Slow (about 20-30 minutes on the 2-core CPU); ``--quick`` is a tiny smoke run whose numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from synth_training import make_splits, map50, max_confidences, setup_ultralytics, subset, train
+
+from loupe_local import synth
+
+
+def uncertainty_order(confs: dict[str, list[float]], lo: float, hi: float) -> tuple[list[str], int]:
+    """Pool frames, most useful first, and how many of them are in the band."""
+    mid = (lo + hi) / 2
+    band, rest = [], []
+    for stem, cs in confs.items():
+        in_band = [c for c in cs if lo <= c < hi]
+        if in_band:
+            band.append((min(abs(c - mid) for c in in_band), stem))
+        else:
+            rest.append((max(cs, default=0.0), stem))
+    band.sort()
+    rest.sort()
+    return [s for _, s in band] + [s for _, s in rest], len(band)
+
+
+def label_saving(budgets: list[int], sampler: list[float], random: list[float], v1: float) -> dict[str, Any]:
+    """Smallest budget at which the sampler's (interpolated) mAP50 reaches random's at the largest budget."""
+    target = random[-1]
+    if target <= v1:
+        return {"target_map50": target, "labels_needed": None, "saving": None, "note": "random did not beat v1"}
+    xs = [0, *budgets]
+    ys = [v1, *sampler]
+    needed = None
+    for i in range(1, len(xs)):
+        if ys[i] >= target:
+            if ys[i - 1] >= target:
+                needed = float(xs[i - 1])
+            else:
+                frac = (target - ys[i - 1]) / (ys[i] - ys[i - 1])
+                needed = xs[i - 1] + frac * (xs[i] - xs[i - 1])
+            break
+    if needed is None:
+        return {"target_map50": target, "labels_needed": None, "saving": None}
+    return {"target_map50": target, "labels_needed": round(needed, 1), "saving": round(1 - needed / xs[-1], 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default="/tmp/loupe-active-learning")
+    p.add_argument("--budgets", default="25,50,75,100")
+    p.add_argument("--band-lo", type=float, default=0.25)
+    p.add_argument("--band-hi", type=float, default=0.6)
+    p.add_argument("--imgsz", type=int, default=256)
+    p.add_argument("--p1-train", type=int, default=200)
+    p.add_argument("--pool", type=int, default=400, help="unlabeled phase-2 frames the devices saw")
+    p.add_argument("--test", type=int, default=100)
+    p.add_argument("--carryover", type=float, default=0.0)
+    p.add_argument("--v1-epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs for every v2")
+    p.add_argument("--replay", type=int, default=100, help="phase-1 frames mixed into every v2 training set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sampler")
+    p.add_argument("--v1", help="reuse these v1 weights (trained on the same phase-1 data)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (numbers are meaningless)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.budgets, a.p1_train, a.pool, a.test, a.v1_epochs, a.epochs, a.replay = "4,8", 12, 16, 8, 1, 1, 4
+        a.imgsz = 128
+    budgets = sorted(int(b) for b in a.budgets.split(","))
+    if budgets[-1] > a.pool:
+        p.error(f"largest budget {budgets[-1]} exceeds the pool ({a.pool})")
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    setup_ultralytics(work)
+    t0 = time.monotonic()
+    d = make_splits(
+        work / "data",
+        {
+            "p1-train": (1, a.p1_train, 101, 0.0),
+            "p2-pool": (2, a.pool, 201, a.carryover),
+            "p2-test": (2, a.test, 202, a.carryover),
+        },
+    )
+    log = {"config": vars(a)}
+    if a.v1:
+        v1 = Path(a.v1)
+    else:
+        y1 = synth.write_dataset_yaml(work / "v1.yaml", [d["p1-train"] / "images"], [d["p1-train"] / "images"])
+        v1, secs = train(y1, "yolov8n.yaml", epochs=a.v1_epochs, imgsz=a.imgsz, project=work / "runs", name="v1")
+        log["v1_train_seconds"] = round(secs, 1)
+    v1_map = map50(v1, d["p2-test"] / "images", a.imgsz, work)
+    confs = max_confidences(v1, d["p2-pool"] / "images", a.imgsz)
+    order_u, in_band = uncertainty_order(confs, a.band_lo, a.band_hi)
+    stems = sorted(confs)
+    order_r = [stems[i] for i in np.random.default_rng(a.seed).permutation(len(stems))]
+    style = {Path(x["file"]).stem: x["style"] for x in synth.read_answers(d["p2-pool"])}
+    replay = [x["file"] for x in synth.read_answers(d["p1-train"])][: a.replay]
+    results: dict[str, list[float]] = {"uncertainty": [], "random": []}
+    picks: dict[str, list[dict[str, int]]] = {"uncertainty": [], "random": []}
+    for budget in budgets:
+        for method, order in (("uncertainty", order_u), ("random", order_r)):
+            chosen = order[:budget]
+            mix = subset(
+                work / "data",
+                f"train-{method}-{budget}",
+                [(d["p1-train"], replay), (d["p2-pool"], [f"{s}.jpg" for s in chosen])],
+            )
+            y = synth.write_dataset_yaml(work / f"{method}-{budget}.yaml", [mix / "images"], [mix / "images"])
+            w, secs = train(
+                y, v1, epochs=a.epochs, imgsz=a.imgsz, project=work / "runs", name=f"{method}-{budget}", warm=True
+            )
+            m = map50(w, d["p2-test"] / "images", a.imgsz, work)
+            results[method].append(m)
+            picks[method].append(
+                {
+                    "budget": budget,
+                    "clean": sum(1 for s in chosen if style[s]["clean"]),
+                    "old_style": sum(1 for s in chosen if style[s]["old_style"]),
+                    "train_seconds": round(secs),
+                }
+            )
+            print(f"{method:11s} budget {budget:4d}: phase-2 test mAP50 {m:.3f}", file=sys.stderr, flush=True)
+    summary = {
+        "v1_p2_map50": round(v1_map, 4),
+        "pool": len(stems),
+        "in_band": in_band,
+        "budgets": budgets,
+        "map50": {k: [round(v, 4) for v in vs] for k, vs in results.items()},
+        "picks": picks,
+        "label_saving": label_saving(budgets, results["uncertainty"], results["random"], v1_map),
+        "wall_seconds": round(time.monotonic() - t0),
+        **log,
+    }
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"v1 on phase-2 test: mAP50 {v1_map:.3f}; pool {len(stems)} frames, {in_band} in the band")
+        print(f"{'budget':>8s} {'uncertainty':>12s} {'random':>8s}")
+        for i, b in enumerate(budgets):
+            print(f"{b:8d} {results['uncertainty'][i]:12.3f} {results['random'][i]:8.3f}")
+        s = summary["label_saving"]
+        if s["saving"] is None:
+            print(f"uncertainty sampling never reached random's {s['target_map50']:.3f} at {budgets[-1]} labels")
+        else:
+            print(
+                f"uncertainty sampling reaches random's {s['target_map50']:.3f} (at {budgets[-1]} labels) with "
+                f"{s['labels_needed']} labels: {100 * s['saving']:.0f} % fewer"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
