@@ -57,7 +57,7 @@ def _run(task: str, run: dict[str, Any], token: str | None, event: dict[str, Any
     if task == "start_training":
         return labeling.start_training(sfn, event["training_state_machine"], run, event.get("started_by", ""))
     if task == "release":
-        return labeling.release_run(ledger, run)
+        return labeling.release_run(ledger, run, sagemaker)
     raise ValueError(f"unknown labeling task {task!r}")
 
 

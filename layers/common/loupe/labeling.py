@@ -528,14 +528,28 @@ def put_features(
     return {"records": written}
 
 
-def release_run(ledger: Ledger, run: dict[str, Any]) -> dict[str, Any]:
-    """The failure path: whatever this run still holds goes back to unlabeled, with the failed state as reason."""
+def release_run(ledger: Ledger, run: dict[str, Any], sagemaker: Any = None) -> dict[str, Any]:
+    """The failure path: Ground Truth jobs of the run still in progress are stopped (nobody will read their
+    labels, and the images are about to be offered to a new run), and whatever the run still holds goes back to
+    unlabeled, with the failed state as the reason."""
     state = run.get("failed_state", "unknown state")
     error = run.get("error") or {}
     reason = f"labeling run failed in {state}: {error.get('Error', '')} {str(error.get('Cause', ''))[:300]}".strip()
+    stopped = []
+    if sagemaker is not None:
+        for name in ledger.claim_jobs(run["claim_id"]):
+            try:
+                status = sagemaker.describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"]
+                if status == "InProgress":
+                    sagemaker.stop_labeling_job(LabelingJobName=name)
+                    stopped.append(name)
+            except Exception as exc:
+                code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+                if code != "ResourceNotFound":  # never created: nothing to stop
+                    raise
     images = list(run.get("images") or [])
     released = ledger.release(images, run["claim_id"], reason)
-    return {"released": len(released), "reason": reason}
+    return {"released": len(released), "reason": reason, "stopped_jobs": stopped}
 
 
 def start_training(sfn: Any, state_machine_arn: str, run: dict[str, Any], started_by: str = "") -> dict[str, Any]:

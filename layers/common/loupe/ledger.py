@@ -5,8 +5,8 @@ GSI ``status-index`` (status, updated_at) lists entries by status, oldest first.
 conditional write, so two writers never both move one entry (two triggers never claim the same image).
 
 Besides images the table holds a few bookkeeping items whose key starts with ``#`` (no ``status`` attribute, so
-they stay out of the index): ``#labeling-job#<name>`` (the task token a labeling execution waits with) and
-``#dataset-versions`` (the dataset version counter).
+they stay out of the index): ``#labeling-job#<name>`` (the task token a labeling execution waits with),
+``#claim#<claim id>`` (the jobs of a claim) and ``#dataset-versions`` (the dataset version counter).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ REJECTED = "rejected"
 STATUSES = (UNLABELED, CLAIMED, LABELED, REJECTED)
 STATUS_INDEX = "status-index"
 JOB_PREFIX = "#labeling-job#"
+CLAIM_PREFIX = "#claim#"
 VERSIONS_KEY = "#dataset-versions"
 RELEASE_BACKOFF_SECONDS = 15 * 60
 
@@ -359,6 +360,15 @@ class Ledger:
         self.table.put_item(
             Item={"sha256": JOB_PREFIX + name, "kind": "labeling_job", "created_at": now_iso(), **fields}
         )
+        if fields.get("claim_id"):  # the claim remembers its jobs, so a failed run can stop them
+            self.table.update_item(
+                Key={"sha256": CLAIM_PREFIX + str(fields["claim_id"])},
+                UpdateExpression="ADD jobs :j",
+                ExpressionAttributeValues={":j": {name}},
+            )
+
+    def claim_jobs(self, claim_id: str) -> list[str]:
+        return list((self.get(CLAIM_PREFIX + claim_id) or {}).get("jobs") or [])
 
     def get_job(self, name: str) -> dict[str, Any] | None:
         return self.get(JOB_PREFIX + name)

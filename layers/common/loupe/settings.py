@@ -39,7 +39,7 @@ class Settings(BaseModel):
     labeling_max_per_job: int = Field(500, alias="LABELING_MAX_PER_JOB", ge=1)
     label_classes: tuple[str, ...] = Field(("scratch",), alias="LABEL_CLASSES")
     workteam_arn: str | None = Field(None, alias="WORKTEAM_ARN")
-    public_workforce_price_cents: float = Field(3.0, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)
+    public_workforce_price_cents: float = Field(3.6, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)
     sagemaker_execution_role_arn: str | None = Field(None, alias="SAGEMAKER_EXECUTION_ROLE_ARN")
     aws_region: str = Field("us-east-1", alias="AWS_REGION")
 
@@ -55,12 +55,6 @@ class Settings(BaseModel):
             return names
         return value
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        # CloudFormation gives "" for unset optional parameters (e.g. WorkteamArn); treat it as absent.
-        return None if value == "" else value
-
     @property
     def class_map(self) -> dict[str, str]:
         return {str(i): name for i, name in enumerate(self.label_classes)}
@@ -73,8 +67,10 @@ class Settings(BaseModel):
 
 
 def from_mapping(env: Mapping[str, str]) -> Settings:
+    """An empty value counts as not set (CloudFormation gives "" for an unset optional parameter such as
+    WorkteamArn; the local invoker blanks other functions' variables): the field takes its default."""
     known = {str(f.alias) for f in Settings.model_fields.values()}
-    values = {key: value for key, value in env.items() if key in known}
+    values = {key: value for key, value in env.items() if key in known and value != ""}
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:

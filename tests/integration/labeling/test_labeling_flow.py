@@ -199,3 +199,32 @@ def test_partly_answered_job_labels_what_it_can(env):
     assert env.ledger.get(known)["status"] == "labeled"
     entry = env.ledger.get(unknown)
     assert entry["status"] == "unlabeled" and "no answer" in entry["last_failure"]
+
+
+def test_a_failed_run_stops_its_ground_truth_job(env):
+    """The release task (what every Catch leads to) stops the run's job that is still in progress."""
+    from loupe.labeling import new_claim_id
+
+    sha = env.put_raw("raw/flow/slow.jpg", samples.jpeg(128, 96, seed=3100))
+    env.wait_status(sha, "unlabeled")
+    env.answers("slow", {sha: [{"class_id": 0, "left": 5, "top": 5, "width": 40, "height": 20}]})
+    config = env.rt.state_dir / "workforce" / "config.json"
+    config.write_text(json.dumps({"delay_seconds": 3.0}))  # the workers take their time
+    try:
+        claim_id = new_claim_id([sha]) + "s"
+        assert env.ledger.claim([sha], claim_id) == [sha]
+        run = {"claim_id": claim_id, "images": [sha]}
+        run["manifest"] = env.rt.invoke("LabelingTasksFunction", {"task": "write_manifest", "input": run})
+        job = env.rt.invoke("LabelingTasksFunction", {"task": "create_job", "token": "tok-" + claim_id, "input": run})
+        failed = {**run, "failed_state": "LabelingJob", "error": {"Error": "States.Timeout", "Cause": ""}}
+        out = env.rt.invoke("LabelingTasksFunction", {"task": "release", "input": failed})
+    finally:
+        config.unlink()
+    assert out["stopped_jobs"] == [job["job_name"]] and out["released"] == 1
+    sm = env.rt.client("sagemaker")
+    wait_for(
+        lambda: sm.describe_labeling_job(LabelingJobName=job["job_name"])["LabelingJobStatus"] == "Stopped",
+        what="the job to stop",
+    )
+    entry = env.ledger.get(sha)
+    assert entry["status"] == "unlabeled" and "LabelingJob" in entry["last_failure"]

@@ -20,6 +20,8 @@ def test_reads_and_validates_the_template_variables():
     assert s.label_classes == ("scratch", "dent") and s.class_map == {"0": "scratch", "1": "dent"}
     assert s.workteam_arn is None  # CloudFormation's "" for an unset parameter
     assert s.labeling_max_per_job == 500
+    blank = settings.from_mapping({"PUBLIC_WORKFORCE_PRICE_CENTS": "", "LABELING_THRESHOLD": "", "RAW_BUCKET": ""})
+    assert (blank.public_workforce_price_cents, blank.labeling_threshold, blank.raw_bucket) == (3.6, 50, None)
 
 
 @pytest.mark.parametrize(
