@@ -187,7 +187,12 @@ class Component:
     """``python -m loupe_edge`` as the local Greengrass stand-in runs it: env transport, JSON configuration."""
 
     def __init__(
-        self, root: Path, broker: Broker, s3_endpoint: str, config: dict, mqtt_port: int | None = None
+        self,
+        root: Path,
+        broker: Broker,
+        s3_endpoint: str,
+        config: dict,
+        mqtt_port: int | None = None,
     ) -> None:
         self.root = root
         self.frames = root / "frames"
@@ -258,8 +263,8 @@ class Component:
 def component(tmp_path: Path, broker: Broker, s3_endpoint: str) -> Iterator:
     made: list[Component] = []
 
-    def make(config: dict | None = None, mqtt_port: int | None = None) -> Component:
-        c = Component(tmp_path / f"c{len(made)}", broker, s3_endpoint, config or {}, mqtt_port)
+    def make(config: dict | None = None, mqtt_port: int | None = None, s3_url: str | None = None) -> Component:
+        c = Component(tmp_path / f"c{len(made)}", broker, s3_url or s3_endpoint, config or {}, mqtt_port)
         made.append(c)
         return c
 

@@ -138,3 +138,31 @@ def test_uncertain_frames_reach_s3_with_metadata(component, subscriber, s3) -> N
     assert head["ContentType"] == "image/png"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"raw/feedback/{THING}/")["Contents"]]
     assert keys == [announce["key"]]  # confident frames, with or without detections, stay on the device
+
+
+def test_s3_outage_delays_feedback_but_loses_nothing(component, subscriber, s3, s3_endpoint) -> None:
+    bucket = "loupe-raw-edge-it-outage"
+    s3.create_bucket(Bucket=bucket)
+    host, port = s3_endpoint.removeprefix("http://").split(":")
+    link = LinkProxy((host, int(port)))  # S3 reached through a cuttable link
+    try:
+        c = component({"feedback": {"bucket": bucket}}, s3_url=f"http://127.0.0.1:{link.port}")
+        write_pointer(c.pointer, write_model(c.root / "model-1", "1"), "1")
+        c.start()
+        c.drop(0.05)
+        assert subscriber.wait(lambda s: len(s.of("inference")) >= 1), c.logs()
+        link.cut()  # S3 unreachable
+        uncertain = [c.drop(0.4) for _ in range(3)]
+        assert subscriber.wait(lambda s: {r["source"] for r in s.of("inference")} >= set(uncertain)), c.logs()
+        time.sleep(2)
+        assert subscriber.of("low-confidence") == []  # announced only once the image is in S3
+        assert subscriber.wait(lambda s: any(h["outbox"]["uploads"] == 3 for h in s.of("health"))), c.logs()
+        link.restore()
+        assert subscriber.wait(lambda s: len(s.of("low-confidence")) >= 3, 60), c.logs()
+        keys = {m["key"] for m in subscriber.of("low-confidence")}
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"raw/feedback/{THING}/")["Contents"]
+        assert {o["Key"] for o in listed} == keys and len(keys) == 3
+        results = {r["frame_id"]: r for r in subscriber.of("inference")}
+        assert {m["frame_id"] for m in subscriber.of("low-confidence")} <= set(results)
+    finally:
+        link.close()
