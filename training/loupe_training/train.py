@@ -117,7 +117,7 @@ class ProgressReporter:
         check_finite_losses(losses, trainer.epoch + 1)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
-        if self.history and trainer.epoch + 1 <= self.history[-1]["epoch"]:
+        if trainer.epoch + 1 > self.total or (self.history and trainer.epoch + 1 <= self.history[-1]["epoch"]):
             return  # the final validation of best.pt calls this hook again
         losses = trainer.label_loss_items(trainer.tloss, prefix="train") or {}
         metrics = trainer.metrics or {}
