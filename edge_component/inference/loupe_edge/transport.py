@@ -144,20 +144,27 @@ class Uploader(Protocol):
 
 
 class S3Uploader:
-    def __init__(self, client: Any = None) -> None:
-        if client is None:
-            import boto3
-            from botocore.config import Config
+    """boto3 S3 uploads; the client (botocore weighs ~30 MB of RSS) is created at the first upload."""
 
-            client = boto3.client(
-                "s3",
-                config=Config(connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}),
-            )
+    def __init__(self, client: Any = None) -> None:
         self._s3 = client
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._s3 is None:
+                import boto3
+                from botocore.config import Config
+
+                self._s3 = boto3.client(
+                    "s3",
+                    config=Config(connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}),
+                )
+            return self._s3
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
         try:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata)
+            self._client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata)
         except Exception as exc:
             raise TransportError(f"upload to s3://{bucket}/{key} failed: {exc}") from exc
 
