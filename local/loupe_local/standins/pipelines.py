@@ -38,7 +38,7 @@ from typing import Any
 
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 
-log = logging.getLogger("loupe.local.pipelines")
+log = logging.getLogger("loupe_local.pipelines")
 
 SOURCE = "aws.sagemaker"
 EXECUTION_STATUS_CHANGE = "SageMaker Model Building Pipeline Execution Status Change"

@@ -21,8 +21,9 @@ TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none"}
 @pytest.fixture(scope="module")
 def runner(local_aws):
     found = [s for s in local_aws.standins if isinstance(s, PipelineExecutions)]
-    if found:
-        return found[0]
+    if found:  # listed in STANDINS: the local AWS already runs it
+        yield found[0]
+        return
     standin = PipelineExecutions()  # not (yet) listed in STANDINS: attach it to the running local AWS
     standin.attach(local_aws)
     local_aws.standins.append(standin)
