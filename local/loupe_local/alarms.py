@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-log = logging.getLogger("loupe.local.cloudwatch")
+log = logging.getLogger("loupe_local.cloudwatch")
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": lambda v, t: v > t,
@@ -89,7 +89,7 @@ class AlarmEvaluator:
             if state != previous:
                 self.states[alarm["name"]] = state
                 self.cloudwatch.set_alarm_state(AlarmName=alarm["name"], StateValue=state, StateReason=reason)
-                log.info("alarm %s: %s -> %s (%s)", alarm["name"], previous, state, reason)
+                (log.info if state == "ALARM" else log.debug)("alarm %s: %s -> %s (%s)", alarm["name"], previous, state, reason)
                 self.on_change(alarm, previous, state, reason)
 
     def _state(self, alarm: dict[str, Any], now: datetime) -> tuple[str, str]:

@@ -27,9 +27,10 @@ _PLUGINS = [
     "loupe_training.cli",
     "loupe_local.synth",
     "loupe_local.demo",
+    "loupe_local.devices",
 ]
 
-log = logging.getLogger("loupe")
+log = logging.getLogger("loupe_local.cli")
 
 
 def _root() -> Path:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("loupe.demo")
+log = logging.getLogger("loupe_local.demo")
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -249,19 +249,20 @@ class Demo:
 
     def training_status(self) -> str:
         for standin in self.runtime.standins:
-            if standin.name.lower().startswith("pipeline") or "pipeline" in type(standin).__name__.lower():
-                status = standin.status() or {}
-                running = [e for e in status.get("executions", []) if e.get("status") in ("Executing", "Running")]
-                if running:
-                    ex = running[-1]
-                    prog = ex.get("progress") or {}
-                    if prog:
-                        return (
-                            f"training {ex.get('step', '')}: epoch {prog.get('epoch')}/{prog.get('epochs')}"
-                            f" val mAP50 {prog.get('val_map50', prog.get('map50', '?'))}"
-                        )
-                    return f"pipeline step {ex.get('step', '?')}"
-        return "pipeline queued"
+            if type(standin).__name__ != "PipelineExecutions":
+                continue
+            executions = (standin.status() or {}).get("executions", {})
+            running = [e for e in executions.values() if e.get("status") in ("Executing", "Running")]
+            if not running:
+                return "pipeline queued"
+            ex = running[-1]
+            prog = ex.get("training") or {}
+            last = prog.get("last") or {}
+            if ex.get("step") == "Train" and prog.get("epoch") is not None:
+                metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if isinstance(v, float))
+                return f"training epoch {prog.get('epoch')}/{prog.get('epochs')} {metrics}".strip()
+            return f"pipeline step {ex.get('step') or 'starting'}"
+        return "no pipeline stand-in"
 
     # ------------------------------------------------------------------ stages
     def run(self) -> dict[str, Any]:
@@ -300,7 +301,22 @@ class Demo:
         ).start()
         self.fleet = DeviceFleet.from_runtime(self.runtime)
         self.fleet.publish_components(self.runtime.physical("ArtifactBucket"))
-        self.things = self.fleet.start(self.cfg.devices)
+        # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
+        # feedback not throttled to a trickle. The quick loop's barely trained model scores low, so its band is
+        # widened down to 0.001 so the plumbing still carries feedback.
+        overlay = {
+            "com.loupe.inference": {
+                "settings": {
+                    "health": {"intervalSeconds": 5},
+                    "feedback": {"maxPerMinute": 240, **({"bandLow": 0.001} if self.cfg.quick else {})},
+                }
+            }
+        }
+        overlay_file = state_dir / "device-overlay.json"
+        overlay_file.write_text(json.dumps(overlay))
+        self.things = self.fleet.names(self.cfg.devices)
+        for thing in self.things:
+            self.fleet.start_device(thing, ["--overlay", str(overlay_file)])
         self.fleet.wait_registered(self.things)
         self.watcher = FleetWatcher(self.runtime.mqtt["host"], self.runtime.mqtt["port"], self.progress)
         self.progress.done(stage, f"{self.runtime.endpoint}, devices {', '.join(self.things)}")
@@ -389,7 +405,8 @@ class Demo:
             "dataset v1",
             lambda: any(d["version"] == 1 for d in self.dataset_versions()),
             lambda: (
-                f"ledger {self.ledger_counts()}, labeling runs {[e['status'] for e in self.executions('LabelingStateMachine')]}"
+                f"ledger {self.ledger_counts()}, "
+                f"labeling runs {[e['status'] for e in self.executions('LabelingStateMachine')]}"
             ),
         )
         v1 = next(d for d in self.dataset_versions() if d["version"] == 1)
@@ -459,8 +476,8 @@ class Demo:
             warm_start=meta.get("warm_start", "champion" if n > 1 else "from scratch"),
         )
         record.model_dir = self._download_model(desc, n)
-        card = json.loads((record.model_dir / "model_card.json").read_text())
-        record.model_version = str(card.get("version", ""))
+        # the devices name a model by its package version (the model component's pointer carries it)
+        record.model_version = str(desc.get("ModelPackageVersion") or package["ModelPackageArn"].rsplit("/", 1)[-1])
         return record
 
     def _download_model(self, desc: dict[str, Any], n: int) -> Path:
@@ -478,28 +495,25 @@ class Demo:
         assert self.watcher is not None
         with self.watcher.lock:
             seen = dict(self.watcher.model_versions)
-        status = self.fleet.status(self.things, log_lines=0)
+        status = self.fleet.status(self.things, log_lines=0)["devices"]
         out = {}
         for thing in self.things:
-            comp = (status.get(thing, {}).get("components") or {}).get("com.loupe.model") or {}
-            out[thing] = seen.get(thing) or (f"component {comp.get('version')}" if comp else "none")
+            components = status.get(thing, {}).get("components") or {}
+            served = ((components.get("com.loupe.inference") or {}).get("status_file") or {}).get("model_version")
+            model = (components.get("com.loupe.model") or {}).get("version")
+            out[thing] = f"model {served or seen.get(thing) or 'none'}" + (f" (component {model})" if model else "")
         return out
 
     def _devices_on(self, record: ModelRecord) -> bool:
-        status = self.fleet.status(self.things, log_lines=0)
-        ok = 0
+        """Every device's inference component reports (status.json) that it serves this model version."""
+        status = self.fleet.status(self.things, log_lines=0)["devices"]
+        serving = 0
         for thing in self.things:
-            components = status.get(thing, {}).get("components") or {}
-            model = components.get("com.loupe.model") or {}
-            inference = components.get("com.loupe.inference") or {}
-            served = (inference.get("status_file") or {}).get("model_version")
-            if served == record.model_version or (
-                model.get("version")
-                and str(model.get("version")).endswith(record.model_version.split("+")[0])
-                and inference.get("state") == "RUNNING"
-            ):
-                ok += 1
-        return ok == len(self.things)
+            inference = (status.get(thing, {}).get("components") or {}).get("com.loupe.inference") or {}
+            report = inference.get("status_file") or {}
+            if inference.get("state") == "RUNNING" and str(report.get("model_version")) == record.model_version:
+                serving += 1
+        return serving == len(self.things)
 
     def _drop_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
         """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
@@ -561,7 +575,8 @@ class Demo:
         latest = self.dataset_versions()[-1]
         self.progress.done(
             stage,
-            f"{note}; dataset v{latest['version']} (parent v{latest.get('parent')}): {latest['counts']['images']} images, "
+            f"{note}; dataset v{latest['version']} (parent v{latest.get('parent')}): "
+            f"{latest['counts']['images']} images, "
             f"origins {latest['counts'].get('by_origin')}",
         )
 
@@ -633,7 +648,7 @@ class Demo:
                 )
         wall = self.progress.now()
         devices = []
-        status = self.fleet.status(self.things, log_lines=0)
+        status = self.fleet.status(self.things, log_lines=0)["devices"]
         for thing in self.things:
             lat = sorted(self.watcher.latency.get(thing, []))
             health = [h for h in self.watcher.health.get(thing, []) if h.get("p50") is not None]
@@ -691,39 +706,54 @@ class Demo:
         return summary
 
     def _score(self, model: ModelRecord, items: list[tuple[Path, list[dict[str, Any]]]], name: str) -> float | None:
-        from loupe.datasets import Box, LabeledImage, sha256_bytes, write_version_dir
+        """mAP50 of a model on a held-out set, scored by the pipeline's own evaluation code."""
         from loupe_training.evaluate import score
+        from loupe_training.prepare import load_prepared
 
         if not items or model.model_dir is None:
             return None
         folder = self.out / "eval" / name
-        if not (folder / "dataset.json").is_file():
-            images = []
-            for path, gt in items:
-                data = path.read_bytes()
-                from PIL import Image
-
-                with Image.open(path) as im:
-                    w, h = im.size
-                images.append(
-                    LabeledImage(
-                        sha256=sha256_bytes(data),
-                        width=w,
-                        height=h,
-                        boxes=[Box.from_dict(a) for a in gt],
-                        source_ref=str(path),
-                        split="test",
-                        path=path,
-                    )
-                )
-            write_version_dir(folder, 0, None, images)
+        if not (folder / "data.yaml").is_file():
+            self._held_out_set(items, folder)
         result = score(
             model.model_dir / "model.onnx",
-            folder,
+            load_prepared(folder),
             split="test",
             work_dir=self.out / "eval" / f"work-{model.version}-{name}",
         )
         return round(float(result["map50"]), 4)
+
+    @staticmethod
+    def _held_out_set(items: list[tuple[Path, list[dict[str, Any]]]], folder: Path) -> None:
+        """An evaluation-only dataset: every image in the test split (a held-out set has no train/val)."""
+        import yaml
+        from PIL import Image
+
+        from loupe.datasets import Box, LabeledImage, build_manifest, label_text, sha256_bytes
+
+        (folder / "images" / "test").mkdir(parents=True, exist_ok=True)
+        (folder / "labels" / "test").mkdir(parents=True, exist_ok=True)
+        images = []
+        for path, gt in items:
+            data = path.read_bytes()
+            with Image.open(path) as im:
+                width, height = im.size
+            img = LabeledImage(
+                sha256=sha256_bytes(data),
+                width=width,
+                height=height,
+                boxes=[Box.from_dict(a) for a in gt],
+                source_ref=str(path),
+                split="test",
+            )
+            images.append(img)
+            (folder / "images" / "test" / f"{img.sha256}.jpg").write_bytes(data)
+            (folder / "labels" / "test" / f"{img.sha256}.txt").write_text(label_text(img))
+        manifest = build_manifest(0, None, images)
+        (folder / "dataset.json").write_text(json.dumps(manifest))
+        names = {int(k): v for k, v in manifest["class_map"].items()}
+        data_yaml = {"path": ".", "train": "images/test", "val": "images/test", "test": "images/test", "names": names}
+        (folder / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
 
     def teardown(self) -> None:
         if self.watcher is not None:

@@ -30,7 +30,7 @@ from loupe_local.device_recipes import (
     step_of,
 )
 
-log = logging.getLogger("loupe.device")
+log = logging.getLogger("loupe_local.device")
 
 MAX_RESTARTS = 3
 

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("loupe.devices")
+log = logging.getLogger("loupe_local.devices")
 
 EDGE_DIR = Path(__file__).resolve().parents[2] / "edge_component"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-log = logging.getLogger("loupe.local.lambda")
+log = logging.getLogger("loupe_local.lambda")
 
 
 @dataclass
@@ -165,10 +165,12 @@ class Invoker:
         self.layer_dirs = [str(p) for p in layer_dirs]
         self.functions: dict[str, RegisteredFunction] = {}
         self._env_lock = threading.RLock()
+        self._function_keys: set[str] = set()
         self.emf_sink = emf_sink
 
     def register(self, fn: RegisteredFunction) -> None:
         self.functions[fn.name] = fn
+        self._function_keys |= set(fn.environment) - set(self.base_env)
 
     def find(self, name_or_arn: str) -> RegisteredFunction | None:
         name = name_or_arn.split(":function:", 1)[-1].split(":", 1)[0]
@@ -230,7 +232,10 @@ class Invoker:
             )
         with self._env_lock:
             env = self._environment(fn)
-            saved = {key: os.environ.get(key) for key in env}
+            # Never remove a key (other threads read os.environ concurrently): a variable of another function
+            # that this one does not declare is blanked, which loupe.settings reads as "not set" — as in Lambda.
+            for key in self._function_keys - env.keys():
+                os.environ[key] = ""
             os.environ.update(env)
             fn.invocations += 1
             started = time.monotonic()
@@ -260,8 +265,3 @@ class Invoker:
                             self.emf_sink(record)
                         except Exception:
                             log.exception("could not forward metrics of %s", fn.logical_id)
-                for key, value in saved.items():  # never clear: other threads read the environment
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value

@@ -22,7 +22,7 @@ import moto
 
 MOTO_VERSION = "5.2.5"
 
-log = logging.getLogger("loupe.local.moto")
+log = logging.getLogger("loupe_local.moto")
 
 _applied = False
 _lambda_handler: Callable[[str, Any, bool], tuple[Any, bool]] | None = None

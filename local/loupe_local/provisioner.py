@@ -19,7 +19,7 @@ from typing import Any
 
 from loupe_local.template import ACCOUNT_ID, Resolver, SamApp, TemplateError, creation_order
 
-log = logging.getLogger("loupe.local.provision")
+log = logging.getLogger("loupe_local.provision")
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Provisioner:
                     self.physical_name(logical_id),
                     skipped="moto does not support this type",
                 )
-                log.info("skipped %s (%s): not supported locally", logical_id, rtype)
+                log.debug("skipped %s (%s): not supported locally", logical_id, rtype)
                 continue
             props = self.resolver.resolve(res.get("Properties", {}))
             result = creator(logical_id, props)

@@ -23,7 +23,7 @@ from typing import Any
 
 from loupe_local.invoker import FunctionError, Invoker
 
-log = logging.getLogger("loupe.local.router")
+log = logging.getLogger("loupe_local.router")
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
 _UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}

@@ -25,7 +25,7 @@ from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.template import ACCOUNT_ID, load_sam_app
 
-log = logging.getLogger("loupe.local")
+log = logging.getLogger("loupe_local")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

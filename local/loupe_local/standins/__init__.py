@@ -11,6 +11,7 @@ STANDINS: list[str] = [
     "loupe_local.standins.featurestore:FeatureStoreRuntime",
     "loupe_local.standins.greengrass:GreengrassStandIn",
     "loupe_local.standins.modelregistry:ModelRegistryObserver",
+    "loupe_local.standins.pipelines:PipelineExecutions",
 ]
 
 

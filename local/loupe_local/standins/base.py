@@ -34,9 +34,7 @@ class AwsRequest:
     @classmethod
     def from_environ(cls, environ: dict[str, Any], body: bytes) -> AwsRequest:
         headers = {
-            key[5:].replace("_", "-").lower(): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
+            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
         }
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]

@@ -40,7 +40,7 @@ import yaml
 
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 
-log = logging.getLogger("loupe.local.greengrass")
+log = logging.getLogger("loupe_local.greengrass")
 
 PREFIX = "/greengrass/v2/"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELED", "REJECTED", "COMPLETED"}

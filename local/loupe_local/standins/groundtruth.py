@@ -31,7 +31,7 @@ from loupe import manifests
 from loupe.datasets import Box
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 
-log = logging.getLogger("loupe.local.groundtruth")
+log = logging.getLogger("loupe_local.groundtruth")
 
 OPERATIONS = {"CreateLabelingJob", "DescribeLabelingJob", "ListLabelingJobs", "StopLabelingJob"}
 EVENT = "SageMaker Ground Truth Labeling Job State Change"

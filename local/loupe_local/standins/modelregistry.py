@@ -19,7 +19,7 @@ from typing import Any
 
 from loupe_local.standins.base import AwsRequest, StandIn
 
-log = logging.getLogger("loupe.local.modelregistry")
+log = logging.getLogger("loupe_local.modelregistry")
 
 DETAIL_TYPE = "SageMaker Model Package State Change"
 _KEEP = (

@@ -1,0 +1,48 @@
+"""The project's main job, reduced: `loupe demo --quick` runs the whole closed loop on the local AWS (few images,
+few epochs) — upload, ingest, labeling, v1, approval, deployment to two devices, phase-2 frames, feedback through
+S3 and the IoT rule, labeling, v2 warm-started, approval, deployment — and writes the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+
+
+def test_the_reduced_loop_reaches_v2_on_both_devices(repo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "MOTO_PORT", "LOUPE_STATE_DIR")}
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "loupe"), "demo", "--quick", "--out", str(out)],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1400,
+    )
+    log = (run.stdout + run.stderr)[-6000:]
+    assert run.returncode == 0, log
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["wall_seconds"] > 0
+    models = summary["models"]
+    assert [m["version"] for m in models] == [1, 2], log
+    assert models[0]["dataset_version"] == 1 and models[1]["dataset_version"] == 2
+    assert models[1]["parent_dataset_version"] == 1
+    assert all(isinstance(m["test_map50_phase2"], float) for m in models)
+    assert all(m["approval"] == "Approved" for m in models)
+    datasets = {d["version"]: d for d in summary["datasets"]}
+    assert datasets[2]["by_origin"].get("edge_feedback", 0) > 0, "v2 must contain frames the devices sent back"
+    devices = summary["devices"]
+    assert len(devices) == 2
+    assert all(d["model_version"] == models[1]["model_version"] for d in devices), devices
+    assert all(d["frames"] > 0 and d["feedback_frames"] > 0 for d in devices), devices
+    html = (out / "report" / "index.html").read_text()
+    for picture in ("timeline.png", "metrics.png", "samples/sample-0.png"):
+        assert (out / "report" / picture).is_file(), picture
+        assert picture in html
