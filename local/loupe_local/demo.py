@@ -49,7 +49,7 @@ class DemoConfig:
     map_threshold: float = 0.3
     frame_rate: float = 4.0  # frames per second dropped into each device's camera folder
     alarm_time_scale: float = 30.0
-    timeout_stage: float = 900.0
+    timeout_stage: float = 3600.0
     quick: bool = False
 
     @classmethod
