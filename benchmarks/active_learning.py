@@ -34,12 +34,21 @@ from synth_training import make_splits, map50, max_confidences, setup_ultralytic
 from loupe_local import synth
 
 
-def uncertainty_order(confs: dict[str, list[float]], lo: float, hi: float) -> tuple[list[str], int]:
-    """Pool frames, most useful first, and how many of them are in the band."""
+def uncertainty_order(
+    confs: dict[str, list[float]], lo: float, hi: float, criterion: str = "top"
+) -> tuple[list[str], int]:
+    """Pool frames, most useful first, and how many of them are in the band.
+
+    ``criterion="top"``: a frame is in the band when its most confident detection is (v1's best guess is
+    unsure). ``criterion="any"``: when any of its detections is.
+    """
     mid = (lo + hi) / 2
     band, rest = [], []
     for stem, cs in confs.items():
-        in_band = [c for c in cs if lo <= c < hi]
+        if criterion == "top":
+            in_band = [max(cs)] if cs and lo <= max(cs) < hi else []
+        else:
+            in_band = [c for c in cs if lo <= c < hi]
         if in_band:
             band.append((min(abs(c - mid) for c in in_band), stem))
         else:
@@ -73,17 +82,18 @@ def label_saving(budgets: list[int], sampler: list[float], random: list[float], 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="/tmp/loupe-active-learning")
-    p.add_argument("--budgets", default="25,50,75,100")
-    p.add_argument("--band-lo", type=float, default=0.25)
-    p.add_argument("--band-hi", type=float, default=0.6)
+    p.add_argument("--budgets", default="25,50,100")
+    p.add_argument("--band-lo", type=float, default=0.1)
+    p.add_argument("--band-hi", type=float, default=0.4)
+    p.add_argument("--criterion", choices=("top", "any"), default="top", help="see uncertainty_order")
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--p1-train", type=int, default=200)
-    p.add_argument("--pool", type=int, default=400, help="unlabeled phase-2 frames the devices saw")
+    p.add_argument("--pool", type=int, default=300, help="unlabeled phase-2 frames the devices saw")
     p.add_argument("--test", type=int, default=100)
-    p.add_argument("--carryover", type=float, default=0.0)
+    p.add_argument("--carryover", type=float, default=0.3)
     p.add_argument("--v1-epochs", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs for every v2")
-    p.add_argument("--replay", type=int, default=100, help="phase-1 frames mixed into every v2 training set")
+    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs for every v2")
+    p.add_argument("--replay", type=int, default=60, help="phase-1 frames mixed into every v2 training set")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sampler")
     p.add_argument("--v1", help="reuse these v1 weights (trained on the same phase-1 data)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (numbers are meaningless)")
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         log["v1_train_seconds"] = round(secs, 1)
     v1_map = map50(v1, d["p2-test"] / "images", a.imgsz, work)
     confs = max_confidences(v1, d["p2-pool"] / "images", a.imgsz)
-    order_u, in_band = uncertainty_order(confs, a.band_lo, a.band_hi)
+    order_u, in_band = uncertainty_order(confs, a.band_lo, a.band_hi, a.criterion)
     stems = sorted(confs)
     order_r = [stems[i] for i in np.random.default_rng(a.seed).permutation(len(stems))]
     style = {Path(x["file"]).stem: x["style"] for x in synth.read_answers(d["p2-pool"])}

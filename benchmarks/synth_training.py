@@ -107,7 +107,10 @@ def train(
         close_mosaic=max(1, epochs // 4),
     )
     if warm:
-        args.update(warmup_epochs=0.5, lr0=0.005)
+        # fine-tuning: a fixed, small AdamW learning rate and no warmup. With optimizer="auto" Ultralytics
+        # restarts at the from-scratch peak rate (0.002) and warms up for at least 100 iterations with a bias lr
+        # starting at 0.1; on a small fine-tuning set that covers every step and wrecks what v1 knew.
+        args.update(optimizer="AdamW", lr0=0.001, warmup_epochs=0)
     args.update(overrides)
     t0 = time.monotonic()
     YOLO(str(model)).train(**args)
@@ -152,14 +155,14 @@ def max_confidences(weights: Path, images_dir: Path, imgsz: int, conf: float = 0
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="/tmp/loupe-synth-bench")
-    p.add_argument("--imgsz", type=int, default=256)
+    p.add_argument("--imgsz", type=int, default=224)
     p.add_argument("--p1-train", type=int, default=200)
     p.add_argument("--p2-frames", type=int, default=100)
     p.add_argument("--test", type=int, default=100)
-    p.add_argument("--v1-epochs", type=int, default=40)
+    p.add_argument("--v1-epochs", type=int, default=30)
     p.add_argument("--v2-epochs", type=int, default=10)
-    p.add_argument("--replay", type=int, default=100, help="phase-1 frames replayed when training v2")
-    p.add_argument("--carryover", type=float, default=0.0)
+    p.add_argument("--replay", type=int, default=60, help="phase-1 frames replayed when training v2")
+    p.add_argument("--carryover", type=float, default=0.3)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--curve", action="store_true", help="validate every epoch (mAP50 per epoch in results.csv)")
     p.add_argument("--quick", action="store_true", help="tiny run for a smoke test")

@@ -26,7 +26,7 @@ def phase1(tmp_path_factory):
 @pytest.fixture(scope="module")
 def phase2(tmp_path_factory):
     out = tmp_path_factory.mktemp("p2")
-    return out, synth.generate(out, 2, 20, seed=7)
+    return out, synth.generate(out, 2, 20, seed=7, carryover=0.0)
 
 
 def test_same_seed_gives_identical_files_and_index_does_not_depend_on_count(tmp_path):
@@ -135,6 +135,11 @@ def test_carryover_mixes_old_style_frames_into_phase_2(tmp_path):
     assert 8 <= old <= 32
     none = synth.generate(tmp_path / "none", 2, 10, seed=5, carryover=0.0)
     assert not any(a["style"]["old_style"] for a in none)
+    # phase 1 is all old style whatever the carryover
+    p1 = synth.generate(tmp_path / "p1", 1, 10, seed=5, carryover=0.9)
+    assert all(a["style"]["old_style"] and a["style"]["finish"] == "matte" for a in p1)
+    mixed = [a for a in answers if not a["style"]["old_style"]]
+    assert all(a["style"]["finish"] == "brushed" for a in mixed)
 
 
 def test_image_size_is_configurable(tmp_path):
