@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs for every v2")
     p.add_argument("--replay", type=int, default=60, help="phase-1 frames mixed into every v2 training set")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sampler")
+    p.add_argument("--methods", default="uncertainty,random", help="which samplers to run (comma-separated)")
     p.add_argument("--v1", help="reuse these v1 weights (trained on the same phase-1 data)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (numbers are meaningless)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         a.budgets, a.p1_train, a.pool, a.test, a.v1_epochs, a.epochs, a.replay = "4,8", 12, 16, 8, 1, 1, 4
         a.imgsz = 128
     budgets = sorted(int(b) for b in a.budgets.split(","))
+    methods = {m.strip() for m in a.methods.split(",")}
+    if not methods <= {"uncertainty", "random"}:
+        p.error(f"unknown method in --methods {a.methods!r}")
     if budgets[-1] > a.pool:
         p.error(f"largest budget {budgets[-1]} exceeds the pool ({a.pool})")
     work = Path(a.workdir)
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     picks: dict[str, list[dict[str, int]]] = {"uncertainty": [], "random": []}
     for budget in budgets:
         for method, order in (("uncertainty", order_u), ("random", order_r)):
+            if method not in methods:
+                continue
             chosen = order[:budget]
             mix = subset(
                 work / "data",
@@ -163,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         "budgets": budgets,
         "map50": {k: [round(v, 4) for v in vs] for k, vs in results.items()},
         "picks": picks,
-        "label_saving": label_saving(budgets, results["uncertainty"], results["random"], v1_map),
+        "label_saving": (
+            label_saving(budgets, results["uncertainty"], results["random"], v1_map)
+            if methods == {"uncertainty", "random"}
+            else None
+        ),
         "wall_seconds": round(time.monotonic() - t0),
         **log,
     }
@@ -173,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"v1 on phase-2 test: mAP50 {v1_map:.3f}; pool {len(stems)} frames, {in_band} in the band")
         print(f"{'budget':>8s} {'uncertainty':>12s} {'random':>8s}")
         for i, b in enumerate(budgets):
-            print(f"{b:8d} {results['uncertainty'][i]:12.3f} {results['random'][i]:8.3f}")
+            u = f"{results['uncertainty'][i]:12.3f}" if results["uncertainty"] else f"{'-':>12s}"
+            r = f"{results['random'][i]:8.3f}" if results["random"] else f"{'-':>8s}"
+            print(f"{b:8d} {u} {r}")
         s = summary["label_saving"]
-        if s["saving"] is None:
+        if s is None:
+            pass
+        elif "note" in s:
+            print(f"no label saving computed: {s['note']}")
+        elif s["saving"] is None:
             print(f"uncertainty sampling never reached random's {s['target_map50']:.3f} at {budgets[-1]} labels")
         else:
             print(
