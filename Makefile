@@ -9,12 +9,21 @@ export YOLO_AUTOINSTALL := 0
 
 include mk/*.mk
 
-.PHONY: help setup test test-unit test-integration test-e2e lint demo local-up local-down clean
+# The SageMaker SDK (2.x) generates the pipeline definition; it pins libraries .venv needs newer, so it lives apart.
+.tools/sagemaker-venv/bin/python:
+	@$(PY) -m venv .tools/sagemaker-venv
+	@.tools/sagemaker-venv/bin/pip install -q --upgrade pip
+	@.tools/sagemaker-venv/bin/pip install -q "sagemaker==2.257.7"
+
+pipeline: .tools/sagemaker-venv/bin/python ## regenerate training/pipeline_definition.json and splice it into template.yaml
+	.tools/sagemaker-venv/bin/python training/pipeline.py --splice template.yaml
+
+.PHONY: help setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(BIN)/.installed tools ## build .venv (idempotent) and the lint tools
+setup: $(BIN)/.installed tools .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the lint tools and the pipeline generator
 
 $(BIN)/.installed: pyproject.toml scripts/check_prereqs.sh
 	@bash scripts/check_prereqs.sh python
