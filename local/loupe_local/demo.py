@@ -41,11 +41,12 @@ class DemoConfig:
     approve: str = "auto"
     devices: int = 2
     seed: int = 7
-    phase1: int = 160
+    phase1: int = 200
     phase2_stream: int = 120  # frames per device
     phase2_test: int = 80
-    epochs: int = 40
-    imgsz: int = 256
+    epochs: int = 50
+    retrain_epochs: int = 15
+    imgsz: int = 224
     map_threshold: float = 0.3
     frame_rate: float = 4.0  # frames per second dropped into each device's camera folder
     alarm_time_scale: float = 30.0
@@ -61,6 +62,7 @@ class DemoConfig:
             phase2_stream=24,
             phase2_test=16,
             epochs=3,
+            retrain_epochs=2,
             imgsz=160,
             map_threshold=0.0,
             frame_rate=8.0,
@@ -247,6 +249,15 @@ class Demo:
         found = sm.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")
         return found.get("ModelPackageSummaryList", [])
 
+    def _failed_pipelines(self) -> dict[str, str]:
+        for standin in self.runtime.standins:
+            if type(standin).__name__ == "PipelineExecutions":
+                executions = (standin.status() or {}).get("executions", {})
+                return {
+                    arn: e.get("failure") or "failed" for arn, e in executions.items() if e.get("status") == "Failed"
+                }
+        return {}
+
     def training_status(self) -> str:
         for standin in self.runtime.standins:
             if type(standin).__name__ != "PipelineExecutions":
@@ -293,6 +304,7 @@ class Demo:
             "LabelingMaxPerJob": "1000",
             "MapThreshold": str(self.cfg.map_threshold),
             "TrainingEpochs": str(self.cfg.epochs),
+            "RetrainEpochs": str(self.cfg.retrain_epochs),
             "TrainingImageSize": str(self.cfg.imgsz),
             "DeploymentTimeoutSeconds": "600",
         }
@@ -416,11 +428,15 @@ class Demo:
         n = len(self.models) + 1
         known = {p["ModelPackageArn"] for p in self.packages()}
         stage = self.progress.start(f"train, evaluate and gate model v{n} (SageMaker pipeline, local)")
-        package = self.wait(
-            f"model package v{n}",
-            lambda: next((p for p in self.packages() if p["ModelPackageArn"] not in known), None),
-            self.training_status,
-        )
+        failed_before = set(self._failed_pipelines())
+
+        def registered() -> dict[str, Any] | None:
+            refused = {k: v for k, v in self._failed_pipelines().items() if k not in failed_before}
+            if refused:
+                raise DemoError(f"model v{n} was not registered: {next(iter(refused.values()))}")
+            return next((p for p in self.packages() if p["ModelPackageArn"] not in known), None)
+
+        package = self.wait(f"model package v{n}", registered, self.training_status)
         record = self._describe(package, n)
         self.progress.done(
             stage,
@@ -788,7 +804,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a reduced loop (few images and epochs), as CI runs it")
     p.add_argument("--phase1", type=int, help="phase-1 images")
     p.add_argument("--phase2", type=int, help="phase-2 frames per device")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs of the first model (from scratch)")
+    p.add_argument("--retrain-epochs", type=int, help="epochs of a retrain (warm start)")
     p.add_argument("--imgsz", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=_cmd)
@@ -804,6 +821,7 @@ def _cmd(args: argparse.Namespace) -> int:
         ("phase1", "phase1"),
         ("phase2", "phase2_stream"),
         ("epochs", "epochs"),
+        ("retrain_epochs", "retrain_epochs"),
         ("imgsz", "imgsz"),
         ("seed", "seed"),
     ):

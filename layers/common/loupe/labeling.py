@@ -493,10 +493,18 @@ def build_dataset(s3: Any, ledger: Ledger, cfg: LabelingConfig, new: list[str] |
     ledger.complete_version(version)
     added = [e["sha256"] for e in manifest["images"] if e["sha256"] not in parent_hashes]
     ledger.add_dataset_version(new if new is not None else added, version)
+    uri = s3_uri(cfg.artifact_bucket, version_prefix(version))
+    # the newest complete version, for scheduled retraining (statemachines/training.asl.json reads it)
+    s3.put_object(
+        Bucket=cfg.artifact_bucket,
+        Key="datasets/latest.json",
+        Body=json.dumps({"version": version, "uri": uri, "digest": manifest["digest"]}).encode(),
+        ContentType="application/json",
+    )
     return {
         "version": version,
         "parent": parent,
-        "uri": s3_uri(cfg.artifact_bucket, version_prefix(version)),
+        "uri": uri,
         "counts": manifest["counts"],
         "digest": manifest["digest"],
     }
