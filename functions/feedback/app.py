@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
 from loupe import feedback
 from loupe import settings as settings_mod
 from loupe.ledger import Ledger

@@ -89,7 +89,8 @@ class AlarmEvaluator:
             if state != previous:
                 self.states[alarm["name"]] = state
                 self.cloudwatch.set_alarm_state(AlarmName=alarm["name"], StateValue=state, StateReason=reason)
-                (log.info if state == "ALARM" else log.debug)("alarm %s: %s -> %s (%s)", alarm["name"], previous, state, reason)
+                level = logging.INFO if state == "ALARM" else logging.DEBUG
+                log.log(level, "alarm %s: %s -> %s (%s)", alarm["name"], previous, state, reason)
                 self.on_change(alarm, previous, state, reason)
 
     def _state(self, alarm: dict[str, Any], now: datetime) -> tuple[str, str]:

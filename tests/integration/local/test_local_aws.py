@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from loupe_local.provisioner import Provisioner
 from loupe_local.runtime import free_port
 from loupe_local.template import TemplateError, load_sam_app, load_yaml

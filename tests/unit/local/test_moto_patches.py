@@ -7,6 +7,7 @@ import inspect
 
 import moto
 import pytest
+
 from loupe_local import moto_patches
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from loupe_local.router import Router, schedule_seconds, topic_matches
 
 

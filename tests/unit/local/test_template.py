@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from loupe_local.template import Resolver, TemplateError, creation_order, load_sam_app, references
 
 
