@@ -6,6 +6,9 @@ from v1's weights on phase 1 + some phase-2 frames and scores it on the same pha
 
     .venv/bin/python benchmarks/synth_training.py [--quick] [--json] [--imgsz 256] [--v1-epochs 40] ...
 
+Measured numbers and the recommended demo configuration: the docstring of ``loupe_local/synth.py``
+(``DEMO_DEFAULTS``); this script's defaults are that configuration.
+
 The helpers here (``setup_ultralytics``, ``make_splits``, ``train``, ``map50``, ``max_confidences``) are
 also used by ``benchmarks/active_learning.py``."""
 
