@@ -204,6 +204,10 @@ def train(
         log, Path(progress_file) if progress_file else None, hps.epochs, stop_at=hps.stop_at_val_map50
     )
     reporter.attach(model)
+    # A warm start fine-tunes: Ultralytics' "auto" optimizer ignores lr0 and its warmup (bias lr 0.1 for >= 100
+    # iterations) covers a whole small fine-tune and undoes what the champion learned. AdamW at a low rate without
+    # warmup keeps it (measured on the synthetic drift: +0.19 phase-2 mAP50 against +0.05 with the defaults).
+    tuning = {"optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0} if start is not None else {"lr0": hps.lr0}
     started = time.monotonic()
     try:
         model.train(
@@ -212,7 +216,7 @@ def train(
             imgsz=hps.imgsz,
             batch=hps.batch,
             patience=hps.patience,
-            lr0=hps.lr0,
+            **tuning,
             seed=hps.seed,
             deterministic=True,
             workers=hps.workers,
