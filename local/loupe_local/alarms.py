@@ -112,7 +112,8 @@ class AlarmEvaluator:
         if not points:
             treat = alarm.get("TreatMissingData", "missing")
             return ("OK" if treat == "notBreaching" else "INSUFFICIENT_DATA"), "no datapoints"
-        if len(breaching) >= min(periods, len(points)) and len(points) >= 1:
+        # like CloudWatch with DatapointsToAlarm = EvaluationPeriods: every one of the last N periods breaches
+        if len(points) >= periods and len(breaching) >= periods:
             return "ALARM", f"{stat} {breaching[-1]:.4g} {alarm['ComparisonOperator']} {threshold:g}"
         return "OK", f"{stat} {points[-1][stat]:.4g} within threshold {threshold:g}"
 

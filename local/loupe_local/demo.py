@@ -558,6 +558,7 @@ class Demo:
 
     def phase2(self, v1: ModelRecord) -> None:
         stage = self.progress.start("devices see phase 2 (new finish, light and scratch shapes) with model v1")
+        versions_before = len(self.dataset_versions())
         before = {t: self.watcher.frames.get(t, 0) for t in self.things}
         self._drop_frames(self.data["stream"], self.cfg.frame_rate)
         total = sum(len(v) for v in self.data["stream"].values())
@@ -571,7 +572,6 @@ class Demo:
             stage, f"{total} frames, {sum(self.watcher.feedback.values())} uncertain frames sent back to S3"
         )
         stage = self.progress.start("uncertain frames -> ledger -> labeling (drift alarm or count) -> dataset v2")
-        versions_before = len(self.dataset_versions())
         note = ""
         deadline = time.monotonic() + max(120.0, 4 * self.cfg.alarm_time_scale)
         while time.monotonic() < deadline and len(self.dataset_versions()) == versions_before:
