@@ -304,7 +304,8 @@ def evaluate_job(
         "dataset_version": str(prepared.manifest.get("version")),
         "dataset_digest": prepared.manifest.get("digest", ""),
         "model_sha256": card["artifacts"]["model.onnx"]["sha256"],
-        "model_int8_sha256": card["artifacts"].get("model_int8.onnx", {}).get("sha256", ""),
+        # SageMaker refuses empty metadata values: "none" says the INT8 variant was not kept
+        "model_int8_sha256": card["artifacts"].get("model_int8.onnx", {}).get("sha256") or "none",
         "model_card_sha256": ex.sha256_file(eval_out / "model_card.json"),
         "package_sha256": ex.sha256_file(package),
         "int8_kept": str(int8_info["kept"]).lower(),
