@@ -656,10 +656,13 @@ class Demo:
         ]
         pictures["metrics"] = report.metrics_chart(models_json, report_dir / "metrics.png").name
         if len(self.models) >= 2:
-            sample = self.data["test"][: 6 if not self.cfg.quick else 2]
+            with_defects = [item for item in self.data["test"] if item[1]]
+            clean = [item for item in self.data["test"] if not item[1]]
+            sample = (with_defects[:5] + clean[:1]) if not self.cfg.quick else self.data["test"][:2]
             paths = [p for p, _ in sample]
-            boxes_v1 = report.detect(self.models[0].model_dir, paths)
-            boxes_v2 = report.detect(self.models[-1].model_dir, paths)
+            # boxes drawn from confidence 0.1 (the bottom of the feedback band), so weak detections show too
+            boxes_v1 = report.detect(self.models[0].model_dir, paths, conf=0.1)
+            boxes_v2 = report.detect(self.models[-1].model_dir, paths, conf=0.1)
             for i, ((path, gt), b1, b2) in enumerate(zip(sample, boxes_v1, boxes_v2, strict=True)):
                 png = report.side_by_side(path, gt, b1, b2, report_dir / "samples" / f"sample-{i}.png")
                 pictures["samples"].append(

@@ -94,9 +94,9 @@ def metrics_chart(models: list[dict[str, Any]], out_path: Path) -> Path:
         for bar, value in zip(bars, values, strict=True):
             ax.text(bar.get_x() + bar.get_width() / 2, value + 0.01, f"{value:.2f}", ha="center", fontsize=8)
     ax.set_xticks(np.arange(len(keys)) + width * (len(models) - 1) / 2, [label for _, label in keys])
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)
     ax.set_ylabel("mAP50")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     ax.set_title("Models across versions")
     fig.tight_layout()
     fig.savefig(out_path)
@@ -203,7 +203,7 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
 <h2>Devices</h2>
 <table><tr><th>thing</th><th>model at the end</th><th>deployments</th><th>frames</th><th>p50 ms</th><th>p95 ms</th>
 <th>uncertain frames sent back</th></tr>{rows_devices}</table>
-<h2>Phase-2 frames: v1 (red) and v2 (blue), ground truth in green</h2>{samples}
+<h2>Held-out phase-2 frames: v1 (red) and v2 (blue) boxes from confidence 0.1, ground truth in green</h2>{samples}
 </body></html>
 """
     path = report_dir / "index.html"
