@@ -299,6 +299,15 @@ class Demo:
             shutil.rmtree(state_dir)
         state_dir.mkdir(parents=True)
         os.environ["LOUPE_STATE_DIR"] = str(state_dir)
+        if self.cfg.dataset:
+            from loupe.datasets import load_metal_tags
+
+            # phase 1 of a real folder: its test-split images (never trained on: the split is fixed by content hash,
+            # so they are the held-out set too), 60 % of the others and its unlabeled ones (see _from_dataset)
+            tags = load_metal_tags(self.cfg.dataset)
+            rest = [i for i in tags.labeled if i.split != "test"]
+            tests = len(tags.labeled) - len(rest)
+            self.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
         params = {
             "LabelingThreshold": str(self.cfg.phase1),
             "LabelingMaxPerJob": "1000",
@@ -394,7 +403,7 @@ class Demo:
 
         self.data = {
             "source": f"labeled folder {self.cfg.dataset}",
-            "phase1": [i.path for i in phase1] + list(tags.unlabeled),
+            "phase1": [i.path for i in test + phase1] + list(tags.unlabeled),
             "stream": {thing: [i.path for i in stream[k :: len(self.things)]] for k, thing in enumerate(self.things)},
             "test": [(i.path, ann(i)) for i in test],
             "test_phase1": [(i.path, ann(i)) for i in test[: len(test) // 2]],
