@@ -15,11 +15,15 @@ from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none"}
+# Its own model package group: the session's local AWS is shared, and other tests approve packages in the stack's
+# group — a champion there would make these runs challengers.
+GROUP = "test-training-models"
+TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none", "ModelPackageGroupName": GROUP}
 
 
 @pytest.fixture(scope="module")
 def runner(local_aws):
+    local_aws.client("sagemaker").create_model_package_group(ModelPackageGroupName=GROUP)
     found = [s for s in local_aws.standins if isinstance(s, PipelineExecutions)]
     if found:  # listed in STANDINS: the local AWS already runs it
         yield found[0]
@@ -85,8 +89,7 @@ def _run(local_aws, name: str, params: dict[str, str], timeout: float = 600) -> 
 
 def _packages(local_aws) -> list[dict]:
     sm = local_aws.client("sagemaker")
-    group = local_aws.resources["ModelPackageGroup"].attrs["ModelPackageGroupName"]
-    out = sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    out = sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
     return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in out]
 
 
