@@ -35,7 +35,12 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     saved = os.environ.copy()
     # alarm periods shrunk 60x so the drift alarm can fire within a test (15 min -> 15 s)
-    runtime = LocalRuntime(state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True, alarm_time_scale=60)
+    # Labeling tests end by starting real trainings through the template's workflows: keep those to one epoch on
+    # the smallest input so they do not hold the pipeline runner for minutes.
+    parameters = {"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160"}
+    runtime = LocalRuntime(
+        state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True, alarm_time_scale=60, parameters=parameters
+    )
     runtime.start()
     try:
         yield runtime

@@ -23,7 +23,14 @@ TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none", "ModelPackageGrou
 
 @pytest.fixture(scope="module")
 def runner(local_aws):
-    local_aws.client("sagemaker").create_model_package_group(ModelPackageGroupName=GROUP)
+    sm = local_aws.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    # executions other tests started through the template's workflows would queue ahead of ours: stop them
+    for standin in local_aws.standins:
+        if isinstance(standin, PipelineExecutions):
+            for arn, ex in list(standin.executions.items()):
+                if ex.status == "Executing":
+                    sm.stop_pipeline_execution(PipelineExecutionArn=arn)
     found = [s for s in local_aws.standins if isinstance(s, PipelineExecutions)]
     if found:  # listed in STANDINS: the local AWS already runs it
         yield found[0]
@@ -72,7 +79,7 @@ def events(local_aws):
     return drain
 
 
-def _run(local_aws, name: str, params: dict[str, str], timeout: float = 600) -> dict:
+def _run(local_aws, name: str, params: dict[str, str], timeout: float = 900) -> dict:
     sm = local_aws.client("sagemaker")
     arn = sm.start_pipeline_execution(
         PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
