@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -11,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loupe import feedback
 from loupe import settings as settings_mod
+from loupe.ingest import announcer
 from loupe.ledger import Ledger
 
 logger = Logger()
@@ -24,18 +24,7 @@ events = boto3.client("events")
 ledger = Ledger.from_name(SETTINGS.ledger_table)
 
 
-def announce(sha256: str, origin: dict[str, Any]) -> None:
-    out = events.put_events(
-        Entries=[
-            {
-                "Source": "loupe.ingest",
-                "DetailType": "Image Recorded",
-                "Detail": json.dumps({"sha256": sha256, "origin": origin}),
-            }
-        ]
-    )
-    if out.get("FailedEntryCount"):
-        raise RuntimeError(f"could not announce {sha256}: {out['Entries']}")
+announce = announcer(events)
 
 
 @logger.inject_lambda_context

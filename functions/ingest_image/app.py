@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -17,7 +16,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from loupe import settings as settings_mod
-from loupe.ingest import ObjectRef, ingest_object
+from loupe.ingest import ObjectRef, announcer, ingest_object
 from loupe.ledger import Ledger
 
 logger = Logger()
@@ -36,18 +35,7 @@ events = boto3.client("events")
 ledger = Ledger.from_name(SETTINGS.ledger_table)
 
 
-def announce(sha256: str, origin: dict[str, Any]) -> None:
-    out = events.put_events(
-        Entries=[
-            {
-                "Source": "loupe.ingest",
-                "DetailType": "Image Recorded",
-                "Detail": json.dumps({"sha256": sha256, "origin": origin}),
-            }
-        ]
-    )
-    if out.get("FailedEntryCount"):
-        raise RuntimeError(f"could not announce {sha256}: {out['Entries']}")
+announce = announcer(events)
 
 
 @idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)

@@ -333,3 +333,24 @@ def _url_tag(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
+
+
+def announcer(events: Any) -> Any:
+    """``announce(sha256, origin)`` putting "Image Recorded" (source loupe.ingest) on the default event bus, which
+    starts the labeling trigger; a rejected entry raises so the event is retried."""
+    import json
+
+    def announce(sha256: str, origin: dict[str, Any]) -> None:
+        out = events.put_events(
+            Entries=[
+                {
+                    "Source": "loupe.ingest",
+                    "DetailType": "Image Recorded",
+                    "Detail": json.dumps({"sha256": sha256, "origin": origin}),
+                }
+            ]
+        )
+        if out.get("FailedEntryCount"):
+            raise RuntimeError(f"could not announce {sha256}: {out['Entries']}")
+
+    return announce
