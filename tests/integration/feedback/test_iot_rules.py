@@ -12,18 +12,9 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 from PIL import Image
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float = 30.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def test_an_announced_uncertain_frame_is_recorded_as_edge_feedback(local_aws, pu
     }
     publisher.publish(f"loupe/{thing}/low-confidence", json.dumps(message), qos=1).wait_for_publish(5)
     ledger = Ledger(_table(local_aws))
-    entry = _wait(lambda: ledger.get(hashlib.sha256(data).hexdigest()))
+    entry = wait_until(lambda: ledger.get(hashlib.sha256(data).hexdigest()))
     assert entry, "the feedback frame never reached the ledger"
     assert entry["origin"]["kind"] == "edge_feedback" and entry["origin"]["device"] == thing
     assert entry["status"] in ("unlabeled", "claimed", "labeled")
@@ -100,7 +91,7 @@ def test_a_bad_announcement_goes_to_the_rules_error_queue(local_aws, publisher) 
                 return body
         return None
 
-    body = _wait(found, timeout=30)
+    body = wait_until(found, timeout=30)
     assert body and "does not exist" in body["error"]
 
 
@@ -121,7 +112,7 @@ def test_health_becomes_metrics_and_the_drift_alarm_starts_labeling(local_aws, p
     metrics = cloudwatch.list_metrics(Namespace="Loupe", MetricName="UncertainFrameShare")["Metrics"]
     assert any({"Name": "device", "Value": "itest-device-3"} in m["Dimensions"] for m in metrics)
     assert fired, "the drift alarm never fired"
-    assert _wait(
+    assert wait_until(
         lambda: any(d.get("detail-type") == "CloudWatch Alarm State Change" for d in local_aws.router.delivered),
         timeout=20,
     )

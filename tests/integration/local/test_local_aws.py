@@ -13,22 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from loupe_local.provisioner import Provisioner
 from loupe_local.runtime import free_port
 from loupe_local.template import TemplateError, load_sam_app, load_yaml
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def test_every_supported_resource_of_the_template_exists(local_aws, repo_root: Path) -> None:
@@ -56,7 +47,7 @@ def test_s3_object_created_under_raw_reaches_the_ingest_handler(local_aws) -> No
     before = fn.invocations
     key = f"raw/foundation-{uuid.uuid4().hex}.jpg"
     local_aws.client("s3").put_object(Bucket=local_aws.physical("RawBucket"), Key=key, Body=b"not really a jpeg")
-    assert _wait(lambda: fn.invocations > before), "the S3 -> EventBridge -> Lambda route did not deliver"
+    assert wait_until(lambda: fn.invocations > before), "the S3 -> EventBridge -> Lambda route did not deliver"
     # objects outside raw/ do not match the rule
     count = fn.invocations
     local_aws.client("s3").put_object(
@@ -96,8 +87,8 @@ def test_a_state_machine_file_runs_in_motos_engine_and_calls_real_handlers(local
         name=f"foundation-{uuid.uuid4().hex[:8]}",
         input=json.dumps({"images": [], "reason": "foundation-test"}),
     )["executionArn"]
-    assert _wait(lambda: sum(f.invocations for f in functions) > before, timeout=30)
-    status = _wait(
+    assert wait_until(lambda: sum(f.invocations for f in functions) > before, timeout=30)
+    status = wait_until(
         lambda: (
             sfn.describe_execution(executionArn=execution)["status"] != "RUNNING"
             and sfn.describe_execution(executionArn=execution)["status"]
