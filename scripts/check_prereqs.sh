@@ -21,6 +21,7 @@ for what in "$@"; do
         missing=1
       fi ;;
     node) need node "apt-get install -y nodejs npm (Node 18+)"; need npm "apt-get install -y npm" ;;
+    chromium) need chromium "apt-get update && apt-get install -y chromium (headless browser for the console tests)" ;;
     mosquitto) need mosquitto "apt-get update && apt-get install -y mosquitto (or the tests fall back to amqtt)" ;;
   esac
 done

@@ -5,9 +5,10 @@
             -> yes: register (ModelMetrics, ONNX package, CustomerMetadataProperties, PendingManualApproval)
             -> no:  Fail step with the reason
 
-``python training/pipeline.py`` writes ``training/pipeline_definition.json`` (committed) and
-``training/template_snippet.yaml`` (the ``TrainingPipeline`` resource for template.yaml, whose
-``PipelineDefinitionBody`` is that JSON under ``!Sub``). ``--check`` exits 1 when the committed files are stale.
+``python training/pipeline.py`` writes ``training/pipeline_definition.json`` (committed: the definition a stack
+with managed spot training deploys) and ``training/template_snippet.yaml`` (the ``TrainingPipeline`` resource for
+template.yaml, whose ``PipelineDefinitionBody`` is that JSON under ``!Sub`` with the spot fields as deploy-time
+variables, see :func:`template_body`). ``--check`` exits 1 when the committed files are stale.
 
 The SDK needs no AWS access here: deploy-time names are placeholders replaced by CloudFormation ``${...}``
 references (bucket, role, region, group). The SDK is pinned (see ``SDK_REQUIREMENT``) and runs from its own
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +37,26 @@ PIPELINE_NAME = "loupe-training"
 PYTORCH_VERSION = "2.8.0"
 PYTHON_VERSION = "py312"
 CODE_KEY = "code/training/sourcedir.tar.gz"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+
+# Managed spot training (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html):
+# MaxWaitTimeInSeconds must be >= MaxRuntimeInSeconds, and MaxRuntimeInSeconds is at most 28 days. A pipeline
+# definition cannot compute max(wait, run) from parameters and CloudFormation cannot add or compare numbers (Rules
+# only test equality and membership), so a separate MaxWait parameter could always be set below MaxRuntime. Spot's
+# MaxWait is therefore fixed to the largest MaxRuntime SageMaker accepts: every MaxRuntime SageMaker takes (the
+# stack's TrainingMaxRuntimeSeconds is bounded to 1..MAX_RUNTIME_SECONDS) gives a valid request. The price: a spot
+# job starved of capacity may wait up to 28 days minus its run time; stop the execution to give up earlier.
+#
+# Spot itself is a deploy-time choice (template.yaml's TrainingUseSpot -> Condition UseSpotTraining), not a pipeline
+# parameter: CreateTrainingJob refuses MaxWaitTimeInSeconds unless EnableManagedSpotTraining is true, and a pipeline
+# parameter can change a value but never remove a field. The template body carries two Fn::Sub variables instead:
+# ${SpotFlag} (the EnableManagedSpotTraining value) and ${SpotMaxWait} (the StoppingCondition's MaxWait member or
+# nothing), both chosen by Fn::If on that condition.
+MAX_RUNTIME_SECONDS = 28 * 24 * 3600
+SPOT_MAX_WAIT_SECONDS = MAX_RUNTIME_SECONDS
+SPOT_CONDITION = "UseSpotTraining"
+SPOT_FLAG_VAR = "SpotFlag"
+SPOT_MAX_WAIT_VAR = "SpotMaxWait"
 
 # deploy-time values: placeholders in the SDK, ${...} in the CloudFormation template
 _REGION = "us-east-1"
@@ -70,11 +92,11 @@ def build_pipeline():  # one linear recipe reads best in one place
     from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
     from sagemaker.workflow.condition_step import ConditionStep
     from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.fail_step import FailStep
     from sagemaker.workflow.functions import Join, JsonGet
     from sagemaker.workflow.model_step import ModelStep
     from sagemaker.workflow.parameters import (
-        ParameterBoolean,
         ParameterFloat,
         ParameterInteger,
         ParameterString,
@@ -83,6 +105,12 @@ def build_pipeline():  # one linear recipe reads best in one place
     from sagemaker.workflow.pipeline_context import PipelineSession
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.retry import (
+        SageMakerJobExceptionTypeEnum,
+        SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum,
+        StepRetryPolicy,
+    )
     from sagemaker.workflow.steps import ProcessingStep, TrainingStep
 
     class OfflineSession(PipelineSession):
@@ -100,9 +128,7 @@ def build_pipeline():  # one linear recipe reads best in one place
     dataset_uri = ParameterString("DatasetS3Uri", default_value=f"{s3}/datasets/v1/")
     processing_instance = ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge")
     training_instance = ParameterString("TrainingInstanceType", default_value="ml.g4dn.xlarge")
-    use_spot = ParameterBoolean("TrainingUseSpot", default_value=True)
     max_run = ParameterInteger("TrainingMaxRunSeconds", default_value=3600)
-    max_wait = ParameterInteger("TrainingMaxWaitSeconds", default_value=7200)
     epochs = ParameterString("Epochs", default_value="60")
     imgsz = ParameterString("ImageSize", default_value="320")
     model_cfg = ParameterString("ModelConfig", default_value="yolov8n.yaml")
@@ -139,6 +165,27 @@ def build_pipeline():  # one linear recipe reads best in one place
         instance_type="ml.m5.xlarge",
         image_scope="inference",
     )
+    # https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-retry-policy.html: service faults and throttling of
+    # the pipeline's own calls, then the job's capacity / internal / resource-limit errors (a spot pool may be empty
+    # for a while: minutes apart, for up to 2 hours). Errors of our code (ClientError, AlgorithmError) are not retried.
+    retry_policies = [
+        StepRetryPolicy(
+            exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
+            interval_seconds=5,
+            backoff_rate=2.0,
+            max_attempts=5,
+        ),
+        SageMakerJobStepRetryPolicy(
+            exception_types=[
+                SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+            ],
+            interval_seconds=60,
+            backoff_rate=2.0,
+            expire_after_mins=120,
+        ),
+    ]
     code_input = ProcessingInput(source=f"{s3}/{CODE_KEY}", destination=f"{PROC}/input/code", input_name="code")
 
     def processor(base: str) -> Processor:
@@ -167,6 +214,7 @@ def build_pipeline():  # one linear recipe reads best in one place
             ProcessingOutput(output_name="weights", source=f"{PROC}/output/weights"),
         ],
         job_arguments=["prepare", "--warm-start", warm_start, "--model-package-group", group],
+        retry_policies=retry_policies,
     )
 
     estimator = Estimator(
@@ -176,6 +224,11 @@ def build_pipeline():  # one linear recipe reads best in one place
         instance_type=training_instance,
         volume_size=30,
         max_run=max_run,
+        use_spot_instances=True,  # the template turns both spot fields into deploy-time variables (template_body)
+        max_wait=SPOT_MAX_WAIT_SECONDS,
+        # per execution: a retried or restarted job resumes its own run, never another execution's
+        checkpoint_s3_uri=Join(on="/", values=[f"{s3}/pipeline/checkpoints", ExecutionVariables.PIPELINE_EXECUTION_ID]),
+        checkpoint_local_path=CHECKPOINT_LOCAL_PATH,
         output_path=f"{s3}/pipeline/training",
         base_job_name="loupe-train",
         sagemaker_session=session,
@@ -203,6 +256,7 @@ def build_pipeline():  # one linear recipe reads best in one place
             "dataset": TrainingInput(s3_data=prepared["dataset"].S3Output.S3Uri),
             "weights": TrainingInput(s3_data=prepared["weights"].S3Output.S3Uri),
         },
+        retry_policies=retry_policies,
     )
     model_artifact = train.properties.ModelArtifacts.S3ModelArtifacts
 
@@ -231,6 +285,7 @@ def build_pipeline():  # one linear recipe reads best in one place
             model_artifact,
         ],
         property_files=[gate_file],
+        retry_policies=retry_policies,
     )
     outputs = evaluate.properties.ProcessingOutputConfig.Outputs
     eval_uri = outputs["evaluation"].S3Output.S3Uri
@@ -273,7 +328,8 @@ def build_pipeline():  # one linear recipe reads best in one place
         },
         description="Loupe YOLOv8 ONNX package (model.onnx, model_int8.onnx when kept, model_card.json)",
     )
-    register = ModelStep(name="Register", step_args=register_args)
+    # RegisterModel runs no job: only the step-level faults apply
+    register = ModelStep(name="Register", step_args=register_args, retry_policies=retry_policies[:1])
     fail = FailStep(
         name="GateRefused",
         error_message=Join(
@@ -306,9 +362,7 @@ def build_pipeline():  # one linear recipe reads best in one place
             dataset_uri,
             processing_instance,
             training_instance,
-            use_spot,
             max_run,
-            max_wait,
             epochs,
             imgsz,
             model_cfg,
@@ -324,17 +378,38 @@ def build_pipeline():  # one linear recipe reads best in one place
 
 
 def _spot(definition: dict) -> dict:
-    """Managed spot as a parameter: the SDK only takes a Python bool, the service takes a Get expression."""
+    """The SDK's spot fields are what template_body() turns into deploy-time variables: make sure they are there."""
     for step in definition["Steps"]:
         if step["Type"] == "Training":
             args = step["Arguments"]
-            args["EnableManagedSpotTraining"] = {"Get": "Parameters.TrainingUseSpot"}
-            args["StoppingCondition"]["MaxWaitTimeInSeconds"] = {"Get": "Parameters.TrainingMaxWaitSeconds"}
-            args["CheckpointConfig"] = {
-                "S3Uri": f"s3://{_BUCKET}/pipeline/checkpoints/",
-                "LocalPath": "/opt/ml/checkpoints",
-            }
+            if args.get("EnableManagedSpotTraining") is not True:
+                raise RuntimeError("the SDK no longer writes EnableManagedSpotTraining for a spot estimator")
+            if args["StoppingCondition"].get("MaxWaitTimeInSeconds") != SPOT_MAX_WAIT_SECONDS:
+                raise RuntimeError("the SDK no longer writes the spot MaxWaitTimeInSeconds it was given")
     return definition
+
+
+def template_body(definition: str) -> str:
+    """The definition JSON with its spot fields as the Fn::Sub variables ${SpotFlag} and ${SpotMaxWait}.
+
+    With SpotFlag = "true" and SpotMaxWait = the member text (spot_variables(True)) the body parses to the definition;
+    with "false" and "" the Train step has no MaxWaitTimeInSeconds, as CreateTrainingJob requires without spot.
+    """
+    flag = re.compile(r'("EnableManagedSpotTraining": )true(?=,?\n)')
+    # sort_keys puts MaxWaitTimeInSeconds after MaxRuntimeInSeconds: the member goes with its leading comma
+    max_wait = re.compile(rf',\n *"MaxWaitTimeInSeconds": {SPOT_MAX_WAIT_SECONDS}(?=\n)')
+    body, flags = flag.subn(rf"\g<1>${{{SPOT_FLAG_VAR}}}", definition)
+    body, waits = max_wait.subn(f"${{{SPOT_MAX_WAIT_VAR}}}", body)
+    if flags != 1 or waits != 1:
+        raise RuntimeError(f"expected one spot training step, found {flags} spot flags and {waits} MaxWait members")
+    return body
+
+
+def spot_variables(use_spot: bool) -> dict[str, str]:
+    """The values of the template's spot variables for each side of the UseSpotTraining condition."""
+    if use_spot:
+        return {SPOT_FLAG_VAR: "true", SPOT_MAX_WAIT_VAR: f', "MaxWaitTimeInSeconds": {SPOT_MAX_WAIT_SECONDS}'}
+    return {SPOT_FLAG_VAR: "false", SPOT_MAX_WAIT_VAR: ""}
 
 
 def generate() -> str:
@@ -349,10 +424,19 @@ def generate() -> str:
 
 
 def snippet(definition: str) -> str:
-    body = "".join(f"          {line}\n" if line else "\n" for line in definition.rstrip("\n").split("\n"))
+    body = "".join(
+        f"            {line}\n" if line else "\n" for line in template_body(definition).rstrip("\n").split("\n")
+    )
+    on, off = spot_variables(True), spot_variables(False)
+    variables = "".join(
+        f"{'          - ' if i == 0 else '            '}{name}: !If [{SPOT_CONDITION}, {json.dumps(on[name])}, "
+        f"{json.dumps(off[name])}]\n"
+        for i, name in enumerate((SPOT_FLAG_VAR, SPOT_MAX_WAIT_VAR))
+    )
     return (
         "# Generated by training/pipeline.py (make pipeline): the TrainingPipeline resource for template.yaml.\n"
-        "# Its PipelineDefinitionBody is training/pipeline_definition.json under !Sub.\n"
+        "# Its PipelineDefinitionBody is training/pipeline_definition.json under !Sub, the spot fields chosen\n"
+        f"# at deploy time by the {SPOT_CONDITION} condition (template.yaml's TrainingUseSpot parameter).\n"
         "  TrainingPipeline:\n"
         "    Type: AWS::SageMaker::Pipeline\n"
         "    Properties:\n"
@@ -361,8 +445,10 @@ def snippet(definition: str) -> str:
         "      PipelineDescription: Loupe prepare -> train -> evaluate (test split) -> gate -> register\n"
         "      RoleArn: !GetAtt SageMakerExecutionRole.Arn\n"
         "      PipelineDefinition:\n"
-        "        PipelineDefinitionBody: !Sub |\n"
+        "        PipelineDefinitionBody: !Sub\n"
+        "          - |\n"
         f"{body}"
+        f"{variables}"
     )
 
 

@@ -9,6 +9,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 
 from loupe import deployment as dep
+from loupe import fleet_serving
 
 logger = Logger()
 tracer = Tracer()
@@ -37,11 +38,32 @@ def _deploy(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
     return {"deployment": out}
 
 
+def _lock(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
+    return dep.lock_and_decide(boto3.client("sagemaker"), _table(s), state)
+
+
 def _poll(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
     d = state["deployment"]
+    table = _table(s)
+    if d.get("iot_job_id"):  # the deployment's IoT job: pages of 250 devices, not one call per device
+        ddb = boto3.resource("dynamodb")
+        outcomes = dep.job_outcomes(
+            boto3.client("iot"),
+            boto3.client("greengrassv2"),
+            d,
+            float(d["deadline"]),
+            serving_many=lambda things: fleet_serving.serving_versions(ddb, s.deployments_table, things),
+            table=table,
+        )
+        return {"outcomes": outcomes}
     return {
         "outcomes": dep.device_outcomes(
-            boto3.client("greengrassv2"), d["deployment_id"], state["devices"], float(d["deadline"])
+            boto3.client("greengrassv2"),
+            d["deployment_id"],
+            state["devices"],
+            float(d["deadline"]),
+            serving=lambda thing: fleet_serving.serving_version(table, thing),
+            model_version=d.get("model_version", ""),
         )
     }
 
@@ -52,7 +74,8 @@ def _record(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
 
 
 def _record_nothing(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
-    return {"summary": dep.record(_table(s), state, "NOTHING_TO_DEPLOY", state.get("reason", ""))}
+    outcome = "SUPERSEDED" if state.get("status") == "superseded" else "NOTHING_TO_DEPLOY"
+    return {"summary": dep.record(_table(s), state, outcome, state.get("reason", ""))}
 
 
 def _record_refused(state: dict[str, Any], s: dep.DeploymentSettings) -> dict[str, Any]:
@@ -70,6 +93,7 @@ ACTIONS = {
     "resolve": _resolve,
     "verify": _verify,
     "publish": _publish,
+    "lock": _lock,
     "deploy": _deploy,
     "poll": _poll,
     "record": _record,

@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from loupe import feedback
 from loupe import settings as settings_mod
@@ -31,8 +31,14 @@ announce = announcer(events)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    # A rejected announcement raises: the topic rule's error action keeps it in the SQS error queue.
+    # The rule invokes asynchronously: a rejected announcement is recorded and counted, not raised (it would only
+    # be retried and dead-lettered); an AWS error raises, for Lambda's retries and the on-failure destination.
     result = feedback.handle(s3, ledger, event, SETTINGS.raw_bucket, announce=announce)
+    if "rejected" in result:
+        with single_metric(name="RejectedDeviceMessages", unit=MetricUnit.Count, value=1, namespace="Loupe") as m:
+            m.add_dimension(name="kind", value="feedback")
+        logger.warning("device message rejected", extra={"rejection": result})
+        return result
     metrics.add_metric(name="FeedbackFrames", unit=MetricUnit.Count, value=1)
-    logger.info("feedback recorded", extra=result)
+    logger.info("feedback recorded", extra={"result": result})
     return result

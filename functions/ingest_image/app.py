@@ -12,9 +12,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
+from loupe import eventbridge
 from loupe import settings as settings_mod
 from loupe.ingest import ObjectRef, announcer, ingest_object
 from loupe.ledger import Ledger
@@ -54,7 +53,11 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
+    try:
+        parsed = eventbridge.raw_object_created(event, SETTINGS.raw_bucket)
+    except eventbridge.Ignored as skip:  # another bucket of the account, or Loupe's own writes outside raw/
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
     detail = parsed.detail
     # The object version is its identity; without versioning the ETag stands in for it.
     version = detail.object.version_id

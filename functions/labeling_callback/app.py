@@ -7,8 +7,8 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
+from loupe import eventbridge
 from loupe import settings as settings_mod
 from loupe.ledger import Ledger
 
@@ -23,26 +23,21 @@ ledger = Ledger.from_name(SETTINGS.ledger_table)
 TERMINAL_FAILURES = ("Failed", "Stopped")
 
 
-def job_name_of(event: EventBridgeEvent) -> str:
-    detail = event.detail or {}
-    if detail.get("LabelingJobName"):
-        return str(detail["LabelingJobName"])
-    for arn in [detail.get("LabelingJobArn", ""), *event.resources]:
-        if arn and ":labeling-job/" in arn:
-            return arn.rsplit("/", 1)[-1]
-    raise ValueError(f"no labeling job in the event: resources={event.resources}")
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
-    status = str((event.detail or {}).get("LabelingJobStatus", ""))
-    name = job_name_of(event)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        change = eventbridge.labeling_job_state_change(event)
+    except eventbridge.Ignored as skip:
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
+    name, status = change.job_name, change.detail.status
     job = ledger.get_job(name)
     if job is None or not job.get("task_token"):
-        logger.info("not a Loupe labeling job (or no execution waits for it)", extra={"job": name})
-        return {"job_name": name, "status": status, "resumed": False}
+        # another Loupe stack's job in the same account, or a job no execution waits for
+        skip = eventbridge.Ignored(f"labeling job {name} is not Loupe's here (no execution of this stack waits for it)")
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
     if status not in ("Completed", *TERMINAL_FAILURES):
         return {"job_name": name, "status": status, "resumed": False}
     token = job["task_token"]

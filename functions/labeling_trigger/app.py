@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 
-from loupe import labeling
+from loupe import eventbridge, labeling
 from loupe import settings as settings_mod
 from loupe.ledger import Ledger
 
@@ -24,8 +24,13 @@ ledger = Ledger.from_name(SETTINGS.ledger_table)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Events: EventBridge ``Image Recorded`` (threshold), ``{"reason": "schedule"}``, the drift alarm's state
-    change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now."""
-    reason, requested = labeling.trigger_reason(event)
+    change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now. Any other alarm of the account
+    is ignored with one log line."""
+    try:
+        reason, requested = labeling.trigger_reason(event, drift_alarm_arn=SETTINGS.drift_alarm_arn)
+    except eventbridge.Ignored as skip:
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
     if reason in ("schedule", "manual"):
         swept = labeling.sweep_stale_claims(ledger, sfn, SETTINGS.labeling_state_machine_arn)
         if swept:

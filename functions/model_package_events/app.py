@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
-from loupe import deployment, settings
+from loupe import deployment, eventbridge, settings
 
 logger = Logger()
 tracer = Tracer()
@@ -14,14 +15,16 @@ tracer = Tracer()
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context) -> dict:
-    if event.detail_type != "SageMaker Model Package State Change":
-        raise deployment.PackageInvalid(f"unexpected event {event.detail_type!r}")
+def lambda_handler(event: dict[str, Any], context: Any) -> dict:
     cfg = settings.load()
     cfg.require("deployments_table", "edge_deployment_state_machine_arn", "thing_group_name", "model_package_group")
+    try:
+        change = eventbridge.model_package_state_change(event, cfg.model_package_group)
+    except eventbridge.Ignored as skip:  # packages of the account's other groups
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
     decision = deployment.on_package_event(
-        dict(event.detail),
+        dict(event["detail"]),
         sm=boto3.client("sagemaker"),
         sfn=boto3.client("stepfunctions"),
         table=boto3.resource("dynamodb").Table(cfg.deployments_table),
@@ -29,5 +32,5 @@ def lambda_handler(event: EventBridgeEvent, context) -> dict:
         thing_group=cfg.thing_group_name,
         group_name=cfg.model_package_group,
     )
-    logger.info("model package event handled", extra={"event_id": event.get_id, **decision})
+    logger.info("model package event handled", extra={"event_id": change.id, **decision})
     return decision

@@ -7,9 +7,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
-from loupe import pipeline_events
+from loupe import eventbridge, pipeline_events
 from loupe import settings as settings_mod
 
 logger = Logger()
@@ -17,7 +16,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 SETTINGS = settings_mod.load()
-SETTINGS.require("notify_topic_arn")
+SETTINGS.require("notify_topic_arn", "training_pipeline_name")
 sagemaker = boto3.client("sagemaker")
 sns = boto3.client("sns")
 
@@ -25,9 +24,13 @@ sns = boto3.client("sns")
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
-    summary = pipeline_events.summarize(sagemaker, event.detail)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        change = eventbridge.pipeline_status_change(event, SETTINGS.training_pipeline_name)
+    except eventbridge.Ignored as skip:  # the account's other pipelines: their steps are not ours to read
+        logger.info(f"ignored: {skip.reason}")
+        return eventbridge.ignored(skip)
+    summary = pipeline_events.summarize(sagemaker, change.detail.model_dump(by_alias=True))
     if summary["status"] not in pipeline_events.FINAL:
         return summary
     subject, text = pipeline_events.message(summary)

@@ -80,6 +80,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     fleet = None
     try:
         runtime.start()
+        if args.label:
+            from loupe_local.standins.groundtruth import set_workforce_mode
+
+            set_workforce_mode(runtime.state_dir, args.label)
+        if not args.no_console:
+            runtime.start_console(args.console_port or 0)
         if args.devices:
             fleet = _start_fleet(runtime, args.devices)
         runtime.write_state(devices=fleet.things if fleet else [], ready=True)
@@ -121,6 +127,12 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
         cmd += ["--devices", str(args.devices)]
     if args.no_mqtt:
         cmd += ["--no-mqtt"]
+    if args.label:
+        cmd += ["--label", args.label]
+    if args.no_console:
+        cmd += ["--no-console"]
+    if args.console_port:
+        cmd += ["--console-port", str(args.console_port)]
     if args.alarm_time_scale != 1.0:
         cmd += ["--alarm-time-scale", str(args.alarm_time_scale)]
     for p in args.param or []:
@@ -167,6 +179,8 @@ def _print_ready(current: dict[str, Any]) -> None:
         print(f"  MQTT broker        {current['mqtt'].get('host')}:{current['mqtt'].get('port')}")
     if current.get("devices"):
         print(f"  devices            {', '.join(current['devices'])}")
+    if current.get("console"):
+        print(f"  console            {current['console']}")
     print('  use it:  eval "$(loupe local env)"  then e.g.  aws s3 ls')
     sys.stdout.flush()
 
@@ -235,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--devices", type=int, default=0, help="start N local Greengrass core devices")
     up.add_argument("--param", action="append", help="template parameter override KEY=VALUE")
     up.add_argument("--no-mqtt", action="store_true", help="do not start a local MQTT broker")
+    up.add_argument(
+        "--label",
+        choices=("auto", "manual"),
+        help="the local Ground Truth workforce: auto (answers known labels) or manual (a person, in the console)",
+    )
+    up.add_argument("--no-console", action="store_true", help="do not serve the local console")
+    up.add_argument("--console-port", type=int, default=0, help="preferred console port (default: any free port)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
     up.add_argument(
         "--alarm-time-scale", type=float, default=1.0, help="shrink alarm periods locally (60: 15 min -> 15 s)"

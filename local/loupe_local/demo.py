@@ -6,7 +6,9 @@ It drives the loop the way its users do — it does not call the loop's code its
   training pipeline, registration and the edge deployment all happen by themselves, through template.yaml's
   events, functions and state machines in the local AWS;
 - approval is ``UpdateModelPackage --model-approval-status Approved`` (automatic, or ``--approve manual``: it waits
-  for you to run the ``aws`` command it prints);
+  for you to press Approve in the local console's Models page, or to run the ``aws`` command it prints);
+- labeling is done by the local workforce from known labels, or (``--label manual``) by you in the local console,
+  which it serves and names; it waits while tasks are pending, then runs the rest of the loop;
 - the two local devices run the edge component with the deployed model; the demo drops phase-2 frames into their
   camera folders; the frames they are unsure about come back through S3 and the IoT rule, get labeled, and v2 is
   trained (warm-started from v1), approved and deployed.
@@ -52,6 +54,7 @@ class DemoConfig:
     alarm_time_scale: float = 30.0
     timeout_stage: float = 3600.0
     quick: bool = False
+    label: str = "auto"  # manual: a person labels in the local console (the demo waits for them)
 
     @classmethod
     def quick_config(cls, out: Path) -> DemoConfig:
@@ -200,15 +203,35 @@ class Demo:
         return self.runtime.client(service)
 
     def wait(self, what: str, predicate: Any, status: Any = None, timeout: float | None = None) -> Any:
-        deadline = time.monotonic() + (timeout or self.cfg.timeout_stage)
+        """The first truthy ``predicate()``. While labeling tasks wait for a person (``--label manual``), the
+        demo says where and how many, and waits for them without a deadline."""
+        budget = timeout or self.cfg.timeout_stage
+        deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
             value = predicate()
             if value:
                 return value
-            if status is not None:
+            pending = self.pending_tasks()
+            if pending:
+                deadline = max(deadline, time.monotonic() + budget)
+                self.progress.tick(
+                    f"{pending} labeling task(s) wait for you in the console: {self.console_url()}labeling", every=15
+                )
+            elif status is not None:
                 self.progress.tick(status())
             time.sleep(1.0)
         raise DemoError(f"timed out waiting for {what}" + (f" ({status()})" if status else ""))
+
+    def pending_tasks(self) -> int:
+        """Labeling tasks waiting for a person (the manual workforce's queue)."""
+        if self.cfg.label != "manual" or self.runtime is None:
+            return 0
+        groundtruth = next((s for s in self.runtime.standins if s.name == "groundtruth"), None)
+        return len(groundtruth.pending_tasks()) if groundtruth is not None else 0
+
+    def console_url(self) -> str:
+        console = getattr(self.runtime, "console", None)
+        return console.url if console is not None else "(no console)"
 
     def ledger_counts(self) -> dict[str, int]:
         table = self.runtime.physical("LedgerTable")
@@ -300,11 +323,9 @@ class Demo:
         state_dir.mkdir(parents=True)
         os.environ["LOUPE_STATE_DIR"] = str(state_dir)
         if self.cfg.dataset:
-            from loupe.datasets import load_metal_tags
-
             # phase 1 of a real folder: its test-split images (never trained on: the split is fixed by content hash,
             # so they are the held-out set too), 60 % of the others and its unlabeled ones (see _from_dataset)
-            tags = load_metal_tags(self.cfg.dataset)
+            tags = load_folder(self.cfg.dataset)
             rest = [i for i in tags.labeled if i.split != "test"]
             tests = len(tags.labeled) - len(rest)
             self.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
@@ -320,6 +341,12 @@ class Demo:
         self.runtime = LocalRuntime(
             root=self.root, state_dir=state_dir, parameters=params, alarm_time_scale=self.cfg.alarm_time_scale
         ).start()
+        if self.cfg.label == "manual":
+            from loupe_local.standins.groundtruth import set_workforce_mode
+
+            set_workforce_mode(state_dir, "manual")
+        self.runtime.start_console()
+        self.progress.say(f"console: {self.console_url()} (labeling: {self.cfg.label})")
         self.fleet = DeviceFleet.from_runtime(self.runtime)
         self.fleet.publish_components(self.runtime.physical("ArtifactBucket"))
         # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
@@ -384,9 +411,7 @@ class Demo:
         }
 
     def _from_dataset(self, gen: Path, workforce: Path) -> None:
-        from loupe.datasets import load_metal_tags
-
-        tags = load_metal_tags(self.cfg.dataset)
+        tags = load_folder(self.cfg.dataset)
         rng = random.Random(self.cfg.seed)
         labeled = sorted(tags.labeled, key=lambda i: i.sha256)
         test = [i for i in labeled if i.split == "test"]
@@ -401,10 +426,15 @@ class Demo:
         def ann(img: Any) -> list[dict[str, Any]]:
             return [b.__dict__ for b in img.boxes]
 
+        own = list(tags.unlabeled)  # a folder of unlabeled images: the devices' cameras see the same kind of images
+
         self.data = {
             "source": f"labeled folder {self.cfg.dataset}",
             "phase1": [i.path for i in test + phase1] + list(tags.unlabeled),
-            "stream": {thing: [i.path for i in stream[k :: len(self.things)]] for k, thing in enumerate(self.things)},
+            "stream": {
+                thing: [i.path for i in stream[k :: len(self.things)]] or own[k :: len(self.things)]
+                for k, thing in enumerate(self.things)
+            },
             "test": [(i.path, ann(i)) for i in test],
             "test_phase1": [(i.path, ann(i)) for i in test[: len(test) // 2]],
         }
@@ -459,7 +489,7 @@ class Demo:
         sm = self.client("sagemaker")
         if self.cfg.approve == "manual":
             self.progress.say(
-                "  waiting for your approval; in another shell:\n"
+                f"  waiting for your approval: Approve in {self.console_url()}models, or in another shell:\n"
                 f'    eval "$(LOUPE_STATE_DIR={self.runtime.state_dir} loupe local env)"\n'
                 f"    aws sagemaker update-model-package --model-package-arn {record.package_arn} "
                 "--model-approval-status Approved"
@@ -795,6 +825,32 @@ class Demo:
             self.runtime.stop()
 
 
+def load_folder(folder: Path) -> Any:
+    """A metal-tags folder (labels.csv + images/), or any folder of images (all unlabeled: label them with
+    ``--label manual``); formats are sniffed from content."""
+    from loupe.datasets import DEFAULT_CLASS_MAP, MetalTags, load_metal_tags
+    from loupe.imaging import sniff_format
+
+    folder = Path(folder)
+    if (folder / "images").is_dir():
+        return load_metal_tags(folder)
+    if not folder.is_dir():
+        raise DemoError(f"--dataset {folder} is not a folder")
+    unlabeled, rejected = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        (unlabeled if sniff_format(head) else rejected).append(path)
+    if not unlabeled:
+        raise DemoError(f"--dataset {folder} holds no JPEG or PNG image")
+    return MetalTags(
+        labeled=[],
+        unlabeled=unlabeled,
+        rejected=[(p, "not a JPEG or PNG by content") for p in rejected],
+        class_map=dict(DEFAULT_CLASS_MAP),
+    )
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -815,6 +871,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("loupe-demo"), help="output folder (default ./loupe-demo)")
     p.add_argument("--dataset", type=Path, help="a labeled folder (metal-tags layout) instead of the generator")
     p.add_argument("--approve", choices=["auto", "manual"], default="auto")
+    p.add_argument(
+        "--label",
+        choices=["auto", "manual"],
+        default="auto",
+        help="auto: the local workforce answers known labels; manual: you label in the console (the demo waits)",
+    )
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a reduced loop (few images and epochs), as CI runs it")
     p.add_argument("--phase1", type=int, help="phase-1 images")
@@ -831,6 +893,7 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick_config(args.out) if args.quick else DemoConfig(out=args.out)
     cfg.dataset = args.dataset
     cfg.approve = args.approve
+    cfg.label = args.label
     cfg.devices = args.devices
     for name, attr in (
         ("phase1", "phase1"),

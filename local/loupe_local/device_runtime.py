@@ -72,6 +72,8 @@ class DeviceOptions:
     seed_venvs: bool = True
     python: str = sys.executable
     parent_pid: int = 0
+    nucleus_mqtt: bool = False  # components publish through the device's spooler (LOUPE_TRANSPORT=nucleus)
+    nucleus_version: str = "2.12.6"  # the nucleus this device was installed with
 
 
 class Device:
@@ -92,6 +94,12 @@ class Device:
         self.deployment: dict[str, Any] = {}
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
+        self.nucleus: dict[str, Any] = self.current.get("nucleus") or {
+            "version": options.nucleus_version,
+            "config": {},
+            "plugins": {},
+        }
+        self.mqtt: Any = None  # NucleusMqtt when options.nucleus_mqtt
 
     # ------------------------------------------------------------------ persistence and status
     @property
@@ -116,6 +124,11 @@ class Device:
                 "pid": os.getpid(),
                 "updated": time.time(),
                 "deployment": self.deployment,
+                "nucleus": {
+                    "version": self.nucleus["version"],
+                    "plugins": self.nucleus["plugins"],
+                    "spooler": self.mqtt.stats() if self.mqtt is not None else None,
+                },
                 "components": {
                     name: {
                         "version": r.component.version,
@@ -194,6 +207,7 @@ class Device:
     def run(self) -> None:
         self.reap_stale()
         self.register()
+        self._start_nucleus_mqtt()
         if self.current.get("components"):
             log.info("restarting the last deployed components")
             try:
@@ -220,7 +234,73 @@ class Device:
     def shutdown(self) -> None:
         for name in list(self.running):
             self._stop(name)
+        if self.mqtt is not None:
+            self.mqtt.stop()  # the nucleus goes down: a memory spool's messages with it
         self.write_status()
+
+    # ------------------------------------------------------------------ the nucleus' MQTT connection and spooler
+    def _start_nucleus_mqtt(self) -> None:
+        from loupe_local.nucleus_mqtt import NucleusMqtt, open_spool, spooler_settings
+
+        if not (self.o.nucleus_mqtt and self.o.mqtt_host):
+            return
+        spool = spooler_settings(self.nucleus["config"], self.nucleus["plugins"])
+        self.mqtt = NucleusMqtt(
+            self.o.thing,
+            self.o.mqtt_host,
+            self.o.mqtt_port,
+            open_spool(spool, self.layout.root / "work"),
+            spool["keep_qos0"],
+        )
+        self.mqtt.start()
+        log.info("nucleus MQTT: spooler %s (%s), IPC on %s", spool["storage"], spool, self.mqtt.address)
+
+    def _reconfigure_spooler(self) -> None:
+        from loupe_local.nucleus_mqtt import open_spool, spooler_settings
+
+        if self.mqtt is None:
+            return
+        spool = spooler_settings(self.nucleus["config"], self.nucleus["plugins"])
+        if spool["storage"] != self.mqtt.spool.storage or spool["max_bytes"] != self.mqtt.spool.max_bytes:
+            log.info("nucleus spooler reconfigured: %s", spool)
+            self.mqtt.set_spool(open_spool(spool, self.layout.root / "work"), spool["keep_qos0"])
+        self.mqtt.keep_qos0 = spool["keep_qos0"]
+
+    def _nucleus_from(self, wanted: dict[str, Any]) -> dict[str, Any]:
+        """The nucleus state a deployment's ``aws.greengrass.*`` entries ask for (the device provides them).
+
+        ``aws.greengrass.Nucleus``: its version (another one than the device runs is a nucleus update, applied
+        here as a version change) and configuration (defaults, then ``configurationUpdate``). Other AWS
+        components must exist, and their nucleus dependency must accept the nucleus version (a plugin such as
+        ``aws.greengrass.DiskSpooler`` names the nucleus versions it runs in)."""
+        from loupe.greengrass import get_recipe, nucleus_requirement, public_component_arn, version_satisfies
+        from loupe_local.nucleus_mqtt import NUCLEUS
+
+        def recipe_of(name: str, version: str) -> dict[str, Any]:
+            try:
+                return get_recipe(self.gg, public_component_arn(self.o.region, name, version))
+            except Exception as exc:
+                raise DeploymentFailed(
+                    f"{name} {version} does not exist: {exc}", ["DEPLOYMENT_FAILURE", "NO_AVAILABLE_COMPONENT_VERSION"]
+                ) from exc
+
+        spec = wanted.get(NUCLEUS) or {}
+        version = spec.get("componentVersion") or self.nucleus["version"]
+        config: dict[str, Any] = {}
+        if spec:
+            config = effective_config(recipe_of(NUCLEUS, version), spec.get("configurationUpdate"), None)
+        plugins = {}
+        for name, other in wanted.items():
+            if name == NUCLEUS:
+                continue
+            need = nucleus_requirement(recipe_of(name, other.get("componentVersion") or ""))
+            if not version_satisfies(version, need):
+                raise DeploymentFailed(
+                    f"{name} {other.get('componentVersion')} needs {NUCLEUS} {need}; the device runs {version}",
+                    ["DEPLOYMENT_FAILURE", "COMPONENT_VERSION_REQUIREMENTS_NOT_MET"],
+                )
+            plugins[name] = other.get("componentVersion") or ""
+        return {"version": version, "config": config, "plugins": plugins}
 
     # ------------------------------------------------------------------ deployments
     def apply(self, deployment: dict[str, Any]) -> None:
@@ -230,8 +310,10 @@ class Device:
         rollback = str(policies.get("failureHandlingPolicy", "ROLLBACK")).upper() == "ROLLBACK"
         notify_policy = (policies.get("componentUpdatePolicy") or {}).get("action", "NOTIFY_COMPONENTS")
         previous = dict(self.current.get("components") or {})
+        wanted = deployment.get("components") or {}
         try:
-            target = self._resolve(deployment.get("components") or {})
+            nucleus = self._nucleus_from({n: s for n, s in wanted.items() if n.startswith("aws.greengrass.")})
+            target = self._resolve({n: s for n, s in wanted.items() if not n.startswith("aws.greengrass.")})
         except DeploymentFailed as exc:
             self.report(dep_id, "FAILED", str(exc), exc)
             return
@@ -265,8 +347,13 @@ class Device:
             "components": {
                 c.name: {"version": c.version, "recipe": c.recipe, "config": c.config} for c in target.values()
             },
+            "nucleus": nucleus,
         }
+        if nucleus["version"] != self.nucleus["version"]:
+            log.info("nucleus update %s -> %s", self.nucleus["version"], nucleus["version"])
+        self.nucleus = nucleus
         self._save_current()
+        self._reconfigure_spooler()
         self.report(dep_id, "SUCCEEDED", "")
 
     def _resolve(self, wanted: dict[str, Any]) -> dict[str, Component]:
@@ -400,6 +487,9 @@ class Device:
         if self.o.mqtt_host:
             env["LOUPE_MQTT_HOST"] = self.o.mqtt_host
             env["LOUPE_MQTT_PORT"] = str(self.o.mqtt_port)
+        if self.mqtt is not None:  # the local form of IPC PublishToIoTCore through the nucleus' spooler
+            env["LOUPE_TRANSPORT"] = "nucleus"
+            env["LOUPE_NUCLEUS_IPC"] = self.mqtt.address
         lifecycle_env = comp.lifecycle.get("Setenv") or comp.lifecycle.get("setenv") or {}
         env.update({str(k): str(v) for k, v in lifecycle_env.items()})
         env.update(setenv)

@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlay", help="JSON file {component: configuration merged last} for this device")
     p.add_argument("--no-seed-venvs", action="store_true", help="let Install build component venvs from PyPI")
     p.add_argument("--parent-pid", type=int, default=0, help="stop when this process is gone")
+    p.add_argument(
+        "--nucleus-mqtt",
+        action="store_true",
+        help="components publish through this device's MQTT connection and spooler (LOUPE_TRANSPORT=nucleus)",
+    )
+    p.add_argument("--nucleus-version", default="2.12.6", help="the nucleus version this device was installed with")
     return p.parse_args(argv)
 
 
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         overlay=overlay,
         seed_venvs=not args.no_seed_venvs,
         parent_pid=args.parent_pid,
+        nucleus_mqtt=args.nucleus_mqtt,
+        nucleus_version=args.nucleus_version,
     )
     device = Device(options)
     signal.signal(signal.SIGTERM, lambda *_: device.stop_event.set())
@@ -115,6 +123,7 @@ class DeviceFleet:
         ack_seconds: float = 10.0,
         python: str = sys.executable,
         prefix: str = "loupe-device",
+        nucleus_mqtt: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.endpoint = endpoint
@@ -126,6 +135,7 @@ class DeviceFleet:
         self.ack_seconds = ack_seconds
         self.python = python
         self.prefix = prefix
+        self.nucleus_mqtt = nucleus_mqtt
         self.processes: dict[str, subprocess.Popen] = {}
 
     @classmethod
@@ -201,6 +211,7 @@ class DeviceFleet:
             str(self.ack_seconds),
             "--parent-pid",
             str(os.getpid()),
+            *(["--nucleus-mqtt"] if self.nucleus_mqtt else []),
             *(extra_args or []),
         ]
         env = dict(os.environ)

@@ -7,6 +7,18 @@ them fails loudly instead of silently changing the local loop.
 2. EventBridge rule targets that are Lambda functions or state machines (moto delivers only to SQS, logs,
    archives and buses) -> the event router.
 3. Step Functions execution (LocalStack's ASL interpreter inside moto) is switched on.
+4. AWS SDK integrations (``arn:aws:states:::aws-sdk:<service>:<action>``) answer as Step Functions documents
+   ("AWS SDK service integrations", supported-services-awssdk.html): a streamed response member such as S3
+   GetObject's ``Body`` reaches the state as a string (moto's engine handed it the botocore stream), and errors
+   carry the service's documented exception prefix (``S3.NoSuchKeyException``; moto wrote ``s3.NoSuchKeyException``,
+   which no Catch written for AWS matches).
+5. StartExecution without a ``name`` gets a UUID as Step Functions documents (API_StartExecution); moto's engine
+   named every such execution "None", so a schedule (EventBridge starts executions unnamed) ran once per process
+   and then failed with ExecutionAlreadyExists. A given name is checked as StartExecution documents (InvalidName,
+   more than 80 characters), which moto's engine skipped.
+6. SendTaskSuccess refuses what Step Functions refuses (API_SendTaskSuccess): output that is not JSON
+   (InvalidOutput) or above the 256 KiB payload quota (ValidationException); the task keeps waiting. moto's
+   engine accepted both and then failed the execution, so a broken callback looked delivered to its sender.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import copy
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +79,12 @@ def apply() -> None:
     # 3. run state machines for real
     settings.get_sf_execution_history_type  # noqa: B018 - must exist in this moto version
     _enable_sfn_execution()
+    # 4. AWS SDK integrations
+    _patch_sfn_aws_sdk()
+    # 5. unnamed executions
+    _patch_sfn_execution_names()
+    # 6. task-token callbacks
+    _patch_sfn_task_success()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -113,3 +132,102 @@ def _enable_sfn_execution() -> None:
     from moto.core import config
 
     config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
+
+
+# Exception prefixes of the AWS SDK integrations the stack uses, from the "Exception prefix" column of the Step
+# Functions developer guide's "AWS SDK service integrations" table (moto knows only dynamodb and sfn).
+AWS_SDK_ERROR_PREFIXES = {
+    "s3": "S3",
+    "sagemaker": "SageMaker",
+    "sns": "Sns",
+    "sqs": "Sqs",
+    "lambda": "Lambda",
+    "iot": "Iot",
+    "greengrassv2": "GreengrassV2",
+}
+
+
+def _patch_sfn_aws_sdk() -> None:
+    from botocore.response import StreamingBody
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk as aws_sdk,
+    )
+
+    # moto's table maps the lower-cased service name to the prefix; add the documented ones it lacks
+    for service, prefix in AWS_SDK_ERROR_PREFIXES.items():
+        aws_sdk._SERVICE_ERROR_NAMES.setdefault(service, prefix)
+
+    def text_of(value: Any) -> Any:
+        if isinstance(value, StreamingBody):
+            # Step Functions returns a streamed member as a string and does not support binary content, so bytes
+            # that are not UTF-8 fail the task (States.Runtime) instead of reaching the state mangled.
+            data = value.read()
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(
+                    f"the response's streamed member is {len(data)} bytes of binary data; Step Functions returns it "
+                    "as a string and does not support binary content"
+                ) from exc
+        if isinstance(value, dict):
+            return {k: text_of(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [text_of(v) for v in value]
+        return value
+
+    def _normalise_response(
+        self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+    ) -> None:
+        if isinstance(response, dict):
+            response.update(text_of(response))
+
+    aws_sdk.StateTaskServiceAwsSdk._normalise_response = _normalise_response
+
+
+def _patch_sfn_execution_names() -> None:
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any,
+        state_machine_arn: str,
+        name: str | None = None,
+        execution_input: Any = None,
+        trace_header: Any = None,
+    ) -> Any:
+        if name:
+            self._validate_name(name)  # moto's own StartExecution checks, which its engine's backend skipped
+        else:
+            name = str(uuid.uuid4())
+        return original(self, state_machine_arn, name, execution_input, trace_header)
+
+    StepFunctionsParserBackend.start_execution = start_execution
+
+
+# "Maximum input or output size for a task, state, or execution: 256 KiB of data as a UTF-8 encoded string"
+# (Step Functions service quotas); SendTaskSuccess's output has the same limit.
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def _patch_sfn_task_success() -> None:
+    from moto.stepfunctions.parser import api
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.send_task_success
+
+    def send_task_success(self: Any, task_token: str, outcome: str) -> Any:
+        size = len((outcome or "").encode("utf-8"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise api.ValidationException(
+                f"1 validation error detected: Value at 'output' failed to satisfy constraint: Member must have "
+                f"length less than or equal to {MAX_PAYLOAD_BYTES} (got {size} bytes)",
+                "ValidationException",
+            )
+        try:
+            json.loads(outcome)
+        except (TypeError, ValueError) as exc:
+            raise api.InvalidOutput(f"Invalid Output: not valid JSON: {exc}", "InvalidOutput") from exc
+        return original(self, task_token, outcome)
+
+    StepFunctionsParserBackend.send_task_success = send_task_success

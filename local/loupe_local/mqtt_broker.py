@@ -8,10 +8,15 @@ again on the same port (tests use that to simulate an outage).
         ...
 
 ``LOUPE_MQTT_BROKER=mosquitto|amqtt`` forces one implementation.
+
+Both enforce the devices' IoT policy (``loupe_local.mqtt_policy``): a client publishes only on
+``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core). amqtt drops a denied publish and
+disconnects the client, as IoT Core does; mosquitto's ACL drops it but keeps the connection.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -28,7 +33,10 @@ from amqtt.broker import Broker
 async def main(port):
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        "plugins": {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            "loupe_local.mqtt_policy.DevicePolicyPlugin": {},
+        },
     }
     broker = Broker(config)
     await broker.start()
@@ -100,9 +108,17 @@ class Broker:
             persistence = (
                 f"persistence true\npersistence_location {self._dir}/\n" if self.persistent else "persistence false\n"
             )
+            from loupe_local.mqtt_policy import mosquitto_acl
+
+            acl = self._dir / "device-policy.acl"
+            acl.write_text(mosquitto_acl())
+            # Started as root, mosquitto drops to the `mosquitto` user before it reads the ACL and the persistence
+            # folder, which live in this process's private state dir: stay the user who owns them (mosquitto.conf
+            # `user`; it has no effect when not started as root).
+            owner = f"user {getpass.getuser()}\n"
             conf.write_text(
-                f"listener {self.port} {self.host}\nallow_anonymous true\n{persistence}"
-                "max_queued_messages 100000\nlog_dest stdout\n"
+                f"listener {self.port} {self.host}\n{owner}allow_anonymous true\n{persistence}"
+                f"acl_file {acl}\nmax_queued_messages 100000\nlog_dest stdout\n"
             )
             cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
         else:

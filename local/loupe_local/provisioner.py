@@ -69,6 +69,7 @@ class Provisioner:
             "AWS::IAM::Role": self._role,
             "AWS::Lambda::Function": self._function,
             "AWS::Lambda::LayerVersion": self._layer,
+            "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::Events::Rule": self._rule,
@@ -112,6 +113,7 @@ class Provisioner:
     # ------------------------------------------------------------------ main
     def provision(self) -> dict[str, Provisioned]:
         resources = self.app.resources
+        self.check_parameters()
         self._check_references(resources)
         for logical_id in creation_order(resources):
             res = resources[logical_id]
@@ -140,6 +142,32 @@ class Provisioner:
             self.done[logical_id] = result
             log.debug("created %s %s", rtype, result.ref)
         return self.done
+
+    def check_parameters(self) -> None:
+        """What CloudFormation validates before it creates anything (so a failure creates nothing): each String
+        parameter's AllowedPattern (a whole-value match), then the template's Rules, whose failed assertion's
+        AssertDescription is the deploy's ValidationError (AWSCloudFormation/latest/UserGuide/rules-section-structure).
+        """
+        template = self.app.transformed
+        for name, spec in template.get("Parameters", {}).items():
+            pattern = spec.get("AllowedPattern")
+            value = self.resolver.parameters.get(name)
+            if pattern and spec.get("Type") == "String" and not re.fullmatch(pattern, str(value)):
+                why = spec.get("ConstraintDescription")
+                detail = f"failed to satisfy constraint: {why}" if why else f"must match pattern {pattern}"
+                raise TemplateError(f"ValidationError: Parameter '{name}' {detail}")
+        for rule_name, rule in template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self._rule_value(rule_name, rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self._rule_value(rule_name, assertion["Assert"]):
+                    raise TemplateError(f"ValidationError: {assertion.get('AssertDescription') or rule_name}")
+
+    def _rule_value(self, rule_name: str, expression: Any) -> bool:
+        value = self.resolver.resolve(expression)
+        if not isinstance(value, bool):  # a rule function the local resolver lacks must not pass silently
+            raise TemplateError(f"rule {rule_name}: {json.dumps(expression)} is not evaluable locally")
+        return value
 
     def _check_references(self, resources: dict[str, Any]) -> None:
         """A state machine or rule that names a function the template lacks stops provisioning, by name."""
@@ -176,6 +204,8 @@ class Provisioner:
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
+        if props.get("CorsConfiguration"):
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration=_cors(props["CorsConfiguration"]))
         return Provisioned(
             logical_id,
             "AWS::S3::Bucket",
@@ -272,6 +302,15 @@ class Provisioner:
         if props.get("RetentionInDays"):
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return Provisioned(logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
+
+    def _event_invoke_config(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        """Stored in moto's Lambda; the router's asynchronous invocations read it (retries, on-failure)."""
+        kwargs: dict[str, Any] = {"FunctionName": props["FunctionName"]}
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"):
+            if key in props:
+                kwargs[key] = int(props[key]) if key != "DestinationConfig" else props[key]
+        self.client("lambda").put_function_event_invoke_config(**kwargs)
+        return Provisioned(logical_id, "AWS::Lambda::EventInvokeConfig", f"{props['FunctionName']}|$LATEST")
 
     def _state_machine(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         name = props.get("StateMachineName") or self.physical_name(logical_id, 80, lower=False)
@@ -450,6 +489,16 @@ class Provisioner:
             DashboardName=name, DashboardBody=body if isinstance(body, str) else json.dumps(body)
         )
         return Provisioned(logical_id, "AWS::CloudWatch::Dashboard", name, {})
+
+
+def _cors(config: dict[str, Any]) -> dict[str, Any]:
+    """AWS::S3::Bucket CorsConfiguration -> PutBucketCors's CORSConfiguration (CloudFormation renames members)."""
+    renamed = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds", "Id": "ID"}
+    rules = [{renamed.get(k, k): v for k, v in rule.items()} for rule in config.get("CorsRules", [])]
+    for rule in rules:
+        if "MaxAgeSeconds" in rule:
+            rule["MaxAgeSeconds"] = int(rule["MaxAgeSeconds"])
+    return {"CORSRules": rules}
 
 
 def _bools(d: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,16 @@
   target's RetryPolicy and sends what still fails to its DeadLetterConfig queue.
 - Schedules: rules with a ScheduleExpression fire on timers (``rate(...)``; ``cron(...)`` is listed as unsupported).
   ``fire_schedule(rule)`` fires one on demand.
-- IoT topic rules: the router subscribes to the local MQTT broker with each rule's topic filter
-  (``SELECT * FROM '<filter>'``) and runs its Lambda actions; failures go to the rule's SQS error action.
+- IoT topic rules: the router subscribes to the local MQTT broker with each rule's topic filter, evaluates the
+  rule's SQL (``loupe_local.iot_sql``) and invokes its Lambda actions asynchronously, as IoT Core does; only an
+  invoke that fails goes to the rule's SQS error action.
+- Lambda asynchronous invocation (``invoke_async``, also used for ``InvocationType=Event``): retries, maximum event
+  age and the on-failure destination from the function's EventInvokeConfig, else its dead-letter queue.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -21,13 +25,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from loupe_local import iot_sql
 from loupe_local.invoker import FunctionError, Invoker
 
 log = logging.getLogger("loupe_local.router")
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
 _UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
-_IOT_SQL = re.compile(r"^\s*SELECT\s+\*\s+FROM\s+'([^']+)'\s*(?:WHERE\s+(.+))?$", re.IGNORECASE)
+
+
+class AsyncInvokeRejected(Exception):
+    """Lambda refused an asynchronous Invoke request itself (the error code and message of the Invoke API)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 def schedule_seconds(expression: str) -> int | None:
@@ -60,6 +72,12 @@ class Router:
         self.schedules: dict[str, dict[str, Any]] = {}
         self.topic_rules: dict[str, dict[str, Any]] = {}
         self._mqtt: Any = None
+        # Lambda waits about 1 then 2 minutes between the attempts of an asynchronous invocation; locally those
+        # become seconds (and event ages are scaled the same way), so a test sees all attempts.
+        self.async_retry_delays: tuple[float, ...] = (1.0, 2.0)
+        self.async_age_scale = 1 / 60
+        self.async_results: list[dict[str, Any]] = []
+        self._async_pool = threading.BoundedSemaphore(8)
 
     # ------------------------------------------------------------------ EventBridge targets
     def target_input(self, target: dict[str, Any], event: dict[str, Any]) -> Any:
@@ -143,14 +161,152 @@ class Router:
         for target in spec["targets"]:
             self.deliver(target, event)
 
+    # ------------------------------------------------------------------ Lambda asynchronous invocation
+    def invoke_async(self, function: str, payload: Any) -> str:
+        """Lambda ``Invoke`` with ``InvocationType=Event``: the request is queued (202) and runs in the background
+        with the function's EventInvokeConfig (retries, maximum event age, on-failure destination) and, when no
+        on-failure destination is set, its dead-letter queue. Raises ``AsyncInvokeRejected`` when the invoke
+        itself fails (no such function, a payload that is not JSON) - the only case an IoT rule's error action
+        sees. https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html"""
+        fn = self.invoker.find(function)
+        if fn is None:
+            raise AsyncInvokeRejected("ResourceNotFoundException", f"Function not found: {function}")
+        if isinstance(payload, bytes | bytearray):
+            raise AsyncInvokeRejected("InvalidRequestContentException", "Could not parse request body into json")
+        request_id = str(uuid.uuid4())
+        thread = threading.Thread(
+            target=self._run_async,
+            args=(fn.name, fn.arn, payload, request_id, time.time()),
+            daemon=True,
+            name=f"async-{fn.logical_id}",
+        )
+        thread.start()
+        return request_id
+
+    def _event_invoke_config(self, name: str) -> dict[str, Any]:
+        lam = self.client("lambda")
+        try:
+            config = lam.get_function_event_invoke_config(FunctionName=name)
+        except Exception:  # no EventInvokeConfig: Lambda's defaults
+            config = {}
+        try:
+            dlq = (lam.get_function_configuration(FunctionName=name).get("DeadLetterConfig") or {}).get("TargetArn")
+        except Exception:
+            dlq = None
+        return {
+            "retries": int(config.get("MaximumRetryAttempts", 2)),
+            "max_age": int(config.get("MaximumEventAgeInSeconds", 6 * 3600)),
+            "on_failure": ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
+            "dlq": dlq,
+        }
+
+    def _run_async(self, name: str, arn: str, payload: Any, request_id: str, queued_at: float) -> None:
+        with self._async_pool:
+            config = self._event_invoke_config(name)
+            attempts, error, condition = 0, None, "RetriesExhausted"
+            while True:
+                attempts += 1
+                try:
+                    self.invoker.invoke(name, payload)
+                    self.async_results.append(
+                        {"requestId": request_id, "function": name, "attempts": attempts, "outcome": "Success"}
+                    )
+                    return
+                except FunctionError as exc:
+                    error = exc.payload
+                if attempts > config["retries"]:
+                    break
+                delay = self.async_retry_delays[min(attempts - 1, len(self.async_retry_delays) - 1)]
+                if time.time() + delay - queued_at > config["max_age"] * self.async_age_scale:
+                    condition = "EventAgeExceeded"
+                    break
+                if self._stop.wait(delay):
+                    return
+            record = {
+                "version": "1.0",
+                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "requestContext": {
+                    "requestId": request_id,
+                    "functionArn": f"{arn}:$LATEST",
+                    "condition": condition,
+                    "approximateInvokeCount": attempts,
+                },
+                "requestPayload": payload,
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "responsePayload": {k: v for k, v in (error or {}).items() if k != "stackTrace"},
+            }
+            sent_to = self._async_failure(config, record, payload, error or {})
+            self.async_results.append(
+                {
+                    "requestId": request_id,
+                    "function": name,
+                    "attempts": attempts,
+                    "outcome": condition,
+                    "sent_to": sent_to,
+                }
+            )
+            self.failures.append({"target": arn, "error": json.dumps(error)[:2000], "at": time.time()})
+
+    def _async_failure(self, config: dict[str, Any], record: dict[str, Any], payload: Any, error: dict) -> str | None:
+        """On-failure destination (the invocation record) or, without one, the dead-letter queue (the event)."""
+        destination = config["on_failure"]
+        try:
+            if destination:
+                self._send(destination, json.dumps(record, default=str))
+                return destination
+            if config["dlq"]:
+                attributes = {
+                    "RequestID": record["requestContext"]["requestId"],
+                    "ErrorCode": "200",
+                    "ErrorMessage": str(error.get("errorMessage", ""))[:256] or "Unhandled",
+                }
+                self._send(config["dlq"], json.dumps(payload, default=str), attributes)
+                return config["dlq"]
+        except Exception:
+            log.exception("could not deliver the failed invocation of %s to %s", record["requestContext"], destination)
+            return None
+        log.warning("async invocation %s failed and has no destination", record["requestContext"])
+        return None
+
+    def _send(self, arn: str, body: str, attributes: dict[str, str] | None = None) -> None:
+        service = arn.split(":")[2]
+        if service == "sqs":
+            sqs = self.client("sqs")
+            url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            extra = {}
+            if attributes:
+                extra["MessageAttributes"] = {
+                    k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+                }
+            sqs.send_message(QueueUrl=url, MessageBody=body, **extra)
+        elif service == "sns":
+            self.client("sns").publish(TopicArn=arn, Message=body)
+        elif service == "lambda":
+            self.invoke_async(arn, json.loads(body))
+        elif service == "events":
+            self.client("events").put_events(
+                Entries=[
+                    {
+                        "Source": "lambda",
+                        "DetailType": "Lambda Function Invocation Result - Failure",
+                        "Detail": body,
+                        "EventBusName": arn,
+                    }
+                ]
+            )
+        else:
+            raise ValueError(f"unsupported destination {arn}")
+
     # ------------------------------------------------------------------ IoT topic rules
     def add_topic_rule(self, rule_name: str, payload: dict[str, Any]) -> None:
-        match = _IOT_SQL.match(payload["sql"])
-        if not match:
-            raise ValueError(f"topic rule {rule_name}: only SELECT * FROM '<filter>' is supported locally")  # noqa: S608
-        if match.group(2):
-            raise ValueError(f"topic rule {rule_name}: WHERE clauses are not supported locally")
-        self.topic_rules[rule_name] = {"filter": match.group(1), **payload}
+        """Parse the rule's SQL now (an unsupported statement fails provisioning, by rule name)."""
+        try:
+            sql = iot_sql.parse(payload["sql"])
+        except iot_sql.IotSqlError as exc:
+            raise ValueError(f"topic rule {rule_name}: {exc}") from exc
+        self.topic_rules[rule_name] = {"filter": sql.topic_filter, "parsed": sql, **payload}
+        if self._mqtt is not None:
+            self._mqtt.subscribe(sql.topic_filter, qos=1)
 
     def connect_mqtt(self, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
@@ -158,7 +314,7 @@ class Router:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-iot-rules-{uuid.uuid4().hex[:6]}")
 
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
-            for rule in self.topic_rules.values():
+            for rule in list(self.topic_rules.values()):
                 c.subscribe(rule["filter"], qos=1)
 
         def on_message(c: Any, userdata: Any, msg: Any) -> None:
@@ -171,34 +327,45 @@ class Router:
         self._mqtt = client
 
     def on_mqtt_message(self, topic: str, payload: bytes) -> None:
-        for name, rule in self.topic_rules.items():
+        """Evaluate each matching rule's SQL and run its actions. A Lambda action is an asynchronous invoke
+        (iot-lambda-rule-action.html): a handler error is the function's business (retries, its on-failure
+        destination); the rule's error action fires only when the invoke itself fails."""
+        for name, rule in list(self.topic_rules.items()):
             if rule.get("ruleDisabled") or not topic_matches(rule["filter"], topic):
                 continue
-            try:
-                message = json.loads(payload)
-            except json.JSONDecodeError:
-                message = {"payload": payload.decode("utf-8", "replace")}
-            if isinstance(message, dict):
-                message.setdefault("topic", topic)  # like SELECT *, topic() AS topic, for handlers that want it
+            matched, message = rule["parsed"].evaluate(topic, payload)
+            if not matched:
+                continue
             for action in rule.get("actions", []):
                 fn = (action.get("lambda") or {}).get("functionArn")
                 if not fn:
                     continue
                 try:
-                    self.invoker.invoke(fn, message)
-                    self.delivered.append({"target": fn, "topic": topic, "at": time.time()})
+                    request_id = self.invoke_async(fn, message)
+                    self.delivered.append({"target": fn, "topic": topic, "requestId": request_id, "at": time.time()})
                 except Exception as exc:
-                    self._iot_error(name, rule, topic, message, exc)
+                    self._iot_error(name, rule, topic, payload, fn, exc)
 
-    def _iot_error(self, name: str, rule: dict[str, Any], topic: str, message: Any, exc: Exception) -> None:
-        reason = json.dumps(exc.payload) if isinstance(exc, FunctionError) else f"{type(exc).__name__}: {exc}"
+    def _iot_error(self, name: str, rule: dict[str, Any], topic: str, payload: bytes, fn: str, exc: Exception) -> None:
+        """The rule's error action, with the documented error message format (rule-error-handling.html)."""
+        reason = str(exc) if isinstance(exc, AsyncInvokeRejected) else f"{type(exc).__name__}: {exc}"
         self.failures.append({"rule": name, "topic": topic, "error": reason, "at": time.time()})
         queue_url = ((rule.get("errorAction") or {}).get("sqs") or {}).get("queueUrl")
         if queue_url:
-            self.client("sqs").send_message(
-                QueueUrl=queue_url,
-                MessageBody=json.dumps({"ruleName": name, "topic": topic, "payload": message, "error": reason}),
-            )
+            body = {
+                "ruleName": name,
+                "topic": topic,
+                "cloudwatchTraceId": str(uuid.uuid4()),
+                "base64OriginalPayload": base64.b64encode(payload).decode(),
+                "failures": [
+                    {
+                        "failedAction": "LambdaAction",
+                        "failedResource": fn,
+                        "errorMessage": f"Failed to invoke: {reason}",
+                    }
+                ],
+            }
+            self.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
 
     def stop(self) -> None:
         self._stop.set()

@@ -23,6 +23,7 @@ from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.provisioner import Provisioned, Provisioner
 from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
+from loupe_local.standins.groundtruth import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
 
 log = logging.getLogger("loupe_local")
@@ -110,6 +111,10 @@ class LocalRuntime:
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
         self.preferred_port = port
         self.parameters = dict(parameters or {})
+        if not {"WorkteamArn", "UsePublicWorkforce"} & set(self.parameters):
+            # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
+            # private workteam that the Ground Truth stand-in's workforce stands for
+            self.parameters["WorkteamArn"] = local_workteam_arn(region)
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt
@@ -128,6 +133,7 @@ class LocalRuntime:
         self._event_pool = threading.BoundedSemaphore(8)
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
+        self.console: Any = None  # loupe_local.console.app.Console, once start_console() ran
 
     # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
     def client(self, service: str) -> Any:
@@ -293,12 +299,12 @@ class LocalRuntime:
             return exc.payload, True
 
     def _async_invoke(self, function_name: str, event: Any) -> None:
-        assert self.invoker is not None
-        with self._event_pool:
-            try:
-                self.invoker.invoke(function_name, event)
-            except FunctionError as exc:
-                log.warning("async invoke of %s failed: %s", function_name, exc.payload.get("errorMessage"))
+        # InvocationType=Event: the router applies the function's EventInvokeConfig (retries, on-failure destination)
+        assert self.router is not None
+        try:
+            self.router.invoke_async(function_name, event)
+        except Exception as exc:
+            log.warning("async invoke of %s was refused: %s", function_name, exc)
 
     def status(self) -> dict[str, Any]:
         functions = {}
@@ -331,6 +337,7 @@ class LocalRuntime:
             "resources": {lid: res.as_json() for lid, res in self.resources.items()},
             "parameters": self.parameter_values,
             "mqtt": self.mqtt,
+            **({"console": self.console.url} if self.console else {}),
             **extra,
         }
         return (
@@ -339,7 +346,19 @@ class LocalRuntime:
             else _write_at(self.state_dir, data)
         )
 
+    def start_console(self, port: int = 0) -> str:
+        """Serve the local console (Labeling, Models, Fleet, Loop) on 127.0.0.1; its URL goes in local.json."""
+        from loupe_local.console.app import Console
+
+        self.console = Console.for_runtime(self, port)
+        url = self.console.start()
+        self.write_state()
+        return url
+
     def stop(self) -> None:
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
         for standin in reversed(self.standins):
             try:
                 standin.stop()

@@ -3,6 +3,7 @@
 ``train_main``: the training job (``sagemaker_program``): channels ``dataset`` (a prepared dataset) and ``weights``
 (warm-start weights or a NO_WEIGHTS marker), hyperparameters from ``SM_HPS``; everything written to
 ``SM_MODEL_DIR`` becomes the job's model.tar.gz (best.pt, model.onnx, model_int8.onnx, train_summary.json).
+The run itself lives in ``/opt/ml/checkpoints`` (last.pt every epoch) and resumes from there after a spot restart.
 
 ``job_main``: the processing jobs, ``job.py prepare|evaluate [options]``. Paths follow the processing contract
 (``/opt/ml/processing/...``); ``LOUPE_OPT_ML`` moves that root (the local pipeline stand-in maps it into its
@@ -136,13 +137,25 @@ def train_main() -> int:
     output_dir = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     output_dir.mkdir(parents=True, exist_ok=True)
     progress = Path(os.environ.get("LOUPE_PROGRESS_FILE") or output_dir / "progress.json")
+    # CheckpointConfig.LocalPath (the pipeline sets SageMaker's default): SageMaker copies the job's checkpoint
+    # prefix here before the algorithm starts and uploads what is written here while it runs, so a job restarted
+    # after a spot interruption finds its last epoch (https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html)
+    checkpoints = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "checkpoints"
 
     def log(msg: str) -> None:
         print(f"[loupe-train] {msg}", flush=True)
 
     try:
         hps = HyperParams.from_mapping(hps_raw)
-        train_job(dataset, model_dir, hps, weights=Path(weights) if weights else None, log=log, progress_file=progress)
+        train_job(
+            dataset,
+            model_dir,
+            hps,
+            weights=Path(weights) if weights else None,
+            log=log,
+            progress_file=progress,
+            checkpoint_dir=checkpoints,
+        )
     except (DatasetError, TrainingError, ValueError) as exc:
         log(f"error: {exc}")
         failure = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"

@@ -119,11 +119,14 @@ def train_job(
     work_dir: Path | None = None,
     log: Log = print,
     progress_file: Path | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     prepared = load_prepared(prepared_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     work = work_dir or Path(tempfile.mkdtemp(prefix="loupe-train-"))
-    result = train(prepared.root, work, hps, weights=weights, log=log, progress_file=progress_file)
+    result = train(
+        prepared.root, work, hps, weights=weights, log=log, progress_file=progress_file, checkpoint_dir=checkpoint_dir
+    )
     shutil.copyfile(result.weights, model_dir / "best.pt")
     fp32 = ex.export_onnx(result.weights, model_dir / "model.onnx", hps.imgsz)
     size_mb = fp32.stat().st_size / 1e6

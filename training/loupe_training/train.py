@@ -107,9 +107,11 @@ class ProgressReporter:
 
     def on_train_start(self, trainer: Any) -> None:
         self.total = int(trainer.epochs)
-        self._write({"status": "training", "epoch": 0, "epochs": self.total, "history": []})
+        done = int(getattr(trainer, "start_epoch", 0) or 0)  # > 0 when resumed from a checkpoint
+        self._write({"status": "training", "epoch": done, "epochs": self.total, "history": [], "resumed_after": done})
         args = trainer.args
-        self.log(f"training started: {self.total} epochs, imgsz {args.imgsz}, batch {trainer.batch_size}")
+        resumed = f", resumed after epoch {done}" if done else ""
+        self.log(f"training started: {self.total} epochs, imgsz {args.imgsz}, batch {trainer.batch_size}{resumed}")
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         items = trainer.label_loss_items(trainer.tloss, prefix="train") or {}
@@ -148,6 +150,49 @@ class ProgressReporter:
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
 
 
+CHECKPOINT_RUN = "run"  # <checkpoint dir>/run/weights/last.pt is Ultralytics' own resumable checkpoint
+CHECKPOINT_MARKER = "checkpoint.json"  # written after each epoch's last.pt is complete
+
+
+class CheckpointMarker:
+    """Writes ``checkpoint.json`` ({"epoch", "epochs", "last"}) once an epoch's ``last.pt`` is on disk.
+
+    Ultralytics saves ``last.pt`` every epoch (``on_model_save`` runs right after); the marker says which epoch
+    that file holds and that it is complete, for logs and for whoever interrupts the job (a spot reclaim in tests).
+    """
+
+    def __init__(self, root: Path, log: Callable[[str], None]) -> None:
+        self.root = root
+        self.log = log
+
+    def on_model_save(self, trainer: Any) -> None:
+        epoch = int(trainer.epoch) + 1
+        state = {"epoch": epoch, "epochs": int(trainer.epochs), "last": str(Path(trainer.last).relative_to(self.root))}
+        tmp = self.root / (CHECKPOINT_MARKER + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.root / CHECKPOINT_MARKER)
+        self.log(f"checkpoint saved: epoch {epoch}/{state['epochs']} in {self.root}")
+
+
+def resumable_checkpoint(checkpoint_dir: Path) -> tuple[Path | None, int, bool]:
+    """(last.pt, epochs done, finished) of an earlier attempt of this job in ``checkpoint_dir``; (None, 0, False)."""
+    last = checkpoint_dir / CHECKPOINT_RUN / "weights" / "last.pt"
+    if not last.is_file():
+        return None, 0, False
+    import torch
+
+    try:
+        ckpt = torch.load(str(last), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a torn file from a reclaimed instance: start over, say so
+        raise TrainingError(
+            f"checkpoint {last} is unreadable ({exc}); delete the checkpoint prefix to start over"
+        ) from exc
+    epoch = int(ckpt.get("epoch", -1))
+    if epoch < 0:  # Ultralytics marks a completed run's stripped checkpoint with epoch -1
+        return last, 0, True
+    return last, epoch + 1, False
+
+
 def find_weights(channel: str | Path | None) -> Path | None:
     """The ``.pt`` file in a weights channel (folder) or the file itself; None when absent or empty."""
     if not channel:
@@ -168,8 +213,14 @@ def train(
     weights: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress_file: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train and return the best checkpoint; raises TrainingError on divergence or an unusable result."""
+    """Train and return the best checkpoint; raises TrainingError on divergence or an unusable result.
+
+    With ``checkpoint_dir`` (SageMaker's ``/opt/ml/checkpoints``, synced to the job's CheckpointConfig S3 URI) the
+    run lives there and ``last.pt`` is saved every epoch; when an earlier attempt of the same job left one (a spot
+    interruption restarts the job with the same checkpoint prefix), training resumes after its last epoch.
+    """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     prepare_offline(out / ".yolo-config")
@@ -187,8 +238,21 @@ def train(
     quiet_settings()
     prepared = load_prepared(prepared_dir)
     data_yaml = runtime_yaml(prepared, out / "work")
+    project = out
+    resume_from, done, finished = None, 0, False
+    if checkpoint_dir is not None:
+        project = Path(checkpoint_dir).resolve()
+        project.mkdir(parents=True, exist_ok=True)
+        resume_from, done, finished = resumable_checkpoint(project)
+    if finished:
+        best = project / CHECKPOINT_RUN / "weights" / "best.pt"
+        log(f"checkpoint {resume_from} is a finished run: using {best.name if best.is_file() else 'last.pt'}")
+        return TrainResult(best if best.is_file() else resume_from, 0, 0.0, {}, [])
     start = find_weights(weights)
-    if start is not None:
+    if resume_from is not None:
+        log(f"resuming from checkpoint {resume_from} ({done} epoch(s) done)")
+        model = YOLO(str(resume_from))
+    elif start is not None:
         log(f"warm start from {start}")
         model = YOLO(str(start))
     else:
@@ -204,31 +268,37 @@ def train(
         log, Path(progress_file) if progress_file else None, hps.epochs, stop_at=hps.stop_at_val_map50
     )
     reporter.attach(model)
+    if checkpoint_dir is not None:
+        model.add_callback("on_model_save", CheckpointMarker(project, log).on_model_save)
     # A warm start fine-tunes: Ultralytics' "auto" optimizer ignores lr0 and its warmup (bias lr 0.1 for >= 100
     # iterations) covers a whole small fine-tune and undoes what the champion learned. AdamW at a low rate without
     # warmup keeps it (measured on the synthetic drift: +0.19 phase-2 mAP50 against +0.05 with the defaults).
     tuning = {"optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0} if start is not None else {"lr0": hps.lr0}
     started = time.monotonic()
     try:
-        model.train(
-            data=str(data_yaml),
-            epochs=hps.epochs,
-            imgsz=hps.imgsz,
-            batch=hps.batch,
-            patience=hps.patience,
-            **tuning,
-            seed=hps.seed,
-            deterministic=True,
-            workers=hps.workers,
-            device=device,
-            project=str(out),
-            name="run",
-            exist_ok=True,
-            plots=False,
-            amp=False,
-            verbose=False,
-            val=True,
-        )
+        if resume_from is not None:
+            # Ultralytics takes every other setting (epochs, lr, seed, project) from the checkpoint's own args
+            model.train(resume=True, data=str(data_yaml), workers=hps.workers, device=device, plots=False)
+        else:
+            model.train(
+                data=str(data_yaml),
+                epochs=hps.epochs,
+                imgsz=hps.imgsz,
+                batch=hps.batch,
+                patience=hps.patience,
+                **tuning,
+                seed=hps.seed,
+                deterministic=True,
+                workers=hps.workers,
+                device=device,
+                project=str(project),
+                name=CHECKPOINT_RUN,
+                exist_ok=True,
+                plots=False,
+                amp=False,
+                verbose=False,
+                val=True,
+            )
     except TrainingError:
         raise
     except RuntimeError as exc:
@@ -236,9 +306,9 @@ def train(
             raise TrainingError(f"training diverged: {exc}") from exc
         raise
     seconds = time.monotonic() - started
-    best = out / "run" / "weights" / "best.pt"
+    best = project / CHECKPOINT_RUN / "weights" / "best.pt"
     if not best.is_file():
-        best = out / "run" / "weights" / "last.pt"
+        best = project / CHECKPOINT_RUN / "weights" / "last.pt"
     if not best.is_file():
         raise TrainingError("training produced no checkpoint")
     trainer = model.trainer

@@ -25,6 +25,7 @@ from loupe_edge.transport import (
     IpcTransport,
     LocalControl,
     MqttTransport,
+    NucleusIpcTransport,
     S3Uploader,
     ipc_client_from_env,
 )
@@ -38,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config-json", help="JSON configuration string")
     p.add_argument("--thing", help="IoT thing name (default: AWS_IOT_THING_NAME, then the host name)")
     p.add_argument("--work-dir", help="state folder: outbox, status file, last-good model")
-    p.add_argument("--transport", choices=["ipc", "mqtt"], help="default: LOUPE_TRANSPORT, else ipc under Greengrass")
+    p.add_argument(
+        "--transport",
+        choices=["ipc", "mqtt", "nucleus"],
+        help="default: LOUPE_TRANSPORT, else ipc under Greengrass (nucleus: a local core device's spooler)",
+    )
     return p.parse_args(argv)
 
 
@@ -84,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if transport_kind == "ipc":
         transport = IpcTransport(ipc_client)
+    elif transport_kind == "nucleus":
+        transport = NucleusIpcTransport(os.environ.get("LOUPE_NUCLEUS_IPC", ""))
     else:
         m = cfg.get("mqtt")
-        transport = MqttTransport(m["host"], m["port"], m["clientId"] or f"loupe-edge-{thing}", m["keepalive"])
+        # the client ID is the thing name: the device policy's ${iot:Connection.Thing.ThingName} comes from it
+        transport = MqttTransport(m["host"], m["port"], m["clientId"] or thing, m["keepalive"])
     uploader = S3Uploader()
     app = EdgeApp(cfg, transport, control, outbox, uploader=uploader)
 

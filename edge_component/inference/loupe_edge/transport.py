@@ -2,6 +2,12 @@
 
 * ``IpcTransport``: Greengrass IPC (``GreengrassCoreIPCClientV2.publish_to_iot_core``), used on devices.
 * ``MqttTransport``: plain MQTT 3.1.1 to a broker (paho-mqtt), used for local runs and tests.
+* ``NucleusIpcTransport``: the local core devices' form of IPC ``PublishToIoTCore`` (``LOUPE_NUCLEUS_IPC``).
+
+What "accepted" means differs: over MQTT a message is accepted when the broker acknowledged it (PUBACK); over
+IPC (and its local form) when the nucleus put it into its spooler (``PublishToIoTCore`` answers then, before
+IoT Core saw it). From then on the nucleus' spooler holds it: in memory by default, on disk when the deployment
+configures ``aws.greengrass.DiskSpooler`` (see README, "Offline results").
 
 Both publish QoS 1 and raise :class:`TransportError` when a message was not accepted, so the outbox keeps it.
 ``S3Uploader`` uploads feedback frames with boto3 (``AWS_ENDPOINT_URL`` is honoured by boto3 itself; on a device
@@ -137,6 +143,63 @@ class IpcTransport:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead connection
             self._client.close()
+
+
+class NucleusIpcTransport:
+    """PublishToIoTCore through a local core device's nucleus (one JSON line per message on a loopback socket):
+    accepted once the nucleus spooled the message, like the Greengrass IPC call."""
+
+    name = "nucleus"
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        host, _, port = address.rpartition(":")
+        if not port.isdigit():
+            raise RuntimeError(f"LOUPE_NUCLEUS_IPC must be host:port of the nucleus IPC endpoint, not {address!r}")
+        self._address = (host or "127.0.0.1", int(port))
+        self._timeout = timeout
+        self._sock: Any = None
+        self._file: Any = None
+
+    def _connect(self) -> None:
+        import socket
+
+        if self._sock is None:
+            self._sock = socket.create_connection(self._address, timeout=self._timeout)
+            self._file = self._sock.makefile("rwb")
+
+    def _drop(self) -> None:
+        for part in (self._file, self._sock):
+            with contextlib.suppress(Exception):  # closing a dead connection
+                part.close()
+        self._sock = self._file = None
+
+    def publish_many(self, messages: list[tuple[str, bytes]], timeout: float) -> int:
+        import base64
+        import json
+
+        done = 0
+        for topic, payload in messages:
+            try:
+                self._connect()
+                req = {"topic": topic, "payload": base64.b64encode(payload).decode(), "qos": 1}
+                self._file.write(json.dumps(req).encode() + b"\n")
+                self._file.flush()
+                reply = json.loads(self._file.readline() or b"{}")
+            except (OSError, ValueError) as exc:
+                self._drop()
+                reply = {"ok": False, "error": f"nucleus IPC unreachable: {exc}"}
+            if not reply.get("ok"):
+                if done == 0:
+                    raise TransportError(f"PublishToIoTCore failed: {reply.get('error')}")
+                break
+            done += 1
+        return done
+
+    def connected(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._drop()
 
 
 class Uploader(Protocol):

@@ -18,6 +18,13 @@ Design notes:
   so a redelivered event starts nothing; a re-approval after a rejection is a new change and deploys again.
 - The thing group's ``CURRENT`` package is what completed on at least one device; ``PENDING`` is the deployment
   still rolling out. Rejecting either goes back to the newest package that ran before and is still Approved.
+- Revise, never replace: a thing group has one Greengrass deployment and a new one removes what it lacks, so the
+  deployment starts from the group's current one and changes only ``com.loupe.*`` components.
+- One rollout at a time per thing group (``TARGET#<group>`` / ``LOCK``, a conditional write that expires); once a
+  run holds it, the registry decides: an approval older than the newest Approved package is ``SUPERSEDED``.
+- Deployed means serving: a device is ``COMPLETED`` when Greengrass says so *and* its health messages report the
+  new model version (``loupe.fleet_serving``); else ``NOT_SERVING`` at the deadline.
+- Outcomes come from the deployment's IoT job, paged; per-device results live in the table, not in the state.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ FILE_DIGEST_KEYS = {
     "model_card.json": "model_card_sha256",
 }
 SUCCEEDED = {"SUCCEEDED", "COMPLETED"}
+DEPLOYED_OUTCOMES = ("COMPLETED", "PARTIAL", "DEPLOYED_NOT_SERVING")  # the components reached some devices
 FINAL_FAILED = {"FAILED", "REJECTED", "CANCELED", "TIMED_OUT"}
 
 
@@ -81,6 +89,7 @@ class DeploymentSettings:
     abort_failure_percent: int = 20
     component_update_timeout: int = 60
     inference_version: str = ""
+    nucleus_version: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> DeploymentSettings:
@@ -99,6 +108,7 @@ class DeploymentSettings:
                 abort_failure_percent=int(env.get("ABORT_FAILURE_PERCENT", "20")),
                 component_update_timeout=int(env.get("COMPONENT_UPDATE_TIMEOUT", "60")),
                 inference_version=env.get("INFERENCE_COMPONENT_VERSION", ""),
+                nucleus_version=env.get("NUCLEUS_COMPONENT_VERSION", "").strip(),
             )
         except ValueError as exc:
             raise DeploymentError(f"invalid deployment configuration: {exc}") from exc
@@ -108,6 +118,11 @@ class DeploymentSettings:
             raise DeploymentError("ROLLOUT_INCREMENT_FACTOR must be 1.1..5")
         if not 0 < s.abort_failure_percent <= 100:
             raise DeploymentError("ABORT_FAILURE_PERCENT must be 1..100")
+        if s.nucleus_version:
+            try:
+                gg_mod.parse_version(s.nucleus_version)
+            except gg_mod.GreengrassError as exc:
+                raise DeploymentError(f"NUCLEUS_COMPONENT_VERSION: {exc}") from exc
         return s
 
 
@@ -193,7 +208,13 @@ def resolve(sm: Any, iot: Any, request: dict[str, Any], settings: DeploymentSett
     asked = request.get("request") or {}
     arn = asked.get("package_arn")
     devices = thing_group_members(iot, settings.thing_group)
-    base = {"thing_group": settings.thing_group, "devices": devices, "mode": asked.get("mode") or "approved"}
+    base = {
+        "thing_group": settings.thing_group,
+        # a large fleet is not carried in the state (256 KB): its outcomes come from the deployment's IoT job
+        "devices": devices if len(devices) <= DEVICES_IN_STATE else [],
+        "device_count": len(devices),
+        "mode": asked.get("mode") or "approved",
+    }
     if not arn:
         return {**base, "status": "nothing_to_deploy", "reason": asked.get("reason") or "no approved package"}
     package = describe_package(sm, arn)
@@ -312,8 +333,13 @@ def publish_model_component(
     package = Package(**package_json)
     data = _fetch(s3, package.model_data_url)
     files = check_digests(package, data)  # the bytes we publish are the bytes we verified
-    archive = gg_mod.deterministic_zip(files)
+    shipped = gg_mod.model_component_files(gg, s3, inference["arn"])
+    zipped = dict(files)
+    if gg_mod.MODEL_CHECK_MEMBER in shipped:  # the device-side install check travels with the model
+        zipped[gg_mod.MODEL_CHECK_FILE] = shipped[gg_mod.MODEL_CHECK_MEMBER]
+    archive = gg_mod.deterministic_zip(zipped)
     digest = gg_mod.greengrass_digest(archive)
+    served = model_version_of(files, package)
     for patch in range(0, 100):
         version = gg_mod.model_component_version(package.version, patch)
         existing = gg_mod.component_arn(gg, gg_mod.MODEL_COMPONENT, version)
@@ -321,16 +347,22 @@ def publish_model_component(
             break
         recipe = gg_mod.get_recipe(gg, existing)
         if [a.get("Digest") for a in gg_mod.recipe_artifacts(recipe)] == [digest]:
-            return {"name": gg_mod.MODEL_COMPONENT, "version": version, "arn": existing, "reused": True}
+            return {
+                "name": gg_mod.MODEL_COMPONENT,
+                "version": version,
+                "arn": existing,
+                "reused": True,
+                "model_version": served,
+            }
     else:
         raise DeploymentError(f"no free {gg_mod.MODEL_COMPONENT} version for package {package.version}")
     key = gg_mod.artifact_key(gg_mod.MODEL_COMPONENT, version, "model.zip")
-    template = gg_mod.model_recipe_template(gg, s3, inference["arn"])
+    template = shipped[gg_mod.MODEL_TEMPLATE_MEMBER].decode()
     recipe = gg_mod.render_model_recipe(
         template,
         {
             "ComponentVersion": version,
-            "ModelVersion": model_version_of(files, package),
+            "ModelVersion": served,
             "ModelPackageArn": package.arn,
             "ArtifactUri": f"s3://{settings.artifact_bucket}/{key}",
             "ModelSha256": hashlib.sha256(files["model.onnx"]).hexdigest(),
@@ -343,7 +375,7 @@ def publish_model_component(
         art["Algorithm"], art["Digest"] = "SHA-256", digest  # the service refuses other bytes at that key
     s3.put_object(Bucket=settings.artifact_bucket, Key=key, Body=archive, ContentType="application/zip")
     created = gg_mod.create_component(gg, recipe)
-    return {**created, "reused": False}
+    return {**created, "reused": False, "model_version": served}
 
 
 def model_version_of(files: dict[str, bytes], package: Package) -> str:
@@ -443,6 +475,15 @@ def start_deployment(
         settings,
         timeout_seconds,
     )
+    # Revise, never replace: the new deployment replaces the target's current one on every device, so it
+    # carries every component of the current one; only Loupe's components (and their configuration) change.
+    current = gg_mod.latest_deployment(gg, group["thingGroupArn"])
+    doc["components"] = gg_mod.revise_components(current, doc["components"])
+    # Results the component handed to the nucleus (PublishToIoTCore) wait in the nucleus' spooler while the
+    # device is offline: on disk only with aws.greengrass.DiskSpooler and the nucleus' mqtt.spooler setting.
+    doc["components"], spooler = gg_mod.plan_disk_spooling(
+        gg, group["thingGroupArn"].split(":")[3], doc["components"], settings.nucleus_version
+    )
     token = hashlib.sha256(f"{package.arn}|{run}".encode()).hexdigest()[:64]
     out = gg.create_deployment(**doc, clientToken=token)
     started = time.time() if now is None else now
@@ -450,6 +491,10 @@ def start_deployment(
     return {
         "deployment_id": out["deploymentId"],
         "iot_job_id": out.get("iotJobId", ""),
+        "revised": (current or {}).get("deploymentId", ""),
+        "kept": sorted(n for n in doc["components"] if not n.startswith(gg_mod.COMPONENT_PREFIX)),
+        "spooler": spooler,
+        "model_version": str((request.get("model") or {}).get("model_version") or package.model_version),
         "target_arn": group["thingGroupArn"],
         "started": started,
         "deadline": started + timeout,
@@ -463,17 +508,46 @@ def poll_interval(timeout_seconds: int) -> int:
 
 
 def device_outcomes(
-    gg: Any, deployment_id: str, devices: list[str], deadline: float, now: float | None = None
+    gg: Any,
+    deployment_id: str,
+    devices: list[str],
+    deadline: float,
+    now: float | None = None,
+    serving: Any = None,
+    model_version: str = "",
 ) -> dict[str, Any]:
-    """Per-device outcome of one deployment: COMPLETED, FAILED, CANCELED, TIMED_OUT or PENDING."""
+    """Per-device outcome of one deployment: COMPLETED, FAILED, CANCELED, TIMED_OUT, NOT_SERVING or PENDING.
+
+    With ``serving`` (thing -> the model version the device last reported serving, from its health messages) a
+    device is COMPLETED only once Greengrass reports the deployment done *and* the device serves
+    ``model_version``; done but silent until the deadline is NOT_SERVING ("deployed, not serving")."""
     now = time.time() if now is None else now
     result: dict[str, dict[str, Any]] = {}
     for thing in devices:
         result[thing] = _device_outcome(gg, deployment_id, thing)
+        if serving is not None and model_version and result[thing]["status"] == "COMPLETED":
+            reported = serving(thing)
+            if reported != model_version:
+                result[thing] = {
+                    "status": "PENDING",
+                    "reason": "",
+                    "detail": "deployed, waiting for the device to report serving",
+                    "deployed": True,
+                    "serving": reported or "",
+                }
     pending = [t for t, r in result.items() if r["status"] == "PENDING"]
     timed_out = bool(pending) and now >= deadline
     if timed_out:
         for thing in pending:
+            if result[thing].get("deployed"):
+                reported = result[thing].get("serving") or "nothing"
+                result[thing] = {
+                    "status": "NOT_SERVING",
+                    "reason": f"deployed, not serving: {thing} reported serving {reported}, not model "
+                    f"{model_version}, before the deployment timeout",
+                    "detail": "deployed",
+                }
+                continue
             result[thing] = {
                 "status": "TIMED_OUT",
                 "reason": f"no result from {thing} before the deployment timeout (device offline or slow)",
@@ -489,6 +563,111 @@ def device_outcomes(
         "counts": counts,
         "all_completed": counts.get("COMPLETED", 0) == len(devices),
     }
+
+
+JOB_PAGE = 250  # ListJobExecutionsForJob's largest page
+DEVICES_IN_STATE = 50  # per-device results carried in the workflow state (and its record) at most
+REASONS_FETCHED = 20  # failed devices whose Greengrass reason is looked up (ListEffectiveDeployments) per run
+_JOB_FINAL = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "REJECTED": "FAILED", "CANCELED": "CANCELED"}
+_JOB_FINAL |= {"TIMED_OUT": "TIMED_OUT", "REMOVED": "CANCELED"}
+
+
+def job_outcomes(
+    iot: Any,
+    gg: Any,
+    deployment: dict[str, Any],
+    deadline: float,
+    serving_many: Any = None,
+    table: Any = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Per-device outcomes for a fleet of any size, from the deployment's IoT job (Greengrass runs each deployment
+    as one; ListJobExecutionsForJob pages 250 devices a call) and, for the devices done, what they report serving
+    (``serving_many``: BatchGetItem, 100 a call). Nothing here is one call per device per poll.
+
+    While the rollout goes on the result is counts only; when it is done, every device's outcome is written to
+    the deployments table (``DEPLOYMENT#<id>`` / ``DEVICE#<thing>``) and the workflow state keeps at most
+    ``DEVICES_IN_STATE`` of them (the ones that did not complete first), so the state stays far below 256 KB."""
+    now = time.time() if now is None else now
+    calls = {"ListJobExecutionsForJob": 0, "BatchGetItem": 0, "ListEffectiveDeployments": 0}
+    result: dict[str, dict[str, Any]] = {}
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {"jobId": deployment["iot_job_id"], "maxResults": JOB_PAGE}
+        if token:
+            kwargs["nextToken"] = token
+        page = iot.list_job_executions_for_job(**kwargs)
+        calls["ListJobExecutionsForJob"] += 1
+        for row in page.get("executionSummaries", []):
+            thing = str(row.get("thingArn", "")).rsplit("/", 1)[-1]
+            status = (row.get("jobExecutionSummary") or {}).get("status", "")
+            final = _JOB_FINAL.get(status)
+            result[thing] = {"status": final or "PENDING", "reason": "", "detail": status}
+        token = page.get("nextToken")
+        if not token:
+            break
+    want = str(deployment.get("model_version") or "")
+    done_things = sorted(t for t, r in result.items() if r["status"] == "COMPLETED")
+    if serving_many is not None and want and done_things:
+        reported = serving_many(done_things)
+        calls["BatchGetItem"] += -(-len(done_things) // 100)
+        for thing in done_things:
+            if reported.get(thing) != want:
+                result[thing] = {
+                    "status": "PENDING",
+                    "reason": "",
+                    "detail": "deployed, waiting for the device to report serving",
+                    "deployed": True,
+                    "serving": reported.get(thing, ""),
+                }
+    pending = [t for t, r in result.items() if r["status"] == "PENDING"]
+    timed_out = bool(pending) and now >= deadline
+    done = not pending or timed_out
+    if timed_out:
+        for thing in pending:
+            r = result[thing]
+            if r.get("deployed"):
+                result[thing] = {
+                    "status": "NOT_SERVING",
+                    "reason": f"deployed, not serving: {thing} reported serving {r.get('serving') or 'nothing'}, "
+                    f"not model {want}, before the deployment timeout",
+                    "detail": "deployed",
+                }
+            else:
+                result[thing] = {
+                    "status": "TIMED_OUT",
+                    "reason": f"no result from {thing} before the deployment timeout (device offline or slow)",
+                    "detail": r.get("detail", ""),
+                }
+    counts: dict[str, int] = {}
+    for r in result.values():
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    out: dict[str, Any] = {"done": done, "counts": counts, "all_completed": counts.get("COMPLETED", 0) == len(result)}
+    if done:
+        failed = sorted(t for t, r in result.items() if r["status"] == "FAILED")[:REASONS_FETCHED]
+        for thing in failed:
+            found = _device_outcome(gg, deployment["deployment_id"], thing)
+            calls["ListEffectiveDeployments"] += 1
+            if found.get("reason"):
+                result[thing]["reason"] = found["reason"]
+        if table is not None:
+            with table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+                for thing, r in result.items():
+                    batch.put_item(
+                        Item={
+                            "pk": f"DEPLOYMENT#{deployment['deployment_id']}",
+                            "sk": f"DEVICE#{thing}",
+                            "status": r["status"],
+                            "reason": r.get("reason") or "",
+                            "model_version": want,
+                            "updated": utc_now(),
+                        }
+                    )
+        shown = sorted(result, key=lambda t: (result[t]["status"] == "COMPLETED", t))[:DEVICES_IN_STATE]
+        out["devices"] = {t: {k: v for k, v in result[t].items() if k in ("status", "reason")} for t in shown}
+        out["devices_total"] = len(result)
+    out["calls"] = calls
+    return out
 
 
 def _device_outcome(gg: Any, deployment_id: str, thing: str) -> dict[str, Any]:
@@ -515,6 +694,73 @@ def _device_outcome(gg: Any, deployment_id: str, thing: str) -> dict[str, Any]:
     return {"status": "PENDING", "reason": "", "detail": "not notified yet"}
 
 
+# ------------------------------------------------------------------ one rollout at a time per thing group
+def acquire_lock(table: Any, thing_group: str, run_id: str, hold_seconds: int, now: float | None = None) -> bool:
+    """Take the thing group's rollout lock (a conditional write): free, expired, or already ours."""
+    now = time.time() if now is None else now
+    try:
+        table.put_item(
+            Item={
+                "pk": f"TARGET#{thing_group}",
+                "sk": "LOCK",
+                "owner": run_id,
+                "expires": int(now + hold_seconds),
+                "acquired": utc_now(),
+            },
+            ConditionExpression="attribute_not_exists(pk) OR #owner = :me OR #expires < :now",
+            ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
+            ExpressionAttributeValues={":me": run_id, ":now": int(now)},
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def release_lock(table: Any, thing_group: str, run_id: str) -> None:
+    with contextlib.suppress(table.meta.client.exceptions.ConditionalCheckFailedException):
+        table.delete_item(
+            Key={"pk": f"TARGET#{thing_group}", "sk": "LOCK"},
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":me": run_id},
+        )
+
+
+def lock_and_decide(sm: Any, table: Any, state: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """Serialize rollouts to the thing group, then decide with the registry as it is *now*.
+
+    Returns ``lock`` (``held``, ``wait_seconds``) and, once held, ``status``: ``ready``, ``superseded`` (an
+    approval of a package older than the newest Approved one: the fleet serves the newest, whatever order the
+    events came in) or ``nothing_to_deploy`` (the package is no longer Approved)."""
+    group = state["thing_group"]
+    run_id = state.get("run_id") or "manual"
+    timeout = int(state.get("timeout_seconds") or 900)
+    hold = 2 * timeout + 900  # a run that died (stopped execution) frees the group after this
+    wait = poll_interval(timeout)  # as often as a rollout's own status checks: 1 to 60 s
+    if not acquire_lock(table, group, run_id, hold, now):
+        holder = (table.get_item(Key={"pk": f"TARGET#{group}", "sk": "LOCK"}, ConsistentRead=True).get("Item")) or {}
+        return {"lock": {"held": False, "wait_seconds": wait, "holder": holder.get("owner", "")}}
+    package = Package(**state["package"])
+    out: dict[str, Any] = {"lock": {"held": True, "wait_seconds": wait}, "status": "ready", "reason": ""}
+    current = describe_package(sm, package.arn)
+    if current.status != "Approved":
+        return {**out, "status": "nothing_to_deploy", "reason": f"package {package.version} is now {current.status}"}
+    if state.get("mode", "approved") == "approved":
+        newest = next(iter(approved_packages(sm, package.group)), None)
+        if (
+            newest
+            and newest["ModelPackageArn"] != package.arn
+            and int(newest.get("ModelPackageVersion") or 0) > int(package.version)
+        ):
+            return {
+                **out,
+                "status": "superseded",
+                "reason": f"package {newest.get('ModelPackageVersion')} is a newer Approved package; the late "
+                f"approval of package {package.version} does not replace it",
+            }
+    return out
+
+
 # ------------------------------------------------------------------ records and messages
 def record(table: Any, state: dict[str, Any], outcome: str, reason: str = "") -> dict[str, Any]:
     """Write the run's package → deployment → per-device outcome to the deployments table; returns a summary."""
@@ -532,9 +778,13 @@ def record(table: Any, state: dict[str, Any], outcome: str, reason: str = "") ->
         "model_version": str(package.get("version", "")),
         "deployment_id": deployment.get("deployment_id", ""),
         "components": {k: (state.get(k) or {}).get("version", "") for k in ("model", "inference") if state.get(k)},
+        "kept": list(deployment.get("kept") or []),
+        "spooler": dict(deployment.get("spooler") or {}),
         "devices": {t: {"status": d["status"], "reason": d.get("reason", "")} for t, d in devices.items()},
+        "devices_total": int((state.get("outcomes") or {}).get("devices_total") or len(devices)),
         "run_id": run_id,
         "finished": now,
+        "finished_epoch": f"{time.time():.3f}",
     }
     pk = f"PACKAGE#{package.get('arn') or 'none'}"
     table.put_item(Item={"pk": pk, "sk": f"RUN#{run_id}", **_ddb(summary)})
@@ -552,10 +802,12 @@ def record(table: Any, state: dict[str, Any], outcome: str, reason: str = "") ->
                 }
             )
     table.put_item(Item={"pk": f"TARGET#{summary['thing_group']}", "sk": f"RUN#{now}#{run_id}", **_ddb(summary)})
-    if outcome in ("COMPLETED", "PARTIAL") and summary["package_arn"]:
+    if outcome in DEPLOYED_OUTCOMES and summary["package_arn"]:
         mark_target(table, summary["thing_group"], package, summary["deployment_id"], run_id)
     if summary["deployment_id"]:
         clear_pending(table, summary["thing_group"], summary["deployment_id"])
+    if (state.get("lock") or {}).get("held"):
+        release_lock(table, summary["thing_group"], run_id)
     summary["subject"] = subject(summary)
     summary["message"] = message(summary)
     return summary
@@ -617,7 +869,7 @@ def deployed_history(table: Any, thing_group: str, limit: int = 50) -> list[str]
     seen: list[str] = []
     for item in out.get("Items", []):
         arn = item.get("package_arn")
-        if item.get("outcome") in ("COMPLETED", "PARTIAL") and arn and arn not in seen:
+        if item.get("outcome") in DEPLOYED_OUTCOMES and arn and arn not in seen:
             seen.append(arn)
     return seen
 
@@ -654,8 +906,21 @@ def message(summary: dict[str, Any]) -> str:
         f"Deployment: {summary.get('deployment_id') or '-'}",
         f"Components: {json.dumps(summary.get('components') or {})}",
     ]
+    if summary.get("kept"):
+        lines.append(f"Other components kept in the deployment: {', '.join(summary['kept'])}")
+    spool = summary.get("spooler") or {}
+    if spool.get("storage") == "Disk":
+        lines.append(
+            f"Offline results: spooled on disk by the nucleus ({gg_mod.DISK_SPOOLER} {spool.get('disk_spooler')}"
+            f" on {gg_mod.NUCLEUS} {spool.get('nucleus')})" + (f"; {spool['reason']}" if spool.get("reason") else "")
+        )
+    elif spool:
+        lines.append(f"WARNING offline results: in memory only - {spool.get('reason')}")
     for thing, d in sorted((summary.get("devices") or {}).items()):
         lines.append(f"  {thing}: {d['status']}" + (f" - {d['reason']}" if d.get("reason") else ""))
+    hidden = int(summary.get("devices_total") or 0) - len(summary.get("devices") or {})
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more devices: DEPLOYMENT#{summary.get('deployment_id')} in the table")
     return "\n".join(lines)
 
 
@@ -666,6 +931,8 @@ def overall(outcomes: dict[str, Any]) -> tuple[str, str]:
     if total and done == total:
         return "COMPLETED", f"all {total} devices run the new components"
     parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    if counts.get("NOT_SERVING"):
+        return "DEPLOYED_NOT_SERVING", f"deployed, not serving: {parts}"
     return ("PARTIAL" if done else "FAILED"), parts
 
 

@@ -3,13 +3,17 @@
 A device publishes ``loupe/<thing>/health`` every few seconds with its frame rate, latency percentiles and the
 statistics of its recent frames. The share of uncertain frames and the mean top confidence are the drift signal:
 when the share rises over the alarm threshold, labeling (and so retraining) starts before the count threshold.
+
+The thing is the topic's (the rule's ``topic(2) AS source_thing``): a message whose claimed thing or topic disagree
+with it is rejected, and so is one from a thing outside the fleet's thing group (``in_fleet``) - no metric is
+recorded for it. Rejections are kept like the feedback ones (``loupe.feedback.record_rejection``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class HealthRejected(ValueError):
@@ -30,6 +34,25 @@ class Health(BaseModel):
     outbox_depth: int = Field(default=0, ge=0)
     dropped: int = Field(default=0, ge=0)
     errors: int = Field(default=0, ge=0)
+    topic: str = Field(min_length=1, max_length=256)  # set by the rule from the MQTT topic
+    source_thing: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Health:
+        if self.topic != f"loupe/{self.source_thing}/health":
+            raise ValueError(f"health of {self.source_thing} arrived on {self.topic}")
+        if self.thing != self.source_thing:
+            raise ValueError(f"{self.source_thing} published health claiming to be {self.thing}")
+        return self
+
+
+def in_fleet(iot: Any, thing: str, group: str) -> bool:
+    """Whether ``thing`` is a registered thing in thing group ``group`` (ListThingGroupsForThing)."""
+    try:
+        pages = iot.get_paginator("list_thing_groups_for_thing").paginate(thingName=thing)
+        return any(g.get("groupName") == group for page in pages for g in page.get("thingGroups", []))
+    except iot.exceptions.ResourceNotFoundException:
+        return False
 
 
 _ALIASES = {
@@ -62,7 +85,9 @@ def parse_health(event: Any) -> Health:
     try:
         return Health.model_validate(flat)
     except ValidationError as exc:
-        raise HealthRejected(f"invalid health message: {exc.errors()[0]['msg']}") from exc
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise HealthRejected(f"invalid health message: {where + ': ' if where else ''}{first['msg']}") from exc
 
 
 def metric_values(health: Health) -> dict[str, tuple[float, str]]:

@@ -1,9 +1,15 @@
 """Edge feedback: a device announces an uncertain frame it has uploaded; Loupe records it for labeling.
 
 The device uploads the frame to ``raw/feedback/<thing>/`` (with its metadata) and publishes a message on
-``loupe/<thing>/low-confidence``; the IoT topic rule hands the message to ``functions/feedback``. The message is
-checked against its topic and the object it names; the frame is then recorded by the same ingest code an upload
-goes through (content hash, so the S3 event of the same upload and this message give one ledger entry).
+``loupe/<thing>/low-confidence``; the IoT topic rule (``SELECT *, topic() AS topic, topic(2) AS source_thing``)
+hands the message to ``functions/feedback``. The thing is the one of the topic (which the device policy ties to
+the connection), never the payload's claim: a message whose claimed thing, key prefix or topic disagree with it is
+rejected. The frame is then recorded by the same ingest code an upload goes through (content hash, so the S3 event
+of the same upload and this message give one ledger entry).
+
+A rejected device message is not an error to retry: ``record_rejection`` keeps it, with its reason, under
+``quarantine/device-messages/`` in the raw bucket (where an operator looks) and the handler counts it in the
+``RejectedDeviceMessages`` metric, then returns normally.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ class LowConfidenceMessage(BaseModel):
     max_confidence: float = Field(ge=0.0, le=1.0)
     reason: str = Field(default="", max_length=256)
     timestamp: float | str | None = None
-    topic: str | None = None  # added by the rule's SELECT (topic()) locally and in the cloud
+    # added by the rule's SELECT from the MQTT topic (the rule's values replace any the payload carries)
+    topic: str = Field(min_length=1, max_length=256)
+    source_thing: str = Field(min_length=1, max_length=128)
 
     @field_validator("thing")
     @classmethod
@@ -43,11 +51,14 @@ class LowConfidenceMessage(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LowConfidenceMessage:
-        prefix = f"raw/feedback/{self.thing}/"
+        source = self.source_thing  # the thing of the topic, i.e. of the connection that published
+        if self.topic != f"loupe/{source}/low-confidence":
+            raise ValueError(f"message from {source} arrived on {self.topic}")
+        if self.thing != source:
+            raise ValueError(f"{source} published a message claiming to be {self.thing}")
+        prefix = f"raw/feedback/{source}/"
         if not self.key.startswith(prefix) or ".." in self.key:
             raise ValueError(f"key {self.key!r} is not under {prefix}")
-        if self.topic is not None and self.topic != f"loupe/{self.thing}/low-confidence":
-            raise ValueError(f"message for {self.thing} arrived on {self.topic}")
         return self
 
 
@@ -68,6 +79,30 @@ def parse_message(event: Any, raw_bucket: str) -> LowConfidenceMessage:
     return message
 
 
+REJECTIONS_PREFIX = "quarantine/device-messages"
+
+
+def record_rejection(s3: Any, bucket: str, kind: str, event: Any, reason: str) -> str:
+    """Keep a rejected device message with its reason; returns the record's key. The thing in the key is the
+    topic's (``source_thing``), never the payload's claim."""
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    source = event.get("source_thing") if isinstance(event, dict) else None
+    thing = source if isinstance(source, str) and THING.match(source) else "unknown"
+    now = datetime.now(UTC)
+    key = f"{REJECTIONS_PREFIX}/{kind}/{thing}/{now:%Y/%m/%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.json"
+    record: dict[str, Any] = {"kind": kind, "thing": thing, "reason": reason, "received": now.isoformat()}
+    text = json.dumps(event, default=str)
+    if len(text) <= MAX_MESSAGE_BYTES:
+        record["message"] = event
+    else:  # an oversized message is kept in part, as text
+        record["message_truncated"] = text[:MAX_MESSAGE_BYTES]
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record, default=str).encode(), ContentType="application/json")
+    return key
+
+
 def object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
@@ -79,11 +114,16 @@ def object_exists(s3: Any, bucket: str, key: str) -> bool:
 
 
 def handle(s3: Any, ledger: Any, event: Any, raw_bucket: str, announce: Any = None) -> dict[str, Any]:
-    """Validate one announcement and record its frame; returns the ingest result."""
+    """Validate one announcement and record its frame; returns the ingest result, or ``{"rejected": reason,
+    "record": key}`` for a message refused (and kept) - not an error: retrying it would give the same answer.
+    Anything else (S3 or DynamoDB failing) raises, for Lambda's asynchronous retries."""
     from loupe.ingest import ObjectRef, ingest_object
 
-    message = parse_message(event, raw_bucket)
-    if not object_exists(s3, message.bucket, message.key):
-        raise FeedbackRejected(f"s3://{message.bucket}/{message.key} does not exist (announced before upload?)")
+    try:
+        message = parse_message(event, raw_bucket)
+        if not object_exists(s3, message.bucket, message.key):
+            raise FeedbackRejected(f"s3://{message.bucket}/{message.key} does not exist (announced before upload?)")
+    except FeedbackRejected as exc:
+        return {"rejected": str(exc), "record": record_rejection(s3, raw_bucket, "feedback", event, str(exc))}
     result = ingest_object(s3, ledger, ObjectRef(bucket=message.bucket, key=message.key), announce=announce)
     return {**result.as_dict(), "thing": message.thing, "model_version": message.model_version}

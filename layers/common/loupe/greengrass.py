@@ -245,6 +245,165 @@ def publish_component(
     return {**create_component(gg, recipe), "reused": False}
 
 
+# ------------------------------------------------------------------ revising a target's deployment
+def latest_deployment(gg: Any, target_arn: str) -> dict[str, Any] | None:
+    """GetDeployment of the target's current deployment (ListDeployments ``historyFilter=LATEST_ONLY``), or None.
+
+    Greengrass keeps one deployment per target: a new CreateDeployment to the same target *replaces* it and the
+    core devices remove every component the new one lacks ("Revise deployments" in the Greengrass v2 developer
+    guide). So a deployment is always built from the current one."""
+    latest = None
+    for summary in _paged(gg, "list_deployments", "deployments", targetArn=target_arn, historyFilter="LATEST_ONLY"):
+        if summary.get("targetArn") not in (None, target_arn) or summary.get("isLatestForTarget") is False:
+            continue
+        if latest is None or str(summary.get("creationTimestamp")) > str(latest.get("creationTimestamp")):
+            latest = summary
+    if latest is None:
+        return None
+    return gg.get_deployment(deploymentId=latest["deploymentId"])
+
+
+def revise_components(current: dict[str, Any] | None, ours: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The target's components with ``ours`` (Loupe's) changed and every other component kept as it is, with its
+    version, ``configurationUpdate`` and ``runWith``. Loupe components no longer in ``ours`` are dropped."""
+    kept = {
+        name: _spec(spec)
+        for name, spec in ((current or {}).get("components") or {}).items()
+        if not name.startswith(COMPONENT_PREFIX)
+    }
+    return {**kept, **{name: _spec(spec) for name, spec in ours.items()}}
+
+
+# ------------------------------------------------------------------ the nucleus' MQTT spooler
+NUCLEUS = "aws.greengrass.Nucleus"
+DISK_SPOOLER = "aws.greengrass.DiskSpooler"
+DISK_SPOOLER_MIN_NUCLEUS = (2, 11, 0)  # Greengrass developer guide, "Disk spooler" (storageType Disk needs 2.11.0)
+# Greengrass developer guide, "Greengrass nucleus" configuration, mqtt.spooler (and "Disk spooler", Usage)
+DISK_SPOOLING = {"mqtt": {"spooler": {"storageType": "Disk", "pluginName": DISK_SPOOLER}}}
+
+
+def public_component_arn(region: str, name: str, version: str | None = None) -> str:
+    """ARN of an AWS-provided component: the account field is ``aws``."""
+    base = f"arn:aws:greengrass:{region}:aws:components:{name}"
+    return f"{base}:versions:{version}" if version else base
+
+
+def version_satisfies(version: str, requirement: str) -> bool:
+    """``version`` against a recipe ``VersionRequirement`` (space-separated ``>=``, ``>``, ``<=``, ``<``, ``=``
+    comparators, all of which must hold; a bare version means ``=``)."""
+    have = parse_version(version)
+    for term in str(requirement or "").replace(",", " ").split():
+        op = next((o for o in (">=", "<=", ">", "<", "=") if term.startswith(o)), "=")
+        want = parse_version(term[len(op) :] if term.startswith(op) else term)
+        ok = {
+            ">=": have >= want,
+            "<=": have <= want,
+            ">": have > want,
+            "<": have < want,
+            "=": have == want,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def nucleus_requirement(recipe: dict[str, Any]) -> str:
+    deps = recipe.get("ComponentDependencies") or {}
+    return str((deps.get(NUCLEUS) or {}).get("VersionRequirement") or "")
+
+
+def disk_spooler_version(gg: Any, region: str, nucleus_version: str) -> str | None:
+    """The newest public ``aws.greengrass.DiskSpooler`` version whose (hard) nucleus dependency accepts
+    ``nucleus_version``, or None. Each DiskSpooler version names the nucleus versions it runs in."""
+    arn = public_component_arn(region, DISK_SPOOLER)
+    versions = sort_versions(
+        v["componentVersion"] for v in _paged(gg, "list_component_versions", "componentVersions", arn=arn)
+    )
+    for version in versions:
+        recipe = get_recipe(gg, public_component_arn(region, DISK_SPOOLER, version))
+        if version_satisfies(nucleus_version, nucleus_requirement(recipe)):
+            return version
+    return None
+
+
+def merge_configuration(update: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """A ``configurationUpdate`` with ``extra`` deep-merged into its ``merge`` document (``reset`` kept)."""
+    out = dict(update or {})
+    merged = out.get("merge") or "{}"
+    try:
+        doc = json.loads(merged) if isinstance(merged, str) else dict(merged)
+    except ValueError as exc:
+        raise GreengrassError(f"{NUCLEUS} configurationUpdate.merge is not JSON: {exc}") from exc
+
+    def deep(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        res = dict(a)
+        for k, v in b.items():
+            res[k] = deep(res[k], v) if isinstance(res.get(k), dict) and isinstance(v, dict) else v
+        return res
+
+    out["merge"] = json.dumps(deep(doc if isinstance(doc, dict) else {}, extra), separators=(",", ":"))
+    return out
+
+
+def plan_disk_spooling(
+    gg: Any, region: str, components: dict[str, dict[str, Any]], nucleus_version: str = ""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Turn on the nucleus' disk spooler in a (revised) deployment, without ever choosing a nucleus version.
+
+    By default the nucleus spools MQTT messages for IoT Core in memory: a result accepted by PublishToIoTCore
+    while the device is offline is lost when the nucleus restarts. Disk spooling needs ``aws.greengrass.Nucleus``
+    in the deployment (to carry the ``mqtt.spooler`` configuration) and ``aws.greengrass.DiskSpooler``. A
+    deployment that names another nucleus version than the device runs *updates* the nucleus, so the version is
+    the one the target's current deployment already names, or ``nucleus_version`` (the operator's parameter).
+    Returns the components and ``{"storage": "Disk" | "Memory", "nucleus", "disk_spooler", "reason"}``."""
+    out = {name: dict(spec) for name, spec in components.items()}
+    current = (out.get(NUCLEUS) or {}).get("componentVersion") or ""
+    version = nucleus_version or current
+    if not version:
+        return out, {
+            "storage": "Memory",
+            "nucleus": "",
+            "disk_spooler": "",
+            "reason": f"the deployment names no {NUCLEUS} version and the NucleusVersion parameter is empty: results "
+            "accepted by the nucleus while a device is offline are kept in memory only and lost if it restarts",
+        }
+    if parse_version(version) < DISK_SPOOLER_MIN_NUCLEUS:
+        return out, {
+            "storage": "Memory",
+            "nucleus": version,
+            "disk_spooler": "",
+            "reason": f"{NUCLEUS} {version} is older than 2.11.0, which disk spooling needs: results accepted by "
+            "the nucleus while a device is offline are kept in memory only",
+        }
+    spooler = (out.get(DISK_SPOOLER) or {}).get("componentVersion") or ""
+    if spooler:
+        recipe = get_recipe(gg, public_component_arn(region, DISK_SPOOLER, spooler))
+        if not version_satisfies(version, nucleus_requirement(recipe)):
+            spooler = ""  # the kept version does not run in this nucleus; pick one that does
+    spooler = spooler or disk_spooler_version(gg, region, version) or ""
+    if not spooler:
+        return out, {
+            "storage": "Memory",
+            "nucleus": version,
+            "disk_spooler": "",
+            "reason": f"no {DISK_SPOOLER} version runs in {NUCLEUS} {version}: results accepted by the nucleus "
+            "while a device is offline are kept in memory only",
+        }
+    nucleus_spec = dict(out.get(NUCLEUS) or {})
+    nucleus_spec["componentVersion"] = version
+    nucleus_spec["configurationUpdate"] = merge_configuration(nucleus_spec.get("configurationUpdate"), DISK_SPOOLING)
+    out[NUCLEUS] = nucleus_spec
+    out[DISK_SPOOLER] = {**(out.get(DISK_SPOOLER) or {}), "componentVersion": spooler}
+    reason = "" if version == current else f"{NUCLEUS} {version} from the NucleusVersion parameter"
+    if current and version != current:
+        reason += f" (the devices ran {current}: they update their nucleus)"
+    return out, {"storage": "Disk", "nucleus": version, "disk_spooler": spooler, "reason": reason}
+
+
+def _spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (spec or {}).items() if k in ("componentVersion", "configurationUpdate", "runWith")}
+
+
 def _paged(client: Any, op: str, key: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
     token = None
     while True:
@@ -257,6 +416,8 @@ def _paged(client: Any, op: str, key: str, **kwargs: Any) -> Iterable[dict[str, 
 
 # ------------------------------------------------------------------ the edge components built from edge_component/
 MODEL_TEMPLATE_MEMBER = "com.loupe.model.recipe.yaml"
+MODEL_CHECK_MEMBER = "com.loupe.model.check_model.py"
+MODEL_CHECK_FILE = "check_model.py"  # its name inside the com.loupe.model ZIP
 _EDGE_EXCLUDE = {"__pycache__", ".pytest_cache", "gdk-config.json", "recipe.yaml", "greengrass-build", "zip-build"}
 
 
@@ -274,6 +435,9 @@ def inference_archive(edge_dir: Path) -> bytes:
     if not files or not template.is_file():
         raise GreengrassError(f"{edge_dir} has no inference/ component or no model/recipe.yaml")
     files[MODEL_TEMPLATE_MEMBER] = template.read_bytes()
+    check = Path(edge_dir) / "model" / MODEL_CHECK_FILE
+    if check.is_file():
+        files[MODEL_CHECK_MEMBER] = check.read_bytes()
     return deterministic_zip(files)
 
 
@@ -301,6 +465,12 @@ def publish_inference(gg: Any, s3: Any, bucket: str, edge_dir: Path, author: str
 
 def model_recipe_template(gg: Any, s3: Any, inference_arn: str) -> str:
     """The ``com.loupe.model`` recipe template shipped inside a published ``com.loupe.inference`` version."""
+    return model_component_files(gg, s3, inference_arn)[MODEL_TEMPLATE_MEMBER].decode()
+
+
+def model_component_files(gg: Any, s3: Any, inference_arn: str) -> dict[str, bytes]:
+    """What a published ``com.loupe.inference`` version carries for ``com.loupe.model``: the recipe template and,
+    when present, the install-time model check (digests + one smoke inference on the device)."""
     arts = recipe_artifacts(get_recipe(gg, inference_arn))
     if not arts:
         raise GreengrassError(f"{inference_arn} has no artifact")
@@ -311,6 +481,9 @@ def model_recipe_template(gg: Any, s3: Any, inference_arn: str) -> str:
         raise GreengrassError(f"{uri} does not match the digest of {inference_arn}")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return zf.read(MODEL_TEMPLATE_MEMBER).decode()
+            out = {MODEL_TEMPLATE_MEMBER: zf.read(MODEL_TEMPLATE_MEMBER)}
+            if MODEL_CHECK_MEMBER in zf.namelist():
+                out[MODEL_CHECK_MEMBER] = zf.read(MODEL_CHECK_MEMBER)
+            return out
     except (KeyError, zipfile.BadZipFile) as exc:
         raise GreengrassError(f"{uri} carries no {MODEL_TEMPLATE_MEMBER}: {exc}") from exc

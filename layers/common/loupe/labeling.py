@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from loupe import manifests
+from loupe import eventbridge, manifests
 from loupe.datasets import Box, LabeledImage, build_manifest, read_version_s3, version_prefix, write_version_s3
 from loupe.ledger import CLAIMED, LABELED, UNLABELED, Ledger
 
@@ -44,7 +44,13 @@ _GT_ACCOUNTS = {
     "ap-southeast-1": "377565633583",
     "ap-southeast-2": "454466003867",
 }
-PUBLIC_WORKFORCE = "arn:aws:sagemaker:{region}:394669845002:workteam/public-crowd/default"
+# The public workforce (Amazon Mechanical Turk) is one workteam of this account, in every region. Loupe sends images
+# there only when the deployer opted in (template.yaml: UsePublicWorkforce=true gives WORKTEAM_ARN that ARN).
+PUBLIC_CROWD = ":394669845002:workteam/public-crowd/"
+
+
+def is_public_workforce(workteam_arn: str) -> bool:
+    return PUBLIC_CROWD in workteam_arn
 
 
 class LabelingError(RuntimeError):
@@ -97,20 +103,26 @@ def s3_uri(bucket: str, key: str) -> str:
 # --- trigger ----------------------------------------------------------------------------------------------------
 
 
-def trigger_reason(event: dict[str, Any]) -> tuple[str, list[str]]:
-    """(reason, explicitly requested hashes) of a trigger event."""
+def trigger_reason(event: dict[str, Any], drift_alarm_arn: str | None = None) -> tuple[str, list[str]]:
+    """(reason, explicitly requested hashes) of a trigger event.
+
+    An alarm state change counts only for Loupe's drift alarm going into ALARM: any other alarm of the account, or
+    another state, raises :class:`loupe.eventbridge.Ignored`. An event of no known kind raises ``ValueError``."""
     if isinstance(event.get("sha256"), list):
         return str(event.get("reason") or "manual"), [str(s) for s in event["sha256"]]
     if event.get("reason"):
         return str(event["reason"]), []
     detail_type = event.get("detail-type", "")
-    if detail_type == "Image Recorded":
+    if detail_type == "Image Recorded" and event.get("source") == "loupe.ingest":
         return "threshold", []
-    if detail_type == "CloudWatch Alarm State Change":
+    if detail_type == eventbridge.ALARM_STATE_CHANGE:
+        if not drift_alarm_arn:
+            raise LabelingError("DRIFT_ALARM_ARN is not set: cannot tell Loupe's drift alarm from the account's others")
+        eventbridge.alarm_state_change(event, drift_alarm_arn)
         return "drift", []
     if detail_type == "Scheduled Event":
         return "schedule", []
-    return "threshold", []
+    raise ValueError(f"not a labeling trigger event: source={event.get('source')!r} detail-type={detail_type!r}")
 
 
 def new_claim_id(hashes: list[str], now: datetime | None = None) -> str:
@@ -230,10 +242,15 @@ def _price(cents: float) -> dict[str, Any]:
 
 
 def _human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, description: str) -> dict[str, Any]:
+    if not cfg.workteam_arn:
+        raise LabelingError(
+            "no workforce is configured (WORKTEAM_ARN is empty): deploy with WorkteamArn=<private workteam ARN>, "
+            "or UsePublicWorkforce=true to send the images to Amazon Mechanical Turk"
+        )
     pre, acs = _builtin_lambdas(cfg.region, task)
-    public = not cfg.workteam_arn
+    public = is_public_workforce(cfg.workteam_arn)
     config: dict[str, Any] = {
-        "WorkteamArn": cfg.workteam_arn or PUBLIC_WORKFORCE.format(region=cfg.region),
+        "WorkteamArn": cfg.workteam_arn,
         "UiConfig": {"UiTemplateS3Uri": ui_uri},
         "PreHumanTaskLambdaArn": pre,
         "TaskKeywords": ["Images", "bounding box", "quality inspection"],
@@ -264,6 +281,13 @@ def create_labeling_job(
 ) -> dict[str, Any]:
     claim_id = run["claim_id"]
     manifest = run["manifest"]
+    human = _human_task_config(
+        cfg,
+        "BoundingBox",
+        manifest["ui_uri"],
+        "Draw a box around every scratch",
+        "Draw one tight box around each scratch on the metal tag. Submit with no boxes if there is none.",
+    )
     name = job_name_for(claim_id, task_token)
     # the token is stored before the job exists, so the state-change event can never arrive before it
     ledger.put_job(name, task_token=task_token, claim_id=claim_id, purpose="labeling", images=manifest["images"])
@@ -278,13 +302,7 @@ def create_labeling_job(
         "RoleArn": cfg.role_arn,
         "LabelCategoryConfigS3Uri": manifest["categories_uri"],
         "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
-        "HumanTaskConfig": _human_task_config(
-            cfg,
-            "BoundingBox",
-            manifest["ui_uri"],
-            "Draw a box around every scratch",
-            "Draw one tight box around each scratch on the metal tag. Submit with no boxes if there is none.",
-        ),
+        "HumanTaskConfig": human,
         "Tags": [{"Key": "loupe:claim-id", "Value": claim_id}],
     }
     _create_job(sagemaker, request)
@@ -364,6 +382,13 @@ def create_verification_job(
 ) -> dict[str, Any]:
     """A bounding-box verification job over the labeled objects of the labeling job's output."""
     claim_id = run["claim_id"]
+    human = _human_task_config(
+        cfg,
+        "VerificationBoundingBox",
+        run["manifest"]["verify_ui_uri"],
+        "Check the scratch boxes",
+        "Say whether every scratch is boxed, tightly.",
+    )
     keep = set(run["collected"]["labeled"])
     lines = []
     for _, obj in manifests.read_lines(_read_s3_text(s3, run["collected"]["output_uri"])):
@@ -391,13 +416,7 @@ def create_verification_job(
         "OutputConfig": {"S3OutputPath": s3_uri(cfg.artifact_bucket, base + "output/")},
         "RoleArn": cfg.role_arn,
         "LabelCategoryConfigS3Uri": s3_uri(cfg.artifact_bucket, base + "categories.json"),
-        "HumanTaskConfig": _human_task_config(
-            cfg,
-            "VerificationBoundingBox",
-            run["manifest"]["verify_ui_uri"],
-            "Check the scratch boxes",
-            "Say whether every scratch is boxed, tightly.",
-        ),
+        "HumanTaskConfig": human,
         "Tags": [{"Key": "loupe:claim-id", "Value": claim_id}],
     }
     _create_job(sagemaker, request)

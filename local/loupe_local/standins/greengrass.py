@@ -6,7 +6,8 @@ writes its SHA-256 digest into the recipe like the service; a recipe digest that
 the version FAILED), DescribeComponent, GetComponent, ListComponents, ListComponentVersions, CreateDeployment
 (``clientToken`` idempotency; a new deployment to a target supersedes the previous one), GetDeployment,
 ListDeployments, CancelDeployment, ListEffectiveDeployments, ListCoreDevices, GetCoreDevice,
-ListInstalledComponents.
+ListInstalledComponents; and, on the IoT API, DescribeJob and ListJobExecutionsForJob (paged) for the IoT job
+behind each deployment (``iotJobId``), as Greengrass runs deployments as IoT jobs.
 
 Local core devices (``loupe_local.devices``) use two extra, local-only routes in place of the IoT jobs and
 shadows a real nucleus uses:
@@ -70,6 +71,7 @@ class GreengrassStandIn(StandIn):
         self.devices: dict[str, dict[str, Any]] = {}
         self.region = "us-east-1"
         self.account = "123456789012"
+        self.public = _public_catalogue(self.region)  # AWS-provided components (account "aws")
 
     def attach(self, runtime: Any) -> None:
         super().attach(runtime)
@@ -77,12 +79,33 @@ class GreengrassStandIn(StandIn):
         from loupe_local.template import ACCOUNT_ID
 
         self.account = ACCOUNT_ID
+        self.public = _public_catalogue(self.region)
 
     # ------------------------------------------------------------------ routing
     def handles(self, request: AwsRequest) -> bool:
-        return request.path.startswith(PREFIX)
+        if request.path.startswith(PREFIX):
+            return True
+        return request.method == "GET" and self._job_of(request) is not None
+
+    def _job_of(self, request: AwsRequest) -> tuple[dict[str, Any], bool] | None:
+        """(deployment, whether it asks for the executions) when the request is DescribeJob or
+        ListJobExecutionsForJob on the IoT job of one of this stand-in's deployments."""
+        match = re.fullmatch(r"/jobs/([^/]+)(/things)?", unquote(request.path).rstrip("/"))
+        if not match:
+            return None
+        with self.lock:
+            dep = next((d for d in self.deployments.values() if d["iotJobId"] == match.group(1)), None)
+        return (dep, bool(match.group(2))) if dep is not None else None
 
     def handle(self, request: AwsRequest) -> Response:
+        job = None if request.path.startswith(PREFIX) else self._job_of(request)
+        if job is not None:
+            try:
+                with self.lock:
+                    dep, executions = job
+                    return self.list_job_executions(request, dep) if executions else self.describe_job(dep)
+            except _Error as exc:
+                return exc.response
         path = unquote(request.path[len(PREFIX) :]).rstrip("/")
         method = request.method
         routes: list[tuple[str, str, Any]] = [
@@ -127,9 +150,15 @@ class GreengrassStandIn(StandIn):
             raise _Error("ValidationException", f"{arn!r} is not a component ARN")
         return match.group(1), match.group(2)
 
+    def _versions(self, arn: str) -> dict[str, dict[str, Any]]:
+        """The versions of the component an ARN names: AWS-provided ones live under the account ``aws``."""
+        name, _ = self._parse_arn(arn)
+        public = arn.split(":")[4] == "aws"
+        return (self.public if public else self.components).get(name) or {}
+
     def _record(self, arn: str) -> dict[str, Any]:
         name, version = self._parse_arn(arn)
-        versions = self.components.get(name) or {}
+        versions = self._versions(arn)
         if not versions:
             raise _not_found(f"component {name}")
         if version is None:
@@ -214,11 +243,15 @@ class GreengrassStandIn(StandIn):
 
     def list_components(self, request: AwsRequest) -> Response:
         out = []
-        for name, versions in sorted(self.components.items()):
+        scope = (request.query.get("scope") or ["PRIVATE"])[0].upper()  # the API's default scope is PRIVATE
+        listed = {"PRIVATE": self.components, "PUBLIC": self.public}.get(scope)
+        if listed is None:
+            raise _Error("ValidationException", f"scope {scope!r} is not PRIVATE or PUBLIC")
+        for name, versions in sorted(listed.items()):
             latest = versions[_newest(list(versions))]
             out.append(
                 {
-                    "arn": self._component_arn(name),
+                    "arn": latest["arn"].rsplit(":versions:", 1)[0],
                     "componentName": name,
                     "latestVersion": {
                         "arn": latest["arn"],
@@ -234,7 +267,7 @@ class GreengrassStandIn(StandIn):
 
     def list_component_versions(self, request: AwsRequest, arn: str) -> Response:
         name, _ = self._parse_arn(arn)
-        versions = self.components.get(name)
+        versions = self._versions(arn)
         if not versions:
             raise _not_found(f"component {name}")
         return Response(
@@ -288,7 +321,7 @@ class GreengrassStandIn(StandIn):
             raise _Error("ValidationException", "a deployment needs at least one component")
         for name, spec in components.items():
             version = spec.get("componentVersion", "")
-            rec = (self.components.get(name) or {}).get(version)
+            rec = (self.components.get(name) or self.public.get(name) or {}).get(version)
             if rec is None:
                 raise _Error("ValidationException", f"component {name} version {version} does not exist")
             if rec["status"]["componentState"] != "DEPLOYABLE":
@@ -431,6 +464,77 @@ class GreengrassStandIn(StandIn):
                 for e in execs:
                     if e["status"] == "QUEUED":
                         _set(e, "CANCELED", f"rollout aborted: {len(bad)} of {len(finished)} devices failed")
+
+    # ------------------------------------------------------------------ the IoT job behind each deployment
+    # Greengrass runs every deployment as an IoT job (its iotJobId): one job execution per core device. The IoT
+    # API answers DescribeJob and ListJobExecutionsForJob for it (IoT API reference; maxResults 1..250, nextToken).
+    def _thing_arn(self, thing: str) -> str:
+        return f"arn:aws:iot:{self.region}:{self.account}:thing/{thing}"
+
+    def list_job_executions(self, request: AwsRequest, dep: dict[str, Any]) -> Response:
+        self._refresh(dep)
+        status = (request.query.get("status") or [None])[0]
+        try:
+            size = int((request.query.get("maxResults") or ["250"])[0])
+            start = int((request.query.get("nextToken") or ["0"])[0])
+        except ValueError as exc:
+            raise _Error("InvalidRequestException", f"invalid maxResults or nextToken: {exc}") from exc
+        if not 1 <= size <= 250:
+            raise _Error("InvalidRequestException", "maxResults must be between 1 and 250")
+        rows = [e for _, e in sorted(dep["executions"].items()) if not status or _job_status(e) == status]
+        page = rows[start : start + size]
+        out: dict[str, Any] = {
+            "executionSummaries": [
+                {
+                    "thingArn": self._thing_arn(e["thing"]),
+                    "jobExecutionSummary": {
+                        "status": _job_status(e),
+                        "queuedAt": e["created"],
+                        **({"startedAt": e["started"]} if e["started"] else {}),
+                        "lastUpdatedAt": e["modified"],
+                        "executionNumber": 1,
+                        "retryAttempt": 0,
+                    },
+                }
+                for e in page
+            ]
+        }
+        if start + size < len(rows):
+            out["nextToken"] = str(start + size)
+        return Response(200, out)
+
+    def describe_job(self, dep: dict[str, Any]) -> Response:
+        self._refresh(dep)
+        counts: dict[str, int] = {}
+        for e in dep["executions"].values():
+            counts[_job_status(e)] = counts.get(_job_status(e), 0) + 1
+        names = {
+            "SUCCEEDED": "numberOfSucceededThings",
+            "FAILED": "numberOfFailedThings",
+            "REJECTED": "numberOfRejectedThings",
+            "CANCELED": "numberOfCanceledThings",
+            "QUEUED": "numberOfQueuedThings",
+            "IN_PROGRESS": "numberOfInProgressThings",
+            "TIMED_OUT": "numberOfTimedOutThings",
+            "REMOVED": "numberOfRemovedThings",
+        }
+        return Response(
+            200,
+            {
+                "job": {
+                    "jobArn": dep["iotJobArn"],
+                    "jobId": dep["iotJobId"],
+                    "targetSelection": "CONTINUOUS" if ":thinggroup/" in dep["targetArn"] else "SNAPSHOT",
+                    "status": {"ACTIVE": "IN_PROGRESS", "CANCELED": "CANCELED"}.get(
+                        dep["deploymentStatus"], "COMPLETED"
+                    ),
+                    "targets": [dep["targetArn"]],
+                    "createdAt": dep["creationTimestamp"],
+                    "lastUpdatedAt": max([e["modified"] for e in dep["executions"].values()] or [0.0]),
+                    "jobProcessDetails": {v: counts.get(k, 0) for k, v in names.items()},
+                }
+            },
+        )
 
     # ------------------------------------------------------------------ core devices
     def _device(self, thing: str) -> dict[str, Any]:
@@ -604,6 +708,11 @@ class GreengrassStandIn(StandIn):
             }
 
 
+def _job_status(ex: dict[str, Any]) -> str:
+    """The IoT job execution status of a core device's deployment execution (same names)."""
+    return "SUCCEEDED" if ex["status"] == "COMPLETED" else ex["status"]
+
+
 def _execution(thing: str, now: float) -> dict[str, Any]:
     return {
         "thing": thing,
@@ -644,4 +753,60 @@ def _platforms(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     for m in recipe.get("Manifests") or []:
         plat = m.get("Platform") or {}
         out.append({"name": plat.get("os", "all"), "attributes": {k: str(v) for k, v in plat.items()}})
+    return out
+
+
+# AWS-provided components the local fleet knows (the versions and nucleus requirements named in the Greengrass
+# developer guide: "Greengrass nucleus", "Disk spooler" > Dependencies). No artifacts: a local core device
+# provides them itself (see DEVICES.md).
+NUCLEUS_VERSIONS = ("2.10.3", "2.12.6", "2.13.0", "2.14.0")
+DISK_SPOOLER_VERSIONS = {"1.0.5": ">=2.11.0 <2.15.0", "1.0.6": ">=2.11.0 <2.16.0"}
+_SPOOLER_DEFAULTS = {"storageType": "Memory", "maxSizeInBytes": 2621440, "keepQos0WhenOffline": False}
+
+
+def _public_catalogue(region: str) -> dict[str, dict[str, dict[str, Any]]]:
+    def record(recipe: dict[str, Any]) -> dict[str, Any]:
+        name, version = recipe["ComponentName"], recipe["ComponentVersion"]
+        return {
+            "arn": f"arn:aws:greengrass:{region}:aws:components:{name}:versions:{version}",
+            "componentName": name,
+            "componentVersion": version,
+            "creationTimestamp": 1_700_000_000.0,
+            "publisher": "AWS",
+            "description": recipe["ComponentDescription"],
+            "recipe": recipe,
+            "status": {"componentState": "DEPLOYABLE", "message": "", "errors": {}},
+            "tags": {},
+        }
+
+    out: dict[str, dict[str, dict[str, Any]]] = {"aws.greengrass.Nucleus": {}, "aws.greengrass.DiskSpooler": {}}
+    for v in NUCLEUS_VERSIONS:
+        out["aws.greengrass.Nucleus"][v] = record(
+            {
+                "RecipeFormatVersion": "2020-01-25",
+                "ComponentName": "aws.greengrass.Nucleus",
+                "ComponentVersion": v,
+                "ComponentType": "aws.greengrass.nucleus",
+                "ComponentDescription": "Core functionality for device side orchestration of deployments and "
+                "lifecycle management for execution of Greengrass components and applications.",
+                "ComponentPublisher": "AWS",
+                "ComponentConfiguration": {"DefaultConfiguration": {"mqtt": {"spooler": dict(_SPOOLER_DEFAULTS)}}},
+                "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {}, "Artifacts": []}],
+            }
+        )
+    for v, requirement in DISK_SPOOLER_VERSIONS.items():
+        out["aws.greengrass.DiskSpooler"][v] = record(
+            {
+                "RecipeFormatVersion": "2020-01-25",
+                "ComponentName": "aws.greengrass.DiskSpooler",
+                "ComponentVersion": v,
+                "ComponentType": "aws.greengrass.plugin",
+                "ComponentDescription": "Persistent storage for messages spooled from the core device to AWS IoT Core.",
+                "ComponentPublisher": "AWS",
+                "ComponentDependencies": {
+                    "aws.greengrass.Nucleus": {"VersionRequirement": requirement, "DependencyType": "HARD"}
+                },
+                "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {}, "Artifacts": []}],
+            }
+        )
     return out

@@ -8,16 +8,24 @@ moto answers ``StartPipelineExecution`` (so its execution list stays right); thi
   ``LOUPE_OPT_ML`` (= ``/opt/ml`` moved into the state dir), ``SM_CHANNEL_*``, ``SM_MODEL_DIR``, ``SM_HPS``,
   ``SM_OUTPUT_DATA_DIR``; inputs are downloaded from and outputs uploaded to the local S3 through boto3, the model
   dir is tarred to ``<S3OutputPath>/<job>/output/model.tar.gz`` like SageMaker does;
+- a Training step's request is validated first the way CreateTrainingJob validates it (managed spot's
+  StoppingCondition); a refused request fails the step with the pipeline's "Failed to invoke" reason;
+- a Training step's ``CheckpointConfig`` gets SageMaker's checkpoint contract: the S3 prefix is copied into the
+  local folder before the algorithm starts and what the algorithm writes there is uploaded while it runs; a test can
+  reclaim the "spot instance" (:meth:`PipelineExecutions.interrupt_training`): the job's process is killed, its
+  folder is replaced by what S3 holds, and the job restarts, as a managed spot job does after an interruption;
+- ``RetryPolicies`` are honoured for failures that carry an exception type (only injected ones locally:
+  :meth:`PipelineExecutions.inject_fault`), with their interval, backoff, MaxAttempts / ExpireAfterMin;
 - Condition steps evaluate their conditions (``Std:JsonGet`` over property files, ``Get`` of parameters);
 - RegisterModel steps call ``create_model_package`` on moto's model registry; Fail steps fail the execution with
   their message.
 
 It answers ``DescribePipelineExecution``, ``ListPipelineExecutionSteps`` and ``StopPipelineExecution`` for the
-executions it runs, and emits what AWS would and moto does not: "SageMaker Model Building Pipeline Execution
-Status Change" (and the step variant for failed steps) and "SageMaker Model Package State Change" when a package
-is registered (approval changes are the model registry observer's, ``modelregistry.py``). Step logs go to
-``<state_dir>/pipelines/<execution id>/<step>.log``; training progress (epoch, losses, val mAP) is in
-``progress.json`` there and in :meth:`status`.
+executions it runs (and SageMaker's ``ResourceNotFound`` for an execution nobody started), and emits what AWS
+would and moto does not: "SageMaker Model Building Pipeline Execution Status Change" (and the step variant for
+failed steps) and "SageMaker Model Package State Change" when a package is registered (approval changes are the
+model registry observer's, ``modelregistry.py``). Step logs go to ``<state_dir>/pipelines/<execution id>/<step>.log``;
+training progress (epoch, losses, val mAP) is in ``progress.json`` there and in :meth:`status`.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ import logging
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +57,66 @@ PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ANSWERED = {"DescribePipelineExecution", "ListPipelineExecutionSteps", "StopPipelineExecution"}
 OBSERVED = {"StartPipelineExecution", "CreateModelPackage"}
 _GET_STEP = re.compile(r"^Steps\.([^.]+)\.(.+)$")
+# PipelineExecutionArn's pattern in the API reference (API_DescribePipelineExecution, ..._ListPipelineExecutionSteps)
+_EXECUTION_ARN_PATTERN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:pipeline\/.*\/execution\/.*"
+_EXECUTION_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:pipeline/(.*)/execution/.*")
 
 
 class StepFailed(Exception):
-    """A step ended in failure; the message is the step's (and the execution's) FailureReason."""
+    """A step ended in failure; the message is the step's (and the execution's) FailureReason.
+
+    ``exception_type`` is the retry-policy type of the failure ("SageMaker.CAPACITY_ERROR", ...), None when no
+    policy may retry it (errors of the algorithm, refused requests).
+    """
+
+    def __init__(self, message: str, exception_type: str | None = None) -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+
+
+# https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-retry-policy.html
+RETRYABLE_TYPES = {
+    "Step.SERVICE_FAULT",
+    "Step.THROTTLING",
+    "SageMaker.JOB_INTERNAL_ERROR",
+    "SageMaker.CAPACITY_ERROR",
+    "SageMaker.RESOURCE_LIMIT",
+}
+SPOT_INTERRUPTED = -9  # returncode of a job process the local "spot reclaim" killed
+
+
+def invoke_failure(operation: str, message: str) -> str:
+    """The FailureReason SageMaker Pipelines gives a step whose job-creating call was refused."""
+    return f"ClientError: Failed to invoke sagemaker:{operation}. Error Details: {message}"
+
+
+def validate_training_request(args: dict[str, Any]) -> None:
+    """CreateTrainingJob's checks of managed spot training (API_StoppingCondition, API_CreateTrainingJob).
+
+    MaxWaitTimeInSeconds is "the amount of time spent waiting for Spot capacity plus the amount of time the job
+    can run. It must be equal to or greater than MaxRuntimeInSeconds", and is refused without spot (message as
+    SageMaker words it). The wording of the MaxWait < MaxRuntime refusal is not published; ours follows the same
+    "Invalid MaxWaitTimeInSeconds." form.
+    """
+    stopping = args.get("StoppingCondition") or {}
+    spot = args.get("EnableManagedSpotTraining") in (True, "true", "True")
+    max_run = stopping.get("MaxRuntimeInSeconds")
+    max_wait = stopping.get("MaxWaitTimeInSeconds")
+    if max_wait is not None and not spot:
+        raise StepFailed(
+            invoke_failure(
+                "CreateTrainingJob",
+                "Invalid MaxWaitTimeInSeconds. It is only supported when EnableManagedSpotTraining is set to true",
+            )
+        )
+    if spot and max_wait is not None and max_run is not None and int(max_wait) < int(max_run):
+        raise StepFailed(
+            invoke_failure(
+                "CreateTrainingJob",
+                f"Invalid MaxWaitTimeInSeconds. It must be equal to or greater than MaxRuntimeInSeconds "
+                f"(MaxWaitTimeInSeconds={int(max_wait)}, MaxRuntimeInSeconds={int(max_run)})",
+            )
+        )
 
 
 @dataclass
@@ -62,6 +128,7 @@ class StepRecord:
     end: float | None = None
     failure: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
 
     def api(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +137,7 @@ class StepRecord:
             "StartTime": self.start,
             "StepStatus": self.status,
             "Metadata": self.metadata,
+            "AttemptCount": self.attempts,
         }
         if self.end is not None:
             out["EndTime"] = self.end
@@ -126,6 +194,31 @@ class PipelineExecutions(StandIn):
         self._worker: threading.Thread | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._interrupt: Callable[[Path], bool] | None = None  # armed spot reclaim: fires when it returns True
+        self._faults: dict[str, list[tuple[str, str]]] = {}  # step name -> failures its next attempts raise
+
+    # ------------------------------------------------------------------ test seams (what AWS does to a job)
+    def interrupt_training(self, when: Callable[[Path], bool] | None = None) -> None:
+        """Reclaim the spot instance of the next (or running) training job once ``when(checkpoint folder)`` holds.
+
+        The job's process is killed (a reclaim gives no chance to finish the epoch), its checkpoint folder is
+        uploaded as SageMaker's continuous sync left it, the instance's disk is gone (the folder is emptied and
+        refilled from the checkpoint S3 prefix) and the job starts again, like a managed spot job after an
+        interruption. One reclaim per call.
+        """
+        self._interrupt = when or (lambda _folder: True)
+
+    @property
+    def interrupt_pending(self) -> bool:
+        """An armed reclaim has not fired yet."""
+        return self._interrupt is not None
+
+    def cancel_interrupt(self) -> None:
+        self._interrupt = None
+
+    def inject_fault(self, step: str, exception_type: str, message: str, times: int = 1) -> None:
+        """Make the next ``times`` attempts of ``step`` fail as SageMaker would with ``exception_type``."""
+        self._faults.setdefault(step, []).extend([(exception_type, message)] * times)
 
     # ------------------------------------------------------------------ seam
     def attach(self, runtime: Any) -> None:
@@ -136,14 +229,41 @@ class PipelineExecutions(StandIn):
         self._worker.start()
 
     def handles(self, request: AwsRequest) -> bool:
-        if request.service != "sagemaker":
+        if request.service != "sagemaker" or request.target not in ANSWERED:
             return False
-        if request.target in ANSWERED:
-            return request.json().get("PipelineExecutionArn") in self.executions
-        return False
+        arn = request.json().get("PipelineExecutionArn")
+        # executions it runs, and those nobody knows (moto would answer a 500 or the wrong error for them); moto
+        # keeps answering for executions it stored before this stand-in was attached
+        return arn in self.executions or not self._stored_by_moto(arn)
+
+    def _stored_by_moto(self, arn: Any) -> bool:
+        match = _EXECUTION_ARN.fullmatch(arn) if isinstance(arn, str) else None
+        if match is None:
+            return False
+        from botocore.exceptions import ClientError
+
+        try:
+            pages = self.runtime.client("sagemaker").get_paginator("list_pipeline_executions")
+            summaries = (
+                s for page in pages.paginate(PipelineName=match.group(1)) for s in page["PipelineExecutionSummaries"]
+            )
+            return any(s["PipelineExecutionArn"] == arn for s in summaries)
+        except ClientError:  # no such pipeline
+            return False
 
     def handle(self, request: AwsRequest) -> Response:
-        execution = self.executions[request.json()["PipelineExecutionArn"]]
+        arn = request.json().get("PipelineExecutionArn")
+        execution = self.executions.get(arn) if isinstance(arn, str) else None
+        if execution is None:
+            if not isinstance(arn, str) or not _EXECUTION_ARN.fullmatch(arn):
+                return error(
+                    "ValidationException",
+                    f"1 validation error detected: Value '{arn}' at 'pipelineExecutionArn' failed to satisfy "
+                    f"constraint: Member must satisfy regular expression pattern: {_EXECUTION_ARN_PATTERN}",
+                )
+            # the Errors of API_DescribePipelineExecution, API_ListPipelineExecutionSteps and
+            # API_StopPipelineExecution: ResourceNotFound ("Resource being access is not found."), HTTP 400
+            return error("ResourceNotFound", f"Pipeline execution with ARN {arn} does not exist.")
         if request.target == "DescribePipelineExecution":
             return Response(body=execution.api())
         if request.target == "ListPipelineExecutionSteps":
@@ -307,7 +427,7 @@ class PipelineExecutions(StandIn):
             }.get(step["Type"])
             if runner is None:
                 raise StepFailed(f"step type {step['Type']} is not run locally")
-            runner(ex, step, record)
+            self._with_retries(ex, step, record, runner)
         except StepFailed as exc:
             record.status, record.failure, record.end = "Failed", str(exc), time.time()
             self._step_event(ex, record)
@@ -317,6 +437,38 @@ class PipelineExecutions(StandIn):
             self._step_event(ex, record)
             raise StepFailed(f"step {record.name} failed: {record.failure}") from exc
         record.status, record.end = "Succeeded", time.time()
+
+    def _with_retries(self, ex: Execution, step: dict[str, Any], record: StepRecord, runner: Callable) -> None:
+        """Run a step, retrying the failures its RetryPolicies name (interval * backoff^n, attempts or minutes)."""
+        first = time.monotonic()
+        retries: dict[int, int] = {}  # policy index -> retries it granted
+        while True:
+            try:
+                faults = self._faults.get(record.name)
+                if faults:
+                    kind, message = faults.pop(0)
+                    raise StepFailed(message, exception_type=kind)
+                runner(ex, step, record)
+                return
+            except StepFailed as exc:
+                policy_index = _matching_policy(step.get("RetryPolicies", []), exc.exception_type)
+                if policy_index is None or ex.stop_requested:
+                    raise
+                policy = step["RetryPolicies"][policy_index]
+                done = retries.get(policy_index, 0)
+                interval = float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** done
+                if "MaxAttempts" in policy and done >= int(policy["MaxAttempts"]):
+                    raise
+                if "ExpireAfterMin" in policy and time.monotonic() + interval - first > 60 * policy["ExpireAfterMin"]:
+                    raise
+                retries[policy_index] = done + 1
+                record.attempts += 1
+                log.info(
+                    "step %s: %s (%s), retry %d in %.0fs", record.name, exc, exc.exception_type, done + 1, interval
+                )
+                deadline = time.monotonic() + interval
+                while time.monotonic() < deadline and not ex.stop_requested:
+                    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def _step_event(self, ex: Execution, record: StepRecord) -> None:
         detail = {
@@ -404,21 +556,61 @@ class PipelineExecutions(StandIn):
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(src).as_posix()}")
 
+    def _sync_up(self, src: Path, uri: str, sent: dict[str, tuple[int, int]]) -> None:
+        """Upload the files of ``src`` that are new or changed since the last sync (SageMaker's checkpoint sync)."""
+        s3 = self.runtime.client("s3")
+        bucket, _, prefix = uri[5:].partition("/")
+        for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.endswith(".tmp")):
+            rel = path.relative_to(src).as_posix()
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # replaced while we looked
+                continue
+            stamp = (st.st_size, st.st_mtime_ns)
+            if sent.get(rel) == stamp:
+                continue
+            s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{rel}")
+            sent[rel] = stamp
+
     # ------------------------------------------------------------------ step runners
-    def _subprocess(self, ex: Execution, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    def _subprocess(
+        self,
+        ex: Execution,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        while_running: Callable[[], None] | None = None,
+        reclaim: Callable[[], bool] | None = None,
+    ) -> int:
+        """Run a job's process; returns SPOT_INTERRUPTED when ``reclaim()`` said to kill it, raises on failure."""
         log_path = ex.root / f"{name}.log"
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        interrupted = False
         with open(log_path, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(ex.root))
             self._proc = proc
             try:
+                next_sync = 0.0
+                while proc.poll() is None:
+                    if reclaim is not None and reclaim():
+                        proc.kill()
+                        proc.wait()
+                        interrupted = True
+                        break
+                    if while_running is not None and time.monotonic() >= next_sync:
+                        while_running()
+                        next_sync = time.monotonic() + 2.0
+                    time.sleep(0.2)
                 rc = proc.wait()
             finally:
                 self._proc = None
+        if interrupted and not ex.stop_requested:
+            return SPOT_INTERRUPTED
         if rc != 0:
             raise StepFailed(f"step {name} failed (exit {rc}): {_last_error(log_path)}")
+        return 0
 
     def _processing(self, ex: Execution, step: dict[str, Any], record: StepRecord) -> None:
         args = self.resolve(ex, step["Arguments"])
@@ -460,6 +652,7 @@ class PipelineExecutions(StandIn):
 
     def _training(self, ex: Execution, step: dict[str, Any], record: StepRecord) -> None:
         args = self.resolve(ex, step["Arguments"])
+        validate_training_request(args)
         hps = {k: str(v) for k, v in (args.get("HyperParameters") or {}).items()}
         program = hps.get("sagemaker_program")
         if not program or not (self.training_dir / program).is_file():
@@ -488,15 +681,66 @@ class PipelineExecutions(StandIn):
                 "SM_TRAINING_ENV": json.dumps({"job_name": job_name, "hyperparameters": user_hps}),
                 "LOUPE_PROGRESS_FILE": str(ex.root / "progress.json"),
                 **{f"SM_HP_{k.upper()}": v for k, v in user_hps.items()},
+                "LOUPE_OPT_ML": str(root),
             }
         )
-        try:
-            self._subprocess(ex, record.name, [sys.executable, str(self.training_dir / program)], env)
-        except StepFailed as exc:
-            failure = output_dir / "failure"
-            if failure.is_file():
-                raise StepFailed(f"step {record.name} failed: {failure.read_text().strip()}") from exc
-            raise
+        checkpoint = args.get("CheckpointConfig")
+        local_ckpt: Path | None = None
+        sent: dict[str, tuple[int, int]] = {}
+        if checkpoint:
+            local_path = checkpoint.get("LocalPath") or "/opt/ml/checkpoints"
+            if not local_path.startswith("/opt/ml/"):
+                raise StepFailed(f"checkpoint path {local_path} is outside /opt/ml")
+            local_ckpt = root / local_path[len("/opt/ml/") :]
+        cmd = [sys.executable, str(self.training_dir / program)]
+        log_path = ex.root / f"{record.name}.log"
+        started = time.monotonic()
+        max_wait = (args.get("StoppingCondition") or {}).get("MaxWaitTimeInSeconds")
+        while True:
+            if local_ckpt is not None:
+                # a (re)started instance begins with what the checkpoint prefix holds, nothing else
+                shutil.rmtree(local_ckpt, ignore_errors=True)
+                local_ckpt.mkdir(parents=True, exist_ok=True)
+                got = self._download(checkpoint["S3Uri"], local_ckpt, optional=True)
+                sent = {
+                    p.relative_to(local_ckpt).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in local_ckpt.rglob("*")
+                    if p.is_file()
+                }
+                if got:
+                    with open(log_path, "ab") as fh:
+                        fh.write(f"[local sagemaker] {got} checkpoint file(s) from {checkpoint['S3Uri']}\n".encode())
+
+            def sync(folder: Path | None = local_ckpt, sent: dict[str, tuple[int, int]] = sent) -> None:
+                if folder is not None:
+                    self._sync_up(folder, checkpoint["S3Uri"], sent)
+
+            def reclaim(folder: Path | None = local_ckpt) -> bool:
+                armed = self._interrupt
+                if armed is None or not armed(folder or root):
+                    return False
+                self._interrupt = None
+                return True
+
+            try:
+                rc = self._subprocess(ex, record.name, cmd, env, while_running=sync, reclaim=reclaim)
+            except StepFailed as exc:
+                failure = output_dir / "failure"
+                if failure.is_file():
+                    raise StepFailed(f"step {record.name} failed: {failure.read_text().strip()}") from exc
+                raise
+            finally:
+                sync()
+            if rc != SPOT_INTERRUPTED:
+                break
+            # Managed spot lifecycle: Training -> Interrupted -> Starting -> Downloading -> Training, within MaxWait
+            # (https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training-status.html)
+            shutil.rmtree(model_dir, ignore_errors=True)  # the new instance's /opt/ml/model starts empty
+            model_dir.mkdir(parents=True)
+            with open(log_path, "ab") as fh:
+                fh.write(b"[local sagemaker] spot capacity reclaimed: job Interrupted, restarting on a new instance\n")
+            if max_wait is not None and time.monotonic() - started > float(max_wait):
+                raise StepFailed(f"step {record.name}: training job Stopped: MaxWaitTimeExceeded")
         archive = root / "model.tar.gz"
         with tarfile.open(archive, "w:gz") as tar:
             for path in sorted(model_dir.iterdir()):
@@ -589,6 +833,15 @@ def _ordered(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return done
 
 
+def _matching_policy(policies: list[dict[str, Any]], exception_type: str | None) -> int | None:
+    if exception_type not in RETRYABLE_TYPES:
+        return None
+    for i, policy in enumerate(policies):
+        if exception_type in policy.get("ExceptionType", []):
+            return i
+    return None
+
+
 def _property(props: dict[str, Any], path: str) -> Any:
     cur: Any = props
     for part in re.findall(r"[^.\[\]]+|\['[^']*'\]", path):
@@ -656,6 +909,14 @@ def render_definition(runtime: Any, definition_text: str) -> str:
     }
     for ref, value in refs.items():
         definition_text = definition_text.replace(ref, value)
+    if str(getattr(runtime, "parameter_values", {}).get("TrainingUseSpot", "true")) == "false":
+        # what the template's UseSpotTraining condition deploys when false (training/pipeline.py: template_body)
+        definition = json.loads(definition_text)
+        for step in definition["Steps"]:
+            if step["Type"] == "Training":
+                step["Arguments"]["EnableManagedSpotTraining"] = False
+                step["Arguments"]["StoppingCondition"].pop("MaxWaitTimeInSeconds", None)
+        definition_text = json.dumps(definition, indent=1, sort_keys=True)
     return definition_text
 
 

@@ -2,8 +2,11 @@
 stand-in, two local core devices running the real ``edge_component/`` inference component, MQTT on loopback.
 
 The tests form one scenario (module order matters: each starts from the fleet state the previous one left):
-empty thing group → approve A (aws CLI) → B approved, its event delivered three times → tampered C refused →
-crashing D rolled back → rejecting B goes back to A → a down device times out while the others take E.
+empty thing group → another team deploys its component to the group → approve A (aws CLI) → B approved, its event
+delivered three times → tampered C refused → crashing D refused by the model's install check and rolled back →
+rejecting B goes back to A → the other team's component still runs with its configuration → a late approval of an
+older package is superseded → two approvals at once roll out one at a time → a device that does not report the new
+model is "deployed, not serving" → a down device times out while the others take E.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import pytest
 from deploy_packages import pack, register_package, sha
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -237,6 +241,58 @@ def test_empty_thing_group_ends_with_a_clear_status(rt: Any, notify_queue: str) 
     assert any("NOTHING_TO_DEPLOY" in n.get("Subject", "") for n in notes)
 
 
+# ------------------------------------------------------------------ another team's component on the same group
+FOREIGN = "com.acme.sensor"
+FOREIGN_CONFIG = {"greeting": "hello from acme", "rate": 7}
+
+
+def foreign_state(fleet: Any, thing: str) -> dict[str, Any]:
+    """(pid, the configuration its Run script saw) of the other team's component on ``thing``, or {}."""
+    from loupe_local.devices import device_root
+
+    root = device_root(fleet.state_dir, thing)
+    comp = ((json.loads((root / "device.json").read_text()).get("components")) or {}).get(FOREIGN) or {}
+    seen = root / "work" / FOREIGN / "seen.json"
+    if comp.get("state") != "RUNNING" or not comp.get("pid") or not seen.is_file():
+        return {}
+    return {"pid": comp["pid"], "seen": json.loads(seen.read_text())}
+
+
+def test_another_team_deploys_its_component_to_the_group_first(rt: Any, fleet: Any, scenario: dict[str, Any]) -> None:
+    from loupe.greengrass import create_component
+
+    gg = rt.client("greengrassv2")
+    recipe = {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": FOREIGN,
+        "ComponentVersion": "1.0.0",
+        "ComponentConfiguration": {"DefaultConfiguration": {"greeting": "default", "rate": 1}},
+        "Manifests": [
+            {
+                "Platform": {"os": "linux"},
+                "Lifecycle": {
+                    "Run": 'printf \'{"greeting": "%s", "rate": %s}\' \'{configuration:/greeting}\' '
+                    "'{configuration:/rate}' > seen.json && exec sleep 86400"
+                },
+            }
+        ],
+    }
+    create_component(gg, recipe)
+    group = rt.client("iot").describe_thing_group(thingGroupName=rt.physical("FleetThingGroup"))
+    gg.create_deployment(
+        targetArn=group["thingGroupArn"],
+        deploymentName="acme sensors",
+        components={
+            FOREIGN: {"componentVersion": "1.0.0", "configurationUpdate": {"merge": json.dumps(FOREIGN_CONFIG)}}
+        },
+    )
+    for thing in scenario["devices"]:
+        state = wait_until(lambda t=thing: foreign_state(fleet, t), timeout=60)
+        assert state, f"{FOREIGN} does not run on {thing}: {fleet.status([thing])}"
+        assert state["seen"] == FOREIGN_CONFIG
+    scenario["foreign"] = {t: foreign_state(fleet, t) for t in scenario["devices"]}
+
+
 def test_approving_with_the_aws_cli_deploys_to_both_devices(
     rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
 ) -> None:
@@ -252,7 +308,7 @@ def test_approving_with_the_aws_cli_deploys_to_both_devices(
         "Approved",
     )
     done = wait_new_execution(rt, before)
-    assert done["status"] == "SUCCEEDED", done
+    assert done["status"] == "SUCCEEDED", run_record(rt, pkg["arn"], done["name"])
     out = json.loads(done["output"])
     assert out["summary"]["outcome"] == "COMPLETED"
     assert out["model"]["name"] == "com.loupe.model"
@@ -321,8 +377,14 @@ def test_a_crashing_model_rolls_back_and_the_old_model_keeps_serving(
     statuses = {t: d["status"] for t, d in record["devices"].items()}
     assert set(statuses.values()) <= {"FAILED", "CANCELED"} and "FAILED" in statuses.values(), statuses
     failed = [d for d in record["devices"].values() if d["status"] == "FAILED"]
-    assert all("com.loupe.inference" in d["reason"] and "ERRORED" in d["reason"] for d in failed), failed
+    # the model's own Install step loads it once (check_model.py): the pointer never moves to a model that fails
+    assert all("com.loupe.model" in d["reason"] and "Install exited" in d["reason"] for d in failed), failed
     assert all("rolled back" in d["reason"] for d in failed), failed
+    for thing in scenario["devices"]:
+        from loupe_local.devices import device_root
+
+        log = (device_root(fleet.state_dir, thing) / "logs" / "com.loupe.model.log").read_text()
+        assert "com.loupe.model check failed" in log and "does not load" in log
     for thing in scenario["devices"]:
         assert serving(fleet, sink, thing) == scenario["B"]["model_version"]
     scenario["D"] = pkg
@@ -349,12 +411,134 @@ def test_rejecting_the_deployed_package_redeploys_the_previous_one(
         "Rejected",
     )
     done = wait_new_execution(rt, before)
-    assert done["status"] == "SUCCEEDED", done
+    assert done["status"] == "SUCCEEDED", run_record(rt, scenario["A"]["arn"], done["name"])
     out = json.loads(done["output"])
     assert out["mode"] == "rollback"
     assert out["package"]["arn"] == scenario["A"]["arn"]
     for thing in scenario["devices"]:
         assert serving(fleet, sink, thing) == scenario["A"]["model_version"]
+
+
+def test_the_other_team_s_component_survived_two_approvals_and_a_rejection(
+    rt: Any, fleet: Any, scenario: dict[str, Any]
+) -> None:
+    for thing in scenario["devices"]:
+        assert foreign_state(fleet, thing) == scenario["foreign"][thing]  # same process, same configuration
+    gg = rt.client("greengrassv2")
+    group = rt.client("iot").describe_thing_group(thingGroupName=rt.physical("FleetThingGroup"))
+    latest = gg.list_deployments(targetArn=group["thingGroupArn"], historyFilter="LATEST_ONLY")["deployments"]
+    assert len(latest) == 1
+    components = gg.get_deployment(deploymentId=latest[0]["deploymentId"])["components"]
+    assert set(components) == {FOREIGN, "com.loupe.model", "com.loupe.inference"}
+    assert json.loads(components[FOREIGN]["configurationUpdate"]["merge"]) == FOREIGN_CONFIG
+
+
+def loupe_runs(rt: Any, before: dict[str, Any]) -> list[dict[str, Any]]:
+    """Executions started since ``before``, once all have finished (oldest first)."""
+    sfn = rt.client("stepfunctions")
+
+    def finished() -> list[dict[str, Any]]:
+        new = [e for arn, e in executions(rt).items() if arn not in before]
+        return new if new and all(e["status"] != "RUNNING" for e in new) else []
+
+    new = wait_until(finished, timeout=EXEC_WAIT + DEPLOYMENT_TIMEOUT, interval=0.5)
+    assert new, f"executions did not finish: {executions(rt)}"
+    return [sfn.describe_execution(executionArn=e["executionArn"]) for e in sorted(new, key=lambda e: e["startDate"])]
+
+
+def test_a_late_approval_of_an_older_package_does_not_replace_the_newer_one(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any], notify_queue: str
+) -> None:
+    older = register_package(rt, model_version=f"F-{uuid.uuid4().hex[:6]}")
+    newer = register_package(rt, model_version=f"G-{uuid.uuid4().hex[:6]}")
+    before = executions(rt)
+    approve(rt, newer["arn"])
+    assert wait_new_execution(rt, before)["status"] == "SUCCEEDED"
+    notifications(rt, notify_queue)
+    before, deployments_before = executions(rt), len(gg_deployments(rt))
+    approve(rt, older["arn"])  # its event arrives after the newer package's
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "SUCCEEDED", done
+    record = run_record(rt, older["arn"], done["name"])
+    assert record["outcome"] == "SUPERSEDED" and "newer Approved package" in record["reason"]
+    assert len(gg_deployments(rt)) == deployments_before
+    assert any("SUPERSEDED" in n.get("Subject", "") for n in notifications(rt, notify_queue))
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == newer["model_version"]
+
+
+def test_two_approvals_at_once_roll_out_one_at_a_time_and_the_newest_wins(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
+) -> None:
+    first = register_package(rt, model_version=f"H-{uuid.uuid4().hex[:6]}")
+    second = register_package(rt, model_version=f"I-{uuid.uuid4().hex[:6]}")
+    before, deployments_before = executions(rt), {d["deploymentId"] for d in gg_deployments(rt)}
+    approve(rt, first["arn"])
+    approve(rt, second["arn"])
+    runs = loupe_runs(rt, before)
+    assert len(runs) == 2
+    by_package = {json.loads(r["input"])["package_arn"]: r for r in runs}
+    second_record = run_record(rt, second["arn"], by_package[second["arn"]]["name"])
+    first_record = run_record(rt, first["arn"], by_package[first["arn"]]["name"])
+    assert second_record["outcome"] == "COMPLETED"
+    assert first_record["outcome"] in ("COMPLETED", "SUPERSEDED"), first_record
+    sfn = rt.client("stepfunctions")
+    entered = [
+        {
+            e["stateEnteredEventDetails"]["name"]
+            for e in sfn.get_execution_history(executionArn=r["executionArn"], maxResults=1000)["events"]
+            if "stateEnteredEventDetails" in e
+        }
+        for r in runs
+    ]
+    first_states = entered[[json.loads(r["input"])["package_arn"] for r in runs].index(first["arn"])]
+    if first_record["outcome"] == "SUPERSEDED":  # decided under the lock, before any CreateDeployment
+        assert "LockHeld" in first_states and "CreateDeployment" not in first_states, first_states
+    gg = rt.client("greengrassv2")
+    created = {
+        d["deploymentId"]: gg.get_deployment(deploymentId=d["deploymentId"])["creationTimestamp"].timestamp()
+        for d in gg_deployments(rt)
+        if d["deploymentId"] not in deployments_before
+    }
+    assert len(created) == (2 if first_record["outcome"] == "COMPLETED" else 1)
+    if first_record["outcome"] == "COMPLETED":  # it held the group: the second was created after it finished
+        assert created[second_record["deployment_id"]] >= float(first_record["finished_epoch"])
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == second["model_version"]
+
+
+def test_a_device_that_does_not_serve_the_new_model_is_deployed_not_serving(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any], notify_queue: str, tmp_path: Path
+) -> None:
+    from loupe_local.devices import device_root
+
+    mute = f"deploy-dev-mute-{uuid.uuid4().hex[:4]}"
+    overlay = tmp_path / "mute.json"  # its health goes to a topic no rule reads: it never says what it serves
+    overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"topics": {"health": "acme/{thing}/h"}}}}))
+    fleet.start_device(mute, ["--overlay", str(overlay)])
+    group = rt.physical("FleetThingGroup")
+    try:
+        fleet.wait_registered([mute])
+        wait_until(lambda: foreign_state(fleet, mute), timeout=60)  # it took the group's current deployment
+        notifications(rt, notify_queue)
+        pkg = register_package(rt, model_version=f"J-{uuid.uuid4().hex[:6]}")
+        before = executions(rt)
+        approve(rt, pkg["arn"])
+        done = wait_new_execution(rt, before, timeout=DEPLOYMENT_TIMEOUT + EXEC_WAIT)
+    finally:
+        fleet.stop_device(mute)
+        rt.client("iot").remove_thing_from_thing_group(thingGroupName=group, thingName=mute)
+    assert done["status"] == "FAILED" and done.get("error") == "DeploymentIncomplete"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert record["outcome"] == "DEPLOYED_NOT_SERVING"
+    assert record["devices"][mute]["status"] == "NOT_SERVING"
+    assert "deployed, not serving" in record["devices"][mute]["reason"]
+    pointer = json.loads((device_root(fleet.state_dir, mute) / "work/com.loupe.model/current.json").read_text())
+    assert pointer["version"] == pkg["model_version"]  # Greengrass did install it there
+    for thing in scenario["devices"]:
+        assert record["devices"][thing]["status"] == "COMPLETED"
+    notes = [n for n in notifications(rt, notify_queue) if "DEPLOYED_NOT_SERVING" in n.get("Subject", "")]
+    assert notes and "deployed, not serving" in notes[-1]["Message"]
 
 
 def test_a_down_device_times_out_while_the_others_complete(

@@ -33,7 +33,7 @@ def interpolate(script: str, variables: dict[str, str], config: dict) -> str:
             return json.dumps(node) if isinstance(node, dict | list) else str(node)
         return variables[f"{ns}:{key}"]
 
-    return re.sub(r"\{(artifacts|work|iot|configuration):([^{}]+)\}", sub, script)
+    return re.sub(r"\{(artifacts|work|iot|kernel|configuration):([^{}]+)\}", sub, script)
 
 
 def lifecycle(recipe: dict, step: str) -> str:
@@ -45,6 +45,8 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
     # com.loupe.model: the deployment workflow fills the template, the core unpacks the ZIP and runs Install
     model_dir = root / "packages" / "artifacts-unarchived" / "com.loupe.model" / "1.0.3"
     write_model(model_dir / "model", "3")
+    # the workflow puts the install-time check into the model ZIP
+    shutil.copy(REPO / "edge_component" / "model" / "check_model.py", model_dir / "model" / "check_model.py")
     card = json.loads((model_dir / "model" / "model_card.json").read_text())
     template = (REPO / "edge_component" / "model" / "recipe.yaml").read_text()
     filled = string.Template(template).substitute(
@@ -62,10 +64,12 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
     model_work.mkdir(parents=True)
     install = interpolate(
         lifecycle(model_recipe, "Install"),
-        {"artifacts:decompressedPath": str(model_dir), "work:path": str(model_work)},
+        {"artifacts:decompressedPath": str(model_dir), "work:path": str(model_work), "kernel:rootPath": str(root)},
         model_recipe["ComponentConfiguration"]["DefaultConfiguration"],
     )
-    subprocess.run(["bash", "-c", install], check=True)
+    env = {**os.environ, "LOUPE_EDGE_PYTHON": sys.executable}  # an interpreter with onnxruntime, as on a device
+    done = subprocess.run(["bash", "-c", install], check=True, capture_output=True, text=True, env=env)
+    assert "digests ok: model.onnx" in done.stdout and "smoke inference ok" in done.stdout
     pointer = json.loads((model_work / "current.json").read_text())
     assert pointer["dir"] == str(model_dir) and pointer["version"] == "3"
     assert pointer["sha256"]["model.onnx"] == card["sha256"]["model.onnx"]

@@ -6,6 +6,7 @@ One tiny generated dataset version (PIL pictures, 1 epoch at 64 px) keeps this t
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
 
 # Its own model package group: the session's local AWS is shared, and other tests approve packages in the stack's
 # group — a champion there would make these runs challengers.
@@ -196,3 +199,81 @@ def test_bad_dataset_fails_the_prepare_step_with_a_clear_message(local_aws, runn
     assert "no images" in run["desc"]["FailureReason"]
     assert run["steps"]["Prepare"]["StepStatus"] == "Failed"
     assert "Train" not in run["steps"]
+
+
+# ---------------------------------------------------------------------- managed spot training (issue 10, contract 4)
+# The stack's largest TrainingMaxRuntimeSeconds (template.yaml MaxValue, SageMaker's 28-day limit): the request
+# must still be valid with spot on, so the job must run.
+STACK_MAX_RUNTIME = str(28 * 24 * 3600)
+_EPOCH_LINE = re.compile(r"\bepoch (\d+)/(\d+) box_loss=")
+_SAVED_LINE = re.compile(r"checkpoint saved: epoch (\d+)/")
+
+
+def _checkpoint_epoch(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "checkpoint.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_spot_reclaim_resumes_training_after_the_last_checkpointed_epoch(local_aws, runner, dataset_uri):
+    """Kill the Train step's job after epoch 1's checkpoint: the restarted job continues from epoch 2, not 1."""
+    name = ensure_pipeline(local_aws)
+    runner.interrupt_training(when=lambda folder: _checkpoint_epoch(folder) >= 1)
+    params = {**TINY, "Epochs": "3", "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"}
+    try:
+        run = _run(local_aws, name, {**params, "TrainingMaxRunSeconds": STACK_MAX_RUNTIME})
+        assert not runner.interrupt_pending, "the reclaim never fired"
+    finally:
+        runner.cancel_interrupt()  # never leave a reclaim armed for other tests' trainings
+    assert run["desc"]["PipelineExecutionStatus"] == "Succeeded", run["desc"].get("FailureReason")
+    assert run["steps"]["Train"]["AttemptCount"] == 1  # a spot restart is the job's own, not a pipeline retry
+
+    text = (Path(runner.status()["executions"][run["arn"]]["logs"]) / "Train.log").read_text()
+    before, reclaim, after = text.partition("spot capacity reclaimed")
+    assert reclaim, "no spot interruption in the Train log"
+    saved_before = [int(n) for n in _SAVED_LINE.findall(before)]
+    assert saved_before and saved_before[-1] < 3
+    assert "resuming from checkpoint" in after
+    resumed = [int(n) for n, _total in _EPOCH_LINE.findall(after)]
+    assert resumed[0] == saved_before[-1] + 1 >= 2, f"resumed at epoch {resumed[0]} after {saved_before}"
+    assert resumed[-1] == 3
+
+    # the checkpoint prefix is this execution's own and holds the finished run
+    execution_id = run["arn"].rsplit("/", 1)[-1]
+    bucket = local_aws.physical("ArtifactBucket")
+    s3 = local_aws.client("s3")
+    prefix = f"pipeline/checkpoints/{execution_id}/"
+    keys = {o["Key"][len(prefix) :] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])}
+    assert {"run/weights/last.pt", "checkpoint.json"} <= keys
+    marker = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "checkpoint.json")["Body"].read())
+    assert marker["epoch"] == 3
+
+
+def test_spot_request_with_max_wait_below_max_runtime_fails_with_sagemakers_message(local_aws, runner, dataset_uri):
+    """The definition's old shape (MaxWait a parameter, 7200 s) with a longer MaxRuntime: CreateTrainingJob refuses."""
+    from loupe_local.standins.pipelines import render_definition
+
+    definition = json.loads(render_definition(local_aws, (REPO / "training" / "pipeline_definition.json").read_text()))
+    definition["Parameters"].append({"Name": "TrainingMaxWaitSeconds", "Type": "Integer", "DefaultValue": 7200})
+    for step in definition["Steps"]:
+        if step["Name"] == "Train":
+            step["Arguments"]["StoppingCondition"]["MaxWaitTimeInSeconds"] = {
+                "Get": "Parameters.TrainingMaxWaitSeconds"
+            }
+    sm = local_aws.client("sagemaker")
+    name = "test-training-spot-max-wait"
+    sm.create_pipeline(
+        PipelineName=name, PipelineDefinition=json.dumps(definition), RoleArn=local_aws.arn("SageMakerExecutionRole")
+    )
+    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "TrainingMaxRunSeconds": "10800"})
+    assert run["desc"]["PipelineExecutionStatus"] == "Failed"
+    assert run["steps"]["Prepare"]["StepStatus"] == "Succeeded"
+    train = run["steps"]["Train"]
+    assert train["StepStatus"] == "Failed"
+    assert train["FailureReason"].startswith(
+        "ClientError: Failed to invoke sagemaker:CreateTrainingJob. Error Details: Invalid MaxWaitTimeInSeconds."
+    )
+    assert "MaxRuntimeInSeconds" in train["FailureReason"]
+    assert "Evaluate" not in run["steps"]
+    assert not (Path(runner.status()["executions"][run["arn"]]["logs"]) / "Train.log").exists()  # no job ran

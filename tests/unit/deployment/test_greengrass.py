@@ -46,6 +46,7 @@ def test_deterministic_zip_depends_only_on_content() -> None:
 def test_inference_archive_carries_the_component_and_the_model_recipe_template() -> None:
     names = zipfile.ZipFile(io.BytesIO(g.inference_archive(REPO / "edge_component"))).namelist()
     assert g.MODEL_TEMPLATE_MEMBER in names
+    assert g.MODEL_CHECK_MEMBER in names  # the model's install-time check travels with its recipe template
     assert "requirements.txt" in names and "loupe_edge/__main__.py" in names
     assert "recipe.yaml" not in names and "gdk-config.json" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -67,6 +68,9 @@ def test_render_model_recipe_from_the_edge_template() -> None:
     assert g.artifact_uri_of(art) == values["ArtifactUri"]
     assert str(art["Unarchive"]).upper() == "ZIP"
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["modelVersion"] == "v4"
+    install = recipe["Manifests"][0]["Lifecycle"]["Install"]["Script"]
+    assert '"$MODEL/check_model.py"' in install and '"$PY"' in install  # shell variables survive the template
+    assert install.index("check_model.py") < install.index("current.json")  # checked before the pointer moves
     missing = dict(values)
     del missing["ModelSha256"]
     with pytest.raises(g.GreengrassError, match="ModelSha256"):

@@ -174,3 +174,37 @@ def test_a_new_deployment_supersedes_the_previous_one(gg: GreengrassStandIn) -> 
     assert got["deploymentStatus"] == "INACTIVE" and not got["isLatestForTarget"]
     _, listed = call(gg, "GET", "/greengrass/v2/coreDevices", query={"thingGroupArn": GROUP})
     assert [d["coreDeviceThingName"] for d in listed["coreDevices"]] == ["d1"]
+
+
+def test_each_deployment_is_an_iot_job_whose_executions_page(gg: GreengrassStandIn) -> None:
+    create(gg, "1.1.0")
+    created = deploy(gg, "1.1.0")[1]
+    job = created["iotJobId"]
+    report(gg, "d1", created["deploymentId"], "IN_PROGRESS")
+    report(gg, "d1", created["deploymentId"], "SUCCEEDED")
+    report(gg, "d2", created["deploymentId"], "IN_PROGRESS")
+    report(gg, "d2", created["deploymentId"], "FAILED", "broken")
+    seen, token, pages = {}, None, 0
+    while True:
+        status, page = call(
+            gg, "GET", f"/jobs/{job}/things", query={"maxResults": "3", **({"nextToken": token} if token else {})}
+        )
+        assert status == 200
+        pages += 1
+        for row in page["executionSummaries"]:
+            seen[row["thingArn"].rsplit("/", 1)[-1]] = row["jobExecutionSummary"]["status"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert pages == 2
+    assert seen == {"d1": "SUCCEEDED", "d2": "FAILED", "d3": "QUEUED", "d4": "QUEUED"}
+    _, failed = call(gg, "GET", f"/jobs/{job}/things", query={"status": "FAILED"})
+    assert [r["thingArn"].rsplit("/", 1)[-1] for r in failed["executionSummaries"]] == ["d2"]
+    status, refused = call(gg, "GET", f"/jobs/{job}/things", query={"maxResults": "251"})
+    assert status == 400 and refused["__type"] == "InvalidRequestException"
+    _, described = call(gg, "GET", f"/jobs/{job}")
+    details = described["job"]["jobProcessDetails"]
+    assert described["job"]["targets"] == [GROUP] and described["job"]["targetSelection"] == "CONTINUOUS"
+    assert details["numberOfSucceededThings"] == 1 and details["numberOfQueuedThings"] == 2
+    other = AwsRequest("GET", "/jobs/someone-elses-job/things", {}, {}, b"")
+    assert not gg.handles(other)  # moto answers the IoT jobs that are not Greengrass deployments

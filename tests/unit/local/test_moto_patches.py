@@ -62,3 +62,205 @@ def test_apply_replaces_lambda_invoke_and_enables_execution() -> None:
     moto_patches.apply()
     assert LambdaFunction.invoke.__module__ == "loupe_local.moto_patches"
     assert config.default_user_config["stepfunctions"]["execute_state_machine"] is True
+
+
+# ------------------------------------------------------------------ 4. AWS SDK integrations of the ASL engine
+def _aws_sdk_module():
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+
+    return state_task_service_aws_sdk
+
+
+def test_aws_sdk_task_normalises_its_response_through_the_hook_the_patch_replaces() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+
+    # moto's base hook is a no-op and moto's aws-sdk task does not override it (LocalStack's does)
+    assert "def _normalise_response" not in inspect.getsource(_aws_sdk_module())
+    base = inspect.getsource(StateTaskService._normalise_response)
+    assert base.rstrip().endswith("pass"), "moto now normalises responses itself: revisit patch 4"
+    # ... and is called on the response the service returned, before the 256 KiB quota check
+    run = inspect.getsource(StateTaskService._eval_execution)
+    assert run.index("_eval_service_task") < run.index("self._normalise_response(output_value)")
+    assert run.index("self._normalise_response(output_value)") < run.index("_after_eval_execution")
+    assert "_verify_size_quota" in inspect.getsource(StateTaskService._after_eval_execution)
+
+
+def test_aws_sdk_error_prefixes_come_from_one_table() -> None:
+    module = _aws_sdk_module()
+    assert isinstance(module._SERVICE_ERROR_NAMES, dict)
+    source = inspect.getsource(module.StateTaskServiceAwsSdk._normalise_service_error_name)
+    assert "_SERVICE_ERROR_NAMES" in source
+    assert "_normalise_service_error_name" in inspect.getsource(module.StateTaskServiceAwsSdk._from_error)
+
+
+def test_patched_aws_sdk_task_hands_a_string_body_and_documented_error_names() -> None:
+    """Through moto's real ASL engine (in-process): S3 GetObject's Body feeds States.StringToJson, and a missing
+    key is caught as S3.NoSuchKeyException, as in Step Functions."""
+    import json
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    moto_patches.apply()
+    definition = {
+        "StartAt": "Read",
+        "States": {
+            "Read": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                "Parameters": {"Bucket": "patch-test-bucket", "Key.$": "$.key"},
+                "ResultSelector": {"doc.$": "States.StringToJson($.Body)", "type.$": "$.ContentType"},
+                "Catch": [{"ErrorEquals": ["S3.NoSuchKeyException"], "ResultPath": "$.error", "Next": "Missing"}],
+                "End": True,
+            },
+            "Missing": {"Type": "Pass", "Parameters": {"error.$": "$.error.Error"}, "End": True},
+        },
+    }
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="patch-test-bucket")
+        s3.put_object(
+            Bucket="patch-test-bucket",
+            Key="doc.json",
+            Body=b'{"version": 3, "name": "caf\xc3\xa9"}',
+            ContentType="application/json",
+        )
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="patch-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+
+        def run(name: str, key: str) -> dict:
+            ex = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps({"key": key}))["executionArn"]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                desc = sfn.describe_execution(executionArn=ex)
+                if desc["status"] != "RUNNING":
+                    return desc
+                time.sleep(0.05)
+            raise AssertionError(f"{name} still running")
+
+        found = run("found", "doc.json")
+        assert found["status"] == "SUCCEEDED", found.get("cause")
+        assert json.loads(found["output"]) == {"doc": {"version": 3, "name": "café"}, "type": "application/json"}
+        s3.put_object(Bucket="patch-test-bucket", Key="image.png", Body=b"\x89PNG\r\n\x1a\n\xff\xfe")
+        binary = run("binary", "image.png")
+        assert binary["status"] == "FAILED" and binary["error"] == "States.Runtime"
+        assert "does not support binary content" in binary["cause"]
+        missing = run("missing", "absent.json")
+        assert missing["status"] == "SUCCEEDED", (missing.get("error"), missing.get("cause"))
+        assert json.loads(missing["output"]) == {"error": "S3.NoSuchKeyException"}
+
+
+# ------------------------------------------------------------------ 5. unnamed executions
+def test_engine_backend_start_execution_signature_and_name_handling() -> None:
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    params = list(inspect.signature(StepFunctionsParserBackend.start_execution).parameters)
+    assert params == ["self", "state_machine_arn", "name", "execution_input", "trace_header"]
+    assert callable(StepFunctionsParserBackend._validate_name)
+    # the API layer passes the request's name through, None when absent
+    assert "start_execution(\n            arn, name, execution_input" in inspect.getsource(
+        StepFunctionResponse.start_execution
+    )
+
+
+def test_unnamed_executions_get_uuids_and_bad_names_are_refused() -> None:
+    import json
+    import uuid
+
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    moto_patches.apply()
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="unnamed", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        first = sfn.start_execution(stateMachineArn=arn, input='{"reason": "schedule"}')["executionArn"]
+        second = sfn.start_execution(stateMachineArn=arn, input='{"reason": "schedule"}')["executionArn"]
+        assert first != second
+        for execution in (first, second):
+            uuid.UUID(execution.rsplit(":", 1)[-1])  # the name Step Functions generates is a UUID
+        # StartExecution's documented refusals: a character outside the allowed set, more than 80 characters
+        for bad, code in (("has space", "InvalidName"), ("x" * 81, "ValidationException")):
+            with pytest.raises(ClientError) as refused:
+                sfn.start_execution(stateMachineArn=arn, name=bad)
+            assert refused.value.response["Error"]["Code"] == code
+
+
+# ------------------------------------------------------------------ 6. task-token callbacks
+def test_engine_backend_send_task_success_signature_and_no_output_check() -> None:
+    from moto.stepfunctions.parser import api
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    # moto's own method, as its source file has it (the class attribute may already be the patch)
+    source = inspect.getsource(StepFunctionsParserBackend)
+    method = source[source.index("    def send_task_success(") : source.index("    def send_task_failure(")]
+    assert "self, task_token: TaskToken, outcome: str" in method
+    assert "json" not in method, "moto now checks the output itself: revisit patch 6"
+    assert "send_task_success(task_token, output)" in inspect.getsource(StepFunctionResponse.send_task_success)
+    # the service exceptions take (message, type, status) like moto's AWSError
+    error = api.InvalidOutput("m", "InvalidOutput")
+    assert (error.error_type, error.code) == ("InvalidOutput", 400)
+
+
+def test_send_task_success_refuses_bad_output_and_the_task_keeps_waiting() -> None:
+    import json
+    import time
+
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    moto_patches.apply()
+    definition = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl.$": "$.queue", "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue = sqs.create_queue(QueueName="patch-callbacks")["QueueUrl"]
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="callbacks", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name="wait", input=json.dumps({"queue": queue}))
+        deadline = time.monotonic() + 30
+        messages: list = []
+        while not messages and time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+        token = json.loads(messages[0]["Body"])["token"]
+
+        for output, code in (
+            ("{not json", "InvalidOutput"),
+            (json.dumps({"x": "y" * 300 * 1024}), "ValidationException"),
+        ):
+            with pytest.raises(ClientError) as refused:
+                sfn.send_task_success(taskToken=token, output=output)
+            assert refused.value.response["Error"]["Code"] == code
+            assert sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING"
+
+        sfn.send_task_success(taskToken=token, output=json.dumps({"ok": True}))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = sfn.describe_execution(executionArn=execution["executionArn"])
+            if done["status"] != "RUNNING":
+                break
+            time.sleep(0.05)
+        assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"ok": True}

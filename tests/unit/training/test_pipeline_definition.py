@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 TRAINING = REPO / "training"
@@ -38,18 +37,31 @@ def test_committed_files_match_the_generator():
     assert (TRAINING / "template_snippet.yaml").read_text() == pipeline.snippet(generated), "run `make pipeline`"
 
 
-def test_snippet_embeds_the_definition_under_sub():
-    class Loader(yaml.SafeLoader):
-        pass
+def test_snippet_embeds_the_definition_under_sub_with_the_spot_fields_chosen_at_deploy_time():
+    from loupe_local.template import load_yaml
 
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: {suffix: loader.construct_scalar(node)})
-    doc = yaml.load((TRAINING / "template_snippet.yaml").read_text(), Loader=Loader)  # noqa: S506
+    pipeline = _pipeline_module()
+    doc = load_yaml(TRAINING / "template_snippet.yaml")
     resource = doc["TrainingPipeline"]
     assert resource["Type"] == "AWS::SageMaker::Pipeline"
-    body = resource["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Sub"]
-    assert json.loads(body) == DEFINITION
-    refs = {r for r in __import__("re").findall(r"\$\{([^}]+)\}", body)}
-    assert refs == {"ArtifactBucket", "SageMakerExecutionRole.Arn", "AWS::StackName", "AWS::Region"}
+    body, variables = resource["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    on, off = pipeline.spot_variables(True), pipeline.spot_variables(False)
+    assert variables == {name: {"Fn::If": ["UseSpotTraining", on[name], off[name]]} for name in on}
+    assert set(on) == {"SpotFlag", "SpotMaxWait"}
+
+    def substituted(values: dict) -> dict:
+        text = body
+        for name, value in values.items():
+            assert text.count(f"${{{name}}}") == 1
+            text = text.replace(f"${{{name}}}", value)
+        return json.loads(text)
+
+    assert substituted(on) == DEFINITION
+    train = {s["Name"]: s for s in substituted(off)["Steps"]}["Train"]["Arguments"]
+    assert train["EnableManagedSpotTraining"] is False
+    assert "MaxWaitTimeInSeconds" not in train["StoppingCondition"]
+    refs = set(__import__("re").findall(r"\$\{([^}]+)\}", body))
+    assert refs == {"ArtifactBucket", "SageMakerExecutionRole.Arn", "AWS::StackName", "AWS::Region"} | set(on)
 
 
 def test_template_carries_the_generated_definition():
@@ -86,11 +98,10 @@ def test_step_graph_and_gate():
 def test_parameters():
     params = {p["Name"]: p for p in DEFINITION["Parameters"]}
     assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
-    assert {"TrainingInstanceType", "TrainingUseSpot", "TrainingMaxRunSeconds", "MinTestMap50", "DatasetS3Uri"} <= set(
-        params
-    )
+    assert {"TrainingInstanceType", "TrainingMaxRunSeconds", "MinTestMap50", "DatasetS3Uri"} <= set(params)
+    assert "TrainingUseSpot" not in params  # a deploy-time choice: a parameter cannot remove MaxWaitTimeInSeconds
     train = STEPS["Train"]["Arguments"]
-    assert train["EnableManagedSpotTraining"] == {"Get": "Parameters.TrainingUseSpot"}
+    assert train["EnableManagedSpotTraining"] is True  # the committed definition is the spot (default) stack's
     assert train["StoppingCondition"]["MaxRuntimeInSeconds"] == {"Get": "Parameters.TrainingMaxRunSeconds"}
     assert train["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
 

@@ -1,0 +1,176 @@
+"""The EventBridge events Loupe's handlers receive: parser models with a typed ``detail`` per detail-type, and the
+checks that tell this stack's resources from the rest of the account's.
+
+EventBridge offers a rule every event of the account (and AWS services publish state changes of *every* pipeline,
+labeling job, model package and alarm). The template's rules filter by name or ARN prefix where EventBridge can;
+each handler checks again here, because a rule is not the only way in (a broader rule, a replay from an archive,
+a second Loupe stack in the same account, a manual test invoke). A foreign event raises :class:`Ignored`: the
+handler logs one line and returns at once, before any AWS call. A Loupe event that does not parse raises
+pydantic's ``ValidationError`` naming the field, so it fails loudly and keeps its event in the dead-letter queue.
+
+Event shapes as AWS publishes them (samples in events/aws_*.json):
+https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html (pipeline execution,
+model package), https://docs.aws.amazon.com/sagemaker/latest/dg/sms-monitor-cloud-watch.html (Ground Truth),
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html (alarms),
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (S3).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Loupe names every Ground Truth job it creates "loupe-..." (loupe.labeling.job_name_for; the IAM policy of the
+# labeling tasks function is scoped to labeling-job/loupe-*).
+LABELING_JOB_PREFIX = "loupe-"
+RAW_PREFIX = "raw/"
+
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+
+
+class Ignored(Exception):  # noqa: N818 - an outcome, not an error
+    """A well-formed event that is not for this stack (or needs nothing): log it and return."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def ignored(skip: Ignored) -> dict[str, Any]:
+    """What a handler returns for an ignored event."""
+    return {"ignored": True, "reason": skip.reason}
+
+
+class _Detail(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# ------------------------------------------------------------------ SageMaker pipeline execution status change
+class PipelineExecutionDetail(_Detail):
+    pipeline_arn: str = Field(alias="pipelineArn", pattern=r"^arn:aws[a-z-]*:sagemaker:[^:]*:\d{12}:pipeline/.+")
+    execution_arn: str = Field(alias="pipelineExecutionArn", min_length=1)
+    status: Literal["Executing", "Stopping", "Stopped", "Failed", "Succeeded"] = Field(
+        alias="currentPipelineExecutionStatus"
+    )
+    display_name: str = Field("", alias="pipelineExecutionDisplayName")
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+
+
+class PipelineExecutionStatusChange(EventBridgeModel):
+    source: Literal["aws.sagemaker"]
+    detail_type: Literal["SageMaker Model Building Pipeline Execution Status Change"] = Field(alias="detail-type")
+    detail: PipelineExecutionDetail
+
+
+def pipeline_status_change(event: dict[str, Any], pipeline_name: str) -> PipelineExecutionStatusChange:
+    """The status change of this stack's training pipeline; :class:`Ignored` for any other pipeline's.
+
+    SageMaker writes pipeline names into ARNs lowercased, so names compare without case."""
+    change = parse(event=event, model=PipelineExecutionStatusChange)
+    name = change.detail.pipeline_name
+    if name.lower() != pipeline_name.lower():
+        raise Ignored(f"pipeline {name} is not Loupe's (Loupe's is {pipeline_name})")
+    return change
+
+
+# ------------------------------------------------------------------ Ground Truth labeling job state change
+class LabelingJobDetail(_Detail):
+    status: Literal["Initializing", "InProgress", "Completed", "Failed", "Stopping", "Stopped"] = Field(
+        alias="LabelingJobStatus"
+    )
+
+
+class LabelingJobStateChange(EventBridgeModel):
+    source: Literal["aws.sagemaker"]
+    detail_type: Literal["SageMaker Ground Truth Labeling Job State Change"] = Field(alias="detail-type")
+    detail: LabelingJobDetail
+
+    @model_validator(mode="after")
+    def _names_one_job(self) -> LabelingJobStateChange:
+        jobs = [arn for arn in self.resources if ":labeling-job/" in arn]
+        if len(jobs) != 1:
+            raise ValueError(f"expected one labeling-job ARN in resources, got {self.resources}")
+        return self
+
+    @property
+    def job_name(self) -> str:
+        return next(arn for arn in self.resources if ":labeling-job/" in arn).rsplit("/", 1)[-1]
+
+
+def labeling_job_state_change(event: dict[str, Any]) -> LabelingJobStateChange:
+    """The state change of a job Loupe named; :class:`Ignored` for anyone else's (no ledger read needed)."""
+    change = parse(event=event, model=LabelingJobStateChange)
+    if not change.job_name.startswith(LABELING_JOB_PREFIX):
+        raise Ignored(f"labeling job {change.job_name} is not Loupe's (not {LABELING_JOB_PREFIX}*)")
+    return change
+
+
+# ------------------------------------------------------------------ SageMaker model package state change
+class ModelPackageDetail(_Detail):
+    group: str = Field(alias="ModelPackageGroupName", min_length=1)
+    arn: str = Field(alias="ModelPackageArn", pattern=r"^arn:aws[a-z-]*:sagemaker:[^:]*:\d{12}:model-package/.+")
+    approval: Literal["Approved", "Rejected", "PendingManualApproval"] = Field(alias="ModelApprovalStatus")
+    version: int | None = Field(None, alias="ModelPackageVersion")
+
+
+class ModelPackageStateChange(EventBridgeModel):
+    source: Literal["aws.sagemaker"]
+    detail_type: Literal["SageMaker Model Package State Change"] = Field(alias="detail-type")
+    detail: ModelPackageDetail
+
+
+def model_package_state_change(event: dict[str, Any], group_name: str) -> ModelPackageStateChange:
+    """A package of this stack's model package group; :class:`Ignored` for other groups' packages."""
+    change = parse(event=event, model=ModelPackageStateChange)
+    if change.detail.group != group_name:
+        raise Ignored(f"package group {change.detail.group} is not Loupe's (Loupe's is {group_name})")
+    return change
+
+
+# ------------------------------------------------------------------ CloudWatch alarm state change
+class AlarmState(_Detail):
+    value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
+    reason: str = ""
+
+
+class AlarmDetail(_Detail):
+    alarm_name: str = Field(alias="alarmName", min_length=1)
+    state: AlarmState
+    previous_state: AlarmState | None = Field(None, alias="previousState")
+
+
+class AlarmStateChange(EventBridgeModel):
+    source: Literal["aws.cloudwatch"]
+    detail_type: Literal["CloudWatch Alarm State Change"] = Field(alias="detail-type")
+    detail: AlarmDetail
+
+
+def alarm_state_change(event: dict[str, Any], alarm_arn: str) -> AlarmStateChange:
+    """This alarm going into ALARM; :class:`Ignored` for other alarms and for other states."""
+    change = parse(event=event, model=AlarmStateChange)
+    name = change.detail.alarm_name
+    if alarm_arn not in change.resources:
+        raise Ignored(f"alarm {name} is not Loupe's (Loupe's is {alarm_arn})")
+    if change.detail.state.value != "ALARM":
+        raise Ignored(f"alarm {name} is {change.detail.state.value}, not ALARM")
+    return change
+
+
+# ------------------------------------------------------------------ S3 Object Created
+def raw_object_created(event: dict[str, Any], raw_bucket: str) -> S3EventNotificationEventBridgeModel:
+    """An object created under raw/ of Loupe's raw bucket; :class:`Ignored` for any other bucket or key."""
+    change = parse(event=event, model=S3EventNotificationEventBridgeModel)
+    if change.detail_type != "Object Created" or change.source != "aws.s3":
+        raise ValueError(f"expected an aws.s3 Object Created event, got {change.source} {change.detail_type!r}")
+    bucket, key = change.detail.bucket.name, change.detail.object.key
+    if bucket != raw_bucket:
+        raise Ignored(f"bucket {bucket} is not Loupe's (Loupe's raw bucket is {raw_bucket})")
+    if not key.startswith(RAW_PREFIX):
+        raise Ignored(f"object {key} is not under {RAW_PREFIX} of {bucket}: not Loupe's to ingest")
+    return change

@@ -1,0 +1,387 @@
+"""A read-only view of the running loop: what the AWS consoles would show, read through the public APIs.
+
+Everything here is a read: boto3 against the local endpoint (DynamoDB ledger and deployments tables, S3 dataset
+versions, Step Functions executions, SageMaker pipeline executions, labeling jobs and the model package group,
+Greengrass core devices), the device folders under the state dir, and (optionally) the devices' MQTT health and
+inference topics. The console uses it; the demo and ``loupe local status`` can too.
+
+Build one with :meth:`Observer.from_runtime` (in the process running the local AWS) or :meth:`Observer.from_state`
+(from ``.loupe/local.json``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+log = logging.getLogger("loupe_local.observer")
+
+LEDGER_STATUSES = ("unlabeled", "claimed", "labeled", "rejected")
+STATE_MACHINES = ("LabelingStateMachine", "TrainingStateMachine", "EdgeDeploymentStateMachine")
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals as ints/floats, recursively (for JSON)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _iso(value: Any) -> str:
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, int | float):
+        return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(value))
+    return str(value or "")
+
+
+class Observer:
+    def __init__(self, endpoint: str, region: str, resources: dict[str, dict[str, Any]], state_dir: Path) -> None:
+        self.endpoint = endpoint
+        self.region = region
+        self.resources = resources
+        self.state_dir = Path(state_dir)
+        self._session = boto3.Session(
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - the local AWS accepts any credentials
+            region_name=region,
+        )
+        self._clients: dict[str, Any] = {}
+        self._datasets: dict[int, dict[str, Any]] = {}  # versions are immutable: read each once
+        self._cards: dict[str, dict[str, Any]] = {}
+        self.feed: MqttFeed | None = None
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> Observer:
+        resources = {lid: res.as_json() for lid, res in runtime.resources.items()}
+        for lid, res in runtime.resources.items():
+            resources[lid]["attrs"] = dict(res.attrs)
+        return cls(runtime.endpoint, runtime.region, resources, runtime.state_dir)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], state_dir: Path) -> Observer:
+        return cls(state["endpoint"], state["region"], state["resources"], state_dir)
+
+    # ------------------------------------------------------------------ plumbing
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._session.client(
+                service, endpoint_url=self.endpoint, config=Config(retries={"max_attempts": 2})
+            )
+        return self._clients[service]
+
+    def table(self, logical_id: str) -> Any:
+        dynamodb = self._session.resource("dynamodb", endpoint_url=self.endpoint)
+        return dynamodb.Table(self.physical(logical_id))
+
+    def physical(self, logical_id: str) -> str:
+        return str(self.resources[logical_id]["physical"])
+
+    def arn(self, logical_id: str) -> str:
+        res = self.resources[logical_id]
+        return str(res.get("arn") or res["physical"])
+
+    @property
+    def package_group(self) -> str:
+        res = self.resources["ModelPackageGroup"]
+        name = (res.get("attrs") or {}).get("ModelPackageGroupName") or res["physical"]
+        return str(name).rsplit("/", 1)[-1]
+
+    def start_feed(self, host: str, port: int) -> MqttFeed:
+        self.feed = MqttFeed(host, port)
+        self.feed.start()
+        return self.feed
+
+    def close(self) -> None:
+        if self.feed:
+            self.feed.stop()
+
+    # ------------------------------------------------------------------ ledger and datasets
+    def ledger_counts(self) -> dict[str, Any]:
+        """Images by status and, within each, by origin kind (upload, edge_feedback, import)."""
+        table = self.table("LedgerTable")
+        by_status: dict[str, Counter[str]] = {s: Counter() for s in LEDGER_STATUSES}
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").exists() & Attr("sha256").exists()}
+        while True:
+            page = table.scan(**kwargs)
+            for item in page.get("Items", []):
+                if len(str(item.get("sha256", ""))) != 64:
+                    continue  # the ledger's job and version records
+                status = str(item.get("status"))
+                origin = item.get("origin")
+                origin = origin.get("kind", "unknown") if isinstance(origin, dict) else "unknown"
+                by_status.setdefault(status, Counter())[str(origin)] += 1
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return {
+            "by_status": {s: sum(c.values()) for s, c in by_status.items()},
+            "by_status_origin": {s: dict(c) for s, c in by_status.items()},
+        }
+
+    def dataset_versions(self) -> list[dict[str, Any]]:
+        """Every dataset version, newest first: version, parent, created, counts, digest."""
+        s3 = self.client("s3")
+        bucket = self.physical("ArtifactBucket")
+        out = []
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix="datasets/", Delimiter="/"):
+            for prefix in page.get("CommonPrefixes", []):
+                name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                if not (name.startswith("v") and name[1:].isdigit()):
+                    continue
+                version = int(name[1:])
+                if version not in self._datasets:
+                    try:
+                        body = s3.get_object(Bucket=bucket, Key=f"{prefix['Prefix']}dataset.json")["Body"].read()
+                    except ClientError:
+                        continue  # reserved, not written yet
+                    doc = json.loads(body)
+                    self._datasets[version] = {
+                        k: doc.get(k) for k in ("version", "parent", "created", "counts", "digest", "class_map")
+                    } | {"uri": f"s3://{bucket}/{prefix['Prefix']}"}
+                out.append(self._datasets[version])
+        return sorted(out, key=lambda d: int(d["version"]), reverse=True)
+
+    # ------------------------------------------------------------------ executions and jobs
+    def executions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Step Functions executions of the template's state machines and SageMaker pipeline executions."""
+        sfn = self.client("stepfunctions")
+        out = []
+        for lid in STATE_MACHINES:
+            if lid not in self.resources:
+                continue
+            for e in sfn.list_executions(stateMachineArn=self.arn(lid), maxResults=limit)["executions"]:
+                out.append(
+                    {
+                        "kind": lid.removesuffix("StateMachine"),
+                        "name": e["name"],
+                        "status": e["status"],
+                        "started": _iso(e.get("startDate")),
+                        "stopped": _iso(e.get("stopDate")) if e.get("stopDate") else "",
+                    }
+                )
+        if "TrainingPipeline" in self.resources:
+            name = self.physical("TrainingPipeline").rsplit("/", 1)[-1]
+            try:
+                summaries = self.client("sagemaker").list_pipeline_executions(PipelineName=name, MaxResults=limit)
+            except ClientError as exc:
+                log.debug("no pipeline executions: %s", exc)
+                summaries = {}
+            for e in summaries.get("PipelineExecutionSummaries", []):
+                out.append(
+                    {
+                        "kind": "TrainingPipeline",
+                        "name": e.get("PipelineExecutionDisplayName") or e["PipelineExecutionArn"].rsplit("/", 1)[-1],
+                        "status": e.get("PipelineExecutionStatus", ""),
+                        "started": _iso(e.get("StartTime")),
+                        "stopped": "",
+                    }
+                )
+        return sorted(out, key=lambda e: e["started"], reverse=True)
+
+    def labeling_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+        jobs = self.client("sagemaker").list_labeling_jobs(MaxResults=limit)["LabelingJobSummaryList"]
+        return [
+            {
+                "name": j["LabelingJobName"],
+                "status": j["LabelingJobStatus"],
+                "created": _iso(j.get("CreationTime")),
+                "counters": j.get("LabelCounters", {}),
+            }
+            for j in jobs
+        ]
+
+    def timeline(self, limit: int = 30) -> list[dict[str, Any]]:
+        """What happened, newest first: executions, labeling jobs, dataset versions, model packages."""
+        events = [
+            {"when": e["started"], "what": f"{e['kind']} execution {e['name']}", "status": e["status"]}
+            for e in self.executions()
+        ]
+        events += [
+            {"when": j["created"], "what": f"labeling job {j['name']}", "status": j["status"]}
+            for j in self.labeling_jobs()
+        ]
+        events += [
+            {
+                "when": d.get("created") or "",
+                "what": _dataset_line(d),
+                "status": "",
+            }
+            for d in self.dataset_versions()
+        ]
+        events += [
+            {"when": p["created"], "what": f"model package {p['version']}", "status": p["approval"]}
+            for p in self.packages(with_cards=False)
+        ]
+        return sorted(events, key=lambda e: str(e["when"]), reverse=True)[:limit]
+
+    # ------------------------------------------------------------------ the model registry
+    def packages(self, with_cards: bool = True) -> list[dict[str, Any]]:
+        """The group's packages, newest first, with approval status, metrics and (optionally) the model card."""
+        sm = self.client("sagemaker")
+        try:
+            listed = sm.list_model_packages(ModelPackageGroupName=self.package_group, MaxResults=100)
+        except ClientError as exc:
+            log.debug("no packages: %s", exc)
+            return []
+        out = []
+        for summary in listed.get("ModelPackageSummaryList", []):
+            desc = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            meta = desc.get("CustomerMetadataProperties") or {}
+            url = ((desc.get("InferenceSpecification") or {}).get("Containers") or [{}])[0].get("ModelDataUrl", "")
+            item = {
+                "arn": desc["ModelPackageArn"],
+                "version": desc.get("ModelPackageVersion"),
+                "approval": desc.get("ModelApprovalStatus", ""),
+                "status": desc.get("ModelPackageStatus", ""),
+                "description": desc.get("ModelPackageDescription", ""),
+                "created": _iso(desc.get("CreationTime")),
+                "metadata": meta,
+                "model_data": url,
+                "metrics": self._metrics(desc),
+            }
+            if with_cards and url:
+                item["card"] = self._card(url)
+            out.append(item)
+        return sorted(out, key=lambda p: int(p["version"] or 0), reverse=True)
+
+    def _s3_json(self, uri: str) -> Any:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return json.loads(self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def _metrics(self, desc: dict[str, Any]) -> dict[str, Any]:
+        stats = ((desc.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+        if not stats.get("S3Uri"):
+            return {}
+        try:
+            return dict(self._s3_json(stats["S3Uri"]))
+        except (ClientError, ValueError) as exc:
+            return {"error": f"cannot read {stats['S3Uri']}: {exc}"}
+
+    def _card(self, url: str) -> dict[str, Any]:
+        if url not in self._cards:
+            bucket, _, key = url.removeprefix("s3://").partition("/")
+            try:
+                data = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                    member = tar.extractfile("model_card.json")
+                    self._cards[url] = json.loads(member.read()) if member else {}
+            except (ClientError, KeyError, tarfile.TarError, ValueError) as exc:
+                return {"error": f"no model card in {url}: {exc}"}
+        return self._cards[url]
+
+    # ------------------------------------------------------------------ the fleet
+    def devices(self) -> list[dict[str, Any]]:
+        """The thing group's core devices: Greengrass status, the model each serves, its latest health."""
+        gg = self.client("greengrassv2")
+        cores = gg.list_core_devices().get("coreDevices", [])
+        out = []
+        for core in cores:
+            thing = core["coreDeviceThingName"]
+            root = self.state_dir / "devices" / thing
+            doc = _read_json(root / "device.json") or {}
+            components = doc.get("components") or {}
+            status = _read_json(root / "work" / "com.loupe.inference" / "status.json") or {}
+            health = self.feed.health.get(thing) if self.feed else None
+            out.append(
+                {
+                    "thing": thing,
+                    "status": core.get("status", ""),
+                    "last_update": _iso(core.get("lastStatusUpdateTimestamp")),
+                    "model_component": (components.get("com.loupe.model") or {}).get("version", ""),
+                    "serving": status.get("model_version") or (health or {}).get("model_version"),
+                    "inference_state": status.get("state", ""),
+                    "deployment": doc.get("deployment") or {},
+                    "health": health,
+                }
+            )
+        return sorted(out, key=lambda d: d["thing"])
+
+    def deployments(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Deployment runs from the deployments table (package → deployment → per-device outcome), newest first."""
+        table = self.table("DeploymentsTable")
+        items: list[dict[str, Any]] = []
+        runs_only = Attr("pk").begins_with("PACKAGE#") & Attr("sk").begins_with("RUN#")
+        kwargs: dict[str, Any] = {"FilterExpression": runs_only}
+        while True:
+            page = table.scan(**kwargs)
+            items += [_plain(i) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        keep = ("outcome", "reason", "mode", "model_version", "package_arn", "deployment_id", "devices", "finished")
+        runs = [{k: i.get(k) for k in keep} for i in items]
+        return sorted(runs, key=lambda r: str(r.get("finished")), reverse=True)[:limit]
+
+    def latest_frames(self, limit: int = 12) -> list[dict[str, Any]]:
+        return list(reversed(self.feed.frames))[:limit] if self.feed else []
+
+
+def _dataset_line(d: dict[str, Any]) -> str:
+    parent = d.get("parent")
+    return f"dataset v{d['version']}" + (f" (parent v{parent})" if parent is not None else " (first version)")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class MqttFeed:
+    """The devices' health and inference results as they arrive (a subscriber on the local broker)."""
+
+    def __init__(self, host: str, port: int, frames: int = 50) -> None:
+        self.host, self.port = host, port
+        self.health: dict[str, dict[str, Any]] = {}
+        self.frames: deque[dict[str, Any]] = deque(maxlen=frames)
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-console-{uuid.uuid4().hex[:6]}")
+        client.on_connect = lambda c, *_: c.subscribe([("loupe/+/health", 0), ("loupe/+/inference", 0)])
+        client.on_message = self._on_message
+        client.connect_async(self.host, self.port)
+        client.loop_start()
+        self._client = client
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            return
+        thing = msg.topic.split("/")[1]
+        with self._lock:
+            if msg.topic.endswith("/health"):
+                self.health[thing] = payload
+            else:
+                self.frames.append({"thing": thing, **payload})
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.loop_stop()
+            self._client.disconnect()

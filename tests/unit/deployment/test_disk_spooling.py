@@ -1,0 +1,231 @@
+"""Disk spooling in the fleet's deployments: aws.greengrass.DiskSpooler + the nucleus' mqtt.spooler setting, at a
+nucleus version the workflow never picks by itself. Driven against the local Greengrass stand-in (which knows
+the AWS-provided components) through a boto3-shaped adapter."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from loupe import deployment as dep
+from loupe import greengrass as gg_mod
+from loupe_local.standins.base import AwsRequest
+from loupe_local.standins.greengrass import GreengrassStandIn
+
+REGION = "us-east-1"
+GROUP_ARN = f"arn:aws:iot:{REGION}:123456789012:thinggroup/fleet"
+SPOOLER = {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}
+
+
+class _Iot:
+    def describe_thing_group(self, thingGroupName: str) -> dict[str, Any]:  # noqa: N803
+        return {"thingGroupArn": GROUP_ARN}
+
+    def list_things_in_thing_group(self, thingGroupName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        return {"things": ["d1"]}
+
+
+class _Runtime:
+    region = REGION
+
+    def client(self, name: str) -> Any:
+        return _Iot()
+
+
+class StandInClient:
+    """The greengrassv2 calls the domain code makes, sent to the stand-in as REST requests."""
+
+    def __init__(self, standin: GreengrassStandIn) -> None:
+        self.s = standin
+
+    def _call(self, method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> dict[str, Any]:
+        req = AwsRequest(
+            method,
+            "/greengrass/v2/" + path,
+            {k: [v] for k, v in (query or {}).items()},
+            {},
+            json.dumps(body or {}).encode(),
+        )
+        status, _, data = self.s.handle(req).encode()
+        out = json.loads(data)
+        if status >= 300:
+            raise RuntimeError(f"{status} {out}")
+        return out
+
+    def list_components(self, scope: str = "PRIVATE", **_: Any) -> dict[str, Any]:
+        return self._call("GET", "components", {"scope": scope})
+
+    def list_component_versions(self, arn: str, **_: Any) -> dict[str, Any]:
+        return self._call("GET", f"components/{quote(arn)}/versions")
+
+    def get_component(self, arn: str, recipeOutputFormat: str = "JSON") -> dict[str, Any]:  # noqa: N803
+        out = self._call("GET", f"components/{quote(arn)}", {"recipeOutputFormat": recipeOutputFormat})
+        return {**out, "recipe": base64.b64decode(out["recipe"])}
+
+    def list_deployments(self, **query: Any) -> dict[str, Any]:
+        return self._call("GET", "deployments", {k: str(v) for k, v in query.items()})
+
+    def get_deployment(self, deploymentId: str) -> dict[str, Any]:  # noqa: N803
+        return self._call("GET", f"deployments/{deploymentId}")
+
+    def create_deployment(self, **doc: Any) -> dict[str, Any]:
+        return self._call("POST", "deployments", body=doc)
+
+
+@pytest.fixture
+def gg() -> StandInClient:
+    s = GreengrassStandIn()
+    s.attach(_Runtime())
+    for name, version in (("com.loupe.model", "1.3.0"), ("com.loupe.inference", "1.0.0"), ("com.acme.sensor", "2.0.0")):
+        s.components.setdefault(name, {})[version] = {
+            "arn": f"arn:aws:greengrass:{REGION}:123456789012:components:{name}:versions:{version}",
+            "componentName": name,
+            "componentVersion": version,
+            "creationTimestamp": 1.0,
+            "publisher": "",
+            "description": "",
+            "recipe": {"ComponentName": name, "ComponentVersion": version},
+            "status": {"componentState": "DEPLOYABLE", "message": "", "errors": {}},
+            "tags": {},
+        }
+    return StandInClient(s)
+
+
+def test_version_requirements_are_read_like_recipes_write_them() -> None:
+    assert gg_mod.version_satisfies("2.12.6", ">=2.11.0 <2.16.0")
+    assert not gg_mod.version_satisfies("2.16.0", ">=2.11.0 <2.16.0")
+    assert not gg_mod.version_satisfies("2.10.3", ">=2.11.0 <2.16.0")
+    assert gg_mod.version_satisfies("2.14.0", "2.14.0") and not gg_mod.version_satisfies("2.14.1", "=2.14.0")
+    assert gg_mod.version_satisfies("1.0.0", "")
+
+
+def test_the_stand_in_lists_aws_components_only_in_the_public_scope(gg: StandInClient) -> None:
+    private = {c["componentName"] for c in gg.list_components()["components"]}
+    public = {c["componentName"]: c for c in gg.list_components("PUBLIC")["components"]}
+    assert "aws.greengrass.DiskSpooler" not in private and "com.loupe.model" in private
+    assert set(public) == {"aws.greengrass.Nucleus", "aws.greengrass.DiskSpooler"}
+    assert (
+        public["aws.greengrass.DiskSpooler"]["arn"]
+        == f"arn:aws:greengrass:{REGION}:aws:components:aws.greengrass.DiskSpooler"
+    )
+    recipe = gg_mod.get_recipe(gg, gg_mod.public_component_arn(REGION, "aws.greengrass.DiskSpooler", "1.0.5"))
+    assert recipe["ComponentType"] == "aws.greengrass.plugin"
+    assert gg_mod.nucleus_requirement(recipe) == ">=2.11.0 <2.15.0"
+
+
+@pytest.mark.parametrize(
+    ("nucleus", "spooler"), [("2.12.6", "1.0.6"), ("2.14.9", "1.0.6"), ("2.15.2", "1.0.6"), ("2.16.0", None)]
+)
+def test_the_newest_disk_spooler_that_runs_in_the_nucleus_is_chosen(
+    gg: StandInClient, nucleus: str, spooler: str | None
+) -> None:
+    assert gg_mod.disk_spooler_version(gg, REGION, nucleus) == spooler
+
+
+def test_the_nucleus_the_target_runs_gets_disk_spooling_and_keeps_its_configuration(gg: StandInClient) -> None:
+    components = {
+        "aws.greengrass.Nucleus": {
+            "componentVersion": "2.12.6",
+            "configurationUpdate": {"reset": ["/logging"], "merge": '{"mqtt": {"port": 443}, "a": 1}'},
+        },
+        "com.loupe.model": {"componentVersion": "1.3.0"},
+    }
+    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    nucleus = out["aws.greengrass.Nucleus"]
+    assert nucleus["componentVersion"] == "2.12.6"  # never another version: that would update the nucleus
+    assert nucleus["configurationUpdate"]["reset"] == ["/logging"]
+    assert json.loads(nucleus["configurationUpdate"]["merge"]) == {"mqtt": {"port": 443, "spooler": SPOOLER}, "a": 1}
+    assert out["aws.greengrass.DiskSpooler"] == {"componentVersion": "1.0.6"}
+    assert out["com.loupe.model"] == components["com.loupe.model"]
+    assert spool == {"storage": "Disk", "nucleus": "2.12.6", "disk_spooler": "1.0.6", "reason": ""}
+    assert "spooler" not in components["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]  # input untouched
+
+
+def test_without_a_known_nucleus_version_nothing_is_guessed_and_the_reason_says_memory(gg: StandInClient) -> None:
+    components = {"com.loupe.model": {"componentVersion": "1.3.0"}}
+    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    assert out == components
+    assert spool["storage"] == "Memory" and "NucleusVersion" in spool["reason"] and "memory" in spool["reason"]
+
+
+def test_a_nucleus_older_than_2_11_cannot_spool_on_disk(gg: StandInClient) -> None:
+    components = {"aws.greengrass.Nucleus": {"componentVersion": "2.10.3"}}
+    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    assert out == components and spool["storage"] == "Memory" and "2.11.0" in spool["reason"]
+
+
+def test_the_operator_s_version_wins_and_a_kept_spooler_that_does_not_fit_is_replaced(gg: StandInClient) -> None:
+    components = {
+        "aws.greengrass.Nucleus": {"componentVersion": "2.12.6"},
+        "aws.greengrass.DiskSpooler": {"componentVersion": "1.0.5"},
+    }
+    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "2.15.1")
+    assert out["aws.greengrass.Nucleus"]["componentVersion"] == "2.15.1"
+    assert out["aws.greengrass.DiskSpooler"]["componentVersion"] == "1.0.6"  # 1.0.5 needs a nucleus < 2.15.0
+    assert spool["storage"] == "Disk" and "update their nucleus" in spool["reason"]
+    kept, _ = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    assert kept["aws.greengrass.DiskSpooler"]["componentVersion"] == "1.0.5"  # it fits 2.12.6: left as it is
+
+
+def _request() -> dict[str, Any]:
+    return {
+        "package": {
+            "arn": "arn:p/3",
+            "group": "g",
+            "version": 3,
+            "status": "Approved",
+            "model_data_url": "s3://b/k",
+            "digests": {},
+        },
+        "model": {"name": "com.loupe.model", "version": "1.3.0", "model_version": "3"},
+        "inference": {"name": "com.loupe.inference", "version": "1.0.0"},
+        "run_id": "r1",
+        "thing_group": "fleet",
+    }
+
+
+def test_the_workflow_revises_the_factory_deployment_with_disk_spooling(gg: StandInClient) -> None:
+    factory = {
+        "aws.greengrass.Nucleus": {"componentVersion": "2.12.6", "configurationUpdate": {"merge": '{"a": 1}'}},
+        "com.acme.sensor": {"componentVersion": "2.0.0"},
+    }
+    gg.create_deployment(targetArn=GROUP_ARN, components=factory)
+    settings = dep.DeploymentSettings("art", "raw", "fleet", "t")
+    out = dep.start_deployment(gg, _Iot(), _request(), settings, 60, now=1.0)
+    sent = gg.get_deployment(out["deployment_id"])["components"]
+    assert sent["aws.greengrass.DiskSpooler"] == {"componentVersion": "1.0.6"}
+    assert json.loads(sent["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
+        "a": 1,
+        "mqtt": {"spooler": SPOOLER},
+    }
+    assert sent["com.acme.sensor"] == factory["com.acme.sensor"]
+    assert out["spooler"]["storage"] == "Disk"
+    text = dep.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
+    assert "spooled on disk by the nucleus (aws.greengrass.DiskSpooler 1.0.6 on aws.greengrass.Nucleus 2.12.6)" in text
+
+
+def test_without_a_nucleus_version_the_deployment_goes_out_and_the_summary_warns(gg: StandInClient) -> None:
+    settings = dep.DeploymentSettings("art", "raw", "fleet", "t")
+    out = dep.start_deployment(gg, _Iot(), _request(), settings, 60, now=1.0)
+    sent = gg.get_deployment(out["deployment_id"])["components"]
+    assert set(sent) == {"com.loupe.model", "com.loupe.inference"}
+    text = dep.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
+    assert "WARNING offline results: in memory only" in text
+
+
+def test_the_nucleus_version_setting_is_validated() -> None:
+    env = {"ARTIFACT_BUCKET": "a", "THING_GROUP_NAME": "g", "DEPLOYMENTS_TABLE": "t"}
+    assert dep.DeploymentSettings.from_env({**env, "NUCLEUS_COMPONENT_VERSION": "2.14.0"}).nucleus_version == "2.14.0"
+    with pytest.raises(dep.DeploymentError, match="NUCLEUS_COMPONENT_VERSION"):
+        dep.DeploymentSettings.from_env({**env, "NUCLEUS_COMPONENT_VERSION": "latest"})
+
+
+def test_the_stand_in_refuses_a_public_component_version_that_does_not_exist(gg: StandInClient) -> None:
+    with pytest.raises(RuntimeError, match="does not exist"):
+        gg.create_deployment(
+            targetArn=GROUP_ARN, components={"aws.greengrass.DiskSpooler": {"componentVersion": "9.9.9"}}
+        )

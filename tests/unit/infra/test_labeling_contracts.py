@@ -1,0 +1,152 @@
+"""template.yaml's Ground Truth contracts, checked on the project's own loader and on the local AWS's parameter
+validation (the same code `loupe local up` runs before it creates anything):
+
+- every bucket Ground Truth reads input images from carries the CORS rule AWS prescribes
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/sms-cors-update.html), GET only;
+- a deploy names its workforce: a private workteam, or an explicit opt-in to the public one; neither, or both, is
+  refused with the template's own message; and only the opt-in puts the public workforce's ARN in front of the
+  labeling function.
+
+Each rule runs against the real template and against a known-bad sample, so it cannot pass by checking nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loupe_local.provisioner import Provisioner
+from loupe_local.template import SamApp, TemplateError, load_sam_app
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PRIVATE = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/inspectors"
+PUBLIC = "arn:aws:sagemaker:us-east-1:394669845002:workteam/public-crowd/default"
+
+
+@pytest.fixture(scope="module")
+def app() -> SamApp:
+    return load_sam_app(REPO_ROOT / "template.yaml")
+
+
+# --------------------------------------------------------------------------------------------- CORS
+
+
+def image_buckets(template: dict[str, Any]) -> set[str]:
+    """The buckets whose objects are labeling input: the one every function knows as RAW_BUCKET (uploads,
+    normalized/ copies, edge feedback and imports are all written there; manifests point into it)."""
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {env["RAW_BUCKET"]["Ref"]}
+
+
+def cors_problems(resources: dict[str, Any], buckets: set[str]) -> list[str]:
+    problems = []
+    for name in sorted(buckets):
+        rules = resources[name].get("Properties", {}).get("CorsConfiguration", {}).get("CorsRules", [])
+        if not any(
+            "GET" in r.get("AllowedMethods", [])
+            and "*" in r.get("AllowedOrigins", [])
+            and "Access-Control-Allow-Origin" in r.get("ExposedHeaders", [])
+            for r in rules
+        ):
+            problems.append(f"{name}: no CORS rule letting the workers' browsers GET images (sms-cors-update)")
+        for rule in rules:
+            if set(rule.get("AllowedMethods", [])) - {"GET", "HEAD"}:
+                problems.append(f"{name}: CORS rule {rule.get('Id')} allows writes from any origin")
+    return problems
+
+
+def test_every_bucket_ground_truth_reads_images_from_has_the_documented_cors_rule(app) -> None:
+    buckets = image_buckets(app.original)
+    assert buckets == {"RawBucket"}
+    assert cors_problems(app.original["Resources"], buckets) == []
+
+
+def test_cors_rule_catches_a_missing_or_too_open_configuration(app) -> None:
+    resources = copy.deepcopy(app.original["Resources"])
+    del resources["RawBucket"]["Properties"]["CorsConfiguration"]
+    assert cors_problems(resources, {"RawBucket"}) == [
+        "RawBucket: no CORS rule letting the workers' browsers GET images (sms-cors-update)"
+    ]
+    resources["RawBucket"]["Properties"]["CorsConfiguration"] = {
+        "CorsRules": [
+            {"Id": "w", "AllowedMethods": ["GET", "PUT"], "AllowedOrigins": ["*"], "ExposedHeaders": []},
+        ]
+    }
+    assert len(cors_problems(resources, {"RawBucket"})) == 2
+
+
+# --------------------------------------------------------------------------------------------- workforce
+
+
+def validate(app: SamApp, **parameters: str) -> Provisioner:
+    provisioner = Provisioner(app, None, "loupe", "us-east-1", parameters)
+    provisioner.check_parameters()
+    return provisioner
+
+
+def labeling_workteam(app: SamApp, provisioner: Provisioner) -> str:
+    """WORKTEAM_ARN as CloudFormation resolves it for the labeling tasks function."""
+    env = app.resources["LabelingTasksFunction"]["Properties"]["Environment"]["Variables"]
+    return provisioner.resolver.resolve(env["WORKTEAM_ARN"])
+
+
+def test_a_deploy_that_names_no_workforce_is_refused_with_the_templates_message(app) -> None:
+    """The old template deployed this and sent every image to Mechanical Turk."""
+    with pytest.raises(TemplateError) as info:
+        validate(app)
+    message = str(info.value)
+    assert message.startswith("ValidationError: ")
+    assert "WorkteamArn=" in message and "UsePublicWorkforce=true" in message
+
+
+def test_a_private_workteam_is_what_the_labeling_function_gets(app) -> None:
+    assert labeling_workteam(app, validate(app, WorkteamArn=PRIVATE)) == PRIVATE
+
+
+def test_the_public_workforce_only_on_explicit_opt_in(app) -> None:
+    provisioner = validate(app, UsePublicWorkforce="true")
+    assert labeling_workteam(app, provisioner) == PUBLIC
+
+
+def test_both_a_workteam_and_the_public_opt_in_is_refused(app) -> None:
+    with pytest.raises(TemplateError, match="both given"):
+        validate(app, WorkteamArn=PRIVATE, UsePublicWorkforce="true")
+
+
+@pytest.mark.parametrize("value", [PUBLIC, "inspectors", "arn:aws:iam::123456789012:role/x"])
+def test_the_workteam_parameter_takes_only_a_private_or_vendor_workteam(app, value) -> None:
+    """Naming the public workforce's ARN in WorkteamArn would bypass the opt-in."""
+    with pytest.raises(TemplateError, match="Parameter 'WorkteamArn' failed to satisfy constraint"):
+        validate(app, WorkteamArn=value)
+
+
+def test_a_rule_function_the_local_aws_cannot_evaluate_is_not_passed(app) -> None:
+    broken = copy.deepcopy(app)
+    broken.transformed["Rules"] = {
+        "Odd": {"Assertions": [{"Assert": {"Fn::Contains": [["a"], {"Ref": "Environment"}]}}]}
+    }
+    with pytest.raises(TemplateError, match="not evaluable locally"):
+        validate(broken, WorkteamArn=PRIVATE)
+
+
+def test_no_samconfig_environment_opts_into_the_public_workforce() -> None:
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    for env in ("default", "dev", "prod"):
+        overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+        assert "UsePublicWorkforce=true" not in overrides, env
+
+
+def test_the_local_stack_deploys_with_a_private_workteam(app) -> None:
+    """`loupe local up` without workforce parameters names the local private workteam, so it passes the rules."""
+    from loupe_local.runtime import LocalRuntime
+
+    parameters = LocalRuntime(parameters={"TrainingEpochs": "1"}).parameters
+    assert ":workteam/private-crowd/" in parameters["WorkteamArn"]
+    assert labeling_workteam(app, validate(app, **parameters)) == parameters["WorkteamArn"]
+    opted_in = LocalRuntime(parameters={"UsePublicWorkforce": "true"}).parameters
+    assert "WorkteamArn" not in opted_in  # an explicit choice is left as given
+    validate(app, **opted_in)

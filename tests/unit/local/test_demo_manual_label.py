@@ -1,0 +1,85 @@
+"""``loupe demo --label manual``: the demo says where to label and how many tasks wait, and waits for the person
+past its stage timeout while tasks are pending; with nothing pending the timeout applies. A folder of one's own
+unlabeled images is a dataset of unlabeled images."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from waiting import wait_until
+
+from loupe_local.demo import Demo, DemoConfig, DemoError, load_folder
+from loupe_local.standins.groundtruth import GroundTruth
+
+URL = "http://127.0.0.1:5555/"
+
+
+def demo_with_queue(tmp_path: Path, gt: GroundTruth) -> tuple[Demo, list[str]]:
+    demo = Demo(DemoConfig(out=tmp_path, label="manual"), tmp_path)
+    demo.runtime = SimpleNamespace(standins=[gt], console=SimpleNamespace(url=URL))
+    said: list[str] = []
+    demo.progress.say = said.append  # type: ignore[method-assign]
+    return demo, said
+
+
+def pending_task(gt: GroundTruth) -> None:
+    now = time.time()
+    gt.tasks["job-1.0"] = {
+        "id": "job-1.0",
+        "job": "job-1",
+        "kind": "label",
+        "width": 64,
+        "height": 48,
+        "class_map": {"0": "scratch"},
+        "created": now,
+        "expires": now + 600,
+        "state": "pending",
+    }
+
+
+def test_the_demo_names_the_console_and_waits_for_the_person(tmp_path: Path) -> None:
+    gt = GroundTruth()
+    pending_task(gt)
+    demo, said = demo_with_queue(tmp_path, gt)
+    budget = 1.5
+    t0 = time.monotonic()
+
+    def person() -> None:
+        # reads the demo's message, and takes longer than the stage's timeout to label
+        wait_until(lambda: any("wait for you" in line for line in said), timeout=10)
+        wait_until(lambda: time.monotonic() > t0 + 2 * budget, timeout=10)
+        gt.submit("job-1.0", {"boxes": [{"class_id": 0, "left": 1, "top": 1, "width": 9, "height": 9}]})
+
+    thread = threading.Thread(target=person)
+    thread.start()
+    answered = demo.wait("dataset v1", lambda: gt.tasks["job-1.0"]["state"] == "answered", timeout=budget)
+    thread.join()
+    assert answered is True
+    assert any(f"1 labeling task(s) wait for you in the console: {URL}labeling" in line for line in said), said
+
+
+def test_without_pending_tasks_the_stage_timeout_applies(tmp_path: Path) -> None:
+    demo, said = demo_with_queue(tmp_path, GroundTruth())
+    with pytest.raises(DemoError, match="timed out waiting for dataset v1"):
+        demo.wait("dataset v1", lambda: False, timeout=0.5)
+    assert not any("wait for you" in line for line in said)
+
+
+def test_a_plain_folder_of_images_is_all_unlabeled(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "shots" / "day2").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "shots" / "a.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "shots" / "day2" / "b.png")
+    (tmp_path / "shots" / "notes.txt").write_text("not an image")
+    tags = load_folder(tmp_path / "shots")
+    assert tags.labeled == []
+    assert sorted(p.name for p in tags.unlabeled) == ["a.jpg", "b.png"]
+    assert [p.name for p, _ in tags.rejected] == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DemoError, match="no JPEG or PNG"):
+        load_folder(tmp_path / "empty")
