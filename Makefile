@@ -15,7 +15,7 @@ include mk/*.mk
 	@.tools/sagemaker-venv/bin/pip install -q --upgrade pip
 	@.tools/sagemaker-venv/bin/pip install -q "sagemaker==2.257.7"
 
-pipeline: .tools/sagemaker-venv/bin/python ## regenerate training/pipeline_definition.json and splice it into template.yaml
+pipeline: .tools/sagemaker-venv/bin/python ## regenerate the pipeline definition in template.yaml (TrainingPipeline)
 	.tools/sagemaker-venv/bin/python training/pipeline.py --splice template.yaml
 
 .PHONY: help setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
@@ -34,9 +34,10 @@ $(BIN)/.installed: pyproject.toml scripts/check_prereqs.sh
 	@$(BIN)/pip install -q -e ".[local,train,edge,dev]"
 	@touch $@
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check, mypy on the loupe package
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-unit: setup ## unit tests
 	$(BIN)/pytest tests/unit -q

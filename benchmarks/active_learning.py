@@ -16,7 +16,8 @@ warmup), and scored (mAP50) on a held-out phase-2 test set. The label saving is 
 uncertainty sampler needs to reach random's mAP50 at the largest budget (linear interpolation between measured
 budgets, budget 0 = v1).
 
-Measured (2026-11-22, shared 2-core CPU, defaults: v1 = YOLOv8n from scratch, imgsz 256, 40 epochs on 200
+Measured (2026-11-22, with this script's former own training loop: last-epoch weights, no val split; shared
+2-core CPU, defaults: v1 = YOLOv8n from scratch, imgsz 256, 40 epochs on 200
 phase-1 pictures, 0.85 phase-1 test mAP50; pool 300 phase-2 frames with carryover 0.3; 100 test frames; v2 = 8
 epochs on 60 replay + B frames):
 
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from synth_training import make_splits, map50, max_confidences, setup_ultralytics, subset, train
+from synth_training import dataset, make_splits, map50, max_confidences, train
 
 from loupe_local import synth
 
@@ -133,24 +134,28 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"largest budget {budgets[-1]} exceeds the pool ({a.pool})")
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    setup_ultralytics(work)
     t0 = time.monotonic()
+    val = max(4, a.test // 2)  # held-out frames each training validates on (best checkpoint), never scored
     d = make_splits(
         work / "data",
         {
             "p1-train": (1, a.p1_train, 101, 0.0),
+            "p1-val": (1, val, 103, 0.0),
             "p2-pool": (2, a.pool, 201, a.carryover),
+            "p2-val": (2, val, 203, a.carryover),
             "p2-test": (2, a.test, 202, a.carryover),
         },
     )
     log = {"config": vars(a)}
+    sets = work / "datasets"
+    p2_val, p2_test = [(d["p2-val"], None)], [(d["p2-test"], None)]
     if a.v1:
         v1 = Path(a.v1)
     else:
-        y1 = synth.write_dataset_yaml(work / "v1.yaml", [d["p1-train"] / "images"], [d["p1-train"] / "images"])
-        v1, secs = train(y1, "yolov8n.yaml", epochs=a.v1_epochs, imgsz=a.imgsz, project=work / "runs", name="v1")
+        v1_data = dataset(sets, "v1", [(d["p1-train"], None)], [(d["p1-val"], None)], p2_test)
+        v1, secs = train(v1_data, work / "runs" / "v1", epochs=a.v1_epochs, imgsz=a.imgsz)
         log["v1_train_seconds"] = round(secs, 1)
-    v1_map = map50(v1, d["p2-test"] / "images", a.imgsz, work)
+    v1_map = map50(v1, dataset(sets, "v1-p2", [(d["p1-train"], None)], p2_val, p2_test), a.imgsz, work)
     confs = max_confidences(v1, d["p2-pool"] / "images", a.imgsz)
     order_u, in_band = uncertainty_order(confs, a.band_lo, a.band_hi, a.criterion)
     stems = sorted(confs)
@@ -170,16 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     for budget in budgets:
         for _method, name, order in runs:
             chosen = order[:budget]
-            mix = subset(
-                work / "data",
-                f"train-{name}-{budget}",
-                [(d["p1-train"], replay), (d["p2-pool"], [f"{s}.jpg" for s in chosen])],
-            )
-            y = synth.write_dataset_yaml(work / f"{name}-{budget}.yaml", [mix / "images"], [mix / "images"])
-            w, secs = train(
-                y, v1, epochs=a.epochs, imgsz=a.imgsz, project=work / "runs", name=f"{name}-{budget}", warm=True
-            )
-            m = map50(w, d["p2-test"] / "images", a.imgsz, work)
+            mix = dataset(sets, f"{name}-{budget}", [(d["p1-train"], replay), (d["p2-pool"], chosen)], p2_val, p2_test)
+            w, secs = train(mix, work / "runs" / f"{name}-{budget}", epochs=a.epochs, imgsz=a.imgsz, weights=v1)
+            m = map50(w, mix, a.imgsz, work)
             per_run[name].append(m)
             picks[name].append(
                 {

@@ -25,26 +25,16 @@ def log(msg: str) -> None:
 
 def synth_version(out: Path, parts: list[tuple[int, int]], version: int) -> Path:
     """A dataset version folder from synth pictures: ``parts`` = [(seed, count), ...] (phase 1)."""
-    from loupe.datasets import Box, LabeledImage, write_version_dir
+    from synth_training import labeled
+
+    from loupe.datasets import write_version_dir
     from loupe_local.synth import generate
 
     images = []
     for seed, count in parts:
         raw = out / f"synth-s{seed}-n{count}"
-        answers = generate(raw, 1, count, seed)
-        for a in answers:
-            boxes = [Box(int(b["class_id"]), b["left"], b["top"], b["width"], b["height"]) for b in a["annotations"]]
-            images.append(
-                LabeledImage(
-                    sha256=a["sha256"],
-                    width=a["width"],
-                    height=a["height"],
-                    boxes=boxes,
-                    source_ref=f"synth/{a['file']}",
-                    ext="jpg",
-                    path=raw / a["file"],
-                )
-            )
+        generate(raw, 1, count, seed)
+        images += labeled(raw)
     folder = out / f"v{version}"
     write_version_dir(folder, version, version - 1 or None, images)
     return folder

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "integration" / "deployment"))
-sys.path.insert(0, str(ROOT / "tests" / "integration" / "console"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' helper package, support.*
 
 
 def until(predicate: Any, timeout: float, what: str) -> Any:
@@ -55,9 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
-    from deploy_packages import register_package
-    from fixture_models import box_detector
     from playwright.sync_api import sync_playwright
+    from support.deploy_packages import register_package
+    from support.fixture_models import box_detector
 
     from loupe_local import synth
     from loupe_local.devices import DeviceFleet, device_root

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.parser import event_parser
 
 from loupe import fleet_serving
 from loupe import settings as settings_mod
-from loupe.edge_metrics import HealthRejected, in_fleet, metric_values, parse_health
-from loupe.feedback import record_rejection
+from loupe.aws_clients import lazy_client
+from loupe.edge_metrics import FleetMembership, HealthRejected, admit, metric_values
+from loupe.feedback import RulePayload, record_rejection
 
 logger = Logger()
 tracer = Tracer()
@@ -20,33 +20,22 @@ metrics = Metrics()
 
 SETTINGS = settings_mod.load()
 SETTINGS.require("raw_bucket", "thing_group_name")
-iot = boto3.client("iot")
-s3 = boto3.client("s3")
-FLEET_TTL_S = 60.0  # a thing's membership is looked up at most once a minute per warm container
-_fleet: dict[str, float] = {}
-
-
-def _member(thing: str) -> bool:
-    if _fleet.get(thing, 0.0) > time.monotonic():
-        return True
-    if in_fleet(iot, thing, SETTINGS.thing_group_name):
-        _fleet[thing] = time.monotonic() + FLEET_TTL_S
-        return True
-    return False
+iot = lazy_client("iot")
+s3 = lazy_client("s3")
+fleet = FleetMembership(iot, str(SETTINGS.thing_group_name), ttl_s=60.0)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@event_parser(model=RulePayload)
+def lambda_handler(event: RulePayload, context: Any) -> dict[str, Any]:
     # Invoked asynchronously by the rule: a bad or foreign message is recorded and counted, not raised (a retry
     # would give the same answer); an AWS error raises, for Lambda's retries and the on-failure destination.
     try:
-        health = parse_health(event)
-        if not _member(health.source_thing):
-            raise HealthRejected(f"{health.source_thing} is not in thing group {SETTINGS.thing_group_name}")
+        health = admit(event.root, fleet)
     except HealthRejected as exc:
-        key = record_rejection(s3, SETTINGS.raw_bucket, "health", event, str(exc))
+        key = record_rejection(s3, str(SETTINGS.raw_bucket), "health", event.root, str(exc))
         with single_metric(name="RejectedDeviceMessages", unit=MetricUnit.Count, value=1, namespace="Loupe") as m:
             m.add_dimension(name="kind", value="health")
         logger.warning("device message rejected", extra={"reason": str(exc), "record": key})

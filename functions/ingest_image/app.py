@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -12,10 +11,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from loupe import eventbridge
 from loupe import settings as settings_mod
-from loupe.ingest import ObjectRef, announcer, ingest_object
+from loupe.aws_clients import lazy_client
+from loupe.ingest import ObjectRef, announcer, ingest_object, object_to_ingest
 from loupe.ledger import Ledger
 
 logger = Logger()
@@ -29,11 +31,9 @@ persistence = DynamoDBPersistenceLayer(table_name=SETTINGS.idempotency_table)
 # the idempotency record. (S3's event id is not used: the object identity is what must be processed once.)
 idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600, raise_on_no_idempotency_key=True)
 
-s3 = boto3.client("s3")
-events = boto3.client("events")
-ledger = Ledger.from_name(SETTINGS.ledger_table)
-
-
+s3 = lazy_client("s3")
+events = lazy_client("events")
+ledger = Ledger.from_name(str(SETTINGS.ledger_table))
 announce = announcer(events)
 
 
@@ -51,22 +51,14 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@event_parser(model=S3EventNotificationEventBridgeModel)
+def lambda_handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     try:
-        parsed = eventbridge.raw_object_created(event, SETTINGS.raw_bucket)
+        obj = object_to_ingest(event, str(SETTINGS.raw_bucket))
     except eventbridge.Ignored as skip:  # another bucket of the account, or Loupe's own writes outside raw/
         logger.info(f"ignored: {skip.reason}")
         return eventbridge.ignored(skip)
-    detail = parsed.detail
-    # The object version is its identity; without versioning the ETag stands in for it.
-    version = detail.object.version_id
-    obj = {
-        "bucket": detail.bucket.name,
-        "key": detail.object.key,
-        "version_id": version,
-        "etag": None if version else detail.object.etag,
-    }
     metrics.add_metric(name="IngestEvents", unit=MetricUnit.Count, value=1)  # also counts repeats answered idempotently
     result = process(obj=obj)
     logger.info("ingested", extra={"ingest": result})

@@ -219,10 +219,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(current, indent=2))
         return 0
     _print_ready(current)
-    fleet = current.get("fleet") or {}
-    for thing, info in (fleet.get("devices") or {}).items():
-        print(f"  device {thing}: {json.dumps(info)[:400]}")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from loupe_local.observer import Observer
+
+    observer = Observer.from_state(current, state_mod.state_dir(root))
+    try:
+        _print_loop(observer)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"  (cannot read the loop: {exc})")
     return 0
+
+
+def _print_loop(observer: Any) -> None:
+    """The loop as the read-only observer sees it: ledger, datasets, running work, models, devices, deployments."""
+    print(f"  ledger             {observer.ledger_totals() or 'empty'}")
+    datasets = ", ".join(f"v{d['version']} ({d['counts']['images']} images)" for d in observer.dataset_versions())
+    print(f"  datasets           {datasets or 'none'}")
+    running = [f"{e['kind']} {e['name']}" for e in observer.executions() if e["status"] in ("RUNNING", "Executing")]
+    print(f"  running            {', '.join(running) or 'nothing'}")
+    for package in observer.packages(with_cards=False)[:3]:
+        print(f"  model package {package['version']}: {package['approval']}")
+    for device in observer.devices():
+        deployment = device["deployment"].get("status") or "none"
+        serving = device["serving"] or "none"
+        print(f"  device {device['thing']}: {device['status']}, serving model {serving}, deployment {deployment}")
+    for run in observer.deployments(limit=3):
+        reason = f" ({run['reason']})" if run.get("reason") else ""
+        print(f"  deployment of model {run['model_version']}: {run['outcome']}{reason}")
 
 
 def cmd_env(args: argparse.Namespace) -> int:

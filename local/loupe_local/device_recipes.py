@@ -31,6 +31,15 @@ class RecipeError(RuntimeError):
     """A recipe the device cannot run, or an artifact it refuses (digest, archive)."""
 
 
+class DeploymentFailed(RuntimeError):
+    """A deployment a device could not apply: the reason, Greengrass' error stack and error types."""
+
+    def __init__(self, reason: str, stack: list[str] | None = None, types: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.stack = stack or ["DEPLOYMENT_FAILURE"]
+        self.types = types or []
+
+
 @dataclass
 class Layout:
     """Folders of one local core device, laid out like ``/greengrass/v2``."""

@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from loupe_local import state as state_mod
+    from loupe_local.device_control import LocalControlPlane
     from loupe_local.device_runtime import Device, DeviceOptions
 
     args = parse_args(argv)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         nucleus_mqtt=args.nucleus_mqtt,
         nucleus_version=args.nucleus_version,
     )
-    device = Device(options)
+    device = Device(options, LocalControlPlane(options.endpoint, options.region))
     signal.signal(signal.SIGTERM, lambda *_: device.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: device.stop_event.set())
     log.info("core device %s up (root %s, group %s, endpoint %s)", args.thing, root, group, endpoint)

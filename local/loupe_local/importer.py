@@ -26,7 +26,8 @@ from loupe import manifests
 from loupe.datasets import Box, DatasetError, LabeledImage, load_metal_tags, sha256_bytes
 from loupe.imaging import sniff_format
 from loupe.ingest import ImageRejected, inspect_image
-from loupe.labeling import LabelingConfig, build_dataset
+from loupe.labeling.config import LabelingConfig
+from loupe.labeling.dataset import build_dataset
 from loupe.ledger import Ledger
 
 

@@ -19,6 +19,10 @@ them fails loudly instead of silently changing the local loop.
 6. SendTaskSuccess refuses what Step Functions refuses (API_SendTaskSuccess): output that is not JSON
    (InvalidOutput) or above the 256 KiB payload quota (ValidationException); the task keeps waiting. moto's
    engine accepted both and then failed the execution, so a broken callback looked delivered to its sender.
+
+Besides the patches, the other internals the local runtime uses are reached only through this module:
+``server_app()`` (moto's WSGI app, which the gateway wraps) and ``render_input_template()`` (EventBridge's
+InputTransformer, for the router's Lambda and Step Functions targets).
 """
 
 from __future__ import annotations
@@ -64,6 +68,24 @@ def set_event_target_handler(handler: Callable[[dict[str, Any], dict[str, Any]],
     """handler(target, event) for Lambda and Step Functions targets of matching rules."""
     global _event_target_handler
     _event_target_handler = handler
+
+
+def server_app() -> Any:
+    """moto's WSGI application (every service, dispatched by host/auth), as ``moto.server`` serves it."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def render_input_template(input_template: str | None, input_paths_map: dict[str, str], event: dict[str, Any]) -> Any:
+    """An EventBridge target's InputTransformer applied to ``event``, with moto's own template parser."""
+    from moto.events.utils import EventTemplateParser
+
+    return EventTemplateParser.parse(
+        input_template=input_template or "",
+        input_paths_map=input_paths_map,
+        event=event,  # type: ignore[arg-type]  # an event as EventBridge delivers it
+    )
 
 
 def apply() -> None:

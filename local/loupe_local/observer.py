@@ -6,7 +6,8 @@ Greengrass core devices), the device folders under the state dir, and (optionall
 inference topics. The console uses it; the demo and ``loupe local status`` can too.
 
 Build one with :meth:`Observer.from_runtime` (in the process running the local AWS) or :meth:`Observer.from_state`
-(from ``.loupe/local.json``).
+(from ``.loupe/local.json``). In the runtime's process it also reads the stand-ins' own state (pending labeling
+tasks, pipeline progress) through their public ``name`` and ``status()``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger("loupe_local.observer")
 
 LEDGER_STATUSES = ("unlabeled", "claimed", "labeled", "rejected")
 STATE_MACHINES = ("LabelingStateMachine", "TrainingStateMachine", "EdgeDeploymentStateMachine")
+FAILED_DEPLOYMENTS = ("REFUSED", "ERROR", "DEPLOYED_NOT_SERVING", "FAILED")  # a run that will not serve the model
 
 
 def _plain(value: Any) -> Any:
@@ -55,11 +57,19 @@ def _iso(value: Any) -> str:
 
 
 class Observer:
-    def __init__(self, endpoint: str, region: str, resources: dict[str, dict[str, Any]], state_dir: Path) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        resources: dict[str, dict[str, Any]],
+        state_dir: Path,
+        standins: list[Any] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.region = region
         self.resources = resources
         self.state_dir = Path(state_dir)
+        self.standins = list(standins or [])
         self._session = boto3.Session(
             aws_access_key_id="local",
             aws_secret_access_key="local",  # noqa: S106 - the local AWS accepts any credentials
@@ -75,7 +85,7 @@ class Observer:
         resources = {lid: res.as_json() for lid, res in runtime.resources.items()}
         for lid, res in runtime.resources.items():
             resources[lid]["attrs"] = dict(res.attrs)
-        return cls(runtime.endpoint, runtime.region, resources, runtime.state_dir)
+        return cls(runtime.endpoint, runtime.region, resources, runtime.state_dir, standins=runtime.standins)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], state_dir: Path) -> Observer:
@@ -105,6 +115,10 @@ class Observer:
         res = self.resources["ModelPackageGroup"]
         name = (res.get("attrs") or {}).get("ModelPackageGroupName") or res["physical"]
         return str(name).rsplit("/", 1)[-1]
+
+    def standin(self, name: str) -> Any:
+        """The stand-in of that name (``groundtruth``, ``sagemaker-pipelines``…), or None (not in this process)."""
+        return next((s for s in self.standins if s.name == name), None)
 
     def start_feed(self, host: str, port: int) -> MqttFeed:
         self.feed = MqttFeed(host, port)
@@ -137,6 +151,15 @@ class Observer:
             "by_status": {s: sum(c.values()) for s, c in by_status.items()},
             "by_status_origin": {s: dict(c) for s, c in by_status.items()},
         }
+
+    def ledger_totals(self) -> dict[str, int]:
+        """Images by status, the statuses that have any."""
+        return {s: n for s, n in self.ledger_counts()["by_status"].items() if n}
+
+    def pending_labeling_tasks(self) -> int:
+        """Labeling tasks waiting for a person (the manual workforce's queue)."""
+        groundtruth = self.standin("groundtruth")
+        return len(groundtruth.pending_tasks()) if groundtruth is not None else 0
 
     def dataset_versions(self) -> list[dict[str, Any]]:
         """Every dataset version, newest first: version, parent, created, counts, digest."""
@@ -198,6 +221,42 @@ class Observer:
                     }
                 )
         return sorted(out, key=lambda e: e["started"], reverse=True)
+
+    def state_machine_executions(self, logical_id: str) -> list[dict[str, Any]]:
+        """One state machine's executions as Step Functions lists them."""
+        return self.client("stepfunctions").list_executions(stateMachineArn=self.arn(logical_id))["executions"]
+
+    def labeling_running(self) -> bool:
+        return any(e["status"] == "RUNNING" for e in self.state_machine_executions("LabelingStateMachine"))
+
+    def _pipeline_executions(self) -> dict[str, dict[str, Any]] | None:
+        pipelines = self.standin("sagemaker-pipelines")
+        return None if pipelines is None else (pipelines.status() or {}).get("executions", {})
+
+    def pipeline_failures(self) -> dict[str, str]:
+        """Failed training pipeline executions: ARN → why."""
+        executions = self._pipeline_executions() or {}
+        return {arn: e.get("failure") or "failed" for arn, e in executions.items() if e.get("status") == "Failed"}
+
+    def training_status(self) -> str:
+        """A line on the running training pipeline: its step, or the epoch and its metrics while training."""
+        executions = self._pipeline_executions()
+        if executions is None:
+            return "no pipeline stand-in"
+        running = [e for e in executions.values() if e.get("status") in ("Executing", "Running")]
+        if not running:
+            return "pipeline queued"
+        ex = running[-1]
+        prog = ex.get("training") or {}
+        last = prog.get("last") or {}
+        if ex.get("step") == "Train" and prog.get("epoch") is not None:
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if isinstance(v, float))
+            return f"training epoch {prog.get('epoch')}/{prog.get('epochs')} {metrics}".strip()
+        return f"pipeline step {ex.get('step') or 'starting'}"
+
+    def alarm_state(self, logical_id: str) -> str:
+        alarms = self.client("cloudwatch").describe_alarms(AlarmNames=[self.physical(logical_id)])["MetricAlarms"]
+        return alarms[0]["StateValue"] if alarms else "?"
 
     def labeling_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         jobs = self.client("sagemaker").list_labeling_jobs(MaxResults=limit)["LabelingJobSummaryList"]
@@ -264,6 +323,10 @@ class Observer:
                 item["card"] = self._card(url)
             out.append(item)
         return sorted(out, key=lambda p: int(p["version"] or 0), reverse=True)
+
+    def approval(self, package_arn: str) -> str:
+        desc = self.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+        return str(desc.get("ModelApprovalStatus", ""))
 
     def _s3_json(self, uri: str) -> Any:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -332,6 +395,30 @@ class Observer:
         keep = ("outcome", "reason", "mode", "model_version", "package_arn", "deployment_id", "devices", "finished")
         runs = [{k: i.get(k) for k in keep} for i in items]
         return sorted(runs, key=lambda r: str(r.get("finished")), reverse=True)[:limit]
+
+    def device_state(self, thing: str) -> dict[str, Any]:
+        """A device's last deployment (id, status, reason) and components (version, lifecycle state, the
+        component's own status.json) from its device.json."""
+        doc = _read_json(self.state_dir / "devices" / thing / "device.json") or {}
+        return {"deployment": doc.get("deployment") or {}, "components": doc.get("components") or {}}
+
+    def deployment_failure(self, package_arn: str) -> tuple[str, str] | None:
+        """Why the edge deployment of this package will not serve it, if it has failed or been refused: a run in the
+        deployments table with a failed outcome, or a FAILED EdgeDeployment execution for it. ``(outcome, reason)``."""
+        for run in self.deployments(limit=1000):
+            if run.get("package_arn") == package_arn and run.get("outcome") in FAILED_DEPLOYMENTS:
+                return str(run["outcome"]), str(run.get("reason") or "")
+        if "EdgeDeploymentStateMachine" not in self.resources:
+            return None
+        sfn = self.client("stepfunctions")
+        for execution in self.state_machine_executions("EdgeDeploymentStateMachine"):
+            if execution["status"] != "FAILED":
+                continue
+            desc = sfn.describe_execution(executionArn=execution["executionArn"])
+            if package_arn in str(desc.get("input") or ""):
+                why = ": ".join(str(desc[k]) for k in ("error", "cause") if desc.get(k))
+                return "FAILED", why or f"EdgeDeployment execution {execution['name']} failed"
+        return None
 
     def latest_frames(self, limit: int = 12) -> list[dict[str, Any]]:
         return list(reversed(self.feed.frames))[:limit] if self.feed else []

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from loupe_local import iot_sql
+from loupe_local import iot_sql, moto_patches
 from loupe_local.invoker import FunctionError, Invoker
 
 log = logging.getLogger("loupe_local.router")
@@ -87,12 +87,8 @@ class Router:
             return _json_path(event, target["InputPath"])
         transformer = target.get("InputTransformer")
         if transformer:
-            from moto.events.utils import EventTemplateParser
-
-            text = EventTemplateParser.parse(
-                input_template=transformer.get("InputTemplate"),
-                input_paths_map=transformer.get("InputPathsMap", {}),
-                event=event,
+            text = moto_patches.render_input_template(
+                transformer.get("InputTemplate"), transformer.get("InputPathsMap", {}), event
             )
             return json.loads(text) if isinstance(text, str) else text
         return event

@@ -249,10 +249,9 @@ class LocalRuntime:
         return self
 
     def _start_server(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _Gateway(DomainDispatcherApplication(create_backend_app), self.standins)
+        app = _Gateway(moto_patches.server_app(), self.standins)
         self._server = make_server("127.0.0.1", self.port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()

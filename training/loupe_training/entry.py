@@ -32,19 +32,13 @@ def _clients() -> tuple[object, object]:
 
 def champion_weights_uri(sagemaker: object, group: str) -> str:
     """The training artifact (best.pt inside) of the latest Approved package, from its model card metadata."""
+    from loupe_training.jobs import approved_packages
+
     try:
-        resp = sagemaker.list_model_packages(  # type: ignore[attr-defined]
-            ModelPackageGroupName=group,
-            ModelApprovalStatus="Approved",
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            MaxResults=20,
-        )
+        approved = approved_packages(sagemaker, group)
     except Exception as exc:  # noqa: BLE001 - no group yet: no champion
         log(f"no champion ({exc})")
         return ""
-    approved = [s for s in resp.get("ModelPackageSummaryList", []) if s.get("ModelApprovalStatus") == "Approved"]
-    approved.sort(key=lambda s: s.get("CreationTime") or 0, reverse=True)
     for summary in approved:
         desc = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])  # type: ignore[attr-defined]
         uri = (desc.get("CustomerMetadataProperties") or {}).get("weights_uri", "")

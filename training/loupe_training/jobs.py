@@ -178,24 +178,30 @@ def unpack_model_dir(path: Path, dest: Path) -> Path:
     return dest
 
 
+def approved_packages(sagemaker: Any, group: str) -> list[dict[str, Any]]:
+    """The summaries of ``group``'s Approved model packages, newest first (the first is the champion)."""
+    resp = sagemaker.list_model_packages(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=20,
+    )
+    approved = [s for s in resp.get("ModelPackageSummaryList", []) if s.get("ModelApprovalStatus") == "Approved"]
+    approved.sort(key=lambda s: s.get("CreationTime") or 0, reverse=True)
+    return approved
+
+
 def find_champion(sagemaker: Any, s3: Any, group: str, dest: Path, log: Log = print) -> dict[str, Any] | None:
     """The latest Approved package of ``group`` with its model.onnx downloaded to ``dest``; None if none."""
     try:
-        resp = sagemaker.list_model_packages(
-            ModelPackageGroupName=group,
-            ModelApprovalStatus="Approved",
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            MaxResults=20,
-        )
+        summaries = approved_packages(sagemaker, group)
     except Exception as exc:  # noqa: BLE001 - a missing group means "no champion yet"
         if "ResourceNotFound" in str(exc) or "does not exist" in str(exc):
             return None
         raise
-    summaries = [s for s in resp.get("ModelPackageSummaryList", []) if s.get("ModelApprovalStatus") == "Approved"]
     if not summaries:
         return None
-    summaries.sort(key=lambda s: s.get("CreationTime") or 0, reverse=True)
     arn = summaries[0]["ModelPackageArn"]
     desc = sagemaker.describe_model_package(ModelPackageName=arn)
     url = desc["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]

@@ -22,8 +22,8 @@ class TrainingError(RuntimeError):
 @dataclass
 class HyperParams:
     model: str = "yolov8n.yaml"
-    imgsz: int = 320
-    epochs: int = 35
+    imgsz: int = 320  # = template.yaml's TrainingImageSize
+    epochs: int = 60  # = template.yaml's TrainingEpochs (35 measured under-trained)
     batch: int = 16
     patience: int = 15
     lr0: float = 0.01

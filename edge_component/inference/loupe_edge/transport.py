@@ -35,6 +35,21 @@ class TransportError(RuntimeError):
     """The network did not accept a message or an upload; the caller keeps it and retries."""
 
 
+def publish_in_order(messages: list[tuple[str, bytes]], publish: Callable[[str, bytes], None]) -> int:
+    """Publish one message at a time until one is refused: how many were accepted (``publish`` raises
+    :class:`TransportError` on a refusal; a refused first message raises it, so the outbox keeps them all)."""
+    done = 0
+    for topic, payload in messages:
+        try:
+            publish(topic, payload)
+        except TransportError:
+            if done == 0:
+                raise
+            break
+        done += 1
+    return done
+
+
 class Transport(Protocol):
     name: str
 
@@ -126,16 +141,13 @@ class IpcTransport:
     def publish_many(self, messages: list[tuple[str, bytes]], timeout: float) -> int:
         from awsiot.greengrasscoreipc.model import QOS
 
-        done = 0
-        for topic, payload in messages:
+        def publish(topic: str, payload: bytes) -> None:
             try:
                 self._client.publish_to_iot_core(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload)
             except Exception as exc:
-                if done == 0:
-                    raise TransportError(f"PublishToIoTCore failed: {exc}") from exc
-                break
-            done += 1
-        return done
+                raise TransportError(f"PublishToIoTCore failed: {exc}") from exc
+
+        return publish_in_order(messages, publish)
 
     def connected(self) -> bool:
         return True
@@ -177,8 +189,7 @@ class NucleusIpcTransport:
         import base64
         import json
 
-        done = 0
-        for topic, payload in messages:
+        def publish(topic: str, payload: bytes) -> None:
             try:
                 self._connect()
                 req = {"topic": topic, "payload": base64.b64encode(payload).decode(), "qos": 1}
@@ -189,11 +200,9 @@ class NucleusIpcTransport:
                 self._drop()
                 reply = {"ok": False, "error": f"nucleus IPC unreachable: {exc}"}
             if not reply.get("ok"):
-                if done == 0:
-                    raise TransportError(f"PublishToIoTCore failed: {reply.get('error')}")
-                break
-            done += 1
-        return done
+                raise TransportError(f"PublishToIoTCore failed: {reply.get('error')}")
+
+        return publish_in_order(messages, publish)
 
     def connected(self) -> bool:
         return True

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loupe import aws_errors
+from loupe.aws_clients import S3
 from loupe.imaging import sniff_format
 
 FORMAT = "loupe-dataset/1"
@@ -283,8 +285,8 @@ def load_metal_tags(root: Path) -> MetalTags:
     csv_path = root / "labels.csv"
     if csv_path.is_file():
         with open(csv_path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                rows[row["source_ref"]] = row
+            for line in csv.DictReader(fh):
+                rows[line["source_ref"]] = line
     labeled, unlabeled, rejected = [], [], []
     for path in sorted(p for p in (root / "images").rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
@@ -349,7 +351,7 @@ def version_prefix(version: int) -> str:
 
 
 def write_version_s3(
-    s3: Any,
+    s3: S3,
     bucket: str,
     version: int,
     parent: int | None,
@@ -388,14 +390,13 @@ def write_version_s3(
             IfNoneMatch="*",
         )
     except Exception as exc:
-        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-        if code in ("PreconditionFailed", "412"):
+        if aws_errors.error_code(exc) in ("PreconditionFailed", "412"):
             raise DatasetError(f"s3://{bucket}/{prefix} already exists; dataset versions are immutable") from exc
         raise
     return manifest
 
 
-def read_version_s3(s3: Any, bucket: str, version: int) -> dict[str, Any]:
+def read_version_s3(s3: S3, bucket: str, version: int) -> dict[str, Any]:
     body = s3.get_object(Bucket=bucket, Key=version_prefix(version) + "dataset.json")["Body"].read()
     manifest = json.loads(body)
     if manifest.get("format") != FORMAT or _canonical_digest(manifest.get("images") or []) != manifest.get("digest"):

@@ -11,9 +11,13 @@ recorded for it. Rejections are kept like the feedback ones (``loupe.feedback.re
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loupe import aws_errors
+from loupe.aws_clients import IoT
 
 
 class HealthRejected(ValueError):
@@ -46,13 +50,41 @@ class Health(BaseModel):
         return self
 
 
-def in_fleet(iot: Any, thing: str, group: str) -> bool:
+def in_fleet(iot: IoT, thing: str, group: str) -> bool:
     """Whether ``thing`` is a registered thing in thing group ``group`` (ListThingGroupsForThing)."""
     try:
         pages = iot.get_paginator("list_thing_groups_for_thing").paginate(thingName=thing)
         return any(g.get("groupName") == group for page in pages for g in page.get("thingGroups", []))
-    except iot.exceptions.ResourceNotFoundException:
+    except Exception as exc:
+        if aws_errors.error_code(exc) == "ResourceNotFoundException":  # not a registered thing
+            return False
+        raise
+
+
+class FleetMembership:
+    """``thing in fleet``: membership of the fleet's thing group, looked up at most once per ``ttl_s`` per thing
+    (a warm Lambda container keeps the answers)."""
+
+    def __init__(self, iot: IoT, group: str, ttl_s: float = 60.0) -> None:
+        self.iot, self.group, self.ttl_s = iot, group, ttl_s
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, thing: object) -> bool:
+        name = str(thing)
+        if self._until.get(name, 0.0) > time.monotonic():
+            return True
+        if in_fleet(self.iot, name, self.group):
+            self._until[name] = time.monotonic() + self.ttl_s
+            return True
         return False
+
+
+def admit(event: Any, fleet: FleetMembership) -> Health:
+    """The health message of a fleet device; :class:`HealthRejected` for a bad one or a thing outside the fleet."""
+    health = parse_health(event)
+    if health.source_thing not in fleet:
+        raise HealthRejected(f"{health.source_thing} is not in thing group {fleet.group}")
+    return health
 
 
 _ALIASES = {

@@ -23,12 +23,15 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Loupe names every Ground Truth job it creates "loupe-..." (loupe.labeling.job_name_for; the IAM policy of the
-# labeling tasks function is scoped to labeling-job/loupe-*).
+# Loupe names every Ground Truth job it creates "loupe-..." (loupe.labeling.groundtruth.job_name_for; the IAM
+# policy of the labeling tasks function is scoped to labeling-job/loupe-*).
 LABELING_JOB_PREFIX = "loupe-"
 RAW_PREFIX = "raw/"
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+SCHEDULED_EVENT = "Scheduled Event"
+IMAGE_RECORDED = "Image Recorded"
+INGEST_SOURCE = "loupe.ingest"
 
 
 class Ignored(Exception):  # noqa: N818 - an outcome, not an error
@@ -72,7 +75,11 @@ def pipeline_status_change(event: dict[str, Any], pipeline_name: str) -> Pipelin
     """The status change of this stack's training pipeline; :class:`Ignored` for any other pipeline's.
 
     SageMaker writes pipeline names into ARNs lowercased, so names compare without case."""
-    change = parse(event=event, model=PipelineExecutionStatusChange)
+    return check_pipeline(parse(event=event, model=PipelineExecutionStatusChange), pipeline_name)
+
+
+def check_pipeline(change: PipelineExecutionStatusChange, pipeline_name: str) -> PipelineExecutionStatusChange:
+    """A parsed status change (``@event_parser``) that is this stack's pipeline's; :class:`Ignored` otherwise."""
     name = change.detail.pipeline_name
     if name.lower() != pipeline_name.lower():
         raise Ignored(f"pipeline {name} is not Loupe's (Loupe's is {pipeline_name})")
@@ -105,7 +112,10 @@ class LabelingJobStateChange(EventBridgeModel):
 
 def labeling_job_state_change(event: dict[str, Any]) -> LabelingJobStateChange:
     """The state change of a job Loupe named; :class:`Ignored` for anyone else's (no ledger read needed)."""
-    change = parse(event=event, model=LabelingJobStateChange)
+    return check_labeling_job(parse(event=event, model=LabelingJobStateChange))
+
+
+def check_labeling_job(change: LabelingJobStateChange) -> LabelingJobStateChange:
     if not change.job_name.startswith(LABELING_JOB_PREFIX):
         raise Ignored(f"labeling job {change.job_name} is not Loupe's (not {LABELING_JOB_PREFIX}*)")
     return change
@@ -127,7 +137,11 @@ class ModelPackageStateChange(EventBridgeModel):
 
 def model_package_state_change(event: dict[str, Any], group_name: str) -> ModelPackageStateChange:
     """A package of this stack's model package group; :class:`Ignored` for other groups' packages."""
-    change = parse(event=event, model=ModelPackageStateChange)
+    return check_package(parse(event=event, model=ModelPackageStateChange), group_name)
+
+
+def check_package(change: ModelPackageStateChange, group_name: str) -> ModelPackageStateChange:
+    """A parsed package state change (``@event_parser``) of this stack's group; :class:`Ignored` otherwise."""
     if change.detail.group != group_name:
         raise Ignored(f"package group {change.detail.group} is not Loupe's (Loupe's is {group_name})")
     return change
@@ -153,7 +167,10 @@ class AlarmStateChange(EventBridgeModel):
 
 def alarm_state_change(event: dict[str, Any], alarm_arn: str) -> AlarmStateChange:
     """This alarm going into ALARM; :class:`Ignored` for other alarms and for other states."""
-    change = parse(event=event, model=AlarmStateChange)
+    return check_alarm(parse(event=event, model=AlarmStateChange), alarm_arn)
+
+
+def check_alarm(change: AlarmStateChange, alarm_arn: str) -> AlarmStateChange:
     name = change.detail.alarm_name
     if alarm_arn not in change.resources:
         raise Ignored(f"alarm {name} is not Loupe's (Loupe's is {alarm_arn})")
@@ -162,10 +179,33 @@ def alarm_state_change(event: dict[str, Any], alarm_arn: str) -> AlarmStateChang
     return change
 
 
+# ------------------------------------------------------------------ Loupe's own events and EventBridge schedules
+class ImageRecordedDetail(_Detail):
+    sha256: str = ""
+    origin: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImageRecorded(_Detail):
+    """Put on the default bus by ingest (``loupe.ingest.announcer``) for every newly recorded image. Loupe's own
+    event: only the fields the trigger reads are required (the envelope's id, time, account... may be absent)."""
+
+    source: Literal["loupe.ingest"]
+    detail_type: Literal["Image Recorded"] = Field(alias="detail-type")
+    detail: ImageRecordedDetail = Field(default_factory=ImageRecordedDetail)
+
+
+class ScheduledEvent(EventBridgeModel):
+    """An EventBridge schedule's own event (a rule with no ``Input``)."""
+
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 # ------------------------------------------------------------------ S3 Object Created
-def raw_object_created(event: dict[str, Any], raw_bucket: str) -> S3EventNotificationEventBridgeModel:
-    """An object created under raw/ of Loupe's raw bucket; :class:`Ignored` for any other bucket or key."""
-    change = parse(event=event, model=S3EventNotificationEventBridgeModel)
+def check_raw_object(
+    change: S3EventNotificationEventBridgeModel, raw_bucket: str
+) -> S3EventNotificationEventBridgeModel:
     if change.detail_type != "Object Created" or change.source != "aws.s3":
         raise ValueError(f"expected an aws.s3 Object Created event, got {change.source} {change.detail_type!r}")
     bucket, key = change.detail.bucket.name, change.detail.object.key

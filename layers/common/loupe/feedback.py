@@ -15,12 +15,25 @@ A rejected device message is not an error to retry: ``record_rejection`` keeps i
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
+
+from loupe import aws_errors
+from loupe.aws_clients import S3
+
+if TYPE_CHECKING:
+    from loupe.ingest import Announce
+    from loupe.ledger import Ledger
 
 MAX_MESSAGE_BYTES = 16 * 1024
 THING = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+
+
+class RulePayload(RootModel[Any]):
+    """What an IoT topic rule hands its function: the device's message plus the rule's ``topic`` and
+    ``source_thing``. Taken as given: checking it (:class:`LowConfidenceMessage`, ``loupe.edge_metrics.Health``)
+    is the domain's, which keeps a bad message as a rejection instead of raising."""
 
 
 class FeedbackRejected(ValueError):
@@ -82,7 +95,7 @@ def parse_message(event: Any, raw_bucket: str) -> LowConfidenceMessage:
 REJECTIONS_PREFIX = "quarantine/device-messages"
 
 
-def record_rejection(s3: Any, bucket: str, kind: str, event: Any, reason: str) -> str:
+def record_rejection(s3: S3, bucket: str, kind: str, event: Any, reason: str) -> str:
     """Keep a rejected device message with its reason; returns the record's key. The thing in the key is the
     topic's (``source_thing``), never the payload's claim."""
     import json
@@ -103,17 +116,17 @@ def record_rejection(s3: Any, bucket: str, kind: str, event: Any, reason: str) -
     return key
 
 
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
+def object_exists(s3: S3, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
         return True
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+    except Exception as exc:
+        if aws_errors.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise
 
 
-def handle(s3: Any, ledger: Any, event: Any, raw_bucket: str, announce: Any = None) -> dict[str, Any]:
+def handle(s3: S3, ledger: Ledger, event: Any, raw_bucket: str, announce: Announce | None = None) -> dict[str, Any]:
     """Validate one announcement and record its frame; returns the ingest result, or ``{"rejected": reason,
     "record": key}`` for a message refused (and kept) - not an error: retrying it would give the same answer.
     Anything else (S3 or DynamoDB failing) raises, for Lambda's asynchronous retries."""

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from loupe.deployment.clients import S3, GreengrassV2
+
 MODEL_COMPONENT = "com.loupe.model"
 INFERENCE_COMPONENT = "com.loupe.inference"
 COMPONENT_PREFIX = "com.loupe."
@@ -166,7 +168,7 @@ def artifact_uri_of(artifact: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ service calls
-def component_arn(gg: Any, name: str, version: str | None = None) -> str | None:
+def component_arn(gg: GreengrassV2, name: str, version: str | None = None) -> str | None:
     """ARN of a private component (version) if it exists, else None."""
     for comp in _paged(gg, "list_components", "components", scope="PRIVATE"):
         if comp["componentName"] == name:
@@ -180,7 +182,7 @@ def component_arn(gg: Any, name: str, version: str | None = None) -> str | None:
     return None
 
 
-def component_versions(gg: Any, name: str) -> list[str]:
+def component_versions(gg: GreengrassV2, name: str) -> list[str]:
     arn = component_arn(gg, name)
     if arn is None:
         return []
@@ -189,12 +191,12 @@ def component_versions(gg: Any, name: str) -> list[str]:
     )
 
 
-def get_recipe(gg: Any, version_arn: str) -> dict[str, Any]:
+def get_recipe(gg: GreengrassV2, version_arn: str) -> dict[str, Any]:
     out = gg.get_component(arn=version_arn, recipeOutputFormat="JSON")
     return json.loads(out["recipe"])
 
 
-def latest_deployable(gg: Any, name: str) -> tuple[str, str] | None:
+def latest_deployable(gg: GreengrassV2, name: str) -> tuple[str, str] | None:
     """(version, arn) of the newest version of ``name`` that Greengrass can deploy."""
     for version in component_versions(gg, name):
         arn = component_arn(gg, name, version)
@@ -203,7 +205,7 @@ def latest_deployable(gg: Any, name: str) -> tuple[str, str] | None:
     return None
 
 
-def create_component(gg: Any, recipe: dict[str, Any], wait_seconds: float = 60.0) -> dict[str, Any]:
+def create_component(gg: GreengrassV2, recipe: dict[str, Any], wait_seconds: float = 60.0) -> dict[str, Any]:
     """CreateComponentVersion and wait until the service has checked the artifacts (DEPLOYABLE or FAILED)."""
     out = gg.create_component_version(inlineRecipe=json.dumps(recipe).encode())
     arn = out["arn"]
@@ -221,7 +223,7 @@ def create_component(gg: Any, recipe: dict[str, Any], wait_seconds: float = 60.0
 
 
 def publish_component(
-    gg: Any, s3: Any, bucket: str, recipe: dict[str, Any], artifacts: dict[str, bytes]
+    gg: GreengrassV2, s3: S3, bucket: str, recipe: dict[str, Any], artifacts: dict[str, bytes]
 ) -> dict[str, Any]:
     """Upload artifacts under ``edge/artifacts/<name>/<version>/`` and create the version (idempotent).
 
@@ -246,7 +248,7 @@ def publish_component(
 
 
 # ------------------------------------------------------------------ revising a target's deployment
-def latest_deployment(gg: Any, target_arn: str) -> dict[str, Any] | None:
+def latest_deployment(gg: GreengrassV2, target_arn: str) -> dict[str, Any] | None:
     """GetDeployment of the target's current deployment (ListDeployments ``historyFilter=LATEST_ONLY``), or None.
 
     Greengrass keeps one deployment per target: a new CreateDeployment to the same target *replaces* it and the
@@ -312,7 +314,7 @@ def nucleus_requirement(recipe: dict[str, Any]) -> str:
     return str((deps.get(NUCLEUS) or {}).get("VersionRequirement") or "")
 
 
-def disk_spooler_version(gg: Any, region: str, nucleus_version: str) -> str | None:
+def disk_spooler_version(gg: GreengrassV2, region: str, nucleus_version: str) -> str | None:
     """The newest public ``aws.greengrass.DiskSpooler`` version whose (hard) nucleus dependency accepts
     ``nucleus_version``, or None. Each DiskSpooler version names the nucleus versions it runs in."""
     arn = public_component_arn(region, DISK_SPOOLER)
@@ -346,7 +348,7 @@ def merge_configuration(update: dict[str, Any] | None, extra: dict[str, Any]) ->
 
 
 def plan_disk_spooling(
-    gg: Any, region: str, components: dict[str, dict[str, Any]], nucleus_version: str = ""
+    gg: GreengrassV2, region: str, components: dict[str, dict[str, Any]], nucleus_version: str = ""
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Turn on the nucleus' disk spooler in a (revised) deployment, without ever choosing a nucleus version.
 
@@ -441,7 +443,7 @@ def inference_archive(edge_dir: Path) -> bytes:
     return deterministic_zip(files)
 
 
-def publish_inference(gg: Any, s3: Any, bucket: str, edge_dir: Path, author: str = "Loupe") -> dict[str, Any]:
+def publish_inference(gg: GreengrassV2, s3: S3, bucket: str, edge_dir: Path, author: str = "Loupe") -> dict[str, Any]:
     """Publish ``com.loupe.inference`` from ``edge_component/`` once per content: an existing version with the
     same archive is reused, else the next patch version is created."""
     archive = inference_archive(edge_dir)
@@ -463,12 +465,12 @@ def publish_inference(gg: Any, s3: Any, bucket: str, edge_dir: Path, author: str
     return publish_component(gg, s3, bucket, recipe, {fname: archive})
 
 
-def model_recipe_template(gg: Any, s3: Any, inference_arn: str) -> str:
+def model_recipe_template(gg: GreengrassV2, s3: S3, inference_arn: str) -> str:
     """The ``com.loupe.model`` recipe template shipped inside a published ``com.loupe.inference`` version."""
     return model_component_files(gg, s3, inference_arn)[MODEL_TEMPLATE_MEMBER].decode()
 
 
-def model_component_files(gg: Any, s3: Any, inference_arn: str) -> dict[str, bytes]:
+def model_component_files(gg: GreengrassV2, s3: S3, inference_arn: str) -> dict[str, bytes]:
     """What a published ``com.loupe.inference`` version carries for ``com.loupe.model``: the recipe template and,
     when present, the install-time model check (digests + one smoke inference on the device)."""
     arts = recipe_artifacts(get_recipe(gg, inference_arn))

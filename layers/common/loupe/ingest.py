@@ -11,14 +11,27 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from loupe import aws_errors
+from loupe.aws_clients import S3, EventBridge
 from loupe.datasets import sha256_bytes
 from loupe.imaging import sniff_format
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
+    from loupe.ledger import Ledger
+
+Announce = Callable[[str, dict[str, Any]], None]
+"""``announce(sha256, origin)``: tells the rest of Loupe that an image was recorded (see :func:`announcer`)."""
+# GetObject answers for a key or version that is not there (or not readable as one): try the next candidate key
+_ABSENT_CODES = ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument", "MethodNotAllowed")
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -152,7 +165,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit (or 32-bit integer) greyscale: scale the used range down to 8 bits
         wide = image.convert("I")
-        top = max(1, int(wide.getextrema()[1]))
+        high = wide.getextrema()[1]  # one band: (min, max) numbers
+        top = max(1, int(high)) if isinstance(high, (int, float)) else 1
         scale = 255.0 / top if top > 255 else 1.0
         return wide.point(lambda v: v * scale).convert("L")
     if image.mode in ("L", "RGB"):
@@ -249,7 +263,7 @@ class IngestResult:
         }
 
 
-def _get(s3: Any, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
+def _get(s3: S3, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
     """(key, GetObject response) for the first candidate key that exists, else None."""
     for key in key_candidates(ref.key):
         kwargs: dict[str, Any] = {"Bucket": ref.bucket, "Key": key}
@@ -257,21 +271,18 @@ def _get(s3: Any, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
             kwargs["VersionId"] = ref.version_id
         try:
             return key, s3.get_object(**kwargs)
-        except s3.exceptions.NoSuchKey:
-            continue
-        except s3.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument", "MethodNotAllowed"):
+        except Exception as exc:
+            if aws_errors.error_code(exc) in _ABSENT_CODES:
                 continue
             raise
     return None
 
 
 def ingest_object(
-    s3: Any,
-    ledger: Any,
+    s3: S3,
+    ledger: Ledger,
     ref: ObjectRef,
-    announce: Any = None,
+    announce: Announce | None = None,
     limits: Limits = Limits(),
 ) -> IngestResult:
     """Validate one object and record it in ``ledger`` (a :class:`loupe.ledger.Ledger`).
@@ -335,7 +346,7 @@ def _url_tag(value: str) -> str:
     return quote(value, safe="")
 
 
-def announcer(events: Any) -> Any:
+def announcer(events: EventBridge) -> Announce:
     """``announce(sha256, origin)`` putting "Image Recorded" (source loupe.ingest) on the default event bus, which
     starts the labeling trigger; a rejected entry raises so the event is retried."""
     import json
@@ -354,3 +365,19 @@ def announcer(events: Any) -> Any:
             raise RuntimeError(f"could not announce {sha256}: {out['Entries']}")
 
     return announce
+
+
+def object_to_ingest(change: S3EventNotificationEventBridgeModel, raw_bucket: str) -> dict[str, Any]:
+    """The identity of the object an S3 Object Created event names (the fields of :class:`ObjectRef`): its version,
+    or without versioning its ETag. Another bucket's object, or one outside raw/, raises
+    :class:`loupe.eventbridge.Ignored`."""
+    from loupe.eventbridge import check_raw_object
+
+    detail = check_raw_object(change, raw_bucket).detail
+    version = detail.object.version_id
+    return {
+        "bucket": detail.bucket.name,
+        "key": detail.object.key,
+        "version_id": version,
+        "etag": None if version else detail.object.etag,
+    }

@@ -19,6 +19,9 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
+from loupe import aws_errors
+from loupe.aws_clients import DynamoDBTable
+
 UNLABELED = "unlabeled"
 CLAIMED = "claimed"
 LABELED = "labeled"
@@ -57,20 +60,18 @@ def _ready_filter(ready_at: str | None) -> dict[str, Any]:
     }
 
 
-def _conditional_failed(exc: Exception) -> bool:
-    response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class Ledger:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: DynamoDBTable) -> None:
         self.table = table
 
     @classmethod
     def from_name(cls, name: str, dynamodb: Any = None) -> Ledger:
-        import boto3
+        """The ledger table ``name``; without ``dynamodb`` its boto3 resource is made on first use."""
+        if dynamodb is not None:
+            return cls(dynamodb.Table(name))
+        from loupe.aws_clients import lazy_table
 
-        return cls((dynamodb or boto3.resource("dynamodb")).Table(name))
+        return cls(lazy_table(name))
 
     # ------------------------------------------------------------------ recording
     def _create_or_add_key(self, item: dict[str, Any], source_uri: str) -> tuple[bool, dict[str, Any]]:
@@ -78,7 +79,7 @@ class Ledger:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(sha256)")
             return True, item
         except Exception as exc:
-            if not _conditional_failed(exc):
+            if not aws_errors.is_conditional_check_failed(exc):
                 raise
         # The same content again (another key, or the same key again): remember the key, change nothing else.
         out = self.table.update_item(
@@ -261,7 +262,7 @@ class Ledger:
                 )
                 won.append(sha)
             except Exception as exc:
-                if not _conditional_failed(exc):
+                if not aws_errors.is_conditional_check_failed(exc):
                     raise
         return won
 
@@ -298,7 +299,7 @@ class Ledger:
                 )
                 released.append(sha)
             except Exception as exc:
-                if not _conditional_failed(exc):
+                if not aws_errors.is_conditional_check_failed(exc):
                     raise
         return released
 
@@ -342,7 +343,7 @@ class Ledger:
             )
             return True
         except Exception as exc:
-            if not _conditional_failed(exc):
+            if not aws_errors.is_conditional_check_failed(exc):
                 raise
             return False
 
@@ -411,5 +412,5 @@ class Ledger:
                 ExpressionAttributeValues={":v": version, ":now": now_iso()},
             )
         except Exception as exc:
-            if not _conditional_failed(exc):
+            if not aws_errors.is_conditional_check_failed(exc):
                 raise

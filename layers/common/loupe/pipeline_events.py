@@ -6,12 +6,45 @@ Driven by "SageMaker Model Building Pipeline Execution Status Change"; reads the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+from loupe import eventbridge
+from loupe.settings import Settings
 
 FINAL = {"Succeeded", "Failed", "Stopped"}
 
 
-def summarize(sagemaker: Any, detail: dict[str, Any]) -> dict[str, Any]:
+class SageMaker(Protocol):
+    def list_pipeline_execution_steps(self, *, PipelineExecutionArn: str) -> dict[str, Any]: ...  # noqa: N803
+
+
+class Sns(Protocol):
+    def publish(self, *, TopicArn: str, Subject: str, Message: str) -> dict[str, Any]: ...  # noqa: N803
+
+
+def on_status_change(
+    change: eventbridge.PipelineExecutionStatusChange, sagemaker: SageMaker, sns: Sns, settings: Settings
+) -> dict[str, Any]:
+    """The handler's one call: a final status of this stack's pipeline is told to people (SNS); returns the
+    summary. :class:`loupe.eventbridge.Ignored` for the account's other pipelines, before any AWS call."""
+    eventbridge.check_pipeline(change, settings.training_pipeline_name or "")
+    summary = summarize(sagemaker, change.detail.model_dump(by_alias=True))
+    if summary["status"] in FINAL:
+        subject, text = message(summary)
+        sns.publish(TopicArn=settings.notify_topic_arn or "", Subject=subject[:100], Message=text)
+    return summary
+
+
+def metric_name(summary: dict[str, Any]) -> str | None:
+    """The metric a final outcome counts in (None while the execution runs)."""
+    if summary["status"] not in FINAL:
+        return None
+    if summary["registered_package"]:
+        return "ModelsRegistered"
+    return "GateRefusals" if summary["gate_refused"] else "PipelineFailures"
+
+
+def summarize(sagemaker: SageMaker, detail: dict[str, Any]) -> dict[str, Any]:
     arn = detail.get("pipelineExecutionArn") or ""
     status = detail.get("currentPipelineExecutionStatus") or ""
     summary: dict[str, Any] = {

@@ -43,6 +43,18 @@ class Settings(BaseModel):
     sagemaker_execution_role_arn: str | None = Field(None, alias="SAGEMAKER_EXECUTION_ROLE_ARN")
     drift_alarm_arn: str | None = Field(None, alias="DRIFT_ALARM_ARN")
     aws_region: str = Field("us-east-1", alias="AWS_REGION")
+    # the edge deployment's rollout (deployment_tasks; template.yaml parameters)
+    rollout_base_rate: int = Field(5, alias="ROLLOUT_BASE_RATE", ge=1, le=1000)  # devices per minute
+    rollout_increment_factor: float = Field(2.0, alias="ROLLOUT_INCREMENT_FACTOR", ge=1.1, le=5)
+    abort_failure_percent: int = Field(20, alias="ABORT_FAILURE_PERCENT", ge=1, le=100)
+    component_update_timeout: int = Field(60, alias="COMPONENT_UPDATE_TIMEOUT")
+    inference_component_version: str = Field("", alias="INFERENCE_COMPONENT_VERSION")
+    nucleus_component_version: str = Field("", alias="NUCLEUS_COMPONENT_VERSION", pattern=r"^(\d+\.\d+\.\d+)?$")
+
+    @field_validator("nucleus_component_version", mode="before")
+    @classmethod
+    def _strip_version(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("label_classes", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from loupe_local.standins.base import AwsRequest, Response, StandIn, error
+from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error
 
 STANDINS: list[str] = [
     "loupe_local.standins.groundtruth:GroundTruth",
@@ -23,4 +23,4 @@ def load_all() -> list[StandIn]:
     return found
 
 
-__all__ = ["STANDINS", "AwsRequest", "Response", "StandIn", "error", "load_all"]
+__all__ = ["STANDINS", "AwsRequest", "Response", "StandIn", "StandInHost", "error", "load_all"]

@@ -3,19 +3,22 @@
 The local AWS wraps moto's WSGI app: each request is offered to the registered stand-ins first (``handles``);
 the first that claims it answers it (``handle``). Requests moto answers are shown to every stand-in afterwards
 (``after``), so a stand-in can emit the events AWS would (e.g. a model package state change). A stand-in talks to
-the rest of the local AWS only through boto3 clients from ``runtime.client(...)``, like any AWS client would.
+the rest of the local AWS only through its :class:`StandInHost` (the running ``LocalRuntime``): boto3 clients from
+``host.client(...)``, like any AWS client would, events through ``host.emit_event(...)``, and where the stack lives.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.provisioner import Provisioned
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -77,12 +80,58 @@ def error(code: str, message: str, status: int = 400) -> Response:
     )
 
 
+class StandInHost(Protocol):
+    """What a stand-in may use of the local AWS it is attached to (``loupe_local.runtime.LocalRuntime``)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def stack_name(self) -> str: ...
+
+    @property
+    def root(self) -> Path:
+        """The repository: template.yaml, training/."""
+        ...
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def resources(self) -> Mapping[str, Provisioned]:
+        """Logical id -> what the provisioner made of it."""
+        ...
+
+    @property
+    def parameter_values(self) -> Mapping[str, Any]:
+        """The stack's parameters as resolved (defaults applied)."""
+        ...
+
+    def client(self, service: str) -> Any:
+        """A boto3 client bound to the local endpoint."""
+        ...
+
+    def physical(self, logical_id: str) -> str: ...
+
+    def arn(self, logical_id: str) -> str: ...
+
+    def emit_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
+    ) -> None:
+        """Put an event on the default bus, as an AWS service would."""
+        ...
+
+
 class StandIn:
     """Base class: override ``handles``/``handle``; ``after``, ``attach`` and ``stop`` are optional."""
 
     name = "stand-in"
+    runtime: StandInHost
 
-    def attach(self, runtime: LocalRuntime) -> None:
+    def attach(self, runtime: StandInHost) -> None:
         self.runtime = runtime
 
     def handles(self, request: AwsRequest) -> bool:

@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import WIDTH, call, finished, pending_task, upload_and_request_labels
-from waiting import wait_until
+from support.console import WIDTH, call, finished, pending_task, upload_and_request_labels
+from support.waiting import wait_until
 
 from loupe.ledger import Ledger
 

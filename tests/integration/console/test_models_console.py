@@ -6,25 +6,21 @@ model that finds a box is deployed, the Labeling page pre-fills a task with its 
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import call, finished, pending_task, upload_and_request_labels
-from fixture_models import box_detector
-from waiting import wait_until
+from support.console import call, finished, pending_task, upload_and_request_labels
+from support.deploy_packages import register_package
+from support.fixture_models import box_detector
+from support.waiting import wait_until
 
 from loupe.ledger import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deployment"))
-from deploy_packages import register_package  # noqa: E402
-
 pytestmark = pytest.mark.integration
 
-ROLLOUT = 120_000  # ms: a deployment to two local devices, with the workflow's waits
+ROLLOUT = 240_000  # ms: a deployment to two local devices, with the workflow's waits (a busy CI machine)
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,19 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_packages import pack, register_package, sha
-from waiting import wait_until
+from support.archives import tar_gz
+from support.deploy_packages import register_package, sha
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[3]
 DEPLOYMENT_TIMEOUT = 25  # seconds; the stack parameter DeploymentTimeoutSeconds for this module
 EXEC_WAIT = 120
 
@@ -43,14 +44,15 @@ def executions(rt: Any) -> dict[str, dict[str, Any]]:
 def wait_new_execution(rt: Any, before: dict[str, Any], timeout: float = EXEC_WAIT) -> dict[str, Any]:
     """The one execution started since ``before``, once it has finished."""
     sfn = rt.client("stepfunctions")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> list[dict[str, Any]] | None:
         new = [e for arn, e in executions(rt).items() if arn not in before]
-        if new and all(e["status"] != "RUNNING" for e in new):
-            assert len(new) == 1, f"expected one new execution, got {[e['name'] for e in new]}"
-            return sfn.describe_execution(executionArn=new[0]["executionArn"])
-        time.sleep(0.5)
-    raise AssertionError(f"no finished execution within {timeout}s: {executions(rt)}")
+        return new if new and all(e["status"] != "RUNNING" for e in new) else None
+
+    new = wait_until(finished, timeout, interval=0.5)
+    assert new, f"no finished execution within {timeout}s: {executions(rt)}"
+    assert len(new) == 1, f"expected one new execution, got {[e['name'] for e in new]}"
+    return sfn.describe_execution(executionArn=new[0]["executionArn"])
 
 
 def run_record(rt: Any, package_arn: str, run_id: str) -> dict[str, Any]:
@@ -111,14 +113,15 @@ class MqttSink:
             self.cond.notify_all()
 
     def wait_for(self, thing: str, frame_name: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while time.monotonic() < deadline:
-                for topic, msg in self.messages:
-                    if topic == f"loupe/{thing}/inference" and msg.get("source") == frame_name:
-                        return msg
-                self.cond.wait(0.5)
-        raise AssertionError(f"no inference result from {thing} for {frame_name} within {timeout}s")
+        def result() -> dict[str, Any] | None:
+            with self.cond:
+                topic = f"loupe/{thing}/inference"
+                return next((m for t, m in self.messages if t == topic and m.get("source") == frame_name), None)
+
+        msg = wait_until(result, timeout, interval=0.1)
+        if msg is None:
+            raise AssertionError(f"no inference result from {thing} for {frame_name} within {timeout}s")
+        return msg
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -161,6 +164,21 @@ def notifications(rt: Any, queue_url: str) -> list[dict[str, Any]]:
 
 def approve(rt: Any, arn: str) -> None:
     rt.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+
+def package_events_fn(rt: Any) -> Any:
+    return rt.invoker.find(rt.physical("ModelPackageEventsFunction"))
+
+
+def package_events_handled(rt: Any, since: int, count: int) -> None:
+    """Returns once ``count`` deliveries to the package-events handler after its ``since``-th have run to their end.
+
+    The sentinel: the local runtime runs one invocation at a time, so a synchronous invoke with another group's
+    package event (which the handler ignores) returns only after every invocation that started before it."""
+    fn = package_events_fn(rt)
+    assert wait_until(lambda: fn.invocations >= since + count), f"{count} package events were not delivered"
+    foreign = json.loads((REPO / "events" / "aws_model_package_state_change.json").read_text())
+    rt.invoke("ModelPackageEventsFunction", foreign)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -224,6 +242,7 @@ def test_empty_thing_group_ends_with_a_clear_status(rt: Any, notify_queue: str) 
     try:
         pkg = register_package(rt)
         before, deployments_before = executions(rt), len(gg_deployments(rt))
+        invoked, errors = package_events_fn(rt).invocations, package_events_fn(rt).errors
         approve(rt, pkg["arn"])
         done = wait_new_execution(rt, before)
     finally:
@@ -235,7 +254,8 @@ def test_empty_thing_group_ends_with_a_clear_status(rt: Any, notify_queue: str) 
     assert "has no devices" in out["reason"]
     assert run_record(rt, pkg["arn"], done["name"])["outcome"] == "NOTHING_TO_DEPLOY"
     assert len(gg_deployments(rt)) == deployments_before
-    time.sleep(2)  # no retry loop: nothing else starts for this package
+    package_events_handled(rt, invoked, 1)  # and it succeeded: no delivery retry, nothing else starts
+    assert package_events_fn(rt).errors == errors
     assert [a for a in executions(rt) if a not in before] == [done["executionArn"]]
     notes = notifications(rt, notify_queue)
     assert any("NOTHING_TO_DEPLOY" in n.get("Subject", "") for n in notes)
@@ -325,12 +345,13 @@ def test_the_same_approval_event_three_times_makes_one_deployment(
     observer = next(s for s in rt.standins if s.name == "model-registry-events")
     pkg = register_package(rt, model_version=f"B-{uuid.uuid4().hex[:6]}")
     before, deployments_before = executions(rt), len(gg_deployments(rt))
+    invoked = package_events_fn(rt).invocations
     approve(rt, pkg["arn"])
     event = next(e for e in reversed(observer.emitted) if e["arn"] == pkg["arn"])
     for _ in range(2):  # EventBridge delivers at least once: the same event again, twice
         rt.emit_event("aws.sagemaker", "SageMaker Model Package State Change", event["detail"], [pkg["arn"]])
     done = wait_new_execution(rt, before)
-    time.sleep(2)
+    package_events_handled(rt, invoked, 3)
     assert len([a for a in executions(rt) if a not in before]) == 1
     assert done["status"] == "SUCCEEDED", done
     assert len(gg_deployments(rt)) == deployments_before + 1
@@ -346,7 +367,7 @@ def test_a_tampered_artifact_is_refused_with_an_alert(
 ) -> None:
     notifications(rt, notify_queue)
     pkg = register_package(rt, model_version=f"C-{uuid.uuid4().hex[:6]}")
-    forged = pack({"model.onnx": b"\x08\x07" + os.urandom(64), "model_card.json": b'{"version": "forged"}'})
+    forged = tar_gz({"model.onnx": b"\x08\x07" + os.urandom(64), "model_card.json": b'{"version": "forged"}'})
     rt.client("s3").put_object(Bucket=pkg["bucket"], Key=pkg["key"], Body=forged)
     before, deployments_before = executions(rt), len(gg_deployments(rt))
     approve(rt, pkg["arn"])
@@ -391,9 +412,9 @@ def test_a_crashing_model_rolls_back_and_the_old_model_keeps_serving(
 
 
 def test_rejecting_a_package_nobody_runs_changes_nothing(rt: Any, fleet: Any, scenario: dict[str, Any]) -> None:
-    before = executions(rt)
+    before, invoked = executions(rt), package_events_fn(rt).invocations
     rt.client("sagemaker").update_model_package(ModelPackageArn=scenario["D"]["arn"], ModelApprovalStatus="Rejected")
-    time.sleep(3)
+    package_events_handled(rt, invoked, 1)
     assert [a for a in executions(rt) if a not in before] == []
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from loupe import deployment as dep
-from loupe import fleet_serving
+from loupe.deployment.outcomes import device_outcomes, job_outcomes
+from loupe.deployment.packages import DEVICES_IN_STATE
+from loupe.deployment.store import DeploymentsStore
 from loupe.greengrass import create_component
 
 pytestmark = pytest.mark.integration
@@ -80,11 +81,9 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
     counted(ddb.meta.client, calls)
     deployment = {"deployment_id": created["deploymentId"], "iot_job_id": created["iotJobId"], "model_version": "v2"}
     state = {"thing_group": group, "devices": [], "device_count": FLEET, "deployment": deployment}
+    store = DeploymentsStore(table)
 
-    def serving_many(ts: list[str]) -> dict[str, str]:
-        return fleet_serving.serving_versions(ddb, table_name, ts)
-
-    running = dep.job_outcomes(iot_c, gg_c, deployment, deadline=2e9, serving_many=serving_many, table=table)
+    running = job_outcomes(iot_c, gg_c, deployment, deadline=2e9, store=store)
     poll_calls = dict(calls)
     poll_bytes = len(json.dumps({**state, "outcomes": running}))
     assert not running["done"] and "devices" not in running
@@ -92,11 +91,11 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
     assert poll_calls == {"ListJobExecutionsForJob": 4, "BatchGetItem": 10}  # 1000/250 and 990/100, not 1000
 
     calls.clear()
-    final = dep.job_outcomes(iot_c, gg_c, deployment, deadline=0.0, serving_many=serving_many, table=table)
+    final = job_outcomes(iot_c, gg_c, deployment, deadline=0.0, store=store)
     final_bytes = len(json.dumps({**state, "outcomes": final}))
     assert final["done"] and final["devices_total"] == FLEET
     assert final["counts"]["TIMED_OUT"] == SILENT and final["counts"]["NOT_SERVING"] == NOT_SERVING
-    assert len(final["devices"]) == dep.DEVICES_IN_STATE
+    assert len(final["devices"]) == DEVICES_IN_STATE
     shown = {d["status"] for d in final["devices"].values()}
     assert {"FAILED", "TIMED_OUT", "NOT_SERVING"} <= shown  # the ones that need a look come first
     assert all(final["devices"][t]["reason"] == "install failed" for t in things[:FAILED])
@@ -118,7 +117,7 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
     assert count == FLEET  # every device's outcome is in the deployments table
 
     calls.clear()  # the per-device way, for comparison: one ListEffectiveDeployments per device per poll
-    dep.device_outcomes(gg_c, created["deploymentId"], things, deadline=2e9)
+    device_outcomes(gg_c, created["deploymentId"], things, deadline=2e9)
     per_device_calls = calls["ListEffectiveDeployments"]
     print(
         f"\n{FLEET} devices: a poll makes {sum(poll_calls.values())} calls {poll_calls} "

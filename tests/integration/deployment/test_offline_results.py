@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_packages import register_package
-from waiting import wait_until
+from support.deploy_packages import register_package
+from support.waiting import wait_until
 
-from loupe import deployment as dep
+from loupe.deployment.components import publish_model_component
+from loupe.deployment.document import start_deployment
+from loupe.deployment.packages import describe_package
+from loupe.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -156,9 +159,9 @@ def published(local_aws: Any) -> dict[str, Any]:
     fleet = DeviceFleet.from_runtime(rt)
     inference = fleet.publish_components(rt.physical("ArtifactBucket"))
     pkg = register_package(rt)
-    package = dep.describe_package(rt.client("sagemaker"), pkg["arn"]).to_json()
-    settings = dep.DeploymentSettings(rt.physical("ArtifactBucket"), "", "unused", "unused")
-    model = dep.publish_model_component(rt.client("greengrassv2"), rt.client("s3"), package, inference, settings)
+    package = describe_package(rt.client("sagemaker"), pkg["arn"]).to_json()
+    settings = Settings(artifact_bucket=rt.physical("ArtifactBucket"))
+    model = publish_model_component(rt.client("greengrassv2"), rt.client("s3"), package, inference, settings)
     return {"inference": inference, "model": model, "package": package}
 
 
@@ -197,11 +200,13 @@ def test_results_spooled_while_offline_and_a_nucleus_restart(
     try:
         fleet.start(names=[thing])
         fleet.wait_registered([thing])
-        settings = dep.DeploymentSettings(
-            rt.physical("ArtifactBucket"), "", group, "unused", nucleus_version=nucleus_version
+        settings = Settings(
+            artifact_bucket=rt.physical("ArtifactBucket"),
+            thing_group_name=group,
+            nucleus_component_version=nucleus_version,
         )
         request = {**published, "run_id": f"offline-{tag}"}
-        started = dep.start_deployment(rt.client("greengrassv2"), iot, request, settings, 120)
+        started = start_deployment(rt.client("greengrassv2"), iot, request, settings, 120)
         assert started["spooler"]["storage"] == storage, started["spooler"]
         done = wait_until(
             lambda: (device_doc(root).get("deployment") or {}).get("status") in ("SUCCEEDED", "FAILED"), 120

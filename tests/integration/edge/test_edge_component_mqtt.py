@@ -7,8 +7,9 @@ import os
 import time
 
 import pytest
-from conftest import THING, LinkProxy
-from edge_helpers import default_table, write_model, write_pointer
+from support.edge_helpers import default_table, write_model, write_pointer
+from support.edge_mqtt import THING, LinkProxy
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +40,8 @@ def test_broker_outage_loses_no_result(component, subscriber, broker) -> None:
         assert subscriber.wait(lambda s: len(s.of("inference")) >= 3), c.logs()
         link.cut()  # IoT Core unreachable
         during = [c.drop(0.05) for _ in range(10)]
-        deadline = time.monotonic() + 30
-        while any(p.suffix == ".png" for p in c.frames.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.1)  # the component keeps inferring; results pile up in its outbox
-        assert not any(p.suffix == ".png" for p in c.frames.iterdir()), c.logs()
+        # the component keeps inferring; results pile up in its outbox
+        assert wait_until(lambda: not any(p.suffix == ".png" for p in c.frames.iterdir()), 30, 0.1), c.logs()
         time.sleep(OUTAGE_S)  # stay down (LOUPE_EDGE_OUTAGE_S=60 reproduces the one-minute outage)
         assert len(subscriber.of("inference")) == 3  # really nothing got through
         link.restore()
@@ -121,9 +120,12 @@ def test_uncertain_frames_reach_s3_with_metadata(component, subscriber, s3) -> N
     c.drop(0.05)  # confident: not sampled
     uncertain = c.drop(0.4)
     c.drop(0.75)  # confident again
-    assert subscriber.wait(lambda s: len(s.of("low-confidence")) >= 1 and len(s.of("inference")) >= 3), c.logs()
-    time.sleep(1.0)
-    (announce,) = subscriber.of("low-confidence")
+    sentinel = c.drop(0.4)  # uncertain: announced after anything the confident frames before it would have caused
+    assert subscriber.wait(lambda s: any(r["source"] == sentinel for r in s.of("inference"))), c.logs()
+    results = {r["source"]: r for r in subscriber.of("inference")}
+    sentinel_id = results[sentinel]["frame_id"]
+    assert subscriber.wait(lambda s: any(a["frame_id"] == sentinel_id for a in s.of("low-confidence"))), c.logs()
+    (announce,) = [a for a in subscriber.of("low-confidence") if a["frame_id"] != sentinel_id]
     result = next(r for r in subscriber.of("inference") if r["source"] == uncertain)
     assert announce["frame_id"] == result["frame_id"] and result["uncertain"] is True
     assert announce["bucket"] == bucket and announce["key"] == f"raw/feedback/{THING}/{result['frame_id']}.png"
@@ -137,7 +139,8 @@ def test_uncertain_frames_reach_s3_with_metadata(component, subscriber, s3) -> N
     }
     assert head["ContentType"] == "image/png"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"raw/feedback/{THING}/")["Contents"]]
-    assert keys == [announce["key"]]  # confident frames, with or without detections, stay on the device
+    sentinel_key = f"raw/feedback/{THING}/{sentinel_id}.png"
+    assert sorted(keys) == sorted([announce["key"], sentinel_key])  # confident frames stay on the device
 
 
 def test_s3_outage_delays_feedback_but_loses_nothing(component, subscriber, s3, s3_endpoint) -> None:
@@ -154,9 +157,9 @@ def test_s3_outage_delays_feedback_but_loses_nothing(component, subscriber, s3, 
         link.cut()  # S3 unreachable
         uncertain = [c.drop(0.4) for _ in range(3)]
         assert subscriber.wait(lambda s: {r["source"] for r in s.of("inference")} >= set(uncertain)), c.logs()
-        time.sleep(2)
-        assert subscriber.of("low-confidence") == []  # announced only once the image is in S3
+        # the sentinel: a health report counting all three uploads as pending, i.e. each one has been tried
         assert subscriber.wait(lambda s: any(h["outbox"]["uploads"] == 3 for h in s.of("health"))), c.logs()
+        assert subscriber.of("low-confidence") == []  # announced only once the image is in S3
         link.restore()
         assert subscriber.wait(lambda s: len(s.of("low-confidence")) >= 3, 60), c.logs()
         keys = {m["key"] for m in subscriber.of("low-confidence")}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, THING, Subscriber
-from edge_helpers import brightness_for, grey_png, write_model
+from support.edge_helpers import brightness_for, grey_png, write_model
+from support.edge_mqtt import REPO, THING, Subscriber
 
 pytestmark = pytest.mark.integration
 

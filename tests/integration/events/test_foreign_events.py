@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

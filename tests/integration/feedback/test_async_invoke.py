@@ -13,7 +13,7 @@ import zipfile
 
 import paho.mqtt.client as mqtt
 import pytest
-from waiting import wait_until
+from support.waiting import wait_until
 
 from loupe_local.invoker import RegisteredFunction
 

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from support.waiting import wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ingest"))
-
-from loupe.ledger import Ledger  # noqa: E402
+from loupe.ledger import Ledger
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Env:

@@ -12,13 +12,13 @@ import hashlib
 import json
 
 import botocore.exceptions
-import image_samples as samples
 import pytest
-from conftest import wait_for
-from test_standins import job_request, put_manifest
+from support import image_samples as samples
+from support.groundtruth import job_request, put_manifest
+from support.waiting import wait_for
 
 from loupe import manifests
-from loupe.labeling import new_claim_id
+from loupe.labeling.trigger import new_claim_id
 
 pytestmark = pytest.mark.integration
 

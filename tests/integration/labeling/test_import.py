@@ -10,7 +10,7 @@ import io
 import json
 
 import pytest
-from conftest import wait_for
+from support.waiting import wait_for
 
 from loupe.datasets import parse_annotations
 

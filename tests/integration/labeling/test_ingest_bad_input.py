@@ -10,10 +10,10 @@ import json
 import uuid
 from urllib.parse import quote_plus
 
-import image_samples as samples
 import pytest
-from conftest import wait_for
 from PIL import Image
+from support import image_samples as samples
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import image_samples as samples
 import pytest
-from conftest import wait_for
+from support import image_samples as samples
+from support.waiting import wait_for
 
 from loupe import manifests
 from loupe.datasets import Box, split_for
@@ -103,7 +103,7 @@ def test_dataset_version_holds_the_n_images_in_yolo(env, uploaded, labeled_run):
         assert label.splitlines() == [Box.from_dict(b).yolo(128, 96) for b in boxes]
     # immutability: the version cannot be written again
     from loupe.datasets import DatasetError, write_version_s3
-    from loupe.labeling import labeled_image
+    from loupe.labeling.dataset import labeled_image
 
     with pytest.raises(DatasetError, match="immutable"):
         write_version_s3(
@@ -203,7 +203,7 @@ def test_partly_answered_job_labels_what_it_can(env):
 
 def test_a_failed_run_stops_its_ground_truth_job(env):
     """The release task (what every Catch leads to) stops the run's job that is still in progress."""
-    from loupe.labeling import new_claim_id
+    from loupe.labeling.trigger import new_claim_id
 
     sha = env.put_raw("raw/flow/slow.jpg", samples.jpeg(128, 96, seed=3100))
     env.wait_status(sha, "unlabeled")

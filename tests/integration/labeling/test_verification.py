@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-import image_samples as samples
 import pytest
+from support import image_samples as samples
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ def verifying_machine(env):
 
 
 def run_claim(env, machine, hashes, tag):
-    from loupe import labeling
+    from loupe.labeling.trigger import new_claim_id
 
-    claim_id = labeling.new_claim_id(hashes) + tag
+    claim_id = new_claim_id(hashes) + tag
     assert env.ledger.claim(hashes, claim_id) == hashes
     arn = env.sfn.start_execution(
         stateMachineArn=machine, name=f"verify-{claim_id}", input=json.dumps({"claim_id": claim_id, "images": hashes})

@@ -3,18 +3,21 @@ to the real handlers, state machines from statemachines/ executed by moto's engi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
-from waiting import wait_until
+from support import image_samples as samples
+from support.waiting import wait_until
 
+from loupe.ledger import Ledger
 from loupe_local.provisioner import Provisioner
 from loupe_local.runtime import free_port
 from loupe_local.template import TemplateError, load_sam_app, load_yaml
@@ -48,13 +51,18 @@ def test_s3_object_created_under_raw_reaches_the_ingest_handler(local_aws) -> No
     key = f"raw/foundation-{uuid.uuid4().hex}.jpg"
     local_aws.client("s3").put_object(Bucket=local_aws.physical("RawBucket"), Key=key, Body=b"not really a jpeg")
     assert wait_until(lambda: fn.invocations > before), "the S3 -> EventBridge -> Lambda route did not deliver"
-    # objects outside raw/ do not match the rule
+    # objects outside raw/ do not match the rule: a sentinel image under raw/, put after, is ingested alone
     count = fn.invocations
-    local_aws.client("s3").put_object(
-        Bucket=local_aws.physical("RawBucket"), Key=f"other/{uuid.uuid4().hex}", Body=b"x"
+    s3 = local_aws.client("s3")
+    s3.put_object(Bucket=local_aws.physical("RawBucket"), Key=f"other/{uuid.uuid4().hex}", Body=b"x")
+    sentinel = samples.jpeg(seed=uuid.uuid4().int % 100_000)
+    s3.put_object(Bucket=local_aws.physical("RawBucket"), Key=f"raw/sentinel-{uuid.uuid4().hex}.jpg", Body=sentinel)
+    table = boto3.resource("dynamodb", endpoint_url=local_aws.endpoint, region_name=local_aws.region).Table(
+        local_aws.physical("LedgerTable")
     )
-    time.sleep(1.5)
-    assert fn.invocations == count
+    ledger = Ledger(table)
+    assert wait_until(lambda: ledger.get(hashlib.sha256(sentinel).hexdigest())), "the sentinel image was not ingested"
+    assert fn.invocations == count + 1
 
 
 def test_a_state_machine_file_runs_in_motos_engine_and_calls_real_handlers(local_aws, repo_root: Path) -> None:

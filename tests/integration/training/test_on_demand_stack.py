@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loupe_local.standins.pipelines import Execution, PipelineExecutions, validate_training_request
+from loupe_local.standins import pipeline_interpreter as interpreter
+from loupe_local.standins.pipeline_interpreter import Execution, validate_training_request
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def _train_request(definition: dict, **parameters) -> dict:
     )
     train = next(s for s in definition["Steps"] if s["Type"] == "Training")
     args = {k: v for k, v in train["Arguments"].items() if k != "InputDataConfig"}  # step properties left out
-    return PipelineExecutions().resolve(execution, args)
+    return interpreter.resolve(execution, args)
 
 
 @pytest.mark.parametrize("max_runtime", [1, 7200, MAX_RUNTIME_LIMIT])

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_for
 
 from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[3]
 
 # Its own model package group: the session's local AWS is shared, and other tests approve packages in the stack's
 # group — a champion there would make these runs challengers.
@@ -87,14 +85,14 @@ def _run(local_aws, name: str, params: dict[str, str], timeout: float = 900) -> 
     arn = sm.start_pipeline_execution(
         PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
     )["PipelineExecutionArn"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         desc = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
-        if desc["PipelineExecutionStatus"] not in ("Executing", "Stopping"):
-            steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
-            return {"arn": arn, "desc": desc, "steps": {s["StepName"]: s for s in steps}}
-        time.sleep(2)
-    raise AssertionError(f"execution {arn} still running after {timeout}s")
+        return desc if desc["PipelineExecutionStatus"] not in ("Executing", "Stopping") else None
+
+    desc = wait_for(finished, timeout, f"pipeline execution {arn}", interval=2)
+    steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
+    return {"arn": arn, "desc": desc, "steps": {s["StepName"]: s for s in steps}}
 
 
 def _packages(local_aws) -> list[dict]:
@@ -219,13 +217,13 @@ def _checkpoint_epoch(folder: Path) -> int:
 def test_spot_reclaim_resumes_training_after_the_last_checkpointed_epoch(local_aws, runner, dataset_uri):
     """Kill the Train step's job after epoch 1's checkpoint: the restarted job continues from epoch 2, not 1."""
     name = ensure_pipeline(local_aws)
-    runner.interrupt_training(when=lambda folder: _checkpoint_epoch(folder) >= 1)
+    runner.jobs.interrupt_training(when=lambda folder: _checkpoint_epoch(folder) >= 1)
     params = {**TINY, "Epochs": "3", "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"}
     try:
         run = _run(local_aws, name, {**params, "TrainingMaxRunSeconds": STACK_MAX_RUNTIME})
-        assert not runner.interrupt_pending, "the reclaim never fired"
+        assert not runner.jobs.interrupt_pending, "the reclaim never fired"
     finally:
-        runner.cancel_interrupt()  # never leave a reclaim armed for other tests' trainings
+        runner.jobs.cancel_interrupt()  # never leave a reclaim armed for other tests' trainings
     assert run["desc"]["PipelineExecutionStatus"] == "Succeeded", run["desc"].get("FailureReason")
     assert run["steps"]["Train"]["AttemptCount"] == 1  # a spot restart is the job's own, not a pipeline retry
 
@@ -252,9 +250,9 @@ def test_spot_reclaim_resumes_training_after_the_last_checkpointed_epoch(local_a
 
 def test_spot_request_with_max_wait_below_max_runtime_fails_with_sagemakers_message(local_aws, runner, dataset_uri):
     """The definition's old shape (MaxWait a parameter, 7200 s) with a longer MaxRuntime: CreateTrainingJob refuses."""
-    from loupe_local.standins.pipelines import render_definition
+    from loupe_local.standins.pipelines import template_definition
 
-    definition = json.loads(render_definition(local_aws, (REPO / "training" / "pipeline_definition.json").read_text()))
+    definition = json.loads(template_definition(local_aws))
     definition["Parameters"].append({"Name": "TrainingMaxWaitSeconds", "Type": "Integer", "DefaultValue": 7200})
     for step in definition["Steps"]:
         if step["Name"] == "Train":

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from waiting import wait_until
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration]
 

@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from support.archives import tar_gz
 
-from loupe import deployment as dep
-
-
-def tar_gz(files: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for info in extra or []:
-            tar.addfile(info)
-    return buf.getvalue()
+from loupe import settings
+from loupe.deployment import document, errors, outcomes, records, routing, verification
+from loupe.deployment.packages import Package
+from loupe.deployment.store import DeploymentsStore
 
 
 def h(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def package(data: bytes, **digests: str) -> dep.Package:
-    return dep.Package(
+def package(data: bytes, **digests: str) -> Package:
+    return Package(
         arn="arn:aws:sagemaker:us-east-1:1:model-package/g/3",
         group="g",
         version=3,
@@ -46,64 +38,72 @@ CARD = b'{"version": "v3"}'
 
 def test_check_digests_accepts_the_registered_bytes() -> None:
     data = tar_gz({"model.onnx": ONNX, "model_card.json": CARD})
-    files = dep.check_digests(package(data, model_sha256=h(ONNX), model_card_sha256=h(CARD)), data)
+    files = verification.check_digests(package(data, model_sha256=h(ONNX), model_card_sha256=h(CARD)), data)
     assert files == {"model.onnx": ONNX, "model_card.json": CARD}
-    assert dep.model_version_of(files, package(data)) == "v3"
-    assert dep.model_version_of({"model.onnx": ONNX}, package(data)) == "3"
+    assert verification.model_version_of(files, package(data)) == "v3"
+    assert verification.model_version_of({"model.onnx": ONNX}, package(data)) == "3"
 
 
 def test_a_changed_package_is_refused() -> None:
     data = tar_gz({"model.onnx": ONNX})
     pkg = package(data)
     forged = tar_gz({"model.onnx": ONNX + b"!"})
-    with pytest.raises(dep.ArtifactDigestMismatch, match="does not match the registered"):
-        dep.check_digests(pkg, forged)
+    with pytest.raises(errors.ArtifactDigestMismatch, match="does not match the registered"):
+        verification.check_digests(pkg, forged)
 
 
 def test_a_changed_file_inside_a_repacked_package_is_refused() -> None:
     forged = tar_gz({"model.onnx": b"other"})
     pkg = package(forged, model_sha256=h(ONNX))  # package digest re-registered, inner digest not
-    with pytest.raises(dep.ArtifactDigestMismatch, match="model.onnx"):
-        dep.check_digests(pkg, forged)
+    with pytest.raises(errors.ArtifactDigestMismatch, match="model.onnx"):
+        verification.check_digests(pkg, forged)
 
 
 def test_a_package_without_registered_digest_is_refused() -> None:
     data = tar_gz({"model.onnx": ONNX})
     pkg = package(data)
     pkg.digests = {}
-    with pytest.raises(dep.ArtifactDigestMismatch, match="no registered package_sha256"):
-        dep.check_digests(pkg, data)
+    with pytest.raises(errors.ArtifactDigestMismatch, match="no registered package_sha256"):
+        verification.check_digests(pkg, data)
 
 
 def test_unpack_refuses_paths_links_and_garbage() -> None:
-    with pytest.raises(dep.PackageInvalid, match="plain top-level file"):
-        dep.unpack_package(tar_gz({"../evil.onnx": b"x", "model.onnx": ONNX}))
+    with pytest.raises(errors.PackageInvalid, match="plain top-level file"):
+        verification.unpack_package(tar_gz({"../evil.onnx": b"x", "model.onnx": ONNX}))
     link = tarfile.TarInfo("model_int8.onnx")
     link.type = tarfile.SYMTYPE
     link.linkname = "/etc/passwd"
-    with pytest.raises(dep.PackageInvalid, match="plain top-level file"):
-        dep.unpack_package(tar_gz({"model.onnx": ONNX}, [link]))
-    with pytest.raises(dep.PackageInvalid, match="no model.onnx"):
-        dep.unpack_package(tar_gz({"weights.pt": b"x"}))
-    with pytest.raises(dep.PackageInvalid, match="readable tar.gz"):
-        dep.unpack_package(b"not a tarball")
+    with pytest.raises(errors.PackageInvalid, match="plain top-level file"):
+        verification.unpack_package(tar_gz({"model.onnx": ONNX}, [link]))
+    with pytest.raises(errors.PackageInvalid, match="no model.onnx"):
+        verification.unpack_package(tar_gz({"weights.pt": b"x"}))
+    with pytest.raises(errors.PackageInvalid, match="readable tar.gz"):
+        verification.unpack_package(b"not a tarball")
 
 
 def test_settings_are_validated() -> None:
     env = {"ARTIFACT_BUCKET": "a", "THING_GROUP_NAME": "g", "DEPLOYMENTS_TABLE": "t"}
-    s = dep.DeploymentSettings.from_env(env)
+    s = settings.from_mapping(env)
     assert (s.rollout_base_rate, s.abort_failure_percent) == (5, 20)
-    with pytest.raises(dep.DeploymentError, match="missing configuration: DEPLOYMENTS_TABLE"):
-        dep.DeploymentSettings.from_env({"ARTIFACT_BUCKET": "a", "THING_GROUP_NAME": "g"})
-    with pytest.raises(dep.DeploymentError, match="ABORT_FAILURE_PERCENT"):
-        dep.DeploymentSettings.from_env({**env, "ABORT_FAILURE_PERCENT": "0"})
-    with pytest.raises(dep.DeploymentError, match="invalid"):
-        dep.DeploymentSettings.from_env({**env, "ROLLOUT_BASE_RATE": "five"})
+    with pytest.raises(settings.SettingsError, match=r"missing environment variable\(s\): DEPLOYMENTS_TABLE"):
+        settings.from_mapping({"ARTIFACT_BUCKET": "a", "THING_GROUP_NAME": "g"}).require(
+            "artifact_bucket", "thing_group_name", "deployments_table"
+        )
+    with pytest.raises(settings.SettingsError, match="ABORT_FAILURE_PERCENT"):
+        settings.from_mapping({**env, "ABORT_FAILURE_PERCENT": "0"})
+    with pytest.raises(settings.SettingsError, match="invalid"):
+        settings.from_mapping({**env, "ROLLOUT_BASE_RATE": "five"})
 
 
 def test_deployment_document_has_the_policies_the_issue_asks_for() -> None:
-    s = dep.DeploymentSettings("art", "raw", "fleet", "t", abort_failure_percent=30)
-    doc = dep.deployment_document(
+    s = settings.Settings(
+        artifact_bucket="art",
+        raw_bucket="raw",
+        thing_group_name="fleet",
+        deployments_table="t",
+        abort_failure_percent=30,
+    )
+    doc = document.deployment_document(
         "arn:aws:iot:us-east-1:1:thinggroup/fleet",
         "n",
         {"name": "com.loupe.model", "version": "1.3.0"},
@@ -149,45 +149,40 @@ def test_device_outcomes_map_statuses_and_time_out_the_silent() -> None:
             "down": RuntimeError("ResourceNotFoundException"),
         }
     )
-    running = dep.device_outcomes(gg, "d1", ["ok", "bad", "old", "down"], deadline=100.0, now=50.0)
+    running = outcomes.device_outcomes(gg, "d1", ["ok", "bad", "old", "down"], deadline=100.0, now=50.0)
     assert not running["done"]
     assert running["devices"]["ok"]["status"] == "COMPLETED"
     assert running["devices"]["bad"]["status"] == "FAILED"
     assert "COMPONENT_BROKEN" in running["devices"]["bad"]["reason"]
     assert running["devices"]["old"]["status"] == "PENDING"
-    late = dep.device_outcomes(gg, "d1", ["ok", "bad", "old", "down"], deadline=100.0, now=100.0)
+    late = outcomes.device_outcomes(gg, "d1", ["ok", "bad", "old", "down"], deadline=100.0, now=100.0)
     assert late["done"]
     assert late["devices"]["down"]["status"] == "TIMED_OUT"
     assert late["counts"] == {"COMPLETED": 1, "FAILED": 1, "TIMED_OUT": 2}
-    assert dep.overall(late)[0] == "PARTIAL"
-    assert dep.overall({"counts": {"COMPLETED": 2}})[0] == "COMPLETED"
-    assert dep.overall({"counts": {"FAILED": 2}})[0] == "FAILED"
+    assert outcomes.overall(late)[0] == "PARTIAL"
+    assert outcomes.overall({"counts": {"COMPLETED": 2}})[0] == "COMPLETED"
+    assert outcomes.overall({"counts": {"FAILED": 2}})[0] == "FAILED"
 
 
 def test_poll_interval_scales_with_the_timeout() -> None:
-    assert dep.poll_interval(10) == 1
-    assert dep.poll_interval(1800) == 60
-    assert dep.poll_interval(200) == 10
+    assert document.poll_interval(10) == 1
+    assert document.poll_interval(1800) == 60
+    assert document.poll_interval(200) == 10
 
 
 # ------------------------------------------------------------------ package events
-class ConditionFailed(Exception):
-    pass
+def client_error(code: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
 
 
 class FakeTable:
-    class meta:  # noqa: N801 - boto3's shape
-        class client:  # noqa: N801
-            class exceptions:  # noqa: N801
-                ConditionalCheckFailedException = ConditionFailed
-
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
 
     def delete_item(self, Key: dict[str, str], ExpressionAttributeValues: dict[str, str], **_: Any) -> None:  # noqa: N803
         item = self.items.get((Key["pk"], Key["sk"]))
         if item is None or item.get("deployment_id") != ExpressionAttributeValues[":d"]:
-            raise ConditionFailed()
+            raise client_error("ConditionalCheckFailedException", "DeleteItem")
         del self.items[(Key["pk"], Key["sk"])]
 
     def put_item(self, Item: dict[str, Any]) -> None:  # noqa: N803
@@ -222,20 +217,13 @@ class FakeSM:
         }
 
 
-class AlreadyExists(Exception):
-    pass
-
-
 class FakeSFN:
-    class exceptions:  # noqa: N801 - boto3's shape
-        ExecutionAlreadyExists = AlreadyExists
-
     def __init__(self) -> None:
         self.started: dict[str, dict[str, Any]] = {}
 
     def start_execution(self, stateMachineArn: str, name: str, input: str) -> dict[str, str]:  # noqa: N803, A002
         if name in self.started:
-            raise AlreadyExists(name)
+            raise client_error("ExecutionAlreadyExists", "StartExecution")
         self.started[name] = json.loads(input)
         return {"executionArn": f"{stateMachineArn}:{name}"}
 
@@ -254,7 +242,7 @@ def event(n: int, status: str, when: str = "2026-11-21T10:00:00Z") -> dict[str, 
 
 
 def handle(detail: dict[str, Any], sm: FakeSM, sfn: FakeSFN, table: FakeTable) -> dict[str, Any]:
-    return dep.on_package_event(detail, sm, sfn, table, "arn:sm", "fleet", "g")
+    return routing.on_package_event(detail, sm, sfn, DeploymentsStore(table), "arn:sm", "fleet", "g")
 
 
 def test_an_approval_starts_one_run_and_a_redelivery_none() -> None:
@@ -273,7 +261,7 @@ def test_events_that_need_no_deployment_are_ignored_with_a_reason() -> None:
     assert handle(other, sm, sfn, table)["action"] == "ignored"
     assert handle(event(1, "Rejected"), sm, sfn, table)["reason"].endswith("nothing to undo")
     assert sfn.started == {}
-    with pytest.raises(dep.PackageInvalid):
+    with pytest.raises(errors.PackageInvalid):
         handle({"ModelApprovalStatus": "Approved"}, sm, sfn, table)
 
 
@@ -285,7 +273,7 @@ def test_rejecting_the_running_package_goes_back_to_the_last_one_that_ran() -> N
         state = {"package": {"arn": ARN(n), "version": n}, "thing_group": "fleet", "run_id": f"r{n}"}
         state["outcomes"] = {"devices": {"d1": {"status": "COMPLETED"}}}
         table.items[("TARGET#fleet", f"RUN#{when}#r{n}")] = {"package_arn": ARN(n), "outcome": "COMPLETED"}
-        dep.mark_target(table, "fleet", state["package"], "dep", f"r{n}")
+        DeploymentsStore(table).mark_target("fleet", state["package"], "dep", f"r{n}")
     out = handle(event(3, "Rejected"), sm, sfn, table)
     assert out["action"] == "started"
     assert out["request"] == {"package_arn": ARN(1), "mode": "rollback", "rejected": ARN(3)}
@@ -293,7 +281,7 @@ def test_rejecting_the_running_package_goes_back_to_the_last_one_that_ran() -> N
 
 def test_rejecting_the_only_package_starts_a_run_with_nothing_to_deploy() -> None:
     sm, sfn, table = FakeSM({ARN(1): (1, "Rejected")}), FakeSFN(), FakeTable()
-    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep", "r1")
+    DeploymentsStore(table).mark_target("fleet", {"arn": ARN(1), "version": 1}, "dep", "r1")
     out = handle(event(1, "Rejected"), sm, sfn, table)
     assert out["request"]["package_arn"] is None
     assert "no other package is Approved" in out["request"]["reason"]
@@ -301,7 +289,7 @@ def test_rejecting_the_only_package_starts_a_run_with_nothing_to_deploy() -> Non
 
 def test_record_keeps_the_previous_target_when_every_device_rolled_back() -> None:
     table = FakeTable()
-    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
+    DeploymentsStore(table).mark_target("fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
     state = {
         "package": {"arn": ARN(2), "version": 2},
         "thing_group": "fleet",
@@ -309,29 +297,29 @@ def test_record_keeps_the_previous_target_when_every_device_rolled_back() -> Non
         "deployment": {"deployment_id": "dep2"},
         "outcomes": {"devices": {"d1": {"status": "FAILED", "reason": "ERRORED; rolled back"}}},
     }
-    summary = dep.record(table, state, "FAILED", "1 failed")
-    assert dep.current_target(table, "fleet")["package_arn"] == ARN(1)
+    summary = records.record(DeploymentsStore(table), state, "FAILED", "1 failed")
+    assert DeploymentsStore(table).current_target("fleet")["package_arn"] == ARN(1)
     assert table.items[("DEPLOYMENT#dep2", "DEVICE#d1")]["status"] == "FAILED"
     assert "d1: FAILED - ERRORED; rolled back" in summary["message"]
     state["outcomes"]["devices"]["d1"] = {"status": "COMPLETED"}
-    dep.record(table, {**state, "run_id": "r3"}, "COMPLETED")
-    assert dep.current_target(table, "fleet")["package_arn"] == ARN(2)
+    records.record(DeploymentsStore(table), {**state, "run_id": "r3"}, "COMPLETED")
+    assert DeploymentsStore(table).current_target("fleet")["package_arn"] == ARN(2)
 
 
 def test_run_names_are_valid_execution_names() -> None:
-    name = dep.run_name("rollback", 123456, "x" * 500)
+    name = routing.run_name("rollback", 123456, "x" * 500)
     assert len(name) <= 80 and name.startswith("rollback-v123456-")
-    assert name == dep.run_name("rollback", 123456, "x" * 500)
-    assert dep.error_message('{"errorMessage": "boom", "errorType": "X"}') == "boom"
-    assert dep.error_message("plain") == "plain"
+    assert name == routing.run_name("rollback", 123456, "x" * 500)
+    assert records.error_message('{"errorMessage": "boom", "errorType": "X"}') == "boom"
+    assert records.error_message("plain") == "plain"
 
 
 def test_rejecting_a_package_still_rolling_out_undoes_it() -> None:
     sm = FakeSM({ARN(1): (1, "Approved"), ARN(2): (2, "Rejected")})
     sfn, table = FakeSFN(), FakeTable()
-    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
+    DeploymentsStore(table).mark_target("fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
     table.items[("TARGET#fleet", "RUN#2026-11-20T00:00:00Z#r1")] = {"package_arn": ARN(1), "outcome": "COMPLETED"}
-    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
+    DeploymentsStore(table).mark_pending("fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
     out = handle(event(2, "Rejected"), sm, sfn, table)
     assert out["action"] == "started" and out["request"]["package_arn"] == ARN(1)
 
@@ -339,8 +327,8 @@ def test_rejecting_a_package_still_rolling_out_undoes_it() -> None:
 def test_a_finished_deployment_is_no_longer_pending() -> None:
     sm = FakeSM({ARN(1): (1, "Approved"), ARN(2): (2, "Rejected")})
     sfn, table = FakeSFN(), FakeTable()
-    dep.mark_target(table, "fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
-    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
+    DeploymentsStore(table).mark_target("fleet", {"arn": ARN(1), "version": 1}, "dep1", "r1")
+    DeploymentsStore(table).mark_pending("fleet", {"arn": ARN(2), "version": 2}, "dep2", "r2")
     state = {
         "package": {"arn": ARN(2), "version": 2},
         "thing_group": "fleet",
@@ -348,9 +336,9 @@ def test_a_finished_deployment_is_no_longer_pending() -> None:
         "deployment": {"deployment_id": "dep2"},
         "outcomes": {"devices": {"d1": {"status": "FAILED", "reason": "rolled back"}}},
     }
-    dep.record(table, state, "FAILED")
-    assert dep.current_target(table, "fleet", "PENDING") is None
+    records.record(DeploymentsStore(table), state, "FAILED")
+    assert DeploymentsStore(table).current_target("fleet", "PENDING") is None
     assert handle(event(2, "Rejected"), sm, sfn, table)["action"] == "ignored"
-    dep.mark_pending(table, "fleet", {"arn": ARN(2), "version": 2}, "dep3", "r3")
-    dep.clear_pending(table, "fleet", "dep2")  # an older run never clears a newer pending deployment
-    assert dep.current_target(table, "fleet", "PENDING")["deployment_id"] == "dep3"
+    DeploymentsStore(table).mark_pending("fleet", {"arn": ARN(2), "version": 2}, "dep3", "r3")
+    DeploymentsStore(table).clear_pending("fleet", "dep2")  # an older run never clears a newer pending deployment
+    assert DeploymentsStore(table).current_target("fleet", "PENDING")["deployment_id"] == "dep3"

@@ -11,8 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from loupe import deployment as dep
 from loupe import greengrass as gg_mod
+from loupe import settings
+from loupe.deployment import document, records
 from loupe_local.standins.base import AwsRequest
 from loupe_local.standins.greengrass import GreengrassStandIn
 
@@ -81,7 +82,7 @@ def gg() -> StandInClient:
     s = GreengrassStandIn()
     s.attach(_Runtime())
     for name, version in (("com.loupe.model", "1.3.0"), ("com.loupe.inference", "1.0.0"), ("com.acme.sensor", "2.0.0")):
-        s.components.setdefault(name, {})[version] = {
+        s.components.private.setdefault(name, {})[version] = {
             "arn": f"arn:aws:greengrass:{REGION}:123456789012:components:{name}:versions:{version}",
             "componentName": name,
             "componentVersion": version,
@@ -194,8 +195,8 @@ def test_the_workflow_revises_the_factory_deployment_with_disk_spooling(gg: Stan
         "com.acme.sensor": {"componentVersion": "2.0.0"},
     }
     gg.create_deployment(targetArn=GROUP_ARN, components=factory)
-    settings = dep.DeploymentSettings("art", "raw", "fleet", "t")
-    out = dep.start_deployment(gg, _Iot(), _request(), settings, 60, now=1.0)
+    cfg = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
+    out = document.start_deployment(gg, _Iot(), _request(), cfg, 60, now=1.0)
     sent = gg.get_deployment(out["deployment_id"])["components"]
     assert sent["aws.greengrass.DiskSpooler"] == {"componentVersion": "1.0.6"}
     assert json.loads(sent["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
@@ -204,24 +205,24 @@ def test_the_workflow_revises_the_factory_deployment_with_disk_spooling(gg: Stan
     }
     assert sent["com.acme.sensor"] == factory["com.acme.sensor"]
     assert out["spooler"]["storage"] == "Disk"
-    text = dep.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
+    text = records.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
     assert "spooled on disk by the nucleus (aws.greengrass.DiskSpooler 1.0.6 on aws.greengrass.Nucleus 2.12.6)" in text
 
 
 def test_without_a_nucleus_version_the_deployment_goes_out_and_the_summary_warns(gg: StandInClient) -> None:
-    settings = dep.DeploymentSettings("art", "raw", "fleet", "t")
-    out = dep.start_deployment(gg, _Iot(), _request(), settings, 60, now=1.0)
+    cfg = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
+    out = document.start_deployment(gg, _Iot(), _request(), cfg, 60, now=1.0)
     sent = gg.get_deployment(out["deployment_id"])["components"]
     assert set(sent) == {"com.loupe.model", "com.loupe.inference"}
-    text = dep.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
+    text = records.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
     assert "WARNING offline results: in memory only" in text
 
 
 def test_the_nucleus_version_setting_is_validated() -> None:
     env = {"ARTIFACT_BUCKET": "a", "THING_GROUP_NAME": "g", "DEPLOYMENTS_TABLE": "t"}
-    assert dep.DeploymentSettings.from_env({**env, "NUCLEUS_COMPONENT_VERSION": "2.14.0"}).nucleus_version == "2.14.0"
-    with pytest.raises(dep.DeploymentError, match="NUCLEUS_COMPONENT_VERSION"):
-        dep.DeploymentSettings.from_env({**env, "NUCLEUS_COMPONENT_VERSION": "latest"})
+    assert settings.from_mapping({**env, "NUCLEUS_COMPONENT_VERSION": "2.14.0"}).nucleus_component_version == "2.14.0"
+    with pytest.raises(settings.SettingsError, match="NUCLEUS_COMPONENT_VERSION"):
+        settings.from_mapping({**env, "NUCLEUS_COMPONENT_VERSION": "latest"})
 
 
 def test_the_stand_in_refuses_a_public_component_version_that_does_not_exist(gg: StandInClient) -> None:

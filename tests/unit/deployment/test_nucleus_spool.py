@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_device_runtime import FakeGG, data, deploy
+from support.device_fakes import FakeControlPlane, FakeGG, data, deploy
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
 from loupe_local.device_runtime import Device, DeviceOptions
 from loupe_local.nucleus_mqtt import NucleusMqtt, Spool, open_spool, spooler_settings
-from loupe_local.standins.greengrass import _public_catalogue
+from loupe_local.standins.greengrass_components import public_catalogue
 
 DISK = {"mqtt": {"spooler": {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}}}
 
@@ -71,7 +71,7 @@ def test_publish_answers_once_spooled_and_refuses_qos0_while_offline(tmp_path: P
 class PublicGG(FakeGG):
     def __init__(self) -> None:
         super().__init__()
-        for versions in _public_catalogue("us-east-1").values():
+        for versions in public_catalogue("us-east-1").values():
             for rec in versions.values():
                 self.add(rec["recipe"])
 
@@ -79,12 +79,10 @@ class PublicGG(FakeGG):
 @pytest.fixture
 def device(tmp_path: Path) -> Any:
     dev = Device(
-        DeviceOptions(thing="t1", root=tmp_path, endpoint="http://127.0.0.1:9", settle_seconds=0.3, ack_seconds=1.5)
+        DeviceOptions(thing="t1", root=tmp_path, endpoint="http://127.0.0.1:9", settle_seconds=0.3, ack_seconds=1.5),
+        FakeControlPlane(PublicGG()),
     )
-    dev.gg = PublicGG()
-    dev.gg.add(data("1.0.0"))
-    dev.reports: list[tuple[str, str, str]] = []
-    dev._post = lambda path, body: dev.reports.append((path, body.get("status", ""), body.get("reason", ""))) or {}
+    dev.control.gg.add(data("1.0.0"))
     yield dev
     dev.shutdown()
 
@@ -103,7 +101,7 @@ def test_a_device_takes_the_nucleus_configuration_and_keeps_it(device: Any) -> N
             },
         }
     )
-    assert device.reports[-1][1] == "SUCCEEDED", device.reports
+    assert device.control.reports[-1][1] == "SUCCEEDED", device.control.reports
     saved = json.loads((device.layout.root / "current.json").read_text())["nucleus"]
     assert saved["plugins"] == {"aws.greengrass.DiskSpooler": "1.0.6"}
     assert spooler_settings(saved["config"], saved["plugins"])["storage"] == "Disk"

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loupe import deployment as dep
-from loupe import fleet_serving
 from loupe import greengrass as gg_mod
+from loupe import settings
+from loupe.deployment import document, outcomes, records, rollout
+from loupe.deployment.store import DeploymentsStore
 
 GROUP = "arn:aws:iot:us-east-1:123456789012:thinggroup/fleet"
 OTHER = {
@@ -93,7 +94,7 @@ def test_start_deployment_revises_the_target_s_latest_deployment() -> None:
             },
         ]
     )
-    settings = dep.DeploymentSettings("art", "raw", "fleet", "t")
+    cfg = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
     request = {
         "package": {
             "arn": "arn:p/3",
@@ -107,7 +108,7 @@ def test_start_deployment_revises_the_target_s_latest_deployment() -> None:
         "inference": {"name": "com.loupe.inference", "version": "1.0.0"},
         "run_id": "r1",
     }
-    out = dep.start_deployment(gg, FakeIot(), request, settings, 60, now=100.0)
+    out = document.start_deployment(gg, FakeIot(), request, cfg, 60, now=100.0)
     assert gg.list_calls[0] == {"targetArn": GROUP, "historyFilter": "LATEST_ONLY"}
     sent = gg.created[0]["components"]
     assert sent["com.acme.sensor"] == OTHER["com.acme.sensor"]
@@ -117,7 +118,7 @@ def test_start_deployment_revises_the_target_s_latest_deployment() -> None:
 
 # ------------------------------------------------------------------ one rollout at a time
 @pytest.fixture
-def table() -> Iterator[Any]:
+def store() -> Iterator[DeploymentsStore]:
     with mock_aws():
         ddb = boto3.resource("dynamodb", region_name="us-east-1")
         t = ddb.create_table(
@@ -129,19 +130,19 @@ def table() -> Iterator[Any]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield t
+        yield DeploymentsStore(t)
 
 
-def test_the_rollout_lock_admits_one_run_per_thing_group(table: Any) -> None:
-    assert dep.acquire_lock(table, "fleet", "run-a", 60, now=1000.0)
-    assert not dep.acquire_lock(table, "fleet", "run-b", 60, now=1001.0)
-    assert dep.acquire_lock(table, "other-fleet", "run-b", 60, now=1001.0)  # per thing group
-    assert dep.acquire_lock(table, "fleet", "run-a", 60, now=1002.0)  # a retried step keeps it
-    dep.release_lock(table, "fleet", "run-b")  # not the owner: nothing happens
-    assert not dep.acquire_lock(table, "fleet", "run-b", 60, now=1003.0)
-    dep.release_lock(table, "fleet", "run-a")
-    assert dep.acquire_lock(table, "fleet", "run-b", 60, now=1004.0)
-    assert dep.acquire_lock(table, "fleet", "run-c", 60, now=1004.0 + 61)  # a crashed holder expires
+def test_the_rollout_lock_admits_one_run_per_thing_group(store: DeploymentsStore) -> None:
+    assert store.acquire_lock("fleet", "run-a", 60, now=1000.0)
+    assert not store.acquire_lock("fleet", "run-b", 60, now=1001.0)
+    assert store.acquire_lock("other-fleet", "run-b", 60, now=1001.0)  # per thing group
+    assert store.acquire_lock("fleet", "run-a", 60, now=1002.0)  # a retried step keeps it
+    store.release_lock("fleet", "run-b")  # not the owner: nothing happens
+    assert not store.acquire_lock("fleet", "run-b", 60, now=1003.0)
+    store.release_lock("fleet", "run-a")
+    assert store.acquire_lock("fleet", "run-b", 60, now=1004.0)
+    assert store.acquire_lock("fleet", "run-c", 60, now=1004.0 + 61)  # a crashed holder expires
 
 
 class FakeSM:
@@ -184,28 +185,28 @@ def run_state(version: int, mode: str = "approved", run_id: str = "r") -> dict[s
     }
 
 
-def test_a_late_approval_of_an_older_package_is_superseded(table: Any) -> None:
+def test_a_late_approval_of_an_older_package_is_superseded(store: DeploymentsStore) -> None:
     sm = FakeSM({"p/4": (4, "Approved"), "p/5": (5, "Approved"), "p/6": (6, "Rejected")})
-    late = dep.lock_and_decide(sm, table, run_state(4, run_id="late"))
+    late = rollout.lock_and_decide(sm, store, run_state(4, run_id="late"))
     assert late["lock"]["held"] and late["status"] == "superseded" and "package 5" in late["reason"]
-    dep.release_lock(table, "fleet", "late")
-    newest = dep.lock_and_decide(sm, table, run_state(5, run_id="newest"))
+    store.release_lock("fleet", "late")
+    newest = rollout.lock_and_decide(sm, store, run_state(5, run_id="newest"))
     assert newest["status"] == "ready"
-    waiting = dep.lock_and_decide(sm, table, run_state(4, mode="rollback", run_id="rb"))
-    assert waiting["lock"] == {"held": False, "wait_seconds": dep.poll_interval(60), "holder": "newest"}
-    dep.release_lock(table, "fleet", "newest")
-    rollback = dep.lock_and_decide(sm, table, run_state(4, mode="rollback", run_id="rb"))
+    waiting = rollout.lock_and_decide(sm, store, run_state(4, mode="rollback", run_id="rb"))
+    assert waiting["lock"] == {"held": False, "wait_seconds": document.poll_interval(60), "holder": "newest"}
+    store.release_lock("fleet", "newest")
+    rollback = rollout.lock_and_decide(sm, store, run_state(4, mode="rollback", run_id="rb"))
     assert rollback["status"] == "ready"  # going back to an earlier Approved package is not "late"
-    dep.release_lock(table, "fleet", "rb")
+    store.release_lock("fleet", "rb")
     sm.packages["p/5"] = (5, "Rejected")  # rejected while its run waited for the lock
-    assert dep.lock_and_decide(sm, table, run_state(5, run_id="again"))["status"] == "nothing_to_deploy"
+    assert rollout.lock_and_decide(sm, store, run_state(5, run_id="again"))["status"] == "nothing_to_deploy"
 
 
-def test_recording_the_outcome_releases_the_lock(table: Any) -> None:
+def test_recording_the_outcome_releases_the_lock(store: DeploymentsStore) -> None:
     state = {**run_state(5, run_id="run-a"), "lock": {"held": True}}
-    assert dep.acquire_lock(table, "fleet", "run-a", 600)
-    dep.record(table, state, "SUPERSEDED", "newer package")
-    assert dep.acquire_lock(table, "fleet", "run-b", 600)
+    assert store.acquire_lock("fleet", "run-a", 600)
+    records.record(store, state, "SUPERSEDED", "newer package")
+    assert store.acquire_lock("fleet", "run-b", 600)
 
 
 # ------------------------------------------------------------------ deployed means serving
@@ -221,24 +222,32 @@ class EffectiveGG:
         }
 
 
-def test_a_device_is_done_only_when_it_serves_the_new_model(table: Any) -> None:
+def test_a_device_is_done_only_when_it_serves_the_new_model(store: DeploymentsStore) -> None:
     gg = EffectiveGG({"a": "SUCCEEDED", "b": "SUCCEEDED"})
-    fleet_serving.record(table, "a", "v7")
-    fleet_serving.record(table, "b", "v6")  # deployed, still answering with the old model
-    serving = lambda thing: fleet_serving.serving_version(table, thing)  # noqa: E731
-    early = dep.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=50.0, serving=serving, model_version="v7")
+    store.record_serving("a", "v7")
+    store.record_serving("b", "v6")  # deployed, still answering with the old model
+    early = outcomes.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=50.0, store=store, model_version="v7")
     assert not early["done"]
     assert early["devices"]["a"]["status"] == "COMPLETED" and early["devices"]["b"]["status"] == "PENDING"
-    late = dep.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=100.0, serving=serving, model_version="v7")
+    late = outcomes.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=100.0, store=store, model_version="v7")
     assert late["done"] and late["devices"]["b"]["status"] == "NOT_SERVING"
     assert "deployed, not serving" in late["devices"]["b"]["reason"] and "v6" in late["devices"]["b"]["reason"]
-    outcome, reason = dep.overall(late)
+    outcome, reason = outcomes.overall(late)
     assert outcome == "DEPLOYED_NOT_SERVING" and reason.startswith("deployed, not serving")
-    fleet_serving.record(table, "b", "v7")
-    now = dep.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=100.0, serving=serving, model_version="v7")
-    assert dep.overall(now)[0] == "COMPLETED"
+    store.record_serving("b", "v7")
+    now = outcomes.device_outcomes(gg, "d1", ["a", "b"], deadline=100.0, now=100.0, store=store, model_version="v7")
+    assert outcomes.overall(now)[0] == "COMPLETED"
 
 
-def test_health_without_a_model_version_records_nothing(table: Any) -> None:
-    assert not fleet_serving.record(table, "a", None)
-    assert fleet_serving.serving_version(table, "a") is None
+def test_health_without_a_model_version_records_nothing(store: DeploymentsStore) -> None:
+    assert not store.record_serving("a", None)
+    assert store.serving_version("a") is None
+
+
+def test_what_many_devices_serve_is_read_in_batches(store: DeploymentsStore) -> None:
+    things = [f"dev-{i:03d}" for i in range(150)]
+    for i, thing in enumerate(things[:120]):
+        store.record_serving(thing, f"v{i % 2}")
+    reported = store.serving_versions(things)
+    assert len(reported) == 120 and reported["dev-000"] == "v0" and reported["dev-119"] == "v1"
+    assert "dev-149" not in reported

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from edge_helpers import brightness_for, default_table, grey_png, write_model, write_pointer
+from support.edge_helpers import brightness_for, default_table, grey_png, write_model, write_pointer
+from support.waiting import wait_until
 
 from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
 from loupe_edge.config import validate
@@ -136,12 +137,7 @@ def run_until(app: EdgeApp, n: int, timeout: float = 20.0) -> list:
 
 
 def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+    return bool(wait_until(pred, timeout, interval=0.02))
 
 
 def test_results_feedback_and_health(rig) -> None:
@@ -197,8 +193,7 @@ def test_nothing_is_lost_while_the_network_is_down(rig) -> None:
     for i in range(6):
         drop(r.frames, f"f{i}.png", 0.45 if i % 2 else 0.05)
     assert len(run_until(r.app, 6)) == 6
-    time.sleep(0.3)
-    assert r.outbox.depth(RESULTS) == 6 and r.outbox.depth(UPLOADS) == 3
+    assert wait_for(lambda: r.outbox.depth(RESULTS) == 6 and r.outbox.depth(UPLOADS) == 3)
     assert not r.ipc.messages("/inference") and not r.uploader.objects
     r.ipc.fail_publish = False
     r.uploader.fail = False

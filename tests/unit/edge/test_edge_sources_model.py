@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_helpers import default_table, grey_png, write_model, write_pointer
+from support.edge_helpers import default_table, grey_png, write_model, write_pointer
+from support.waiting import wait_until
 
 from loupe_edge.manager import ModelManager, ModelSource
 from loupe_edge.model import ModelError, ModelSettings, load_model, read_pointer
@@ -201,10 +201,7 @@ def test_background_watcher_picks_up_a_notification(tmp_path: Path) -> None:
     try:
         write_model(folder, "2", table=default_table(64, base=0.05))
         mgr.notify("test")
-        deadline = time.monotonic() + 10
-        while mgr.current.version != "2" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert mgr.current.version == "2"
+        assert wait_until(lambda: mgr.current.version == "2", 10, 0.02)
     finally:
         mgr.stop()
 

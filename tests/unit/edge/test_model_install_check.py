@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_helpers import sha256, write_model
+from support.edge_helpers import sha256, write_model
 
 SCRIPT = Path(__file__).resolve().parents[3] / "edge_component" / "model" / "check_model.py"
 

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from loupe import eventbridge, labeling
+from loupe import eventbridge
+from loupe.labeling import groundtruth, release, trigger
+from loupe.labeling.config import LabelingError
 
 REPO = Path(__file__).resolve().parents[3]
 EVENTS = REPO / "events"
@@ -31,6 +33,7 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Loupe",
     "POWERTOOLS_LOG_LEVEL": "INFO",
     "RAW_BUCKET": "loupe-rawbucket-1a2b3c4d",
+    "ARTIFACT_BUCKET": "loupe-artifactbucket-1a2b3c4d",
     "LEDGER_TABLE": "loupe-ledger",
     "IDEMPOTENCY_TABLE": "loupe-idempotency",
     "DEPLOYMENTS_TABLE": "loupe-deployments",
@@ -114,16 +117,16 @@ def load(monkeypatch: pytest.MonkeyPatch):
 
 def isolate(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every AWS client, store and AWS-calling function of a handler module made untouchable."""
-    for attr in ("s3", "events", "sfn", "sagemaker", "sns", "ledger"):
+    for attr in ("s3", "events", "sfn", "sagemaker", "sns", "ledger", "aws"):
         if hasattr(module, attr):
             monkeypatch.setattr(module, attr, Untouchable(attr))
     if hasattr(module, "process"):
         monkeypatch.setattr(module, "process", Untouchable("process"))
     if hasattr(module, "boto3"):
         monkeypatch.setattr(module, "boto3", Untouchable("boto3"))
-    if hasattr(module, "labeling"):
-        for fn in ("run_trigger", "sweep_stale_claims"):
-            monkeypatch.setattr(module.labeling, fn, Untouchable(f"labeling.{fn}"))
+    if hasattr(module, "trigger"):
+        monkeypatch.setattr(trigger, "run_trigger", Untouchable("trigger.run_trigger"))
+        monkeypatch.setattr(release, "sweep_stale_claims", Untouchable("release.sweep_stale_claims"))
 
 
 def ignored_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -189,8 +192,8 @@ def test_trigger_handles_loupe_events(name, reason, requested, load, monkeypatch
     module = load("labeling_trigger")
     isolate(module, monkeypatch)
     runs: list[dict[str, Any]] = []
-    monkeypatch.setattr(module.labeling, "sweep_stale_claims", lambda *a: {})
-    monkeypatch.setattr(module.labeling, "run_trigger", lambda *a, **kw: runs.append(kw) or {"started": False})
+    monkeypatch.setattr(release, "sweep_stale_claims", lambda *a: {})
+    monkeypatch.setattr(trigger, "run_trigger", lambda *a, **kw: runs.append(kw) or {"started": False})
     assert module.lambda_handler(sample(name), CONTEXT) == {"started": False}
     assert [(r["reason"], r["requested"] or None) for r in runs] == [(reason, requested)]
 
@@ -216,8 +219,9 @@ def test_trigger_refuses_an_event_of_no_known_kind(load, monkeypatch) -> None:
 
 
 def test_an_alarm_event_without_the_drift_alarm_configured_is_an_error() -> None:
-    with pytest.raises(labeling.LabelingError, match="DRIFT_ALARM_ARN"):
-        labeling.trigger_reason(sample("labeling_trigger_drift_alarm.json"), drift_alarm_arn=None)
+    event = trigger.TriggerEvent.model_validate(sample("labeling_trigger_drift_alarm.json"))
+    with pytest.raises(LabelingError, match="DRIFT_ALARM_ARN"):
+        trigger.trigger_reason(event, drift_alarm_arn=None)
 
 
 class FakeLedger:
@@ -304,13 +308,15 @@ def test_pipeline_event_with_an_unknown_status_is_refused(load, monkeypatch) -> 
 def test_package_of_loupes_group_goes_to_the_deployment_logic(load, monkeypatch) -> None:
     module = load("model_package_events")
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(module, "boto3", Recorder(client=None, resource=Recorder()))
+    monkeypatch.setattr(
+        module, "aws", SimpleNamespace(sagemaker=Recorder(), stepfunctions=Recorder(), store=Recorder())
+    )
 
     def on_package_event(detail: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         calls.append({"detail": detail, "group": kwargs["group_name"]})
         return {"action": "started", "execution_name": "deploy-v3-x"}
 
-    monkeypatch.setattr(module.deployment, "on_package_event", on_package_event)
+    monkeypatch.setattr(module.routing, "on_package_event", on_package_event)
     event = sample("model_package_events.json")
     assert module.lambda_handler(event, CONTEXT) == {"action": "started", "execution_name": "deploy-v3-x"}
     assert calls == [{"detail": event["detail"], "group": "loupe-models"}]
@@ -327,6 +333,148 @@ def test_package_event_without_an_approval_status_is_refused(load, monkeypatch) 
 
 def test_loupe_labeling_job_names_carry_the_prefix_the_rule_and_handler_filter_on() -> None:
     for kind in ("", "verify"):
-        assert labeling.job_name_for("20261121t221500-1a2b3c4d", "token", kind).startswith(
+        assert groundtruth.job_name_for("20261121t221500-1a2b3c4d", "token", kind).startswith(
             eventbridge.LABELING_JOB_PREFIX
         )
+
+
+# ------------------------------------------------------------------ the state machine's task envelope
+class ClaimedLedger:
+    """A ledger whose images are all claimed by the sample's claim."""
+
+    def __init__(self, claim_id: str) -> None:
+        self.claim_id = claim_id
+
+    def get_many(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        return {
+            sha: {"sha256": sha, "status": "claimed", "claim_id": self.claim_id, "image_uri": f"s3://raw/{sha}.jpg"}
+            for sha in hashes
+        }
+
+
+def test_labeling_task_envelope_runs_its_task(load, monkeypatch) -> None:
+    module = load("labeling_tasks")
+    event = sample("labeling_tasks.json")
+    s3 = Recorder()
+    ledger = ClaimedLedger(event["input"]["claim_id"])
+    untouchable = [Untouchable(name) for name in ("sagemaker", "featurestore", "sfn")]
+    monkeypatch.setattr(module, "tasks", module.LabelingTasks(s3, *untouchable, ledger, module.tasks.cfg))
+    result = module.lambda_handler(event, CONTEXT)
+    assert result["count"] == 2 and result["images"] == event["input"]["images"]
+    keys = [kw["Key"] for call, kw in s3.calls if call == "put_object"]
+    assert f"labeling/{event['input']['claim_id']}/input.manifest" in keys
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"task": "make_coffee"}, "unknown task 'make_coffee'"),
+        ({"task": "create_job"}, "waits for a task token"),
+    ],
+)
+def test_a_task_envelope_that_cannot_run_fails_loudly(change, error, load, monkeypatch) -> None:
+    from loupe.tasks import TaskError
+
+    module = load("labeling_tasks")
+    isolate(module, monkeypatch)
+    with pytest.raises(TaskError, match=error):
+        module.lambda_handler({**sample("labeling_tasks.json"), **change}, CONTEXT)
+
+
+def test_aws_throttling_is_raised_under_the_name_the_state_machine_retries(load, monkeypatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from loupe.labeling.config import ThrottlingException
+
+    module = load("labeling_tasks")
+    event = sample("labeling_tasks.json")
+
+    class Throttled:
+        def put_object(self, **kwargs: Any) -> Any:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
+
+    ledger = ClaimedLedger(event["input"]["claim_id"])
+    tasks = module.LabelingTasks(Throttled(), None, None, None, ledger, module.tasks.cfg)
+    monkeypatch.setattr(module, "tasks", tasks)
+    with pytest.raises(ThrottlingException, match="SlowDown"):
+        module.lambda_handler(event, CONTEXT)
+
+
+# ------------------------------------------------------------------ IoT rule payloads
+def test_feedback_records_the_announced_frame(load, monkeypatch) -> None:
+    from loupe import ingest
+
+    event = sample("feedback.json")
+    monkeypatch.setenv("RAW_BUCKET", event["bucket"])
+    module = load("feedback")
+    s3 = Recorder()
+    monkeypatch.setattr(module, "s3", s3)
+    monkeypatch.setattr(module, "ledger", Untouchable("ledger"))
+    seen: list[Any] = []
+
+    def ingest_object(s3_: Any, ledger: Any, ref: Any, announce: Any = None) -> Any:
+        seen.append(ref)
+        return ingest.IngestResult("ab" * 32, "unlabeled", True, ref.key)
+
+    monkeypatch.setattr(ingest, "ingest_object", ingest_object)
+    result = module.lambda_handler(event, CONTEXT)
+    assert result["status"] == "unlabeled" and result["thing"] == event["source_thing"]
+    assert [(r.bucket, r.key) for r in seen] == [(event["bucket"], event["key"])]
+    assert [c for c, _ in s3.calls] == ["head_object"]
+
+
+def test_feedback_keeps_an_announcement_for_another_bucket_as_rejected(load, monkeypatch) -> None:
+    module = load("feedback")
+    s3 = Recorder()
+    monkeypatch.setattr(module, "s3", s3)
+    monkeypatch.setattr(module, "ledger", Untouchable("ledger"))
+    result = module.lambda_handler(sample("feedback.json"), CONTEXT)
+    assert "not Loupe's raw bucket" in result["rejected"]
+    assert [(c, kw["Bucket"]) for c, kw in s3.calls] == [("put_object", ENV["RAW_BUCKET"])]
+
+
+class FleetIoT:
+    def __init__(self, groups: dict[str, list[str]]) -> None:
+        self.groups = groups
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_thing_groups_for_thing"
+        return SimpleNamespace(
+            paginate=lambda thingName: [{"thingGroups": [{"groupName": g} for g in self.groups.get(thingName, [])]}]
+        )
+
+
+@pytest.mark.parametrize("member", [True, False])
+def test_edge_health_of_a_fleet_device_becomes_metrics(member, load, monkeypatch) -> None:
+    module = load("edge_health")
+    event = sample("edge_health.json")
+    groups = {event["source_thing"]: [ENV["THING_GROUP_NAME"]]} if member else {}
+    monkeypatch.setattr(module, "fleet", module.FleetMembership(FleetIoT(groups), ENV["THING_GROUP_NAME"]))
+    s3 = Recorder()
+    monkeypatch.setattr(module, "s3", s3)
+    served: list[Any] = []
+    monkeypatch.setattr(module.fleet_serving, "record_health", lambda health: served.append(health.thing))
+    result = module.lambda_handler(event, CONTEXT)
+    if member:
+        assert result["thing"] == event["thing"] and result["metrics"]["UncertainFrameShare"] == 0.1892
+        assert served == [event["thing"]] and s3.calls == []
+    else:
+        assert "is not in thing group" in result["rejected"] and served == []
+        assert [c for c, _ in s3.calls] == ["put_object"]
+
+
+def test_callback_for_a_token_that_no_longer_waits_resumes_nothing(load, monkeypatch, caplog) -> None:
+    from botocore.exceptions import ClientError
+
+    module = load("labeling_callback")
+    event = sample("labeling_callback.json")
+    name = event["resources"][0].rsplit("/", 1)[-1]
+
+    class GoneSfn:
+        def send_task_success(self, **kwargs: Any) -> Any:
+            raise ClientError({"Error": {"Code": "TaskTimedOut", "Message": "timed out"}}, "SendTaskSuccess")
+
+    monkeypatch.setattr(module, "sfn", GoneSfn())
+    monkeypatch.setattr(module, "ledger", FakeLedger({name: {"task_token": "token-1"}}))
+    assert module.lambda_handler(event, CONTEXT) == {"job_name": name, "status": "Completed", "resumed": False}
+    assert any(r.getMessage() == "task token no longer waits" for r in caplog.records)

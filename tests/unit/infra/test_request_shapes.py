@@ -41,7 +41,6 @@ except ImportError:  # without it, patterns Python's re cannot compile are not c
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
-PIPELINE = REPO_ROOT / "training" / "pipeline_definition.json"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
@@ -430,8 +429,10 @@ def test_a_broken_task_is_caught() -> None:
 
 # ------------------------------------------------------------------ StartPipelineExecution vs the pipeline
 def pipeline_definition() -> dict[str, Any]:
+    """template.yaml's TrainingPipeline body as a default (spot) stack deploys it."""
     template = load_yaml(TEMPLATE)
-    return json.loads(resolver(template).sub(PIPELINE.read_text()))
+    body = template["Resources"]["TrainingPipeline"]["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
+    return json.loads(resolver(template).resolve(body))
 
 
 def pipeline_parameter_problems(task: Task, definition: dict[str, Any]) -> list[str]:
@@ -627,7 +628,7 @@ SHA = "ab" * 32
 
 
 def _labeling_cfg(workteam: str) -> Any:
-    from loupe.labeling import LabelingConfig
+    from loupe.labeling.config import LabelingConfig
 
     return LabelingConfig(
         region=REGION,
@@ -663,9 +664,11 @@ def _labeling_run() -> dict[str, Any]:
 
 
 def _labeling_requests(workteam: str) -> tuple[Recorder, Recorder]:
-    from loupe import labeling
+    from loupe.labeling.config import LABEL_ATTRIBUTE
+    from loupe.labeling.labeling_job import create_labeling_job
+    from loupe.labeling.verification import create_verification_job
 
-    line = {"source-ref": "s3://loupe-raw/images/a.jpg", "loupe-sha256": SHA, labeling.LABEL_ATTRIBUTE: {}}
+    line = {"source-ref": "s3://loupe-raw/images/a.jpg", "loupe-sha256": SHA, LABEL_ATTRIBUTE: {}}
     body = json.dumps(line).encode()
 
     class Body:
@@ -675,8 +678,8 @@ def _labeling_requests(workteam: str) -> tuple[Recorder, Recorder]:
     s3 = Recorder("s3", get_object=lambda **_: {"Body": Body()})
     sagemaker = Recorder("sagemaker")
     cfg, run = _labeling_cfg(workteam), _labeling_run()
-    labeling.create_labeling_job(sagemaker, FakeLedger(), cfg, run, TOKEN)
-    labeling.create_verification_job(s3, sagemaker, FakeLedger(), cfg, run, TOKEN)
+    create_labeling_job(sagemaker, FakeLedger(), cfg, run, TOKEN)
+    create_verification_job(s3, sagemaker, FakeLedger(), cfg, run, TOKEN)
     return sagemaker, s3
 
 
@@ -699,7 +702,9 @@ def test_a_broken_labeling_job_is_caught() -> None:
 
 
 def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Recorder]:
-    from loupe import deployment
+    from loupe import settings
+    from loupe.deployment.document import start_deployment
+    from loupe.deployment.packages import Package
 
     group_arn = f"arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/loupe-fleet"
     listing = {"deployments": [{"deploymentId": "d-old", "targetArn": group_arn, "isLatestForTarget": True}]}
@@ -726,7 +731,7 @@ def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Reco
         },
     )
     iot = Recorder("iot", describe_thing_group={"thingGroupArn": group_arn})
-    settings = deployment.DeploymentSettings.from_env(
+    cfg = settings.from_mapping(
         {
             "ARTIFACT_BUCKET": "loupe-artifacts",
             "RAW_BUCKET": "loupe-raw",
@@ -734,7 +739,7 @@ def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Reco
             "DEPLOYMENTS_TABLE": "loupe-deployments",
         }
     )
-    package = deployment.Package(
+    package = Package(
         arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/loupe-models/3",
         group="loupe-models",
         version=3,
@@ -749,7 +754,7 @@ def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Reco
         "run_id": "deploy-v3-1a2b3c",
         "mode": "approved",
     }
-    deployment.start_deployment(gg, iot, request, settings, timeout_seconds=1800)
+    start_deployment(gg, iot, request, cfg, timeout_seconds=1800)
     return gg, iot
 
 
@@ -811,12 +816,12 @@ def test_component_versions_are_valid_requests() -> None:
 
 
 def test_training_handoff_is_a_valid_start_execution() -> None:
-    from loupe import labeling
+    from loupe.labeling.dataset import start_training
 
     machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:loupe-TrainingStateMachine"
     sfn = Recorder("stepfunctions", start_execution=lambda **kw: {"executionArn": f"{machine}:{kw['name']}"})
     run = {"dataset": {"version": 12, "uri": "s3://loupe-artifacts/datasets/v12/"}}
-    labeling.start_training(sfn, machine, run, started_by=f"{machine.replace('stateMachine', 'execution')}:run-1")
+    start_training(sfn, machine, run, started_by=f"{machine.replace('stateMachine', 'execution')}:run-1")
     (request,) = sfn.requests("start_execution")
     assert json.loads(request["input"])["dataset_uri"] == run["dataset"]["uri"]
     assert not sfn.problems(), sfn.problems()

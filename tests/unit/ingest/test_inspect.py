@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-import image_samples as samples
 import pytest
 from PIL import Image
+from support import image_samples as samples
 
 from loupe.ingest import ImageRejected, Limits, inspect_image, key_candidates, origin_from_metadata, tag_value
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from loupe.ingest import key_candidates
-from loupe.labeling import trigger_reason
+from loupe.labeling.trigger import TriggerEvent, trigger_reason
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 
@@ -27,8 +27,8 @@ def test_ingest_event_parses_and_its_key_decodes():
 
 
 def test_trigger_events():
-    assert trigger_reason(load("labeling_trigger.json")) == ("threshold", [])
-    reason, hashes = trigger_reason(load("labeling_trigger_manual.json"))
+    assert trigger_reason(TriggerEvent.model_validate(load("labeling_trigger.json"))) == ("threshold", [])
+    reason, hashes = trigger_reason(TriggerEvent.model_validate(load("labeling_trigger_manual.json")))
     assert reason == "manual" and len(hashes) == 2
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from loupe import labeling
+from loupe.labeling import groundtruth, release, trigger
 from loupe.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[3]
@@ -76,7 +76,7 @@ def test_same_content_twice_is_one_entry_with_both_keys(aws):
 def test_below_threshold_nothing_starts(aws):
     ledger, sfn, arn = aws
     add(ledger, 3)
-    out = labeling.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=10, reason="threshold")
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=10, reason="threshold")
     assert out == {"started": False, "reason": "threshold", "unlabeled": 3, "threshold": 5}
     assert ledger.count("unlabeled") == 3
 
@@ -84,7 +84,7 @@ def test_below_threshold_nothing_starts(aws):
 def test_threshold_claims_up_to_the_cap_and_starts_once(aws):
     ledger, sfn, arn = aws
     hashes = add(ledger, 7)
-    out = labeling.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=4, reason="threshold")
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=5, max_per_job=4, reason="threshold")
     assert out["started"] and out["claimed"] == 4
     assert ledger.count("claimed") == 4 and ledger.count("unlabeled") == 3
     executions = sfn.list_executions(stateMachineArn=arn)["executions"]
@@ -96,8 +96,8 @@ def test_threshold_claims_up_to_the_cap_and_starts_once(aws):
 def test_schedule_starts_for_any_unlabeled(aws):
     ledger, sfn, arn = aws
     add(ledger, 1)
-    assert labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"]
-    assert labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"] is False
+    assert trigger.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"]
+    assert trigger.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="schedule")["started"] is False
 
 
 def test_two_triggers_never_claim_the_same_image(aws):
@@ -131,7 +131,7 @@ def test_a_failed_start_gives_the_claims_back(aws):
     add(ledger, 2)
     missing = "arn:aws:states:us-east-1:123456789012:stateMachine:nope"
     with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
-        labeling.run_trigger(ledger, sfn, missing, threshold=1, max_per_job=10, reason="threshold")
+        trigger.run_trigger(ledger, sfn, missing, threshold=1, max_per_job=10, reason="threshold")
     assert ledger.count("unlabeled") == 2 and ledger.count("claimed") == 0
 
 
@@ -154,35 +154,35 @@ def test_dataset_versions_are_never_handed_out_twice(aws):
     ],
 )
 def test_trigger_reasons(event, expected):
-    assert labeling.trigger_reason(event) == expected
+    assert trigger.trigger_reason(trigger.TriggerEvent.model_validate(event)) == expected
 
 
 def test_job_names_are_valid_and_unique_per_token():
-    a = labeling.job_name_for("20261122t000711-bc4df22f", "token-1")
-    b = labeling.job_name_for("20261122t000711-bc4df22f", "token-2")
+    a = groundtruth.job_name_for("20261122t000711-bc4df22f", "token-1")
+    b = groundtruth.job_name_for("20261122t000711-bc4df22f", "token-2")
     assert a != b and len(a) <= 63 and a.startswith("loupe-")
     assert all(c.isalnum() or c == "-" for c in a)
-    assert labeling.job_name_for("x" * 80, "t", kind="v").__len__() <= 63
+    assert groundtruth.job_name_for("x" * 80, "t", kind="v").__len__() <= 63
 
 
 def test_public_workforce_price():
-    assert labeling._price(3.6) == {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
-    assert labeling._price(120) == {"AmountInUsd": {"Dollars": 1, "Cents": 20, "TenthFractionsOfACent": 0}}
+    assert groundtruth.price(3.6) == {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
+    assert groundtruth.price(120) == {"AmountInUsd": {"Dollars": 1, "Cents": 20, "TenthFractionsOfACent": 0}}
 
 
 def test_sweep_gives_back_claims_of_aborted_or_never_started_runs(aws):
     ledger, sfn, arn = aws
     hashes = add(ledger, 4)
-    out = labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=2, reason="threshold")
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=2, reason="threshold")
     running = ledger.count("claimed")
     assert running == 2
     ledger.claim(hashes, "20260101t000000-deadbeef")  # a claim whose run never started
-    assert labeling.sweep_stale_claims(ledger, sfn, arn) == {}  # too fresh to call stranded; the run is RUNNING
+    assert release.sweep_stale_claims(ledger, sfn, arn) == {}  # too fresh to call stranded; the run is RUNNING
     later = datetime.now(UTC) + timedelta(hours=1)
-    swept = labeling.sweep_stale_claims(ledger, sfn, arn, now=later)
+    swept = release.sweep_stale_claims(ledger, sfn, arn, now=later)
     assert list(swept) == ["20260101t000000-deadbeef"] and len(swept["20260101t000000-deadbeef"]) == 2
     sfn.stop_execution(executionArn=out["execution_arn"])  # an operator aborts the run: no Catch runs
-    swept = labeling.sweep_stale_claims(ledger, sfn, arn)
+    swept = release.sweep_stale_claims(ledger, sfn, arn)
     assert list(swept) == [out["claim_id"]]
     assert ledger.count("claimed") == 0 and ledger.count("unlabeled") == 4
     assert ledger.get(swept[out["claim_id"]][0])["last_failure"] == "labeling run aborted"
@@ -195,9 +195,9 @@ def test_released_images_back_off_before_automatic_runs_take_them_again(aws):
     ledger.release(hashes[:2], "c1", "labeling job failed")
     ledger.release(hashes[2:], "c1", "labeling job failed", backoff_seconds=0)
     assert ledger.get(hashes[0])["label_failures"] == 1
-    out = labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="schedule")
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="schedule")
     assert out["started"] and out["claimed"] == 1  # only the one without backoff
     assert ledger.get(hashes[2])["status"] == "claimed"
-    assert labeling.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="threshold")["started"] is False
-    manual = labeling.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="manual", requested=hashes)
+    assert trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="threshold")["started"] is False
+    manual = trigger.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="manual", requested=hashes)
     assert manual["claimed"] == 2  # an explicit request does not wait

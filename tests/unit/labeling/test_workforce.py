@@ -10,7 +10,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from loupe import labeling
+from loupe.labeling.config import LabelingConfig, LabelingError
+from loupe.labeling.labeling_job import create_labeling_job
+from loupe.labeling.verification import create_verification_job
 
 PRIVATE = "arn:aws:sagemaker:eu-west-1:123456789012:workteam/private-crowd/inspectors"
 PUBLIC = "arn:aws:sagemaker:eu-west-1:394669845002:workteam/public-crowd/default"
@@ -36,8 +38,8 @@ class FakeLedger:
         self.jobs.append(name)
 
 
-def config(workteam: str | None, price: float = 3.6) -> labeling.LabelingConfig:
-    return labeling.LabelingConfig(
+def config(workteam: str | None, price: float = 3.6) -> LabelingConfig:
+    return LabelingConfig(
         region="eu-west-1",
         raw_bucket="raw",
         artifact_bucket="art",
@@ -63,7 +65,7 @@ RUN = {
 
 def test_a_private_workteam_gets_the_job_without_a_mechanical_turk_price() -> None:
     sm, ledger = FakeSageMaker(), FakeLedger()
-    labeling.create_labeling_job(sm, ledger, config(PRIVATE), RUN, "token-1")
+    create_labeling_job(sm, ledger, config(PRIVATE), RUN, "token-1")
     human = sm.requests[0]["HumanTaskConfig"]
     assert human["WorkteamArn"] == PRIVATE
     assert "PublicWorkforceTaskPrice" not in human
@@ -71,7 +73,7 @@ def test_a_private_workteam_gets_the_job_without_a_mechanical_turk_price() -> No
 
 def test_the_public_workforce_only_by_its_arn_and_then_with_the_price() -> None:
     sm = FakeSageMaker()
-    labeling.create_labeling_job(sm, FakeLedger(), config(PUBLIC, price=4.8), RUN, "token-2")
+    create_labeling_job(sm, FakeLedger(), config(PUBLIC, price=4.8), RUN, "token-2")
     human = sm.requests[0]["HumanTaskConfig"]
     assert human["WorkteamArn"] == PUBLIC
     assert human["PublicWorkforceTaskPrice"] == {"AmountInUsd": {"Dollars": 0, "Cents": 4, "TenthFractionsOfACent": 8}}
@@ -81,14 +83,14 @@ def test_the_public_workforce_only_by_its_arn_and_then_with_the_price() -> None:
 def test_no_workforce_configured_creates_no_job_and_no_ledger_record(workteam) -> None:
     """The old code sent the images to Mechanical Turk here."""
     sm, ledger = FakeSageMaker(), FakeLedger()
-    with pytest.raises(labeling.LabelingError, match="UsePublicWorkforce=true"):
-        labeling.create_labeling_job(sm, ledger, config(workteam), RUN, "token-3")
+    with pytest.raises(LabelingError, match="UsePublicWorkforce=true"):
+        create_labeling_job(sm, ledger, config(workteam), RUN, "token-3")
     assert sm.requests == [] and ledger.jobs == []
 
 
 def test_the_verification_job_follows_the_same_rule() -> None:
     sm, ledger = FakeSageMaker(), FakeLedger()
     run = {**RUN, "collected": {"labeled": ["a" * 64], "output_uri": "s3://art/out.manifest"}}
-    with pytest.raises(labeling.LabelingError, match="no workforce"):
-        labeling.create_verification_job(object(), sm, ledger, config(None), run, "token-4")
+    with pytest.raises(LabelingError, match="no workforce"):
+        create_verification_job(object(), sm, ledger, config(None), run, "token-4")
     assert sm.requests == [] and ledger.jobs == []

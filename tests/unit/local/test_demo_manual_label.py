@@ -10,9 +10,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from waiting import wait_until
+from support.waiting import wait_until
 
-from loupe_local.demo import Demo, DemoConfig, DemoError, load_folder
+from loupe_local.demo import Demo, DemoConfig, DemoError
+from loupe_local.demo_context import load_folder
+from loupe_local.observer import Observer
 from loupe_local.standins.groundtruth import GroundTruth
 
 URL = "http://127.0.0.1:5555/"
@@ -20,7 +22,8 @@ URL = "http://127.0.0.1:5555/"
 
 def demo_with_queue(tmp_path: Path, gt: GroundTruth) -> tuple[Demo, list[str]]:
     demo = Demo(DemoConfig(out=tmp_path, label="manual"), tmp_path)
-    demo.runtime = SimpleNamespace(standins=[gt], console=SimpleNamespace(url=URL))
+    demo.runtime = SimpleNamespace(console=SimpleNamespace(url=URL))
+    demo.observer = Observer("http://127.0.0.1:9", "us-east-1", {}, tmp_path, standins=[gt])
     said: list[str] = []
     demo.progress.say = said.append  # type: ignore[method-assign]
     return demo, said

@@ -7,6 +7,7 @@ import inspect
 
 import moto
 import pytest
+from support.waiting import wait_for, wait_until
 
 from loupe_local import moto_patches
 
@@ -99,7 +100,6 @@ def test_patched_aws_sdk_task_hands_a_string_body_and_documented_error_names() -
     """Through moto's real ASL engine (in-process): S3 GetObject's Body feeds States.StringToJson, and a missing
     key is caught as S3.NoSuchKeyException, as in Step Functions."""
     import json
-    import time
 
     import boto3
     from moto import mock_aws
@@ -135,13 +135,12 @@ def test_patched_aws_sdk_task_hands_a_string_body_and_documented_error_names() -
 
         def run(name: str, key: str) -> dict:
             ex = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps({"key": key}))["executionArn"]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                desc = sfn.describe_execution(executionArn=ex)
-                if desc["status"] != "RUNNING":
-                    return desc
-                time.sleep(0.05)
-            raise AssertionError(f"{name} still running")
+            return wait_for(
+                lambda: (d := sfn.describe_execution(executionArn=ex))["status"] != "RUNNING" and d,
+                30,
+                f"{name} to finish",
+                interval=0.05,
+            )
 
         found = run("found", "doc.json")
         assert found["status"] == "SUCCEEDED", found.get("cause")
@@ -215,7 +214,6 @@ def test_engine_backend_send_task_success_signature_and_no_output_check() -> Non
 
 def test_send_task_success_refuses_bad_output_and_the_task_keeps_waiting() -> None:
     import json
-    import time
 
     import boto3
     from botocore.exceptions import ClientError
@@ -241,10 +239,9 @@ def test_send_task_success_refuses_bad_output_and_the_task_keeps_waiting() -> No
             name="callbacks", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
         )["stateMachineArn"]
         execution = sfn.start_execution(stateMachineArn=arn, name="wait", input=json.dumps({"queue": queue}))
-        deadline = time.monotonic() + 30
-        messages: list = []
-        while not messages and time.monotonic() < deadline:
-            messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+        messages = wait_for(
+            lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), 30, "the task token", 0
+        )
         token = json.loads(messages[0]["Body"])["token"]
 
         for output, code in (
@@ -257,10 +254,29 @@ def test_send_task_success_refuses_bad_output_and_the_task_keeps_waiting() -> No
             assert sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING"
 
         sfn.send_task_success(taskToken=token, output=json.dumps({"ok": True}))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done = sfn.describe_execution(executionArn=execution["executionArn"])
-            if done["status"] != "RUNNING":
-                break
-            time.sleep(0.05)
+        done = wait_until(
+            lambda: (d := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] != "RUNNING" and d,
+            30,
+            0.05,
+        )
         assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"ok": True}
+
+
+def test_server_app_is_motos_domain_dispatcher() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    assert "create_app" in inspect.signature(DomainDispatcherApplication).parameters
+    assert callable(create_backend_app)
+    assert isinstance(moto_patches.server_app(), DomainDispatcherApplication)
+
+
+def test_render_input_template_uses_motos_event_template_parser() -> None:
+    from moto.events.utils import EventTemplateParser
+
+    params = list(inspect.signature(EventTemplateParser.parse).parameters)
+    assert params[-3:] == ["input_template", "input_paths_map", "event"]
+    event = {"detail": {"bucket": "b", "key": "k"}, "ingestion-time": "2026-01-01T00:00:00Z"}
+    rendered = moto_patches.render_input_template(
+        '{"bucket": "<bucket>", "key": "<key>"}', {"bucket": "$.detail.bucket", "key": "$.detail.key"}, event
+    )
+    assert rendered == {"bucket": "b", "key": "k"}

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import boto3
 import pytest
 from moto import mock_aws
+from support.archives import tar_gz
 
 from loupe_training.entry import champion_weights_uri
 from loupe_training.jobs import WEIGHTS_MARKER, fetch_weights, find_champion
 from loupe_training.train import TrainingError
-
-
-def _targz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -42,7 +30,7 @@ def test_no_warm_start_writes_the_marker(tmp_path):
 def test_weights_from_a_training_artifact(aws, tmp_path):
     s3, _ = aws
     s3.put_object(
-        Bucket="art", Key="train/job/output/model.tar.gz", Body=_targz({"best.pt": b"weights", "model.onnx": b"x"})
+        Bucket="art", Key="train/job/output/model.tar.gz", Body=tar_gz({"best.pt": b"weights", "model.onnx": b"x"})
     )
     got = fetch_weights("s3://art/train/job/output/model.tar.gz", tmp_path / "w", s3=s3)
     assert got is not None and got.read_bytes() == b"weights"
@@ -50,7 +38,7 @@ def test_weights_from_a_training_artifact(aws, tmp_path):
 
 def test_an_artifact_without_weights_is_an_error(aws, tmp_path):
     s3, _ = aws
-    s3.put_object(Bucket="art", Key="x/model.tar.gz", Body=_targz({"model.onnx": b"x"}))
+    s3.put_object(Bucket="art", Key="x/model.tar.gz", Body=tar_gz({"model.onnx": b"x"}))
     with pytest.raises(TrainingError, match="no .pt weights"):
         fetch_weights("s3://art/x/model.tar.gz", tmp_path / "w", s3=s3)
 
@@ -72,7 +60,7 @@ def test_champion_is_the_latest_approved_package(aws, tmp_path):
     s3, sm = aws
     assert find_champion(sm, s3, "g", tmp_path / "c") is None
     assert champion_weights_uri(sm, "g") == ""
-    s3.put_object(Bucket="art", Key="pkg/1/model.tar.gz", Body=_targz({"model.onnx": b"champion"}))
+    s3.put_object(Bucket="art", Key="pkg/1/model.tar.gz", Body=tar_gz({"model.onnx": b"champion"}))
     arn = _package(sm, "Approved", "s3://art/pkg/1/model.tar.gz", "s3://art/train/1/model.tar.gz")
     _package(sm, "PendingManualApproval", "s3://art/pkg/2/model.tar.gz", "s3://art/train/2/model.tar.gz")
     champ = find_champion(sm, s3, "g", tmp_path / "c")

@@ -16,18 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loupe_local.standins.pipelines import (
-    Execution,
-    PipelineExecutions,
-    StepFailed,
-    StepRecord,
-    validate_training_request,
-)
+from loupe_local.standins import pipeline_interpreter as interpreter
+from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
+from loupe_local.standins.pipelines import PipelineExecutions
 from loupe_local.template import Resolver, load_sam_app
 
 REPO = Path(__file__).resolve().parents[3]
-DEFINITION = json.loads((REPO / "training" / "pipeline_definition.json").read_text())
-STEPS = {s["Name"]: s for s in DEFINITION["Steps"]}
 JOB_TYPES = {"SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"}
 STEP_TYPES = {"Step.SERVICE_FAULT", "Step.THROTTLING"}
 MAX_RUNTIME_LIMIT = 28 * 24 * 3600  # API_StoppingCondition: "The maximum value is 28 days."
@@ -90,12 +84,16 @@ def _deployed(training_use_spot: str) -> dict:
     return json.loads(_deployed_text(training_use_spot))
 
 
+DEFINITION = _deployed("true")  # a spot (default) stack's definition, from template.yaml's TrainingPipeline
+STEPS = {s["Name"]: s for s in DEFINITION["Steps"]}
+
+
 def _train_request(definition: dict | None = None, **parameters) -> dict:
     """The Train step's CreateTrainingJob arguments as the pipeline resolves them (step properties left out)."""
     definition = definition or DEFINITION
     train = next(s for s in definition["Steps"] if s["Name"] == "Train")
     args = {k: v for k, v in train["Arguments"].items() if k != "InputDataConfig"}
-    return PipelineExecutions().resolve(_execution("e1", definition, **parameters), args)
+    return interpreter.resolve(_execution("e1", definition, **parameters), args)
 
 
 def test_stack_bounds_max_runtime_to_what_sagemaker_accepts():
@@ -125,8 +123,7 @@ def test_request_is_valid_for_both_spot_choices_and_every_max_runtime_the_stack_
 
 def test_spot_choice_changes_only_the_two_spot_fields():
     on, off = _deployed("true"), _deployed("false")
-    committed = (REPO / "training" / "pipeline_definition.json").read_text()
-    assert on == json.loads(_stack_resolver().sub(committed))  # the committed definition: a spot (default) stack's
+    assert on == json.loads(_stack_resolver().resolve(_pipeline_body()))  # a default stack is a spot stack
     on_train = next(s for s in on["Steps"] if s["Name"] == "Train")["Arguments"]
     on_train["EnableManagedSpotTraining"] = False
     del on_train["StoppingCondition"]["MaxWaitTimeInSeconds"]
@@ -149,22 +146,22 @@ def test_spot_is_a_deploy_time_choice_not_a_pipeline_parameter():
 
 @pytest.mark.parametrize("spot", ["true", "false"])
 def test_the_standins_fallback_definition_is_what_the_template_deploys(spot):
-    """ensure_pipeline's fallback (no TrainingPipeline provisioned) renders the stack's choice of the committed JSON."""
+    """ensure_pipeline's fallback (no TrainingPipeline provisioned) creates what the template deploys for the stack."""
     from types import SimpleNamespace
 
-    from loupe_local.standins.pipelines import render_definition
+    from loupe_local.standins.pipelines import template_definition
 
     resolver = _stack_resolver(TrainingUseSpot=spot)
+    role_arn = resolver._get_att("SageMakerExecutionRole", "Arn")
     runtime = SimpleNamespace(
+        root=REPO,
         region="us-east-1",
         stack_name="loupe",
         parameter_values=resolver.parameters,
-        physical=lambda logical: resolver.ref(logical),
-        arn=lambda logical: resolver._get_att(logical, "Arn"),
-        resources={"ModelPackageGroup": SimpleNamespace(attrs={"ModelPackageGroupName": "loupe-models"})},
+        physical=resolver.ref,
+        resources={"SageMakerExecutionRole": SimpleNamespace(attrs={"Arn": role_arn})},
     )
-    committed = (REPO / "training" / "pipeline_definition.json").read_text()
-    assert json.loads(render_definition(runtime, committed)) == _deployed(spot)
+    assert json.loads(template_definition(runtime)) == _deployed(spot)
 
 
 def test_max_wait_sent_without_spot_is_refused():
@@ -218,9 +215,8 @@ def test_checkpoint_prefix_is_per_execution():
     config = STEPS["Train"]["Arguments"]["CheckpointConfig"]
     assert config["LocalPath"] == "/opt/ml/checkpoints"
     assert "Execution.PipelineExecutionId" in json.dumps(config["S3Uri"])
-    runner = PipelineExecutions()
-    first = runner.resolve(_execution("aaaa1111"), config)["S3Uri"]
-    second = runner.resolve(_execution("bbbb2222"), config)["S3Uri"]
+    first = interpreter.resolve(_execution("aaaa1111"), config)["S3Uri"]
+    second = interpreter.resolve(_execution("bbbb2222"), config)["S3Uri"]
     assert first != second
     assert first.endswith("/aaaa1111") and second.endswith("/bbbb2222")
     assert not first.startswith(second) and not second.startswith(first)

@@ -4,7 +4,7 @@
 
 const NS = "http://www.w3.org/2000/svg";
 const HANDLE = 8; // screen pixels
-const state = { tasks: [], task: null, boxes: [], selected: -1, zoom: 1, fit: 1, drag: null, submitting: false };
+const state = { tasks: [], task: null, boxes: [], selected: -1, zoom: 1, fit: 1, drag: null, submitting: false, opened: 0 };
 const svg = document.getElementById("canvas");
 
 function $(id) {
@@ -54,6 +54,7 @@ function closeTask() {
 async function openTask(id) {
   const task = state.tasks.find((t) => t.id === id);
   if (!task) return;
+  const opened = ++state.opened; // a later openTask (a click, the queue's auto-open) wins over this one
   state.task = task;
   state.selected = -1;
   state.boxes = task.kind === "verify" ? task.boxes.map((b) => ({ ...b, shown: true })) : [];
@@ -78,11 +79,13 @@ async function openTask(id) {
   if (task.kind === "label") {
     try {
       const pred = await api("GET", `/api/tasks/${encodeURIComponent(id)}/predictions`);
-      if (state.task !== task) return;
+      if (state.opened !== opened) return;
       if (pred.model && pred.boxes.length && state.boxes.length === 0) {
         state.boxes = pred.boxes.map((b) => ({ ...b, predicted: true }));
         $("assist").textContent = `Pre-filled with ${pred.boxes.length} box(es) from deployed model ${pred.model}: correct them, then submit.`;
         render();
+      } else if (pred.model && pred.boxes.length) {
+        $("assist").textContent = `Deployed model ${pred.model} found ${pred.boxes.length} box(es); not applied over the boxes you drew.`;
       } else if (pred.model) {
         $("assist").textContent = `Deployed model ${pred.model} finds nothing here.`;
       } else if (pred.error) {
@@ -91,7 +94,7 @@ async function openTask(id) {
         $("assist").textContent = "No model is deployed yet: no pre-annotation.";
       }
     } catch (err) {
-      $("assist").textContent = `No pre-annotation: ${err.message}`;
+      if (state.opened === opened) $("assist").textContent = `No pre-annotation: ${err.message}`;
     }
   }
 }

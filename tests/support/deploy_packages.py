@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 import uuid
 from typing import Any
+
+from support.archives import tar_gz
 
 
 def tiny_detector(imgsz: int = 32, classes: int = 1, anchors: int = 8) -> bytes:
@@ -39,16 +39,6 @@ def tiny_detector(imgsz: int = 32, classes: int = 1, anchors: int = 8) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def pack(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def sha(data: bytes) -> str:
@@ -88,7 +78,7 @@ def register_package(
             "dataset": {"version": dataset_version},
         }
     card_bytes = json.dumps(card, indent=2).encode()
-    archive = pack({"model.onnx": onnx_bytes, "model_card.json": card_bytes})
+    archive = tar_gz({"model.onnx": onnx_bytes, "model_card.json": card_bytes})
     bucket = runtime.physical("ArtifactBucket")
     key = f"models/{model_version}/model.tar.gz"
     runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=archive)

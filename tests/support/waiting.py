@@ -16,3 +16,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
             return value
         time.sleep(interval)
     return predicate()
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.1
+) -> Any:
+    """The first truthy value of ``predicate()`` within ``timeout`` seconds, else ``AssertionError`` naming ``what``."""
+    value = wait_until(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value

@@ -1,0 +1,121 @@
+"""The deployment document: a revision of the thing group's current Greengrass deployment in which only Loupe's
+components change, with the rollout, abort and timeout policies of template.yaml's parameters."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from loupe import greengrass as gg_mod
+from loupe.deployment.clients import GreengrassV2, Iot
+from loupe.deployment.errors import DeploymentError
+from loupe.deployment.packages import Package
+from loupe.settings import Settings
+
+
+def poll_interval(timeout_seconds: int) -> int:
+    """Seconds between status checks: about 20 checks per timeout, between 1 s and 60 s."""
+    return int(min(60, max(1, timeout_seconds // 20)))
+
+
+def deployment_document(
+    target_arn: str,
+    name: str,
+    model: dict[str, Any],
+    inference: dict[str, Any],
+    settings: Settings,
+    timeout_seconds: int,
+) -> dict[str, Any]:
+    inference_entry: dict[str, Any] = {"componentVersion": inference["version"]}
+    if settings.raw_bucket:
+        inference_entry["configurationUpdate"] = {
+            "merge": json.dumps({"settings": {"feedback": {"bucket": settings.raw_bucket}}})
+        }
+    return {
+        "targetArn": target_arn,
+        "deploymentName": name[:256],
+        "components": {
+            model["name"]: {"componentVersion": model["version"]},
+            inference["name"]: inference_entry,
+        },
+        "deploymentPolicies": {
+            "failureHandlingPolicy": "ROLLBACK",
+            "componentUpdatePolicy": {
+                "timeoutInSeconds": settings.component_update_timeout,
+                "action": "NOTIFY_COMPONENTS",
+            },
+            "configurationValidationPolicy": {"timeoutInSeconds": 30},
+        },
+        "iotJobConfiguration": {
+            "jobExecutionsRolloutConfig": {
+                "exponentialRate": {
+                    "baseRatePerMinute": settings.rollout_base_rate,
+                    "incrementFactor": settings.rollout_increment_factor,
+                    "rateIncreaseCriteria": {"numberOfSucceededThings": max(1, settings.rollout_base_rate)},
+                },
+                "maximumPerMinute": max(settings.rollout_base_rate, 50),
+            },
+            "abortConfig": {
+                "criteriaList": [
+                    {
+                        "failureType": "ALL",
+                        "action": "CANCEL",
+                        "thresholdPercentage": float(settings.abort_failure_percent),
+                        "minNumberOfExecutedThings": 1,
+                    }
+                ]
+            },
+            "timeoutConfig": {"inProgressTimeoutInMinutes": max(1, -(-int(timeout_seconds) // 60))},
+        },
+    }
+
+
+def start_deployment(
+    gg: GreengrassV2,
+    iot: Iot,
+    request: dict[str, Any],
+    settings: Settings,
+    timeout_seconds: int,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """CreateDeployment to the thing group (idempotent per workflow run through ``clientToken``)."""
+    if not settings.thing_group_name:
+        raise DeploymentError("missing configuration: THING_GROUP_NAME")
+    group = iot.describe_thing_group(thingGroupName=settings.thing_group_name)
+    package = Package(**request["package"])
+    run = request.get("run_id") or f"v{package.version}"
+    doc = deployment_document(
+        group["thingGroupArn"],
+        f"loupe model {package.model_version} ({request.get('mode', 'approved')})",
+        request["model"],
+        request["inference"],
+        settings,
+        timeout_seconds,
+    )
+    # Revise, never replace: the new deployment replaces the target's current one on every device, so it
+    # carries every component of the current one; only Loupe's components (and their configuration) change.
+    current = gg_mod.latest_deployment(gg, group["thingGroupArn"])
+    doc["components"] = gg_mod.revise_components(current, doc["components"])
+    # Results the component handed to the nucleus (PublishToIoTCore) wait in the nucleus' spooler while the
+    # device is offline: on disk only with aws.greengrass.DiskSpooler and the nucleus' mqtt.spooler setting.
+    doc["components"], spooler = gg_mod.plan_disk_spooling(
+        gg, group["thingGroupArn"].split(":")[3], doc["components"], settings.nucleus_component_version
+    )
+    token = hashlib.sha256(f"{package.arn}|{run}".encode()).hexdigest()[:64]
+    out = gg.create_deployment(**doc, clientToken=token)
+    started = time.time() if now is None else now
+    timeout = max(1, int(timeout_seconds))
+    return {
+        "deployment_id": out["deploymentId"],
+        "iot_job_id": out.get("iotJobId", ""),
+        "revised": (current or {}).get("deploymentId", ""),
+        "kept": sorted(n for n in doc["components"] if not n.startswith(gg_mod.COMPONENT_PREFIX)),
+        "spooler": spooler,
+        "model_version": str((request.get("model") or {}).get("model_version") or package.model_version),
+        "target_arn": group["thingGroupArn"],
+        "started": started,
+        "deadline": started + timeout,
+        "poll_seconds": poll_interval(timeout),
+    }

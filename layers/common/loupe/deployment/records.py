@@ -1,0 +1,102 @@
+"""The run's record (package → deployment → per-device outcome, in the deployments table) and the SNS text the
+state machine publishes from it."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from loupe import greengrass as gg_mod
+from loupe.deployment.store import DEPLOYED_OUTCOMES, DeploymentsStore, utc_now
+
+
+def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason: str = "") -> dict[str, Any]:
+    """Write the run's package → deployment → per-device outcome to the deployments table; returns a summary."""
+    now = utc_now()
+    package = state.get("package") or {}
+    deployment = state.get("deployment") or {}
+    devices = (state.get("outcomes") or {}).get("devices") or {}
+    run_id = state.get("run_id") or "manual"
+    summary = {
+        "outcome": outcome,
+        "reason": reason,
+        "mode": state.get("mode", "approved"),
+        "thing_group": state.get("thing_group", ""),
+        "package_arn": package.get("arn", ""),
+        "model_version": str(package.get("version", "")),
+        "deployment_id": deployment.get("deployment_id", ""),
+        "components": {k: (state.get(k) or {}).get("version", "") for k in ("model", "inference") if state.get(k)},
+        "kept": list(deployment.get("kept") or []),
+        "spooler": dict(deployment.get("spooler") or {}),
+        "devices": {t: {"status": d["status"], "reason": d.get("reason", "")} for t, d in devices.items()},
+        "devices_total": int((state.get("outcomes") or {}).get("devices_total") or len(devices)),
+        "run_id": run_id,
+        "finished": now,
+        "finished_epoch": f"{time.time():.3f}",
+    }
+    store.put_run(summary, now)
+    if summary["deployment_id"]:
+        for thing, d in summary["devices"].items():
+            store.put_device_outcome(
+                summary["deployment_id"],
+                thing,
+                status=d["status"],
+                reason=d["reason"] or "",
+                package_arn=summary["package_arn"],
+                model_version=summary["model_version"],
+                updated=now,
+            )
+    if outcome in DEPLOYED_OUTCOMES and summary["package_arn"]:
+        store.mark_target(summary["thing_group"], package, summary["deployment_id"], run_id)
+    if summary["deployment_id"]:
+        store.clear_pending(summary["thing_group"], summary["deployment_id"])
+    if (state.get("lock") or {}).get("held"):
+        store.release_lock(summary["thing_group"], run_id)
+    summary["subject"] = subject(summary)
+    summary["message"] = message(summary)
+    return summary
+
+
+def subject(summary: dict[str, Any]) -> str:
+    version = summary.get("model_version") or "-"
+    return f"Loupe edge deployment of model {version}: {summary['outcome']}"[:99]
+
+
+def message(summary: dict[str, Any]) -> str:
+    lines = [
+        f"Outcome: {summary['outcome']}" + (f" - {summary['reason']}" if summary.get("reason") else ""),
+        f"Mode: {summary.get('mode')}",
+        f"Package: {summary.get('package_arn') or '-'} (model version {summary.get('model_version') or '-'})",
+        f"Thing group: {summary.get('thing_group')}",
+        f"Deployment: {summary.get('deployment_id') or '-'}",
+        f"Components: {json.dumps(summary.get('components') or {})}",
+    ]
+    if summary.get("kept"):
+        lines.append(f"Other components kept in the deployment: {', '.join(summary['kept'])}")
+    spool = summary.get("spooler") or {}
+    if spool.get("storage") == "Disk":
+        lines.append(
+            f"Offline results: spooled on disk by the nucleus ({gg_mod.DISK_SPOOLER} {spool.get('disk_spooler')}"
+            f" on {gg_mod.NUCLEUS} {spool.get('nucleus')})" + (f"; {spool['reason']}" if spool.get("reason") else "")
+        )
+    elif spool:
+        lines.append(f"WARNING offline results: in memory only - {spool.get('reason')}")
+    for thing, d in sorted((summary.get("devices") or {}).items()):
+        lines.append(f"  {thing}: {d['status']}" + (f" - {d['reason']}" if d.get("reason") else ""))
+    hidden = int(summary.get("devices_total") or 0) - len(summary.get("devices") or {})
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more devices: DEPLOYMENT#{summary.get('deployment_id')} in the table")
+    return "\n".join(lines)
+
+
+def error_message(cause: Any) -> str:
+    """The message of a Lambda error as the state machine hands it over (a JSON string in ``Cause``)."""
+    if isinstance(cause, str):
+        try:
+            doc = json.loads(cause)
+        except ValueError:
+            return cause[:1000]
+        if isinstance(doc, dict):
+            return str(doc.get("errorMessage") or doc)[:1000]
+    return str(cause or "")[:1000]

@@ -1,0 +1,207 @@
+"""The deployments table (DynamoDB, keys ``pk``/``sk``): every read and write of it goes through
+:class:`DeploymentsStore`.
+
+Items:
+- ``PACKAGE#<package arn>`` / ``RUN#<run id>``: a run's summary (package → deployment → per-device outcome).
+- ``TARGET#<thing group>`` / ``RUN#<finished>#<run id>``: the same summary, per thing group (its history).
+- ``TARGET#<thing group>`` / ``CURRENT``: the package the group runs (completed on at least one device).
+- ``TARGET#<thing group>`` / ``PENDING``: the newest deployment started and not finished.
+- ``TARGET#<thing group>`` / ``LOCK``: the rollout lock (one run at a time per group; it expires).
+- ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.
+- ``DEVICE#<thing>`` / ``SERVING``: the model version the device last reported serving (its health messages).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from loupe.aws_errors import is_conditional_check_failed
+from loupe.deployment.clients import DynamoTable
+
+DEPLOYED_OUTCOMES = ("COMPLETED", "PARTIAL", "DEPLOYED_NOT_SERVING")  # the components reached some devices
+BATCH_GET_KEYS = 100  # BatchGetItem's largest request
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _target(thing_group: str, sk: str) -> dict[str, str]:
+    return {"pk": f"TARGET#{thing_group}", "sk": sk}
+
+
+def _serving_key(thing: str) -> dict[str, str]:
+    return {"pk": f"DEVICE#{thing}", "sk": "SERVING"}
+
+
+def _ddb(value: Any) -> Any:
+    """DynamoDB-safe copy (floats → str, empty strings kept)."""
+    if isinstance(value, dict):
+        return {k: _ddb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ddb(v) for v in value]
+    if isinstance(value, float):
+        return str(value)
+    return value
+
+
+class DeploymentsStore:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    @classmethod
+    def from_name(cls, name: str, dynamodb: Any = None) -> DeploymentsStore:
+        import boto3
+
+        return cls((dynamodb or boto3.resource("dynamodb")).Table(name))
+
+    # ------------------------------------------------------------------ the rollout lock
+    def acquire_lock(self, thing_group: str, run_id: str, hold_seconds: int, now: float | None = None) -> bool:
+        """Take the thing group's rollout lock (a conditional write): free, expired, or already ours."""
+        now = time.time() if now is None else now
+        try:
+            self.table.put_item(
+                Item={
+                    **_target(thing_group, "LOCK"),
+                    "owner": run_id,
+                    "expires": int(now + hold_seconds),
+                    "acquired": utc_now(),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #owner = :me OR #expires < :now",
+                ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
+                ExpressionAttributeValues={":me": run_id, ":now": int(now)},
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
+    def release_lock(self, thing_group: str, run_id: str) -> None:
+        """Give the lock back, if ``run_id`` still holds it."""
+        self._delete_if(
+            _target(thing_group, "LOCK"),
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":me": run_id},
+        )
+
+    def lock_holder(self, thing_group: str) -> str:
+        item = self.table.get_item(Key=_target(thing_group, "LOCK"), ConsistentRead=True).get("Item") or {}
+        return str(item.get("owner", ""))
+
+    # ------------------------------------------------------------------ what the thing group runs
+    def current_target(self, thing_group: str, which: str = "CURRENT") -> dict[str, Any] | None:
+        """``CURRENT``: the package the group runs; ``PENDING``: the package of the newest deployment started."""
+        item = self.table.get_item(Key=_target(thing_group, which), ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def mark_target(self, thing_group: str, package: Mapping[str, Any], deployment_id: str, run_id: str) -> None:
+        """The package the thing group runs: written when a deployment completed on at least one device (a failed,
+        rolled-back deployment leaves the previous one in place). A rejection of this package is undone."""
+        self.table.put_item(
+            Item={
+                **_target(thing_group, "CURRENT"),
+                "package_arn": package.get("arn", ""),
+                "model_version": str(package.get("version", "")),
+                "deployment_id": deployment_id,
+                "run_id": run_id,
+                "updated": utc_now(),
+            }
+        )
+
+    def mark_pending(self, thing_group: str, package: Mapping[str, Any], deployment_id: str, run_id: str) -> None:
+        """The deployment just created (a rejection while it is still rolling out must undo it too)."""
+        self.table.put_item(
+            Item={
+                **_target(thing_group, "PENDING"),
+                "package_arn": package.get("arn", ""),
+                "deployment_id": deployment_id,
+                "run_id": run_id,
+                "updated": utc_now(),
+            }
+        )
+
+    def clear_pending(self, thing_group: str, deployment_id: str) -> None:
+        """The deployment has an outcome: it is no longer pending (unless a newer one replaced it already)."""
+        self._delete_if(
+            _target(thing_group, "PENDING"),
+            ConditionExpression="deployment_id = :d",
+            ExpressionAttributeValues={":d": deployment_id},
+        )
+
+    def deployed_history(self, thing_group: str, limit: int = 50) -> list[str]:
+        """Package ARNs that completed on the thing group, newest first (each once)."""
+        out = self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+            ExpressionAttributeValues={":pk": f"TARGET#{thing_group}", ":run": "RUN#"},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        seen: list[str] = []
+        for item in out.get("Items", []):
+            arn = item.get("package_arn")
+            if item.get("outcome") in DEPLOYED_OUTCOMES and arn and arn not in seen:
+                seen.append(arn)
+        return seen
+
+    # ------------------------------------------------------------------ runs and per-device outcomes
+    def put_run(self, summary: Mapping[str, Any], finished: str) -> None:
+        """A run's summary, under its package and in its thing group's history."""
+        run_id = summary["run_id"]
+        self.table.put_item(
+            Item={"pk": f"PACKAGE#{summary.get('package_arn') or 'none'}", "sk": f"RUN#{run_id}", **_ddb(summary)}
+        )
+        self.table.put_item(Item={**_target(summary["thing_group"], f"RUN#{finished}#{run_id}"), **_ddb(dict(summary))})
+
+    def put_device_outcome(self, deployment_id: str, thing: str, **fields: Any) -> None:
+        self.table.put_item(Item={**self._device_key(deployment_id, thing), **fields})
+
+    def put_device_outcomes(self, deployment_id: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Many devices' outcomes at once (BatchWriteItem, 25 a call)."""
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for thing, fields in rows:
+                batch.put_item(Item={**self._device_key(deployment_id, thing), **fields})
+
+    @staticmethod
+    def _device_key(deployment_id: str, thing: str) -> dict[str, str]:
+        return {"pk": f"DEPLOYMENT#{deployment_id}", "sk": f"DEVICE#{thing}"}
+
+    # ------------------------------------------------------------------ what each device serves
+    def record_serving(self, thing: str, model_version: str | None) -> bool:
+        """Remember the model version ``thing`` reports serving; a message without one changes nothing."""
+        if not thing or not model_version:
+            return False
+        self.table.put_item(Item={**_serving_key(thing), "model_version": str(model_version), "updated": utc_now()})
+        return True
+
+    def serving_version(self, thing: str) -> str | None:
+        item = self.table.get_item(Key=_serving_key(thing), ConsistentRead=True).get("Item")
+        return str(item["model_version"]) if item and item.get("model_version") else None
+
+    def serving_versions(self, things: list[str]) -> dict[str, str]:
+        """What each of ``things`` reports serving: BatchGetItem, 100 keys a call (unprocessed keys retried)."""
+        client, name = self.table.meta.client, self.table.name  # a resource's client: plain Python values
+        out: dict[str, str] = {}
+        for start in range(0, len(things), BATCH_GET_KEYS):
+            keys = [_serving_key(t) for t in things[start : start + BATCH_GET_KEYS]]
+            request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                got = client.batch_get_item(RequestItems=request)
+                for item in got.get("Responses", {}).get(name, []):
+                    if item.get("model_version"):
+                        out[str(item["pk"]).removeprefix("DEVICE#")] = str(item["model_version"])
+                request = got.get("UnprocessedKeys") or {}
+        return out
+
+    # ------------------------------------------------------------------
+    def _delete_if(self, key: dict[str, str], **condition: Any) -> None:
+        """Delete ``key`` when the condition holds; a failed condition is a normal outcome (someone else's item)."""
+        try:
+            self.table.delete_item(Key=key, **condition)
+        except Exception as exc:
+            if not is_conditional_check_failed(exc):
+                raise

@@ -1,0 +1,108 @@
+"""The tasks of ``statemachines/edge_deployment.asl.json``, run by ``functions/deployment_tasks``.
+
+Each Task state sends ``{"task": <name>, "input": <the run's state>}`` (:class:`loupe.tasks.TaskEnvelope`); the
+task returns the run's state with its result merged in (``{**input, **result}``), which the state machine takes
+as the new state (``OutputPath: $.Payload``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from loupe.deployment.clients import AwsClients
+from loupe.deployment.components import inference_component, publish_model_component
+from loupe.deployment.document import start_deployment
+from loupe.deployment.errors import DeploymentError
+from loupe.deployment.outcomes import device_outcomes, job_outcomes, overall
+from loupe.deployment.packages import resolve
+from loupe.deployment.records import error_message, record
+from loupe.deployment.rollout import lock_and_decide
+from loupe.deployment.verification import verify
+from loupe.tasks import Task, TaskEnvelope, dispatch
+
+Step = Callable[[AwsClients, dict[str, Any]], dict[str, Any]]
+
+
+def _thing_group(aws: AwsClients) -> str:
+    if not aws.settings.thing_group_name:
+        raise DeploymentError("missing configuration: THING_GROUP_NAME")
+    return aws.settings.thing_group_name
+
+
+def resolve_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    return resolve(aws.sagemaker, aws.iot, state, _thing_group(aws))
+
+
+def verify_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    return {"verified": verify(aws.s3, state["package"])}
+
+
+def publish_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    inference = inference_component(aws.greengrass, aws.settings)
+    model = publish_model_component(aws.greengrass, aws.s3, state["package"], inference, aws.settings)
+    return {"model": model, "inference": inference}
+
+
+def lock_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    return lock_and_decide(aws.sagemaker, aws.store, state)
+
+
+def deploy_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    out = start_deployment(aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]))
+    aws.store.mark_pending(_thing_group(aws), state["package"], out["deployment_id"], state.get("run_id", ""))
+    return {"deployment": out}
+
+
+def poll_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    d = state["deployment"]
+    if d.get("iot_job_id"):  # the deployment's IoT job: pages of 250 devices, not one call per device
+        return {"outcomes": job_outcomes(aws.iot, aws.greengrass, d, float(d["deadline"]), store=aws.store)}
+    outcomes = device_outcomes(
+        aws.greengrass,
+        d["deployment_id"],
+        state["devices"],
+        float(d["deadline"]),
+        store=aws.store,
+        model_version=d.get("model_version", ""),
+    )
+    return {"outcomes": outcomes}
+
+
+def record_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    outcome, reason = overall(state.get("outcomes") or {})
+    return {"summary": record(aws.store, state, outcome, reason)}
+
+
+def record_nothing_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    outcome = "SUPERSEDED" if state.get("status") == "superseded" else "NOTHING_TO_DEPLOY"
+    return {"summary": record(aws.store, state, outcome, state.get("reason", ""))}
+
+
+def record_refused_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    error = state.get("error") or {}
+    reason = f"{error.get('Error', 'Error')}: {error_message(error.get('Cause'))}"
+    outcome = "ERROR" if state.get("deployment") else "REFUSED"  # after CreateDeployment: a workflow error
+    return {"summary": record(aws.store, state, outcome, reason)}
+
+
+STEPS: dict[str, Step] = {
+    "resolve": resolve_step,
+    "verify": verify_step,
+    "publish": publish_step,
+    "lock": lock_step,
+    "deploy": deploy_step,
+    "poll": poll_step,
+    "record": record_step,
+    "record_nothing": record_nothing_step,
+    "record_refused": record_refused_step,
+}
+
+
+def run(envelope: TaskEnvelope, aws: AwsClients) -> dict[str, Any]:
+    """The handler's one call: the envelope's step on the run's state; returns the state with the result merged."""
+
+    def task(step: Step) -> Task:
+        return lambda env: {**env.input, **step(aws, dict(env.input))}
+
+    return dispatch(envelope, {name: task(step) for name, step in STEPS.items()})

@@ -1,0 +1,112 @@
+"""Ground Truth: job names, the human task configuration (workforce, built-in Lambdas, price), job creation and
+a finished job's output."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from loupe import aws_errors, manifests
+from loupe.aws_clients import S3, SageMakerLabeling
+from loupe.labeling.config import LabelingConfig, LabelingError, LabelingJobFailed
+
+# Ground Truth's built-in bounding-box Lambdas live in these accounts (one per region).
+_GT_ACCOUNTS = {
+    "us-east-1": "432418664414",
+    "us-east-2": "266458841044",
+    "us-west-2": "081040173940",
+    "ca-central-1": "918755190332",
+    "eu-west-1": "568282634449",
+    "eu-west-2": "487402164563",
+    "eu-central-1": "203001061592",
+    "ap-northeast-1": "477331159723",
+    "ap-northeast-2": "845288260483",
+    "ap-south-1": "565803892007",
+    "ap-southeast-1": "377565633583",
+    "ap-southeast-2": "454466003867",
+}
+# The public workforce (Amazon Mechanical Turk) is one workteam of this account, in every region. Loupe sends images
+# there only when the deployer opted in (template.yaml: UsePublicWorkforce=true gives WORKTEAM_ARN that ARN).
+PUBLIC_CROWD = ":394669845002:workteam/public-crowd/"
+CONTENT_CLASSIFIERS = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
+
+
+def is_public_workforce(workteam_arn: str) -> bool:
+    return PUBLIC_CROWD in workteam_arn
+
+
+def job_name_for(claim_id: str, task_token: str, kind: str = "") -> str:
+    """One job per task token: a Lambda retry with the same token finds its job, a redrive makes a new one."""
+    token_hash = hashlib.sha256(task_token.encode()).hexdigest()[:8]
+    name = f"loupe-{claim_id}-{kind + '-' if kind else ''}{token_hash}"
+    return re.sub(r"[^a-zA-Z0-9-]", "-", name)[:63].rstrip("-")
+
+
+def _builtin_lambdas(region: str, task: str) -> tuple[str, str]:
+    account = _GT_ACCOUNTS.get(region)
+    if account is None:
+        raise LabelingError(f"Ground Truth built-in task Lambdas are not known for region {region}")
+    return (
+        f"arn:aws:lambda:{region}:{account}:function:PRE-{task}",
+        f"arn:aws:lambda:{region}:{account}:function:ACS-{task}",
+    )
+
+
+def price(cents: float) -> dict[str, Any]:
+    tenths = round(float(cents) * 10)
+    return {
+        "AmountInUsd": {"Dollars": tenths // 1000, "Cents": (tenths // 10) % 100, "TenthFractionsOfACent": tenths % 10}
+    }
+
+
+def human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, description: str) -> dict[str, Any]:
+    if not cfg.workteam_arn:
+        raise LabelingError(
+            "no workforce is configured (WORKTEAM_ARN is empty): deploy with WorkteamArn=<private workteam ARN>, "
+            "or UsePublicWorkforce=true to send the images to Amazon Mechanical Turk"
+        )
+    pre, acs = _builtin_lambdas(cfg.region, task)
+    public = is_public_workforce(cfg.workteam_arn)
+    config: dict[str, Any] = {
+        "WorkteamArn": cfg.workteam_arn,
+        "UiConfig": {"UiTemplateS3Uri": ui_uri},
+        "PreHumanTaskLambdaArn": pre,
+        "TaskKeywords": ["Images", "bounding box", "quality inspection"],
+        "TaskTitle": title,
+        "TaskDescription": description,
+        "NumberOfHumanWorkersPerDataObject": 1,
+        "TaskTimeLimitInSeconds": 600,
+        "TaskAvailabilityLifetimeInSeconds": 43200 if public else 864000,
+        "MaxConcurrentTaskCount": 100,
+        "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": acs},
+    }
+    if public:
+        config["PublicWorkforceTaskPrice"] = price(cfg.price_cents)
+    return config
+
+
+def create_job(sagemaker: SageMakerLabeling, request: dict[str, Any]) -> None:
+    try:
+        sagemaker.create_labeling_job(**request)
+    except Exception as exc:
+        if aws_errors.error_code(exc) != "ResourceInUse":  # the same token again (a Lambda retry): already ours
+            raise
+
+
+def read_s3_text(s3: S3, uri: str) -> str:
+    bucket, key = manifests.split_s3_uri(uri)
+    text: str = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return text
+
+
+def completed_output(sagemaker: SageMakerLabeling, job_name: str) -> str:
+    """The output manifest URI of a completed job; :class:`LabelingJobFailed` for any other status."""
+    job = sagemaker.describe_labeling_job(LabelingJobName=job_name)
+    status = job.get("LabelingJobStatus")
+    if status != "Completed":
+        raise LabelingJobFailed(f"labeling job {job_name} is {status}: {job.get('FailureReason', '')}")
+    uri = (job.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
+    if not uri:
+        raise LabelingJobFailed(f"labeling job {job_name} completed without an output manifest")
+    return str(uri)

@@ -1,0 +1,290 @@
+"""What the demo's stages share: its configuration, progress line, MQTT watcher, model records and the
+:class:`DemoContext` (the running local AWS, the devices, the read-only observer, and waiting)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loupe_local.observer import Observer
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+@dataclass
+class DemoConfig:
+    out: Path = Path("loupe-demo")
+    dataset: Path | None = None
+    approve: str = "auto"
+    devices: int = 2
+    seed: int = 7
+    phase1: int = 200
+    phase2_stream: int = 120  # frames per device
+    phase2_test: int = 80
+    epochs: int = 50
+    retrain_epochs: int = 15
+    imgsz: int = 224
+    map_threshold: float = 0.3
+    frame_rate: float = 4.0  # frames per second dropped into each device's camera folder
+    alarm_time_scale: float = 30.0
+    timeout_stage: float = 3600.0
+    quick: bool = False
+    label: str = "auto"  # manual: a person labels in the local console (the demo waits for them)
+
+    @classmethod
+    def quick_config(cls, out: Path) -> DemoConfig:
+        """A reduced loop for CI: few images, few epochs, small input — it checks the loop, not the model."""
+        return cls(
+            out=out,
+            phase1=36,
+            phase2_stream=24,
+            phase2_test=16,
+            epochs=3,
+            retrain_epochs=2,
+            imgsz=160,
+            map_threshold=0.0,
+            frame_rate=8.0,
+            timeout_stage=600.0,
+            quick=True,
+        )
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class Progress:
+    """Stages with timestamps, printed as they happen, kept for the report's timeline."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.stages: list[dict[str, Any]] = []
+        self._last_line = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def say(self, text: str) -> None:
+        print(f"[{self.now():6.0f}s] {text}", flush=True)
+
+    def start(self, name: str) -> dict[str, Any]:
+        stage = {"name": name, "start": self.now(), "end": None, "ok": True, "note": ""}
+        self.stages.append(stage)
+        self.say(f"▶ {name}")
+        return stage
+
+    def done(self, stage: dict[str, Any], note: str = "", ok: bool = True) -> None:
+        stage.update(end=self.now(), note=note, ok=ok)
+        mark = "✓" if ok else "✗"
+        self.say(f"{mark} {stage['name']} ({stage['end'] - stage['start']:.0f}s){' — ' + note if note else ''}")
+
+    def tick(self, text: str, every: float = 5.0) -> None:
+        if time.monotonic() - self._last_line >= every:
+            self._last_line = time.monotonic()
+            self.say(f"  … {text}")
+
+
+# ---------------------------------------------------------------------------------------------- MQTT watcher
+class FleetWatcher:
+    """Subscribes to the devices' topics on the local broker: inference results, health, feedback."""
+
+    def __init__(self, host: str, port: int, progress: Progress) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.frames: dict[str, int] = defaultdict(int)
+        self.model_versions: dict[str, str] = {}
+        self.versions_seen: dict[str, set[str]] = defaultdict(set)
+        self.feedback: dict[str, int] = defaultdict(int)
+        self.health: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-demo-{uuid.uuid4().hex[:6]}")
+        self.client.on_connect = lambda c, *a, **k: c.subscribe("loupe/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return
+        parts = msg.topic.split("/")
+        if len(parts) != 3 or not isinstance(payload, dict):
+            return
+        thing, kind = parts[1], parts[2]
+        with self.lock:
+            if kind == "inference":
+                self.frames[thing] += 1
+                version = str(payload.get("model_version") or "")
+                if version:
+                    self.model_versions[thing] = version
+                    self.versions_seen[thing].add(version)
+                total = (payload.get("latency_ms") or {}).get("total")
+                if isinstance(total, int | float):
+                    self.latency[thing].append(float(total))
+            elif kind == "low-confidence":
+                self.feedback[thing] += 1
+            elif kind == "health":
+                lat = payload.get("latency_ms") or {}
+                self.health[thing].append(
+                    {
+                        "t": self.progress.now(),
+                        "fps": payload.get("fps"),
+                        "p50": lat.get("p50"),
+                        "p95": lat.get("p95"),
+                        "uncertain_share": payload.get("uncertain_share"),
+                        "model_version": payload.get("model_version"),
+                    }
+                )
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@dataclass
+class ModelRecord:
+    version: int
+    package_arn: str
+    dataset_version: int | None
+    parent_dataset_version: int | None
+    model_version: str = ""
+    approval: str = ""
+    pipeline_test_map50: float | None = None
+    warm_start: str = ""
+    model_dir: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class DemoContext:
+    """The demo's state between stages. Everything it reads of the loop goes through :attr:`observer`."""
+
+    def __init__(self, cfg: DemoConfig, root: Path) -> None:
+        self.cfg = cfg
+        self.root = root
+        self.out = cfg.out.resolve()
+        self.progress = Progress()
+        self.runtime: Any = None
+        self.observer: Observer | None = None
+        self.fleet: Any = None
+        self.watcher: FleetWatcher | None = None
+        self.models: list[ModelRecord] = []
+        self.things: list[str] = []
+        self.data: dict[str, Any] = {}
+
+    @property
+    def obs(self) -> Observer:
+        assert self.observer is not None, "setup() first"
+        return self.observer
+
+    def client(self, service: str) -> Any:
+        return self.runtime.client(service)
+
+    def wait(self, what: str, predicate: Any, status: Any = None, timeout: float | None = None) -> Any:
+        """The first truthy ``predicate()``. While labeling tasks wait for a person (``--label manual``), the
+        demo says where and how many, and waits for them without a deadline."""
+        budget = timeout or self.cfg.timeout_stage
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            pending = self.pending_tasks()
+            if pending:
+                deadline = max(deadline, time.monotonic() + budget)
+                self.progress.tick(
+                    f"{pending} labeling task(s) wait for you in the console: {self.console_url()}labeling", every=15
+                )
+            elif status is not None:
+                self.progress.tick(status())
+            time.sleep(1.0)
+        raise DemoError(f"timed out waiting for {what}" + (f" ({status()})" if status else ""))
+
+    def pending_tasks(self) -> int:
+        """Labeling tasks waiting for a person (the manual workforce's queue)."""
+        if self.cfg.label != "manual" or self.observer is None:
+            return 0
+        return self.observer.pending_labeling_tasks()
+
+    def console_url(self) -> str:
+        console = getattr(self.runtime, "console", None)
+        return console.url if console is not None else "(no console)"
+
+    def device_versions(self) -> dict[str, str]:
+        assert self.watcher is not None
+        with self.watcher.lock:
+            seen = dict(self.watcher.model_versions)
+        out = {}
+        for thing in self.things:
+            components = self.obs.device_state(thing)["components"]
+            served = ((components.get("com.loupe.inference") or {}).get("status_file") or {}).get("model_version")
+            model = (components.get("com.loupe.model") or {}).get("version")
+            out[thing] = f"model {served or seen.get(thing) or 'none'}" + (f" (component {model})" if model else "")
+        return out
+
+    def devices_on(self, record: ModelRecord) -> bool:
+        """Every device's inference component reports (status.json) that it serves this model version."""
+        serving = 0
+        for thing in self.things:
+            inference = self.obs.device_state(thing)["components"].get("com.loupe.inference") or {}
+            report = inference.get("status_file") or {}
+            if inference.get("state") == "RUNNING" and str(report.get("model_version")) == record.model_version:
+                serving += 1
+        return serving == len(self.things)
+
+    def drop_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
+        """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
+        from loupe_local.devices import device_root
+
+        folders = {t: device_root(self.runtime.state_dir, t) / "frames" for t in frames}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        longest = max((len(v) for v in frames.values()), default=0)
+        for i in range(longest):
+            for thing, paths in frames.items():
+                if i < len(paths):
+                    tmp = folders[thing] / f".{paths[i].name}.part"
+                    shutil.copyfile(paths[i], tmp)
+                    tmp.rename(folders[thing] / paths[i].name)
+            if i % 10 == 0:
+                self.progress.tick(
+                    f"frames dropped {i + 1}/{longest} per device; inference messages {dict(self.watcher.frames)}; "
+                    f"uncertain frames sent back {dict(self.watcher.feedback)}",
+                    every=4,
+                )
+            time.sleep(1.0 / rate)
+
+
+def load_folder(folder: Path) -> Any:
+    """A metal-tags folder (labels.csv + images/), or any folder of images (all unlabeled: label them with
+    ``--label manual``); formats are sniffed from content."""
+    from loupe.datasets import DEFAULT_CLASS_MAP, MetalTags, load_metal_tags
+    from loupe.imaging import sniff_format
+
+    folder = Path(folder)
+    if (folder / "images").is_dir():
+        return load_metal_tags(folder)
+    if not folder.is_dir():
+        raise DemoError(f"--dataset {folder} is not a folder")
+    unlabeled, rejected = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        (unlabeled if sniff_format(head) else rejected).append(path)
+    if not unlabeled:
+        raise DemoError(f"--dataset {folder} holds no JPEG or PNG image")
+    return MetalTags(
+        labeled=[],
+        unlabeled=unlabeled,
+        rejected=[(p, "not a JPEG or PNG by content") for p in rejected],
+        class_map=dict(DEFAULT_CLASS_MAP),
+    )

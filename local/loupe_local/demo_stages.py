@@ -1,0 +1,382 @@
+"""The demo's stages, in order: :func:`setup`, :func:`generate`, :func:`phase1`, :func:`train_approve_deploy` (v1),
+:func:`phase2`, :func:`train_approve_deploy` (v2), :func:`show_v2`, :func:`finish`, :func:`teardown`.
+
+Each drives the loop the way its users do (S3 uploads, UpdateModelPackage, frames in the devices' camera folders)
+and watches it through the context's read-only observer."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
+from loupe_local.observer import Observer
+
+
+def setup(ctx: DemoContext) -> None:
+    from loupe_local.devices import DeviceFleet
+    from loupe_local.runtime import LocalRuntime
+
+    stage = ctx.progress.start("start the local AWS, MQTT broker and devices")
+    state_dir = ctx.out / "state"
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    os.environ["LOUPE_STATE_DIR"] = str(state_dir)
+    if ctx.cfg.dataset:
+        # phase 1 of a real folder: its test-split images (never trained on: the split is fixed by content hash,
+        # so they are the held-out set too), 60 % of the others and its unlabeled ones (see _from_dataset)
+        tags = load_folder(ctx.cfg.dataset)
+        rest = [i for i in tags.labeled if i.split != "test"]
+        tests = len(tags.labeled) - len(rest)
+        ctx.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
+    params = {
+        "LabelingThreshold": str(ctx.cfg.phase1),
+        "LabelingMaxPerJob": "1000",
+        "MapThreshold": str(ctx.cfg.map_threshold),
+        "TrainingEpochs": str(ctx.cfg.epochs),
+        "RetrainEpochs": str(ctx.cfg.retrain_epochs),
+        "TrainingImageSize": str(ctx.cfg.imgsz),
+        "DeploymentTimeoutSeconds": "600",
+    }
+    ctx.runtime = LocalRuntime(
+        root=ctx.root, state_dir=state_dir, parameters=params, alarm_time_scale=ctx.cfg.alarm_time_scale
+    ).start()
+    ctx.observer = Observer.from_runtime(ctx.runtime)
+    if ctx.cfg.label == "manual":
+        from loupe_local.standins.groundtruth import set_workforce_mode
+
+        set_workforce_mode(state_dir, "manual")
+    ctx.runtime.start_console()
+    ctx.progress.say(f"console: {ctx.console_url()} (labeling: {ctx.cfg.label})")
+    ctx.fleet = DeviceFleet.from_runtime(ctx.runtime)
+    ctx.fleet.publish_components(ctx.runtime.physical("ArtifactBucket"))
+    # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
+    # feedback not throttled to a trickle. The quick loop's barely trained model scores low, so its band is
+    # widened down to 0.001 so the plumbing still carries feedback.
+    # The band that picks the frames worth labeling for this drift, measured with benchmarks/active_learning.py:
+    # a top detection in [0.1, 0.4) (the quick loop's barely trained model scores lower still).
+    band = {"bandLow": 0.001, "bandHigh": 0.4} if ctx.cfg.quick else {"bandLow": 0.1, "bandHigh": 0.4}
+    overlay = {
+        "com.loupe.inference": {
+            "settings": {
+                "health": {"intervalSeconds": 5},
+                "feedback": {"maxPerMinute": 240, **band},
+            }
+        }
+    }
+    overlay_file = state_dir / "device-overlay.json"
+    overlay_file.write_text(json.dumps(overlay))
+    ctx.things = ctx.fleet.names(ctx.cfg.devices)
+    for thing in ctx.things:
+        ctx.fleet.start_device(thing, ["--overlay", str(overlay_file)])
+    ctx.fleet.wait_registered(ctx.things)
+    ctx.watcher = FleetWatcher(ctx.runtime.mqtt["host"], ctx.runtime.mqtt["port"], ctx.progress)
+    ctx.progress.done(stage, f"{ctx.runtime.endpoint}, devices {', '.join(ctx.things)}")
+
+
+def generate(ctx: DemoContext) -> None:
+    stage = ctx.progress.start("prepare the image stream")
+    gen = ctx.out / "data"
+    if gen.exists():
+        shutil.rmtree(gen)
+    workforce = ctx.runtime.state_dir / "workforce"
+    workforce.mkdir(parents=True, exist_ok=True)
+    ctx.data = _from_dataset(ctx, workforce) if ctx.cfg.dataset else _synthetic(ctx, gen, workforce)
+    ctx.progress.done(
+        stage,
+        f"phase 1: {len(ctx.data['phase1'])} images, phase 2: {sum(len(v) for v in ctx.data['stream'].values())} "
+        f"frames for {len(ctx.things)} devices, held-out phase-2 test: {len(ctx.data['test'])}",
+    )
+
+
+def _synthetic(ctx: DemoContext, gen: Path, workforce: Path) -> dict[str, Any]:
+    from loupe_local import synth
+
+    cfg = ctx.cfg
+    p1 = synth.generate(gen / "phase1", 1, cfg.phase1, seed=cfg.seed)
+    stream_count = cfg.phase2_stream * cfg.devices
+    p2 = synth.generate(gen / "phase2", 2, stream_count, seed=cfg.seed + 1)
+    test = synth.generate(gen / "phase2-test", 2, cfg.phase2_test, seed=cfg.seed + 100, prefix="test-")
+    test1 = synth.generate(gen / "phase1-test", 1, max(8, cfg.phase2_test // 2), seed=cfg.seed + 200, prefix="t1-")
+    for name in ("phase1", "phase2"):
+        shutil.copyfile(gen / name / "answers.jsonl", workforce / f"{name}.jsonl")
+    return {
+        "source": "synthetic metal tags (loupe_local.synth)",
+        "phase1": [gen / "phase1" / a["file"] for a in p1],
+        "stream": {
+            thing: [gen / "phase2" / a["file"] for a in p2[i :: cfg.devices]] for i, thing in enumerate(ctx.things)
+        },
+        "test": [(gen / "phase2-test" / a["file"], a["annotations"]) for a in test],
+        "test_phase1": [(gen / "phase1-test" / a["file"], a["annotations"]) for a in test1],
+    }
+
+
+def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
+    tags = load_folder(ctx.cfg.dataset)
+    rng = random.Random(ctx.cfg.seed)
+    labeled = sorted(tags.labeled, key=lambda i: i.sha256)
+    test = [i for i in labeled if i.split == "test"]
+    rest = [i for i in labeled if i.split != "test"]
+    rng.shuffle(rest)
+    cut = int(len(rest) * 0.6)
+    phase1, stream = rest[:cut], rest[cut:]
+    with open(workforce / "dataset.jsonl", "w") as fh:
+        for img in labeled:
+            fh.write(json.dumps({"sha256": img.sha256, "annotations": [b.__dict__ for b in img.boxes]}) + "\n")
+
+    def ann(img: Any) -> list[dict[str, Any]]:
+        return [b.__dict__ for b in img.boxes]
+
+    own = list(tags.unlabeled)  # a folder of unlabeled images: the devices' cameras see the same kind of images
+
+    return {
+        "source": f"labeled folder {ctx.cfg.dataset}",
+        "phase1": [i.path for i in test + phase1] + list(tags.unlabeled),
+        "stream": {
+            thing: [i.path for i in stream[k :: len(ctx.things)]] or own[k :: len(ctx.things)]
+            for k, thing in enumerate(ctx.things)
+        },
+        "test": [(i.path, ann(i)) for i in test],
+        "test_phase1": [(i.path, ann(i)) for i in test[: len(test) // 2]],
+    }
+
+
+def phase1(ctx: DemoContext) -> None:
+    stage = ctx.progress.start("upload phase-1 images to s3://raw/ and let ingest record them")
+    s3 = ctx.client("s3")
+    bucket = ctx.runtime.physical("RawBucket")
+    for n, path in enumerate(ctx.data["phase1"], 1):
+        s3.put_object(Bucket=bucket, Key=f"raw/uploads/{path.name}", Body=path.read_bytes())
+        if n % 20 == 0:
+            ctx.progress.tick(f"uploaded {n}/{len(ctx.data['phase1'])}", every=2)
+    total = len(ctx.data["phase1"])
+    ctx.wait(
+        "ingest of phase-1 images",
+        lambda: sum(ctx.obs.ledger_totals().values()) >= total,
+        lambda: f"ledger {ctx.obs.ledger_totals()}",
+    )
+    ctx.progress.done(stage, f"ledger {ctx.obs.ledger_totals()}")
+    stage = ctx.progress.start("label phase 1 (Ground Truth, local workforce) into dataset v1")
+    ctx.wait(
+        "dataset v1",
+        lambda: any(d["version"] == 1 for d in ctx.obs.dataset_versions()),
+        lambda: (
+            f"ledger {ctx.obs.ledger_totals()}, "
+            f"labeling runs {[e['status'] for e in ctx.obs.state_machine_executions('LabelingStateMachine')]}"
+        ),
+    )
+    v1 = next(d for d in ctx.obs.dataset_versions() if d["version"] == 1)
+    ctx.progress.done(stage, f"dataset v1: {v1['counts']['images']} images, {v1['counts']['boxes']} boxes")
+
+
+def train_approve_deploy(ctx: DemoContext) -> ModelRecord:
+    """The next model: trained and registered by the pipeline, approved, deployed and served by every device."""
+    n = len(ctx.models) + 1
+    record = register(ctx, n)
+    approve(ctx, record, n)
+    deploy(ctx, record, n)
+    ctx.models.append(record)
+    return record
+
+
+def register(ctx: DemoContext, n: int) -> ModelRecord:
+    obs = ctx.obs
+    known = {p["arn"] for p in obs.packages(with_cards=False)}
+    stage = ctx.progress.start(f"train, evaluate and gate model v{n} (SageMaker pipeline, local)")
+    failed_before = set(obs.pipeline_failures())
+
+    def registered() -> dict[str, Any] | None:
+        refused = {k: v for k, v in obs.pipeline_failures().items() if k not in failed_before}
+        if refused:
+            raise DemoError(f"model v{n} was not registered: {next(iter(refused.values()))}")
+        oldest_first = reversed(obs.packages(with_cards=False))
+        return next((p for p in oldest_first if p["arn"] not in known), None)
+
+    package = ctx.wait(f"model package v{n}", registered, obs.training_status)
+    record = _record(ctx, package, n)
+    ctx.progress.done(
+        stage,
+        f"registered {package['arn'].rsplit('/', 2)[-2:]} as {record.approval}, "
+        f"pipeline test mAP50 {record.pipeline_test_map50}",
+    )
+    return record
+
+
+def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
+    stage = ctx.progress.start(f"approve model v{n}")
+    if ctx.cfg.approve == "manual":
+        ctx.progress.say(
+            f"  waiting for your approval: Approve in {ctx.console_url()}models, or in another shell:\n"
+            f'    eval "$(LOUPE_STATE_DIR={ctx.runtime.state_dir} loupe local env)"\n'
+            f"    aws sagemaker update-model-package --model-package-arn {record.package_arn} "
+            "--model-approval-status Approved"
+        )
+        ctx.wait("manual approval", lambda: ctx.obs.approval(record.package_arn) == "Approved", timeout=24 * 3600)
+    elif record.approval != "Approved":
+        sm = ctx.client("sagemaker")
+        sm.update_model_package(ModelPackageArn=record.package_arn, ModelApprovalStatus="Approved")
+    record.approval = "Approved"
+    ctx.progress.done(stage, "approved" + (" by you" if ctx.cfg.approve == "manual" else " (demo: automatic)"))
+
+
+def deploy(ctx: DemoContext, record: ModelRecord, n: int) -> None:
+    """Waits until every device serves the model; a refused or failed edge deployment of it stops the demo."""
+    stage = ctx.progress.start(f"deploy model v{n} to {len(ctx.things)} devices (Greengrass, local)")
+
+    def serving() -> bool:
+        failure = ctx.obs.deployment_failure(record.package_arn)
+        if failure:
+            outcome, reason = failure
+            raise DemoError(f"model v{n} was not deployed: {outcome}" + (f" ({reason})" if reason else ""))
+        return ctx.devices_on(record)
+
+    ctx.wait(f"devices running model v{n}", serving, lambda: f"devices {ctx.device_versions()}")
+    ctx.progress.done(stage, f"devices {ctx.device_versions()}")
+
+
+def _record(ctx: DemoContext, package: dict[str, Any], n: int) -> ModelRecord:
+    meta = package.get("metadata") or {}
+    dataset_version = _int(meta.get("dataset_version"))
+    parent = None
+    for d in ctx.obs.dataset_versions():
+        if d["version"] == dataset_version:
+            parent = d.get("parent")
+    record = ModelRecord(
+        version=n,
+        package_arn=package["arn"],
+        dataset_version=dataset_version,
+        parent_dataset_version=parent,
+        approval=package.get("approval", ""),
+        pipeline_test_map50=_float(meta.get("test_map50")),
+        warm_start=meta.get("warm_start", "champion" if n > 1 else "from scratch"),
+    )
+    record.model_dir = _download_model(ctx, package["model_data"], n)
+    # the devices name a model by its package version (the model component's pointer carries it)
+    record.model_version = str(package.get("version") or package["arn"].rsplit("/", 1)[-1])
+    return record
+
+
+def _download_model(ctx: DemoContext, uri: str, n: int) -> Path:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    target = ctx.out / "models" / f"v{n}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / "model.tar.gz"
+    archive.write_bytes(ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def phase2(ctx: DemoContext) -> None:
+    stage = ctx.progress.start("devices see phase 2 (new finish, light and scratch shapes) with model v1")
+    versions_before = len(ctx.obs.dataset_versions())
+    before = {t: ctx.watcher.frames.get(t, 0) for t in ctx.things}
+    ctx.drop_frames(ctx.data["stream"], ctx.cfg.frame_rate)
+    total = sum(len(v) for v in ctx.data["stream"].values())
+    ctx.wait(
+        "devices to process the phase-2 frames",
+        lambda: sum(ctx.watcher.frames.get(t, 0) - before[t] for t in ctx.things) >= total,
+        lambda: f"inference messages {dict(ctx.watcher.frames)}",
+        timeout=300,
+    )
+    ctx.progress.done(stage, f"{total} frames, {sum(ctx.watcher.feedback.values())} uncertain frames sent back to S3")
+    stage = ctx.progress.start("uncertain frames -> ledger -> labeling (drift alarm or count) -> dataset v2")
+    note = ""
+    deadline = time.monotonic() + max(120.0, 4 * ctx.cfg.alarm_time_scale)
+    while time.monotonic() < deadline and len(ctx.obs.dataset_versions()) == versions_before:
+        if ctx.obs.labeling_running():
+            break
+        ctx.progress.tick(f"ledger {ctx.obs.ledger_totals()}, drift alarm {ctx.obs.alarm_state('DriftAlarm')}")
+        time.sleep(1.0)
+    if len(ctx.obs.dataset_versions()) == versions_before and not ctx.obs.labeling_running():
+        # Neither the drift alarm nor the count threshold started labeling: the daily schedule would.
+        rule = next(r for r in ctx.runtime.router.schedules if "LabelingTrigger" in r)
+        ctx.runtime.router.fire_schedule(rule)
+        note = "started by the labeling schedule (fired now instead of waiting a day)"
+    else:
+        note = f"started by the {'drift alarm' if ctx.obs.alarm_state('DriftAlarm') == 'ALARM' else 'count threshold'}"
+    ctx.wait(
+        "dataset v2",
+        lambda: len(ctx.obs.dataset_versions()) > versions_before,
+        lambda: f"ledger {ctx.obs.ledger_totals()}",
+    )
+    latest = ctx.obs.dataset_versions()[0]  # newest first
+    ctx.progress.done(
+        stage,
+        f"{note}; dataset v{latest['version']} (parent v{latest.get('parent')}): "
+        f"{latest['counts']['images']} images, "
+        f"origins {latest['counts'].get('by_origin')}",
+    )
+
+
+def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
+    stage = ctx.progress.start("devices run a few phase-2 frames with model v2")
+    sample = {t: paths[: max(4, len(paths) // 4)] for t, paths in ctx.data["stream"].items()}
+    renamed = {}
+    for thing, paths in sample.items():
+        folder = ctx.out / "data" / "replay" / thing
+        folder.mkdir(parents=True, exist_ok=True)
+        renamed[thing] = []
+        for p in paths:
+            target = folder / f"v2-{p.name}"
+            shutil.copyfile(p, target)
+            renamed[thing].append(target)
+    ctx.drop_frames(renamed, ctx.cfg.frame_rate)
+    ctx.wait(
+        "devices reporting model v2",
+        lambda: all(ctx.watcher.model_versions.get(t) == v2.model_version for t in ctx.things),
+        lambda: f"devices {ctx.device_versions()}",
+        timeout=120,
+    )
+    ctx.progress.done(stage, f"devices {ctx.device_versions()}")
+
+
+def finish(ctx: DemoContext) -> dict[str, Any]:
+    """Scores v1 and v2 on the held-out sets and writes report/summary.json and report/index.html."""
+    from loupe_local import demo_evaluation
+
+    stage = ctx.progress.start("evaluate v1 and v2 on the held-out phase-2 set and write the report")
+    report_dir = ctx.out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    demo_evaluation.score_models(ctx)
+    pictures = demo_evaluation.draw_models(ctx, report_dir)
+    wall = ctx.progress.now()
+    devices = demo_evaluation.device_rows(ctx)
+    pictures["latency"] = demo_evaluation.draw_latency(ctx, report_dir)
+    ctx.progress.done(stage)
+    summary = demo_evaluation.write_report(ctx, report_dir, wall, devices, pictures)
+    ctx.progress.say(
+        "v1 → v2 on the phase-2 held-out set: "
+        + ", ".join(f"v{m['version']} mAP50 {m['test_map50_phase2']}" for m in summary["models"])
+    )
+    return summary
+
+
+def teardown(ctx: DemoContext) -> None:
+    if ctx.watcher is not None:
+        ctx.watcher.stop()
+    if ctx.fleet is not None:
+        ctx.fleet.stop()
+    if ctx.runtime is not None:
+        ctx.runtime.stop()
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return round(float(value), 4)
+    except (TypeError, ValueError):
+        return None
