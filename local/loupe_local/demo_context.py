@@ -216,7 +216,7 @@ class DemoContext:
         return self.observer.pending_labeling_tasks()
 
     def console_url(self) -> str:
-        console = getattr(self.runtime, "console", None)
+        console = self.runtime.console if self.runtime is not None else None
         return console.url if console is not None else "(no console)"
 
     def device_versions(self) -> dict[str, str]:

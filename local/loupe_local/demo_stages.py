@@ -50,7 +50,7 @@ def setup(ctx: DemoContext) -> None:
     ).start()
     ctx.observer = Observer.from_runtime(ctx.runtime)
     if ctx.cfg.label == "manual":
-        from loupe_local.standins.groundtruth import set_workforce_mode
+        from loupe_local.standins.groundtruth_workforce import set_workforce_mode
 
         set_workforce_mode(state_dir, "manual")
     ctx.runtime.start_console()

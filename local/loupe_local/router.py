@@ -1,8 +1,10 @@
 """Delivers what moto does not: EventBridge rule targets, schedules and IoT topic rules, as read from the template.
 
 - EventBridge: moto matches events against the template's rules; moto_patches hands each matching Lambda or
-  state machine target to ``deliver``, which applies Input / InputPath / InputTransformer, retries per the
-  target's RetryPolicy and sends what still fails to its DeadLetterConfig queue.
+  state machine target to ``deliver``, which applies Input / InputPath / InputTransformer. A Lambda target is an
+  asynchronous invoke (``invoke_async``): handler errors follow the function's EventInvokeConfig. Only a delivery
+  that fails (the invoke or StartExecution call itself) is retried per the target's RetryPolicy and then sent,
+  with EventBridge's DLQ message attributes, to its DeadLetterConfig queue.
 - Schedules: rules with a ScheduleExpression fire on timers (``rate(...)``; ``cron(...)`` is listed as unsupported).
   ``fire_schedule(rule)`` fires one on demand.
 - IoT topic rules: the router subscribes to the local MQTT broker with each rule's topic filter, evaluates the
@@ -31,6 +33,8 @@ from loupe_local.invoker import FunctionError, Invoker
 log = logging.getLogger("loupe_local.router")
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
+# Invoke errors EventBridge does not retry (client errors); throttling and service errors are retried.
+_NOT_RETRIED = {"ResourceNotFoundException", "InvalidRequestContentException", "AccessDeniedException"}
 _UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 
 
@@ -93,36 +97,61 @@ class Router:
             return json.loads(text) if isinstance(text, str) else text
         return event
 
-    def deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+    def deliver(self, target: dict[str, Any], event: dict[str, Any], rule: str | None = None) -> None:
+        """Deliver one event to one rule target. A Lambda target is an asynchronous invoke
+        (with-eventbridge.html): once Lambda accepted it, a handler error is the function's business (its
+        EventInvokeConfig retries, on-failure destination or DLQ). The target's RetryPolicy and DeadLetterConfig
+        cover only a delivery that fails: the invoke or StartExecution call itself (eb-rule-dlq.html)."""
         payload = self.target_input(target, event)
         arn = target["Arn"]
         retry = target.get("RetryPolicy") or {}
         attempts = 1 + min(int(retry.get("MaximumRetryAttempts", 2)), 3)
-        last_error = ""
+        rule = rule or _rule_of_thread()
+        code, message, attempt = "", "", 0
         for attempt in range(attempts):
             try:
                 if ":states:" in arn:
                     self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+                    self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
                 else:
-                    self.invoker.invoke(arn, payload)
-                self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
+                    request_id = self.invoke_async(arn, payload)
+                    self.delivered.append(
+                        {
+                            "target": arn,
+                            "detail-type": event.get("detail-type"),
+                            "requestId": request_id,
+                            "at": time.time(),
+                        }
+                    )
                 return
-            except FunctionError as exc:
-                last_error = json.dumps(exc.payload)[:2000]
+            except AsyncInvokeRejected as exc:
+                code, message = exc.code, str(exc)
+                if exc.code in _NOT_RETRIED:
+                    break  # a 4xx from the target: EventBridge does not retry it
             except Exception as exc:  # a failed delivery must not kill the router
-                last_error = f"{type(exc).__name__}: {exc}"
+                code, message = type(exc).__name__, f"{type(exc).__name__}: {exc}"
             time.sleep(min(0.2 * 2**attempt, 2.0))
-        self._dead_letter(target, event, last_error)
+        self._dead_letter(target, event, rule, code, message, attempt)
 
-    def _dead_letter(self, target: dict[str, Any], event: dict[str, Any], reason: str) -> None:
-        record = {"target": target["Arn"], "event": event, "error": reason, "at": time.time()}
+    def _dead_letter(
+        self, target: dict[str, Any], event: dict[str, Any], rule: str | None, code: str, reason: str, retries: int
+    ) -> None:
+        """EventBridge's DLQ message: the event as body, the failure in message attributes (eb-rule-dlq.html)."""
+        record = {"target": target["Arn"], "rule": rule, "event": event, "error": reason, "at": time.time()}
         self.failures.append(record)
         log.warning("delivery to %s failed: %s", target["Arn"], reason[:300])
         dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
         if dlq:
-            sqs = self.client("sqs")
-            url = sqs.get_queue_url(QueueName=dlq.rsplit(":", 1)[-1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record, default=str))
+            attributes = {
+                "ERROR_CODE": code or "InternalException",
+                "ERROR_MESSAGE": reason[:256] or "delivery failed",
+                "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+                "RETRY_ATTEMPTS": str(retries),
+                "TARGET_ARN": target["Arn"],
+            }
+            if rule:
+                attributes["RULE_ARN"] = f"arn:aws:events:{self.region}:{self.account}:rule/{rule}"
+            self._send(dlq, json.dumps(event, default=str), attributes)
 
     # ------------------------------------------------------------------ schedules
     def add_schedule(self, rule_name: str, expression: str, targets: list[dict[str, Any]]) -> None:
@@ -155,7 +184,7 @@ class Router:
             "detail": {},
         }
         for target in spec["targets"]:
-            self.deliver(target, event)
+            self.deliver(target, event, rule_name)
 
     # ------------------------------------------------------------------ Lambda asynchronous invocation
     def invoke_async(self, function: str, payload: Any) -> str:
@@ -368,6 +397,12 @@ class Router:
         if self._mqtt is not None:
             self._mqtt.loop_stop()
             self._mqtt.disconnect()
+
+
+def _rule_of_thread() -> str | None:
+    """moto_patches delivers each matched target on a thread named ``event-<rule name>``."""
+    name = threading.current_thread().name
+    return name[len("event-") :] if name.startswith("event-") else None
 
 
 def _json_path(event: dict[str, Any], path: str) -> Any:

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -20,11 +20,15 @@ from loupe_local import moto_patches
 from loupe_local import state as state_mod
 from loupe_local.alarms import AlarmEvaluator
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
-from loupe_local.provisioner import Provisioned, Provisioner
+from loupe_local.provisioned import Provisioned
+from loupe_local.provisioner import Provisioner
 from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.standins.groundtruth import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
+
+if TYPE_CHECKING:
+    from loupe_local.console.app import Console
 
 log = logging.getLogger("loupe_local")
 
@@ -133,7 +137,7 @@ class LocalRuntime:
         self._event_pool = threading.BoundedSemaphore(8)
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
-        self.console: Any = None  # loupe_local.console.app.Console, once start_console() ran
+        self.console: Console | None = None  # the local console, once start_console() ran
 
     # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
     def client(self, service: str) -> Any:

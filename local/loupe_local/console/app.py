@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from flask import Flask, Response, jsonify, redirect, render_template, request
 
 from loupe_local.observer import Observer
-from loupe_local.standins.groundtruth import AnswerError
+from loupe_local.standins.groundtruth_queue import AnswerError
 
 log = logging.getLogger("loupe_local.console")
 
@@ -69,7 +69,7 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
     def tasks() -> Any:
         if groundtruth is None:
             return jsonify({"mode": "none", "tasks": []})
-        from loupe_local.standins.groundtruth import Workforce
+        from loupe_local.standins.groundtruth_workforce import Workforce
 
         mode = Workforce(groundtruth.workforce_dir).mode
         return jsonify({"mode": mode, "tasks": groundtruth.pending_tasks()})

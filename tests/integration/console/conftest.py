@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from loupe.ledger import Ledger
-from loupe_local.standins.groundtruth import Workforce, set_workforce_mode
+from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

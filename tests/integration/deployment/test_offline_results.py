@@ -10,10 +10,8 @@ spooler is in memory: the N results are gone, and a frame processed after the re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.deploy_packages import register_package
+from support.edge_mqtt import LinkProxy
 from support.waiting import wait_until
 
 from loupe.deployment.components import publish_model_component
@@ -34,63 +33,6 @@ from loupe.settings import Settings
 pytestmark = pytest.mark.integration
 
 FRAMES = int(os.environ.get("LOUPE_OFFLINE_FRAMES", "20"))  # the README's measurement ran with 500
-
-
-class Link:
-    """A TCP forwarder between a device and the broker: ``cut()`` makes the broker unreachable for the device
-    only; ``restore()`` listens again on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._conns: list[socket.socket] = []
-        self._server: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", self.port))
-        srv.listen(8)
-        self._server = srv
-        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
-
-    def _accept(self, srv: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                return
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def cut(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
-            self._server = None
-        conns, self._conns = self._conns, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
 
 
 class Results:
@@ -183,7 +125,7 @@ def test_results_spooled_while_offline_and_a_nucleus_restart(
     group = f"offline-{storage.lower()}-{tag}"
     iot = rt.client("iot")
     iot.create_thing_group(thingGroupName=group)
-    link = Link((rt.mqtt["host"], int(rt.mqtt["port"])))
+    link = LinkProxy((rt.mqtt["host"], int(rt.mqtt["port"])))
     fleet = DeviceFleet(
         rt.state_dir,
         rt.endpoint,

@@ -5,17 +5,14 @@ action fires only when the invoke itself fails. Real MQTT on loopback, the real 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import threading
 import uuid
-import zipfile
 
 import paho.mqtt.client as mqtt
 import pytest
+from support.lambdas import function_with_on_failure_queue
 from support.waiting import wait_until
-
-from loupe_local.invoker import RegisteredFunction
 
 pytestmark = pytest.mark.integration
 
@@ -28,41 +25,7 @@ def lambda_handler(event, context):
 @pytest.fixture
 def failing_function(local_aws, tmp_path):
     """A function that always raises, with an on-failure destination queue of its own."""
-    name = f"itest-failing-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.py").write_text(FAILING)
-    sqs = local_aws.client("sqs")
-    destination = sqs.create_queue(QueueName=f"{name}-onfailure")["QueueUrl"]
-    destination_arn = sqs.get_queue_attributes(QueueUrl=destination, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    lam = local_aws.client("lambda")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", FAILING)
-    fn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=local_aws.arn("FeedbackFunctionRole"),
-        Handler="app.lambda_handler",
-        Code={"ZipFile": buf.getvalue()},
-    )
-    lam.put_function_event_invoke_config(
-        FunctionName=name,
-        MaximumRetryAttempts=2,
-        DestinationConfig={"OnFailure": {"Destination": destination_arn}},
-    )
-    local_aws.invoker.register(
-        RegisteredFunction(
-            logical_id=name,
-            name=name,
-            arn=fn["FunctionArn"],
-            code_dir=tmp_path,
-            handler="app.lambda_handler",
-            environment={},
-            timeout=10,
-        )
-    )
-    return {"name": name, "arn": fn["FunctionArn"], "destination": destination}
+    return function_with_on_failure_queue(local_aws, tmp_path, FAILING, "itest-failing")
 
 
 def _rule(local_aws, name: str, thing: str, function_arn: str) -> str:

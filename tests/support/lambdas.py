@@ -1,0 +1,60 @@
+"""Throwaway Lambda functions in the local AWS, registered with the real in-process invoker."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from loupe_local.invoker import RegisteredFunction
+
+
+def queue(local_aws: Any, name: str) -> tuple[str, str]:
+    """(url, arn) of a new SQS queue."""
+    sqs = local_aws.client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def function_with_on_failure_queue(
+    local_aws: Any, code_dir: Path, source: str, prefix: str, max_event_age: int | None = None
+) -> dict[str, str]:
+    """A function running ``source`` (its ``app.lambda_handler``) with 2 async retries and an on-failure
+    destination queue of its own: ``{"name", "arn", "destination"}`` (the queue's URL)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    (code_dir / "app.py").write_text(source)
+    destination, destination_arn = queue(local_aws, f"{name}-onfailure")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", source)
+    lam = local_aws.client("lambda")
+    fn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=local_aws.arn("FeedbackFunctionRole"),
+        Handler="app.lambda_handler",
+        Code={"ZipFile": buf.getvalue()},
+    )
+    config: dict[str, Any] = {
+        "FunctionName": name,
+        "MaximumRetryAttempts": 2,
+        "DestinationConfig": {"OnFailure": {"Destination": destination_arn}},
+    }
+    if max_event_age is not None:
+        config["MaximumEventAgeInSeconds"] = max_event_age
+    lam.put_function_event_invoke_config(**config)
+    local_aws.invoker.register(
+        RegisteredFunction(
+            logical_id=name,
+            name=name,
+            arn=fn["FunctionArn"],
+            code_dir=code_dir,
+            handler="app.lambda_handler",
+            environment={},
+            timeout=10,
+        )
+    )
+    return {"name": name, "arn": fn["FunctionArn"], "destination": destination}
