@@ -35,7 +35,10 @@ def setup(ctx: DemoContext) -> None:
         tags = load_folder(ctx.cfg.dataset)
         rest = [i for i in tags.labeled if i.split != "test"]
         tests = len(tags.labeled) - len(rest)
-        ctx.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
+        if tags.labeled:
+            ctx.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
+        else:  # a folder of one's own unlabeled images: 60 % in phase 1, the rest for the cameras
+            ctx.cfg.phase1 = _own_phase1_count(len(tags.unlabeled))
     params = {
         "LabelingThreshold": str(ctx.cfg.phase1),
         "LabelingMaxPerJob": "1000",
@@ -118,6 +121,11 @@ def _synthetic(ctx: DemoContext, gen: Path, workforce: Path) -> dict[str, Any]:
     }
 
 
+def _own_phase1_count(images: int) -> int:
+    """Of a folder of one's own unlabeled images, how many phase 1 uploads (the rest go to the cameras)."""
+    return max(1, int(images * 0.6))
+
+
 def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
     tags = load_folder(ctx.cfg.dataset)
     rng = random.Random(ctx.cfg.seed)
@@ -134,15 +142,18 @@ def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
     def ann(img: Any) -> list[dict[str, Any]]:
         return [b.__dict__ for b in img.boxes]
 
-    own = list(tags.unlabeled)  # a folder of unlabeled images: the devices' cameras see the same kind of images
+    own = list(tags.unlabeled)
+    if labeled:  # a labeled folder: its unlabeled files go through the workforce with phase 1
+        first, later = [i.path for i in test + phase1] + own, [i.path for i in stream]
+    else:  # a folder of the user's own unlabeled images: the cameras see images phase 1 did not hold
+        rng.shuffle(own)
+        cut = _own_phase1_count(len(own))
+        first, later = own[:cut], own[cut:]
 
     return {
-        "source": f"labeled folder {ctx.cfg.dataset}",
-        "phase1": [i.path for i in test + phase1] + list(tags.unlabeled),
-        "stream": {
-            thing: [i.path for i in stream[k :: len(ctx.things)]] or own[k :: len(ctx.things)]
-            for k, thing in enumerate(ctx.things)
-        },
+        "source": f"{'labeled' if labeled else 'unlabeled'} folder {ctx.cfg.dataset}",
+        "phase1": first,
+        "stream": {thing: later[k :: len(ctx.things)] for k, thing in enumerate(ctx.things)},
         "test": [(i.path, ann(i)) for i in test],
         "test_phase1": [(i.path, ann(i)) for i in test[: len(test) // 2]],
     }

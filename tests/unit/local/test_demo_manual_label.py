@@ -86,3 +86,25 @@ def test_a_plain_folder_of_images_is_all_unlabeled(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DemoError, match="no JPEG or PNG"):
         load_folder(tmp_path / "empty")
+
+
+def test_own_unlabeled_images_split_between_phase_1_and_the_cameras(tmp_path: Path) -> None:
+    """The cameras must see images phase 1 did not hold: a frame already labeled is the same ledger entry (same
+    content hash), so feedback would bring nothing new to label and the loop would stall."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from loupe_local.demo_stages import _from_dataset
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for n in range(10):
+        Image.new("RGB", (8, 8), (n * 20, 0, 0)).save(shots / f"s{n}.png")
+    ctx = SimpleNamespace(cfg=SimpleNamespace(dataset=shots, seed=3), things=["dev-1", "dev-2"])
+    (tmp_path / "workforce").mkdir()
+    data = _from_dataset(ctx, tmp_path / "workforce")
+    streamed = [p for frames in data["stream"].values() for p in frames]
+    assert len(data["phase1"]) == 6 and len(streamed) == 4
+    assert not set(data["phase1"]) & set(streamed)
+    assert all(data["stream"][thing] for thing in ctx.things)
