@@ -41,7 +41,7 @@ async function refresh() {
   const rows = data.packages.map((p) => {
     const mine = testMap(p);
     const champ = num(p.metadata.champion_map50);
-    const spread = mine !== null && champ !== null && p.metadata.champion_map50 !== undefined ? mine - champ : null;
+    const gain = mine !== null && champ !== null && p.metadata.champion_map50 !== undefined ? mine - champ : null;
     const actions = el(
       "td",
       {},
@@ -58,7 +58,7 @@ async function refresh() {
       el("td", {}, p.metadata.dataset_version ? `v${p.metadata.dataset_version}` : "–"),
       el("td", {}, fmt(mine, 4)),
       el("td", {}, fmt(champ, 4)),
-      el("td", {}, spread === null ? "–" : `${spread >= 0 ? "+" : ""}${spread.toFixed(4)}`),
+      el("td", {}, gain === null ? "–" : `${gain >= 0 ? "+" : ""}${gain.toFixed(4)}`),
       actions,
     );
   });
@@ -71,7 +71,7 @@ async function refresh() {
     const c = pending[0];
     const a = testMap(c);
     const b = num(c.metadata.champion_map50) ?? testMap(champion);
-    comparison.textContent = `Challenger ${c.version} vs champion ${champion.version} on the same test images: mAP50 ${fmt(a, 4)} vs ${fmt(b, 4)}` + (a !== null && b !== null ? ` (spread ${(a - b >= 0 ? "+" : "") + (a - b).toFixed(4)})` : "");
+    comparison.textContent = `Challenger ${c.version} vs champion ${champion.version} on the same test images: mAP50 ${fmt(a, 4)} vs ${fmt(b, 4)}` + (a !== null && b !== null ? ` (difference ${(a - b >= 0 ? "+" : "") + (a - b).toFixed(4)})` : "");
   } else if (champion) {
     comparison.textContent = `Champion: version ${champion.version} (mAP50 ${fmt(testMap(champion), 4)} on its test split). No challenger waits for approval.`;
   } else {
