@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from loupe.deployment.clients import S3, GreengrassV2
+from loupe.aws_clients import S3, GreengrassV2
 
 MODEL_COMPONENT = "com.loupe.model"
 INFERENCE_COMPONENT = "com.loupe.inference"

@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 from loupe import greengrass as gg_mod
-from loupe.deployment.clients import S3, GreengrassV2
+from loupe.aws_clients import S3, GreengrassV2
 from loupe.deployment.errors import ComponentMissing, DeploymentError
 from loupe.deployment.packages import Package
 from loupe.deployment.verification import model_version_of, verified_files

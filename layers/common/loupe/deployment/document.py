@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from loupe import greengrass as gg_mod
-from loupe.deployment.clients import GreengrassV2, Iot
+from loupe.aws_clients import GreengrassV2, IoT
 from loupe.deployment.errors import DeploymentError
 from loupe.deployment.packages import Package
 from loupe.settings import Settings
@@ -74,7 +74,7 @@ def deployment_document(
 
 def start_deployment(
     gg: GreengrassV2,
-    iot: Iot,
+    iot: IoT,
     request: dict[str, Any],
     settings: Settings,
     timeout_seconds: int,

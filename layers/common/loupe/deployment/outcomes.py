@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from loupe import greengrass as gg_mod
-from loupe.deployment.clients import GreengrassV2, Iot
+from loupe.aws_clients import GreengrassV2, IoT
 from loupe.deployment.packages import DEVICES_IN_STATE
 from loupe.deployment.store import DeploymentsStore, utc_now
 
@@ -53,7 +53,7 @@ def device_outcomes(
 
 
 def job_outcomes(
-    iot: Iot,
+    iot: IoT,
     gg: GreengrassV2,
     deployment: dict[str, Any],
     deadline: float,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loupe.aws_clients import IoT, SageMakerRegistry
 from loupe.aws_errors import is_not_found
-from loupe.deployment.clients import Iot, SageMaker
 from loupe.deployment.errors import DeploymentError, PackageInvalid
 
 DEVICES_IN_STATE = 50  # per-device results carried in the workflow state (and its record) at most
@@ -40,7 +40,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def describe_package(sm: SageMaker, package_arn: str) -> Package:
+def describe_package(sm: SageMakerRegistry, package_arn: str) -> Package:
     try:
         d = sm.describe_model_package(ModelPackageName=package_arn)
     except Exception as exc:
@@ -64,7 +64,7 @@ def describe_package(sm: SageMaker, package_arn: str) -> Package:
     )
 
 
-def approved_packages(sm: SageMaker, group: str) -> list[dict[str, Any]]:
+def approved_packages(sm: SageMakerRegistry, group: str) -> list[dict[str, Any]]:
     """Approved packages of the group, newest first."""
     out: list[dict[str, Any]] = []
     token = None
@@ -87,7 +87,7 @@ def approved_packages(sm: SageMaker, group: str) -> list[dict[str, Any]]:
     return out
 
 
-def thing_group_members(iot: Iot, group: str) -> list[str]:
+def thing_group_members(iot: IoT, group: str) -> list[str]:
     things: list[str] = []
     token = None
     try:
@@ -107,7 +107,7 @@ def thing_group_members(iot: Iot, group: str) -> list[str]:
     return sorted(set(things))
 
 
-def resolve(sm: SageMaker, iot: Iot, request: dict[str, Any], thing_group: str) -> dict[str, Any]:
+def resolve(sm: SageMakerRegistry, iot: IoT, request: dict[str, Any], thing_group: str) -> dict[str, Any]:
     """What to deploy and where. ``status`` is ``ready`` or ``nothing_to_deploy`` (with a reason)."""
     asked = request.get("request") or {}
     arn = asked.get("package_arn")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from loupe.deployment.clients import SageMaker
+from loupe.aws_clients import SageMakerRegistry
 from loupe.deployment.document import poll_interval
 from loupe.deployment.packages import Package, approved_packages, describe_package
 from loupe.deployment.store import DeploymentsStore
 
 
 def lock_and_decide(
-    sm: SageMaker, store: DeploymentsStore, state: dict[str, Any], now: float | None = None
+    sm: SageMakerRegistry, store: DeploymentsStore, state: dict[str, Any], now: float | None = None
 ) -> dict[str, Any]:
     """Serialize rollouts to the thing group, then decide with the registry as it is *now*.
 
@@ -47,7 +47,9 @@ def lock_and_decide(
     return out
 
 
-def previous_package(sm: SageMaker, store: DeploymentsStore, thing_group: str, group: str, rejected: str) -> str | None:
+def previous_package(
+    sm: SageMakerRegistry, store: DeploymentsStore, thing_group: str, group: str, rejected: str
+) -> str | None:
     """What to go back to when ``rejected`` is rejected: the newest package that ran on the thing group before
     and is still Approved; else the newest Approved package of the group."""
     for arn in store.deployed_history(thing_group):

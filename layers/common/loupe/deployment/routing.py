@@ -8,8 +8,9 @@ import json
 from typing import Any
 
 from loupe import eventbridge
+from loupe.aws_clients import SageMakerRegistry, StepFunctions
 from loupe.aws_errors import error_code
-from loupe.deployment.clients import AwsClients, SageMaker, StepFunctions
+from loupe.deployment.clients import AwsClients
 from loupe.deployment.errors import DeploymentError, PackageInvalid
 from loupe.deployment.rollout import previous_package
 from loupe.deployment.store import DeploymentsStore
@@ -42,7 +43,7 @@ def on_package_change(change: eventbridge.ModelPackageStateChange, cfg: Settings
 
 def on_package_event(
     detail: dict[str, Any],
-    sm: SageMaker,
+    sm: SageMakerRegistry,
     sfn: StepFunctions,
     store: DeploymentsStore,
     state_machine_arn: str,

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from loupe.aws_clients import DynamoDBTable
 from loupe.aws_errors import is_conditional_check_failed
-from loupe.deployment.clients import DynamoTable
 
 DEPLOYED_OUTCOMES = ("COMPLETED", "PARTIAL", "DEPLOYED_NOT_SERVING")  # the components reached some devices
 BATCH_GET_KEYS = 100  # BatchGetItem's largest request
@@ -49,7 +49,7 @@ def _ddb(value: Any) -> Any:
 
 
 class DeploymentsStore:
-    def __init__(self, table: DynamoTable) -> None:
+    def __init__(self, table: DynamoDBTable) -> None:
         self.table = table
 
     @classmethod

@@ -8,7 +8,7 @@ import json
 import tarfile
 from typing import Any
 
-from loupe.deployment.clients import S3
+from loupe.aws_clients import S3
 from loupe.deployment.errors import ArtifactDigestMismatch, PackageInvalid
 from loupe.deployment.packages import Package, split_s3_url
 
