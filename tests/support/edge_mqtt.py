@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -122,3 +123,12 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def outbox_depth(work_dir: Path, queue: str = "results") -> int:
+    """Entries the inference component's disk outbox (``<work dir>/outbox.sqlite``) still holds in ``queue``."""
+    db = sqlite3.connect(f"file:{work_dir / 'outbox.sqlite'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM entries WHERE queue = ?", (queue,)).fetchone()[0])
+    finally:
+        db.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 from support.deploy_packages import register_package
-from support.edge_mqtt import LinkProxy
+from support.edge_mqtt import LinkProxy, outbox_depth
 from support.waiting import wait_until
 
 from loupe.deployment.components import publish_model_component
@@ -82,14 +81,6 @@ def device_doc(root: Path) -> dict[str, Any]:
 
 def spooler(root: Path) -> dict[str, Any]:
     return (device_doc(root).get("nucleus") or {}).get("spooler") or {}
-
-
-def outbox_results(root: Path) -> int:
-    db = sqlite3.connect(f"file:{root / 'work' / 'com.loupe.inference' / 'outbox.sqlite'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT COUNT(*) FROM entries WHERE queue = 'results'").fetchone()[0])
-    finally:
-        db.close()
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +158,10 @@ def test_results_spooled_while_offline_and_a_nucleus_restart(
         offline = [f"offline-{tag}-{i:02d}.png" for i in range(FRAMES)]
         feed(root / "frames", offline)
         # the component handed every result to the nucleus and dropped it from its own outbox
-        assert wait_until(lambda: spooler(root).get("depth", 0) >= FRAMES and outbox_results(root) == 0, 60), (
+        work = root / "work" / "com.loupe.inference"
+        assert wait_until(lambda: spooler(root).get("depth", 0) >= FRAMES and outbox_depth(work) == 0, 60), (
             spooler(root),
-            outbox_results(root),
+            outbox_depth(work),
         )
         assert not results.got(offline)
 
