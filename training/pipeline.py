@@ -1,7 +1,8 @@
 """The Loupe training pipeline (SageMaker Pipelines, built with the ``sagemaker`` Python SDK 2.x).
 
     prepare (processing) -> train (training, PyTorch DLC) -> evaluate (processing)
-        -> gate: test mAP50 >= threshold AND >= the champion's test mAP50 on the same split
+        -> gate: test mAP50 >= threshold AND >= the champion's bar (its mAP50 on the same test images, corrected by
+           the paired bootstrap spread of the difference: loupe_training.spread)
             -> yes: register (ModelMetrics, ONNX package, CustomerMetadataProperties, PendingManualApproval)
             -> no:  Fail step with the reason
 
@@ -310,6 +311,8 @@ def build_pipeline():  # one linear recipe reads best in one place
             "package_sha256": gate("package_sha256"),
             "test_map50": gate("map50_text"),
             "champion_map50": gate("champion_map50_text"),
+            "champion_bar": gate("champion_bar_text"),
+            "test_map50_ci90": gate("map50_ci90_text"),
             "code_version": gate("code_version"),
             "weights_uri": model_artifact,
             "evaluation_uri": eval_uri,
@@ -327,8 +330,11 @@ def build_pipeline():  # one linear recipe reads best in one place
                 gate("map50"),
                 "must be >= MinTestMap50",
                 threshold,
-                "and >= the champion's test mAP50 on the same split",
+                "and >= the champion's bar",
+                gate("champion_bar"),
+                "(the champion's mAP50",
                 gate("champion_map50"),
+                "on the same test images, corrected by the spread of the difference)",
                 "(dataset",
                 gate("dataset_version"),
                 ")",
@@ -339,7 +345,7 @@ def build_pipeline():  # one linear recipe reads best in one place
         name="Gate",
         conditions=[
             ConditionGreaterThanOrEqualTo(left=gate("map50"), right=threshold),
-            ConditionGreaterThanOrEqualTo(left=gate("map50"), right=gate("champion_map50")),
+            ConditionGreaterThanOrEqualTo(left=gate("map50"), right=gate("champion_bar")),
         ],
         if_steps=[register],
         else_steps=[fail],

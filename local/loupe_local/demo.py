@@ -9,7 +9,7 @@ It drives the loop the way its users do — it does not call the loop's code its
   for you to press Approve in the local console's Models page, or to run the ``aws`` command it prints);
 - labeling is done by the local workforce from known labels, or (``--label manual``) by you in the local console,
   which it serves and names; it waits while tasks are pending, then runs the rest of the loop;
-- the two local devices run the edge component with the deployed model; the demo drops phase-2 frames into their
+- the two local devices run the edge component with the deployed model; the demo places phase-2 frames in their
   camera folders; the frames they are unsure about come back through S3 and the IoT rule, get labeled, and v2 is
   trained (warm-started from v1), approved and deployed.
 The demo only watches (ledger, executions, packages, device status, MQTT messages) and reports.

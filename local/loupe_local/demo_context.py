@@ -104,6 +104,7 @@ class FleetWatcher:
         self.model_versions: dict[str, str] = {}
         self.versions_seen: dict[str, set[str]] = defaultdict(set)
         self.feedback: dict[str, int] = defaultdict(int)
+        self.uncertain: dict[str, int] = defaultdict(int)  # frames the device judged uncertain (its results say)
         self.health: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-demo-{uuid.uuid4().hex[:6]}")
@@ -124,6 +125,7 @@ class FleetWatcher:
         with self.lock:
             if kind == "inference":
                 self.frames[thing] += 1
+                self.uncertain[thing] += bool(payload.get("uncertain"))
                 version = str(payload.get("model_version") or "")
                 if version:
                     self.model_versions[thing] = version
@@ -241,7 +243,7 @@ class DemoContext:
                 serving += 1
         return serving == len(self.things)
 
-    def drop_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
+    def place_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
         """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
         from loupe_local.devices import device_root
 
@@ -257,7 +259,8 @@ class DemoContext:
                     tmp.rename(folders[thing] / paths[i].name)
             if i % 10 == 0:
                 self.progress.tick(
-                    f"frames dropped {i + 1}/{longest} per device; inference messages {dict(self.watcher.frames)}; "
+                    f"{i + 1}/{longest} frames per device placed in the camera folder; "
+                    f"inference messages {dict(self.watcher.frames)}; "
                     f"uncertain frames sent back {dict(self.watcher.feedback)}",
                     every=4,
                 )

@@ -49,9 +49,10 @@ def draw_models(ctx: DemoContext, report_dir: Path) -> dict[str, Any]:
     clean = [item for item in ctx.data["test"] if not item[1]]
     sample = (with_defects[:5] + clean[:1]) if not ctx.cfg.quick else ctx.data["test"][:2]
     paths = [p for p, _ in sample]
-    # boxes drawn from confidence 0.1 (the bottom of the feedback band), so weak detections show too
-    boxes_v1 = report.detect(ctx.models[0].model_dir, paths, conf=0.1)
-    boxes_v2 = report.detect(ctx.models[-1].model_dir, paths, conf=0.1)
+    # the boxes a device reports: the deployed confidence threshold and the edge's own decoding and NMS
+    pictures["conf"], _ = report.deployed_thresholds()
+    boxes_v1 = report.detect(ctx.models[0].model_dir, paths)
+    boxes_v2 = report.detect(ctx.models[-1].model_dir, paths)
     for i, ((path, gt), b1, b2) in enumerate(zip(sample, boxes_v1, boxes_v2, strict=True)):
         png = report.side_by_side(path, gt, b1, b2, report_dir / "samples" / f"sample-{i}.png")
         pictures["samples"].append(
@@ -128,6 +129,7 @@ def write_report(
         "devices": devices,
         "datasets": dataset_rows(ctx.obs.dataset_versions()),
         "improvement_map50_phase2": improvement(ctx.models),
+        "phase2": ctx.data.get("phase2", {}),
         "stages": ctx.progress.stages,
         "result": "v2 deployed on every device"
         if all(d["model_version"] == ctx.models[-1].model_version for d in devices)

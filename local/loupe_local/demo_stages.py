@@ -61,19 +61,14 @@ def setup(ctx: DemoContext) -> None:
     ctx.fleet = DeviceFleet.from_runtime(ctx.runtime)
     ctx.fleet.publish_components(ctx.runtime.physical("ArtifactBucket"))
     # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
-    # feedback not throttled to a trickle. The quick loop's barely trained model scores low, so its band is
-    # widened down to 0.001 so the plumbing still carries feedback.
-    # The band that picks the frames worth labeling for this drift, measured with benchmarks/active_learning.py:
-    # a top detection in [0.1, 0.4) (the quick loop's barely trained model scores lower still).
-    band = {"bandLow": 0.001, "bandHigh": 0.4} if ctx.cfg.quick else {"bandLow": 0.1, "bandHigh": 0.4}
-    overlay = {
-        "com.loupe.inference": {
-            "settings": {
-                "health": {"intervalSeconds": 5},
-                "feedback": {"maxPerMinute": 240, **band},
-            }
-        }
-    }
+    # feedback not throttled to a trickle. Which frames are uncertain is the deployed model's own band: the edge
+    # deployment sets the one calibrated on the model's held-out images (its model card's uncertainty_band). Only
+    # the quick loop, whose barely trained model finds next to nothing, overrides it on the device (a device's
+    # local configuration wins over the deployment's) so that the plumbing still carries feedback.
+    feedback: dict[str, Any] = {"maxPerMinute": 240}
+    if ctx.cfg.quick:
+        feedback.update(bandLow=0.001, bandHigh=0.4, criterion="any")
+    overlay = {"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 5}, "feedback": feedback}}}
     overlay_file = state_dir / "device-overlay.json"
     overlay_file.write_text(json.dumps(overlay))
     ctx.things = ctx.fleet.names(ctx.cfg.devices)
@@ -285,11 +280,87 @@ def _download_model(ctx: DemoContext, uri: str, n: int) -> Path:
     return target
 
 
+# what the labeling trigger says started a labeling run (the run's input "reason")
+LABELING_REASONS = {
+    "drift": "the drift alarm (uncertain-frame share over DriftUncertainShareThreshold)",
+    "threshold": "the count threshold (LabelingThreshold unlabeled images in the ledger)",
+    "schedule": "the labeling schedule",
+    "manual": "a manual request",
+}
+STREAM_SHARE_OF_ALARM_PERIOD = 0.6
+
+
+def drift_alarm_period(ctx: DemoContext) -> float:
+    """Seconds of one period of the drift alarm as the local CloudWatch evaluates it (the template's period,
+    shrunk by the demo's alarm time scale)."""
+    name = ctx.runtime.physical("DriftAlarm")
+    alarm = next(a for a in ctx.runtime.alarms.alarms if a["name"] == name)
+    return max(1.0, int(int(alarm["Period"]) / ctx.runtime.alarm_time_scale))
+
+
+def stream_rate(frames_per_device: int, max_rate: float, alarm_period: float) -> float:
+    """Frames/s per camera: at most ``max_rate``, and slow enough that the stream spans
+    ``STREAM_SHARE_OF_ALARM_PERIOD`` of a drift alarm period. The alarm needs the uncertain share in two consecutive
+    periods, so a stream of a few seconds never raises it; and one shorter than a period ends before the alarm can
+    fire, so every uncertain frame is in the ledger when labeling claims the unlabeled images."""
+    if frames_per_device <= 0:
+        return max_rate
+    return min(max_rate, frames_per_device / (STREAM_SHARE_OF_ALARM_PERIOD * alarm_period))
+
+
+def labeling_runs(ctx: DemoContext) -> dict[str, str]:
+    """Labeling executions: ARN -> status."""
+    return {e["executionArn"]: e["status"] for e in ctx.obs.state_machine_executions("LabelingStateMachine")}
+
+
+def labeling_reason(ctx: DemoContext, execution_arn: str) -> str:
+    """What started a labeling run, in words, from the reason the labeling trigger gave it."""
+    desc = ctx.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    try:
+        reason = str(json.loads(desc.get("input") or "{}").get("reason") or "")
+    except ValueError:
+        reason = ""
+    return LABELING_REASONS.get(reason, f"reason {reason!r}" if reason else "an unknown reason")
+
+
+def await_labeling(ctx: DemoContext, runs_before: set[str], wait_s: float) -> str:
+    """Waits for the loop to start labeling by itself (a new labeling run) and says what started it. After
+    ``wait_s`` without one, fires the labeling schedule as a last resort, and says so."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = next((arn for arn in labeling_runs(ctx) if arn not in runs_before), None)
+        if run is not None:
+            note = f"labeling started by {labeling_reason(ctx, run)}"
+            ctx.progress.say(f"  {note}")
+            return note
+        if time.monotonic() >= deadline:
+            break
+        ctx.progress.tick(f"ledger {ctx.obs.ledger_totals()}, drift alarm {ctx.obs.alarm_state('DriftAlarm')}")
+        time.sleep(1.0)
+    # Not the loop's own signal: in the cloud the daily schedule would start this labeling within a day.
+    ctx.progress.say(
+        f"  neither the drift alarm nor the count threshold started labeling within {wait_s:.0f}s: "
+        "LAST RESORT, the demo fires the daily labeling schedule now"
+    )
+    rule = next(r for r in ctx.runtime.router.schedules if "LabelingTrigger" in r)
+    ctx.runtime.router.fire_schedule(rule)
+    return "labeling started by the labeling schedule, fired by the demo as a last resort (no drift alarm, no count)"
+
+
 def phase2(ctx: DemoContext) -> None:
-    stage = ctx.progress.start("devices see phase 2 (new finish, light and scratch shapes) with model v1")
+    stage = ctx.progress.start("devices see phase 2 with model v1 (frames placed in the camera folders)")
     versions_before = len(ctx.obs.dataset_versions())
+    runs_before = set(labeling_runs(ctx))
     before = {t: ctx.watcher.frames.get(t, 0) for t in ctx.things}
-    ctx.drop_frames(ctx.data["stream"], ctx.cfg.frame_rate)
+    uncertain_before = sum(ctx.watcher.uncertain.values())
+    period = drift_alarm_period(ctx)
+    per_device = max((len(v) for v in ctx.data["stream"].values()), default=0)
+    rate = stream_rate(per_device, ctx.cfg.frame_rate, period)
+    ctx.progress.say(
+        f"  cameras: {per_device} frames per device at {rate:.1f}/s ({per_device / rate:.0f}s; the drift alarm "
+        f"evaluates {period:.0f}s periods)"
+    )
+    ctx.place_frames(ctx.data["stream"], rate)
     total = sum(len(v) for v in ctx.data["stream"].values())
     ctx.wait(
         "devices to process the phase-2 frames",
@@ -297,22 +368,18 @@ def phase2(ctx: DemoContext) -> None:
         lambda: f"inference messages {dict(ctx.watcher.frames)}",
         timeout=300,
     )
-    ctx.progress.done(stage, f"{total} frames, {sum(ctx.watcher.feedback.values())} uncertain frames sent back to S3")
+    uncertain = sum(ctx.watcher.uncertain.values()) - uncertain_before
+    ctx.data["phase2"] = {"frames_streamed": total, "uncertain": uncertain}
+    ctx.progress.done(
+        stage,
+        f"{total} frames placed in the camera folders and processed; {uncertain} of them uncertain "
+        f"({uncertain / max(total, 1):.0%}), sent back to S3 for labeling",
+    )
     stage = ctx.progress.start("uncertain frames -> ledger -> labeling (drift alarm or count) -> dataset v2")
-    note = ""
-    deadline = time.monotonic() + max(120.0, 4 * ctx.cfg.alarm_time_scale)
-    while time.monotonic() < deadline and len(ctx.obs.dataset_versions()) == versions_before:
-        if ctx.obs.labeling_running():
-            break
-        ctx.progress.tick(f"ledger {ctx.obs.ledger_totals()}, drift alarm {ctx.obs.alarm_state('DriftAlarm')}")
-        time.sleep(1.0)
-    if len(ctx.obs.dataset_versions()) == versions_before and not ctx.obs.labeling_running():
-        # Neither the drift alarm nor the count threshold started labeling: the daily schedule would.
-        rule = next(r for r in ctx.runtime.router.schedules if "LabelingTrigger" in r)
-        ctx.runtime.router.fire_schedule(rule)
-        note = "started by the labeling schedule (fired now instead of waiting a day)"
-    else:
-        note = f"started by the {'drift alarm' if ctx.obs.alarm_state('DriftAlarm') == 'ALARM' else 'count threshold'}"
+    # the loop's own signals: the drift alarm needs two alarm periods of health reports, the count threshold
+    # fires on an ingest; both get their time before the last resort
+    note = await_labeling(ctx, runs_before, max(120.0, 4 * period))
+    ctx.data["phase2"]["labeling_started_by"] = note
     ctx.wait(
         "dataset v2",
         lambda: len(ctx.obs.dataset_versions()) > versions_before,
@@ -339,7 +406,7 @@ def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
             target = folder / f"v2-{p.name}"
             shutil.copyfile(p, target)
             renamed[thing].append(target)
-    ctx.drop_frames(renamed, ctx.cfg.frame_rate)
+    ctx.place_frames(renamed, ctx.cfg.frame_rate)
     ctx.wait(
         "devices reporting model v2",
         lambda: all(ctx.watcher.model_versions.get(t) == v2.model_version for t in ctx.things),

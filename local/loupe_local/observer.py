@@ -1,9 +1,11 @@
 """A read-only view of the running loop: what the AWS consoles would show, read through the public APIs.
 
 Everything here is a read: boto3 against the local endpoint (DynamoDB ledger and deployments tables, S3 dataset
-versions, Step Functions executions, SageMaker pipeline executions, labeling jobs and the model package group,
-Greengrass core devices), the device folders under the state dir, and (optionally) the devices' MQTT health and
-inference topics. The console uses it; the demo and ``loupe local status`` can too.
+versions, Step Functions executions, SageMaker pipeline executions, labeling jobs and the model package group with
+its evaluation output (``loupe_local.evaluations``: details.json, sample test images), Greengrass core devices, the
+uncertain frames devices uploaded (``loupe_local.fleet_frames``)), the device folders under the state dir, and
+(optionally) the devices' MQTT health, inference and low-confidence topics. The console uses it; the demo and
+``loupe local status`` can too.
 
 Build one with :meth:`Observer.from_runtime` (in the process running the local AWS) or :meth:`Observer.from_state`
 (from ``.loupe/local.json``). In the runtime's process it also reads the stand-ins' own state (pending labeling
@@ -19,7 +21,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ import boto3
 from boto3.dynamodb.conditions import Attr
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from loupe_local.evaluations import EvaluationReader
+from loupe_local.fleet_frames import FramePixels
 
 log = logging.getLogger("loupe_local.observer")
 
@@ -79,6 +84,8 @@ class Observer:
         self._datasets: dict[int, dict[str, Any]] = {}  # versions are immutable: read each once
         self._cards: dict[str, dict[str, Any]] = {}
         self.feed: MqttFeed | None = None
+        self._evaluations = EvaluationReader(lambda: self.client("s3"))
+        self._pixels: FramePixels | None = None
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> Observer:
@@ -321,8 +328,25 @@ class Observer:
             }
             if with_cards and url:
                 item["card"] = self._card(url)
+            if with_cards:
+                item["evaluation"] = self._evaluations.summary(desc)
             out.append(item)
         return sorted(out, key=lambda p: int(p["version"] or 0), reverse=True)
+
+    def package_arn(self, version: int) -> str | None:
+        """The ARN of the group's package of that version, or None."""
+        listed = self.client("sagemaker").list_model_packages(ModelPackageGroupName=self.package_group, MaxResults=100)
+        for summary in listed.get("ModelPackageSummaryList", []):
+            arn = str(summary["ModelPackageArn"])
+            if str(summary.get("ModelPackageVersion") or arn.rsplit("/", 1)[-1]) == str(version):
+                return arn
+        return None
+
+    def evaluation_sample(self, package_arn: str, relative: str) -> tuple[bytes, str]:
+        """A sample test image of the package's evaluation (``samples/<file>`` next to its details.json): bytes and
+        type. ValueError: not a sample path; LookupError: no such image."""
+        desc = self.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+        return self._evaluations.sample(desc, relative)
 
     def approval(self, package_arn: str) -> str:
         desc = self.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
@@ -420,8 +444,26 @@ class Observer:
                 return "FAILED", why or f"EdgeDeployment execution {execution['name']} failed"
         return None
 
-    def latest_frames(self, limit: int = 12) -> list[dict[str, Any]]:
-        return list(reversed(self.feed.frames))[:limit] if self.feed else []
+    @property
+    def frame_pixels(self) -> FramePixels:
+        if self._pixels is None:
+            announced = self.feed.uploaded if self.feed else None
+            self._pixels = FramePixels(lambda: self.client("s3"), self.physical("RawBucket"), announced)
+        return self._pixels
+
+    def latest_results(self, per_device: int = 4) -> dict[str, list[dict[str, Any]]]:
+        """Each device's latest inference results seen on MQTT, newest first, each with ``pixels``: ``{"key"}``
+        where the device uploaded the frame (an uncertain one, in the raw bucket), else ``{"missing": why}``."""
+        if self.feed is None:
+            return {}
+        return {
+            thing: [self.frame_pixels.annotate(thing, r) for r in results[:per_device]]
+            for thing, results in self.feed.latest().items()
+        }
+
+    def frame_image(self, thing: str, frame_id: str) -> tuple[bytes, str]:
+        """The image a device uploaded for that frame (bytes, type); LookupError when it sent none."""
+        return self.frame_pixels.image(thing, frame_id)
 
 
 def _dataset_line(d: dict[str, Any]) -> str:
@@ -437,12 +479,18 @@ def _read_json(path: Path) -> Any:
 
 
 class MqttFeed:
-    """The devices' health and inference results as they arrive (a subscriber on the local broker)."""
+    """The devices' health, inference results and uncertain-frame announcements as they arrive (a subscriber on the
+    local broker). The thing is always the topic's (the device policy ties it to the connection)."""
 
-    def __init__(self, host: str, port: int, frames: int = 50) -> None:
+    TOPICS = ("health", "inference", "low-confidence")
+
+    def __init__(self, host: str, port: int, per_device: int = 8, uploads: int = 2000) -> None:
         self.host, self.port = host, port
         self.health: dict[str, dict[str, Any]] = {}
-        self.frames: deque[dict[str, Any]] = deque(maxlen=frames)
+        self.results: dict[str, deque[dict[str, Any]]] = {}
+        self.per_device = per_device
+        self.uploads: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()  # (thing, frame) -> (bucket, key)
+        self.max_uploads = uploads
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -450,7 +498,7 @@ class MqttFeed:
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-console-{uuid.uuid4().hex[:6]}")
-        client.on_connect = lambda c, *_: c.subscribe([("loupe/+/health", 0), ("loupe/+/inference", 0)])
+        client.on_connect = lambda c, *_: c.subscribe([(f"loupe/+/{topic}", 0) for topic in self.TOPICS])
         client.on_message = self._on_message
         client.connect_async(self.host, self.port)
         client.loop_start()
@@ -461,12 +509,30 @@ class MqttFeed:
             payload = json.loads(msg.payload)
         except ValueError:
             return
-        thing = msg.topic.split("/")[1]
+        parts = msg.topic.split("/")
+        if len(parts) != 3 or not isinstance(payload, dict):
+            return
+        thing, kind = parts[1], parts[2]
         with self._lock:
-            if msg.topic.endswith("/health"):
+            if kind == "health":
                 self.health[thing] = payload
-            else:
-                self.frames.append({"thing": thing, **payload})
+            elif kind == "inference":
+                results = self.results.setdefault(thing, deque(maxlen=self.per_device))
+                results.append({**payload, "thing": thing})
+            elif kind == "low-confidence" and payload.get("frame_id") and payload.get("key"):
+                self.uploads[(thing, str(payload["frame_id"]))] = (str(payload.get("bucket")), str(payload["key"]))
+                while len(self.uploads) > self.max_uploads:
+                    self.uploads.popitem(last=False)
+
+    def latest(self) -> dict[str, list[dict[str, Any]]]:
+        """Each device's latest results, newest first."""
+        with self._lock:
+            return {thing: list(reversed(results)) for thing, results in sorted(self.results.items())}
+
+    def uploaded(self, thing: str, frame_id: str) -> tuple[str, str] | None:
+        """(bucket, key) of the image the device announced for that frame, or None."""
+        with self._lock:
+            return self.uploads.get((thing, frame_id))
 
     def stop(self) -> None:
         if self._client is not None:

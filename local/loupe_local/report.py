@@ -27,14 +27,33 @@ def _plt() -> Any:
     return plt
 
 
-def detect(model_dir: Path, image_paths: list[Path], conf: float = 0.25) -> list[np.ndarray]:
+RECIPE = Path(__file__).resolve().parents[2] / "edge_component" / "inference" / "recipe.yaml"
+
+
+def deployed_thresholds(recipe: Path = RECIPE) -> tuple[float, float]:
+    """(confThreshold, iouThreshold) the inference component is deployed with (its recipe's default
+    configuration; the edge deployment changes neither)."""
+    import yaml
+
+    settings = yaml.safe_load(recipe.read_text())["ComponentConfiguration"]["DefaultConfiguration"]["settings"]
+    return float(settings["model"]["confThreshold"]), float(settings["model"]["iouThreshold"])
+
+
+def detect(
+    model_dir: Path, image_paths: list[Path], conf: float | None = None, iou: float | None = None
+) -> list[np.ndarray]:
     """Boxes (x1 y1 x2 y2 score class, source pixels) of a model folder (model.onnx + model_card.json) per image,
-    computed by the edge component's own inference path."""
+    exactly as a device reports them: the edge component's own inference path (letterbox, decoding, the same
+    NMS), at the deployed confidence and IoU thresholds unless given, keeping the boxes a device shows (score over
+    the confidence threshold)."""
     from loupe_edge.engine import Preparer, run_model
     from loupe_edge.model import ModelSettings, load_model
     from loupe_edge.sources import RawFrame
 
-    model = load_model(Path(model_dir), ModelSettings(precision="fp32"))
+    deployed_conf, deployed_iou = deployed_thresholds()
+    conf = deployed_conf if conf is None else conf
+    settings = ModelSettings(precision="fp32", conf_threshold=conf, iou_threshold=deployed_iou if iou is None else iou)
+    model = load_model(Path(model_dir), settings)
     preparer = Preparer()
     out = []
     for path in image_paths:
@@ -44,7 +63,7 @@ def detect(model_dir: Path, image_paths: list[Path], conf: float = 0.25) -> list
             out.append(np.zeros((0, 6), dtype=np.float32))
             continue
         result = run_model(model, prepared.tensor, prepared.letterbox, conf)
-        out.append(result.boxes[result.boxes[:, 4] >= conf] if len(result.boxes) else result.boxes)
+        out.append(result.boxes[result.boxes[:, 4] > conf] if len(result.boxes) else result.boxes)
     return out
 
 
@@ -192,7 +211,7 @@ th {{ background: #f4f4f4 }} figure {{ margin: 0 0 1rem }} figure img {{ max-wid
 <h1>Loupe — the closed loop, run locally</h1>
 <p class="sub">{e(summary.get("source", ""))} · wall time {summary.get("wall_seconds", 0):.0f}s ·
 v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_phase2"))}</b> mAP50 ·
-{e(summary.get("result", ""))}</p>
+{e(summary.get("result", ""))}</p>{_phase2_line(summary.get("phase2") or {})}
 <h2>Timeline</h2>{img("timeline", "timeline of the loop")}
 <table><tr><th>stage</th><th>start</th><th>took</th><th>note</th></tr>{rows_stages}</table>
 <h2>Models</h2><div class="pics">{img("metrics", "metrics per model version")}{img("latency", "edge latency")}</div>
@@ -203,12 +222,25 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
 <h2>Devices</h2>
 <table><tr><th>thing</th><th>model at the end</th><th>deployments</th><th>frames</th><th>p50 ms</th><th>p95 ms</th>
 <th>uncertain frames sent back</th></tr>{rows_devices}</table>
-<h2>Held-out phase-2 frames: v1 (red) and v2 (blue) boxes from confidence 0.1, ground truth in green</h2>{samples}
+<h2>Held-out phase-2 frames: v1 (red) and v2 (blue) boxes as the devices report them (confidence over
+{_fmt(pictures.get("conf"), 2)}, the edge's NMS), ground truth in green</h2>{samples}
 </body></html>
 """
     path = report_dir / "index.html"
     path.write_text(page)
     return path
+
+
+def _phase2_line(phase2: dict[str, Any]) -> str:
+    if not phase2.get("frames_streamed"):
+        return ""
+    sent, total = phase2.get("uncertain", 0), phase2["frames_streamed"]
+    started = phase2.get("labeling_started_by", "")
+    return (
+        f'<p class="sub">phase 2: {sent} of {total} frames the cameras saw were uncertain and sent back for labeling'
+        + (f"; {html.escape(started)}" if started else "")
+        + "</p>"
+    )
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 from loupe.ledger import Ledger
@@ -33,6 +34,26 @@ def call(
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def fetch(url: str) -> tuple[int, str, bytes]:
+    """(HTTP status, content type, body) of a GET, as the browser loads an image."""
+    try:
+        with urllib.request.urlopen(url, timeout=15) as resp:  # noqa: S310 - the local console
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def drop_frame(state_dir: Path, thing: str, name: str, data: bytes) -> None:
+    """A camera frame for a local device: written beside its frame folder, then moved in whole."""
+    from loupe_local.devices import device_root
+
+    frames = device_root(state_dir, thing) / "frames"
+    frames.mkdir(parents=True, exist_ok=True)
+    tmp = frames.parent / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(frames / name)
 
 
 def upload_and_request_labels(rt: Any, ledger: Ledger) -> tuple[str, dict[str, Any]]:

@@ -53,10 +53,16 @@ def register_package(
     status: str = "PendingManualApproval",
     dataset_version: str = "1",
     training_card: bool = False,
+    evaluation: dict[str, bytes] | None = None,
+    card_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Upload model.tar.gz (model.onnx + model_card.json) and register it with its digests in the local registry.
 
-    ``training_card``: the card as the training pipeline writes it (no version: the registry assigns it)."""
+    ``training_card``: the card as the training pipeline writes it (no version: the registry assigns it).
+    ``evaluation``: files of an evaluation step's output (``evaluation.json``, ``details.json``, ``samples/...``),
+    uploaded to ``evaluations/<model version>/`` and registered as the pipeline does: ModelMetrics' statistics are
+    that folder's evaluation.json, ``evaluation_uri`` in the metadata names the folder.
+    ``card_extra``: more model card fields (e.g. the ``uncertainty_band`` the evaluation step writes)."""
     onnx_bytes = tiny_detector() if onnx_bytes is None else onnx_bytes
     model_version = model_version or f"fx-{uuid.uuid4().hex[:8]}"
     artifacts = {"model.onnx": {"file": "model.onnx", "sha256": sha(onnx_bytes), "bytes": len(onnx_bytes)}}
@@ -77,12 +83,22 @@ def register_package(
             "artifacts": artifacts,
             "dataset": {"version": dataset_version},
         }
+    card.update(card_extra or {})
     card_bytes = json.dumps(card, indent=2).encode()
     archive = tar_gz({"model.onnx": onnx_bytes, "model_card.json": card_bytes})
     bucket = runtime.physical("ArtifactBucket")
     key = f"models/{model_version}/model.tar.gz"
     runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=archive)
     group = runtime.resources["ModelPackageGroup"].attrs["ModelPackageGroupName"]
+    extra: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
+    if evaluation is not None:
+        folder = f"evaluations/{model_version}"
+        for name, body in evaluation.items():
+            runtime.client("s3").put_object(Bucket=bucket, Key=f"{folder}/{name}", Body=body)
+        metadata["evaluation_uri"] = f"s3://{bucket}/{folder}"
+        statistics = {"ContentType": "application/json", "S3Uri": f"s3://{bucket}/{folder}/evaluation.json"}
+        extra["ModelMetrics"] = {"ModelQuality": {"Statistics": statistics}}
     out = runtime.client("sagemaker").create_model_package(
         ModelPackageGroupName=group,
         ModelPackageDescription=f"fixture {model_version}",
@@ -97,7 +113,9 @@ def register_package(
             "model_sha256": sha(onnx_bytes),
             "model_card_sha256": sha(card_bytes),
             "dataset_version": dataset_version,
+            **metadata,
         },
+        **extra,
     )
     arn = out["ModelPackageArn"]
     return {

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def box_detector() -> bytes:
-    """32x32 input, output [1, 5, 8]: one scratch centred in the input (cx 16, cy 16, w 12, h 8, score 0.9).
+def box_detector(score: float = 0.9) -> bytes:
+    """32x32 input, output [1, 5, 8]: one scratch centred in the input (cx 16, cy 16, w 12, h 8, ``score``: 0.9 is
+    confident; within the edge component's feedback band, 0.25-0.6, every frame is uncertain and sent back).
 
     Letterboxed from a 160x120 image (scale 0.2, 4 px of padding above and below) it is the box
     (left 50, top 40, width 60, height 40) in the image's pixels."""
@@ -13,7 +14,7 @@ def box_detector() -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
     const = np.zeros((1, 5, 8), dtype=np.float32)
-    const[0, :, 0] = [16, 16, 12, 8, 0.9]
+    const[0, :, 0] = [16, 16, 12, 8, score]
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from loupe.datasets import DatasetError
 
@@ -94,7 +95,8 @@ def _train_cmd(args: argparse.Namespace) -> int:
         return 2
     gate = res["gate"]
     _log(
-        f"done in {time.monotonic() - started:.0f}s: test mAP50={gate['map50']:.4f} mAP50-95={gate['map50_95']:.4f}"
+        f"done in {time.monotonic() - started:.0f}s: test mAP50={gate['map50']:.4f} "
+        f"(90% interval {res['result']['spread']['map50']['ci90']}) mAP50-95={gate['map50_95']:.4f}"
         f", INT8 {'kept' if res['int8']['kept'] else 'dropped'}; package {res['package']}"
     )
     print(
@@ -125,7 +127,11 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
                 from loupe_training.prepare import prepare
 
                 prepared = prepare(args.dataset, Path(tmp) / "prepared")
-                result = ev.score(model, prepared, args.split, Path(tmp) / "work")
+                from loupe_training import spread as sp
+
+                stats: list[dict[str, Any]] = []
+                result = ev.score(model, prepared, args.split, Path(tmp) / "work", image_stats=stats)
+                result["spread"] = sp.bootstrap(stats)
                 if args.latency:
                     result["latency_ms"] = ev.onnx_latency_ms(model)
         except (DatasetError, ValueError, FileNotFoundError) as exc:
@@ -141,5 +147,7 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
         print(
             f"{model.name} on {args.split} ({result['images']} images): mAP50={result['map50']:.4f} "
             f"mAP50-95={result['map50_95']:.4f} precision={result['precision']:.4f} recall={result['recall']:.4f}"
+            f"; mAP50 90% interval {result['spread']['map50']['ci90']} ({result['spread']['bootstrap']} resamples "
+            "of these images)"
         )
     return 0

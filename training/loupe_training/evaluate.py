@@ -63,8 +63,13 @@ def score(
     split: str = "test",
     work_dir: str | Path | None = None,
     conf: float = 0.001,
+    image_stats: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """mAP50, mAP50-95, precision, recall, per-class AP, confusion matrix and PR curve of ``model_path``."""
+    """mAP50, mAP50-95, precision, recall, per-class AP, confusion matrix and PR curve of ``model_path``.
+
+    ``image_stats``, when given, receives each image's matching result (Ultralytics' per-image ``tp``/``conf``/
+    ``pred_cls``/``target_cls`` and the file name): what ``spread`` resamples.
+    """
     if not isinstance(prepared, Prepared):
         prepared = load_prepared(prepared)
     images = prepared.split_images(split)
@@ -78,6 +83,8 @@ def score(
     quiet_settings()
     data_yaml = runtime_yaml(prepared, work)
     model = YOLO(str(model_path), task="detect")
+    if image_stats is not None:
+        model.add_callback("on_val_start", _recorder(image_stats))
     imgsz = onnx_input_size(model_path) if str(model_path).endswith(".onnx") else 320
     metrics = model.val(
         data=str(data_yaml),
@@ -127,14 +134,114 @@ def score(
     }
 
 
+def _recorder(sink: list[dict[str, Any]]) -> Any:
+    """on_val_start callback: copy every image's matching result into ``sink`` as the validator records it."""
+
+    def on_val_start(validator: Any) -> None:
+        metrics = validator.metrics
+        record = metrics.update_stats
+
+        def update_stats(stat: dict[str, Any]) -> None:
+            sink.append({k: (v if k == "im_name" else np.array(v, copy=True)) for k, v in stat.items()})
+            record(stat)
+
+        metrics.update_stats = update_stats
+
+    return on_val_start
+
+
+def _label_boxes(label_file: Path, width: int, height: int) -> list[list[float]]:
+    boxes = []
+    if label_file.is_file():
+        for line in label_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5:
+                cx, cy, w, h = (float(v) for v in parts[1:])
+                boxes.append(
+                    [
+                        round((cx - w / 2) * width, 1),
+                        round((cy - h / 2) * height, 1),
+                        round((cx + w / 2) * width, 1),
+                        round((cy + h / 2) * height, 1),
+                    ]
+                )
+    return boxes
+
+
+def pick_samples(prepared: Prepared, split: str = "test", count: int = 6) -> list[Path]:
+    """A fixed, varied handful of the split's images: mostly ones with boxes, one or two without (by name)."""
+    images = prepared.split_images(split)
+    labeled = [p for p in images if (prepared.root / "labels" / split / f"{p.stem}.txt").read_text().strip()]
+    clean = [p for p in images if p not in labeled]
+    n_clean = min(len(clean), max(1, count // 3))
+    return labeled[: count - n_clean] + clean[:n_clean]
+
+
+def predict_boxes(
+    model_path: str | Path, images: list[Path], conf: float, iou: float = 0.7
+) -> dict[str, list[dict[str, Any]]]:
+    """Boxes (original pixels) and confidences of ``model_path`` on ``images`` at the deployed thresholds."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path), task="detect")
+    imgsz = onnx_input_size(model_path) if str(model_path).endswith(".onnx") else 320
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in images:
+        res = model.predict(str(path), imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
+        boxes = res.boxes
+        found[path.name] = [
+            {"box": [round(float(v), 1) for v in xyxy], "conf": round(float(c), 4)}
+            for xyxy, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True)
+        ]
+    return found
+
+
+def write_samples(
+    prepared: Prepared,
+    out_dir: Path,
+    model_path: Path,
+    champion_path: Path | None = None,
+    conf: float = 0.25,
+    split: str = "test",
+    count: int = 6,
+) -> list[dict[str, Any]]:
+    """Copy a few test images to ``out_dir/samples`` with truth and predicted boxes (details.json's ``samples``)."""
+    import shutil
+
+    from PIL import Image
+
+    chosen = pick_samples(prepared, split, count)
+    mine = predict_boxes(model_path, chosen, conf)
+    theirs = predict_boxes(champion_path, chosen, conf) if champion_path is not None else None
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    samples = []
+    for path in chosen:
+        with Image.open(path) as im:
+            width, height = im.size
+        shutil.copyfile(path, out_dir / "samples" / path.name)
+        entry: dict[str, Any] = {
+            "image": f"samples/{path.name}",
+            "width": width,
+            "height": height,
+            "conf_threshold": conf,
+            "truth": _label_boxes(prepared.root / "labels" / split / f"{path.stem}.txt", width, height),
+            "predictions": mine[path.name],
+        }
+        if theirs is not None:
+            entry["champion_predictions"] = theirs[path.name]
+        samples.append(entry)
+    return samples
+
+
 def model_quality_metrics(result: dict[str, Any], latency: dict[str, float] | None = None) -> dict[str, Any]:
     """Model-quality metrics: ``{"<problem>_metrics": {name: {"value", "standard_deviation"}}}``."""
 
-    def metric(value: float | None) -> dict[str, Any]:
-        return {"value": value, "standard_deviation": "NaN"}
+    def metric(value: float | None, std: float | None = None) -> dict[str, Any]:
+        return {"value": value, "standard_deviation": "NaN" if std is None else std}
 
+    spread = (result.get("spread") or {}).get("map50") or {}
     body: dict[str, Any] = {
-        "map50": metric(result["map50"]),
+        "map50": metric(result["map50"], spread.get("std")),
         "map50_95": metric(result["map50_95"]),
         "precision": metric(result["precision"]),
         "recall": metric(result["recall"]),

@@ -19,13 +19,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loupe_training import calibrate
 from loupe_training import evaluate as ev
 from loupe_training import export as ex
+from loupe_training import spread as sp
 from loupe_training.prepare import Prepared, download_s3_prefix, load_prepared, prepare
 from loupe_training.train import HyperParams, TrainingError, find_weights, train
 
 Log = Callable[[str], None]
 WEIGHTS_MARKER = "NO_WEIGHTS"
+# the edge component's default confThreshold (edge_component/inference/recipe.yaml): sample pictures show what
+# a device would report
+DEPLOYED_CONF_THRESHOLD = 0.25
 
 
 def code_version() -> str:
@@ -234,12 +239,15 @@ def evaluate_job(
         summary_path = model_dir / "train_summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         fp32 = model_dir / "model.onnx"
-        result = ev.score(fp32, prepared, "test", work / "fp32")
+        fp32_stats: list[dict[str, Any]] = []
+        result = ev.score(fp32, prepared, "test", work / "fp32", image_stats=fp32_stats)
+        result["spread"] = sp.bootstrap(fp32_stats)
         result["latency_ms"] = ev.onnx_latency_ms(fp32)
         log(
             f"test split ({result['images']} images): mAP50={result['map50']:.4f} "
             f"mAP50-95={result['map50_95']:.4f} P={result['precision']:.4f} R={result['recall']:.4f} "
-            f"latency={result['latency_ms']['median']:.1f}ms"
+            f"latency={result['latency_ms']['median']:.1f}ms; 90% interval of mAP50 over "
+            f"{sp.BOOTSTRAP_SAMPLES} resamples of these images {result['spread']['map50']['ci90']}"
         )
         int8_info: dict[str, Any] = {"kept": False, "reason": "no INT8 candidate"}
         int8_path = model_dir / "model_int8.onnx"
@@ -263,16 +271,27 @@ def evaluate_job(
                 f"{'kept' if kept else 'dropped'} ({int8_info['reason']})"
             )
         champion: dict[str, Any] = {"present": False, "map50": 0.0}
+        comparison: dict[str, Any] | None = None
         if champion_model is not None:
-            champ = ev.score(champion_model, prepared, "test", work / "champion")
+            champ_stats: list[dict[str, Any]] = []
+            champ = ev.score(champion_model, prepared, "test", work / "champion", image_stats=champ_stats)
             champion = {"present": True, "arn": champion_arn, "map50": champ["map50"], "map50_95": champ["map50_95"]}
-            log(f"champion on the same test split: mAP50={champ['map50']:.4f}")
+            comparison = sp.paired_comparison(fp32_stats, champ_stats)
+            log(
+                f"champion on the same test split: mAP50={champ['map50']:.4f}; challenger - champion "
+                f"{comparison['difference']:+.4f}, 90% interval {comparison['ci90']}, better in "
+                f"{comparison['p_challenger_better']:.0%} of resamples; the gate's bar {comparison['champion_bar']:.4f}"
+            )
+        samples = ev.write_samples(prepared, eval_out, fp32, champion_model, conf=DEPLOYED_CONF_THRESHOLD)
         ev.plot_evaluation(
             result, eval_out / "evaluation.png", f"dataset v{prepared.manifest.get('version')} test split"
         )
         metrics = ev.model_quality_metrics(result, result["latency_ms"])
         ev.write_json(eval_out / "evaluation.json", metrics)
-        ev.write_json(eval_out / "details.json", {"fp32": result, "int8": int8_info, "champion": champion})
+        details = {"fp32": result, "int8": int8_info, "champion": champion, "samples": samples}
+        if comparison is not None:
+            details["comparison"] = comparison
+        ev.write_json(eval_out / "details.json", details)
         # package: model.onnx, model_int8.onnx (if kept), model_card.json
         pkg_dir = work / "package"
         pkg_dir.mkdir()
@@ -283,7 +302,17 @@ def evaluate_job(
             artifacts["model_int8.onnx"] = pkg_dir / "model_int8.onnx"
         card_metrics = {
             k: result[k]
-            for k in ("split", "images", "map50", "map50_95", "precision", "recall", "per_class", "latency_ms")
+            for k in (
+                "split",
+                "images",
+                "map50",
+                "map50_95",
+                "spread",
+                "precision",
+                "recall",
+                "per_class",
+                "latency_ms",
+            )
         }
         card = ex.model_card(
             manifest=prepared.manifest,
@@ -296,6 +325,10 @@ def evaluate_job(
             extra={
                 "training": {k: summary.get(k) for k in ("epochs_run", "train_seconds", "warm_start")},
                 "weights_uri": training_artifact_uri,
+                # the frames its devices send back for labeling (loupe.uncertainty); the edge deployment sets it
+                "uncertainty_band": calibrate.uncertainty_band(
+                    fp32, prepared, work / "calibrate", log=log
+                ),
             },
         )
         card_path = ex.write_card(pkg_dir / "model_card.json", card)
@@ -306,6 +339,11 @@ def evaluate_job(
         "map50": result["map50"],
         "map50_95": result["map50_95"],
         "champion_map50": champion["map50"],
+        # what the challenger's mAP50 must reach against the champion: the champion's score corrected by the paired
+        # spread (loupe_training.spread: non-inferiority within GATE_MARGIN); 0 when there is no champion
+        "champion_bar": comparison["champion_bar"] if comparison else 0.0,
+        "champion_bar_text": f"{comparison['champion_bar']:.5f}" if comparison else "0.00000",
+        "map50_ci90_text": "{:.5f}-{:.5f}".format(*result["spread"]["map50"]["ci90"]),
         "map50_text": f"{result['map50']:.5f}",
         "champion_map50_text": f"{champion['map50']:.5f}",
         "has_champion": champion["present"],
@@ -330,8 +368,10 @@ def gate_decision(gate: dict[str, Any], threshold: float) -> tuple[bool, str]:
     map50 = float(gate["map50"])
     if map50 < threshold:
         return False, f"test mAP50 {map50:.4f} is below the threshold {threshold:.4f}"
-    if gate.get("has_champion") and map50 < float(gate["champion_map50"]):
+    bar = float(gate.get("champion_bar", gate.get("champion_map50", 0.0)))
+    if gate.get("has_champion") and map50 < bar:
         return False, (
-            f"test mAP50 {map50:.4f} is below the champion's {float(gate['champion_map50']):.4f} on the same test split"
+            f"test mAP50 {map50:.4f} is below {bar:.4f}, the bar set by the champion's "
+            f"{float(gate['champion_map50']):.4f} on the same test images and the spread of the difference"
         )
     return True, f"test mAP50 {map50:.4f} passes (threshold {threshold:.4f})"

@@ -28,8 +28,13 @@ class HyperParams:
     patience: int = 15
     lr0: float = 0.01
     seed: int = 0
-    workers: int = 0
-    threads: int = 0  # 0: all cores but one (torch default otherwise)
+    # 0: the epochs decide. > 0: train for this many seconds (Ultralytics' ``time``: after every epoch the epoch
+    # count and the learning-rate schedule are re-planned to end inside the budget; ``epochs`` is then ignored)
+    time_budget_s: float = 0.0
+    workers: int = -1  # dataloader processes; -1: the host's cores (at most 8) on a GPU. Ultralytics uses 0 on CPU
+    threads: int = 0  # torch intra-op threads on CPU; 0: every core (data loading runs in the same process on CPU)
+    amp: bool = True  # mixed precision where the device supports it (CUDA); ignored on CPU
+    deterministic: bool = False  # deterministic CUDA kernels (slower); seeds are always set
     allow_download: bool = False
     device: str = "auto"  # auto: first GPU when there is one, else cpu
     stop_at_val_map50: float = 0.0  # > 0: stop as soon as val mAP50 reaches it (benchmarks, quick retrains)
@@ -75,7 +80,10 @@ def check_finite_losses(losses: dict[str, float], epoch: int) -> None:
     """Raise TrainingError when a loss is NaN/Inf (a diverging run)."""
     bad = {k: v for k, v in losses.items() if not math.isfinite(float(v))}
     if bad:
-        raise TrainingError(f"training diverged at epoch {epoch}: non-finite loss {bad}; lower lr0 or check the labels")
+        raise TrainingError(
+            f"training diverged at epoch {epoch}: non-finite loss {bad}; lower lr0, check the labels, "
+            "or set amp=false on a GPU"
+        )
 
 
 def _float(v: Any) -> float:
@@ -111,7 +119,19 @@ class ProgressReporter:
         self._write({"status": "training", "epoch": done, "epochs": self.total, "history": [], "resumed_after": done})
         args = trainer.args
         resumed = f", resumed after epoch {done}" if done else ""
-        self.log(f"training started: {self.total} epochs, imgsz {args.imgsz}, batch {trainer.batch_size}{resumed}")
+        import torch
+
+        where = (
+            f"{trainer.device}, {torch.get_num_threads()} CPU threads"
+            if trainer.device.type == "cpu"
+            else f"{trainer.device}, AMP {'on' if bool(trainer.amp) else 'off'}, {args.workers} dataloader workers"
+        )
+        span = (
+            f"a {args.time * 3600:.0f} s budget (epochs re-planned after each)"
+            if getattr(args, "time", None)
+            else f"{self.total} epochs"
+        )
+        self.log(f"training started: {span}, imgsz {args.imgsz}, batch {trainer.batch_size} on {where}{resumed}")
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         items = trainer.label_loss_items(trainer.tloss, prefix="train") or {}
@@ -206,6 +226,19 @@ def find_weights(channel: str | Path | None) -> Path | None:
     return None
 
 
+def _trust_amp(log: Callable[[str], None]) -> None:
+    """Let Ultralytics use AMP on CUDA without its online check.
+
+    Ultralytics' ``check_amp`` downloads yolo26n.pt to compare FP32 and AMP outputs; Loupe trains offline, where
+    that check cannot run. AMP is kept: a run that AMP breaks shows NaN/Inf losses, which
+    :func:`check_finite_losses` turns into an error that names the fix (``amp=false``).
+    """
+    from ultralytics.engine import trainer as ultralytics_trainer
+
+    ultralytics_trainer.check_amp = lambda model: True  # type: ignore[assignment]
+    log("AMP on (CUDA); Ultralytics' online AMP check skipped offline: set amp=false if the losses diverge")
+
+
 def train(
     prepared_dir: str | Path,
     out_dir: str | Path,
@@ -228,11 +261,18 @@ def train(
         os.environ["YOLO_OFFLINE"] = "1"
     import torch
 
-    threads = hps.threads or max(1, (os.cpu_count() or 2) - 1)
+    # Ultralytics trains on CPU with workers=0 (data loading in this process) and min(8, cores - 1) torch threads:
+    # one core of two. Every core: benchmarks/training_recipes.py measured 14.5 s an epoch with one thread, ~8.5 with
+    # two (yolov8n @320, 135 images, 2-core CPU)
+    threads = hps.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = hps.device
     if device == "auto":
         device = "0" if torch.cuda.is_available() else "cpu"
+    on_gpu = device != "cpu"
+    workers = hps.workers if hps.workers >= 0 else min(8, os.cpu_count() or 1)
+    if on_gpu and hps.amp and not hps.allow_download:
+        _trust_amp(log)
     from ultralytics import YOLO
 
     quiet_settings()
@@ -268,6 +308,9 @@ def train(
         log, Path(progress_file) if progress_file else None, hps.epochs, stop_at=hps.stop_at_val_map50
     )
     reporter.attach(model)
+    if not on_gpu:
+        # Ultralytics' select_device() resets torch's threads to min(8, cores - 1) on CPU: set ours once it has run
+        model.add_callback("on_pretrain_routine_start", lambda _trainer: torch.set_num_threads(threads))
     if checkpoint_dir is not None:
         model.add_callback("on_model_save", CheckpointMarker(project, log).on_model_save)
     # A warm start fine-tunes: Ultralytics' "auto" optimizer ignores lr0 and its warmup (bias lr 0.1 for >= 100
@@ -278,7 +321,7 @@ def train(
     try:
         if resume_from is not None:
             # Ultralytics takes every other setting (epochs, lr, seed, project) from the checkpoint's own args
-            model.train(resume=True, data=str(data_yaml), workers=hps.workers, device=device, plots=False)
+            model.train(resume=True, data=str(data_yaml), workers=workers, device=device, plots=False)
         else:
             model.train(
                 data=str(data_yaml),
@@ -288,14 +331,15 @@ def train(
                 patience=hps.patience,
                 **tuning,
                 seed=hps.seed,
-                deterministic=True,
-                workers=hps.workers,
+                deterministic=hps.deterministic,
+                workers=workers,
+                **({"time": hps.time_budget_s / 3600.0} if hps.time_budget_s > 0 else {}),
                 device=device,
                 project=str(project),
                 name=CHECKPOINT_RUN,
                 exist_ok=True,
                 plots=False,
-                amp=False,
+                amp=hps.amp,
                 verbose=False,
                 val=True,
             )

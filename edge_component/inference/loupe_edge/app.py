@@ -134,6 +134,7 @@ class EdgeApp:
             fb["maxPerDay"],
             day_count=lambda day: self.outbox.counter(f"feedback:{day}"),
             day_bump=lambda day: self.outbox.bump(f"feedback:{day}"),
+            criterion=fb["criterion"],
         )
         self.decode_threshold = min(m["confThreshold"], fb["bandLow"]) if fb["enabled"] else m["confThreshold"]
 

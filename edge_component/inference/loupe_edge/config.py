@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "prefix": "raw/feedback",
         "bandLow": 0.25,
         "bandHigh": 0.6,
+        "criterion": "any",  # any: a detection inside the band; top: the frame's most confident detection
         "maxPerMinute": 6,
         "maxPerDay": 500,
     },
@@ -172,6 +173,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "feedback.prefix": _str,
     "feedback.bandLow": _num(0.0, 1.0),
     "feedback.bandHigh": _num(0.0, 1.0),
+    "feedback.criterion": _choice("any", "top"),
     "feedback.maxPerMinute": _num(0, 10_000, integer=True),
     "feedback.maxPerDay": _num(0, 10_000_000, integer=True),
     "outbox.path": _str,

@@ -1,7 +1,9 @@
 """Which frames go back for labeling: detections the model is unsure about, within a rate limit and a daily cap.
 
-A frame is uncertain when at least one detection's confidence lies inside ``[band_low, band_high)``.  A frame with
-no detection at all is a confident pass, not an uncertain one.
+A frame is uncertain when a detection's confidence lies inside ``[band_low, band_high)``: any of its detections
+(``criterion="any"``, the default), or its most confident one (``"top"``: the model's best guess is unsure; the
+band a model's card carries is calibrated for this criterion, ``loupe.uncertainty``).  A frame with no detection
+at all is a confident pass, not an uncertain one.
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ class FeedbackSampler:
         clock: Callable[[], float] = time.time,
         day_count: Callable[[str], int] | None = None,
         day_bump: Callable[[str], None] | None = None,
+        criterion: str = "any",
     ) -> None:
         if not 0.0 <= band_low < band_high <= 1.0:
             raise ValueError(f"feedback band must satisfy 0 <= low < high <= 1, got [{band_low}, {band_high})")
+        if criterion not in ("any", "top"):
+            raise ValueError(f"feedback criterion must be 'any' or 'top', got {criterion!r}")
         self.low, self.high = band_low, band_high
+        self.criterion = criterion
         self.per_minute = max_per_minute
         self.per_day = max_per_day
         self.clock = clock
@@ -50,6 +56,8 @@ class FeedbackSampler:
         self._day_bump = day_bump
 
     def is_uncertain(self, scores: np.ndarray) -> bool:
+        if self.criterion == "top":
+            scores = scores.max(keepdims=True) if scores.size else scores
         return bool(np.any((scores >= self.low) & (scores < self.high)))
 
     def decide(self, scores: np.ndarray) -> Decision:

@@ -2,7 +2,10 @@
 Truth stand-in's task queue (manual workforce) and the same SageMaker API a person calls in Studio.
 
 Pages: Labeling, Models, Fleet, Loop. Each page is static HTML + plain JS that polls the JSON API under ``/api``;
-every action answers ``{"ok": ...}`` or ``{"error": "..."}`` with an HTTP error status, which the page shows.
+every action answers ``{"ok": ...}`` or ``{"error": "..."}`` with an HTTP error status, which the page shows. The
+pictures the pages draw boxes over are real images read from S3 through the observer: a package's evaluation
+samples (``/api/models/<version>/evaluation/samples/<file>``) and the uncertain frames devices uploaded
+(``/api/fleet/<thing>/frames/<frame id>/image``).
 Served by werkzeug's threaded server on 127.0.0.1 only (:class:`Console`).
 """
 
@@ -137,12 +140,33 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
         observer.client("sagemaker").update_model_package(**kwargs)
         return jsonify({"ok": f"model package {version} {status}", "arn": package["arn"]})
 
+    @app.get("/api/models/<int:version>/evaluation/<path:relative>")
+    def evaluation_sample(version: int, relative: str) -> Any:
+        arn = observer.package_arn(version)
+        if arn is None:
+            return _error(f"model package version {version} is not in group {observer.package_group}", 404)
+        try:
+            data, mime = observer.evaluation_sample(arn, relative)
+        except ValueError as exc:
+            return _error(str(exc), 400)
+        except LookupError as exc:
+            return _error(str(exc), 404)
+        return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
+
     # ------------------------------------------------------------------ fleet and loop
     @app.get("/api/fleet")
     def fleet() -> Any:
         return jsonify(
-            {"devices": observer.devices(), "deployments": observer.deployments(), "frames": observer.latest_frames()}
+            {"devices": observer.devices(), "deployments": observer.deployments(), "frames": observer.latest_results()}
         )
+
+    @app.get("/api/fleet/<thing>/frames/<frame_id>/image")
+    def frame_image(thing: str, frame_id: str) -> Any:
+        try:
+            data, mime = observer.frame_image(thing, frame_id)
+        except LookupError as exc:
+            return _error(str(exc), 404)
+        return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/loop")
     def loop() -> Any:

@@ -1,7 +1,9 @@
 """The Models and Fleet pages in headless Chromium, with two real local Greengrass core devices: Approve on the
 Models page calls UpdateModelPackage, the edge deployment workflow rolls the package out and the Fleet page shows
 both devices serving it; Reject of the serving package rolls the fleet back to the previous approved one. Once a
-model that finds a box is deployed, the Labeling page pre-fills a task with its box (model-assisted labeling)."""
+model that finds a box is deployed, the Labeling page pre-fills a task with its box (model-assisted labeling). The
+Fleet page shows each device's latest results: an uncertain frame, which the device uploads to the raw bucket,
+with its boxes over the real image; a confident one, whose pixels never leave the device, says so."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.console import call, finished, pending_task, upload_and_request_labels
+from support.console import call, drop_frame, fetch, finished, pending_task, upload_and_request_labels
 from support.deploy_packages import register_package
+from support.edge_helpers import brightness_for, build_graph, default_table, grey_png
 from support.fixture_models import box_detector
 from support.waiting import wait_until
 
@@ -130,3 +133,51 @@ def test_the_labeling_page_is_prefilled_with_the_deployed_models_boxes(
     assert done["status"] == "SUCCEEDED", done.get("cause")
     (box,) = json.loads(ledger.get(sha)["annotations"])
     assert [box["left"], box["top"], box["width"], box["height"]] == [round(v) for v in shown]
+
+
+def test_the_fleet_page_shows_uploaded_uncertain_frames_over_their_pixels(
+    local_aws: Any, console: str, page: Any, fleet: list[str]
+) -> None:
+    """The deployed test model finds one box whose confidence is the frame's brightness (support.edge_helpers): a
+    white frame gives 0.86 (confident: the device keeps the pixels), a grey one 0.45, inside the feedback band
+    (uncertain: the device uploads the frame to raw/feedback/<thing>/ and announces it)."""
+    from playwright.sync_api import expect
+
+    table = default_table(32)
+    table[4, 1:] = 0.0  # only the brightness-driven candidate
+    version = f"console-grey-{uuid.uuid4().hex[:6]}"
+    package = register_package(local_aws, onnx_bytes=build_graph(table, 32), model_version=version)
+    click_action(page, console, package, "approve")
+    expect_serving(page, console, fleet, version)
+
+    thing = fleet[0]
+    confident = grey_png(255, 160, 120)
+    uncertain = grey_png(brightness_for(0.45, 32, 160, 120), 160, 120)
+    frames = page.locator(f'#frames section[data-thing="{thing}"]')
+    drop_frame(local_aws.state_dir, thing, f"confident-{version}.png", confident)
+    kept = frames.locator('figure[data-pixels="none"]', has_text=f"confident-{version}.png")
+    expect(kept.locator("[data-missing]")).to_have_text(
+        "image not sent by the device (only uncertain frames are uploaded)", timeout=60_000
+    )
+    expect(kept.locator("img")).to_have_count(0)
+    expect(kept.locator(".box-list")).to_contain_text("scratch 0.86")
+
+    drop_frame(local_aws.state_dir, thing, f"uncertain-{version}.png", uncertain)
+    sent = frames.locator('figure[data-pixels="s3"]', has_text=f"uncertain-{version}.png")
+    img = sent.locator("img")
+    expect(img).to_have_count(1, timeout=60_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth === 160", arg=img.element_handle())
+    status, content_type, body = fetch(f"{console}{img.get_attribute('src')}")
+    assert status == 200 and content_type == "image/png" and body == uncertain, (status, content_type, len(body))
+    key = sent.locator("[data-key]").get_attribute("data-key")
+    frame_id = sent.get_attribute("data-frame")
+    assert key == f"raw/feedback/{thing}/{frame_id}.png", key
+    stored = local_aws.client("s3").get_object(Bucket=local_aws.physical("RawBucket"), Key=key)["Body"].read()
+    assert stored == uncertain
+    box = sent.locator('.shot rect[data-kind="result"]')
+    expect(box).to_have_count(1)  # drawn over the image, where the device found it
+    drawn = [float(box.get_attribute(a)) for a in ("x", "y", "width", "height")]
+    assert all(abs(a - b) <= 1 for a, b in zip(drawn, (32, 12, 32, 32), strict=True)), drawn
+    expect(sent.locator(".shot text.label")).to_have_text("scratch 0.45")
+    # a frame the device did not upload has no image to serve
+    assert fetch(f"{console}/api/fleet/{thing}/frames/{kept.get_attribute('data-frame')}/image")[0] == 404

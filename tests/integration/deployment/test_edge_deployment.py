@@ -313,10 +313,22 @@ def test_another_team_deploys_its_component_to_the_group_first(rt: Any, fleet: A
     scenario["foreign"] = {t: foreign_state(fleet, t) for t in scenario["devices"]}
 
 
+def feedback_settings(fleet: Any, thing: str) -> dict[str, Any]:
+    """The inference component's feedback settings the device runs with (its current deployment's configuration)."""
+    from loupe_local.devices import device_root
+
+    current = json.loads((device_root(fleet.state_dir, thing) / "current.json").read_text())
+    return current["components"]["com.loupe.inference"]["config"]["settings"]["feedback"]
+
+
+BAND = {"bandLow": 0.07, "bandHigh": 0.33, "criterion": "top", "share": 0.3, "frames": 40, "method": "calibrated"}
+
+
 def test_approving_with_the_aws_cli_deploys_to_both_devices(
     rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any]
 ) -> None:
-    pkg = register_package(rt, model_version=f"A-{uuid.uuid4().hex[:6]}")
+    """Package A's card carries its uncertainty band: the devices run A with that band."""
+    pkg = register_package(rt, model_version=f"A-{uuid.uuid4().hex[:6]}", card_extra={"uncertainty_band": BAND})
     before = executions(rt)
     aws_cli(
         rt,
@@ -336,6 +348,9 @@ def test_approving_with_the_aws_cli_deploys_to_both_devices(
     assert {t: d["status"] for t, d in record["devices"].items()} == {t: "COMPLETED" for t in scenario["devices"]}
     for thing in scenario["devices"]:
         assert serving(fleet, sink, thing) == pkg["model_version"]
+        feedback = feedback_settings(fleet, thing)
+        assert (feedback["bandLow"], feedback["bandHigh"], feedback["criterion"]) == (0.07, 0.33, "top")
+        assert feedback["bucket"] == rt.physical("RawBucket")
     scenario["A"] = pkg
 
 
@@ -359,6 +374,9 @@ def test_the_same_approval_event_three_times_makes_one_deployment(
     assert fn is not None and fn.errors == 0
     for thing in scenario["devices"]:
         assert serving(fleet, sink, thing) == pkg["model_version"]
+        # B's card has no band: A's does not linger, the recipe's default comes back
+        feedback = feedback_settings(fleet, thing)
+        assert (feedback["bandLow"], feedback["bandHigh"], feedback["criterion"]) == (0.25, 0.6, "any")
     scenario["B"] = pkg
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def test_train_writes_models_card_and_package(trained):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(summary["model_sha256"]) == 64
     assert "epoch 1/1" in done.stderr  # per-epoch progress line
+    # every core trains (Ultralytics alone would leave torch at min(8, cores - 1) threads)
+    assert f"on cpu, {os.cpu_count()} CPU threads" in done.stderr
     import onnx
 
     model = onnx.load(str(out / "model" / "model.onnx"))
@@ -60,6 +63,15 @@ def test_train_writes_models_card_and_package(trained):
     card = json.loads((out / "evaluation" / "model_card.json").read_text())
     assert card["artifacts"]["model.onnx"]["sha256"] == summary["model_sha256"]
     assert card["input"]["imgsz"] == 64
+    details = json.loads((out / "evaluation" / "details.json").read_text())
+    spread = details["fp32"]["spread"]
+    assert spread["images"] == details["fp32"]["images"] and spread["bootstrap"] == 1000
+    lo, hi = spread["map50"]["ci90"]
+    assert lo <= hi and card["metrics"]["spread"] == spread
+    samples = details["samples"]
+    assert samples and all((out / "evaluation" / s["image"]).is_file() for s in samples)
+    assert all(s["conf_threshold"] == 0.25 and isinstance(s["truth"], list) for s in samples)
+    assert any(s["truth"] for s in samples)  # tiny pictures carry boxes: the truth is drawn
 
 
 def test_evaluate_json_scores_the_test_split(trained):

@@ -117,8 +117,40 @@ def test_deployment_document_has_the_policies_the_issue_asks_for() -> None:
     assert job["jobExecutionsRolloutConfig"]["exponentialRate"]["baseRatePerMinute"] == 5
     assert job["abortConfig"]["criteriaList"][0]["thresholdPercentage"] == 30.0
     assert job["timeoutConfig"]["inProgressTimeoutInMinutes"] == 2
-    merge = json.loads(doc["components"]["com.loupe.inference"]["configurationUpdate"]["merge"])
-    assert merge == {"settings": {"feedback": {"bucket": "raw"}}}
+    update = doc["components"]["com.loupe.inference"]["configurationUpdate"]
+    assert json.loads(update["merge"]) == {"settings": {"feedback": {"bucket": "raw"}}}
+    # a model without an uncertainty band: the recipe's default band, not the previous model's
+    assert update["reset"] == [
+        "/settings/feedback/bandLow",
+        "/settings/feedback/bandHigh",
+        "/settings/feedback/criterion",
+    ]
+
+
+def test_the_deployment_sets_the_models_own_uncertainty_band() -> None:
+    s = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
+    band = {"bandLow": 0.05, "bandHigh": 0.21, "criterion": "top"}
+    model = {"name": "com.loupe.model", "version": "1.3.0", "feedback_band": band}
+    doc = document.deployment_document("arn:t", "n", model, {"name": "com.loupe.inference", "version": "1"}, s, 90)
+    update = doc["components"]["com.loupe.inference"]["configurationUpdate"]
+    assert "reset" not in update
+    assert json.loads(update["merge"]) == {"settings": {"feedback": {"bucket": "raw", **band}}}
+
+
+def test_the_band_comes_from_the_verified_model_card() -> None:
+    from loupe.deployment.components import feedback_band
+
+    entry = {"bandLow": 0.05, "bandHigh": 0.21, "criterion": "top", "share": 0.2, "frames": 45, "method": "c"}
+    card = json.dumps({"version": "3", "uncertainty_band": entry}).encode()
+    assert feedback_band({"model.onnx": ONNX, "model_card.json": card}) == {
+        "bandLow": 0.05,
+        "bandHigh": 0.21,
+        "criterion": "top",
+    }
+    assert feedback_band({"model.onnx": ONNX, "model_card.json": CARD}) is None  # a card without one
+    assert feedback_band({"model.onnx": ONNX}) is None
+    upside_down = json.dumps({"uncertainty_band": {**entry, "bandLow": 0.5}}).encode()
+    assert feedback_band({"model.onnx": ONNX, "model_card.json": upside_down}) is None
 
 
 # ------------------------------------------------------------------ device outcomes

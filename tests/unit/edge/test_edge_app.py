@@ -281,6 +281,22 @@ def test_configuration_update_over_ipc_changes_thresholds(rig) -> None:
     assert o.message["boxes"] == [] and o.message["verdict"] == "pass" and not o.uncertain
 
 
+def test_a_deployed_band_with_the_top_criterion_judges_the_best_guess_only(rig) -> None:
+    """The test model always adds a 0.9 box: with the top criterion and a band under it, a frame whose second
+    box is inside the band is not uncertain; with a band around 0.9 it is (and goes back)."""
+    r = rig({"feedback": {"bandLow": 0.3, "bandHigh": 0.6, "criterion": "top"}})
+    r.app.start()
+    drop(r.frames, "a.png", 0.45)
+    (o,) = run_until(r.app, 1)
+    assert not o.uncertain and o.message["max_confidence"] == pytest.approx(0.9)
+    feedback = {"bucket": "raw-bucket", "maxPerMinute": 100, "bandLow": 0.85, "bandHigh": 0.95, "criterion": "top"}
+    r.ipc.config = {"feedback": feedback}  # the next deployment's band, over IPC
+    r.ipc.config_handlers[None](SimpleNamespace())
+    drop(r.frames, "b.png", 0.45)
+    (o,) = run_until(r.app, 1)
+    assert o.uncertain and o.sampled
+
+
 def test_invalid_configuration_is_reported_and_defaults_used(rig) -> None:
     r = rig({"model": {"iouThreshold": 3}, "feedback": {"bandLow": "high"}})
     r.app.start()

@@ -140,6 +140,23 @@ def test_uncertain_means_a_detection_inside_the_band() -> None:
         FeedbackSampler(0.6, 0.25, 1, 1)
 
 
+def test_the_top_criterion_looks_at_the_most_confident_detection_only() -> None:
+    s = FeedbackSampler(0.05, 0.3, 100, 1000, criterion="top")
+    assert s.decide(np.array([0.2, 0.1])).uncertain  # the best guess is weak: uncertain
+    assert not s.decide(np.array([0.9, 0.2])).uncertain  # a confident best guess: a weaker second box is not
+    assert not s.decide(np.array([0.01], dtype=np.float32)).uncertain  # under the band: nothing seen
+    assert not s.decide(np.array([], dtype=np.float32)).uncertain
+    assert FeedbackSampler(0.05, 0.3, 100, 1000).decide(np.array([0.9, 0.2])).uncertain  # "any" (the default)
+    with pytest.raises(ValueError, match="criterion"):
+        FeedbackSampler(0.05, 0.3, 1, 1, criterion="max")
+
+
+def test_the_criterion_is_validated() -> None:
+    assert validate({"feedback": {"criterion": "top"}}).get("feedback.criterion") == "top"
+    cfg = validate({"feedback": {"criterion": "max"}})
+    assert cfg.get("feedback.criterion") == "any" and any("feedback.criterion" in p for p in cfg.problems)
+
+
 def test_rate_limit_and_daily_cap() -> None:
     clock = Clock(1_700_000_000.0)  # 2023-11-14 22:13:20 UTC
     store: dict[str, int] = {}

@@ -128,7 +128,7 @@ def test_step_graph_and_gate():
     gate = STEPS["Gate"]["Arguments"]
     rights = [c["RightValue"] for c in gate["Conditions"]]
     assert {"Get": "Parameters.MinTestMap50"} in rights
-    assert any("champion_map50" in json.dumps(r) for r in rights)
+    assert any("champion_bar" in json.dumps(r) for r in rights)  # the spread-corrected bar, not the raw score
     assert all(c["Type"] == "GreaterThanOrEqualTo" for c in gate["Conditions"])
     (register,) = gate["IfSteps"]
     (fail,) = gate["ElseSteps"]

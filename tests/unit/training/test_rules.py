@@ -17,6 +17,15 @@ def test_hyperparameters_from_sagemaker_strings():
     hps = HyperParams.from_mapping({"epochs": "3", "imgsz": "64", "lr0": "0.002", "allow_download": "false"})
     assert (hps.epochs, hps.imgsz, hps.lr0, hps.allow_download) == (3, 64, 0.002, False)
     assert HyperParams.from_mapping({"allow_download": "True"}).allow_download is True
+    gpu = HyperParams.from_mapping({"amp": "false", "deterministic": "true", "workers": "4", "time_budget_s": "540"})
+    assert (gpu.amp, gpu.deterministic, gpu.workers, gpu.time_budget_s) == (False, True, 4, 540.0)
+
+
+def test_gpu_defaults_are_fast_and_cpu_uses_every_core():
+    """AMP on, dataloader workers from the cores, deterministic kernels only when asked (issue 12's GPU target)."""
+    hps = HyperParams()
+    assert hps.amp is True and hps.deterministic is False and hps.workers == -1
+    assert hps.threads == 0 and hps.time_budget_s == 0.0
 
 
 @pytest.mark.parametrize(
@@ -63,9 +72,12 @@ def test_gate_threshold_and_champion():
     assert gate_decision(first, 0.5)[0]
     ok, why = gate_decision({**first, "map50": 0.4}, 0.5)
     assert not ok and "below the threshold 0.5000" in why
-    ok, why = gate_decision({"map50": 0.62, "champion_map50": 0.7, "has_champion": True}, 0.5)
-    assert not ok and "champion's 0.7000" in why
-    assert gate_decision({"map50": 0.7, "champion_map50": 0.7, "has_champion": True}, 0.5)[0]
+    # the bar (champion's score corrected by the paired spread) decides, not the raw champion score
+    ok, why = gate_decision({"map50": 0.62, "champion_map50": 0.6, "champion_bar": 0.65, "has_champion": True}, 0.5)
+    assert not ok and "below 0.6500" in why and "champion's 0.6000" in why
+    assert gate_decision({"map50": 0.66, "champion_map50": 0.7, "champion_bar": 0.65, "has_champion": True}, 0.5)[0]
+    # gate.json written before the bar existed: the raw champion score
+    assert not gate_decision({"map50": 0.62, "champion_map50": 0.7, "has_champion": True}, 0.5)[0]
 
 
 def test_model_card_and_package(tmp_path):
@@ -89,3 +101,29 @@ def test_model_card_and_package(tmp_path):
     with tarfile.open(package) as tar:
         assert sorted(tar.getnames()) == ["model.onnx", "model_card.json"]
         assert json.loads(tar.extractfile("model_card.json").read())["code_version"] == "v-test"
+
+
+def test_int8_keeps_the_first_conv_and_the_detect_outputs_in_fp32():
+    names = [
+        "/model.0/conv/Conv",
+        "/model.0/act/Mul",
+        "/model.1/conv/Conv",
+        "/model.21/cv2/conv/Conv",
+        "/model.22/cv2.0/cv2.0.0/conv/Conv",  # head's inner conv: quantized
+        "/model.22/cv2.0/cv2.0.2/Conv",
+        "/model.22/cv3.1/cv3.1.2/Conv",
+        "/model.22/dfl/conv/Conv",
+        "/model.22/Sigmoid",
+        "/model.22/Concat_3",
+    ]
+    kept = ex.int8_fp32_nodes(names)
+    assert kept == [
+        "/model.0/conv/Conv",
+        "/model.0/act/Mul",
+        "/model.22/cv2.0/cv2.0.2/Conv",
+        "/model.22/cv3.1/cv3.1.2/Conv",
+        "/model.22/dfl/conv/Conv",
+        "/model.22/Sigmoid",
+        "/model.22/Concat_3",
+    ]
+    assert ex.int8_fp32_nodes(["Conv_0", "Relu_1"]) == []  # not an Ultralytics export: nothing special

@@ -4,9 +4,11 @@ the published ``com.loupe.inference`` version to deploy."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from loupe import greengrass as gg_mod
+from loupe import uncertainty
 from loupe.aws_clients import S3, GreengrassV2
 from loupe.deployment.errors import ComponentMissing, DeploymentError
 from loupe.deployment.packages import Package
@@ -36,6 +38,7 @@ def publish_model_component(
     archive = gg_mod.deterministic_zip(zipped)
     digest = gg_mod.greengrass_digest(archive)
     served = model_version_of(files, package)
+    band = feedback_band(files)
     for patch in range(0, MAX_PATCHES):
         version = gg_mod.model_component_version(package.version, patch)
         existing = gg_mod.component_arn(gg, gg_mod.MODEL_COMPONENT, version)
@@ -49,6 +52,7 @@ def publish_model_component(
                 "arn": existing,
                 "reused": True,
                 "model_version": served,
+                "feedback_band": band,
             }
     else:
         raise DeploymentError(f"no free {gg_mod.MODEL_COMPONENT} version for package {package.version}")
@@ -71,7 +75,17 @@ def publish_model_component(
         art["Algorithm"], art["Digest"] = "SHA-256", digest  # the service refuses other bytes at that key
     s3.put_object(Bucket=bucket, Key=key, Body=archive, ContentType="application/zip")
     created = gg_mod.create_component(gg, recipe)
-    return {**created, "reused": False, "model_version": served}
+    return {**created, "reused": False, "model_version": served, "feedback_band": band}
+
+
+def feedback_band(files: dict[str, bytes]) -> dict[str, Any] | None:
+    """The uncertainty band the model card (verified with the package) carries for this model, as the inference
+    component's ``feedback`` settings; None when it carries none (loupe.uncertainty)."""
+    try:
+        card = json.loads(files.get("model_card.json") or b"{}")
+    except ValueError:
+        return None  # model_version_of has refused an unreadable card already
+    return uncertainty.settings_from_card(card) if isinstance(card, dict) else None
 
 
 def inference_component(gg: GreengrassV2, settings: Settings) -> dict[str, Any]:

@@ -20,6 +20,28 @@ def poll_interval(timeout_seconds: int) -> int:
     return int(min(60, max(1, timeout_seconds // 20)))
 
 
+# the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
+BAND_PATHS = ["/settings/feedback/bandLow", "/settings/feedback/bandHigh", "/settings/feedback/criterion"]
+
+
+def inference_configuration(settings: Settings, band: dict[str, Any] | None) -> dict[str, Any]:
+    """``com.loupe.inference``'s configurationUpdate for one model: where uncertain frames go (the raw bucket) and
+    the model's own uncertainty band from its model card. A model without one gets the recipe's default band back
+    (``reset``): Greengrass keeps merged configuration across deployments, so the previous model's band would stay.
+    """
+    feedback: dict[str, Any] = {}
+    if settings.raw_bucket:
+        feedback["bucket"] = settings.raw_bucket
+    update: dict[str, Any] = {}
+    if band:
+        feedback.update({k: band[k] for k in ("bandLow", "bandHigh", "criterion") if k in band})
+    else:
+        update["reset"] = list(BAND_PATHS)
+    if feedback:
+        update["merge"] = json.dumps({"settings": {"feedback": feedback}})
+    return update
+
+
 def deployment_document(
     target_arn: str,
     name: str,
@@ -28,11 +50,10 @@ def deployment_document(
     settings: Settings,
     timeout_seconds: int,
 ) -> dict[str, Any]:
-    inference_entry: dict[str, Any] = {"componentVersion": inference["version"]}
-    if settings.raw_bucket:
-        inference_entry["configurationUpdate"] = {
-            "merge": json.dumps({"settings": {"feedback": {"bucket": settings.raw_bucket}}})
-        }
+    inference_entry: dict[str, Any] = {
+        "componentVersion": inference["version"],
+        "configurationUpdate": inference_configuration(settings, model.get("feedback_band")),
+    }
     return {
         "targetArn": target_arn,
         "deploymentName": name[:256],

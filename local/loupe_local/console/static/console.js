@@ -79,40 +79,66 @@ function fmt(value, digits) {
   return String(value);
 }
 
-// An SVG of an image's boxes ([{left, top, width, height, label}]) at `scale`, optionally over the image itself.
-function boxesSvg(width, height, boxes, href, maxWidth) {
+// A real image (served by the console from S3) with boxes drawn over its pixels: an <img> under an SVG whose
+// viewBox is the image's own pixel size, so boxes ([{xyxy: [x1, y1, x2, y2], kind, label}], original image pixels)
+// land where they belong at any display size. `onError(text)` is told why the image did not load (the API's error).
+function imageWithBoxes(src, width, height, boxes, displayWidth, onError) {
   const ns = "http://www.w3.org/2000/svg";
+  const shown = displayWidth || 320;
+  const wrap = el("div", { class: "shot" });
+  wrap.style.width = `${shown}px`;
+  const img = el("img", { src, alt: "", width, height, "data-image": src });
+  img.addEventListener("error", async () => {
+    wrap.classList.add("broken");
+    let why = "the image could not be loaded";
+    try {
+      const response = await fetch(src);
+      const data = await response.json();
+      why = `${why}: ${data.error || `HTTP ${response.status}`}`;
+    } catch (err) {
+      why = `${why} (${err.message})`;
+    }
+    if (onError) onError(why);
+  });
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("width", Math.min(maxWidth || 240, width));
-  svg.classList.add("thumb");
-  if (href) {
-    const img = document.createElementNS(ns, "image");
-    img.setAttribute("href", href);
-    img.setAttribute("width", width);
-    img.setAttribute("height", height);
-    svg.append(img);
-  } else {
-    const bg = document.createElementNS(ns, "rect");
-    bg.setAttribute("width", width);
-    bg.setAttribute("height", height);
-    bg.setAttribute("class", "frame-bg");
-    svg.append(bg);
-  }
+  svg.setAttribute("preserveAspectRatio", "none");
+  const fontSize = (11 * width) / shown;
   for (const b of boxes) {
+    const [x1, y1, x2, y2] = b.xyxy;
     const r = document.createElementNS(ns, "rect");
-    r.setAttribute("x", b.left);
-    r.setAttribute("y", b.top);
-    r.setAttribute("width", b.width);
-    r.setAttribute("height", b.height);
-    r.setAttribute("class", "box");
+    r.setAttribute("x", x1);
+    r.setAttribute("y", y1);
+    r.setAttribute("width", Math.max(0, x2 - x1));
+    r.setAttribute("height", Math.max(0, y2 - y1));
+    r.setAttribute("class", `box ${b.kind || ""}`);
+    r.setAttribute("data-kind", b.kind || "box");
     r.setAttribute("vector-effect", "non-scaling-stroke");
     svg.append(r);
     if (b.label) {
-      const t = document.createElementNS(ns, "title");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = b.label;
+      r.append(title);
+      const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", x1 + fontSize * 0.2);
+      t.setAttribute("y", y1 >= fontSize * 1.1 ? y1 - fontSize * 0.25 : y1 + fontSize);
+      t.setAttribute("font-size", fontSize);
+      t.setAttribute("class", `label ${b.kind || ""}`);
       t.textContent = b.label;
-      r.append(t);
+      svg.append(t);
     }
   }
-  return svg;
+  wrap.append(img, svg);
+  return wrap;
+}
+
+function signed(value, digits) {
+  if (value === null || value === undefined) return "–";
+  return `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(digits)}`;
+}
+
+function interval(ci, digits, sign) {
+  if (!ci) return "not measured";
+  const f = sign ? (v) => signed(v, digits) : (v) => v.toFixed(digits);
+  return `[${f(ci[0])}, ${f(ci[1])}]`;
 }

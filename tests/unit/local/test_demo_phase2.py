@@ -1,0 +1,111 @@
+"""The demo's phase 2 and report: the cameras' pace lets the drift alarm see the stream, labeling is credited to
+the signal that started it (the schedule only as a named last resort), and the report's pictures show the boxes a
+device reports (the deployed confidence threshold, the edge's NMS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from support.edge_helpers import brightness_for, grey_png, write_model
+
+from loupe_local import demo_stages, report
+from loupe_local.demo import Demo, DemoConfig
+
+
+def test_the_cameras_slow_down_so_the_stream_spans_most_of_an_alarm_period() -> None:
+    # 33 real photos per device and 30 s alarm periods: 1.8 frames/s, an 18 s stream
+    rate = demo_stages.stream_rate(33, max_rate=4.0, alarm_period=30.0)
+    assert rate == pytest.approx(33 / 18)
+    assert 33 / rate == pytest.approx(0.6 * 30)
+    assert demo_stages.stream_rate(120, max_rate=4.0, alarm_period=30.0) == 4.0  # long enough at full speed
+    assert demo_stages.stream_rate(0, max_rate=4.0, alarm_period=30.0) == 4.0
+
+
+class FakeSfn:
+    def __init__(self) -> None:
+        self.executions: list[dict[str, Any]] = [{"executionArn": "arn:phase1", "status": "SUCCEEDED"}]
+        self.inputs: dict[str, str] = {"arn:phase1": json.dumps({"reason": "threshold"})}
+
+    def list_executions(self, stateMachineArn: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        return {"executions": list(self.executions)}
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803
+        return {"input": self.inputs[executionArn]}
+
+
+class FakeObserver:
+    def __init__(self, sfn: FakeSfn) -> None:
+        self.sfn = sfn
+
+    def state_machine_executions(self, logical_id: str) -> list[dict[str, Any]]:
+        assert logical_id == "LabelingStateMachine"
+        return self.sfn.list_executions(stateMachineArn="labeling")["executions"]
+
+    def ledger_totals(self) -> dict[str, int]:
+        return {"unlabeled": 3}
+
+    def alarm_state(self, logical_id: str) -> str:
+        return "OK"
+
+
+def demo_with(tmp_path: Path, sfn: FakeSfn, fired: list[str]) -> tuple[Demo, list[str]]:
+    demo = Demo(DemoConfig(out=tmp_path), tmp_path)
+    demo.observer = FakeObserver(sfn)  # type: ignore[assignment]
+    schedules = {"LabelingTriggerSchedule-x": {}}
+    router = SimpleNamespace(schedules=schedules, fire_schedule=fired.append)
+    demo.runtime = SimpleNamespace(router=router, client=lambda service: sfn)
+    said: list[str] = []
+    demo.progress.say = said.append  # type: ignore[method-assign]
+    return demo, said
+
+
+def test_labeling_started_by_the_drift_alarm_is_credited_to_it(tmp_path: Path) -> None:
+    sfn, fired = FakeSfn(), []
+    demo, said = demo_with(tmp_path, sfn, fired)
+    before = set(demo_stages.labeling_runs(demo))
+    sfn.executions.append({"executionArn": "arn:phase2", "status": "RUNNING"})
+    sfn.inputs["arn:phase2"] = json.dumps({"claim_id": "c", "images": ["a"], "reason": "drift"})
+    note = demo_stages.await_labeling(demo, before, wait_s=5)
+    assert note == "labeling started by the drift alarm (uncertain-frame share over DriftUncertainShareThreshold)"
+    assert fired == [] and not any("LAST RESORT" in line for line in said)
+
+
+def test_the_count_threshold_is_credited_too(tmp_path: Path) -> None:
+    sfn, fired = FakeSfn(), []
+    demo, _ = demo_with(tmp_path, sfn, fired)
+    before = set(demo_stages.labeling_runs(demo))
+    sfn.executions.append({"executionArn": "arn:phase2", "status": "SUCCEEDED"})
+    sfn.inputs["arn:phase2"] = json.dumps({"reason": "threshold"})
+    assert "count threshold" in demo_stages.await_labeling(demo, before, wait_s=5)
+    assert fired == []
+
+
+def test_without_a_signal_the_schedule_is_fired_as_a_named_last_resort(tmp_path: Path) -> None:
+    sfn, fired = FakeSfn(), []
+    demo, said = demo_with(tmp_path, sfn, fired)
+    note = demo_stages.await_labeling(demo, set(demo_stages.labeling_runs(demo)), wait_s=0.5)
+    assert fired == ["LabelingTriggerSchedule-x"]
+    assert "last resort" in note and "schedule" in note
+    assert any("LAST RESORT" in line and "schedule" in line for line in said), said
+
+
+def test_the_report_draws_the_boxes_a_device_reports(tmp_path: Path) -> None:
+    """The test model gives a 0.9 box, its 0.8 twin (IoU over the edge's 0.7: suppressed), a 0.1 box and one box
+    whose score follows the frame's brightness."""
+    assert report.deployed_thresholds() == (0.25, 0.7)  # edge_component/inference/recipe.yaml
+    model = write_model(tmp_path / "model", "1")
+    frames = []
+    for name, score in (("weak.png", 0.2), ("unsure.png", 0.45)):
+        (tmp_path / name).write_bytes(grey_png(brightness_for(score, 64)))
+        frames.append(tmp_path / name)
+    weak, unsure = report.detect(model, frames)
+    assert weak[:, 4].tolist() == pytest.approx([0.9])  # 0.2 and 0.1 are under 0.25; the twin is suppressed
+    assert sorted(unsure[:, 4].tolist()) == pytest.approx([0.45, 0.9], abs=0.01)
+    below = report.detect(model, frames[:1], conf=0.05)[0]  # asked lower, still one box per object
+    assert sorted(below[:, 4].tolist()) == pytest.approx([0.1, 0.2, 0.9], abs=0.01)
+    assert np.all(below[:, 4] > 0.05)
