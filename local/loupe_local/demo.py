@@ -72,7 +72,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    cfg = DemoConfig.quick_config(args.out) if args.quick else DemoConfig(out=args.out)
+    if args.quick:
+        cfg = DemoConfig.quick_config(args.out)
+    elif args.dataset:
+        cfg = DemoConfig.dataset_config(args.out)
+    else:
+        cfg = DemoConfig(out=args.out)
     cfg.dataset = args.dataset
     cfg.approve = args.approve
     cfg.label = args.label

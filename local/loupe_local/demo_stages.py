@@ -31,12 +31,12 @@ def setup(ctx: DemoContext) -> None:
     os.environ["LOUPE_STATE_DIR"] = str(state_dir)
     if ctx.cfg.dataset:
         # phase 1 of a real folder: its test-split images (never trained on: the split is fixed by content hash,
-        # so they are the held-out set too), 60 % of the others and its unlabeled ones (see _from_dataset)
+        # so they are the held-out set too), phase1_share of the others and its unlabeled ones (_from_dataset)
         tags = load_folder(ctx.cfg.dataset)
         rest = [i for i in tags.labeled if i.split != "test"]
         tests = len(tags.labeled) - len(rest)
         if tags.labeled:
-            ctx.cfg.phase1 = tests + int(len(rest) * 0.6) + len(tags.unlabeled)
+            ctx.cfg.phase1 = tests + int(len(rest) * ctx.cfg.phase1_share) + len(tags.unlabeled)
         else:  # a folder of one's own unlabeled images: 60 % in phase 1, the rest for the cameras
             ctx.cfg.phase1 = _own_phase1_count(len(tags.unlabeled))
     params = {
@@ -128,7 +128,7 @@ def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
     test = [i for i in labeled if i.split == "test"]
     rest = [i for i in labeled if i.split != "test"]
     rng.shuffle(rest)
-    cut = int(len(rest) * 0.6)
+    cut = int(len(rest) * ctx.cfg.phase1_share)
     phase1, stream = rest[:cut], rest[cut:]
     with open(workforce / "dataset.jsonl", "w") as fh:
         for img in labeled:

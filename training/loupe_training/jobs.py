@@ -326,9 +326,7 @@ def evaluate_job(
                 "training": {k: summary.get(k) for k in ("epochs_run", "train_seconds", "warm_start")},
                 "weights_uri": training_artifact_uri,
                 # the frames its devices send back for labeling (loupe.uncertainty); the edge deployment sets it
-                "uncertainty_band": calibrate.uncertainty_band(
-                    fp32, prepared, work / "calibrate", log=log
-                ),
+                "uncertainty_band": calibrate.uncertainty_band(fp32, prepared, work / "calibrate", log=log),
             },
         )
         card_path = ex.write_card(pkg_dir / "model_card.json", card)

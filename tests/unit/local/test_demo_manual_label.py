@@ -101,7 +101,7 @@ def test_own_unlabeled_images_split_between_phase_1_and_the_cameras(tmp_path: Pa
     shots.mkdir()
     for n in range(10):
         Image.new("RGB", (8, 8), (n * 20, 0, 0)).save(shots / f"s{n}.png")
-    ctx = SimpleNamespace(cfg=SimpleNamespace(dataset=shots, seed=3), things=["dev-1", "dev-2"])
+    ctx = SimpleNamespace(cfg=SimpleNamespace(dataset=shots, seed=3, phase1_share=0.5), things=["dev-1", "dev-2"])
     (tmp_path / "workforce").mkdir()
     data = _from_dataset(ctx, tmp_path / "workforce")
     streamed = [p for frames in data["stream"].values() for p in frames]

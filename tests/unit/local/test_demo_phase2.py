@@ -109,3 +109,24 @@ def test_the_report_draws_the_boxes_a_device_reports(tmp_path: Path) -> None:
     below = report.detect(model, frames[:1], conf=0.05)[0]  # asked lower, still one box per object
     assert sorted(below[:, 4].tolist()) == pytest.approx([0.1, 0.2, 0.9], abs=0.01)
     assert np.all(below[:, 4] > 0.05)
+
+
+def test_real_photos_split_between_phase_1_and_the_cameras_by_the_dataset_config(
+    tmp_path: Path, metal_tags_dir: Path
+) -> None:
+    """v1 trains on half the labeled photos outside the test split; the cameras see the other half; the test split
+    is uploaded with phase 1 (the split is fixed by content hash: never trained on) and is the held-out set."""
+    from loupe_local.demo_context import load_folder
+
+    cfg = DemoConfig.dataset_config(tmp_path)
+    assert (cfg.phase1_share, cfg.epochs, cfg.retrain_epochs) == (0.5, 80, 50)
+    tags = load_folder(metal_tags_dir)
+    ctx = SimpleNamespace(cfg=SimpleNamespace(dataset=metal_tags_dir, seed=7, phase1_share=0.5), things=["d1", "d2"])
+    (tmp_path / "workforce").mkdir()
+    data = demo_stages._from_dataset(ctx, tmp_path / "workforce")
+    streamed = [p for frames in data["stream"].values() for p in frames]
+    test = [p for p, _ in data["test"]]
+    outside_test = [i for i in tags.labeled if i.split != "test"]
+    assert len(streamed) == len(outside_test) - len(outside_test) // 2
+    assert len(data["phase1"]) == len(test) + len(outside_test) // 2 + len(tags.unlabeled)
+    assert set(test) <= set(data["phase1"]) and not set(streamed) & set(data["phase1"])
