@@ -254,20 +254,24 @@ class DemoContext:
                 serving += 1
         return serving == len(self.things)
 
-    def place_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
-        """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
+    def place_frame(self, thing: str, source: Path, name: str | None = None) -> None:
+        """One picture in a device's camera folder (written aside, then renamed in: the device sees it whole)."""
         from loupe_local.devices import device_root
 
-        folders = {t: device_root(self.runtime.state_dir, t) / "frames" for t in frames}
-        for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
+        folder = device_root(self.runtime.state_dir, thing) / "frames"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = name or source.name
+        tmp = folder / f".{name}.part"
+        shutil.copyfile(source, tmp)
+        tmp.rename(folder / name)
+
+    def place_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
+        """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
         longest = max((len(v) for v in frames.values()), default=0)
         for i in range(longest):
             for thing, paths in frames.items():
                 if i < len(paths):
-                    tmp = folders[thing] / f".{paths[i].name}.part"
-                    shutil.copyfile(paths[i], tmp)
-                    tmp.rename(folders[thing] / paths[i].name)
+                    self.place_frame(thing, paths[i])
             if i % 10 == 0:
                 self.progress.tick(
                     f"{i + 1}/{longest} frames per device placed in the camera folder; "

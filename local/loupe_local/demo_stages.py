@@ -12,6 +12,7 @@ import random
 import shutil
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -323,11 +324,38 @@ def labeling_reason(ctx: DemoContext, execution_arn: str) -> str:
     return LABELING_REASONS.get(reason, f"reason {reason!r}" if reason else "an unknown reason")
 
 
-def await_labeling(ctx: DemoContext, runs_before: set[str], wait_s: float) -> str:
-    """Waits for the loop to start labeling by itself (a new labeling run) and says what started it. After
-    ``wait_s`` without one, fires the labeling schedule as a last resort, and says so."""
+class RunningLine:
+    """After the new tags the line keeps running: the cameras see the phase-2 tags again, at the same pace. Their
+    uncertain frames are in the ledger already (one entry per content hash), so nothing new waits for labeling,
+    while the devices' health reports keep the uncertain share the drift alarm watches: CloudWatch needs it over
+    two alarm periods, longer than the new tags take to pass."""
+
+    def __init__(self, ctx: DemoContext, frames: dict[str, list[Path]], rate: float) -> None:
+        self.ctx, self.rate = ctx, rate
+        self.frames = {thing: paths for thing, paths in frames.items() if paths}
+        self.started = time.monotonic()
+        self.placed = 0  # per device
+
+    def step(self) -> None:
+        """Places the frames due since the line restarted."""
+        due = int((time.monotonic() - self.started) * self.rate)
+        while self.placed < due:
+            for thing, paths in self.frames.items():
+                source = paths[self.placed % len(paths)]
+                self.ctx.place_frame(thing, source, f"again-{self.placed}-{source.name}")
+            self.placed += 1
+
+
+def await_labeling(
+    ctx: DemoContext, runs_before: set[str], wait_s: float, keep_running: Callable[[], None] | None = None
+) -> str:
+    """Waits for the loop to start labeling by itself (a new labeling run) and says what started it, calling
+    ``keep_running`` meanwhile (the line goes on). After ``wait_s`` without one, fires the labeling schedule as a
+    last resort, and says so."""
     deadline = time.monotonic() + wait_s
     while True:
+        if keep_running is not None:
+            keep_running()
         run = next((arn for arn in labeling_runs(ctx) if arn not in runs_before), None)
         if run is not None:
             note = f"labeling started by {labeling_reason(ctx, run)}"
@@ -377,9 +405,15 @@ def phase2(ctx: DemoContext) -> None:
     )
     stage = ctx.progress.start("uncertain frames -> ledger -> labeling (drift alarm or count) -> dataset v2")
     # the loop's own signals: the drift alarm needs two alarm periods of health reports, the count threshold
-    # fires on an ingest; both get their time before the last resort
-    note = await_labeling(ctx, runs_before, max(120.0, 4 * period))
-    ctx.data["phase2"]["labeling_started_by"] = note
+    # fires on an ingest; both get their time before the last resort, while the line keeps running
+    line = RunningLine(ctx, ctx.data["stream"], rate)
+    note = await_labeling(ctx, runs_before, max(120.0, 4 * period), keep_running=line.step)
+    ctx.data["phase2"].update(labeling_started_by=note, frames_seen_again=line.placed * len(line.frames))
+    if line.placed:
+        ctx.progress.say(
+            f"  meanwhile the line kept running: the cameras saw {line.placed * len(line.frames)} frames of the same "
+            "tags again (already in the ledger: nothing new to label)"
+        )
     ctx.wait(
         "dataset v2",
         lambda: len(ctx.obs.dataset_versions()) > versions_before,

@@ -236,9 +236,12 @@ def _phase2_line(phase2: dict[str, Any]) -> str:
         return ""
     sent, total = phase2.get("uncertain", 0), phase2["frames_streamed"]
     started = phase2.get("labeling_started_by", "")
+    again = phase2.get("frames_seen_again") or 0
     return (
-        f'<p class="sub">phase 2: {sent} of {total} frames the cameras saw were uncertain and sent back for labeling'
+        f'<p class="sub">phase 2: {sent} of the {total} new frames the cameras saw were uncertain and sent back for '
+        "labeling"
         + (f"; {html.escape(started)}" if started else "")
+        + (f" (meanwhile the cameras saw the same tags again: {again} frames)" if again else "")
         + "</p>"
     )
 

@@ -75,6 +75,30 @@ def test_labeling_started_by_the_drift_alarm_is_credited_to_it(tmp_path: Path) -
     assert fired == [] and not any("LAST RESORT" in line for line in said)
 
 
+def test_the_line_keeps_running_until_labeling_starts(tmp_path: Path) -> None:
+    """The drift alarm needs two alarm periods of health reports: until labeling starts the cameras see the same
+    tags again at the stream's pace, and stop once it has."""
+    sfn, fired = FakeSfn(), []
+    demo, _ = demo_with(tmp_path, sfn, fired)
+    placed: list[tuple[str, str, str]] = []
+    demo.place_frame = lambda thing, source, name=None: placed.append((thing, source.name, name))  # type: ignore[method-assign]
+    line = demo_stages.RunningLine(demo, {"d1": [Path("a.jpg"), Path("b.jpg")], "d2": [Path("c.jpg")]}, rate=20.0)
+    before = set(demo_stages.labeling_runs(demo))
+
+    def keep_running() -> None:
+        line.step()
+        if line.placed >= 3:  # the alarm fires while the line runs
+            sfn.executions.append({"executionArn": "arn:phase2", "status": "RUNNING"})
+            sfn.inputs["arn:phase2"] = json.dumps({"reason": "drift"})
+
+    note = demo_stages.await_labeling(demo, before, wait_s=30, keep_running=keep_running)
+    assert "drift alarm" in note and fired == []
+    d1 = [(src, name) for thing, src, name in placed if thing == "d1"]
+    assert d1[:3] == [("a.jpg", "again-0-a.jpg"), ("b.jpg", "again-1-b.jpg"), ("a.jpg", "again-2-a.jpg")]
+    assert {src for thing, src, _ in placed if thing == "d2"} == {"c.jpg"}
+    assert line.placed >= 3 and len(placed) == 2 * line.placed  # both cameras, the same pace
+
+
 def test_the_count_threshold_is_credited_too(tmp_path: Path) -> None:
     sfn, fired = FakeSfn(), []
     demo, _ = demo_with(tmp_path, sfn, fired)
