@@ -452,21 +452,22 @@ def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
 
 def finish(ctx: DemoContext) -> dict[str, Any]:
     """Scores v1 and v2 on the held-out sets and writes report/summary.json and report/index.html."""
-    from loupe_local import demo_evaluation
+    from loupe_local import demo_evaluation, report
 
     stage = ctx.progress.start("evaluate v1 and v2 on the held-out phase-2 set and write the report")
     report_dir = ctx.out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    demo_evaluation.score_models(ctx)
+    gain = demo_evaluation.score_models(ctx)
     pictures = demo_evaluation.draw_models(ctx, report_dir)
     wall = ctx.progress.now()
     devices = demo_evaluation.device_rows(ctx)
     pictures["latency"] = demo_evaluation.draw_latency(ctx, report_dir)
     ctx.progress.done(stage)
-    summary = demo_evaluation.write_report(ctx, report_dir, wall, devices, pictures)
+    summary = demo_evaluation.write_report(ctx, report_dir, wall, devices, pictures, gain)
     ctx.progress.say(
         "v1 → v2 on the phase-2 held-out set: "
         + ", ".join(f"v{m['version']} mAP50 {m['test_map50_phase2']}" for m in summary["models"])
+        + (f" {report.gain_spread(gain)}" if gain else "")
     )
     return summary
 

@@ -210,7 +210,8 @@ th {{ background: #f4f4f4 }} figure {{ margin: 0 0 1rem }} figure img {{ max-wid
 </style></head><body>
 <h1>Loupe — the closed loop, run locally</h1>
 <p class="sub">{e(summary.get("source", ""))} · wall time {summary.get("wall_seconds", 0):.0f}s ·
-v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_phase2"))}</b> mAP50 ·
+v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_phase2"))}</b> mAP50
+{e(gain_spread(summary.get("improvement_paired")))} ·
 {e(summary.get("result", ""))}</p>{_phase2_line(summary.get("phase2") or {})}
 <h2>Timeline</h2>{img("timeline", "timeline of the loop")}
 <table><tr><th>stage</th><th>start</th><th>took</th><th>note</th></tr>{rows_stages}</table>
@@ -243,6 +244,17 @@ def _phase2_line(phase2: dict[str, Any]) -> str:
         + (f"; {html.escape(started)}" if started else "")
         + (f" (meanwhile the cameras saw the same tags again: {again} frames)" if again else "")
         + "</p>"
+    )
+
+
+def gain_spread(paired: dict[str, Any] | None) -> str:
+    """The paired bootstrap of v2 − v1 in words: its 90 % interval and how often v2 came out ahead."""
+    if not paired:
+        return ""
+    low, high = paired["ci90"]
+    return (
+        f"(90 % interval {low:+.3f} to {high:+.3f}; v2 ahead in {paired['p_challenger_better']:.0%} of "
+        f"{paired['bootstrap']} resamples of the {paired['images']} images)"
     )
 
 

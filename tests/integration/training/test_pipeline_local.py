@@ -136,6 +136,13 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
     assert hashlib.sha256(onnx_bytes).hexdigest() == meta["model_sha256"]
     assert card["dataset"]["digest"] == meta["dataset_digest"]
     assert ("model_int8.onnx" in names) == card["int8"]["kept"]
+    # the frames the model's devices will send back: its band, from its val + test images (loupe.uncertainty)
+    band = card["uncertainty_band"]
+    counts = card["dataset"]["counts"]
+    assert 0.0 <= band["bandLow"] < band["bandHigh"] <= 1.0
+    # calibrated on enough held-out images: the top-confidence criterion; too few: the recipe's default band
+    assert band["criterion"] == ("top" if band["method"] == "calibrated" else "any")
+    assert band["splits"] == ["val", "test"] and band["frames"] == counts["val"] + counts["test"]
 
     stats_uri = pkg["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     b, _, k = stats_uri[5:].partition("/")
