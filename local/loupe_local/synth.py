@@ -42,7 +42,7 @@ Recommended demo configuration (``DEMO_DEFAULTS``), measured on the shared 2-cor
   earlier phase 2 with fainter scratches, default fine-tuning recipe, 8 epochs).
 - ``make demo``'s own shape (140 phase-1 train pictures after the content-hash split, 134 phase-2 frames, all of
   phase 1 replayed, 80 test pictures; v1 50 epochs at 224 on both cores, 227 s idle): v1 0.28 on phase 2; v2
-  warm-started 15 epochs 0.62 (129 s), 40 epochs 0.85 (339 s) -- hence the demo's ``retrain_epochs`` 40.
+  warm-started 15 epochs 0.62 (129 s), 40 epochs 0.85 (339 s) -- hence the demo's longer retrain (50 epochs).
 - Label efficiency (``benchmarks/active_learning.py``): 25 phase-2 frames picked by v1's uncertainty give
   about the mAP50 of 100 random ones (0.55).
 """
