@@ -27,6 +27,7 @@ class HyperParams:
     batch: int = 16
     patience: int = 15
     lr0: float = 0.01
+    warm_lr0: float = 0.001  # the learning rate of a warm start (AdamW, no warmup; see train())
     seed: int = 0
     # 0: the epochs decide. > 0: train for this many seconds (Ultralytics' ``time``: after every epoch the epoch
     # count and the learning-rate schedule are re-planned to end inside the budget; ``epochs`` is then ignored)
@@ -316,7 +317,7 @@ def train(
     # A warm start fine-tunes: Ultralytics' "auto" optimizer ignores lr0 and its warmup (bias lr 0.1 for >= 100
     # iterations) covers a whole small fine-tune and undoes what the champion learned. AdamW at a low rate without
     # warmup keeps it (measured on the synthetic drift: +0.19 phase-2 mAP50 against +0.05 with the defaults).
-    tuning = {"optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0} if start is not None else {"lr0": hps.lr0}
+    tuning = {"optimizer": "AdamW", "lr0": hps.warm_lr0, "warmup_epochs": 0} if start is not None else {"lr0": hps.lr0}
     started = time.monotonic()
     try:
         if resume_from is not None:

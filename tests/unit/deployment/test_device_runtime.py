@@ -54,6 +54,24 @@ def test_a_new_soft_dependency_is_announced_without_a_restart(device: Any) -> No
     assert saved["deployment_id"] == "d2" and saved["components"]["data"]["version"] == "1.1.0"
 
 
+def test_components_hear_the_update_signal_when_the_device_was_started_under_nohup(device: Any) -> None:
+    """nohup leaves SIGHUP ignored for every child, and a shell can never trap a signal ignored when it started:
+    the nucleus gives its components the default back, or the app above would miss the notification."""
+    import signal
+
+    for r in (data("1.0.0"), data("1.1.0"), APP):
+        device.control.gg.add(r)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does to the device's process
+    try:
+        assert deploy(device, "d1", {"data": "1.0.0", "app": "1.0.0"}) == ("SUCCEEDED", "")
+        pid = device.running["app"].process.pid
+        assert deploy(device, "d2", {"data": "1.1.0", "app": "1.0.0"}) == ("SUCCEEDED", "")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert device.running["app"].process.pid == pid
+    assert status(device, "app")["model_version"] == "1.1.0"
+
+
 def test_a_component_reporting_errored_rolls_the_device_back(device: Any) -> None:
     bad = recipe("data", "2.0.0", {"Install": "echo bad > {work:path}/current"})
     for r in (data("1.0.0"), bad, APP):
