@@ -345,6 +345,11 @@ class RunningLine:
                 self.ctx.place_frame(thing, source, f"again-{self.placed}-{source.name}")
             self.placed += 1
 
+    @property
+    def seen(self) -> int:
+        """Frames placed again, over every camera."""
+        return self.placed * len(self.frames)
+
 
 def await_labeling(
     ctx: DemoContext, runs_before: set[str], wait_s: float, keep_running: Callable[[], None] | None = None
@@ -408,10 +413,10 @@ def phase2(ctx: DemoContext) -> None:
     # fires on an ingest; both get their time before the last resort, while the line keeps running
     line = RunningLine(ctx, ctx.data["stream"], rate)
     note = await_labeling(ctx, runs_before, max(120.0, 4 * period), keep_running=line.step)
-    ctx.data["phase2"].update(labeling_started_by=note, frames_seen_again=line.placed * len(line.frames))
-    if line.placed:
+    ctx.data["phase2"].update(labeling_started_by=note, frames_seen_again=line.seen)
+    if line.seen:
         ctx.progress.say(
-            f"  meanwhile the line kept running: the cameras saw {line.placed * len(line.frames)} frames of the same "
+            f"  meanwhile the line kept running: the cameras saw {line.seen} frames of the same "
             "tags again (already in the ledger: nothing new to label)"
         )
     ctx.wait(

@@ -198,7 +198,7 @@ class LifecycleRunner:
             stdout=r.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_sighup,  # noqa: PLW1509 - one async-signal-safe call in the child
+            preexec_fn=_default_sighup,  # noqa: PLW1509 - one signal reset in the child, no lock taken
         )
         r.state = "RUNNING"
         r.started = time.time()
@@ -252,7 +252,7 @@ class LifecycleRunner:
 
 def _default_sighup() -> None:
     """In a component's process before exec: SIGHUP back to its default. SIGHUP is how this local nucleus announces
-    an update (:meth:`Lifecycle.notify`), and a signal ignored when a shell starts can never be trapped by it
+    an update (:meth:`LifecycleRunner.notify`), and a signal ignored when a shell starts can never be trapped by it
     (POSIX, ``trap``): a device started under ``nohup`` would otherwise pass the ignore on and its shell components
     would miss every notification."""
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
