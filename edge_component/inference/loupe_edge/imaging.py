@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
+from loupe_edge.formats import DECODERS, refusal
+
 PAD_VALUE = 114
 _F255 = np.float32(255.0)
 
@@ -74,8 +76,11 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode bytes to an RGB Pillow image, refusing non-images, truncated files and oversized frames."""
     if not data:
         raise ImageRejected("empty file")
+    unsupported = refusal(data)  # by magic bytes: JPEG and PNG only (see loupe_edge.formats)
+    if unsupported:
+        raise ImageRejected(unsupported)
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=DECODERS)  # no other Pillow plugin ever sees the bytes
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"image too large: {exc}") from exc
     except Exception as exc:  # Pillow raises several types for non-image bytes

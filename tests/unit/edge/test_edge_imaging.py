@@ -101,8 +101,10 @@ def test_open_image_refuses_bad_input() -> None:
     assert open_image(good, 10**6).size == (320, 240)
     with pytest.raises(ImageRejected, match="empty"):
         open_image(b"", 10**6)
-    with pytest.raises(ImageRejected, match="not a decodable image"):
+    with pytest.raises(ImageRejected, match="unsupported format: a PDF file"):
         open_image(b"%PDF-1.4 definitely not a picture", 10**6)
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        open_image(b"\x89PNG\r\n\x1a\n but no chunks after the signature", 10**6)
     with pytest.raises(ImageRejected, match="incomplete or corrupt"):
         open_image(good[: len(good) // 2], 10**6)
     with pytest.raises(ImageRejected, match="too large"):
