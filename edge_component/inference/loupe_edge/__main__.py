@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     outbox = Outbox(
         cfg.get("outbox.path") or work / "outbox.sqlite",
         {RESULTS: cfg.get("outbox.maxMessages"), UPLOADS: cfg.get("outbox.maxUploads")},
+        max_bytes=cfg.get("outbox.maxBytes"),
     )
     if transport_kind == "ipc":
         transport = IpcTransport(ipc_client)

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from loupe_edge import formats
 from loupe_edge.config import Config
 from loupe_edge.engine import Prefetcher, Prepared, Preparer, run_model
 from loupe_edge.feedback import FeedbackSampler
 from loupe_edge.manager import ModelManager, ModelSource
 from loupe_edge.model import LoadedModel, ModelError, ModelSettings, load_model
+from loupe_edge.outbox import EntryTooLarge, OutboxError
 from loupe_edge.sources import FrameSource, RawFrame, make_source
 from loupe_edge.stats import ShadowStats, WindowStats
 from loupe_edge.transport import Control, Transport, TransportError, Uploader
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 RESULTS = "results"
 UPLOADS = "uploads"
 MAX_MESSAGE_BYTES = 120 * 1024  # below AWS IoT Core's 128 KB limit, with room for MQTT framing
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff", "webp": "image/webp"}
 
 
 def utc_now() -> str:
@@ -104,6 +105,9 @@ class EdgeApp:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._health_now = threading.Event()
+        self._alerts: list[str] = []  # reported in health until a health message carrying them was accepted
+        self._outbox_failing = False
+        self._take_outbox_alerts()
         self.started = time.monotonic()
 
     # -- configuration --------------------------------------------------------------------------------
@@ -133,10 +137,17 @@ class EdgeApp:
             fb["maxPerMinute"],
             fb["maxPerDay"],
             day_count=lambda day: self.outbox.counter(f"feedback:{day}"),
-            day_bump=lambda day: self.outbox.bump(f"feedback:{day}"),
+            day_bump=self._persist_day_count,
             criterion=fb["criterion"],
         )
         self.decode_threshold = min(m["confThreshold"], fb["bandLow"]) if fb["enabled"] else m["confThreshold"]
+
+    def _persist_day_count(self, day: str) -> None:
+        """Keep the day's feedback count across restarts; if the outbox cannot, this process' count still holds."""
+        try:
+            self.outbox.bump(f"feedback:{day}")
+        except OutboxError as exc:
+            log.warning("feedback count of %s not persisted: %s", day, exc)
 
     def reconfigure(self, cfg: Config) -> None:
         for problem in cfg.problems:
@@ -235,12 +246,16 @@ class EdgeApp:
             return None
         if item.error is not None:
             self.stats.count("rejected_frames")
+            if item.raw.data is not None and formats.sniff(item.raw.data) is None:
+                self.stats.count("rejected_unsupported_format")
             self.stats.error(f"frame {item.raw.name}: {item.error}")
             self.source.reject(item.raw, item.error)
             return None
         return self.process(item)
 
-    def process(self, item: Prepared) -> FrameOutcome:
+    def process(self, item: Prepared) -> FrameOutcome | None:
+        """Infer on one prepared frame and store its result (and feedback image) in the outbox; None when the
+        outbox refused the write: the frame goes back to its source for a later try."""
         model = self.manager.current  # read once: a swap takes effect on the next frame
         assert model is not None and item.rgb is not None
         tensor, lb, pre_ms = item.tensor, item.letterbox, item.preprocess_ms
@@ -287,17 +302,36 @@ class EdgeApp:
         latency["postprocess"] = round(res.postprocess_ms + (time.perf_counter() - t_post) * 1000, 3)
         latency["total"] = round(sum(latency.values()), 3)
         payload = self._encode(message)
-        dropped = self.outbox.put(RESULTS, {"topic": self.cfg.topic("inference")}, payload)
-        if dropped:
-            self.stats.count("outbox_dropped_results", dropped)
-        sampled = False
+        entries = [(RESULTS, {"topic": self.cfg.topic("inference")}, payload)]
         if decision.uncertain:
             if not self.feedback_on:
                 self.stats.count("feedback_not_configured")
             elif decision.send:
-                sampled = self._queue_feedback(frame, item.rgb, model.version, decision)
+                entries.append(self._feedback_entry(frame, item.rgb, model.version, decision))
             else:
                 self.stats.count(f"feedback_limited_{decision.limited_by}")
+        try:
+            try:
+                removed = self.outbox.put_many(entries)  # the result and its image: both stored, or neither
+            except EntryTooLarge as exc:  # an image larger than the whole budget: the result alone is kept
+                if len(entries) == 1:
+                    raise
+                log.warning("feedback image of %s not queued: %s", frame.name, exc)
+                self.stats.count("feedback_too_large")
+                entries = entries[:1]
+                removed = self.outbox.put_many(entries)
+        except OutboxError as exc:
+            self._outbox_refused(frame, exc)
+            return None
+        if self._outbox_failing:
+            log.info("outbox writable again")
+            self._outbox_failing = False
+        for queue, n in removed.items():
+            if n:
+                self.stats.count(f"outbox_dropped_{queue}", n)
+        sampled = len(entries) > 1
+        if sampled:
+            self.stats.count("feedback_queued")
         self.source.done(frame)
         self.stats.frame(
             latency["total"],
@@ -328,10 +362,22 @@ class EdgeApp:
             payload = json.dumps(trimmed, separators=(",", ":")).encode()
         return payload
 
-    def _queue_feedback(self, frame: RawFrame, rgb: np.ndarray, version: str, decision) -> bool:
+    def _outbox_refused(self, frame: RawFrame, exc: OutboxError) -> None:
+        """The outbox could not store this frame's result (a full disk): nothing of it was stored, the frame goes
+        back to its source (a file stays in the folder and is read again) and the loop waits before the next."""
+        self.stats.count("outbox_write_failures")
+        self.stats.error(f"outbox: {exc}")
+        if not self._outbox_failing:
+            log.error("%s; frames stay in their source until it is writable again", exc)
+            self._outbox_failing = True
+        self.source.release(frame)
+        self._stop.wait(self.cfg.get("outbox.retrySeconds"))
+
+    def _feedback_entry(self, frame: RawFrame, rgb: np.ndarray, version: str, decision) -> tuple[str, dict, bytes]:
         fb = self.cfg.get("feedback")
-        body, ext = frame.data, frame.ext
-        if body is None:
+        body = frame.data
+        ext = formats.sniff(body)
+        if body is None or ext is None:  # a video frame (or, defensively, bytes ingest would refuse): encode
             from PIL import Image
 
             buf = io.BytesIO()
@@ -352,7 +398,7 @@ class EdgeApp:
         meta = {
             "bucket": fb["bucket"],
             "key": key,
-            "content_type": CONTENT_TYPES.get(ext, "application/octet-stream"),
+            "content_type": formats.CONTENT_TYPES[ext],
             "metadata": {
                 "device": self.thing,
                 "model-version": version,
@@ -362,11 +408,7 @@ class EdgeApp:
             "topic": self.cfg.topic("lowConfidence"),
             "announce": announce,
         }
-        dropped = self.outbox.put(UPLOADS, meta, body)
-        if dropped:
-            self.stats.count("outbox_dropped_uploads", dropped)
-        self.stats.count("feedback_queued")
-        return True
+        return UPLOADS, meta, body
 
     # -- shadow ---------------------------------------------------------------------------------------
     def _load_shadow(self) -> None:
@@ -402,46 +444,63 @@ class EdgeApp:
         self._stop.wait(self.cfg.get("outbox.retrySeconds"))
         return True
 
-    def _send_results(self) -> None:
+    def _sender(self, what: str, once) -> None:
+        """Run one sender's loop until stop; an outbox failure (or a bug) pauses it, never ends it."""
         failing = False
         while not self._stop.is_set():
-            if not self.outbox.wait(RESULTS, 0.5):
-                continue
-            entries = self.outbox.peek(RESULTS, 50)
             try:
-                n = self.transport.publish_many([(e.meta["topic"], e.body) for e in entries], timeout=10.0)
-            except TransportError as exc:
-                failing = self._backoff("results", exc, failing)
+                delivered = once()
+            except (TransportError, OutboxError) as exc:
+                failing = self._backoff(what, exc, failing)
                 continue
-            if failing:
-                log.info("results delivery resumed (%d queued)", self.outbox.depth(RESULTS))
+            except Exception as exc:
+                log.exception("%s sender failed; retrying", what)
+                self.stats.error(f"{what} sender: {exc!r}")
+                failing = self._backoff(what, exc, failing)
+                continue
+            if failing and delivered:
+                log.info("%s delivery resumed (%d queued)", what, self.outbox.depth(what))
                 failing = False
-            self.outbox.ack(entries[:n])
+
+    def _send_results(self) -> None:
+        self._sender(RESULTS, self._send_results_once)
+
+    def _send_results_once(self) -> bool:
+        if not self.outbox.wait(RESULTS, 0.5):
+            return False
+        entries = self.outbox.peek(RESULTS, 50)
+        if not entries:
+            return False
+        n = self.transport.publish_many([(e.meta["topic"], e.body) for e in entries], timeout=10.0)
+        self.outbox.ack(entries[:n])
+        return True
 
     def _send_uploads(self) -> None:
-        failing = False
-        while not self._stop.is_set():
-            if not self.outbox.wait(UPLOADS, 0.5):
-                continue
-            entries = self.outbox.peek(UPLOADS, 1)
-            if not entries:
-                continue
-            e = entries[0]
-            m = e.meta
-            try:
-                if self.uploader is None:
-                    raise TransportError("no S3 uploader configured")
-                self.uploader.put(m["bucket"], m["key"], e.body, m["content_type"], m["metadata"])
-                announce = json.dumps(m["announce"], separators=(",", ":")).encode()
-                self.transport.publish_many([(m["topic"], announce)], timeout=10.0)
-            except TransportError as exc:
-                failing = self._backoff("uploads", exc, failing)
-                continue
-            if failing:
-                log.info("feedback delivery resumed (%d queued)", self.outbox.depth(UPLOADS))
-                failing = False
+        self._sender(UPLOADS, self._send_uploads_once)
+
+    def _send_uploads_once(self) -> bool:
+        if not self.outbox.wait(UPLOADS, 0.5):
+            return False
+        entries = self.outbox.peek(UPLOADS, 1)
+        if not entries:
+            return False
+        e = entries[0]
+        m = e.meta
+        if formats.sniff(e.body) is None or m.get("content_type") not in formats.CONTENT_TYPES.values():
+            # queued by an older version of the component: ingest would quarantine it, so it is not uploaded
+            log.error("not uploading %s: %s", m.get("key"), formats.describe(e.body))
+            self.stats.count("uploads_refused_format")
+            self.stats.error(f"upload {m.get('key')}: {formats.refusal(e.body)}")
             self.outbox.ack([e])
-            self.stats.count("feedback_sent")
+            return False
+        if self.uploader is None:
+            raise TransportError("no S3 uploader configured")
+        self.uploader.put(m["bucket"], m["key"], e.body, m["content_type"], m["metadata"])
+        announce = json.dumps(m["announce"], separators=(",", ":")).encode()
+        self.transport.publish_many([(m["topic"], announce)], timeout=10.0)
+        self.outbox.ack([e])
+        self.stats.count("feedback_sent")
+        return True
 
     # -- health ---------------------------------------------------------------------------------------
     def health(self, reset: bool = True) -> dict:
@@ -457,9 +516,13 @@ class EdgeApp:
             "model_error": self.manager.last_error,
             **snap,
             "outbox": {"results": self.outbox.depth(RESULTS), "uploads": self.outbox.depth(UPLOADS)},
+            "outbox_store": self._outbox_store(),
+            "alerts": self._take_outbox_alerts(),
             "dropped": {
                 "outbox_results": self.outbox.dropped(RESULTS),
                 "outbox_uploads": self.outbox.dropped(UPLOADS),
+                "outbox_evicted_results": self.outbox.evicted(RESULTS)[0],
+                "outbox_evicted_uploads": self.outbox.evicted(UPLOADS)[0],
                 "rejected_frames": counters.get("rejected_frames", 0),
                 "feedback_rate_limited": counters.get("feedback_limited_rate", 0),
                 "feedback_daily_cap": counters.get("feedback_limited_daily-cap", 0),
@@ -469,14 +532,34 @@ class EdgeApp:
             "shadow": self.shadow_stats.snapshot(self.shadow.version) if self.shadow is not None else None,
         }
 
+    def _outbox_store(self) -> dict:
+        """The disk outbox as a whole: bytes held against the budget, what the budget evicted, failed writes and
+        stores moved aside as unreadable (kept out of ``outbox``, whose values the cloud sums as a depth)."""
+        return {
+            "bytes": self.outbox.size(),
+            "max_bytes": self.outbox.max_bytes,
+            "evicted_bytes": {q: self.outbox.evicted(q)[1] for q in (RESULTS, UPLOADS)},
+            "write_failures": self.outbox.write_failures,
+            "moved_aside": self.outbox.counter("store_moved_aside"),
+        }
+
+    def _take_outbox_alerts(self) -> list[str]:
+        for alert in self.outbox.take_alerts():
+            self.stats.error(f"outbox: {alert}")
+            self._alerts.append(alert)
+        return list(self._alerts)
+
     def publish_health(self) -> bool:
-        payload = json.dumps(self.health(), separators=(",", ":")).encode()
+        health = self.health()
+        payload = json.dumps(health, separators=(",", ":")).encode()
         try:
             self.transport.publish_many([(self.cfg.topic("health"), payload)], timeout=5.0)
-            return True
         except TransportError:
             self.stats.count("health_unsent")
             return False
+        sent = health["alerts"]
+        self._alerts = [a for a in self._alerts if a not in sent]  # delivered: reported once
+        return True
 
     def _health_loop(self) -> None:
         while not self._stop.is_set():
@@ -484,4 +567,8 @@ class EdgeApp:
             self._health_now.clear()
             if self._stop.is_set():
                 break
-            self.publish_health()
+            try:
+                self.publish_health()
+            except Exception as exc:  # the health thread must outlive a bug in one message
+                log.exception("health message failed")
+                self.stats.error(f"health: {exc!r}")

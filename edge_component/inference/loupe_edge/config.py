@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "maxPerMinute": 6,
         "maxPerDay": 500,
     },
-    "outbox": {"path": "", "maxMessages": 10000, "maxUploads": 200, "retrySeconds": 2.0},
+    "outbox": {"path": "", "maxMessages": 10000, "maxUploads": 200, "maxBytes": 256 * 1024 * 1024, "retrySeconds": 2.0},
     "health": {"intervalSeconds": 60.0},
     "mqtt": {"host": "127.0.0.1", "port": 1883, "clientId": "", "keepalive": 30},
     "topics": {
@@ -179,6 +179,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "outbox.path": _str,
     "outbox.maxMessages": _num(10, 10_000_000, integer=True),
     "outbox.maxUploads": _num(1, 1_000_000, integer=True),
+    "outbox.maxBytes": _num(1 << 20, 1 << 40, integer=True),
     "outbox.retrySeconds": _num(0.05, 600),
     "health.intervalSeconds": _num(0.1, 86_400),
     "mqtt.host": _str,

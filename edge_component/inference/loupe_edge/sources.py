@@ -4,7 +4,8 @@
 complete (size and mtime unchanged for ``settleMs``); ``OpenCVSource`` reads a video file, RTSP stream or camera
 device when OpenCV is installed.  A source yields :class:`RawFrame` objects; the caller decodes them and, once the
 frame's result is safely in the outbox, calls :meth:`FrameSource.done` (or :meth:`FrameSource.reject` for
-unusable input) so a frame leaves its source only after nothing can be lost.
+unusable input, :meth:`FrameSource.release` when the result could not be stored) so a frame leaves its source
+only after nothing can be lost.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class FrameSource(Protocol):
     def done(self, frame: RawFrame) -> None: ...
 
     def reject(self, frame: RawFrame, reason: str) -> None: ...
+
+    def release(self, frame: RawFrame) -> None:
+        """Not processed after all (its result could not be stored): hand it out again later if possible."""
+        ...
 
     def close(self) -> None: ...
 
@@ -200,6 +205,9 @@ class DirectorySource:
             return  # stays in _handed: never retried in this process
         self._handed.discard(path.name)
 
+    def release(self, frame: RawFrame) -> None:
+        self._handed.discard(frame.ref.name)  # still in the folder: the next scans pick it up again
+
     def close(self) -> None:
         self._closed.set()
 
@@ -271,6 +279,9 @@ class OpenCVSource:
     def reject(self, frame: RawFrame, reason: str) -> None:
         log.warning("dropped video frame %s: %s", frame.name, reason)
 
+    def release(self, frame: RawFrame) -> None:
+        log.warning("dropped video frame %s: its result could not be stored", frame.name)  # a stream cannot rewind
+
     def close(self) -> None:
         self._closed.set()
         if self._cap is not None:
@@ -308,6 +319,9 @@ class FileListSource:
 
     def reject(self, frame: RawFrame, reason: str) -> None:
         log.warning("skipped %s: %s", frame.name, reason)
+
+    def release(self, frame: RawFrame) -> None:
+        log.warning("skipped %s: its result could not be stored", frame.name)
 
     def close(self) -> None:
         self._i = len(self._paths)
