@@ -122,6 +122,11 @@ def brightness_for(score: float, size: int, w: int = 64, h: int = 64) -> int:
 
 def grey_png(value: int, w: int = 64, h: int = 64) -> bytes:
     """A lossless uniform grey image (so its brightness, hence the test model's confidence, is exact)."""
+    return grey_image(value, "PNG", w, h)
+
+
+def grey_image(value: int, fmt: str, w: int = 64, h: int = 64) -> bytes:
+    """A uniform grey image encoded by Pillow in ``fmt`` ("PNG", "BMP", "TIFF", "GIF", "EPS", ...)."""
     buf = io.BytesIO()
-    Image.new("RGB", (w, h), (value, value, value)).save(buf, format="PNG")
+    Image.new("RGB", (w, h), (value, value, value)).save(buf, format=fmt)
     return buf.getvalue()

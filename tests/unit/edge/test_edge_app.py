@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,12 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from support.edge_helpers import brightness_for, default_table, grey_png, write_model, write_pointer
+from support.edge_helpers import brightness_for, default_table, grey_image, grey_png, write_model, write_pointer
 from support.waiting import wait_until
 
 from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
 from loupe_edge.config import validate
-from loupe_edge.outbox import Outbox
+from loupe_edge.formats import sniff
+from loupe_edge.outbox import Outbox, OutboxError
 from loupe_edge.transport import IpcControl, IpcTransport, TransportError
 
 THING = "line-1"
@@ -80,7 +82,7 @@ class FakeUploader:
 def rig(tmp_path: Path):
     made = []
 
-    def make(extra: dict | None = None, model_version: str = "1", pointer: bool = True):
+    def make(extra: dict | None = None, model_version: str = "1", pointer: bool = True, max_bytes: int | None = None):
         work = tmp_path / "work" / "com.loupe.inference"
         frames = tmp_path / "frames"
         ptr = work.parent / "com.loupe.model" / "current.json"
@@ -100,7 +102,11 @@ def rig(tmp_path: Path):
         cfg = validate(raw)
         ipc = FakeIpcClient()
         uploader = FakeUploader()
-        outbox = Outbox(work / "outbox.sqlite", {RESULTS: cfg.get("outbox.maxMessages"), UPLOADS: 50})
+        outbox = Outbox(
+            work / "outbox.sqlite",
+            {RESULTS: cfg.get("outbox.maxMessages"), UPLOADS: 50},
+            max_bytes=max_bytes or cfg.get("outbox.maxBytes"),
+        )
         app = EdgeApp(cfg, IpcTransport(ipc), IpcControl(ipc), outbox, uploader=uploader)
         made.append((app, outbox))
         return SimpleNamespace(app=app, ipc=ipc, uploader=uploader, outbox=outbox, frames=frames, pointer=ptr)
@@ -214,6 +220,169 @@ def test_rejected_frames_are_moved_aside_and_counted(rig) -> None:
     health = r.app.health()
     assert health["dropped"]["rejected_frames"] == 1
     assert any("notes.txt" in e for e in health["errors"]["recent"])
+
+
+def drop_bytes(frames: Path, name: str, data: bytes) -> None:
+    frames.mkdir(parents=True, exist_ok=True)
+    tmp = frames / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.rename(frames / name)
+
+
+def step_until(app: EdgeApp, pred, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        app.step(0.1)
+    return bool(pred())
+
+
+def test_frames_in_other_formats_are_refused_counted_and_never_uploaded(rig) -> None:
+    r = rig()
+    r.app.start()
+    uncertain = brightness_for(0.45, 64)  # decoded, each of these would be an uncertain frame worth uploading
+    for fmt, name in (("BMP", "a.bmp"), ("TIFF", "b.tif"), ("GIF", "c.gif"), ("EPS", "d.jpg")):
+        drop_bytes(r.frames, name, grey_image(uncertain, fmt))  # d.jpg is PostScript: content decides, not names
+    drop(r.frames, "e.png", 0.45)
+    (outcome,) = run_until(r.app, 1)
+    assert outcome.uncertain and outcome.sampled
+    rejected = r.frames / ".rejected"
+    assert wait_for(lambda: {p.name for p in rejected.iterdir()} == {"a.bmp", "b.tif", "c.gif", "d.jpg"})
+    assert wait_for(lambda: len(r.uploader.objects) == 1)
+    ((_, key), (body, ctype, _)) = next(iter(r.uploader.objects.items()))
+    assert key.endswith(".png") and ctype == "image/png" and sniff(body) == "png"
+    health = r.app.health()
+    assert health["dropped"]["rejected_frames"] == 4 and health["counters"]["rejected_unsupported_format"] == 4
+    recent = " ".join(health["errors"]["recent"])
+    for what in ("a BMP file", "a TIFF file", "a GIF file", "an EPS/PostScript file"):
+        assert what in recent
+    assert [m["source"] for m in r.ipc.messages("/inference")] == ["e.png"]
+
+
+def test_an_upload_queued_in_another_format_is_never_uploaded(rig) -> None:
+    """Entries an older component queued with a BMP body: dropped with the reason, the queue flows on."""
+    r = rig()
+    meta = {
+        "bucket": "raw-bucket",
+        "metadata": {},
+        "topic": f"loupe/{THING}/low-confidence",
+        "announce": {"thing": THING},
+    }
+    r.outbox.put(UPLOADS, {**meta, "key": "raw/feedback/old.bmp", "content_type": "image/bmp"}, grey_image(9, "BMP"))
+    r.outbox.put(UPLOADS, {**meta, "key": "raw/feedback/new.png", "content_type": "image/png"}, grey_png(9))
+    r.app.start()
+    assert wait_for(lambda: r.uploader.objects and r.outbox.depth(UPLOADS) == 0)
+    assert list(r.uploader.objects) == [("raw-bucket", "raw/feedback/new.png")]
+    assert r.app.stats.counters["uploads_refused_format"] == 1
+    assert any("a BMP file" in e for e in r.app.stats.errors)
+
+
+def test_a_full_disk_keeps_frames_in_the_folder_and_the_senders_survive_outbox_failures(rig) -> None:
+    r = rig()
+    r.app.start()
+    drop(r.frames, "a.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 1 and r.outbox.depth(RESULTS) == 0)
+
+    # a write failing inside its transaction while the sender acknowledges a delivered result
+    deny_deletes(r.outbox, True)
+    drop(r.frames, "b.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert wait_for(lambda: r.app.stats.counters.get("results_delivery_failures", 0) >= 1)
+    deny_deletes(r.outbox, False)
+    assert wait_for(lambda: r.outbox.depth(RESULTS) == 0)  # the same sender goes on (b is sent again: at least once)
+
+    # the disk fills up: an uncertain frame's result and image cannot be stored
+    fill_disk(r.outbox)
+    drop(r.frames, "c.png", 0.45)
+    assert step_until(r.app, lambda: r.app.stats.counters.get("outbox_write_failures", 0) >= 1)
+    assert (r.frames / "c.png").exists()  # still in its folder: nothing lost
+    assert r.outbox.depth(RESULTS) == 0 and r.outbox.depth(UPLOADS) == 0  # nothing half-stored
+    free_disk(r.outbox)  # space returns: the frame is read again and goes through
+    assert step_until(r.app, lambda: not (r.frames / "c.png").exists())
+    assert wait_for(lambda: "c.png" in {m["source"] for m in r.ipc.messages("/inference")} and r.uploader.objects)
+    assert {m["source"] for m in r.ipc.messages("/inference")} == {"a.png", "b.png", "c.png"}
+    drop(r.frames, "d.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert wait_for(lambda: "d.png" in {m["source"] for m in r.ipc.messages("/inference")})
+    health = r.app.health()
+    assert health["outbox_store"]["write_failures"] >= 2
+    assert any("database or disk is full" in e for e in health["errors"]["recent"])
+
+
+def test_a_corrupt_outbox_is_moved_aside_and_reported_in_health_once(rig, tmp_path: Path) -> None:
+    store = tmp_path / "work" / "com.loupe.inference" / "outbox.sqlite"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"\x00garbage, not SQLite" * 200)
+    r = rig()
+    (aside,) = store.parent.glob("outbox.sqlite.corrupt-*")
+    assert aside.read_bytes().startswith(b"\x00garbage")
+    r.ipc.fail_publish = True
+    r.app.start()  # the model swap asks for a health message: not delivered, so the alert stays for the next
+    assert wait_for(lambda: r.app.stats.counters.get("health_unsent", 0) >= 1)
+    r.ipc.fail_publish = False
+    drop(r.frames, "a.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 1)  # the fresh store works
+    assert r.app.publish_health()
+    (health,) = r.ipc.messages("/health")
+    (alert,) = health["alerts"]
+    assert "file is not a database" in alert and aside.name in alert
+    assert health["outbox_store"]["moved_aside"] == 1
+    assert any("file is not a database" in e for e in health["errors"]["recent"])
+    assert r.app.publish_health()
+    assert r.ipc.messages("/health")[-1]["alerts"] == []  # delivered once, not repeated
+
+
+def test_the_byte_budget_evicts_the_oldest_and_health_reports_it(rig) -> None:
+    r = rig(max_bytes=6_000)
+    r.app.start()
+    r.ipc.fail_publish = True
+    r.uploader.fail = True
+    for i in range(8):
+        drop(r.frames, f"f{i}.png", 0.45)  # uncertain: a result (~700 bytes) and an image (~400 bytes) each
+    assert len(run_until(r.app, 8)) == 8
+    assert r.outbox.size() <= 6_000
+    health = r.app.health()
+    dropped, store = health["dropped"], health["outbox_store"]
+    assert dropped["outbox_evicted_results"] + dropped["outbox_evicted_uploads"] > 0
+    assert store["max_bytes"] == 6_000 and 0 < store["bytes"] <= 6_000
+    assert store["evicted_bytes"]["results"] + store["evicted_bytes"]["uploads"] > 0
+    kept = r.outbox.depth(RESULTS)
+    assert kept + dropped["outbox_evicted_results"] == 8
+    r.ipc.fail_publish = False
+    r.uploader.fail = False
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == kept)
+    assert [m["source"] for m in r.ipc.messages("/inference")] == [f"f{i}.png" for i in range(8 - kept, 8)]
+
+
+def fill_disk(ob: Outbox) -> None:
+    """Fill the store's file to a ceiling it may not pass (``PRAGMA max_page_count``): the next write that needs
+    a page fails with SQLITE_FULL, exactly as on a full filesystem."""
+    with ob._lock:
+        pages = ob._db.execute("PRAGMA page_count").fetchone()[0]
+        ob._db.execute(f"PRAGMA max_page_count = {pages}")
+    try:
+        while True:  # small filler entries: afterwards no page has room for a result
+            ob.put("filler", {}, b"f" * 16)
+    except OutboxError:
+        pass
+
+
+def free_disk(ob: Outbox) -> None:
+    with ob._lock:
+        ob._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def deny_deletes(ob: Outbox, deny: bool) -> None:
+    """Make DELETE fail inside its transaction (an error SQLite does not roll back by itself)."""
+
+    def authorizer(action: int, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_DELETE else sqlite3.SQLITE_OK
+
+    with ob._lock:
+        ob._db.set_authorizer(authorizer if deny else None)
 
 
 def test_hot_swap_between_frames_drops_nothing(rig, tmp_path: Path) -> None:

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from loupe.imaging import sniff_format
+from loupe.ingest import ImageRejected as IngestRejected
+from loupe.ingest import inspect_image
+from loupe_edge.formats import refusal, sniff
 from loupe_edge.imaging import ImageRejected, Letterbox, Preprocessor, _Resizer, open_image
 
 
@@ -116,3 +120,46 @@ def test_open_image_converts_grey_and_rgba_to_rgb() -> None:
         buf = io.BytesIO()
         Image.new(mode, (8, 6)).save(buf, format="PNG")
         assert open_image(buf.getvalue(), 10**6).mode == "RGB"
+
+
+OTHER_FORMATS = {"EPS": "EPS/PostScript", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF", "WEBP": "RIFF/WebP"}
+
+
+def test_only_the_jpeg_and_png_decoders_ever_see_frame_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames in other formats are refused by content, and no other Pillow plugin (EPS would start Ghostscript)
+    is even asked to identify them."""
+    Image.init()
+    consulted: list[str] = []
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        if name in ("JPEG", "PNG"):
+            continue
+
+        def spy(fp, filename=None, *args, _name=name, _factory=factory):
+            consulted.append(_name)
+            return _factory(fp, filename, *args)
+
+        monkeypatch.setitem(Image.OPEN, name, (spy, accept))
+    for fmt, what in OTHER_FORMATS.items():
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (90, 90, 90)).save(buf, format=fmt)
+        with pytest.raises(ImageRejected, match=f"unsupported format: an? {what}"):
+            open_image(buf.getvalue(), 10**6)
+    # JPEG magic with a PostScript body: the JPEG decoder refuses it, nothing else is tried
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        open_image(b"\xff\xd8\xff%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n", 10**6)
+    assert consulted == []
+    assert open_image(_jpeg(64, 48), 10**6).size == (64, 48)
+
+
+def test_the_edge_decodes_exactly_what_cloud_ingest_accepts() -> None:
+    for fmt in ("JPEG", "PNG", *OTHER_FORMATS):
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (90, 90, 90)).save(buf, format=fmt)
+        data = buf.getvalue()
+        assert sniff(data) == sniff_format(data), fmt
+        if sniff(data) is None:
+            assert refusal(data)
+            with pytest.raises(IngestRejected):
+                inspect_image(data)
+        else:
+            assert refusal(data) is None and inspect_image(data).format == sniff(data)
