@@ -30,6 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+WAL_LIMIT = 16 * 1024 * 1024  # bytes of write-ahead log kept on disk after a checkpoint
 KEEP_MOVED_ASIDE = 3  # corrupt stores kept for inspection; older ones are deleted (a failing disk must not fill up)
 _CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
@@ -100,6 +101,7 @@ class Outbox:
         try:
             db.execute("PRAGMA journal_mode=WAL")  # the first read of the file: "file is not a database" here
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")  # the WAL shrinks back after a big checkpoint
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise _Corrupt("; ".join(problems[:3]))

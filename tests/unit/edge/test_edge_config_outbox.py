@@ -49,6 +49,14 @@ def test_invalid_values_fall_back_to_defaults_with_clear_reasons() -> None:
     assert "accessControl" not in text
 
 
+def test_the_outbox_byte_budget_has_a_sane_default_and_a_floor() -> None:
+    assert validate({}).get("outbox.maxBytes") == 256 * 1024 * 1024
+    assert validate({"outbox": {"maxBytes": "67108864"}}).get("outbox.maxBytes") == 64 * 1024 * 1024
+    cfg = validate({"outbox": {"maxBytes": 1000}})
+    assert cfg.get("outbox.maxBytes") == 256 * 1024 * 1024
+    assert any(p.startswith("outbox.maxBytes: 1000 is below the minimum") for p in cfg.problems)
+
+
 def test_topics_are_per_thing() -> None:
     cfg = validate({"thingName": "line-3"})
     assert cfg.topic("inference") == "loupe/line-3/inference"
