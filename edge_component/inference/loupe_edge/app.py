@@ -524,6 +524,7 @@ class EdgeApp:
                 "outbox_evicted_results": self.outbox.evicted(RESULTS)[0],
                 "outbox_evicted_uploads": self.outbox.evicted(UPLOADS)[0],
                 "rejected_frames": counters.get("rejected_frames", 0),
+                "rejected_pruned": getattr(self.source, "pruned", 0),
                 "feedback_rate_limited": counters.get("feedback_limited_rate", 0),
                 "feedback_daily_cap": counters.get("feedback_limited_daily-cap", 0),
                 "health_unsent": counters.get("health_unsent", 0),

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "afterProcessing": "delete",  # delete | move | keep
         "processedDir": "",  # for afterProcessing=move (default <path>/.processed)
         "maxFileBytes": 20 * 1024 * 1024,
+        "rejectedMaxBytes": 256 * 1024 * 1024,  # .rejected/ keeps refused files up to this, oldest deleted first
         "maxPixels": 40_000_000,
         "fps": 0.0,  # opencv: frames per second to sample (0 = as fast as inference allows)
     },
@@ -149,6 +150,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "source.afterProcessing": _choice("delete", "move", "keep"),
     "source.processedDir": _str,
     "source.maxFileBytes": _num(1024, 1 << 31, integer=True),
+    "source.rejectedMaxBytes": _num(0, 1 << 40, integer=True),
     "source.maxPixels": _num(1024, 500_000_000, integer=True),
     "source.fps": _num(0, 240),
     "model.dir": _str,

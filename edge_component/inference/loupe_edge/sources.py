@@ -87,6 +87,7 @@ class DirectorySource:
         processed_dir: str | Path | None = None,
         max_bytes: int = 20 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        rejected_max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ class DirectorySource:
         self.processed_dir = Path(processed_dir) if processed_dir else self.path / ".processed"
         self.rejected_dir = self.path / ".rejected"
         self.max_bytes = max_bytes
+        self.rejected_max_bytes = rejected_max_bytes
+        self.pruned = 0  # rejected files deleted to keep .rejected/ within its byte budget
         self.clock = clock
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, first time stable)
         self._handed: set[str] = set()  # handed out, not yet done/rejected (or kept)
@@ -204,6 +207,36 @@ class DirectorySource:
             log.warning("could not move rejected frame %s: %s", path, exc)
             return  # stays in _handed: never retried in this process
         self._handed.discard(path.name)
+        self._prune_rejected()
+
+    def _prune_rejected(self) -> None:
+        """Keep ``.rejected/`` within its byte budget, deleting the oldest files first: a camera misconfigured to
+        write another format must not fill the disk with refused frames."""
+        files = []
+        for e in os.scandir(self.rejected_dir):
+            try:
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    files.append((st.st_mtime_ns, e.name, st.st_size))
+            except FileNotFoundError:
+                continue
+        total = sum(size for _, _, size in files)
+        for _, name, size in sorted(files):
+            if total <= self.rejected_max_bytes:
+                break
+            try:
+                (self.rejected_dir / name).unlink()
+            except OSError as exc:
+                log.warning("could not prune rejected frame %s: %s", name, exc)
+                continue
+            total -= size
+            self.pruned += 1
+            log.warning(
+                "deleted rejected frame %s: %s is over its %d-byte budget",
+                name,
+                self.rejected_dir,
+                self.rejected_max_bytes,
+            )
 
     def release(self, frame: RawFrame) -> None:
         self._handed.discard(frame.ref.name)  # still in the folder: the next scans pick it up again
@@ -339,6 +372,7 @@ def make_source(cfg: dict) -> FrameSource:
             after=cfg["afterProcessing"],
             processed_dir=cfg["processedDir"] or None,
             max_bytes=cfg["maxFileBytes"],
+            rejected_max_bytes=cfg["rejectedMaxBytes"],
         )
     if kind == "opencv":
         if not cfg["uri"]:

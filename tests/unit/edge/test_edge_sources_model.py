@@ -70,6 +70,17 @@ def test_directory_source_rejects_oversized_files_and_keep_mode(tmp_path: Path) 
     assert (tmp_path / ".rejected" / "big.bin").exists()
 
 
+def test_rejected_files_are_kept_within_a_byte_budget_oldest_deleted_first(tmp_path: Path) -> None:
+    src = DirectorySource(tmp_path, poll_ms=10, settle_ms=0, max_bytes=1500, rejected_max_bytes=5000)
+    for i in range(5):
+        f = tmp_path / f"big{i}.bin"
+        f.write_bytes(bytes([i]) * 2000)
+        os.utime(f, ns=(1_000_000_000 * (i + 1), 1_000_000_000 * (i + 1)))
+    assert src.next(0.05) is None  # every file is over max_bytes: all rejected
+    assert sorted(p.name for p in (tmp_path / ".rejected").iterdir()) == ["big3.bin", "big4.bin"]
+    assert src.pruned == 3
+
+
 def test_sniff_ext_reads_content_not_names() -> None:
     assert sniff_ext(grey_png(3)) == "png"
     assert sniff_ext(b"\xff\xd8\xff\xe0rest") == "jpg"
