@@ -25,15 +25,17 @@ help: ## list the targets
 
 setup: $(BIN)/.installed tools .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the lint tools and the pipeline generator
 
-$(BIN)/.installed: pyproject.toml layers/common/requirements.txt scripts/check_prereqs.sh
+$(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_training/requirements.lock scripts/check_prereqs.sh
 	@bash scripts/check_prereqs.sh python
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@echo "setup: installing torch (CPU use; from the machine's wheel cache when present)"
 	@$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	@# the layer's pins (those without extras) constrain .venv: the local AWS and the tests run the SDK the layer ships
-	@grep -E '^[A-Za-z0-9._-]+==' layers/common/requirements.txt > $(VENV)/layer-constraints.txt
-	@$(BIN)/pip install -q -e ".[local,train,edge,dev]" -c $(VENV)/layer-constraints.txt
+	@# the layer's and the SageMaker jobs' locks (make lock; name==version, hashes dropped) constrain .venv: the local
+	@# AWS, the tests and local training run the versions the cloud installs
+	@sed -nE 's/^([A-Za-z0-9._-]+==[^ ;\\]+).*/\1/p' layers/common/requirements.txt \
+		training/loupe_training/requirements.lock | sort -u > $(VENV)/lock-constraints.txt
+	@$(BIN)/pip install -q -e ".[local,train,edge,dev]" -c $(VENV)/lock-constraints.txt
 	@touch $@
 
 lint: setup ## ruff lint + format check, mypy on the loupe package

@@ -70,12 +70,15 @@ SUBSTITUTIONS = {
 }
 
 PROC = "/opt/ml/processing"
-# the processing steps unpack the same source tarball as the training job and run job.py from it
+# the processing steps unpack the same source tarball as the training job and run job.py from it. Its
+# requirements.txt is the hashed lock (training/loupe_training/requirements.lock): --require-hashes makes pip refuse
+# any distribution whose sha256 differs and any requirement the lock does not pin (the training job's toolkit runs
+# pip on requirements.txt with no flag, and a file with hashes puts pip in hash-checking mode all the same).
 PROCESSING_ENTRYPOINT = [
     "/bin/bash",
     "-c",
     "set -euo pipefail; mkdir -p /opt/ml/code; tar -xzf /opt/ml/processing/input/code/sourcedir.tar.gz "
-    "-C /opt/ml/code; pip install --quiet --no-cache-dir -r /opt/ml/code/requirements.txt; "
+    "-C /opt/ml/code; pip install --quiet --no-cache-dir --require-hashes -r /opt/ml/code/requirements.txt; "
     'exec python3 /opt/ml/code/job.py "$@"',
     "job.py",
 ]

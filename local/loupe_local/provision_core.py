@@ -61,6 +61,8 @@ def table(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provis
         kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     if props.get("StreamSpecification"):
         kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    if "DeletionProtectionEnabled" in props:  # DeleteTable is then refused, locally as in AWS
+        kwargs["DeletionProtectionEnabled"] = _boolean(props["DeletionProtectionEnabled"])
     ddb = ctx.client("dynamodb")
     desc = ddb.create_table(**kwargs)["TableDescription"]
     ttl = props.get("TimeToLiveSpecification")
@@ -220,6 +222,15 @@ CREATORS: dict[str, Callable[[CreatorContext, str, dict[str, Any]], Provisioned]
     "AWS::StepFunctions::StateMachine": state_machine,
     "AWS::Events::Rule": rule,
 }
+
+
+def _boolean(value: Any) -> bool:
+    """A CloudFormation Boolean property: true/false as YAML booleans or as the strings a parameter resolves to."""
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise TemplateError(f"{value!r} is not a Boolean (true or false)")
 
 
 def _cors(config: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Deployed as a Lambda function whose code is this package (``CodeUri: training/loupe_training/``) with the common
 layer (``/opt/python/loupe``). On Create/Update it writes ``s3://<Bucket>/<Key>`` (``sourcedir.tar.gz``) holding:
-``train.py`` and ``job.py`` (the container entry shims), ``requirements.txt`` (the container's), ``CODE_VERSION``,
+``train.py`` and ``job.py`` (the container entry shims), ``requirements.txt`` (the container's: this package's
+``requirements.lock``, every requirement pinned with its sha256, see ``make lock``), ``CODE_VERSION``,
 ``loupe_training/`` (this package) and ``loupe/`` (the domain package). So ``sam deploy`` alone ships the code the
 pipeline definition points at. This module only uses the standard library and boto3 (it runs in Lambda).
 """
@@ -18,17 +19,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-# Must equal training/requirements.txt (a unit test checks it): the SageMaker container installs it.
-REQUIREMENTS = """\
-# Installed by the SageMaker framework container (PyTorch DLC brings torch) before train.py / job.py run.
-ultralytics==8.4.190
-onnx==1.23.2
-onnxslim==0.1.98
-onnxruntime==1.31.1
-pillow==13.0.0
-pyyaml>=6.0
-boto3>=1.40
-"""
+# The SageMaker jobs' hashed lock (``make lock`` from training/requirements.in). It ships as the sourcedir's
+# requirements.txt: the training toolkit pip-installs that name, and pip treats a file with hashes in hash-checking
+# mode; the processing entry (training/pipeline.py) adds --require-hashes. It is never named requirements.txt here,
+# or ``sam build`` would install the training stack into this function.
+LOCK_NAME = "requirements.lock"
 
 # Must equal training/train.py and training/job.py (a unit test checks it).
 TRAIN_SHIM = '''"""SageMaker training entry point (``sagemaker_program``): see loupe_training.entry.train_main."""
@@ -81,7 +76,7 @@ def build_sourcedir(package_dir: Path, loupe_dir: Path, code_version: str) -> by
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "train.py", TRAIN_SHIM.encode())
         _add_bytes(tar, "job.py", JOB_SHIM.encode())
-        _add_bytes(tar, "requirements.txt", REQUIREMENTS.encode())
+        _add_bytes(tar, "requirements.txt", (package_dir / LOCK_NAME).read_bytes())
         _add_bytes(tar, "CODE_VERSION", (code_version + "\n").encode())
         _add_tree(tar, package_dir, "loupe_training")
         _add_tree(tar, loupe_dir, "loupe")

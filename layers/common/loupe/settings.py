@@ -40,6 +40,7 @@ class Settings(BaseModel):
     label_classes: tuple[str, ...] = Field(("scratch",), alias="LABEL_CLASSES")
     workteam_arn: str | None = Field(None, alias="WORKTEAM_ARN")
     public_workforce_price_cents: float = Field(3.6, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)
+    input_free_of_pii: bool = Field(False, alias="INPUT_FREE_OF_PII")
     sagemaker_execution_role_arn: str | None = Field(None, alias="SAGEMAKER_EXECUTION_ROLE_ARN")
     drift_alarm_arn: str | None = Field(None, alias="DRIFT_ALARM_ARN")
     aws_region: str = Field("us-east-1", alias="AWS_REGION")

@@ -45,6 +45,21 @@ def test_every_supported_resource_of_the_template_exists(local_aws, repo_root: P
     assert state["resources"]["RawBucket"]["physical"] == local_aws.physical("RawBucket")
 
 
+def test_tables_that_hold_history_refuse_deletion_locally_as_in_aws(local_aws) -> None:
+    """template.yaml's DeletionProtectionEnabled reaches the local tables: DeleteTable of the ledger is refused
+    (and the ledger stays), while the idempotency table, deletable by design, is not protected."""
+    ddb = local_aws.client("dynamodb")
+    for logical_id in ("LedgerTable", "DeploymentsTable"):
+        name = local_aws.physical(logical_id)
+        assert ddb.describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
+    ledger = local_aws.physical("LedgerTable")
+    with pytest.raises(ddb.exceptions.ClientError, match="DeletionProtectionEnabled"):
+        ddb.delete_table(TableName=ledger)
+    assert ddb.describe_table(TableName=ledger)["Table"]["TableStatus"] == "ACTIVE"
+    idempotency = ddb.describe_table(TableName=local_aws.physical("IdempotencyTable"))["Table"]
+    assert idempotency.get("DeletionProtectionEnabled", False) is False
+
+
 def test_s3_object_created_under_raw_reaches_the_ingest_handler(local_aws) -> None:
     fn = local_aws.invoker.find(local_aws.physical("IngestImageFunction"))
     before = fn.invocations

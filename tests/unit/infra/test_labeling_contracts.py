@@ -108,8 +108,26 @@ def test_a_private_workteam_is_what_the_labeling_function_gets(app) -> None:
 
 
 def test_the_public_workforce_only_on_explicit_opt_in(app) -> None:
-    provisioner = validate(app, UsePublicWorkforce="true")
+    provisioner = validate(app, UsePublicWorkforce="true", InputFreeOfPersonalInformation="true")
     assert labeling_workteam(app, provisioner) == PUBLIC
+
+
+def input_free_of_pii(app: SamApp, provisioner: Provisioner) -> str:
+    env = app.resources["LabelingTasksFunction"]["Properties"]["Environment"]["Variables"]
+    return str(provisioner.resolver.resolve(env["INPUT_FREE_OF_PII"]))
+
+
+def test_the_pii_statement_is_the_deployers_and_off_by_default(app) -> None:
+    """The template used to declare the images free of PII on every deployer's behalf."""
+    assert input_free_of_pii(app, validate(app, WorkteamArn=PRIVATE)) == "false"
+    stated = validate(app, WorkteamArn=PRIVATE, InputFreeOfPersonalInformation="true")
+    assert input_free_of_pii(app, stated) == "true"
+
+
+def test_the_public_workforce_without_the_pii_statement_is_refused(app) -> None:
+    """Ground Truth fails a Mechanical Turk job whose input is not declared free of PII: refuse the deploy."""
+    with pytest.raises(TemplateError, match="InputFreeOfPersonalInformation=true"):
+        validate(app, UsePublicWorkforce="true")
 
 
 def test_both_a_workteam_and_the_public_opt_in_is_refused(app) -> None:
@@ -147,6 +165,8 @@ def test_the_local_stack_deploys_with_a_private_workteam(app) -> None:
     parameters = LocalRuntime(parameters={"TrainingEpochs": "1"}).parameters
     assert ":workteam/private-crowd/" in parameters["WorkteamArn"]
     assert labeling_workteam(app, validate(app, **parameters)) == parameters["WorkteamArn"]
-    opted_in = LocalRuntime(parameters={"UsePublicWorkforce": "true"}).parameters
+    opted_in = LocalRuntime(
+        parameters={"UsePublicWorkforce": "true", "InputFreeOfPersonalInformation": "true"}
+    ).parameters
     assert "WorkteamArn" not in opted_in  # an explicit choice is left as given
     validate(app, **opted_in)

@@ -23,10 +23,11 @@ CONDITIONAL_WRITES = Version("1.35.2")  # boto3 and botocore have shared version
 
 
 def pins(path: Path) -> dict[str, Version]:
-    """Exact (==) pins of a requirements file, by lower-case project name; anything else is refused."""
+    """Exact (==) pins of a requirements file (a hashed lock too: its ``--hash`` options are dropped), by
+    lower-case project name; anything else is refused."""
     out = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].split(" --hash=", 1)[0].strip()
         if not line:
             continue
         req = Requirement(line)

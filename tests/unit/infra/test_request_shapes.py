@@ -637,6 +637,7 @@ def _labeling_cfg(workteam: str) -> Any:
         role_arn=f"arn:aws:iam::{ACCOUNT}:role/loupe-SageMakerExecutionRole",
         class_map={"0": "scratch"},
         workteam_arn=workteam,
+        free_of_pii=True,  # the deployer's statement a Mechanical Turk job needs (InputFreeOfPersonalInformation)
     )
 
 

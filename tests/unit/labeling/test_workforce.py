@@ -38,7 +38,7 @@ class FakeLedger:
         self.jobs.append(name)
 
 
-def config(workteam: str | None, price: float = 3.6) -> LabelingConfig:
+def config(workteam: str | None, price: float = 3.6, free_of_pii: bool = False) -> LabelingConfig:
     return LabelingConfig(
         region="eu-west-1",
         raw_bucket="raw",
@@ -47,6 +47,7 @@ def config(workteam: str | None, price: float = 3.6) -> LabelingConfig:
         class_map={"0": "scratch"},
         workteam_arn=workteam,
         price_cents=price,
+        free_of_pii=free_of_pii,
     )
 
 
@@ -73,7 +74,7 @@ def test_a_private_workteam_gets_the_job_without_a_mechanical_turk_price() -> No
 
 def test_the_public_workforce_only_by_its_arn_and_then_with_the_price() -> None:
     sm = FakeSageMaker()
-    create_labeling_job(sm, FakeLedger(), config(PUBLIC, price=4.8), RUN, "token-2")
+    create_labeling_job(sm, FakeLedger(), config(PUBLIC, price=4.8, free_of_pii=True), RUN, "token-2")
     human = sm.requests[0]["HumanTaskConfig"]
     assert human["WorkteamArn"] == PUBLIC
     assert human["PublicWorkforceTaskPrice"] == {"AmountInUsd": {"Dollars": 0, "Cents": 4, "TenthFractionsOfACent": 8}}
@@ -93,4 +94,28 @@ def test_the_verification_job_follows_the_same_rule() -> None:
     run = {**RUN, "collected": {"labeled": ["a" * 64], "output_uri": "s3://art/out.manifest"}}
     with pytest.raises(LabelingError, match="no workforce"):
         create_verification_job(object(), sm, ledger, config(None), run, "token-4")
+    assert sm.requests == [] and ledger.jobs == []
+
+
+def _classifiers(request: dict[str, Any]) -> list[str]:
+    return request["InputConfig"]["DataAttributes"]["ContentClassifiers"]
+
+
+def test_the_images_are_declared_free_of_pii_only_when_the_deployer_said_so() -> None:
+    """The old code declared FreeOfPersonallyIdentifiableInformation on every deployer's behalf."""
+    sm = FakeSageMaker()
+    create_labeling_job(sm, FakeLedger(), config(PRIVATE), RUN, "token-5")
+    create_labeling_job(sm, FakeLedger(), config(PRIVATE, free_of_pii=True), RUN, "token-6")
+    assert "FreeOfPersonallyIdentifiableInformation" not in _classifiers(sm.requests[0])
+    assert "FreeOfPersonallyIdentifiableInformation" in _classifiers(sm.requests[1])
+
+
+def test_mechanical_turk_without_the_pii_statement_creates_no_job_and_no_ledger_record() -> None:
+    """Ground Truth would fail such a job; it is refused with the parameter to set instead."""
+    sm, ledger = FakeSageMaker(), FakeLedger()
+    with pytest.raises(LabelingError, match="InputFreeOfPersonalInformation=true"):
+        create_labeling_job(sm, ledger, config(PUBLIC), RUN, "token-7")
+    run = {**RUN, "collected": {"labeled": ["a" * 64], "output_uri": "s3://art/out.manifest"}}
+    with pytest.raises(LabelingError, match="InputFreeOfPersonalInformation=true"):
+        create_verification_job(object(), sm, ledger, config(PUBLIC), run, "token-8")
     assert sm.requests == [] and ledger.jobs == []

@@ -45,6 +45,8 @@ class LabelingConfig:
     price_cents: float = 3.6
     max_per_job: int = 500
     feature_group: str | None = None
+    # the deployer's statement that no image holds personally identifiable information (InputFreeOfPersonalInformation)
+    free_of_pii: bool = False
 
     @classmethod
     def from_settings(cls, s: Settings) -> LabelingConfig:
@@ -59,6 +61,7 @@ class LabelingConfig:
             price_cents=s.public_workforce_price_cents,
             max_per_job=s.labeling_max_per_job,
             feature_group=s.feature_group_name,
+            free_of_pii=s.input_free_of_pii,
         )
 
 

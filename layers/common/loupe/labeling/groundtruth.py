@@ -29,7 +29,13 @@ _GT_ACCOUNTS = {
 # The public workforce (Amazon Mechanical Turk) is one workteam of this account, in every region. Loupe sends images
 # there only when the deployer opted in (template.yaml: UsePublicWorkforce=true gives WORKTEAM_ARN that ARN).
 PUBLIC_CROWD = ":394669845002:workteam/public-crowd/"
-CONTENT_CLASSIFIERS = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
+# LabelingJobDataAttributes.ContentClassifiers: statements about the images that only the deployer can make.
+# "FreeOfPersonallyIdentifiableInformation" is declared only when the stack says so (InputFreeOfPersonalInformation);
+# Ground Truth requires it of a Mechanical Turk job ("Ground Truth and Amazon A2I require that your input data is
+# free of personally identifiable information (PII) when you use Mechanical Turk", sagemaker/latest/dg/
+# sms-workforce-management-public.html).
+FREE_OF_PII = "FreeOfPersonallyIdentifiableInformation"
+FREE_OF_ADULT_CONTENT = "FreeOfAdultContent"
 
 
 def is_public_workforce(workteam_arn: str) -> bool:
@@ -58,6 +64,17 @@ def price(cents: float) -> dict[str, Any]:
     return {
         "AmountInUsd": {"Dollars": tenths // 1000, "Cents": (tenths // 10) % 100, "TenthFractionsOfACent": tenths % 10}
     }
+
+
+def content_classifiers(cfg: LabelingConfig) -> list[str]:
+    """The job's ContentClassifiers; a Mechanical Turk job without the deployer's PII statement is refused here,
+    before any job or ledger record exists, rather than failed by Ground Truth."""
+    if is_public_workforce(cfg.workteam_arn or "") and not cfg.free_of_pii:
+        raise LabelingError(
+            "the public workforce (Amazon Mechanical Turk) needs input free of personally identifiable information: "
+            "deploy with InputFreeOfPersonalInformation=true only if no image shows a person, a name or a badge"
+        )
+    return [FREE_OF_PII, FREE_OF_ADULT_CONTENT] if cfg.free_of_pii else [FREE_OF_ADULT_CONTENT]
 
 
 def human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, description: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from loupe.labeling.config import (
     NothingToLabel,
     s3_uri,
 )
-from loupe.labeling.groundtruth import CONTENT_CLASSIFIERS, create_job, human_task_config, job_name_for
+from loupe.labeling.groundtruth import content_classifiers, create_job, human_task_config, job_name_for
 from loupe.ledger import CLAIMED, Ledger
 
 
@@ -76,6 +76,7 @@ def create_labeling_job(
         "Draw a box around every scratch",
         "Draw one tight box around each scratch on the metal tag. Submit with no boxes if there is none.",
     )
+    classifiers = content_classifiers(cfg)
     name = job_name_for(claim_id, task_token)
     # the token is stored before the job exists, so the state-change event can never arrive before it
     ledger.put_job(name, task_token=task_token, claim_id=claim_id, purpose="labeling", images=manifest["images"])
@@ -84,7 +85,7 @@ def create_labeling_job(
         "LabelAttributeName": LABEL_ATTRIBUTE,
         "InputConfig": {
             "DataSource": {"S3DataSource": {"ManifestS3Uri": manifest["manifest_uri"]}},
-            "DataAttributes": {"ContentClassifiers": list(CONTENT_CLASSIFIERS)},
+            "DataAttributes": {"ContentClassifiers": classifiers},
         },
         "OutputConfig": {"S3OutputPath": manifest["output_uri"]},
         "RoleArn": cfg.role_arn,

@@ -17,8 +17,8 @@ from loupe.labeling.config import (
     s3_uri,
 )
 from loupe.labeling.groundtruth import (
-    CONTENT_CLASSIFIERS,
     completed_output,
+    content_classifiers,
     create_job,
     human_task_config,
     job_name_for,
@@ -39,6 +39,7 @@ def create_verification_job(
         "Check the scratch boxes",
         "Say whether every scratch is boxed, tightly.",
     )
+    classifiers = content_classifiers(cfg)
     keep = set(run["collected"]["labeled"])
     lines = []
     for _, obj in manifests.read_lines(read_s3_text(s3, run["collected"]["output_uri"])):
@@ -61,7 +62,7 @@ def create_verification_job(
         "LabelAttributeName": VERIFY_ATTRIBUTE,
         "InputConfig": {
             "DataSource": {"S3DataSource": {"ManifestS3Uri": s3_uri(cfg.artifact_bucket, base + "input.manifest")}},
-            "DataAttributes": {"ContentClassifiers": list(CONTENT_CLASSIFIERS)},
+            "DataAttributes": {"ContentClassifiers": classifiers},
         },
         "OutputConfig": {"S3OutputPath": s3_uri(cfg.artifact_bucket, base + "output/")},
         "RoleArn": cfg.role_arn,

@@ -1,0 +1,182 @@
+"""Narrow grants where AWS lets a resource be named: the devices' client IDs and log groups, the health function's
+writes to the deployments table, the pipeline's job names.
+
+Each rule runs against the real template (must hold) and the grant it replaced (must be caught).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loupe_local.template import load_yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO_ROOT / "template.yaml"
+ARN = "arn:aws:iot:us-east-1:123456789012"
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    return load_yaml(TEMPLATE)["Resources"]
+
+
+def _sub_text(value: Any) -> str:
+    """The text of a !Sub resource with the template's pseudo parameters and ${!x} escapes resolved."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    for name, real in (("AWS::Partition", "aws"), ("AWS::Region", "us-east-1"), ("AWS::AccountId", "123456789012")):
+        text = text.replace("${" + name + "}", real)
+    return text.replace("${!", "${")
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    props = resource.get("Properties", {})
+    docs = [props.get("PolicyDocument", {})]
+    docs += [p.get("PolicyDocument", {}) for p in props.get("Policies", []) if isinstance(p, dict)]
+    docs += [p for p in props.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
+    return [st for doc in docs for st in _listify(doc.get("Statement", []))]
+
+
+# --------------------------------------------------------------------------------------------- device client IDs
+
+
+def may_connect(policy: dict[str, Any], thing: str, client_id: str) -> bool:
+    """IoT Core's iot:Connect decision for a device whose certificate is attached to ``thing`` (its thing
+    variable resolves to it) connecting with ``client_id``; "*" is the only wildcard (# and + are literal)."""
+    for st in _statements(policy):
+        if st.get("Effect") != "Allow" or "iot:Connect" not in _listify(st.get("Action")):
+            continue
+        for resource in _listify(st.get("Resource")):
+            pattern = _sub_text(resource).replace("${iot:Connection.Thing.ThingName}", thing)
+            if fnmatch.fnmatchcase(f"{ARN}:client/{client_id}", pattern.replace("[", "[[]")):
+                return True
+    return False
+
+
+def test_a_device_connects_as_its_thing_and_the_nucleus_extra_connections_only(resources) -> None:
+    policy = resources["EdgeDevicePolicy"]
+    assert may_connect(policy, "line-1", "line-1")
+    assert may_connect(policy, "line-1", "line-1#2")  # the nucleus' second connection
+    assert not may_connect(policy, "line-1", "line-10"), "line-1 could take over line-10's session"
+    assert not may_connect(policy, "line-1", "line-1-spoof")
+    assert not may_connect(policy, "line-1", "line-2")
+
+
+def test_the_connect_rule_catches_the_old_trailing_wildcard(resources) -> None:
+    old = copy.deepcopy(resources["EdgeDevicePolicy"])
+    for st in old["Properties"]["PolicyDocument"]["Statement"]:
+        if "iot:Connect" in _listify(st["Action"]):
+            st["Resource"] = {"Fn::Sub": f"{ARN}:client/${{!iot:Connection.Thing.ThingName}}*"}
+    assert may_connect(old, "line-1", "line-10")
+
+
+# --------------------------------------------------------------------------------------------- device logs
+
+
+def log_resource_problems(role: dict[str, Any]) -> list[str]:
+    allowed = (
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/greengrass/GreengrassSystemComponent/us-east-1/System",
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/greengrass/UserComponent/us-east-1/com.loupe.",
+    )
+    problems = []
+    for st in _statements(role):
+        if not any(str(a).startswith("logs:") for a in _listify(st.get("Action"))):
+            continue
+        for resource in _listify(st.get("Resource")):
+            text = _sub_text(resource)
+            if not text.startswith(allowed):
+                problems.append(f"{text}: not the nucleus' log group or one of Loupe's components'")
+    return problems
+
+
+def test_devices_write_only_the_nucleus_and_loupe_component_log_groups(resources) -> None:
+    role = resources["GreengrassTokenExchangeRole"]
+    assert log_resource_problems(role) == []
+    assert any("logs:PutLogEvents" in _listify(st.get("Action")) for st in _statements(role))
+
+
+def test_the_log_rule_catches_every_greengrass_log_group() -> None:
+    role = {
+        "Properties": {
+            "Policies": [
+                {
+                    "PolicyDocument": {
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["logs:PutLogEvents"],
+                                "Resource": {
+                                    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:"
+                                    "${AWS::AccountId}:log-group:/aws/greengrass/*"
+                                },
+                            }
+                        ]
+                    }
+                }
+            ]
+        }
+    }
+    assert log_resource_problems(role)
+
+
+# --------------------------------------------------------------------------------------------- table writes
+
+
+def put_item_problems(resources: dict[str, Any]) -> list[str]:
+    """A function's own dynamodb:PutItem grant (not a SAM policy template) names the keys it writes."""
+    problems = []
+    for name, res in resources.items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for policy in res.get("Properties", {}).get("Policies", []):
+            for st in _listify(policy.get("Statement", [])) if isinstance(policy, dict) else []:
+                if "dynamodb:PutItem" not in _listify(st.get("Action")):
+                    continue
+                keys = json.dumps(st.get("Condition", {}))
+                if "dynamodb:LeadingKeys" not in keys:
+                    problems.append(f"{name}: PutItem on a whole table, with no dynamodb:LeadingKeys condition")
+    return problems
+
+
+def test_put_item_grants_name_their_leading_keys(resources) -> None:
+    assert put_item_problems(resources) == []
+    statement = next(
+        st
+        for policy in resources["EdgeHealthFunction"]["Properties"]["Policies"]
+        for st in _listify(policy.get("Statement", []))
+        if "dynamodb:PutItem" in _listify(st.get("Action"))
+    )
+    assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DEVICE#*"]}}
+
+
+def test_the_put_item_rule_catches_a_whole_table_grant(resources) -> None:
+    bad = copy.deepcopy(resources)
+    for policy in bad["EdgeHealthFunction"]["Properties"]["Policies"]:
+        for st in _listify(policy.get("Statement", [])):
+            st.pop("Condition", None)
+    assert put_item_problems(bad) == [
+        "EdgeHealthFunction: PutItem on a whole table, with no dynamodb:LeadingKeys condition"
+    ]
+
+
+# --------------------------------------------------------------------------------------------- pipeline jobs
+
+
+def test_the_pipeline_role_manages_only_pipeline_jobs(resources) -> None:
+    """SageMaker Pipelines names each step's job pipelines-<execution>-<step>-<suffix>."""
+    statements = _statements(resources["SageMakerExecutionRole"])
+    (steps,) = [st for st in statements if st.get("Sid") == "PipelineSteps"]
+    resources_text = [_sub_text(r) for r in _listify(steps["Resource"])]
+    assert resources_text == [
+        "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-*",
+        "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-*",
+    ]
