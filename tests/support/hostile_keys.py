@@ -8,16 +8,23 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-# relative to the prefix a download lists: a ".." walk, an empty segment (the rest reads as absolute once the
-# prefix is cut), a backslash walk (a separator on Windows)
-ESCAPING_TAILS = ("../../evil.txt", "/abs", "..\\..\\evil-win.txt")
-# a key that is absolute by itself, listed under the empty prefix
-ABSOLUTE_KEY = "/etc/x"
+
+def hostile_keys(prefix: str, outside: Path) -> list[str]:
+    """Keys under ``prefix`` that try to write outside the folder they are downloaded into.
+
+    ``prefix/../../evil.txt`` (a ``..`` walk), ``prefix//<outside>/abs`` (an empty segment: the rest reads as the
+    absolute path ``<outside>/abs`` once the prefix is cut), ``prefix/..\\..\\evil-win.txt`` (a walk on Windows);
+    with the empty prefix, the absolute key ``<outside>/etc-x`` (like ``/etc/x``). ``outside`` is an absolute
+    folder of the test's own, so code that follows a key out writes there, where the test looks, never in ``/``.
+    """
+    if not prefix:
+        return [f"{outside}/etc-x"]
+    return [f"{prefix}../../evil.txt", f"{prefix}/{str(outside).lstrip('/')}/abs", f"{prefix}..\\..\\evil-win.txt"]
 
 
-def put_hostile_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    """Put one escaping object of each kind under ``prefix`` (``prefix`` ends with ``/`` or is empty)."""
-    keys = [prefix + tail for tail in ESCAPING_TAILS] if prefix else [ABSOLUTE_KEY]
+def put_hostile_keys(s3: Any, bucket: str, prefix: str, outside: Path) -> list[str]:
+    """Put the :func:`hostile_keys` objects; returns their keys."""
+    keys = hostile_keys(prefix, outside)
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"planted")
     return keys

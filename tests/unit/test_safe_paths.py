@@ -83,7 +83,7 @@ def test_download_of_a_hostile_prefix_writes_nothing(tmp_path, prefix):
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="hostile")
         s3.put_object(Bucket="hostile", Key=prefix + "good.txt", Body=b"good")
-        bad = put_hostile_keys(s3, "hostile", prefix)
+        bad = put_hostile_keys(s3, "hostile", prefix, tmp_path)
         with pytest.raises(UnsafeKeyError, match=f"escapes {dest}"):
             download_prefix(s3, "hostile", prefix, dest)
         assert files_under(tmp_path) == set()  # nothing inside, nothing outside
