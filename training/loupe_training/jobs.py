@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from loupe.safe_paths import confined, extract_tar
 from loupe_training import calibrate
 from loupe_training import evaluate as ev
 from loupe_training import export as ex
@@ -73,7 +73,7 @@ def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> 
                     import boto3
 
                     s3 = boto3.client("s3")
-                s3.download_file(bucket, key, str(got / Path(key).name))
+                s3.download_file(bucket, key, str(confined(got, PurePosixPath(key).name, key=key)))
             else:
                 download_s3_prefix(source, got, s3=s3)
         else:
@@ -83,8 +83,7 @@ def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> 
             else:
                 shutil.copyfile(src, got / src.name)
         for archive in list(got.rglob("*.tar.gz")):
-            with tarfile.open(archive) as tar:
-                tar.extractall(archive.parent / "extracted", filter="data")
+            extract_tar(archive, archive.parent / "extracted")
         weights = find_weights(got)
         if weights is None:
             raise TrainingError(f"no .pt weights found in {source}")
@@ -175,9 +174,7 @@ def unpack_model_dir(path: Path, dest: Path) -> Path:
     archives = [path] if path.is_file() else sorted(path.rglob("*.tar.gz"))
     if not archives:
         raise FileNotFoundError(f"{path}: no model.onnx and no model.tar.gz")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archives[0]) as tar:
-        tar.extractall(dest, filter="data")
+    extract_tar(archives[0], dest)
     if not (dest / "model.onnx").is_file():
         raise FileNotFoundError(f"{archives[0]}: no model.onnx inside")
     return dest
@@ -214,8 +211,7 @@ def find_champion(sagemaker: Any, s3: Any, group: str, dest: Path, log: Log = pr
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / "champion.tar.gz"
     s3.download_file(bucket, key, str(archive))
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest / "model", filter="data")
+    extract_tar(archive, dest / "model")
     log(f"champion: {arn} ({url})")
     return {"arn": arn, "model": dest / "model" / "model.onnx", "model_data_url": url}
 
