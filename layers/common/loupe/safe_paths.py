@@ -36,7 +36,7 @@ class UnsafeKeyError(ValueError):
         super().__init__(f"key {key!r} escapes {root}: {reason}")
 
 
-def _unsafe_reason(rel: str) -> str:
+def unsafe_reason(rel: str) -> str:
     """Why the relative path ``rel`` cannot be used under a folder; ``""`` when it can."""
     if not rel:
         return "empty path"
@@ -58,7 +58,7 @@ def _unsafe_reason(rel: str) -> str:
 
 def check_relative(rel: str, root: str | Path, key: str | None = None) -> str:
     """``rel`` itself when it is a plain relative path (no resolution of links); raises UnsafeKeyError."""
-    reason = _unsafe_reason(rel)
+    reason = unsafe_reason(rel)
     if reason:
         raise UnsafeKeyError(rel if key is None else key, root, reason)
     return rel
