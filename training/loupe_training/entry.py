@@ -132,7 +132,7 @@ def job_main(argv: list[str] | None = None) -> int:
 def train_main() -> int:
     from loupe.datasets import DatasetError
     from loupe_training.jobs import train_job
-    from loupe_training.train import HyperParams, TrainingError
+    from loupe_training.train import HyperParams, TrainingError, checkpoint_source_problem
 
     hps_raw = {k: v for k, v in json.loads(os.environ.get("SM_HPS", "{}")).items() if not k.startswith("sagemaker_")}
     dataset = Path(os.environ.get("SM_CHANNEL_DATASET", "/opt/ml/input/data/dataset"))
@@ -144,13 +144,22 @@ def train_main() -> int:
     # CheckpointConfig.LocalPath (the pipeline sets SageMaker's default): SageMaker copies the job's checkpoint
     # prefix here before the algorithm starts and uploads what is written here while it runs, so a job restarted
     # after a spot interruption finds its last epoch (https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html)
-    checkpoints = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "checkpoints"
+    checkpoints: Path | None = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "checkpoints"
 
     def log(msg: str) -> None:
         print(f"[loupe-train] {msg}", flush=True)
 
     try:
         hps = HyperParams.from_mapping(hps_raw)
+        # a checkpoint is loaded only from this execution's own prefix (see checkpoint_source_problem)
+        problem = checkpoint_source_problem(
+            os.environ.get("LOUPE_CHECKPOINT_S3_URI", ""), os.environ.get("LOUPE_PIPELINE_EXECUTION_ID", "")
+        )
+        if problem and checkpoints is not None:
+            if checkpoints.is_dir() and any(p.is_file() for p in checkpoints.rglob("*")):
+                raise TrainingError(f"refusing to load the checkpoint in {checkpoints}: {problem}")
+            log(f"checkpoints off: {problem}; a restart of this job starts over")
+            checkpoints = None
         train_job(
             dataset,
             model_dir,
