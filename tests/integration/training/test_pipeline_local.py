@@ -131,8 +131,17 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = set(tar.getnames())
         onnx_bytes = tar.extractfile("model.onnx").read()
-        card = json.loads(tar.extractfile("model_card.json").read())
+        card_bytes = tar.extractfile("model_card.json").read()
+        card = json.loads(card_bytes)
     assert {"model.onnx", "model_card.json"} <= names
+    # the chain a warm start from this package verifies before unpickling (loupe_training.jobs.champion_weights):
+    # metadata -> the card's sha256 -> the card's digest of best.pt in the training artifact
+    assert hashlib.sha256(card_bytes).hexdigest() == meta["model_card_sha256"]
+    assert card["weights"]["uri"] == meta["weights_uri"]
+    wb, _, wk = meta["weights_uri"][5:].partition("/")
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=wb, Key=wk)["Body"].read())) as tar:
+        best = tar.extractfile("best.pt").read()
+    assert hashlib.sha256(best).hexdigest() == card["weights"]["sha256"]
     assert hashlib.sha256(onnx_bytes).hexdigest() == meta["model_sha256"]
     assert card["dataset"]["digest"] == meta["dataset_digest"]
     assert ("model_int8.onnx" in names) == card["int8"]["kept"]
