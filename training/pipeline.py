@@ -209,6 +209,10 @@ def build_pipeline():  # one linear recipe reads best in one place
         retry_policies=retry_policies,
     )
 
+    # per execution: a retried or restarted job resumes its own run, never another execution's. The job is told the
+    # prefix and its execution id too and loads a checkpoint only when the one ends with the other
+    # (loupe_training.train.checkpoint_source_problem): a checkpoint is a pickle, loading it runs code.
+    checkpoint_uri = Join(on="/", values=[f"{s3}/pipeline/checkpoints", ExecutionVariables.PIPELINE_EXECUTION_ID])
     estimator = Estimator(
         image_uri=train_image,
         role=_ROLE,
@@ -218,8 +222,7 @@ def build_pipeline():  # one linear recipe reads best in one place
         max_run=max_run,
         use_spot_instances=True,  # the template turns both spot fields into deploy-time variables (template_body)
         max_wait=SPOT_MAX_WAIT_SECONDS,
-        # per execution: a retried or restarted job resumes its own run, never another execution's
-        checkpoint_s3_uri=Join(on="/", values=[f"{s3}/pipeline/checkpoints", ExecutionVariables.PIPELINE_EXECUTION_ID]),
+        checkpoint_s3_uri=checkpoint_uri,
         checkpoint_local_path=CHECKPOINT_LOCAL_PATH,
         output_path=f"{s3}/pipeline/training",
         base_job_name="loupe-train",
@@ -233,7 +236,12 @@ def build_pipeline():  # one linear recipe reads best in one place
             "imgsz": imgsz,
             "model": model_cfg,
         },
-        environment={"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"},
+        environment={
+            "YOLO_OFFLINE": "1",
+            "YOLO_AUTOINSTALL": "0",
+            "LOUPE_CHECKPOINT_S3_URI": checkpoint_uri,
+            "LOUPE_PIPELINE_EXECUTION_ID": ExecutionVariables.PIPELINE_EXECUTION_ID,
+        },
         metric_definitions=[
             {"Name": "val:mAP50", "Regex": r"val_mAP50=([0-9.]+)"},
             {"Name": "val:mAP50-95", "Regex": r"val_mAP50-95=([0-9.]+)"},

@@ -10,12 +10,12 @@ import json
 import os
 import random
 import shutil
-import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loupe.safe_paths import extract_tar
 from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
 from loupe_local.observer import Observer
 
@@ -276,8 +276,7 @@ def _download_model(ctx: DemoContext, uri: str, n: int) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     archive = target / "model.tar.gz"
     archive.write_bytes(ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+    extract_tar(archive, target)
     return target
 
 

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from loupe.greengrass import artifact_uri_of, greengrass_digest_file
+from loupe.safe_paths import UnsafeKeyError, confined, extract_zip
 
 VARIABLE = re.compile(
     r"\{(?:(?P<comp>[A-Za-z0-9._-]+):)?(?P<ns>artifacts|work|configuration|iot|kernel):(?P<key>[^{}]*)\}"
@@ -47,16 +48,24 @@ class Layout:
     root: Path
 
     def artifacts(self, name: str, version: str) -> Path:
-        return self.root / "packages" / "artifacts" / name / version
+        return _inside(self.root / "packages" / "artifacts", f"{name}/{version}")
 
     def unarchived(self, name: str, version: str) -> Path:
-        return self.root / "packages" / "artifacts-unarchived" / name / version
+        return _inside(self.root / "packages" / "artifacts-unarchived", f"{name}/{version}")
 
     def work(self, name: str) -> Path:
-        return self.root / "work" / name
+        return _inside(self.root / "work", name)
 
     def log(self, name: str) -> Path:
-        return self.root / "logs" / f"{name}.log"
+        return _inside(self.root / "logs", f"{name}.log")
+
+
+def _inside(base: Path, rel: str) -> Path:
+    """``base / rel`` for names a recipe or an artifact URI gives; one that would leave ``base`` is a RecipeError."""
+    try:
+        return confined(base, rel)
+    except UnsafeKeyError as exc:
+        raise RecipeError(str(exc)) from exc
 
 
 @dataclass
@@ -216,7 +225,7 @@ def fetch_artifacts(component: Component, layout: Layout, s3: Any) -> list[str]:
             raise RecipeError(f"{component.name}: only s3:// artifacts are supported locally ({uri})")
         bucket, _, key = uri[5:].partition("/")
         fname = PurePosixPath(key).name
-        dest = layout.artifacts(component.name, component.version) / fname
+        dest = _inside(layout.artifacts(component.name, component.version), fname)
         dest.parent.mkdir(parents=True, exist_ok=True)
         want = art.get("Digest")
         if not dest.is_file() or (want and greengrass_digest_file(dest) != want):
@@ -252,11 +261,9 @@ def safe_unzip(archive: Path, target: Path) -> None:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                path = PurePosixPath(info.filename)
-                if path.is_absolute() or ".." in path.parts:
-                    raise RecipeError(f"{archive.name}: unsafe entry {info.filename!r}")
-            zf.extractall(target)
+        extract_zip(archive, target)
+    except UnsafeKeyError as exc:
+        shutil.rmtree(target)
+        raise RecipeError(f"{archive.name}: unsafe entry: {exc}") from exc
     except zipfile.BadZipFile as exc:
         raise RecipeError(f"{archive.name} is not a ZIP archive: {exc}") from exc

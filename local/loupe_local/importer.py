@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe import manifests
+from loupe import manifests, safe_paths
 from loupe.datasets import Box, DatasetError, LabeledImage, load_metal_tags, sha256_bytes
 from loupe.imaging import sniff_format
 from loupe.ingest import ImageRejected, inspect_image
@@ -210,6 +210,10 @@ def import_dataset(
 ) -> ImportReport:
     root = Path(root)
     name = name or root.name
+    # the name is one segment of the S3 keys (imports/<name>/...) and of the workforce file's name
+    reason = "a '/' in it" if "/" in name else safe_paths.unsafe_reason(name)
+    if reason:
+        raise DatasetError(f"import name {name!r} is not one plain path segment ({reason})")
     fmt, loaded = load(root, fmt, attribute)
     report = ImportReport(name=name, format=fmt, problems=list(loaded.problems))
     base = root if root.is_dir() else root.parent

@@ -30,35 +30,45 @@ def _clients() -> tuple[object, object]:
     return boto3.client("sagemaker"), boto3.client("s3")
 
 
-def champion_weights_uri(sagemaker: object, group: str) -> str:
-    """The training artifact (best.pt inside) of the latest Approved package, from its model card metadata."""
-    from loupe_training.jobs import approved_packages
-
-    try:
-        approved = approved_packages(sagemaker, group)
-    except Exception as exc:  # noqa: BLE001 - no group yet: no champion
-        log(f"no champion ({exc})")
-        return ""
-    for summary in approved:
-        desc = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])  # type: ignore[attr-defined]
-        uri = (desc.get("CustomerMetadataProperties") or {}).get("weights_uri", "")
-        if uri:
-            return uri
-    return ""
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from loupe_training.jobs import prepare_job
+    """Warm start from the champion only with weights whose digest its model card vouches for.
+
+    - no champion: train from scratch;
+    - a champion whose card carries no weights digest (registered before cards did): train from scratch, and say
+      so: nothing proves those bytes are the ones that were evaluated, and a .pt is a pickle (loading it runs
+      code), while a run from scratch is only slower to reach the champion's quality;
+    - a card or weights that do not match their digests: the job fails (TrainingError) with the reason. That is
+      evidence the bucket was written by someone else, which must stop the pipeline and be looked at, not be
+      trained around.
+    """
+    from loupe_training.jobs import champion_weights, prepare_job
 
     warm = args.warm_start
+    digest = ""
     s3 = None
     if warm == "champion":
         warm = ""
         if args.model_package_group:
             sagemaker, s3 = _clients()
-            warm = champion_weights_uri(sagemaker, args.model_package_group)
-        log(f"warm start: {'champion weights ' + warm if warm else 'no champion, training from scratch'}")
-    prepare_job(Path(args.dataset), Path(args.out), weights_out=Path(args.weights_out), warm_start=warm, s3=s3, log=log)
+            champ = champion_weights(sagemaker, s3, args.model_package_group, log=log)
+            if champ is None:
+                log("warm start: no champion, training from scratch")
+            elif not champ.sha256:
+                log(f"warm start refused: champion {champ.arn}: {champ.reason}; training from scratch")
+            else:
+                warm, digest = champ.uri, champ.sha256
+                log(f"warm start: champion {champ.arn} weights {warm} (sha256 {digest[:12]} from its model card)")
+        else:
+            log("warm start: no model package group, training from scratch")
+    prepare_job(
+        Path(args.dataset),
+        Path(args.out),
+        weights_out=Path(args.weights_out),
+        warm_start=warm,
+        s3=s3,
+        log=log,
+        weights_sha256=digest,
+    )
     return 0
 
 
@@ -122,7 +132,7 @@ def job_main(argv: list[str] | None = None) -> int:
 def train_main() -> int:
     from loupe.datasets import DatasetError
     from loupe_training.jobs import train_job
-    from loupe_training.train import HyperParams, TrainingError
+    from loupe_training.train import HyperParams, TrainingError, checkpoint_source_problem
 
     hps_raw = {k: v for k, v in json.loads(os.environ.get("SM_HPS", "{}")).items() if not k.startswith("sagemaker_")}
     dataset = Path(os.environ.get("SM_CHANNEL_DATASET", "/opt/ml/input/data/dataset"))
@@ -134,13 +144,22 @@ def train_main() -> int:
     # CheckpointConfig.LocalPath (the pipeline sets SageMaker's default): SageMaker copies the job's checkpoint
     # prefix here before the algorithm starts and uploads what is written here while it runs, so a job restarted
     # after a spot interruption finds its last epoch (https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html)
-    checkpoints = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "checkpoints"
+    checkpoints: Path | None = Path(os.environ.get("LOUPE_OPT_ML", "/opt/ml")) / "checkpoints"
 
     def log(msg: str) -> None:
         print(f"[loupe-train] {msg}", flush=True)
 
     try:
         hps = HyperParams.from_mapping(hps_raw)
+        # a checkpoint is loaded only from this execution's own prefix (see checkpoint_source_problem)
+        problem = checkpoint_source_problem(
+            os.environ.get("LOUPE_CHECKPOINT_S3_URI", ""), os.environ.get("LOUPE_PIPELINE_EXECUTION_ID", "")
+        )
+        if problem and checkpoints is not None:
+            if checkpoints.is_dir() and any(p.is_file() for p in checkpoints.rglob("*")):
+                raise TrainingError(f"refusing to load the checkpoint in {checkpoints}: {problem}")
+            log(f"checkpoints off: {problem}; a restart of this job starts over")
+            checkpoints = None
         train_job(
             dataset,
             model_dir,

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -16,9 +18,11 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from loupe.safe_paths import confined, extract_tar
 from loupe_training import calibrate
 from loupe_training import evaluate as ev
 from loupe_training import export as ex
@@ -58,8 +62,12 @@ def code_version() -> str:
 # --- prepare ------------------------------------------------------------------------------------------------
 
 
-def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> Path | None:
-    """Put warm-start weights (an S3 object/prefix holding a .pt or a model.tar.gz with one) into ``dest``."""
+def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print, expected_sha256: str = "") -> Path | None:
+    """Put warm-start weights (an S3 object/prefix holding a .pt or a model.tar.gz with one) into ``dest``.
+
+    With ``expected_sha256`` (the champion's, from its model card) weights with another digest are refused
+    (TrainingError) before anything could unpickle them: a .pt is a pickle, and loading one runs its code.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if not source or source.lower() == "none":
         (dest / WEIGHTS_MARKER).write_text("train from the model yaml\n")
@@ -73,7 +81,7 @@ def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> 
                     import boto3
 
                     s3 = boto3.client("s3")
-                s3.download_file(bucket, key, str(got / Path(key).name))
+                s3.download_file(bucket, key, str(confined(got, PurePosixPath(key).name, key=key)))
             else:
                 download_s3_prefix(source, got, s3=s3)
         else:
@@ -83,13 +91,20 @@ def fetch_weights(source: str, dest: Path, s3: Any = None, log: Log = print) -> 
             else:
                 shutil.copyfile(src, got / src.name)
         for archive in list(got.rglob("*.tar.gz")):
-            with tarfile.open(archive) as tar:
-                tar.extractall(archive.parent / "extracted", filter="data")
+            extract_tar(archive, archive.parent / "extracted")
         weights = find_weights(got)
         if weights is None:
             raise TrainingError(f"no .pt weights found in {source}")
+        if expected_sha256:
+            digest = ex.sha256_file(weights)
+            if digest != expected_sha256:
+                raise TrainingError(
+                    f"warm-start weights {weights.name} from {source} have sha256 {digest}, not the {expected_sha256} "
+                    "of the champion's model card: refusing to load them (the object changed after registration)"
+                )
         shutil.copyfile(weights, dest / "weights.pt")
-    log(f"warm-start weights from {source}")
+    verified = f", sha256 {expected_sha256[:12]} verified against the model card" if expected_sha256 else ""
+    log(f"warm-start weights from {source}{verified}")
     return dest / "weights.pt"
 
 
@@ -100,6 +115,7 @@ def prepare_job(
     warm_start: str = "",
     s3: Any = None,
     log: Log = print,
+    weights_sha256: str = "",
 ) -> Prepared:
     prepared = prepare(source, out_dir, s3=s3)
     counts = prepared.manifest["counts"]
@@ -109,7 +125,7 @@ def prepare_job(
         f"train/val/test {counts.get('train')}/{counts.get('val')}/{counts.get('test')} images"
     )
     if weights_out is not None:
-        fetch_weights(warm_start, weights_out, s3=s3, log=log)
+        fetch_weights(warm_start, weights_out, s3=s3, log=log, expected_sha256=weights_sha256)
     return prepared
 
 
@@ -175,9 +191,7 @@ def unpack_model_dir(path: Path, dest: Path) -> Path:
     archives = [path] if path.is_file() else sorted(path.rglob("*.tar.gz"))
     if not archives:
         raise FileNotFoundError(f"{path}: no model.onnx and no model.tar.gz")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archives[0]) as tar:
-        tar.extractall(dest, filter="data")
+    extract_tar(archives[0], dest)
     if not (dest / "model.onnx").is_file():
         raise FileNotFoundError(f"{archives[0]}: no model.onnx inside")
     return dest
@@ -214,10 +228,77 @@ def find_champion(sagemaker: Any, s3: Any, group: str, dest: Path, log: Log = pr
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / "champion.tar.gz"
     s3.download_file(bucket, key, str(archive))
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest / "model", filter="data")
+    extract_tar(archive, dest / "model")
     log(f"champion: {arn} ({url})")
     return {"arn": arn, "model": dest / "model" / "model.onnx", "model_data_url": url}
+
+
+@dataclass
+class ChampionWeights:
+    """The warm-start weights of the champion: where they are and the digest its model card gives them.
+
+    ``sha256`` is empty when the digest cannot be trusted or is absent (``reason`` says why): the champion is then
+    not used as a starting point.
+    """
+
+    arn: str
+    uri: str
+    sha256: str = ""
+    reason: str = ""
+
+
+def _card_of(s3: Any, desc: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The model card in a package's model.tar.gz, checked against the package's ``model_card_sha256``."""
+    want = (desc.get("CustomerMetadataProperties") or {}).get("model_card_sha256", "")
+    if not want:
+        return None, "its package metadata has no model_card_sha256"
+    url = desc["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, _, key = url[5:].partition("/")
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            member = tar.extractfile("model_card.json")
+            raw = member.read() if member else b""
+    except (tarfile.TarError, KeyError) as exc:
+        return None, f"no model_card.json in {url} ({exc})"
+    if hashlib.sha256(raw).hexdigest() != want:
+        raise TrainingError(
+            f"the model card in {url} does not match the package's model_card_sha256 {want}: "
+            "refusing the champion's weights (the package changed after registration)"
+        )
+    return json.loads(raw), ""
+
+
+def champion_weights(sagemaker: Any, s3: Any, group: str, log: Log = print) -> ChampionWeights | None:
+    """The training artifact (best.pt inside) of the latest Approved package that names one, with the digest of
+    its weights from the package's model card; None when the group has no such package.
+
+    The digest chain: the package's metadata (written by the pipeline's Register step, changed only through
+    SageMaker) holds the model card's sha256; the card holds the weights' sha256. A card that lacks the digest
+    (a package registered before cards carried it) gives ``sha256 == ""``; a card or weights that do not match
+    raise TrainingError.
+    """
+    try:
+        approved = approved_packages(sagemaker, group)
+    except Exception as exc:  # noqa: BLE001 - no group yet: no champion
+        log(f"no champion ({exc})")
+        return None
+    for summary in approved:
+        arn = summary["ModelPackageArn"]
+        desc = sagemaker.describe_model_package(ModelPackageName=arn)
+        uri = (desc.get("CustomerMetadataProperties") or {}).get("weights_uri", "")
+        if not uri:
+            continue
+        card, reason = _card_of(s3, desc)
+        weights = (card or {}).get("weights") or {}
+        if card is not None and weights.get("uri") not in (None, "", uri):
+            reason = f"its model card describes the weights {weights.get('uri')}, not {uri}"
+        elif card is not None and not weights.get("sha256"):
+            reason = "its model card has no weights digest (registered before cards carried one)"
+        if reason:
+            return ChampionWeights(arn, uri, reason=reason)
+        return ChampionWeights(arn, uri, sha256=str(weights["sha256"]))
+    return None
 
 
 def evaluate_job(
@@ -325,6 +406,8 @@ def evaluate_job(
             extra={
                 "training": {k: summary.get(k) for k in ("epochs_run", "train_seconds", "warm_start")},
                 "weights_uri": training_artifact_uri,
+                # what a warm start from this model will check before unpickling best.pt (champion_weights)
+                **_weights_entry(model_dir, training_artifact_uri),
                 # the frames its devices send back for labeling (loupe.uncertainty); the edge deployment sets it
                 "uncertainty_band": calibrate.uncertainty_band(fp32, prepared, work / "calibrate", log=log),
             },
@@ -359,6 +442,13 @@ def evaluate_job(
     }
     ev.write_json(eval_out / "gate.json", gate)
     return {"result": result, "int8": int8_info, "champion": champion, "gate": gate, "card": card, "package": package}
+
+
+def _weights_entry(model_dir: Path, uri: str) -> dict[str, Any]:
+    best = model_dir / "best.pt"
+    if not best.is_file():
+        return {}
+    return {"weights": {"uri": uri, "file": best.name, "sha256": ex.sha256_file(best), "bytes": best.stat().st_size}}
 
 
 def gate_decision(gate: dict[str, Any], threshold: float) -> tuple[bool, str]:

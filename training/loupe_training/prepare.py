@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from loupe.datasets import SPLITS, DatasetError, materialize, read_version_dir
+from loupe.safe_paths import download_prefix
 
 
 @dataclass
@@ -80,7 +81,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def download_s3_prefix(uri: str, dest: Path, s3: Any = None) -> Path:
-    """Copy every object under ``s3://bucket/prefix/`` to ``dest`` (keys relative to the prefix)."""
+    """Copy every object under ``s3://bucket/prefix/`` to ``dest`` (keys relative to the prefix).
+
+    A key that would land outside ``dest`` (``..``, an empty segment, an absolute path, a backslash, a symlink)
+    refuses the whole download with :class:`loupe.safe_paths.UnsafeKeyError` before anything is written.
+    """
     if not uri.startswith("s3://"):
         raise DatasetError(f"not an S3 URI: {uri}")
     bucket, _, prefix = uri[5:].partition("/")
@@ -89,17 +94,7 @@ def download_s3_prefix(uri: str, dest: Path, s3: Any = None) -> Path:
         import boto3
 
         s3 = boto3.client("s3")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :]
-            if not rel or rel.endswith("/"):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            count += 1
-    if count == 0:
+    if download_prefix(s3, bucket, prefix, dest) == 0:
         raise DatasetError(f"{uri}: no objects under this prefix (empty dataset)")
     return dest
 

@@ -195,6 +195,23 @@ class CheckpointMarker:
         self.log(f"checkpoint saved: epoch {epoch}/{state['epochs']} in {self.root}")
 
 
+def checkpoint_source_problem(uri: str, execution_id: str) -> str:
+    """Why a training job of pipeline execution ``execution_id`` may not load checkpoints from ``uri``; "" if it may.
+
+    A checkpoint (Ultralytics' last.pt) is a pickle: loading it runs whatever it holds. The pipeline gives each
+    execution its own prefix (``.../pipeline/checkpoints/<execution id>``, CheckpointConfig) and tells the job that
+    prefix and its execution id (LOUPE_CHECKPOINT_S3_URI, LOUPE_PIPELINE_EXECUTION_ID); a prefix that is not the
+    execution's own (a shared one, another execution's) could hand the job a file someone else wrote.
+    """
+    if not execution_id:
+        return "the job was not told its pipeline execution id (LOUPE_PIPELINE_EXECUTION_ID)"
+    if not uri:
+        return "the job was not told its checkpoint prefix (LOUPE_CHECKPOINT_S3_URI)"
+    if not uri.startswith("s3://") or uri.rstrip("/").rsplit("/", 1)[-1] != execution_id:
+        return f"the checkpoint prefix {uri} is not this execution's own (it must end with /{execution_id})"
+    return ""
+
+
 def resumable_checkpoint(checkpoint_dir: Path) -> tuple[Path | None, int, bool]:
     """(last.pt, epochs done, finished) of an earlier attempt of this job in ``checkpoint_dir``; (None, 0, False)."""
     last = checkpoint_dir / CHECKPOINT_RUN / "weights" / "last.pt"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loupe import aws_errors
+from loupe import aws_errors, safe_paths
 from loupe.aws_clients import S3
 from loupe.imaging import sniff_format
 
@@ -239,7 +239,11 @@ def read_version_dir(path: Path, verify_labels: bool = False) -> dict[str, Any]:
         raise DatasetError(f"{path}: digest mismatch, dataset.json was altered")
     for entry in images:
         for key in ("file", "label"):
-            if not (path / entry[key]).is_file():
+            try:  # a manifest's paths are relative to its folder and never leave it
+                member = safe_paths.confined(path, str(entry[key]))
+            except safe_paths.UnsafeKeyError as exc:
+                raise DatasetError(f"{manifest_path}: {key} {exc}") from exc
+            if not member.is_file():
                 raise DatasetError(f"{path}: missing {entry[key]}")
         expected = entry.get("label_sha256")
         if verify_labels and expected and sha256_file(path / entry["label"]) != expected:

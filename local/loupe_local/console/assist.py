@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from loupe.safe_paths import extract_tar
 from loupe_local.observer import Observer
 
 
@@ -38,7 +39,7 @@ class Assistant:
                 folder = Path(self._tmp.name) / str(package["version"])
                 folder.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                    tar.extractall(folder, filter="data")
+                    extract_tar(tar, folder)
                 settings = ModelSettings(conf_threshold=self.conf_threshold, intra_op_threads=1)
                 self._loaded = (package["arn"], load_model(folder, settings))
             return package, self._loaded[1]

@@ -29,6 +29,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from loupe.safe_paths import UnsafeKeyError, confined, download_prefix
 from loupe_local.standins.base import StandInHost
 from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
 
@@ -92,7 +93,7 @@ class JobRunner:
         def local(path: str) -> Path:
             if not path.startswith("/opt/ml/"):
                 raise StepFailed(f"processing path {path} is outside /opt/ml")
-            return root / path[len("/opt/ml/") :]
+            return _confined(root, path[len("/opt/ml/") :].rstrip("/"), f"processing path {path}")
 
         for inp in args.get("ProcessingInputs", []):
             s3in = inp["S3Input"]
@@ -115,7 +116,7 @@ class JobRunner:
         ex.properties[record.name] = props
         by_output = {o["OutputName"]: local(o["S3Output"]["LocalPath"]) for o in outputs}
         for pf in step.get("PropertyFiles", []):
-            path = by_output[pf["OutputName"]] / pf["FilePath"]
+            path = _confined(by_output[pf["OutputName"]], pf["FilePath"], f"property file {pf['FilePath']}")
             if path.is_file():  # read once here: the interpreter's Std:JsonGet looks into the document
                 ex.property_files[f"{record.name}.{pf['PropertyFileName']}"] = json.loads(path.read_text())
 
@@ -131,7 +132,7 @@ class JobRunner:
         env = {k: str(v) for k, v in (args.get("Environment") or {}).items()}
         for channel in args.get("InputDataConfig", []):
             name = channel["ChannelName"]
-            dest = root / "input" / "data" / name
+            dest = _confined(root / "input" / "data", name, f"channel {name}")
             self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], dest)
             env[f"SM_CHANNEL_{name.upper()}"] = str(dest)
         model_dir, output_dir = root / "model", root / "output"
@@ -159,7 +160,7 @@ class JobRunner:
             local_path = checkpoint.get("LocalPath") or "/opt/ml/checkpoints"
             if not local_path.startswith("/opt/ml/"):
                 raise StepFailed(f"checkpoint path {local_path} is outside /opt/ml")
-            local_ckpt = root / local_path[len("/opt/ml/") :]
+            local_ckpt = _confined(root, local_path[len("/opt/ml/") :].rstrip("/"), f"checkpoint path {local_path}")
         cmd = [sys.executable, str(self.training_dir / program)]
         log_path = ex.root / f"{record.name}.log"
         started = time.monotonic()
@@ -169,7 +170,8 @@ class JobRunner:
                 # a (re)started instance begins with what the checkpoint prefix holds, nothing else
                 shutil.rmtree(local_ckpt, ignore_errors=True)
                 local_ckpt.mkdir(parents=True, exist_ok=True)
-                got = self._download(checkpoint["S3Uri"], local_ckpt, optional=True)
+                # the prefix as a folder: another execution's id that merely starts with this one is not ours
+                got = self._download(checkpoint["S3Uri"].rstrip("/") + "/", local_ckpt, optional=True)
                 sent = {
                     p.relative_to(local_ckpt).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
                     for p in local_ckpt.rglob("*")
@@ -278,19 +280,11 @@ class JobRunner:
     # ------------------------------------------------------------------ S3
     def _download(self, uri: str, dest: Path, optional: bool = False) -> int:
         s3 = self.host.client("s3")
-        bucket, _, key = uri[5:].partition("/")
-        dest.mkdir(parents=True, exist_ok=True)
-        count = 0
-        prefix = key
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix) :].lstrip("/") or Path(obj["Key"]).name
-                if obj["Key"].endswith("/"):
-                    continue
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(target))
-                count += 1
+        bucket, _, prefix = uri[5:].partition("/")
+        try:  # every key is checked before anything is written: one escaping key fails the job, nothing lands
+            count = download_prefix(s3, bucket, prefix, dest)
+        except UnsafeKeyError as exc:
+            raise StepFailed(f"input {uri}: {exc}") from exc
         if count == 0 and not optional:
             raise StepFailed(f"no objects at {uri}")
         return count
@@ -320,6 +314,14 @@ class JobRunner:
 
     def _arn(self, resource: str) -> str:
         return f"arn:aws:sagemaker:{self.host.region}:123456789012:{resource}"
+
+
+def _confined(root: Path, rel: str, what: str) -> Path:
+    """``root / rel`` for a path the request names; a path leaving ``root`` fails the step (UnsafeKeyError's text)."""
+    try:
+        return confined(root, rel)
+    except UnsafeKeyError as exc:
+        raise StepFailed(f"{what}: {exc}") from exc
 
 
 def _last_error(log_path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -63,6 +64,10 @@ def test_train_writes_models_card_and_package(trained):
     card = json.loads((out / "evaluation" / "model_card.json").read_text())
     assert card["artifacts"]["model.onnx"]["sha256"] == summary["model_sha256"]
     assert card["input"]["imgsz"] == 64
+    # what a warm start from this model checks before it unpickles best.pt (loupe_training.jobs.champion_weights)
+    best = out / "model" / "best.pt"
+    assert card["weights"]["sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+    assert card["weights"]["file"] == "best.pt" and card["weights"]["bytes"] == best.stat().st_size
     details = json.loads((out / "evaluation" / "details.json").read_text())
     spread = details["fp32"]["spread"]
     assert spread["images"] == details["fp32"]["images"] and spread["bootstrap"] == 1000

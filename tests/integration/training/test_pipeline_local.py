@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support.archives import tar_gz
 from support.waiting import wait_for
 
 from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
@@ -131,8 +132,17 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = set(tar.getnames())
         onnx_bytes = tar.extractfile("model.onnx").read()
-        card = json.loads(tar.extractfile("model_card.json").read())
+        card_bytes = tar.extractfile("model_card.json").read()
+        card = json.loads(card_bytes)
     assert {"model.onnx", "model_card.json"} <= names
+    # the chain a warm start from this package verifies before unpickling (loupe_training.jobs.champion_weights):
+    # metadata -> the card's sha256 -> the card's digest of best.pt in the training artifact
+    assert hashlib.sha256(card_bytes).hexdigest() == meta["model_card_sha256"]
+    assert card["weights"]["uri"] == meta["weights_uri"]
+    wb, _, wk = meta["weights_uri"][5:].partition("/")
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=wb, Key=wk)["Body"].read())) as tar:
+        best = tar.extractfile("best.pt").read()
+    assert hashlib.sha256(best).hexdigest() == card["weights"]["sha256"]
     assert hashlib.sha256(onnx_bytes).hexdigest() == meta["model_sha256"]
     assert card["dataset"]["digest"] == meta["dataset_digest"]
     assert ("model_int8.onnx" in names) == card["int8"]["kept"]
@@ -204,6 +214,38 @@ def test_bad_dataset_fails_the_prepare_step_with_a_clear_message(local_aws, runn
     assert "no images" in run["desc"]["FailureReason"]
     assert run["steps"]["Prepare"]["StepStatus"] == "Failed"
     assert "Train" not in run["steps"]
+
+
+# ----------------------------------------------------------------- warm start from the champion (issue 21, Medium 9)
+WARM_GROUP = "test-warm-start-models"  # its own group: its approved package is a champion for these runs only
+
+
+def test_a_warm_start_loads_only_the_champion_weights_its_model_card_vouches_for(local_aws, runner, dataset_uri):
+    sm, s3 = local_aws.client("sagemaker"), local_aws.client("s3")
+    sm.create_model_package_group(ModelPackageGroupName=WARM_GROUP)
+    name = ensure_pipeline(local_aws)
+    params = {**TINY, "ModelPackageGroupName": WARM_GROUP, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"}
+    first = _run(local_aws, name, params)
+    assert first["desc"]["PipelineExecutionStatus"] == "Succeeded", first["desc"].get("FailureReason")
+    [summary] = sm.list_model_packages(ModelPackageGroupName=WARM_GROUP)["ModelPackageSummaryList"]
+    sm.update_model_package(ModelPackageArn=summary["ModelPackageArn"], ModelApprovalStatus="Approved")
+
+    warm = _run(local_aws, name, {**params, "WarmStart": "champion"})
+    assert "Train" in warm["steps"], warm["desc"].get("FailureReason")
+    logs = Path(runner.status()["executions"][warm["arn"]]["logs"])
+    assert "verified against the model card" in (logs / "Prepare.log").read_text()
+    assert "warm start from" in (logs / "Train.log").read_text()
+
+    # the champion's weights replaced in the bucket after registration: refused before anything unpickles them
+    weights_uri = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])["CustomerMetadataProperties"][
+        "weights_uri"
+    ]
+    bucket, _, key = weights_uri[5:].partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=tar_gz({"best.pt": b"a pickle that runs code when loaded"}))
+    tampered = _run(local_aws, name, {**params, "WarmStart": "champion"})
+    assert tampered["desc"]["PipelineExecutionStatus"] == "Failed"
+    assert "refusing to load them" in tampered["desc"]["FailureReason"]
+    assert tampered["steps"]["Prepare"]["StepStatus"] == "Failed" and "Train" not in tampered["steps"]
 
 
 # ---------------------------------------------------------------------- managed spot training (issue 10, contract 4)

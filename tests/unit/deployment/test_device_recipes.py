@@ -135,3 +135,25 @@ def test_unsafe_zip_entries_are_refused(tmp_path: Path) -> None:
     with pytest.raises(r.RecipeError, match="unsafe entry"):
         r.safe_unzip(bad, tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_backslash_walk_in_a_zip_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(zip_of({"model.onnx": b"m", "..\\..\\escape.txt": b"x"}))
+    with pytest.raises(r.RecipeError, match=r"unsafe entry: key '\.\.\\\\\.\.\\\\escape\.txt' escapes"):
+        r.safe_unzip(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "version"), [("../../escape", "1.0.0"), ("com.loupe.model", "../../../escape")])
+def test_a_component_name_or_version_leaving_the_device_folders_is_refused(
+    tmp_path: Path, name: str, version: str
+) -> None:
+    data = zip_of({"model.onnx": b"m"})
+    s3 = FakeS3({"b/edge/model.zip": data})
+    comp = model_component(data, greengrass_digest(data))
+    comp = r.Component(name, version, comp.recipe)
+    with pytest.raises(r.RecipeError, match="escapes"):
+        r.fetch_artifacts(comp, r.Layout(tmp_path / "device"), s3)
+    assert s3.downloads == 0
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -66,3 +66,22 @@ def test_unknown_folder_is_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(DatasetError, match="not a format loupe can import"):
         importer.load(tmp_path)
+
+
+class _RecordingS3:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:  # noqa: N803 - boto3's names
+        self.keys.append(Key)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", "x\\..\\y"])
+def test_an_import_name_that_is_not_one_plain_segment_is_refused_before_anything_is_sent(tmp_path, name):
+    jpeg(tmp_path / "set" / "images" / "train" / "a.jpg")
+    (tmp_path / "set" / "labels" / "train").mkdir(parents=True)
+    s3 = _RecordingS3()
+    with pytest.raises(DatasetError, match="is not one plain path segment"):
+        importer.import_dataset(tmp_path / "set", s3, None, "raw", "art", name=name, workforce_dir=tmp_path / "wf")
+    assert s3.keys == []
+    assert not (tmp_path / "wf").exists()

@@ -10,8 +10,10 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from support.hostile_keys import files_under, put_hostile_keys
 
-from loupe.datasets import DatasetError, LabeledImage, write_version_dir
+from loupe.datasets import DatasetError, LabeledImage, sha256_bytes, write_version_dir
+from loupe.safe_paths import UnsafeKeyError
 from loupe_training.prepare import load_prepared, prepare, runtime_yaml, validate_label_text
 from loupe_training.tiny import make_tiny_version
 
@@ -127,3 +129,34 @@ def test_altered_manifest_is_refused(tiny, tmp_path):
     (copy / "dataset.json").write_text(json.dumps(data))
     with pytest.raises(DatasetError, match="digest mismatch"):
         prepare(copy, tmp_path / "out")
+
+
+def test_an_s3_dataset_with_escaping_keys_is_refused_and_writes_nothing(tiny, tmp_path):
+    folder, _ = tiny
+    work = tmp_path / "work"
+    work.mkdir()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="art")
+        for path in folder.rglob("*"):
+            if path.is_file():
+                s3.upload_file(str(path), "art", f"datasets/v7/{path.relative_to(folder).as_posix()}")
+        put_hostile_keys(s3, "art", "datasets/v7/", tmp_path)
+        with pytest.raises(UnsafeKeyError, match="key 'datasets/v7/.*' escapes"):
+            prepare("s3://art/datasets/v7/", tmp_path / "out", s3=s3, work_dir=work)
+    assert files_under(tmp_path) == set()
+
+
+def test_a_manifest_path_leaving_the_version_folder_is_refused(tiny, tmp_path):
+    folder, _ = tiny
+    copy = tmp_path / "v"
+    shutil.copytree(folder, copy)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not for training")
+    data = json.loads((copy / "dataset.json").read_text())
+    data["images"][0]["file"] = "../secret.png"
+    data["digest"] = sha256_bytes(json.dumps(data["images"], sort_keys=True, separators=(",", ":")).encode())
+    (copy / "dataset.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"file key '\.\./secret\.png' escapes"):
+        prepare(copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

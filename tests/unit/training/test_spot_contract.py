@@ -20,6 +20,7 @@ from loupe_local.standins import pipeline_interpreter as interpreter
 from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
 from loupe_local.standins.pipelines import PipelineExecutions
 from loupe_local.template import Resolver, load_sam_app
+from loupe_training.train import checkpoint_source_problem
 
 REPO = Path(__file__).resolve().parents[3]
 JOB_TYPES = {"SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"}
@@ -220,6 +221,14 @@ def test_checkpoint_prefix_is_per_execution():
     assert first != second
     assert first.endswith("/aaaa1111") and second.endswith("/bbbb2222")
     assert not first.startswith(second) and not second.startswith(first)
+
+
+def test_the_job_is_told_its_checkpoint_prefix_and_execution_and_they_agree():
+    args = STEPS["Train"]["Arguments"]
+    assert args["Environment"]["LOUPE_CHECKPOINT_S3_URI"] == args["CheckpointConfig"]["S3Uri"]
+    env = interpreter.resolve(_execution("aaaa1111"), args["Environment"])
+    assert env["LOUPE_PIPELINE_EXECUTION_ID"] == "aaaa1111"
+    assert checkpoint_source_problem(env["LOUPE_CHECKPOINT_S3_URI"], env["LOUPE_PIPELINE_EXECUTION_ID"]) == ""
 
 
 @pytest.mark.parametrize("step", ["Prepare", "Train", "Evaluate"])
