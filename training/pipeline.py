@@ -3,7 +3,8 @@
     prepare (processing) -> train (training, PyTorch DLC) -> evaluate (processing)
         -> gate: test mAP50 >= threshold AND >= the champion's bar (its mAP50 on the same test images, corrected by
            the paired bootstrap spread of the difference: loupe_training.spread)
-            -> yes: register (ModelMetrics, ONNX package, CustomerMetadataProperties, PendingManualApproval)
+            -> yes: register (ModelMetrics, ONNX package, CustomerMetadataProperties; the approval status is the
+                    stack's AutoApprove, never a pipeline parameter)
             -> no:  Fail step with the reason
 
 The definition lives in one place: template.yaml's ``TrainingPipeline`` resource, whose ``PipelineDefinitionBody``
@@ -51,11 +52,20 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # parameter can change a value but never remove a field. The template body carries two Fn::Sub variables instead:
 # ${SpotFlag} (the EnableManagedSpotTraining value) and ${SpotMaxWait} (the StoppingCondition's MaxWait member or
 # nothing), both chosen by Fn::If on that condition.
+#
+# The registration status is a deploy-time value too (template.yaml's AutoApprove -> Condition AutoApproveOn), never a
+# pipeline parameter: StartPipelineExecution lets any caller set every parameter, so a ModelApprovalStatus parameter
+# let whoever may start the pipeline register its package Approved (and deploy it) on a stack whose AutoApprove is
+# false. The Register step's ModelApprovalStatus is the Fn::Sub variable ${ApprovalStatus} instead, chosen by Fn::If.
 MAX_RUNTIME_SECONDS = 28 * 24 * 3600
 SPOT_MAX_WAIT_SECONDS = MAX_RUNTIME_SECONDS
 SPOT_CONDITION = "UseSpotTraining"
 SPOT_FLAG_VAR = "SpotFlag"
 SPOT_MAX_WAIT_VAR = "SpotMaxWait"
+APPROVAL_CONDITION = "AutoApproveOn"
+APPROVAL_VAR = "ApprovalStatus"
+# what the SDK writes for the Register step; template_body() turns it into ${ApprovalStatus}
+_APPROVAL_PLACEHOLDER = "PendingManualApproval"
 
 # deploy-time values: placeholders in the SDK, ${...} in the CloudFormation template
 _REGION = "us-east-1"
@@ -137,11 +147,6 @@ def build_pipeline():  # one linear recipe reads best in one place
     model_cfg = ParameterString("ModelConfig", default_value="yolov8n.yaml")
     warm_start = ParameterString("WarmStart", default_value="champion")
     threshold = ParameterFloat("MinTestMap50", default_value=0.5)
-    approval = ParameterString(
-        "ModelApprovalStatus",
-        default_value="PendingManualApproval",
-        enum_values=["PendingManualApproval", "Approved"],
-    )
     group = ParameterString("ModelPackageGroupName", default_value=_GROUP)
 
     def pytorch_image(instance_type: str, scope: str = "training", version: str = PYTORCH_VERSION) -> str:
@@ -306,7 +311,7 @@ def build_pipeline():  # one linear recipe reads best in one place
         inference_instances=["ml.m5.large"],
         transform_instances=["ml.m5.large"],
         model_package_group_name=group,
-        approval_status=approval,
+        approval_status=_APPROVAL_PLACEHOLDER,  # the stack's AutoApprove decides (template_body), never a caller
         model_metrics=ModelMetrics(
             model_statistics=MetricsSource(
                 content_type="application/json", s3_uri=Join(on="/", values=[eval_uri, "evaluation.json"])
@@ -373,7 +378,6 @@ def build_pipeline():  # one linear recipe reads best in one place
             model_cfg,
             warm_start,
             threshold,
-            approval,
             group,
         ],
         steps=[prepare, train, evaluate, condition],
@@ -407,6 +411,10 @@ def template_body(definition: str) -> str:
     body, waits = max_wait.subn(f"${{{SPOT_MAX_WAIT_VAR}}}", body)
     if flags != 1 or waits != 1:
         raise RuntimeError(f"expected one spot training step, found {flags} spot flags and {waits} MaxWait members")
+    approval = re.compile(rf'("ModelApprovalStatus": )"{_APPROVAL_PLACEHOLDER}"(?=,?\n)')
+    body, approvals = approval.subn(rf'\g<1>"${{{APPROVAL_VAR}}}"', body)
+    if approvals != 1:
+        raise RuntimeError(f"expected one Register step with a fixed ModelApprovalStatus, found {approvals}")
     return body
 
 
@@ -415,6 +423,11 @@ def spot_variables(use_spot: bool) -> dict[str, str]:
     if use_spot:
         return {SPOT_FLAG_VAR: "true", SPOT_MAX_WAIT_VAR: f', "MaxWaitTimeInSeconds": {SPOT_MAX_WAIT_SECONDS}'}
     return {SPOT_FLAG_VAR: "false", SPOT_MAX_WAIT_VAR: ""}
+
+
+def approval_variables(auto_approve: bool) -> dict[str, str]:
+    """The value of the template's ${ApprovalStatus} for each side of the AutoApproveOn condition."""
+    return {APPROVAL_VAR: "Approved" if auto_approve else _APPROVAL_PLACEHOLDER}
 
 
 def generate() -> str:
@@ -439,6 +452,8 @@ def resource(definition: str) -> str:
         f"{json.dumps(off[name])}]\n"
         for i, name in enumerate((SPOT_FLAG_VAR, SPOT_MAX_WAIT_VAR))
     )
+    approve, pend = approval_variables(True)[APPROVAL_VAR], approval_variables(False)[APPROVAL_VAR]
+    variables += f"            {APPROVAL_VAR}: !If [{APPROVAL_CONDITION}, {approve}, {pend}]\n"
     return (
         "  TrainingPipeline:\n"
         "    Type: AWS::SageMaker::Pipeline\n"

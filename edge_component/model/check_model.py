@@ -5,6 +5,13 @@
 2. The model loads and answers once (a smoke inference on zeros) with the detector's output shape
    ``[1, 4 + classes, anchors]``, finite values.
 
+With ``--install`` (how the recipe runs it) everything comes from the environment the recipe's ``Setenv`` gives
+(``LOUPE_MODEL_DIR``, ``LOUPE_MODEL_SHA256``, ``LOUPE_MODEL_INT8_SHA256``, ``LOUPE_MODEL_VERSION``,
+``LOUPE_MODEL_COMPONENT_VERSION``, ``LOUPE_MODEL_POINTER``) and, once the checks pass, the script writes the pointer
+``com.loupe.inference`` follows (``current.json``: JSON written here, never text assembled by a shell). The values
+never pass through shell text: the nucleus substitutes configuration into a recipe as text, so a value spliced into
+a script would run as code.
+
 A non-zero exit fails the Install step, so Greengrass fails the deployment on this device and, with
 ``failureHandlingPolicy: ROLLBACK``, reinstalls the previous components: a corrupt or incompatible model never
 becomes the one the inference component is pointed at.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -114,28 +122,76 @@ def smoke(path: Path, card: dict) -> str:
     return f"{path.name}: input {shape}, output {list(out.shape)}"
 
 
+INSTALL_ENV = {
+    "dir": "LOUPE_MODEL_DIR",
+    "pointer": "LOUPE_MODEL_POINTER",
+    "version": "LOUPE_MODEL_VERSION",
+    "component_version": "LOUPE_MODEL_COMPONENT_VERSION",
+    "model.onnx": "LOUPE_MODEL_SHA256",
+    "model_int8.onnx": "LOUPE_MODEL_INT8_SHA256",
+}
+
+
+def write_pointer(pointer: Path, folder: Path, version: str, component_version: str, wanted: dict[str, str]) -> None:
+    """``current.json`` (atomically): the folder, the version results report, and the registered digests."""
+    doc = {
+        "dir": str(folder.parent),
+        "version": version,
+        "component_version": component_version,
+        "sha256": {name: wanted.get(name, "") for name in ("model.onnx", "model_int8.onnx")},
+    }
+    tmp = pointer.with_name(pointer.name + ".tmp")
+    tmp.write_text(json.dumps(doc) + "\n")
+    os.replace(tmp, pointer)
+
+
+def run_checks(folder: Path, wanted: dict[str, str]) -> None:
+    checked = check_digests(folder, wanted)
+    print(f"digests ok: {', '.join(checked)}")
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        print(f"smoke inference left to com.loupe.inference: {sys.executable} has no {exc.name}")
+        return
+    card = read_card(folder)
+    for name in checked:
+        print(f"smoke inference ok: {smoke(folder / name, card)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Check a com.loupe.model version on the device before it is used.")
-    p.add_argument("--dir", required=True, help="the unarchived model folder")
+    p.add_argument("--install", action="store_true", help="the recipe's Install step: values from LOUPE_MODEL_*")
+    p.add_argument("--dir", help="the unarchived model folder")
     p.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX", help="registered digest")
     args = p.parse_args(argv)
-    folder = Path(args.dir)
-    wanted = dict(item.partition("=")[::2] for item in args.sha256)
+    if args.install:
+        missing = [var for var in (INSTALL_ENV["dir"], INSTALL_ENV["pointer"]) if not os.environ.get(var)]
+        if missing:
+            print(f"com.loupe.model check failed: {', '.join(missing)} not set", file=sys.stderr)
+            return 2
+        folder = Path(os.environ[INSTALL_ENV["dir"]])
+        wanted = {name: os.environ.get(INSTALL_ENV[name], "") for name in ("model.onnx", "model_int8.onnx")}
+    elif args.dir:
+        folder = Path(args.dir)
+        wanted = dict(item.partition("=")[::2] for item in args.sha256)
+    else:
+        p.error("--dir or --install is required")
     try:
-        checked = check_digests(folder, wanted)
-        print(f"digests ok: {', '.join(checked)}")
-        try:
-            import numpy  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            print(f"smoke inference left to com.loupe.inference: {sys.executable} has no {exc.name}")
-            return 0
-        card = read_card(folder)
-        for name in checked:
-            print(f"smoke inference ok: {smoke(folder / name, card)}")
+        run_checks(folder, wanted)
     except CheckFailed as exc:
         print(f"com.loupe.model check failed: {exc}", file=sys.stderr)
         return 3
+    if args.install:
+        version = os.environ.get(INSTALL_ENV["version"], "")
+        write_pointer(
+            Path(os.environ[INSTALL_ENV["pointer"]]),
+            folder,
+            version,
+            os.environ.get(INSTALL_ENV["component_version"], ""),
+            wanted,
+        )
+        print(f"pointer {os.environ[INSTALL_ENV['pointer']]} -> model version {version!r}")
     return 0
 
 

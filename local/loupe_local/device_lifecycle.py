@@ -73,6 +73,20 @@ class LifecycleRunner:
 
         return interpolate(script, comp, lookup, self.layout, self.pe.thing) if script else ""
 
+    def setenv(self, comp: Component, step: str, pool: dict[str, Component]) -> dict[str, str]:
+        """The environment a step's recipe gives it: the lifecycle's ``Setenv``, then the step's, each value with its
+        recipe variables interpolated. The nucleus resolves variables in every string of the lifecycle, ``Setenv``
+        included (aws-greengrass-nucleus, ``KernelConfigResolver.interpolate``), and an environment variable
+        reaches the script as data, not as shell text."""
+        _, _, step_env, _ = step_of(comp.lifecycle, step)
+        lifecycle_env = comp.lifecycle.get("Setenv") or comp.lifecycle.get("setenv") or {}
+
+        def lookup(name: str) -> Component | None:
+            return pool.get(name) or (self.running[name].component if name in self.running else None)
+
+        merged = {str(k): str(v) for k, v in lifecycle_env.items()} | step_env
+        return {k: interpolate(v, comp, lookup, self.layout, self.pe.thing) for k, v in merged.items()}
+
     def env(self, comp: Component, setenv: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         for key in list(env):
@@ -100,9 +114,7 @@ class LifecycleRunner:
         if ipc is not None:  # the local form of IPC PublishToIoTCore through the nucleus' spooler
             env["LOUPE_TRANSPORT"] = "nucleus"
             env["LOUPE_NUCLEUS_IPC"] = ipc
-        lifecycle_env = comp.lifecycle.get("Setenv") or comp.lifecycle.get("setenv") or {}
-        env.update({str(k): str(v) for k, v in lifecycle_env.items()})
-        env.update(setenv)
+        env.update(setenv)  # the recipe's Setenv, interpolated (:meth:`setenv`)
         return env
 
     def _seed_venv(self, comp: Component) -> None:
@@ -136,7 +148,7 @@ class LifecycleRunner:
     def _run_to_completion(self, r: Running, step: str, pool: dict[str, Component]) -> bool:
         """Run an Install or Startup step; False when the recipe has none (or its ``Skipif`` holds)."""
         comp = r.component
-        script, timeout, setenv, skip_if = step_of(comp.lifecycle, step)
+        script, timeout, _, skip_if = step_of(comp.lifecycle, step)
         if not script or self._skip(skip_if, comp, pool):
             return False
         r.log_file.write(f"--- {time.strftime('%H:%M:%S')} {step} {comp.name} {comp.version}\n")
@@ -144,7 +156,7 @@ class LifecycleRunner:
             code = subprocess.run(
                 ["sh", "-c", self.render(comp, step, pool)],
                 cwd=self.layout.work(comp.name),
-                env=self.env(comp, setenv),
+                env=self.env(comp, self.setenv(comp, step, pool)),
                 stdout=r.log_file,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,
@@ -178,9 +190,9 @@ class LifecycleRunner:
         started_up = self._run_to_completion(r, "Startup", pool)
         if started_up:
             r.state = "RUNNING"
-        run, _, setenv, _ = step_of(comp.lifecycle, "Run")
+        run, _, _, _ = step_of(comp.lifecycle, "Run")
         r.run_script = self.render(comp, "Run", pool)
-        r.extra["env"] = setenv
+        r.extra["env"] = self.setenv(comp, "Run", pool)
         r.started = time.time()
         if run:
             self.spawn(r)
@@ -234,13 +246,13 @@ class LifecycleRunner:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-        shutdown, timeout, setenv, _ = step_of(r.component.lifecycle, "Shutdown")
+        shutdown, timeout, _, _ = step_of(r.component.lifecycle, "Shutdown")
         if shutdown:
             script = interpolate(shutdown, r.component, lambda n: None, self.layout, self.pe.thing)
             subprocess.run(
                 ["sh", "-c", script],
                 cwd=self.layout.work(name),
-                env=self.env(r.component, setenv),
+                env=self.env(r.component, self.setenv(r.component, "Shutdown", {})),
                 stdout=r.log_file,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,

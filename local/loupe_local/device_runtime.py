@@ -305,11 +305,13 @@ class Device:
                 comp = target[name]
                 old = self.running.get(name)
                 new_script = self.lifecycle.render(comp, "Run", target)
+                new_env = self.lifecycle.setenv(comp, "Run", target)
                 dead = old is not None and old.process is not None and old.process.poll() is not None
                 if (
                     old is None
                     or old.component.version != comp.version
                     or old.run_script != new_script
+                    or (old.extra.get("env") or {}) != new_env  # configuration given through Setenv changed
                     or old.state == "BROKEN"
                     or (dead and old.state != "FINISHED")
                 ):

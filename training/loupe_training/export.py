@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loupe import recipe_values
 from loupe_training.offline import prepare_offline, quiet_settings
 
 OPSET = 17
@@ -242,6 +243,10 @@ def write_package(out_dir: str | Path, files: Sequence[Path]) -> Path:
 
 
 def write_card(path: str | Path, card: dict[str, Any]) -> Path:
+    """The model card the package carries. Refused (:class:`loupe.recipe_values.RecipeValueError`, nothing written)
+    when a value that reaches the devices' recipe (its ``version``, the artifact digests) is off its whitelist: the
+    registered digests will vouch for these bytes, not for what they say."""
+    recipe_values.check_card(card)
     path = Path(path)
     path.write_text(json.dumps(card, indent=1, sort_keys=False))
     return path

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from loupe import recipe_values
 from loupe.safe_paths import confined, extract_tar
 from loupe_training import calibrate
 from loupe_training import evaluate as ev
@@ -440,6 +441,7 @@ def evaluate_job(
         "code_version": card["code_version"],
         "weights_uri": training_artifact_uri,
     }
+    check_registration(gate)
     ev.write_json(eval_out / "gate.json", gate)
     return {"result": result, "int8": int8_info, "champion": champion, "gate": gate, "card": card, "package": package}
 
@@ -449,6 +451,17 @@ def _weights_entry(model_dir: Path, uri: str) -> dict[str, Any]:
     if not best.is_file():
         return {}
     return {"weights": {"uri": uri, "file": best.name, "sha256": ex.sha256_file(best), "bytes": best.stat().st_size}}
+
+
+# gate.json's values the pipeline's Register step copies into CustomerMetadataProperties and that reach a recipe
+REGISTERED_DIGESTS = ("package_sha256", "model_sha256", "model_int8_sha256", "model_card_sha256")
+
+
+def check_registration(gate: dict[str, Any]) -> None:
+    """Refuse to hand the Register step a value off its whitelist (:mod:`loupe.recipe_values`): without gate.json the
+    Gate step fails and nothing is registered. The edge deployment checks the same values again before it builds a
+    recipe, for packages registered (or changed) some other way."""
+    recipe_values.check_package_metadata({k: gate.get(k) for k in REGISTERED_DIGESTS})
 
 
 def gate_decision(gate: dict[str, Any], threshold: float) -> tuple[bool, str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from loupe import recipe_values
 from loupe.aws_clients import S3, GreengrassV2
 
 MODEL_COMPONENT = "com.loupe.model"
@@ -141,19 +142,82 @@ def artifact_key(component: str, version: str, filename: str) -> str:
 
 
 def render_model_recipe(template_text: str, values: dict[str, str]) -> dict[str, Any]:
-    """The ``com.loupe.model`` recipe from ``edge_component/model/recipe.yaml`` (``${Name}`` placeholders,
-    Python ``string.Template`` syntax; ``{...}`` recipe variables stay for the device to resolve)."""
-    text = string.Template(template_text).safe_substitute(values)
-    left = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
-    if left:
-        raise GreengrassError(f"model recipe template needs values for {', '.join(left)}")
-    return load_recipe(text)
+    """The ``com.loupe.model`` recipe from ``edge_component/model/recipe.yaml``.
+
+    Every value is checked against its whitelist first (:mod:`loupe.recipe_values`). The template is parsed as YAML
+    *before* it is filled: ``${Name}`` placeholders (Python ``string.Template`` syntax) are replaced inside string
+    scalars, so a value can never change the document's shape, and never inside a lifecycle ``Script`` (values reach
+    scripts as environment variables, ``Setenv``). ``{...}`` recipe variables stay for the device to resolve."""
+    try:
+        recipe_values.check_model_recipe_values(values)
+    except recipe_values.RecipeValueError as exc:
+        raise GreengrassError(f"{MODEL_COMPONENT} recipe refused: {exc}") from exc
+    try:
+        doc = yaml.safe_load(template_text)
+    except yaml.YAMLError as exc:
+        raise GreengrassError(f"model recipe template is not valid YAML: {exc}") from exc
+    missing: set[str] = set()
+
+    def fill(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: fill(v, str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fill(v, key) for v in node]
+        if isinstance(node, str) and key != "Script":
+            missing.update(n for n in _PLACEHOLDER.findall(node) if n not in values)
+            return string.Template(node).safe_substitute(values)
+        return node
+
+    filled = fill(doc)
+    if missing:
+        raise GreengrassError(f"model recipe template needs values for {', '.join(sorted(missing))}")
+    if not isinstance(filled, dict):
+        raise GreengrassError("model recipe template must be a mapping")
+    check_scripts(filled)
+    return load_recipe(json.dumps(filled))
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def lifecycle_scripts(recipe: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """(where, script text) of every lifecycle step of a recipe: manifests' and the global ``Lifecycle``."""
+    lifecycles = [("Lifecycle", recipe.get("Lifecycle") or {})]
+    manifests = recipe.get("Manifests") or []
+    lifecycles += [(f"Manifests[{i}].Lifecycle", m.get("Lifecycle") or {}) for i, m in enumerate(manifests)]
+    for where, lifecycle in lifecycles:
+        if not isinstance(lifecycle, dict):
+            continue
+        for step, body in lifecycle.items():
+            script = body.get("Script") if isinstance(body, dict) else body
+            if isinstance(script, str):
+                yield f"{where}.{step}", script
+
+
+def check_scripts(recipe: dict[str, Any]) -> None:
+    """Refuse a recipe whose lifecycle scripts splice component configuration into shell text.
+
+    The nucleus replaces ``{configuration:/path}`` (and ``{<component>:configuration:/path}``) with the value's text
+    before the shell reads the script, so whoever sets the value writes code (Greengrass developer guide, component
+    recipe reference, "Recipe variables"). Configuration reaches a script through ``Setenv`` instead: an environment
+    variable is data to the shell when quoted ("$NAME"). Nucleus-controlled variables (``{artifacts:...}``,
+    ``{work:path}``, ``{kernel:rootPath}``, ``{iot:thingName}``) stay allowed."""
+    for where, script in lifecycle_scripts(recipe):
+        if _CONFIG_VARIABLE.search(script):
+            raise GreengrassError(
+                f"{recipe.get('ComponentName')} recipe refused: {where} splices component configuration into its "
+                "script (pass it through Setenv instead)"
+            )
+
+
+_CONFIG_VARIABLE = re.compile(r"\{(?:[A-Za-z0-9._-]+:)?configuration:")
 
 
 def render_inference_recipe(recipe_text: str, version: str, artifact_uri: str, author: str = "Loupe") -> dict[str, Any]:
     """``edge_component/inference/recipe.yaml`` (GDK placeholders) with its version and artifact location."""
     text = recipe_text.replace("{COMPONENT_VERSION}", version).replace("{COMPONENT_AUTHOR}", author)
     recipe = load_recipe(text)
+    check_scripts(recipe)
     arts = recipe_artifacts(recipe)
     if len(arts) != 1:
         raise GreengrassError(f"{INFERENCE_COMPONENT} recipe must have exactly one artifact, found {len(arts)}")

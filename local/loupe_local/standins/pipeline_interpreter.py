@@ -107,13 +107,34 @@ class Execution:
 
 
 # ---------------------------------------------------------------------- parameters and order
+def parameter_problem(definition: dict[str, Any], given: list[dict[str, Any]] | None) -> str | None:
+    """Why SageMaker refuses StartPipelineExecution's ``PipelineParameters`` for this definition (a
+    ValidationException, no execution), or None. A caller sets only the parameters the definition declares: a name it
+    does not declare is refused, never ignored; an empty value is too short; a value must parse as the parameter's
+    type. (The SDK's local mode, which mirrors the service for this,
+    refuses the same: ``sagemaker.local.entities._LocalPipelineExecution._initialize_and_validate_parameters``.)"""
+    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
+    for p in given or []:
+        name, value = p.get("Name"), p.get("Value")
+        if name not in declared:
+            return f"Unknown parameter '{name}'"
+        if value in (None, ""):
+            return f'Parameter {name} value "" is too short (length: 0, required minimum: 1).'
+        try:
+            _typed(value, declared[name].get("Type", "String"))
+        except ValueError:
+            return f"Unexpected type for parameter '{name}'. Expected {declared[name].get('Type')} but found {value!r}."
+    return None
+
+
 def execution_parameters(definition: dict[str, Any], given: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The definition's parameter defaults overridden by StartPipelineExecution's ``PipelineParameters``."""
+    problem = parameter_problem(definition, given)
+    if problem:
+        raise ValueError(problem)
     params = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
     types = {p["Name"]: p.get("Type", "String") for p in definition.get("Parameters", [])}
     for p in given or []:
-        if p["Name"] not in params:
-            raise ValueError(f"unknown pipeline parameter {p['Name']}")
         params[p["Name"]] = _typed(p["Value"], types[p["Name"]])
     return params
 

@@ -78,6 +78,8 @@ class PipelineExecutions(StandIn):
         self._worker.start()
 
     def handles(self, request: AwsRequest) -> bool:
+        if request.service == "sagemaker" and request.target == "StartPipelineExecution":
+            return self._refusal(request.json()) is not None  # moto starts any execution; SageMaker validates
         if request.service != "sagemaker" or request.target not in ANSWERED:
             return False
         arn = request.json().get("PipelineExecutionArn")
@@ -100,7 +102,21 @@ class PipelineExecutions(StandIn):
         except ClientError:  # no such pipeline
             return False
 
+    def _refusal(self, req: dict[str, Any]) -> str | None:
+        """Why SageMaker refuses this StartPipelineExecution's parameters, or None (an unknown pipeline: moto's)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            pipeline = self.runtime.client("sagemaker").describe_pipeline(PipelineName=req.get("PipelineName", ""))
+            definition = json.loads(pipeline["PipelineDefinition"])
+        except (ClientError, KeyError, ValueError):
+            return None
+        return interpreter.parameter_problem(definition, req.get("PipelineParameters"))
+
     def handle(self, request: AwsRequest) -> Response:
+        if request.target == "StartPipelineExecution":
+            # a ValidationException (the Common Errors of the SageMaker API reference); no execution is created
+            return error("ValidationException", self._refusal(request.json()) or "invalid pipeline parameters")
         arn = request.json().get("PipelineExecutionArn")
         execution = self.executions.get(arn) if isinstance(arn, str) else None
         if execution is None:

@@ -3,7 +3,8 @@ stand-in, two local core devices running the real ``edge_component/`` inference 
 
 The tests form one scenario (module order matters: each starts from the fleet state the previous one left):
 empty thing group → another team deploys its component to the group → approve A (aws CLI) → B approved, its event
-delivered three times → tampered C refused → crashing D refused by the model's install check and rolled back →
+delivered three times → tampered C refused → a card rewritten after registration to carry a shell
+payload refused → crashing D refused by the model's install check and rolled back →
 rejecting B goes back to A → the other team's component still runs with its configuration → a late approval of an
 older package is superseded → two approvals at once roll out one at a time → a device that does not report the new
 model is "deployed, not serving" → a down device times out while the others take E.
@@ -400,6 +401,46 @@ def test_a_tampered_artifact_is_refused_with_an_alert(
     assert alerts and "does not match the registered" in alerts[-1]["Message"]
     for thing in scenario["devices"]:
         assert serving(fleet, sink, thing) == scenario["B"]["model_version"]
+
+
+def model_versions(rt: Any) -> list[str]:
+    from loupe.greengrass import MODEL_COMPONENT, component_versions
+
+    return component_versions(rt.client("greengrassv2"), MODEL_COMPONENT)
+
+
+def test_a_card_rewritten_after_registration_to_carry_a_shell_payload_is_refused(
+    rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any], notify_queue: str, tmp_path: Path
+) -> None:
+    """The package is swapped for one whose model card's version is a shell command, and the registered digests are
+    updated to match it (UpdateModelPackage): every digest checks out, the card is refused before any component is
+    built, with an alert; nothing reaches the devices and the payload runs nowhere."""
+    from support.deploy_packages import tiny_detector
+
+    notifications(rt, notify_queue)
+    pkg = register_package(rt, model_version=f"P-{uuid.uuid4().hex[:6]}")
+    pwned = tmp_path / "pwned"
+    model = tiny_detector()
+    card = json.dumps({"version": f"1'; touch {pwned}; echo '", "class_map": {"0": "scratch"}, "imgsz": 32}).encode()
+    forged = tar_gz({"model.onnx": model, "model_card.json": card})
+    rt.client("s3").put_object(Bucket=pkg["bucket"], Key=pkg["key"], Body=forged)
+    digests = {"package_sha256": sha(forged), "model_sha256": sha(model), "model_card_sha256": sha(card)}
+    rt.client("sagemaker").update_model_package(ModelPackageArn=pkg["arn"], CustomerMetadataProperties=digests)
+    models_before = model_versions(rt)
+    before, deployments_before = executions(rt), len(gg_deployments(rt))
+    approve(rt, pkg["arn"])
+    done = wait_new_execution(rt, before)
+    assert done["status"] == "FAILED" and done.get("error") == "DeploymentRefused"
+    record = run_record(rt, pkg["arn"], done["name"])
+    assert record["outcome"] == "REFUSED"
+    assert "PackageInvalid" in record["reason"] and "model card version" in record["reason"]
+    assert len(gg_deployments(rt)) == deployments_before
+    assert model_versions(rt) == models_before  # no com.loupe.model version was built from it
+    alerts = [n for n in notifications(rt, notify_queue) if "REFUSED" in n.get("Subject", "")]
+    assert alerts and "model card version" in alerts[-1]["Message"]
+    for thing in scenario["devices"]:
+        assert serving(fleet, sink, thing) == scenario["B"]["model_version"]
+    assert not pwned.exists()
 
 
 def test_a_crashing_model_rolls_back_and_the_old_model_keeps_serving(

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import string
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,8 @@ import pytest
 import yaml
 from support.edge_helpers import brightness_for, grey_png, write_model
 from support.edge_mqtt import REPO, THING, Subscriber
+
+from loupe.greengrass import render_model_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,12 @@ def lifecycle(recipe: dict, step: str) -> str:
     return recipe["Manifests"][0]["Lifecycle"][step]["Script"]
 
 
+def setenv(recipe: dict, step: str, variables: dict[str, str], config: dict) -> dict[str, str]:
+    """The step's ``Setenv``, its recipe variables interpolated as the nucleus does (every lifecycle string)."""
+    values = recipe["Manifests"][0]["Lifecycle"][step].get("Setenv") or {}
+    return {k: interpolate(str(v), variables, config) for k, v in values.items()}
+
+
 def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker) -> None:
     root = tmp_path / "greengrass"
     # com.loupe.model: the deployment workflow fills the template, the core unpacks the ZIP and runs Install
@@ -49,25 +56,33 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
     shutil.copy(REPO / "edge_component" / "model" / "check_model.py", model_dir / "model" / "check_model.py")
     card = json.loads((model_dir / "model" / "model_card.json").read_text())
     template = (REPO / "edge_component" / "model" / "recipe.yaml").read_text()
-    filled = string.Template(template).substitute(
-        ComponentVersion="1.0.3",
-        ModelVersion="3",
-        ModelPackageArn="arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe/3",
-        ArtifactUri="s3://artifacts/edge/artifacts/com.loupe.model/1.0.3/model.zip",
-        ModelSha256=card["sha256"]["model.onnx"],
-        ModelInt8Sha256="",
+    model_recipe = render_model_recipe(
+        template,
+        {
+            "ComponentVersion": "1.0.3",
+            "ModelVersion": "3",
+            "ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe/3",
+            "ArtifactUri": "s3://artifacts/edge/artifacts/com.loupe.model/1.0.3/model.zip",
+            "ModelSha256": card["sha256"]["model.onnx"],
+            "ModelInt8Sha256": "",
+        },
     )
-    model_recipe = yaml.safe_load(filled)
     assert model_recipe["ComponentVersion"] == "1.0.3"
     assert model_recipe["Manifests"][0]["Artifacts"][0]["Unarchive"] == "ZIP"
     model_work = root / "work" / "com.loupe.model"
     model_work.mkdir(parents=True)
-    install = interpolate(
-        lifecycle(model_recipe, "Install"),
-        {"artifacts:decompressedPath": str(model_dir), "work:path": str(model_work), "kernel:rootPath": str(root)},
-        model_recipe["ComponentConfiguration"]["DefaultConfiguration"],
-    )
-    env = {**os.environ, "LOUPE_EDGE_PYTHON": sys.executable}  # an interpreter with onnxruntime, as on a device
+    model_vars = {
+        "artifacts:decompressedPath": str(model_dir),
+        "work:path": str(model_work),
+        "kernel:rootPath": str(root),
+    }
+    model_config = model_recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    install = interpolate(lifecycle(model_recipe, "Install"), model_vars, model_config)
+    env = {
+        **os.environ,
+        **setenv(model_recipe, "Install", model_vars, model_config),
+        "LOUPE_EDGE_PYTHON": sys.executable,  # an interpreter with onnxruntime, as on a device
+    }
     done = subprocess.run(["bash", "-c", install], check=True, capture_output=True, text=True, env=env)
     assert "digests ok: model.onnx" in done.stdout and "smoke inference ok" in done.stdout
     pointer = json.loads((model_work / "current.json").read_text())
@@ -119,7 +134,7 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         ["bash", "-c", interpolate(lifecycle(recipe, "Run"), variables, config)],
-        env=env,
+        env={**env, **setenv(recipe, "Run", variables, config)},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -23,7 +23,7 @@ def h(data: bytes) -> str:
 
 def package(data: bytes, **digests: str) -> Package:
     return Package(
-        arn="arn:aws:sagemaker:us-east-1:1:model-package/g/3",
+        arn="arn:aws:sagemaker:us-east-1:123456789012:model-package/g/3",
         group="g",
         version=3,
         status="Approved",
@@ -260,7 +260,7 @@ class FakeSFN:
         return {"executionArn": f"{stateMachineArn}:{name}"}
 
 
-ARN = "arn:aws:sagemaker:us-east-1:1:model-package/g/{}".format
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/g/{}".format
 
 
 def event(n: int, status: str, when: str = "2026-11-21T10:00:00Z") -> dict[str, Any]:

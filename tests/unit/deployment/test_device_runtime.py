@@ -126,3 +126,30 @@ def test_skip_notify_leaves_running_components_alone(device: Any) -> None:
     assert deploy(device, "d2", {"data": "1.1.0", "app": "1.0.0"}, **policy)[0] == "SUCCEEDED"
     assert not (device.layout.work("app") / "update.json").exists()
     assert os.stat(device.layout.work("app") / "status.json").st_mtime == before
+
+
+def test_configuration_given_through_setenv_restarts_the_component_when_it_changes(device: Any) -> None:
+    """The nucleus interpolates recipe variables in Setenv too, and a changed lifecycle restarts the component: a
+    configuration change that reaches the process as an environment variable is seen by the new process."""
+    run = {
+        "Setenv": {"GREETING": "{configuration:/greeting}"},
+        "Script": 'printf \'{"state": "RUNNING", "greeting": "%s"}\' "$GREETING" > status.json; exec sleep 30',
+    }
+    svc = recipe("svc", "1.0.0", {"Run": run})
+    svc["ComponentConfiguration"]["DefaultConfiguration"]["greeting"] = "hello"
+    device.control.gg.add(svc)
+    assert deploy(device, "d1", {"svc": "1.0.0"})[0] == "SUCCEEDED"
+    pid = device.running["svc"].process.pid
+    assert status(device, "svc")["greeting"] == "hello"
+    device.apply(
+        {
+            "deploymentId": "d2",
+            "components": {
+                "svc": {"componentVersion": "1.0.0", "configurationUpdate": {"merge": '{"greeting": "$(id)"}'}}
+            },
+            "deploymentPolicies": {"failureHandlingPolicy": "ROLLBACK"},
+        }
+    )
+    assert device.control.reports[-1][:2] == ("/deployments/d2/status", "SUCCEEDED")
+    assert device.running["svc"].process.pid != pid
+    assert status(device, "svc")["greeting"] == "$(id)"  # data, not a command

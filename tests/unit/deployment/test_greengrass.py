@@ -57,7 +57,7 @@ def test_render_model_recipe_from_the_edge_template() -> None:
     values = {
         "ComponentVersion": "1.4.0",
         "ModelVersion": "v4",
-        "ModelPackageArn": "arn:aws:sagemaker:us-east-1:1:model-package/loupe-models/4",
+        "ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/4",
         "ArtifactUri": "s3://bucket/edge/artifacts/com.loupe.model/1.4.0/model.zip",
         "ModelSha256": "a" * 64,
         "ModelInt8Sha256": "",
@@ -68,9 +68,13 @@ def test_render_model_recipe_from_the_edge_template() -> None:
     assert g.artifact_uri_of(art) == values["ArtifactUri"]
     assert str(art["Unarchive"]).upper() == "ZIP"
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["modelVersion"] == "v4"
-    install = recipe["Manifests"][0]["Lifecycle"]["Install"]["Script"]
-    assert '"$MODEL/check_model.py"' in install and '"$PY"' in install  # shell variables survive the template
-    assert install.index("check_model.py") < install.index("current.json")  # checked before the pointer moves
+    install = recipe["Manifests"][0]["Lifecycle"]["Install"]
+    assert '"$LOUPE_MODEL_DIR/check_model.py" --install' in install["Script"] and '"$PY"' in install["Script"]
+    # configuration reaches the script as environment variables only; the pointer is written by check_model.py
+    assert "{configuration:" not in install["Script"] and "current.json" not in install["Script"]
+    assert install["Setenv"]["LOUPE_MODEL_VERSION"] == "{configuration:/modelVersion}"
+    assert install["Setenv"]["LOUPE_MODEL_COMPONENT_VERSION"] == "1.4.0"
+    assert install["Setenv"]["LOUPE_MODEL_POINTER"] == "{work:path}/current.json"
     missing = dict(values)
     del missing["ModelSha256"]
     with pytest.raises(g.GreengrassError, match="ModelSha256"):

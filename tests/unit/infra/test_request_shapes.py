@@ -465,10 +465,10 @@ def test_training_workflow_passes_parameters_the_pipeline_declares() -> None:
     bad = copy.deepcopy(start)
     bad.definition["Parameters"]["PipelineParameters"] += [
         {"Name": "NoSuchParameter", "Value": "1"},
-        {"Name": "ModelApprovalStatus", "Value": "Rejected"},
+        {"Name": "MinTestMap50", "Value": "high"},
     ]
     found = " ".join(pipeline_parameter_problems(bad, definition))
-    assert "NoSuchParameter" in found and "Rejected" in found
+    assert "NoSuchParameter" in found and "'high' is not a Float" in found
 
 
 # ------------------------------------------------------------------ the pipeline definition's steps

@@ -42,7 +42,8 @@ def _substituted(values: dict) -> dict:
     return json.loads(text)
 
 
-DEFINITION = _substituted(_pipeline_module().spot_variables(True))  # a spot (default) stack's definition
+# a spot, AutoApprove=false (default) stack's definition
+DEFINITION = _substituted(_pipeline_module().spot_variables(True) | _pipeline_module().approval_variables(False))
 STEPS = {s["Name"]: s for s in DEFINITION["Steps"]}
 
 
@@ -67,14 +68,18 @@ def test_template_embeds_the_definition_under_sub_with_the_spot_fields_chosen_at
     pipeline = _pipeline_module()
     assert RESOURCE["Type"] == "AWS::SageMaker::Pipeline"
     on, off = pipeline.spot_variables(True), pipeline.spot_variables(False)
-    assert {name: {"Fn::If": ["UseSpotTraining", on[name], off[name]]} for name in on} == VARIABLES
+    approval = {"ApprovalStatus": {"Fn::If": ["AutoApproveOn", "Approved", "PendingManualApproval"]}}
+    assert {name: {"Fn::If": ["UseSpotTraining", on[name], off[name]]} for name in on} | approval == VARIABLES
     assert set(on) == {"SpotFlag", "SpotMaxWait"}
     assert pipeline.template_body(_definition_text(DEFINITION)) == BODY
-    train = {s["Name"]: s for s in _substituted(off)["Steps"]}["Train"]["Arguments"]
+    pending = pipeline.approval_variables(False)
+    train = {s["Name"]: s for s in _substituted(off | pending)["Steps"]}["Train"]["Arguments"]
     assert train["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in train["StoppingCondition"]
     refs = set(re.findall(r"\$\{([^}]+)\}", BODY))
-    assert refs == {"ArtifactBucket", "SageMakerExecutionRole.Arn", "AWS::StackName", "AWS::Region"} | set(on)
+    assert refs == {"ArtifactBucket", "SageMakerExecutionRole.Arn", "AWS::StackName", "AWS::Region"} | set(on) | set(
+        approval
+    )
 
 
 def test_template_carries_the_resource_as_the_generator_writes_it():
@@ -135,7 +140,7 @@ def test_step_graph_and_gate():
     assert register["Type"] == "RegisterModel" and fail["Type"] == "Fail"
     assert "Gate refused" in json.dumps(fail["Arguments"]["ErrorMessage"])
     args = register["Arguments"]
-    assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    assert args["ModelApprovalStatus"] == "PendingManualApproval"  # the stack's AutoApprove, not a parameter
     assert set(args["CustomerMetadataProperties"]) >= {
         "dataset_version",
         "dataset_digest",
@@ -148,7 +153,8 @@ def test_step_graph_and_gate():
 
 def test_parameters():
     params = {p["Name"]: p for p in DEFINITION["Parameters"]}
-    assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
+    # whoever may call StartPipelineExecution sets any parameter: the approval status is not one (AutoApprove decides)
+    assert "ModelApprovalStatus" not in params
     assert {"TrainingInstanceType", "TrainingMaxRunSeconds", "MinTestMap50", "DatasetS3Uri"} <= set(params)
     assert "TrainingUseSpot" not in params  # a deploy-time choice: a parameter cannot remove MaxWaitTimeInSeconds
     train = STEPS["Train"]["Arguments"]

@@ -39,7 +39,7 @@ def _execution(**given: str) -> Execution:
 
 def test_parameters_are_typed_and_unknown_ones_refused() -> None:
     assert _execution(MinMap="0.7", Epochs="3").parameters == {"MinMap": 0.7, "Epochs": 3}
-    with pytest.raises(ValueError, match="unknown pipeline parameter Nope"):
+    with pytest.raises(ValueError, match="Unknown parameter 'Nope'"):
         _execution(Nope="1")
 
 

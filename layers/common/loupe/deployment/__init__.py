@@ -22,6 +22,11 @@ Registered digests (``CustomerMetadataProperties`` of the package, hex SHA-256):
 (files inside it, checked when present), and ``dataset_version``.
 
 Design notes:
+- Digests vouch for a package's bytes, not for what it says. Every value that reaches the ``com.loupe.model`` recipe
+  (the card's ``version``, the package ARN, ``ModelDataUrl``, the registered digests) is checked against a whitelist
+  (:mod:`loupe.recipe_values`) in the resolve and verify steps, after registration-time checks in training: a
+  package that fails is ``PackageInvalid`` (REFUSED, alerted, nothing built or deployed). The recipes give
+  configuration to their scripts through ``Setenv`` only (:func:`loupe.greengrass.check_scripts`).
 - The verified ``model.tar.gz`` is repacked as a deterministic ZIP (Greengrass' ``Unarchive`` only knows ZIP) and
   uploaded to ``edge/artifacts/com.loupe.model/<version>/model.zip``; the recipe carries that ZIP's digest, so the
   service refuses other bytes at that key and devices verify what they download.

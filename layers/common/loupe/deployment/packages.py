@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loupe import recipe_values
 from loupe.aws_clients import IoT, SageMakerRegistry
 from loupe.aws_errors import is_not_found
 from loupe.deployment.errors import DeploymentError, PackageInvalid
@@ -51,7 +52,7 @@ def describe_package(sm: SageMakerRegistry, package_arn: str) -> Package:
         raise PackageInvalid(f"model package {package_arn} has no ModelDataUrl")
     split_s3_url(url)
     meta = dict(d.get("CustomerMetadataProperties") or {})
-    digests = {k: v.lower() for k, v in meta.items() if k.endswith("_sha256") and v}
+    digests = {k: v for k, v in meta.items() if k.endswith("_sha256") and v}
     return Package(
         arn=d["ModelPackageArn"],
         group=d.get("ModelPackageGroupName", ""),
@@ -62,6 +63,18 @@ def describe_package(sm: SageMakerRegistry, package_arn: str) -> Package:
         dataset_version=str(meta.get("dataset_version", "")),
         metadata=meta,
     )
+
+
+def check_recipe_values(package: Package) -> None:
+    """What the package contributes to the ``com.loupe.model`` recipe, against its whitelist
+    (:mod:`loupe.recipe_values`): its ARN, ``ModelDataUrl`` and registered digests. Checked at every deployment, not
+    only at registration: ``UpdateModelPackage`` can change the metadata of a registered package."""
+    try:
+        recipe_values.check("model package ARN", package.arn, "ModelPackageArn")
+        recipe_values.check("S3 URI", package.model_data_url, "ModelDataUrl")
+        recipe_values.check_package_metadata(package.metadata)
+    except recipe_values.RecipeValueError as exc:
+        raise PackageInvalid(f"model package {package.arn} refused: {exc}") from exc
 
 
 def approved_packages(sm: SageMakerRegistry, group: str) -> list[dict[str, Any]]:
@@ -122,6 +135,7 @@ def resolve(sm: SageMakerRegistry, iot: IoT, request: dict[str, Any], thing_grou
     if not arn:
         return {**base, "status": "nothing_to_deploy", "reason": asked.get("reason") or "no approved package"}
     package = describe_package(sm, arn)
+    check_recipe_values(package)
     if package.status != "Approved":
         return {
             **base,

@@ -8,6 +8,7 @@ import json
 import tarfile
 from typing import Any
 
+from loupe import recipe_values
 from loupe.aws_clients import S3
 from loupe.deployment.errors import ArtifactDigestMismatch, PackageInvalid
 from loupe.deployment.packages import Package, split_s3_url
@@ -85,7 +86,9 @@ def verified_files(s3: S3, package: Package) -> tuple[bytes, dict[str, bytes]]:
 
 
 def verify(s3: S3, package_json: dict[str, Any]) -> dict[str, Any]:
-    data, files = verified_files(s3, Package(**package_json))
+    package = Package(**package_json)
+    data, files = verified_files(s3, package)
+    model_version_of(files, package)  # a card whose values may not reach a recipe is refused before anything is built
     return {
         "package_sha256": hashlib.sha256(data).hexdigest(),
         "files": {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())},
@@ -94,10 +97,17 @@ def verify(s3: S3, package_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_version_of(files: dict[str, bytes], package: Package) -> str:
-    """The model version results will report: the model card's ``version``, else the package version."""
+    """The model version results will report: the model card's ``version``, else the package version.
+
+    The registered digests prove the card is the one registered, not that what it says is safe: its ``version`` and
+    artifact digests are checked against their whitelists (:mod:`loupe.recipe_values`) before they go anywhere."""
     try:
         card = json.loads(files.get("model_card.json") or b"{}")
     except ValueError as exc:
         raise PackageInvalid(f"model_card.json is not valid JSON: {exc}") from exc
-    version = card.get("version") if isinstance(card, dict) else None
-    return str(version) if version not in (None, "") else package.model_version
+    try:
+        recipe_values.check_card(card)
+        version = recipe_values.card_version(card) or package.model_version
+        return recipe_values.check("model version", version, "model version")
+    except recipe_values.RecipeValueError as exc:
+        raise PackageInvalid(f"package {package.version}: model_card.json refused: {exc}") from exc
