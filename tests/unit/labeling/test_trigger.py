@@ -201,3 +201,27 @@ def test_released_images_back_off_before_automatic_runs_take_them_again(aws):
     assert trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="threshold")["started"] is False
     manual = trigger.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="manual", requested=hashes)
     assert manual["claimed"] == 2  # an explicit request does not wait
+
+
+class FailedRuns:
+    """Step Functions as it describes a run that failed with ``error`` a minute ago (the rest from moto)."""
+
+    def __init__(self, sfn, error: str) -> None:
+        self.sfn, self.error = sfn, error
+
+    def describe_execution(self, executionArn: str) -> dict:  # noqa: N803
+        got = self.sfn.describe_execution(executionArn=executionArn)
+        stopped = datetime.now(UTC) - timedelta(minutes=1)
+        return {**got, "status": "FAILED", "error": self.error, "cause": "too big", "stopDate": stopped}
+
+
+def test_a_run_over_the_state_size_quota_gives_its_claims_back_at_once(aws):
+    """States.DataLimitExceeded is not caught by the run's Catch and a redrive fails the same way: its claims go
+    back now, not after the day a redrivable failure is given."""
+    ledger, sfn, arn = aws
+    add(ledger, 3)
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=3, reason="threshold")
+    assert release.sweep_stale_claims(ledger, FailedRuns(sfn, "States.Runtime"), arn) == {}  # may be redriven
+    swept = release.sweep_stale_claims(ledger, FailedRuns(sfn, "States.DataLimitExceeded"), arn)
+    assert list(swept) == [out["claim_id"]] and ledger.count("claimed") == 0 and ledger.count("unlabeled") == 3
+    assert "States.DataLimitExceeded" in ledger.get(swept[out["claim_id"]][0])["last_failure"]
