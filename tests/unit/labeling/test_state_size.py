@@ -66,6 +66,7 @@ def largest_state(n: int) -> tuple[int, str]:
             "output_uri": uri + "output/",
             "count": n,
             "images": hashes,
+            "wait_seconds": 951000,
         },
         "LabelingJob": {"job_name": job, "status": "Completed", "output_uri": uri + "output/" + job},
         "CollectLabels": {
