@@ -1,0 +1,169 @@
+"""IAM grants that AWS documents and a real account enforces, checked on template.yaml as SAM transforms it.
+
+- An action with no resource type matches only ``"*"``: a statement that names ARNs for it never matches, and the
+  call is denied (Service Authorization Reference: "If there is no value for this column, you must specify all
+  resources ("*")").
+- An action's dependent actions must be granted too (Service Authorization Reference, "Dependent actions").
+- Greengrass core devices ask for an artifact bucket's location before they download from it: the token exchange
+  role needs s3:GetBucketLocation on each bucket it reads artifacts from (Greengrass developer guide, "Authorize
+  core devices to interact with AWS services"; troubleshooting: S3_GET_BUCKET_LOCATION_ACCESS_DENIED).
+
+Facts from the Service Authorization Reference (AWS IoT Greengrass V2), for the actions the stack uses. Each rule
+runs against the real template and against a known-bad sample, so it cannot pass by checking nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loupe_local.template import SamApp, load_sam_app
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+NO_RESOURCE_TYPE = {
+    "greengrass:CreateDeployment",
+    "greengrass:ListCoreDevices",
+    "greengrass:ListComponents",
+    "greengrass:ListDeployments",
+}
+DEPENDENT_ACTIONS = {
+    "greengrass:CreateDeployment": [
+        "iot:CancelJob",
+        "iot:CreateJob",
+        "iot:DeleteThingShadow",
+        "iot:DescribeJob",
+        "iot:DescribeThing",
+        "iot:DescribeThingGroup",
+        "iot:GetThingShadow",
+        "iot:UpdateJob",
+        "iot:UpdateThingShadow",
+    ],
+    "greengrass:GetDeployment": [
+        "iot:DescribeJob",
+        "iot:DescribeThing",
+        "iot:DescribeThingGroup",
+        "iot:GetThingShadow",
+    ],
+    "greengrass:ListEffectiveDeployments": [
+        "iot:DescribeJob",
+        "iot:DescribeJobExecution",
+        "iot:DescribeThing",
+        "iot:DescribeThingGroup",
+        "iot:GetThingShadow",
+    ],
+    "greengrass:ListDeployments": [
+        "iot:DescribeJob",
+        "iot:DescribeThing",
+        "iot:DescribeThingGroup",
+        "iot:GetThingShadow",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def app() -> SamApp:
+    return load_sam_app(REPO_ROOT / "template.yaml")
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(resources: dict[str, Any]) -> dict[str, list[tuple[str, list[Any]]]]:
+    """Each role's allowed (action, resources)."""
+    out: dict[str, list[tuple[str, list[Any]]]] = {}
+    for name, res in resources.items():
+        if res.get("Type") != "AWS::IAM::Role":
+            continue
+        for policy in res.get("Properties", {}).get("Policies", []):
+            for st in _listify(policy.get("PolicyDocument", {}).get("Statement", [])):
+                if st.get("Effect") == "Allow":
+                    for action in _listify(st.get("Action", [])):
+                        out.setdefault(name, []).append((action, _listify(st.get("Resource"))))
+    return out
+
+
+def resource_type_problems(resources: dict[str, Any]) -> list[str]:
+    problems = []
+    for role, granted in grants(resources).items():
+        for action, where in granted:
+            if action in NO_RESOURCE_TYPE and "*" not in where:
+                problems.append(
+                    f"{role}: {action} has no resource type; granted on {json.dumps(where)} it never matches"
+                )
+    return problems
+
+
+def dependent_action_problems(resources: dict[str, Any]) -> list[str]:
+    problems = []
+    for role, granted in grants(resources).items():
+        actions = {a for a, _ in granted}
+        for action, needs in DEPENDENT_ACTIONS.items():
+            if action in actions:
+                problems += [f"{role}: {action} without its dependent action {n}" for n in needs if n not in actions]
+    return problems
+
+
+def _bucket_of(resource: Any) -> str | None:
+    """The logical id of the template bucket an ARN (``${X.Arn}/...`` or GetAtt X.Arn) is in."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        return str(resource["Fn::GetAtt"][0])
+    if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str) and resource["Fn::Sub"].startswith("${"):
+        ref = resource["Fn::Sub"][2:].split("}", 1)[0]
+        return ref[: -len(".Arn")] if ref.endswith(".Arn") else None
+    return None
+
+
+def artifact_bucket_problems(resources: dict[str, Any]) -> list[str]:
+    problems = []
+    roles = grants(resources)
+    for name, res in resources.items():
+        trust = json.dumps(res.get("Properties", {}).get("AssumeRolePolicyDocument", {}))
+        if res.get("Type") != "AWS::IAM::Role" or "credentials.iot.amazonaws.com" not in trust:
+            continue
+        read = {_bucket_of(r) for a, where in roles.get(name, []) if a == "s3:GetObject" for r in where}
+        located = {_bucket_of(r) for a, where in roles.get(name, []) if a == "s3:GetBucketLocation" for r in where}
+        problems += [
+            f"{name}: reads artifacts from {bucket} without s3:GetBucketLocation on it"
+            for bucket in sorted(b for b in read - located if b)
+        ]
+    return problems
+
+
+def test_actions_without_a_resource_type_are_granted_on_star(app) -> None:
+    assert any(a == "greengrass:CreateDeployment" for g in grants(app.resources).values() for a, _ in g)
+    assert resource_type_problems(app.resources) == []
+
+
+def test_every_greengrass_action_comes_with_its_dependent_actions(app) -> None:
+    assert dependent_action_problems(app.resources) == []
+
+
+def test_the_token_exchange_role_can_locate_the_artifact_bucket(app) -> None:
+    assert artifact_bucket_problems(app.resources) == []
+
+
+def test_the_rules_catch_the_undocumented_forms(app) -> None:
+    bad = copy.deepcopy(app.resources)
+    statements = bad["DeploymentTasksFunctionRole"]["Properties"]["Policies"]
+    for policy in statements:
+        for st in _listify(policy.get("PolicyDocument", {}).get("Statement", [])):
+            if "greengrass:CreateDeployment" in _listify(st.get("Action")):
+                st["Resource"] = ["arn:aws:greengrass:us-east-1:123456789012:deployments:*"]
+            if "iot:UpdateThingShadow" in _listify(st.get("Action")):
+                st["Action"] = [a for a in st["Action"] if a != "iot:UpdateThingShadow"]
+    assert any("CreateDeployment has no resource type" in p for p in resource_type_problems(bad))
+    assert (
+        "DeploymentTasksFunctionRole: greengrass:CreateDeployment without its dependent action iot:UpdateThingShadow"
+        in (dependent_action_problems(bad))
+    )
+    token = bad["GreengrassTokenExchangeRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    token["Statement"] = [st for st in token["Statement"] if st.get("Action") != "s3:GetBucketLocation"]
+    assert artifact_bucket_problems(bad) == [
+        "GreengrassTokenExchangeRole: reads artifacts from ArtifactBucket without s3:GetBucketLocation on it"
+    ]
