@@ -167,3 +167,72 @@ def test_the_rules_catch_the_undocumented_forms(app) -> None:
     assert artifact_bucket_problems(bad) == [
         "GreengrassTokenExchangeRole: reads artifacts from ArtifactBucket without s3:GetBucketLocation on it"
     ]
+
+
+# AmazonSageMakerFeatureStoreAccess (AWS managed policy reference, v3): what the offline store's role does on its S3
+# location (objects, the bucket, the metadata files) and, unless DisableGlueTableCreation, on its Glue table.
+OFFLINE_STORE_OBJECT_ACTIONS = ("s3:PutObject", "s3:PutObjectAcl")
+OFFLINE_STORE_BUCKET_ACTIONS = ("s3:GetBucketAcl",)
+OFFLINE_STORE_METADATA_ACTIONS = ("s3:GetObject",)
+OFFLINE_STORE_GLUE_ACTIONS = ("glue:GetTable", "glue:UpdateTable")
+
+
+def _covers(granted: Any, wanted: str) -> bool:
+    """Whether a granted resource (``${Bucket.Arn}/prefix*``, GetAtt Bucket.Arn, ``*``) covers ``wanted``, both
+    written as ``<bucket logical id>/<key>`` (``<id>`` for the bucket itself)."""
+    if granted == "*":
+        return True
+    if isinstance(granted, dict) and "Fn::GetAtt" in granted:
+        return wanted == granted["Fn::GetAtt"][0]
+    if isinstance(granted, dict) and isinstance(granted.get("Fn::Sub"), str):
+        text = granted["Fn::Sub"]
+        if text.startswith("${") and ".Arn}" in text:
+            pattern = text[2:].replace(".Arn}", "", 1)
+            if pattern.endswith("*"):
+                return wanted.startswith(pattern[:-1])
+            return wanted == pattern
+    return False
+
+
+def offline_store_problems(resources: dict[str, Any]) -> list[str]:
+    problems = []
+    roles = grants(resources)
+    for name, res in resources.items():
+        if res.get("Type") != "AWS::SageMaker::FeatureGroup":
+            continue
+        props = res.get("Properties", {})
+        offline = props.get("OfflineStoreConfig")
+        if not offline:
+            continue
+        role = (props.get("RoleArn") or {}).get("Fn::GetAtt", [""])[0]
+        uri = offline.get("S3StorageConfig", {}).get("S3Uri", {}).get("Fn::Sub", "")
+        bucket_ref, _, prefix = uri.removeprefix("s3://${").partition("}/")
+        wanted = [(a, f"{bucket_ref}/{prefix}x") for a in OFFLINE_STORE_OBJECT_ACTIONS]
+        wanted += [(a, bucket_ref) for a in OFFLINE_STORE_BUCKET_ACTIONS]
+        wanted += [
+            (a, f"{bucket_ref}/{prefix}x/sagemaker/r/offline-store/g/metadata/m")
+            for a in OFFLINE_STORE_METADATA_ACTIONS
+        ]
+        if not offline.get("DisableGlueTableCreation"):
+            wanted += [(a, "glue") for a in OFFLINE_STORE_GLUE_ACTIONS]
+        for action, target in wanted:
+            if not any(a == action and any(_covers(r, target) for r in where) for a, where in roles.get(role, [])):
+                problems.append(f"{name}: its offline store role {role} lacks {action} on {target}")
+    return problems
+
+
+def test_the_offline_store_role_has_what_the_feature_store_documents(app) -> None:
+    assert any(r.get("Type") == "AWS::SageMaker::FeatureGroup" for r in app.resources.values())
+    assert offline_store_problems(app.resources) == []
+
+
+def test_the_offline_store_rule_catches_a_missing_acl_grant_and_glue(app) -> None:
+    bad = copy.deepcopy(app.resources)
+    doc = bad["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    for st in doc["Statement"]:
+        st["Action"] = [a for a in _listify(st["Action"]) if a != "s3:PutObjectAcl"]
+    group = next(r for r in bad.values() if r.get("Type") == "AWS::SageMaker::FeatureGroup")
+    group["Properties"]["OfflineStoreConfig"]["DisableGlueTableCreation"] = False
+    problems = offline_store_problems(bad)
+    assert any("lacks s3:PutObjectAcl on ArtifactBucket/feature-store/" in p for p in problems)
+    assert any("lacks glue:UpdateTable" in p for p in problems)
