@@ -236,3 +236,50 @@ def test_the_offline_store_rule_catches_a_missing_acl_grant_and_glue(app) -> Non
     problems = offline_store_problems(bad)
     assert any("lacks s3:PutObjectAcl on ArtifactBucket/feature-store/" in p for p in problems)
     assert any("lacks glue:UpdateTable" in p for p in problems)
+
+
+# SageMaker List- calls authorized on no particular resource: the developer guide's API Permissions Reference says
+# "Except for the ListTags API, resource-level restrictions are not available on List- calls", and the botocore
+# model of ListModelPackages names no resource (no ARN, nothing required: the group is an optional filter), so
+# there is no package ARN a statement could match. ListPipelineExecutionSteps, by contrast, is asked about one
+# execution ARN (pipeline-execution in the Service Authorization Reference) and keeps its ARN grant.
+LIST_ON_NO_RESOURCE = {"sagemaker:ListModelPackages"}
+
+
+def sagemaker_list_problems(resources: dict[str, Any]) -> list[str]:
+    problems = []
+    for role, granted in grants(resources).items():
+        for action, where in granted:
+            if action in LIST_ON_NO_RESOURCE and "*" not in where:
+                problems.append(f"{role}: {action} is authorized on no resource; granted on ARNs it is denied")
+    return problems
+
+
+def test_botocore_s_model_of_list_model_packages_names_no_resource() -> None:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("ListModelPackages")
+    members = model.input_shape.members
+    assert not model.input_shape.required_members
+    assert not [m for m in members if m.endswith("Arn")]
+    assert "ModelPackageGroupName" in members  # a filter, not the resource
+
+
+def test_sagemaker_list_calls_are_granted_on_star(app) -> None:
+    assert any(a == "sagemaker:ListModelPackages" for g in grants(app.resources).values() for a, _ in g)
+    assert sagemaker_list_problems(app.resources) == []
+
+
+def test_the_list_rule_catches_a_list_call_on_arns(app) -> None:
+    bad = copy.deepcopy(app.resources)
+    doc = bad["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    doc["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:ListModelPackages",
+            "Resource": "arn:aws:sagemaker:r:1:model-package/g/*",
+        }
+    )
+    assert sagemaker_list_problems(bad) == [
+        "SageMakerExecutionRole: sagemaker:ListModelPackages is authorized on no resource; granted on ARNs it is denied"
+    ]
