@@ -383,6 +383,12 @@ def build_pipeline():  # one linear recipe reads best in one place
         steps=[prepare, train, evaluate, condition],
         sagemaker_session=session,
         pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
+        # No SageMaker Experiments tracking: with a PipelineExperimentConfig (the SDK's default) each execution
+        # creates an experiment and a trial as the pipeline's role, which would need sagemaker:CreateExperiment,
+        # CreateTrial, AssociateTrialComponent... Loupe records its runs in the model registry and the ledger, so
+        # the dependency is removed rather than granted (SDK: "If set to None, no experiment or trial will be
+        # created automatically").
+        pipeline_experiment_config=None,
     )
 
 

@@ -216,6 +216,18 @@ def step_of(lifecycle: dict[str, Any], name: str) -> tuple[str, float | None, di
     return "", None, {}, ""
 
 
+def locate_bucket(component: Component, s3: Any, bucket: str) -> None:
+    """The nucleus asks for an artifact bucket's region before it downloads (GetBucketLocation): a token exchange
+    role without s3:GetBucketLocation fails the deployment with S3_GET_BUCKET_LOCATION_ACCESS_DENIED before any
+    GetObject (Greengrass developer guide, "Troubleshooting" > deployment error codes)."""
+    try:
+        s3.get_bucket_location(Bucket=bucket)
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        name = "S3_GET_BUCKET_LOCATION_ACCESS_DENIED" if code in ("AccessDenied", "403") else "S3_RESOURCE_NOT_FOUND"
+        raise RecipeError(f"{component.name}: {name}: cannot get the location of bucket {bucket}: {exc}") from exc
+
+
 def fetch_artifacts(component: Component, layout: Layout, s3: Any) -> list[str]:
     """Download (once), verify the recipe's SHA-256 digest, unarchive ZIPs. Returns what was done."""
     done = []
@@ -230,6 +242,7 @@ def fetch_artifacts(component: Component, layout: Layout, s3: Any) -> list[str]:
         want = art.get("Digest")
         if not dest.is_file() or (want and greengrass_digest_file(dest) != want):
             tmp = dest.with_name(f".{fname}.part")
+            locate_bucket(component, s3, bucket)
             try:
                 s3.download_file(bucket, key, str(tmp))
             except Exception as exc:

@@ -1,6 +1,6 @@
 """What the local provisioner validates before (or while) it creates resources, as CloudFormation would refuse a
-deploy: parameters' AllowedPattern and the template's Rules, references to resources the template lacks, and
-state machine tasks that invoke a function the template does not declare."""
+deploy: parameters' AllowedPattern, Number parameters' MinValue/MaxValue and the template's Rules, references to
+resources the template lacks, and state machine tasks that invoke a function the template does not declare."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def check_parameters(template: dict[str, Any], resolver: Resolver) -> None:
     for name, spec in template.get("Parameters", {}).items():
         pattern = spec.get("AllowedPattern")
         value = resolver.parameters.get(name)
+        if spec.get("Type") == "Number":
+            _check_number(name, spec, value)
         if pattern and spec.get("Type") == "String" and not re.fullmatch(pattern, str(value)):
             why = spec.get("ConstraintDescription")
             detail = f"failed to satisfy constraint: {why}" if why else f"must match pattern {pattern}"
@@ -30,6 +32,23 @@ def check_parameters(template: dict[str, Any], resolver: Resolver) -> None:
         for assertion in rule.get("Assertions", []):
             if not _rule_value(resolver, rule_name, assertion["Assert"]):
                 raise TemplateError(f"ValidationError: {assertion.get('AssertDescription') or rule_name}")
+
+
+def _check_number(name: str, spec: dict[str, Any], value: Any) -> None:
+    """A Number parameter is a number within its MinValue and MaxValue (AWSCloudFormation/latest/UserGuide/
+    parameters-section-structure: "MaxValue: a numeric value that determines the largest numeric value you want to
+    allow for Number types")."""
+    if value is None or value == "":
+        return
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise TemplateError(f"ValidationError: Parameter '{name}' must be a number") from None
+    low, high = spec.get("MinValue"), spec.get("MaxValue")
+    if low is not None and number < float(low):
+        raise TemplateError(f"ValidationError: Parameter '{name}' must be a number not less than {low}")
+    if high is not None and number > float(high):
+        raise TemplateError(f"ValidationError: Parameter '{name}' must be a number not greater than {high}")
 
 
 def _rule_value(resolver: Resolver, rule_name: str, expression: Any) -> bool:

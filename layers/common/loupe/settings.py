@@ -14,6 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# The most images one labeling run may claim. A run's Step Functions state carries each image's hash three times
+# (the claim, the manifest, the labels: ~200 B an image), and a state over 256 KiB fails the execution with
+# States.DataLimitExceeded, which no Catch sees (Step Functions quotas; error handling). 1000 images keep the
+# largest state, a 32 KiB error cause included, under the quota: tests/unit/labeling/test_state_size.py measures
+# it on the state machine's own ResultPaths. template.yaml's LabelingMaxPerJob MaxValue is the same number.
+LABELING_MAX_PER_JOB_BOUND = 1000
+
 
 class SettingsError(RuntimeError):
     """A required variable is missing or one has an unusable value."""
@@ -36,7 +43,7 @@ class Settings(BaseModel):
     feature_group_name: str | None = Field(None, alias="FEATURE_GROUP_NAME")
     thing_group_name: str | None = Field(None, alias="THING_GROUP_NAME")
     labeling_threshold: int = Field(50, alias="LABELING_THRESHOLD", ge=1)
-    labeling_max_per_job: int = Field(500, alias="LABELING_MAX_PER_JOB", ge=1)
+    labeling_max_per_job: int = Field(500, alias="LABELING_MAX_PER_JOB", ge=1, le=LABELING_MAX_PER_JOB_BOUND)
     label_classes: tuple[str, ...] = Field(("scratch",), alias="LABEL_CLASSES")
     workteam_arn: str | None = Field(None, alias="WORKTEAM_ARN")
     public_workforce_price_cents: float = Field(3.6, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)

@@ -4,11 +4,15 @@ CreateDeployment (``clientToken`` idempotency; a new deployment to a target supe
 GetDeployment, ListDeployments, CancelDeployment; on the IoT API, DescribeJob and ListJobExecutionsForJob (paged)
 for the IoT job behind each deployment (``iotJobId``), as Greengrass runs deployments as IoT jobs.
 
-Rollout (``exponentialRate``): the first ``baseRatePerMinute`` devices are released at once; each time
-``rateIncreaseCriteria`` devices succeed, the batch grows by ``incrementFactor`` (locally by batch, not by wall
-clock minute). Abort (``abortConfig``): when the failed share of finished devices reaches ``thresholdPercentage``
-the devices not yet started are CANCELED. ``timeoutConfig.inProgressTimeoutInMinutes`` turns a device stuck
-IN_PROGRESS into TIMED_OUT.
+Rollout (``exponentialRate``): a target has no job execution until the rollout reaches it. The first
+``baseRatePerMinute`` targets get theirs at once, then one batch at the current rate per wall-clock minute; each
+time ``rateIncreaseCriteria`` devices succeed the rate grows by ``incrementFactor`` and the next batch is released
+(capped by ``maximumPerMinute``). Until every target has its execution, DescribeJob's ``jobProcessDetails`` carries
+``processingTargets`` (IoT API reference, *JobProcessDetails*: "null after the job execution has finished rolling
+out to all the target devices"), and ListJobExecutionsForJob lists only the executions created so far. Abort
+(``abortConfig``): when the failed share of finished devices reaches ``thresholdPercentage`` the job is canceled:
+its QUEUED executions become CANCELED and the targets not reached get none. ``timeoutConfig.
+inProgressTimeoutInMinutes`` turns a device stuck IN_PROGRESS into TIMED_OUT.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class DeploymentStore:
                 other["isLatestForTarget"] = False
                 if other["deploymentStatus"] == "ACTIVE":
                     other["deploymentStatus"] = "INACTIVE"
+                other["waiting"] = []
                 for ex in other["executions"].values():
                     if ex["status"] in ("QUEUED", "IN_PROGRESS"):
                         set_status(ex, "CANCELED", f"superseded by deployment {dep_id}")
@@ -98,14 +103,15 @@ class DeploymentStore:
             "creationTimestamp": now,
             "isLatestForTarget": True,
             "tags": body.get("tags") or {},
-            "executions": {},
+            "executions": {},  # the job executions created so far (the targets the rollout reached)
+            "waiting": list(things),  # targets the rollout has not reached yet, in rollout order
             "released": 0,
             "rate_steps": 0,
+            "last_batch": now,
         }
         rollout = (dep["iotJobConfiguration"].get("jobExecutionsRolloutConfig") or {}).get("exponentialRate") or {}
         dep["rate"] = dep["released"] = int(rollout.get("baseRatePerMinute") or 1_000_000)
-        for thing in things:
-            dep["executions"][thing] = new_execution(thing, now)
+        self.reach(dep, now)
         self.deployments[dep_id] = dep
         if token:
             self.tokens[token] = dep_id
@@ -132,7 +138,8 @@ class DeploymentStore:
         raise GreengrassError("ValidationException", f"targetArn {target!r} is neither a thing nor a thing group ARN")
 
     def _public(self, dep: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in dep.items() if k not in ("executions", "released", "rate", "rate_steps")}
+        hidden = ("executions", "waiting", "released", "rate", "rate_steps", "last_batch", "aborted")
+        return {k: v for k, v in dep.items() if k not in hidden}
 
     def get_deployment(self, request: AwsRequest, id: str) -> Response:
         dep = self.get(id)
@@ -167,25 +174,46 @@ class DeploymentStore:
     def cancel_deployment(self, request: AwsRequest, id: str) -> Response:
         dep = self.get(id)
         dep["deploymentStatus"] = "CANCELED"
+        dep["waiting"] = []
         for ex in dep["executions"].values():
             if ex["status"] in ("QUEUED", "IN_PROGRESS"):
                 set_status(ex, "CANCELED", "deployment canceled")
         return Response(200, {"message": f"deployment {id} canceled"})
 
+    def reach(self, dep: dict[str, Any], now: float) -> None:
+        """Create the job executions of the next waiting targets, up to the number the rollout has released."""
+        while dep["waiting"] and len(dep["executions"]) < dep["released"]:
+            thing = dep["waiting"].pop(0)
+            dep["executions"].setdefault(thing, new_execution(thing, now))
+
+    def add_target(self, dep: dict[str, Any], thing: str) -> None:
+        """A thing that joined the target group after the deployment was created: the rollout reaches it too."""
+        rolling = dep["deploymentStatus"] == "ACTIVE" and dep["isLatestForTarget"] and not dep.get("aborted")
+        if rolling and thing not in dep["executions"] and thing not in dep["waiting"]:
+            dep["waiting"].append(thing)
+
     def refresh(self, dep: dict[str, Any]) -> None:
-        """Time-based transitions: executions IN_PROGRESS past the job's timeout become TIMED_OUT."""
+        """Time-based transitions: one more batch per rollout minute; executions IN_PROGRESS past the job's timeout
+        become TIMED_OUT."""
+        now = time.time()
+        if dep["waiting"] and dep["deploymentStatus"] == "ACTIVE":
+            minutes = int((now - dep["last_batch"]) // 60)
+            if minutes > 0:
+                dep["released"] += minutes * dep["rate"]
+                dep["last_batch"] += minutes * 60
+                self.reach(dep, now)
         minutes = ((dep["iotJobConfiguration"].get("timeoutConfig") or {}).get("inProgressTimeoutInMinutes")) or 0
         if not minutes:
             return
-        now = time.time()
         for ex in dep["executions"].values():
             if ex["status"] == "IN_PROGRESS" and now - ex["started"] > float(minutes) * 60:
                 set_status(ex, "TIMED_OUT", f"not finished within {minutes} min")
 
     def rollout(self, dep: dict[str, Any]) -> None:
-        """Grow the released batch (exponential rate) and apply the abort criteria."""
+        """Grow the released batch (exponential rate), reach the next targets and apply the abort criteria."""
         cfg = dep["iotJobConfiguration"]
-        rate = (cfg.get("jobExecutionsRolloutConfig") or {}).get("exponentialRate") or {}
+        rollout_cfg = cfg.get("jobExecutionsRolloutConfig") or {}
+        rate = rollout_cfg.get("exponentialRate") or {}
         execs = list(dep["executions"].values())
         succeeded = sum(1 for e in execs if e["status"] == "SUCCEEDED")
         if rate:
@@ -196,13 +224,18 @@ class DeploymentStore:
             while count >= step * (dep["rate_steps"] + 1):
                 dep["rate_steps"] += 1
                 dep["rate"] = math.ceil(dep["rate"] * float(rate.get("incrementFactor") or 2))
+                if rollout_cfg.get("maximumPerMinute"):
+                    dep["rate"] = min(dep["rate"], int(rollout_cfg["maximumPerMinute"]))
                 dep["released"] += dep["rate"]  # the next, larger batch
+        self.reach(dep, time.time())
+        execs = list(dep["executions"].values())
         for crit in (cfg.get("abortConfig") or {}).get("criteriaList") or []:
             finished = [e for e in execs if e["status"] in TERMINAL]
             ftype = crit.get("failureType", "ALL")
             bad = [e for e in finished if (ftype == "ALL" and e["status"] in FAILED_STATES) or e["status"] == ftype]
             enough = finished and len(finished) >= int(crit.get("minNumberOfExecutedThings") or 1)
             if enough and 100.0 * len(bad) / len(finished) >= float(crit.get("thresholdPercentage") or 100):
+                dep["waiting"], dep["aborted"] = [], True  # the job is canceled: targets not reached get no execution
                 for e in execs:
                     if e["status"] == "QUEUED":
                         set_status(e, "CANCELED", f"rollout aborted: {len(bad)} of {len(finished)} devices failed")
@@ -282,7 +315,11 @@ class DeploymentStore:
                     "targets": [dep["targetArn"]],
                     "createdAt": dep["creationTimestamp"],
                     "lastUpdatedAt": max([e["modified"] for e in dep["executions"].values()] or [0.0]),
-                    "jobProcessDetails": {v: counts.get(k, 0) for k, v in names.items()},
+                    "jobProcessDetails": {
+                        **{v: counts.get(k, 0) for k, v in names.items()},
+                        # present while the rollout has not reached every target (IoT API, JobProcessDetails)
+                        **({"processingTargets": [dep["targetArn"]]} if dep["waiting"] else {}),
+                    },
                 }
             },
         )

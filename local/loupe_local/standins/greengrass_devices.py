@@ -16,7 +16,7 @@ from typing import Any
 
 from loupe_local.standins.base import AwsRequest, Response, StandInHost
 from loupe_local.standins.greengrass_components import GreengrassError, not_found
-from loupe_local.standins.greengrass_deployments import TERMINAL, DeploymentStore, new_execution, set_status
+from loupe_local.standins.greengrass_deployments import TERMINAL, DeploymentStore, set_status
 
 log = logging.getLogger("loupe_local.greengrass")
 
@@ -134,15 +134,13 @@ class CoreDevices:
         if not candidates:
             return Response(200, {"deployment": None})
         dep = max(candidates, key=lambda d: d["creationTimestamp"])
-        ex = dep["executions"].get(thing)
-        if ex is None:  # joined the group after the deployment was created: it gets it too
-            ex = dep["executions"][thing] = new_execution(thing, now)
+        self.deployments.add_target(dep, thing)  # joined the group after the deployment was created: it gets it too
+        self.deployments.refresh(dep)
         self.deployments.rollout(dep)
-        order = sorted(dep["executions"].values(), key=lambda e: (e["created"], e["thing"]))
-        released = {e["thing"] for e in order[: dep["released"]]} | {
-            e["thing"] for e in order if e["status"] != "QUEUED"
-        }
-        if ex["status"] == "CANCELED" or thing not in released:
+        ex = dep["executions"].get(thing)
+        if ex is None:  # the rollout has not reached this device yet: no job execution, nothing to run
+            return Response(200, {"deployment": None, "waiting": "NOT_REACHED"})
+        if ex["status"] == "CANCELED":
             return Response(200, {"deployment": None, "waiting": ex["status"]})
         return Response(
             200,
@@ -166,7 +164,9 @@ class CoreDevices:
 
     def device_status(self, request: AwsRequest, thing: str, id: str) -> Response:
         dep = self.deployments.get(id)
-        ex = dep["executions"].setdefault(thing, new_execution(thing, time.time()))
+        ex = dep["executions"].get(thing)
+        if ex is None:  # UpdateJobExecution of a job execution that does not exist (yet)
+            raise not_found(f"job execution of deployment {id} for {thing}")
         body = request.json()
         status = body.get("status", "")
         if status not in ("IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED"):

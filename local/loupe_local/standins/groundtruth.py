@@ -37,7 +37,7 @@ from loupe import manifests
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 from loupe_local.standins.groundtruth_browser import LOCAL_WORKTEAM, Browser, worker_origin
 from loupe_local.standins.groundtruth_queue import TaskQueue
-from loupe_local.standins.groundtruth_workforce import Line, Workforce
+from loupe_local.standins.groundtruth_workforce import NO_WORKER, Line, Workforce
 
 log = logging.getLogger("loupe_local.groundtruth")
 
@@ -238,13 +238,13 @@ class GroundTruth(StandIn):
         answered = None
         if workforce.mode == "manual":
             answered = self.queue.ask_people(job, browser, lines, categories, self._stopped(job))
-        if workforce.mode == "manual" and answered is None:
-            self._finish(job, "Stopped")
+        if self._stop.is_set():  # the local AWS is shutting down, not the job
             return
         for index, (_, obj) in enumerate(lines):
-            if job.get("_stop"):
-                self._finish(job, "Stopped")
-                return
+            if job.get("_stop") and answered is None:  # stopped: the objects not labeled yet fail
+                reason = f"{NO_WORKER.split(' (')[0]} before the labeling job was stopped"
+                out.append((manifests.failed_line(obj["source-ref"], attribute, reason, name, obj), False))
+                continue
             if answered is not None:
                 line, ok = answered[index]
             elif audit:
@@ -259,7 +259,9 @@ class GroundTruth(StandIn):
         return lambda: bool(job.get("_stop")) or self._stop.is_set()
 
     def _write_output(self, s3: Any, job: dict[str, Any], out: list[Line]) -> None:
-        """The output manifest, and the job's end state: Completed, or Failed when no object was labeled."""
+        """The output manifest, and the job's end state: Stopped when it was stopped (the output holds what was
+        labeled before: StopLabelingJob, SageMaker API reference), else Completed, or Failed when no object was
+        labeled."""
         name = job["LabelingJobName"]
         labeled = sum(ok for _, ok in out)
         failed = len(out) - labeled
@@ -274,7 +276,9 @@ class GroundTruth(StandIn):
             "Unlabeled": 0,
         }
         output = {"OutputDatasetS3Uri": f"s3://{ob}/{okey}"}
-        if labeled == 0:
+        if job.get("_stop"):
+            self._finish(job, "Stopped", LabelCounters=counters, LabelingJobOutput=output)
+        elif labeled == 0:
             self._finish(
                 job,
                 "Failed",

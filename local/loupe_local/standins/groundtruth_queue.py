@@ -74,9 +74,11 @@ class TaskQueue:
         lines: list[tuple[int, dict[str, Any]]],
         categories: dict[str, Any],
         stopped: Callable[[], bool],
-    ) -> list[Line] | None:
+    ) -> list[Line]:
         """Every object of the job as a pending task; once each is answered (or has expired), its output line.
-        None when the job was stopped (``stopped()``) while people were working."""
+        When the job is stopped (``stopped()``) while people work, the tasks not answered yet are withdrawn and
+        fail, and the answered ones keep their labels: StopLabelingJob puts "any results obtained before the job is
+        stopped" in the output (SageMaker API reference, StopLabelingJob)."""
         from PIL import Image
 
         name = job["LabelingJobName"]
@@ -137,7 +139,7 @@ class TaskQueue:
                 if stopped():
                     for task in pending:
                         task["state"] = "withdrawn"
-                    return None
+                    break
                 for task in pending:
                     if time.time() >= task["expires"]:
                         task["state"] = "expired"
@@ -147,6 +149,9 @@ class TaskQueue:
             ref, base, index = task["source_ref"], task["_base"], task["_index"]
             if task["state"] == "expired":
                 reason = f"{NO_WORKER.split(' (')[0]} within TaskAvailabilityLifetimeInSeconds ({lifetime:g})"
+                results[index] = (manifests.failed_line(ref, attribute, reason, name, base), False)
+            elif task["state"] == "withdrawn":
+                reason = f"{NO_WORKER.split(' (')[0]} before the labeling job was stopped"
                 results[index] = (manifests.failed_line(ref, attribute, reason, name, base), False)
             elif task["kind"] == "verify":
                 line = manifests.verification_line(ref, attribute, verdicts, task["_answer"], name, base=base)

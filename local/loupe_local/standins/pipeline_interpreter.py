@@ -99,11 +99,26 @@ class Execution:
             "PipelineExecutionDescription": self.description,
             "CreationTime": self.created,
             "LastModifiedTime": self.modified,
-            "PipelineExperimentConfig": {"ExperimentName": self.pipeline_name, "TrialName": self.execution_id},
         }
+        tracked = experiment_config(self)
+        if tracked is not None:
+            out["PipelineExperimentConfig"] = tracked
         if self.failure:
             out["FailureReason"] = self.failure
         return out
+
+
+def experiment_config(ex: Execution) -> dict[str, str] | None:
+    """The SageMaker Experiments experiment and trial of an execution, or None when its definition asks for none
+    (``"PipelineExperimentConfig": null``). With a config, Pipelines creates both (when missing) as the pipeline's
+    role before the first step: an execution role without the Experiments actions cannot run it."""
+    config = ex.definition.get("PipelineExperimentConfig")
+    if not config:
+        return None
+    return {
+        "ExperimentName": str(resolve(ex, config.get("ExperimentName", {"Get": "Execution.PipelineName"}))),
+        "TrialName": str(resolve(ex, config.get("TrialName", {"Get": "Execution.PipelineExecutionId"}))),
+    }
 
 
 # ---------------------------------------------------------------------- parameters and order

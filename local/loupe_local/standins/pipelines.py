@@ -212,6 +212,7 @@ class PipelineExecutions(StandIn):
             root=self.work_dir / arn.rsplit("/", 1)[-1],
         )
         execution.root.mkdir(parents=True, exist_ok=True)
+        track_experiment(sm, execution)
         with self._lock:
             self.executions[arn] = execution
         self._status_event(execution, None)
@@ -403,3 +404,21 @@ def ensure_pipeline(runtime: Any) -> str:
             RoleArn=runtime.arn("SageMakerExecutionRole"),
         )
     return name
+
+
+def track_experiment(sm: Any, execution: Execution) -> dict[str, str] | None:
+    """What Pipelines does for an execution whose definition has a PipelineExperimentConfig: the experiment and
+    the trial, created when missing (SageMaker developer guide, "Amazon SageMaker Experiments integration")."""
+    tracked = interpreter.experiment_config(execution)
+    if tracked is None:
+        return None
+    for create, kwargs in (
+        (sm.create_experiment, {"ExperimentName": tracked["ExperimentName"]}),
+        (sm.create_trial, {"TrialName": tracked["TrialName"], "ExperimentName": tracked["ExperimentName"]}),
+    ):
+        try:
+            create(**kwargs)
+        except Exception as exc:  # an experiment of an earlier execution: "skipped if it already exists"
+            if "exist" not in str(exc).lower():
+                raise
+    return tracked

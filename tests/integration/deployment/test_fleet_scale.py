@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from loupe.deployment.outcomes import device_outcomes, job_outcomes
+from loupe.deployment.outcomes import device_outcomes, job_outcomes, overall
 from loupe.deployment.packages import DEVICES_IN_STATE
 from loupe.deployment.store import DeploymentsStore
 from loupe.greengrass import create_component
@@ -88,7 +88,8 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
     poll_bytes = len(json.dumps({**state, "outcomes": running}))
     assert not running["done"] and "devices" not in running
     assert running["counts"] == {"COMPLETED": FLEET - FAILED - SILENT - NOT_SERVING, "FAILED": FAILED, "PENDING": 8}
-    assert poll_calls == {"ListJobExecutionsForJob": 4, "BatchGetItem": 10}  # 1000/250 and 990/100, not 1000
+    # 1000/250 and 990/100, not 1000; DescribeJob: whether the rollout has reached every device
+    assert poll_calls == {"DescribeJob": 1, "ListJobExecutionsForJob": 4, "BatchGetItem": 10}
 
     calls.clear()
     final = job_outcomes(iot_c, gg_c, deployment, deadline=0.0, store=store)
@@ -126,3 +127,49 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
     )
     assert per_device_calls == FLEET
     assert poll_bytes < 4_000 and final_bytes < 16_000
+
+
+def test_a_rollout_is_not_done_before_it_has_reached_every_device(local_aws: Any) -> None:
+    """The job creates a device's execution only when its rollout reaches it: one success and one failure in the
+    first batch of two (the rate grows after two successes) leave three of five devices without an execution until
+    the next rollout minute. The executions listed so far are all final; the run is still not done."""
+    rt = local_aws
+    iot, gg = rt.client("iot"), rt.client("greengrassv2")
+    group = f"rollout-{uuid.uuid4().hex[:6]}"
+    group_arn = iot.create_thing_group(thingGroupName=group)["thingGroupArn"]
+    things = [f"{group}-dev-{i}" for i in range(5)]
+    for thing in things:
+        iot.create_thing(thingName=thing)
+        iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+    component = f"com.example.rollout{uuid.uuid4().hex[:6]}"
+    create_component(
+        gg,
+        {
+            "RecipeFormatVersion": "2020-01-25",
+            "ComponentName": component,
+            "ComponentVersion": "1.0.0",
+            "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"Run": "sleep 1"}}],
+        },
+    )
+    rate = {"baseRatePerMinute": 2, "incrementFactor": 2, "rateIncreaseCriteria": {"numberOfSucceededThings": 2}}
+    created = gg.create_deployment(
+        targetArn=group_arn,
+        components={component: {"componentVersion": "1.0.0"}},
+        iotJobConfiguration={"jobExecutionsRolloutConfig": {"exponentialRate": rate}},
+    )
+    deployment = {"deployment_id": created["deploymentId"], "iot_job_id": created["iotJobId"], "model_version": ""}
+    first = job_outcomes(iot, gg, deployment, deadline=2e9, expected=len(things))
+    assert first == {**first, "done": False, "rolling_out": True, "counts": {"PENDING": 2}}
+    device_report(rt, things[0], created["deploymentId"], "IN_PROGRESS")
+    device_report(rt, things[0], created["deploymentId"], "SUCCEEDED")
+    device_report(rt, things[1], created["deploymentId"], "IN_PROGRESS")
+    device_report(rt, things[1], created["deploymentId"], "FAILED")
+
+    early = job_outcomes(iot, gg, deployment, deadline=2e9, expected=len(things))
+    assert early["counts"] == {"COMPLETED": 1, "FAILED": 1}  # every execution listed so far is final ...
+    assert not early["done"] and early["rolling_out"]  # ... but three devices have not been reached
+
+    late = job_outcomes(iot, gg, deployment, deadline=0.0, expected=len(things))
+    assert late["done"] and late["counts"] == {"COMPLETED": 1, "FAILED": 1, "NOT_REACHED": 3}
+    outcome, reason = overall(late)
+    assert outcome == "PARTIAL" and "3 not_reached" in reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import botocore.exceptions
 import pytest
@@ -11,6 +12,7 @@ from support.groundtruth import job_request, put_manifest
 from support.waiting import wait_for
 
 from loupe import manifests
+from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +77,50 @@ def test_ground_truth_job_can_be_stopped(env):
         )
     finally:
         config.unlink()
+
+
+def test_a_stopped_job_keeps_what_the_workers_answered(env):
+    """StopLabelingJob: "Any results obtained before the job is stopped are placed in the Amazon S3 output bucket"
+    (SageMaker API reference). The answered object is labeled in the stopped job's output; the one nobody
+    answered fails with its reason."""
+    sm = env.rt.client("sagemaker")
+    groundtruth = next(s for s in env.rt.standins if s.name == "groundtruth")
+    before = Workforce(Path(env.rt.state_dir) / "workforce").mode
+    set_workforce_mode(env.rt.state_dir, "manual")
+    try:
+        refs, hashes = [], []
+        for i in range(2):
+            key = f"raw/standin/stop-{i}.png"
+            hashes.append(env.put_raw(key, samples.png(100, 80, seed=5100 + i)))
+            refs.append(f"s3://{env.raw}/{key}")
+        lines = [manifests.input_line(ref, sha) for ref, sha in zip(refs, hashes, strict=True)]
+        uri = put_manifest(env, "standin-tests/stop-answered.manifest", lines)
+        sm.create_labeling_job(**job_request(env, "standin-job-stop-answered", uri))
+        tasks = wait_for(
+            lambda: (
+                len(t := [t for t in groundtruth.pending_tasks() if t["job"] == "standin-job-stop-answered"]) == 2 and t
+            ),
+            what="the job's two tasks",
+        )
+        first = next(t for t in tasks if t["source_ref"] == refs[0])
+        groundtruth.submit(first["id"], {"boxes": [{"class_id": 0, "left": 5, "top": 6, "width": 30, "height": 20}]})
+        sm.stop_labeling_job(LabelingJobName="standin-job-stop-answered")
+        job = wait_for(
+            lambda: (
+                (d := sm.describe_labeling_job(LabelingJobName="standin-job-stop-answered"))["LabelingJobStatus"]
+                == "Stopped"
+                and d
+            ),
+            what="the job to stop",
+        )
+    finally:
+        set_workforce_mode(env.rt.state_dir, before)
+    assert job["LabelCounters"]["TotalLabeled"] == 1 and job["LabelCounters"]["FailedNonRetryableError"] == 1
+    bucket, key = manifests.split_s3_uri(job["LabelingJobOutput"]["OutputDatasetS3Uri"])
+    out = [json.loads(line) for line in env.s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()]
+    labels = {line["source-ref"]: manifests.parse_output_line(line, "boxes") for line in out}
+    assert not labels[refs[0]].failed and len(labels[refs[0]].annotations()) == 1
+    assert labels[refs[1]].failed and "stopped" in labels[refs[1]].failure_reason
 
 
 def test_feature_store_runtime(env):

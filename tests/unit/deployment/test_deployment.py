@@ -196,6 +196,27 @@ def test_device_outcomes_map_statuses_and_time_out_the_silent() -> None:
     assert outcomes.overall({"counts": {"FAILED": 2}})[0] == "FAILED"
 
 
+class RollingJob:
+    """An IoT job whose rollout has reached none of its targets yet (DescribeJob: processingTargets set)."""
+
+    def describe_job(self, jobId: str) -> dict[str, Any]:  # noqa: N803
+        return {"job": {"jobId": jobId, "jobProcessDetails": {"processingTargets": ["arn:group"]}}}
+
+    def list_job_executions_for_job(self, **_: Any) -> dict[str, Any]:
+        return {"executionSummaries": []}
+
+
+def test_a_job_with_no_execution_yet_is_not_an_outcome() -> None:
+    deployment = {"deployment_id": "d1", "iot_job_id": "j1", "model_version": "3"}
+    first = outcomes.job_outcomes(RollingJob(), FakeGG({}), deployment, deadline=100.0, now=1.0, expected=4)
+    assert not first["done"] and first["counts"] == {}  # not "FAILED" with an empty reason
+    late = outcomes.job_outcomes(RollingJob(), FakeGG({}), deployment, deadline=100.0, now=100.0, expected=4)
+    assert late["done"] and late["counts"] == {"NOT_REACHED": 4}
+    assert outcomes.overall(late) == ("FAILED", "4 not_reached")
+    outcome, reason = outcomes.overall({"counts": {}})
+    assert outcome == "FAILED" and "reached none" in reason
+
+
 def test_poll_interval_scales_with_the_timeout() -> None:
     assert document.poll_interval(10) == 1
     assert document.poll_interval(1800) == 60

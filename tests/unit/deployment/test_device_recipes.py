@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from loupe.greengrass import greengrass_digest
 from loupe_local import device_recipes as r
@@ -79,11 +80,20 @@ def test_manifest_and_lifecycle_steps() -> None:
 
 
 class FakeS3:
-    def __init__(self, objects: dict[str, bytes]) -> None:
+    def __init__(self, objects: dict[str, bytes], denied: set[str] | None = None) -> None:
         self.objects = objects
         self.downloads = 0
+        self.calls: list[str] = []
+        self.denied = denied or set()
+
+    def get_bucket_location(self, Bucket: str) -> dict[str, Any]:  # noqa: N803
+        self.calls.append(f"GetBucketLocation {Bucket}")
+        if "GetBucketLocation" in self.denied:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetBucketLocation")
+        return {"LocationConstraint": None}
 
     def download_file(self, bucket: str, key: str, dest: str) -> None:
+        self.calls.append(f"GetObject {bucket}/{key}")
         self.downloads += 1
         Path(dest).write_bytes(self.objects[f"{bucket}/{key}"])
 
@@ -118,6 +128,19 @@ def test_artifacts_are_verified_then_unarchived_once(tmp_path: Path) -> None:
     assert (layout.unarchived("com.loupe.model", "1.2.0") / "model" / "model.onnx").read_bytes() == b"m"
     assert r.fetch_artifacts(comp, layout, s3) == []
     assert s3.downloads == 1
+
+
+def test_the_bucket_is_located_before_the_download_and_a_denial_fails_with_the_documented_code(
+    tmp_path: Path,
+) -> None:
+    data = zip_of({"model.onnx": b"m"})
+    s3 = FakeS3({"b/edge/model.zip": data})
+    r.fetch_artifacts(model_component(data, greengrass_digest(data)), r.Layout(tmp_path / "ok"), s3)
+    assert s3.calls == ["GetBucketLocation b", "GetObject b/edge/model.zip"]
+    denied = FakeS3({"b/edge/model.zip": data}, denied={"GetBucketLocation"})
+    with pytest.raises(r.RecipeError, match="S3_GET_BUCKET_LOCATION_ACCESS_DENIED"):
+        r.fetch_artifacts(model_component(data, greengrass_digest(data)), r.Layout(tmp_path / "no"), denied)
+    assert denied.calls == ["GetBucketLocation b"]  # nothing downloaded
 
 
 def test_an_artifact_that_does_not_match_the_recipe_digest_is_refused(tmp_path: Path) -> None:

@@ -158,9 +158,46 @@ def test_rollout_releases_batches_and_abort_cancels_the_rest(gg: GreengrassStand
     assert sync(gg, "d2")["deploymentId"] == dep_id and sync(gg, "d3")["deploymentId"] == dep_id  # batch of 2
     report(gg, "d2", dep_id, "FAILED", "component broken")
     report(gg, "d3", dep_id, "FAILED", "component broken")  # 2 of 3 finished failed: abort
-    assert effective(gg, "d4")[dep_id] == "CANCELED"
     assert sync(gg, "d4") is None
+    assert dep_id not in effective(gg, "d4")  # the canceled job never reached d4: it has no execution of it
     assert effective(gg, "d1")[dep_id] == "SUCCEEDED"
+    _, described = call(gg, "GET", f"/jobs/{deployed_job(gg, dep_id)}")
+    assert "processingTargets" not in described["job"]["jobProcessDetails"]  # canceled: no longer rolling out
+
+
+def deployed_job(gg: GreengrassStandIn, dep_id: str) -> str:
+    return str(call(gg, "GET", f"/greengrass/v2/deployments/{dep_id}")[1]["iotJobId"])
+
+
+def listed_executions(gg: GreengrassStandIn, job: str) -> dict[str, str]:
+    _, page = call(gg, "GET", f"/jobs/{job}/things")
+    return {r["thingArn"].rsplit("/", 1)[-1]: r["jobExecutionSummary"]["status"] for r in page["executionSummaries"]}
+
+
+def test_a_target_has_no_job_execution_until_the_rollout_reaches_it(gg: GreengrassStandIn) -> None:
+    """IoT Jobs create a target's execution when the rollout reaches it; DescribeJob's processingTargets stays set
+    until every target has one (IoT API reference, JobProcessDetails)."""
+    create(gg, "1.1.0")
+    rate = {"baseRatePerMinute": 1, "incrementFactor": 2, "rateIncreaseCriteria": {"numberOfSucceededThings": 1}}
+    created = deploy(gg, "1.1.0", jobExecutionsRolloutConfig={"exponentialRate": rate})[1]
+    dep_id, job = created["deploymentId"], created["iotJobId"]
+    assert listed_executions(gg, job) == {"d1": "QUEUED"}
+    _, described = call(gg, "GET", f"/jobs/{job}")
+    details = described["job"]["jobProcessDetails"]
+    assert details["processingTargets"] == [GROUP] and details["numberOfQueuedThings"] == 1
+    status, refused = call(
+        gg, "POST", f"/greengrass/v2/local/coreDevices/d4/deployments/{dep_id}/status", {"status": "IN_PROGRESS"}
+    )
+    assert status == 404  # no execution to update before the rollout reaches d4
+    report(gg, "d1", dep_id, "IN_PROGRESS")
+    report(gg, "d1", dep_id, "SUCCEEDED")
+    assert listed_executions(gg, job) == {"d1": "SUCCEEDED", "d2": "QUEUED", "d3": "QUEUED"}  # the batch of 2
+    for thing in ("d2", "d3"):
+        report(gg, thing, dep_id, "IN_PROGRESS")
+        report(gg, thing, dep_id, "SUCCEEDED")
+    assert listed_executions(gg, job) == {"d1": "SUCCEEDED", "d2": "SUCCEEDED", "d3": "SUCCEEDED", "d4": "QUEUED"}
+    _, described = call(gg, "GET", f"/jobs/{job}")
+    assert "processingTargets" not in described["job"]["jobProcessDetails"]  # every target has its execution
 
 
 def test_a_new_deployment_supersedes_the_previous_one(gg: GreengrassStandIn) -> None:

@@ -37,6 +37,8 @@ NO_RESOURCE_LEVEL = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    # no resource type (Service Authorization Reference, AWS IoT Greengrass V2): only "*" matches it
+    "greengrass:CreateDeployment",
 }
 READ_ONLY_VERBS = ("Get", "List", "Describe", "BatchGet", "BatchCheck")
 

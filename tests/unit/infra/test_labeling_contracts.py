@@ -170,3 +170,15 @@ def test_the_local_stack_deploys_with_a_private_workteam(app) -> None:
     ).parameters
     assert "WorkteamArn" not in opted_in  # an explicit choice is left as given
     validate(app, **opted_in)
+
+
+def test_a_claim_bound_over_the_state_quota_is_refused_like_cloudformation_does(app) -> None:
+    """LabelingMaxPerJob above its MaxValue (the run state's 256 KiB quota, tests/unit/labeling/test_state_size.py)
+    is a ValidationError before anything is created, as CloudFormation refuses a Number outside MinValue/MaxValue."""
+    validate(app, WorkteamArn=PRIVATE, LabelingMaxPerJob="1000")
+    with pytest.raises(TemplateError, match="'LabelingMaxPerJob' must be a number not greater than 1000"):
+        validate(app, WorkteamArn=PRIVATE, LabelingMaxPerJob="5000")
+    with pytest.raises(TemplateError, match="'LabelingMaxPerJob' must be a number not less than 1"):
+        validate(app, WorkteamArn=PRIVATE, LabelingMaxPerJob="0")
+    with pytest.raises(TemplateError, match="'LabelingThreshold' must be a number"):
+        validate(app, WorkteamArn=PRIVATE, LabelingThreshold="many")

@@ -10,6 +10,7 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from support.waiting import wait_until
 
 from loupe.labeling import groundtruth, release, trigger
 from loupe.ledger import Ledger
@@ -201,3 +202,59 @@ def test_released_images_back_off_before_automatic_runs_take_them_again(aws):
     assert trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=10, reason="threshold")["started"] is False
     manual = trigger.run_trigger(ledger, sfn, arn, threshold=50, max_per_job=10, reason="manual", requested=hashes)
     assert manual["claimed"] == 2  # an explicit request does not wait
+
+
+class FailedRuns:
+    """Step Functions as it describes a run that failed with ``error`` a minute ago (the rest from moto)."""
+
+    def __init__(self, sfn, error: str) -> None:
+        self.sfn, self.error = sfn, error
+
+    def describe_execution(self, executionArn: str) -> dict:  # noqa: N803
+        got = self.sfn.describe_execution(executionArn=executionArn)
+        stopped = datetime.now(UTC) - timedelta(minutes=1)
+        return {**got, "status": "FAILED", "error": self.error, "cause": "failed", "stopDate": stopped}
+
+
+@pytest.fixture
+def executing():
+    """moto's Step Functions engine running executions (what the local AWS switches on)."""
+    from moto.core import config
+
+    saved = config.default_user_config.get("stepfunctions")
+    config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    yield
+    if saved is None:
+        config.default_user_config.pop("stepfunctions", None)
+    else:
+        config.default_user_config["stepfunctions"] = saved
+
+
+def test_a_run_over_the_state_size_quota_gives_its_claims_back_at_once(aws, executing):
+    """A state over 256 KiB fails the run with States.DataLimitExceeded, which its Catch does not see (moto's engine
+    as Step Functions), and a redrive fails the same way: its claims go back now, not after the day a redrivable
+    failure is given."""
+    ledger, sfn, _ = aws
+    big = {
+        "StartAt": "Big",
+        "States": {
+            "Big": {
+                "Type": "Pass",
+                "Result": "x" * (256 * 1024 + 1),
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    arn = sfn.create_state_machine(
+        name="labeling-big", roleArn="arn:aws:iam::123456789012:role/x", definition=json.dumps(big)
+    )["stateMachineArn"]
+    add(ledger, 3)
+    out = trigger.run_trigger(ledger, sfn, arn, threshold=1, max_per_job=3, reason="threshold")
+    failed = wait_until(lambda: sfn.describe_execution(executionArn=out["execution_arn"])["status"] != "RUNNING")
+    assert failed and sfn.describe_execution(executionArn=out["execution_arn"])["error"] == "States.DataLimitExceeded"
+    assert release.sweep_stale_claims(ledger, FailedRuns(sfn, "States.Runtime"), arn) == {}  # may be redriven
+    swept = release.sweep_stale_claims(ledger, sfn, arn)
+    assert list(swept) == [out["claim_id"]] and ledger.count("claimed") == 0 and ledger.count("unlabeled") == 3
+    assert "States.DataLimitExceeded" in ledger.get(swept[out["claim_id"]][0])["last_failure"]

@@ -59,16 +59,25 @@ def job_outcomes(
     deadline: float,
     store: DeploymentsStore | None = None,
     now: float | None = None,
+    expected: int = 0,
 ) -> dict[str, Any]:
     """Per-device outcomes for a fleet of any size, from the deployment's IoT job (Greengrass runs each deployment
     as one; ListJobExecutionsForJob pages 250 devices a call) and, for the devices done, what they report serving
     (BatchGetItem, 100 a call). Nothing here is one call per device per poll.
 
+    A target has no job execution until the job's rollout reaches it, so the executions listed so far are not the
+    fleet: the run is not done while DescribeJob's ``jobProcessDetails.processingTargets`` is set ("null after the
+    job execution has finished rolling out to all the target devices", IoT API reference, *JobProcessDetails*).
+    At the deadline the targets the rollout has not reached (``expected``, the thing group's size when the run
+    resolved it, less the executions listed; at least one while the job still rolls out) count as NOT_REACHED.
+
     While the rollout goes on the result is counts only; when it is done, every device's outcome is written to
     the deployments table (``DEPLOYMENT#<id>`` / ``DEVICE#<thing>``) and the workflow state keeps at most
     ``DEVICES_IN_STATE`` of them (the ones that did not complete first), so the state stays far below 256 KB."""
     now = time.time() if now is None else now
-    calls = {"ListJobExecutionsForJob": 0, "BatchGetItem": 0, "ListEffectiveDeployments": 0}
+    calls = {"DescribeJob": 1, "ListJobExecutionsForJob": 0, "BatchGetItem": 0, "ListEffectiveDeployments": 0}
+    job = iot.describe_job(jobId=deployment["iot_job_id"]).get("job") or {}
+    rolling_out = bool((job.get("jobProcessDetails") or {}).get("processingTargets"))
     result: dict[str, dict[str, Any]] = {}
     token = None
     while True:
@@ -93,10 +102,19 @@ def job_outcomes(
         for thing in done_things:
             if reported.get(thing) != want:
                 result[thing] = _waiting_to_serve(reported.get(thing))
-    _time_out(result, now >= deadline, want)
+    past_deadline = now >= deadline
+    _time_out(result, past_deadline, want)
     counts = _counts(result)
-    done = "PENDING" not in counts
-    out: dict[str, Any] = {"done": done, "counts": counts, "all_completed": counts.get("COMPLETED", 0) == len(result)}
+    if rolling_out and past_deadline:
+        counts["NOT_REACHED"] = max(1, expected - len(result))
+    done = "PENDING" not in counts and (past_deadline or not rolling_out)
+    total = sum(counts.values())
+    out: dict[str, Any] = {
+        "done": done,
+        "rolling_out": rolling_out,
+        "counts": counts,
+        "all_completed": bool(total) and counts.get("COMPLETED", 0) == total,
+    }
     if done:
         failed = sorted(t for t, r in result.items() if r["status"] == "FAILED")[:REASONS_FETCHED]
         for thing in failed:
@@ -132,7 +150,9 @@ def overall(outcomes: dict[str, Any]) -> tuple[str, str]:
     counts = outcomes.get("counts") or {}
     total = sum(counts.values())
     done = counts.get("COMPLETED", 0)
-    if total and done == total:
+    if not total:
+        return "FAILED", "no device reported an outcome: the deployment reached none of the thing group's devices"
+    if done == total:
         return "COMPLETED", f"all {total} devices run the new components"
     parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     if counts.get("NOT_SERVING"):

@@ -57,7 +57,9 @@ def deploy_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
 def poll_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     d = state["deployment"]
     if d.get("iot_job_id"):  # the deployment's IoT job: pages of 250 devices, not one call per device
-        return {"outcomes": job_outcomes(aws.iot, aws.greengrass, d, float(d["deadline"]), store=aws.store)}
+        expected = int(state.get("device_count") or len(state.get("devices") or []))
+        outcomes = job_outcomes(aws.iot, aws.greengrass, d, float(d["deadline"]), store=aws.store, expected=expected)
+        return {"outcomes": outcomes}
     outcomes = device_outcomes(
         aws.greengrass,
         d["deployment_id"],

@@ -18,7 +18,7 @@ def collect_labels(
     and images missing from the output go back to unlabeled."""
     claim_id = run["claim_id"]
     job_name = run["labeling"]["job_name"]
-    output_uri = completed_output(sagemaker, job_name)
+    output_uri = completed_output(sagemaker, job_name, stopped=bool(run["labeling"].get("stopped")))
     labels, problems = manifests.parse_output_manifest(read_s3_text(s3, output_uri), LABEL_ATTRIBUTE)
     expected = list(run["manifest"]["images"])
     items = ledger.get_many(expected)

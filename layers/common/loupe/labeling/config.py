@@ -30,6 +30,10 @@ class LabelingJobFailed(LabelingError):
     pass
 
 
+class LabelingJobStopping(RuntimeError):
+    """A stopped labeling job that has not finished stopping: the state machine retries (not a failure)."""
+
+
 class ThrottlingException(RuntimeError):
     """An AWS throttling error, named so that the state machine's Retry (backoff + jitter) matches it."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from loupe import aws_errors, manifests
 from loupe.aws_clients import S3, SageMakerLabeling
-from loupe.labeling.config import LabelingConfig, LabelingError, LabelingJobFailed
+from loupe.labeling.config import LabelingConfig, LabelingError, LabelingJobFailed, LabelingJobStopping
 
 # Ground Truth's built-in bounding-box Lambdas live in these accounts (one per region).
 _GT_ACCOUNTS = {
@@ -36,6 +36,13 @@ PUBLIC_CROWD = ":394669845002:workteam/public-crowd/"
 # sms-workforce-management-public.html).
 FREE_OF_PII = "FreeOfPersonallyIdentifiableInformation"
 FREE_OF_ADULT_CONTENT = "FreeOfAdultContent"
+# How long a task waits for a worker (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds: at most 12 hours on the
+# public workforce, 10 days on a private one) and how long a worker who took it may keep it (TaskTimeLimitInSeconds).
+PRIVATE_TASK_LIFETIME_SECONDS = 864000
+PUBLIC_TASK_LIFETIME_SECONDS = 43200
+TASK_TIME_LIMIT_SECONDS = 600
+# After its last task the job still consolidates the answers and writes its output manifest before it completes.
+JOB_WRAP_UP_SECONDS = 86400
 
 
 def is_public_workforce(workteam_arn: str) -> bool:
@@ -57,6 +64,18 @@ def _builtin_lambdas(region: str, task: str) -> tuple[str, str]:
         f"arn:aws:lambda:{region}:{account}:function:PRE-{task}",
         f"arn:aws:lambda:{region}:{account}:function:ACS-{task}",
     )
+
+
+def task_lifetime_seconds(workteam_arn: str) -> int:
+    return PUBLIC_TASK_LIFETIME_SECONDS if is_public_workforce(workteam_arn) else PRIVATE_TASK_LIFETIME_SECONDS
+
+
+def wait_seconds(cfg: LabelingConfig) -> int:
+    """How long the run waits for a job's end (its wait states' TimeoutSecondsPath): longer than a task can live
+    (its lifetime, then the time limit of a worker who took it at the last moment) plus the job's wrap-up, so the
+    job ends on its own (Completed: the expired objects failed, the answered ones labeled) before the run gives up
+    on it. A wait that ended with the lifetime stopped jobs that were about to complete."""
+    return task_lifetime_seconds(cfg.workteam_arn or "") + TASK_TIME_LIMIT_SECONDS + JOB_WRAP_UP_SECONDS
 
 
 def price(cents: float) -> dict[str, Any]:
@@ -93,14 +112,27 @@ def human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, d
         "TaskTitle": title,
         "TaskDescription": description,
         "NumberOfHumanWorkersPerDataObject": 1,
-        "TaskTimeLimitInSeconds": 600,
-        "TaskAvailabilityLifetimeInSeconds": 43200 if public else 864000,
+        "TaskTimeLimitInSeconds": TASK_TIME_LIMIT_SECONDS,
+        "TaskAvailabilityLifetimeInSeconds": task_lifetime_seconds(cfg.workteam_arn),
         "MaxConcurrentTaskCount": 100,
         "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": acs},
     }
     if public:
         config["PublicWorkforceTaskPrice"] = price(cfg.price_cents)
     return config
+
+
+def stop_to_collect(sagemaker: SageMakerLabeling, job_name: str) -> dict[str, Any]:
+    """Stop a job the run no longer waits for and hand over what its workers answered: stops it while it runs,
+    raises :class:`LabelingJobStopping` until it has stopped (the state machine retries), then returns the job's
+    name and end state for :func:`loupe.labeling.collection.collect_labels`."""
+    status = sagemaker.describe_labeling_job(LabelingJobName=job_name).get("LabelingJobStatus")
+    if status == "InProgress":
+        sagemaker.stop_labeling_job(LabelingJobName=job_name)
+        status = "Stopping"
+    if status in ("Stopping", "Initializing"):
+        raise LabelingJobStopping(f"labeling job {job_name} is {status}")
+    return {"job_name": job_name, "status": status, "stopped": status == "Stopped"}
 
 
 def create_job(sagemaker: SageMakerLabeling, request: dict[str, Any]) -> None:
@@ -117,11 +149,13 @@ def read_s3_text(s3: S3, uri: str) -> str:
     return text
 
 
-def completed_output(sagemaker: SageMakerLabeling, job_name: str) -> str:
-    """The output manifest URI of a completed job; :class:`LabelingJobFailed` for any other status."""
+def completed_output(sagemaker: SageMakerLabeling, job_name: str, stopped: bool = False) -> str:
+    """The output manifest URI of a completed job (or, with ``stopped``, of a job the run stopped: StopLabelingJob
+    puts "any results obtained before the job is stopped" in the output); :class:`LabelingJobFailed` for any other
+    status."""
     job = sagemaker.describe_labeling_job(LabelingJobName=job_name)
     status = job.get("LabelingJobStatus")
-    if status != "Completed":
+    if status != "Completed" and not (stopped and status == "Stopped"):
         raise LabelingJobFailed(f"labeling job {job_name} is {status}: {job.get('FailureReason', '')}")
     uri = (job.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
     if not uri:

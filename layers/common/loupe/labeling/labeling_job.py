@@ -13,10 +13,18 @@ from loupe.labeling.config import (
     UI_TEMPLATE,
     VERIFY_UI_TEMPLATE,
     LabelingConfig,
+    LabelingJobFailed,
     NothingToLabel,
     s3_uri,
 )
-from loupe.labeling.groundtruth import content_classifiers, create_job, human_task_config, job_name_for
+from loupe.labeling.groundtruth import (
+    content_classifiers,
+    create_job,
+    human_task_config,
+    job_name_for,
+    stop_to_collect,
+    wait_seconds,
+)
 from loupe.ledger import CLAIMED, Ledger
 
 
@@ -61,6 +69,7 @@ def write_manifest(s3: S3, ledger: Ledger, cfg: LabelingConfig, run: dict[str, A
         "output_uri": s3_uri(cfg.artifact_bucket, base + "output/"),
         "count": len(items),
         "images": [item["sha256"] for item in items],
+        "wait_seconds": wait_seconds(cfg),
     }
 
 
@@ -96,3 +105,20 @@ def create_labeling_job(
     }
     create_job(sagemaker, request)
     return {"job_name": name}
+
+
+def stop_waited_job(
+    sagemaker: SageMakerLabeling, ledger: Ledger, run: dict[str, Any], purpose: str = "labeling"
+) -> dict[str, Any]:
+    """The run's wait for its job ended before the job did: stop the claim's newest job of ``purpose``
+    (``labeling`` or ``verification``) and keep what its workers answered, which the next step (CollectLabels,
+    ApplyVerification) reads from the stopped job's output; what nobody answered goes back to unlabeled there."""
+    claim_id = run["claim_id"]
+    jobs = [(name, ledger.get_job(name) or {}) for name in ledger.claim_jobs(claim_id)]
+    newest = sorted(
+        ((str(job.get("created_at", "")), name) for name, job in jobs if job.get("purpose") == purpose),
+        reverse=True,
+    )
+    if not newest:
+        raise LabelingJobFailed(f"claim {claim_id} has no {purpose} job to stop")
+    return stop_to_collect(sagemaker, newest[0][1])

@@ -12,6 +12,9 @@ from loupe.ledger import CLAIMED, Ledger
 
 STALE_NO_EXECUTION_SECONDS = 15 * 60
 FAILED_REDRIVE_GRACE_SECONDS = 24 * 3600
+# Failures no Catch sees and no redrive mends: a redrive reruns the failed state on the same input, so a state
+# over the payload quota (States.DataLimitExceeded) fails the same way again. Their claims go back at once.
+NOT_REDRIVABLE = ("States.DataLimitExceeded",)
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
@@ -53,9 +56,10 @@ def sweep_stale_claims(
     """Give back claims whose labeling run can no longer label them.
 
     A run that fails through its Catch releases its own images. These are the other ways a claim can be
-    stranded: the execution was aborted (StopExecution runs no Catch) or timed out; it failed in a way Catch
-    cannot see (States.Runtime) and was not redriven within a day; or it was never started (the trigger died
-    between claiming and starting). Returns the released hashes by claim id.
+    stranded: the execution was aborted (StopExecution runs no Catch) or timed out; it failed with
+    States.DataLimitExceeded (no Catch sees it, and a redrive fails again); it failed in another way Catch cannot
+    see (States.Runtime) and was not redriven within a day; or it was never started (the trigger died between
+    claiming and starting). Returns the released hashes by claim id.
     """
     now = now or datetime.now(UTC)
     claims: dict[str, list[dict[str, Any]]] = {}
@@ -78,6 +82,8 @@ def sweep_stale_claims(
             reason = "the labeling run for this claim never started"
         elif execution["status"] in ("ABORTED", "TIMED_OUT"):
             reason = f"labeling run {execution['status'].lower()}"
+        elif execution["status"] == "FAILED" and execution.get("error") in NOT_REDRIVABLE:
+            reason = f"labeling run failed with {execution['error']} (a redrive fails the same way)"
         elif execution["status"] == "FAILED":
             stopped = execution.get("stopDate")
             age = (now - stopped).total_seconds() if isinstance(stopped, datetime) else float("inf")

@@ -41,6 +41,8 @@ class LabelingTasks:
         return {
             "write_manifest": self.write_manifest,
             "create_job": self.create_job,
+            "stop_job": self.stop_job,
+            "stop_verification_job": self.stop_verification_job,
             "collect_labels": self.collect_labels,
             "create_verification_job": self.create_verification_job,
             "apply_verification": self.apply_verification,
@@ -55,6 +57,12 @@ class LabelingTasks:
 
     def create_job(self, e: TaskEnvelope) -> dict[str, Any]:
         return labeling_job.create_labeling_job(self.sagemaker, self.ledger, self.cfg, e.input, e.require_token())
+
+    def stop_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        return labeling_job.stop_waited_job(self.sagemaker, self.ledger, e.input)
+
+    def stop_verification_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        return labeling_job.stop_waited_job(self.sagemaker, self.ledger, e.input, purpose="verification")
 
     def collect_labels(self, e: TaskEnvelope) -> dict[str, Any]:
         verify = str((e.input.get("config") or {}).get("verify", "false")).lower() == "true"

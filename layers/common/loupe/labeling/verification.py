@@ -78,7 +78,7 @@ def apply_verification(s3: S3, sagemaker: SageMakerLabeling, ledger: Ledger, run
     """Accepted labels become labeled; rejected ones (and unverified ones) go back to unlabeled."""
     claim_id = run["claim_id"]
     job_name = run["verification"]["job_name"]
-    output_uri = completed_output(sagemaker, job_name)
+    output_uri = completed_output(sagemaker, job_name, stopped=bool(run["verification"].get("stopped")))
     verdicts = {}
     for _, obj in manifests.read_lines(read_s3_text(s3, output_uri)):
         verdict = manifests.parse_verification_line(obj, VERIFY_ATTRIBUTE)
