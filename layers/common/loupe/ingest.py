@@ -13,6 +13,7 @@ use; the ledger key stays the SHA-256 of the uploaded bytes, so the same upload 
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -222,25 +223,64 @@ def key_candidates(key: str) -> list[str]:
     return [decoded, key] if decoded != key else [key]
 
 
+FEEDBACK_PREFIX = "raw/feedback/"
+_THING = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+_FEEDBACK_KINDS = ("edge_feedback", "feedback")
+
+
+class OriginMismatch(ImageRejected):
+    """The object's metadata claims an origin its key contradicts; ``origin`` is the one the key proves."""
+
+    def __init__(self, reason: str, origin: dict[str, Any]) -> None:
+        super().__init__(reason, "origin-mismatch")
+        self.origin = origin
+
+
 def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
-    """Origin of an object from its user metadata (``x-amz-meta-loupe-*``); edge feedback when a device says so."""
+    """Origin of an object: its key decides who wrote it, its user metadata (``x-amz-meta-loupe-*``) only adds detail.
+
+    Only a device's credentials write under ``raw/feedback/<thing>/`` (the token exchange role's policy scopes
+    PutObject to ``raw/feedback/${credentials-iot:ThingName}/*``), so the thing of such a key is proven and the
+    metadata's ``device`` is a claim. Metadata that contradicts the key (another device, a feedback origin for an
+    object outside ``raw/feedback/``, another origin for one inside it) raises :class:`OriginMismatch`: the object
+    is rejected with that reason, never recorded as the claimed device's."""
     meta = {k.lower().removeprefix("loupe-"): v for k, v in (metadata or {}).items()}
-    kind = meta.get("origin") or ("edge_feedback" if key.startswith("raw/feedback/") else "upload")
-    origin: dict[str, Any] = {"kind": "edge_feedback" if kind in ("edge_feedback", "feedback") else kind}
-    if origin["kind"] == "edge_feedback":
-        parts = key.split("/")
-        device = meta.get("device") or (parts[2] if len(parts) > 3 else "")
-        origin["device"] = device
-        if "model-version" in meta or "model_version" in meta:
-            origin["model_version"] = meta.get("model-version") or meta.get("model_version")
-        confidence = meta.get("max-confidence") or meta.get("confidence")  # the device sends max-confidence
-        if confidence is not None:
-            try:
-                origin["confidence"] = str(round(float(confidence), 6))
-            except ValueError:
-                origin["confidence_raw"] = confidence[:64]
-        if "reason" in meta:
-            origin["reason"] = meta["reason"][:256]
+    claimed_kind, claimed_device = meta.get("origin"), meta.get("device")
+    if not key.startswith(FEEDBACK_PREFIX):
+        if claimed_kind in _FEEDBACK_KINDS or claimed_device is not None:
+            raise OriginMismatch(
+                f"metadata claims edge feedback from device {str(claimed_device or '')[:128]!r} but the object is "
+                f"not under {FEEDBACK_PREFIX}<thing>/ (where only a device's credentials write)",
+                {"kind": "upload"},
+            )
+        return {"kind": claimed_kind or "upload"}
+    parts = key.split("/")
+    thing = parts[2] if len(parts) > 3 else ""
+    origin: dict[str, Any] = {"kind": "edge_feedback", "device": thing}
+    if not _THING.match(thing):
+        raise OriginMismatch(f"{FEEDBACK_PREFIX}<thing>/<file> names no thing: {key[:256]!r}", origin)
+    if claimed_kind is not None and claimed_kind not in _FEEDBACK_KINDS:
+        raise OriginMismatch(f"metadata claims origin {claimed_kind[:64]!r} for a frame {thing} uploaded", origin)
+    if claimed_device is not None and claimed_device != thing:
+        raise OriginMismatch(
+            f"metadata claims device {claimed_device[:128]!r} but the object was written under "
+            f"{FEEDBACK_PREFIX}{thing}/, the prefix only {thing}'s credentials write",
+            origin,
+        )
+    if "model-version" in meta or "model_version" in meta:
+        origin["model_version"] = meta.get("model-version") or meta.get("model_version")
+    confidence = meta.get("max-confidence") or meta.get("confidence")  # the device sends max-confidence
+    if confidence is not None:
+        try:
+            value = float(confidence)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            origin["confidence"] = str(round(value, 6))
+        else:  # not a number, or NaN/Infinity: kept as the text it was, never as a number
+            origin["confidence_raw"] = confidence[:64]
+    if "reason" in meta:
+        origin["reason"] = meta["reason"][:256]
     return origin
 
 
@@ -317,7 +357,11 @@ def ingest_object(
         )
         return IngestResult(digest, "rejected", created, ref.key, reason=reason)
     key, response = found
-    origin = origin_from_metadata(key, response.get("Metadata") or {})
+    mismatch: OriginMismatch | None = None
+    try:
+        origin = origin_from_metadata(key, response.get("Metadata") or {})
+    except OriginMismatch as exc:
+        mismatch, origin = exc, exc.origin
     uri = f"s3://{ref.bucket}/{key}"
     size = int(response.get("ContentLength") or 0)
     if size > limits.max_bytes:
@@ -333,6 +377,8 @@ def ingest_object(
         if len(data) > limits.max_bytes:
             _close(response["Body"])
             raise ImageRejected(f"object too large: over {limits.max_bytes} bytes", "too-large")
+        if mismatch is not None:
+            raise mismatch
         info = inspect_image(data, limits)
     except ImageRejected as rej:
         return _reject(s3, ledger, ref, key, sha256_bytes(data), max(size, len(data)), rej, origin)
