@@ -23,8 +23,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from loupe.finite import as_json_safe
 from loupe_local.evaluations import NotAnImage, image_type
 from loupe_local.observer import Observer
 from loupe_local.standins.groundtruth_queue import AnswerError
@@ -50,6 +52,16 @@ SECURITY_HEADERS = {
 }
 
 
+class StandardJSON(DefaultJSONProvider):
+    """What the pages read is standard JSON: a NaN or Infinity in what devices or jobs wrote (an MQTT result, a
+    details.json) is sent as its name, a string, instead of a literal that the browser's JSON.parse refuses (which
+    would leave the whole page unrefreshed)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(as_json_safe(obj), **kwargs)
+
+
 def _error(message: str, status: int = 400) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
@@ -67,6 +79,7 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
     """``groundtruth``: the Ground Truth stand-in (its manual task queue); ``assistant``: model-assisted labeling
     (predictions of the deployed model for a task's image), or None."""
     app = Flask(__name__)
+    app.json = StandardJSON(app)
     app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 

@@ -50,6 +50,16 @@ class Observer:
     def frame_image(self, thing: str, frame_id: str) -> tuple[bytes, str]:
         return self.frame_pixels.image(thing, frame_id)
 
+    # what /api/fleet reads: a device's MQTT result as Python's json read it (NaN and Infinity literals)
+    def devices(self) -> list[dict[str, Any]]:
+        return [{"thing": THING, "health": json.loads('{"fps": NaN, "latency_ms_p95": Infinity}')}]
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return []
+
+    def latest_results(self) -> dict[str, Any]:
+        return {THING: [json.loads('{"frame_id": "f1", "boxes": [[1, 2, 3, 4, -Infinity, 0]], "score": NaN}')]}
+
 
 class Queue:
     """The Ground Truth stand-in's queue as the console uses it: the task image is whatever the manifest named."""
@@ -183,3 +193,15 @@ def test_an_oversized_body_is_refused_with_413_and_a_message(client: Any, queue:
     assert queue.answers == []  # nothing reached the queue
     small = client.post("/api/tasks/t1", data=json.dumps({"boxes": []}), content_type="application/json")
     assert small.status_code == 200 and queue.answers == [{"boxes": []}]
+
+
+def test_device_numbers_that_json_cannot_carry_reach_the_page_as_standard_json(client: Any) -> None:
+    response = client.get("/api/fleet")
+    assert response.status_code == 200
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not standard JSON: the browser's JSON.parse refuses it")
+
+    body = json.loads(response.get_data(as_text=True), parse_constant=refuse)
+    assert body["devices"][0]["health"] == {"fps": "NaN", "latency_ms_p95": "Infinity"}
+    assert body["frames"][THING][0]["boxes"] == [[1, 2, 3, 4, "-Infinity", 0]]
