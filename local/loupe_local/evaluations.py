@@ -13,7 +13,6 @@ gets ``None`` for it, which the page shows as "not measured"; a malformed value 
 from __future__ import annotations
 
 import json
-import mimetypes
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +20,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from loupe import aws_errors
+from loupe.imaging import sniff_format
 
 DETAILS = "details.json"
 STATISTICS = "evaluation.json"
 # a sample image, relative to the evaluation folder: one file name under samples/, nothing else is served
 SAMPLE = re.compile(r"^samples/[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp"}
+# the only types the console serves pixels as: what ingest accepts, decided by the bytes (never by the key or the
+# stored ContentType, which whoever wrote the object chose: an ``x.html`` or an SVG must not reach the browser as such)
+IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 
 
 def folder(desc: dict[str, Any]) -> str | None:
@@ -53,11 +55,16 @@ def sample_location(evaluation_folder: str, relative: str) -> tuple[str, str]:
     return bucket, f"{prefix}/{relative}" if prefix else relative
 
 
-def image_type(key: str, stored: str | None = None) -> str:
-    if stored and stored.startswith("image/"):
-        return stored
-    suffix = "." + key.rsplit(".", 1)[-1].lower() if "." in key else ""
-    return IMAGE_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+class NotAnImage(ValueError):
+    """Bytes the console refuses to serve: not a JPEG or PNG by their content."""
+
+
+def image_type(data: bytes, where: str) -> str:
+    """The type to serve ``data`` as, from its magic bytes; :class:`NotAnImage` for anything but JPEG and PNG."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise NotAnImage(f"{where} is not a JPEG or PNG image (by its content): the console does not serve it")
+    return IMAGE_TYPES[fmt]
 
 
 def _num(value: Any) -> float | None:
@@ -213,7 +220,8 @@ class EvaluationReader:
         return out
 
     def sample(self, desc: dict[str, Any], relative: str) -> tuple[bytes, str]:
-        """A sample image's bytes and type. ValueError: not a sample path; LookupError: not there."""
+        """A sample image's bytes and type. ValueError: not a sample path (:class:`NotAnImage`: not a JPEG or PNG);
+        LookupError: not there."""
         where = folder(desc)
         if where is None:
             raise LookupError("the package has no evaluation output (ModelMetrics)")
@@ -224,4 +232,5 @@ class EvaluationReader:
             if aws_errors.is_not_found(exc):
                 raise LookupError(f"s3://{bucket}/{key} does not exist") from exc
             raise
-        return obj["Body"].read(), image_type(key, obj.get("ContentType"))
+        data = obj["Body"].read()
+        return data, image_type(data, f"s3://{bucket}/{key}")

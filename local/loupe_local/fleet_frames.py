@@ -80,7 +80,8 @@ class FramePixels:
         return {**result, "pixels": pixels}
 
     def image(self, thing: str, frame_id: str) -> tuple[bytes, str]:
-        """The uploaded image's bytes and type; LookupError when the device did not upload this frame."""
+        """The uploaded image's bytes and type; LookupError when the device did not upload this frame,
+        :class:`~loupe_local.evaluations.NotAnImage` when what it uploaded is not a JPEG or PNG."""
         key = self.key(thing, frame_id)
         if key is None:
             raise LookupError(f"{thing} did not upload frame {frame_id}: {NOT_SENT}")
@@ -91,4 +92,5 @@ class FramePixels:
                 self._found.pop((thing, frame_id), None)
                 raise LookupError(f"s3://{self.raw_bucket}/{key} does not exist") from exc
             raise
-        return obj["Body"].read(), image_type(key, obj.get("ContentType"))
+        data = obj["Body"].read()
+        return data, image_type(data, f"s3://{self.raw_bucket}/{key}")

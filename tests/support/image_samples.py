@@ -91,3 +91,10 @@ def one_pixel() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (1, 1), (1, 2, 3)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def large_grey_jpeg(width: int = 8000, height: int = 5000) -> bytes:
+    """A real, valid JPEG of width x height uniform grey pixels: a few hundred KB on disk, width*height decoded."""
+    buf = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buf, "JPEG", quality=50)
+    return buf.getvalue()

@@ -10,6 +10,7 @@ import ast
 import csv
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -68,6 +69,14 @@ class Box:
     width: float
     height: float
 
+    def __post_init__(self) -> None:
+        # NaN passes every bound check below (comparisons with it are false) and would reach YOLO labels as "nan"
+        if not all(math.isfinite(v) for v in (self.left, self.top, self.width, self.height)):
+            raise DatasetError(
+                f"box coordinates must be finite numbers (NaN and Infinity are refused): "
+                f"left={self.left} top={self.top} width={self.width} height={self.height}"
+            )
+
     def validate(self, image_width: int, image_height: int, n_classes: int) -> None:
         if not 0 <= self.class_id < n_classes:
             raise DatasetError(f"unknown class id {self.class_id} (classes: 0..{n_classes - 1})")
@@ -103,7 +112,7 @@ class Box:
                 width=float(d["width"]),
                 height=float(d["height"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise DatasetError(f"malformed box {d!r}: {exc}") from exc
 
 

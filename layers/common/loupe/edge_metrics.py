@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from loupe import aws_errors
 from loupe.aws_clients import IoT
+from loupe.finite import finite_reason
 
 
 class HealthRejected(ValueError):
@@ -25,7 +26,7 @@ class HealthRejected(ValueError):
 
 
 class Health(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     thing: str = Field(min_length=1, max_length=128)
     model_version: str | None = None
@@ -98,6 +99,23 @@ _ALIASES = {
 def parse_health(event: Any) -> Health:
     if not isinstance(event, dict):
         raise HealthRejected(f"expected a JSON object, got {type(event).__name__}")
+    problem = finite_reason(event)  # before the sums below: int() of NaN or Infinity raises
+    if problem is not None:
+        raise HealthRejected(f"invalid health message: {problem}")
+    try:
+        flat = _flatten(event)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HealthRejected(f"invalid health message: {exc}") from exc
+    try:
+        return Health.model_validate(flat)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise HealthRejected(f"invalid health message: {where + ': ' if where else ''}{first['msg']}") from exc
+
+
+def _flatten(event: dict[str, Any]) -> dict[str, Any]:
+    """The device's nested statistics (latency_ms, dropped, outbox, errors) as the flat fields of :class:`Health`."""
     flat = dict(event)
     if isinstance(flat.get("latency_ms"), dict):
         for key, value in flat["latency_ms"].items():
@@ -114,12 +132,7 @@ def parse_health(event: Any) -> Health:
         flat["errors"] = int(errors.get("count", 0))
     elif isinstance(errors, list):
         flat["errors"] = len(errors)
-    try:
-        return Health.model_validate(flat)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise HealthRejected(f"invalid health message: {where + ': ' if where else ''}{first['msg']}") from exc
+    return flat
 
 
 def metric_values(health: Health) -> dict[str, tuple[float, str]]:

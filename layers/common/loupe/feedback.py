@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, f
 
 from loupe import aws_errors
 from loupe.aws_clients import S3
+from loupe.finite import as_json_safe, finite_reason
 
 if TYPE_CHECKING:
     from loupe.ingest import Announce
@@ -41,7 +42,7 @@ class FeedbackRejected(ValueError):
 
 
 class LowConfidenceMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     thing: str = Field(min_length=1, max_length=128)
     bucket: str = Field(min_length=3, max_length=63)
@@ -82,6 +83,9 @@ def parse_message(event: Any, raw_bucket: str) -> LowConfidenceMessage:
         raise FeedbackRejected(f"expected a JSON object, got {type(event).__name__}")
     if len(json.dumps(event)) > MAX_MESSAGE_BYTES:
         raise FeedbackRejected(f"message over {MAX_MESSAGE_BYTES} bytes")
+    problem = finite_reason(event)
+    if problem is not None:
+        raise FeedbackRejected(f"invalid low-confidence message: {problem}")
     try:
         message = LowConfidenceMessage.model_validate(event)
     except ValidationError as exc:
@@ -107,12 +111,14 @@ def record_rejection(s3: S3, bucket: str, kind: str, event: Any, reason: str) ->
     now = datetime.now(UTC)
     key = f"{REJECTIONS_PREFIX}/{kind}/{thing}/{now:%Y/%m/%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.json"
     record: dict[str, Any] = {"kind": kind, "thing": thing, "reason": reason, "received": now.isoformat()}
+    event = as_json_safe(event)  # a message refused for its NaN is still kept as standard JSON
     text = json.dumps(event, default=str)
     if len(text) <= MAX_MESSAGE_BYTES:
         record["message"] = event
     else:  # an oversized message is kept in part, as text
         record["message_truncated"] = text[:MAX_MESSAGE_BYTES]
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record, default=str).encode(), ContentType="application/json")
+    body = json.dumps(record, default=str, allow_nan=False).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
     return key
 
 

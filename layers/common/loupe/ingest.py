@@ -1,7 +1,11 @@
 """Ingest: decide whether bytes dropped under ``raw/`` are a usable image, and record the outcome in the ledger.
 
-Validation is by content, never by name: magic bytes first, then the header dimensions are checked against the
-pixel limit *before* any decoding (a decompression bomb is refused from its header), then a full decode. EXIF
+Validation is by content, never by name. Memory is bounded before it is spent: the object's size is checked from
+GetObject's ``ContentLength`` *before* its body is read (and the read is capped at the limit), then magic bytes,
+then the header dimensions against the pixel limit *before* any decoding (a small file that decodes to tens of
+megapixels is refused from its header: "too many pixels"), then a full decode. ``MAX_PIXELS`` keeps the worst
+accepted case (a CMYK, EXIF-rotated JPEG: decode, transpose, conversion) near 280 MB of the ingest function's
+512 MB (``benchmarks/ingest_memory.py``). EXIF
 orientation, CMYK and 16-bit samples are normalised into an upright 8-bit rendition that labeling and training
 use; the ledger key stays the SHA-256 of the uploaded bytes, so the same upload is always the same entry.
 """
@@ -9,6 +13,7 @@ use; the ledger key stays the SHA-256 of the uploaded bytes, so the same upload 
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -34,7 +39,10 @@ Announce = Callable[[str, dict[str, Any]], None]
 _ABSENT_CODES = ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument", "MethodNotAllowed")
 
 MAX_BYTES = 25 * 1024 * 1024
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 24_000_000  # 6000x4000: a 24 MP camera frame; 40 MP decoded and normalised took ~470 MB
+# CopyObject copies objects up to 5 GB in one call; a larger one stays where it is (recorded, not copied)
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
+MAX_COPY_BYTES = 5 * 1024**3
 MIN_SIDE = 32
 MAX_SIDE = 20_000
 
@@ -112,15 +120,22 @@ def inspect_image(data: bytes, limits: Limits = Limits()) -> Inspected:
             header = Image.open(io.BytesIO(data))  # reads the header only
             width, height = header.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"decompression bomb refused from its header: {exc}", "bomb") from exc
+        # Pillow's own check (Image.MAX_IMAGE_PIXELS, ~89 MP: warning, twice that: error), from the header too
+        raise ImageRejected(f"too many pixels (decompression bomb refused from its header): {exc}", "bomb") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(
             f"{fmt.upper()} header does not decode (truncated or corrupt): {_clean(exc)}", "corrupt"
         ) from exc
-    if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+    if width * height > limits.max_pixels:
         raise ImageRejected(
-            f"decompression bomb refused from its header: {width}x{height} pixels "
-            f"(limit {limits.max_pixels} pixels, {limits.max_side} a side)",
+            f"too many pixels: {width}x{height} = {width * height} > limit {limits.max_pixels} "
+            "(decompression bomb refused from its header, not decoded)",
+            "bomb",
+        )
+    if max(width, height) > limits.max_side:
+        raise ImageRejected(
+            f"image too long: {width}x{height} (limit {limits.max_side} pixels a side; "
+            "decompression bomb refused from its header, not decoded)",
             "bomb",
         )
     if min(width, height) < limits.min_side:
@@ -208,25 +223,64 @@ def key_candidates(key: str) -> list[str]:
     return [decoded, key] if decoded != key else [key]
 
 
+FEEDBACK_PREFIX = "raw/feedback/"
+_THING = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+_FEEDBACK_KINDS = ("edge_feedback", "feedback")
+
+
+class OriginMismatch(ImageRejected):
+    """The object's metadata claims an origin its key contradicts; ``origin`` is the one the key proves."""
+
+    def __init__(self, reason: str, origin: dict[str, Any]) -> None:
+        super().__init__(reason, "origin-mismatch")
+        self.origin = origin
+
+
 def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
-    """Origin of an object from its user metadata (``x-amz-meta-loupe-*``); edge feedback when a device says so."""
+    """Origin of an object: its key decides who wrote it, its user metadata (``x-amz-meta-loupe-*``) only adds detail.
+
+    Only a device's credentials write under ``raw/feedback/<thing>/`` (the token exchange role's policy scopes
+    PutObject to ``raw/feedback/${credentials-iot:ThingName}/*``), so the thing of such a key is proven and the
+    metadata's ``device`` is a claim. Metadata that contradicts the key (another device, a feedback origin for an
+    object outside ``raw/feedback/``, another origin for one inside it) raises :class:`OriginMismatch`: the object
+    is rejected with that reason, never recorded as the claimed device's."""
     meta = {k.lower().removeprefix("loupe-"): v for k, v in (metadata or {}).items()}
-    kind = meta.get("origin") or ("edge_feedback" if key.startswith("raw/feedback/") else "upload")
-    origin: dict[str, Any] = {"kind": "edge_feedback" if kind in ("edge_feedback", "feedback") else kind}
-    if origin["kind"] == "edge_feedback":
-        parts = key.split("/")
-        device = meta.get("device") or (parts[2] if len(parts) > 3 else "")
-        origin["device"] = device
-        if "model-version" in meta or "model_version" in meta:
-            origin["model_version"] = meta.get("model-version") or meta.get("model_version")
-        confidence = meta.get("max-confidence") or meta.get("confidence")  # the device sends max-confidence
-        if confidence is not None:
-            try:
-                origin["confidence"] = str(round(float(confidence), 6))
-            except ValueError:
-                origin["confidence_raw"] = confidence[:64]
-        if "reason" in meta:
-            origin["reason"] = meta["reason"][:256]
+    claimed_kind, claimed_device = meta.get("origin"), meta.get("device")
+    if not key.startswith(FEEDBACK_PREFIX):
+        if claimed_kind in _FEEDBACK_KINDS or claimed_device is not None:
+            raise OriginMismatch(
+                f"metadata claims edge feedback from device {str(claimed_device or '')[:128]!r} but the object is "
+                f"not under {FEEDBACK_PREFIX}<thing>/ (where only a device's credentials write)",
+                {"kind": "upload"},
+            )
+        return {"kind": claimed_kind or "upload"}
+    parts = key.split("/")
+    thing = parts[2] if len(parts) > 3 else ""
+    origin: dict[str, Any] = {"kind": "edge_feedback", "device": thing}
+    if not _THING.match(thing):
+        raise OriginMismatch(f"{FEEDBACK_PREFIX}<thing>/<file> names no thing: {key[:256]!r}", origin)
+    if claimed_kind is not None and claimed_kind not in _FEEDBACK_KINDS:
+        raise OriginMismatch(f"metadata claims origin {claimed_kind[:64]!r} for a frame {thing} uploaded", origin)
+    if claimed_device is not None and claimed_device != thing:
+        raise OriginMismatch(
+            f"metadata claims device {claimed_device[:128]!r} but the object was written under "
+            f"{FEEDBACK_PREFIX}{thing}/, the prefix only {thing}'s credentials write",
+            origin,
+        )
+    if "model-version" in meta or "model_version" in meta:
+        origin["model_version"] = meta.get("model-version") or meta.get("model_version")
+    confidence = meta.get("max-confidence") or meta.get("confidence")  # the device sends max-confidence
+    if confidence is not None:
+        try:
+            value = float(confidence)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            origin["confidence"] = str(round(value, 6))
+        else:  # not a number, or NaN/Infinity: kept as the text it was, never as a number
+            origin["confidence_raw"] = confidence[:64]
+    if "reason" in meta:
+        origin["reason"] = meta["reason"][:256]
     return origin
 
 
@@ -303,26 +357,31 @@ def ingest_object(
         )
         return IngestResult(digest, "rejected", created, ref.key, reason=reason)
     key, response = found
-    data = response["Body"].read()
-    origin = origin_from_metadata(key, response.get("Metadata") or {})
-    uri = f"s3://{ref.bucket}/{key}"
+    mismatch: OriginMismatch | None = None
     try:
+        origin = origin_from_metadata(key, response.get("Metadata") or {})
+    except OriginMismatch as exc:
+        mismatch, origin = exc, exc.origin
+    uri = f"s3://{ref.bucket}/{key}"
+    size = int(response.get("ContentLength") or 0)
+    if size > limits.max_bytes:
+        # refused from GetObject's headers: the body is never read (closed, so the connection is not drained).
+        # No bytes, so the entry is keyed by the object's identity, as S3 names it (version, else ETag).
+        _close(response["Body"])
+        identity = f"{uri}#{response.get('VersionId') or response.get('ETag') or ref.version_id or ref.etag or ''}"
+        rej = ImageRejected(f"object too large: {size} bytes > {limits.max_bytes}", "too-large")
+        return _reject(s3, ledger, ref, key, sha256_bytes(identity.encode()), size, rej, origin)
+    # never more than one byte over the limit, whatever ContentLength said
+    data = response["Body"].read(limits.max_bytes + 1)
+    try:
+        if len(data) > limits.max_bytes:
+            _close(response["Body"])
+            raise ImageRejected(f"object too large: over {limits.max_bytes} bytes", "too-large")
+        if mismatch is not None:
+            raise mismatch
         info = inspect_image(data, limits)
     except ImageRejected as rej:
-        digest = sha256_bytes(data)
-        qkey = quarantine_key(key, digest)
-        s3.copy_object(
-            Bucket=ref.bucket,
-            Key=qkey,
-            CopySource={"Bucket": ref.bucket, "Key": key, **({"VersionId": ref.version_id} if ref.version_id else {})},
-            TaggingDirective="REPLACE",
-            Tagging=f"loupe-reason={_url_tag(tag_value(rej.reason))}&loupe-code={rej.code}",
-            MetadataDirective="COPY",
-        )
-        created = ledger.record_rejected(
-            digest, uri, size=len(data), reason=rej.reason, code=rej.code, origin=origin, quarantine=qkey
-        )
-        return IngestResult(digest, "rejected", created, key, reason=rej.reason, quarantined=qkey)
+        return _reject(s3, ledger, ref, key, sha256_bytes(data), max(size, len(data)), rej, origin)
     image_uri = uri
     if info.normalized is not None:
         nkey = f"{NORMALIZED_PREFIX}{info.sha256}.{info.format}"
@@ -338,6 +397,43 @@ def ingest_object(
     if created and announce is not None:
         announce(info.sha256, origin)
     return IngestResult(info.sha256, status, created, key)
+
+
+def _close(body: Any) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+def _reject(
+    s3: S3,
+    ledger: Ledger,
+    ref: ObjectRef,
+    key: str,
+    digest: str,
+    size: int,
+    rej: ImageRejected,
+    origin: dict[str, Any],
+) -> IngestResult:
+    """Copy the object to ``quarantine/`` with its reason as tags (server side: nothing is read here) and record it
+    as rejected. An object over CopyObject's 5 GB stays where it is, recorded with its reason."""
+    uri = f"s3://{ref.bucket}/{key}"
+    qkey = ""
+    if size <= MAX_COPY_BYTES:
+        qkey = quarantine_key(key, digest)
+        version = {"VersionId": ref.version_id} if ref.version_id else {}
+        s3.copy_object(
+            Bucket=ref.bucket,
+            Key=qkey,
+            CopySource={"Bucket": ref.bucket, "Key": key, **version},
+            TaggingDirective="REPLACE",
+            Tagging=f"loupe-reason={_url_tag(tag_value(rej.reason))}&loupe-code={rej.code}",
+            MetadataDirective="COPY",
+        )
+    created = ledger.record_rejected(
+        digest, uri, size=size, reason=rej.reason, code=rej.code, origin=origin, quarantine=qkey
+    )
+    return IngestResult(digest, "rejected", created, key, reason=rej.reason, quarantined=qkey)
 
 
 def _url_tag(value: str) -> str:

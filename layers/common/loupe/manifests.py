@@ -20,6 +20,7 @@ Bounding-box verification output: ``"<attr>": <class index>`` and ``<attr>-metad
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -202,7 +203,7 @@ def parse_output_line(obj: dict[str, Any], attribute: str) -> OutputLabel:
     try:
         width, height = int(sizes[0]["width"]), int(sizes[0]["height"])
         depth = int(sizes[0].get("depth", 3))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: Infinity
         raise ManifestError(f"{source_ref}: bad image_size {sizes[0]!r}") from exc
     class_map = {str(k): str(v) for k, v in (meta.get("class-map") or {}).items()}
     n_classes = max((int(k) for k in class_map), default=-1) + 1
@@ -215,7 +216,12 @@ def parse_output_line(obj: dict[str, Any], attribute: str) -> OutputLabel:
             boxes.append(box)
     except DatasetError as exc:
         raise ManifestError(f"{source_ref}: {exc}") from exc
-    confidences = [float(o.get("confidence", 0.0)) for o in meta.get("objects") or []]
+    try:
+        confidences = [float(o.get("confidence", 0.0)) for o in meta.get("objects") or []]
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ManifestError(f"{source_ref}: bad objects confidence: {exc}") from exc
+    if not all(math.isfinite(c) for c in confidences):
+        raise ManifestError(f"{source_ref}: objects confidence must be finite numbers (NaN and Infinity are refused)")
     return OutputLabel(
         source_ref=source_ref,
         sha256=sha,

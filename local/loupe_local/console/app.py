@@ -7,6 +7,12 @@ pictures the pages draw boxes over are real images read from S3 through the obse
 samples (``/api/models/<version>/evaluation/samples/<file>``) and the uncertain frames devices uploaded
 (``/api/fleet/<thing>/frames/<frame id>/image``).
 Served by werkzeug's threaded server on 127.0.0.1 only (:class:`Console`).
+
+What it serves of S3 was written by others (a device, a training job, whoever uploaded): pixels are served only as
+JPEG or PNG decided by their magic bytes (never by the key's suffix or the stored ContentType, so an ``x.html`` or
+an SVG with a script is refused, not rendered), and every response carries ``X-Content-Type-Options: nosniff`` and
+a Content-Security-Policy that allows this origin's own files only (no inline script or style, no framing). Request
+bodies are capped (``MAX_BODY_BYTES``: 413 with a JSON error).
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from loupe.finite import as_json_safe
+from loupe_local.evaluations import NotAnImage, image_type
 from loupe_local.observer import Observer
 from loupe_local.standins.groundtruth_queue import AnswerError
 
@@ -25,17 +35,63 @@ log = logging.getLogger("loupe_local.console")
 
 PAGES = {"labeling": "Labeling", "models": "Models", "fleet": "Fleet", "loop": "Loop"}
 APPROVAL = {"approve": "Approved", "reject": "Rejected"}
+# the largest request the console takes: an answer with a few hundred boxes is ~30 KB
+MAX_BODY_BYTES = 256 * 1024
+# The pages load console.css and their scripts from /static and fetch /api: nothing inline, nothing from elsewhere.
+# (CSP Level 3: default-src covers script/style/img/connect; frame-ancestors, base-uri, form-action do not fall back
+# to it, so they are named.)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class StandardJSON(DefaultJSONProvider):
+    """What the pages read is standard JSON: a NaN or Infinity in what devices or jobs wrote (an MQTT result, a
+    details.json) is sent as its name, a string, instead of a literal that the browser's JSON.parse refuses (which
+    would leave the whole page unrefreshed)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(as_json_safe(obj), **kwargs)
 
 
 def _error(message: str, status: int = 400) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
+def _image(data: bytes, where: str) -> tuple[Response, int] | Response:
+    """``data`` as the image it is by its content (JPEG or PNG), else a 415 error: never as the type a key names."""
+    try:
+        mime = image_type(data, where)
+    except NotAnImage as exc:
+        return _error(str(exc), 415)
+    return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
+
+
 def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = None) -> Flask:
     """``groundtruth``: the Ground Truth stand-in (its manual task queue); ``assistant``: model-assisted labeling
     (predictions of the deployed model for a task's image), or None."""
     app = Flask(__name__)
+    app.json = StandardJSON(app)
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Any:
+        return _error(f"request body over {MAX_BODY_BYTES} bytes: the console takes answers up to that size", 413)
 
     @app.before_request
     def same_origin_only() -> Any:
@@ -82,10 +138,10 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
         if groundtruth is None:
             return _error("no Ground Truth stand-in in this local AWS", 404)
         try:
-            data, mime = groundtruth.task_image(task_id)
+            data, _ = groundtruth.task_image(task_id)
         except AnswerError as exc:
             return _error(str(exc), exc.status)
-        return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
+        return _image(data, f"the image of task {task_id}")
 
     @app.get("/api/tasks/<task_id>/predictions")
     def task_predictions(task_id: str) -> Any:
@@ -146,12 +202,14 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
         if arn is None:
             return _error(f"model package version {version} is not in group {observer.package_group}", 404)
         try:
-            data, mime = observer.evaluation_sample(arn, relative)
+            data, _ = observer.evaluation_sample(arn, relative)
+        except NotAnImage as exc:
+            return _error(str(exc), 415)
         except ValueError as exc:
             return _error(str(exc), 400)
         except LookupError as exc:
             return _error(str(exc), 404)
-        return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
+        return _image(data, f"sample {relative} of model package {version}")
 
     # ------------------------------------------------------------------ fleet and loop
     @app.get("/api/fleet")
@@ -163,10 +221,12 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
     @app.get("/api/fleet/<thing>/frames/<frame_id>/image")
     def frame_image(thing: str, frame_id: str) -> Any:
         try:
-            data, mime = observer.frame_image(thing, frame_id)
+            data, _ = observer.frame_image(thing, frame_id)
+        except NotAnImage as exc:
+            return _error(str(exc), 415)
         except LookupError as exc:
             return _error(str(exc), 404)
-        return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600"})
+        return _image(data, f"frame {frame_id} of {thing}")
 
     @app.get("/api/loop")
     def loop() -> Any:

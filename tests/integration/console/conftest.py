@@ -49,13 +49,18 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; a test fails when the console's Content-Security-Policy blocked anything it loaded or ran
+    (Chromium reports each violation on the page's console)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    blocked: list[str] = []
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
     try:
         yield page
     finally:
         context.close()
+    assert blocked == [], f"the console's Content-Security-Policy blocked: {blocked}"
 
 
 @pytest.fixture(scope="module")

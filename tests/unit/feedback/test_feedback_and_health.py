@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from loupe.edge_metrics import HealthRejected, metric_values, parse_health
@@ -147,3 +149,39 @@ def test_the_sample_events_are_what_the_rules_hand_the_handlers() -> None:
     assert parse_message(feedback, feedback["bucket"]).source_thing == "loupe-line1-cam1"
     health = parse_health(json.loads((events / "edge_health.json").read_text()))
     assert health.source_thing == health.thing == "loupe-line1-cam1"
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{"fps": %s}',
+        '{"latency_ms": {"p50": 1.0, "p95": %s}}',
+        '{"latency_ms_p95": %s}',
+        '{"dropped": {"outbox_results": %s}}',
+        '{"outbox": {"results": %s}}',
+        '{"errors": {"count": %s}}',
+        '{"mean_top_confidence": %s}',
+    ],
+)
+def test_health_with_a_non_finite_number_is_rejected_with_its_place(template: str, literal: str) -> None:
+    # what the rule hands the function is JSON: Python's json reads NaN/Infinity literals (1e999 is Infinity)
+    message = {"thing": "d", **json.loads(template % literal), **FROM_D}
+    with pytest.raises(HealthRejected, match="not a finite number"):
+        parse_health(message)
+
+
+def test_health_with_an_unreadable_count_is_rejected_not_raised() -> None:
+    with pytest.raises(HealthRejected, match="invalid health message"):
+        parse_health({"thing": "d", "errors": {"count": "many"}, **FROM_D})
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+@pytest.mark.parametrize("field", ["max_confidence", "timestamp"])
+def test_an_announcement_with_a_non_finite_number_is_refused(field: str, literal: str) -> None:
+    message = {**GOOD, field: json.loads(literal)}
+    with pytest.raises(FeedbackRejected, match=f"{field}: not a finite number"):
+        parse_message(message, "raw-bucket")

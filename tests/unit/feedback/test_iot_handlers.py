@@ -111,3 +111,34 @@ def test_the_health_sample_of_a_device_outside_the_fleet_is_rejected(aws: Any) -
     boto3.client("iot").create_thing_group(thingGroupName=ENV["THING_GROUP_NAME"])
     result = load("edge_health").lambda_handler(sample("edge_health.json"), CONTEXT)
     assert result["rejected"] and result["record"]
+
+
+def test_a_feedback_frame_whose_metadata_names_another_device_is_recorded_as_rejected(aws: Any) -> None:
+    event = sample("feedback.json")  # a valid announcement by the thing of the topic, for its own key
+    image = samples.jpeg(seed=418)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=event["bucket"], Key=event["key"], Body=image, Metadata={"device": "loupe-line9-cam9"})
+    result = load("feedback").lambda_handler(event, CONTEXT)
+    assert result["status"] == "rejected" and "claims device 'loupe-line9-cam9'" in result["reason"]
+    uri = f"s3://{event['bucket']}/{event['key']}"
+    (entry,) = [e for e in boto3.resource("dynamodb").Table(LEDGER).scan()["Items"] if uri in e["source_keys"]]
+    assert entry["status"] == "rejected" and entry["reason_code"] == "origin-mismatch"
+    assert entry["origin"]["device"] == event["source_thing"]  # the thing of the key and topic, not the claim
+    assert s3.head_object(Bucket=event["bucket"], Key=result["quarantined"])
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity"])
+def test_a_health_message_with_a_non_finite_number_is_recorded_as_rejected(aws: Any, literal: str) -> None:
+    event = sample("edge_health.json")
+    iot = boto3.client("iot")
+    iot.create_thing_group(thingGroupName=ENV["THING_GROUP_NAME"])
+    iot.create_thing(thingName=event["thing"])
+    iot.add_thing_to_thing_group(thingGroupName=ENV["THING_GROUP_NAME"], thingName=event["thing"])
+    # the payload as Lambda's runtime decodes it: Python's json takes the NaN/Infinity literals
+    event = json.loads(json.dumps(event).replace('"fps": ', f'"fps": {literal}, "was_fps": ', 1))
+    result = load("edge_health").lambda_handler(event, CONTEXT)
+    assert result["rejected"] == "invalid health message: fps: not a finite number (NaN and Infinity are refused)"
+    text = boto3.client("s3").get_object(Bucket=aws.raw_bucket, Key=result["record"])["Body"].read()
+    record = json.loads(text, parse_constant=lambda name: pytest.fail(f"record is not standard JSON: {name}"))
+    assert record["reason"] == result["rejected"] and record["thing"] == event["source_thing"]
+    assert record["message"]["fps"] == literal  # kept, as the name of what was sent

@@ -19,6 +19,9 @@ from loupe_local.observer import MqttFeed
 BUCKET = "artifacts"
 RAW = "raw-bucket"
 THING = "line-1"
+# what the readers decide an image's type by: its first bytes (PNG and JPEG magic), whatever the key says
+PNG_1 = b"\x89PNG\r\n\x1a\n-1"
+JPG_2 = b"\xff\xd8\xff-2"
 
 
 @pytest.fixture
@@ -114,12 +117,12 @@ def test_older_details_leave_the_new_fields_unmeasured() -> None:
 def test_the_reader_reads_details_and_samples_next_to_the_statistics(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="eval/evaluation.json", Body=b"{}")
     s3.put_object(Bucket=BUCKET, Key="eval/details.json", Body=json.dumps({"fp32": {"map50": 0.4}}).encode())
-    s3.put_object(Bucket=BUCKET, Key="eval/samples/a.jpg", Body=b"\xff\xd8jpeg")
+    s3.put_object(Bucket=BUCKET, Key="eval/samples/a.jpg", Body=b"\xff\xd8\xffjpeg")
     reader = EvaluationReader(lambda: s3)
     desc = described(f"s3://{BUCKET}/eval/evaluation.json")
     out = reader.summary(desc)
     assert out["measured"] is True and out["folder"] == f"s3://{BUCKET}/eval" and out["fp32"]["map50"] == 0.4
-    assert reader.sample(desc, "samples/a.jpg") == (b"\xff\xd8jpeg", "image/jpeg")
+    assert reader.sample(desc, "samples/a.jpg") == (b"\xff\xd8\xffjpeg", "image/jpeg")
     with pytest.raises(LookupError, match="does not exist"):
         reader.sample(desc, "samples/b.jpg")
     with pytest.raises(ValueError):
@@ -158,8 +161,8 @@ def test_pixels_exist_only_for_the_uncertain_frames_a_device_uploaded(s3: Any) -
         (THING, "f1"): (RAW, f"raw/feedback/{THING}/f1.png"),
         (THING, "f9"): (RAW, "raw/feedback/line-2/f9.png"),  # not that thing's prefix: ignored
     }
-    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f1.png", Body=b"png-1", ContentType="image/png")
-    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f2.jpg", Body=b"jpg-2")  # upload not announced (yet)
+    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f1.png", Body=PNG_1, ContentType="image/png")
+    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f2.jpg", Body=JPG_2)  # upload not announced (yet)
     pixels = FramePixels(lambda: s3, RAW, lambda thing, frame: announced.get((thing, frame)))
 
     assert pixels.annotate(THING, {"frame_id": "f1", "uncertain": True})["pixels"] == {
@@ -171,8 +174,8 @@ def test_pixels_exist_only_for_the_uncertain_frames_a_device_uploaded(s3: Any) -
     assert pixels.annotate(THING, {"frame_id": "f3", "uncertain": True})["pixels"] == {"missing": NOT_YET}
     assert pixels.annotate(THING, {"frame_id": "f1", "uncertain": False})["pixels"] == {"missing": NOT_SENT}
     assert pixels.key(THING, "f9") is None
-    assert pixels.image(THING, "f1") == (b"png-1", "image/png")
-    assert pixels.image(THING, "f2") == (b"jpg-2", "image/jpeg")
+    assert pixels.image(THING, "f1") == (PNG_1, "image/png")
+    assert pixels.image(THING, "f2") == (JPG_2, "image/jpeg")
     with pytest.raises(LookupError, match="did not upload"):
         pixels.image(THING, "f3")
     assert pixels.key("../x", "f1") is None and pixels.key(THING, "../f1") is None
