@@ -75,7 +75,8 @@ class Preparer:
     def letterbox(self, rgb: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
         ring = self._rings.get(size)
         if ring is None:
-            ring = self._rings[size] = [Preprocessor(size[0], size[1]) for _ in range(RING)]
+            shared: dict = {}  # one set of resize scratch buffers per source size for the whole ring
+            ring = self._rings[size] = [Preprocessor(size[0], size[1], shared) for _ in range(RING)]
         self._next = (self._next + 1) % RING
         return ring[self._next](rgb)
 

@@ -182,16 +182,26 @@ class Preprocessor:
 
     The padding of the buffer is painted once per source size and the resize writes straight into the model's
     input buffer.  The buffer is overwritten by the next call: one instance per thread, and callers finish with
-    a tensor before preprocessing the next frame (the pipeline rotates a ring of instances).
+    a tensor before preprocessing the next frame (the pipeline rotates a ring of instances).  ``resizers`` is a
+    cache of resize tables and scratch buffers that instances used by the same thread may share (only the
+    output tensor has to rotate), so a ring costs one set of scratch buffers, not one per slot.
     """
 
-    def __init__(self, dst_w: int, dst_h: int) -> None:
+    def __init__(self, dst_w: int, dst_h: int, resizers: dict[tuple[int, ...], _Resizer] | None = None) -> None:
         self.dst_w = dst_w
         self.dst_h = dst_h
         self._buf = np.empty((1, 3, dst_h, dst_w), dtype=np.float32)
         self._last: Letterbox | None = None
+        self._resizers = resizers if resizers is not None else {}
         self._resizer: _Resizer | None = None
         self._grey_resizer: _Resizer | None = None
+
+    def _cached(self, src_w: int, src_h: int, new_w: int, new_h: int, channels: int) -> _Resizer:
+        key = (src_w, src_h, new_w, new_h, channels)
+        resizer = self._resizers.get(key)
+        if resizer is None:
+            resizer = self._resizers[key] = _Resizer(src_w, src_h, new_w, new_h, channels)
+        return resizer
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         src_h, src_w = rgb.shape[:2]
@@ -200,8 +210,8 @@ class Preprocessor:
             lb = Letterbox.fit(src_w, src_h, self.dst_w, self.dst_h)
             self._buf.fill(np.float32(PAD_VALUE) / _F255)  # the padding only changes with the source size
             resize = (lb.new_w, lb.new_h) != (src_w, src_h)
-            self._resizer = _Resizer(src_w, src_h, lb.new_w, lb.new_h) if resize else None
-            self._grey_resizer = _Resizer(src_w, src_h, lb.new_w, lb.new_h, channels=1) if resize else None
+            self._resizer = self._cached(src_w, src_h, lb.new_w, lb.new_h, 3) if resize else None
+            self._grey_resizer = self._cached(src_w, src_h, lb.new_w, lb.new_h, 1) if resize else None
             self._last = lb
         region = self._buf[0, :, lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w]
         if self._grey_resizer is not None and is_grey(rgb):
