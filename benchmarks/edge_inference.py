@@ -32,6 +32,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +48,17 @@ def list_images(folder: Path, limit: int) -> list[Path]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def thread_cpu_s() -> dict[int, float]:
+    """CPU seconds of each thread of this process so far (Linux: /proc/self/task/<tid>/schedstat); {} elsewhere."""
+    out = {}
+    for task in Path("/proc/self/task").glob("*") if Path("/proc/self/task").is_dir() else []:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 # -- workers (each in its own process) ---------------------------------------------------------------------
@@ -67,11 +79,12 @@ def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, 
     session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     model = LoadedModel(session, ModelCard("bench", {}, {}), Path(model_path), "fp32", settings)
 
-    def run(paths: list[Path]) -> tuple[float, list]:
+    def run(paths: list[Path]) -> tuple[float, list, dict[str, float]]:
         source = FileListSource(paths)
         prefetch = Prefetcher(source, Preparer(), lambda: (model.input_w, model.input_h))
         stage = InferenceStage(prefetch, lambda: model)
         out = []
+        before = thread_cpu_s()
         t0 = CLOCK()
         stage.start()
         while len(out) < len(paths):
@@ -83,11 +96,18 @@ def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, 
                 continue
             out.append(boxes_from_output(model, done.output, done.letterbox, conf).tolist())
         elapsed = CLOCK() - t0
+        after = thread_cpu_s()
         stage.stop()
-        return elapsed, out
+        # CPU time of each stage's thread (onnxruntime's own pool threads, if any, count as inference)
+        spent = {tid: cpu - before.get(tid, 0.0) for tid, cpu in after.items()}
+        caller = threading.get_native_id()
+        fetch = prefetch._thread.native_id
+        stages = {"caller": spent.get(caller, 0.0), "prefetch": spent.get(fetch, 0.0)}
+        stages["inference"] = sum(v for tid, v in spent.items() if tid not in (caller, fetch))
+        return elapsed, out, stages
 
     run(files[:warmup])
-    elapsed, boxes = run(files)
+    elapsed, boxes, stages = run(files)
     # the same path without the background stages, for the record
     prep = Preparer()
     t0 = CLOCK()
@@ -95,9 +115,13 @@ def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, 
         item = prep.prepare(FileListSource([p]).next(0), (model.input_w, model.input_h))
         run_model(model, item.tensor, item.letterbox, conf)
     sequential = CLOCK() - t0
+    n = len(files)
     return {
-        "fps": len(files) / elapsed,
-        "fps_sequential": len(files) / sequential,
+        "fps": n / elapsed,
+        "fps_sequential": n / sequential,
+        # the busiest stage's CPU time per frame bounds the rate of a device with a core free beside inference
+        "fps_stage_bound": n / max(stages.values()) if stages and max(stages.values()) > 0 else None,
+        "stage_cpu_ms": {k: round(v / n * 1000, 3) for k, v in stages.items()},
         "boxes": boxes,
         "rss_mb": peak_rss_mb(),
     }
@@ -278,6 +302,7 @@ def measure(plan: list[tuple[str, str]], args: argparse.Namespace, loaded: bool)
                 )
     lo, ul, se = best["loupe"], best["ultralytics"], best["session"]
     int8 = best.get("loupe_int8")
+    bound = lo.get("fps_stage_bound")
     return {
         "fps_loupe": round(lo["fps"], 2),
         "fps_ultralytics": round(ul["fps"], 2),
@@ -291,6 +316,14 @@ def measure(plan: list[tuple[str, str]], args: argparse.Namespace, loaded: bool)
         "rss_mb_loupe": round(lo["rss_mb"], 1),
         "rss_mb_loupe_int8": round(int8["rss_mb"], 1) if int8 else None,
         "rss_mb_ultralytics": round(ul["rss_mb"], 1),
+        # --clock cpu: the rate the busiest stage allows (a device with a core free beside the inference thread)
+        "fps_loupe_stage_bound": round(bound, 2) if bound else None,
+        "speedup_stage_bound": round(bound / ul["fps"], 3) if bound else None,
+        "overhead_vs_session_stage_bound": round(se["fps"] / bound, 3) if bound else None,
+        "speedup_int8_stage_bound": round(int8["fps_stage_bound"] / ul["fps"], 3)
+        if int8 and int8.get("fps_stage_bound")
+        else None,
+        "stage_cpu_ms_per_frame": lo.get("stage_cpu_ms"),
     }
 
 
