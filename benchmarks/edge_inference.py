@@ -14,8 +14,13 @@ path) and the same images:
 
 Each path runs in its own subprocess (so each one's peak RSS is its own), ``--rounds`` times, interleaved; the
 best round of each path is kept (the least disturbed by other load on the machine).  Printed fields: fps_loupe,
-fps_ultralytics, speedup, overhead_vs_session, box_match_rate, speedup_int8, int8_box_agreement, rss_mb_loupe,
-rss_mb_ultralytics, then ``loaded`` (the same fields measured with the other core busy) and ``machine``.
+fps_ultralytics, fps_session, speedup, overhead_vs_session, box_match_rate, speedup_int8, int8_box_agreement,
+rss_mb_loupe(_int8), rss_mb_ultralytics; with ``--clock cpu`` also the per-thread CPU time of the Loupe path
+(``stage_cpu_ms_per_frame``: caller, prefetch, inference) and the rates its busiest thread allows
+(``*_stage_bound``: a device with a core free beside the inference thread); then ``loaded`` (the same fields
+measured with the other core busy) and ``machine``.
+
+On a machine shared with other work, use ``--clock cpu``: wall-clock rounds swing with the neighbours' load.
 
 ``--load``: ``idle`` measures as the machine is; ``loaded`` starts a fixed synthetic load for each measured
 process: one busy-looping process pinned to the last CPU (a device whose other core runs something else), which
