@@ -1,21 +1,31 @@
 """Edge inference benchmark: Loupe's component path vs Ultralytics' ONNX predict vs a bare ``session.run``.
 
-    python benchmarks/edge_inference.py --model M.onnx [--int8 M_int8.onnx] --images DIR [--json]
+    python benchmarks/edge_inference.py --model M.onnx [--int8 M_int8.onnx] --images DIR [--load both] [--json]
 
 Paths, all at the same onnxruntime thread count (``--threads``, default: onnxruntime's own default for every
 path) and the same images:
 
 * ``loupe``       the component's path: file read → decode → letterbox → ORT → decode/NMS → boxes in source
-                  pixels, with the component's prefetch stage (read/decode/letterbox of frame n+1 overlaps the
-                  inference of frame n), exactly as ``EdgeApp`` runs it;
+                  pixels, with the component's stages exactly as ``EdgeApp`` runs them: the prefetch thread
+                  prepares frame n+2 and the caller decodes frame n while frame n+1 is in ``session.run``;
 * ``ultralytics`` ``ultralytics.YOLO(M.onnx).predict(path)`` per image (what the reference devices run);
 * ``session``     a bare ``session.run`` on a ready, letterboxed tensor: the floor the model itself sets;
 * ``loupe_int8``  the Loupe path on the INT8 model.
 
 Each path runs in its own subprocess (so each one's peak RSS is its own), ``--rounds`` times, interleaved; the
 best round of each path is kept (the least disturbed by other load on the machine).  Printed fields: fps_loupe,
-fps_ultralytics, speedup, overhead_vs_session, box_match_rate, speedup_int8, int8_box_agreement, rss_mb_loupe,
-rss_mb_ultralytics.
+fps_ultralytics, fps_session, speedup, overhead_vs_session, box_match_rate, speedup_int8, int8_box_agreement,
+rss_mb_loupe(_int8), rss_mb_ultralytics; with ``--clock cpu`` also the per-thread CPU time of the Loupe path
+(``stage_cpu_ms_per_frame``: caller, prefetch, inference) and the rates its busiest thread allows
+(``*_stage_bound``: a device with a core free beside the inference thread); then ``loaded`` (the same fields
+measured with the other core busy) and ``machine``.
+
+On a machine shared with other work, use ``--clock cpu``: wall-clock rounds swing with the neighbours' load.
+
+``--load``: ``idle`` measures as the machine is; ``loaded`` starts a fixed synthetic load for each measured
+process: one busy-looping process pinned to the last CPU (a device whose other core runs something else), which
+ends with the measurement and in any case after ``--load-seconds``; ``both`` (default) runs the idle rounds, then
+the loaded ones, and reports both ratios.
 """
 
 from __future__ import annotations
@@ -23,9 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,12 +55,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def thread_cpu_s() -> dict[int, float]:
+    """CPU seconds of each thread of this process so far (Linux: /proc/self/task/<tid>/schedstat); {} elsewhere."""
+    out = {}
+    for task in Path("/proc/self/task").glob("*") if Path("/proc/self/task").is_dir() else []:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 # -- workers (each in its own process) ---------------------------------------------------------------------
 def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, iou: float, warmup: int) -> dict:
     sys.path.insert(0, str(REPO / "edge_component" / "inference"))
     import onnxruntime as ort
 
-    from loupe_edge.engine import Prefetcher, Preparer, run_model
+    from loupe_edge.engine import InferenceStage, Prefetcher, Preparer, boxes_from_output, run_model
     from loupe_edge.model import LoadedModel, ModelCard, ModelSettings
     from loupe_edge.sources import FileListSource
 
@@ -61,37 +84,50 @@ def worker_loupe(model_path: str, files: list[Path], threads: int, conf: float, 
     session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     model = LoadedModel(session, ModelCard("bench", {}, {}), Path(model_path), "fp32", settings)
 
-    def run(paths: list[Path]) -> tuple[float, list]:
+    def run(paths: list[Path]) -> tuple[float, list, dict[str, float]]:
         source = FileListSource(paths)
         prefetch = Prefetcher(source, Preparer(), lambda: (model.input_w, model.input_h))
+        stage = InferenceStage(prefetch, lambda: model)
         out = []
+        before = thread_cpu_s()
         t0 = CLOCK()
-        prefetch.start()
+        stage.start()
         while len(out) < len(paths):
-            item = prefetch.get(1.0)
-            if item is None:
+            done = stage.get(1.0)
+            if done is None:
                 continue
-            if item.error:
+            if done.item.error or done.error:
                 out.append([])
                 continue
-            res = run_model(model, item.tensor, item.letterbox, conf)
-            out.append(res.boxes.tolist())
+            out.append(boxes_from_output(model, done.output, done.letterbox, conf).tolist())
         elapsed = CLOCK() - t0
-        prefetch.stop()
-        return elapsed, out
+        after = thread_cpu_s()
+        stage.stop()
+        # CPU time of each stage's thread (onnxruntime's own pool threads, if any, count as inference)
+        spent = {tid: cpu - before.get(tid, 0.0) for tid, cpu in after.items()}
+        caller = threading.get_native_id()
+        fetch = prefetch._thread.native_id
+        stages = {"caller": spent.get(caller, 0.0), "prefetch": spent.get(fetch, 0.0)}
+        stages["inference"] = sum(v for tid, v in spent.items() if tid not in (caller, fetch))
+        return elapsed, out, stages
 
     run(files[:warmup])
-    elapsed, boxes = run(files)
-    # the same path without the prefetch stage, for the record
+    elapsed, boxes, stages = run(files)
+    # the same path without the background stages, for the record
     prep = Preparer()
     t0 = CLOCK()
     for p in files:
         item = prep.prepare(FileListSource([p]).next(0), (model.input_w, model.input_h))
         run_model(model, item.tensor, item.letterbox, conf)
     sequential = CLOCK() - t0
+    n = len(files)
+    busiest = max(stages.values(), default=0.0)
     return {
-        "fps": len(files) / elapsed,
-        "fps_sequential": len(files) / sequential,
+        "fps": n / elapsed,
+        "fps_sequential": n / sequential,
+        # the busiest stage's CPU time per frame bounds the rate of a device with a core free beside inference
+        "fps_stage_bound": n / busiest if CLOCK is time.process_time and busiest > 0 else None,
+        "stage_cpu_ms": {k: round(v / n * 1000, 3) for k, v in stages.items()},
         "boxes": boxes,
         "rss_mb": peak_rss_mb(),
     }
@@ -157,7 +193,37 @@ WORKERS = {"loupe": worker_loupe, "ultralytics": worker_ultralytics, "session": 
 
 
 # -- orchestration -----------------------------------------------------------------------------------------
-def run_worker(kind: str, model: str, args: argparse.Namespace) -> dict:
+BUSY_LOOP = """
+import os, sys, time
+cpu = int(sys.argv[1]); deadline = time.monotonic() + float(sys.argv[2])
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {cpu})
+x = 0
+while time.monotonic() < deadline:
+    for _ in range(100000):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+"""
+
+
+class SyntheticLoad:
+    """One busy-looping process pinned to the last CPU, bounded in time (it exits by itself at the deadline)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.cpu = max((os.cpu_count() or 1) - 1, 0)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> SyntheticLoad:
+        self.proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(self.cpu), str(self.seconds)])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def run_worker(kind: str, model: str, args: argparse.Namespace, loaded: bool = False) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -181,7 +247,11 @@ def run_worker(kind: str, model: str, args: argparse.Namespace) -> dict:
         args.clock,
     ]
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if loaded:
+        with SyntheticLoad(args.load_seconds):
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    else:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -202,6 +272,68 @@ def match_rate(ref_boxes: list, other_boxes: list, iou_min: float, conf_tol: flo
     return matched / total if total else 1.0
 
 
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import onnxruntime
+
+    model_name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model_name,
+        "cpus": os.cpu_count(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def measure(plan: list[tuple[str, str]], args: argparse.Namespace, loaded: bool) -> dict:
+    best: dict[str, dict] = {}
+    label = "loaded" if loaded else "idle"
+    for r in range(args.rounds):
+        for name, model in plan:
+            res = run_worker(name.removesuffix("_int8"), model, args, loaded)
+            if name not in best or res["fps"] > best[name]["fps"]:
+                best[name] = res
+            if not args.json:
+                print(
+                    f"{label} round {r + 1} {name}: {res['fps']:.2f} fps, rss {res['rss_mb']:.0f} MB", file=sys.stderr
+                )
+    lo, ul, se = best["loupe"], best["ultralytics"], best["session"]
+    int8 = best.get("loupe_int8")
+    bound = lo.get("fps_stage_bound")
+    return {
+        "fps_loupe": round(lo["fps"], 2),
+        "fps_ultralytics": round(ul["fps"], 2),
+        "fps_session": round(se["fps"], 2),
+        "fps_loupe_without_stages": round(lo["fps_sequential"], 2),
+        "speedup": round(lo["fps"] / ul["fps"], 3),
+        "overhead_vs_session": round(se["fps"] / lo["fps"], 3),
+        "box_match_rate": round(match_rate(ul["boxes"], lo["boxes"], 0.9, 0.01), 4),
+        "speedup_int8": round(int8["fps"] / ul["fps"], 3) if int8 else None,
+        "int8_box_agreement": round(match_rate(lo["boxes"], int8["boxes"], 0.5, None), 4) if int8 else None,
+        "rss_mb_loupe": round(lo["rss_mb"], 1),
+        "rss_mb_loupe_int8": round(int8["rss_mb"], 1) if int8 else None,
+        "rss_mb_ultralytics": round(ul["rss_mb"], 1),
+        # --clock cpu only: the rate the busiest stage allows (a device with a core free beside the inference
+        # thread), in frames per CPU second of that stage's thread, against the other paths' CPU clock
+        "fps_loupe_stage_bound": round(bound, 2) if bound else None,
+        "speedup_stage_bound": round(bound / ul["fps"], 3) if bound else None,
+        "overhead_vs_session_stage_bound": round(se["fps"] / bound, 3) if bound else None,
+        "speedup_int8_stage_bound": round(int8["fps_stage_bound"] / ul["fps"], 3)
+        if int8 and int8.get("fps_stage_bound")
+        else None,
+        "stage_cpu_ms_per_frame": lo.get("stage_cpu_ms"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="FP32 ONNX model (static input shape)")
@@ -218,7 +350,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=["wall", "cpu"],
         default="wall",
         help="wall: frames per second of wall time (a dedicated device); cpu: per process CPU second, all threads "
-        "counted (comparable on a machine busy with other work; the prefetch overlap then earns nothing)",
+        "counted (comparable on a machine busy with other work; the overlap of the stages then earns nothing)",
+    )
+    p.add_argument(
+        "--load",
+        choices=["idle", "loaded", "both"],
+        default="both",
+        help="measure as the machine is, with the last CPU kept busy by a synthetic load, or both (default)",
+    )
+    p.add_argument(
+        "--load-seconds", type=float, default=300.0, help="upper bound of each synthetic load process's life"
     )
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -236,37 +377,17 @@ def main(argv: list[str] | None = None) -> int:
     plan = [("loupe", args.model), ("ultralytics", args.model), ("session", args.model)]
     if args.int8:
         plan.append(("loupe_int8", args.int8))
-    best: dict[str, dict] = {}
-    for r in range(args.rounds):
-        for name, model in plan:
-            res = run_worker(name.removesuffix("_int8"), model, args)
-            if name not in best or res["fps"] > best[name]["fps"]:
-                best[name] = res
-            if not args.json:
-                print(f"round {r + 1} {name}: {res['fps']:.2f} fps, rss {res['rss_mb']:.0f} MB", file=sys.stderr)
-    lo, ul, se = best["loupe"], best["ultralytics"], best["session"]
+    about = machine()
+    idle = measure(plan, args, loaded=False) if args.load in ("idle", "both") else None
+    loaded = measure(plan, args, loaded=True) if args.load in ("loaded", "both") else None
     result = {
-        "fps_loupe": round(lo["fps"], 2),
-        "fps_ultralytics": round(ul["fps"], 2),
-        "speedup": round(lo["fps"] / ul["fps"], 3),
-        "overhead_vs_session": round(se["fps"] / lo["fps"], 3),
-        "box_match_rate": round(match_rate(ul["boxes"], lo["boxes"], 0.9, 0.01), 4),
-        "speedup_int8": round(best["loupe_int8"]["fps"] / ul["fps"], 3) if args.int8 else None,
-        "int8_box_agreement": round(match_rate(lo["boxes"], best["loupe_int8"]["boxes"], 0.5, None), 4)
-        if args.int8
-        else None,
-        "rss_mb_loupe": round(lo["rss_mb"], 1),
-        "rss_mb_ultralytics": round(ul["rss_mb"], 1),
+        **(idle or {}),
+        "loaded": loaded,
+        "images": len(files),
+        "threads": args.threads or "onnxruntime default",
+        "clock": args.clock,
+        "machine": about,
     }
-    if not args.json:
-        extra = {
-            "images": len(files),
-            "threads": args.threads or "onnxruntime default",
-            "clock": args.clock,
-            "fps_session": round(se["fps"], 2),
-            "fps_loupe_without_prefetch": round(lo["fps_sequential"], 2),
-        }
-        print(json.dumps(extra), file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -1,7 +1,8 @@
 """The inference component: frames in, results and feedback out, never losing either within the outbox bound.
 
-Threads: a prefetch stage (read, decode, letterbox), the inference loop (this module's :meth:`EdgeApp.step`), one
-sender per outbox queue (results → MQTT, uploads → S3 then MQTT), a health publisher and a model watcher.
+Threads: a prefetch stage (read, decode, letterbox), an inference stage (``session.run``, one frame ahead), the
+frame loop (this module's :meth:`EdgeApp.step`: decode/NMS, result, feedback, shadow), one sender per outbox queue
+(results → MQTT, uploads → S3 then MQTT), a health publisher and a model watcher.
 Everything that leaves the device passes through the disk outbox first; a frame leaves its source only after its
 result (and, if sampled, its image) is in the outbox.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from loupe_edge import formats
 from loupe_edge.config import Config
-from loupe_edge.engine import Prefetcher, Prepared, Preparer, run_model
+from loupe_edge.engine import InferenceStage, Inferred, Prefetcher, Preparer, boxes_from_output, run_model
 from loupe_edge.feedback import FeedbackSampler
 from loupe_edge.manager import ModelManager, ModelSource
 from loupe_edge.model import LoadedModel, ModelError, ModelSettings, load_model
@@ -97,8 +98,11 @@ class EdgeApp:
             on_failure=self._on_model_failure,
         )
         self.preparer = Preparer(cfg.get("source.maxPixels"))
-        self._local_preparer = Preparer(cfg.get("source.maxPixels"))  # main-thread re-letterboxing
+        self._local_preparer = Preparer(cfg.get("source.maxPixels"))  # main-thread re-letterboxing (shadow)
         self.prefetch = Prefetcher(self.source, self.preparer, self._input_size)
+        self.inference = InferenceStage(
+            self.prefetch, lambda: self.manager.current, Preparer(cfg.get("source.maxPixels"))
+        )
         self._apply_runtime_config(cfg)
         self.shadow_stats = ShadowStats()
         self.shadow: LoadedModel | None = None
@@ -213,7 +217,7 @@ class EdgeApp:
         self._spawn("loupe-send-results", self._send_results)
         self._spawn("loupe-send-uploads", self._send_uploads)
         self._spawn("loupe-health", self._health_loop)
-        self.prefetch.start()
+        self.inference.start()
 
     def _spawn(self, name: str, fn) -> None:
         t = threading.Thread(target=fn, name=name, daemon=True)
@@ -231,7 +235,7 @@ class EdgeApp:
 
     def stop(self) -> None:
         self._stop.set()
-        self.prefetch.stop()
+        self.inference.stop()
         self.source.close()
         self.manager.stop()
         self._health_now.set()
@@ -241,9 +245,10 @@ class EdgeApp:
 
     # -- the per-frame path ---------------------------------------------------------------------------
     def step(self, timeout: float = 0.5) -> FrameOutcome | None:
-        item = self.prefetch.get(timeout)
-        if item is None:
+        done = self.inference.get(timeout)
+        if done is None:
             return None
+        item = done.item
         if item.error is not None:
             self.stats.count("rejected_frames")
             if item.raw.data is not None and formats.sniff(item.raw.data) is None:
@@ -251,21 +256,19 @@ class EdgeApp:
             self.stats.error(f"frame {item.raw.name}: {item.error}")
             self.source.reject(item.raw, item.error)
             return None
-        return self.process(item)
+        if done.error is not None:  # the frame stays in its source; run() logs and counts it
+            raise RuntimeError(f"frame {item.raw.name}: {done.error}")
+        return self.process(done)
 
-    def process(self, item: Prepared) -> FrameOutcome | None:
-        """Infer on one prepared frame and store its result (and feedback image) in the outbox; None when the
-        outbox refused the write: the frame goes back to its source for a later try."""
-        model = self.manager.current  # read once: a swap takes effect on the next frame
-        assert model is not None and item.rgb is not None
-        tensor, lb, pre_ms = item.tensor, item.letterbox, item.preprocess_ms
-        if tensor is None or lb is None or tensor.shape[2:] != (model.input_h, model.input_w):
-            t0 = time.perf_counter()  # the model changed input size since this frame was prepared
-            tensor, lb = self._local_preparer.letterbox(item.rgb, (model.input_w, model.input_h))
-            pre_ms += (time.perf_counter() - t0) * 1000
-        res = run_model(model, tensor, lb, self.decode_threshold)
+    def process(self, done: Inferred) -> FrameOutcome | None:
+        """Everything after ``session.run`` for one frame (it runs while the next frame is in the session): store its
+        result (and feedback image) in the outbox; None when the outbox refused the write: the frame goes back to its
+        source for a later try."""
+        item, model, tensor, lb = done.item, done.model, done.tensor, done.letterbox
+        assert model is not None and done.output is not None and tensor is not None and lb is not None
+        assert item.rgb is not None
         t_post = time.perf_counter()
-        dets = res.boxes
+        dets = boxes_from_output(model, done.output, lb, self.decode_threshold)
         scores = dets[:, 4] if dets.shape[0] else np.zeros(0, dtype=np.float32)
         shown = dets[scores > self.settings.conf_threshold] if dets.shape[0] else dets
         verdict = self._verdict(shown)
@@ -273,8 +276,8 @@ class EdgeApp:
         frame = item.raw
         latency = {
             "read": round(item.read_ms, 3),
-            "preprocess": round(pre_ms, 3),
-            "infer": round(res.infer_ms, 3),
+            "preprocess": round(done.preprocess_ms, 3),
+            "infer": round(done.infer_ms, 3),
             "postprocess": 0.0,
         }
         message = {
@@ -299,7 +302,7 @@ class EdgeApp:
             "uncertain": decision.uncertain,
             "latency_ms": latency,
         }
-        latency["postprocess"] = round(res.postprocess_ms + (time.perf_counter() - t_post) * 1000, 3)
+        latency["postprocess"] = round((time.perf_counter() - t_post) * 1000, 3)
         latency["total"] = round(sum(latency.values()), 3)
         payload = self._encode(message)
         entries = [(RESULTS, {"topic": self.cfg.topic("inference")}, payload)]

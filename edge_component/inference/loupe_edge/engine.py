@@ -1,8 +1,15 @@
 """The per-frame inference path: decode → letterbox → onnxruntime → decode/NMS → boxes in source pixels.
 
-``Prefetcher`` runs reading, decoding and letterboxing of the next frame in a background thread while the current
-frame is in ``session.run`` (onnxruntime releases the GIL), so the camera/file I/O and preprocessing overlap the
-model's compute.  Tensors live in a small ring of preallocated buffers, so nothing is copied between the stages.
+Three stages, each in its own thread, one frame apart::
+
+    Prefetcher (read, decode, letterbox: frame n+2) ─► InferenceStage (session.run: frame n+1) ─► caller (decode/NMS,
+                                                                                                result, outbox: frame n)
+
+onnxruntime, Pillow's decoders and numpy's loops release the GIL, so on a device with a core beside the inference
+thread the preparation of the next frame and the bookkeeping of the previous one both overlap ``session.run``: the
+per-frame cost approaches the session's own.  Tensors live in a ring of preallocated buffers (one per frame that can
+be in flight), so nothing is copied between the stages; a frame is prepared once and its tensor feeds the
+production model and, when its input size is the same, the shadow model.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from loupe_edge.sources import FrameSource, RawFrame
 
 log = logging.getLogger(__name__)
 
-RING = 3  # buffers in flight: one being filled, one queued, one in inference
+# Buffers in flight: one being filled, one queued for inference, one in session.run, one queued for the caller,
+# one with the caller (production decode + the shadow model, which reads the same tensor), one spare.
+RING = 6
 
 
 @dataclass
@@ -66,7 +75,8 @@ class Preparer:
     def letterbox(self, rgb: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
         ring = self._rings.get(size)
         if ring is None:
-            ring = self._rings[size] = [Preprocessor(size[0], size[1]) for _ in range(RING)]
+            shared: dict = {}  # one set of resize scratch buffers per source size for the whole ring
+            ring = self._rings[size] = [Preprocessor(size[0], size[1], shared) for _ in range(RING)]
         self._next = (self._next + 1) % RING
         return ring[self._next](rgb)
 
@@ -80,14 +90,20 @@ class Preparer:
         return Prepared(raw, rgb, tensor, lb, raw.read_ms, (time.perf_counter() - t0) * 1000)
 
 
-def run_model(model: LoadedModel, tensor: np.ndarray, lb: Letterbox, decode_threshold: float) -> Inference:
-    t0 = time.perf_counter()
-    out = model.infer(tensor)
-    t1 = time.perf_counter()
+def boxes_from_output(model: LoadedModel, out: np.ndarray, lb: Letterbox, decode_threshold: float) -> np.ndarray:
+    """Decode + NMS of one raw model output, boxes mapped back to source pixels."""
     s = model.settings
     dets = decode_yolo(out, decode_threshold, s.iou_threshold, s.max_detections)
     if dets.shape[0]:
         dets[:, :4] = lb.to_source(dets[:, :4])
+    return dets
+
+
+def run_model(model: LoadedModel, tensor: np.ndarray, lb: Letterbox, decode_threshold: float) -> Inference:
+    t0 = time.perf_counter()
+    out = model.infer(tensor)
+    t1 = time.perf_counter()
+    dets = boxes_from_output(model, out, lb, decode_threshold)
     t2 = time.perf_counter()
     return Inference(dets, (t1 - t0) * 1000, (t2 - t1) * 1000)
 
@@ -147,4 +163,96 @@ class Prefetcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Inferred:
+    """A prepared frame after ``session.run`` of the production model (``output``), or why it has none."""
+
+    item: Prepared
+    model: LoadedModel | None = None
+    output: np.ndarray | None = None
+    tensor: np.ndarray | None = None
+    letterbox: Letterbox | None = None
+    preprocess_ms: float = 0.0
+    infer_ms: float = 0.0
+    error: str | None = None  # inference failed (the frame's own error, if any, is item.error)
+
+
+class InferenceStage:
+    """Background stage: ``session.run`` of the current model on prefetched frames, one frame ahead of the caller.
+
+    The caller (the component's loop, the benchmark) takes :class:`Inferred` frames in order with :meth:`get` and
+    does the decoding, NMS and bookkeeping of frame n while frame n+1 is in the session.  The model is read once
+    per frame, so a hot swap takes effect between two frames.  A frame prepared for another input size (the model
+    changed size since) is letterboxed again here, from its decoded pixels.
+    """
+
+    def __init__(
+        self,
+        prefetch: Prefetcher,
+        current_model: Callable[[], LoadedModel | None],
+        preparer: Preparer | None = None,
+        depth: int = 1,
+    ) -> None:
+        self.prefetch = prefetch
+        self.current_model = current_model
+        self.preparer = preparer or Preparer()
+        self.queue: queue.Queue[Inferred] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loupe-infer", daemon=True)
+
+    def start(self) -> None:
+        self.prefetch.start()
+        self._thread.start()
+
+    def infer(self, item: Prepared) -> Inferred:
+        """Run the current model on one prepared frame (what the thread does; callable directly)."""
+        if item.error is not None:
+            return Inferred(item)
+        model = self.current_model()
+        while model is None and not self._stop.is_set():  # frames are only prefetched once a model exists
+            self._stop.wait(0.05)
+            model = self.current_model()
+        if model is None:
+            return Inferred(item, error="stopped before a model was loaded")
+        tensor, lb, pre_ms = item.tensor, item.letterbox, item.preprocess_ms
+        if tensor is None or lb is None or tensor.shape[2:] != (model.input_h, model.input_w):
+            assert item.rgb is not None
+            t0 = time.perf_counter()
+            tensor, lb = self.preparer.letterbox(item.rgb, (model.input_w, model.input_h))
+            pre_ms += (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        try:
+            out = model.infer(tensor)
+        except Exception as exc:  # a failing run is reported for this frame; the stage keeps going
+            return Inferred(item, model, None, tensor, lb, pre_ms, error=f"inference failed: {exc!r}")
+        return Inferred(item, model, out, tensor, lb, pre_ms, (time.perf_counter() - t0) * 1000)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.prefetch.get(0.5)
+            if item is None:
+                continue
+            try:
+                done = self.infer(item)
+            except Exception as exc:  # never let one frame kill the stage
+                done = Inferred(item, error=f"inference failed: {exc!r}")
+            while not self._stop.is_set():
+                try:
+                    self.queue.put(done, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def get(self, timeout: float) -> Inferred | None:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.prefetch.stop()
         self._thread.join(timeout=5)

@@ -125,28 +125,33 @@ class _Resizer:
     """Bilinear resize of HxWx3 uint8 to new_h x new_w, bit-exact with ``cv2.resize(..., INTER_LINEAR)`` when
     shrinking (OpenCV's fixed-point arithmetic: 11-bit weights, horizontal pass, ``>> 4``, vertical pass with
     ``>> 16`` per term, ``(+2) >> 2``), in numpy with preallocated buffers.  Being exact matters: a one-grey-level
-    difference is enough to flip a detection that sits on the confidence threshold or an NMS tie."""
+    difference is enough to flip a detection that sits on the confidence threshold or an NMS tie.
 
-    def __init__(self, src_w: int, src_h: int, new_w: int, new_h: int) -> None:
+    ``channels=1`` resizes the first channel only (of the same HxWx3 input): for a grey frame (R = G = B) that is
+    the whole result at a third of the work, since OpenCV treats the channels independently."""
+
+    def __init__(self, src_w: int, src_h: int, new_w: int, new_h: int, channels: int = 3) -> None:
         x0, x1, wx0, wx1 = _axis_table(src_w, new_w)
         y0, y1, wy0, wy1 = _axis_table(src_h, new_h)
-        ch = np.arange(3)
+        ch = np.arange(channels)
+        self.channels = channels
         self.src_w, self.src_h, self.new_w, self.new_h = src_w, src_h, new_w, new_h
         self.xi0 = (x0[:, None] * 3 + ch).ravel()
         self.xi1 = (x1[:, None] * 3 + ch).ravel()
-        self.wx0 = np.repeat(wx0, 3)[None, :]
-        self.wx1 = np.repeat(wx1, 3)[None, :]
+        self.wx0 = np.repeat(wx0, channels)[None, :]
+        self.wx1 = np.repeat(wx1, channels)[None, :]
         self.y0, self.y1 = y0, y1
         self.wy0, self.wy1 = wy0[:, None], wy1[:, None]
-        self._g0 = np.empty((src_h, new_w * 3), np.uint8)
-        self._g1 = np.empty((src_h, new_w * 3), np.uint8)
-        self._h = np.empty((src_h, new_w * 3), np.int32)
-        self._t = np.empty((src_h, new_w * 3), np.int32)
-        self._r0 = np.empty((new_h, new_w * 3), np.int32)
-        self._r1 = np.empty((new_h, new_w * 3), np.int32)
+        row = new_w * channels
+        self._g0 = np.empty((src_h, row), np.uint8)
+        self._g1 = np.empty((src_h, row), np.uint8)
+        self._h = np.empty((src_h, row), np.int32)
+        self._t = np.empty((src_h, row), np.int32)
+        self._r0 = np.empty((new_h, row), np.int32)
+        self._r1 = np.empty((new_h, row), np.int32)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """Returns the resized image as int32 (new_h, new_w, 3) in 0..255 (a view of an internal buffer)."""
+        """Returns the resized image as int32 (new_h, new_w, channels) in 0..255 (a view of an internal buffer)."""
         flat = np.ascontiguousarray(rgb).reshape(self.src_h, self.src_w * 3)
         g0, g1, h, t, r0, r1 = self._g0, self._g1, self._h, self._t, self._r0, self._r1
         np.take(flat, self.xi0, axis=1, out=g0)
@@ -164,7 +169,17 @@ class _Resizer:
         np.add(r0, r1, out=r0)
         np.add(r0, 2, out=r0)
         np.right_shift(r0, 2, out=r0)
-        return r0.reshape(self.new_h, self.new_w, 3)
+        return r0.reshape(self.new_h, self.new_w, self.channels)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when every pixel has R = G = B (a monochrome camera, or a grey JPEG decoded to RGB).  A colour frame
+    is usually told apart by its first row, so the full check is only paid by frames that are grey."""
+    flat = rgb.reshape(rgb.shape[0], -1)
+    first = flat[:1]
+    if not (np.array_equal(first[:, 0::3], first[:, 1::3]) and np.array_equal(first[:, 1::3], first[:, 2::3])):
+        return False
+    return bool(np.array_equal(flat[:, 0::3], flat[:, 1::3]) and np.array_equal(flat[:, 1::3], flat[:, 2::3]))
 
 
 class Preprocessor:
@@ -172,15 +187,26 @@ class Preprocessor:
 
     The padding of the buffer is painted once per source size and the resize writes straight into the model's
     input buffer.  The buffer is overwritten by the next call: one instance per thread, and callers finish with
-    a tensor before preprocessing the next frame (the pipeline rotates a ring of instances).
+    a tensor before preprocessing the next frame (the pipeline rotates a ring of instances).  ``resizers`` is a
+    cache of resize tables and scratch buffers that instances used by the same thread may share (only the
+    output tensor has to rotate), so a ring costs one set of scratch buffers, not one per slot.
     """
 
-    def __init__(self, dst_w: int, dst_h: int) -> None:
+    def __init__(self, dst_w: int, dst_h: int, resizers: dict[tuple[int, ...], _Resizer] | None = None) -> None:
         self.dst_w = dst_w
         self.dst_h = dst_h
         self._buf = np.empty((1, 3, dst_h, dst_w), dtype=np.float32)
         self._last: Letterbox | None = None
+        self._resizers = resizers if resizers is not None else {}
         self._resizer: _Resizer | None = None
+        self._grey_resizer: _Resizer | None = None
+
+    def _cached(self, src_w: int, src_h: int, new_w: int, new_h: int, channels: int) -> _Resizer:
+        key = (src_w, src_h, new_w, new_h, channels)
+        resizer = self._resizers.get(key)
+        if resizer is None:
+            resizer = self._resizers[key] = _Resizer(src_w, src_h, new_w, new_h, channels)
+        return resizer
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         src_h, src_w = rgb.shape[:2]
@@ -189,10 +215,17 @@ class Preprocessor:
             lb = Letterbox.fit(src_w, src_h, self.dst_w, self.dst_h)
             self._buf.fill(np.float32(PAD_VALUE) / _F255)  # the padding only changes with the source size
             resize = (lb.new_w, lb.new_h) != (src_w, src_h)
-            self._resizer = _Resizer(src_w, src_h, lb.new_w, lb.new_h) if resize else None
+            self._resizer = self._cached(src_w, src_h, lb.new_w, lb.new_h, 3) if resize else None
+            self._grey_resizer = self._cached(src_w, src_h, lb.new_w, lb.new_h, 1) if resize else None
             self._last = lb
-        pixels = self._resizer(rgb) if self._resizer is not None else rgb
         region = self._buf[0, :, lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w]
+        if self._grey_resizer is not None and is_grey(rgb):
+            # the same pixels as the 3-channel path, computed once and copied to the other two planes
+            np.divide(self._grey_resizer(rgb)[:, :, 0], _F255, out=region[0], casting="unsafe")
+            region[1] = region[0]
+            region[2] = region[0]
+            return self._buf, lb
+        pixels = self._resizer(rgb) if self._resizer is not None else rgb
         np.divide(pixels.transpose(2, 0, 1), _F255, out=region, casting="unsafe")
         return self._buf, lb
 

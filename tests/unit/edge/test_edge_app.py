@@ -16,7 +16,9 @@ from support.waiting import wait_until
 
 from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
 from loupe_edge.config import validate
+from loupe_edge.engine import Preparer
 from loupe_edge.formats import sniff
+from loupe_edge.model import LoadedModel
 from loupe_edge.outbox import Outbox, OutboxError
 from loupe_edge.transport import IpcControl, IpcTransport, TransportError
 
@@ -488,6 +490,52 @@ def test_shadow_mode_reports_agreement(rig, tmp_path: Path) -> None:
     assert shadow["candidate_version"] == "2-rc" and shadow["frames"] == 3
     assert shadow["verdict_agreement"] == 1.0  # both see the 0.9 defect
     assert shadow["box_recall"] == 1.0 and shadow["box_precision"] == 0.5  # candidate adds a ~0.5 box
+
+
+def test_the_next_frame_is_in_the_session_while_the_previous_one_is_recorded(rig, monkeypatch) -> None:
+    """session.run of frame n+1 overlaps the bookkeeping of frame n (decode/NMS, outbox): the loop is pipelined."""
+    r = rig()
+    r.app.start()
+    runs: list[tuple[int, ...]] = []
+    real_infer = LoadedModel.infer
+    monkeypatch.setattr(LoadedModel, "infer", lambda self, t: runs.append(t.shape) or real_infer(self, t))
+    release = threading.Event()
+    real_put = r.outbox.put
+
+    def slow_put(queue, meta, payload):
+        if queue == RESULTS:
+            release.wait(20)  # frame n's result is held at the outbox until the test has seen frame n+1 run
+        return real_put(queue, meta, payload)
+
+    monkeypatch.setattr(r.outbox, "put", slow_put)
+    drop(r.frames, "a.png", 0.05)
+    drop(r.frames, "b.png", 0.9)
+    outcomes: list = []
+    loop = threading.Thread(target=lambda: outcomes.extend(run_until(r.app, 2)))
+    loop.start()
+    try:
+        overlapped = wait_for(lambda: len(runs) == 2, timeout=8)
+    finally:
+        release.set()
+        loop.join()
+    assert overlapped, f"frame 2 was not run while frame 1 was being recorded ({len(runs)} session runs)"
+    assert [o.message["source"] for o in outcomes] == ["a.png", "b.png"]  # still in order
+    assert [len(o.message["boxes"]) for o in outcomes] == [1, 2]  # each frame got its own output (b: a 2nd box)
+
+
+def test_shadow_and_production_share_one_preparation_per_frame(rig, tmp_path: Path, monkeypatch) -> None:
+    cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
+    r = rig({"shadow": {"enabled": True, "dir": str(cand)}})
+    letterboxes: list[tuple[int, int]] = []
+    real = Preparer.letterbox
+    monkeypatch.setattr(Preparer, "letterbox", lambda self, rgb, sz: letterboxes.append(sz) or real(self, rgb, sz))
+    r.app.start()
+    assert wait_for(lambda: r.app.shadow is not None)
+    for i in range(3):
+        drop(r.frames, f"s{i}.png", 0.05)
+    assert len(run_until(r.app, 3)) == 3
+    assert r.app.health()["shadow"]["frames"] == 3
+    assert len(letterboxes) == 3  # prepared once, fed to both models
 
 
 def test_result_messages_stay_under_the_iot_core_limit() -> None:

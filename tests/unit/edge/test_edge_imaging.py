@@ -13,7 +13,7 @@ from loupe.imaging import sniff_format
 from loupe.ingest import ImageRejected as IngestRejected
 from loupe.ingest import inspect_image
 from loupe_edge.formats import refusal, sniff
-from loupe_edge.imaging import ImageRejected, Letterbox, Preprocessor, _Resizer, open_image
+from loupe_edge.imaging import ImageRejected, Letterbox, Preprocessor, _Resizer, is_grey, open_image
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,36 @@ def test_resize_is_bit_exact_with_opencv_when_shrinking(w: int, h: int, nw: int,
     got = _Resizer(w, h, nw, nh)(rgb)
     assert got.shape == ref.shape
     assert np.array_equal(got, ref)
+
+
+def _cv2_letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The reference tensor: Ultralytics' LetterBox (OpenCV) on the same pixels, RGB, CHW, /255."""
+    from ultralytics.data.augment import LetterBox
+
+    ref = LetterBox((size, size), auto=False)(image=np.ascontiguousarray(rgb[..., ::-1]))[..., ::-1]
+    return ref.transpose(2, 0, 1).astype(np.float32) / 255
+
+
+def test_grey_frames_take_the_one_channel_path_and_keep_the_same_pixels() -> None:
+    pytest.importorskip("cv2", reason="OpenCV is the reference (dev venv)")
+    grey = np.random.default_rng(1).integers(0, 256, (300, 450), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    assert is_grey(rgb)
+    tensor, _ = Preprocessor(320, 320)(rgb)
+    assert np.array_equal(tensor[0], _cv2_letterbox(rgb, 320))
+
+
+def test_a_colour_frame_that_starts_grey_takes_the_colour_path() -> None:
+    pytest.importorskip("cv2", reason="OpenCV is the reference (dev venv)")
+    grey = np.random.default_rng(2).integers(0, 256, (300, 450), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    rgb[200, 300] = (255, 0, 0)  # one red pixel far from the first row
+    assert not is_grey(rgb)
+    pre = Preprocessor(320, 320)
+    pre(np.repeat(grey[:, :, None], 3, axis=2))  # a grey frame first: the next one must not reuse its path
+    tensor, _ = pre(rgb)
+    assert np.array_equal(tensor[0], _cv2_letterbox(rgb, 320))
+    assert not np.array_equal(tensor[0, 0], tensor[0, 1])  # the red pixel survives in R only
 
 
 def _jpeg(w: int, h: int) -> bytes:
