@@ -42,8 +42,10 @@ def may_publish(client_id: str | None, topic: str) -> bool:
 
 
 def mosquitto_acl() -> str:
-    """The same rule for mosquitto (``acl_file``): ``pattern write`` with %c, read on every topic."""
-    lines = ["# EdgeDevicePolicy: a client publishes only under its own thing name (its client ID)", "topic read #"]
+    """The same rule for mosquitto (``acl_file``): ``pattern write`` with %c, read on every topic. ``pattern``
+    lines apply to every client; a ``topic`` line at the top of the file would apply to anonymous clients only,
+    and the broker has none."""
+    lines = ["# EdgeDevicePolicy: a client publishes only under its own thing name (its client ID)", "pattern read #"]
     lines += [f"pattern write {prefix}#" for prefix in PUBLISH_PREFIXES]
     return "\n".join(lines) + "\n"
 
