@@ -29,6 +29,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 import string
 import time
 import uuid
@@ -92,9 +93,13 @@ class RunCredentials:
 
 # ---------------------------------------------------------------------------------------------- private files
 def private_dir(path: Path) -> Path:
-    """``path`` as a folder only its owner can enter (0700), also when it already existed."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    """``path`` as a folder only its owner can enter (0700), also when it already existed (a ``.loupe`` left by an
+    older version). A shared folder such as /tmp (sticky bit) is refused rather than closed to everyone else."""
+    if path.is_dir() and path.stat().st_mode & stat.S_ISVTX:
+        raise ValueError(f"{path} is a shared folder: give the local AWS a state folder of its own (LOUPE_STATE_DIR)")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
     return path
 
 

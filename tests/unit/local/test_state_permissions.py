@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loupe_local import state as state_mod
-from loupe_local.local_auth import RunCredentials, mqtt_password
+from loupe_local.local_auth import RunCredentials, mqtt_password, private_dir
 from loupe_local.mqtt_broker import Broker, mosquitto_password_line
 
 
@@ -36,6 +36,15 @@ def test_local_json_is_written_owner_only_even_over_an_older_open_state_dir(
     assert not list(state_dir.glob("*.tmp")) and not list(state_dir.glob(".*.tmp"))
     env = state_mod.client_env(json.loads(path.read_text()))
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (creds.access_key_id, creds.secret_access_key)
+
+
+def test_a_shared_folder_is_refused_as_state_dir_instead_of_being_closed(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    with pytest.raises(ValueError, match="shared folder"):
+        private_dir(shared)
+    assert mode(shared) == 0o1777  # left as it was
 
 
 def test_a_state_without_credentials_says_how_to_get_them() -> None:
