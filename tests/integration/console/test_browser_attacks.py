@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import image_samples as samples
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +43,28 @@ def test_a_cross_origin_page_cannot_read_the_local_aws(console: str, page: Any, 
     for answer in (listing, obj):
         # no CORS grant: the browser hands the page nothing (and the gateway refused the request anyway)
         assert "error" in answer, answer
+
+
+LOAD_IMAGE = """(url) => new Promise((resolve) => {
+  const img = new Image();
+  img.onload = () => resolve(img.naturalWidth);
+  img.onerror = () => resolve(-1);
+  img.src = url;
+})"""
+
+
+def test_an_image_shown_through_a_presigned_url_still_loads(console: str, page: Any, local_aws: Any) -> None:
+    """A presigned GET in an <img> carries no Origin (a no-cors request): the one browser use that must work."""
+    bucket, key = local_aws.physical("RawBucket"), f"browser/{uuid.uuid4().hex}.jpg"
+    s3 = local_aws.client("s3")
+    s3.put_object(Bucket=bucket, Key=key, Body=samples.jpeg(64, 48, seed=7), ContentType="image/jpeg")
+    try:
+        page.goto(console + "/labeling")
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+        assert page.evaluate(LOAD_IMAGE, url) == 64
+        assert page.evaluate(LOAD_IMAGE, url.replace(key, key.replace(".jpg", ".png"))) == -1  # tampered: refused
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)
 
 
 def test_a_dns_rebound_page_gets_only_a_refusal(local_aws: Any, secret_object, chromium_with) -> None:
