@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -117,8 +118,9 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
     if existing:
         print(f"loupe: the local AWS is already running at {existing['endpoint']} (pid {existing['pid']})")
         return 0
-    state_dir = state_mod.state_dir(root)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    from loupe_local.local_auth import private_dir
+
+    state_dir = private_dir(state_mod.state_dir(root))  # it will hold the run's secret credential: owner-only
     log_path = state_dir / "local.log"
     cmd = [sys.executable, "-m", "loupe_local.cli", "local", "up"]
     if args.port:
@@ -255,7 +257,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         print("loupe: no local AWS is running", file=sys.stderr)
         return 1
     for key, value in state_mod.client_env(current).items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loupe_local.local_auth import mqtt_login
 from loupe_local.observer import Observer
 
 
@@ -122,6 +123,7 @@ class FleetWatcher:
         self.health: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-demo-{uuid.uuid4().hex[:6]}")
+        mqtt_login(self.client)  # the demo runs in the local AWS's process: the run's credential is in its env
         self.client.on_connect = lambda c, *a, **k: c.subscribe("loupe/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect(host, port)

@@ -14,6 +14,8 @@ import json
 import urllib.request
 from typing import Any, Protocol
 
+from loupe_local.local_auth import RunCredentials, sign_request
+
 
 class ControlPlane(Protocol):
     """What a ``Device`` uses of the control plane."""
@@ -40,13 +42,19 @@ class ControlPlane(Protocol):
 class LocalControlPlane:
     """The control plane at the local endpoint: boto3 clients and the local device protocol over HTTP."""
 
-    def __init__(self, endpoint: str, region: str) -> None:
+    def __init__(self, endpoint: str, region: str, credentials: RunCredentials) -> None:
         import boto3
         from botocore.config import Config
 
         self.endpoint = endpoint
+        self.region = region
+        self.credentials = credentials  # the local AWS's run credential: it refuses requests not signed with it
         cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)  # noqa: S106
+        session = boto3.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            region_name=region,
+        )
         self.s3 = session.client("s3", endpoint_url=endpoint, config=cfg)
         self.iot = session.client("iot", endpoint_url=endpoint, config=cfg)
         self.gg = session.client("greengrassv2", endpoint_url=endpoint, config=cfg)
@@ -58,11 +66,11 @@ class LocalControlPlane:
             self.iot.add_thing_to_thing_group(thingGroupName=thing_group, thingName=thing)
 
     def post(self, thing: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(  # noqa: S310 - the local endpoint (http://127.0.0.1)
-            f"{self.endpoint}/greengrass/v2/local/coreDevices/{thing}{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
+        url = f"{self.endpoint}/greengrass/v2/local/coreDevices/{thing}{path}"
+        data = json.dumps(body).encode()
+        headers = sign_request(
+            self.credentials, "POST", url, "greengrass", self.region, data, {"Content-Type": "application/json"}
         )
+        req = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 - the local endpoint
         with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310 - the local endpoint (http://127.0.0.1)
             return json.loads(resp.read() or b"{}")

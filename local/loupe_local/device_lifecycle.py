@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, interpolate, step_of
+from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
 
 log = logging.getLogger("loupe_local.device")
 
@@ -54,6 +55,8 @@ class ProcessEnvironment:
     mqtt_port: int = 0
     seed_venvs: bool = True
     nucleus_ipc: Callable[[], str | None] = lambda: None  # the nucleus' IPC address while it spools
+    nucleus_token: Callable[[], str | None] = lambda: None  # the token its IPC server asks components for
+    credentials: RunCredentials | None = None  # the local AWS's run credential, handed to the components
 
 
 class LifecycleRunner:
@@ -96,8 +99,6 @@ class LifecycleRunner:
             {
                 "PATH": f"{Path(self.pe.python).parent}:{env.get('PATH', '/usr/bin:/bin')}",
                 "AWS_ENDPOINT_URL": self.pe.endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
                 "AWS_REGION": self.pe.region,
                 "AWS_DEFAULT_REGION": self.pe.region,
                 "AWS_IOT_THING_NAME": self.pe.thing,
@@ -107,13 +108,21 @@ class LifecycleRunner:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.pe.credentials is not None:
+            # what the token exchange service gives a real component: credentials the (local) AWS accepts
+            env.update(self.pe.credentials.env())
         if self.pe.mqtt_host:
             env["LOUPE_MQTT_HOST"] = self.pe.mqtt_host
             env["LOUPE_MQTT_PORT"] = str(self.pe.mqtt_port)
+            if self.pe.credentials is not None:
+                env["LOUPE_MQTT_USERNAME"] = MQTT_USERNAME
+                env["LOUPE_MQTT_PASSWORD"] = mqtt_password(self.pe.credentials)
         ipc = self.pe.nucleus_ipc()
         if ipc is not None:  # the local form of IPC PublishToIoTCore through the nucleus' spooler
             env["LOUPE_TRANSPORT"] = "nucleus"
             env["LOUPE_NUCLEUS_IPC"] = ipc
+            # Greengrass hands each component the token its IPC connection authenticates with in SVCUID
+            env["SVCUID"] = self.pe.nucleus_token() or ""
         env.update(setenv)  # the recipe's Setenv, interpolated (:meth:`setenv`)
         return env
 

@@ -28,6 +28,7 @@ from loupe_local.device_control import ControlPlane
 from loupe_local.device_lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
 from loupe_local.device_resolver import ComponentResolver, components_from, dependency_order
+from loupe_local.local_auth import RunCredentials
 
 log = logging.getLogger("loupe_local.device")
 
@@ -52,6 +53,7 @@ class DeviceOptions:
     parent_pid: int = 0
     nucleus_mqtt: bool = False  # components publish through the device's spooler (LOUPE_TRANSPORT=nucleus)
     nucleus_version: str = "2.12.6"  # the nucleus this device was installed with
+    credentials: RunCredentials | None = None  # the local AWS's run credential (None: the environment's)
 
 
 class Device:
@@ -73,6 +75,8 @@ class Device:
                 mqtt_port=options.mqtt_port,
                 seed_venvs=options.seed_venvs,
                 nucleus_ipc=lambda: self.mqtt.address if self.mqtt is not None else None,
+                nucleus_token=lambda: self.mqtt.token if self.mqtt is not None else None,
+                credentials=options.credentials or RunCredentials.from_env(),
             ),
         )
         self.running = self.lifecycle.running  # component name -> its process and lifecycle state
@@ -220,6 +224,7 @@ class Device:
             self.o.mqtt_port,
             open_spool(spool, self.layout.root / "work"),
             spool["keep_qos0"],
+            credentials=self.o.credentials or RunCredentials.from_env(),
         )
         self.mqtt.start()
         log.info("nucleus MQTT: spooler %s (%s), IPC on %s", spool["storage"], spool, self.mqtt.address)

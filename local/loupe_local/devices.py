@@ -21,6 +21,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from loupe_local.local_auth import RunCredentials
+
 log = logging.getLogger("loupe_local.devices")
 
 EDGE_DIR = Path(__file__).resolve().parents[2] / "edge_component"
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = args.endpoint or info["endpoint"]
     group = args.thing_group or (info.get("parameters") or {}).get("ThingGroupName") or "loupe-edge-fleet"
     mqtt = info.get("mqtt") or {}
+    # the run's credential: handed down by the process that started this device, else the state dir's local.json
+    credentials = RunCredentials.from_env() or RunCredentials.from_state(
+        info or json.loads((state_dir / "local.json").read_text())
+    )
     root = device_root(state_dir, args.thing)
     overlay = default_overlay(root)
     if args.overlay:
@@ -99,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         parent_pid=args.parent_pid,
         nucleus_mqtt=args.nucleus_mqtt,
         nucleus_version=args.nucleus_version,
+        credentials=credentials,
     )
-    device = Device(options, LocalControlPlane(options.endpoint, options.region))
+    device = Device(options, LocalControlPlane(options.endpoint, options.region, credentials))
     signal.signal(signal.SIGTERM, lambda *_: device.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: device.stop_event.set())
     log.info("core device %s up (root %s, group %s, endpoint %s)", args.thing, root, group, endpoint)
@@ -125,8 +132,11 @@ class DeviceFleet:
         python: str = sys.executable,
         prefix: str = "loupe-device",
         nucleus_mqtt: bool = False,
+        credentials: RunCredentials | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        # the local AWS's run credential, handed to each device (None: this process' environment holds it)
+        self.credentials = credentials or RunCredentials.from_env()
         self.endpoint = endpoint
         self.thing_group = thing_group
         self.region = region
@@ -147,7 +157,7 @@ class DeviceFleet:
             runtime.physical("FleetThingGroup"),
             runtime.region,
             runtime.mqtt,
-            **kwargs,
+            **{"credentials": runtime.credentials, **kwargs},
         )
 
     @classmethod
@@ -158,7 +168,7 @@ class DeviceFleet:
             state["resources"]["FleetThingGroup"]["physical"],
             state.get("region", "us-east-1"),
             state.get("mqtt") or {},
-            **kwargs,
+            **{"credentials": RunCredentials.from_state(state), **kwargs},
         )
 
     def names(self, count: int) -> list[str]:
@@ -170,7 +180,12 @@ class DeviceFleet:
 
         from loupe.greengrass import publish_inference
 
-        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=self.region)  # noqa: S106
+        creds = self.credentials
+        session = boto3.Session(
+            aws_access_key_id=creds.access_key_id if creds else None,
+            aws_secret_access_key=creds.secret_access_key if creds else None,
+            region_name=self.region,
+        )
         return publish_inference(
             session.client("greengrassv2", endpoint_url=self.endpoint),
             session.client("s3", endpoint_url=self.endpoint),
@@ -216,6 +231,8 @@ class DeviceFleet:
             *(extra_args or []),
         ]
         env = dict(os.environ)
+        if self.credentials is not None:
+            env.update(self.credentials.env())
         if self.mqtt.get("host"):
             env["LOUPE_MQTT_HOST"] = str(self.mqtt["host"])
             env["LOUPE_MQTT_PORT"] = str(self.mqtt["port"])

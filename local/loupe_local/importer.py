@@ -288,6 +288,7 @@ def _cmd(args: argparse.Namespace) -> int:
     import boto3
 
     from loupe_local import state as state_mod
+    from loupe_local.local_auth import RunCredentials
 
     raw, artifacts, table, workforce, endpoint, region = (
         args.raw_bucket,
@@ -297,6 +298,7 @@ def _cmd(args: argparse.Namespace) -> int:
         None,
         args.region,
     )
+    state: dict[str, Any] = {}
     if not (raw and artifacts and table):
         state_path = Path(args.state) if args.state else state_mod.state_file()
         if state_path.is_dir():
@@ -312,8 +314,10 @@ def _cmd(args: argparse.Namespace) -> int:
         table = table or state_mod.physical(state, "LedgerTable")
         endpoint, region = state["endpoint"], state.get("region", region)
         workforce = state_path.parent / "workforce"
+    creds = RunCredentials.from_state(state) if endpoint else None  # the local AWS refuses any other key
     session = boto3.Session(
-        **({"aws_access_key_id": "local", "aws_secret_access_key": "local"} if endpoint else {}),  # noqa: S106
+        aws_access_key_id=creds.access_key_id if creds else None,
+        aws_secret_access_key=creds.secret_access_key if creds else None,
         region_name=region,
     )
     s3 = session.client("s3", endpoint_url=endpoint)

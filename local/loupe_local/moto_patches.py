@@ -19,6 +19,12 @@ them fails loudly instead of silently changing the local loop.
 6. SendTaskSuccess refuses what Step Functions refuses (API_SendTaskSuccess): output that is not JSON
    (InvalidOutput) or above the 256 KiB payload quota (ValidationException); the task keeps waiting. moto's
    engine accepted both and then failed the execution, so a broken callback looked delivered to its sender.
+7. The ASL engine's own service calls (it calls the server over HTTP) sign with the run's credential
+   (``set_engine_credentials``): moto's engine signed them with the fixed key ``ak``/``sk``, which the gateway in
+   front of moto (``loupe_local.local_auth``) refuses like any other unknown key.
+
+``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
+every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
 
 Besides the patches, the other internals the local runtime uses are reached only through this module:
 ``server_app()`` (moto's WSGI app, which the gateway wraps) and ``render_input_template()`` (EventBridge's
@@ -44,6 +50,7 @@ log = logging.getLogger("loupe_local.moto")
 _applied = False
 _lambda_handler: Callable[[str, Any, bool], tuple[Any, bool]] | None = None
 _event_target_handler: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+_engine_credentials: tuple[str, str] | None = None
 
 
 class MotoVersionError(RuntimeError):
@@ -70,10 +77,20 @@ def set_event_target_handler(handler: Callable[[dict[str, Any], dict[str, Any]],
     _event_target_handler = handler
 
 
+def set_engine_credentials(access_key_id: str | None, secret_access_key: str | None = None) -> None:
+    """The credential the ASL engine's service calls sign with (None: moto's own fixed one)."""
+    global _engine_credentials
+    _engine_credentials = (access_key_id, secret_access_key or "") if access_key_id else None
+
+
 def server_app() -> Any:
-    """moto's WSGI application (every service, dispatched by host/auth), as ``moto.server`` serves it."""
+    """moto's WSGI application (every service, dispatched by host/auth), as ``moto.server`` serves it, without
+    the permissive CORS moto adds to every service's app unless ``MOTO_DISABLE_GLOBAL_CORS`` is set."""
+    from moto.moto_server import werkzeug_app
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    # create_backend_app reads this module global each time it builds a service's app
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
     return DomainDispatcherApplication(create_backend_app)
 
 
@@ -107,6 +124,8 @@ def apply() -> None:
     _patch_sfn_execution_names()
     # 6. task-token callbacks
     _patch_sfn_task_success()
+    # 7. the engine's service calls
+    _patch_sfn_engine_credentials()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -253,3 +272,26 @@ def _patch_sfn_task_success() -> None:
         return original(self, task_token, outcome)
 
     StepFunctionsParserBackend.send_task_success = send_task_success
+
+
+class _EngineBoto3:
+    """What the ASL engine's ``boto_client_for`` finds as ``boto3``: the real one, with the run's credential
+    instead of the fixed ``ak``/``sk`` it passes (when ``set_engine_credentials`` gave one)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        if _engine_credentials is not None:
+            kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = _engine_credentials
+        return self._real.client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _patch_sfn_engine_credentials() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    if not isinstance(boto_client.boto3, _EngineBoto3):
+        boto_client.boto3 = _EngineBoto3(boto_client.boto3)  # type: ignore[assignment]

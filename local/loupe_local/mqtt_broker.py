@@ -9,15 +9,22 @@ again on the same port (tests use that to simulate an outage).
 
 ``LOUPE_MQTT_BROKER=mosquitto|amqtt`` forces one implementation.
 
+Both refuse anonymous clients: a client logs in with the run's MQTT password (``Broker.username`` /
+``Broker.password``, derived from the local AWS's per-run credential; ``loupe_local.local_auth.mqtt_login``).
 Both enforce the devices' IoT policy (``loupe_local.mqtt_policy``): a client publishes only on
-``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core). amqtt drops a denied publish and
-disconnects the client, as IoT Core does; mosquitto's ACL drops it but keeps the connection.
+``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included. amqtt
+drops a denied publish and disconnects the client, as IoT Core does; mosquitto's ACL drops it but keeps the
+connection. The password reaches mosquitto as a PBKDF2-SHA512 ``password_file`` entry (its ``$7$`` format) and
+amqtt through its environment, never a command line other users can read.
 """
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -25,6 +32,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password, private_dir, write_private
+from loupe_local.mqtt_policy import PASSWORD_ENV
 
 _AMQTT_MAIN = """
 import asyncio, sys
@@ -34,7 +44,7 @@ async def main(port):
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
         "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            "loupe_local.mqtt_policy.DeviceAuthPlugin": {},
             "loupe_local.mqtt_policy.DevicePolicyPlugin": {},
         },
     }
@@ -75,8 +85,13 @@ class Broker:
         implementation: str | None = None,
         state_dir: str | Path | None = None,
         persistent: bool = False,
+        credentials: RunCredentials | None = None,
     ) -> None:
+        """``credentials``: the run's credential the MQTT password derives from (default: the one in the
+        environment, else a fresh one: read ``username``/``password`` to log clients in)."""
         self.host = host
+        creds = credentials or RunCredentials.from_env() or RunCredentials.generate()
+        self.username, self.password = MQTT_USERNAME, mqtt_password(creds)
         self.port = port or free_port(host)
         choice = implementation or os.environ.get("LOUPE_MQTT_BROKER") or "auto"
         if choice == "auto":
@@ -88,8 +103,7 @@ class Broker:
         self.persistent = persistent and choice == "mosquitto"
         self._proc: subprocess.Popen | None = None
         if state_dir is not None:
-            self._dir = Path(state_dir) / "mqtt"
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir = private_dir(Path(state_dir) / "mqtt")
             self._own_dir = False
         else:
             self._dir = Path(tempfile.mkdtemp(prefix="loupe-mqtt-"))
@@ -112,19 +126,21 @@ class Broker:
 
             acl = self._dir / "device-policy.acl"
             acl.write_text(mosquitto_acl())
+            passwords = write_private(self._dir / "passwords", mosquitto_password_line(self.username, self.password))
             # Started as root, mosquitto drops to the `mosquitto` user before it reads the ACL and the persistence
             # folder, which live in this process's private state dir: stay the user who owns them (mosquitto.conf
             # `user`; it has no effect when not started as root).
             owner = f"user {getpass.getuser()}\n"
             conf.write_text(
-                f"listener {self.port} {self.host}\n{owner}allow_anonymous true\n{persistence}"
-                f"acl_file {acl}\nmax_queued_messages 100000\nlog_dest stdout\n"
+                f"listener {self.port} {self.host}\n{owner}allow_anonymous false\npassword_file {passwords}\n"
+                f"{persistence}acl_file {acl}\nmax_queued_messages 100000\nlog_dest stdout\n"
             )
             cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
         else:
             cmd = [sys.executable, "-c", _AMQTT_MAIN, str(self.port)]
+        env = {**os.environ, PASSWORD_ENV: self.password}
         with self._log.open("ab") as log:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -161,6 +177,14 @@ class Broker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def mosquitto_password_line(username: str, password: str, iterations: int = 101) -> str:
+    """A mosquitto 2 ``password_file`` line: ``user:$7$<iterations>$<salt>$<PBKDF2-HMAC-SHA512>``, as
+    ``mosquitto_passwd`` writes it (12 bytes of salt, base64)."""
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"{username}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n"
 
 
 LocalBroker = MqttBroker = Broker

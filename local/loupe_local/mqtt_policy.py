@@ -7,16 +7,24 @@ https://docs.aws.amazon.com/iot/latest/developerguide/thing-policy-variables.htm
 the connection (the client sees a disconnect; the lifecycle event's ``disconnectReason`` is
 ``AUTHORIZATION_FAILURE``: https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html).
 
-Locally there are no certificates: the client ID is the identity, exactly as in the policy. ``may_publish`` is the
-rule; ``DevicePolicyPlugin`` enforces it in amqtt (drop + disconnect); ``mosquitto_acl`` writes the same rule as a
-mosquitto ACL (mosquitto drops the message but keeps the connection: the one difference, see mqtt_broker).
-Subscriptions are not restricted locally (the rules engine and tools subscribe to ``loupe/+/...``).
+Locally there are no certificates: a client authenticates with the run's MQTT password (username
+``loupe-local``, password derived from the local AWS's per-run secret: ``loupe_local.local_auth.mqtt_password``;
+anonymous clients and wrong passwords are refused at CONNECT), and its client ID is then its identity, exactly as
+in the policy. ``may_publish`` is the rule; ``DevicePolicyPlugin`` enforces it in amqtt (drop + disconnect);
+``mosquitto_acl`` writes the same rule as a mosquitto ACL (mosquitto drops the message but keeps the connection:
+the one difference, see mqtt_broker). A *will* message is a publish the broker makes for the client later, so
+its topic obeys the same rule: a CONNECT whose will topic the client may not publish on is refused as not
+authorized (``DeviceAuthPlugin`` in amqtt, which otherwise sent wills unchecked; mosquitto checks the will
+against its ACL at CONNECT). Subscriptions are not restricted locally (the rules engine and tools subscribe to
+``loupe/+/...``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +42,56 @@ def may_publish(client_id: str | None, topic: str) -> bool:
 
 
 def mosquitto_acl() -> str:
-    """The same rule for mosquitto (``acl_file``): ``pattern write`` with %c, read on every topic."""
-    lines = ["# EdgeDevicePolicy: a client publishes only under its own thing name (its client ID)", "topic read #"]
+    """The same rule for mosquitto (``acl_file``): ``pattern write`` with %c, read on every topic. ``pattern``
+    lines apply to every client; a ``topic`` line at the top of the file would apply to anonymous clients only,
+    and the broker has none."""
+    lines = ["# EdgeDevicePolicy: a client publishes only under its own thing name (its client ID)", "pattern read #"]
     lines += [f"pattern write {prefix}#" for prefix in PUBLISH_PREFIXES]
     return "\n".join(lines) + "\n"
 
 
+# the environment variable the amqtt broker process reads the run's MQTT password from (never its command line)
+PASSWORD_ENV = "LOUPE_MQTT_BROKER_PASSWORD"  # noqa: S105 - the variable's name, not a password
+USERNAME = "loupe-local"
+
+
+def may_connect(username: str | None, password: str | bytes | None, expected: str) -> bool:
+    """Whether a CONNECT's credentials are the run's MQTT login (no anonymous client, no other password)."""
+    if not expected or username != USERNAME or password is None:
+        return False
+    given = password.encode() if isinstance(password, str) else bytes(password)
+    return hmac.compare_digest(given, expected.encode())
+
+
 try:
     from amqtt.contexts import Action
-    from amqtt.plugins.base import BaseTopicPlugin
+    from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 except ImportError:  # mosquitto-only environments
-    BaseTopicPlugin = object  # type: ignore[assignment,misc]
+    BaseTopicPlugin = BaseAuthPlugin = object  # type: ignore[assignment,misc]
     Action = None  # type: ignore[assignment,misc]
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc,valid-type]
+    """amqtt authentication: the run's MQTT login, and a will topic the client may publish on."""
+
+    @dataclass
+    class Config:
+        pass
+
+    async def authenticate(self, *, session: Any = None) -> bool:
+        client_id = getattr(session, "client_id", None)
+        if not may_connect(getattr(session, "username", None), getattr(session, "password", None), _password()):
+            log.warning("CONNECT refused: client %r did not log in with the run's MQTT credential", client_id)
+            return False
+        will_topic = getattr(session, "will_topic", None) if getattr(session, "will_flag", False) else None
+        if will_topic is not None and not may_publish(client_id, will_topic):
+            log.warning("CONNECT refused: client %r may not publish its will on %r", client_id, will_topic)
+            return False
+        return True
+
+
+def _password() -> str:
+    return os.environ.get(PASSWORD_ENV, "")
 
 
 class DevicePolicyPlugin(BaseTopicPlugin):  # type: ignore[misc,valid-type]

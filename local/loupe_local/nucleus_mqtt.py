@@ -15,6 +15,12 @@ Here: :class:`Spool` (memory or SQLite on disk), :class:`NucleusMqtt` (one MQTT 
 = thing name, QoS as asked, a message leaves the spool only after the broker's PUBACK) and a loopback IPC
 endpoint: one JSON line per request ``{"topic", "payload" (base64), "qos"}``, answered ``{"ok": true}`` once
 spooled or ``{"ok": false, "error"}``. Components find it in ``LOUPE_NUCLEUS_IPC`` (``host:port``).
+
+A connection must first authenticate, as a Greengrass IPC client does with the token the nucleus put in its
+environment (``SVCUID``; the developer guide's "Connect to the AWS IoT Greengrass Core IPC service": the client's
+connect message carries it as ``authToken``): its first line is ``{"authToken": "<SVCUID>"}``, answered
+``{"ok": true}``, or ``{"ok": false, "error": "UnauthorizedError: ..."}`` and the connection is closed. Each
+nucleus makes its own random token, so another local process (or device) cannot publish as this device.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import hmac
 import json
 import logging
+import secrets
 import socketserver
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from loupe_local.local_auth import RunCredentials, mqtt_login
 
 log = logging.getLogger("loupe_local.nucleus_mqtt")
 
@@ -129,10 +139,19 @@ class Spool:
 class NucleusMqtt:
     """The device's MQTT client for IoT Core plus the IPC endpoint components publish through."""
 
-    def __init__(self, thing: str, host: str, port: int, spool: Spool, keep_qos0: bool = False) -> None:
+    def __init__(
+        self,
+        thing: str,
+        host: str,
+        port: int,
+        spool: Spool,
+        keep_qos0: bool = False,
+        credentials: RunCredentials | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self.thing = thing
+        self.token = secrets.token_urlsafe(32)  # the SVCUID its components authenticate their IPC connection with
         self.spool = spool
         self.keep_qos0 = keep_qos0
         self.delivered = 0
@@ -146,6 +165,9 @@ class NucleusMqtt:
             clean_session=True,
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=2)
+        creds = credentials or RunCredentials.from_env()
+        if creds is not None:
+            mqtt_login(self._client, creds)
         self._client.on_connect = lambda c, u, f, rc, p: self._set_online(not rc.is_failure)
         self._client.on_disconnect = lambda c, u, f, rc, p: self._set_online(False)
         self._client.connect_async(host, port, keepalive=10)
@@ -153,6 +175,8 @@ class NucleusMqtt:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
+                if not self._authenticated():
+                    return
                 for line in self.rfile:
                     try:
                         req = json.loads(line)
@@ -162,6 +186,20 @@ class NucleusMqtt:
                         reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                     self.wfile.write(json.dumps(reply).encode() + b"\n")
                     self.wfile.flush()
+
+            def _authenticated(self) -> bool:
+                try:
+                    token = json.loads(self.rfile.readline() or b"{}").get("authToken")
+                except (ValueError, AttributeError):
+                    token = None
+                ok = isinstance(token, str) and hmac.compare_digest(token.encode(), outer.token.encode())
+                refused = "UnauthorizedError: invalid or missing authToken"
+                reply = {"ok": True} if ok else {"ok": False, "error": refused}
+                if not ok:
+                    log.warning("nucleus IPC: refused a connection without this device's authToken (SVCUID)")
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                self.wfile.flush()
+                return ok
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)

@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from loupe_local.evaluations import EvaluationReader
 from loupe_local.fleet_frames import FramePixels
+from loupe_local.local_auth import RunCredentials, mqtt_login
 
 log = logging.getLogger("loupe_local.observer")
 
@@ -69,15 +70,18 @@ class Observer:
         resources: dict[str, dict[str, Any]],
         state_dir: Path,
         standins: list[Any] | None = None,
+        credentials: RunCredentials | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.region = region
         self.resources = resources
         self.state_dir = Path(state_dir)
         self.standins = list(standins or [])
+        # the run's credential (the local AWS refuses any other); None: the SDK's own chain (the environment)
+        self.credentials = credentials
         self._session = boto3.Session(
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - the local AWS accepts any credentials
+            aws_access_key_id=credentials.access_key_id if credentials else None,
+            aws_secret_access_key=credentials.secret_access_key if credentials else None,
             region_name=region,
         )
         self._clients: dict[str, Any] = {}
@@ -92,11 +96,24 @@ class Observer:
         resources = {lid: res.as_json() for lid, res in runtime.resources.items()}
         for lid, res in runtime.resources.items():
             resources[lid]["attrs"] = dict(res.attrs)
-        return cls(runtime.endpoint, runtime.region, resources, runtime.state_dir, standins=runtime.standins)
+        return cls(
+            runtime.endpoint,
+            runtime.region,
+            resources,
+            runtime.state_dir,
+            standins=runtime.standins,
+            credentials=runtime.credentials,
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any], state_dir: Path) -> Observer:
-        return cls(state["endpoint"], state["region"], state["resources"], state_dir)
+        return cls(
+            state["endpoint"],
+            state["region"],
+            state["resources"],
+            state_dir,
+            credentials=RunCredentials.from_state(state),
+        )
 
     # ------------------------------------------------------------------ plumbing
     def client(self, service: str) -> Any:
@@ -128,7 +145,7 @@ class Observer:
         return next((s for s in self.standins if s.name == name), None)
 
     def start_feed(self, host: str, port: int) -> MqttFeed:
-        self.feed = MqttFeed(host, port)
+        self.feed = MqttFeed(host, port, credentials=self.credentials)
         self.feed.start()
         return self.feed
 
@@ -484,8 +501,16 @@ class MqttFeed:
 
     TOPICS = ("health", "inference", "low-confidence")
 
-    def __init__(self, host: str, port: int, per_device: int = 8, uploads: int = 2000) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        per_device: int = 8,
+        uploads: int = 2000,
+        credentials: RunCredentials | None = None,
+    ) -> None:
         self.host, self.port = host, port
+        self.credentials = credentials
         self.health: dict[str, dict[str, Any]] = {}
         self.results: dict[str, deque[dict[str, Any]]] = {}
         self.per_device = per_device
@@ -498,6 +523,7 @@ class MqttFeed:
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-console-{uuid.uuid4().hex[:6]}")
+        mqtt_login(client, self.credentials)
         client.on_connect = lambda c, *_: c.subscribe([(f"loupe/+/{topic}", 0) for topic in self.TOPICS])
         client.on_message = self._on_message
         client.connect_async(self.host, self.port)

@@ -29,6 +29,7 @@ from typing import Any
 
 from loupe_local import iot_sql, moto_patches
 from loupe_local.invoker import FunctionError, Invoker
+from loupe_local.local_auth import RunCredentials, mqtt_login
 
 log = logging.getLogger("loupe_local.router")
 
@@ -333,10 +334,11 @@ class Router:
         if self._mqtt is not None:
             self._mqtt.subscribe(sql.topic_filter, qos=1)
 
-    def connect_mqtt(self, host: str, port: int) -> None:
+    def connect_mqtt(self, host: str, port: int, credentials: RunCredentials | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-iot-rules-{uuid.uuid4().hex[:6]}")
+        mqtt_login(client, credentials)
 
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
             for rule in list(self.topic_rules.values()):

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from loupe_local import moto_patches
 from loupe_local import state as state_mod
 from loupe_local.alarms import AlarmEvaluator
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
+from loupe_local.local_auth import Gatekeeper, RunCredentials, private_dir, write_private
 from loupe_local.provisioned import Provisioned
 from loupe_local.provisioner import Provisioner
 from loupe_local.router import Router
@@ -49,11 +49,13 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
 
 
 class _Gateway:
-    """WSGI middleware: stand-ins first, then moto; stand-ins also observe what moto answered."""
+    """WSGI middleware: the gatekeeper (``loupe_local.local_auth``: no browser origins, loopback Host names, the
+    run's signed credential), then stand-ins, then moto; stand-ins also observe what moto answered."""
 
-    def __init__(self, app: Any, standins: list[StandIn]) -> None:
+    def __init__(self, app: Any, standins: list[StandIn], gatekeeper: Gatekeeper) -> None:
         self.app = app
         self.standins = standins
+        self.gatekeeper = gatekeeper
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         length = environ.get("CONTENT_LENGTH")
@@ -65,6 +67,18 @@ class _Gateway:
         else:
             body = b""
         environ["wsgi.input"] = io.BytesIO(body)
+        refusal = self.gatekeeper.check(environ, body)
+        if refusal is not None:
+            log.warning(
+                "refused %s %s (Host %r): %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                environ.get("HTTP_HOST"),
+                refusal.code,
+            )
+            status, headers, data = refusal.encode(environ, body)
+            start_response(f"{status} X", list(headers.items()))
+            return [data]
         request = AwsRequest.from_environ(environ, body)
         for standin in self.standins:
             try:
@@ -86,6 +100,8 @@ class _Gateway:
 
         def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
             captured["status"] = int(status.split(" ", 1)[0])
+            # no CORS grant ever leaves the local AWS (a bucket's CORS rules included): no page may read it
+            headers = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
             return start_response(status, headers, exc_info)
 
         result = self.app(environ, capture)
@@ -110,6 +126,7 @@ class LocalRuntime:
         mqtt: bool = True,
         standins: list[StandIn] | None = None,
         alarm_time_scale: float = 1.0,
+        credentials: RunCredentials | None = None,
     ) -> None:
         self.root = Path(root)
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
@@ -138,6 +155,8 @@ class LocalRuntime:
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
         self.console: Console | None = None  # the local console, once start_console() ran
+        # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
+        self.credentials = credentials or RunCredentials.generate()
 
     # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
     def client(self, service: str) -> Any:
@@ -188,17 +207,20 @@ class LocalRuntime:
         env = {
             "MOTO_PORT": str(self.port),  # the ASL engine's service calls go to this server
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+            **self.credentials.env(),
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
             "POWERTOOLS_METRICS_NAMESPACE": "Loupe",
         }
         os.environ.update(env)
+        # boto3's default session caches the credentials it first found: the next one reads this run's
+        boto3.DEFAULT_SESSION = None
+        moto_patches.set_engine_credentials(self.credentials.access_key_id, self.credentials.secret_access_key)
+        private_dir(self.state_dir)
         self._session = boto3.Session(
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
             region_name=self.region,
         )
         self._start_server()
@@ -255,7 +277,7 @@ class LocalRuntime:
     def _start_server(self) -> None:
         from werkzeug.serving import make_server
 
-        app = _Gateway(moto_patches.server_app(), self.standins)
+        app = _Gateway(moto_patches.server_app(), self.standins, Gatekeeper(self.credentials, self.port))
         self._server = make_server("127.0.0.1", self.port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
@@ -266,11 +288,11 @@ class LocalRuntime:
         except ImportError:
             log.warning("no local MQTT broker module; IoT topic rules are not evaluated")
             return
-        self._broker = Broker(state_dir=self.state_dir)
+        self._broker = Broker(state_dir=self.state_dir, credentials=self.credentials)
         host, port = self._broker.start()
         self.mqtt = {"host": host, "port": port, "kind": getattr(self._broker, "kind", "")}
         assert self.router is not None
-        self.router.connect_mqtt(host, port)
+        self.router.connect_mqtt(host, port, self.credentials)
 
     def _alarm_changed(self, alarm: dict[str, Any], previous: str, state: str, reason: str) -> None:
         detail = {
@@ -340,6 +362,7 @@ class LocalRuntime:
             "resources": {lid: res.as_json() for lid, res in self.resources.items()},
             "parameters": self.parameter_values,
             "mqtt": self.mqtt,
+            "credentials": self.credentials.as_state(),
             **({"console": self.console.url} if self.console else {}),
             **extra,
         }
@@ -375,6 +398,7 @@ class LocalRuntime:
             self._broker.stop()
         moto_patches.set_lambda_handler(None)
         moto_patches.set_event_target_handler(None)
+        moto_patches.set_engine_credentials(None)
         if self.invoker:
             self.invoker.close()
         if self._server:
@@ -402,9 +426,4 @@ class _EndpointSession:
 
 
 def _write_at(directory: Path, data: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "local.json"
-    tmp = directory / f".local.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    return write_private(directory / "local.json", json.dumps(data, indent=2, default=str))

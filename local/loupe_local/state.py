@@ -26,12 +26,10 @@ def load(root: Path | None = None) -> dict[str, Any]:
 
 
 def write(data: dict[str, Any], root: Path | None = None) -> Path:
-    path = state_file(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    """local.json holds the run's secret credential: owner-only (the folder 0700, the file 0600)."""
+    from loupe_local.local_auth import write_private
+
+    return write_private(state_file(root), json.dumps(data, indent=2, default=str))
 
 
 def physical(state: dict[str, Any], logical_id: str) -> str:
@@ -39,11 +37,13 @@ def physical(state: dict[str, Any], logical_id: str) -> str:
 
 
 def client_env(state: dict[str, Any]) -> dict[str, str]:
-    """Environment variables that point any AWS SDK or the aws CLI at the local AWS."""
+    """Environment variables that point any AWS SDK or the aws CLI at the local AWS, with the run's credential
+    (the local AWS refuses requests not signed with it)."""
+    from loupe_local.local_auth import RunCredentials
+
     return {
         "AWS_ENDPOINT_URL": state["endpoint"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        **RunCredentials.from_state(state).env(),
         "AWS_DEFAULT_REGION": state["region"],
         "AWS_REGION": state["region"],
     }

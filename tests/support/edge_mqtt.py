@@ -89,7 +89,7 @@ class LinkProxy:
 class Subscriber:
     """Collects everything published under loupe/<thing>/#, with a persistent session across broker restarts."""
 
-    def __init__(self, host: str, port: int, thing: str = THING) -> None:
+    def __init__(self, host: str, port: int, thing: str = THING, login: tuple[str, str] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict]] = []
@@ -102,6 +102,8 @@ class Subscriber:
             clean_session=False,
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
+        if login:  # the local broker's username and password (it refuses anonymous clients)
+            self.client.username_pw_set(*login)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -2,8 +2,10 @@
 
 Configuration, lowest to highest precedence: built-in defaults, ``LOUPE_EDGE_CONFIG`` (JSON or a path to a JSON
 file), ``--config-json``, ``--config FILE``, then (transport ``ipc``) the component configuration read over IPC
-under the ``settings`` key.  ``LOUPE_TRANSPORT`` (``ipc`` | ``mqtt``), ``LOUPE_MQTT_HOST`` / ``LOUPE_MQTT_PORT``
-and ``AWS_ENDPOINT_URL`` are read from the environment; ``AWS_IOT_THING_NAME`` (set by Greengrass) names the thing.
+under the ``settings`` key.  ``LOUPE_TRANSPORT`` (``ipc`` | ``mqtt`` | ``nucleus``), ``LOUPE_MQTT_HOST`` /
+``LOUPE_MQTT_PORT`` (+ ``LOUPE_MQTT_USERNAME`` / ``LOUPE_MQTT_PASSWORD``, the local broker's login), ``SVCUID``
+(the local nucleus' IPC token) and ``AWS_ENDPOINT_URL`` are read from the environment; ``AWS_IOT_THING_NAME``
+(set by Greengrass) names the thing.
 """
 
 from __future__ import annotations
@@ -95,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         m = cfg.get("mqtt")
         # the client ID is the thing name: the device policy's ${iot:Connection.Thing.ThingName} comes from it
-        transport = MqttTransport(m["host"], m["port"], m["clientId"] or thing, m["keepalive"])
+        transport = MqttTransport(
+            m["host"],
+            m["port"],
+            m["clientId"] or thing,
+            m["keepalive"],
+            username=os.environ.get("LOUPE_MQTT_USERNAME") or None,
+            password=os.environ.get("LOUPE_MQTT_PASSWORD") or None,
+        )
     uploader = S3Uploader()
     app = EdgeApp(cfg, transport, control, outbox, uploader=uploader)
 

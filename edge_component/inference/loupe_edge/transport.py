@@ -65,7 +65,15 @@ class Transport(Protocol):
 class MqttTransport:
     name = "mqtt"
 
-    def __init__(self, host: str, port: int, client_id: str, keepalive: int = 30) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        keepalive: int = 30,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self._mqtt = mqtt
@@ -77,6 +85,8 @@ class MqttTransport:
         )
         self._client.max_inflight_messages_set(100)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        if username:
+            self._client.username_pw_set(username, password)
         self._connected = threading.Event()
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -159,11 +169,13 @@ class IpcTransport:
 
 class NucleusIpcTransport:
     """PublishToIoTCore through a local core device's nucleus (one JSON line per message on a loopback socket):
-    accepted once the nucleus spooled the message, like the Greengrass IPC call."""
+    accepted once the nucleus spooled the message, like the Greengrass IPC call. The connection first
+    authenticates with the token the nucleus gave the component (``SVCUID``), as Greengrass IPC clients do."""
 
     name = "nucleus"
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, timeout: float = 5.0, token: str | None = None) -> None:
+        self._token = os.environ.get("SVCUID", "") if token is None else token
         host, _, port = address.rpartition(":")
         if not port.isdigit():
             raise RuntimeError(f"LOUPE_NUCLEUS_IPC must be host:port of the nucleus IPC endpoint, not {address!r}")
@@ -176,8 +188,16 @@ class NucleusIpcTransport:
         import socket
 
         if self._sock is None:
+            import json
+
             self._sock = socket.create_connection(self._address, timeout=self._timeout)
             self._file = self._sock.makefile("rwb")
+            self._file.write(json.dumps({"authToken": self._token}).encode() + b"\n")
+            self._file.flush()
+            reply = json.loads(self._file.readline() or b"{}")
+            if not reply.get("ok"):
+                self._drop()
+                raise TransportError(f"the nucleus refused the IPC connection: {reply.get('error')}")
 
     def _drop(self) -> None:
         for part in (self._file, self._sock):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,24 @@ def browser() -> Iterator[Any]:
         try:
             yield instance
         finally:
+            instance.close()
+
+
+@pytest.fixture
+def chromium_with(browser: Any) -> Iterator[Callable[[list[str]], Any]]:
+    """Launches a separate headless Chromium with extra switches (e.g. ``--host-resolver-rules``) from the module
+    browser's Playwright (one Playwright per thread); closed after the test."""
+    launched: list[Any] = []
+
+    def launch(extra: list[str]) -> Any:
+        args = [*CHROMIUM_ARGS, *extra]
+        launched.append(browser.browser_type.launch(executable_path=chromium_path(), args=args))
+        return launched[-1]
+
+    try:
+        yield launch
+    finally:
+        for instance in launched:
             instance.close()
 
 

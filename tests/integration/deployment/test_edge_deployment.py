@@ -28,6 +28,8 @@ from support.archives import tar_gz
 from support.deploy_packages import register_package, sha
 from support.waiting import wait_until
 
+from loupe_local.local_auth import mqtt_login
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
@@ -70,8 +72,8 @@ def _table(rt: Any) -> Any:
         "dynamodb",
         endpoint_url=rt.endpoint,
         region_name=rt.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        aws_access_key_id=rt.credentials.access_key_id,
+        aws_secret_access_key=rt.credentials.secret_access_key,
     ).Table(rt.physical("DeploymentsTable"))
 
 
@@ -79,8 +81,7 @@ def aws_cli(rt: Any, *args: str) -> str:
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL": rt.endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
+        **rt.credentials.env(),
     }
     env["AWS_DEFAULT_REGION"] = rt.region
     aws = Path(sys.executable).parent / "aws"
@@ -101,6 +102,7 @@ class MqttSink:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-deploy-{uuid.uuid4().hex[:6]}")
+        mqtt_login(self.client)  # the run's credential, which the local AWS put in this process' environment
         connected = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p=None: (c.subscribe("loupe/+/inference", qos=1), connected.set())
         self.client.on_message = self._on_message

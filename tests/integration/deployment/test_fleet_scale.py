@@ -17,6 +17,7 @@ from loupe.deployment.outcomes import device_outcomes, job_outcomes, overall
 from loupe.deployment.packages import DEVICES_IN_STATE
 from loupe.deployment.store import DeploymentsStore
 from loupe.greengrass import create_component
+from loupe_local.local_auth import sign_request
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +33,12 @@ def counted(client: Any, calls: Counter) -> Any:
 def device_report(rt: Any, thing: str, deployment_id: str, status: str) -> None:
     import urllib.request
 
-    req = urllib.request.Request(  # noqa: S310 - the local endpoint
-        f"{rt.endpoint}/greengrass/v2/local/coreDevices/{thing}/deployments/{deployment_id}/status",
-        data=json.dumps({"status": status, "reason": "install failed" if status == "FAILED" else ""}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+    url = f"{rt.endpoint}/greengrass/v2/local/coreDevices/{thing}/deployments/{deployment_id}/status"
+    data = json.dumps({"status": status, "reason": "install failed" if status == "FAILED" else ""}).encode()
+    headers = sign_request(
+        rt.credentials, "POST", url, "greengrass", rt.region, data, {"Content-Type": "application/json"}
     )
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 - the local endpoint
     with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310
         assert json.loads(resp.read())["accepted"]
 
@@ -67,7 +68,10 @@ def test_a_thousand_devices_cost_a_few_paged_calls_and_a_small_state(local_aws: 
             device_report(rt, thing, created["deploymentId"], "IN_PROGRESS")
             device_report(rt, thing, created["deploymentId"], "FAILED" if i < FAILED else "SUCCEEDED")
     table_name = rt.physical("DeploymentsTable")
-    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=rt.region)  # noqa: S106
+    creds = rt.credentials
+    session = boto3.Session(
+        aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key, region_name=rt.region
+    )
     ddb = session.resource("dynamodb", endpoint_url=rt.endpoint)
     table = ddb.Table(table_name)
     succeeded = things[FAILED : FLEET - SILENT]

@@ -28,6 +28,7 @@ from loupe.deployment.components import publish_model_component
 from loupe.deployment.document import start_deployment
 from loupe.deployment.packages import describe_package
 from loupe.settings import Settings
+from loupe_local.local_auth import mqtt_login
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,7 @@ class Results:
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-offline-{uuid.uuid4().hex[:6]}")
+        mqtt_login(self.client)  # the run's credential, which the local AWS put in this process' environment
         ready = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p=None: (c.subscribe("loupe/+/inference", qos=1), ready.set())
         self.client.on_message = self._on_message

@@ -55,7 +55,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker.host, broker.port)
+    sub = Subscriber(broker.host, broker.port, login=(broker.username, broker.password))
     try:
         yield sub
     finally:
@@ -92,6 +92,8 @@ class Component:
             "LOUPE_TRANSPORT": "mqtt",
             "LOUPE_MQTT_HOST": broker.host,
             "LOUPE_MQTT_PORT": str(mqtt_port or broker.port),
+            "LOUPE_MQTT_USERNAME": broker.username,  # the broker refuses anonymous clients
+            "LOUPE_MQTT_PASSWORD": broker.password,
             "AWS_ENDPOINT_URL": s3_endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",

@@ -120,6 +120,8 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
         "LOUPE_TRANSPORT": "mqtt",
         "LOUPE_MQTT_HOST": broker.host,
         "LOUPE_MQTT_PORT": str(broker.port),
+        "LOUPE_MQTT_USERNAME": broker.username,  # the broker refuses anonymous clients
+        "LOUPE_MQTT_PASSWORD": broker.password,
     }
     env.pop("PYTHONPATH", None)
     out = subprocess.run(
@@ -130,7 +132,7 @@ def test_model_template_and_inference_recipe_run_together(tmp_path: Path, broker
         check=True,
     )
     assert "no venv built" in out.stdout
-    sub = Subscriber(broker.host, broker.port)
+    sub = Subscriber(broker.host, broker.port, login=(broker.username, broker.password))
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         ["bash", "-c", interpolate(lifecycle(recipe, "Run"), variables, config)],

@@ -14,6 +14,8 @@ import pytest
 from support.lambdas import function_with_on_failure_queue
 from support.waiting import wait_until
 
+from loupe_local.local_auth import mqtt_login
+
 pytestmark = pytest.mark.integration
 
 FAILING = """
@@ -44,6 +46,7 @@ def _rule(local_aws, name: str, thing: str, function_arn: str) -> str:
 
 def _publish(local_aws, thing: str, message: dict) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing)
+    mqtt_login(client, local_aws.credentials)
     ready = threading.Event()
     client.on_connect = lambda *a: ready.set()
     client.connect(local_aws.mqtt["host"], local_aws.mqtt["port"])

@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 from support.waiting import wait_until
 
+from loupe_local.local_auth import mqtt_login
+
 pytestmark = pytest.mark.integration
 
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.integration
 def connected(local_aws, client_id: str) -> Iterator[mqtt.Client]:
     assert local_aws.mqtt, "the local AWS should run an MQTT broker"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    mqtt_login(client, local_aws.credentials)
     ready = threading.Event()
     client.on_connect = lambda *a: ready.set()
     client.connect(local_aws.mqtt["host"], local_aws.mqtt["port"])

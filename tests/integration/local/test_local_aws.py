@@ -196,7 +196,23 @@ def test_cli_up_detached_serves_the_aws_cli_and_down_stops_it(repo_root: Path, t
     assert up.returncode == 0, up.stdout + up.stderr
     state = json.loads((tmp_path / "local.json").read_text())
     try:
-        aws_env = {**env, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+        # `loupe local env` hands out the run's credential; the local AWS refuses any other
+        printed = subprocess.run(
+            [str(bin_dir / "loupe"), "local", "env"], cwd=repo_root, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert printed.returncode == 0, printed.stderr
+        exported = dict(line.removeprefix("export ").split("=", 1) for line in printed.stdout.splitlines())
+        assert exported["AWS_ACCESS_KEY_ID"] == state["credentials"]["aws_access_key_id"]
+        aws_env = {**env, **exported}
+        guessed = {**aws_env, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        refused = subprocess.run(
+            [str(bin_dir / "aws"), "--endpoint-url", state["endpoint"], "s3", "ls"],
+            env=guessed,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0 and "InvalidAccessKeyId" in refused.stderr, refused.stderr
         ls = subprocess.run(
             [str(bin_dir / "aws"), "--endpoint-url", state["endpoint"], "s3", "ls"],
             env=aws_env,

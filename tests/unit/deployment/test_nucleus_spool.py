@@ -4,6 +4,7 @@ publish answers, and how a local core device takes ``aws.greengrass.*`` entries 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def test_publish_answers_once_spooled_and_refuses_qos0_while_offline(tmp_path: P
     nucleus = NucleusMqtt("t", "127.0.0.1", 9, Spool("Memory"))  # port 9: never online
     nucleus.start()
     try:
-        transport = NucleusIpcTransport(nucleus.address)
+        transport = NucleusIpcTransport(nucleus.address, token=nucleus.token)
         sent = [("loupe/t/inference", f'{{"n": {i}}}'.encode()) for i in range(3)]
         assert transport.publish_many(sent, timeout=5) == 3  # accepted = in the spooler, not delivered
         assert nucleus.stats()["depth"] == 3 and nucleus.stats()["delivered"] == 0
@@ -65,7 +66,41 @@ def test_publish_answers_once_spooled_and_refuses_qos0_while_offline(tmp_path: P
     finally:
         nucleus.stop()
     with pytest.raises(TransportError, match="unreachable"):
-        NucleusIpcTransport(nucleus.address).publish_many([("loupe/t/inference", b"{}")], timeout=1)
+        NucleusIpcTransport(nucleus.address, token=nucleus.token).publish_many(
+            [("loupe/t/inference", b"{}")], timeout=1
+        )
+
+
+@pytest.mark.parametrize("token", [None, "", "guessed", "{other}"])
+def test_an_ipc_client_without_the_devices_token_is_refused_and_nothing_is_spooled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    """Greengrass IPC: a component authenticates with the SVCUID its nucleus gave it; any other process is refused."""
+    monkeypatch.delenv("SVCUID", raising=False)
+    nucleus = NucleusMqtt("t", "127.0.0.1", 9, Spool("Memory"))
+    other = NucleusMqtt("u", "127.0.0.1", 9, Spool("Memory"))  # another device's nucleus: another token
+    other.start()
+    nucleus.start()
+    try:
+        given = other.token if token == "{other}" else token
+        intruder = NucleusIpcTransport(nucleus.address, token=given)
+        with pytest.raises(TransportError, match="UnauthorizedError"):
+            intruder.publish_many([("loupe/t/inference", b'{"forged": true}')], timeout=2)
+        # a raw client that skips the handshake and sends a publish as its first line is refused too
+        with socket.create_connection(("127.0.0.1", int(nucleus.address.rsplit(":", 1)[1])), timeout=5) as sock:
+            stream = sock.makefile("rwb")
+            stream.write(b'{"topic": "loupe/t/inference", "payload": "e30=", "qos": 1}\n')
+            stream.flush()
+            assert json.loads(stream.readline())["ok"] is False
+            assert stream.readline() == b""  # the nucleus closed the connection
+        assert nucleus.stats()["depth"] == 0
+        # the component with the token (in SVCUID, as Greengrass hands it) is accepted
+        monkeypatch.setenv("SVCUID", nucleus.token)
+        assert NucleusIpcTransport(nucleus.address).publish_many([("loupe/t/inference", b"{}")], timeout=2) == 1
+        assert nucleus.stats()["depth"] == 1
+    finally:
+        nucleus.stop()
+        other.stop()
 
 
 class PublicGG(FakeGG):

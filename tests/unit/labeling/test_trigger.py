@@ -29,7 +29,13 @@ def _ledger_properties() -> dict:
 
 
 @pytest.fixture
-def aws():
+def aws(monkeypatch: pytest.MonkeyPatch):
+    from moto.core import config
+
+    # moto's own Step Functions (no engine): the local runtime switches on moto's ASL engine for the whole process
+    # (loupe_local.moto_patches), and there StopExecution leaves a waiting run RUNNING, so this test's outcome
+    # would depend on which tests ran before it in the session
+    monkeypatch.setitem(config.default_user_config, "stepfunctions", {"execute_state_machine": False})
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         dynamodb.create_table(TableName="ledger", **_ledger_properties())

@@ -270,6 +270,35 @@ def test_server_app_is_motos_domain_dispatcher() -> None:
     assert isinstance(moto_patches.server_app(), DomainDispatcherApplication)
 
 
+def test_server_app_grants_no_cors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto adds flask-cors (``Access-Control-Allow-Origin: *``) to each service's app unless its module global
+    ``DISABLE_GLOBAL_CORS`` is set; server_app() sets it, so no app it builds answers a page's origin."""
+    from moto.moto_server import werkzeug_app
+
+    monkeypatch.setattr(werkzeug_app, "DISABLE_GLOBAL_CORS", False)
+    assert "DISABLE_GLOBAL_CORS" in inspect.getsource(werkzeug_app.create_backend_app)
+    moto_patches.server_app()
+    assert werkzeug_app.DISABLE_GLOBAL_CORS is True
+    reply = werkzeug_app.create_backend_app("sts").test_client().get("/", headers={"Origin": "https://evil.example"})
+    assert not [k for k, _ in reply.headers.items() if k.lower().startswith("access-control-")]
+
+
+def test_engine_service_clients_sign_with_the_run_credential() -> None:
+    """The ASL engine builds its clients with ``boto3.client(aws_access_key_id="ak", ...)`` through its module's
+    ``boto3`` global; after apply() they carry the credential set_engine_credentials gave, else moto's own."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    assert '"ak"' in inspect.getsource(boto_client.boto_client_for)
+    moto_patches.apply()
+    moto_patches.set_engine_credentials("AKIALOUPERUN00000000", "run-secret")
+    try:
+        creds = boto_client.boto_client_for("us-east-1", "s3")._request_signer._credentials
+        assert (creds.access_key, creds.secret_key) == ("AKIALOUPERUN00000000", "run-secret")
+    finally:
+        moto_patches.set_engine_credentials(None)
+    assert boto_client.boto_client_for("us-east-1", "s3")._request_signer._credentials.access_key == "ak"
+
+
 def test_render_input_template_uses_motos_event_template_parser() -> None:
     from moto.events.utils import EventTemplateParser
 
