@@ -8,8 +8,10 @@ the endpoint, so no CORS was needed at all.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,6 +29,36 @@ FETCH = """async (url) => {
 }"""
 
 
+class _AnySite(BaseHTTPRequestHandler):
+    """A page of some other site the user visits: plain HTML, no Content-Security-Policy of its own (the console's
+    CSP would block the page's requests itself, which is not the defence under test here)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = b"<!doctype html><title>some site</title><p>hello</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def other_site(page: Any) -> Iterator[Any]:
+    """``page``, opened on a site of its own origin (another loopback port)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AnySite)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        yield page
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def secret_object(local_aws: Any) -> Iterator[tuple[str, str]]:
     bucket, key = local_aws.physical("RawBucket"), f"browser/{uuid.uuid4().hex}.txt"
@@ -35,9 +67,9 @@ def secret_object(local_aws: Any) -> Iterator[tuple[str, str]]:
     local_aws.client("s3").delete_object(Bucket=bucket, Key=key)
 
 
-def test_a_cross_origin_page_cannot_read_the_local_aws(console: str, page: Any, local_aws: Any, secret_object) -> None:
+def test_a_cross_origin_page_cannot_read_the_local_aws(other_site: Any, local_aws: Any, secret_object) -> None:
     bucket, key = secret_object
-    page.goto(console + "/labeling")  # an origin of its own (the console's port), as any visited site has
+    page = other_site
     listing = page.evaluate(FETCH, f"{local_aws.endpoint}/{bucket}?list-type=2")
     obj = page.evaluate(FETCH, f"{local_aws.endpoint}/{bucket}/{key}")
     for answer in (listing, obj):
@@ -53,13 +85,13 @@ LOAD_IMAGE = """(url) => new Promise((resolve) => {
 })"""
 
 
-def test_an_image_shown_through_a_presigned_url_still_loads(console: str, page: Any, local_aws: Any) -> None:
+def test_an_image_shown_through_a_presigned_url_still_loads(other_site: Any, local_aws: Any) -> None:
     """A presigned GET in an <img> carries no Origin (a no-cors request): the one browser use that must work."""
     bucket, key = local_aws.physical("RawBucket"), f"browser/{uuid.uuid4().hex}.jpg"
     s3 = local_aws.client("s3")
     s3.put_object(Bucket=bucket, Key=key, Body=samples.jpeg(64, 48, seed=7), ContentType="image/jpeg")
+    page = other_site
     try:
-        page.goto(console + "/labeling")
         url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
         assert page.evaluate(LOAD_IMAGE, url) == 64
         assert page.evaluate(LOAD_IMAGE, url.replace(key, key.replace(".jpg", ".png"))) == -1  # tampered: refused
