@@ -36,7 +36,7 @@ def test_a_wait_that_ends_before_the_job_keeps_the_answered_labels(env, short_wa
     from loupe.labeling.trigger import new_claim_id
 
     groundtruth = next(s for s in env.rt.standins if s.name == "groundtruth")
-    hashes = [env.put_raw(f"raw/wait/tag-{s}.jpg", samples.jpeg(128, 96, seed=s)) for s in (4100, 4101)]
+    hashes = [env.put_raw(f"raw/wait/tag-{s}.jpg", samples.jpeg(128, 96, seed=s)) for s in (4700, 4701)]
     for sha in hashes:
         env.wait_status(sha, "unlabeled")
     claim_id = new_claim_id(hashes) + "w"
