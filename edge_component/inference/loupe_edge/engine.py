@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,23 @@ def run_model(model: LoadedModel, tensor: np.ndarray, lb: Letterbox, decode_thre
     return Inference(dets, (t1 - t0) * 1000, (t2 - t1) * 1000)
 
 
+def _hand_over(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put ``item`` on a stage's bounded queue, waiting for room until the stage is stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
+
+
+def _take(q: queue.Queue[Any], timeout: float) -> Any | None:
+    try:
+        return q.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
 class Prefetcher:
     """Background stage: pull frames from the source and prepare them for the current model's input size."""
 
@@ -148,18 +166,10 @@ class Prefetcher:
                 item = self.preparer.prepare(raw, size)
             except Exception as exc:  # never let one frame kill the stage
                 item = Prepared(raw, error=f"preprocessing failed: {exc!r}")
-            while not self._stop.is_set():
-                try:
-                    self.queue.put(item, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
+            _hand_over(self.queue, item, self._stop)
 
     def get(self, timeout: float) -> Prepared | None:
-        try:
-            return self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return _take(self.queue, timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -239,18 +249,10 @@ class InferenceStage:
                 done = self.infer(item)
             except Exception as exc:  # never let one frame kill the stage
                 done = Inferred(item, error=f"inference failed: {exc!r}")
-            while not self._stop.is_set():
-                try:
-                    self.queue.put(done, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
+            _hand_over(self.queue, done, self._stop)
 
     def get(self, timeout: float) -> Inferred | None:
-        try:
-            return self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return _take(self.queue, timeout)
 
     def stop(self) -> None:
         self._stop.set()
