@@ -140,6 +140,19 @@ def _member_rel(name: str) -> str:
     return name.rstrip("/") if name not in ("", ".") else ""
 
 
+def _check_members(names: list[str], dest: Path) -> None:
+    """Every member name, first as text (nothing is created when one is refused), then resolved inside ``dest``
+    (which is created): a symlink already there cannot lead a member out."""
+    rels = [(name, _member_rel(name)) for name in names]
+    for name, rel in rels:
+        if rel:
+            check_relative(rel, dest, key=name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, rel in rels:
+        if rel:
+            confined(dest, rel, key=name)
+
+
 def extract_tar(archive: str | Path | tarfile.TarFile, dest: str | Path) -> list[str]:
     """Extract a tar archive (a path or an open TarFile) into ``dest``; returns the member names.
 
@@ -152,15 +165,7 @@ def extract_tar(archive: str | Path | tarfile.TarFile, dest: str | Path) -> list
             return extract_tar(tar, dest)
     tar = archive
     members = tar.getmembers()
-    for member in members:
-        rel = _member_rel(member.name)
-        if rel:
-            check_relative(rel, dest, key=member.name)
-    dest.mkdir(parents=True, exist_ok=True)
-    for member in members:
-        rel = _member_rel(member.name)
-        if rel:
-            confined(dest, rel, key=member.name)
+    _check_members([m.name for m in members], dest)
     try:
         tar.extractall(dest, filter="data")
     except tarfile.FilterError as exc:
@@ -174,11 +179,7 @@ def extract_zip(archive: str | Path, dest: str | Path) -> list[str]:
     dest = Path(dest)
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        for info in infos:
-            rel = _member_rel(info.filename)
-            if rel:
-                check_relative(rel, dest, key=info.filename)
-        dest.mkdir(parents=True, exist_ok=True)
+        _check_members([i.filename for i in infos], dest)
         for info in infos:
             rel = _member_rel(info.filename)
             if not rel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from support.edge_helpers import brightness_for, default_table, grey_image, grey_png, write_model, write_pointer
+from support.outbox_faults import deny_deletes, fill_disk, free_disk
 from support.waiting import wait_until
 
 from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
@@ -19,7 +19,7 @@ from loupe_edge.config import validate
 from loupe_edge.engine import Preparer
 from loupe_edge.formats import sniff
 from loupe_edge.model import LoadedModel
-from loupe_edge.outbox import Outbox, OutboxError
+from loupe_edge.outbox import Outbox
 from loupe_edge.transport import IpcControl, IpcTransport, TransportError
 
 THING = "line-1"
@@ -296,7 +296,7 @@ def test_a_full_disk_keeps_frames_in_the_folder_and_the_senders_survive_outbox_f
     assert wait_for(lambda: r.outbox.depth(RESULTS) == 0)  # the same sender goes on (b is sent again: at least once)
 
     # the disk fills up: an uncertain frame's result and image cannot be stored
-    fill_disk(r.outbox)
+    fill_disk(r.outbox, top_up=True)
     drop(r.frames, "c.png", 0.45)
     assert step_until(r.app, lambda: r.app.stats.counters.get("outbox_write_failures", 0) >= 1)
     assert (r.frames / "c.png").exists()  # still in its folder: nothing lost
@@ -357,34 +357,6 @@ def test_the_byte_budget_evicts_the_oldest_and_health_reports_it(rig) -> None:
     r.uploader.fail = False
     assert wait_for(lambda: len(r.ipc.messages("/inference")) == kept)
     assert [m["source"] for m in r.ipc.messages("/inference")] == [f"f{i}.png" for i in range(8 - kept, 8)]
-
-
-def fill_disk(ob: Outbox) -> None:
-    """Fill the store's file to a ceiling it may not pass (``PRAGMA max_page_count``): the next write that needs
-    a page fails with SQLITE_FULL, exactly as on a full filesystem."""
-    with ob._lock:
-        pages = ob._db.execute("PRAGMA page_count").fetchone()[0]
-        ob._db.execute(f"PRAGMA max_page_count = {pages}")
-    try:
-        while True:  # small filler entries: afterwards no page has room for a result
-            ob.put("filler", {}, b"f" * 16)
-    except OutboxError:
-        pass
-
-
-def free_disk(ob: Outbox) -> None:
-    with ob._lock:
-        ob._db.execute("PRAGMA max_page_count = 1073741823")
-
-
-def deny_deletes(ob: Outbox, deny: bool) -> None:
-    """Make DELETE fail inside its transaction (an error SQLite does not roll back by itself)."""
-
-    def authorizer(action: int, *_: object) -> int:
-        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_DELETE else sqlite3.SQLITE_OK
-
-    with ob._lock:
-        ob._db.set_authorizer(authorizer if deny else None)
 
 
 def test_hot_swap_between_frames_drops_nothing(rig, tmp_path: Path) -> None:

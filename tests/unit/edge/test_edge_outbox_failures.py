@@ -9,30 +9,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from support.outbox_faults import deny_deletes, fill_disk, free_disk
 
 from loupe_edge.outbox import EntryTooLarge, Outbox, OutboxError
 
 STAMP = 1_780_000_000.0  # 2026-05-28T20:26:40Z
-
-
-def fill_disk(ob: Outbox) -> None:
-    """The store's file may not grow any more: the next write that needs a page fails with SQLITE_FULL."""
-    with ob._lock:
-        pages = ob._db.execute("PRAGMA page_count").fetchone()[0]
-        ob._db.execute(f"PRAGMA max_page_count = {pages}")
-
-
-def free_disk(ob: Outbox) -> None:
-    with ob._lock:
-        ob._db.execute("PRAGMA max_page_count = 1073741823")
-
-
-def deny_deletes(ob: Outbox, deny: bool) -> None:
-    def authorizer(action: int, *_: object) -> int:
-        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_DELETE else sqlite3.SQLITE_OK
-
-    with ob._lock:
-        ob._db.set_authorizer(authorizer if deny else None)
 
 
 def test_a_full_disk_refuses_the_write_cleanly_and_the_next_write_works(tmp_path: Path) -> None:
