@@ -77,6 +77,8 @@ class Router:
         self.schedules: dict[str, dict[str, Any]] = {}
         self.topic_rules: dict[str, dict[str, Any]] = {}
         self._mqtt: Any = None
+        self._suback: dict[int, threading.Event] = {}
+        self._suback_lock = threading.Lock()
         # Lambda waits about 1 then 2 minutes between the attempts of an asynchronous invocation; locally those
         # become seconds (and event ages are scaled the same way), so a test sees all attempts.
         self.async_retry_delays: tuple[float, ...] = (1.0, 2.0)
@@ -332,7 +334,23 @@ class Router:
             raise ValueError(f"topic rule {rule_name}: {exc}") from exc
         self.topic_rules[rule_name] = {"filter": sql.topic_filter, "parsed": sql, **payload}
         if self._mqtt is not None:
-            self._mqtt.subscribe(sql.topic_filter, qos=1)
+            self._subscribe(sql.topic_filter)
+
+    def _subscribe(self, topic_filter: str, timeout: float = 10.0) -> None:
+        """Subscribe and wait for the broker's SUBACK: a rule is in force once CreateTopicRule has returned, so a
+        message published right after it must reach the rule (without the wait it raced the subscription)."""
+        with self._suback_lock:  # the mid must be registered before the SUBACK can arrive
+            result, mid = self._mqtt.subscribe(topic_filter, qos=1)
+            acked = self._suback.setdefault(mid, threading.Event())
+        if result != 0 or not acked.wait(timeout):
+            log.warning("the rules' subscription to %s was not acknowledged (rc %s)", topic_filter, result)
+        with self._suback_lock:
+            self._suback.pop(mid, None)
+
+    def _on_subscribe(self, mid: int) -> None:
+        with self._suback_lock:  # subscriptions made on (re)connect are not waited for
+            if mid in self._suback:
+                self._suback[mid].set()
 
     def connect_mqtt(self, host: str, port: int, credentials: RunCredentials | None = None) -> None:
         import paho.mqtt.client as mqtt
@@ -349,6 +367,7 @@ class Router:
 
         client.on_connect = on_connect
         client.on_message = on_message
+        client.on_subscribe = lambda c, userdata, mid, *rest: self._on_subscribe(mid)
         client.connect(host, port)
         client.loop_start()
         self._mqtt = client
