@@ -358,9 +358,13 @@ class Router:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-iot-rules-{uuid.uuid4().hex[:6]}")
         mqtt_login(client, credentials)
 
+        connected, subscribe_on_connect = threading.Event(), threading.Event()
+
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
-            for rule in list(self.topic_rules.values()):
-                c.subscribe(rule["filter"], qos=1)
+            if subscribe_on_connect.is_set():  # a reconnect, or a first connect later than the wait below
+                for rule in list(self.topic_rules.values()):
+                    c.subscribe(rule["filter"], qos=1)
+            connected.set()
 
         def on_message(c: Any, userdata: Any, msg: Any) -> None:
             threading.Thread(target=self.on_mqtt_message, args=(msg.topic, msg.payload), daemon=True).start()
@@ -370,7 +374,18 @@ class Router:
         client.on_subscribe = lambda c, userdata, mid, *rest: self._on_subscribe(mid)
         client.connect(host, port)
         client.loop_start()
+        if not connected.wait(10):
+            log.warning("the IoT rules' MQTT client has not connected to %s:%s yet", host, port)
+            subscribe_on_connect.set()
+            if connected.is_set():  # it connected in between: its callback subscribed nothing
+                for rule in list(self.topic_rules.values()):
+                    client.subscribe(rule["filter"], qos=1)
+            self._mqtt = client
+            return
+        subscribe_on_connect.set()
         self._mqtt = client
+        for rule in list(self.topic_rules.values()):  # rules provisioned before the broker came up
+            self._subscribe(rule["filter"])
 
     def on_mqtt_message(self, topic: str, payload: bytes) -> None:
         """Evaluate each matching rule's SQL and run its actions. A Lambda action is an asynchronous invoke
