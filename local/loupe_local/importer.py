@@ -188,7 +188,8 @@ def load(root: Path, fmt: str = "auto", attribute: str | None = None) -> tuple[s
     fmt = detect_format(root) if fmt == "auto" else fmt
     if fmt == "metal-tags":
         tags = load_metal_tags(root)
-        return fmt, Loaded(tags.labeled, tags.unlabeled + [p for p, _ in tags.rejected], tags.class_map)
+        problems = [f"{path.relative_to(root).as_posix()}: {reason}" for path, reason in tags.rejected]
+        return fmt, Loaded(tags.labeled, tags.unlabeled + [p for p, _ in tags.rejected], tags.class_map, problems)
     if fmt == "groundtruth":
         return fmt, load_groundtruth(root, attribute)
     if fmt == "yolo":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import io
 import json
 import math
 import shutil
@@ -285,6 +286,28 @@ class MetalTags:
     class_map: dict[str, str]
 
 
+def _row_size(row: dict[str, str], data: bytes) -> tuple[int, int]:
+    """The labeled size of a row: its ``image_width``/``image_height`` when they are whole positive numbers, else
+    (empty, ``nan`` - Feature Store exports write missing values so) the image's own size read from its header."""
+    try:
+        width, height = float(row.get("image_width") or "nan"), float(row.get("image_height") or "nan")
+    except ValueError as exc:
+        raise DatasetError(f"image_width/image_height are not numbers: {exc}") from exc
+    if all(math.isfinite(v) and v > 0 and v == int(v) for v in (width, height)):
+        return int(width), int(height)
+    if any(math.isfinite(v) for v in (width, height)) and not all(math.isfinite(v) for v in (width, height)):
+        raise DatasetError(f"only one of image_width/image_height is given ({width}, {height})")
+    if any(math.isfinite(v) for v in (width, height)):
+        raise DatasetError(f"image size {width}x{height} is not a whole positive number of pixels")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            return image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"no image size in labels.csv and none readable from the image: {exc}") from exc
+
+
 def load_metal_tags(root: Path) -> MetalTags:
     """Read a metal-tags style folder: labels.csv + images/**; formats are sniffed from content, not names."""
     root = Path(root)
@@ -315,12 +338,18 @@ def load_metal_tags(root: Path) -> MetalTags:
         if row.get("status", "APPROVED").upper() not in ("APPROVED", ""):
             unlabeled.append(path)
             continue
+        try:
+            width, height = _row_size(row, data)
+            boxes = parse_annotations(row.get("annotations", ""))
+        except DatasetError as exc:  # one bad row costs that row (its image is kept as unlabeled), not the import
+            rejected.append((path, f"labels.csv row: {exc}"))
+            continue
         labeled.append(
             LabeledImage(
                 sha256=sha256_bytes(data),
-                width=int(float(row["image_width"])),
-                height=int(float(row["image_height"])),
-                boxes=parse_annotations(row["annotations"]),
+                width=width,
+                height=height,
+                boxes=boxes,
                 source_ref=rel,
                 ext=fmt,
                 origin={"kind": "import", "labeling_job": row.get("labeling_job", "")},

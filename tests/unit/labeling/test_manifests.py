@@ -212,3 +212,39 @@ def test_malformed_annotations_are_refused():
         parse_annotations("[{'class_id': 0, 'top': 1,")
     with pytest.raises(ValueError, match="must be a list"):
         parse_annotations("{'class_id': 0}")
+
+
+def _tags_folder(root, rows: list[tuple[str, str, str, str]]):
+    """A metal-tags folder of 60x40 JPEGs, one per row (name, image_width, image_height, annotations)."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    lines = ["source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status"]
+    for name, width, height, boxes in rows:
+        Image.new("RGB", (60, 40), (120, 120, 120)).save(root / "images" / name, format="JPEG")
+        lines.append(f'images/{name},{width},{height},3,"{boxes}",1657199072.0,labeling-job/x,APPROVED')
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_missing_image_size_is_read_from_the_image_and_a_bad_row_costs_only_that_row(tmp_path):
+    box = "[{'class_id': 0, 'top': 5, 'left': 10, 'height': 20, 'width': 30}]"
+    root = _tags_folder(
+        tmp_path / "tags",
+        [
+            ("ok.jpg", "60", "40", box),
+            ("nan.jpg", "nan", "nan", box),  # Feature Store exports write missing values as nan
+            ("empty.jpg", "", "", box),
+            ("half.jpg", "60", "nan", box),
+            ("garbled.jpg", "60", "40", "[{'class_id': 0, 'top': oops}]"),
+            ("infinite.jpg", "60", "40", "[{'class_id': 0, 'top': 5, 'left': float('inf')}]"),
+        ],
+    )
+    tags = load_metal_tags(root)
+    sizes = {img.source_ref: (img.width, img.height) for img in tags.labeled}
+    assert sizes == {"images/ok.jpg": (60, 40), "images/nan.jpg": (60, 40), "images/empty.jpg": (60, 40)}
+    reasons = {path.name: reason for path, reason in tags.rejected}
+    assert set(reasons) == {"half.jpg", "garbled.jpg", "infinite.jpg"}
+    assert "only one of image_width/image_height" in reasons["half.jpg"]
+    assert "malformed annotations" in reasons["garbled.jpg"]
+    assert all(reason.startswith("labels.csv row: ") for reason in reasons.values())
