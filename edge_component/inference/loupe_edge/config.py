@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The largest frame a device takes, by file size and by pixels: what the cloud's ingest accepts (loupe.ingest
+# MAX_BYTES, MAX_PIXELS), so an uncertain frame sent back is never quarantined there for its size.
+MAX_FILE_BYTES = 25 * 1024 * 1024
+MAX_PIXELS = 24_000_000
+
 DEFAULTS: dict[str, Any] = {
     "thingName": "",
     "workDir": "",
@@ -29,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "processedDir": "",  # for afterProcessing=move (default <path>/.processed)
         "maxFileBytes": 20 * 1024 * 1024,
         "rejectedMaxBytes": 256 * 1024 * 1024,  # .rejected/ keeps refused files up to this, oldest deleted first
-        "maxPixels": 40_000_000,
+        "maxPixels": MAX_PIXELS,
         "fps": 0.0,  # opencv: frames per second to sample (0 = as fast as inference allows)
     },
     "model": {
@@ -149,9 +154,9 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "source.settleMs": _num(0, 60_000, integer=True),
     "source.afterProcessing": _choice("delete", "move", "keep"),
     "source.processedDir": _str,
-    "source.maxFileBytes": _num(1024, 1 << 31, integer=True),
+    "source.maxFileBytes": _num(1024, MAX_FILE_BYTES, integer=True),
     "source.rejectedMaxBytes": _num(0, 1 << 40, integer=True),
-    "source.maxPixels": _num(1024, 500_000_000, integer=True),
+    "source.maxPixels": _num(1024, MAX_PIXELS, integer=True),
     "source.fps": _num(0, 240),
     "model.dir": _str,
     "model.pointerFile": _str,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from loupe_edge.config import MAX_PIXELS
 from loupe_edge.imaging import ImageRejected, Letterbox, Preprocessor, open_image
 from loupe_edge.model import LoadedModel
 from loupe_edge.postprocess import decode_yolo
@@ -57,7 +58,7 @@ class Inference:
 class Preparer:
     """Decode + letterbox into a ring of buffers for a given model input size."""
 
-    def __init__(self, max_pixels: int = 40_000_000) -> None:
+    def __init__(self, max_pixels: int = MAX_PIXELS) -> None:
         self.max_pixels = max_pixels
         self._rings: dict[tuple[int, int], list[Preprocessor]] = {}
         self._next = 0

@@ -50,10 +50,11 @@ class Assistant:
         if found is None:
             return {"model": None, "boxes": []}
         package, model = found
+        from loupe.ingest import MAX_PIXELS  # the images here passed ingest
         from loupe_edge.engine import Preparer, run_model
         from loupe_edge.imaging import open_image, to_rgb_array
 
-        rgb = to_rgb_array(open_image(image, 40_000_000))
+        rgb = to_rgb_array(open_image(image, MAX_PIXELS))
         tensor, letterbox = Preparer().letterbox(rgb, (model.input_w, model.input_h))
         result = run_model(model, tensor, letterbox, self.conf_threshold)
         height, width = rgb.shape[:2]
