@@ -1,0 +1,195 @@
+"""``loupe preflight`` against the local AWS: real boto3 calls, each failure made real in the account.
+
+The local AWS is one account for the whole test session: every test leaves the account as it found it (its own
+thing groups, functions and roles; quotas and the service role put back).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from loupe_local.preflight_checks import Finding, PreflightClients, run_all
+from loupe_local.preflight_plan import StackPlan, plan
+from loupe_local.standins.account_quotas import set_quota
+from loupe_local.standins.groundtruth import local_workteam_arn
+
+pytestmark = pytest.mark.integration
+
+TRUST_GREENGRASS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "greengrass.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+def _plan(local_aws: Any, **overrides: str) -> StackPlan:
+    values = {
+        "WorkteamArn": local_workteam_arn(local_aws.region),
+        "ThingGroupName": f"preflight-{uuid.uuid4().hex[:8]}",  # a group the account does not have yet
+        **overrides,
+    }
+    return plan(local_aws.root / "template.yaml", "loupe-preflight", values, local_aws.region)
+
+
+def _findings(local_aws: Any, stack: StackPlan) -> dict[str, Finding]:
+    return {f.check: f for f in run_all(stack, PreflightClients.from_factory(local_aws.client))}
+
+
+def _role(local_aws: Any, name: str, trust: dict[str, Any]) -> str:
+    return local_aws.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+@pytest.fixture
+def service_role(local_aws: Any) -> Iterator[str]:
+    """A Greengrass service role associated with the account, as the console sets it up; taken back after."""
+    name = f"Greengrass_ServiceRole-{uuid.uuid4().hex[:6]}"
+    arn = _role(local_aws, name, TRUST_GREENGRASS)
+    gg = local_aws.client("greengrassv2")
+    gg.associate_service_role_to_account(roleArn=arn)
+    yield arn
+    gg.disassociate_service_role_from_account()
+    local_aws.client("iam").delete_role(RoleName=name)
+
+
+def test_a_ready_account_passes_with_what_it_found(local_aws: Any, service_role: str) -> None:
+    stack = _plan(local_aws)
+    found = _findings(local_aws, stack)
+
+    assert [f.check for f in found.values() if f.status == "FAIL"] == []
+    assert found["template"].status == "OK"
+    # the local stack already holds 91 reserved units (the provisioner reserves them as CloudFormation does)
+    assert found["lambda concurrency"].status == "OK"
+    assert (
+        "reserves 91 units over 10 functions; account limit 1000, unreserved 909" in found["lambda concurrency"].found
+    )
+    assert found["quota ml.g4dn.xlarge for spot training job usage"].status == "OK"
+    assert found["quota ml.g4dn.xlarge for training job usage"].status == "OK"
+    assert found["quota ml.m5.xlarge for processing job usage"].status == "OK"
+    assert found["greengrass service role"] == Finding("greengrass service role", "OK", f"{service_role} is associated")
+    assert found[f"thing group {stack.thing_group_name}"].status == "OK"
+    ground_truth = found["ground truth"]
+    assert "private workteam loupe-local exists" in ground_truth.found
+    assert "no longer open to new customers" in ground_truth.action  # AWS's note, quoted
+
+
+def test_reserved_concurrency_the_account_cannot_spare_fails(local_aws: Any, service_role: str) -> None:
+    """Another function of the account reserves 820 units: 1000 - 91 (local stack) - 820 = 89 stay unreserved, and
+    the stack's 91 more would leave fewer than the 100 Lambda keeps."""
+    lam, name = local_aws.client("lambda"), f"other-app-{uuid.uuid4().hex[:6]}"
+    role = _role(local_aws, name, {"Version": "2012-10-17", "Statement": []})
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
+    lam.create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code={"ZipFile": code.getvalue()}
+    )
+    try:
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=820)
+        finding = _findings(local_aws, _plan(local_aws))["lambda concurrency"]
+    finally:
+        lam.delete_function(FunctionName=name)
+        local_aws.client("iam").delete_role(RoleName=name)
+
+    assert finding.status == "FAIL"
+    assert "unreserved 89" in finding.found
+    assert "-2 would stay unreserved, Lambda keeps at least 100" in finding.found
+    assert "'Concurrent executions' (lambda L-B99A9384) >= 1102" in finding.action
+
+
+def test_a_training_quota_of_zero_fails_with_the_request_to_make(local_aws: Any, service_role: str) -> None:
+    spot = "ml.g4dn.xlarge for spot training job usage"
+    on_demand = "ml.g4dn.xlarge for training job usage"
+    set_quota(local_aws.state_dir, "sagemaker", spot, 0)
+    set_quota(local_aws.state_dir, "sagemaker", on_demand, 0)
+    try:
+        with_spot = _findings(local_aws, _plan(local_aws, TrainingUseSpot="true"))
+        without = _findings(local_aws, _plan(local_aws, TrainingUseSpot="false"))
+    finally:
+        set_quota(local_aws.state_dir, "sagemaker", spot, None)
+        set_quota(local_aws.state_dir, "sagemaker", on_demand, None)
+
+    assert with_spot[f"quota {spot}"].status == "FAIL"
+    assert (
+        "request-service-quota-increase --service-code sagemaker --quota-code L-" in with_spot[f"quota {spot}"].action
+    )
+    assert with_spot[f"quota {on_demand}"].status == "WARN"  # not what a spot job uses
+    assert without[f"quota {on_demand}"].status == "FAIL"
+    assert f"quota {spot}" not in without
+
+
+def test_an_instance_type_sagemaker_does_not_offer_is_named(local_aws: Any, service_role: str) -> None:
+    found = _findings(local_aws, _plan(local_aws, TrainingInstanceType="ml.g4dn.xlarg", TrainingUseSpot="false"))
+    finding = found["quota ml.g4dn.xlarg for training job usage"]
+    assert finding.status == "WARN"
+    assert "misspelled or not offered here" in finding.found
+
+
+def test_no_greengrass_service_role_fails_with_the_fix(local_aws: Any) -> None:
+    found = _findings(local_aws, _plan(local_aws))["greengrass service role"]
+    assert found.status == "FAIL"
+    assert "no Greengrass service role is associated" in found.found
+    assert "aws greengrassv2 associate-service-role-to-account" in found.action
+
+
+def test_an_associated_role_deleted_from_iam_fails(local_aws: Any) -> None:
+    name = f"Greengrass_ServiceRole-{uuid.uuid4().hex[:6]}"
+    arn = _role(local_aws, name, TRUST_GREENGRASS)
+    gg = local_aws.client("greengrassv2")
+    gg.associate_service_role_to_account(roleArn=arn)
+    local_aws.client("iam").delete_role(RoleName=name)
+    try:
+        found = _findings(local_aws, _plan(local_aws))["greengrass service role"]
+    finally:
+        gg.disassociate_service_role_from_account()
+    assert found.status == "FAIL"
+    assert f"the associated role {arn} no longer exists in IAM" in found.found
+
+
+def test_a_group_with_someone_elses_deployment_is_reported(local_aws: Any, service_role: str) -> None:
+    group = f"factory-line-{uuid.uuid4().hex[:6]}"
+    arn = local_aws.client("iot").create_thing_group(thingGroupName=group)["thingGroupArn"]
+    gg = local_aws.client("greengrassv2")
+    spooler = "arn:aws:greengrass:us-east-1:aws:components:aws.greengrass.DiskSpooler"
+    version = gg.list_component_versions(arn=spooler)["componentVersions"][0]["componentVersion"]
+    dep = gg.create_deployment(
+        targetArn=arn,
+        deploymentName="line-3 plugins",
+        components={"aws.greengrass.DiskSpooler": {"componentVersion": version}},
+    )
+    try:
+        found = _findings(local_aws, _plan(local_aws, ThingGroupName=group))[f"thing group {group}"]
+    finally:
+        gg.cancel_deployment(deploymentId=dep["deploymentId"])
+        local_aws.client("iot").delete_thing_group(thingGroupName=group)
+
+    assert found.status == "FAIL"  # the template creates its group: CloudFormation cannot create one that exists
+    assert "exists outside stack loupe-preflight" in found.found
+    assert f"current deployment {dep['deploymentId']} (line-3 plugins, ACTIVE)" in found.found
+    assert f"aws.greengrass.DiskSpooler {version}" in found.found
+    assert "Loupe's deployment to this group will replace that deployment" in found.action
+
+
+def test_a_workteam_that_does_not_exist_fails(local_aws: Any, service_role: str) -> None:
+    missing = f"arn:aws:sagemaker:{local_aws.region}:123456789012:workteam/private-crowd/nobody"
+    elsewhere = "arn:aws:sagemaker:eu-west-1:123456789012:workteam/private-crowd/loupe-local"
+    not_found = _findings(local_aws, _plan(local_aws, WorkteamArn=missing))["ground truth"]
+    other_region = _findings(local_aws, _plan(local_aws, WorkteamArn=elsewhere))["ground truth"]
+    assert not_found.status == "FAIL"
+    assert "private workteam nobody not found" in not_found.found
+    assert other_region.status == "FAIL"
+    assert f"is not a workteam of account 123456789012 in {local_aws.region}" in other_region.found
+
+
+def test_parameters_the_template_rules_refuse_fail_before_anything_else(local_aws: Any, service_role: str) -> None:
+    found = _findings(local_aws, _plan(local_aws, WorkteamArn="", UsePublicWorkforce="false"))
+    assert found["template"].status == "FAIL"
+    assert found["template"].found.startswith("ValidationError: Choose who labels the images")
+    assert found["ground truth"].status == "FAIL"
