@@ -70,7 +70,7 @@ class PreflightClients:
 def run_all(plan: StackPlan, clients: PreflightClients) -> list[Finding]:
     checks: list[tuple[str, Callable[[StackPlan, PreflightClients], Finding | list[Finding]]]] = [
         ("template", check_template),
-        ("labeling", check_ground_truth),
+        ("ground truth", check_ground_truth),
         ("lambda concurrency", check_lambda_concurrency),
         ("sagemaker quotas", check_sagemaker_quotas),
         ("greengrass service role", check_greengrass_service_role),
@@ -113,7 +113,7 @@ def check_ground_truth(plan: StackPlan, clients: PreflightClients) -> Finding:
         return Finding(name, "OK", f"LabelingService={plan.labeling_service}: the stack does not use Ground Truth")
     sm = clients.sagemaker
     jobs = sm.list_labeling_jobs(MaxResults=10, SortBy="CreationTime", SortOrder="Descending")
-    history = jobs.get("LabelingJobSummaries", [])
+    history = jobs.get("LabelingJobSummaryList", [])
     evidence = (
         f"{len(history)}{'+' if jobs.get('NextToken') else ''} labeling job(s) in this account and Region "
         f"(latest {history[0]['LabelingJobName']}, {history[0]['LabelingJobStatus']})"
@@ -138,8 +138,8 @@ def check_ground_truth(plan: StackPlan, clients: PreflightClients) -> Finding:
         try:
             sm.describe_workteam(WorkteamName=team_name)
         except Exception as exc:
-            if error_code(exc) in _DENIED:
-                raise
+            if error_code(exc) not in {"ResourceNotFound", "ValidationException"}:
+                raise  # denied, throttled, down: not checked, rather than "not found"
             return Finding(
                 name,
                 "FAIL",

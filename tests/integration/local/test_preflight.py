@@ -11,9 +11,12 @@ import json
 import uuid
 import zipfile
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
+from support.groundtruth import job_request, put_manifest
 
 from loupe_local.preflight_checks import Finding, PreflightClients, run_all
 from loupe_local.preflight_plan import StackPlan, plan
@@ -193,3 +196,42 @@ def test_parameters_the_template_rules_refuse_fail_before_anything_else(local_aw
     assert found["template"].status == "FAIL"
     assert found["template"].found.startswith("ValidationError: Choose who labels the images")
     assert found["ground truth"].status == "FAIL"
+
+
+def test_a_labeling_job_history_is_the_evidence_ground_truth_is_usable(local_aws: Any, service_role: str) -> None:
+    before = _findings(local_aws, _plan(local_aws))["ground truth"]
+    env = SimpleNamespace(s3=local_aws.client("s3"), artifacts=local_aws.physical("ArtifactBucket"))
+    uri = put_manifest(env, f"preflight/{uuid.uuid4().hex[:6]}.manifest", [json.dumps({"source-ref": "s3://x/y.jpg"})])
+    name = f"preflight-{uuid.uuid4().hex[:6]}"
+    local_aws.client("sagemaker").create_labeling_job(**job_request(env, name, uri))
+    after = _findings(local_aws, _plan(local_aws))["ground truth"]
+
+    if "no labeling job in this account" in before.found:  # alone in the session, the account had none yet
+        assert before.status == "WARN"
+        assert "nothing read-only shows this account may create labeling jobs" in before.found
+    assert after.status == "OK", after
+    assert f"(latest {name}, " in after.found
+    assert "the account has used Ground Truth (this does not prove it still may)" in after.found
+
+
+def test_what_the_profile_may_not_read_is_not_checked_and_says_why(local_aws: Any) -> None:
+    """A key the account does not accept: every AWS check says it could not conclude, none passes or crashes."""
+    session = boto3.Session(
+        aws_access_key_id=local_aws.credentials.access_key_id,
+        aws_secret_access_key="not-the-secret",
+        region_name=local_aws.region,
+    )
+    clients = PreflightClients.from_factory(lambda service: session.client(service, endpoint_url=local_aws.endpoint))
+    found = run_all(_plan(local_aws), clients)
+
+    aws_checks = [f for f in found if f.check != "template"]
+    assert {f.check for f in aws_checks} == {
+        "ground truth",
+        "lambda concurrency",
+        "sagemaker quotas",
+        "greengrass service role",
+        "thing group",
+    }
+    for finding in aws_checks:
+        assert finding.status == "WARN", finding
+        assert finding.found.startswith("not checked: "), finding
