@@ -18,6 +18,7 @@ import boto3
 import pytest
 from support.groundtruth import job_request, put_manifest
 
+from loupe_local.cli import main
 from loupe_local.preflight_checks import Finding, PreflightClients, run_all
 from loupe_local.preflight_plan import StackPlan, plan
 from loupe_local.standins.account_quotas import set_quota
@@ -235,3 +236,37 @@ def test_what_the_profile_may_not_read_is_not_checked_and_says_why(local_aws: An
     for finding in aws_checks:
         assert finding.status == "WARN", finding
         assert finding.found.startswith("not checked: "), finding
+
+
+def test_the_command_exits_1_on_a_fail_and_0_once_it_is_fixed(
+    local_aws: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``loupe preflight`` as a user runs it: the SDK's standard environment points it at the account."""
+    monkeypatch.chdir(local_aws.root)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for key, value in {"AWS_ENDPOINT_URL": local_aws.endpoint, **local_aws.credentials.env()}.items():
+        monkeypatch.setenv(key, value)
+    argv = [
+        "preflight",
+        "--region",
+        local_aws.region,
+        "--stack-name",
+        "loupe-preflight",
+        "--json",
+        "--parameter-overrides",
+        f"WorkteamArn={local_workteam_arn(local_aws.region)}",
+        f"ThingGroupName=preflight-{uuid.uuid4().hex[:8]}",
+    ]
+    assert main(argv) == 1  # no Greengrass service role yet
+    failed = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["status"] == "FAIL"]
+    assert [f["check"] for f in failed] == ["greengrass service role"]
+
+    name = f"Greengrass_ServiceRole-{uuid.uuid4().hex[:6]}"
+    gg = local_aws.client("greengrassv2")
+    gg.associate_service_role_to_account(roleArn=_role(local_aws, name, TRUST_GREENGRASS))
+    try:
+        assert main(argv) == 0
+    finally:
+        gg.disassociate_service_role_from_account()
+        local_aws.client("iam").delete_role(RoleName=name)
+    assert json.loads(capsys.readouterr().out)["ok"] is True
