@@ -6,6 +6,7 @@ thing groups, functions and roles; quotas and the service role put back).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import uuid
@@ -179,6 +180,34 @@ def test_a_group_with_someone_elses_deployment_is_reported(local_aws: Any, servi
     assert f"current deployment {dep['deploymentId']} (line-3 plugins, ACTIVE)" in found.found
     assert f"aws.greengrass.DiskSpooler {version}" in found.found
     assert "Loupe's deployment to this group will replace that deployment" in found.action
+
+
+def test_an_existing_group_the_stack_is_told_to_use_warns_of_the_replacement(local_aws: Any, service_role: str) -> None:
+    """With the template's group resource switched off by its condition, the stack deploys to an existing group:
+    it must exist, and its current deployment is what Loupe's will replace."""
+    group = f"factory-line-{uuid.uuid4().hex[:6]}"
+    stack = dataclasses.replace(_plan(local_aws, ThingGroupName=group), thing_group_logical_id=None)
+    missing = _findings(local_aws, stack)[f"thing group {group}"]
+    arn = local_aws.client("iot").create_thing_group(thingGroupName=group)["thingGroupArn"]
+    gg = local_aws.client("greengrassv2")
+    spooler = "arn:aws:greengrass:us-east-1:aws:components:aws.greengrass.DiskSpooler"
+    version = gg.list_component_versions(arn=spooler)["componentVersions"][0]["componentVersion"]
+    try:
+        empty = _findings(local_aws, stack)[f"thing group {group}"]
+        dep = gg.create_deployment(
+            targetArn=arn, components={"aws.greengrass.DiskSpooler": {"componentVersion": version}}
+        )
+        deployed = _findings(local_aws, stack)[f"thing group {group}"]
+        gg.cancel_deployment(deploymentId=dep["deploymentId"])
+    finally:
+        local_aws.client("iot").delete_thing_group(thingGroupName=group)
+
+    assert missing.status == "FAIL"
+    assert "does not exist, and the stack is told to use an existing group" in missing.found
+    assert empty == Finding(f"thing group {group}", "OK", "exists with no Greengrass deployment")
+    assert deployed.status == "WARN"
+    assert f"current deployment {dep['deploymentId']}" in deployed.found
+    assert "will replace that deployment" in deployed.action
 
 
 def test_a_workteam_that_does_not_exist_fails(local_aws: Any, service_role: str) -> None:
