@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from loupe_local.preflight_checks import Finding, PreflightClients, run_all
+from loupe_local.preflight_checks import READ_ACTIONS, Finding, PreflightClients, run_all
 from loupe_local.preflight_plan import PlanError, parse_overrides, plan, read_samconfig
 
 
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="before sam deploy: what would fail in this AWS account (read-only)",
         description="Check an AWS account for what a `sam deploy` of Loupe needs, with read-only calls: Ground "
         "Truth, Lambda concurrency, SageMaker instance quotas, the Greengrass service role, the thing group.",
+        epilog="The profile needs these read-only actions: " + ", ".join(READ_ACTIONS) + ".",
     )
     p.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
     p.add_argument("--region", help="AWS Region (default: samconfig.toml's, else the profile's)")

@@ -23,6 +23,23 @@ GROUND_TRUTH_NOTE = (
     'AWS: "Amazon SageMaker Ground Truth is no longer open to new customers. Existing customers can continue to '
     'use the service as normal." (docs.aws.amazon.com/sagemaker/latest/dg/sms-create-labeling-job-api.html)'
 )
+# Every AWS call the checks make, as IAM actions: what the profile needs (all read-only).
+READ_ACTIONS = (
+    "cloudformation:DescribeStackResource",
+    "cloudformation:ListStackResources",
+    "greengrass:GetDeployment",
+    "greengrass:GetServiceRoleForAccount",
+    "greengrass:ListDeployments",
+    "iam:GetRole",
+    "iot:DescribeThingGroup",
+    "lambda:GetAccountSettings",
+    "lambda:GetFunctionConcurrency",
+    "sagemaker:DescribeWorkteam",
+    "sagemaker:ListLabelingJobs",
+    "servicequotas:ListAWSDefaultServiceQuotas",
+    "servicequotas:ListServiceQuotas",
+    "sts:GetCallerIdentity",
+)
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
 
 

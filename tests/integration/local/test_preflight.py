@@ -20,7 +20,7 @@ import pytest
 from support.groundtruth import job_request, put_manifest
 
 from loupe_local.cli import main
-from loupe_local.preflight_checks import Finding, PreflightClients, run_all
+from loupe_local.preflight_checks import READ_ACTIONS, Finding, PreflightClients, run_all
 from loupe_local.preflight_plan import StackPlan, plan
 from loupe_local.standins.account_quotas import set_quota
 from loupe_local.standins.groundtruth import local_workteam_arn
@@ -45,7 +45,18 @@ def _plan(local_aws: Any, **overrides: str) -> StackPlan:
 
 
 def _findings(local_aws: Any, stack: StackPlan) -> dict[str, Finding]:
-    return {f.check: f for f in run_all(stack, PreflightClients.from_factory(local_aws.client))}
+    """The checks' findings; every AWS call they made is one of the read-only actions preflight documents."""
+    calls: list[str] = []
+
+    def client(service: str) -> Any:
+        made = local_aws.client(service)
+        prefix = made.meta.service_model.signing_name
+        made.meta.events.register("before-call", lambda model, **_: calls.append(f"{prefix}:{model.name}"))
+        return made
+
+    found = {f.check: f for f in run_all(stack, PreflightClients.from_factory(client))}
+    assert calls and set(calls) <= set(READ_ACTIONS), sorted(set(calls) - set(READ_ACTIONS))
+    return found
 
 
 def _role(local_aws: Any, name: str, trust: dict[str, Any]) -> str:
@@ -67,6 +78,8 @@ def service_role(local_aws: Any) -> Iterator[str]:
 def test_a_ready_account_passes_with_what_it_found(local_aws: Any, service_role: str) -> None:
     stack = _plan(local_aws)
     found = _findings(local_aws, stack)
+
+    assert all(action.split(":")[1].startswith(("Get", "List", "Describe")) for action in READ_ACTIONS)
 
     assert [f.check for f in found.values() if f.status == "FAIL"] == []
     assert found["template"].status == "OK"
