@@ -124,6 +124,10 @@ def function(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Pro
         MemorySize=int(props.get("MemorySize", 128)),
         Environment={"Variables": {k: str(v) for k, v in env.items()}},
     )
+    if props.get("ReservedConcurrentExecutions") is not None:  # CloudFormation sets it with PutFunctionConcurrency
+        ctx.client("lambda").put_function_concurrency(
+            FunctionName=name, ReservedConcurrentExecutions=int(props["ReservedConcurrentExecutions"])
+        )
     return Provisioned(logical_id, "AWS::Lambda::Function", name, {"Arn": fn["FunctionArn"]})
 
 

@@ -7,7 +7,8 @@ behind each deployment. This module routes; the API lives along its seams:
 - ``greengrass_components.py``: component versions (recipes, artifact digests) and the public catalogue;
 - ``greengrass_deployments.py``: deployments (idempotency, supersession, rollout, abort, timeouts) and their IoT jobs;
 - ``greengrass_devices.py``: core devices, and the two local-only routes local core devices
-  (``loupe_local.devices``) use in place of the IoT jobs and shadows a real nucleus uses.
+  (``loupe_local.devices``) use in place of the IoT jobs and shadows a real nucleus uses;
+- ``greengrass_account.py``: the account's Greengrass service role (``/greengrass/servicerole``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from loupe_local.standins import greengrass_account
 from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error
 from loupe_local.standins.greengrass_components import ComponentStore, GreengrassError, sorted_versions
 from loupe_local.standins.greengrass_deployments import DeploymentStore
@@ -38,6 +40,7 @@ class GreengrassStandIn(StandIn):
         self.components = ComponentStore()
         self.deployments = DeploymentStore(self.components)
         self.core_devices = CoreDevices(self.deployments)
+        self.service_role = greengrass_account.ServiceRoleAssociation()
         c, d, dev = self.components, self.deployments, self.core_devices
         table: list[tuple[str, str, Callable[..., Response]]] = [
             ("POST", r"createComponentVersion", c.create_component_version),
@@ -66,7 +69,7 @@ class GreengrassStandIn(StandIn):
 
     # ------------------------------------------------------------------ routing
     def handles(self, request: AwsRequest) -> bool:
-        if request.path.startswith(PREFIX):
+        if request.path.startswith(PREFIX) or request.path.rstrip("/") == greengrass_account.PATH:
             return True
         if request.method != "GET" or not unquote(request.path).startswith("/jobs/"):
             return False  # never wait for the lock here: a handler holding it may be reading S3 through us
@@ -74,6 +77,9 @@ class GreengrassStandIn(StandIn):
             return self.deployments.job_of(request) is not None
 
     def handle(self, request: AwsRequest) -> Response:
+        if request.path.rstrip("/") == greengrass_account.PATH:
+            with self.lock:
+                return self.service_role.answer(request)
         try:
             with self.lock:
                 job = None if request.path.startswith(PREFIX) else self.deployments.job_of(request)

@@ -41,7 +41,14 @@ from loupe_local.standins.groundtruth_workforce import NO_WORKER, Line, Workforc
 
 log = logging.getLogger("loupe_local.groundtruth")
 
-OPERATIONS = {"CreateLabelingJob", "DescribeLabelingJob", "ListLabelingJobs", "StopLabelingJob"}
+OPERATIONS = {
+    "CreateLabelingJob",
+    "DescribeLabelingJob",
+    "ListLabelingJobs",
+    "StopLabelingJob",
+    "DescribeWorkteam",
+    "ListWorkteams",
+}
 EVENT = "SageMaker Ground Truth Labeling Job State Change"
 ACCOUNT = "123456789012"
 
@@ -88,9 +95,32 @@ class GroundTruth(StandIn):
             return Response(body=self._list(body))
         if request.target == "StopLabelingJob":
             return self._stop_job(body.get("LabelingJobName", ""))
+        if request.target in ("DescribeWorkteam", "ListWorkteams"):
+            return self._workteams(request.target, body)
         return error("NotImplemented", f"{request.target}", 501)
 
     # ------------------------------------------------------------------ API
+    def _workteams(self, operation: str, body: dict[str, Any]) -> Response:
+        """The account's one private workteam, the one the local workforce stands for (the local stack's
+        WorkteamArn). A name it does not know is not found, as DescribeWorkteam says of another account's team."""
+        team = {
+            "WorkteamName": LOCAL_WORKTEAM,
+            "WorkteamArn": local_workteam_arn(self.runtime.region),
+            "MemberDefinitions": [
+                {"CognitoMemberDefinition": {"UserPool": "local", "UserGroup": "local", "ClientId": "local"}}
+            ],
+            "Description": "The local AWS's private workforce (loupe_local.standins.groundtruth_workforce).",
+            "SubDomain": worker_origin(local_workteam_arn(self.runtime.region), self.runtime.region).split("//", 1)[1],
+            "CreateDate": 0,
+            "LastUpdatedDate": 0,
+        }
+        if operation == "DescribeWorkteam":
+            if body.get("WorkteamName") != LOCAL_WORKTEAM:
+                return error("ResourceNotFound", f"Workteam {body.get('WorkteamName')} does not exist")
+            return Response(body={"Workteam": team})
+        contains = body.get("NameContains") or ""
+        return Response(body={"Workteams": [team] if contains in LOCAL_WORKTEAM else []})
+
     def _create(self, body: dict[str, Any]) -> Response:
         missing = [
             path
