@@ -183,16 +183,26 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
 
 
 def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, dataset_uri, events):
+    """The execution fails with the gate's reason and the training's diagnosis; the refused candidate is registered
+    for a person to look at (PendingManualApproval, the refusal in its metadata), never approved (issue 22)."""
     name = ensure_pipeline(local_aws)
     before = {p["ModelPackageArn"] for p in _packages(local_aws)}
     run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.99"})
     assert run["desc"]["PipelineExecutionStatus"] == "Failed"
     reason = run["desc"]["FailureReason"]
     assert "Gate refused the model" in reason and "0.99" in reason
+    # the tiny set (40 pictures) is below the diagnosis' data threshold: the reason says so, and what to try
+    assert "Training: " in reason and "data too small" in reason and "Try: " in reason
     assert run["steps"]["Gate"]["Metadata"]["Condition"]["Outcome"] == "False"
     assert run["steps"]["GateRefused"]["StepStatus"] == "Failed"
     assert "Register-RegisterModel" not in run["steps"]
-    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before
+    refused_arn = run["steps"]["RegisterRefused-RegisterModel"]["Metadata"]["RegisterModel"]["Arn"]
+    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before | {refused_arn}
+    pkg = local_aws.client("sagemaker").describe_model_package(ModelPackageName=refused_arn)
+    assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
+    meta = pkg["CustomerMetadataProperties"]
+    assert meta["gate"] == "refused" and meta["gate_refusal"].startswith("Gate refused the model: test mAP50")
+    assert meta["gate_refusal"] in reason and meta["training_diagnosis"] in reason
     failed = [
         e
         for e in events()

@@ -136,9 +136,16 @@ def test_step_graph_and_gate():
     assert any("champion_bar" in json.dumps(r) for r in rights)  # the spread-corrected bar, not the raw score
     assert all(c["Type"] == "GreaterThanOrEqualTo" for c in gate["Conditions"])
     (register,) = gate["IfSteps"]
-    (fail,) = gate["ElseSteps"]
+    refused, fail = gate["ElseSteps"]
     assert register["Type"] == "RegisterModel" and fail["Type"] == "Fail"
-    assert "Gate refused" in json.dumps(fail["Arguments"]["ErrorMessage"])
+    message = json.dumps(fail["Arguments"]["ErrorMessage"])
+    assert "Gate refused" in message and "diagnosis_text" in message  # the training's diagnosis, in words
+    # a refused model is registered for a person to look at, never approved by the stack; the execution fails after
+    assert refused["Type"] == "RegisterModel" and fail["DependsOn"] == [refused["Name"]]
+    refused_meta = refused["Arguments"]["CustomerMetadataProperties"]
+    assert refused_meta["gate"] == "refused" and "Gate refused" in json.dumps(refused_meta["gate_refusal"])
+    assert "diagnosis_text" in json.dumps(refused_meta["training_diagnosis"])
+    assert register["Arguments"]["CustomerMetadataProperties"]["gate"] == "passed"
     args = register["Arguments"]
     assert args["ModelApprovalStatus"] == "PendingManualApproval"  # the stack's AutoApprove, not a parameter
     assert set(args["CustomerMetadataProperties"]) >= {
