@@ -112,14 +112,14 @@ def install(rule: StopRule) -> Callable[[Any], None]:
 
     It runs after the trainer made its own ``EarlyStopping`` and, on a resumed run, loaded its state from the
     checkpoint (best fitness and epoch): that state carries over. The epoch validation first moved is not in
-    Ultralytics' checkpoint; a resumed run whose best fitness is above 0 counts it from its best epoch.
+    Ultralytics' checkpoint: a resumed run finds it again at its first validation at or above the floor, so patience
+    counts from the resume at the earliest (never from an early noise spike that happens to be the best epoch).
     """
 
     def on_pretrain_routine_end(trainer: Any) -> None:
         old = getattr(trainer, "stopper", None)
         if old is not None and float(getattr(old, "best_fitness", 0.0) or 0.0) > 0:
             rule.best_fitness, rule.best_epoch = float(old.best_fitness), int(old.best_epoch)
-            rule.moved_epoch = rule.moved_epoch or rule.best_epoch
         rule.map50 = lambda: float((trainer.metrics or {}).get(MAP50_KEY, 0.0) or 0.0)
         trainer.stopper = rule
 

@@ -6,7 +6,7 @@ import pytest
 
 from loupe_training import diagnosis as dg
 from loupe_training.jobs import gate_decision
-from loupe_training.stopping import NOISE_FLOOR_MAP50, StopRule, default_min_epochs, rule_for
+from loupe_training.stopping import NOISE_FLOOR_MAP50, StopRule, default_min_epochs, install, rule_for
 
 # The issue's run (from scratch, 80 epochs, patience 15): val mAP50 a few thousandths that goes up and down for the
 # first ~20 epochs, a noise spike at epoch 14 that stays the best mAP50-95 until epoch 29, then a climb that is
@@ -159,3 +159,33 @@ def test_train_split_size_counts_label_lines(tmp_path):
 def test_the_gate_refusal_carries_the_training_diagnosis():
     ok, why = gate_decision({"map50": 0.006, "diagnosis_text": "stopped early at epoch 29 of 80"}, 0.5)
     assert not ok and "below the threshold 0.5000; training: stopped early at epoch 29 of 80" in why
+
+
+class _Trainer:
+    """What the installed callback touches of Ultralytics' trainer: its stopper (a resumed run's state) and metrics."""
+
+    def __init__(self, best_fitness: float, best_epoch: int) -> None:
+        from ultralytics.utils.torch_utils import EarlyStopping
+
+        self.stopper = EarlyStopping(patience=15)
+        self.stopper.best_fitness, self.stopper.best_epoch = best_fitness, best_epoch
+        self.metrics: dict[str, float] = {}
+
+
+def test_installed_rule_replaces_the_trainer_stopper_and_reads_its_validation():
+    rule = rule_for(warm_start=False, epochs=80, patience=15)
+    trainer = _Trainer(0.0, 0)
+    install(rule)(trainer)
+    assert trainer.stopper is rule
+    trainer.metrics = {"metrics/mAP50(B)": 0.07, "metrics/mAP50-95(B)": 0.02}
+    assert rule(1, 0.02) is False and rule.moved_epoch == 1  # mAP50 read from the trainer's metrics
+
+
+def test_a_resumed_run_keeps_its_best_epoch_but_not_an_early_spike_as_the_start_of_patience():
+    rule = rule_for(warm_start=False, epochs=80, patience=15)
+    trainer = _Trainer(0.0075, 14)  # the checkpoint's stopper state: the issue's noise spike at epoch 14
+    install(rule)(trainer)
+    assert (rule.best_fitness, rule.best_epoch, rule.moved_epoch) == (0.0075, 14, None)
+    stops = [rule(epoch, 0.005, 0.06) for epoch in range(30, 45)]  # resumed at 30, moved at once, no better fitness
+    assert rule.moved_epoch == 30 and not any(stops)
+    assert rule(45, 0.005, 0.06)  # 15 epochs after the resume's first validation, past min_epochs (40)
