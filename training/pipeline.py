@@ -324,7 +324,7 @@ def build_pipeline():  # one linear recipe reads best in one place
         "weights_uri": model_artifact,
         "evaluation_uri": eval_uri,
         # why the model may be weak, in words (loupe_training.diagnosis): stopped early, not converged, small data
-        "training_diagnosis": gate("diagnosis_text"),
+        "training_diagnosis": gate("diagnosis_short"),
     }
 
     def registration(approval_status: str, extra: dict, description: str):  # noqa: ANN202 - the SDK's step args
@@ -363,6 +363,17 @@ def build_pipeline():  # one linear recipe reads best in one place
         gate("dataset_version"),
         ").",
     ]
+    # the refusal as a metadata value: SageMaker takes only letters, spaces, digits and _.:/=+-@ there (256 at most)
+    refusal_value = [
+        "refused: test mAP50",
+        gate("map50_text"),
+        "- MinTestMap50",
+        threshold,
+        "- champion bar",
+        gate("champion_bar_text"),
+        "- dataset",
+        gate("dataset_version"),
+    ]
     # A refused model is still registered, always PendingManualApproval (AutoApprove never applies to it) with the
     # refusal and the training's diagnosis in its metadata: a person may look at it and approve it anyway (the demo's
     # v1 on a small real set), or leave it. The execution still fails with the reason (the GateRefused step).
@@ -370,7 +381,7 @@ def build_pipeline():  # one linear recipe reads best in one place
         name="RegisterRefused",
         step_args=registration(
             _REFUSED_STATUS,
-            {"gate": "refused", "gate_refusal": Join(on=" ", values=refusal)},
+            {"gate": "refused", "gate_refusal": Join(on=" ", values=refusal_value)},
             "Loupe candidate REFUSED by the gate (see gate_refusal); approve only after looking at it",
         ),
         retry_policies=retry_policies[:1],

@@ -215,6 +215,7 @@ def register(ctx: DemoContext, n: int) -> ModelRecord:
     package = ctx.wait(f"model package v{n}", registered, obs.training_status)
     record = _record(ctx, package, n)
     if record.gate_refusal:
+        _explain_refusal(ctx, record, failed_before)
         ctx.progress.say(f"  the gate REFUSED model v{n}: {record.gate_refusal}")
         ctx.progress.say(f"  why (training): {record.training_diagnosis or 'no diagnosis recorded'}")
     ctx.progress.done(
@@ -223,6 +224,28 @@ def register(ctx: DemoContext, n: int) -> ModelRecord:
         f"pipeline test mAP50 {record.pipeline_test_map50}" + (", REFUSED by the gate" if record.gate_refusal else ""),
     )
     return record
+
+
+REFUSAL_WAIT_S = 120.0
+TRAINING_MARK = " Training: "  # where the GateRefused message (training/pipeline.py) gives the training's diagnosis
+
+
+def _explain_refusal(ctx: DemoContext, record: ModelRecord, failed_before: set[str]) -> None:
+    """The refused package's metadata holds a compact reason (SageMaker's metadata values are short and plain); the
+    execution's FailureReason, the GateRefused step's message right after the registration, has the scores and the
+    training's diagnosis in full: use it when it comes."""
+
+    def failure() -> str | None:
+        new = [v for k, v in ctx.obs.pipeline_failures().items() if k not in failed_before]
+        return new[0] if new else None
+
+    try:
+        reason = str(ctx.wait("the gate's refusal message", failure, timeout=REFUSAL_WAIT_S))
+    except DemoError:
+        return  # the metadata's reason stands
+    refusal, _, training = reason.partition(TRAINING_MARK)
+    record.gate_refusal = refusal.strip() or record.gate_refusal
+    record.training_diagnosis = training.strip() or record.training_diagnosis
 
 
 APPROVAL_DESCRIPTION_LIMIT = 1024  # UpdateModelPackage's ApprovalDescription

@@ -14,6 +14,7 @@ The result travels with the model: train_summary.json (the training job's output
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ RISING_MIN_GAIN = 0.01  # val mAP50 the last window must add over the best befor
 # below these a from-scratch YOLOv8n rarely learns a defect class well (the metal-tags set: ~300 train images)
 MIN_TRAIN_IMAGES = 100
 MIN_TRAIN_BOXES = 150
-TEXT_LIMIT = 900  # SageMaker's CustomerMetadataProperties values are at most 1024 characters
+TEXT_LIMIT = 900  # the Fail step's message carries it with the scores
+# A CustomerMetadataProperties value (the registered package's ``training_diagnosis``): at most 256 characters of
+# letters, spaces, digits and _.:/=+-@ (botocore's CustomerMetadataValue shape, from SageMaker's API model)
+METADATA_LIMIT = 256
+_METADATA_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
 
 
 def train_split_size(prepared_root: Path) -> dict[str, int]:
@@ -50,6 +55,8 @@ def diagnose(summary: dict[str, Any], train_size: dict[str, int]) -> dict[str, A
                     f"(rule: {stopping.get('rule')})"
                 ),
                 "try": "raise patience (hyperparameter patience) or min_epochs",
+                "short": f"stopped early at epoch {stopped} of {planned}",
+                "short_try": "more patience",
             }
         )
     maps = [float(row.get("val_map50") or 0.0) for row in history]
@@ -62,6 +69,8 @@ def diagnose(summary: dict[str, Any], train_size: dict[str, int]) -> dict[str, A
                     f"(to {max(maps[-RISING_WINDOW:]):.3f} from {max(maps[:-RISING_WINDOW]):.3f} before them)"
                 ),
                 "try": f"train for more epochs (ran {run})",
+                "short": f"not converged: val mAP50 still rising at {max(maps[-RISING_WINDOW:]):.3f}",
+                "short_try": "more epochs",
             }
         )
     floor = stopping.get("noise_floor_map50")
@@ -71,6 +80,8 @@ def diagnose(summary: dict[str, Any], train_size: dict[str, int]) -> dict[str, A
                 "sign": "never_learned",
                 "text": f"val mAP50 never reached {floor} in {run} epochs: the model learned nothing measurable",
                 "try": "more labeled data, more epochs, or a warm start from trained weights",
+                "short": f"never learned: val mAP50 never reached {floor}",
+                "short_try": "more data or a warm start",
             }
         )
     images, boxes = int(train_size.get("images", 0)), int(train_size.get("boxes", 0))
@@ -83,6 +94,8 @@ def diagnose(summary: dict[str, Any], train_size: dict[str, int]) -> dict[str, A
                     f"(a model from scratch wants at least {MIN_TRAIN_IMAGES} images and {MIN_TRAIN_BOXES} boxes)"
                 ),
                 "try": "label more images, or warm-start from trained weights (loupe train --weights)",
+                "short": f"data too small: {images} train images with {boxes} boxes",
+                "short_try": "more data or a warm start",
             }
         )
     if not findings:
@@ -93,7 +106,21 @@ def diagnose(summary: dict[str, Any], train_size: dict[str, int]) -> dict[str, A
     else:
         tries = list(dict.fromkeys(f["try"] for f in findings))
         text = "; ".join(f["text"] for f in findings) + ". Try: " + "; ".join(tries) + "."
-    return {"findings": findings, "text": _clip(text)}
+    if findings:
+        short_tries = " or ".join(dict.fromkeys(f["short_try"] for f in findings))
+        short = ". ".join(f["short"] for f in findings) + f". Try: {short_tries}"
+    else:
+        short = f"no sign of a training problem: {run} of {planned} epochs. {images} train images"
+    return {"findings": findings, "text": _clip(text), "short": metadata_value(short)}
+
+
+def metadata_value(text: str) -> str:
+    """``text`` as a model package metadata value SageMaker accepts: only letters, spaces, digits and
+    ``_.:/=+-@`` (others become spaces), at most :data:`METADATA_LIMIT` characters, never empty."""
+    cleaned = " ".join(_METADATA_UNSAFE.sub(" ", text).split())
+    if len(cleaned) > METADATA_LIMIT:
+        cleaned = cleaned[: METADATA_LIMIT - 3].rstrip() + "..."
+    return cleaned or "none"
 
 
 def _clip(text: str) -> str:

@@ -446,21 +446,25 @@ def evaluate_job(
         "code_version": card["code_version"],
         "weights_uri": training_artifact_uri,
         # why the model may be weak, in words (loupe_training.diagnosis): the Gate's refusal message carries it
-        "diagnosis_text": _diagnosis_text(summary, prepared),
+        "diagnosis_text": _diagnosis(summary, prepared)["text"],
+        # the same in a form SageMaker takes as a package metadata value (the Register steps' training_diagnosis)
+        "diagnosis_short": _diagnosis(summary, prepared)["short"],
     }
     check_registration(gate)
     ev.write_json(eval_out / "gate.json", gate)
     return {"result": result, "int8": int8_info, "champion": champion, "gate": gate, "card": card, "package": package}
 
 
-def _diagnosis_text(summary: dict[str, Any], prepared: Prepared) -> str:
+def _diagnosis(summary: dict[str, Any], prepared: Prepared) -> dict[str, str]:
     """The training's diagnosis (train_summary.json), or one made here for a model trained before it had one."""
-    text = str((summary.get("diagnosis") or {}).get("text") or "")
-    if text:
-        return text
+    found = summary.get("diagnosis") or {}
+    if found.get("text") and found.get("short"):
+        return {"text": str(found["text"]), "short": str(found["short"])}
     if not summary:
-        return "no training record (train_summary.json) came with the model: nothing to say about its training"
-    return str(dg.diagnose(summary, dg.train_split_size(prepared.root))["text"])
+        text = "no training record (train_summary.json) came with the model: nothing to say about its training"
+        return {"text": text, "short": dg.metadata_value(text)}
+    made = dg.diagnose(summary, dg.train_split_size(prepared.root))
+    return {"text": str(made["text"]), "short": str(made["short"])}
 
 
 def _weights_entry(model_dir: Path, uri: str) -> dict[str, Any]:

@@ -201,8 +201,9 @@ def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, da
     pkg = local_aws.client("sagemaker").describe_model_package(ModelPackageName=refused_arn)
     assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
     meta = pkg["CustomerMetadataProperties"]
-    assert meta["gate"] == "refused" and meta["gate_refusal"].startswith("Gate refused the model: test mAP50")
-    assert meta["gate_refusal"] in reason and meta["training_diagnosis"] in reason
+    assert meta["gate"] == "refused" and meta["gate_refusal"].startswith("refused: test mAP50 ")
+    assert "MinTestMap50 0.99" in meta["gate_refusal"] and "data too small" in meta["training_diagnosis"]
+    assert_sagemaker_takes(meta)
     failed = [
         e
         for e in events()
@@ -211,6 +212,22 @@ def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, da
         and e["detail"]["currentPipelineExecutionStatus"] == "Failed"
     ]
     assert failed
+
+
+def assert_sagemaker_takes(metadata: dict[str, str]) -> None:
+    """Every value passes CreateModelPackage's CustomerMetadataValue constraint (botocore's model of SageMaker's
+    API: 1-256 characters of letters, spaces, digits and _.:/=+-@), which moto does not check."""
+    import unicodedata
+
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataValue")
+    # the character class below is this pattern's ([\p{L}\p{Z}\p{N}_.:\/=+\-@]*), which Python's re cannot compile
+    assert shape.metadata["pattern"] == r"([\p{L}\p{Z}\p{N}_.:\/=+\-@]*)${1,256}"
+    for key, value in metadata.items():
+        assert shape.metadata["min"] <= len(value) <= shape.metadata["max"], (key, value)
+        bad = [c for c in value if unicodedata.category(c)[0] not in "LZN" and c not in "_.:/=+-@"]
+        assert not bad, (key, value, bad)
 
 
 # --------------------------------------------------------------------- the demo when the gate refuses v1 (issue 22)
@@ -243,7 +260,7 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
 
     record = demo_stages.register(demo, 1)  # waits on the pipeline as the demo does
     assert record.gate_refusal.startswith("Gate refused the model: test mAP50") and "0.99" in record.gate_refusal
-    assert "data too small" in record.training_diagnosis
+    assert "data too small" in record.training_diagnosis and "Try: " in record.training_diagnosis
     assert f"  the gate REFUSED model v1: {record.gate_refusal}" in said
     assert f"  why (training): {record.training_diagnosis}" in said
     demo_stages.approve(demo, record, 1)
@@ -263,6 +280,8 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
         interval=1,
     )
     assert desc["PipelineExecutionStatus"] == "Failed" and record.gate_refusal in desc["FailureReason"]
+    assert record.training_diagnosis in desc["FailureReason"]
+    assert_sagemaker_takes(pkg["CustomerMetadataProperties"])
 
     demo.models.append(record)
     rows = demo_evaluation.model_rows(demo.models)

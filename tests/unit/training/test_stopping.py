@@ -143,9 +143,23 @@ def test_diagnosis_of_a_settled_run_says_so():
     assert found["findings"] == [] and found["text"].startswith("no sign of a training problem")
 
 
-def test_diagnosis_fits_in_package_metadata():
-    stopping = {"stopped_early_at": 3, "patience": 1, "counted_from": 2, "rule": "x" * 2000}
-    assert len(dg.diagnose(_summary([0.0, 0.1, 0.2], 9, stopping), {"images": 1, "boxes": 1})["text"]) <= 1024
+def test_diagnosis_is_clipped_and_its_short_form_is_a_valid_package_metadata_value():
+    stopping = {"stopped_early_at": 3, "patience": 1, "counted_from": 2, "rule": "x" * 2000, "noise_floor_map50": 0.05}
+    history = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2]
+    found = dg.diagnose(_summary(history, 80, stopping), {"images": 1, "boxes": 1})
+    assert len(found["text"]) <= dg.TEXT_LIMIT
+    assert [f["sign"] for f in found["findings"]] == ["stopped_early", "not_converged", "never_learned", "small_data"]
+    short = found["short"]
+    # botocore's CustomerMetadataValue: 1-256 characters of letters, spaces, digits and _.:/=+-@
+    assert 1 <= len(short) <= 256 and all(c.isalnum() or c == " " or c in "_.:/=+-@" for c in short)
+    assert short.startswith("stopped early at epoch 3 of 80. not converged: val mAP50 still rising at 0.200")
+    assert "Try: more patience or more epochs or more data or a warm start" in short
+
+
+def test_metadata_value_replaces_what_sagemaker_refuses_and_clips():
+    assert dg.metadata_value("a (b); c >= 0.5, d's") == "a b c = 0.5 d s"
+    assert len(dg.metadata_value("word " * 100)) == dg.METADATA_LIMIT
+    assert dg.metadata_value("();") == "none"
 
 
 def test_train_split_size_counts_label_lines(tmp_path):
