@@ -66,6 +66,9 @@ APPROVAL_CONDITION = "AutoApproveOn"
 APPROVAL_VAR = "ApprovalStatus"
 # what the SDK writes for the Register step; template_body() turns it into ${ApprovalStatus}
 _APPROVAL_PLACEHOLDER = "PendingManualApproval"
+# the RegisterRefused step's fixed status: a model the gate refused waits for a person, whatever AutoApprove says
+_REFUSED_STATUS = "PendingManualApproval"
+REGISTER_STEP = "Register-RegisterModel"
 
 # deploy-time values: placeholders in the SDK, ${...} in the CloudFormation template
 _REGION = "us-east-1"
@@ -305,57 +308,88 @@ def build_pipeline():  # one linear recipe reads best in one place
         role=_ROLE,
         sagemaker_session=session,
     )
-    register_args = model.register(
-        content_types=["image/jpeg", "image/png"],
-        response_types=["application/json"],
-        inference_instances=["ml.m5.large"],
-        transform_instances=["ml.m5.large"],
-        model_package_group_name=group,
-        approval_status=_APPROVAL_PLACEHOLDER,  # the stack's AutoApprove decides (template_body), never a caller
-        model_metrics=ModelMetrics(
-            model_statistics=MetricsSource(
-                content_type="application/json", s3_uri=Join(on="/", values=[eval_uri, "evaluation.json"])
-            )
-        ),
-        customer_metadata_properties={
-            "dataset_uri": dataset_uri,
-            "dataset_version": gate("dataset_version"),
-            "dataset_digest": gate("dataset_digest"),
-            "model_sha256": gate("model_sha256"),
-            "model_int8_sha256": gate("model_int8_sha256"),
-            "model_card_sha256": gate("model_card_sha256"),
-            "package_sha256": gate("package_sha256"),
-            "test_map50": gate("map50_text"),
-            "champion_map50": gate("champion_map50_text"),
-            "champion_bar": gate("champion_bar_text"),
-            "test_map50_ci90": gate("map50_ci90_text"),
-            "code_version": gate("code_version"),
-            "weights_uri": model_artifact,
-            "evaluation_uri": eval_uri,
-        },
-        description="Loupe YOLOv8 ONNX package (model.onnx, model_int8.onnx when kept, model_card.json)",
-    )
+    metadata = {
+        "dataset_uri": dataset_uri,
+        "dataset_version": gate("dataset_version"),
+        "dataset_digest": gate("dataset_digest"),
+        "model_sha256": gate("model_sha256"),
+        "model_int8_sha256": gate("model_int8_sha256"),
+        "model_card_sha256": gate("model_card_sha256"),
+        "package_sha256": gate("package_sha256"),
+        "test_map50": gate("map50_text"),
+        "champion_map50": gate("champion_map50_text"),
+        "champion_bar": gate("champion_bar_text"),
+        "test_map50_ci90": gate("map50_ci90_text"),
+        "code_version": gate("code_version"),
+        "weights_uri": model_artifact,
+        "evaluation_uri": eval_uri,
+        # why the model may be weak, in words (loupe_training.diagnosis): stopped early, not converged, small data
+        "training_diagnosis": gate("diagnosis_short"),
+    }
+
+    def registration(approval_status: str, extra: dict, description: str):  # noqa: ANN202 - the SDK's step args
+        return model.register(
+            content_types=["image/jpeg", "image/png"],
+            response_types=["application/json"],
+            inference_instances=["ml.m5.large"],
+            transform_instances=["ml.m5.large"],
+            model_package_group_name=group,
+            approval_status=approval_status,
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(
+                    content_type="application/json", s3_uri=Join(on="/", values=[eval_uri, "evaluation.json"])
+                )
+            ),
+            customer_metadata_properties={**metadata, **extra},
+            description=description,
+        )
+
+    package_description = "Loupe YOLOv8 ONNX package (model.onnx, model_int8.onnx when kept, model_card.json)"
+    # the stack's AutoApprove decides (template_body), never a caller
+    register_args = registration(_APPROVAL_PLACEHOLDER, {"gate": "passed"}, package_description)
     # RegisterModel runs no job: only the step-level faults apply
     register = ModelStep(name="Register", step_args=register_args, retry_policies=retry_policies[:1])
+    refusal = [
+        "Gate refused the model: test mAP50",
+        gate("map50"),
+        "must be >= MinTestMap50",
+        threshold,
+        "and >= the champion's bar",
+        gate("champion_bar"),
+        "(the champion's mAP50",
+        gate("champion_map50"),
+        "on the same test images, corrected by the spread of the difference)",
+        "(dataset",
+        gate("dataset_version"),
+        ").",
+    ]
+    # the refusal as a metadata value: SageMaker takes only letters, spaces, digits and _.:/=+-@ there (256 at most)
+    refusal_value = [
+        "refused: test mAP50",
+        gate("map50_text"),
+        "- MinTestMap50",
+        threshold,
+        "- champion bar",
+        gate("champion_bar_text"),
+        "- dataset",
+        gate("dataset_version"),
+    ]
+    # A refused model is still registered, always PendingManualApproval (AutoApprove never applies to it) with the
+    # refusal and the training's diagnosis in its metadata: a person may look at it and approve it anyway (the demo's
+    # v1 on a small real set), or leave it. The execution still fails with the reason (the GateRefused step).
+    refused_register = ModelStep(
+        name="RegisterRefused",
+        step_args=registration(
+            _REFUSED_STATUS,
+            {"gate": "refused", "gate_refusal": Join(on=" ", values=refusal_value)},
+            "Loupe candidate REFUSED by the gate (see gate_refusal); approve only after looking at it",
+        ),
+        retry_policies=retry_policies[:1],
+    )
     fail = FailStep(
         name="GateRefused",
-        error_message=Join(
-            on=" ",
-            values=[
-                "Gate refused the model: test mAP50",
-                gate("map50"),
-                "must be >= MinTestMap50",
-                threshold,
-                "and >= the champion's bar",
-                gate("champion_bar"),
-                "(the champion's mAP50",
-                gate("champion_map50"),
-                "on the same test images, corrected by the spread of the difference)",
-                "(dataset",
-                gate("dataset_version"),
-                ")",
-            ],
-        ),
+        error_message=Join(on=" ", values=[*refusal, "Training:", gate("diagnosis_text")]),
+        depends_on=[refused_register],
     )
     condition = ConditionStep(
         name="Gate",
@@ -364,7 +398,7 @@ def build_pipeline():  # one linear recipe reads best in one place
             ConditionGreaterThanOrEqualTo(left=gate("map50"), right=gate("champion_bar")),
         ],
         if_steps=[register],
-        else_steps=[fail],
+        else_steps=[refused_register, fail],
     )
     return Pipeline(
         name=PIPELINE_NAME,
@@ -417,11 +451,20 @@ def template_body(definition: str) -> str:
     body, waits = max_wait.subn(f"${{{SPOT_MAX_WAIT_VAR}}}", body)
     if flags != 1 or waits != 1:
         raise RuntimeError(f"expected one spot training step, found {flags} spot flags and {waits} MaxWait members")
+    # only the Register step's status is the stack's: RegisterRefused keeps its fixed PendingManualApproval. With
+    # sorted keys a step's "Name" follows its "Arguments", and CreateModelPackage's arguments have no "Name" key, so
+    # the first "Name" after a status is the name of the step it belongs to
     approval = re.compile(rf'("ModelApprovalStatus": )"{_APPROVAL_PLACEHOLDER}"(?=,?\n)')
-    body, approvals = approval.subn(rf'\g<1>"${{{APPROVAL_VAR}}}"', body)
-    if approvals != 1:
-        raise RuntimeError(f"expected one Register step with a fixed ModelApprovalStatus, found {approvals}")
-    return body
+    name = re.compile(r'"Name": "([^"]+)"')
+    ours = []
+    for found in approval.finditer(body):
+        step = name.search(body, found.end())
+        if step is not None and step.group(1) == REGISTER_STEP:
+            ours.append(found)
+    if len(ours) != 1:
+        raise RuntimeError(f"expected one {REGISTER_STEP} step with a fixed ModelApprovalStatus, found {len(ours)}")
+    found = ours[0]
+    return body[: found.start()] + f'{found.group(1)}"${{{APPROVAL_VAR}}}"' + body[found.end() :]
 
 
 def spot_variables(use_spot: bool) -> dict[str, str]:

@@ -181,6 +181,10 @@ class ModelRecord:
     warm_start: str = ""
     model_dir: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # the pipeline's gate refused it (its package metadata's gate_refusal) and why its training may be weak
+    gate_refusal: str = ""
+    training_diagnosis: str = ""
+    approval_note: str = ""  # how it was approved: by the demo, by you, despite the gate's refusal
 
 
 class DemoContext:

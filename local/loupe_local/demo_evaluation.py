@@ -48,9 +48,22 @@ def model_rows(models: list[ModelRecord]) -> list[dict[str, Any]]:
             "test_map50_phase1": m.metrics.get("test_map50_phase1"),
             "pipeline_test_map50": m.pipeline_test_map50,
             "approval": m.approval,
+            "approval_note": m.approval_note,
+            "gate": "refused" if m.gate_refusal else "passed",
+            "gate_refusal": m.gate_refusal,
+            "training_diagnosis": m.training_diagnosis,
             "warm_start": m.warm_start,
         }
         for m in models
+    ]
+
+
+def refusal_notes(models: list[ModelRecord]) -> list[str]:
+    """One line per model the gate refused and a person (or the demo) approved anyway: the summary's ``notes``."""
+    return [
+        f"model v{m.version} was {m.approval_note or 'approved'} (training: {m.training_diagnosis or 'no diagnosis'})"
+        for m in models
+        if m.gate_refusal
     ]
 
 
@@ -154,6 +167,7 @@ def write_report(
         "improvement_paired": gain,
         "phase2": ctx.data.get("phase2", {}),
         "stages": ctx.progress.stages,
+        "notes": refusal_notes(ctx.models),
         "result": "v2 deployed on every device"
         if all(d["model_version"] == ctx.models[-1].model_version for d in devices)
         else "incomplete",

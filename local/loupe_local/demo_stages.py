@@ -194,31 +194,73 @@ def train_approve_deploy(ctx: DemoContext) -> ModelRecord:
 
 
 def register(ctx: DemoContext, n: int) -> ModelRecord:
+    """Waits for the pipeline's next package. A model the gate refused is registered too (PendingManualApproval,
+    the refusal and the training's diagnosis in its metadata): the demo says why and goes on with it; an execution
+    that fails without registering anything (a broken step) stops the demo."""
     obs = ctx.obs
     known = {p["arn"] for p in obs.packages(with_cards=False)}
     stage = ctx.progress.start(f"train, evaluate and gate model v{n} (SageMaker pipeline, local)")
     failed_before = set(obs.pipeline_failures())
 
     def registered() -> dict[str, Any] | None:
-        refused = {k: v for k, v in obs.pipeline_failures().items() if k not in failed_before}
-        if refused:
-            raise DemoError(f"model v{n} was not registered: {next(iter(refused.values()))}")
         oldest_first = reversed(obs.packages(with_cards=False))
-        return next((p for p in oldest_first if p["arn"] not in known), None)
+        package = next((p for p in oldest_first if p["arn"] not in known), None)
+        if package is not None:
+            return package
+        failed = {k: v for k, v in obs.pipeline_failures().items() if k not in failed_before}
+        if failed:
+            raise DemoError(f"model v{n} was not registered: {next(iter(failed.values()))}")
+        return None
 
     package = ctx.wait(f"model package v{n}", registered, obs.training_status)
     record = _record(ctx, package, n)
+    if record.gate_refusal:
+        _explain_refusal(ctx, record, failed_before)
+        ctx.progress.say(f"  the gate REFUSED model v{n}: {record.gate_refusal}")
+        ctx.progress.say(f"  why (training): {record.training_diagnosis or 'no diagnosis recorded'}")
     ctx.progress.done(
         stage,
         f"registered {package['arn'].rsplit('/', 2)[-2:]} as {record.approval}, "
-        f"pipeline test mAP50 {record.pipeline_test_map50}",
+        f"pipeline test mAP50 {record.pipeline_test_map50}" + (", REFUSED by the gate" if record.gate_refusal else ""),
     )
     return record
 
 
+REFUSAL_WAIT_S = 120.0
+TRAINING_MARK = " Training: "  # where the GateRefused message (training/pipeline.py) gives the training's diagnosis
+
+
+def _explain_refusal(ctx: DemoContext, record: ModelRecord, failed_before: set[str]) -> None:
+    """The refused package's metadata holds a compact reason (SageMaker's metadata values are short and plain); the
+    execution's FailureReason, the GateRefused step's message right after the registration, has the scores and the
+    training's diagnosis in full: use it when it comes."""
+
+    def failure() -> str | None:
+        new = [v for k, v in ctx.obs.pipeline_failures().items() if k not in failed_before]
+        return new[0] if new else None
+
+    try:
+        reason = str(ctx.wait("the gate's refusal message", failure, timeout=REFUSAL_WAIT_S))
+    except DemoError:
+        return  # the metadata's reason stands
+    refusal, _, training = reason.partition(TRAINING_MARK)
+    record.gate_refusal = refusal.strip() or record.gate_refusal
+    record.training_diagnosis = training.strip() or record.training_diagnosis
+
+
+APPROVAL_DESCRIPTION_LIMIT = 1024  # UpdateModelPackage's ApprovalDescription
+
+
 def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
-    stage = ctx.progress.start(f"approve model v{n}")
+    """Approves the model as its users do (UpdateModelPackage). A model the gate refused is approved only as
+    "approved despite the gate's refusal: <reason>", in the package's ApprovalDescription and the report."""
+    stage = ctx.progress.start(f"approve model v{n}" + (" (the gate refused it)" if record.gate_refusal else ""))
+    despite = f"approved despite the gate's refusal: {record.gate_refusal}" if record.gate_refusal else ""
     if ctx.cfg.approve == "manual":
+        if despite:
+            ctx.progress.say(
+                f"  the gate refused model v{n}; approve it only if you accept that: {record.gate_refusal}"
+            )
         ctx.progress.say(
             f"  waiting for your approval: Approve in {ctx.console_url()}models, or in another shell:\n"
             f'    eval "$(LOUPE_STATE_DIR={ctx.runtime.state_dir} loupe local env)"\n'
@@ -226,11 +268,16 @@ def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
             "--model-approval-status Approved"
         )
         ctx.wait("manual approval", lambda: ctx.obs.approval(record.package_arn) == "Approved", timeout=24 * 3600)
-    elif record.approval != "Approved":
-        sm = ctx.client("sagemaker")
-        sm.update_model_package(ModelPackageArn=record.package_arn, ModelApprovalStatus="Approved")
+        note = "approved by you" + (f" ({despite})" if despite else "")
+    else:
+        if record.approval != "Approved":
+            sm = ctx.client("sagemaker")
+            extra = {"ApprovalDescription": despite[:APPROVAL_DESCRIPTION_LIMIT]} if despite else {}
+            sm.update_model_package(ModelPackageArn=record.package_arn, ModelApprovalStatus="Approved", **extra)
+        note = f"demo: {despite}" if despite else "approved (demo: automatic)"
     record.approval = "Approved"
-    ctx.progress.done(stage, "approved" + (" by you" if ctx.cfg.approve == "manual" else " (demo: automatic)"))
+    record.approval_note = note
+    ctx.progress.done(stage, note)
 
 
 def deploy(ctx: DemoContext, record: ModelRecord, n: int) -> None:
@@ -263,6 +310,8 @@ def _record(ctx: DemoContext, package: dict[str, Any], n: int) -> ModelRecord:
         approval=package.get("approval", ""),
         pipeline_test_map50=_float(meta.get("test_map50")),
         warm_start=meta.get("warm_start", "champion" if n > 1 else "from scratch"),
+        gate_refusal=(meta.get("gate_refusal") or "no reason recorded") if meta.get("gate") == "refused" else "",
+        training_diagnosis=meta.get("training_diagnosis", ""),
     )
     record.model_dir = _download_model(ctx, package["model_data"], n)
     # the devices name a model by its package version (the model component's pointer carries it)

@@ -170,9 +170,11 @@ def write_html(report_dir: Path, summary: dict[str, Any], pictures: dict[str, An
         f"<tr><td>v{e(str(m['version']))}</td><td>v{e(str(m.get('dataset_version')))}</td>"
         f"<td>{e(str(m.get('parent_dataset_version')))}</td><td>{_fmt(m.get('test_map50_phase2'))}</td>"
         f"<td>{_fmt(m.get('test_map50_phase1'))}</td><td>{_fmt(m.get('pipeline_test_map50'))}</td>"
-        f"<td>{e(str(m.get('approval', '')))}</td><td>{e(str(m.get('warm_start', '')))}</td></tr>"
+        f"<td>{e(str(m.get('approval', '')))}{_refused_mark(m)}</td><td>{e(str(m.get('warm_start', '')))}</td></tr>"
         for m in summary.get("models", [])
     )
+    notes = "".join(f'<li data-refusal="{e(str(i))}">{e(n)}</li>' for i, n in enumerate(summary.get("notes") or []))
+    refusals = f'<h2 class="bad">The gate refused a model</h2><ul>{notes}</ul>' if notes else ""
     rows_datasets = "".join(
         f"<tr><td>v{e(str(d['version']))}</td><td>{e(str(d.get('parent')))}</td><td>{d.get('images')}</td>"
         f"<td>{d.get('boxes')}</td><td>{e(json.dumps(d.get('by_origin', {})))}</td></tr>"
@@ -212,7 +214,7 @@ th {{ background: #f4f4f4 }} figure {{ margin: 0 0 1rem }} figure img {{ max-wid
 <p class="sub">{e(summary.get("source", ""))} · wall time {summary.get("wall_seconds", 0):.0f}s ·
 v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_phase2"))}</b> mAP50
 {e(gain_spread(summary.get("improvement_paired")))} ·
-{e(summary.get("result", ""))}</p>{_phase2_line(summary.get("phase2") or {})}
+{e(summary.get("result", ""))}</p>{_phase2_line(summary.get("phase2") or {})}{refusals}
 <h2>Timeline</h2>{img("timeline", "timeline of the loop")}
 <table><tr><th>stage</th><th>start</th><th>took</th><th>note</th></tr>{rows_stages}</table>
 <h2>Models</h2><div class="pics">{img("metrics", "metrics per model version")}{img("latency", "edge latency")}</div>
@@ -230,6 +232,13 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
     path = report_dir / "index.html"
     path.write_text(page)
     return path
+
+
+def _refused_mark(model: dict[str, Any]) -> str:
+    if model.get("gate") != "refused":
+        return ""
+    reason = html.escape(str(model.get("gate_refusal", "")))
+    return f' <span class="bad" data-gate="refused">(despite the gate: {reason})</span>'
 
 
 def _phase2_line(phase2: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ def register_package(
     training_card: bool = False,
     evaluation: dict[str, bytes] | None = None,
     card_extra: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Upload model.tar.gz (model.onnx + model_card.json) and register it with its digests in the local registry.
 
@@ -62,7 +63,8 @@ def register_package(
     ``evaluation``: files of an evaluation step's output (``evaluation.json``, ``details.json``, ``samples/...``),
     uploaded to ``evaluations/<model version>/`` and registered as the pipeline does: ModelMetrics' statistics are
     that folder's evaluation.json, ``evaluation_uri`` in the metadata names the folder.
-    ``card_extra``: more model card fields (e.g. the ``uncertainty_band`` the evaluation step writes)."""
+    ``card_extra``: more model card fields (e.g. the ``uncertainty_band`` the evaluation step writes).
+    ``metadata``: more CustomerMetadataProperties (e.g. what the pipeline's RegisterRefused step adds)."""
     onnx_bytes = tiny_detector() if onnx_bytes is None else onnx_bytes
     model_version = model_version or f"fx-{uuid.uuid4().hex[:8]}"
     artifacts = {"model.onnx": {"file": "model.onnx", "sha256": sha(onnx_bytes), "bytes": len(onnx_bytes)}}
@@ -91,7 +93,7 @@ def register_package(
     runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=archive)
     group = runtime.resources["ModelPackageGroup"].attrs["ModelPackageGroupName"]
     extra: dict[str, Any] = {}
-    metadata: dict[str, str] = {}
+    metadata = dict(metadata or {})
     if evaluation is not None:
         folder = f"evaluations/{model_version}"
         for name, body in evaluation.items():

@@ -103,13 +103,23 @@ def _train_cmd(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 k: gate[k]
-                for k in ("map50", "map50_95", "dataset_version", "dataset_digest", "model_sha256", "int8_kept")
+                for k in (
+                    "map50",
+                    "map50_95",
+                    "dataset_version",
+                    "dataset_digest",
+                    "model_sha256",
+                    "int8_kept",
+                    "diagnosis_text",
+                )
             }
             | {"package": str(res["package"])}
         )
     )
     if args.min_map50 is not None and gate["map50"] < args.min_map50:
-        _log(f"test mAP50 {gate['map50']:.4f} is below --min-map50 {args.min_map50}")
+        _log(
+            f"test mAP50 {gate['map50']:.4f} is below --min-map50 {args.min_map50}; training: {gate['diagnosis_text']}"
+        )
         return 3
     return 0
 

@@ -25,6 +25,7 @@ from typing import Any
 from loupe import recipe_values
 from loupe.safe_paths import confined, extract_tar
 from loupe_training import calibrate
+from loupe_training import diagnosis as dg
 from loupe_training import evaluate as ev
 from loupe_training import export as ex
 from loupe_training import spread as sp
@@ -168,7 +169,11 @@ def train_job(
         "dataset": {"version": prepared.manifest.get("version"), "digest": prepared.manifest.get("digest")},
         "calibration_images": len(calib),
         "code_version": code_version(),
+        "stopping": result.stopping,
+        "train_split": dg.train_split_size(prepared.root),
     }
+    summary["diagnosis"] = dg.diagnose(summary, summary["train_split"])
+    log(f"training diagnosis: {summary['diagnosis']['text']}")
     ev.write_json(model_dir / "train_summary.json", summary)
     if progress_file:
         final = {
@@ -440,10 +445,26 @@ def evaluate_job(
         "int8_kept": str(int8_info["kept"]).lower(),
         "code_version": card["code_version"],
         "weights_uri": training_artifact_uri,
+        # why the model may be weak, in words (loupe_training.diagnosis): the Gate's refusal message carries it
+        "diagnosis_text": _diagnosis(summary, prepared)["text"],
+        # the same in a form SageMaker takes as a package metadata value (the Register steps' training_diagnosis)
+        "diagnosis_short": _diagnosis(summary, prepared)["short"],
     }
     check_registration(gate)
     ev.write_json(eval_out / "gate.json", gate)
     return {"result": result, "int8": int8_info, "champion": champion, "gate": gate, "card": card, "package": package}
+
+
+def _diagnosis(summary: dict[str, Any], prepared: Prepared) -> dict[str, str]:
+    """The training's diagnosis (train_summary.json), or one made here for a model trained before it had one."""
+    found = summary.get("diagnosis") or {}
+    if found.get("text") and found.get("short"):
+        return {"text": str(found["text"]), "short": str(found["short"])}
+    if not summary:
+        text = "no training record (train_summary.json) came with the model: nothing to say about its training"
+        return {"text": text, "short": dg.metadata_value(text)}
+    made = dg.diagnose(summary, dg.train_split_size(prepared.root))
+    return {"text": str(made["text"]), "short": str(made["short"])}
 
 
 def _weights_entry(model_dir: Path, uri: str) -> dict[str, Any]:
@@ -467,12 +488,13 @@ def check_registration(gate: dict[str, Any]) -> None:
 def gate_decision(gate: dict[str, Any], threshold: float) -> tuple[bool, str]:
     """The pipeline's condition as a function (the local stand-in and tests; the cloud uses the JSON)."""
     map50 = float(gate["map50"])
+    training = f"; training: {gate['diagnosis_text']}" if gate.get("diagnosis_text") else ""
     if map50 < threshold:
-        return False, f"test mAP50 {map50:.4f} is below the threshold {threshold:.4f}"
+        return False, f"test mAP50 {map50:.4f} is below the threshold {threshold:.4f}{training}"
     bar = float(gate.get("champion_bar", gate.get("champion_map50", 0.0)))
     if gate.get("has_champion") and map50 < bar:
         return False, (
             f"test mAP50 {map50:.4f} is below {bar:.4f}, the bar set by the champion's "
-            f"{float(gate['champion_map50']):.4f} on the same test images and the spread of the difference"
+            f"{float(gate['champion_map50']):.4f} on the same test images and the spread of the difference{training}"
         )
     return True, f"test mAP50 {map50:.4f} passes (threshold {threshold:.4f})"

@@ -7,12 +7,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from loupe_training.offline import prepare_offline, quiet_settings
 from loupe_training.prepare import load_prepared, runtime_yaml
+from loupe_training.stopping import install, rule_for
 
 
 class TrainingError(RuntimeError):
@@ -26,6 +27,11 @@ class HyperParams:
     epochs: int = 60  # = template.yaml's TrainingEpochs (35 measured under-trained)
     batch: int = 16
     patience: int = 15
+    # early stopping of a run from scratch (loupe_training.stopping): no stop before min_epochs (-1: half the epochs)
+    # and patience counted from the first epoch whose val mAP50 reaches noise_floor (-1: NOISE_FLOOR_MAP50). A warm
+    # start keeps Ultralytics' rule (patience from the best epoch) unless these are set
+    min_epochs: int = -1
+    noise_floor: float = -1.0
     lr0: float = 0.01
     warm_lr0: float = 0.001  # the learning rate of a warm start (AdamW, no warmup; see train())
     seed: int = 0
@@ -75,6 +81,7 @@ class TrainResult:
     seconds: float
     val_metrics: dict[str, float]
     history: list[dict[str, Any]]
+    stopping: dict[str, Any] = field(default_factory=dict)  # StopRule.describe(): the rule and what it did
 
 
 def check_finite_losses(losses: dict[str, float], epoch: int) -> None:
@@ -326,6 +333,13 @@ def train(
         log, Path(progress_file) if progress_file else None, hps.epochs, stop_at=hps.stop_at_val_map50
     )
     reporter.attach(model)
+    stopper = rule_for(start is not None, hps.epochs, hps.patience, hps.min_epochs, hps.noise_floor)
+    model.add_callback("on_pretrain_routine_end", install(stopper))
+    if stopper.min_epochs or stopper.noise_floor:
+        log(
+            f"early stopping: patience {hps.patience} counted from the first epoch with val mAP50 >= "
+            f"{stopper.noise_floor}, never before epoch {stopper.min_epochs}"
+        )
     if not on_gpu:
         # Ultralytics' select_device() resets torch's threads to min(8, cores - 1) on CPU: set ours once it has run
         model.add_callback("on_pretrain_routine_start", lambda _trainer: torch.set_num_threads(threads))
@@ -377,5 +391,11 @@ def train(
     val_metrics = {k: _float(v) for k, v in (trainer.metrics or {}).items()}
     if reporter.history:
         check_finite_losses({"box_loss": reporter.history[-1]["box_loss"]}, reporter.history[-1]["epoch"])
+    stopping = stopper.describe()
+    if stopping["stopped_early_at"]:
+        log(
+            f"stopped early at epoch {stopping['stopped_early_at']} of {hps.epochs}: no val mAP50-95 gain in "
+            f"{hps.patience} epochs counted from epoch {stopping['counted_from']} ({stopping['rule']})"
+        )
     log(f"training done in {seconds:.0f}s, best checkpoint {best}")
-    return TrainResult(best, len(reporter.history), seconds, val_metrics, reporter.history)
+    return TrainResult(best, len(reporter.history), seconds, val_metrics, reporter.history, stopping)

@@ -12,6 +12,9 @@ from loupe import eventbridge
 from loupe.settings import Settings
 
 FINAL = {"Succeeded", "Failed", "Stopped"}
+REFUSED_REGISTER_STEP = (
+    "RegisterRefused"  # training/pipeline.py's step (its model step is RegisterRefused-RegisterModel)
+)
 
 
 class SageMaker(Protocol):
@@ -52,6 +55,8 @@ def summarize(sagemaker: SageMaker, detail: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "display_name": detail.get("pipelineExecutionDisplayName", ""),
         "registered_package": None,
+        # a model the gate refused, registered PendingManualApproval for a person to look at (RegisterRefused step)
+        "refused_package": None,
         "gate_refused": False,
         "failure_reason": "",
     }
@@ -61,7 +66,8 @@ def summarize(sagemaker: SageMaker, detail: dict[str, Any]) -> dict[str, Any]:
     for step in steps:
         meta = step.get("Metadata") or {}
         if "RegisterModel" in meta and step.get("StepStatus") == "Succeeded":
-            summary["registered_package"] = meta["RegisterModel"].get("Arn")
+            refused = str(step.get("StepName") or "").startswith(REFUSED_REGISTER_STEP)
+            summary["refused_package" if refused else "registered_package"] = meta["RegisterModel"].get("Arn")
         if step.get("StepStatus") == "Failed":
             reason = step.get("FailureReason") or (meta.get("Fail") or {}).get("ErrorMessage") or ""
             summary["failure_reason"] = summary["failure_reason"] or f"{step.get('StepName')}: {reason}"
@@ -81,7 +87,13 @@ def message(summary: dict[str, Any]) -> tuple[str, str]:
             "Review and approve it in SageMaker Studio (Models > Registered models) to deploy it to the fleet.",
         )
     if summary["gate_refused"]:
-        return f"Loupe: model refused by the gate ({name})", f"{summary['failure_reason']}\nNothing was registered."
+        kept = (
+            f"The refused model is registered as {summary['refused_package']} (PendingManualApproval): nothing "
+            "deploys it unless a person approves it after looking at the reason above."
+            if summary["refused_package"]
+            else "Nothing was registered."
+        )
+        return f"Loupe: model refused by the gate ({name})", f"{summary['failure_reason']}\n{kept}"
     return (
         f"Loupe: training {summary['status'].lower()} ({name})",
         f"{summary['failure_reason']}\nNothing was registered; the deployed model stays.\n"

@@ -7,7 +7,8 @@ changed emits the event SageMaker would, with the package's description as ``det
 edge deployment exactly like in the cloud.
 
 It also restores what moto 5.2.5 drops on UpdateModelPackage and SageMaker keeps: ``CustomerMetadataProperties``
-(the registered artifact digests) when the request does not set them (``...ToRemove`` is honoured).
+(the registered artifact digests) when the request does not set them (``...ToRemove`` is honoured), and the
+``ApprovalDescription`` an update gave (restoring the metadata with a second update would drop it).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class ModelRegistryObserver(StandIn):
         new_status = asked.get("ModelApprovalStatus") or before.get("ModelApprovalStatus")
         lost_metadata = "CustomerMetadataProperties" not in asked and before.get("CustomerMetadataProperties")
         lost_status = "ModelApprovalStatus" not in asked and before.get("ModelApprovalStatus")
-        if lost_metadata or lost_status:
+        lost_description = "ApprovalDescription" not in asked and before.get("ApprovalDescription")
+        if lost_metadata or lost_status or lost_description:
             kept = dict(before.get("CustomerMetadataProperties") or {})
             kept.update(asked.get("CustomerMetadataProperties") or {})
             for key in asked.get("CustomerMetadataPropertiesToRemove") or []:
@@ -85,6 +87,10 @@ class ModelRegistryObserver(StandIn):
             restore: dict[str, Any] = {"ModelPackageArn": arn, "ModelApprovalStatus": new_status}
             if kept:
                 restore["CustomerMetadataProperties"] = kept
+            # the restoring update would drop the approval description too (moto sets what each request gives)
+            description = asked.get("ApprovalDescription") or before.get("ApprovalDescription")
+            if description:
+                restore["ApprovalDescription"] = description
             sm.update_model_package(**restore)
         if new_status == before.get("ModelApprovalStatus"):
             return

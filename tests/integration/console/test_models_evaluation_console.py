@@ -142,3 +142,28 @@ def test_older_evaluations_and_unevaluated_packages_say_not_measured(local_aws: 
     open_package(page, console, bare["arn"].rsplit("/", 1)[-1])
     expect(spread.locator('[data-field="not-measured"]')).to_contain_text("Not measured")
     expect(page.locator("#samples img")).to_have_count(0)
+
+
+def test_a_model_the_gate_refused_shows_the_refusal_before_anyone_approves_it(
+    local_aws: Any, console: str, page: Any
+) -> None:
+    """The pipeline registers a model its gate refused as PendingManualApproval with the reason (issue 22): the
+    Models page shows that reason in the row a person approves from, and the training's diagnosis as its title."""
+    from playwright.sync_api import expect
+
+    reason = "Gate refused the model: test mAP50 0.006 must be >= MinTestMap50 0.5 (dataset 1 )."
+    diagnosis = "training stopped early at epoch 29 of 80. Try: raise patience."
+    refused = register_package(
+        local_aws,
+        model_version=f"refused-{uuid.uuid4().hex[:6]}",
+        metadata={"gate": "refused", "gate_refusal": reason, "training_diagnosis": diagnosis},
+    )
+    passed = register_package(local_aws, model_version=f"passed-{uuid.uuid4().hex[:6]}", metadata={"gate": "passed"})
+    page.goto(f"{console}/models")
+    row = page.locator(f'#packages tr[data-version="{refused["arn"].rsplit("/", 1)[-1]}"]')
+    badge = row.locator('[data-field="gate-refused"]')
+    expect(badge).to_have_text(f"refused by the gate: {reason}")
+    expect(badge).to_have_attribute("title", diagnosis)
+    other = page.locator(f'#packages tr[data-version="{passed["arn"].rsplit("/", 1)[-1]}"]')
+    expect(other.locator("[data-approval]")).to_have_text("PendingManualApproval")
+    expect(other.locator('[data-field="gate-refused"]')).to_have_count(0)

@@ -79,6 +79,23 @@ def test_train_writes_models_card_and_package(trained):
     assert any(s["truth"] for s in samples)  # tiny pictures carry boxes: the truth is drawn
 
 
+def test_training_from_scratch_uses_the_fair_stopping_rule_and_says_what_went_wrong(trained):
+    """The from-scratch rule is the trainer's stopper (it saw the epoch's validation), and the weak tiny model's
+    run carries its diagnosis to train_summary.json, gate.json, the console and the JSON result (issue 22)."""
+    _, out, done = trained
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "model" / "train_summary.json").read_text())
+    stopping = summary["stopping"]
+    assert stopping["rule"].startswith("from scratch") and stopping["min_epochs"] == 1
+    assert stopping["best_epoch"] == 1  # Ultralytics called this rule after epoch 1's validation
+    assert summary["train_split"]["images"] == len(list((out / "prepared" / "labels" / "train").glob("*.txt")))
+    assert "data too small" in summary["diagnosis"]["text"]  # 30 tiny pictures
+    gate = json.loads((out / "evaluation" / "gate.json").read_text())
+    assert gate["diagnosis_text"] == summary["diagnosis"]["text"]
+    assert f"training diagnosis: {gate['diagnosis_text']}" in done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["diagnosis_text"] == gate["diagnosis_text"]
+
+
 def test_evaluate_json_scores_the_test_split(trained):
     data, out, done = trained
     assert done.returncode == 0, done.stderr[-2000:]

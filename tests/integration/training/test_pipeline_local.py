@@ -183,16 +183,27 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
 
 
 def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, dataset_uri, events):
+    """The execution fails with the gate's reason and the training's diagnosis; the refused candidate is registered
+    for a person to look at (PendingManualApproval, the refusal in its metadata), never approved (issue 22)."""
     name = ensure_pipeline(local_aws)
     before = {p["ModelPackageArn"] for p in _packages(local_aws)}
     run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.99"})
     assert run["desc"]["PipelineExecutionStatus"] == "Failed"
     reason = run["desc"]["FailureReason"]
     assert "Gate refused the model" in reason and "0.99" in reason
+    # the tiny set (40 pictures) is below the diagnosis' data threshold: the reason says so, and what to try
+    assert "Training: " in reason and "data too small" in reason and "Try: " in reason
     assert run["steps"]["Gate"]["Metadata"]["Condition"]["Outcome"] == "False"
     assert run["steps"]["GateRefused"]["StepStatus"] == "Failed"
     assert "Register-RegisterModel" not in run["steps"]
-    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before
+    refused_arn = run["steps"]["RegisterRefused-RegisterModel"]["Metadata"]["RegisterModel"]["Arn"]
+    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before | {refused_arn}
+    pkg = local_aws.client("sagemaker").describe_model_package(ModelPackageName=refused_arn)
+    assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
+    meta = pkg["CustomerMetadataProperties"]
+    assert meta["gate"] == "refused" and meta["gate_refusal"].startswith("refused: test mAP50 ")
+    assert "MinTestMap50 0.99" in meta["gate_refusal"] and "data too small" in meta["training_diagnosis"]
+    assert_sagemaker_takes(meta)
     failed = [
         e
         for e in events()
@@ -201,6 +212,84 @@ def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, da
         and e["detail"]["currentPipelineExecutionStatus"] == "Failed"
     ]
     assert failed
+
+
+def assert_sagemaker_takes(metadata: dict[str, str]) -> None:
+    """Every value passes CreateModelPackage's CustomerMetadataValue constraint (botocore's model of SageMaker's
+    API: 1-256 characters of letters, spaces, digits and _.:/=+-@), which moto does not check."""
+    import unicodedata
+
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataValue")
+    # the character class below is this pattern's ([\p{L}\p{Z}\p{N}_.:\/=+\-@]*), which Python's re cannot compile
+    assert shape.metadata["pattern"] == r"([\p{L}\p{Z}\p{N}_.:\/=+\-@]*)${1,256}"
+    for key, value in metadata.items():
+        assert shape.metadata["min"] <= len(value) <= shape.metadata["max"], (key, value)
+        bad = [c for c in value if unicodedata.category(c)[0] not in "LZN" and c not in "_.:/=+-@"]
+        assert not bad, (key, value, bad)
+
+
+# --------------------------------------------------------------------- the demo when the gate refuses v1 (issue 22)
+DEMO_GROUP = "test-demo-refused-models"  # its own group: the approval below makes a champion of the refused model
+
+
+def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local_aws, runner, dataset_uri, tmp_path):
+    """The demo's register and approve stages, watching the real local pipeline refuse v1 (MinTestMap50 0.99): no
+    DemoError; it prints the gate's reason and the training's diagnosis, approves the package as "approved despite
+    the gate's refusal: <reason>" (its ApprovalDescription), and the report page and summary notes say so."""
+    from loupe_local import demo_evaluation, demo_stages, report
+    from loupe_local.demo import Demo, DemoConfig
+    from loupe_local.observer import Observer
+
+    class GroupObserver(Observer):
+        package_group = DEMO_GROUP  # type: ignore[assignment]
+
+    sm = local_aws.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName=DEMO_GROUP)
+    demo = Demo(DemoConfig(out=tmp_path, timeout_stage=600.0), tmp_path)
+    demo.runtime = local_aws
+    demo.observer = GroupObserver.from_runtime(local_aws)
+    said: list[str] = []
+    demo.progress.say = said.append  # type: ignore[method-assign]
+    name = ensure_pipeline(local_aws)
+    params = {**TINY, "ModelPackageGroupName": DEMO_GROUP, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.99"}
+    arn = sm.start_pipeline_execution(
+        PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
+    )["PipelineExecutionArn"]
+
+    record = demo_stages.register(demo, 1)  # waits on the pipeline as the demo does
+    assert record.gate_refusal.startswith("Gate refused the model: test mAP50") and "0.99" in record.gate_refusal
+    assert "data too small" in record.training_diagnosis and "Try: " in record.training_diagnosis
+    assert f"  the gate REFUSED model v1: {record.gate_refusal}" in said
+    assert f"  why (training): {record.training_diagnosis}" in said
+    demo_stages.approve(demo, record, 1)
+
+    pkg = sm.describe_model_package(ModelPackageName=record.package_arn)
+    assert pkg["ModelApprovalStatus"] == "Approved"
+    assert pkg["ApprovalDescription"] == f"approved despite the gate's refusal: {record.gate_refusal}"[:1024]
+    assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}"
+    # the execution itself failed with the gate's reason: the refusal is the pipeline's, not the demo's
+    desc = wait_for(
+        lambda: (
+            (d := sm.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"] != "Executing"
+            and d
+        ),
+        300,
+        "the refused execution to end",
+        interval=1,
+    )
+    assert desc["PipelineExecutionStatus"] == "Failed" and record.gate_refusal in desc["FailureReason"]
+    assert record.training_diagnosis in desc["FailureReason"]
+    assert_sagemaker_takes(pkg["CustomerMetadataProperties"])
+
+    demo.models.append(record)
+    rows = demo_evaluation.model_rows(demo.models)
+    assert rows[0]["gate"] == "refused" and rows[0]["approval_note"].startswith("demo: approved despite")
+    [note] = demo_evaluation.refusal_notes(demo.models)
+    assert note.startswith("model v1 was demo: approved despite the gate's refusal: Gate refused the model")
+    page = report.write_html(tmp_path, {"models": rows, "notes": [note]}, {}).read_text()
+    assert 'data-gate="refused"' in page and 'data-refusal="0"' in page and "The gate refused a model" in page
 
 
 def test_bad_dataset_fails_the_prepare_step_with_a_clear_message(local_aws, runner):

@@ -60,6 +60,13 @@ def test_the_stack_decides_the_registration_status(auto_approve: str, status: st
     assert _register_request(_deployed(auto_approve), [])["ModelApprovalStatus"] == status
 
 
+@pytest.mark.parametrize("auto_approve", ["false", "true"])
+def test_a_model_the_gate_refused_waits_for_a_person_whatever_auto_approve_says(auto_approve: str) -> None:
+    gate = next(s for s in _deployed(auto_approve)["Steps"] if s["Type"] == "Condition")
+    (refused,) = [s for s in gate["Arguments"]["ElseSteps"] if s["Type"] == "RegisterModel"]
+    assert refused["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
+
+
 def test_a_caller_cannot_ask_for_approved_on_a_stack_without_auto_approve() -> None:
     definition = _deployed("false")
     asked = [{"Name": "ModelApprovalStatus", "Value": "Approved"}]

@@ -136,9 +136,19 @@ def test_step_graph_and_gate():
     assert any("champion_bar" in json.dumps(r) for r in rights)  # the spread-corrected bar, not the raw score
     assert all(c["Type"] == "GreaterThanOrEqualTo" for c in gate["Conditions"])
     (register,) = gate["IfSteps"]
-    (fail,) = gate["ElseSteps"]
+    refused, fail = gate["ElseSteps"]
     assert register["Type"] == "RegisterModel" and fail["Type"] == "Fail"
-    assert "Gate refused" in json.dumps(fail["Arguments"]["ErrorMessage"])
+    message = json.dumps(fail["Arguments"]["ErrorMessage"])
+    assert "Gate refused" in message and "diagnosis_text" in message  # the training's diagnosis, in words
+    # a refused model is registered for a person to look at, never approved by the stack; the execution fails after
+    assert refused["Type"] == "RegisterModel" and fail["DependsOn"] == [refused["Name"]]
+    refused_meta = refused["Arguments"]["CustomerMetadataProperties"]
+    assert refused_meta["gate"] == "refused" and "refused: test mAP50" in json.dumps(refused_meta["gate_refusal"])
+    # package metadata values take only letters, spaces, digits and _.:/=+-@: the short form of the diagnosis
+    assert "diagnosis_short" in json.dumps(refused_meta["training_diagnosis"])
+    words = [v for v in refused_meta["gate_refusal"]["Std:Join"]["Values"] if isinstance(v, str)]
+    assert words and all(c.isalnum() or c in " _.:/=+-@" for word in words for c in word)
+    assert register["Arguments"]["CustomerMetadataProperties"]["gate"] == "passed"
     args = register["Arguments"]
     assert args["ModelApprovalStatus"] == "PendingManualApproval"  # the stack's AutoApprove, not a parameter
     assert set(args["CustomerMetadataProperties"]) >= {

@@ -43,6 +43,26 @@ def test_a_refused_gate_says_why() -> None:
     assert "refused" in subject and "Nothing was registered" in text
 
 
+def test_a_refused_model_registered_for_a_person_is_named_and_not_counted_as_registered() -> None:
+    reason = "Gate refused the model: test mAP50 0.006 must be >= MinTestMap50 0.5 ... Training: stopped early"
+    steps = [
+        {"StepName": "Gate", "StepStatus": "Succeeded", "Metadata": {"Condition": {"Outcome": "False"}}},
+        {
+            "StepName": "RegisterRefused-RegisterModel",
+            "StepStatus": "Succeeded",
+            "Metadata": {"RegisterModel": {"Arn": "arn:pkg/4"}},
+        },
+        {"StepName": "GateRefused", "StepStatus": "Failed", "FailureReason": reason, "Metadata": {"Fail": {}}},
+    ]
+    summary = pipeline_events.summarize(FakeSageMaker(steps), {**DETAIL, "currentPipelineExecutionStatus": "Failed"})
+    assert summary["gate_refused"] and summary["refused_package"] == "arn:pkg/4"
+    assert summary["registered_package"] is None
+    assert pipeline_events.metric_name(summary) == "GateRefusals"
+    subject, text = pipeline_events.message(summary)
+    assert "refused" in subject and "stopped early" in text
+    assert "registered as arn:pkg/4 (PendingManualApproval)" in text and "unless a person approves it" in text
+
+
 def test_running_executions_are_not_reported() -> None:
     fake = FakeSageMaker([])
     summary = pipeline_events.summarize(fake, {**DETAIL, "currentPipelineExecutionStatus": "Executing"})

@@ -215,7 +215,12 @@ async function refresh() {
       "tr",
       { "data-version": p.version, onclick: () => { chosen = p.version; showCard(p); } },
       el("td", {}, p.version, p.arn === data.champion ? el("span", { class: "badge Approved" }, " champion") : ""),
-      el("td", {}, el("span", { class: `badge ${p.approval}`, "data-approval": p.approval }, p.approval)),
+      el("td", {}, el("span", { class: `badge ${p.approval}`, "data-approval": p.approval }, p.approval),
+        // a model the gate refused (the pipeline's RegisterRefused step): its reason, before anyone approves it
+        p.metadata.gate === "refused"
+          ? el("div", { class: "badge Rejected", "data-field": "gate-refused", title: p.metadata.training_diagnosis || "" },
+            `refused by the gate: ${p.metadata.gate_refusal || "no reason recorded"}`)
+          : ""),
       el("td", {}, p.created),
       el("td", {}, p.metadata.dataset_version ? `v${p.metadata.dataset_version}` : "–"),
       el("td", {}, fmt(mine, 4), spread ? el("span", { class: "muted" }, ` ${interval(spread.ci90, 3)}`) : ""),
