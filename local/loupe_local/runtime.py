@@ -136,6 +136,9 @@ class LocalRuntime:
             # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
             # private workteam that the Ground Truth stand-in's workforce stands for
             self.parameters["WorkteamArn"] = local_workteam_arn(region)
+        # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
+        # unless the caller names an existing one with CreateThingGroup=false
+        self.parameters.setdefault("CreateThingGroup", "true")
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt
