@@ -89,6 +89,15 @@ def thing_group(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> 
     )
 
 
+def iot_policy(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
+    name = props.get("PolicyName") or ctx.physical_name(logical_id, 128, lower=False)
+    document = props["PolicyDocument"]
+    out = ctx.client("iot").create_policy(
+        policyName=name, policyDocument=document if isinstance(document, str) else json.dumps(document)
+    )
+    return Provisioned(logical_id, "AWS::IoT::Policy", name, {"Arn": out["policyArn"], "Id": name})
+
+
 def topic_rule(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
     name = props.get("RuleName") or re.sub(r"[^A-Za-z0-9_]", "_", ctx.physical_name(logical_id, 128, lower=False))
     payload = props["TopicRulePayload"]
@@ -149,6 +158,7 @@ CREATORS: dict[str, Callable[[CreatorContext, str, dict[str, Any]], Provisioned]
     "AWS::SageMaker::Pipeline": pipeline,
     "AWS::IoT::ThingGroup": thing_group,
     "AWS::IoT::TopicRule": topic_rule,
+    "AWS::IoT::Policy": iot_policy,
     "AWS::CloudWatch::Alarm": alarm,
     "AWS::CloudWatch::Dashboard": dashboard,
 }
