@@ -33,6 +33,12 @@ def fleet_thing_group(parameters: dict[str, Any]) -> str:
     return str(parameters.get("ThingGroupName") or "loupe-edge-fleet")
 
 
+def device_name_prefix(parameters: dict[str, Any]) -> str:
+    """What the fleet's thing names start with: CoreDeviceThingNamePrefix, which the devices' IoT policy admits
+    (names are ``<prefix>-<n>``, so a prefix's own trailing dash is not doubled)."""
+    return str(parameters.get("CoreDeviceThingNamePrefix") or "loupe-device-").rstrip("-") or "loupe-device"
+
+
 def device_root(state_dir: Path, thing: str) -> Path:
     return Path(state_dir) / "devices" / thing
 
@@ -162,7 +168,7 @@ class DeviceFleet:
             fleet_thing_group(runtime.parameter_values),
             runtime.region,
             runtime.mqtt,
-            **{"credentials": runtime.credentials, **kwargs},
+            **{"credentials": runtime.credentials, "prefix": device_name_prefix(runtime.parameter_values), **kwargs},
         )
 
     @classmethod
@@ -173,7 +179,11 @@ class DeviceFleet:
             fleet_thing_group(state.get("parameters") or {}),
             state.get("region", "us-east-1"),
             state.get("mqtt") or {},
-            **{"credentials": RunCredentials.from_state(state), **kwargs},
+            **{
+                "credentials": RunCredentials.from_state(state),
+                "prefix": device_name_prefix(state.get("parameters") or {}),
+                **kwargs,
+            },
         )
 
     def names(self, count: int) -> list[str]:

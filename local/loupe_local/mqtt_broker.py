@@ -12,7 +12,10 @@ again on the same port (tests use that to simulate an outage).
 Both refuse anonymous clients: a client logs in with the run's MQTT password (``Broker.username`` /
 ``Broker.password``, derived from the local AWS's per-run credential; ``loupe_local.local_auth.mqtt_login``).
 Both enforce the devices' IoT policy (``loupe_local.mqtt_policy``): a client publishes only on
-``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included. amqtt
+``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included, and
+only where the stack's core-device policy (``device_policy``, the runtime passes EdgeDevicePolicy) allows it: amqtt
+evaluates it per client; mosquitto's ACL cannot match part of a topic level, so it keeps a prefix only where the
+policy lets some core device publish under it (a policy of thing variables alone lets none). amqtt
 drops a denied publish and disconnects the client, as IoT Core does; mosquitto's ACL drops it but keeps the
 connection. The password reaches mosquitto as a PBKDF2-SHA512 ``password_file`` entry (its ``$7$`` format) and
 amqtt through its environment, never a command line other users can read.

@@ -1,10 +1,12 @@
 """The local broker's stand-in for the devices' IoT policy (template.yaml ``EdgeDevicePolicy``).
 
-In AWS IoT Core a core device connects with its thing name as MQTT client ID (the policy's
-``${iot:Connection.Thing.ThingName}`` is taken from it, and must match it exactly:
-https://docs.aws.amazon.com/iot/latest/developerguide/thing-policy-variables.html) and may publish only on
-``loupe/<thing>/*`` and ``$aws/things/<thing>/*``. A publish the policy denies is not delivered and IoT Core closes
-the connection (the client sees a disconnect; the lifecycle event's ``disconnectReason`` is
+A core device connects with its thing name as MQTT client ID and publishes on ``loupe/<thing>/*`` and
+``$aws/things/<thing>/*``. Thing policy variables (``${iot:Connection.Thing.*}``) are not supported in a
+Greengrass core device's policy (Greengrass developer guide, "Device authentication and authorization for AWS IoT
+Greengrass"), so the stack's policy names the devices by a thing-name prefix; ``CoreDevicePolicy`` evaluates that
+document as IoT Core evaluates it for a core device (a thing variable never resolves), and the broker holds every
+publish to it as well as to the local identity rule below. A publish the policy denies is not delivered and IoT
+Core closes the connection (the client sees a disconnect; the lifecycle event's ``disconnectReason`` is
 ``AUTHORIZATION_FAILURE``: https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html).
 
 Locally there are no certificates: a client authenticates with the run's MQTT password (username

@@ -180,7 +180,7 @@ def _join_fleet(local_aws, thing: str) -> None:
 
 
 def test_health_of_a_thing_outside_the_fleet_is_rejected_and_records_no_metric(local_aws) -> None:
-    thing = f"itest-stranger-{uuid.uuid4().hex[:6]}"
+    thing = f"loupe-device-stranger-{uuid.uuid4().hex[:6]}"  # the device policy admits it; the group does not
     marker = uuid.uuid4().hex
     publish(local_aws, thing, "health", {"thing": thing, "fps": 5.0, "uncertain_share": 0.9, "run": marker})
     kept = wait_until(lambda: _rejections(local_aws, "health", thing, marker), timeout=30)

@@ -92,3 +92,19 @@ def test_nothing_references_the_group_resource_itself(template) -> None:
     text = (ROOT / "template.yaml").read_text()
     assert "!Ref FleetThingGroup" not in text and "FleetThingGroup." not in text
     assert '"Ref": "FleetThingGroup"' not in str(template)
+
+
+def test_local_devices_join_the_existing_group_by_its_name(tmp_path: Path) -> None:
+    from loupe_local.devices import DeviceFleet
+
+    # CreateThingGroup=false: the stack holds no FleetThingGroup resource; the devices use ThingGroupName
+    state = {
+        "endpoint": "http://127.0.0.1:1",
+        "credentials": {"aws_access_key_id": "k", "aws_secret_access_key": "s"},
+        "resources": {"FleetThingGroup": {"type": "AWS::IoT::ThingGroup", "physical": None}},
+        "parameters": {"ThingGroupName": SHARED, "CreateThingGroup": "false", "CoreDeviceThingNamePrefix": "plant7-"},
+    }
+    fleet = DeviceFleet.from_state(state, tmp_path)
+    assert fleet.thing_group == SHARED
+    # and are named as the devices' IoT policy admits them (CoreDeviceThingNamePrefix)
+    assert fleet.names(2) == ["plant7-1", "plant7-2"]
