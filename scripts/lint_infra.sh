@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The infrastructure gates of `make test` (see mk/infra.mk):
 #   lint_infra.sh tools   install, idempotently, what the gates need into .tools/ and node_modules/
-#   lint_infra.sh lint    sam validate --lint, cfn-lint + serverless rules, asl-validator, checkov, sam build
+#   lint_infra.sh lint    sam validate --lint, cfn-lint + serverless rules, asl-validator, checkov, parliament (IAM
+#                         policies), sam build
 # Every gate runs offline: no AWS account, no credentials; only `make tools` and `sam build` (layer
 # dependencies) reach the package registries.
 set -uo pipefail
@@ -13,6 +14,8 @@ CFN_LINT_SERVERLESS_VERSION=0.3.6 # also pinned in pyproject.toml (`local`), for
 TOOLS=.tools
 SAM="$TOOLS/sam/bin/sam"
 CHECKOV="$TOOLS/checkov/bin/checkov"
+PARLIAMENT_LOCK=scripts/tools/parliament.txt # hashed, compiled by `make lock` from scripts/tools/parliament.in
+PARLIAMENT_PY="$TOOLS/parliament/bin/python"
 ASL_VALIDATOR=node_modules/.bin/asl-validator
 VENV_PY=.venv/bin/python
 REGION=us-east-1 # the linters need a region to check against; nothing is called there
@@ -68,6 +71,22 @@ tool_venv() {
   echo "$spec" >"$stamp"
 }
 
+# locked_venv <dir> <lock file> : a venv holding exactly a hashed lock (pip's hash-checking mode), rebuilt when the
+# lock changes
+locked_venv() {
+  local dir=$1 lock=$2 stamp="$1/.installed" spec
+  spec="$lock $(sha256sum "$lock" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ] && "$dir/bin/python" -c '' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "tools: installing $lock into $dir"
+  rm -rf "$dir"
+  "$PY312" -m venv "$dir" || die "cannot create a venv with $PY312 (Debian: apt-get install python3.12-venv)"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock" ||
+    die "pip could not install $lock"
+  echo "$spec" >"$stamp"
+}
+
 cmd_tools() {
   bash scripts/check_prereqs.sh node || exit 1
   need_python312
@@ -75,6 +94,7 @@ cmd_tools() {
   # sam validate --lint reads .cfnlintrc.yaml, which appends the serverless rules: they live in this venv too
   tool_venv "$TOOLS/sam" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION"
   tool_venv "$TOOLS/checkov" "checkov==$CHECKOV_VERSION"
+  locked_venv "$TOOLS/parliament" "$PARLIAMENT_LOCK"
   if [ ! -x "$ASL_VALIDATOR" ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "tools: npm ci (asl-validator, pinned by package-lock.json)"
     npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed"
@@ -83,7 +103,8 @@ cmd_tools() {
   if [ -x "$VENV_PY" ] && ! "$VENV_PY" -c 'import cfn_lint_serverless' >/dev/null 2>&1; then
     echo "tools: cfn-lint-serverless is missing from .venv; run 'make setup'" >&2
   fi
-  echo "tools: ready (sam $SAM_CLI_VERSION, checkov $CHECKOV_VERSION, asl-validator, cfn-lint + serverless rules)"
+  echo "tools: ready (sam $SAM_CLI_VERSION, checkov $CHECKOV_VERSION, parliament ($PARLIAMENT_LOCK), asl-validator," \
+    "cfn-lint + serverless rules)"
 }
 
 FAILED=()
@@ -112,6 +133,17 @@ asl_validate() {
   for f in "$out"/*.asl.json; do
     "$ASL_VALIDATOR" --json-path "$f" || rc=1
   done
+  rm -rf "$out"
+  return $rc
+}
+
+parliament_lint() {
+  local out rc=0
+  out=$(mktemp -d)
+  # every IAM policy of the SAM-transformed template, one JSON file each, then parliament with the written
+  # suppressions (scripts/parliament_suppressions.yaml)
+  "$VENV_PY" scripts/lint_infra_iam.py template.yaml "$out" &&
+    "$PARLIAMENT_PY" scripts/lint_infra_parliament.py "$out" scripts/parliament_suppressions.yaml || rc=1
   rm -rf "$out"
   return $rc
 }
@@ -148,7 +180,8 @@ sam_build() {
 
 cmd_lint() {
   need_python312
-  [ -x "$SAM" ] && [ -x "$CHECKOV" ] && [ -x "$ASL_VALIDATOR" ] || die "tools missing: run 'make tools'"
+  [ -x "$SAM" ] && [ -x "$CHECKOV" ] && [ -x "$ASL_VALIDATOR" ] && [ -x "$PARLIAMENT_PY" ] ||
+    die "tools missing: run 'make tools'"
   [ -x "$VENV_PY" ] || die ".venv missing: run 'make setup'"
   "$VENV_PY" -c 'import cfn_lint_serverless' 2>/dev/null || die "cfn-lint-serverless missing from .venv: run 'make setup'"
   local start=$SECONDS
@@ -159,6 +192,7 @@ cmd_lint() {
   gate "asl-validator (statemachines/*.asl.json, after DefinitionSubstitutions)" asl_validate
   gate "checkov (template.yaml)" "$CHECKOV" -f template.yaml --framework cloudformation --compact --quiet \
     --skip-download
+  gate "parliament (template.yaml's IAM policies)" parliament_lint
   gate "sam build (python3.12: $PY312)" sam_build
   if [ ${#FAILED[@]} -ne 0 ]; then
     echo "lint-infra: FAILED: ${FAILED[*]}" >&2

@@ -36,6 +36,7 @@ _SHAPES: dict[str, tuple[str, str, str]] = {
     "AWS::IAM::Role": ("iam", "role/{name}", "name"),
     "AWS::Events::EventBus": ("events", "event-bus/{name}", "name"),
     "AWS::SageMaker::ModelPackageGroup": ("sagemaker", "model-package-group/{name}", "arn"),
+    "AWS::SageMaker::FeatureGroup": ("sagemaker", "feature-group/{name}", "name"),
 }
 
 

@@ -28,6 +28,17 @@ log = logging.getLogger("loupe_local.devices")
 EDGE_DIR = Path(__file__).resolve().parents[2] / "edge_component"
 
 
+def fleet_thing_group(parameters: dict[str, Any]) -> str:
+    """The fleet's thing group: ThingGroupName, whether the stack created it (CreateThingGroup=true) or it existed."""
+    return str(parameters.get("ThingGroupName") or "loupe-edge-fleet")
+
+
+def device_name_prefix(parameters: dict[str, Any]) -> str:
+    """What the fleet's thing names start with: CoreDeviceThingNamePrefix, which the devices' IoT policy admits
+    (names are ``<prefix>-<n>``, so a prefix's own trailing dash is not doubled)."""
+    return str(parameters.get("CoreDeviceThingNamePrefix") or "loupe-device-").rstrip("-") or "loupe-device"
+
+
 def device_root(state_dir: Path, thing: str) -> Path:
     return Path(state_dir) / "devices" / thing
 
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.endpoint and args.thing_group):
         info = json.loads((state_dir / "local.json").read_text())
     endpoint = args.endpoint or info["endpoint"]
-    group = args.thing_group or (info.get("parameters") or {}).get("ThingGroupName") or "loupe-edge-fleet"
+    group = args.thing_group or fleet_thing_group(info.get("parameters") or {})
     mqtt = info.get("mqtt") or {}
     # the run's credential: handed down by the process that started this device, else the state dir's local.json
     credentials = RunCredentials.from_env() or RunCredentials.from_state(
@@ -154,10 +165,10 @@ class DeviceFleet:
         return cls(
             runtime.state_dir,
             runtime.endpoint,
-            runtime.physical("FleetThingGroup"),
+            fleet_thing_group(runtime.parameter_values),
             runtime.region,
             runtime.mqtt,
-            **{"credentials": runtime.credentials, **kwargs},
+            **{"credentials": runtime.credentials, "prefix": device_name_prefix(runtime.parameter_values), **kwargs},
         )
 
     @classmethod
@@ -165,10 +176,14 @@ class DeviceFleet:
         return cls(
             state_dir,
             state["endpoint"],
-            state["resources"]["FleetThingGroup"]["physical"],
+            fleet_thing_group(state.get("parameters") or {}),
             state.get("region", "us-east-1"),
             state.get("mqtt") or {},
-            **{"credentials": RunCredentials.from_state(state), **kwargs},
+            **{
+                "credentials": RunCredentials.from_state(state),
+                "prefix": device_name_prefix(state.get("parameters") or {}),
+                **kwargs,
+            },
         )
 
     def names(self, count: int) -> list[str]:

@@ -12,7 +12,10 @@ again on the same port (tests use that to simulate an outage).
 Both refuse anonymous clients: a client logs in with the run's MQTT password (``Broker.username`` /
 ``Broker.password``, derived from the local AWS's per-run credential; ``loupe_local.local_auth.mqtt_login``).
 Both enforce the devices' IoT policy (``loupe_local.mqtt_policy``): a client publishes only on
-``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included. amqtt
+``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included, and
+only where the stack's core-device policy (``device_policy``, the runtime passes EdgeDevicePolicy) allows it: amqtt
+evaluates it per client; mosquitto's ACL cannot match part of a topic level, so it keeps a prefix only where the
+policy lets some core device publish under it (a policy of thing variables alone lets none). amqtt
 drops a denied publish and disconnects the client, as IoT Core does; mosquitto's ACL drops it but keeps the
 connection. The password reaches mosquitto as a PBKDF2-SHA512 ``password_file`` entry (its ``$7$`` format) and
 amqtt through its environment, never a command line other users can read.
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 
 from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password, private_dir, write_private
-from loupe_local.mqtt_policy import PASSWORD_ENV
+from loupe_local.mqtt_policy import PASSWORD_ENV, POLICY_ENV, CoreDevicePolicy
 
 _AMQTT_MAIN = """
 import asyncio, sys
@@ -86,10 +89,13 @@ class Broker:
         state_dir: str | Path | None = None,
         persistent: bool = False,
         credentials: RunCredentials | None = None,
+        device_policy: CoreDevicePolicy | None = None,
     ) -> None:
         """``credentials``: the run's credential the MQTT password derives from (default: the one in the
-        environment, else a fresh one: read ``username``/``password`` to log clients in)."""
+        environment, else a fresh one: read ``username``/``password`` to log clients in). ``device_policy``: the
+        stack's core-device IoT policy, which devices' publishes must also satisfy (``mqtt_policy``)."""
         self.host = host
+        self.device_policy = device_policy
         creds = credentials or RunCredentials.from_env() or RunCredentials.generate()
         self.username, self.password = MQTT_USERNAME, mqtt_password(creds)
         self.port = port or free_port(host)
@@ -125,7 +131,7 @@ class Broker:
             from loupe_local.mqtt_policy import mosquitto_acl
 
             acl = self._dir / "device-policy.acl"
-            acl.write_text(mosquitto_acl())
+            acl.write_text(mosquitto_acl(self.device_policy))
             passwords = write_private(self._dir / "passwords", mosquitto_password_line(self.username, self.password))
             # Started as root, mosquitto drops to the `mosquitto` user before it reads the ACL and the persistence
             # folder, which live in this process's private state dir: stay the user who owns them (mosquitto.conf
@@ -139,6 +145,10 @@ class Broker:
         else:
             cmd = [sys.executable, "-c", _AMQTT_MAIN, str(self.port)]
         env = {**os.environ, PASSWORD_ENV: self.password}
+        env.pop(POLICY_ENV, None)
+        if self.device_policy is not None:
+            policy_file = write_private(self._dir / "device-policy.json", self.device_policy.to_json())
+            env[POLICY_ENV] = str(policy_file)
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout

@@ -67,12 +67,35 @@ def pipeline(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Pro
 
 def thing_group(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
     name = props.get("ThingGroupName") or ctx.physical_name(logical_id, 128, lower=False)
-    out = ctx.client("iot").create_thing_group(
+    iot = ctx.client("iot")
+    # CreateThingGroup answers an existing group of the same properties with that group, but CloudFormation's
+    # create handler must not adopt a resource it did not create: it fails with the resource handler contract's
+    # AlreadyExists (CloudFormation CLI, "Resource type handler contract": a create whose primary identifier exists
+    # fails with HandlerErrorCode AlreadyExists). A stack meant for a shared group takes CreateThingGroup=false.
+    try:
+        iot.describe_thing_group(thingGroupName=name)
+    except iot.exceptions.ResourceNotFoundException:
+        pass
+    else:
+        raise TemplateError(
+            f"{logical_id}: Resource of type 'AWS::IoT::ThingGroup' with identifier '{name}' already exists."
+            " (HandlerErrorCode: AlreadyExists)"
+        )
+    out = iot.create_thing_group(
         thingGroupName=name, thingGroupProperties=_lower_keys(props.get("ThingGroupProperties", {}))
     )
     return Provisioned(
         logical_id, "AWS::IoT::ThingGroup", name, {"Arn": out["thingGroupArn"], "Id": out["thingGroupId"]}
     )
+
+
+def iot_policy(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
+    name = props.get("PolicyName") or ctx.physical_name(logical_id, 128, lower=False)
+    document = props["PolicyDocument"]
+    out = ctx.client("iot").create_policy(
+        policyName=name, policyDocument=document if isinstance(document, str) else json.dumps(document)
+    )
+    return Provisioned(logical_id, "AWS::IoT::Policy", name, {"Arn": out["policyArn"], "Id": name})
 
 
 def topic_rule(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -135,6 +158,7 @@ CREATORS: dict[str, Callable[[CreatorContext, str, dict[str, Any]], Provisioned]
     "AWS::SageMaker::Pipeline": pipeline,
     "AWS::IoT::ThingGroup": thing_group,
     "AWS::IoT::TopicRule": topic_rule,
+    "AWS::IoT::Policy": iot_policy,
     "AWS::CloudWatch::Alarm": alarm,
     "AWS::CloudWatch::Dashboard": dashboard,
 }

@@ -136,6 +136,9 @@ class LocalRuntime:
             # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
             # private workteam that the Ground Truth stand-in's workforce stands for
             self.parameters["WorkteamArn"] = local_workteam_arn(region)
+        # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
+        # unless the caller names an existing one with CreateThingGroup=false
+        self.parameters.setdefault("CreateThingGroup", "true")
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt
@@ -288,11 +291,22 @@ class LocalRuntime:
         except ImportError:
             log.warning("no local MQTT broker module; IoT topic rules are not evaluated")
             return
-        self._broker = Broker(state_dir=self.state_dir, credentials=self.credentials)
+        self._broker = Broker(
+            state_dir=self.state_dir, credentials=self.credentials, device_policy=self._device_policy()
+        )
         host, port = self._broker.start()
         self.mqtt = {"host": host, "port": port, "kind": getattr(self._broker, "kind", "")}
         assert self.router is not None
         self.router.connect_mqtt(host, port, self.credentials)
+
+    def _device_policy(self) -> Any:
+        """The stack's core-device IoT policy (EdgeDevicePolicy), for the broker to hold devices to."""
+        from loupe_local.mqtt_policy import CoreDevicePolicy
+
+        res = self.resources.get("EdgeDevicePolicy")
+        if res is None or res.skipped or "PolicyDocument" not in res.properties:
+            return None
+        return CoreDevicePolicy(res.properties["PolicyDocument"], f"arn:aws:iot:{self.region}:{ACCOUNT_ID}:")
 
     def _alarm_changed(self, alarm: dict[str, Any], previous: str, state: str, reason: str) -> None:
         detail = {

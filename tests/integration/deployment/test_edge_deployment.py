@@ -594,7 +594,7 @@ def test_a_device_that_does_not_serve_the_new_model_is_deployed_not_serving(
 ) -> None:
     from loupe_local.devices import device_root
 
-    mute = f"deploy-dev-mute-{uuid.uuid4().hex[:4]}"
+    mute = f"loupe-device-mute-{uuid.uuid4().hex[:4]}"
     overlay = tmp_path / "mute.json"  # its health goes to a topic no rule reads: it never says what it serves
     overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"topics": {"health": "acme/{thing}/h"}}}}))
     fleet.start_device(mute, ["--overlay", str(overlay)])

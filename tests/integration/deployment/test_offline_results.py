@@ -130,7 +130,7 @@ def test_results_spooled_while_offline_and_a_nucleus_restart(
         ack_seconds=8.0,
         nucleus_mqtt=True,
     )
-    thing = f"offline-{storage.lower()}-{tag}"
+    thing = f"loupe-device-offline-{storage.lower()}-{tag}"
     root = device_root(rt.state_dir, thing)
     try:
         fleet.start(names=[thing])

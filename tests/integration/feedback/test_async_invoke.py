@@ -67,7 +67,7 @@ def _messages(local_aws, queue_url: str) -> list[dict]:
 def test_a_handler_error_is_retried_then_sent_to_the_on_failure_destination_not_the_error_action(
     local_aws, failing_function
 ) -> None:
-    thing = f"itest-probe-{uuid.uuid4().hex[:6]}"
+    thing = f"loupe-device-probe-{uuid.uuid4().hex[:6]}"
     errors = _rule(local_aws, f"itest_rule_{uuid.uuid4().hex[:8]}", thing, failing_function["arn"])
     marker = uuid.uuid4().hex
     _publish(local_aws, thing, {"marker": marker})
@@ -86,7 +86,7 @@ def test_a_handler_error_is_retried_then_sent_to_the_on_failure_destination_not_
 
 
 def test_an_invoke_that_fails_goes_to_the_rules_error_action(local_aws) -> None:
-    thing = f"itest-probe-{uuid.uuid4().hex[:6]}"
+    thing = f"loupe-device-probe-{uuid.uuid4().hex[:6]}"
     missing = f"arn:aws:lambda:{local_aws.region}:123456789012:function:itest-missing-{uuid.uuid4().hex[:6]}"
     name = f"itest_rule_{uuid.uuid4().hex[:8]}"
     errors = _rule(local_aws, name, thing, missing)

@@ -105,7 +105,7 @@ def _finished(local_aws, function_logical_id: str, since: int) -> list[dict]:
 
 
 def test_an_announced_uncertain_frame_is_recorded_as_edge_feedback(local_aws) -> None:
-    thing = "itest-device-1"
+    thing = "loupe-device-itest-1"
     bucket, key, data = _upload(local_aws, thing)
     publish(local_aws, thing, "low-confidence", _announcement(thing, bucket, key))
     entry = wait_until(lambda: _ledger(local_aws).get(hashlib.sha256(data).hexdigest()))
@@ -121,35 +121,35 @@ def test_a_device_publishing_on_another_devices_topic_is_disconnected_and_not_de
         watcher.subscribe("loupe/+/low-confidence", qos=1)
         forged, honest = uuid.uuid4().hex, uuid.uuid4().hex
         dropped = threading.Event()
-        with connected(local_aws, "itest-device-4") as impostor:
+        with connected(local_aws, "loupe-device-itest-4") as impostor:
             impostor.on_disconnect = lambda *a: dropped.set()
             impostor.reconnect_delay_set(60, 60)  # no automatic redelivery of the refused message meanwhile
-            sent = impostor.publish("loupe/itest-device-5/low-confidence", json.dumps({"marker": forged}), qos=1)
+            sent = impostor.publish("loupe/loupe-device-itest-5/low-confidence", json.dumps({"marker": forged}), qos=1)
             # IoT Core closes the connection of a client that publishes where its policy denies. mosquitto's ACL
             # can only drop the message (no disconnect on a denied publish in MQTT 3.1.1): checked with amqtt.
             if local_aws.mqtt.get("kind") == "amqtt":
                 assert dropped.wait(10), "the broker kept the impostor connected"
             else:
                 sent.wait_for_publish(5)  # mosquitto acknowledges, then drops, a denied publish
-        publish(local_aws, "itest-device-5", "low-confidence", {"marker": honest})
+        publish(local_aws, "loupe-device-itest-5", "low-confidence", {"marker": honest})
         assert wait_until(lambda: any(honest.encode() in p for p in seen), timeout=15)
     assert not any(forged.encode() in p for p in seen), "a message published as another device was delivered"
 
 
 def test_an_announcement_claiming_another_thing_is_rejected_and_kept_not_recorded(local_aws) -> None:
-    victim = "itest-device-7"
+    victim = "loupe-device-itest-7"
     bucket, key, _ = _upload(local_aws, victim)
-    # itest-device-6 publishes on its own topic but claims to be the victim, topic fields included
+    # loupe-device-itest-6 publishes on its own topic but claims to be the victim, topic fields included
     forged = {
         **_announcement(victim, bucket, key),
         "topic": f"loupe/{victim}/low-confidence",
         "source_thing": victim,
     }
     since = len(local_aws.router.async_results)
-    publish(local_aws, "itest-device-6", "low-confidence", forged)
-    kept = wait_until(lambda: _rejections(local_aws, "feedback", "itest-device-6", key), timeout=30)
+    publish(local_aws, "loupe-device-itest-6", "low-confidence", forged)
+    kept = wait_until(lambda: _rejections(local_aws, "feedback", "loupe-device-itest-6", key), timeout=30)
     assert kept, "the forged announcement left no rejection record"
-    assert "claiming to be itest-device-7" in kept[0]["reason"]
+    assert "claiming to be loupe-device-itest-7" in kept[0]["reason"]
     done = wait_until(lambda: _finished(local_aws, "FeedbackFunction", since), timeout=30)
     assert done[0]["outcome"] == "Success" and done[0]["attempts"] == 1  # a rejection is not retried
     metrics = local_aws.client("cloudwatch").list_metrics(Namespace="Loupe", MetricName="RejectedDeviceMessages")
@@ -157,7 +157,7 @@ def test_an_announcement_claiming_another_thing_is_rejected_and_kept_not_recorde
 
 
 def test_an_announcement_of_a_missing_frame_is_rejected_once_not_sent_to_the_error_queue(local_aws) -> None:
-    thing = "itest-device-2"
+    thing = "loupe-device-itest-2"
     marker = uuid.uuid4().hex
     bad = _announcement(thing, local_aws.physical("RawBucket"), f"raw/feedback/{thing}/{marker}.jpg")  # not uploaded
     since = len(local_aws.router.async_results)
@@ -180,7 +180,7 @@ def _join_fleet(local_aws, thing: str) -> None:
 
 
 def test_health_of_a_thing_outside_the_fleet_is_rejected_and_records_no_metric(local_aws) -> None:
-    thing = f"itest-stranger-{uuid.uuid4().hex[:6]}"
+    thing = f"loupe-device-stranger-{uuid.uuid4().hex[:6]}"  # the device policy admits it; the group does not
     marker = uuid.uuid4().hex
     publish(local_aws, thing, "health", {"thing": thing, "fps": 5.0, "uncertain_share": 0.9, "run": marker})
     kept = wait_until(lambda: _rejections(local_aws, "health", thing, marker), timeout=30)
@@ -190,7 +190,7 @@ def test_health_of_a_thing_outside_the_fleet_is_rejected_and_records_no_metric(l
 
 
 def test_health_becomes_metrics_and_the_drift_alarm_starts_labeling(local_aws) -> None:
-    thing = "itest-device-3"
+    thing = "loupe-device-itest-3"
     _join_fleet(local_aws, thing)
     trigger = local_aws.invoker.find(local_aws.physical("LabelingTriggerFunction"))
     health_fn = local_aws.invoker.find(local_aws.physical("EdgeHealthFunction"))

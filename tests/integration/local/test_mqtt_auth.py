@@ -17,6 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from support.device_policies import stack_policy, thing_variable_policy
 from support.waiting import wait_until
 
 from loupe_local.local_auth import RunCredentials
@@ -124,3 +125,65 @@ def test_a_will_on_another_things_topic_is_not_delivered(broker: Broker) -> None
         assert not [m for m in listener.messages if m[0] == forged], listener.messages
     finally:
         listener.close()
+
+
+def _publish_as(broker: Broker, client_id: str, topic: str, *, refused: bool) -> list[str]:
+    """Publish one QoS 1 message as ``client_id`` and wait for the broker's answer: with ``refused``, an MQTT 5
+    PUBACK "Not authorized" (mosquitto) or the connection closed (amqtt, as IoT Core does); else the PUBACK."""
+    v5 = broker.implementation == "mosquitto"
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+    )
+    client.username_pw_set(broker.username, broker.password)
+    outcome: list[str] = []
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.on_publish = lambda c, u, mid, reason, props: outcome.append("refused" if reason.is_failure else "acked")
+    client.on_disconnect = lambda *a: outcome.append("disconnected")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        assert connected.wait(10), f"{client_id}: no CONNACK"
+        client.publish(topic, b"m", qos=1)
+        wanted = {"refused", "disconnected"} if refused else {"acked"}
+        wait_until(lambda: bool(wanted & set(outcome)), 15)
+        return outcome
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_the_broker_holds_devices_to_the_stacks_core_device_policy(tmp_path: Path, broker: Broker) -> None:
+    """A policy written with thing policy variables admits no core device (they do not resolve for Greengrass core
+    devices); under the stack's policy a device publishes on its own topics and still not under another
+    device's name."""
+    device, other = f"loupe-device-{uuid.uuid4().hex[:6]}", f"loupe-device-{uuid.uuid4().hex[:6]}"
+    own_topic = f"loupe/{device}/health"
+    for name, policy in (("thing-variables", thing_variable_policy()), ("stack", stack_policy())):
+        b = Broker(
+            implementation=broker.implementation,
+            state_dir=tmp_path / name,
+            device_policy=policy,
+            credentials=RunCredentials.generate(),
+        )
+        b.start()
+        listener = Client(b, f"listener-{uuid.uuid4().hex[:6]}", (b.username, b.password))
+        try:
+            subscribed = threading.Event()
+            listener.client.on_subscribe = lambda *a, done=subscribed: done.set()
+            listener.client.subscribe("loupe/#", qos=1)
+            assert subscribed.wait(10)
+            if name == "thing-variables":
+                answer = _publish_as(b, device, own_topic, refused=True)
+                assert {"refused", "disconnected"} & set(answer), answer
+            else:
+                assert "acked" in _publish_as(b, device, own_topic, refused=False)
+                seen = listener.messages
+                assert wait_until(lambda seen=seen: (own_topic, b"m") in seen, 15)
+            answer = _publish_as(b, device, f"loupe/{other}/health", refused=True)
+            assert {"refused", "disconnected"} & set(answer), answer
+            # the broker answered both refusals before this read: nothing it refused was routed
+            assert [t for t, _ in listener.messages] == ([] if name == "thing-variables" else [own_topic])
+        finally:
+            listener.close()
+            b.close()

@@ -65,11 +65,18 @@ def test_the_topic_rules_take_the_thing_from_the_topic(resources, rule) -> None:
     assert out["thing"] == "cam-2"  # the claim is kept, for the handler to compare and refuse
 
 
-def test_the_device_policy_publishes_only_under_the_connections_thing(resources) -> None:
+def test_the_device_policy_publishes_only_under_the_fleets_things(resources) -> None:
+    # Changed with the thing-variable policy's removal (not supported for core devices): the policy names the
+    # fleet's devices by CoreDeviceThingNamePrefix; the local broker adds the client ID as the device's identity.
     from loupe_local.mqtt_policy import PUBLISH_PREFIXES
 
     document = resources["EdgeDevicePolicy"]["Properties"]["PolicyDocument"]
-    publish = [st for st in document["Statement"] if st["Action"] == "iot:Publish"]
-    allowed = {r["Fn::Sub"].split(":topic/", 1)[1] for st in publish for r in st["Resource"]}
-    # the local broker's ACL is the same policy: the thing name is the client ID
-    assert allowed == {p.replace("%c", "${!iot:Connection.Thing.ThingName}") + "*" for p in PUBLISH_PREFIXES}
+    publish = [st for st in document["Statement"] if "iot:Publish" in _listify(st["Action"])]
+    allowed = {r["Fn::Sub"].split(":topic/", 1)[1] for st in publish for r in _listify(st["Resource"])}
+    prefix = "${CoreDeviceThingNamePrefix}*/"
+    assert "loupe/" + prefix + "*" in allowed
+    assert all(topic.startswith(tuple(p.replace("%c/", prefix) for p in PUBLISH_PREFIXES)) for topic in allowed)
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

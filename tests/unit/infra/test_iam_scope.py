@@ -49,34 +49,40 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------- device client IDs
 
 
-def may_connect(policy: dict[str, Any], thing: str, client_id: str) -> bool:
-    """IoT Core's iot:Connect decision for a device whose certificate is attached to ``thing`` (its thing
-    variable resolves to it) connecting with ``client_id``; "*" is the only wildcard (# and + are literal)."""
+def may_connect(policy: dict[str, Any], client_id: str) -> bool:
+    """IoT Core's iot:Connect decision for a Greengrass core device connecting with ``client_id``: thing policy
+    variables are not supported for core devices (Greengrass developer guide, "Device authentication and
+    authorization"), so a resource that uses one never matches; "*" is the only wildcard (# and + are literal)."""
+    prefix = "loupe-device-"  # CoreDeviceThingNamePrefix's default
     for st in _statements(policy):
         if st.get("Effect") != "Allow" or "iot:Connect" not in _listify(st.get("Action")):
             continue
         for resource in _listify(st.get("Resource")):
-            pattern = _sub_text(resource).replace("${iot:Connection.Thing.ThingName}", thing)
+            pattern = _sub_text(resource).replace("${CoreDeviceThingNamePrefix}", prefix)
+            if "${" in pattern:
+                continue
             if fnmatch.fnmatchcase(f"{ARN}:client/{client_id}", pattern.replace("[", "[[]")):
                 return True
     return False
 
 
-def test_a_device_connects_as_its_thing_and_the_nucleus_extra_connections_only(resources) -> None:
+def test_a_core_device_connects_by_the_fleets_name_prefix(resources) -> None:
+    # Changed with the thing-variable policy's removal: the documented core-device policy names devices by a
+    # thing-name prefix, so a device also connects with the nucleus' suffixed client IDs (and, within the prefix,
+    # as another Loupe device: SECURITY.md); a device outside the prefix does not connect at all.
     policy = resources["EdgeDevicePolicy"]
-    assert may_connect(policy, "line-1", "line-1")
-    assert may_connect(policy, "line-1", "line-1#2")  # the nucleus' second connection
-    assert not may_connect(policy, "line-1", "line-10"), "line-1 could take over line-10's session"
-    assert not may_connect(policy, "line-1", "line-1-spoof")
-    assert not may_connect(policy, "line-1", "line-2")
+    assert may_connect(policy, "loupe-device-1")
+    assert may_connect(policy, "loupe-device-1#2")  # the nucleus' second connection
+    assert not may_connect(policy, "team-b-cam"), "another team's device in the shared group"
+    assert not may_connect(policy, "loupe-devic")
 
 
-def test_the_connect_rule_catches_the_old_trailing_wildcard(resources) -> None:
+def test_the_connect_rule_catches_a_thing_variable(resources) -> None:
     old = copy.deepcopy(resources["EdgeDevicePolicy"])
     for st in old["Properties"]["PolicyDocument"]["Statement"]:
         if "iot:Connect" in _listify(st["Action"]):
-            st["Resource"] = {"Fn::Sub": f"{ARN}:client/${{!iot:Connection.Thing.ThingName}}*"}
-    assert may_connect(old, "line-1", "line-10")
+            st["Resource"] = {"Fn::Sub": f"{ARN}:client/${{!iot:Connection.Thing.ThingName}}"}
+    assert not may_connect(old, "loupe-device-1")
 
 
 # --------------------------------------------------------------------------------------------- device logs

@@ -39,6 +39,9 @@ NO_RESOURCE_LEVEL = {
     "logs:DescribeLogGroups",
     # no resource type (Service Authorization Reference, AWS IoT Greengrass V2): only "*" matches it
     "greengrass:CreateDeployment",
+    # a task token's answer: no resource type (Service Authorization Reference, AWS Step Functions; parliament)
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
 }
 READ_ONLY_VERBS = ("Get", "List", "Describe", "BatchGet", "BatchCheck")
 

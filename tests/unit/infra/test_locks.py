@@ -28,6 +28,7 @@ LOCKS = {
     REPO / "layers/common/requirements.txt": REPO / "layers/common/requirements.in",
     REPO / "training/loupe_training/requirements.lock": REPO / "training/requirements.in",
     REPO / "edge_component/inference/requirements.txt": REPO / "edge_component/inference/requirements.in",
+    REPO / "scripts/tools/parliament.txt": REPO / "scripts/tools/parliament.in",  # make lint-infra's IAM linter
 }
 # where a run-time `pip install` is written: the pipeline's processing entry (generated into template.yaml) and
 # the Greengrass recipes
@@ -51,6 +52,8 @@ def _requirement_files() -> set[Path]:
     for folder, dirs, files in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]  # pruned: never walk .venv or node_modules
         found |= {Path(folder) / f for f in files if f.startswith("requirements") or f.endswith(".lock")}
+    tools = REPO / "scripts/tools"  # the lint tools' locks and their sources
+    found |= {p for p in tools.glob("*") if p.suffix in (".in", ".txt")}
     return found
 
 
