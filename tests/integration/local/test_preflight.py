@@ -6,7 +6,6 @@ thing groups, functions and roles; quotas and the service role put back).
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import uuid
@@ -39,6 +38,7 @@ def _plan(local_aws: Any, **overrides: str) -> StackPlan:
     values = {
         "WorkteamArn": local_workteam_arn(local_aws.region),
         "ThingGroupName": f"preflight-{uuid.uuid4().hex[:8]}",  # a group the account does not have yet
+        "CreateThingGroup": "true",  # ... which the stack creates
         **overrides,
     }
     return plan(local_aws.root / "template.yaml", "loupe-preflight", values, local_aws.region)
@@ -199,7 +199,8 @@ def test_an_existing_group_the_stack_is_told_to_use_warns_of_the_replacement(loc
     """With the template's group resource switched off by its condition, the stack deploys to an existing group:
     it must exist, and its current deployment is what Loupe's will replace."""
     group = f"factory-line-{uuid.uuid4().hex[:6]}"
-    stack = dataclasses.replace(_plan(local_aws, ThingGroupName=group), thing_group_logical_id=None)
+    stack = _plan(local_aws, ThingGroupName=group, CreateThingGroup="false")
+    assert stack.thing_group_logical_id is None
     missing = _findings(local_aws, stack)[f"thing group {group}"]
     arn = local_aws.client("iot").create_thing_group(thingGroupName=group)["thingGroupArn"]
     gg = local_aws.client("greengrassv2")
@@ -298,6 +299,7 @@ def test_the_command_exits_1_on_a_fail_and_0_once_it_is_fixed(
         "--parameter-overrides",
         f"WorkteamArn={local_workteam_arn(local_aws.region)}",
         f"ThingGroupName=preflight-{uuid.uuid4().hex[:8]}",
+        "CreateThingGroup=true",
     ]
     assert main(argv) == 1  # no Greengrass service role yet
     failed = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["status"] == "FAIL"]

@@ -133,26 +133,13 @@ def test_the_plan_sums_what_the_template_reserves_and_names_its_instance_types(r
     assert sum(stack.reserved_concurrency.values()) == 1 + 10 * (len(stack.reserved_concurrency) - 1)
     assert (stack.training_instance_type, stack.spot_training) == ("ml.g4dn.xlarge", False)
     assert stack.processing_instance_type == "ml.m5.xlarge"  # the pipeline definition's default
-    assert (stack.thing_group_name, stack.thing_group_logical_id) == ("loupe-edge-fleet", "FleetThingGroup")
+    assert (stack.thing_group_name, stack.thing_group_logical_id) == ("loupe-edge-fleet", None)  # an existing group
 
 
-def test_a_group_resource_switched_off_by_its_condition_means_an_existing_group(
-    repo_root: Path, tmp_path: Path
-) -> None:
-    text = (repo_root / "template.yaml").read_text()
-    text = text.replace(
-        "Parameters:\n", 'Parameters:\n  UseExistingThingGroup:\n    Type: String\n    Default: "false"\n', 1
-    )
-    text = text.replace(
-        "Conditions:\n", 'Conditions:\n  CreateGroup: !Equals [!Ref UseExistingThingGroup, "false"]\n', 1
-    )
-    text = text.replace(
-        "  FleetThingGroup:\n    Type: AWS::IoT::ThingGroup\n",
-        "  FleetThingGroup:\n    Type: AWS::IoT::ThingGroup\n    Condition: CreateGroup\n",
-    )
-    (tmp_path / "template.yaml").write_text(text)
+def test_a_group_resource_switched_off_by_its_condition_means_an_existing_group(repo_root: Path) -> None:
+    """The template's CreateThingGroup decides: by default the stack deploys to an existing, shared group."""
     overrides = {"WorkteamArn": "arn:x", "ThingGroupName": "line-3"}
-    created = plan(tmp_path / "template.yaml", "loupe", overrides, "eu-west-1")
-    existing = plan(tmp_path / "template.yaml", "loupe", {**overrides, "UseExistingThingGroup": "true"}, "eu-west-1")
+    existing = plan(repo_root / "template.yaml", "loupe", overrides, "eu-west-1")
+    created = plan(repo_root / "template.yaml", "loupe", {**overrides, "CreateThingGroup": "true"}, "eu-west-1")
     assert created.thing_group_logical_id == "FleetThingGroup"
     assert (existing.thing_group_name, existing.thing_group_logical_id) == ("line-3", None)
