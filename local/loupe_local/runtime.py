@@ -225,7 +225,8 @@ class LocalRuntime:
         )
         self._start_server()
         t0 = time.monotonic()
-        app = load_sam_app(self.root / "template.yaml", None)
+        # the transform sees the deploy's parameter values, as `sam deploy` does (an HttpApi's CORS origin is one)
+        app = load_sam_app(self.root / "template.yaml", self.parameters)
         self._provisioner = Provisioner(app, _EndpointSession(self), self.stack_name, self.region, self.parameters)
         self.resources = self._provisioner.provision()
         alarms = [
@@ -364,6 +365,7 @@ class LocalRuntime:
             "mqtt": self.mqtt,
             "credentials": self.credentials.as_state(),
             **({"console": self.console.url} if self.console else {}),
+            **{key: value for standin in self.standins for key, value in standin.state().items()},
             **extra,
         }
         return (

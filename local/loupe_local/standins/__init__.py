@@ -12,6 +12,7 @@ STANDINS: list[str] = [
     "loupe_local.standins.greengrass:GreengrassStandIn",
     "loupe_local.standins.modelregistry:ModelRegistryObserver",
     "loupe_local.standins.pipelines:PipelineExecutions",
+    "loupe_local.standins.httpapi:HttpApis",
 ]
 
 

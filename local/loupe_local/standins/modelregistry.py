@@ -7,7 +7,8 @@ changed emits the event SageMaker would, with the package's description as ``det
 edge deployment exactly like in the cloud.
 
 It also restores what moto 5.2.5 drops on UpdateModelPackage and SageMaker keeps: ``CustomerMetadataProperties``
-(the registered artifact digests) when the request does not set them (``...ToRemove`` is honoured).
+(the registered artifact digests) when the request does not set them (``...ToRemove`` is honoured), and the
+``ApprovalDescription`` (who approved, and why), which its own restoring call would otherwise erase.
 """
 
 from __future__ import annotations
@@ -77,12 +78,16 @@ class ModelRegistryObserver(StandIn):
         new_status = asked.get("ModelApprovalStatus") or before.get("ModelApprovalStatus")
         lost_metadata = "CustomerMetadataProperties" not in asked and before.get("CustomerMetadataProperties")
         lost_status = "ModelApprovalStatus" not in asked and before.get("ModelApprovalStatus")
-        if lost_metadata or lost_status:
+        lost_description = "ApprovalDescription" not in asked and before.get("ApprovalDescription")
+        if lost_metadata or lost_status or lost_description:
             kept = dict(before.get("CustomerMetadataProperties") or {})
             kept.update(asked.get("CustomerMetadataProperties") or {})
             for key in asked.get("CustomerMetadataPropertiesToRemove") or []:
                 kept.pop(key, None)
             restore: dict[str, Any] = {"ModelPackageArn": arn, "ModelApprovalStatus": new_status}
+            description = asked.get("ApprovalDescription", before.get("ApprovalDescription"))
+            if description is not None:
+                restore["ApprovalDescription"] = description
             if kept:
                 restore["CustomerMetadataProperties"] = kept
             sm.update_model_package(**restore)
