@@ -29,6 +29,7 @@ _PLUGINS = [
     "loupe_local.synth",
     "loupe_local.demo",
     "loupe_local.devices",
+    "loupe_local.labelers_cli",
 ]
 
 log = logging.getLogger("loupe_local.cli")
