@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,9 +41,22 @@ class RouteMatch:
     path_parameters: dict[str, str] = field(default_factory=dict)
 
 
-def _is_text(content_type: str) -> bool:
+def _is_text(content_type: str | None, body: bytes) -> bool:
+    """A body passed as text: a text media type, or no Content-Type and UTF-8 bytes; anything else is base64."""
+    if content_type is None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
     kind = content_type.split(";", 1)[0].strip().lower()
-    return any(kind.startswith(t) if t.endswith("/") else (kind == t or kind.endswith(t)) for t in _TEXT_TYPES)
+    if not any(kind.startswith(t) if t.endswith("/") else (kind == t or kind.endswith(t)) for t in _TEXT_TYPES):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def build_event(
@@ -88,7 +100,7 @@ def build_event(
         "requestId": uuid.uuid4().hex[:16],
         "routeKey": match.route_key,
         "stage": stage,
-        "time": formatdate(now, usegmt=True),
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
         "timeEpoch": int(now * 1000),
     }
     if claims is not None:
@@ -112,8 +124,8 @@ def build_event(
     if match.path_parameters:
         event["pathParameters"] = match.path_parameters
     if request.body:
-        if _is_text(headers.get("content-type", "")):
-            event["body"] = request.body.decode("utf-8", errors="replace")
+        if _is_text(headers.get("content-type"), request.body):
+            event["body"] = request.body.decode("utf-8")
         else:
             event["body"] = base64.b64encode(request.body).decode()
             event["isBase64Encoded"] = True
