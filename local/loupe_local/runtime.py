@@ -136,6 +136,9 @@ class LocalRuntime:
             # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
             # private workteam that the Ground Truth stand-in's workforce stands for
             self.parameters["WorkteamArn"] = local_workteam_arn(region)
+        # moto answers SRP sign-in without checking the password proof, so locally people and tests sign in with
+        # USER_PASSWORD_AUTH, which the stack's app client then allows (and the Cognito stand-in enforces)
+        self.parameters.setdefault("ConsolePasswordSignIn", "true")
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from support.console_users import api, signed_in
 from support.deploy_packages import register_package
 from support.waiting import wait_for
@@ -141,3 +142,27 @@ def test_no_cors_grant_for_a_foreign_origin(base: str, users: dict[str, dict[str
     assert "access-control-allow-origin" not in headers, (status, headers)
     status, headers, _ = api(f"{base}/me", token=users["labelers"]["id"], headers={"Origin": "https://evil.example"})
     assert status == 200 and "access-control-allow-origin" not in headers
+
+
+def test_a_client_refuses_the_sign_in_flows_it_does_not_allow(local_aws: Any, users: dict[str, dict[str, str]]) -> None:
+    """The deployed client allows SRP only (ConsolePasswordSignIn=false, the default); Cognito refuses a password
+    sign-in there with InvalidParameterException. The local stack enforces it as Cognito does."""
+    idp = local_aws.client("cognito-idp")
+    pool = local_aws.physical("ConsoleUserPool")
+    srp_only = idp.create_user_pool_client(
+        UserPoolId=pool, ClientName="srp-only", ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    user = users["labelers"]
+    with pytest.raises(ClientError) as refused:
+        idp.initiate_auth(
+            ClientId=srp_only,
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": user["email"], "PASSWORD": user["password"]},
+        )
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "USER_PASSWORD_AUTH flow not enabled" in refused.value.response["Error"]["Message"]
+    # the flow it allows goes on to Cognito (moto issues the SRP challenge)
+    challenge = idp.initiate_auth(
+        ClientId=srp_only, AuthFlow="USER_SRP_AUTH", AuthParameters={"USERNAME": user["email"], "SRP_A": "ab" * 64}
+    )
+    assert challenge["ChallengeName"] == "PASSWORD_VERIFIER"
