@@ -166,3 +166,16 @@ def test_a_client_refuses_the_sign_in_flows_it_does_not_allow(local_aws: Any, us
         ClientId=srp_only, AuthFlow="USER_SRP_AUTH", AuthParameters={"USERNAME": user["email"], "SRP_A": "ab" * 64}
     )
     assert challenge["ChallengeName"] == "PASSWORD_VERIFIER"
+
+
+def test_who_approved_survives_a_later_update_of_the_package(local_aws: Any) -> None:
+    """SageMaker keeps ApprovalDescription when an UpdateModelPackage does not set it (moto erased it)."""
+    package = register_package(local_aws)
+    sm = local_aws.client("sagemaker")
+    sm.update_model_package(
+        ModelPackageArn=package["arn"], ModelApprovalStatus="Rejected", ApprovalDescription="Rejected by ann"
+    )
+    sm.update_model_package(ModelPackageArn=package["arn"], CustomerMetadataProperties={"note": "kept"})
+    desc = sm.describe_model_package(ModelPackageName=package["arn"])
+    assert desc["ApprovalDescription"] == "Rejected by ann" and desc["ModelApprovalStatus"] == "Rejected"
+    assert desc["CustomerMetadataProperties"]["note"] == "kept"
