@@ -54,7 +54,7 @@ def add(
         user = cognito.admin_create_user(**kwargs)["User"]
     except Exception as exc:
         if type(exc).__name__ == "UsernameExistsException" or "UsernameExists" in str(exc):
-            raise LabelerError(f"{email} is already a user of the pool; add a group with --group") from exc
+            raise LabelerError(f"{email} is already a user of the pool; nothing was changed") from exc
         raise
     cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=user["Username"], GroupName=group)
     return {"username": user["Username"], "email": email, "group": group, "status": user.get("UserStatus", "")}
