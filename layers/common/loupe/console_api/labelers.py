@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from loupe import aws_errors
 from loupe.console_api.identity import GROUPS
 
 # a deliberately plain address check: Cognito sends the invitation; this only refuses what cannot be an address
@@ -53,7 +54,7 @@ def add(
     try:
         user = cognito.admin_create_user(**kwargs)["User"]
     except Exception as exc:
-        if type(exc).__name__ == "UsernameExistsException" or "UsernameExists" in str(exc):
+        if aws_errors.error_code(exc) == "UsernameExistsException":
             raise LabelerError(f"{email} is already a user of the pool; nothing was changed") from exc
         raise
     cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=user["Username"], GroupName=group)
