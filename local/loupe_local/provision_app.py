@@ -67,10 +67,9 @@ def user_pool_client(ctx: CreatorContext, logical_id: str, props: dict[str, Any]
         "AllowedOAuthScopes",
         "SupportedIdentityProviders",
     )
-    kwargs = _ints({k: props[k] for k in keys if k in props}, ())
-    for key in ("AccessTokenValidity", "IdTokenValidity", "RefreshTokenValidity"):
-        if key in kwargs:
-            kwargs[key] = int(kwargs[key])
+    kwargs = _ints(
+        {k: props[k] for k in keys if k in props}, ("AccessTokenValidity", "IdTokenValidity", "RefreshTokenValidity")
+    )
     client = ctx.client("cognito-idp").create_user_pool_client(
         UserPoolId=props["UserPoolId"],
         ClientName=props.get("ClientName") or ctx.physical_name(logical_id, 128, lower=False),
