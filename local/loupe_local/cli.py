@@ -30,6 +30,7 @@ _PLUGINS = [
     "loupe_local.demo",
     "loupe_local.devices",
     "loupe_local.preflight",
+    "loupe_local.labelers_cli",
 ]
 
 log = logging.getLogger("loupe_local.cli")
@@ -184,6 +185,8 @@ def _print_ready(current: dict[str, Any]) -> None:
         print(f"  devices            {', '.join(current['devices'])}")
     if current.get("console"):
         print(f"  console            {current['console']}")
+    for lid, url in (current.get("http_apis") or {}).items():
+        print(f"  {lid:<18} {url}  (HTTP API; invite users with `loupe labelers add EMAIL --group G`)")
     print('  use it:  eval "$(loupe local env)"  then e.g.  aws s3 ls')
     sys.stdout.flush()
 

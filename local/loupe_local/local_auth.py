@@ -17,6 +17,14 @@ moto refuses, before any service sees the request:
   AmazonS3/latest/API/sig-v4-authenticating-requests.html, and IAM's "Create a signed AWS API request",
   IAM/latest/UserGuide/create-signed-request.html.
 
+One exception to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
+``openid-configuration``), which Cognito serves to anyone, unsigned ("Verifying a JSON Web Token", Cognito
+Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
+sign-in operations, which AWS answers unsigned ("you can't use IAM credentials to authorize requests" to
+InitiateAuth and RespondToAuthChallenge, Cognito API Reference; botocore sends them without a signature): a
+person proves who they are with their password there, not with the run's key. The Origin and Host checks still
+apply to both.
+
 A refusal is the error the service's protocol would give (S3's XML ``<Error>``, the query protocol's
 ``<ErrorResponse>``, JSON's ``__type``), status 403, so every SDK reports it as the AWS error it knows.
 """
@@ -28,6 +36,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import stat
 import string
@@ -49,6 +58,12 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 # AWS refuses a header-signed request whose X-Amz-Date is more than 15 minutes away from its clock
 MAX_SKEW_SECONDS = 15 * 60
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# the user pool operations AWS answers without SigV4 (sign-in); a person's password is their credential there
+_UNSIGNED_TARGETS = frozenset(
+    {"AWSCognitoIdentityProviderService.InitiateAuth", "AWSCognitoIdentityProviderService.RespondToAuthChallenge"}
+)
+# a user pool's public keys: served unsigned, as Cognito serves them
+_PUBLIC_KEYS = re.compile(r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+/\.well-known/(jwks\.json|openid-configuration)$")
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -242,8 +257,12 @@ class Gatekeeper:
         host = environ.get("HTTP_HOST", "")
         if host.lower() not in self.hosts:
             return Refusal("AccessDenied", f"Host {host!r} is not this local AWS (use 127.0.0.1:{self.port})")
+        if environ.get("REQUEST_METHOD") == "GET" and _PUBLIC_KEYS.match(environ.get("PATH_INFO", "")):
+            return None
         if environ.get("HTTP_AUTHORIZATION"):
             return self._check_header(environ, body)
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_X_AMZ_TARGET") in _UNSIGNED_TARGETS:
+            return None
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if "X-Amz-Signature" in query or "X-Amz-Credential" in query:
             return self._check_presigned(environ, query)

@@ -2,7 +2,8 @@
 
 The list of resources comes from the SAM-transformed template itself (in dependency order); this module walks it,
 after the checks CloudFormation makes first (:mod:`loupe_local.provision_checks`), and hands each resource to the
-creator of its *type* (:mod:`loupe_local.provision_core`, :mod:`loupe_local.provision_services`: boto3 calls against
+creator of its *type* (:mod:`loupe_local.provision_core`, :mod:`loupe_local.provision_services`,
+:mod:`loupe_local.provision_app`: boto3 calls against
 the local endpoint). Types moto cannot hold are recorded as skipped, with the reason, in ``.loupe/local.json``.
 """
 
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from loupe_local import provision_core, provision_services
+from loupe_local import provision_app, provision_core, provision_services
 from loupe_local.provision_checks import check_parameters, check_references
 from loupe_local.provisioned import Provisioned
 from loupe_local.template import ACCOUNT_ID, Resolver, SamApp, TemplateError, creation_order
@@ -42,7 +43,9 @@ class Provisioner:
         self._clients: dict[str, Any] = {}
         self.creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
             rtype: functools.partial(create, self)
-            for rtype, create in (provision_core.CREATORS | provision_services.CREATORS).items()
+            for rtype, create in (
+                provision_core.CREATORS | provision_services.CREATORS | provision_app.CREATORS
+            ).items()
         }
 
     # ------------------------------------------------------------------ plumbing

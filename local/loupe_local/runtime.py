@@ -139,6 +139,9 @@ class LocalRuntime:
         # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
         # unless the caller names an existing one with CreateThingGroup=false
         self.parameters.setdefault("CreateThingGroup", "true")
+        # moto answers SRP sign-in without checking the password proof, so locally people and tests sign in with
+        # USER_PASSWORD_AUTH, which the stack's app client then allows (and the Cognito stand-in enforces)
+        self.parameters.setdefault("ConsolePasswordSignIn", "true")
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt
@@ -228,7 +231,8 @@ class LocalRuntime:
         )
         self._start_server()
         t0 = time.monotonic()
-        app = load_sam_app(self.root / "template.yaml", None)
+        # the transform sees the deploy's parameter values, as `sam deploy` does (an HttpApi's CORS origin is one)
+        app = load_sam_app(self.root / "template.yaml", self.parameters)
         self._provisioner = Provisioner(app, _EndpointSession(self), self.stack_name, self.region, self.parameters)
         self.resources = self._provisioner.provision()
         alarms = [
@@ -378,6 +382,7 @@ class LocalRuntime:
             "mqtt": self.mqtt,
             "credentials": self.credentials.as_state(),
             **({"console": self.console.url} if self.console else {}),
+            **{key: value for standin in self.standins for key, value in standin.state().items()},
             **extra,
         }
         return (

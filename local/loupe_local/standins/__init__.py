@@ -13,6 +13,8 @@ STANDINS: list[str] = [
     "loupe_local.standins.modelregistry:ModelRegistryObserver",
     "loupe_local.standins.pipelines:PipelineExecutions",
     "loupe_local.standins.account_quotas:AccountQuotas",
+    "loupe_local.standins.httpapi:HttpApis",
+    "loupe_local.standins.cognito:CognitoFlows",
 ]
 
 

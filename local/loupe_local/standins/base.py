@@ -146,5 +146,9 @@ class StandIn:
     def status(self) -> dict[str, Any]:
         return {}
 
+    def state(self) -> dict[str, Any]:
+        """Keys this stand-in adds to ``.loupe/local.json`` (e.g. the URLs it serves)."""
+        return {}
+
     def stop(self) -> None:
         return None

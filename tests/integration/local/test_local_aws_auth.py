@@ -230,3 +230,28 @@ def test_the_run_credential_is_fresh_and_kept_owner_only(local_aws) -> None:
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(local_aws.state_dir.stat().st_mode) == 0o700
     assert RunCredentials.generate() != RunCredentials.generate()
+
+
+def test_only_the_user_pools_public_keys_and_sign_in_are_answered_unsigned(local_aws) -> None:
+    pool = local_aws.physical("ConsoleUserPool")
+    keys = raw(local_aws, "GET", f"/{pool}/.well-known/jwks.json")
+    assert keys.status == 200 and json.loads(keys.data)["keys"], keys.data
+    # the same keys asked for by a web page: refused like anything else a page asks
+    assert raw(local_aws, "GET", f"/{pool}/.well-known/jwks.json", {"Origin": EVIL}).status == 403
+    target = "AWSCognitoIdentityProviderService"
+    body = json.dumps({"UserPoolId": pool, "Username": f"x-{uuid.uuid4().hex[:6]}@example.com"}).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    # an administrator's call unsigned: refused before Cognito sees it (no user was made)
+    made = raw(local_aws, "POST", "/", {**headers, "X-Amz-Target": f"{target}.AdminCreateUser"}, body)
+    assert made.status == 403 and b"MissingAuthenticationToken" in made.data
+    assert raw(local_aws, "POST", "/", {**headers, "X-Amz-Target": f"{target}.ListUsers"}, body).status == 403
+    # sign-in, unsigned as AWS answers it: Cognito itself judges the password
+    auth = json.dumps(
+        {
+            "ClientId": local_aws.physical("ConsoleUserPoolClient"),
+            "AuthFlow": "USER_PASSWORD_AUTH",
+            "AuthParameters": {"USERNAME": "nobody@example.com", "PASSWORD": "wrong"},
+        }
+    ).encode()
+    answer = raw(local_aws, "POST", "/", {**headers, "X-Amz-Target": f"{target}.InitiateAuth"}, auth)
+    assert answer.status == 400 and b"MissingAuthenticationToken" not in answer.data, answer.data

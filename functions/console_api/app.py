@@ -1,0 +1,90 @@
+"""The console's HTTP API (API Gateway HTTP API, payload format 2.0, JWT authorizer on the stack's user pool).
+
+Every route is behind the JWT authorizer, which answers 401 itself to a request without a valid token; a route
+that belongs to a group checks the caller's ``cognito:groups`` here (403), since the authorizer only validates the
+token and its scopes (API Gateway Developer Guide, "Controlling access to HTTP APIs with JWT authorizers").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from pydantic import ValidationError
+
+from loupe import settings as settings_mod
+from loupe.aws_clients import lazy_client
+from loupe.console_api import models
+from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
+
+logger = Logger()
+tracer = Tracer()
+
+SETTINGS = settings_mod.load()
+SETTINGS.require("model_package_group")
+PACKAGE_GROUP = str(SETTINGS.model_package_group)
+sagemaker = lazy_client("sagemaker")
+
+app = APIGatewayHttpResolver()
+
+
+def caller() -> Caller:
+    return caller_from_claims(app.current_event.request_context.authorizer.jwt_claim or {})
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message})
+
+
+@app.exception_handler(Forbidden)
+def forbidden(exc: Forbidden) -> Response:
+    logger.warning("forbidden", extra={"reason": str(exc), "route": app.current_event.route_key})
+    return _error(403, str(exc))
+
+
+@app.exception_handler(models.NotFound)
+def not_found(exc: models.NotFound) -> Response:
+    return _error(404, str(exc))
+
+
+@app.exception_handler(models.Conflict)
+def conflict(exc: models.Conflict) -> Response:
+    return _error(409, str(exc))
+
+
+@app.get("/me")
+def me() -> dict[str, Any]:
+    return caller().as_json()
+
+
+@app.get("/models")
+def list_models() -> dict[str, Any]:
+    return {"group": PACKAGE_GROUP, "packages": models.list_packages(sagemaker, PACKAGE_GROUP)}
+
+
+@app.post("/models/<package>/approval")
+def approval(package: str) -> dict[str, Any]:
+    who = caller()
+    who.require("approvers")
+    try:
+        body = app.current_event.json_body
+    except ValueError as exc:
+        raise BadRequestError("the body must be JSON") from exc
+    try:
+        decision = models.Decision.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise BadRequestError(
+            f'the body must be {{"decision": "Approved"|"Rejected", "reason": "..."}}: {problems}'
+        ) from None
+    result = models.decide(sagemaker, PACKAGE_GROUP, package, decision, who.name)
+    logger.info("model package decision", extra={**result, "by": who.username})
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,69 @@
+"""Users of the console's Cognito pool for tests: invited with ``loupe.console_api.labelers.add`` (what
+``loupe labelers add`` calls), their first sign-in answered (NEW_PASSWORD_REQUIRED), tokens from InitiateAuth.
+
+Sign-in uses USER_PASSWORD_AUTH: moto answers USER_SRP_AUTH but never checks the SRP proof (any
+PASSWORD_CLAIM_SIGNATURE passes), so a wrong password would sign in; USER_PASSWORD_AUTH is a flow moto does check.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+from loupe.console_api import labelers
+
+
+def password() -> str:
+    return f"Aa1!{secrets.token_urlsafe(12)}"
+
+
+def signed_in(runtime: Any, group: str) -> dict[str, str]:
+    """A new user of ``group``: e-mail, password and its tokens (IdToken, AccessToken)."""
+    idp = runtime.client("cognito-idp")
+    pool = runtime.physical("ConsoleUserPool")
+    client_id = runtime.physical("ConsoleUserPoolClient")
+    email = f"{group}-{uuid.uuid4().hex[:8]}@example.com"
+    temporary, chosen = password(), password()
+    labelers.add(idp, pool, email, group, temporary_password=temporary)
+    first = idp.initiate_auth(
+        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": email, "PASSWORD": temporary}
+    )
+    assert first.get("ChallengeName") == "NEW_PASSWORD_REQUIRED", first
+    answered = idp.respond_to_auth_challenge(
+        ClientId=client_id,
+        ChallengeName="NEW_PASSWORD_REQUIRED",
+        Session=first["Session"],
+        ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": chosen},
+    )
+    tokens = answered["AuthenticationResult"]
+    return {"email": email, "password": chosen, "id": tokens["IdToken"], "access": tokens["AccessToken"]}
+
+
+def api(
+    url: str,
+    method: str = "GET",
+    token: str | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One call to the local HTTP API: status, headers (lower-cased names), JSON body (or raw text)."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))  # noqa: S310 - the local API's http://127.0.0.1 URL
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - same
+            status, got, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, got, raw = exc.code, exc.headers, exc.read()
+    try:
+        parsed: Any = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return status, {k.lower(): v for k, v in got.items()}, parsed
