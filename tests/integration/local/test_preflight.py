@@ -83,10 +83,12 @@ def test_a_ready_account_passes_with_what_it_found(local_aws: Any, service_role:
 
     assert [f.check for f in found.values() if f.status == "FAIL"] == []
     assert found["template"].status == "OK"
-    # the local stack already holds 91 reserved units (the provisioner reserves them as CloudFormation does)
+    # the local stack already holds what it reserves (the provisioner reserves them as CloudFormation does)
+    reserved, functions = sum(stack.reserved_concurrency.values()), len(stack.reserved_concurrency)
     assert found["lambda concurrency"].status == "OK"
     assert (
-        "reserves 91 units over 10 functions; account limit 1000, unreserved 909" in found["lambda concurrency"].found
+        f"reserves {reserved} units over {functions} functions; account limit 1000, unreserved {1000 - reserved}"
+        in found["lambda concurrency"].found
     )
     assert found["quota ml.g4dn.xlarge for spot training job usage"].status == "OK"
     assert found["quota ml.g4dn.xlarge for training job usage"].status == "OK"
@@ -99,8 +101,9 @@ def test_a_ready_account_passes_with_what_it_found(local_aws: Any, service_role:
 
 
 def test_reserved_concurrency_the_account_cannot_spare_fails(local_aws: Any, service_role: str) -> None:
-    """Another function of the account reserves 820 units: 1000 - 91 (local stack) - 820 = 89 stay unreserved, and
-    the stack's 91 more would leave fewer than the 100 Lambda keeps."""
+    """Another function of the account reserves so much that 89 units stay unreserved beside the local stack's own
+    reservation R, and the stack's R more would leave fewer than the 100 Lambda keeps."""
+    reserved = sum(_plan(local_aws).reserved_concurrency.values())
     lam, name = local_aws.client("lambda"), f"other-app-{uuid.uuid4().hex[:6]}"
     role = _role(local_aws, name, {"Version": "2012-10-17", "Statement": []})
     code = io.BytesIO()
@@ -110,7 +113,7 @@ def test_reserved_concurrency_the_account_cannot_spare_fails(local_aws: Any, ser
         FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code={"ZipFile": code.getvalue()}
     )
     try:
-        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=820)
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1000 - reserved - 89)
         finding = _findings(local_aws, _plan(local_aws))["lambda concurrency"]
     finally:
         lam.delete_function(FunctionName=name)
@@ -118,8 +121,8 @@ def test_reserved_concurrency_the_account_cannot_spare_fails(local_aws: Any, ser
 
     assert finding.status == "FAIL"
     assert "unreserved 89" in finding.found
-    assert "-2 would stay unreserved, Lambda keeps at least 100" in finding.found
-    assert "'Concurrent executions' (lambda L-B99A9384) >= 1102" in finding.action
+    assert f"{89 - reserved} would stay unreserved, Lambda keeps at least 100" in finding.found
+    assert f"'Concurrent executions' (lambda L-B99A9384) >= {1000 + 100 - (89 - reserved)}" in finding.action
 
 
 def test_a_training_quota_of_zero_fails_with_the_request_to_make(local_aws: Any, service_role: str) -> None:
