@@ -185,6 +185,14 @@ class LifecycleRunner:
             )
         return True
 
+    def rendered_steps(self, comp: Component, pool: dict[str, Component]) -> dict[str, Any]:
+        """Each lifecycle step as the nucleus would run it (script and Setenv, recipe variables interpolated): a
+        configuration change that reaches any of them reinstalls and restarts the component."""
+        return {
+            step: [self.render(comp, step, pool), self.setenv(comp, step, pool)]
+            for step in ("Install", "Startup", "Run")
+        }
+
     def start(self, comp: Component, pool: dict[str, Component]) -> None:
         work = self.layout.work(comp.name)
         work.mkdir(parents=True, exist_ok=True)
@@ -202,6 +210,7 @@ class LifecycleRunner:
         run, _, _, _ = step_of(comp.lifecycle, "Run")
         r.run_script = self.render(comp, "Run", pool)
         r.extra["env"] = self.setenv(comp, "Run", pool)
+        r.extra["steps"] = self.rendered_steps(comp, pool)
         r.started = time.time()
         if run:
             self.spawn(r)

@@ -251,8 +251,11 @@ class Device:
         wanted = deployment.get("components") or {}
         try:
             aws = {n: s for n, s in wanted.items() if n.startswith("aws.greengrass.")}
-            nucleus = self.resolver.nucleus(aws, self.nucleus["version"])
-            target = self.resolver.resolve({n: s for n, s in wanted.items() if not n.startswith("aws.greengrass.")})
+            nucleus = self.resolver.nucleus(aws, self.nucleus["version"], self.nucleus["config"])
+            # a component the device has keeps its configuration, whatever version the deployment brings
+            existing = {n: dict(spec.get("config") or {}) for n, spec in previous.items()}
+            ours = {n: s for n, s in wanted.items() if not n.startswith("aws.greengrass.")}
+            target = self.resolver.resolve(ours, existing)
         except DeploymentFailed as exc:
             self.report(dep_id, "FAILED", str(exc), exc)
             return
@@ -317,6 +320,8 @@ class Device:
                     or old.component.version != comp.version
                     or old.run_script != new_script
                     or (old.extra.get("env") or {}) != new_env  # configuration given through Setenv changed
+                    # configuration interpolated into another step (e.g. Install's Setenv) changed: reinstall
+                    or ("steps" in old.extra and old.extra["steps"] != self.lifecycle.rendered_steps(comp, target))
                     or old.state == "BROKEN"
                     or (dead and old.state != "FINISHED")
                 ):
