@@ -22,7 +22,9 @@ class ComponentResolver:
         self.region = region
         self.overlay = overlay
 
-    def resolve(self, wanted: dict[str, Any], existing: dict[str, dict[str, Any]] | None = None) -> dict[str, Component]:
+    def resolve(
+        self, wanted: dict[str, Any], existing: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, Component]:
         """The components of a deployment. ``existing``: the configuration of each component the device has
         now (a new version of one keeps it; see :func:`effective_config`); a component the deployment drops
         loses its configuration with it."""

@@ -28,6 +28,7 @@ from loupe_local.device_control import ControlPlane
 from loupe_local.device_lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
 from loupe_local.device_resolver import ComponentResolver, components_from, dependency_order
+from loupe_local.ipc_auth import IpcPolicies, interpolates
 from loupe_local.local_auth import RunCredentials
 
 log = logging.getLogger("loupe_local.device")
@@ -75,7 +76,7 @@ class Device:
                 mqtt_port=options.mqtt_port,
                 seed_venvs=options.seed_venvs,
                 nucleus_ipc=lambda: self.mqtt.address if self.mqtt is not None else None,
-                nucleus_token=lambda: self.mqtt.token if self.mqtt is not None else None,
+                nucleus_token=lambda name: self.mqtt.token_for(name) if self.mqtt is not None else None,
                 credentials=options.credentials or RunCredentials.from_env(),
             ),
         )
@@ -184,7 +185,7 @@ class Device:
         if self.current.get("components"):
             log.info("restarting the last deployed components")
             try:
-                self._apply_set(components_from(self.current["components"]), notify=set())
+                self._apply_set(components_from(self.current["components"]), notify=set(), nucleus=self.nucleus)
             except DeploymentFailed as exc:
                 log.error("could not restart the last deployed components: %s", exc)
         handled = {self.current.get("deployment_id")}
@@ -268,7 +269,7 @@ class Device:
         notify: set[str] | None = set() if notify_policy == "SKIP_NOTIFY_COMPONENTS" else None
         try:
             try:
-                self._apply_set(target, notify=notify)
+                self._apply_set(target, notify=notify, nucleus=nucleus)
             except (OSError, subprocess.SubprocessError, ValueError) as exc:
                 raise DeploymentFailed(
                     f"the device could not apply the deployment: {type(exc).__name__}: {exc}"
@@ -277,7 +278,7 @@ class Device:
             reason = str(exc)
             if rollback:
                 try:
-                    self._apply_set(components_from(previous), notify=None, is_rollback=True)
+                    self._apply_set(components_from(previous), notify=None, nucleus=self.nucleus, is_rollback=True)
                     reason += "; rolled back to the previous components"
                 except (DeploymentFailed, OSError, subprocess.SubprocessError, ValueError) as again:
                     reason += f"; rollback failed too: {again}"
@@ -298,9 +299,16 @@ class Device:
         self._reconfigure_spooler()
         self.report(dep_id, "SUCCEEDED", "")
 
-    def _apply_set(self, target: dict[str, Component], notify: set[str] | None, is_rollback: bool = False) -> None:
+    def _apply_set(
+        self,
+        target: dict[str, Component],
+        notify: set[str] | None,
+        nucleus: dict[str, Any],
+        is_rollback: bool = False,
+    ) -> None:
         """Make the running set equal to ``target``: download, stop what changed, install, start, notify, check."""
         with self.lock:
+            self._authorize_ipc(target, nucleus)
             for name in dependency_order(target):
                 try:
                     fetch_artifacts(target[name], self.layout, self.control.s3)
@@ -344,6 +352,15 @@ class Device:
                 self.lifecycle.notify(name, changed, self.deployment.get("id"))
             self.write_status()
         self._check_health(changed, to_notify, started, is_rollback)
+
+    def _authorize_ipc(self, target: dict[str, Component], nucleus: dict[str, Any]) -> None:
+        """The nucleus' IPC policies become those of ``target``'s configurations (``accessControl``), with
+        ``{iot:thingName}`` replaced only when this nucleus interpolates component configuration."""
+        if self.mqtt is None:
+            return
+        interpolate = interpolates(nucleus["version"], nucleus.get("config") or {})
+        configs = {name: comp.config for name, comp in target.items()}
+        self.mqtt.policies = IpcPolicies.from_configs(self.o.thing, interpolate, configs)
 
     # ------------------------------------------------------------------ health
     def _status_doc(self, name: str) -> tuple[dict[str, Any] | None, float]:
