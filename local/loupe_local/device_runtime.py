@@ -147,7 +147,9 @@ class Device:
             }
             for n, r in self.running.items()
         ]
-        return self.control.post(self.o.thing, "/sync", {"installed": installed, "platform": "linux"}).get("deployment")
+        # coreVersion: the nucleus version this device runs (GetCoreDevice reports it)
+        body = {"installed": installed, "platform": "linux", "coreVersion": self.nucleus["version"]}
+        return self.control.post(self.o.thing, "/sync", body).get("deployment")
 
     def report(
         self, deployment_id: str, status: str, reason: str = "", failure: DeploymentFailed | None = None
