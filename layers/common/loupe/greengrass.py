@@ -495,12 +495,12 @@ def plan_ipc_interpolation(
     gg: GreengrassV2, target_arn: str, components: dict[str, dict[str, Any]], nucleus_version: str = ""
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Add ``aws.greengrass.Nucleus`` with ``interpolateComponentConfiguration: true`` merged into its
-    configuration, at the version the deployment already names, else ``nucleus_version`` (the operator's
-    parameter), else the one every device of the group reports. Returns the components and ``{"interpolation":
-    bool, "nucleus", "reason"}``; with no version known nothing is added and the reason says what to set. A
-    nucleus older than 2.6.0 cannot interpolate: GreengrassError."""
+    configuration, at ``nucleus_version`` (the operator's parameter), else the version the deployment already
+    names, else the one every device of the group reports (the order :func:`plan_disk_spooling` follows).
+    Returns the components and ``{"interpolation": bool, "nucleus", "reason"}``; with no version known nothing
+    is added and the reason says what to set. A nucleus older than 2.6.0 cannot interpolate: GreengrassError."""
     out = {name: dict(spec) for name, spec in components.items()}
-    version = (out.get(NUCLEUS) or {}).get("componentVersion") or nucleus_version or ""
+    version = nucleus_version or (out.get(NUCLEUS) or {}).get("componentVersion") or ""
     if not version:
         version = fleet_nucleus_version(gg, target_arn)
     if not version:

@@ -295,3 +295,10 @@ def test_ipc_interpolation_goes_to_the_nucleus_the_devices_run_and_an_old_nucleu
     assert "aws.greengrass.Nucleus" not in out and ipc["interpolation"] is False
     with pytest.raises(gg_mod.GreengrassError, match="2.6.0 or later"):
         gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {"aws.greengrass.Nucleus": {"componentVersion": "2.5.6"}})
+    # the operator's version wins over the one the current deployment names, as for disk spooling
+    current = {"aws.greengrass.Nucleus": {"componentVersion": "2.12.6", "configurationUpdate": {"merge": '{"a": 1}'}}}
+    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, current, "2.14.0")
+    assert ipc["nucleus"] == "2.14.0" and json.loads(out["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
+        "a": 1,
+        "interpolateComponentConfiguration": True,
+    }

@@ -20,8 +20,9 @@ def poll_interval(timeout_seconds: int) -> int:
     return int(min(60, max(1, timeout_seconds // 20)))
 
 
-# the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
+# com.loupe.inference's IPC authorization policies, in its configuration
 ACCESS_CONTROL_PATH = "/accessControl"
+# the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
 BAND_PATHS = ["/settings/feedback/bandLow", "/settings/feedback/bandHigh", "/settings/feedback/criterion"]
 
 
