@@ -55,7 +55,7 @@ class ProcessEnvironment:
     mqtt_port: int = 0
     seed_venvs: bool = True
     nucleus_ipc: Callable[[], str | None] = lambda: None  # the nucleus' IPC address while it spools
-    nucleus_token: Callable[[], str | None] = lambda: None  # the token its IPC server asks components for
+    nucleus_token: Callable[[str], str | None] = lambda name: None  # the token (per component) its IPC asks for
     credentials: RunCredentials | None = None  # the local AWS's run credential, handed to the components
 
 
@@ -121,8 +121,9 @@ class LifecycleRunner:
         if ipc is not None:  # the local form of IPC PublishToIoTCore through the nucleus' spooler
             env["LOUPE_TRANSPORT"] = "nucleus"
             env["LOUPE_NUCLEUS_IPC"] = ipc
-            # Greengrass hands each component the token its IPC connection authenticates with in SVCUID
-            env["SVCUID"] = self.pe.nucleus_token() or ""
+            # Greengrass hands each component its own token in SVCUID: its IPC connection authenticates with it, and
+            # the nucleus authorizes each call against that component's accessControl
+            env["SVCUID"] = self.pe.nucleus_token(comp.name) or ""
         env.update(setenv)  # the recipe's Setenv, interpolated (:meth:`setenv`)
         return env
 
@@ -185,6 +186,14 @@ class LifecycleRunner:
             )
         return True
 
+    def rendered_steps(self, comp: Component, pool: dict[str, Component]) -> dict[str, Any]:
+        """Each lifecycle step as the nucleus would run it (script and Setenv, recipe variables interpolated): a
+        configuration change that reaches any of them reinstalls and restarts the component."""
+        return {
+            step: [self.render(comp, step, pool), self.setenv(comp, step, pool)]
+            for step in ("Install", "Startup", "Run")
+        }
+
     def start(self, comp: Component, pool: dict[str, Component]) -> None:
         work = self.layout.work(comp.name)
         work.mkdir(parents=True, exist_ok=True)
@@ -202,6 +211,7 @@ class LifecycleRunner:
         run, _, _, _ = step_of(comp.lifecycle, "Run")
         r.run_script = self.render(comp, "Run", pool)
         r.extra["env"] = self.setenv(comp, "Run", pool)
+        r.extra["steps"] = self.rendered_steps(comp, pool)
         r.started = time.time()
         if run:
             self.spawn(r)

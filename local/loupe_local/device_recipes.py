@@ -114,14 +114,36 @@ def deep_merge(base: Any, update: Any) -> Any:
     return copy.deepcopy(update)
 
 
-def effective_config(recipe: dict[str, Any], update: dict[str, Any] | None, overlay: dict[str, Any] | None) -> dict:
-    """DefaultConfiguration, then the deployment's ``configurationUpdate`` (reset paths, merge), then the
-    device's own overlay (what a nucleus' local configuration holds, e.g. the frame folder of this device)."""
-    config = copy.deepcopy((recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration") or {})
+def effective_config(
+    recipe: dict[str, Any],
+    update: dict[str, Any] | None,
+    overlay: dict[str, Any] | None,
+    existing: dict[str, Any] | None = None,
+) -> dict:
+    """The configuration a deployment gives a component, as the nucleus resolves it (aws-greengrass-nucleus
+    ``KernelConfigResolver.resolveConfigurationToApply``; developer guide, "Update component configurations"):
+
+    1. the component's configuration on the device (``existing``; none when the component is new here),
+    2. the ``reset`` pointers removed from it (``""`` = the whole configuration),
+    3. the recipe's ``DefaultConfiguration`` filled in **only where a key is absent**: the nucleus merges the
+       defaults with the oldest timestamp, so a value already on the device (from an earlier deployment or an
+       earlier version's defaults) is kept when a new component version brings other defaults,
+    4. the ``merge`` document deep-merged over it,
+    5. the device's own overlay (what a nucleus' local configuration holds, e.g. this device's frame folder).
+    """
     update = update or {}
-    defaults = copy.deepcopy(config)
+    config: dict[str, Any] = copy.deepcopy(existing) if isinstance(existing, dict) else {}
     for pointer in update.get("reset") or []:
-        _reset(config, defaults, pointer)
+        if not isinstance(pointer, str):
+            raise RecipeError(f"configurationUpdate.reset entries are JSON pointers, not {pointer!r}")
+        if pointer == "":
+            config = {}
+            continue
+        if not pointer.startswith("/"):
+            raise RecipeError(f"configurationUpdate.reset entry {pointer!r} is not a JSON pointer (starts with /)")
+        _remove(config, pointer)
+    defaults = (recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration") or {}
+    config = _fill_absent(config, defaults)
     if update.get("merge"):
         merge = update["merge"]
         try:
@@ -134,19 +156,27 @@ def effective_config(recipe: dict[str, Any], update: dict[str, Any] | None, over
     return config
 
 
-def _reset(config: dict[str, Any], defaults: dict[str, Any], pointer: str) -> None:
-    parts = [p for p in pointer.split("/") if p]
-    if not parts:
-        config.clear()
-        config.update(copy.deepcopy(defaults))
-        return
-    node, default = config, defaults
+def _fill_absent(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` added where ``config`` lacks a key (nested objects key by key); present values win."""
+    out = dict(config)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _fill_absent(out[key], value)
+    return out
+
+
+def _remove(config: dict[str, Any], pointer: str) -> None:
+    """Remove the node a reset pointer names (its default, if any, comes back with the defaults). A pointer to
+    a list element is ignored, as the nucleus does (a whole list resets, never one element)."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    node: Any = config
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        default = default.get(part, {}) if isinstance(default, dict) else {}
-    if isinstance(default, dict) and parts[-1] in default:
-        node[parts[-1]] = copy.deepcopy(default[parts[-1]])
-    else:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict) and parts:
         node.pop(parts[-1], None)
 
 

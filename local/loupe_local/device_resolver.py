@@ -22,8 +22,15 @@ class ComponentResolver:
         self.region = region
         self.overlay = overlay
 
-    def resolve(self, wanted: dict[str, Any]) -> dict[str, Component]:
+    def resolve(
+        self, wanted: dict[str, Any], existing: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, Component]:
+        """The components of a deployment. ``existing``: the configuration of each component the device has
+        now (a new version of one keeps it; see :func:`effective_config`); a component the deployment drops
+        loses its configuration with it."""
         from loupe.greengrass import component_arn, get_recipe, latest_deployable
+
+        existing = existing or {}
 
         target: dict[str, Component] = {}
         queue = [(name, spec.get("componentVersion"), spec.get("configurationUpdate")) for name, spec in wanted.items()]
@@ -40,7 +47,7 @@ class ComponentResolver:
             if arn is None:
                 raise DeploymentFailed(f"{name} {version} does not exist", NO_VERSION)
             recipe = get_recipe(self.gg, arn)
-            config = effective_config(recipe, update, self.overlay.get(name))
+            config = effective_config(recipe, update, self.overlay.get(name), existing.get(name))
             comp = Component(name, version, recipe, config)
             target[name] = comp
             for dep_name in comp.dependencies:
@@ -50,11 +57,15 @@ class ComponentResolver:
                     queue.append((dep_name, None, None))
         return target
 
-    def nucleus(self, wanted: dict[str, Any], running_version: str) -> dict[str, Any]:
+    def nucleus(
+        self, wanted: dict[str, Any], running_version: str, existing: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The nucleus state a deployment's ``aws.greengrass.*`` entries ask for (the device provides them).
 
         ``aws.greengrass.Nucleus``: its version (another one than the device runs is a nucleus update, applied
-        here as a version change) and configuration (defaults, then ``configurationUpdate``). Other AWS
+        here as a version change) and configuration (the nucleus' configuration on the device, then
+        ``configurationUpdate``, with the recipe's defaults where a key is absent; a deployment that does not
+        name the nucleus leaves its configuration as it is). Other AWS
         components must exist, and their nucleus dependency must accept the nucleus version (a plugin such as
         ``aws.greengrass.DiskSpooler`` names the nucleus versions it runs in)."""
         from loupe.greengrass import get_recipe, nucleus_requirement, public_component_arn, version_satisfies
@@ -68,9 +79,9 @@ class ComponentResolver:
 
         spec = wanted.get(NUCLEUS) or {}
         version = spec.get("componentVersion") or running_version
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = dict(existing or {})
         if spec:
-            config = effective_config(recipe_of(NUCLEUS, version), spec.get("configurationUpdate"), None)
+            config = effective_config(recipe_of(NUCLEUS, version), spec.get("configurationUpdate"), None, existing)
         plugins = {}
         for name, other in wanted.items():
             if name == NUCLEUS:

@@ -28,6 +28,7 @@ from loupe_local.device_control import ControlPlane
 from loupe_local.device_lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
 from loupe_local.device_resolver import ComponentResolver, components_from, dependency_order
+from loupe_local.ipc_auth import IpcPolicies, interpolates
 from loupe_local.local_auth import RunCredentials
 
 log = logging.getLogger("loupe_local.device")
@@ -75,7 +76,7 @@ class Device:
                 mqtt_port=options.mqtt_port,
                 seed_venvs=options.seed_venvs,
                 nucleus_ipc=lambda: self.mqtt.address if self.mqtt is not None else None,
-                nucleus_token=lambda: self.mqtt.token if self.mqtt is not None else None,
+                nucleus_token=lambda name: self.mqtt.token_for(name) if self.mqtt is not None else None,
                 credentials=options.credentials or RunCredentials.from_env(),
             ),
         )
@@ -146,7 +147,9 @@ class Device:
             }
             for n, r in self.running.items()
         ]
-        return self.control.post(self.o.thing, "/sync", {"installed": installed, "platform": "linux"}).get("deployment")
+        # coreVersion: the nucleus version this device runs (GetCoreDevice reports it)
+        body = {"installed": installed, "platform": "linux", "coreVersion": self.nucleus["version"]}
+        return self.control.post(self.o.thing, "/sync", body).get("deployment")
 
     def report(
         self, deployment_id: str, status: str, reason: str = "", failure: DeploymentFailed | None = None
@@ -184,7 +187,7 @@ class Device:
         if self.current.get("components"):
             log.info("restarting the last deployed components")
             try:
-                self._apply_set(components_from(self.current["components"]), notify=set())
+                self._apply_set(components_from(self.current["components"]), notify=set(), nucleus=self.nucleus)
             except DeploymentFailed as exc:
                 log.error("could not restart the last deployed components: %s", exc)
         handled = {self.current.get("deployment_id")}
@@ -251,8 +254,11 @@ class Device:
         wanted = deployment.get("components") or {}
         try:
             aws = {n: s for n, s in wanted.items() if n.startswith("aws.greengrass.")}
-            nucleus = self.resolver.nucleus(aws, self.nucleus["version"])
-            target = self.resolver.resolve({n: s for n, s in wanted.items() if not n.startswith("aws.greengrass.")})
+            nucleus = self.resolver.nucleus(aws, self.nucleus["version"], self.nucleus["config"])
+            # a component the device has keeps its configuration, whatever version the deployment brings
+            existing = {n: dict(spec.get("config") or {}) for n, spec in previous.items()}
+            ours = {n: s for n, s in wanted.items() if not n.startswith("aws.greengrass.")}
+            target = self.resolver.resolve(ours, existing)
         except DeploymentFailed as exc:
             self.report(dep_id, "FAILED", str(exc), exc)
             return
@@ -265,7 +271,7 @@ class Device:
         notify: set[str] | None = set() if notify_policy == "SKIP_NOTIFY_COMPONENTS" else None
         try:
             try:
-                self._apply_set(target, notify=notify)
+                self._apply_set(target, notify=notify, nucleus=nucleus)
             except (OSError, subprocess.SubprocessError, ValueError) as exc:
                 raise DeploymentFailed(
                     f"the device could not apply the deployment: {type(exc).__name__}: {exc}"
@@ -274,7 +280,7 @@ class Device:
             reason = str(exc)
             if rollback:
                 try:
-                    self._apply_set(components_from(previous), notify=None, is_rollback=True)
+                    self._apply_set(components_from(previous), notify=None, nucleus=self.nucleus, is_rollback=True)
                     reason += "; rolled back to the previous components"
                 except (DeploymentFailed, OSError, subprocess.SubprocessError, ValueError) as again:
                     reason += f"; rollback failed too: {again}"
@@ -295,9 +301,16 @@ class Device:
         self._reconfigure_spooler()
         self.report(dep_id, "SUCCEEDED", "")
 
-    def _apply_set(self, target: dict[str, Component], notify: set[str] | None, is_rollback: bool = False) -> None:
+    def _apply_set(
+        self,
+        target: dict[str, Component],
+        notify: set[str] | None,
+        nucleus: dict[str, Any],
+        is_rollback: bool = False,
+    ) -> None:
         """Make the running set equal to ``target``: download, stop what changed, install, start, notify, check."""
         with self.lock:
+            self._authorize_ipc(target, nucleus)
             for name in dependency_order(target):
                 try:
                     fetch_artifacts(target[name], self.layout, self.control.s3)
@@ -317,6 +330,8 @@ class Device:
                     or old.component.version != comp.version
                     or old.run_script != new_script
                     or (old.extra.get("env") or {}) != new_env  # configuration given through Setenv changed
+                    # configuration interpolated into another step (e.g. Install's Setenv) changed: reinstall
+                    or ("steps" in old.extra and old.extra["steps"] != self.lifecycle.rendered_steps(comp, target))
                     or old.state == "BROKEN"
                     or (dead and old.state != "FINISHED")
                 ):
@@ -339,6 +354,15 @@ class Device:
                 self.lifecycle.notify(name, changed, self.deployment.get("id"))
             self.write_status()
         self._check_health(changed, to_notify, started, is_rollback)
+
+    def _authorize_ipc(self, target: dict[str, Component], nucleus: dict[str, Any]) -> None:
+        """The nucleus' IPC policies become those of ``target``'s configurations (``accessControl``), with
+        ``{iot:thingName}`` replaced only when this nucleus interpolates component configuration."""
+        if self.mqtt is None:
+            return
+        interpolate = interpolates(nucleus["version"], nucleus.get("config") or {})
+        configs = {name: comp.config for name, comp in target.items()}
+        self.mqtt.policies = IpcPolicies.from_configs(self.o.thing, interpolate, configs)
 
     # ------------------------------------------------------------------ health
     def _status_doc(self, name: str) -> tuple[dict[str, Any] | None, float]:

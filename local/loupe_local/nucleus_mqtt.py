@@ -20,7 +20,10 @@ A connection must first authenticate, as a Greengrass IPC client does with the t
 environment (``SVCUID``; the developer guide's "Connect to the AWS IoT Greengrass Core IPC service": the client's
 connect message carries it as ``authToken``): its first line is ``{"authToken": "<SVCUID>"}``, answered
 ``{"ok": true}``, or ``{"ok": false, "error": "UnauthorizedError: ..."}`` and the connection is closed. Each
-nucleus makes its own random token, so another local process (or device) cannot publish as this device.
+nucleus makes a random token per component, so another local process (or device) cannot publish as this device,
+and the token tells the nucleus which component calls. Each publish is then authorized against that component's
+``accessControl`` (``loupe_local.ipc_auth``): a topic no policy allows is answered ``{"ok": false, "error":
+"UnauthorizedError: Principal ... is not authorized ..."}`` and nothing is spooled.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from loupe_local.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized
 from loupe_local.local_auth import RunCredentials, mqtt_login
 
 log = logging.getLogger("loupe_local.nucleus_mqtt")
@@ -151,7 +155,9 @@ class NucleusMqtt:
         import paho.mqtt.client as mqtt
 
         self.thing = thing
-        self.token = secrets.token_urlsafe(32)  # the SVCUID its components authenticate their IPC connection with
+        self._tokens: dict[str, str] = {}  # SVCUID -> component: each component authenticates with its own
+        self._tokens_lock = threading.Lock()
+        self.policies = IpcPolicies(thing)  # no policy, no call: the device sets its components' accessControl
         self.spool = spool
         self.keep_qos0 = keep_qos0
         self.delivered = 0
@@ -175,37 +181,69 @@ class NucleusMqtt:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                if not self._authenticated():
+                component = self._authenticated()
+                if component is None:
                     return
                 for line in self.rfile:
                     try:
                         req = json.loads(line)
-                        outer.publish(str(req["topic"]), base64.b64decode(req.get("payload") or ""), int(req["qos"]))
+                        payload = base64.b64decode(req.get("payload") or "")
+                        outer.publish_as(component, str(req["topic"]), payload, int(req["qos"]))
                         reply: dict[str, Any] = {"ok": True}
+                    except Unauthorized as exc:
+                        log.warning("nucleus IPC: %s", exc)
+                        reply = {"ok": False, "error": f"UnauthorizedError: {exc}"}
                     except Exception as exc:  # noqa: BLE001 - every failure is an answer to the component
                         reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                     self.wfile.write(json.dumps(reply).encode() + b"\n")
                     self.wfile.flush()
 
-            def _authenticated(self) -> bool:
+            def _authenticated(self) -> str | None:
                 try:
                     token = json.loads(self.rfile.readline() or b"{}").get("authToken")
                 except (ValueError, AttributeError):
                     token = None
-                ok = isinstance(token, str) and hmac.compare_digest(token.encode(), outer.token.encode())
+                component = outer.component_of(token)
                 refused = "UnauthorizedError: invalid or missing authToken"
-                reply = {"ok": True} if ok else {"ok": False, "error": refused}
-                if not ok:
+                reply = {"ok": True} if component is not None else {"ok": False, "error": refused}
+                if component is None:
                     log.warning("nucleus IPC: refused a connection without this device's authToken (SVCUID)")
                 self.wfile.write(json.dumps(reply).encode() + b"\n")
                 self.wfile.flush()
-                return ok
+                return component
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.address = "{}:{}".format(*self._server.server_address)
         self._threads: list[threading.Thread] = []
+
+    def token_for(self, component: str) -> str:
+        """The SVCUID this nucleus gives ``component`` (one random token per component and nucleus run)."""
+        with self._tokens_lock:
+            for token, name in self._tokens.items():
+                if name == component:
+                    return token
+            token = secrets.token_urlsafe(32)
+            self._tokens[token] = component
+            return token
+
+    def component_of(self, token: Any) -> str | None:
+        """The component a token was given to, or None (compared in constant time)."""
+        if not isinstance(token, str):
+            return None
+        with self._tokens_lock:
+            known = list(self._tokens.items())
+        found = None
+        for candidate, name in known:
+            if hmac.compare_digest(candidate.encode(), token.encode()):
+                found = name
+        return found
+
+    def publish_as(self, component: str, topic: str, payload: bytes, qos: int) -> None:
+        """IPC PublishToIoTCore from ``component``: authorized by its policies, then spooled."""
+        self.policies.check(component, MQTT_PROXY, PUBLISH_TO_IOT_CORE, topic)
+        self.publish(topic, payload, qos)
 
     def _set_online(self, online: bool) -> None:
         (self._online.set if online else self._online.clear)()

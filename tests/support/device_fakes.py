@@ -77,7 +77,12 @@ def deploy(dev: Any, dep_id: str, components: dict[str, str], **policies: Any) -
     dev.apply(
         {
             "deploymentId": dep_id,
-            "components": {n: {"componentVersion": v} for n, v in components.items()},
+            # the version a component's configuration carries is merged, as Loupe's workflow sends
+            # com.loupe.model's values: a new version alone keeps the device's configuration (Greengrass)
+            "components": {
+                n: {"componentVersion": v, "configurationUpdate": {"merge": json.dumps({"version": v})}}
+                for n, v in components.items()
+            },
             "deploymentPolicies": {"failureHandlingPolicy": "ROLLBACK", **policies},
         }
     )

@@ -466,6 +466,91 @@ def plan_disk_spooling(
     return out, {"storage": "Disk", "nucleus": version, "disk_spooler": spooler, "reason": reason}
 
 
+# ------------------------------------------------------------------ IPC authorization policies with {iot:thingName}
+# com.loupe.inference's accessControl names loupe/{iot:thingName}/...: the nucleus replaces the variable in a
+# component's configuration (its policies included) only from 2.6.0 on and only with this setting, default false
+# (developer guide, "Greengrass nucleus" > configuration interpolateComponentConfiguration; "Use the IPC service" >
+# authorization policies). Without it every PublishToIoTCore of the component is an UnauthorizedError.
+IPC_INTERPOLATION = {"interpolateComponentConfiguration": True}
+IPC_INTERPOLATION_MIN_NUCLEUS = (2, 6, 0)
+FLEET_VERSION_LOOKUPS = 200  # GetCoreDevice calls at most: a larger fleet names its version (NucleusVersion)
+
+
+def fleet_nucleus_version(gg: GreengrassV2, target_arn: str, limit: int = FLEET_VERSION_LOOKUPS) -> str:
+    """The nucleus version every core device of the thing group reports (GetCoreDevice ``coreVersion``), or ""
+    when they differ, one reports none, the group has none or more than ``limit`` devices. Naming a nucleus
+    version in a deployment updates every device that runs another one, so only one all of them run is used."""
+    versions: set[str] = set()
+    for count, summary in enumerate(_paged(gg, "list_core_devices", "coreDevices", thingGroupArn=target_arn)):
+        if count >= limit:
+            return ""
+        version = str(gg.get_core_device(coreDeviceThingName=summary["coreDeviceThingName"]).get("coreVersion") or "")
+        if not _SEMVER.match(version):
+            return ""
+        versions.add(version)
+    return versions.pop() if len(versions) == 1 else ""
+
+
+def plan_ipc_interpolation(
+    gg: GreengrassV2, target_arn: str, components: dict[str, dict[str, Any]], nucleus_version: str = ""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Add ``aws.greengrass.Nucleus`` with ``interpolateComponentConfiguration: true`` merged into its
+    configuration, at ``nucleus_version`` (the operator's parameter), else the version the deployment already
+    names, else the one every device of the group reports (the order :func:`plan_disk_spooling` follows).
+    Returns the components and ``{"interpolation": bool, "nucleus", "reason"}``; with no version known nothing
+    is added and the reason says what to set. A nucleus older than 2.6.0 cannot interpolate: GreengrassError."""
+    out = {name: dict(spec) for name, spec in components.items()}
+    version = nucleus_version or (out.get(NUCLEUS) or {}).get("componentVersion") or ""
+    if not version:
+        version = fleet_nucleus_version(gg, target_arn)
+    if not version:
+        return out, {
+            "interpolation": False,
+            "nucleus": "",
+            "reason": f"no {NUCLEUS} version known (NucleusVersion parameter empty, none in the current deployment, "
+            "the devices report none or different ones): the devices must already have "
+            "interpolateComponentConfiguration true, else com.loupe.inference cannot publish",
+        }
+    if parse_version(version) < IPC_INTERPOLATION_MIN_NUCLEUS:
+        raise GreengrassError(
+            f"{NUCLEUS} {version} cannot interpolate {{iot:thingName}} in IPC authorization policies (2.6.0 or "
+            f"later): com.loupe.inference could not publish its results; set NucleusVersion to 2.6.0 or later"
+        )
+    spec = dict(out.get(NUCLEUS) or {})
+    spec["componentVersion"] = version
+    spec["configurationUpdate"] = merge_configuration(spec.get("configurationUpdate"), IPC_INTERPOLATION)
+    out[NUCLEUS] = spec
+    return out, {"interpolation": True, "nucleus": version, "reason": ""}
+
+
+def model_configuration(gg: GreengrassV2, version_arn: str) -> dict[str, Any]:
+    """The per-model values of a ``com.loupe.model`` version (its recipe's DefaultConfiguration: model version,
+    package ARN, digests), each checked against ``loupe.recipe_values`` again before it is deployed."""
+    recipe = get_recipe(gg, version_arn)
+    config = dict((recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration") or {})
+    values = {MODEL_CONFIGURATION_KEYS[k]: str(v) for k, v in config.items() if k in MODEL_CONFIGURATION_KEYS}
+    unknown = sorted(set(config) - set(MODEL_CONFIGURATION_KEYS))
+    if unknown or len(values) != len(MODEL_CONFIGURATION_KEYS):
+        raise GreengrassError(f"{version_arn}: unexpected configuration keys {unknown or sorted(config)}")
+    try:
+        for name, value in values.items():
+            kind, optional = recipe_values.MODEL_RECIPE_VALUES[name]
+            if not (optional and value == ""):
+                recipe_values.check(kind, value, name)
+    except recipe_values.RecipeValueError as exc:
+        raise GreengrassError(f"{version_arn}: {exc}") from exc
+    return {k: str(v) for k, v in config.items()}
+
+
+# com.loupe.model's configuration keys and the template placeholders (loupe.recipe_values names) they carry
+MODEL_CONFIGURATION_KEYS = {
+    "modelVersion": "ModelVersion",
+    "modelPackageArn": "ModelPackageArn",
+    "modelSha256": "ModelSha256",
+    "modelInt8Sha256": "ModelInt8Sha256",
+}
+
+
 def _spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (spec or {}).items() if k in ("componentVersion", "configurationUpdate", "runWith")}
 

@@ -113,6 +113,8 @@ class CoreDevices:
                 "installed": body.get("installed") or [],
                 "platform": body.get("platform", "linux"),
                 "architecture": body.get("architecture", "amd64"),
+                # GetCoreDevice's coreVersion: the nucleus version the device reports running
+                **({"coreVersion": str(body["coreVersion"])} if body.get("coreVersion") else {}),
             }
         )
         groups = set(body.get("groups") or [])

@@ -511,7 +511,12 @@ def test_the_other_team_s_component_survived_two_approvals_and_a_rejection(
     latest = gg.list_deployments(targetArn=group["thingGroupArn"], historyFilter="LATEST_ONLY")["deployments"]
     assert len(latest) == 1
     components = gg.get_deployment(deploymentId=latest[0]["deploymentId"])["components"]
-    assert set(components) == {FOREIGN, "com.loupe.model", "com.loupe.inference"}
+    # plus the nucleus at the version the devices report, set to interpolate the inference component's IPC
+    # policy (and, once a deployment names a nucleus version, the disk spooler)
+    nucleus_provided = {"aws.greengrass.Nucleus", "aws.greengrass.DiskSpooler"}
+    assert set(components) - nucleus_provided == {FOREIGN, "com.loupe.model", "com.loupe.inference"}
+    nucleus_merge = json.loads(components["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"])
+    assert nucleus_merge["interpolateComponentConfiguration"] is True
     assert json.loads(components[FOREIGN]["configurationUpdate"]["merge"]) == FOREIGN_CONFIG
 
 

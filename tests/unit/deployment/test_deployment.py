@@ -119,8 +119,10 @@ def test_deployment_document_has_the_policies_the_issue_asks_for() -> None:
     assert job["timeoutConfig"]["inProgressTimeoutInMinutes"] == 2
     update = doc["components"]["com.loupe.inference"]["configurationUpdate"]
     assert json.loads(update["merge"]) == {"settings": {"feedback": {"bucket": "raw"}}}
-    # a model without an uncertainty band: the recipe's default band, not the previous model's
+    # a model without an uncertainty band: the recipe's default band, not the previous model's; and the deployed
+    # version's IPC policy, not the one an older version left in the device's configuration
     assert update["reset"] == [
+        "/accessControl",
         "/settings/feedback/bandLow",
         "/settings/feedback/bandHigh",
         "/settings/feedback/criterion",
@@ -133,7 +135,7 @@ def test_the_deployment_sets_the_models_own_uncertainty_band() -> None:
     model = {"name": "com.loupe.model", "version": "1.3.0", "feedback_band": band}
     doc = document.deployment_document("arn:t", "n", model, {"name": "com.loupe.inference", "version": "1"}, s, 90)
     update = doc["components"]["com.loupe.inference"]["configurationUpdate"]
-    assert "reset" not in update
+    assert update["reset"] == ["/accessControl"]  # the band is merged, not reset
     assert json.loads(update["merge"]) == {"settings": {"feedback": {"bucket": "raw", **band}}}
 
 

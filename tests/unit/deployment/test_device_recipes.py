@@ -180,3 +180,27 @@ def test_a_component_name_or_version_leaving_the_device_folders_is_refused(
         r.fetch_artifacts(comp, r.Layout(tmp_path / "device"), s3)
     assert s3.downloads == 0
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_new_version_keeps_the_configuration_on_the_device_and_only_adds_new_default_keys() -> None:
+    """The nucleus merges a recipe's DefaultConfiguration under the device's configuration (oldest timestamp): a
+    new component version with other defaults changes nothing that is there; only reset and merge do."""
+    on_device = {"settings": {"a": 1, "nested": {"x": "d"}}, "flag": True, "digest": "old"}
+    new = recipe(ComponentConfiguration={"DefaultConfiguration": {"settings": {"a": 9, "new": "n"}, "digest": "new"}})
+    kept = r.effective_config(new, None, None, on_device)
+    assert kept == {"settings": {"a": 1, "nested": {"x": "d"}, "new": "n"}, "flag": True, "digest": "old"}
+    # reset then merge, in that order: a reset key takes the new default (or goes), then the merge applies
+    update = {"reset": ["/digest", "/flag", "/settings/nested"], "merge": json.dumps({"settings": {"b": 2}})}
+    assert r.effective_config(new, update, None, on_device) == {
+        "settings": {"a": 1, "new": "n", "b": 2},
+        "digest": "new",
+    }
+    # "" resets the whole configuration to the new version's defaults
+    assert r.effective_config(new, {"reset": [""]}, None, on_device) == {
+        "settings": {"a": 9, "new": "n"},
+        "digest": "new",
+    }
+    # a reset pointer to a list element resets nothing (the nucleus resets whole lists only)
+    assert r.effective_config(new, {"reset": ["/l/0"]}, None, {"l": [1, 2]})["l"] == [1, 2]
+    with pytest.raises(r.RecipeError, match="JSON pointer"):
+        r.effective_config(new, {"reset": ["digest"]}, None, on_device)

@@ -153,3 +153,31 @@ def test_configuration_given_through_setenv_restarts_the_component_when_it_chang
     assert device.control.reports[-1][:2] == ("/deployments/d2/status", "SUCCEEDED")
     assert device.running["svc"].process.pid != pid
     assert status(device, "svc")["greeting"] == "$(id)"  # data, not a command
+
+
+def test_a_new_version_keeps_the_device_configuration_and_a_removed_component_loses_it(device: Any) -> None:
+    """Greengrass keeps a component's configuration when a deployment brings a new version with other defaults
+    ("Update component configurations"); only a configurationUpdate changes it. A component the deployment drops
+    loses its configuration: deployed again later, it starts from its defaults."""
+    for version in ("1.0.0", "1.1.0"):
+        device.control.gg.add(data(version))
+    device.apply({"deploymentId": "d1", "components": {"data": {"componentVersion": "1.0.0"}}})
+    assert (device.layout.work("data") / "current").read_text().strip() == "1.0.0"
+    device.apply({"deploymentId": "d2", "components": {"data": {"componentVersion": "1.1.0"}}})
+    assert device.control.reports[-1][1] == "SUCCEEDED"
+    assert device.running["data"].component.version == "1.1.0"
+    assert (device.layout.work("data") / "current").read_text().strip() == "1.0.0"  # the 1.0.0 default stayed
+    reset = {"componentVersion": "1.1.0", "configurationUpdate": {"reset": ["/version"]}}
+    device.apply({"deploymentId": "d3", "components": {"data": reset}})
+    assert (device.layout.work("data") / "current").read_text().strip() == "1.1.0"
+    # merged values persist across deployments that do not mention them
+    merge = {"componentVersion": "1.1.0", "configurationUpdate": {"merge": '{"version": "merged"}'}}
+    device.apply({"deploymentId": "d4", "components": {"data": merge}})
+    device.apply({"deploymentId": "d5", "components": {"data": {"componentVersion": "1.0.0"}}})
+    assert (device.layout.work("data") / "current").read_text().strip() == "merged"
+    # removed, then deployed again: its defaults
+    device.control.gg.add(recipe("other", "1.0.0", {"Install": "true"}))
+    device.apply({"deploymentId": "d6", "components": {"other": {"componentVersion": "1.0.0"}}})
+    assert "data" not in device.current["components"]
+    device.apply({"deploymentId": "d7", "components": {"data": {"componentVersion": "1.1.0"}}})
+    assert (device.layout.work("data") / "current").read_text().strip() == "1.1.0"

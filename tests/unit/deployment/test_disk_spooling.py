@@ -20,6 +20,13 @@ from loupe_local.standins.greengrass import GreengrassStandIn
 REGION = "us-east-1"
 GROUP_ARN = f"arn:aws:iot:{REGION}:123456789012:thinggroup/fleet"
 SPOOLER = {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}
+MODEL_VALUES = {
+    "modelVersion": "3",
+    "modelPackageArn": f"arn:aws:sagemaker:{REGION}:123456789012:model-package/loupe-models/3",
+    "modelSha256": "ab" * 32,
+    "modelInt8Sha256": "",
+}
+MODEL_DEFAULTS = {"com.loupe.model": {"ComponentConfiguration": {"DefaultConfiguration": MODEL_VALUES}}}
 
 
 class _Iot:
@@ -76,6 +83,12 @@ class StandInClient:
     def create_deployment(self, **doc: Any) -> dict[str, Any]:
         return self._call("POST", "deployments", body=doc)
 
+    def list_core_devices(self, **query: Any) -> dict[str, Any]:
+        return self._call("GET", "coreDevices", {k: str(v) for k, v in query.items()})
+
+    def get_core_device(self, coreDeviceThingName: str) -> dict[str, Any]:  # noqa: N803
+        return self._call("GET", f"coreDevices/{coreDeviceThingName}")
+
 
 @pytest.fixture
 def gg() -> StandInClient:
@@ -89,7 +102,7 @@ def gg() -> StandInClient:
             "creationTimestamp": 1.0,
             "publisher": "",
             "description": "",
-            "recipe": {"ComponentName": name, "ComponentVersion": version},
+            "recipe": {"ComponentName": name, "ComponentVersion": version, **MODEL_DEFAULTS.get(name, {})},
             "status": {"componentState": "DEPLOYABLE", "message": "", "errors": {}},
             "tags": {},
         }
@@ -202,8 +215,10 @@ def test_the_workflow_revises_the_factory_deployment_with_disk_spooling(gg: Stan
     assert json.loads(sent["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
         "a": 1,
         "mqtt": {"spooler": SPOOLER},
+        "interpolateComponentConfiguration": True,  # the inference component's policy names {iot:thingName}
     }
     assert sent["com.acme.sensor"] == factory["com.acme.sensor"]
+    assert out["ipc"] == {"interpolation": True, "nucleus": "2.12.6", "reason": ""}
     assert out["spooler"]["storage"] == "Disk"
     text = records.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
     assert "spooled on disk by the nucleus (aws.greengrass.DiskSpooler 1.0.6 on aws.greengrass.Nucleus 2.12.6)" in text
@@ -216,6 +231,9 @@ def test_without_a_nucleus_version_the_deployment_goes_out_and_the_summary_warns
     assert set(sent) == {"com.loupe.model", "com.loupe.inference"}
     text = records.message({"outcome": "COMPLETED", "thing_group": "fleet", "spooler": out["spooler"]})
     assert "WARNING offline results: in memory only" in text
+    assert out["ipc"]["interpolation"] is False  # no device reports a version either
+    text = records.message({"outcome": "COMPLETED", "thing_group": "fleet", "ipc": out["ipc"]})
+    assert "WARNING inference results: no aws.greengrass.Nucleus version known" in text
 
 
 def test_the_nucleus_version_setting_is_validated() -> None:
@@ -230,3 +248,57 @@ def test_the_stand_in_refuses_a_public_component_version_that_does_not_exist(gg:
         gg.create_deployment(
             targetArn=GROUP_ARN, components={"aws.greengrass.DiskSpooler": {"componentVersion": "9.9.9"}}
         )
+
+
+def test_the_model_values_travel_as_a_configuration_update_not_only_as_recipe_defaults(gg: StandInClient) -> None:
+    """A core device keeps a component's configuration when a new version comes: model N+1's digests must be in
+    the deployment's configurationUpdate (a reset of the whole configuration, then the values merged)."""
+    cfg = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
+    out = document.start_deployment(gg, _Iot(), _request(), cfg, 60, now=1.0)
+    model = gg.get_deployment(out["deployment_id"])["components"]["com.loupe.model"]
+    assert model["configurationUpdate"]["reset"] == [""]
+    assert json.loads(model["configurationUpdate"]["merge"]) == MODEL_VALUES
+    inference = gg.get_deployment(out["deployment_id"])["components"]["com.loupe.inference"]
+    assert "/accessControl" in inference["configurationUpdate"]["reset"]  # the deployed version's IPC policy
+
+
+def test_a_model_value_outside_its_whitelist_is_refused_before_the_deployment(gg: StandInClient) -> None:
+    record = gg.s.components.private["com.loupe.model"]["1.3.0"]
+    record["recipe"]["ComponentConfiguration"] = {"DefaultConfiguration": {**MODEL_VALUES, "modelSha256": "$(id)"}}
+    cfg = settings.Settings(artifact_bucket="art", raw_bucket="raw", thing_group_name="fleet", deployments_table="t")
+    with pytest.raises(document.DeploymentError, match="ModelSha256"):
+        document.start_deployment(gg, _Iot(), _request(), cfg, 60, now=1.0)
+    assert gg.list_deployments(targetArn=GROUP_ARN)["deployments"] == []
+
+
+def _report(gg: StandInClient, thing: str, core_version: str) -> None:
+    gg._call("POST", f"local/coreDevices/{thing}/sync", body={"installed": [], "coreVersion": core_version})
+
+
+def test_ipc_interpolation_goes_to_the_nucleus_the_devices_run_and_an_old_nucleus_is_refused(
+    gg: StandInClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gg.s.deployments, "target_things", lambda arn: ["d1", "d2"])
+    # the operator's version (or the current deployment's) first
+    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "2.14.0")
+    assert out["aws.greengrass.Nucleus"]["componentVersion"] == "2.14.0"
+    assert json.loads(out["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
+        "interpolateComponentConfiguration": True
+    }
+    # none given: the one every device of the group reports; devices that disagree: none (never an update)
+    _report(gg, "d1", "2.12.6")
+    _report(gg, "d2", "2.12.6")
+    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
+    assert ipc == {"interpolation": True, "nucleus": "2.12.6", "reason": ""}
+    _report(gg, "d2", "2.13.0")
+    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
+    assert "aws.greengrass.Nucleus" not in out and ipc["interpolation"] is False
+    with pytest.raises(gg_mod.GreengrassError, match="2.6.0 or later"):
+        gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {"aws.greengrass.Nucleus": {"componentVersion": "2.5.6"}})
+    # the operator's version wins over the one the current deployment names, as for disk spooling
+    current = {"aws.greengrass.Nucleus": {"componentVersion": "2.12.6", "configurationUpdate": {"merge": '{"a": 1}'}}}
+    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, current, "2.14.0")
+    assert ipc["nucleus"] == "2.14.0" and json.loads(out["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
+        "a": 1,
+        "interpolateComponentConfiguration": True,
+    }

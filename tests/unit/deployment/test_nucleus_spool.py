@@ -13,10 +13,18 @@ from support.device_fakes import FakeControlPlane, FakeGG, data, deploy
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
 from loupe_local.device_runtime import Device, DeviceOptions
+from loupe_local.ipc_auth import IpcPolicies
 from loupe_local.nucleus_mqtt import NucleusMqtt, Spool, open_spool, spooler_settings
 from loupe_local.standins.greengrass_components import public_catalogue
 
 DISK = {"mqtt": {"spooler": {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}}}
+APP = "com.loupe.inference"
+
+
+def allowing(thing: str, topics: list[str]) -> IpcPolicies:
+    """Policies that let the component APP publish to ``topics`` (and nothing else)."""
+    policy = {"p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": topics}}
+    return IpcPolicies.from_configs(thing, False, {APP: {"accessControl": {"aws.greengrass.ipc.mqttproxy": policy}}})
 
 
 def test_the_spooler_is_on_disk_only_with_the_plugin_deployed() -> None:
@@ -51,9 +59,10 @@ def test_only_a_disk_spool_survives_the_nucleus(tmp_path: Path) -> None:
 
 def test_publish_answers_once_spooled_and_refuses_qos0_while_offline(tmp_path: Path) -> None:
     nucleus = NucleusMqtt("t", "127.0.0.1", 9, Spool("Memory"))  # port 9: never online
+    nucleus.policies = allowing("t", ["loupe/t/+"])
     nucleus.start()
     try:
-        transport = NucleusIpcTransport(nucleus.address, token=nucleus.token)
+        transport = NucleusIpcTransport(nucleus.address, token=nucleus.token_for(APP))
         sent = [("loupe/t/inference", f'{{"n": {i}}}'.encode()) for i in range(3)]
         assert transport.publish_many(sent, timeout=5) == 3  # accepted = in the spooler, not delivered
         assert nucleus.stats()["depth"] == 3 and nucleus.stats()["delivered"] == 0
@@ -66,7 +75,7 @@ def test_publish_answers_once_spooled_and_refuses_qos0_while_offline(tmp_path: P
     finally:
         nucleus.stop()
     with pytest.raises(TransportError, match="unreachable"):
-        NucleusIpcTransport(nucleus.address, token=nucleus.token).publish_many(
+        NucleusIpcTransport(nucleus.address, token=nucleus.token_for(APP)).publish_many(
             [("loupe/t/inference", b"{}")], timeout=1
         )
 
@@ -79,10 +88,11 @@ def test_an_ipc_client_without_the_devices_token_is_refused_and_nothing_is_spool
     monkeypatch.delenv("SVCUID", raising=False)
     nucleus = NucleusMqtt("t", "127.0.0.1", 9, Spool("Memory"))
     other = NucleusMqtt("u", "127.0.0.1", 9, Spool("Memory"))  # another device's nucleus: another token
+    nucleus.policies = allowing("t", ["loupe/t/inference"])
     other.start()
     nucleus.start()
     try:
-        given = other.token if token == "{other}" else token
+        given = other.token_for(APP) if token == "{other}" else token
         intruder = NucleusIpcTransport(nucleus.address, token=given)
         with pytest.raises(TransportError, match="UnauthorizedError"):
             intruder.publish_many([("loupe/t/inference", b'{"forged": true}')], timeout=2)
@@ -95,7 +105,7 @@ def test_an_ipc_client_without_the_devices_token_is_refused_and_nothing_is_spool
             assert stream.readline() == b""  # the nucleus closed the connection
         assert nucleus.stats()["depth"] == 0
         # the component with the token (in SVCUID, as Greengrass hands it) is accepted
-        monkeypatch.setenv("SVCUID", nucleus.token)
+        monkeypatch.setenv("SVCUID", nucleus.token_for(APP))
         assert NucleusIpcTransport(nucleus.address).publish_many([("loupe/t/inference", b"{}")], timeout=2) == 1
         assert nucleus.stats()["depth"] == 1
     finally:

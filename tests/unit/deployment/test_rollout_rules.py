@@ -3,6 +3,7 @@ with the newest Approved package winning, and "deployed" meaning "serving"."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,9 @@ def test_a_revision_keeps_other_components_and_changes_only_loupes() -> None:
     assert gg_mod.revise_components(None, ours) == ours
 
 
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/3"
+
+
 class FakeGG:
     """ListDeployments (paged, like the service) + GetDeployment + CreateDeployment."""
 
@@ -75,6 +79,15 @@ class FakeGG:
         self.created.append(doc)
         return {"deploymentId": f"new-{len(self.created)}", "iotJobId": "job"}
 
+    def list_core_devices(self, **_: Any) -> dict[str, Any]:
+        return {"coreDevices": []}  # no device reports its nucleus version: no nucleus entry is added
+
+    def get_component(self, arn: str, **_: Any) -> dict[str, Any]:
+        """com.loupe.model's recipe: the per-model values the deployment sends as its configuration update."""
+        values = {"modelVersion": "v3", "modelPackageArn": PACKAGE_ARN, "modelSha256": "ab" * 32, "modelInt8Sha256": ""}
+        recipe = {"ComponentConfiguration": {"DefaultConfiguration": values}}
+        return {"recipe": json.dumps(recipe).encode()}
+
 
 class FakeIot:
     def describe_thing_group(self, thingGroupName: str) -> dict[str, Any]:  # noqa: N803
@@ -104,7 +117,7 @@ def test_start_deployment_revises_the_target_s_latest_deployment() -> None:
             "model_data_url": "s3://b/k",
             "digests": {},
         },
-        "model": {"name": "com.loupe.model", "version": "1.3.0", "model_version": "v3"},
+        "model": {"name": "com.loupe.model", "version": "1.3.0", "model_version": "v3", "arn": "arn:m:1.3.0"},
         "inference": {"name": "com.loupe.inference", "version": "1.0.0"},
         "run_id": "r1",
     }
@@ -112,7 +125,8 @@ def test_start_deployment_revises_the_target_s_latest_deployment() -> None:
     assert gg.list_calls[0] == {"targetArn": GROUP, "historyFilter": "LATEST_ONLY"}
     sent = gg.created[0]["components"]
     assert sent["com.acme.sensor"] == OTHER["com.acme.sensor"]
-    assert sent["com.loupe.model"] == {"componentVersion": "1.3.0"}
+    assert sent["com.loupe.model"]["componentVersion"] == "1.3.0"
+    assert json.loads(sent["com.loupe.model"]["configurationUpdate"]["merge"])["modelVersion"] == "v3"
     assert out["revised"] == "cur" and out["kept"] == ["com.acme.sensor"] and out["model_version"] == "v3"
 
 

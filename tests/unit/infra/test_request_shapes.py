@@ -702,6 +702,19 @@ def test_a_broken_labeling_job_is_caught() -> None:
     assert "TaskTitle" in found and "NumberOfHumanWorkersPerDataObject" in found and "LabelingJobName" in found
 
 
+SPOOLER_RECIPE = {"ComponentDependencies": {"aws.greengrass.Nucleus": {"VersionRequirement": ">=2.11.0 <2.16.0"}}}
+MODEL_RECIPE = {
+    "ComponentConfiguration": {
+        "DefaultConfiguration": {
+            "modelVersion": "3",
+            "modelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/loupe-models/3",
+            "modelSha256": "ab" * 32,
+            "modelInt8Sha256": "",
+        }
+    }
+}
+
+
 def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Recorder]:
     from loupe import settings
     from loupe.deployment.document import start_deployment
@@ -724,11 +737,9 @@ def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Reco
                 }
             ]
         },
-        get_component={
+        get_component=lambda arn, **_: {
             "recipeOutputFormat": "JSON",
-            "recipe": json.dumps(
-                {"ComponentDependencies": {"aws.greengrass.Nucleus": {"VersionRequirement": ">=2.11.0 <2.16.0"}}}
-            ).encode(),
+            "recipe": json.dumps(MODEL_RECIPE if ":com.loupe.model:" in arn else SPOOLER_RECIPE).encode(),
         },
     )
     iot = Recorder("iot", describe_thing_group={"thingGroupArn": group_arn})
@@ -750,7 +761,11 @@ def _deployment_requests(current: dict[str, Any] | None) -> tuple[Recorder, Reco
     )
     request = {
         "package": package.to_json(),
-        "model": {"name": "com.loupe.model", "version": "1.3.0"},
+        "model": {
+            "name": "com.loupe.model",
+            "version": "1.3.0",
+            "arn": f"arn:aws:greengrass:{REGION}:{ACCOUNT}:components:com.loupe.model:versions:1.3.0",
+        },
         "inference": {"name": "com.loupe.inference", "version": "1.0.2"},
         "run_id": "deploy-v3-1a2b3c",
         "mode": "approved",

@@ -10,7 +10,7 @@ from typing import Any
 
 from loupe import greengrass as gg_mod
 from loupe.aws_clients import GreengrassV2, IoT
-from loupe.deployment.errors import DeploymentError
+from loupe.deployment.errors import ComponentMissing, DeploymentError
 from loupe.deployment.packages import Package
 from loupe.settings import Settings
 
@@ -20,6 +20,8 @@ def poll_interval(timeout_seconds: int) -> int:
     return int(min(60, max(1, timeout_seconds // 20)))
 
 
+# com.loupe.inference's IPC authorization policies, in its configuration
+ACCESS_CONTROL_PATH = "/accessControl"
 # the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
 BAND_PATHS = ["/settings/feedback/bandLow", "/settings/feedback/bandHigh", "/settings/feedback/criterion"]
 
@@ -28,18 +30,28 @@ def inference_configuration(settings: Settings, band: dict[str, Any] | None) -> 
     """``com.loupe.inference``'s configurationUpdate for one model: where uncertain frames go (the raw bucket) and
     the model's own uncertainty band from its model card. A model without one gets the recipe's default band back
     (``reset``): Greengrass keeps merged configuration across deployments, so the previous model's band would stay.
+    ``/accessControl`` is always reset: a device keeps a component's configuration when a new version comes, so a
+    new version's IPC policy (its DefaultConfiguration) would never reach a device that ran an older one.
     """
     feedback: dict[str, Any] = {}
     if settings.raw_bucket:
         feedback["bucket"] = settings.raw_bucket
-    update: dict[str, Any] = {}
+    update: dict[str, Any] = {"reset": [ACCESS_CONTROL_PATH]}
     if band:
         feedback.update({k: band[k] for k in ("bandLow", "bandHigh", "criterion") if k in band})
     else:
-        update["reset"] = list(BAND_PATHS)
+        update["reset"] += list(BAND_PATHS)
     if feedback:
         update["merge"] = json.dumps({"settings": {"feedback": feedback}})
     return update
+
+
+def model_configuration_update(values: dict[str, str]) -> dict[str, Any]:
+    """``com.loupe.model``'s configurationUpdate: every per-model value (version, package, digests) merged over a
+    reset of the whole configuration. A core device keeps a component's configuration when a deployment brings a
+    new version with other defaults (developer guide, "Update component configurations"; "Troubleshooting"), so
+    without it model N+1's install check would run against model N's digests and roll back."""
+    return {"reset": [""], "merge": json.dumps(values, separators=(",", ":"), sort_keys=True)}
 
 
 def deployment_document(
@@ -49,7 +61,11 @@ def deployment_document(
     inference: dict[str, Any],
     settings: Settings,
     timeout_seconds: int,
+    model_values: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    model_entry: dict[str, Any] = {"componentVersion": model["version"]}
+    if model_values is not None:
+        model_entry["configurationUpdate"] = model_configuration_update(model_values)
     inference_entry: dict[str, Any] = {
         "componentVersion": inference["version"],
         "configurationUpdate": inference_configuration(settings, model.get("feedback_band")),
@@ -58,7 +74,7 @@ def deployment_document(
         "targetArn": target_arn,
         "deploymentName": name[:256],
         "components": {
-            model["name"]: {"componentVersion": model["version"]},
+            model["name"]: model_entry,
             inference["name"]: inference_entry,
         },
         "deploymentPolicies": {
@@ -93,6 +109,16 @@ def deployment_document(
     }
 
 
+def _model_values(gg: GreengrassV2, model: dict[str, Any]) -> dict[str, str]:
+    arn = model.get("arn") or gg_mod.component_arn(gg, model["name"], model["version"])
+    if arn is None:
+        raise ComponentMissing(f"{model['name']} {model['version']} is not published")
+    try:
+        return gg_mod.model_configuration(gg, arn)
+    except gg_mod.GreengrassError as exc:
+        raise DeploymentError(str(exc)) from exc
+
+
 def start_deployment(
     gg: GreengrassV2,
     iot: IoT,
@@ -114,6 +140,7 @@ def start_deployment(
         request["inference"],
         settings,
         timeout_seconds,
+        model_values=_model_values(gg, request["model"]),
     )
     # Revise, never replace: the new deployment replaces the target's current one on every device, so it
     # carries every component of the current one; only Loupe's components (and their configuration) change.
@@ -124,6 +151,13 @@ def start_deployment(
     doc["components"], spooler = gg_mod.plan_disk_spooling(
         gg, group["thingGroupArn"].split(":")[3], doc["components"], settings.nucleus_component_version
     )
+    # The inference component's IPC policy names loupe/{iot:thingName}/...: the nucleus must interpolate it.
+    try:
+        doc["components"], ipc = gg_mod.plan_ipc_interpolation(
+            gg, group["thingGroupArn"], doc["components"], settings.nucleus_component_version
+        )
+    except gg_mod.GreengrassError as exc:
+        raise DeploymentError(str(exc)) from exc
     token = hashlib.sha256(f"{package.arn}|{run}".encode()).hexdigest()[:64]
     out = gg.create_deployment(**doc, clientToken=token)
     started = time.time() if now is None else now
@@ -134,6 +168,7 @@ def start_deployment(
         "revised": (current or {}).get("deploymentId", ""),
         "kept": sorted(n for n in doc["components"] if not n.startswith(gg_mod.COMPONENT_PREFIX)),
         "spooler": spooler,
+        "ipc": ipc,
         "model_version": str((request.get("model") or {}).get("model_version") or package.model_version),
         "target_arn": group["thingGroupArn"],
         "started": started,

@@ -29,6 +29,7 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
         "components": {k: (state.get(k) or {}).get("version", "") for k in ("model", "inference") if state.get(k)},
         "kept": list(deployment.get("kept") or []),
         "spooler": dict(deployment.get("spooler") or {}),
+        "ipc": dict(deployment.get("ipc") or {}),
         "devices": {t: {"status": d["status"], "reason": d.get("reason", "")} for t, d in devices.items()},
         "devices_total": int((state.get("outcomes") or {}).get("devices_total") or len(devices)),
         "run_id": run_id,
@@ -82,6 +83,9 @@ def message(summary: dict[str, Any]) -> str:
         )
     elif spool:
         lines.append(f"WARNING offline results: in memory only - {spool.get('reason')}")
+    ipc = summary.get("ipc") or {}
+    if ipc and not ipc.get("interpolation"):
+        lines.append(f"WARNING inference results: {ipc.get('reason')}")
     for thing, d in sorted((summary.get("devices") or {}).items()):
         lines.append(f"  {thing}: {d['status']}" + (f" - {d['reason']}" if d.get("reason") else ""))
     hidden = int(summary.get("devices_total") or 0) - len(summary.get("devices") or {})
