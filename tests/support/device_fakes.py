@@ -57,6 +57,18 @@ class FakeGG:
         return {"status": {"componentState": "DEPLOYABLE"}}
 
 
+class PublicGG(FakeGG):
+    """A fake greengrassv2 that also holds the public components the local Greengrass stand-in serves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from loupe_local.standins.greengrass_components import public_catalogue
+
+        for versions in public_catalogue("us-east-1").values():
+            for rec in versions.values():
+                self.add(rec["recipe"])
+
+
 def recipe(name: str, version: str, lifecycle: dict[str, Any], deps: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "RecipeFormatVersion": "2020-01-25",

@@ -127,6 +127,14 @@ class Subscriber:
         self.client.disconnect()
 
 
+def device_doc(root: Path) -> dict:
+    """A local core device's ``device.json`` (its deployments and components), or ``{}`` while it is being written."""
+    try:
+        return json.loads((root / "device.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def outbox_depth(work_dir: Path, queue: str = "results") -> int:
     """Entries the inference component's disk outbox (``<work dir>/outbox.sqlite``) still holds in ``queue``."""
     db = sqlite3.connect(f"file:{work_dir / 'outbox.sqlite'}?mode=ro", uri=True)

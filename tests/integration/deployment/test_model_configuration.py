@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from support.deploy_packages import register_package, tiny_detector
+from support.edge_mqtt import device_doc
 from support.waiting import wait_until
 
 from loupe.deployment.components import publish_model_component
@@ -70,13 +71,6 @@ def feed(frames: Path, name: str) -> None:
     tmp = frames.parent / f".{name}"
     Image.new("RGB", (64, 48), (30, 90, 160)).save(tmp, format="PNG")
     tmp.replace(frames / name)
-
-
-def device_doc(root: Path) -> dict[str, Any]:
-    try:
-        return json.loads((root / "device.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def test_model_n_plus_1_installs_against_its_own_digest_and_the_nucleus_lets_results_through(local_aws: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from support.deploy_packages import register_package
-from support.edge_mqtt import LinkProxy, outbox_depth
+from support.edge_mqtt import LinkProxy, device_doc, outbox_depth
 from support.waiting import wait_until
 
 from loupe.deployment.components import publish_model_component
@@ -72,13 +72,6 @@ def feed(frames: Path, names: list[str]) -> None:
         tmp = frames.parent / f".{name}"
         Image.new("RGB", (64, 48), (i * 9 % 255, 90, 160)).save(tmp, format="PNG")
         tmp.replace(frames / name)
-
-
-def device_doc(root: Path) -> dict[str, Any]:
-    try:
-        return json.loads((root / "device.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def spooler(root: Path) -> dict[str, Any]:

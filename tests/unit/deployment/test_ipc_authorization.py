@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from support.device_fakes import FakeControlPlane, FakeGG, recipe
+from support.device_fakes import FakeControlPlane, PublicGG, recipe
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
 from loupe_local.device_runtime import Device, DeviceOptions
 from loupe_local.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized, interpolates
 from loupe_local.nucleus_mqtt import NucleusMqtt, Spool
-from loupe_local.standins.greengrass_components import public_catalogue
 
 REPO = Path(__file__).resolve().parents[3]
 INFERENCE_CONFIG = yaml.safe_load((REPO / "edge_component" / "inference" / "recipe.yaml").read_text())[
@@ -107,14 +106,6 @@ PUBLISHER = (
     "    r = {'state': 'RUNNING', 'published': False, 'error': str(e)}\n"
     "open('status.json', 'w').write(json.dumps(r))\"; exec sleep 30"
 )
-
-
-class PublicGG(FakeGG):
-    def __init__(self) -> None:
-        super().__init__()
-        for versions in public_catalogue("us-east-1").values():
-            for rec in versions.values():
-                self.add(rec["recipe"])
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.device_fakes import FakeControlPlane, FakeGG, data, deploy
+from support.device_fakes import FakeControlPlane, PublicGG, data, deploy
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
 from loupe_local.device_runtime import Device, DeviceOptions
 from loupe_local.ipc_auth import IpcPolicies
 from loupe_local.nucleus_mqtt import NucleusMqtt, Spool, open_spool, spooler_settings
-from loupe_local.standins.greengrass_components import public_catalogue
 
 DISK = {"mqtt": {"spooler": {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}}}
 APP = "com.loupe.inference"
@@ -111,14 +110,6 @@ def test_an_ipc_client_without_the_devices_token_is_refused_and_nothing_is_spool
     finally:
         nucleus.stop()
         other.stop()
-
-
-class PublicGG(FakeGG):
-    def __init__(self) -> None:
-        super().__init__()
-        for versions in public_catalogue("us-east-1").values():
-            for rec in versions.values():
-                self.add(rec["recipe"])
 
 
 @pytest.fixture
