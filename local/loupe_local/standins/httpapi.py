@@ -6,7 +6,8 @@ its JWT checked as the authorizer documents (:mod:`httpapi_auth`; 401 ``{"messag
 a payload 2.0 event (:mod:`httpapi_events`) and handed to the function through the local Lambda ``Invoke`` (so
 the real handler runs through the runtime's invoker). With a CORS configuration API Gateway answers preflights
 itself and grants only the configured origins; without one nothing grants a browser origin anything
-(Developer Guide, "Configuring CORS for an HTTP API"). Throttling is not enforced locally.
+(Developer Guide, "Configuring CORS for an HTTP API"). The stage's throttling is enforced per route with a token
+bucket (:class:`TokenBucket`), answering 429 ``{"message":"Too Many Requests"}`` as API Gateway does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,45 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+class TokenBucket:
+    """API Gateway's throttle: a bucket of ``burst`` tokens refilled at ``rate`` per second; a request takes one
+    token or is refused (Developer Guide, "Throttling requests to your HTTP API": token bucket algorithm, burst =
+    the bucket's size, 429 Too Many Requests). A rate or burst of 0 refuses every request, as a stage set to 0
+    does."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+def throttles_of(stage: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """The stage's ``DefaultRouteSettings`` and its per-route ``RouteSettings`` (keyed by route key), each kept only
+    when it sets a throttling limit."""
+
+    def limits(settings: Any) -> dict[str, Any] | None:
+        if not isinstance(settings, dict):
+            return None
+        picked = {k: settings[k] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit") if k in settings}
+        return picked or None
+
+    per_route = {key: lim for key, value in (stage.get("RouteSettings") or {}).items() if (lim := limits(value))}
+    return limits(stage.get("DefaultRouteSettings")), per_route
+
+
 def routes_of(body: dict[str, Any]) -> list[Route]:
     """The routes of an HTTP API's OpenAPI body (as SAM writes it)."""
     default_security = body.get("security") or []
@@ -75,7 +117,15 @@ def routes_of(body: dict[str, Any]) -> list[Route]:
 class HttpApiServer:
     """One HTTP API on a loopback port."""
 
-    def __init__(self, host: StandInHost, logical_id: str, api_id: str, body: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        host: StandInHost,
+        logical_id: str,
+        api_id: str,
+        body: dict[str, Any],
+        stage: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.host = host
         self.logical_id = logical_id
         self.api_id = api_id
@@ -90,6 +140,18 @@ class HttpApiServer:
                 self.authorizers[name] = JwtAuthorizer(
                     config["issuer"], list(config.get("audience") or []), lambda u=url: fetch_json(u)
                 )
+        # Route-level throttling: the stage's default limits apply to each route separately, a route's own
+        # RouteSettings override them (Developer Guide, "Throttling requests to your HTTP API" → Route-level
+        # throttling). A limit left out means the account's limit, which a laptop does not reach.
+        default, per_route = throttles_of(stage or {})
+        self._buckets: dict[str, TokenBucket] = {}
+        for route in self.routes:
+            limits = {**(default or {}), **(per_route.get(route.key) or {})}
+            if limits:
+                rate = float(limits.get("ThrottlingRateLimit", 10_000))
+                burst = int(limits.get("ThrottlingBurstLimit", 5_000))
+                self._buckets[route.key] = TokenBucket(rate, burst, clock)
+        self.throttled = 0
         self.url = ""
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -150,6 +212,11 @@ class HttpApiServer:
         if found is None:
             return _message(404, "Not Found")
         route, match = found
+        bucket = self._buckets.get(route.key)
+        if bucket is not None and not bucket.take():
+            # API Gateway throttles before the authorizer and the integration run.
+            self.throttled += 1
+            return _message(429, "Too Many Requests", self._cors_headers(request.header("origin")))
         claims = None
         scopes: list[str] | None = None
         if route.authorizer:
@@ -247,10 +314,16 @@ class HttpApis(StandIn):
 
     def attach(self, runtime: StandInHost) -> None:
         super().attach(runtime)
+        stages = {
+            str(res.properties.get("ApiId")): res.properties
+            for res in runtime.resources.values()
+            if res.type == "AWS::ApiGatewayV2::Stage"
+        }
         for logical_id, res in runtime.resources.items():
             if res.type != "AWS::ApiGatewayV2::Api" or res.ref is None or "Body" not in res.properties:
                 continue
-            server = HttpApiServer(runtime, logical_id, str(res.ref), res.properties["Body"])
+            stage = stages.get(str(res.ref))
+            server = HttpApiServer(runtime, logical_id, str(res.ref), res.properties["Body"], stage)
             server.start()
             self.servers[logical_id] = server
             log.info("HTTP API %s at %s (%d routes)", logical_id, server.url, len(server.routes))
@@ -263,7 +336,9 @@ class HttpApis(StandIn):
         return {"http_apis": self.urls}
 
     def status(self) -> dict[str, Any]:
-        return {lid: {"url": s.url, "requests": s.requests} for lid, s in self.servers.items()}
+        return {
+            lid: {"url": s.url, "requests": s.requests, "throttled": s.throttled} for lid, s in self.servers.items()
+        }
 
     def stop(self) -> None:
         for server in self.servers.values():
