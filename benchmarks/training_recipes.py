@@ -157,6 +157,7 @@ def main() -> int:
     quiet_settings()
     prepared_root = out / "prepared"
     if not (prepared_root / "dataset.json").is_file():
+        (out / "source").mkdir(parents=True, exist_ok=True)
         prepare(DATASET, prepared_root, work_dir=out / "source")
     from loupe_training.holdout import in_lockbox
 
