@@ -1,12 +1,17 @@
 """Benchmark: training recipes for the metal-tags photos, scored on photos the run never trained on.
 
 Each run trains YOLOv8 with plain Ultralytics under a recipe (a set of train() arguments) and scores the best
-checkpoint with Ultralytics' validator on held-out images. Two ways to hold images out:
+checkpoint with Ultralytics' validator on held-out images. Photos are held out by **capture** (crops of one camera
+capture are near-duplicates: ``loupe_training.holdout``), and a **lockbox** of whole captures (about 20 %) is kept out
+of everything but ``--lockbox``:
 
 * ``--split fixed`` (screening): train on the dataset's own train split, score on its val + test splits together
-  (58 images, never used for training or for picking a checkpoint: the recipes validate on a slice of train);
-* ``--folds K`` (the estimate): every labeled photo is scored once, by the model of the fold that left it out
-  (K models; mean and spread over the folds, and the pooled score of all out-of-fold images).
+  (capture-grouped since the dataset splits by capture; never used for training or for picking a checkpoint: the
+  recipes validate on a slice of train); lockbox photos left out of both;
+* ``--folds K`` (the estimate): every non-lockbox photo is scored once, by the model of the fold that left its
+  capture out (K models; mean and spread over the folds and over ``--seed`` values);
+* ``--lockbox`` (once per recipe change): train on every non-lockbox photo, score on the lockbox. No recipe choice
+  may be made on this number; it says what the estimate is worth on captures no decision has seen.
 
 Recipes name a time budget, not an epoch count, where the point is "what fits in N seconds on this machine":
 Ultralytics' ``time`` argument re-plans the epoch count and the learning-rate schedule after every epoch so the
@@ -14,7 +19,8 @@ run ends inside the budget. ``plain`` is the peer every recipe is compared with:
 same budget.
 
     .venv/bin/python benchmarks/training_recipes.py --recipe plain --recipe laptop --split fixed
-    .venv/bin/python benchmarks/training_recipes.py --recipe laptop --folds 3 --out /tmp/loupe-bench/recipes
+    .venv/bin/python benchmarks/training_recipes.py --recipe e60 --folds 3 --seed 0 --seed 1 --seed 2
+    .venv/bin/python benchmarks/training_recipes.py --recipe e60 --lockbox
 
 Prints one JSON line per run and a summary table; the machine's cores and load average go with the numbers.
 """
@@ -22,7 +28,6 @@ Prints one JSON line per run and a summary table; the machine's cores and load a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -64,10 +69,19 @@ def labeled_images(prepared_root: Path) -> list[Path]:
     return sorted(p for split in ("train", "val", "test") for p in (prepared_root / "images" / split).iterdir())
 
 
-def folds_of(images: list[Path], k: int) -> list[list[Path]]:
-    """K folds by content hash (the file names are SHA-256 of the bytes): stable across machines and runs."""
-    ordered = sorted(images, key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())
-    return [ordered[i::k] for i in range(k)]
+def captures_of(prepared_root: Path) -> dict[str, str]:
+    """File stem (the image's SHA-256) -> its capture, from the prepared dataset.json."""
+    from loupe_training.holdout import capture_key
+
+    manifest = json.loads((prepared_root / "dataset.json").read_text())
+    return {entry["sha256"]: capture_key(entry) for entry in manifest["images"]}
+
+
+def folds_of(images: list[Path], captures: dict[str, str], k: int) -> list[list[Path]]:
+    """K folds of whole captures, balanced by photo count: stable across machines and runs."""
+    from loupe_training.holdout import grouped_folds
+
+    return [sorted(f) for f in grouped_folds(images, lambda p: captures.get(p.stem, p.stem), k)]
 
 
 def write_lists(work: Path, train: list[Path], val: list[Path], test: list[Path]) -> Path:
@@ -82,10 +96,10 @@ def write_lists(work: Path, train: list[Path], val: list[Path], test: list[Path]
     return data
 
 
-def train_and_score(recipe: str, data: Path, work: Path) -> dict[str, Any]:
+def train_and_score(recipe: str, data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
     from ultralytics import YOLO
 
-    args = {**BASE, **RECIPES[recipe]}
+    args = {**BASE, **RECIPES[recipe], "seed": seed}
     model_cfg = args.pop("model")
     budget = args.pop("time_s", None)
     threads = args.pop("threads", None)
@@ -112,7 +126,7 @@ def train_and_score(recipe: str, data: Path, work: Path) -> dict[str, Any]:
     )
     return {
         "recipe": recipe,
-        "args": {**BASE, **RECIPES[recipe]},
+        "args": {**BASE, **RECIPES[recipe], "seed": seed},
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
         "map50": round(float(metrics.box.map50), 4),
@@ -127,10 +141,13 @@ def main() -> int:
     parser.add_argument("--split", choices=["fixed"], help="screening: train split → val+test")
     parser.add_argument("--folds", type=int, default=0, help="K-fold estimate over every labeled photo")
     parser.add_argument("--only-fold", type=int, action="append", help="run only these folds (0-based)")
+    parser.add_argument("--lockbox", action="store_true", help="train on all but the lockbox, score the lockbox")
+    parser.add_argument("--seed", type=int, action="append", help="training seed(s); default 0")
     parser.add_argument("--out", default="/tmp/loupe-bench/recipes")
     args = parser.parse_args()
-    if not args.split and args.folds < 2:
-        parser.error("give --split fixed or --folds K (K >= 2)")
+    if sum(bool(x) for x in (args.split, args.folds, args.lockbox)) != 1 or (args.folds and args.folds < 2):
+        parser.error("give one of --split fixed, --folds K (K >= 2) or --lockbox")
+    seeds = args.seed or [0]
 
     from loupe_training.offline import prepare_offline, quiet_settings
     from loupe_training.prepare import prepare
@@ -140,32 +157,45 @@ def main() -> int:
     quiet_settings()
     prepared_root = out / "prepared"
     if not (prepared_root / "dataset.json").is_file():
+        (out / "source").mkdir(parents=True, exist_ok=True)
         prepare(DATASET, prepared_root, work_dir=out / "source")
+    from loupe_training.holdout import in_lockbox
+
+    captures = captures_of(prepared_root)
+    boxed = {stem for stem, capture in captures.items() if in_lockbox(capture)}
+
+    def images(*splits: str) -> list[Path]:
+        found = [p for split in splits for p in sorted((prepared_root / "images" / split).iterdir())]
+        return [p for p in found if p.stem not in boxed]
+
+    lockbox = sorted(p for p in labeled_images(prepared_root) if p.stem in boxed)
+    log(f"lockbox: {len(lockbox)} photos of {len({captures[p.stem] for p in lockbox})} captures (kept out)")
     results = []
     for recipe in args.recipe:
         if args.split:
-            tr = sorted((prepared_root / "images" / "train").iterdir())
-            held = sorted((prepared_root / "images" / "val").iterdir()) + sorted(
-                (prepared_root / "images" / "test").iterdir()
-            )
-            plan = [("fixed", tr[::8], tr, held)]  # val = every 8th train image: only for the epoch logs
+            tr = images("train")
+            plan = [("fixed", tr[::8], tr, images("val", "test"))]  # val = every 8th train image: epoch logs only
+        elif args.lockbox:
+            tr = images("train", "val", "test")
+            plan = [("lockbox", tr[::8], tr, lockbox)]
         else:
-            folds = folds_of(labeled_images(prepared_root), args.folds)
+            folds = folds_of(images("train", "val", "test"), captures, args.folds)
             plan = []
             for i, held in enumerate(folds):
                 if args.only_fold and i not in args.only_fold:
                     continue
                 tr = [p for j, f in enumerate(folds) if j != i for p in f]
                 plan.append((f"fold{i}", tr[::8], tr, held))
-        for name, val, tr, held in plan:
-            work = out / recipe / name
-            data = write_lists(work, tr, val, held)
-            load0 = os.getloadavg()[0]
-            res = train_and_score(recipe, data, work)
-            res.update({"holdout": name, "train_images": len(tr), "cpus": os.cpu_count()})
-            res["loadavg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-            print(json.dumps(res), flush=True)
-            results.append(res)
+        for seed in seeds:
+            for name, val, tr, held in plan:
+                work = out / recipe / f"{name}-seed{seed}"
+                data = write_lists(work, tr, val, held)
+                load0 = os.getloadavg()[0]
+                res = train_and_score(recipe, data, work, seed)
+                res.update({"holdout": name, "seed": seed, "train_images": len(tr), "cpus": os.cpu_count()})
+                res["loadavg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+                print(json.dumps(res), flush=True)
+                results.append(res)
     (out / "results.jsonl").open("a").write("".join(json.dumps(r) + "\n" for r in results))
     by_recipe: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -173,8 +203,14 @@ def main() -> int:
     for recipe, rs in by_recipe.items():
         maps = [r["map50"] for r in rs]
         spread = statistics.stdev(maps) if len(maps) > 1 else 0.0
+        per_seed = {
+            seed: statistics.fmean(r["map50"] for r in rs if r["seed"] == seed)
+            for seed in sorted({r["seed"] for r in rs})
+        }
+        seed_spread = statistics.stdev(per_seed.values()) if len(per_seed) > 1 else 0.0
         log(
             f"{recipe:12s} mAP50 {statistics.fmean(maps):.3f} ± {spread:.3f} over {len(maps)} hold-out(s); "
+            f"per seed {', '.join(f'{s}: {m:.3f}' for s, m in per_seed.items())} (seed spread {seed_spread:.3f}); "
             f"epochs {[r['epochs_run'] for r in rs]}; train s {[r['train_seconds'] for r in rs]}"
         )
     return 0

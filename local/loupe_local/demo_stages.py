@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loupe.datasets import capture_metadata
 from loupe.safe_paths import extract_tar
 from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
 from loupe_local.observer import Observer
@@ -160,7 +161,9 @@ def phase1(ctx: DemoContext) -> None:
     s3 = ctx.client("s3")
     bucket = ctx.runtime.physical("RawBucket")
     for n, path in enumerate(ctx.data["phase1"], 1):
-        s3.put_object(Bucket=bucket, Key=f"raw/uploads/{path.name}", Body=path.read_bytes())
+        s3.put_object(
+            Bucket=bucket, Key=f"raw/uploads/{path.name}", Body=path.read_bytes(), Metadata=capture_metadata(path.name)
+        )
         if n % 20 == 0:
             ctx.progress.tick(f"uploaded {n}/{len(ctx.data['phase1'])}", every=2)
     total = len(ctx.data["phase1"])

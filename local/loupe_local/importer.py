@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from loupe import manifests, safe_paths
-from loupe.datasets import Box, DatasetError, LabeledImage, load_metal_tags, sha256_bytes
+from loupe.datasets import (
+    Box,
+    DatasetError,
+    LabeledImage,
+    capture_metadata,
+    capture_origin,
+    load_metal_tags,
+    sha256_bytes,
+)
 from loupe.imaging import sniff_format
 from loupe.ingest import ImageRejected, inspect_image
 from loupe.labeling.config import LabelingConfig
@@ -111,7 +119,7 @@ def load_groundtruth(root: Path, attribute: str | None = None) -> Loaded:
                     boxes=label.boxes,
                     source_ref=path.relative_to(folder).as_posix(),
                     ext=sniff_format(data) or "jpg",
-                    origin={"kind": "import", "labeling_job": label.job_name},
+                    origin={"kind": "import", "labeling_job": label.job_name, **capture_origin(path.name)},
                     path=path,
                 )
             )
@@ -177,7 +185,7 @@ def load_yolo(root: Path) -> Loaded:
                 boxes=boxes,
                 source_ref=rel.as_posix(),
                 ext=fmt,
-                origin={"kind": "import"},
+                origin={"kind": "import", **capture_origin(path.name)},
                 path=path,
             )
         )
@@ -277,7 +285,8 @@ def import_dataset(
         report.labeled = len(accepted)
     for path in dict.fromkeys(loaded.other):
         key = f"raw/imports/{name}/{path.relative_to(base).as_posix()}"
-        s3.put_object(Bucket=raw_bucket, Key=key, Body=path.read_bytes())
+        # the capture goes with the image (ingest records it), so its crops share one split once labeled
+        s3.put_object(Bucket=raw_bucket, Key=key, Body=path.read_bytes(), Metadata=capture_metadata(path.name))
         report.queued.append(key)
     return report
 

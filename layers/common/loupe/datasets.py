@@ -1,7 +1,9 @@
 """Dataset versions: the immutable, versioned training sets that labeling produces and training consumes.
 
 The format is described in docs/DEVELOPING.md ("Dataset versions"). An image's split is a pure function of its
-content hash, so an image keeps its split in every version and test scores stay comparable across versions.
+capture when it has one (its origin's ``capture``: crops of one camera capture are near-duplicates, and one of them
+in train with another in test would flatter every score), else of its content hash; so an image keeps its split in
+every version and test scores stay comparable across versions.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -58,6 +61,55 @@ def split_for(sha256: str, ratios: tuple[float, float, float] = DEFAULT_RATIOS) 
     if bucket < ratios[0] + ratios[1]:
         return "val"
     return "test"
+
+
+# A capture id: what a camera (or whoever uploads) names one exposure; every crop of it shares the id. It travels as
+# S3 user metadata ``x-amz-meta-loupe-capture`` (ingest) and in an image's origin (ledger, dataset.json).
+_CAPTURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")
+# Folders of camera crops name them ``<capture>-cropped-<where>.<ext>`` (the metal-tags photos do: one capture,
+# cropped to four tags). A name without the suffix is a capture of its own.
+_CROP_NAME = re.compile(r"^(?P<capture>.+?)-cropped(?:[-_][A-Za-z0-9]+)*$")
+
+
+def valid_capture(value: Any) -> str:
+    """``value`` as a capture id, or :class:`DatasetError` with the rule it breaks."""
+    text = str(value)
+    if not _CAPTURE.match(text):
+        raise DatasetError(
+            f"capture id {text[:64]!r} is not 1-128 letters, digits or . _ : @ + = - starting with a letter or digit"
+        )
+    return text
+
+
+def capture_of_name(name: str) -> str | None:
+    """The capture a file of a folder belongs to, by the crop naming convention; None for a name without it."""
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    found = _CROP_NAME.match(stem)
+    if not found:
+        return None
+    try:
+        return valid_capture(found.group("capture"))
+    except DatasetError:
+        return None
+
+
+def capture_origin(name: str) -> dict[str, str]:
+    """``{"capture": id}`` for an origin when ``name`` follows the crop convention, else ``{}``."""
+    capture = capture_of_name(name)
+    return {"capture": capture} if capture else {}
+
+
+def capture_metadata(name: str) -> dict[str, str]:
+    """S3 user metadata for an upload of file ``name``: ``loupe-capture`` when its name gives one (ingest reads it)."""
+    capture = capture_of_name(name)
+    return {"loupe-capture": capture} if capture else {}
+
+
+def split_of(sha256: str, capture: str | None = None) -> str:
+    """The split of an image: its capture's when it has one (all crops of a capture together), else its own."""
+    if capture:  # the SHA-256 of the id, as an image's split is the SHA-256 of its bytes
+        return split_for(sha256_bytes(valid_capture(capture).encode()))
+    return split_for(sha256)
 
 
 @dataclass(frozen=True)
@@ -131,7 +183,7 @@ class LabeledImage:
 
     def __post_init__(self) -> None:
         if not self.split:
-            self.split = split_for(self.sha256)
+            self.split = split_of(self.sha256, self.origin.get("capture"))
 
 
 def _canonical_digest(entries: list[dict[str, Any]]) -> str:
@@ -352,7 +404,7 @@ def load_metal_tags(root: Path) -> MetalTags:
                 boxes=boxes,
                 source_ref=rel,
                 ext=fmt,
-                origin={"kind": "import", "labeling_job": row.get("labeling_job", "")},
+                origin={"kind": "import", "labeling_job": row.get("labeling_job", ""), **capture_origin(rel)},
                 path=path,
             )
         )

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from loupe import aws_errors
 from loupe.aws_clients import S3, EventBridge
-from loupe.datasets import sha256_bytes
+from loupe.datasets import DatasetError, sha256_bytes, valid_capture
 from loupe.imaging import sniff_format
 
 if TYPE_CHECKING:
@@ -253,7 +253,8 @@ def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
                 f"not under {FEEDBACK_PREFIX}<thing>/ (where only a device's credentials write)",
                 {"kind": "upload"},
             )
-        return {"kind": claimed_kind or "upload"}
+        kept: dict[str, Any] = {"kind": claimed_kind or "upload"}
+        return {**kept, **_capture(meta, kept)}
     parts = key.split("/")
     thing = parts[2] if len(parts) > 3 else ""
     origin: dict[str, Any] = {"kind": "edge_feedback", "device": thing}
@@ -281,7 +282,28 @@ def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
             origin["confidence_raw"] = confidence[:64]
     if "reason" in meta:
         origin["reason"] = meta["reason"][:256]
+    origin.update(_capture(meta, origin))
     return origin
+
+
+class BadCapture(OriginMismatch):
+    """The upload's capture id is malformed; ``origin`` is the object's origin without it."""
+
+    def __init__(self, reason: str, origin: dict[str, Any]) -> None:
+        super().__init__(reason, origin)
+        self.code = "bad-capture"
+
+
+def _capture(meta: dict[str, str], origin: dict[str, Any]) -> dict[str, str]:
+    """The upload's capture id (``x-amz-meta-loupe-capture``): every crop of one camera capture carries the same id,
+    and the dataset puts them all in one split (:func:`loupe.datasets.split_of`). A malformed id rejects the object
+    with the rule it breaks (quarantined, redrivable once re-uploaded with a good id)."""
+    if "capture" not in meta:
+        return {}
+    try:
+        return {"capture": valid_capture(meta["capture"])}
+    except DatasetError as exc:
+        raise BadCapture(f"metadata loupe-capture: {exc}", dict(origin)) from exc
 
 
 _TAG_SAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")

@@ -89,3 +89,29 @@ def test_importing_again_adds_nothing_new(env, metal_tags_dir, imported):
     assert again["labeled"] == 193
     assert again["version"] == imported["version"]  # the same set again: no new dataset version
     assert env.ledger.count("labeled") == before
+
+
+def test_crops_of_one_capture_share_a_split_through_import_and_ingest(env, metal_tags_dir, imported):
+    """Imported labels carry their capture into dataset.json; the queued unlabeled crops carry it through the real
+    ingest (``loupe-capture`` metadata) into the ledger, so once labeled they join their capture's split."""
+    from loupe.datasets import capture_of_name, split_of
+
+    prefix = f"datasets/v{imported['version']}/"
+    manifest = json.loads(env.s3.get_object(Bucket=env.artifacts, Key=prefix + "dataset.json")["Body"].read())
+    by_capture: dict[str, set[str]] = {}
+    for entry in manifest["images"]:
+        capture = entry["origin"].get("capture")
+        assert capture == capture_of_name(entry["source_ref"]), entry["source_ref"]
+        by_capture.setdefault(capture, set()).add(entry["split"])
+    assert len(by_capture) > 40 and all(len(splits) == 1 for splits in by_capture.values())
+    queued = [p for p in sorted((metal_tags_dir / "images").rglob("*")) if p.is_file() and capture_of_name(p.name)]
+    unlabeled = [
+        p for p in queued if env.ledger.get(hashlib.sha256(p.read_bytes()).hexdigest())["status"] == "unlabeled"
+    ]
+    assert unlabeled
+    for path in unlabeled:
+        entry = env.ledger.get(hashlib.sha256(path.read_bytes()).hexdigest())
+        assert entry["origin"]["capture"] == capture_of_name(path.name), path.name
+        sibling_splits = by_capture.get(capture_of_name(path.name))
+        if sibling_splits:  # its labeled siblings' split is the one it will get
+            assert sibling_splits == {split_of(entry["sha256"], entry["origin"]["capture"])}

@@ -194,3 +194,15 @@ def test_same_content_under_two_keys_is_one_entry(env):
     assert sorted(entry["source_keys"]) == sorted(
         [f"s3://{env.raw}/raw/dup/first.jpg", f"s3://{env.raw}/raw/dup/second copy.jpg"]
     )
+
+
+def test_a_malformed_capture_id_is_quarantined_with_its_rule(env):
+    key = f"raw/uploads/capture-{uuid.uuid4().hex[:8]}.jpg"
+    data = samples.jpeg(seed=8123)
+    sha = env.put_raw(key, data, metadata={"loupe-capture": "../other-capture"})
+    entry = env.wait_status(sha, "rejected")
+    assert entry["reason_code"] == "bad-capture" and "loupe-capture" in entry["reason"]
+    assert env.s3.get_object(Bucket=env.raw, Key=entry["quarantine_key"])["Body"].read() == data
+    good = f"raw/uploads/capture-{uuid.uuid4().hex[:8]}.jpg"
+    sha = env.put_raw(good, samples.jpeg(seed=8124), metadata={"loupe-capture": "cam2-000917"})
+    assert env.wait_status(sha, "unlabeled")["origin"]["capture"] == "cam2-000917"
