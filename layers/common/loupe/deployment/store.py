@@ -9,6 +9,9 @@ Items:
 - ``TARGET#<thing group>`` / ``LOCK``: the rollout lock (one run at a time per group; it expires).
 - ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.
 - ``DEVICE#<thing>`` / ``SERVING``: the model version the device last reported serving (its health messages).
+- ``SHADOW#<candidate version>`` / ``DEVICE#<thing>``: the agreement counters the device reported for a candidate
+  run beside production (shadow mode), summed over its health windows; the candidate's field agreement is the sum
+  over its devices (:meth:`DeploymentsStore.shadow_totals`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ from loupe.aws_errors import is_conditional_check_failed
 
 DEPLOYED_OUTCOMES = ("COMPLETED", "PARTIAL", "DEPLOYED_NOT_SERVING")  # the components reached some devices
 BATCH_GET_KEYS = 100  # BatchGetItem's largest request
+# the additive counters of a shadow window (loupe.edge_metrics.ShadowReport.counters)
+SHADOW_COUNTERS = (
+    "production_frames",
+    "frames",
+    "errors",
+    "verdict_ok_ok",
+    "verdict_ok_ng",
+    "verdict_ng_ok",
+    "verdict_ng_ng",
+    "boxes_production",
+    "boxes_shadow",
+    "boxes_matched",
+    "uncertain_production",
+    "uncertain_shadow",
+)
 
 
 def utc_now() -> str:
@@ -196,6 +214,76 @@ class DeploymentsStore:
                         out[str(item["pk"]).removeprefix("DEVICE#")] = str(item["model_version"])
                 request = got.get("UnprocessedKeys") or {}
         return out
+
+    # ------------------------------------------------------------------ shadow agreement per candidate
+    def add_shadow_window(
+        self,
+        version: str,
+        thing: str,
+        window_end: str,
+        counters: Mapping[str, int],
+        latency_p95_ms: float | None = None,
+        package_arn: str | None = None,
+    ) -> bool:
+        """Add one health window's counters to the device's totals for candidate ``version`` (one UpdateItem, ADD).
+
+        A window is added once: its end time must be later than the last one added (a QoS 1 redelivery or a Lambda
+        retry of the same message is refused by the condition and returns False)."""
+        names = {f"#c{i}": name for i, name in enumerate(counters)}
+        values: dict[str, Any] = {f":c{i}": int(v) for i, v in enumerate(counters.values())}
+        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        sets = ["#end = :end", "#updated = :now", "#windows = if_not_exists(#windows, :zero) + :one"]
+        names.update({"#end": "last_window_end", "#updated": "updated", "#windows": "windows"})
+        values.update({":end": window_end, ":now": utc_now(), ":zero": 0, ":one": 1})
+        if latency_p95_ms is not None:
+            sets.append("#p95 = :p95")
+            names["#p95"] = "last_latency_p95_ms"
+            values[":p95"] = str(latency_p95_ms)
+        if package_arn:
+            sets.append("#arn = :arn")
+            names["#arn"] = "model_package_arn"
+            values[":arn"] = package_arn
+        try:
+            self.table.update_item(
+                Key={"pk": f"SHADOW#{version}", "sk": f"DEVICE#{thing}"},
+                UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {add}" if add else ""),
+                ConditionExpression="attribute_not_exists(#end) OR #end < :end",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
+    def shadow_totals(self, version: str) -> dict[str, Any]:
+        """Candidate ``version``'s counters summed over every device that ran it, with each device's own."""
+        totals: dict[str, int] = {}
+        devices: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :dev)",
+            "ExpressionAttributeValues": {":pk": f"SHADOW#{version}", ":dev": "DEVICE#"},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                thing = str(item["sk"]).removeprefix("DEVICE#")
+                own = {k: int(v) for k, v in item.items() if k in SHADOW_COUNTERS}
+                devices[thing] = {
+                    **own,
+                    "last_window_end": item.get("last_window_end"),
+                    "last_latency_p95_ms": float(item["last_latency_p95_ms"])
+                    if item.get("last_latency_p95_ms")
+                    else None,
+                }
+                for k, v in own.items():
+                    totals[k] = totals.get(k, 0) + v
+            if not page.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return {"version": version, "totals": totals, "devices": devices}
 
     # ------------------------------------------------------------------
     def _delete_if(self, key: dict[str, str], **condition: Any) -> None:
