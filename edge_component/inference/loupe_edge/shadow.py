@@ -208,6 +208,13 @@ class ShadowSpec:
         )
 
 
+MAX_ERROR_CHARS = 500  # an onnxruntime error can run to pages; the cloud's model takes at most 2000
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 class ShadowRunner:
     """The candidate beside production: loads it in the background, runs it on every Nth frame, counts agreement."""
 
@@ -331,6 +338,6 @@ class ShadowRunner:
             "model_package_arn": self.spec.model_package_arn or None,
             "every_nth_frame": self.spec.every_nth_frame,
             "state": state,
-            "error": self.manager.last_error if cand is None else self.last_error,
+            "error": _clip(self.manager.last_error if cand is None else self.last_error),
             **self.window.snapshot(reset),
         }

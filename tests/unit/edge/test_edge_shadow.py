@@ -10,7 +10,7 @@ import pytest
 from support.edge_helpers import default_table, write_model
 
 from loupe_edge.config import validate
-from loupe_edge.model import ModelSettings
+from loupe_edge.model import ModelError, ModelSettings
 from loupe_edge.shadow import AgreementWindow, LatencyHistogram, ShadowRunner, ShadowSpec
 
 HEX_A = "a" * 64
@@ -190,3 +190,15 @@ def test_a_missing_pointer_is_one_error_however_often_it_is_checked(tmp_path: Pa
         runner.manager.check()
     snap = runner.snapshot()
     assert snap["state"] == "failed" and "does not exist" in snap["error"] and snap["errors"] == 1
+
+
+def test_a_long_failure_is_clipped_so_the_health_message_stays_acceptable(tmp_path: Path) -> None:
+    def loader(*args: object, **kwargs: object) -> None:
+        raise ModelError("onnxruntime: " + "x" * 5000)
+
+    spec = _spec(tmp_path, dir=str(tmp_path), modelVersion="8")
+    runner = ShadowRunner(spec, ModelSettings(), 3600, 10**6, loader=loader)
+    assert not runner.manager.check()
+    error = runner.snapshot()["error"]
+    assert "onnxruntime: xxx" in error
+    assert len(error) == 500 and error.endswith("…")
