@@ -276,6 +276,24 @@ def agreement(totals: dict[str, int]) -> dict[str, float | None]:
     }
 
 
+def field_agreement_metadata(summary: dict[str, Any]) -> dict[str, str]:
+    """A candidate's field evidence (``DeploymentsStore.shadow_totals``) as model package metadata
+    (CustomerMetadataProperties: string values): frames, devices, errors and the frame-weighted ratios, for the
+    registry to show beside the test-split metrics. Ratios without frames are left out, not written as 0."""
+    totals = summary.get("totals") or {}
+    out = {
+        "field_shadow_frames": str(int(totals.get("frames", 0))),
+        "field_shadow_devices": str(len(summary.get("devices") or {})),
+        "field_shadow_errors": str(int(totals.get("errors", 0))),
+        "field_missed_defects": str(int(totals.get("verdict_ng_ok", 0))),
+        "field_false_alarms": str(int(totals.get("verdict_ok_ng", 0))),
+    }
+    for key, value in agreement(totals).items():
+        if value is not None:
+            out[f"field_{key}"] = f"{value:.4f}"
+    return out
+
+
 def shadow_metric_values(health: Health) -> dict[str, tuple[float, str]]:
     """Metric name -> (value, unit) of the candidate's window (dimension ``candidate_version``); empty when the
     message carries no shadow or an unnamed candidate. Counts are emitted beside the ratios, so a fleet-wide ratio is

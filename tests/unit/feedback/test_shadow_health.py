@@ -16,7 +16,13 @@ from moto import mock_aws
 
 from loupe import fleet_serving
 from loupe.deployment.store import DeploymentsStore
-from loupe.edge_metrics import HealthRejected, agreement, parse_health, shadow_metric_values
+from loupe.edge_metrics import (
+    HealthRejected,
+    agreement,
+    field_agreement_metadata,
+    parse_health,
+    shadow_metric_values,
+)
 from loupe_edge.shadow import AgreementWindow
 from loupe_local.template import load_yaml
 
@@ -137,6 +143,11 @@ def test_each_window_is_added_once_and_the_candidates_totals_sum_its_devices(sto
     assert ratios["verdict_agreement"] == pytest.approx((14 + 14 + 10) / 45)  # weighted by frames, not by message
     assert ratios["box_recall"] == pytest.approx(30 / 33) and ratios["shadow_uncertain_share"] == pytest.approx(6 / 45)
     assert store.shadow_totals("1.0.4") == {"version": "1.0.4", "totals": {}, "devices": {}}
+    meta = field_agreement_metadata(got)  # what a later step writes into the package's CustomerMetadataProperties
+    assert meta["field_shadow_frames"] == "45" and meta["field_shadow_devices"] == "2"
+    assert meta["field_verdict_agreement"] == "0.8444" and meta["field_missed_defects"] == "5"
+    assert all(isinstance(v, str) and len(v) <= 256 for v in meta.values())
+    assert "field_verdict_agreement" not in field_agreement_metadata(store.shadow_totals("1.0.4"))
 
 
 def test_a_window_without_frames_or_a_candidate_is_not_recorded(store: Any) -> None:
