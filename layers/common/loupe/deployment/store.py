@@ -7,6 +7,10 @@ Items:
 - ``TARGET#<thing group>`` / ``CURRENT``: the package the group runs (completed on at least one device).
 - ``TARGET#<thing group>`` / ``PENDING``: the newest deployment started and not finished.
 - ``TARGET#<thing group>`` / ``LOCK``: the rollout lock (one run at a time per group; it expires).
+- ``TARGET#<thing group>`` / ``SHADOW``: the candidate the group runs beside production (shadow mode), written when
+  its deployment is created; removed when a deployment without a candidate completes (or the shadow one failed).
+- ``PACKAGE#<package arn>`` / ``SHADOW``: which model version a package ran as in shadow mode (the key of its
+  ``SHADOW#`` counters), for the registry to show its field agreement.
 - ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.
 - ``DEVICE#<thing>`` / ``SERVING``: the model version the device last reported serving (its health messages).
 - ``SHADOW#<candidate version>`` / ``DEVICE#<thing>``: the agreement counters the device reported for a candidate
@@ -214,6 +218,43 @@ class DeploymentsStore:
                         out[str(item["pk"]).removeprefix("DEVICE#")] = str(item["model_version"])
                 request = got.get("UnprocessedKeys") or {}
         return out
+
+    # ------------------------------------------------------------------ the candidate beside production
+    def mark_shadow(
+        self, thing_group: str, candidate: Mapping[str, Any], model_version: str, deployment_id: str, run_id: str
+    ) -> None:
+        """``candidate`` (a package) now runs beside production on the group as model version ``model_version``."""
+        fields = {
+            "package_arn": candidate.get("arn", ""),
+            "package_version": str(candidate.get("version", "")),
+            "model_version": model_version,
+            "thing_group": thing_group,
+            "deployment_id": deployment_id,
+            "run_id": run_id,
+            "updated": utc_now(),
+        }
+        self.table.put_item(Item={**_target(thing_group, "SHADOW"), **fields})
+        self.table.put_item(Item={"pk": f"PACKAGE#{fields['package_arn']}", "sk": "SHADOW", **fields})
+
+    def shadow_target(self, thing_group: str) -> dict[str, Any] | None:
+        """The candidate the group runs beside production, if any."""
+        return self.current_target(thing_group, "SHADOW")
+
+    def end_shadow(self, thing_group: str, deployment_id: str | None = None) -> None:
+        """The group runs no candidate any more; with ``deployment_id``, only if that deployment started it."""
+        if deployment_id is None:
+            self.table.delete_item(Key=_target(thing_group, "SHADOW"))
+            return
+        self._delete_if(
+            _target(thing_group, "SHADOW"),
+            ConditionExpression="deployment_id = :d",
+            ExpressionAttributeValues={":d": deployment_id},
+        )
+
+    def package_shadow(self, package_arn: str) -> dict[str, Any] | None:
+        """How ``package_arn`` ran in shadow mode (its candidate model version), if it ever did."""
+        item = self.table.get_item(Key={"pk": f"PACKAGE#{package_arn}", "sk": "SHADOW"}).get("Item")
+        return dict(item) if item else None
 
     # ------------------------------------------------------------------ shadow agreement per candidate
     def add_shadow_window(
