@@ -343,6 +343,7 @@ class Observer:
                 "model_data": url,
                 "metrics": self._metrics(desc),
             }
+            item["field_agreement"] = self._field_agreement(desc["ModelPackageArn"])
             if with_cards and url:
                 item["card"] = self._card(url)
             if with_cards:
@@ -463,12 +464,27 @@ class Observer:
                 return "FAILED", why or f"EdgeDeployment execution {execution['name']} failed"
         return None
 
-    def field_agreement(self, package_arn: str) -> str:
-        """One line: the package's field agreement as it ran beside production (shadow mode), or that it has none."""
-        from loupe.console_api.models import field_agreement, shadow_summary
+    def shadow_summary(self, package_arn: str) -> dict[str, Any] | None:
+        """The package's shadow counters over the fleet (the console API's reading of the deployments table)."""
+        from loupe.console_api.models import shadow_summary
         from loupe.deployment.store import DeploymentsStore
 
-        field = field_agreement(shadow_summary(DeploymentsStore(self.table("DeploymentsTable")), package_arn))
+        if "DeploymentsTable" not in self.resources:
+            return None
+        return _plain(shadow_summary(DeploymentsStore(self.table("DeploymentsTable")), package_arn))
+
+    def _field_agreement(self, package_arn: str) -> dict[str, Any] | None:
+        from loupe.console_api.models import field_agreement
+
+        try:
+            return field_agreement(self.shadow_summary(package_arn))
+        except ClientError as exc:
+            log.debug("no field agreement for %s: %s", package_arn, exc)
+            return None
+
+    def field_agreement(self, package_arn: str) -> str:
+        """One line: the package's field agreement as it ran beside production (shadow mode), or that it has none."""
+        field = self._field_agreement(package_arn)
         if not field or not field["frames"]:
             return "no field agreement yet (it has not run beside production)"
         agreed = field["verdict_agreement"]
