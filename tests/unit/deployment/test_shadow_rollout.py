@@ -34,7 +34,9 @@ class Registry:
             "ModelPackageVersion": version,
             "ModelApprovalStatus": status,
             "CustomerMetadataProperties": {"package_sha256": "a" * 64, **meta},
-            "InferenceSpecification": {"Containers": [{"ModelDataUrl": f"s3://loupe-artifacts/models/{version}/model.tar.gz"}]},
+            "InferenceSpecification": {
+                "Containers": [{"ModelDataUrl": f"s3://loupe-artifacts/models/{version}/model.tar.gz"}]
+            },
         }
 
     def list_model_packages(self, **kwargs: Any) -> dict[str, Any]:
