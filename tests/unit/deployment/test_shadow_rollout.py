@@ -258,3 +258,15 @@ def test_a_shadow_deployment_that_rolled_back_never_started_the_shadow(store: De
     store.mark_shadow("fleet", {"arn": ARN(2), "version": 2}, "cand-2", "dep-s", "run-dep-s")
     records.record(store, recorded("shadow", "dep-s", "FAILED", candidate={"arn": ARN(2), "version": 2}), "FAILED")
     assert store.shadow_target("fleet") is None
+
+
+def test_a_shadow_run_that_ended_before_publishing_names_the_candidate_by_its_package(store: DeploymentsStore) -> None:
+    state = {
+        "thing_group": "fleet",
+        "run_id": "run-early",
+        "mode": "shadow",
+        "candidate": {"arn": ARN(2), "version": 2},
+    }
+    summary = records.record(store, state, "NOTHING_TO_DEPLOY", "thing group fleet runs no production model yet")
+    assert summary["subject"] == "Loupe shadow of model package 2 beside -: NOTHING_TO_DEPLOY"
+    assert "runs no production model yet" in summary["message"]

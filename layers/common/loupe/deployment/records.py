@@ -70,7 +70,8 @@ def _candidate(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "package_arn": candidate.get("arn", ""),
         "package_version": str(candidate.get("version", "")),
-        "model_version": str((shadow.get("model") or {}).get("model_version") or ""),
+        # the version devices report for it once published; before that (a run that ended early), its package's
+        "model_version": str((shadow.get("model") or {}).get("model_version") or f"package {candidate.get('version')}"),
         "component_version": str((shadow.get("model") or {}).get("version") or ""),
         "every_nth_frame": int(shadow.get("every_nth_frame") or 0),
     }
