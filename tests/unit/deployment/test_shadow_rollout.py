@@ -270,3 +270,22 @@ def test_a_shadow_run_that_ended_before_publishing_names_the_candidate_by_its_pa
     summary = records.record(store, state, "NOTHING_TO_DEPLOY", "thing group fleet runs no production model yet")
     assert summary["subject"] == "Loupe shadow of model package 2 beside -: NOTHING_TO_DEPLOY"
     assert "runs no production model yet" in summary["message"]
+
+
+def test_a_rejection_while_the_shadow_deployment_is_being_created_still_ends_it(store: DeploymentsStore) -> None:
+    from types import SimpleNamespace
+
+    from loupe.deployment import workflow
+
+    sm = Registry({ARN(1): (1, "Approved", {}), ARN(2): (2, "PendingManualApproval", PASSED)})
+    production(store)
+    aws = SimpleNamespace(sagemaker=sm, store=store, settings=SimpleNamespace(thing_group_name="fleet"))
+    state = locked_state("shadow", shadow={"model": {"model_version": "cand-2", "version": "1.2.0"}})
+    assert workflow.lock_step(aws, state)["status"] == "ready"  # type: ignore[arg-type]
+    # rejected now, before the Deploy step has created anything: the group's candidate is already known
+    sm.packages[ARN(2)] = (2, "Rejected", PASSED)
+    out = handle(change(2, "Rejected"), sm, Executions(), store)
+    assert out["action"] == "started" and out["request"]["mode"] == "end_shadow"
+    # and a shadow run that stops before deploying leaves no candidate behind
+    records.record(store, {**state, "lock": {"held": True}}, "ERROR", "CreateDeployment refused")
+    assert store.shadow_target("fleet") is None

@@ -53,7 +53,7 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
         store.mark_target(summary["thing_group"], package, summary["deployment_id"], run_id)
     if summary["deployment_id"]:
         store.clear_pending(summary["thing_group"], summary["deployment_id"])
-        _shadow_after(store, summary)
+    _shadow_after(store, summary)
     if (state.get("lock") or {}).get("held"):
         store.release_lock(summary["thing_group"], run_id)
     summary["subject"] = subject(summary)
@@ -80,12 +80,12 @@ def _candidate(state: dict[str, Any]) -> dict[str, Any]:
 def _shadow_after(store: DeploymentsStore, summary: dict[str, Any]) -> None:
     """The group's shadow after this run: a deployment without a candidate that reached devices ended it (its
     document reset ``/settings/shadow`` and dropped ``com.loupe.shadow``); a shadow deployment that reached none
-    (rolled back) never started it."""
+    (rolled back, or never created) never started it."""
     group, deployed = summary["thing_group"], summary["outcome"] in DEPLOYED_OUTCOMES
-    shadowing = store.shadow_target(group)
+    shadowing = store.shadow_target(group) if group else None
     if not shadowing:
         return
-    mine = shadowing.get("deployment_id") == summary["deployment_id"]
+    mine = shadowing.get("run_id") == summary["run_id"]
     if (summary["mode"] != "shadow" and deployed) or (mine and not deployed):
         store.end_shadow(group, str(shadowing.get("deployment_id") or ""))
 

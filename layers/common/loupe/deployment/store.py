@@ -8,7 +8,8 @@ Items:
 - ``TARGET#<thing group>`` / ``PENDING``: the newest deployment started and not finished.
 - ``TARGET#<thing group>`` / ``LOCK``: the rollout lock (one run at a time per group; it expires).
 - ``TARGET#<thing group>`` / ``SHADOW``: the candidate the group runs beside production (shadow mode), written when
-  its deployment is created; removed when a deployment without a candidate completes (or the shadow one failed).
+  its run takes the rollout lock to deploy it (and again with the deployment's id); removed when a deployment
+  without a candidate completes, or when the shadow run itself deployed nothing.
 - ``PACKAGE#<package arn>`` / ``SHADOW``: which model version a package ran as in shadow mode (the key of its
   ``SHADOW#`` counters), for the registry to show its field agreement.
 - ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.

@@ -58,16 +58,25 @@ def publish_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def lock_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
-    return lock_and_decide(aws.sagemaker, aws.store, state)
+    out = lock_and_decide(aws.sagemaker, aws.store, state)
+    if out.get("status") == "ready" and state.get("shadow"):
+        # from here on the candidate counts as the group's: a rejection arriving before CreateDeployment returns
+        # must find it and end it (its end_shadow run waits for this lock)
+        _mark_shadow(aws, state, "")
+    return out
+
+
+def _mark_shadow(aws: AwsClients, state: dict[str, Any], deployment_id: str) -> None:
+    served = str(state["shadow"]["model"].get("model_version") or state["candidate"]["version"])
+    aws.store.mark_shadow(_thing_group(aws), state["candidate"], served, deployment_id, state.get("run_id", ""))
 
 
 def deploy_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     out = start_deployment(aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]))
     group, run_id = _thing_group(aws), state.get("run_id", "")
     aws.store.mark_pending(group, state["package"], out["deployment_id"], run_id)
-    if state.get("shadow"):  # the candidate is on its way beside production: its rejection must end it
-        served = str(state["shadow"]["model"].get("model_version") or state["candidate"]["version"])
-        aws.store.mark_shadow(group, state["candidate"], served, out["deployment_id"], run_id)
+    if state.get("shadow"):  # the candidate is on its way beside production, in this deployment
+        _mark_shadow(aws, state, out["deployment_id"])
     return {"deployment": out}
 
 
