@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from support.deploy_packages import register_package
-from support.waiting import wait_for
 
 from loupe.deployment.store import DeploymentsStore
 
@@ -73,13 +72,11 @@ def test_a_shadowed_package_shows_its_field_agreement_and_approval_records_it(
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator(f'#packages tr[data-version="{version}"] [data-action="approve"]').click()
-    sm = local_aws.client("sagemaker")
-
-    def approved() -> dict[str, str] | None:
-        desc = sm.describe_model_package(ModelPackageName=shadowed["arn"])
-        return desc["CustomerMetadataProperties"] if desc["ModelApprovalStatus"] == "Approved" else None
-
-    meta = wait_for(approved, 30, "the approval from the Models page")
+    # the page's answer comes once the approval (and the local registry's bookkeeping around it) is done
+    expect(page.locator("#msg")).to_contain_text(f"model package {version} Approved", timeout=30_000)
+    desc = local_aws.client("sagemaker").describe_model_package(ModelPackageName=shadowed["arn"])
+    assert desc["ModelApprovalStatus"] == "Approved"
+    meta = desc["CustomerMetadataProperties"]
     assert meta["field_shadow_frames"] == "80" and meta["field_verdict_agreement"] == "0.9500"
     assert meta["field_false_alarms"] == "3" and meta["field_missed_defects"] == "1"
     assert meta["package_sha256"] == shadowed_digest(shadowed)  # the registered digests stay

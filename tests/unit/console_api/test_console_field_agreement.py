@@ -7,13 +7,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from loupe.console_api import models
 from loupe.edge_metrics import field_agreement_metadata
 
 GROUP = "loupe-models"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/{}".format
-# botocore's SageMaker model, CustomerMetadataKey / CustomerMetadataValue
-METADATA_TEXT = re.compile(r"^[\w\s.:/=+\-@]+$")
 
 
 class Registry:
@@ -112,7 +112,7 @@ def test_a_decision_writes_the_field_agreement_of_that_moment_into_the_metadata(
     assert meta["field_verdict_agreement"] == "0.6500" and meta["field_false_alarms"] == "3"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta[models.FIELD_EVIDENCE_AT])
     for key, value in meta.items():  # what UpdateModelPackage accepts
-        assert METADATA_TEXT.match(key) and len(key) <= 128 and METADATA_TEXT.match(value) and len(value) <= 256
+        assert models.metadata_text(key, 128) and models.metadata_text(value, 256), (key, value)
     assert out["field_agreement"]["frames"] == 40 and out["recorded_metadata"] == meta
 
 
@@ -134,3 +134,21 @@ def test_the_evidence_never_pushes_the_metadata_past_fifty_entries() -> None:
     again = models.evidence_metadata(summary, existing)
     assert len(again) == len(field_agreement_metadata(summary)) + 1  # every count, every ratio, and the time
     assert len({**existing, **again}) == models.METADATA_MAX_ENTRIES
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("0.9500", True),
+        ("2026-12-06T10:00:00Z", True),
+        ("field_shadow_frames", True),
+        ("Zürich 5", True),
+        ("", False),
+        ("a\nb", False),
+        ("50%", False),
+        ("x" * 257, False),
+        ('{"a": 1}', False),
+    ],
+)
+def test_metadata_text_follows_sagemakers_pattern(text: str, ok: bool) -> None:
+    assert models.metadata_text(text, 256) is ok

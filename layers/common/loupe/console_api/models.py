@@ -13,6 +13,7 @@ the gate's test-split numbers, and a decision writes them into the package's ``C
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -31,7 +32,17 @@ GATE_KEYS = ("test_map50", "champion_map50", "champion_bar", "test_map50_ci90", 
 # CustomerMetadataProperties (botocore's SageMaker model, CustomerMetadataMap): at most 50 entries, keys of 1-128 and
 # values of 1-256 characters from letters, digits, spaces and _.:/=+-@
 METADATA_MAX_ENTRIES = 50
-_METADATA_TEXT = re.compile(r"^[\w\s.:/=+\-@]+$")
+_METADATA_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def metadata_text(text: str, longest: int) -> bool:
+    r"""``text`` is a CustomerMetadataProperties key (``longest`` 128) or value (256) SageMaker accepts: its pattern
+    ``([\p{L}\p{Z}\p{N}_.:\/=+\-@]*)``, which Python's ``re`` cannot compile, checked by Unicode category."""
+    return 0 < len(text) <= longest and all(
+        unicodedata.category(c)[0] in "LZN" or c in _METADATA_PUNCTUATION for c in text
+    )
+
+
 FIELD_EVIDENCE_AT = "field_evidence_at"
 
 
@@ -144,7 +155,7 @@ def evidence_metadata(
     for key, value in wanted.items():
         if len(out) >= room:
             break
-        if 0 < len(key) <= 128 and 0 < len(value) <= 256 and _METADATA_TEXT.match(key) and _METADATA_TEXT.match(value):
+        if metadata_text(key, 128) and metadata_text(value, 256):
             out[key] = value
     return out
 
