@@ -197,7 +197,7 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
         # what the person saw: the field agreement at this moment, in the package's metadata (as the console API does)
         evidence = evidence_metadata(observer.shadow_summary(package["arn"]), package["metadata"])
         if evidence:
-            kwargs["CustomerMetadataProperties"] = evidence
+            kwargs["CustomerMetadataProperties"] = {**package["metadata"], **evidence}
         observer.client("sagemaker").update_model_package(**kwargs)
         return jsonify({"ok": f"model package {version} {status}", "arn": package["arn"]})
 

@@ -188,7 +188,7 @@ def decide(
 ) -> dict[str, Any]:
     """Record an approver's decision on a package of ``group``; the description names who decided and why. With
     ``store``, the same call writes the package's field agreement at this moment into its metadata
-    (:func:`evidence_metadata`): SageMaker adds these keys to the package's metadata and keeps the others.
+    (:func:`evidence_metadata`), sent with the package's other metadata entries so that none is lost.
 
     NotFound: not a package of the group. Conflict: the package already has that status, or is not a completed
     package (SageMaker registers a package's approval only once it is Completed)."""
@@ -211,9 +211,12 @@ def decide(
     }
     if store is not None:
         summary = shadow_summary(store, desc["ModelPackageArn"])
-        evidence = evidence_metadata(summary, dict(desc.get("CustomerMetadataProperties") or {}))
+        existing = dict(desc.get("CustomerMetadataProperties") or {})
+        evidence = evidence_metadata(summary, existing)
         if evidence:
-            update["CustomerMetadataProperties"] = evidence
+            # the whole map, ours over the package's own: the registered digests and the gate's report stay whether
+            # the service adds the given keys (it has ...ToRemove for removals) or replaced the map
+            update["CustomerMetadataProperties"] = {**existing, **evidence}
         out["field_agreement"] = field_agreement(summary)
         out["recorded_metadata"] = evidence
     sm.update_model_package(**update)
