@@ -12,6 +12,7 @@ deployment of C follows, and the shadow ends on the devices.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -235,3 +236,20 @@ def test_a_gate_passing_package_is_shadowed_its_agreement_shown_and_recorded_at_
         assert components["com.loupe.model"]["config"]["modelVersion"] == f"cand-{tag}"
         assert "com.loupe.shadow" not in components
         assert not (components["com.loupe.inference"]["config"]["settings"].get("shadow") or {}).get("enabled")
+
+
+def test_an_update_that_sets_some_metadata_keys_keeps_the_others(local_aws: Any) -> None:
+    """UpdateModelPackage adds the keys it is given and removes only ``CustomerMetadataPropertiesToRemove`` (the
+    local registry follows that; moto alone replaced the whole map and lost the registered digests)."""
+    package = register_package(local_aws, model_version=f"meta-{uuid.uuid4().hex[:6]}", metadata={"gate": "passed"})
+    sm = local_aws.client("sagemaker")
+    sm.update_model_package(  # as a decision does: status, description and the new keys in one call
+        ModelPackageArn=package["arn"],
+        ModelApprovalStatus="PendingManualApproval",
+        ApprovalDescription="looked at it, not decided",
+        CustomerMetadataProperties={"field_shadow_frames": "12"},
+        CustomerMetadataPropertiesToRemove=["gate"],
+    )
+    meta = sm.describe_model_package(ModelPackageName=package["arn"])["CustomerMetadataProperties"]
+    assert meta["field_shadow_frames"] == "12" and "gate" not in meta
+    assert meta["package_sha256"] == hashlib.sha256(package["archive"]).hexdigest()
