@@ -15,9 +15,10 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from pydantic import ValidationError
 
 from loupe import settings as settings_mod
-from loupe.aws_clients import lazy_client
+from loupe.aws_clients import lazy_client, lazy_table
 from loupe.console_api import models
 from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
+from loupe.deployment.store import DeploymentsStore
 
 logger = Logger()
 tracer = Tracer()
@@ -26,6 +27,9 @@ SETTINGS = settings_mod.load()
 SETTINGS.require("model_package_group")
 PACKAGE_GROUP = str(SETTINGS.model_package_group)
 sagemaker = lazy_client("sagemaker")
+# the shadow counters (field agreement) live in the deployments table; a stack without one lists no agreement
+STORE = DeploymentsStore(lazy_table(SETTINGS.deployments_table)) if SETTINGS.deployments_table else None
+
 
 app = APIGatewayHttpResolver()
 
@@ -61,7 +65,7 @@ def me() -> dict[str, Any]:
 
 @app.get("/models")
 def list_models() -> dict[str, Any]:
-    return {"group": PACKAGE_GROUP, "packages": models.list_packages(sagemaker, PACKAGE_GROUP)}
+    return {"group": PACKAGE_GROUP, "packages": models.list_packages(sagemaker, PACKAGE_GROUP, store=STORE)}
 
 
 @app.post("/models/<package>/approval")
@@ -79,7 +83,7 @@ def approval(package: str) -> dict[str, Any]:
         raise BadRequestError(
             f'the body must be {{"decision": "Approved"|"Rejected", "reason": "..."}}: {problems}'
         ) from None
-    result = models.decide(sagemaker, PACKAGE_GROUP, package, decision, who.name)
+    result = models.decide(sagemaker, PACKAGE_GROUP, package, decision, who.name, store=STORE)
     logger.info("model package decision", extra={**result, "by": who.username})
     return result
 

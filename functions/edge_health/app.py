@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from loupe import fleet_serving
 from loupe import settings as settings_mod
 from loupe.aws_clients import lazy_client
-from loupe.edge_metrics import FleetMembership, HealthRejected, admit, metric_values
+from loupe.edge_metrics import FleetMembership, HealthRejected, admit, metric_values, shadow_metric_values
 from loupe.feedback import RulePayload, record_rejection
 
 logger = Logger()
@@ -51,5 +51,15 @@ def lambda_handler(event: RulePayload, context: Any) -> dict[str, Any]:
         metrics.add_metric(name="UncertainFrameShare", unit=MetricUnit.NoUnit, value=values["UncertainFrameShare"][0])
     if "MeanTopConfidence" in values:
         metrics.add_metric(name="MeanTopConfidence", unit=MetricUnit.NoUnit, value=values["MeanTopConfidence"][0])
+    # a candidate run beside production (shadow mode): its window, per candidate version, in metrics and the table
+    shadow = shadow_metric_values(health)
+    candidate = health.shadow.model_version if health.shadow else None
+    for name, (value, unit) in shadow.items():
+        with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace="Loupe") as metric:
+            metric.add_dimension(name="candidate_version", value=str(candidate))
+    recorded = fleet_serving.record_shadow(health) if shadow else False
     logger.info("health", extra={"thing": health.thing, "metrics": {k: v[0] for k, v in values.items()}})
-    return {"thing": health.thing, "metrics": {k: v[0] for k, v in values.items()}}
+    out: dict[str, Any] = {"thing": health.thing, "metrics": {k: v[0] for k, v in values.items()}}
+    if shadow:
+        out["shadow"] = {"metrics": {k: v[0] for k, v in shadow.items()}, "recorded": recorded}
+    return out

@@ -280,7 +280,7 @@ def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
         note = f"demo: {despite}" if despite else "approved (demo: automatic)"
     record.approval = "Approved"
     record.approval_note = note
-    ctx.progress.done(stage, note)
+    ctx.progress.done(stage, f"{note}; {ctx.obs.field_agreement(record.package_arn)}")
 
 
 def deploy(ctx: DemoContext, record: ModelRecord, n: int) -> None:

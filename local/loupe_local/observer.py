@@ -343,6 +343,7 @@ class Observer:
                 "model_data": url,
                 "metrics": self._metrics(desc),
             }
+            item["field_agreement"] = self._field_agreement(desc["ModelPackageArn"])
             if with_cards and url:
                 item["card"] = self._card(url)
             if with_cards:
@@ -456,10 +457,42 @@ class Observer:
             if execution["status"] != "FAILED":
                 continue
             desc = sfn.describe_execution(executionArn=execution["executionArn"])
+            if _shadow_run(desc.get("input")):  # the package beside production (or its end), never as production
+                continue
             if package_arn in str(desc.get("input") or ""):
                 why = ": ".join(str(desc[k]) for k in ("error", "cause") if desc.get(k))
                 return "FAILED", why or f"EdgeDeployment execution {execution['name']} failed"
         return None
+
+    def shadow_summary(self, package_arn: str) -> dict[str, Any] | None:
+        """The package's shadow counters over the fleet (the console API's reading of the deployments table)."""
+        from loupe.console_api.models import shadow_summary
+        from loupe.deployment.store import DeploymentsStore
+
+        if "DeploymentsTable" not in self.resources:
+            return None
+        return _plain(shadow_summary(DeploymentsStore(self.table("DeploymentsTable")), package_arn))
+
+    def _field_agreement(self, package_arn: str) -> dict[str, Any] | None:
+        from loupe.console_api.models import field_agreement
+
+        try:
+            return field_agreement(self.shadow_summary(package_arn))
+        except ClientError as exc:
+            log.debug("no field agreement for %s: %s", package_arn, exc)
+            return None
+
+    def field_agreement(self, package_arn: str) -> str:
+        """One line: the package's field agreement as it ran beside production (shadow mode), or that it has none."""
+        field = self._field_agreement(package_arn)
+        if not field or not field["frames"]:
+            return "no field agreement yet (it has not run beside production)"
+        agreed = field["verdict_agreement"]
+        return (
+            f"field agreement with production {agreed:.1%} of {field['frames']} frames on {field['devices']} devices"
+            f" ({field['false_alarms']} false alarms, {field['missed_defects']} missed defects,"
+            f" {field['errors']} errors)"
+        )
 
     @property
     def frame_pixels(self) -> FramePixels:
@@ -481,6 +514,15 @@ class Observer:
     def frame_image(self, thing: str, frame_id: str) -> tuple[bytes, str]:
         """The image a device uploaded for that frame (bytes, type); LookupError when it sent none."""
         return self.frame_pixels.image(thing, frame_id)
+
+
+def _shadow_run(execution_input: Any) -> bool:
+    """An edge deployment run that sends a package beside production (``shadow``) or ends that (``end_shadow``)."""
+    try:
+        asked = json.loads(str(execution_input or "{}"))
+    except ValueError:
+        return False
+    return isinstance(asked, dict) and asked.get("mode") in ("shadow", "end_shadow")
 
 
 def _dataset_line(d: dict[str, Any]) -> str:

@@ -24,13 +24,14 @@ import numpy as np
 
 from loupe_edge import formats
 from loupe_edge.config import Config
-from loupe_edge.engine import InferenceStage, Inferred, Prefetcher, Preparer, boxes_from_output, run_model
+from loupe_edge.engine import InferenceStage, Inferred, Prefetcher, Preparer, boxes_from_output
 from loupe_edge.feedback import FeedbackSampler
 from loupe_edge.manager import ModelManager, ModelSource
-from loupe_edge.model import LoadedModel, ModelError, ModelSettings, load_model
+from loupe_edge.model import LoadedModel, ModelSettings
 from loupe_edge.outbox import EntryTooLarge, OutboxError
+from loupe_edge.shadow import ShadowRunner, ShadowSpec
 from loupe_edge.sources import FrameSource, RawFrame, make_source
-from loupe_edge.stats import ShadowStats, WindowStats
+from loupe_edge.stats import WindowStats
 from loupe_edge.transport import Control, Transport, TransportError, Uploader
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,15 @@ class EdgeApp:
             on_failure=self._on_model_failure,
         )
         self.preparer = Preparer(cfg.get("source.maxPixels"))
-        self._local_preparer = Preparer(cfg.get("source.maxPixels"))  # main-thread re-letterboxing (shadow)
         self.prefetch = Prefetcher(self.source, self.preparer, self._input_size)
         self.inference = InferenceStage(
             self.prefetch, lambda: self.manager.current, Preparer(cfg.get("source.maxPixels"))
         )
         self._apply_runtime_config(cfg)
-        self.shadow_stats = ShadowStats()
-        self.shadow: LoadedModel | None = None
+        self.shadow: ShadowRunner | None = None  # the candidate beside production (loupe_edge.shadow)
+        self._shadow_identity: tuple | None = None
+        self._started = False
+        self._set_shadow(cfg)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._health_now = threading.Event()
@@ -159,7 +161,33 @@ class EdgeApp:
             self.stats.error(f"config: {problem}")
         self._apply_runtime_config(cfg)
         self.cfg = cfg
-        log.info("configuration updated (thresholds, verdict and feedback applied; other keys need a restart)")
+        self._set_shadow(cfg)
+        log.info("configuration updated (thresholds, verdict, feedback and shadow applied; other keys need a restart)")
+
+    def _set_shadow(self, cfg: Config) -> None:
+        """Start, replace or end the shadow candidate when the ``shadow`` block changed (a deployment that adds,
+        changes or removes a candidate takes effect without a restart; a new candidate starts a new window)."""
+        block = cfg.get("shadow")
+        spec = ShadowSpec.from_config(block, self.work_dir) if block["enabled"] else None
+        identity = spec.identity() if spec is not None else None
+        if identity == self._shadow_identity:
+            return
+        old = self.shadow
+        self.shadow = None
+        if old is not None:
+            old.stop()
+        if spec is not None:
+            runner = ShadowRunner(
+                spec,
+                model_settings(cfg, block["precision"]),
+                poll_seconds=cfg.get("model.pollSeconds"),
+                max_pixels=cfg.get("source.maxPixels"),
+            )
+            if self._started:
+                runner.start()
+            self.shadow = runner
+            log.info("shadow candidate %s on every %d. frame", spec.model_version or "(unnamed)", spec.every_nth_frame)
+        self._shadow_identity = identity
 
     # -- model events ---------------------------------------------------------------------------------
     def _input_size(self) -> tuple[int, int] | None:
@@ -212,8 +240,9 @@ class EdgeApp:
         self.manager.check()
         self.manager.start(self.cfg.get("model.pollSeconds"))
         self.control.start(self.on_update)
-        if self.cfg.get("shadow.enabled"):
-            self._spawn("loupe-shadow-load", self._load_shadow)
+        self._started = True
+        if self.shadow is not None:
+            self.shadow.start()
         self._spawn("loupe-send-results", self._send_results)
         self._spawn("loupe-send-uploads", self._send_uploads)
         self._spawn("loupe-health", self._health_loop)
@@ -238,6 +267,8 @@ class EdgeApp:
         self.inference.stop()
         self.source.close()
         self.manager.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
         self._health_now.set()
         for t in self._threads:
             t.join(timeout=10)
@@ -342,8 +373,20 @@ class EdgeApp:
             float(shown[:, 4].max()) if shown.shape[0] else 0.0,
             decision.uncertain,
         )
-        if self.shadow is not None:
-            self._run_shadow(item.rgb, tensor, lb, shown, verdict)
+        shadow = self.shadow
+        if shadow is not None:  # after the result is stored: the candidate never delays or changes it
+            shadow.observe(
+                item.rgb,
+                tensor,
+                lb,
+                shown,
+                verdict == "defect",
+                decision.uncertain,
+                self.decode_threshold,
+                self.settings.conf_threshold,
+                lambda boxes: self._verdict(boxes) == "defect",
+                self.sampler.is_uncertain,
+            )
         return FrameOutcome(frame.frame_id, message, decision.uncertain, sampled)
 
     def _verdict(self, boxes: np.ndarray) -> str:
@@ -412,32 +455,6 @@ class EdgeApp:
             "announce": announce,
         }
         return UPLOADS, meta, body
-
-    # -- shadow ---------------------------------------------------------------------------------------
-    def _load_shadow(self) -> None:
-        sh = self.cfg.get("shadow")
-        if not sh["dir"]:
-            self.stats.error("config: shadow.enabled needs shadow.dir")
-            return
-        try:
-            self.shadow = load_model(Path(sh["dir"]), model_settings(self.cfg, sh["precision"]))
-            log.info("shadow model %s running beside production", self.shadow.version)
-        except ModelError as exc:
-            log.error("shadow model unusable: %s", exc)
-            self.stats.error(f"shadow: {exc}")
-
-    def _run_shadow(self, rgb, tensor, lb, prod: np.ndarray, verdict: str) -> None:
-        shadow = self.shadow
-        try:
-            t0 = time.perf_counter()
-            if tensor.shape[2:] != (shadow.input_h, shadow.input_w):
-                tensor, lb = self._local_preparer.letterbox(rgb, (shadow.input_w, shadow.input_h))
-            res = run_model(shadow, tensor, lb, self.settings.conf_threshold)
-            ms = (time.perf_counter() - t0) * 1000
-            self.shadow_stats.add(prod, res.boxes, verdict, self._verdict(res.boxes), ms)
-        except Exception as exc:
-            self.shadow_stats.errors += 1
-            log.warning("shadow inference failed: %s", exc)
 
     # -- senders --------------------------------------------------------------------------------------
     def _backoff(self, what: str, exc: Exception, failing: bool) -> bool:
@@ -533,7 +550,7 @@ class EdgeApp:
                 "health_unsent": counters.get("health_unsent", 0),
             },
             "counters": counters,
-            "shadow": self.shadow_stats.snapshot(self.shadow.version) if self.shadow is not None else None,
+            "shadow": self.shadow.snapshot(reset=reset) if self.shadow is not None else None,
         }
 
     def _outbox_store(self) -> dict:

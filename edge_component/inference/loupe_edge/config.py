@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,16 @@ DEFAULTS: dict[str, Any] = {
         "pollSeconds": 5.0,  # how often the pointer file is checked besides update notifications
         "reportFailure": True,  # report ERRORED to Greengrass when a new model fails (deployment rolls back)
     },
-    "shadow": {"enabled": False, "dir": "", "precision": "fp32"},
+    "shadow": {
+        "enabled": False,
+        "modelVersion": "",  # the candidate the deployment names (its com.loupe.shadow pointer must say the same)
+        "modelPackageArn": "",
+        "sha256": {},  # {"model.onnx": hex, "model_int8.onnx": hex or ""}: registered digests of the candidate
+        "everyNthFrame": 5,  # the candidate runs on every Nth production frame (1 = every frame)
+        "dir": "",  # explicit candidate folder (local runs); else the pointer file
+        "pointerFile": "",  # default <workDir>/../com.loupe.shadow/current.json
+        "precision": "fp32",
+    },
     "verdict": {"defectClasses": [], "minConfidence": 0.25},
     "feedback": {
         "enabled": True,
@@ -136,6 +146,40 @@ def _int_list(v: Any) -> list[int]:
     return v
 
 
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_PACKAGE_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/[A-Za-z0-9/_-]{1,256}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+SHADOW_FILES = ("model.onnx", "model_int8.onnx")
+
+
+def _model_version(v: Any) -> str:
+    v = _str(v)
+    if v and not _VERSION.fullmatch(v):
+        raise ValueError(f"{v[:80]!r} is not a model version (letters, digits, . _ + -, at most 64)")
+    return v
+
+
+def _package_arn(v: Any) -> str:
+    v = _str(v)
+    if v and not _PACKAGE_ARN.fullmatch(v):
+        raise ValueError(f"{v[:120]!r} is not a SageMaker model package ARN")
+    return v
+
+
+def _digests(v: Any) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise ValueError(f"{v!r} is not an object of file -> sha256")
+    unknown = sorted(set(v) - set(SHADOW_FILES))
+    if unknown:
+        raise ValueError(f"unknown model files {unknown} (expected {', '.join(SHADOW_FILES)})")
+    out = {}
+    for name, digest in v.items():
+        if not isinstance(digest, str) or (digest and not _HEX64.fullmatch(digest)):
+            raise ValueError(f"{name}: {str(digest)[:80]!r} is not a SHA-256 in hex")
+        out[name] = digest.lower()
+    return out
+
+
 def _topic(v: Any) -> str:
     v = _str(v)
     if "{thing}" not in v or "#" in v or "+" in v:
@@ -171,7 +215,12 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "model.pollSeconds": _num(0.1, 3600),
     "model.reportFailure": _bool,
     "shadow.enabled": _bool,
+    "shadow.modelVersion": _model_version,
+    "shadow.modelPackageArn": _package_arn,
+    "shadow.sha256": _digests,
+    "shadow.everyNthFrame": _num(1, 1_000_000, integer=True),
     "shadow.dir": _str,
+    "shadow.pointerFile": _str,
     "shadow.precision": _choice("fp32", "int8"),
     "verdict.defectClasses": _int_list,
     "verdict.minConfidence": _num(0.0, 1.0),

@@ -1,4 +1,4 @@
-"""Counters behind the health message: throughput, latency percentiles, drift signal, shadow agreement."""
+"""Counters behind the health message: throughput, latency percentiles, drift signal (shadow agreement: ``shadow``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import time
 from collections import Counter, deque
 
 import numpy as np
-
-from loupe_edge.postprocess import match_boxes
 
 
 class WindowStats:
@@ -80,41 +78,3 @@ class WindowStats:
             if reset:
                 self._reset(now)
             return out
-
-
-class ShadowStats:
-    """Agreement between the production model and a candidate run on the same frames."""
-
-    def __init__(self, iou: float = 0.5) -> None:
-        self.iou = iou
-        self._lock = threading.Lock()
-        self.frames = 0
-        self.verdict_agree = 0
-        self.prod_boxes = 0
-        self.shadow_boxes = 0
-        self.matched = 0
-        self.latency_ms = 0.0
-        self.errors = 0
-
-    def add(self, prod: np.ndarray, shadow: np.ndarray, prod_verdict: str, shadow_verdict: str, ms: float) -> None:
-        m = match_boxes(prod, shadow, self.iou)
-        with self._lock:
-            self.frames += 1
-            self.verdict_agree += int(prod_verdict == shadow_verdict)
-            self.prod_boxes += prod.shape[0]
-            self.shadow_boxes += shadow.shape[0]
-            self.matched += m
-            self.latency_ms += ms
-
-    def snapshot(self, version: str | None) -> dict:
-        with self._lock:
-            f = self.frames
-            return {
-                "candidate_version": version,
-                "frames": f,
-                "verdict_agreement": round(self.verdict_agree / f, 4) if f else None,
-                "box_recall": round(self.matched / self.prod_boxes, 4) if self.prod_boxes else None,
-                "box_precision": round(self.matched / self.shadow_boxes, 4) if self.shadow_boxes else None,
-                "mean_latency_ms": round(self.latency_ms / f, 3) if f else None,
-                "errors": self.errors,
-            }

@@ -4,6 +4,11 @@ A device publishes ``loupe/<thing>/health`` every few seconds with its frame rat
 statistics of its recent frames. The share of uncertain frames and the mean top confidence are the drift signal:
 when the share rises over the alarm threshold, labeling (and so retraining) starts before the count threshold.
 
+A device running a candidate beside production (shadow mode, ``loupe_edge.shadow``) adds a ``shadow`` object: the
+candidate's version and the window's agreement counters. It is parsed strictly (:class:`ShadowReport`: no unknown
+keys, counters that add up); :func:`shadow_metric_values` turns it into per-candidate metrics, and
+``loupe.fleet_serving.record_shadow`` adds the counters to the candidate's totals in the deployments table.
+
 The thing is the topic's (the rule's ``topic(2) AS source_thing``): a message whose claimed thing or topic disagree
 with it is rejected, and so is one from a thing outside the fleet's thing group (``in_fleet``) - no metric is
 recorded for it. Rejections are kept like the feedback ones (``loupe.feedback.record_rejection``).
@@ -12,7 +17,7 @@ recorded for it. Rejections are kept like the feedback ones (``loupe.feedback.re
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,6 +28,106 @@ from loupe.finite import finite_reason
 
 class HealthRejected(ValueError):
     pass
+
+
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"  # as the device's shadow.modelVersion
+UTC_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"  # sorts as text in time order
+PACKAGE_ARN_PATTERN = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9/_-]{1,256}$"
+Count = Field(ge=0, le=10**12)
+Ratio = Field(default=None, ge=0, le=1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class ShadowVerdicts(_Strict):
+    """Production's verdict, then the candidate's, on the frames both ran on (OK = pass, NG = defect)."""
+
+    ok_ok: int = Count
+    ok_ng: int = Count
+    ng_ok: int = Count
+    ng_ng: int = Count
+
+
+class ShadowBoxes(_Strict):
+    production: int = Count
+    shadow: int = Count
+    matched: int = Count  # one-to-one pairs, same class, IoU >= 0.5
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ShadowBoxes:
+        if self.matched > min(self.production, self.shadow):
+            raise ValueError(f"{self.matched} matched boxes out of {self.production} and {self.shadow}")
+        return self
+
+
+class ShadowUncertain(_Strict):
+    production: int = Count
+    shadow: int = Count
+
+
+class ShadowLatency(_Strict):
+    p50: float | None = Field(default=None, ge=0, le=3_600_000)
+    p95: float | None = Field(default=None, ge=0, le=3_600_000)
+
+
+class ShadowWindow(_Strict):
+    start: str = Field(pattern=UTC_TIME_PATTERN)
+    end: str = Field(pattern=UTC_TIME_PATTERN)
+    seconds: float = Field(ge=0, le=10**8)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShadowWindow:
+        if self.end < self.start:
+            raise ValueError(f"window ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class ShadowReport(_Strict):
+    """The ``shadow`` object of a health message: one window of a candidate beside production on one device."""
+
+    model_version: str | None = Field(default=None, pattern=MODEL_VERSION_PATTERN)
+    model_package_arn: str | None = Field(default=None, pattern=PACKAGE_ARN_PATTERN)
+    every_nth_frame: int = Field(ge=1, le=1_000_000)
+    state: Literal["loading", "running", "failed"]
+    error: str | None = Field(default=None, max_length=2000)
+    window: ShadowWindow
+    production_frames: int = Count
+    frames: int = Count
+    errors: int = Count
+    verdict: ShadowVerdicts
+    boxes: ShadowBoxes
+    uncertain: ShadowUncertain
+    latency_ms: ShadowLatency
+    # the device's own ratios of this window (for people reading one message); the cloud recomputes from counters
+    verdict_agreement: float | None = Ratio
+    box_recall: float | None = Ratio
+    box_precision: float | None = Ratio
+    shadow_uncertain_share: float | None = Ratio
+    production_uncertain_share: float | None = Ratio
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> ShadowReport:
+        if self.frames > self.production_frames:
+            raise ValueError(f"candidate ran on {self.frames} of {self.production_frames} frames")
+        cells = self.verdict.ok_ok + self.verdict.ok_ng + self.verdict.ng_ok + self.verdict.ng_ng
+        if cells != self.frames:
+            raise ValueError(f"verdict cells add up to {cells}, not to the {self.frames} frames")
+        if max(self.uncertain.production, self.uncertain.shadow) > self.frames:
+            raise ValueError(f"more uncertain frames than the {self.frames} frames")
+        return self
+
+    def counters(self) -> dict[str, int]:
+        """The window's additive counters (what totals per candidate are made of)."""
+        return {
+            "production_frames": self.production_frames,
+            "frames": self.frames,
+            "errors": self.errors,
+            **{f"verdict_{k}": v for k, v in self.verdict.model_dump().items()},
+            **{f"boxes_{k}": v for k, v in self.boxes.model_dump().items()},
+            **{f"uncertain_{k}": v for k, v in self.uncertain.model_dump().items()},
+        }
 
 
 class Health(BaseModel):
@@ -41,6 +146,7 @@ class Health(BaseModel):
     errors: int = Field(default=0, ge=0)
     topic: str = Field(min_length=1, max_length=256)  # set by the rule from the MQTT topic
     source_thing: str = Field(min_length=1, max_length=128)
+    shadow: ShadowReport | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Health:
@@ -148,4 +254,74 @@ def metric_values(health: Health) -> dict[str, tuple[float, str]]:
         values["MeanTopConfidence"] = (health.mean_top_confidence, "None")
     values["OutboxDepth"] = (float(health.outbox_depth), "Count")
     values["DroppedMessages"] = (float(health.dropped), "Count")
+    return values
+
+
+def agreement(totals: dict[str, int]) -> dict[str, float | None]:
+    """Ratios of summed counters (a window's, a device's or a candidate's over the fleet): every frame weighs the
+    same, whichever device and window it came from."""
+    frames = totals.get("frames", 0)
+    prod, cand, matched = (
+        totals.get("boxes_production", 0),
+        totals.get("boxes_shadow", 0),
+        totals.get("boxes_matched", 0),
+    )
+    agreed = totals.get("verdict_ok_ok", 0) + totals.get("verdict_ng_ng", 0)
+    return {
+        "verdict_agreement": agreed / frames if frames else None,
+        "box_recall": matched / prod if prod else None,
+        "box_precision": matched / cand if cand else None,
+        "shadow_uncertain_share": totals.get("uncertain_shadow", 0) / frames if frames else None,
+        "production_uncertain_share": totals.get("uncertain_production", 0) / frames if frames else None,
+    }
+
+
+def field_agreement_metadata(summary: dict[str, Any]) -> dict[str, str]:
+    """A candidate's field evidence (``DeploymentsStore.shadow_totals``) as model package metadata
+    (CustomerMetadataProperties: string values): frames, devices, errors and the frame-weighted ratios, for the
+    registry to show beside the test-split metrics. Ratios without frames are left out, not written as 0."""
+    totals = summary.get("totals") or {}
+    out = {
+        "field_shadow_frames": str(int(totals.get("frames", 0))),
+        "field_shadow_devices": str(len(summary.get("devices") or {})),
+        "field_shadow_errors": str(int(totals.get("errors", 0))),
+        "field_missed_defects": str(int(totals.get("verdict_ng_ok", 0))),
+        "field_false_alarms": str(int(totals.get("verdict_ok_ng", 0))),
+    }
+    for key, value in agreement(totals).items():
+        if value is not None:
+            out[f"field_{key}"] = f"{value:.4f}"
+    return out
+
+
+def shadow_metric_values(health: Health) -> dict[str, tuple[float, str]]:
+    """Metric name -> (value, unit) of the candidate's window (dimension ``candidate_version``); empty when the
+    message carries no shadow or an unnamed candidate. Counts are emitted beside the ratios, so a fleet-wide ratio is
+    metric math over sums (``SUM(ShadowVerdictsAgreed) / SUM(ShadowFrames)``), not an average of averages."""
+    report = health.shadow
+    if report is None or not report.model_version:
+        return {}
+    c = report.counters()
+    values: dict[str, tuple[float, str]] = {
+        "ShadowFrames": (float(c["frames"]), "Count"),
+        "ShadowErrors": (float(c["errors"]), "Count"),
+        "ShadowVerdictsAgreed": (float(c["verdict_ok_ok"] + c["verdict_ng_ng"]), "Count"),
+        "ShadowMissedDefects": (float(c["verdict_ng_ok"]), "Count"),  # production NG, candidate OK
+        "ShadowFalseAlarms": (float(c["verdict_ok_ng"]), "Count"),  # production OK, candidate NG
+        "ShadowBoxesMatched": (float(c["boxes_matched"]), "Count"),
+        "ShadowBoxesProduction": (float(c["boxes_production"]), "Count"),
+        "ShadowBoxesCandidate": (float(c["boxes_shadow"]), "Count"),
+    }
+    names = {
+        "verdict_agreement": "ShadowVerdictAgreement",
+        "box_recall": "ShadowBoxRecall",
+        "box_precision": "ShadowBoxPrecision",
+        "shadow_uncertain_share": "ShadowUncertainShare",
+        "production_uncertain_share": "ShadowProductionUncertainShare",
+    }
+    for key, value in agreement(c).items():
+        if value is not None:
+            values[names[key]] = (value, "None")
+    if report.latency_ms.p95 is not None:
+        values["ShadowLatencyP95"] = (report.latency_ms.p95, "Milliseconds")
     return values

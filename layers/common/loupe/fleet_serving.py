@@ -3,7 +3,9 @@
 ``functions/edge_health`` records every health message's ``model_version`` (one item per device in the
 deployments table, written by :class:`loupe.deployment.store.DeploymentsStore`); the edge deployment workflow
 reads it to tell "deployed" (Greengrass says the components are installed) from "serving" (the device answers
-with the new model).
+with the new model). A message that carries a shadow window (a candidate run beside production) also adds its
+agreement counters to the candidate's totals (:func:`record_shadow`): the field evidence a later step writes into
+the model package's metadata.
 """
 
 from __future__ import annotations
@@ -44,4 +46,28 @@ def record_health(health: Any, store: DeploymentsStore | None = None) -> bool:
         return store.record_serving(thing, getattr(health, "model_version", None))
     except (BotoCoreError, ClientError) as exc:  # the metrics still go out; the workflow waits and says so
         log.warning("cannot record what %s serves: %s", thing, exc)
+        return False
+
+
+def record_shadow(health: Any, store: DeploymentsStore | None = None) -> bool:
+    """Add the message's shadow window to its candidate's totals (once per window); False when there is none to add
+    (no shadow, an unnamed candidate, an empty window, a window already added) or the table cannot be written."""
+    report = getattr(health, "shadow", None)
+    if report is None or not report.model_version or (report.production_frames == 0 and report.errors == 0):
+        return False
+    store = store or _default_store()
+    if store is None:
+        return False
+    thing = str(getattr(health, "source_thing", None) or getattr(health, "thing", ""))
+    try:
+        return store.add_shadow_window(
+            report.model_version,
+            thing,
+            report.window.end,
+            report.counters(),
+            latency_p95_ms=report.latency_ms.p95,
+            package_arn=report.model_package_arn,
+        )
+    except (BotoCoreError, ClientError) as exc:  # the metrics still carry the window
+        log.warning("cannot record the shadow window of %s on %s: %s", report.model_version, thing, exc)
         return False

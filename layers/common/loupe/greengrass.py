@@ -25,6 +25,7 @@ from loupe import recipe_values
 from loupe.aws_clients import S3, GreengrassV2
 
 MODEL_COMPONENT = "com.loupe.model"
+SHADOW_COMPONENT = "com.loupe.shadow"  # a candidate model beside production (shadow mode): same recipe template
 INFERENCE_COMPONENT = "com.loupe.inference"
 COMPONENT_PREFIX = "com.loupe."
 RECIPE_FORMAT = "2020-01-25"

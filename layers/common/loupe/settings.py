@@ -58,6 +58,8 @@ class Settings(BaseModel):
     component_update_timeout: int = Field(60, alias="COMPONENT_UPDATE_TIMEOUT")
     inference_component_version: str = Field("", alias="INFERENCE_COMPONENT_VERSION")
     nucleus_component_version: str = Field("", alias="NUCLEUS_COMPONENT_VERSION", pattern=r"^(\d+\.\d+\.\d+)?$")
+    # a gate-passing candidate beside production: it runs on every Nth frame (template parameter ShadowEveryNthFrame)
+    shadow_every_nth_frame: int = Field(5, alias="SHADOW_EVERY_NTH_FRAME", ge=1, le=1000)
 
     @field_validator("nucleus_component_version", mode="before")
     @classmethod

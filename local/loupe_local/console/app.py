@@ -26,6 +26,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from loupe.console_api.models import evidence_metadata
 from loupe.finite import as_json_safe
 from loupe_local.evaluations import NotAnImage, image_type
 from loupe_local.observer import Observer
@@ -193,6 +194,10 @@ def create_app(observer: Observer, groundtruth: Any = None, assistant: Any = Non
         kwargs: dict[str, Any] = {"ModelPackageArn": package["arn"], "ModelApprovalStatus": status}
         if body.get("description"):
             kwargs["ApprovalDescription"] = str(body["description"])[:1024]
+        # what the person saw: the field agreement at this moment, in the package's metadata (as the console API does)
+        evidence = evidence_metadata(observer.shadow_summary(package["arn"]), package["metadata"])
+        if evidence:
+            kwargs["CustomerMetadataProperties"] = {**package["metadata"], **evidence}
         observer.client("sagemaker").update_model_package(**kwargs)
         return jsonify({"ok": f"model package {version} {status}", "arn": package["arn"]})
 

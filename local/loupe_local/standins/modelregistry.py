@@ -7,7 +7,8 @@ changed emits the event SageMaker would, with the package's description as ``det
 edge deployment exactly like in the cloud.
 
 It also restores what moto 5.2.5 drops on UpdateModelPackage and SageMaker keeps: ``CustomerMetadataProperties``
-(the registered artifact digests) when the request does not set them (``...ToRemove`` is honoured), and the
+(the registered artifact digests) when the request does not set them, or sets only some (SageMaker adds and updates
+the keys a request gives and removes only ``...ToRemove``; moto replaces the whole map), and the
 ``ApprovalDescription`` an update gave (restoring the metadata with a second update would drop it).
 """
 
@@ -76,7 +77,9 @@ class ModelRegistryObserver(StandIn):
         arn = before["ModelPackageArn"]
         sm = self.runtime.client("sagemaker")
         new_status = asked.get("ModelApprovalStatus") or before.get("ModelApprovalStatus")
-        lost_metadata = "CustomerMetadataProperties" not in asked and before.get("CustomerMetadataProperties")
+        removed = set(asked.get("CustomerMetadataPropertiesToRemove") or [])
+        given = set(asked.get("CustomerMetadataProperties") or {})
+        lost_metadata = bool(set(before.get("CustomerMetadataProperties") or {}) - given - removed)
         lost_status = "ModelApprovalStatus" not in asked and before.get("ModelApprovalStatus")
         lost_description = "ApprovalDescription" not in asked and before.get("ApprovalDescription")
         if lost_metadata or lost_status or lost_description:

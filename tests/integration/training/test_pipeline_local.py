@@ -268,7 +268,9 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     pkg = sm.describe_model_package(ModelPackageName=record.package_arn)
     assert pkg["ModelApprovalStatus"] == "Approved"
     assert pkg["ApprovalDescription"] == f"approved despite the gate's refusal: {record.gate_refusal}"[:1024]
-    assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}"
+    # approved at once: the package has not run beside production, and the stage says so
+    no_field = "no field agreement yet (it has not run beside production)"
+    assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}; {no_field}"
     # the execution itself failed with the gate's reason: the refusal is the pipeline's, not the demo's
     desc = wait_for(
         lambda: (

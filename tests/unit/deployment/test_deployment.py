@@ -123,6 +123,7 @@ def test_deployment_document_has_the_policies_the_issue_asks_for() -> None:
     # version's IPC policy, not the one an older version left in the device's configuration
     assert update["reset"] == [
         "/accessControl",
+        "/settings/shadow",  # no candidate in this deployment: a shadow an earlier one started ends
         "/settings/feedback/bandLow",
         "/settings/feedback/bandHigh",
         "/settings/feedback/criterion",
@@ -135,7 +136,7 @@ def test_the_deployment_sets_the_models_own_uncertainty_band() -> None:
     model = {"name": "com.loupe.model", "version": "1.3.0", "feedback_band": band}
     doc = document.deployment_document("arn:t", "n", model, {"name": "com.loupe.inference", "version": "1"}, s, 90)
     update = doc["components"]["com.loupe.inference"]["configurationUpdate"]
-    assert update["reset"] == ["/accessControl"]  # the band is merged, not reset
+    assert update["reset"] == ["/accessControl", "/settings/shadow"]  # the band is merged, not reset
     assert json.loads(update["merge"]) == {"settings": {"feedback": {"bucket": "raw", **band}}}
 
 

@@ -451,15 +451,15 @@ def test_invalid_configuration_is_reported_and_defaults_used(rig) -> None:
 
 def test_shadow_mode_reports_agreement(rig, tmp_path: Path) -> None:
     cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
-    r = rig({"shadow": {"enabled": True, "dir": str(cand)}})
+    r = rig({"shadow": {"enabled": True, "dir": str(cand), "everyNthFrame": 1}})
     r.app.start()
-    assert wait_for(lambda: r.app.shadow is not None)
+    assert wait_for(lambda: r.app.shadow.model is not None)
     for i in range(3):
         drop(r.frames, f"s{i}.png", 0.05)
     outcomes = run_until(r.app, 3)
     assert all(o.message["model_version"] == "1" for o in outcomes)  # production drives results
     shadow = r.app.health()["shadow"]
-    assert shadow["candidate_version"] == "2-rc" and shadow["frames"] == 3
+    assert shadow["model_version"] == "2-rc" and shadow["frames"] == 3 and shadow["state"] == "running"
     assert shadow["verdict_agreement"] == 1.0  # both see the 0.9 defect
     assert shadow["box_recall"] == 1.0 and shadow["box_precision"] == 0.5  # candidate adds a ~0.5 box
 
@@ -497,17 +497,84 @@ def test_the_next_frame_is_in_the_session_while_the_previous_one_is_recorded(rig
 
 def test_shadow_and_production_share_one_preparation_per_frame(rig, tmp_path: Path, monkeypatch) -> None:
     cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
-    r = rig({"shadow": {"enabled": True, "dir": str(cand)}})
+    r = rig({"shadow": {"enabled": True, "dir": str(cand), "everyNthFrame": 1}})
     letterboxes: list[tuple[int, int]] = []
     real = Preparer.letterbox
     monkeypatch.setattr(Preparer, "letterbox", lambda self, rgb, sz: letterboxes.append(sz) or real(self, rgb, sz))
     r.app.start()
-    assert wait_for(lambda: r.app.shadow is not None)
+    assert wait_for(lambda: r.app.shadow.model is not None)
     for i in range(3):
         drop(r.frames, f"s{i}.png", 0.05)
     assert len(run_until(r.app, 3)) == 3
     assert r.app.health()["shadow"]["frames"] == 3
     assert len(letterboxes) == 3  # prepared once, fed to both models
+
+
+def test_the_shadow_runs_on_every_nth_frame_and_an_identical_candidate_agrees_fully(rig, tmp_path: Path) -> None:
+    same = write_model(tmp_path / "same", "1-again")  # the production graph under another version
+    r = rig({"shadow": {"enabled": True, "dir": str(same), "everyNthFrame": 3}})
+    r.app.start()
+    assert wait_for(lambda: r.app.shadow.model is not None)
+    for i, score in enumerate((0.05, 0.45, 0.05, 0.45, 0.05, 0.45, 0.05)):
+        drop(r.frames, f"n{i}.png", score)
+    assert len(run_until(r.app, 7)) == 7
+    shadow = r.app.health()["shadow"]
+    assert shadow["production_frames"] == 7 and shadow["frames"] == 3  # frames 1, 4 and 7
+    assert shadow["every_nth_frame"] == 3 and shadow["errors"] == 0
+    assert shadow["verdict_agreement"] == 1.0 and shadow["box_recall"] == 1.0 and shadow["box_precision"] == 1.0
+    # frames 1 and 7 are confident, frame 4 (0.45) is uncertain: the same for both on the same frames
+    assert shadow["uncertain"] == {"production": 1, "shadow": 1}
+    assert shadow["latency_ms"]["p50"] is not None and shadow["latency_ms"]["p95"] >= shadow["latency_ms"]["p50"]
+
+
+def test_a_shadow_that_raises_is_counted_and_production_is_unaffected(rig, tmp_path: Path, monkeypatch) -> None:
+    cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
+    r = rig({"shadow": {"enabled": True, "dir": str(cand), "everyNthFrame": 1}})
+    r.app.start()
+    assert wait_for(lambda: r.app.shadow.model is not None)
+    candidate = r.app.shadow.model
+
+    def broken(tensor):
+        raise RuntimeError("candidate session crashed")
+
+    monkeypatch.setattr(candidate, "infer", broken)
+    for i in range(4):
+        drop(r.frames, f"x{i}.png", 0.45 if i % 2 else 0.05)
+    outcomes = run_until(r.app, 4)
+    assert [o.message["source"] for o in outcomes] == [f"x{i}.png" for i in range(4)]
+    assert [o.uncertain for o in outcomes] == [False, True, False, True]  # production decided every frame
+    assert wait_for(lambda: len(r.ipc.messages("/inference")) == 4 and len(r.uploader.objects) == 2)
+    assert all(m["model_version"] == "1" for m in r.ipc.messages("/inference"))
+    health = r.app.health()
+    assert health["frames"] == 4
+    shadow = health["shadow"]
+    assert shadow["errors"] == 4 and shadow["frames"] == 0 and shadow["production_frames"] == 4
+    assert shadow["state"] == "running" and "candidate session crashed" in shadow["error"]
+
+
+def test_a_missing_candidate_never_stops_production_and_is_reported(rig) -> None:
+    r = rig({"shadow": {"enabled": True, "modelVersion": "9", "sha256": {"model.onnx": "c" * 64}}})
+    r.app.start()  # no com.loupe.shadow pointer on this device
+    drop(r.frames, "p.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    shadow = r.app.health()["shadow"]
+    assert shadow["state"] == "failed" and shadow["model_version"] == "9" and shadow["frames"] == 0
+    assert "com.loupe.shadow/current.json does not exist" in shadow["error"]
+
+
+def test_a_configuration_update_starts_and_ends_the_shadow_without_a_restart(rig, tmp_path: Path) -> None:
+    cand = write_model(tmp_path / "candidate", "2-rc", table=default_table(64, base=0.5))
+    r = rig()
+    r.app.start()
+    assert r.app.health()["shadow"] is None
+    raw = {"thingName": THING, "workDir": str(r.app.work_dir), "source": {"path": str(r.frames)}}
+    r.app.reconfigure(validate({**raw, "shadow": {"enabled": True, "dir": str(cand), "everyNthFrame": 1}}))
+    assert wait_for(lambda: r.app.shadow is not None and r.app.shadow.model is not None)
+    drop(r.frames, "c.png", 0.05)
+    assert len(run_until(r.app, 1)) == 1
+    assert r.app.health()["shadow"]["frames"] == 1
+    r.app.reconfigure(validate(raw))
+    assert r.app.shadow is None and r.app.health()["shadow"] is None
 
 
 def test_result_messages_stay_under_the_iot_core_limit() -> None:

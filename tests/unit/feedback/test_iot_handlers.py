@@ -102,9 +102,16 @@ def test_the_health_sample_becomes_metrics_and_what_the_device_serves(aws: Any, 
     result = load("edge_health").lambda_handler(event, CONTEXT)
     assert result["thing"] == event["thing"], result
     assert result["metrics"]["UncertainFrameShare"] == pytest.approx(event["uncertain_share"])
-    assert "UncertainFrameShare" in capsys.readouterr().out  # EMF on stdout, as CloudWatch reads it
+    emf = capsys.readouterr().out
+    assert "UncertainFrameShare" in emf  # EMF on stdout, as CloudWatch reads it
+    assert '"candidate_version":"1.0.3"' in emf and "ShadowVerdictAgreement" in emf
     items = boto3.resource("dynamodb").Table(DEPLOYMENTS).scan()["Items"]
     assert any(event["model_version"] in json.dumps(item, default=str) for item in items), items
+    # the sample carries a shadow window: per-candidate metrics and the candidate's totals in the table
+    assert result["shadow"]["recorded"] is True
+    assert result["shadow"]["metrics"]["ShadowVerdictAgreement"] == pytest.approx(14 / 15)
+    totals = fleet_serving.DeploymentsStore.from_name(DEPLOYMENTS).shadow_totals(event["shadow"]["model_version"])
+    assert totals["devices"][event["thing"]]["frames"] == event["shadow"]["frames"]
 
 
 def test_the_health_sample_of_a_device_outside_the_fleet_is_rejected(aws: Any) -> None:

@@ -138,18 +138,19 @@ def test_the_log_rule_catches_every_greengrass_log_group() -> None:
 
 
 def put_item_problems(resources: dict[str, Any]) -> list[str]:
-    """A function's own dynamodb:PutItem grant (not a SAM policy template) names the keys it writes."""
+    """A function's own dynamodb:PutItem / UpdateItem grant (not a SAM policy template) names the keys it writes."""
     problems = []
     for name, res in resources.items():
         if res.get("Type") != "AWS::Serverless::Function":
             continue
         for policy in res.get("Properties", {}).get("Policies", []):
             for st in _listify(policy.get("Statement", [])) if isinstance(policy, dict) else []:
-                if "dynamodb:PutItem" not in _listify(st.get("Action")):
-                    continue
-                keys = json.dumps(st.get("Condition", {}))
-                if "dynamodb:LeadingKeys" not in keys:
-                    problems.append(f"{name}: PutItem on a whole table, with no dynamodb:LeadingKeys condition")
+                for action in ("PutItem", "UpdateItem"):
+                    if f"dynamodb:{action}" not in _listify(st.get("Action")):
+                        continue
+                    keys = json.dumps(st.get("Condition", {}))
+                    if "dynamodb:LeadingKeys" not in keys:
+                        problems.append(f"{name}: {action} on a whole table, with no dynamodb:LeadingKeys condition")
     return problems
 
 
@@ -162,6 +163,13 @@ def test_put_item_grants_name_their_leading_keys(resources) -> None:
         if "dynamodb:PutItem" in _listify(st.get("Action"))
     )
     assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DEVICE#*"]}}
+    shadow = next(
+        st
+        for policy in resources["EdgeHealthFunction"]["Properties"]["Policies"]
+        for st in _listify(policy.get("Statement", []))
+        if "dynamodb:UpdateItem" in _listify(st.get("Action"))
+    )  # the shadow windows' counters: only the candidates' items
+    assert shadow["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SHADOW#*"]}}
 
 
 def test_the_put_item_rule_catches_a_whole_table_grant(resources) -> None:
@@ -170,7 +178,8 @@ def test_the_put_item_rule_catches_a_whole_table_grant(resources) -> None:
         for st in _listify(policy.get("Statement", [])):
             st.pop("Condition", None)
     assert put_item_problems(bad) == [
-        "EdgeHealthFunction: PutItem on a whole table, with no dynamodb:LeadingKeys condition"
+        "EdgeHealthFunction: PutItem on a whole table, with no dynamodb:LeadingKeys condition",
+        "EdgeHealthFunction: UpdateItem on a whole table, with no dynamodb:LeadingKeys condition",
     ]
 
 

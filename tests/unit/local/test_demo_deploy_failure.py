@@ -115,3 +115,21 @@ def test_a_failed_edge_deployment_execution_for_the_package_is_a_failure(tmp_pat
     }
     observer = observer_with(tmp_path, [], FakeStepFunctions(executions, inputs))
     assert observer.deployment_failure(ARN) == ("FAILED", "States.Timeout: late")
+
+
+def test_a_failed_shadow_run_of_the_package_is_no_failure_of_its_deployment(tmp_path: Path) -> None:
+    # a gate-passing package goes out beside production first (mode shadow); if that run fails, the package's own
+    # deployment (after its approval) has still to happen: the demo must not stop on it
+    executions = [
+        {"executionArn": "s1", "name": "shadow-v2-x", "status": "FAILED"},
+        {"executionArn": "u1", "name": "unshadow-v2-x", "status": "FAILED"},
+    ]
+    inputs = {
+        "s1": {"input": f'{{"package_arn": "{ARN}", "mode": "shadow"}}', "error": "DeploymentIncomplete"},
+        "u1": {"input": f'{{"package_arn": "{OTHER}", "mode": "end_shadow", "ended": "{ARN}"}}', "error": "X"},
+    }
+    observer = observer_with(tmp_path, [], FakeStepFunctions(executions, inputs))
+    assert observer.deployment_failure(ARN) is None
+    executions.append({"executionArn": "d1", "name": "deploy-v2-x", "status": "FAILED"})
+    inputs["d1"] = {"input": f'{{"package_arn": "{ARN}", "mode": "approved"}}', "error": "DeploymentIncomplete"}
+    assert observer.deployment_failure(ARN) == ("FAILED", "DeploymentIncomplete")

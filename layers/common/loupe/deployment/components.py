@@ -1,5 +1,6 @@
-"""The Greengrass components a deployment carries: ``com.loupe.model`` built from the verified package bytes, and
-the published ``com.loupe.inference`` version to deploy."""
+"""The Greengrass components a deployment carries: ``com.loupe.model`` built from the verified package bytes (or, for
+a candidate run beside production, ``com.loupe.shadow`` built the same way), and the published
+``com.loupe.inference`` version to deploy."""
 
 from __future__ import annotations
 
@@ -19,13 +20,24 @@ MAX_PATCHES = 100
 
 
 def publish_model_component(
-    gg: GreengrassV2, s3: S3, package_json: dict[str, Any], inference: dict[str, Any], settings: Settings
+    gg: GreengrassV2,
+    s3: S3,
+    package_json: dict[str, Any],
+    inference: dict[str, Any],
+    settings: Settings,
+    component: str = gg_mod.MODEL_COMPONENT,
 ) -> dict[str, Any]:
     """Re-verify the package bytes, repack them as the component's ZIP and create ``com.loupe.model``.
 
     The recipe comes from the template shipped with the deployed ``com.loupe.inference`` version. The version
     is ``1.<package version>.<patch>``; an existing version holding the same bytes is reused, one holding other
-    bytes is never overwritten (the patch moves on)."""
+    bytes is never overwritten (the patch moves on).
+
+    ``component=com.loupe.shadow``: the same recipe under the shadow component's name, for a candidate run beside
+    production. Its Install runs the same check (registered digests, one smoke inference) and writes the pointer in
+    its own work folder, which the inference component follows for the candidate (``loupe_edge.shadow``)."""
+    if component not in (gg_mod.MODEL_COMPONENT, gg_mod.SHADOW_COMPONENT):
+        raise DeploymentError(f"{component} is not a model component")
     bucket = settings.artifact_bucket
     if not bucket:
         raise DeploymentError("missing configuration: ARTIFACT_BUCKET")
@@ -41,13 +53,13 @@ def publish_model_component(
     band = feedback_band(files)
     for patch in range(0, MAX_PATCHES):
         version = gg_mod.model_component_version(package.version, patch)
-        existing = gg_mod.component_arn(gg, gg_mod.MODEL_COMPONENT, version)
+        existing = gg_mod.component_arn(gg, component, version)
         if existing is None:
             break
         recipe = gg_mod.get_recipe(gg, existing)
         if [a.get("Digest") for a in gg_mod.recipe_artifacts(recipe)] == [digest]:
             return {
-                "name": gg_mod.MODEL_COMPONENT,
+                "name": component,
                 "version": version,
                 "arn": existing,
                 "reused": True,
@@ -55,8 +67,8 @@ def publish_model_component(
                 "feedback_band": band,
             }
     else:
-        raise DeploymentError(f"no free {gg_mod.MODEL_COMPONENT} version for package {package.version}")
-    key = gg_mod.artifact_key(gg_mod.MODEL_COMPONENT, version, "model.zip")
+        raise DeploymentError(f"no free {component} version for package {package.version}")
+    key = gg_mod.artifact_key(component, version, "model.zip")
     template = shipped[gg_mod.MODEL_TEMPLATE_MEMBER].decode()
     recipe = gg_mod.render_model_recipe(
         template,
@@ -71,6 +83,9 @@ def publish_model_component(
             else "",
         },
     )
+    if component != gg_mod.MODEL_COMPONENT:
+        recipe["ComponentName"] = component
+        recipe["ComponentDescription"] = f"Loupe candidate model {served} (shadow mode, beside production)."
     for art in gg_mod.recipe_artifacts(recipe):
         art["Algorithm"], art["Digest"] = "SHA-256", digest  # the service refuses other bytes at that key
     s3.put_object(Bucket=bucket, Key=key, Body=archive, ContentType="application/zip")

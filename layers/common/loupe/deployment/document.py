@@ -24,25 +24,52 @@ def poll_interval(timeout_seconds: int) -> int:
 ACCESS_CONTROL_PATH = "/accessControl"
 # the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
 BAND_PATHS = ["/settings/feedback/bandLow", "/settings/feedback/bandHigh", "/settings/feedback/criterion"]
+# the inference component's shadow block (loupe_edge.shadow): a candidate beside production
+SHADOW_PATH = "/settings/shadow"
+DEFAULT_EVERY_NTH_FRAME = 5
 
 
-def inference_configuration(settings: Settings, band: dict[str, Any] | None) -> dict[str, Any]:
+def shadow_settings(values: dict[str, str], every_nth_frame: int = DEFAULT_EVERY_NTH_FRAME) -> dict[str, Any]:
+    """``settings.shadow`` of ``com.loupe.inference`` for a candidate whose ``com.loupe.shadow`` recipe carries
+    ``values`` (its checked configuration: version, package ARN, digests): the device loads the candidate only when
+    its pointer names this version and its files have these digests."""
+    if not 1 <= int(every_nth_frame) <= 1_000_000:
+        raise DeploymentError(f"everyNthFrame must be 1 or more, got {every_nth_frame}")
+    return {
+        "enabled": True,
+        "modelVersion": values["modelVersion"],
+        "modelPackageArn": values["modelPackageArn"],
+        "sha256": {"model.onnx": values["modelSha256"], "model_int8.onnx": values.get("modelInt8Sha256", "")},
+        "everyNthFrame": int(every_nth_frame),
+    }
+
+
+def inference_configuration(
+    settings: Settings, band: dict[str, Any] | None, shadow: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``com.loupe.inference``'s configurationUpdate for one model: where uncertain frames go (the raw bucket) and
     the model's own uncertainty band from its model card. A model without one gets the recipe's default band back
     (``reset``): Greengrass keeps merged configuration across deployments, so the previous model's band would stay.
     ``/accessControl`` is always reset: a device keeps a component's configuration when a new version comes, so a
     new version's IPC policy (its DefaultConfiguration) would never reach a device that ran an older one.
+    ``/settings/shadow`` is always reset too, then set from ``shadow`` (:func:`shadow_settings`) when the deployment
+    carries a candidate: a deployment without one ends any shadow an earlier deployment started.
     """
     feedback: dict[str, Any] = {}
     if settings.raw_bucket:
         feedback["bucket"] = settings.raw_bucket
-    update: dict[str, Any] = {"reset": [ACCESS_CONTROL_PATH]}
+    update: dict[str, Any] = {"reset": [ACCESS_CONTROL_PATH, SHADOW_PATH]}
     if band:
         feedback.update({k: band[k] for k in ("bandLow", "bandHigh", "criterion") if k in band})
     else:
         update["reset"] += list(BAND_PATHS)
+    merge: dict[str, Any] = {}
     if feedback:
-        update["merge"] = json.dumps({"settings": {"feedback": feedback}})
+        merge["feedback"] = feedback
+    if shadow:
+        merge["shadow"] = shadow
+    if merge:
+        update["merge"] = json.dumps({"settings": merge})
     return update
 
 
@@ -62,21 +89,30 @@ def deployment_document(
     settings: Settings,
     timeout_seconds: int,
     model_values: dict[str, str] | None = None,
+    shadow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``shadow``: a candidate beside production, ``{"name": "com.loupe.shadow", "version", "values": its checked
+    configuration, "every_nth_frame"}``; the document then carries its component and the inference's shadow block."""
     model_entry: dict[str, Any] = {"componentVersion": model["version"]}
     if model_values is not None:
         model_entry["configurationUpdate"] = model_configuration_update(model_values)
+    block = None
+    if shadow is not None:
+        block = shadow_settings(shadow["values"], shadow.get("every_nth_frame", DEFAULT_EVERY_NTH_FRAME))
     inference_entry: dict[str, Any] = {
         "componentVersion": inference["version"],
-        "configurationUpdate": inference_configuration(settings, model.get("feedback_band")),
+        "configurationUpdate": inference_configuration(settings, model.get("feedback_band"), block),
     }
+    components = {model["name"]: model_entry, inference["name"]: inference_entry}
+    if shadow is not None:
+        components[shadow["name"]] = {
+            "componentVersion": shadow["version"],
+            "configurationUpdate": model_configuration_update(shadow["values"]),
+        }
     return {
         "targetArn": target_arn,
         "deploymentName": name[:256],
-        "components": {
-            model["name"]: model_entry,
-            inference["name"]: inference_entry,
-        },
+        "components": components,
         "deploymentPolicies": {
             "failureHandlingPolicy": "ROLLBACK",
             "componentUpdatePolicy": {
@@ -119,6 +155,22 @@ def _model_values(gg: GreengrassV2, model: dict[str, Any]) -> dict[str, str]:
         raise DeploymentError(str(exc)) from exc
 
 
+def _shadow_plan(gg: GreengrassV2, shadow: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The request's candidate (``{"model": <published com.loupe.shadow>, "every_nth_frame"}``) with its recipe's
+    configuration, checked against ``loupe.recipe_values`` again."""
+    if not shadow:
+        return None
+    model = shadow["model"]
+    if model.get("name") != gg_mod.SHADOW_COMPONENT:
+        raise DeploymentError(f"a shadow candidate must be {gg_mod.SHADOW_COMPONENT}, got {model.get('name')}")
+    return {
+        "name": model["name"],
+        "version": model["version"],
+        "values": _model_values(gg, model),
+        "every_nth_frame": int(shadow.get("every_nth_frame", DEFAULT_EVERY_NTH_FRAME)),
+    }
+
+
 def start_deployment(
     gg: GreengrassV2,
     iot: IoT,
@@ -141,6 +193,7 @@ def start_deployment(
         settings,
         timeout_seconds,
         model_values=_model_values(gg, request["model"]),
+        shadow=_shadow_plan(gg, request.get("shadow")),
     )
     # Revise, never replace: the new deployment replaces the target's current one on every device, so it
     # carries every component of the current one; only Loupe's components (and their configuration) change.

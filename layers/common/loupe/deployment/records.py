@@ -27,6 +27,7 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
         "model_version": str(package.get("version", "")),
         "deployment_id": deployment.get("deployment_id", ""),
         "components": {k: (state.get(k) or {}).get("version", "") for k in ("model", "inference") if state.get(k)},
+        "candidate": _candidate(state),
         "kept": list(deployment.get("kept") or []),
         "spooler": dict(deployment.get("spooler") or {}),
         "ipc": dict(deployment.get("ipc") or {}),
@@ -52,6 +53,7 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
         store.mark_target(summary["thing_group"], package, summary["deployment_id"], run_id)
     if summary["deployment_id"]:
         store.clear_pending(summary["thing_group"], summary["deployment_id"])
+    _shadow_after(store, summary)
     if (state.get("lock") or {}).get("held"):
         store.release_lock(summary["thing_group"], run_id)
     summary["subject"] = subject(summary)
@@ -59,8 +61,42 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
     return summary
 
 
+def _candidate(state: dict[str, Any]) -> dict[str, Any]:
+    """A shadow run's candidate: its package, the model version it runs as, and on which frames."""
+    candidate = state.get("candidate") or {}
+    if not candidate:
+        return {}
+    shadow = state.get("shadow") or {}
+    return {
+        "package_arn": candidate.get("arn", ""),
+        "package_version": str(candidate.get("version", "")),
+        # the version devices report for it once published; before that (a run that ended early), its package's
+        "model_version": str((shadow.get("model") or {}).get("model_version") or f"package {candidate.get('version')}"),
+        "component_version": str((shadow.get("model") or {}).get("version") or ""),
+        "every_nth_frame": int(shadow.get("every_nth_frame") or 0),
+    }
+
+
+def _shadow_after(store: DeploymentsStore, summary: dict[str, Any]) -> None:
+    """The group's shadow after this run: a deployment without a candidate that reached devices ended it (its
+    document reset ``/settings/shadow`` and dropped ``com.loupe.shadow``); a shadow deployment that reached none
+    (rolled back, or never created) never started it."""
+    group, deployed = summary["thing_group"], summary["outcome"] in DEPLOYED_OUTCOMES
+    shadowing = store.shadow_target(group) if group else None
+    if not shadowing:
+        return
+    mine = shadowing.get("run_id") == summary["run_id"]
+    if (summary["mode"] != "shadow" and deployed) or (mine and not deployed):
+        store.end_shadow(group, str(shadowing.get("deployment_id") or ""))
+
+
 def subject(summary: dict[str, Any]) -> str:
     version = summary.get("model_version") or "-"
+    candidate = summary.get("candidate") or {}
+    if candidate:
+        return f"Loupe shadow of model {candidate.get('model_version') or '-'} beside {version}: {summary['outcome']}"[
+            :99
+        ]
     return f"Loupe edge deployment of model {version}: {summary['outcome']}"[:99]
 
 
@@ -73,6 +109,13 @@ def message(summary: dict[str, Any]) -> str:
         f"Deployment: {summary.get('deployment_id') or '-'}",
         f"Components: {json.dumps(summary.get('components') or {})}",
     ]
+    candidate = summary.get("candidate") or {}
+    if candidate:
+        lines.append(
+            f"Shadow: candidate package {candidate.get('package_arn')} (model {candidate.get('model_version') or '-'})"
+            f" beside production on every {candidate.get('every_nth_frame') or '-'}th frame; only production's"
+            " results count. Its field agreement is on the console's Models page until a person decides."
+        )
     if summary.get("kept"):
         lines.append(f"Other components kept in the deployment: {', '.join(summary['kept'])}")
     spool = summary.get("spooler") or {}

@@ -8,6 +8,7 @@ from typing import Any
 from loupe.aws_clients import SageMakerRegistry
 from loupe.deployment.document import poll_interval
 from loupe.deployment.packages import Package, approved_packages, describe_package
+from loupe.deployment.shadow import still_due
 from loupe.deployment.store import DeploymentsStore
 
 
@@ -18,7 +19,8 @@ def lock_and_decide(
 
     Returns ``lock`` (``held``, ``wait_seconds``) and, once held, ``status``: ``ready``, ``superseded`` (an
     approval of a package older than the newest Approved one: the fleet serves the newest, whatever order the
-    events came in) or ``nothing_to_deploy`` (the package is no longer Approved)."""
+    events came in) or ``nothing_to_deploy`` (the package is no longer Approved; for a ``shadow`` or ``end_shadow``
+    run, :func:`loupe.deployment.shadow.still_due`)."""
     group = state["thing_group"]
     run_id = state.get("run_id") or "manual"
     timeout = int(state.get("timeout_seconds") or 900)
@@ -31,6 +33,9 @@ def lock_and_decide(
     current = describe_package(sm, package.arn)
     if current.status != "Approved":
         return {**out, "status": "nothing_to_deploy", "reason": f"package {package.version} is now {current.status}"}
+    if state.get("mode") in ("shadow", "end_shadow"):
+        reason = still_due(sm, store, state)
+        return {**out, "status": "nothing_to_deploy", "reason": reason} if reason else out
     if state.get("mode", "approved") == "approved":
         newest = next(iter(approved_packages(sm, package.group)), None)
         if (

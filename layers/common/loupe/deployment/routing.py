@@ -1,5 +1,7 @@
 """Model package state changes → edge deployment workflow runs: Approved deploys the package; Rejected (of what
-the thing group runs or is rolling out) goes back to the previous Approved package."""
+the thing group runs or is rolling out) goes back to the previous Approved package; PendingManualApproval with the
+gate passed runs the package beside production (shadow mode, :mod:`loupe.deployment.shadow`), and the rejection of
+that candidate ends its shadow."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from loupe.aws_errors import error_code
 from loupe.deployment.clients import AwsClients
 from loupe.deployment.errors import DeploymentError, PackageInvalid
 from loupe.deployment.rollout import previous_package
+from loupe.deployment.shadow import PENDING, shadow_reason
 from loupe.deployment.store import DeploymentsStore
 from loupe.settings import Settings
 
@@ -50,7 +53,9 @@ def on_package_event(
     thing_group: str,
     group_name: str,
 ) -> dict[str, Any]:
-    """Approved → deploy this package; Rejected (the deployed one) → redeploy the previous Approved package.
+    """Approved → deploy this package; Rejected (the deployed one) → redeploy the previous Approved package;
+    PendingManualApproval with the gate passed → run it beside production; Rejected (the shadowed one) → production
+    alone again.
 
     Returns what was decided: ``started`` (with the execution), ``duplicate`` or ``ignored`` (with why)."""
     arn = detail.get("ModelPackageArn") or ""
@@ -66,10 +71,25 @@ def on_package_event(
     if status == "Approved":
         request = {"package_arn": arn, "mode": "approved"}
         name = run_name("deploy", version, f"{arn}|Approved|{changed}")
+    elif status == PENDING:
+        refusal = shadow_reason(sm, arn)
+        if refusal:
+            return {"action": "ignored", "reason": f"package {version} is not shadowed: {refusal}"}
+        request = {"package_arn": arn, "mode": "shadow"}
+        name = run_name("shadow", version, f"{arn}|{PENDING}|{changed}")
     elif status == "Rejected":
         targets = [store.current_target(thing_group, which) or {} for which in ("CURRENT", "PENDING")]
         if arn not in {t.get("package_arn") for t in targets}:
-            return {"action": "ignored", "reason": f"package {version} is not what {thing_group} runs; nothing to undo"}
+            shadowing = store.shadow_target(thing_group) or {}
+            production = (targets[0] or {}).get("package_arn")
+            if shadowing.get("package_arn") != arn or not production:
+                return {
+                    "action": "ignored",
+                    "reason": f"package {version} is not what {thing_group} runs; nothing to undo",
+                }
+            request = {"package_arn": production, "mode": "end_shadow", "ended": arn}
+            name = run_name("unshadow", version, f"{arn}|Rejected|{changed}")
+            return _start(sfn, state_machine_arn, name, request)
         previous = previous_package(sm, store, thing_group, group, arn)
         name = run_name("rollback", version, f"{arn}|Rejected|{changed}")
         if previous:
@@ -83,6 +103,10 @@ def on_package_event(
             }
     else:
         return {"action": "ignored", "reason": f"status {status} needs no deployment"}
+    return _start(sfn, state_machine_arn, name, request)
+
+
+def _start(sfn: StepFunctions, state_machine_arn: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
     try:
         out = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))
     except Exception as exc:

@@ -7,8 +7,16 @@ Items:
 - ``TARGET#<thing group>`` / ``CURRENT``: the package the group runs (completed on at least one device).
 - ``TARGET#<thing group>`` / ``PENDING``: the newest deployment started and not finished.
 - ``TARGET#<thing group>`` / ``LOCK``: the rollout lock (one run at a time per group; it expires).
+- ``TARGET#<thing group>`` / ``SHADOW``: the candidate the group runs beside production (shadow mode), written when
+  its run takes the rollout lock to deploy it (and again with the deployment's id); removed when a deployment
+  without a candidate completes, or when the shadow run itself deployed nothing.
+- ``PACKAGE#<package arn>`` / ``SHADOW``: which model version a package ran as in shadow mode (the key of its
+  ``SHADOW#`` counters), for the registry to show its field agreement.
 - ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.
 - ``DEVICE#<thing>`` / ``SERVING``: the model version the device last reported serving (its health messages).
+- ``SHADOW#<candidate version>`` / ``DEVICE#<thing>``: the agreement counters the device reported for a candidate
+  run beside production (shadow mode), summed over its health windows; the candidate's field agreement is the sum
+  over its devices (:meth:`DeploymentsStore.shadow_totals`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,21 @@ from loupe.aws_errors import is_conditional_check_failed
 
 DEPLOYED_OUTCOMES = ("COMPLETED", "PARTIAL", "DEPLOYED_NOT_SERVING")  # the components reached some devices
 BATCH_GET_KEYS = 100  # BatchGetItem's largest request
+# the additive counters of a shadow window (loupe.edge_metrics.ShadowReport.counters)
+SHADOW_COUNTERS = (
+    "production_frames",
+    "frames",
+    "errors",
+    "verdict_ok_ok",
+    "verdict_ok_ng",
+    "verdict_ng_ok",
+    "verdict_ng_ng",
+    "boxes_production",
+    "boxes_shadow",
+    "boxes_matched",
+    "uncertain_production",
+    "uncertain_shadow",
+)
 
 
 def utc_now() -> str:
@@ -196,6 +219,113 @@ class DeploymentsStore:
                         out[str(item["pk"]).removeprefix("DEVICE#")] = str(item["model_version"])
                 request = got.get("UnprocessedKeys") or {}
         return out
+
+    # ------------------------------------------------------------------ the candidate beside production
+    def mark_shadow(
+        self, thing_group: str, candidate: Mapping[str, Any], model_version: str, deployment_id: str, run_id: str
+    ) -> None:
+        """``candidate`` (a package) now runs beside production on the group as model version ``model_version``."""
+        fields = {
+            "package_arn": candidate.get("arn", ""),
+            "package_version": str(candidate.get("version", "")),
+            "model_version": model_version,
+            "thing_group": thing_group,
+            "deployment_id": deployment_id,
+            "run_id": run_id,
+            "updated": utc_now(),
+        }
+        self.table.put_item(Item={**_target(thing_group, "SHADOW"), **fields})
+        self.table.put_item(Item={"pk": f"PACKAGE#{fields['package_arn']}", "sk": "SHADOW", **fields})
+
+    def shadow_target(self, thing_group: str) -> dict[str, Any] | None:
+        """The candidate the group runs beside production, if any."""
+        return self.current_target(thing_group, "SHADOW")
+
+    def end_shadow(self, thing_group: str, deployment_id: str | None = None) -> None:
+        """The group runs no candidate any more; with ``deployment_id``, only if that deployment started it."""
+        if deployment_id is None:
+            self.table.delete_item(Key=_target(thing_group, "SHADOW"))
+            return
+        self._delete_if(
+            _target(thing_group, "SHADOW"),
+            ConditionExpression="deployment_id = :d",
+            ExpressionAttributeValues={":d": deployment_id},
+        )
+
+    def package_shadow(self, package_arn: str) -> dict[str, Any] | None:
+        """How ``package_arn`` ran in shadow mode (its candidate model version), if it ever did."""
+        item = self.table.get_item(Key={"pk": f"PACKAGE#{package_arn}", "sk": "SHADOW"}).get("Item")
+        return dict(item) if item else None
+
+    # ------------------------------------------------------------------ shadow agreement per candidate
+    def add_shadow_window(
+        self,
+        version: str,
+        thing: str,
+        window_end: str,
+        counters: Mapping[str, int],
+        latency_p95_ms: float | None = None,
+        package_arn: str | None = None,
+    ) -> bool:
+        """Add one health window's counters to the device's totals for candidate ``version`` (one UpdateItem, ADD).
+
+        A window is added once: its end time must be later than the last one added (a QoS 1 redelivery or a Lambda
+        retry of the same message is refused by the condition and returns False)."""
+        names = {f"#c{i}": name for i, name in enumerate(counters)}
+        values: dict[str, Any] = {f":c{i}": int(v) for i, v in enumerate(counters.values())}
+        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        sets = ["#end = :end", "#updated = :now", "#windows = if_not_exists(#windows, :zero) + :one"]
+        names.update({"#end": "last_window_end", "#updated": "updated", "#windows": "windows"})
+        values.update({":end": window_end, ":now": utc_now(), ":zero": 0, ":one": 1})
+        if latency_p95_ms is not None:
+            sets.append("#p95 = :p95")
+            names["#p95"] = "last_latency_p95_ms"
+            values[":p95"] = str(latency_p95_ms)
+        if package_arn:
+            sets.append("#arn = :arn")
+            names["#arn"] = "model_package_arn"
+            values[":arn"] = package_arn
+        try:
+            self.table.update_item(
+                Key={"pk": f"SHADOW#{version}", "sk": f"DEVICE#{thing}"},
+                UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {add}" if add else ""),
+                ConditionExpression="attribute_not_exists(#end) OR #end < :end",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
+    def shadow_totals(self, version: str) -> dict[str, Any]:
+        """Candidate ``version``'s counters summed over every device that ran it, with each device's own."""
+        totals: dict[str, int] = {}
+        devices: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :dev)",
+            "ExpressionAttributeValues": {":pk": f"SHADOW#{version}", ":dev": "DEVICE#"},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                thing = str(item["sk"]).removeprefix("DEVICE#")
+                own = {k: int(v) for k, v in item.items() if k in SHADOW_COUNTERS}
+                devices[thing] = {
+                    **own,
+                    "last_window_end": item.get("last_window_end"),
+                    "last_latency_p95_ms": float(item["last_latency_p95_ms"])
+                    if item.get("last_latency_p95_ms")
+                    else None,
+                }
+                for k, v in own.items():
+                    totals[k] = totals.get(k, 0) + v
+            if not page.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return {"version": version, "totals": totals, "devices": devices}
 
     # ------------------------------------------------------------------
     def _delete_if(self, key: dict[str, str], **condition: Any) -> None:

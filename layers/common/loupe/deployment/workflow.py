@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from loupe import greengrass as gg_mod
 from loupe.deployment.clients import AwsClients
 from loupe.deployment.components import inference_component, publish_model_component
 from loupe.deployment.document import start_deployment
@@ -18,6 +19,7 @@ from loupe.deployment.outcomes import device_outcomes, job_outcomes, overall
 from loupe.deployment.packages import resolve
 from loupe.deployment.records import error_message, record
 from loupe.deployment.rollout import lock_and_decide
+from loupe.deployment.shadow import resolve_shadow
 from loupe.deployment.verification import verify
 from loupe.tasks import Task, TaskEnvelope, dispatch
 
@@ -31,26 +33,50 @@ def _thing_group(aws: AwsClients) -> str:
 
 
 def resolve_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    if (state.get("request") or {}).get("mode") == "shadow":  # production + the candidate beside it
+        return resolve_shadow(aws.sagemaker, aws.iot, aws.store, state, _thing_group(aws))
     return resolve(aws.sagemaker, aws.iot, state, _thing_group(aws))
 
 
 def verify_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
-    return {"verified": verify(aws.s3, state["package"])}
+    out = {"verified": verify(aws.s3, state["package"])}
+    if state.get("candidate"):
+        out["candidate_verified"] = verify(aws.s3, state["candidate"])
+    return out
 
 
 def publish_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     inference = inference_component(aws.greengrass, aws.settings)
     model = publish_model_component(aws.greengrass, aws.s3, state["package"], inference, aws.settings)
-    return {"model": model, "inference": inference}
+    out: dict[str, Any] = {"model": model, "inference": inference}
+    if state.get("candidate"):
+        candidate = publish_model_component(
+            aws.greengrass, aws.s3, state["candidate"], inference, aws.settings, gg_mod.SHADOW_COMPONENT
+        )
+        out["shadow"] = {"model": candidate, "every_nth_frame": aws.settings.shadow_every_nth_frame}
+    return out
 
 
 def lock_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
-    return lock_and_decide(aws.sagemaker, aws.store, state)
+    out = lock_and_decide(aws.sagemaker, aws.store, state)
+    if out.get("status") == "ready" and state.get("shadow"):
+        # from here on the candidate counts as the group's: a rejection arriving before CreateDeployment returns
+        # must find it and end it (its end_shadow run waits for this lock)
+        _mark_shadow(aws, state, "")
+    return out
+
+
+def _mark_shadow(aws: AwsClients, state: dict[str, Any], deployment_id: str) -> None:
+    served = str(state["shadow"]["model"].get("model_version") or state["candidate"]["version"])
+    aws.store.mark_shadow(_thing_group(aws), state["candidate"], served, deployment_id, state.get("run_id", ""))
 
 
 def deploy_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     out = start_deployment(aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]))
-    aws.store.mark_pending(_thing_group(aws), state["package"], out["deployment_id"], state.get("run_id", ""))
+    group, run_id = _thing_group(aws), state.get("run_id", "")
+    aws.store.mark_pending(group, state["package"], out["deployment_id"], run_id)
+    if state.get("shadow"):  # the candidate is on its way beside production, in this deployment
+        _mark_shadow(aws, state, out["deployment_id"])
     return {"deployment": out}
 
 

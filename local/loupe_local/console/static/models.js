@@ -193,6 +193,21 @@ function comparisonLine(c, champion) {
   return line;
 }
 
+// The package's agreement with production on the devices' frames while it ran beside it (shadow mode): not accuracy
+// (nobody labelled those frames), but where and how often the two models disagree.
+function fieldCell(field) {
+  if (!field || !field.frames) {
+    return el("td", { "data-field": "field-agreement" }, el("span", { class: "muted" }, field ? "no frame compared yet" : "not shadowed"));
+  }
+  const share = field.verdict_agreement === null ? "–" : `${(100 * field.verdict_agreement).toFixed(1)} %`;
+  return el(
+    "td",
+    { "data-field": "field-agreement", title: `model ${field.model_version} beside production, last window ${field.last_window_end || "–"}` },
+    `${share} of ${field.frames} frames · ${field.devices} devices`,
+    el("div", { class: "muted" }, `${field.false_alarms} false alarms · ${field.missed_defects} missed · ${field.errors} errors`),
+  );
+}
+
 async function refresh() {
   const data = await api("GET", "/api/models");
   document.getElementById("group").textContent = data.group;
@@ -226,6 +241,7 @@ async function refresh() {
       el("td", {}, fmt(mine, 4), spread ? el("span", { class: "muted" }, ` ${interval(spread.ci90, 3)}`) : ""),
       el("td", {}, ev && ev.champion && !ev.champion.present ? el("span", { class: "muted" }, "none compared") : fmt(champ, 4)),
       el("td", {}, gain === null ? "–" : signed(gain, 4), cmp && cmp.ci90 ? el("span", { class: "muted" }, ` ${interval(cmp.ci90, 3, true)}`) : ""),
+      fieldCell(p.field_agreement),
       actions,
     );
   });

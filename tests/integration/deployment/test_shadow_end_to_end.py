@@ -1,0 +1,255 @@
+"""Shadow mode end to end in the local AWS: the real ASL in moto's engine, the real handlers (model package events,
+deployment tasks, edge health, console API behind the local HTTP API and its JWT authorizer), two local core devices
+running the real inference component, MQTT on loopback.
+
+Production P (a detector that finds nothing) runs on the fleet. A package C that passed the gate (a detector that finds
+one confident box on every frame) is registered: its registration event alone deploys it beside P, every 5th frame
+(``ShadowEveryNthFrame``'s default). A package R the gate refused is registered too and is never shadowed. The devices'
+health windows add up in the deployments table; ``GET /models`` shows C's field agreement (no verdict agreed: P says
+OK and C says NG on every compared frame); the approver's approval writes those numbers into C's metadata, the
+deployment of C follows, and the shadow ends on the devices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.console_users import api, signed_in
+from support.deploy_packages import register_package, tiny_detector
+from support.fixture_models import box_detector
+from support.waiting import wait_for, wait_until
+
+from loupe.deployment.store import DeploymentsStore
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+FRAMES_PER_DEVICE = 10
+EVERY_NTH = 5  # the template's ShadowEveryNthFrame default
+PACKAGE_EVENT = "SageMaker Model Package State Change"
+
+
+@pytest.fixture(scope="module")
+def rt(local_aws: Any) -> Iterator[Any]:
+    """The session's local AWS with this module's DeploymentTimeoutSeconds, and a thing group holding only this
+    module's devices (members left by other modules are put back at the end)."""
+    sfn = local_aws.client("stepfunctions")
+    arn = local_aws.arn("EdgeDeploymentStateMachine")
+    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+    definition = json.loads(original)
+    definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(DEPLOYMENT_TIMEOUT)
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
+    iot, group = local_aws.client("iot"), local_aws.physical("FleetThingGroup")
+    members = iot.list_things_in_thing_group(thingGroupName=group)["things"]
+    for thing in members:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+    try:
+        yield local_aws
+    finally:
+        sfn.update_state_machine(stateMachineArn=arn, definition=original)
+        for thing in members:
+            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+
+
+@pytest.fixture(scope="module")
+def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[str], dict[str, Any]]]:
+    from loupe_local.devices import DeviceFleet
+
+    tag = uuid.uuid4().hex[:6]
+    fleet = DeviceFleet.from_runtime(
+        rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=f"loupe-device-sh{tag}"
+    )
+    inference = fleet.publish_components(rt.physical("ArtifactBucket"))
+    # each device's own setting (a local overlay, as a factory sets it): a health message every second
+    overlay = tmp_path_factory.mktemp("shadow-overlay") / "overlay.json"
+    overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}))
+    names = fleet.names(2)
+    try:
+        for name in names:
+            fleet.start_device(name, extra_args=["--overlay", str(overlay)])
+        fleet.wait_registered(names)
+        yield fleet, names, inference
+    finally:
+        fleet.stop()
+
+
+# ------------------------------------------------------------------ helpers
+def store(rt: Any) -> DeploymentsStore:
+    import boto3
+
+    resource = boto3.resource(
+        "dynamodb",
+        endpoint_url=rt.endpoint,
+        region_name=rt.region,
+        aws_access_key_id=rt.credentials.access_key_id,
+        aws_secret_access_key=rt.credentials.secret_access_key,
+    )
+    return DeploymentsStore(resource.Table(rt.physical("DeploymentsTable")))
+
+
+def finished_run(rt: Any, package_arn: str, mode: str, timeout: float = 180) -> dict[str, Any]:
+    """The workflow run started for ``package_arn`` in ``mode`` (its input names them), once it has finished."""
+    sfn = rt.client("stepfunctions")
+    machine = rt.arn("EdgeDeploymentStateMachine")
+
+    def done() -> dict[str, Any] | None:
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            described = sfn.describe_execution(executionArn=e["executionArn"])
+            asked = json.loads(described.get("input") or "{}")
+            if asked.get("mode") == mode and package_arn in (asked.get("package_arn"), asked.get("ended")):
+                return described if described["status"] != "RUNNING" else None
+        return None
+
+    return wait_for(done, timeout, f"the finished {mode} run of {package_arn}", interval=0.5)
+
+
+def runs_naming(rt: Any, package_arn: str) -> list[str]:
+    sfn = rt.client("stepfunctions")
+    out = []
+    for e in sfn.list_executions(stateMachineArn=rt.arn("EdgeDeploymentStateMachine"))["executions"]:
+        if package_arn in (sfn.describe_execution(executionArn=e["executionArn"]).get("input") or ""):
+            out.append(e["name"])
+    return out
+
+
+def registered(rt: Any, package_arn: str) -> None:
+    """The registration event SageMaker sends for a new package (the pipelines stand-in sends it for the pipeline's
+    RegisterModel steps; these packages are registered by the test, so it plays that part)."""
+    desc = rt.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+    desc.pop("ResponseMetadata", None)
+    rt.emit_event("aws.sagemaker", PACKAGE_EVENT, json.loads(json.dumps(desc, default=str)), [package_arn])
+
+
+def device_components(rt: Any, thing: str) -> dict[str, Any]:
+    from loupe_local.devices import device_root
+
+    return json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())["components"]
+
+
+def feed(rt: Any, thing: str, name: str) -> None:
+    from PIL import Image
+
+    from loupe_local.devices import device_root
+
+    frames = device_root(rt.state_dir, thing) / "frames"
+    tmp = frames.parent / f".{name}"
+    Image.new("RGB", (64, 48), (120, 110, 100)).save(tmp, format="PNG")
+    tmp.replace(frames / name)
+
+
+# ------------------------------------------------------------------ the scenario
+def test_a_gate_passing_package_is_shadowed_its_agreement_shown_and_recorded_at_approval(
+    rt: Any, fleet: tuple[Any, list[str], dict[str, Any]]
+) -> None:
+    _, things, _ = fleet
+    sm, table = rt.client("sagemaker"), store(rt)
+    group = rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+
+    # production: P approved and deployed through the workflow
+    prod = register_package(rt, onnx_bytes=tiny_detector(anchors=8), model_version=f"prod-{tag}")
+    sm.update_model_package(ModelPackageArn=prod["arn"], ModelApprovalStatus="Approved")
+    run = finished_run(rt, prod["arn"], "approved")
+    assert run["status"] == "SUCCEEDED", run.get("output") or run.get("cause")
+    assert table.current_target(group)["package_arn"] == prod["arn"]
+
+    # R refused by the gate, C passed: both registered, only C goes out, by its registration event alone
+    refused = register_package(
+        rt, model_version=f"refused-{tag}", metadata={"gate": "refused", "gate_refusal": "test mAP50 below bar"}
+    )
+    cand = register_package(
+        rt, onnx_bytes=box_detector(0.9), model_version=f"cand-{tag}", metadata={"gate": "passed", "test_map50": "0.8"}
+    )
+    events_fn = rt.invoker.find(rt.physical("ModelPackageEventsFunction"))
+    delivered = events_fn.invocations
+    registered(rt, refused["arn"])
+    registered(rt, cand["arn"])
+    run = finished_run(rt, cand["arn"], "shadow")
+    out = json.loads(run["output"])
+    assert run["status"] == "SUCCEEDED", out
+    assert out["summary"]["outcome"] == "COMPLETED" and out["summary"]["mode"] == "shadow"
+    assert out["package"]["arn"] == prod["arn"]  # production re-sent as it was
+    assert out["summary"]["candidate"]["model_version"] == f"cand-{tag}"
+    assert out["summary"]["candidate"]["every_nth_frame"] == EVERY_NTH
+    # the sentinel: a synchronous delivery returns after both registration events were handled
+    assert wait_until(lambda: events_fn.invocations >= delivered + 2, 30)
+    rt.invoke(
+        "ModelPackageEventsFunction", json.loads((REPO / "events" / "aws_model_package_state_change.json").read_text())
+    )
+    assert runs_naming(rt, refused["arn"]) == []  # the refused package was never shadowed
+    for thing in things:
+        components = device_components(rt, thing)
+        assert components["com.loupe.model"]["config"]["modelVersion"] == f"prod-{tag}"
+        assert components["com.loupe.shadow"]["config"]["modelVersion"] == f"cand-{tag}"
+        shadow = components["com.loupe.inference"]["config"]["settings"]["shadow"]
+        assert shadow["enabled"] is True and shadow["modelVersion"] == f"cand-{tag}"
+        assert shadow["everyNthFrame"] == EVERY_NTH
+
+    # the devices run it: production decides every result, the candidate sees every 5th frame
+    for thing in things:
+        for i in range(FRAMES_PER_DEVICE):
+            feed(rt, thing, f"f{i:02d}-{tag}.png")
+    compared = 2 * FRAMES_PER_DEVICE // EVERY_NTH
+
+    def counted() -> dict[str, Any] | None:
+        summary = table.shadow_totals(f"cand-{tag}")
+        return summary if summary["totals"].get("production_frames", 0) >= 2 * FRAMES_PER_DEVICE else None
+
+    totals = wait_for(counted, 90, "both devices' shadow windows in the deployments table")["totals"]
+    assert totals["frames"] == compared and totals["verdict_ok_ng"] == compared and totals["errors"] == 0
+
+    # the registry shows the field agreement beside the gate's numbers
+    approver = signed_in(rt, "approvers")
+    base = next(s for s in rt.standins if type(s).__name__ == "HttpApis").urls["ConsoleApi"]
+    status, _, listed = api(f"{base}/models", token=approver["id"])
+    assert status == 200, listed
+    shown = next(p for p in listed["packages"] if p["arn"] == cand["arn"])
+    field = shown["field_agreement"]
+    assert shown["gate"]["test_map50"] == "0.8"
+    assert field["devices"] == 2 and field["frames"] == compared and field["verdict_agreement"] == 0.0
+    assert field["false_alarms"] == compared and field["missed_defects"] == 0
+    assert next(p for p in listed["packages"] if p["arn"] == prod["arn"])["field_agreement"] is None
+
+    # approval: the metadata keeps what the approver saw, production switches, the shadow ends
+    version = cand["arn"].rsplit("/", 1)[-1]
+    status, _, body = api(
+        f"{base}/models/{version}/approval", "POST", approver["id"], {"decision": "Approved", "reason": "field ok"}
+    )
+    assert status == 200, body
+    meta = sm.describe_model_package(ModelPackageName=cand["arn"])["CustomerMetadataProperties"]
+    assert meta["field_shadow_frames"] == str(compared) and meta["field_shadow_devices"] == "2"
+    assert meta["field_verdict_agreement"] == "0.0000" and meta["field_false_alarms"] == str(compared)
+    assert meta["package_sha256"] and meta["gate"] == "passed"  # the registered digests and the gate stay
+    run = finished_run(rt, cand["arn"], "approved")
+    assert run["status"] == "SUCCEEDED", run.get("output") or run.get("cause")
+    assert table.current_target(group)["package_arn"] == cand["arn"]
+    assert table.shadow_target(group) is None
+    for thing in things:
+        components = device_components(rt, thing)
+        assert components["com.loupe.model"]["config"]["modelVersion"] == f"cand-{tag}"
+        assert "com.loupe.shadow" not in components
+        assert not (components["com.loupe.inference"]["config"]["settings"].get("shadow") or {}).get("enabled")
+
+
+def test_an_update_that_sets_some_metadata_keys_keeps_the_others(local_aws: Any) -> None:
+    """UpdateModelPackage adds the keys it is given and removes only ``CustomerMetadataPropertiesToRemove`` (the
+    local registry follows that; moto alone replaced the whole map and lost the registered digests)."""
+    package = register_package(local_aws, model_version=f"meta-{uuid.uuid4().hex[:6]}", metadata={"gate": "passed"})
+    sm = local_aws.client("sagemaker")
+    sm.update_model_package(  # as a decision does: status, description and the new keys in one call
+        ModelPackageArn=package["arn"],
+        ModelApprovalStatus="PendingManualApproval",
+        ApprovalDescription="looked at it, not decided",
+        CustomerMetadataProperties={"field_shadow_frames": "12"},
+        CustomerMetadataPropertiesToRemove=["gate"],
+    )
+    meta = sm.describe_model_package(ModelPackageName=package["arn"])["CustomerMetadataProperties"]
+    assert meta["field_shadow_frames"] == "12" and "gate" not in meta
+    assert meta["package_sha256"] == hashlib.sha256(package["archive"]).hexdigest()
