@@ -1,0 +1,281 @@
+"""The local IAM resolver on the calls the stack makes, and every template role against one call it makes.
+
+Needs policy_sentry (the `local` extra); skipped where it is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("policy_sentry")
+
+from support.iam_template import ACCOUNT, REGION, name_of, role_policies  # noqa: E402
+
+from loupe_local.iam.evaluate import Request, evaluate_all  # noqa: E402
+from loupe_local.iam.requests import UnresolvedRequest, base_context, resolve  # noqa: E402
+
+A = ACCOUNT
+R = REGION
+
+
+def pairs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(a.action, a.resource) for a in resolve(service, operation, params, region=R, account=A)]
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "params", "expected"),
+    [
+        ("s3", "GetObject", {"Bucket": "b", "Key": "raw/x.jpg"}, [("s3:GetObject", "arn:aws:s3:::b/raw/x.jpg")]),
+        ("s3", "PutObject", {"Bucket": "b", "Key": "a/b"}, [("s3:PutObject", "arn:aws:s3:::b/a/b")]),
+        ("s3", "HeadObject", {"Bucket": "b", "Key": "k"}, [("s3:GetObject", "arn:aws:s3:::b/k")]),
+        ("s3", "ListObjectsV2", {"Bucket": "b", "Prefix": "p/"}, [("s3:ListBucket", "arn:aws:s3:::b")]),
+        ("s3", "UploadPart", {"Bucket": "b", "Key": "k", "UploadId": "u"}, [("s3:PutObject", "arn:aws:s3:::b/k")]),
+        (
+            "s3",
+            "CopyObject",
+            {"Bucket": "d", "Key": "k2", "CopySource": "s/k%201"},
+            [("s3:GetObject", "arn:aws:s3:::s/k 1"), ("s3:PutObject", "arn:aws:s3:::d/k2")],
+        ),
+        (
+            "dynamodb",
+            "GetItem",
+            {"TableName": "t", "Key": {}},
+            [("dynamodb:GetItem", f"arn:aws:dynamodb:{R}:{A}:table/t")],
+        ),
+        ("dynamodb", "UpdateItem", {"TableName": "t"}, [("dynamodb:UpdateItem", f"arn:aws:dynamodb:{R}:{A}:table/t")]),
+        ("dynamodb", "Query", {"TableName": "t"}, [("dynamodb:Query", f"arn:aws:dynamodb:{R}:{A}:table/t")]),
+        (
+            "dynamodb",
+            "Query",
+            {"TableName": "t", "IndexName": "by-device"},
+            [("dynamodb:Query", f"arn:aws:dynamodb:{R}:{A}:table/t/index/by-device")],
+        ),
+        (
+            "dynamodb",
+            "BatchWriteItem",
+            {"RequestItems": {"t2": [], "t1": []}},
+            [
+                ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/t1"),
+                ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/t2"),
+            ],
+        ),
+        (
+            "states",
+            "StartExecution",
+            {"stateMachineArn": f"arn:aws:states:{R}:{A}:stateMachine:sm", "input": "{}"},
+            [("states:StartExecution", f"arn:aws:states:{R}:{A}:stateMachine:sm")],
+        ),
+        ("states", "SendTaskSuccess", {"taskToken": "t", "output": "{}"}, [("states:SendTaskSuccess", "*")]),
+        (
+            "sagemaker",
+            "CreateModelPackage",
+            {"ModelPackageGroupName": "loupe-models"},
+            [("sagemaker:CreateModelPackage", f"arn:aws:sagemaker:{R}:{A}:model-package-group/loupe-models")],
+        ),
+        (
+            "sagemaker",
+            "UpdateModelPackage",
+            {"ModelPackageArn": f"arn:aws:sagemaker:{R}:{A}:model-package/loupe-models/3"},
+            [("sagemaker:UpdateModelPackage", f"arn:aws:sagemaker:{R}:{A}:model-package/loupe-models/3")],
+        ),
+        ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "g"}, [("sagemaker:ListModelPackages", "*")]),
+        (
+            "greengrassv2",
+            "CreateDeployment",
+            {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/fleet", "components": {}},
+            [("greengrass:CreateDeployment", "*")],
+        ),
+        (
+            "iot-data",
+            "Publish",
+            {"topic": "loupe/dev-1/x"},
+            [("iot:Publish", f"arn:aws:iot:{R}:{A}:topic/loupe/dev-1/x")],
+        ),
+        (
+            "sns",
+            "Publish",
+            {"TopicArn": f"arn:aws:sns:{R}:{A}:notify", "Message": "m"},
+            [("sns:Publish", f"arn:aws:sns:{R}:{A}:notify")],
+        ),
+        (
+            "events",
+            "PutEvents",
+            {"Entries": [{"Source": "loupe"}, {"Source": "loupe", "EventBusName": "other"}]},
+            [
+                ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/default"),
+                ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/other"),
+            ],
+        ),
+        ("lambda", "Invoke", {"FunctionName": "f"}, [("lambda:InvokeFunction", f"arn:aws:lambda:{R}:{A}:function:f")]),
+        (
+            "lambda",
+            "Invoke",
+            {"FunctionName": f"arn:aws:lambda:{R}:{A}:function:f", "Qualifier": "live"},
+            [("lambda:InvokeFunction", f"arn:aws:lambda:{R}:{A}:function:f:live")],
+        ),
+        (
+            "sqs",
+            "SendMessage",
+            {"QueueUrl": f"http://127.0.0.1:4566/{A}/dlq", "MessageBody": "x"},
+            [("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:dlq")],
+        ),
+        ("monitoring", "PutMetricData", {"Namespace": "Loupe"}, [("cloudwatch:PutMetricData", "*")]),
+    ],
+)
+def test_calls_the_stack_makes_resolve_to_their_documented_action_and_resource(
+    service: str, operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert pairs(service, operation, params) == expected
+
+
+def test_service_condition_keys_named_like_an_input_member_enter_the_context() -> None:
+    (auth,) = resolve("monitoring", "PutMetricData", {"Namespace": "Loupe"}, region=R, account=A)
+    assert auth.context["cloudwatch:namespace"] == "Loupe"
+    (listing,) = resolve("s3", "ListObjectsV2", {"Bucket": "b", "Prefix": "p/"}, region=R, account=A)
+    assert listing.context["s3:prefix"] == "p/"
+
+
+def test_a_required_resource_the_input_does_not_name_is_an_error_not_a_star() -> None:
+    with pytest.raises(UnresolvedRequest, match="sns:Publish requires resource type"):
+        resolve("sns", "Publish", {"Message": "no topic"}, region=R, account=A)
+
+
+def test_an_operation_with_no_iam_action_is_an_error_naming_it() -> None:
+    with pytest.raises(UnresolvedRequest, match="s3:NoSuchOperation"):
+        resolve("s3", "NoSuchOperation", {}, region=R, account=A)
+
+
+# ------------------------------------------------------------------ the template's roles
+
+SM = f"arn:aws:states:{R}:{A}:stateMachine"
+QUEUE = f"https://sqs.{R}.amazonaws.com/{A}"
+
+# role -> one call it makes (service, operation, input, extra context)
+KNOWN_CALLS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+    "SageMakerExecutionRole": (
+        "sagemaker",
+        "CreateModelPackage",
+        {"ModelPackageGroupName": "loupe-models", "ModelApprovalStatus": "PendingManualApproval"},
+        {},
+    ),
+    "GreengrassTokenExchangeRole": (
+        "s3",
+        "PutObject",
+        {"Bucket": name_of("RawBucket"), "Key": "raw/feedback/dev-1/f.jpg"},
+        {"credentials-iot:ThingName": "dev-1"},
+    ),
+    "IotRuleErrorRole": ("sqs", "SendMessage", {"QueueUrl": f"{QUEUE}/{name_of('IotErrorQueue')}"}, {}),
+    "IngestImageFunctionRole": ("events", "PutEvents", {"Entries": [{"Source": "loupe.ingest"}]}, {}),
+    "LabelingTriggerFunctionRole": (
+        "states",
+        "StartExecution",
+        {"stateMachineArn": f"{SM}:{name_of('LabelingStateMachine')}"},
+        {},
+    ),
+    "LabelingTasksFunctionRole": ("sagemaker", "CreateLabelingJob", {"LabelingJobName": "loupe-batch-1"}, {}),
+    "LabelingCallbackFunctionRole": ("states", "SendTaskSuccess", {"taskToken": "t", "output": "{}"}, {}),
+    "PipelineEventsFunctionRole": ("sns", "Publish", {"TopicArn": f"arn:aws:sns:{R}:{A}:{name_of('NotifyTopic')}"}, {}),
+    "TrainingCodePublisherRole": (
+        "s3",
+        "PutObject",
+        {"Bucket": name_of("ArtifactBucket"), "Key": "code/training/abc.tar.gz"},
+        {},
+    ),
+    "ModelPackageEventsFunctionRole": ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "loupe-models"}, {}),
+    "DeploymentTasksFunctionRole": (
+        "greengrassv2",
+        "CreateDeployment",
+        {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/loupe-fleet"},
+        {},
+    ),
+    "FeedbackFunctionRole": (
+        "dynamodb",
+        "UpdateItem",
+        {"TableName": name_of("LedgerTable"), "Key": {"pk": {"S": "IMAGE#1"}}},
+        {},
+    ),
+    "EdgeHealthFunctionRole": (
+        "dynamodb",
+        "PutItem",
+        {"TableName": name_of("DeploymentsTable"), "Item": {"pk": {"S": "DEVICE#dev-1"}}},
+        {"dynamodb:LeadingKeys": ["DEVICE#dev-1"]},  # resolved from the key schema in stage 2
+    ),
+    "ConsoleApiFunctionRole": (
+        "sagemaker",
+        "UpdateModelPackage",
+        {"ModelPackageArn": f"arn:aws:sagemaker:{R}:{A}:model-package/loupe-models/3"},
+        {},
+    ),
+    "LabelingStateMachineRole": ("lambda", "Invoke", {"FunctionName": name_of("LabelingTasksFunction")}, {}),
+    "TrainingStateMachineRole": ("sagemaker", "StartPipelineExecution", {"PipelineName": "loupe-training"}, {}),
+    "TrainingStateMachineRetrainRole": (
+        "states",
+        "StartExecution",
+        {"stateMachineArn": f"{SM}:{name_of('TrainingStateMachine')}"},
+        {},
+    ),
+    "EdgeDeploymentStateMachineRole": (
+        "lambda",
+        "Invoke",
+        {"FunctionName": f"arn:aws:lambda:{R}:{A}:function:{name_of('DeploymentTasksFunction')}"},
+        {},
+    ),
+}
+
+
+def decide(role: str, service: str, operation: str, params: dict[str, Any], extra: dict[str, Any]) -> str:
+    principal = f"arn:aws:sts::{A}:assumed-role/{name_of(role)}/session"
+    context = {**base_context(principal, A, R), **extra}
+    auths = resolve(service, operation, params, region=R, account=A, context=context)
+    return evaluate_all(role_policies()[role], [Request(a.action, a.resource, a.context) for a in auths]).decision
+
+
+def test_every_role_of_the_template_has_a_known_call() -> None:
+    assert set(KNOWN_CALLS) == set(role_policies())
+
+
+@pytest.mark.parametrize("role", sorted(KNOWN_CALLS))
+def test_each_template_role_is_allowed_a_call_it_makes(role: str) -> None:
+    assert decide(role, *KNOWN_CALLS[role]) == "Allow"
+
+
+@pytest.mark.parametrize(
+    ("role", "call"),
+    [
+        # a device writes feedback only under its own thing name (the ${credentials-iot:ThingName} variable)
+        (
+            "GreengrassTokenExchangeRole",
+            (
+                "s3",
+                "PutObject",
+                {"Bucket": name_of("RawBucket"), "Key": "raw/feedback/dev-2/f.jpg"},
+                {"credentials-iot:ThingName": "dev-1"},
+            ),
+        ),
+        # EdgeHealth writes only DEVICE# partitions of the deployments table
+        (
+            "EdgeHealthFunctionRole",
+            (
+                "dynamodb",
+                "PutItem",
+                {"TableName": name_of("DeploymentsTable")},
+                {"dynamodb:LeadingKeys": ["MODEL#m1"]},
+            ),
+        ),
+        # the console approves packages of its group, it cannot create them
+        ("ConsoleApiFunctionRole", ("sagemaker", "CreateModelPackage", {"ModelPackageGroupName": "loupe-models"}, {})),
+        # the callback function cannot start executions
+        (
+            "LabelingCallbackFunctionRole",
+            ("states", "StartExecution", {"stateMachineArn": f"{SM}:{name_of('TrainingStateMachine')}"}, {}),
+        ),
+        # the labeling state machine invokes its own task function only
+        ("LabelingStateMachineRole", ("lambda", "Invoke", {"FunctionName": name_of("DeploymentTasksFunction")}, {})),
+    ],
+)
+def test_template_roles_are_denied_calls_outside_their_grant(
+    role: str, call: tuple[str, str, dict[str, Any], dict[str, Any]]
+) -> None:
+    assert decide(role, *call) == "ImplicitDeny"
