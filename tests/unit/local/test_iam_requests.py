@@ -14,7 +14,7 @@ pytest.importorskip("policy_sentry")
 from support.iam_template import ACCOUNT, REGION, name_of, role_policies  # noqa: E402
 
 from loupe_local.iam.evaluate import Request, evaluate_all  # noqa: E402
-from loupe_local.iam.requests import UnresolvedRequest, base_context, resolve  # noqa: E402
+from loupe_local.iam.requests import ACTION_SUPPLEMENT, UnresolvedRequest, _service, base_context, resolve  # noqa: E402
 
 A = ACCOUNT
 R = REGION
@@ -128,6 +128,19 @@ def test_calls_the_stack_makes_resolve_to_their_documented_action_and_resource(
     service: str, operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
     assert pairs(service, operation, params) == expected
+
+
+def test_the_supplement_holds_only_what_the_data_cannot_resolve() -> None:
+    for (prefix, operation), privilege in ACTION_SUPPLEMENT.items():
+        privileges = _service(prefix)["privileges"]
+        assert privilege in privileges, f"{prefix}:{privilege} is no IAM action"
+        assert operation not in privileges, f"{prefix}:{operation} is now an action: drop it from the supplement"
+        links = [
+            n
+            for n, s in privileges.items()
+            if (s.get("api_documentation_link") or "").endswith(f"API_{operation}.html")
+        ]
+        assert not links, f"{prefix}:{operation} now resolves by documentation link to {links}: drop it"
 
 
 def test_service_condition_keys_named_like_an_input_member_enter_the_context() -> None:
