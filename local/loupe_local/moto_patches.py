@@ -28,7 +28,8 @@ every origin with ``Access-Control-Allow-Origin: *``, which lets any web page re
 
 Besides the patches, the other internals the local runtime uses are reached only through this module:
 ``server_app()`` (moto's WSGI app, which the gateway wraps) and ``render_input_template()`` (EventBridge's
-InputTransformer, for the router's Lambda and Step Functions targets).
+InputTransformer, for the router's Lambda and Step Functions targets) and ``parse_request()`` (moto's request
+router and protocol parsers: which operation an HTTP request calls, with its input, for the local IAM resolver).
 """
 
 from __future__ import annotations
@@ -103,6 +104,38 @@ def render_input_template(input_template: str | None, input_paths_map: dict[str,
         input_paths_map=input_paths_map,
         event=event,  # type: ignore[arg-type]  # an event as EventBridge delivers it
     )
+
+
+def parse_request(service: str, method: str, url: str, headers: Any, body: bytes | None) -> tuple[str, dict[str, Any]]:
+    """(operation name, input) of an HTTP request to ``service`` (a botocore service name), parsed by moto's
+    router and its protocol parser as moto's own responses do. Raises ``LookupError`` when no operation matches."""
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.request import Request, determine_request_protocol
+    from moto.core.routing import RestRouter, get_router_class, get_service_router
+    from moto.core.utils import get_service_model
+    from werkzeug.exceptions import HTTPException
+
+    request = Request.from_primitives(method, url, dict(headers), body)
+    model = get_service_model(service)
+    protocol = determine_request_protocol(model, request.content_type)
+    try:
+        if get_router_class(model.service_name, protocol) is None and protocol.startswith("rest"):
+            operation, uri_params = RestRouter(model).match(request)  # e.g. sagemaker-featurestore-runtime
+        else:
+            operation, uri_params = get_service_router(service).match(request)
+    except HTTPException as exc:
+        raise LookupError(f"{service}: {method} {url} matches no operation") from exc
+    parsed = PROTOCOL_PARSERS[protocol](operation).parse(
+        {
+            "method": request.method,
+            "values": request.values,
+            "headers": request.headers,
+            "body": request.data,
+            "url_path": request.path,
+            "url_params": uri_params,
+        }
+    )
+    return operation.name, dict(parsed)
 
 
 def apply() -> None:

@@ -143,6 +143,84 @@ def test_the_supplement_holds_only_what_the_data_cannot_resolve() -> None:
         assert not links, f"{prefix}:{operation} now resolves by documentation link to {links}: drop it"
 
 
+WIRE_CALLS = [
+    ("s3", "head_object", {"Bucket": "b", "Key": "a/b.jpg"}, [("s3:GetObject", "arn:aws:s3:::b/a/b.jpg")]),
+    ("s3", "list_objects_v2", {"Bucket": "b", "Prefix": "p/"}, [("s3:ListBucket", "arn:aws:s3:::b")]),
+    ("s3", "create_multipart_upload", {"Bucket": "b", "Key": "k"}, [("s3:PutObject", "arn:aws:s3:::b/k")]),
+    (
+        "lambda",
+        "invoke",
+        {"FunctionName": "fn", "Payload": b"{}"},
+        [("lambda:InvokeFunction", f"arn:aws:lambda:{R}:{A}:function:fn")],
+    ),
+    (
+        "dynamodb",
+        "put_item",
+        {"TableName": "T", "Item": {"pk": {"S": "DEVICE#1"}}},
+        [("dynamodb:PutItem", f"arn:aws:dynamodb:{R}:{A}:table/T")],
+    ),
+    ("stepfunctions", "send_task_success", {"taskToken": "x", "output": "{}"}, [("states:SendTaskSuccess", "*")]),
+    (
+        "greengrassv2",
+        "create_deployment",
+        {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/g"},
+        [("greengrass:CreateDeployment", "*")],
+    ),
+    (
+        "iot",
+        "list_thing_groups_for_thing",
+        {"thingName": "t1"},
+        [("iot:ListThingGroupsForThing", f"arn:aws:iot:{R}:{A}:thing/t1")],
+    ),
+    (
+        "sns",
+        "publish",
+        {"TopicArn": f"arn:aws:sns:{R}:{A}:t", "Message": "m"},
+        [("sns:Publish", f"arn:aws:sns:{R}:{A}:t")],
+    ),
+    (
+        "sagemaker-featurestore-runtime",
+        "put_record",
+        {"FeatureGroupName": "fg", "Record": [{"FeatureName": "a", "ValueAsString": "1"}]},
+        [("sagemaker:PutRecord", f"arn:aws:sagemaker:{R}:{A}:feature-group/fg")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "params", "expected"), WIRE_CALLS)
+def test_requests_as_botocore_sends_them_parse_and_resolve(
+    service: str, method: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    import botocore.session
+
+    from loupe_local.moto_patches import parse_request
+
+    sent: list[Any] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(request)
+        raise _Stop
+
+    client = botocore.session.get_session().create_client(
+        service,
+        region_name=R,
+        endpoint_url="http://127.0.0.1:1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    )
+    client.meta.events.register("before-send", capture)
+    with pytest.raises(_Stop):
+        getattr(client, method)(**params)
+    (request,) = sent
+    operation, parsed = parse_request(service, request.method, request.url, request.headers, request.body)
+    assert operation == client.meta.method_to_api_mapping[method]
+    assert [(a.action, a.resource) for a in resolve(service, operation, parsed, region=R, account=A)] == expected
+
+
+class _Stop(Exception):
+    pass
+
+
 def test_service_condition_keys_named_like_an_input_member_enter_the_context() -> None:
     (auth,) = resolve("monitoring", "PutMetricData", {"Namespace": "Loupe"}, region=R, account=A)
     assert auth.context["cloudwatch:namespace"] == "Loupe"
