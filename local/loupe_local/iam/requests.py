@@ -274,7 +274,33 @@ def _dynamodb_batch(action: str) -> Special:
     return resolve
 
 
+def _greengrass_component_version(params: Mapping[str, Any], region: str, account: str) -> list[tuple[str, str]]:
+    # AWS IoT Greengrass V2 API Reference, "CreateComponentVersion": the component's name is inside the recipe
+    # (inlineRecipe, JSON or YAML, ComponentName) or lambdaFunction.componentName; the Service Authorization
+    # Reference authorizes the call on the component ARN (components:<name>).
+    import json
+
+    import yaml
+
+    name: Any = (params.get("lambdaFunction") or {}).get("componentName")
+    recipe = params.get("inlineRecipe")
+    if name is None and recipe is not None:
+        text = recipe.decode() if isinstance(recipe, bytes) else str(recipe)
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise UnresolvedRequest(f"greengrass:CreateComponentVersion: the recipe does not parse: {exc}") from exc
+        name = doc.get("ComponentName") if isinstance(doc, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise UnresolvedRequest("greengrass:CreateComponentVersion: the request names no component")
+    return [("greengrass:CreateComponentVersion", f"arn:aws:greengrass:{region}:{account}:components:{name}")]
+
+
 _SPECIAL: dict[tuple[str, str], Special] = {
+    ("greengrass", "CreateComponentVersion"): _greengrass_component_version,
     ("sqs", "SendMessage"): _sqs("SendMessage"),
     ("sqs", "SendMessageBatch"): _sqs("SendMessage"),
     ("sqs", "ReceiveMessage"): _sqs("ReceiveMessage"),

@@ -18,6 +18,7 @@ from loupe_local.iam.requests import ACTION_SUPPLEMENT, UnresolvedRequest, _serv
 
 A = ACCOUNT
 R = REGION
+SMK = f"arn:aws:sagemaker:{R}:{A}"
 
 
 def pairs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -122,6 +123,51 @@ def pairs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
             [("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:dlq")],
         ),
         ("monitoring", "PutMetricData", {"Namespace": "Loupe"}, [("cloudwatch:PutMetricData", "*")]),
+        ("s3", "GetBucketLocation", {"Bucket": "b"}, [("s3:GetBucketLocation", "arn:aws:s3:::b")]),
+        (
+            "sagemaker",
+            "DescribeLabelingJob",
+            {"LabelingJobName": "j"},
+            [("sagemaker:DescribeLabelingJob", f"{SMK}:labeling-job/j")],
+        ),
+        (
+            "sagemaker",
+            "ListPipelineExecutionSteps",
+            {"PipelineExecutionArn": f"{SMK}:pipeline/p/execution/e1"},
+            [("sagemaker:ListPipelineExecutionSteps", f"{SMK}:pipeline/p/execution/e1")],
+        ),
+        (
+            "sagemaker-featurestore-runtime",
+            "PutRecord",
+            {"FeatureGroupName": "fg"},
+            [("sagemaker:PutRecord", f"{SMK}:feature-group/fg")],
+        ),
+        ("iot", "DescribeJob", {"jobId": "j"}, [("iot:DescribeJob", f"arn:aws:iot:{R}:{A}:job/j")]),
+        (
+            "iot",
+            "DescribeThingGroup",
+            {"thingGroupName": "g"},
+            [("iot:DescribeThingGroup", f"arn:aws:iot:{R}:{A}:thinggroup/g")],
+        ),
+        (
+            "greengrassv2",
+            "ListEffectiveDeployments",
+            {"coreDeviceThingName": "dev-1"},
+            [("greengrass:ListEffectiveDeployments", f"arn:aws:greengrass:{R}:{A}:coreDevices:dev-1")],
+        ),
+        (
+            "greengrassv2",
+            "CreateComponentVersion",
+            {"inlineRecipe": b"ComponentName: com.loupe.inference\nComponentVersion: 1.0.0\n"},
+            [("greengrass:CreateComponentVersion", f"arn:aws:greengrass:{R}:{A}:components:com.loupe.inference")],
+        ),
+        (
+            "logs",
+            "PutLogEvents",
+            {"logGroupName": "/aws/sagemaker/x", "logStreamName": "s"},
+            [("logs:PutLogEvents", f"arn:aws:logs:{R}:{A}:log-group:/aws/sagemaker/x:log-stream:s")],
+        ),
+        ("sts", "GetCallerIdentity", {}, [("sts:GetCallerIdentity", "*")]),
     ],
 )
 def test_calls_the_stack_makes_resolve_to_their_documented_action_and_resource(
@@ -233,6 +279,11 @@ def test_a_required_resource_the_input_does_not_name_is_an_error_not_a_star() ->
         resolve("sns", "Publish", {"Message": "no topic"}, region=R, account=A)
 
 
+def test_a_component_version_whose_recipe_names_no_component_is_refused_with_the_reason() -> None:
+    with pytest.raises(UnresolvedRequest, match="names no component"):
+        resolve("greengrassv2", "CreateComponentVersion", {"inlineRecipe": b"{}"}, region=R, account=A)
+
+
 def test_an_operation_with_no_iam_action_is_an_error_naming_it() -> None:
     with pytest.raises(UnresolvedRequest, match="s3:NoSuchOperation"):
         resolve("s3", "NoSuchOperation", {}, region=R, account=A)
@@ -282,8 +333,8 @@ KNOWN_CALLS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "ModelPackageEventsFunctionRole": ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "loupe-models"}, {}),
     "DeploymentTasksFunctionRole": (
         "greengrassv2",
-        "CreateDeployment",
-        {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/loupe-fleet"},
+        "CreateComponentVersion",
+        {"inlineRecipe": b'{"ComponentName": "com.loupe.inference", "ComponentVersion": "1.2.0"}'},
         {},
     ),
     "FeedbackFunctionRole": (
@@ -393,6 +444,16 @@ def test_each_template_role_is_allowed_a_call_it_makes(role: str) -> None:
         (
             "LabelingCallbackFunctionRole",
             ("states", "StartExecution", {"stateMachineArn": f"{SM}:{name_of('TrainingStateMachine')}"}, {}),
+        ),
+        # the deployment tasks publish only com.loupe.* components
+        (
+            "DeploymentTasksFunctionRole",
+            (
+                "greengrassv2",
+                "CreateComponentVersion",
+                {"inlineRecipe": b'{"ComponentName": "aws.greengrass.Nucleus"}'},
+                {},
+            ),
         ),
         # the labeling state machine invokes its own task function only
         ("LabelingStateMachineRole", ("lambda", "Invoke", {"FunctionName": name_of("DeploymentTasksFunction")}, {})),
