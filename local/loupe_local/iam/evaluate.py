@@ -73,12 +73,16 @@ def arn_match(pattern: str, arn: str) -> bool:
 _POLICY_VAR = re.compile(r"\$\{([^}]+)\}")
 
 
-def substitute(pattern: str, context: Mapping[str, ContextValue]) -> str | None:
+def substitute(pattern: str, context: Mapping[str, ContextValue], variables: bool = True) -> str | None:
     """Policy variables in Resource and condition values ("IAM policy elements: Variables and tags").
 
     ``${*}``, ``${?}`` and ``${$}`` stand for the literal characters; ``${key, 'default'}`` takes the default when
     the key is missing. A missing key without a default makes the element not match (``None``).
+    ``variables=False`` (a policy without ``"Version": "2012-10-17"``): ``${...}`` is literal text ("IAM JSON
+    policy elements: Version": version 2008-10-17 does not support policy variables).
     """
+    if not variables:
+        return pattern
     missing = False
 
     def repl(match: re.Match[str]) -> str:
@@ -153,17 +157,19 @@ def _num(value: str) -> float:
         raise PolicyError(f"not a number: {value!r}") from exc
 
 
-def _single(base: str, policy_value: str, value: str, context: Mapping[str, ContextValue]) -> bool:
+def _single(
+    base: str, policy_value: str, value: str, context: Mapping[str, ContextValue], variables: bool = True
+) -> bool:
     """One request value against one policy value, for the positive form of ``base``."""
     if base in ("StringEquals", "StringNotEquals"):
         return value == policy_value
     if base in ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"):
         return value.lower() == policy_value.lower()
     if base in ("StringLike", "StringNotLike"):
-        sub = substitute(policy_value, context)
+        sub = substitute(policy_value, context, variables)
         return sub is not None and _literal_aware_match(sub, value)
     if base in ("ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike"):
-        sub = substitute(policy_value, context)
+        sub = substitute(policy_value, context, variables)
         return sub is not None and _literal_aware_match(sub, value, arn=True)
     if base == "Bool":
         return value.lower() == policy_value.lower()
@@ -221,7 +227,9 @@ def _values(raw: Any) -> list[str]:
     return [_as_str(v) for v in (raw if isinstance(raw, list) else [raw])]
 
 
-def _condition_holds(operator: str, key: str, policy_values: list[str], context: Mapping[str, ContextValue]) -> bool:
+def _condition_holds(
+    operator: str, key: str, policy_values: list[str], context: Mapping[str, ContextValue], variables: bool = True
+) -> bool:
     qualifier, base, if_exists = parse_operator(operator)
     present = _lookup(context, key)
     if base == "Null":
@@ -238,7 +246,7 @@ def _condition_holds(operator: str, key: str, policy_values: list[str], context:
     negated = base in _NEGATED
 
     def matches(value: str) -> bool:
-        hit = any(_single(base, pv, value, context) for pv in policy_values)
+        hit = any(_single(base, pv, value, context, variables) for pv in policy_values)
         return not hit if negated else hit
 
     if qualifier == "ForAllValues":
@@ -249,12 +257,12 @@ def _condition_holds(operator: str, key: str, policy_values: list[str], context:
     return any(matches(v) for v in request_values)
 
 
-def conditions_hold(condition: Mapping[str, Any], context: Mapping[str, ContextValue]) -> bool:
+def conditions_hold(condition: Mapping[str, Any], context: Mapping[str, ContextValue], variables: bool = True) -> bool:
     for operator, keys in condition.items():
         if not isinstance(keys, Mapping):
             raise PolicyError(f"condition operator {operator!r} must map keys to values")
         for key, raw in keys.items():
-            if not _condition_holds(operator, key, _values(raw), context):
+            if not _condition_holds(operator, key, _values(raw), context, variables):
                 return False
     return True
 
@@ -277,9 +285,10 @@ class Statement:
     resources: tuple[str, ...]
     not_resources: tuple[str, ...]
     condition: Mapping[str, Any]
+    variables: bool = True  # policy variables are substituted only in "Version": "2012-10-17" policies
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], label: str) -> Statement:
+    def parse(cls, raw: Mapping[str, Any], label: str, variables: bool = True) -> Statement:
         effect = raw.get("Effect")
         if effect not in ("Allow", "Deny"):
             raise PolicyError(f"{label}: Effect must be Allow or Deny, got {effect!r}")
@@ -298,6 +307,7 @@ class Statement:
             tuple(_as_list(raw.get("Resource"))),
             tuple(_as_list(raw.get("NotResource"))),
             condition,
+            variables,
         )
 
     def _action_matches(self, action: str) -> bool:
@@ -307,7 +317,7 @@ class Statement:
 
     def _resource_matches(self, resource: str, context: Mapping[str, ContextValue]) -> bool:
         def hit(pattern: str) -> bool:
-            sub = substitute(pattern, context)
+            sub = substitute(pattern, context, self.variables)
             return sub is not None and _literal_aware_match(sub, resource, arn=True)
 
         if self.resources:
@@ -318,7 +328,7 @@ class Statement:
         return (
             self._action_matches(request.action)
             and self._resource_matches(request.resource, request.context)
-            and conditions_hold(self.condition, request.context)
+            and conditions_hold(self.condition, request.context, self.variables)
         )
 
 
@@ -333,9 +343,10 @@ class Policy:
         if raw is None:
             raise PolicyError(f"{name}: no Statement")
         items = [raw] if isinstance(raw, Mapping) else list(raw)
+        variables = document.get("Version") == "2012-10-17"
         return cls(
             name,
-            tuple(Statement.parse(s, f"{name}#{s.get('Sid') or i}") for i, s in enumerate(items)),
+            tuple(Statement.parse(s, f"{name}#{s.get('Sid') or i}", variables) for i, s in enumerate(items)),
         )
 
 

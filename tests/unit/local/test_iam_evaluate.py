@@ -193,6 +193,15 @@ def test_policy_variables_in_resources() -> None:
     assert decide(star, "s3:GetObject", f"{BUCKET}/literalX") == "ImplicitDeny"
 
 
+def test_policy_variables_are_literal_text_in_a_policy_without_the_2012_version() -> None:
+    statement = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{BUCKET}/raw/${{aws:username}}/*"}
+    old = Policy.parse("old", {"Statement": [statement]})  # no Version: 2008-10-17
+    ctx = {"aws:username": "alice"}
+    assert decide(old, "s3:PutObject", f"{BUCKET}/raw/alice/a", **ctx) == "ImplicitDeny"
+    assert decide(old, "s3:PutObject", f"{BUCKET}/raw/${{aws:username}}/a", **ctx) == "Allow"
+    assert decide(policy(statement), "s3:PutObject", f"{BUCKET}/raw/alice/a", **ctx) == "Allow"
+
+
 @pytest.mark.parametrize("operator", ["StringEqualz", "IpAddress", "ForSomeValues:StringLike", "NullIfExists"])
 def test_an_unknown_operator_is_an_error_naming_it_never_an_allow(operator: str) -> None:
     with pytest.raises(PolicyError, match=operator.split(":")[0]):
