@@ -326,6 +326,50 @@ def _context_keys(prefix: str, privilege: str, params: Mapping[str, Any]) -> dic
     return out
 
 
+# Actions the service performs with the caller's permissions, per the Service Authorization Reference's
+# "Dependent actions" column: AWS IoT Greengrass V2 creates and watches an AWS IoT job for the target thing
+# (group) and its shadows, so CreateDeployment also needs these (AWS IoT Greengrass V2 Developer Guide,
+# "Create deployments": "the IAM permissions ... iot:CreateJob ..."). Only the pairs listed here are emitted:
+# other dependent actions (e.g. sagemaker:AddTags) apply only when the input asks for them.
+DEPENDENT: dict[tuple[str, str], tuple[str, ...]] = {
+    ("greengrass", "CreateDeployment"): (
+        "iot:CreateJob",
+        "iot:DescribeJob",
+        "iot:UpdateJob",
+        "iot:CancelJob",
+        "iot:DescribeThingGroup",
+        "iot:DescribeThing",
+        "iot:GetThingShadow",
+        "iot:UpdateThingShadow",
+        "iot:DeleteThingShadow",
+    ),
+}
+
+
+def _dependent(
+    prefix: str, privilege: str, params: Mapping[str, Any], region: str, account: str
+) -> list[tuple[str, str]]:
+    """(action, resource) of the dependent actions: the action's first resource type filled from the input, or its
+    ARN format with the unknown parts as ``*`` (granted only where a statement covers every such resource), plus any
+    other resource type the input names (the deployment's target thing group)."""
+    fixed = {"Partition": "aws", "Region": region, "Account": account}
+    out: list[tuple[str, str]] = []
+    for dependent in DEPENDENT.get((prefix, privilege), ()):
+        dprefix, dname = dependent.split(":", 1)
+        data = _service(dprefix)
+        types = [t for t in data["privileges"][dname]["resource_types"] if t]
+        for i, rtype in enumerate(types):
+            fmt = data["resources"][rtype]["arn"]
+            arn = fill(fmt, params, dprefix, region, account)
+            if arn is None and i == 0:
+                arn = _PLACEHOLDER.sub(lambda m: fixed.get(m.group(1), "*"), fmt)
+            if arn is not None:
+                out.append((dependent, arn))
+        if not types:
+            out.append((dependent, "*"))
+    return out
+
+
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 
 
@@ -405,4 +449,5 @@ def resolve(
     ]
     passed = {**base, "iam:PassedToService": f"{prefix}.amazonaws.com"}
     out.extend(Authorization("iam:PassRole", role, passed) for role in _passed_roles(prefix, privilege, params))
+    out.extend(Authorization(a, r, base) for a, r in _dependent(prefix, privilege, params, region, account))
     return out

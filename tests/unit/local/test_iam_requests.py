@@ -83,12 +83,6 @@ def pairs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
         ),
         ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "g"}, [("sagemaker:ListModelPackages", "*")]),
         (
-            "greengrassv2",
-            "CreateDeployment",
-            {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/fleet", "components": {}},
-            [("greengrass:CreateDeployment", "*")],
-        ),
-        (
             "iot-data",
             "Publish",
             {"topic": "loupe/dev-1/x"},
@@ -208,9 +202,9 @@ WIRE_CALLS = [
     ("stepfunctions", "send_task_success", {"taskToken": "x", "output": "{}"}, [("states:SendTaskSuccess", "*")]),
     (
         "greengrassv2",
-        "create_deployment",
-        {"targetArn": f"arn:aws:iot:{R}:{A}:thinggroup/g"},
-        [("greengrass:CreateDeployment", "*")],
+        "get_deployment",
+        {"deploymentId": "d-1"},
+        [("greengrass:GetDeployment", f"arn:aws:greengrass:{R}:{A}:deployments:d-1")],
     ),
     (
         "iot",
@@ -391,6 +385,24 @@ def test_a_call_that_passes_a_role_needs_pass_role_to_that_service() -> None:
     assert decide("LabelingTasksFunctionRole", "sagemaker", "CreateLabelingJob", job, {}) == "Allow"
     other = {**job, "RoleArn": f"arn:aws:iam::{A}:role/{name_of('IotRuleErrorRole')}"}
     assert decide("LabelingTasksFunctionRole", "sagemaker", "CreateLabelingJob", other, {}) == "ImplicitDeny"
+
+
+def test_a_deployment_needs_the_iot_job_and_shadow_actions_on_its_target() -> None:
+    group = f"arn:aws:iot:{R}:{A}:thinggroup/fleet"
+    got = pairs("greengrassv2", "CreateDeployment", {"targetArn": group, "components": {}})
+    assert got[0] == ("greengrass:CreateDeployment", "*")
+    assert ("iot:CreateJob", f"arn:aws:iot:{R}:{A}:job/*") in got
+    assert ("iot:CreateJob", group) in got
+    assert ("iot:DescribeThingGroup", group) in got
+    assert ("iot:GetThingShadow", f"arn:aws:iot:{R}:{A}:thing/*") in got
+
+
+def test_the_deployment_tasks_deploy_only_to_the_fleet_thing_group() -> None:
+    fleet = f"arn:aws:iot:{R}:{A}:thinggroup/loupe-edge-fleet"
+    role = "DeploymentTasksFunctionRole"
+    assert decide(role, "greengrassv2", "CreateDeployment", {"targetArn": fleet}, {}) == "Allow"
+    other = f"arn:aws:iot:{R}:{A}:thinggroup/someone-elses-devices"
+    assert decide(role, "greengrassv2", "CreateDeployment", {"targetArn": other}, {}) == "ImplicitDeny"
 
 
 def test_leading_keys_come_from_the_partition_key_of_the_item() -> None:
