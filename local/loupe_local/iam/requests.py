@@ -153,7 +153,12 @@ def fill(fmt: str, params: Mapping[str, Any], prefix: str, region: str, account:
     """The resource ARN for one ARN format, or None when a placeholder has no value in the input."""
     fixed = {"Partition": "aws", "Region": region, "Account": account}
     regex, names = _arn_regex(fmt)
-    for text in _strings(params):
+    # Only members that name the resource may supply its ARN: top-level ``...Arn`` members and the members named
+    # like a placeholder (FunctionName, ModelPackageName given as an ARN). An ARN inside free-form input (S3
+    # Metadata, tags, message attributes) is caller data and must never choose the resource being authorized.
+    candidates = [v for k, v in params.items() if isinstance(v, str) and k.lower().endswith("arn")]
+    candidates += [v for n in names if n not in fixed and (v := _member(params, n, prefix)) is not None]
+    for text in candidates:
         if text.startswith("arn:") and regex.fullmatch(text):
             return text
     values: dict[str, str] = {}

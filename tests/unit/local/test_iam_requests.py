@@ -261,6 +261,18 @@ class _Stop(Exception):
     pass
 
 
+def test_an_arn_inside_free_form_input_never_chooses_the_resource() -> None:
+    quarantine = f"arn:aws:s3:::{name_of('RawBucket')}/quarantine/x.jpg"
+    put = {"Bucket": name_of("ArtifactBucket"), "Key": "models/evil.onnx", "Metadata": {"source": quarantine}}
+    assert pairs("s3", "PutObject", put) == [
+        ("s3:PutObject", f"arn:aws:s3:::{name_of('ArtifactBucket')}/models/evil.onnx")
+    ]
+    assert decide("IngestImageFunctionRole", "s3", "PutObject", put, {}) == "ImplicitDeny"
+    topic = f"arn:aws:sns:{R}:{A}:{name_of('NotifyTopic')}"
+    publish = {"TargetArn": f"arn:aws:sns:{R}:{A}:other", "MessageAttributes": {"a": {"StringValue": topic}}}
+    assert pairs("sns", "Publish", publish) == [("sns:Publish", f"arn:aws:sns:{R}:{A}:other")]
+
+
 def test_service_condition_keys_named_like_an_input_member_enter_the_context() -> None:
     (auth,) = resolve("monitoring", "PutMetricData", {"Namespace": "Loupe"}, region=R, account=A)
     assert auth.context["cloudwatch:namespace"] == "Loupe"
