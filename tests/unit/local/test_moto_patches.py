@@ -309,3 +309,71 @@ def test_render_input_template_uses_motos_event_template_parser() -> None:
         '{"bucket": "<bucket>", "key": "<key>"}', {"bucket": "$.detail.bucket", "key": "$.detail.key"}, event
     )
     assert rendered == {"bucket": "b", "key": "k"}
+
+
+def _sent(service: str, method: str, params: dict) -> object:
+    import botocore.session
+
+    sent: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(request: object, **_: object) -> None:
+        sent.append(request)
+        raise Stop
+
+    client = botocore.session.get_session().create_client(
+        service,
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    client.meta.events.register("before-send", capture)
+    with pytest.raises(Stop):
+        getattr(client, method)(**params)
+    return sent[0]
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "params", "operation", "member", "value"),
+    [
+        ("s3", "head_object", {"Bucket": "b", "Key": "raw/a b.jpg"}, "HeadObject", "Key", "raw/a b.jpg"),
+        ("dynamodb", "get_item", {"TableName": "T", "Key": {"pk": {"S": "x"}}}, "GetItem", "TableName", "T"),
+        (
+            "sns",
+            "publish",
+            {"TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "m"},
+            "Publish",
+            "TopicArn",
+            "arn:aws:sns:us-east-1:1:t",
+        ),
+        ("greengrassv2", "get_deployment", {"deploymentId": "d-1"}, "GetDeployment", "deploymentId", "d-1"),
+        (
+            "sagemaker-featurestore-runtime",
+            "put_record",
+            {"FeatureGroupName": "fg", "Record": [{"FeatureName": "a", "ValueAsString": "1"}]},
+            "PutRecord",
+            "FeatureGroupName",
+            "fg",
+        ),
+    ],
+)
+def test_parse_request_names_the_operation_and_its_input(
+    service: str, method: str, params: dict, operation: str, member: str, value: str
+) -> None:
+    request = _sent(service, method, params)
+    name, parsed = moto_patches.parse_request(
+        service,
+        request.method,
+        request.url,
+        request.headers,
+        request.body,  # type: ignore[attr-defined]
+    )
+    assert (name, parsed[member]) == (operation, value)
+
+
+def test_parse_request_refuses_a_request_that_matches_no_operation() -> None:
+    with pytest.raises(LookupError, match="matches no operation"):
+        moto_patches.parse_request("greengrassv2", "PATCH", "http://127.0.0.1:1/nothing/here", {}, b"")
