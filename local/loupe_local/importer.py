@@ -301,15 +301,7 @@ def _cmd(args: argparse.Namespace) -> int:
     )
     state: dict[str, Any] = {}
     if not (raw and artifacts and table):
-        state_path = Path(args.state) if args.state else state_mod.state_file()
-        if state_path.is_dir():
-            state_path = state_path / "local.json"
-        if not state_path.is_file():
-            raise SystemExit(
-                f"{state_path} not found: start the local AWS (`loupe local up --detach`) or pass "
-                "--raw-bucket, --artifact-bucket and --ledger-table"
-            )
-        state = json.loads(state_path.read_text())
+        state, state_path = state_mod.load_at(args.state, "or pass --raw-bucket, --artifact-bucket and --ledger-table")
         raw = raw or state_mod.physical(state, "RawBucket")
         artifacts = artifacts or state_mod.physical(state, "ArtifactBucket")
         table = table or state_mod.physical(state, "LedgerTable")

@@ -66,15 +66,7 @@ def _target(args: argparse.Namespace) -> tuple[Any, str, Path | None]:
     from loupe_local import state as state_mod
     from loupe_local.local_auth import RunCredentials
 
-    state_path = Path(args.state) if args.state else state_mod.state_file()
-    if state_path.is_dir():
-        state_path = state_path / "local.json"
-    if not state_path.is_file():
-        raise SystemExit(
-            f"{state_path} not found: start the local AWS (`loupe local up --detach`), or name the cloud stack "
-            "with --stack NAME (or --user-pool-id)"
-        )
-    state = json.loads(state_path.read_text())
+    state, state_path = state_mod.load_at(args.state, "or name the cloud stack with --stack NAME (or --user-pool-id)")
     creds = RunCredentials.from_state(state)
     session = boto3.Session(
         aws_access_key_id=creds.access_key_id,

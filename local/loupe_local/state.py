@@ -25,6 +25,17 @@ def load(root: Path | None = None) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def load_at(path: str | Path | None, otherwise: str) -> tuple[dict[str, Any], Path]:
+    """The state at a CLI's ``--state`` (local.json or its folder; default: this folder's), with the file's path.
+    Absent: ``SystemExit`` naming the file, how to start the local AWS, and ``otherwise`` (the command's other way)."""
+    state_path = Path(path) if path else state_file()
+    if state_path.is_dir():
+        state_path = state_path / "local.json"
+    if not state_path.is_file():
+        raise SystemExit(f"{state_path} not found: start the local AWS (`loupe local up --detach`), {otherwise}")
+    return json.loads(state_path.read_text()), state_path
+
+
 def write(data: dict[str, Any], root: Path | None = None) -> Path:
     """local.json holds the run's secret credential: owner-only (the folder 0700, the file 0600)."""
     from loupe_local.local_auth import write_private
