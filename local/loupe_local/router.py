@@ -85,6 +85,9 @@ class Router:
         self.async_age_scale = 1 / 60
         self.async_results: list[dict[str, Any]] = []
         self._async_pool = threading.BoundedSemaphore(8)
+        # (role ARN, service) -> a client signing as that role's session, or None (then the run's client): a
+        # target's RoleArn is the role EventBridge uses to call it (eb-use-identity-based.html)
+        self.client_as: Callable[[str, str], Any] | None = None
 
     # ------------------------------------------------------------------ EventBridge targets
     def target_input(self, target: dict[str, Any], event: dict[str, Any]) -> Any:
@@ -100,6 +103,11 @@ class Router:
             return json.loads(text) if isinstance(text, str) else text
         return event
 
+    def _target_client(self, target: dict[str, Any], service: str) -> Any:
+        role = target.get("RoleArn")
+        client = self.client_as(role, service) if role and self.client_as is not None else None
+        return client if client is not None else self.client(service)
+
     def deliver(self, target: dict[str, Any], event: dict[str, Any], rule: str | None = None) -> None:
         """Deliver one event to one rule target. A Lambda target is an asynchronous invoke
         (with-eventbridge.html): once Lambda accepted it, a handler error is the function's business (its
@@ -114,7 +122,9 @@ class Router:
         for attempt in range(attempts):
             try:
                 if ":states:" in arn:
-                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+                    self._target_client(target, "stepfunctions").start_execution(
+                        stateMachineArn=arn, input=json.dumps(payload)
+                    )
                     self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
                 else:
                     request_id = self.invoke_async(arn, payload)
