@@ -123,6 +123,25 @@ def test_a_call_outside_the_role_is_a_would_deny_in_audit_and_refused_in_enforce
     assert "is not in thing group" in out["rejected"]  # its own calls are within its grant: not refused
 
 
+def test_a_stand_in_operation_is_checked_before_the_stand_in_answers(audited: Any) -> None:
+    """The Ground Truth stand-in answers in the gateway, not in moto: its operations are authorized first."""
+    session = audited.function_session(FUNCTION)
+    sagemaker = as_session(audited, session, "sagemaker")
+    job = f"loupe-iam-{uuid.uuid4().hex[:8]}"
+    seen = len(usage(audited))
+    with pytest.raises(ClientError) as audit_answer:
+        sagemaker.describe_labeling_job(LabelingJobName=job)
+    assert audit_answer.value.response["Error"]["Code"] != "AccessDeniedException"  # audit: the stand-in answered
+    (record,) = [r for r in usage(audited)[seen:] if r["action"] == "sagemaker:DescribeLabelingJob"]
+    assert record["decision"] == "ImplicitDeny"
+    assert record["resources"] == [f"arn:aws:sagemaker:{audited.region}:123456789012:labeling-job/{job}"]
+    audited.set_iam("enforce")
+    with pytest.raises(ClientError) as refused:
+        sagemaker.describe_labeling_job(LabelingJobName=job)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "sagemaker:DescribeLabelingJob" in refused.value.response["Error"]["Message"]
+
+
 def test_the_report_lists_used_denied_and_unused_grants_per_role(audited: Any) -> None:
     session = audited.function_session(FUNCTION)
     audited.invoke(FUNCTION, health_of(f"loupe-device-iam-{uuid.uuid4().hex[:6]}"))
