@@ -92,6 +92,7 @@ def _unused_lines(policies: Mapping[str, Mapping[str, Any]], used: set[str]) -> 
                 more = f", ... ({len(unused)} in all)" if len(unused) > 6 else ""
                 lines.append(f"{name.removeprefix(MANAGED)} (AWS managed): unused {', '.join(unused[:6])}{more}")
             continue
+        exact: list[str] = []
         for grant in grants:
             if grant.startswith("NotAction:"):
                 lines.append(f"{name}: {grant} (not expanded)")
@@ -101,11 +102,13 @@ def _unused_lines(policies: Mapping[str, Mapping[str, Any]], used: set[str]) -> 
             if not missing:
                 continue
             if len(expanded) == 1:
-                lines.append(f"{name}: {missing[0]}")
+                exact.append(missing[0])
             elif len(missing) <= _LIST_LIMIT:
                 lines.append(f"{name}: {grant}: {len(missing)} of {len(expanded)} unused ({', '.join(missing)})")
             else:
                 lines.append(f"{name}: {grant}: {len(missing)} of {len(expanded)} unused")
+        if exact:
+            lines.append(f"{name}: {', '.join(exact)}")
     return lines
 
 

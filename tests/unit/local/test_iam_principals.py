@@ -97,7 +97,8 @@ def test_the_report_shows_used_denied_and_unused_grants(tmp_path: Path) -> None:
     from loupe_local.iam.report import build, print_report
 
     roles = RolePolicies()
-    grant = {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject*", "dynamodb:PutItem"], "Resource": "*"}]}
+    actions = ["s3:GetObject*", "dynamodb:PutItem", "dynamodb:Query"]
+    grant = {"Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
     roles.add("loupe-FnRole", ROLE, "inline", grant)
     roles.add("loupe-OtherRole", ROLE + "2", "inline", grant)
     roles.write(tmp_path / "iam-roles.json")
@@ -124,7 +125,7 @@ def test_the_report_shows_used_denied_and_unused_grants(tmp_path: Path) -> None:
     mine = reports["loupe-FnRole"]
     assert (mine.used["s3:GetObject"].calls, len(mine.used["s3:GetObject"].resources)) == (2, 2)
     assert mine.would_deny == 1
-    assert "inline: dynamodb:PutItem" in mine.unused
+    assert "inline: dynamodb:PutItem, dynamodb:Query" in mine.unused
     # the wildcard grant is expanded from the Service Authorization Reference data: GetObject is used, its
     # siblings (GetObjectAcl, GetObjectTagging, ...) are not
     (wild,) = [line for line in mine.unused if line.startswith("inline: s3:GetObject*")]
