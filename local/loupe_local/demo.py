@@ -105,6 +105,10 @@ def _cmd(args: argparse.Namespace) -> int:
     print(json.dumps({k: summary[k] for k in ("wall_seconds", "models", "devices")}, indent=2, default=str))
     for note in summary.get("notes") or []:  # a model the gate refused and the demo approved anyway
         print(f"loupe demo: note: {note}")
+    if (cfg.out / "state" / "iam-usage.jsonl").is_file():  # LOUPE_LOCAL_IAM=audit|enforce: least privilege, measured
+        from loupe_local.iam.report import print_report
+
+        print_report(cfg.out / "state")
     # a refused gate is the loop working (the person approved anyway, and the report says so): only a loop that did
     # not reach its end is a failure
     return 0 if summary["result"] != "incomplete" else 1
