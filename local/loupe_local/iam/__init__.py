@@ -1,7 +1,8 @@
 """Local IAM (issue 19): request resolution and identity-policy evaluation for the embedded local AWS.
 
-Stage 1 only: nothing here is wired into the gateway yet. ``mode()`` reads ``LOUPE_LOCAL_IAM`` (off, audit or
-enforce; default off) so later stages share one switch. See README.md in this folder.
+``mode()`` reads ``LOUPE_LOCAL_IAM`` (off, audit or enforce; default off), the switch ``LocalRuntime`` follows:
+with ``audit``/``enforce`` the stack's functions, state machines and EventBridge role targets act with their own
+role sessions (``principals``) and the gateway checks and records their calls (``audit``). See README.md here.
 """
 
 from __future__ import annotations
