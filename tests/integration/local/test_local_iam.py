@@ -16,9 +16,11 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import boto3
 import pytest
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -171,6 +173,35 @@ def test_iam_report_strict_exits_non_zero_on_a_would_deny(audited: Any, tmp_path
         + "\n"
     )
     assert main(["local", "iam-report", "--state", str(tmp_path), "--strict"]) == 0
+
+
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+def test_a_url_presigned_by_a_role_session_carries_its_token_and_is_checked(
+    audited: Any, signature_version: str
+) -> None:
+    session = audited.function_session(FUNCTION)
+    s3 = boto3.Session(region_name=audited.region, **session.boto_kwargs()).client(
+        "s3", endpoint_url=audited.endpoint, config=Config(signature_version=signature_version)
+    )
+    bucket = audited.physical("RawBucket")
+    key = f"quarantine/device-messages/health/loupe-device-iam/{uuid.uuid4().hex}.json"
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
+    assert "security-token" in url.lower()
+    seen = len(usage(audited))
+    http = urllib3.PoolManager()
+    answer = http.request("PUT", url, body=b"{}", timeout=15)
+    assert answer.status == 200, answer.data
+    (record,) = [r for r in usage(audited)[seen:] if r["principal"] == session.arn]
+    assert (record["action"], record["resources"], record["decision"]) == (
+        "s3:PutObject",
+        [f"arn:aws:s3:::{bucket}/{key}"],
+        "Allow",
+    )
+    parts = urlsplit(url)
+    query = [(k, "forged" if k.lower() == "x-amz-security-token" else v) for k, v in parse_qsl(parts.query)]
+    forged = urlunsplit(parts._replace(query=urlencode(query)))
+    assert "forged" in forged
+    assert http.request("PUT", forged, body=b"{}", timeout=15).status in (400, 403)
 
 
 def test_a_session_key_needs_its_token_and_expires(audited: Any) -> None:
