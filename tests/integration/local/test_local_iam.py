@@ -23,6 +23,7 @@ import pytest
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.waiting import wait_until
 
 from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.iam.principals import RoleSession
@@ -123,6 +124,39 @@ def test_a_call_outside_the_role_is_a_would_deny_in_audit_and_refused_in_enforce
     assert ddb_refused.value.response["Error"]["Code"] == "AccessDeniedException"
     out = audited.invoke(FUNCTION, health_of(f"loupe-device-iam-{uuid.uuid4().hex[:6]}"))
     assert "is not in thing group" in out["rejected"]  # its own calls are within its grant: not refused
+
+
+def test_a_state_machines_service_calls_are_made_as_its_role(audited: Any) -> None:
+    """The ASL engine signs a state's calls with the state machine's role session (its RoleArn)."""
+    sfn = audited.client("stepfunctions")
+    role = audited.arn("LabelingStateMachineRole")
+    prefix = f"loupe-iam-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "StartAt": "List",
+        "States": {
+            "List": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:sqs:listQueues",
+                "Parameters": {"QueueNamePrefix": prefix},
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(name=prefix, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+    seen = len(usage(audited))
+
+    def run() -> str:
+        execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        assert wait_until(lambda: sfn.describe_execution(executionArn=execution)["status"] != "RUNNING", timeout=60)
+        return sfn.describe_execution(executionArn=execution)["status"]
+
+    assert run() == "SUCCEEDED"  # audit: recorded, answered
+    (record,) = [r for r in usage(audited)[seen:] if r["action"] == "sqs:ListQueues"]
+    assert record["principal"] == audited.role_session(role).arn
+    assert record["role"] == role.rsplit("/", 1)[-1]
+    assert record["decision"] == "ImplicitDeny"  # the labeling workflow's role is not granted ListQueues
+    audited.set_iam("enforce")
+    assert run() == "FAILED"
 
 
 def test_a_stand_in_operation_is_checked_before_the_stand_in_answers(audited: Any) -> None:
