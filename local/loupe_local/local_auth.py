@@ -355,7 +355,7 @@ class Gatekeeper:
     def _check_presigned_v2(self, environ: dict[str, Any], query: dict[str, list[str]]) -> Refusal | None:
         """An S3 URL presigned with Signature Version 2 (what boto3 still makes for S3 unless told ``s3v4``:
         AmazonS3/latest/userguide/RESTAuthentication.html, "Query string request authentication")."""
-        token = (query.get("x-amz-security-token") or query.get("X-Amz-Security-Token") or [None])[0]
+        token = (query.get("x-amz-security-token") or query.get("X-Amz-Security-Token") or [""])[0] or None
         signer = self._signer({"access_key": query["AWSAccessKeyId"][0], "service": "s3"}, token, environ)
         if isinstance(signer, Refusal):
             return signer
