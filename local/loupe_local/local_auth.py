@@ -17,6 +17,11 @@ moto refuses, before any service sees the request:
   AmazonS3/latest/API/sig-v4-authenticating-requests.html, and IAM's "Create a signed AWS API request",
   IAM/latest/UserGuide/create-signed-request.html.
 
+With ``LOUPE_LOCAL_IAM`` audit or enforce, the stack's principals (functions, state machines) sign with their own
+role sessions, minted from moto's STS (``loupe_local.iam.principals``): the gatekeeper also accepts those keys, each
+with its own session token (``X-Amz-Security-Token``) and until it expires (``ExpiredToken``), and hands the session
+to the gateway's IAM check (``loupe_local.iam.audit``).
+
 One exception to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
 ``openid-configuration``), which Cognito serves to anyone, unsigned ("Verifying a JSON Web Token", Cognito
 Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
