@@ -325,7 +325,7 @@ class LocalRuntime:
         if mode == "off":
             self._gateway.auditor = None
             for fn in self.invoker.functions.values():
-                fn.role_env = None
+                self._give_role(fn, None)
             moto_patches.set_engine_role_credentials(None)
             self.router.client_as = None
             return
@@ -337,9 +337,18 @@ class LocalRuntime:
         )
         for fn in self.invoker.functions.values():
             session = self._function_sessions.get(fn.logical_id)
-            fn.role_env = session.env() if session else None
+            self._give_role(fn, session.env() if session else None)
         moto_patches.set_engine_role_credentials(self._engine_role_credentials)
         self.router.client_as = self.client_as
+
+    @staticmethod
+    def _give_role(fn: RegisteredFunction, role_env: dict[str, str] | None) -> None:
+        """Run ``fn`` with ``role_env`` from its next invocation. Its handler holds clients made with the credential
+        of its first invocation, so a change of credential starts a fresh execution environment (the module is
+        imported again), as Lambda does after a function's configuration changes."""
+        if fn.role_env != role_env:
+            fn.role_env = role_env
+            fn.module = None
 
     def client_as(self, role_arn: str, service: str) -> Any:
         """A client of the local AWS signing as ``role_arn``'s session (None when no principal acts with it)."""

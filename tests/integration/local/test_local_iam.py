@@ -71,6 +71,10 @@ def role_name(rt: Any) -> str:
 
 def test_a_handler_runs_under_its_own_role_and_its_calls_are_recorded_as_allowed(audited: Any) -> None:
     thing = f"loupe-device-iam-{uuid.uuid4().hex[:6]}"  # not in the fleet: the handler looks it up, then keeps it aside
+    # a warm handler made its clients with the run's key while IAM was off: after the switch it runs as its role
+    audited.set_iam("off")
+    audited.invoke(FUNCTION, health_of(thing))
+    audited.set_iam("audit")
     seen = len(usage(audited))
     out = audited.invoke(FUNCTION, health_of(thing))
     assert "is not in thing group" in out["rejected"]
