@@ -228,10 +228,15 @@ class Router:
         except Exception:  # no EventInvokeConfig: Lambda's defaults
             config = {}
         try:
-            dlq = (lam.get_function_configuration(FunctionName=name).get("DeadLetterConfig") or {}).get("TargetArn")
+            function = lam.get_function_configuration(FunctionName=name)
         except Exception:
-            dlq = None
+            function = {}
+        dlq = (function.get("DeadLetterConfig") or {}).get("TargetArn")
         return {
+            # Lambda sends to the on-failure destination and the dead-letter queue with the function's execution
+            # role (Lambda Developer Guide, "Capturing records of Lambda asynchronous invocations": the execution
+            # role needs the permission; "Dead-letter queues": sqs:SendMessage / sns:Publish on the role)
+            "role": function.get("Role"),
             "retries": int(config.get("MaximumRetryAttempts", 2)),
             "max_age": int(config.get("MaximumEventAgeInSeconds", 6 * 3600)),
             "on_failure": ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
@@ -290,7 +295,7 @@ class Router:
         destination = config["on_failure"]
         try:
             if destination:
-                self._send(destination, json.dumps(record, default=str))
+                self._send(destination, json.dumps(record, default=str), role=config.get("role"))
                 return destination
             if config["dlq"]:
                 attributes = {
@@ -298,7 +303,7 @@ class Router:
                     "ErrorCode": "200",
                     "ErrorMessage": str(error.get("errorMessage", ""))[:256] or "Unhandled",
                 }
-                self._send(config["dlq"], json.dumps(payload, default=str), attributes)
+                self._send(config["dlq"], json.dumps(payload, default=str), attributes, role=config.get("role"))
                 return config["dlq"]
         except Exception:
             log.exception("could not deliver the failed invocation of %s to %s", record["requestContext"], destination)
@@ -306,11 +311,14 @@ class Router:
         log.warning("async invocation %s failed and has no destination", record["requestContext"])
         return None
 
-    def _send(self, arn: str, body: str, attributes: dict[str, str] | None = None) -> None:
+    def _send(self, arn: str, body: str, attributes: dict[str, str] | None = None, role: str | None = None) -> None:
+        """Send to a destination (``role``: the role whose session sends it, when IAM is checked)."""
         service = arn.split(":")[2]
+        as_role = {"RoleArn": role} if role else {}
         if service == "sqs":
-            sqs = self.client("sqs")
-            url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            sqs = self._target_client(as_role, "sqs")
+            # the queue's URL is the service's own business (Lambda is given the ARN): looked up as the account
+            url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
             extra = {}
             if attributes:
                 extra["MessageAttributes"] = {
@@ -318,11 +326,11 @@ class Router:
                 }
             sqs.send_message(QueueUrl=url, MessageBody=body, **extra)
         elif service == "sns":
-            self.client("sns").publish(TopicArn=arn, Message=body)
+            self._target_client(as_role, "sns").publish(TopicArn=arn, Message=body)
         elif service == "lambda":
             self.invoke_async(arn, json.loads(body))
         elif service == "events":
-            self.client("events").put_events(
+            self._target_client(as_role, "events").put_events(
                 Entries=[
                     {
                         "Source": "lambda",
@@ -421,7 +429,8 @@ class Router:
         """The rule's error action, with the documented error message format (rule-error-handling.html)."""
         reason = str(exc) if isinstance(exc, AsyncInvokeRejected) else f"{type(exc).__name__}: {exc}"
         self.failures.append({"rule": name, "topic": topic, "error": reason, "at": time.time()})
-        queue_url = ((rule.get("errorAction") or {}).get("sqs") or {}).get("queueUrl")
+        error_sqs = (rule.get("errorAction") or {}).get("sqs") or {}
+        queue_url = error_sqs.get("queueUrl")
         if queue_url:
             body = {
                 "ruleName": name,
@@ -436,7 +445,9 @@ class Router:
                     }
                 ],
             }
-            self.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+            # AWS IoT sends with the action's role (rule-error-handling.html: the error action's roleArn)
+            target = {"RoleArn": error_sqs["roleArn"]} if error_sqs.get("roleArn") else {}
+            self._target_client(target, "sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
 
     def stop(self) -> None:
         self._stop.set()

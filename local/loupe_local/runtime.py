@@ -19,7 +19,7 @@ from loupe_local import moto_patches
 from loupe_local import state as state_mod
 from loupe_local.alarms import AlarmEvaluator
 from loupe_local.iam import mode as iam_mode
-from loupe_local.iam.audit import ROLES_FILE, Auditor
+from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE, Auditor
 from loupe_local.iam.principals import (
     RolePolicies,
     RoleSession,
@@ -425,8 +425,12 @@ class LocalRuntime:
                 for target in res.properties.get("Targets", []):
                     if target.get("RoleArn"):
                         session_for(str(target["RoleArn"]), "events", str(res.ref))
+            if res.type == "AWS::IoT::TopicRule" and not res.skipped:
+                for role_arn in _role_arns(res.properties.get("TopicRulePayload", {})):
+                    session_for(role_arn, "iot", str(res.ref))
         self.role_policies = roles
         roles.write(self.state_dir / ROLES_FILE)
+        (self.state_dir / USAGE_FILE).unlink(missing_ok=True)  # the usage of this run only (a state dir is reused)
 
     def _start_server(self) -> None:
         from werkzeug.serving import make_server
@@ -592,6 +596,16 @@ class _EndpointSession:
 
     def client(self, service: str) -> Any:
         return self.runtime.client(service)
+
+
+def _role_arns(value: Any) -> list[str]:
+    """Every ``RoleArn`` in a resource's properties (an IoT rule's actions and error action)."""
+    if isinstance(value, dict):
+        found = [str(v) for k, v in value.items() if k == "RoleArn" and isinstance(v, str)]
+        return found + [arn for k, v in value.items() if k != "RoleArn" for arn in _role_arns(v)]
+    if isinstance(value, list):
+        return [arn for item in value for arn in _role_arns(item)]
+    return []
 
 
 def _write_at(directory: Path, data: dict[str, Any]) -> Path:

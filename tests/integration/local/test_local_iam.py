@@ -23,6 +23,7 @@ import pytest
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.lambdas import function_with_on_failure_queue
 from support.waiting import wait_until
 
 from loupe_local.iam.audit import USAGE_FILE
@@ -161,6 +162,23 @@ def test_a_state_machines_service_calls_are_made_as_its_role(audited: Any) -> No
     assert record["decision"] == "ImplicitDeny"  # the labeling workflow's role is not granted ListQueues
     audited.set_iam("enforce")
     assert run() == "FAILED"
+
+
+def test_an_on_failure_destination_is_sent_to_as_the_functions_role(audited: Any, tmp_path: Path) -> None:
+    """Lambda sends a failed asynchronous invocation's record with the function's execution role."""
+    failing = "def lambda_handler(event, context):\n    raise RuntimeError('down')\n"
+    fn = function_with_on_failure_queue(audited, tmp_path, failing, "itest-iam-failing")
+    role = audited.arn("FeedbackFunctionRole")  # the role the helper gives the function
+    seen = len(usage(audited))
+    audited.router.invoke_async(fn["arn"], {"marker": uuid.uuid4().hex})
+    sqs = audited.client("sqs")
+    assert wait_until(
+        lambda: sqs.receive_message(QueueUrl=fn["destination"], WaitTimeSeconds=1).get("Messages"), timeout=40
+    )
+    sent = [r for r in usage(audited)[seen:] if r["action"] == "sqs:SendMessage"]
+    assert [(r["principal"], r["decision"]) for r in sent] == [(audited.role_session(role).arn, "ImplicitDeny")]
+    # the stack's FeedbackFunctionRole may send only to the stack's own failure queue, not this test's queue
+    assert sent[0]["resources"] == [f"arn:aws:sqs:{audited.region}:123456789012:{fn['name']}-onfailure"]
 
 
 def test_a_stand_in_operation_is_checked_before_the_stand_in_answers(audited: Any) -> None:
