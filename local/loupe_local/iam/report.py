@@ -152,6 +152,23 @@ def render(reports: list[RoleReport], out: TextIO) -> None:
             out.write(f"  unused   {line}\n")
 
 
+def summarize(state_dir: Path, mode: str) -> dict[str, Any]:
+    """The report as data, for the demo's summary.json and HTML report: per role the actions used (calls), the
+    would-deny calls with their reasons, the unchecked ones and the unused grants; ``would_deny`` in all."""
+    reports = build(Path(state_dir))
+    roles = [
+        {
+            "role": r.role,
+            "used": {a: u.calls for a, u in sorted(r.used.items())},
+            "denied": {a: {"calls": u.calls, "reasons": sorted(u.reasons)} for a, u in sorted(r.denied.items())},
+            "unchecked": {a: u.calls for a, u in sorted(r.unresolved.items())},
+            "unused": list(r.unused),
+        }
+        for r in reports
+    ]
+    return {"mode": mode, "would_deny": sum(r.would_deny for r in reports), "roles": roles}
+
+
 def print_report(state_dir: Path, out: TextIO | None = None) -> int:
     """Print the report of ``state_dir`` (for the demo's end); returns the number of would-deny calls."""
     reports = build(Path(state_dir))
