@@ -1,6 +1,6 @@
 """Each principal acts locally under its own role, and its calls are checked against that role (issue 19).
 
-The shared local AWS is switched to ``audit`` (then ``enforce``) for this module and back to ``off`` after it. A
+The shared local AWS is switched to ``audit`` (then ``enforce``) for each test and back to the mode it had after it. A
 real handler (EdgeHealthFunction) runs with its role's session as Lambda gives it; its calls are recorded as
 allowed under that role. The same session calling outside its grant is recorded as a would-deny in ``audit`` (and
 answered), refused with the protocol's AccessDenied in ``enforce``; the report lists both.
@@ -30,18 +30,20 @@ from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.iam.principals import RoleSession
 from loupe_local.iam.report import build, print_report
 
-pytestmark = pytest.mark.integration
+# these tests provoke calls outside a role's grant on purpose: the session's zero-deny gate leaves them out
+pytestmark = [pytest.mark.integration, pytest.mark.iam_would_deny]
 
 FUNCTION = "EdgeHealthFunction"
 
 
 @pytest.fixture
 def audited(local_aws: Any) -> Any:
+    before = local_aws.iam_mode
     local_aws.set_iam("audit")
     try:
         yield local_aws
     finally:
-        local_aws.set_iam("off")
+        local_aws.set_iam(before)
 
 
 def usage(rt: Any) -> list[dict[str, Any]]:
@@ -167,8 +169,8 @@ def test_a_state_machines_service_calls_are_made_as_its_role(audited: Any) -> No
 def test_an_on_failure_destination_is_sent_to_as_the_functions_role(audited: Any, tmp_path: Path) -> None:
     """Lambda sends a failed asynchronous invocation's record with the function's execution role."""
     failing = "def lambda_handler(event, context):\n    raise RuntimeError('down')\n"
-    fn = function_with_on_failure_queue(audited, tmp_path, failing, "itest-iam-failing")
-    role = audited.arn("FeedbackFunctionRole")  # the role the helper gives the function
+    role = audited.arn("FeedbackFunctionRole")  # a stack role, whose grant does not name this test's queue
+    fn = function_with_on_failure_queue(audited, tmp_path, failing, "itest-iam-failing", role=role)
     seen = len(usage(audited))
     audited.router.invoke_async(fn["arn"], {"marker": uuid.uuid4().hex})
     sqs = audited.client("sqs")
