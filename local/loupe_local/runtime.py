@@ -158,6 +158,8 @@ class LocalRuntime:
         self.iam_mode = iam_mode({"LOUPE_LOCAL_IAM": iam} if iam is not None else None)
         self.sessions = SessionRegistry()
         self._role_sessions: dict[str, RoleSession] = {}  # role ARN -> the session its service acts with
+        self._role_clients: dict[tuple[str, str], Any] = {}  # (role ARN, service) -> its client (client_as)
+        self._role_clients_lock = threading.Lock()
         self._function_sessions: dict[str, RoleSession] = {}  # function logical id -> its role's session
         self.role_policies: RolePolicies | None = None
         self._gateway: _Gateway | None = None
@@ -351,13 +353,25 @@ class LocalRuntime:
             fn.module = None
 
     def client_as(self, role_arn: str, service: str) -> Any:
-        """A client of the local AWS signing as ``role_arn``'s session (None when no principal acts with it)."""
+        """A client of the local AWS signing as ``role_arn``'s session (None when no principal acts with it).
+        Made once per (role, service): a pipeline's job I/O asks for one per transfer."""
         session = self._role_sessions.get(role_arn)
         if session is None or self.iam_mode == "off":
             return None
-        return boto3.Session(region_name=self.region, **session.boto_kwargs()).client(
-            service, endpoint_url=self.endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
-        )
+        key = (role_arn, service)
+        with self._role_clients_lock:
+            client = self._role_clients.get(key)
+            if client is None:
+                client = boto3.Session(region_name=self.region, **session.boto_kwargs()).client(
+                    service, endpoint_url=self.endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+                )
+                self._role_clients[key] = client
+        return client
+
+    def role_environment(self, role_arn: str) -> dict[str, str] | None:
+        """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
+        session = self._role_sessions.get(role_arn)
+        return session.env() if session is not None and self.iam_mode != "off" else None
 
     def function_session(self, logical_id: str) -> RoleSession | None:
         """The role session function ``logical_id`` runs with (None while IAM is off)."""
@@ -428,6 +442,11 @@ class LocalRuntime:
             if res.type == "AWS::IoT::TopicRule" and not res.skipped:
                 for role_arn in _role_arns(res.properties.get("TopicRulePayload", {})):
                     session_for(role_arn, "iot", str(res.ref))
+        # SageMaker acts with a role passed to it: a pipeline's and a feature group's RoleArn, a labeling job's
+        # (given in CreateLabelingJob, so every stack role that trusts SageMaker gets its session)
+        for role_arn in role_arns.values():
+            if trusts(trust[role_arn], role_arn, service_principal("sagemaker")):
+                session_for(role_arn, "sagemaker", "SageMaker")
         self.role_policies = roles
         roles.write(self.state_dir / ROLES_FILE)
         (self.state_dir / USAGE_FILE).unlink(missing_ok=True)  # the usage of this run only (a state dir is reused)
