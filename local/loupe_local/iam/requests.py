@@ -391,25 +391,84 @@ def _passed_roles(prefix: str, privilege: str, params: Mapping[str, Any]) -> lis
     return sorted({v for v in _strings(params) if _ROLE_ARN.match(v)})
 
 
+def _typed_value(typed: Any) -> str:
+    """The value of a DynamoDB attribute value (``{"S": "DEVICE#a"}`` -> ``DEVICE#a``)."""
+    return str(next(iter(typed.values())) if isinstance(typed, Mapping) and typed else typed)
+
+
+# ``name = :value`` or ``:value = name`` in a KeyConditionExpression (names may be #aliases)
+_KEY_EQUALS = re.compile(r"(?:^|[\s(])([#A-Za-z_][\w.#-]*)\s*=\s*(:[\w-]+)|(:[\w-]+)\s*=\s*([#A-Za-z_][\w.#-]*)")
+
+
+def _query_partition_value(params: Mapping[str, Any], attribute: str) -> str | None:
+    """The partition key value a Query names: its KeyConditionExpression's equality on the partition key (aliases
+    from ExpressionAttributeNames, the value from ExpressionAttributeValues), or the legacy KeyConditions' EQ."""
+    legacy = params.get("KeyConditions")
+    if isinstance(legacy, Mapping) and isinstance(legacy.get(attribute), Mapping):
+        values = legacy[attribute].get("AttributeValueList") or []
+        return _typed_value(values[0]) if values else None
+    expression = params.get("KeyConditionExpression")
+    if not isinstance(expression, str):
+        return None
+    names = params.get("ExpressionAttributeNames") or {}
+    values = params.get("ExpressionAttributeValues") or {}
+    for match in _KEY_EQUALS.finditer(expression):
+        name, placeholder = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
+        if names.get(name, name) == attribute and placeholder in values:
+            return _typed_value(values[placeholder])
+    return None
+
+
 def _leading_keys(
     prefix: str, params: Mapping[str, Any], partition_keys: Mapping[str, str] | None
 ) -> dict[str, ContextValue]:
-    """``dynamodb:LeadingKeys``: the partition key values of the item the call names.
+    """``dynamodb:LeadingKeys``: the partition key values of the items the call names.
 
     Amazon DynamoDB Developer Guide, "Using IAM policy conditions for fine-grained access control": LeadingKeys are
-    the partition key attribute values of the request. Only the single-item calls (Key / Item) are resolved here;
-    the table's partition key name comes from ``partition_keys`` (table name -> attribute), read from moto's key
-    schema by the caller. Query's KeyConditionExpression is not resolved yet (see README).
+    the partition key attribute values of the request. Single-item calls name them in Key / Item, Query in its key
+    condition (the partition key must be given with an equality: "Key condition expressions for query"); the table's
+    partition key name comes from ``partition_keys`` (table name -> attribute), read from moto's key schema by the
+    caller. A Query on a table whose key is known but whose partition value cannot be read is unresolved (the key
+    would be absent, and ``ForAllValues`` true: a fence on LeadingKeys would silently let it through).
     """
     if prefix != "dynamodb" or not partition_keys:
         return {}
     attribute = partition_keys.get(str(params.get("TableName")))
-    item = params.get("Key") or params.get("Item")
-    if attribute is None or not isinstance(item, Mapping) or attribute not in item:
+    if attribute is None:
         return {}
-    typed = item[attribute]
-    value = next(iter(typed.values())) if isinstance(typed, Mapping) and typed else typed
-    return {"dynamodb:LeadingKeys": [str(value)]}
+    if params.get("IndexName"):  # a secondary index's key condition names the index's keys, not the table's
+        return {}
+    if "KeyConditionExpression" in params or "KeyConditions" in params:
+        value = _query_partition_value(params, attribute)
+        if value is None:
+            raise UnresolvedRequest(f"dynamodb:Query: its key condition names no value of partition key {attribute}")
+        return {"dynamodb:LeadingKeys": [value]}
+    item = params.get("Key") or params.get("Item")
+    if not isinstance(item, Mapping) or attribute not in item:
+        return {}
+    return {"dynamodb:LeadingKeys": [_typed_value(item[attribute])]}
+
+
+def _batch_leading_keys(
+    params: Mapping[str, Any], table: str, partition_keys: Mapping[str, str] | None
+) -> dict[str, ContextValue]:
+    """``dynamodb:LeadingKeys`` of one table of a BatchGetItem / BatchWriteItem: every partition key value its
+    Keys, PutRequest Items and DeleteRequest Keys name (the same developer guide page: the condition is evaluated
+    per table, over the set of its items' partition keys)."""
+    attribute = (partition_keys or {}).get(table)
+    if attribute is None:
+        return {}
+    request = (params.get("RequestItems") or {}).get(table)
+    items: list[Any] = []
+    if isinstance(request, Mapping):  # BatchGetItem
+        items = list(request.get("Keys") or [])
+    elif isinstance(request, list):  # BatchWriteItem
+        for entry in request:
+            if isinstance(entry, Mapping):
+                items.append((entry.get("PutRequest") or {}).get("Item"))
+                items.append((entry.get("DeleteRequest") or {}).get("Key"))
+    values = [_typed_value(i[attribute]) for i in items if isinstance(i, Mapping) and attribute in i]
+    return {"dynamodb:LeadingKeys": list(dict.fromkeys(values))} if values else {}
 
 
 def base_context(principal_arn: str, account: str, region: str) -> dict[str, ContextValue]:
@@ -445,6 +504,12 @@ def resolve(
         pairs = special(params, region, account)
         if not pairs:
             raise UnresolvedRequest(f"{prefix}:{operation}: the request names no resource")
+        if prefix == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
+            tables = [resource.rsplit("/", 1)[-1] for _, resource in pairs]
+            return [
+                Authorization(action, resource, {**base, **_batch_leading_keys(params, table, partition_keys)})
+                for (action, resource), table in zip(pairs, tables, strict=True)
+            ]
         return [Authorization(action, resource, base) for action, resource in pairs]
     prefix, privilege = iam_action(service, operation)
     ctx = {**base, **_context_keys(prefix, privilege, params), **_leading_keys(prefix, params, partition_keys)}

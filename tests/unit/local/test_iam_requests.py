@@ -487,3 +487,66 @@ def test_template_roles_are_denied_calls_outside_their_grant(
     role: str, call: tuple[str, str, dict[str, Any], dict[str, Any]]
 ) -> None:
     assert decide(role, *call) == "ImplicitDeny"
+
+
+def _device_fence(table: str) -> list[Any]:
+    """A grant fenced to the devices' partitions, as EdgeHealth's PutItem is, on the reads and batch writes."""
+    from loupe_local.iam.evaluate import Policy
+
+    statement = {
+        "Effect": "Allow",
+        "Action": ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"],
+        "Resource": f"arn:aws:dynamodb:{R}:{A}:table/{table}",
+        "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DEVICE#*"]}},
+    }
+    return [Policy.parse("fence", {"Version": "2012-10-17", "Statement": [statement]})]
+
+
+def test_leading_keys_of_a_query_come_from_its_key_condition() -> None:
+    table = name_of("DeploymentsTable")
+    keys = {table: "pk"}
+    policies = _device_fence(table)
+
+    def query(**params: Any) -> tuple[list[Any], str]:
+        auths = resolve("dynamodb", "Query", {"TableName": table, **params}, region=R, account=A, partition_keys=keys)
+        requests = [Request(a.action, a.resource, a.context) for a in auths]
+        return [a.context.get("dynamodb:LeadingKeys") for a in auths], evaluate_all(policies, requests).decision
+
+    aliased = {"ExpressionAttributeNames": {"#p": "pk", "#s": "sk"}}
+    device = {":v": {"S": "DEVICE#dev-1"}, ":s": {"S": "2026"}}
+    expression = "#p = :v AND begins_with(#s, :s)"
+    assert query(KeyConditionExpression=expression, ExpressionAttributeValues=device, **aliased) == (
+        [["DEVICE#dev-1"]],
+        "Allow",
+    )
+    # the value on the left, the attribute by its own name: the same key
+    model = {":v": {"S": "MODEL#m1"}}
+    assert query(KeyConditionExpression=":v = pk", ExpressionAttributeValues=model) == ([["MODEL#m1"]], "ImplicitDeny")
+    legacy = {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "MODEL#m1"}]}}
+    assert query(KeyConditions=legacy)[1] == "ImplicitDeny"
+    # a key condition whose partition value cannot be read is unresolved, never an absent key (ForAllValues: true)
+    with pytest.raises(UnresolvedRequest, match="partition key pk"):
+        query(KeyConditionExpression="sk = :v", ExpressionAttributeValues=model)
+
+
+def test_leading_keys_of_batch_calls_are_every_item_of_each_table() -> None:
+    table = name_of("DeploymentsTable")
+    keys = {table: "pk"}
+    policies = _device_fence(table)
+
+    def batch(operation: str, params: dict[str, Any]) -> tuple[Any, str]:
+        (auth,) = resolve("dynamodb", operation, params, region=R, account=A, partition_keys=keys)
+        decision = evaluate_all(policies, [Request(auth.action, auth.resource, auth.context)]).decision
+        return auth.context.get("dynamodb:LeadingKeys"), decision
+
+    def write(*partitions: str) -> dict[str, Any]:
+        puts = [{"PutRequest": {"Item": {"pk": {"S": p}, "sk": {"S": "x"}}}} for p in partitions[:-1]]
+        delete = {"DeleteRequest": {"Key": {"pk": {"S": partitions[-1]}, "sk": {"S": "x"}}}}
+        return {"RequestItems": {table: [*puts, delete]}}
+
+    assert batch("BatchWriteItem", write("DEVICE#a", "DEVICE#b", "DEVICE#a")) == (["DEVICE#a", "DEVICE#b"], "Allow")
+    # one MODEL# item among the devices' refuses the whole batch (ForAllValues), a delete included
+    assert batch("BatchWriteItem", write("DEVICE#a", "MODEL#m1", "DEVICE#b"))[1] == "ImplicitDeny"
+    assert batch("BatchWriteItem", write("DEVICE#a", "MODEL#m1"))[1] == "ImplicitDeny"
+    gets = {"RequestItems": {table: {"Keys": [{"pk": {"S": "DEVICE#a"}, "sk": {"S": "x"}}, {"pk": {"S": "TG#x"}}]}}}
+    assert batch("BatchGetItem", gets) == (["DEVICE#a", "TG#x"], "ImplicitDeny")
