@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -367,6 +368,18 @@ class LocalRuntime:
                 )
                 self._role_clients[key] = client
         return client
+
+    def grant(self, logical_id: str, policy_name: str, document: Mapping[str, Any]) -> None:
+        """Add an inline policy to the stack's role ``logical_id``, as ``aws iam put-role-policy`` does: in moto's
+        IAM and in the policies the gateway checks its session against (iam-roles.json too). For a test whose own
+        resources a stack role acts on (a pipeline run registering into the test's own model package group)."""
+        role_name = self.physical(logical_id)
+        self.client("iam").put_role_policy(
+            RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
+        )
+        if self.role_policies is not None:
+            self.role_policies.add(role_name, self.arn(logical_id), policy_name, document)
+            self.role_policies.write(self.state_dir / ROLES_FILE)
 
     def role_environment(self, role_arn: str) -> dict[str, str] | None:
         """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
