@@ -265,7 +265,8 @@ class GroundTruth(StandIn):
             categories = json.loads(s3.get_object(Bucket=cb, Key=ck)["Body"].read())
         audit = categories.get("auditLabelAttributeName")
         rng = random.Random(f"{workforce.seed}:{name}")
-        browser = Browser(s3, worker_origin(job["HumanTaskConfig"]["WorkteamArn"], self.runtime.region))
+        origin = worker_origin(job["HumanTaskConfig"]["WorkteamArn"], self.runtime.region)
+        browser = Browser(s3, origin, cors_reader=self.runtime.client("s3"))
         out: list[Line] = []
         answered = None
         if workforce.mode == "manual":
