@@ -4,15 +4,21 @@ manifest and writes its output with its RoleArn. The calls are recorded under th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import image_samples as samples
+from support.groundtruth import job_request
+from support.waiting import wait_for
 
+from loupe import manifests
 from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.standins.pipeline_interpreter import Execution, StepRecord
 from loupe_local.standins.pipeline_jobs import JobRunner
@@ -100,3 +106,48 @@ def test_a_pipeline_training_job_moves_its_data_and_runs_as_the_pipeline_role(au
     assert [f"arn:aws:s3:::{bucket}/{prefix}/from-container.txt"] in puts
     assert [f"arn:aws:s3:::{bucket}/{prefix}/out/pipelines-{execution_id}-train/output/model.tar.gz"] in puts
     assert not [r for r in mine if r["decision"] != "Allow"]
+
+
+def test_a_labeling_job_reads_its_manifest_and_images_and_writes_its_output_as_its_role(audited: Any) -> None:
+    role = audited.arn("SageMakerExecutionRole")
+    session = audited.role_session(role)
+    assert session is not None
+    s3, sm = audited.client("s3"), audited.client("sagemaker")
+    raw, artifacts = audited.physical("RawBucket"), audited.physical("ArtifactBucket")
+    tag = uuid.uuid4().hex[:8]
+    image = samples.png(64, 48, seed=7211)
+    sha = hashlib.sha256(image).hexdigest()
+    image_key, manifest_key = f"iam-gt-{tag}/a.png", f"labeling/iam-gt-{tag}/input.manifest"
+    s3.put_object(Bucket=raw, Key=image_key, Body=image)
+    workforce = Path(audited.state_dir) / "workforce"
+    workforce.mkdir(parents=True, exist_ok=True)
+    box = {"class_id": 0, "left": 4, "top": 6, "width": 30, "height": 20}
+    (workforce / f"iam-gt-{tag}.jsonl").write_text(json.dumps({"sha256": sha, "annotations": [box]}) + "\n")
+    line = manifests.input_line(f"s3://{raw}/{image_key}", sha)
+    s3.put_object(Bucket=artifacts, Key=manifest_key, Body=(line + "\n").encode())
+    name = f"iam-gt-{tag}"
+    seen = len(usage(audited))
+    sm.create_labeling_job(
+        **job_request(
+            SimpleNamespace(artifacts=artifacts),
+            name,
+            f"s3://{artifacts}/{manifest_key}",
+            RoleArn=role,
+            OutputConfig={"S3OutputPath": f"s3://{artifacts}/labeling/iam-gt-{tag}/output/"},
+        )
+    )
+    job = wait_for(
+        lambda: (
+            (d := sm.describe_labeling_job(LabelingJobName=name))["LabelingJobStatus"] in ("Completed", "Failed") and d
+        ),
+        what=f"labeling job {name} to finish",
+    )
+    assert job["LabelingJobStatus"] == "Completed", job.get("FailureReason")
+    mine = [r for r in usage(audited)[seen:] if r["principal"] == session.arn]
+    calls = {(r["action"], r["resources"][0], r["decision"]) for r in mine if f"iam-gt-{tag}" in r["resources"][0]}
+    assert (("s3:GetObject", f"arn:aws:s3:::{artifacts}/{manifest_key}", "Allow")) in calls
+    assert (("s3:GetObject", f"arn:aws:s3:::{raw}/{image_key}", "Allow")) in calls
+    output = job["LabelingJobOutput"]["OutputDatasetS3Uri"]
+    assert ("s3:PutObject", "arn:aws:s3:::" + output.removeprefix("s3://"), "Allow") in calls
+    # the workers' browser's CORS check is S3's own, not a call of the role's
+    assert not [r for r in mine if r["action"] == "s3:GetBucketCORS"]
