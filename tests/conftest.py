@@ -28,9 +28,33 @@ def metal_tags_dir() -> Path:
     return METAL_TAGS
 
 
+# usage-log line ranges [start, end) written while a test marked ``iam_would_deny`` ran: the denials it provokes on
+# purpose (tests of the IAM check itself), which the session's zero-deny gate leaves out
+_EXPECTED_DENIALS: list[tuple[int, int]] = []
+
+
+@pytest.fixture(autouse=True)
+def _iam_denials_on_purpose(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("iam_would_deny") is None:
+        yield
+        return
+    from support.iam_gate import usage_lines as _usage_lines
+
+    runtime = request.getfixturevalue("local_aws")
+    start = _usage_lines(runtime.state_dir)
+    try:
+        yield
+    finally:
+        _EXPECTED_DENIALS.append((start, _usage_lines(runtime.state_dir)))
+
+
 @pytest.fixture(scope="session")
 def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """The embedded local AWS with template.yaml provisioned, real handlers, router and stand-ins."""
+    """The embedded local AWS with template.yaml provisioned, real handlers, router and stand-ins.
+
+    It checks IAM in ``audit`` (``$LOUPE_LOCAL_IAM`` wins if set): each function, state machine and role target
+    acts under its own role, every call is recorded, and the session fails at its end on any call of a stack role
+    that the role's grant would refuse (the template's least privilege, held by the whole suite)."""
     from loupe_local.runtime import LocalRuntime
 
     saved = os.environ.copy()
@@ -39,7 +63,11 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     # the smallest input so they do not hold the pipeline runner for minutes.
     parameters = {"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160"}
     runtime = LocalRuntime(
-        state_dir=tmp_path_factory.mktemp("loupe-state"), mqtt=True, alarm_time_scale=60, parameters=parameters
+        state_dir=tmp_path_factory.mktemp("loupe-state"),
+        mqtt=True,
+        alarm_time_scale=60,
+        parameters=parameters,
+        iam=None if os.environ.get("LOUPE_LOCAL_IAM", "").strip() else "audit",
     )
     runtime.start()
     try:
@@ -48,3 +76,13 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         runtime.stop()
         os.environ.clear()
         os.environ.update(saved)
+    from support.iam_gate import stack_role_denials
+
+    denials = stack_role_denials(runtime.state_dir, _EXPECTED_DENIALS)
+    if denials:
+        listed = "\n  ".join(denials[:50]) + (f"\n  ... {len(denials)} in all" if len(denials) > 50 else "")
+        pytest.fail(
+            f"IAM: {len(denials)} call(s) of the stack's roles outside their grant (template.yaml or the "
+            f"resolver must change; iam-usage.jsonl in {runtime.state_dir}):\n  {listed}",
+            pytrace=False,
+        )

@@ -79,6 +79,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         parameters=_params(args.param),
         mqtt=not args.no_mqtt,
         alarm_time_scale=args.alarm_time_scale,
+        iam=args.iam,
     )
     fleet = None
     try:
@@ -139,6 +140,8 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
         cmd += ["--console-port", str(args.console_port)]
     if args.alarm_time_scale != 1.0:
         cmd += ["--alarm-time-scale", str(args.alarm_time_scale)]
+    if args.iam:
+        cmd += ["--iam", args.iam]
     for p in args.param or []:
         cmd += ["--param", p]
     with open(log_path, "ab") as log_file:
@@ -265,6 +268,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iam_report(args: argparse.Namespace) -> int:
+    from loupe_local.iam.report import cmd_iam_report
+
+    return cmd_iam_report(args)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -290,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--alarm-time-scale", type=float, default=1.0, help="shrink alarm periods locally (60: 15 min -> 15 s)"
     )
+    up.add_argument(
+        "--iam",
+        choices=("off", "audit", "enforce"),
+        default=None,
+        help="check each principal's calls against its role: audit (record), enforce (refuse); "
+        "default: $LOUPE_LOCAL_IAM, else off",
+    )
     up.set_defaults(func=cmd_up)
     down = local.add_parser("down", help="stop the local AWS")
     down.add_argument("--timeout", type=float, default=30.0)
@@ -299,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     env = local.add_parser("env", help="print `export AWS_ENDPOINT_URL=...` lines for the aws CLI and SDKs")
     env.set_defaults(func=cmd_env)
+    iam_report = local.add_parser(
+        "iam-report", help="per role: actions used, granted but never used, and calls outside the grant"
+    )
+    iam_report.add_argument("--state", help="the local AWS's state folder (default: .loupe or $LOUPE_STATE_DIR)")
+    iam_report.add_argument("--strict", action="store_true", help="exit 1 when any call would be denied")
+    iam_report.set_defaults(func=_iam_report)
     for name in _PLUGINS:
         try:
             module = importlib.import_module(name)

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from loupe_local import demo_stages as stages
 from loupe_local.demo_context import DemoConfig, DemoContext, DemoError
+from loupe_local.iam import MODES
+from loupe_local.iam import mode as iam_mode
 
 
 class Demo(DemoContext):
@@ -70,8 +73,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--retrain-epochs", type=int, help="epochs of a retrain (warm start)")
     p.add_argument("--imgsz", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--iam",
+        choices=MODES,
+        help="how the local AWS treats IAM: audit (default) records each role's calls and reports used against "
+        "granted; enforce refuses a call outside a role's grant; off checks nothing. $LOUPE_LOCAL_IAM wins if set",
+    )
     p.set_defaults(func=_cmd)
     return p
+
+
+def demo_iam(flag: str | None, environ: dict[str, str] | None = None) -> str:
+    """The demo's IAM mode: ``$LOUPE_LOCAL_IAM`` when set (it wins, as for every local AWS), else ``--iam``, else
+    ``audit``: every demo run is evidence of what each role used against what it is granted."""
+    env = os.environ if environ is None else environ
+    if env.get("LOUPE_LOCAL_IAM", "").strip():
+        return iam_mode(dict(env))
+    return iam_mode({"LOUPE_LOCAL_IAM": flag or "audit"})
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -85,6 +103,11 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg.approve = args.approve
     cfg.label = args.label
     cfg.devices = args.devices
+    try:
+        cfg.iam = demo_iam(args.iam)
+    except ValueError as exc:
+        print(f"loupe demo: {exc}")
+        return 2
     for name, attr in (
         ("phase1", "phase1"),
         ("phase2", "phase2_stream"),
@@ -105,6 +128,10 @@ def _cmd(args: argparse.Namespace) -> int:
     print(json.dumps({k: summary[k] for k in ("wall_seconds", "models", "devices")}, indent=2, default=str))
     for note in summary.get("notes") or []:  # a model the gate refused and the demo approved anyway
         print(f"loupe demo: note: {note}")
+    if cfg.iam != "off":  # least privilege, measured: per role, the actions used against those granted
+        from loupe_local.iam.report import print_report
+
+        print_report(cfg.out / "state")
     # a refused gate is the loop working (the person approved anyway, and the report says so): only a loop that did
     # not reach its end is a failure
     return 0 if summary["result"] != "incomplete" else 1

@@ -43,6 +43,8 @@ class DemoConfig:
     # a labeled folder (--dataset): the share of its photos outside its test split that phase 1 uploads; the
     # cameras see the rest
     phase1_share: float = 0.6
+    # the local AWS's IAM mode (loupe_local.iam): audit records each role's calls for the report's used-vs-granted
+    iam: str = "audit"
 
     @classmethod
     def dataset_config(cls, out: Path) -> DemoConfig:

@@ -172,6 +172,10 @@ def write_report(
         if all(d["model_version"] == ctx.models[-1].model_version for d in devices)
         else "incomplete",
     }
+    if ctx.cfg.iam != "off":  # least privilege, measured (loupe_local.iam.report)
+        from loupe_local.iam.report import summarize
+
+        summary["iam"] = summarize(ctx.runtime.state_dir, ctx.cfg.iam)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     html = report.write_html(report_dir, summary, pictures)
     ctx.progress.say(f"report: {html}")

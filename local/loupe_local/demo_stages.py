@@ -51,7 +51,11 @@ def setup(ctx: DemoContext) -> None:
         "DeploymentTimeoutSeconds": "600",
     }
     ctx.runtime = LocalRuntime(
-        root=ctx.root, state_dir=state_dir, parameters=params, alarm_time_scale=ctx.cfg.alarm_time_scale
+        root=ctx.root,
+        state_dir=state_dir,
+        parameters=params,
+        alarm_time_scale=ctx.cfg.alarm_time_scale,
+        iam=ctx.cfg.iam,
     ).start()
     ctx.observer = Observer.from_runtime(ctx.runtime)
     if ctx.cfg.label == "manual":

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
+
 log = logging.getLogger("loupe_local.lambda")
 
 
@@ -41,6 +43,8 @@ class RegisteredFunction:
     invocations: int = 0
     errors: int = 0
     last_error: str = ""
+    # the function's execution role session (AWS_ACCESS_KEY_ID/SECRET/SESSION_TOKEN), when IAM is checked locally
+    role_env: dict[str, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -237,6 +241,11 @@ class Invoker:
             for key in self._function_keys - env.keys():
                 os.environ[key] = ""
             os.environ.update(env)
+            if fn.role_env:
+                # as Lambda does: the execution role's session in the environment; boto3's default session caches
+                # the credential it first read, so the handler's clients made now must not find another's
+                os.environ.update(fn.role_env)
+                boto3.DEFAULT_SESSION = None
             fn.invocations += 1
             started = time.monotonic()
             capture = _Capture(self._log_file(fn))
@@ -258,6 +267,14 @@ class Invoker:
                     }
                 ) from exc
             finally:
+                if fn.role_env:
+                    # back to the run's key for everyone else in the process (the runtime, the tests)
+                    for key in fn.role_env:
+                        if key in self.base_env:
+                            os.environ[key] = self.base_env[key]
+                        else:
+                            os.environ.pop(key, None)
+                    boto3.DEFAULT_SESSION = None
                 log.debug("%s took %.3fs", fn.logical_id, time.monotonic() - started)
                 if self.emf_sink is not None:
                     for record in emf_records(capture.finish()):

@@ -17,6 +17,11 @@ moto refuses, before any service sees the request:
   AmazonS3/latest/API/sig-v4-authenticating-requests.html, and IAM's "Create a signed AWS API request",
   IAM/latest/UserGuide/create-signed-request.html.
 
+With ``LOUPE_LOCAL_IAM`` audit or enforce, the stack's principals (functions, state machines) sign with their own
+role sessions, minted from moto's STS (``loupe_local.iam.principals``): the gatekeeper also accepts those keys, each
+with its own session token (``X-Amz-Security-Token``) and until it expires (``ExpiredToken``), and hands the session
+to the gateway's IAM check (``loupe_local.iam.audit``).
+
 One exception to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
 ``openid-configuration``), which Cognito serves to anyone, unsigned ("Verifying a JSON Web Token", Cognito
 Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
@@ -52,6 +57,7 @@ from botocore.auth import HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4A
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
+from loupe_local.iam.principals import SessionRegistry
 from loupe_local.mqtt_policy import USERNAME
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -186,6 +192,26 @@ class Refusal:
         return self.status, headers, data
 
 
+def access_denied(environ: dict[str, Any], body: bytes, message: str) -> Refusal:
+    """The AccessDenied error of the request's protocol: ``AccessDenied`` (S3, and the query protocol of STS, IAM
+    and SQS), SNS's ``AuthorizationError`` (SNS API Reference, Publish errors), ``AccessDeniedException`` (the JSON
+    protocols: DynamoDB, Lambda, Step Functions, SageMaker, IoT, CloudWatch, EventBridge)."""
+    protocol = _protocol(environ, body)
+    service = signing_name(environ)
+    if protocol == "s3":
+        code = "AccessDenied"
+    elif protocol == "query":
+        code = "AuthorizationError" if service == "sns" else "AccessDenied"
+    else:
+        code = "AccessDeniedException"
+    return Refusal(code, message)
+
+
+def signing_name(environ: dict[str, Any]) -> str:
+    """The service name in the request's credential scope (``s3`` for a SigV2-presigned S3 URL)."""
+    return _scope(environ).get("service", "s3")
+
+
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -245,10 +271,12 @@ def _auth_fields(header: str) -> dict[str, str]:
 class Gatekeeper:
     """Decides whether the local AWS answers a request (``check``: None to answer, else the :class:`Refusal`)."""
 
-    def __init__(self, credentials: RunCredentials, port: int) -> None:
+    def __init__(self, credentials: RunCredentials, port: int, sessions: SessionRegistry | None = None) -> None:
         self.credentials = credentials
         self.port = port
         self.hosts = {f"{name}:{port}" for name in LOOPBACK_HOSTS}
+        # the role sessions of the principals acting under their own role (loupe_local.iam.principals), by key id
+        self.sessions = sessions if sessions is not None else SessionRegistry()
 
     def check(self, environ: dict[str, Any], body: bytes) -> Refusal | None:
         origin = environ.get("HTTP_ORIGIN")
@@ -284,9 +312,9 @@ class Gatekeeper:
         amz_date = environ.get("HTTP_X_AMZ_DATE", "")
         if not scope or not fields.get("SignedHeaders") or not fields.get("Signature") or not amz_date:
             return Refusal("IncompleteSignature", "the Authorization header is missing parts of a SigV4 signature", 400)
-        refused = self._key_refusal(scope)
-        if refused:
-            return refused
+        signer = self._signer(scope, environ.get("HTTP_X_AMZ_SECURITY_TOKEN"), environ)
+        if isinstance(signer, Refusal):
+            return signer
         try:
             signed_at = _parse_amz_date(amz_date)
         except ValueError:
@@ -299,7 +327,7 @@ class Gatekeeper:
         content_sha = environ.get("HTTP_X_AMZ_CONTENT_SHA256", "")
         if _is_hex_digest(content_sha) and not hmac.compare_digest(content_sha, hashlib.sha256(body).hexdigest()):
             return Refusal("XAmzContentSHA256Mismatch", "the body does not match x-amz-content-sha256", 400)
-        expected = self._signature(environ, body, scope, fields["SignedHeaders"], amz_date, presigned=False)
+        expected = self._signature(environ, body, scope, fields["SignedHeaders"], amz_date, False, signer)
         if not hmac.compare_digest(expected, fields["Signature"]):
             return _mismatch()
         return None
@@ -311,9 +339,9 @@ class Gatekeeper:
         scope = _scope(environ)
         if one("X-Amz-Algorithm") != ALGORITHM or not scope or not one("X-Amz-Signature"):
             return Refusal("AuthorizationQueryParametersError", "the presigned URL is not a SigV4 one", 400)
-        refused = self._key_refusal(scope)
-        if refused:
-            return refused
+        signer = self._signer(scope, one("X-Amz-Security-Token") or None, environ)
+        if isinstance(signer, Refusal):
+            return signer
         try:
             signed_at = _parse_amz_date(one("X-Amz-Date"))
             expires = int(one("X-Amz-Expires") or "0")
@@ -323,7 +351,7 @@ class Gatekeeper:
         if now > signed_at + expires or signed_at > now + MAX_SKEW_SECONDS:
             return Refusal("AccessDenied", "Request has expired")
         expected = self._signature(
-            environ, b"", scope, one("X-Amz-SignedHeaders") or "host", one("X-Amz-Date"), presigned=True
+            environ, b"", scope, one("X-Amz-SignedHeaders") or "host", one("X-Amz-Date"), True, signer
         )
         if not hmac.compare_digest(expected, one("X-Amz-Signature")):
             return _mismatch()
@@ -332,8 +360,10 @@ class Gatekeeper:
     def _check_presigned_v2(self, environ: dict[str, Any], query: dict[str, list[str]]) -> Refusal | None:
         """An S3 URL presigned with Signature Version 2 (what boto3 still makes for S3 unless told ``s3v4``:
         AmazonS3/latest/userguide/RESTAuthentication.html, "Query string request authentication")."""
-        if not hmac.compare_digest(query["AWSAccessKeyId"][0], self.credentials.access_key_id):
-            return Refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+        token = (query.get("x-amz-security-token") or query.get("X-Amz-Security-Token") or [""])[0] or None
+        signer = self._signer({"access_key": query["AWSAccessKeyId"][0], "service": "s3"}, token, environ)
+        if isinstance(signer, Refusal):
+            return signer
         expires = (query.get("Expires") or [""])[0]
         if not expires.isdigit():
             return Refusal("AccessDenied", "Query-string authentication requires the Expires parameter")
@@ -344,18 +374,35 @@ class Gatekeeper:
         for key in ("CONTENT_TYPE", "HTTP_CONTENT_MD5"):
             if environ.get(key):
                 headers[key.removeprefix("HTTP_").replace("_", "-").lower()] = environ[key]
-        signer = _V2Verifier(_boto(self.credentials), expires)
-        expected = signer.get_signature(environ.get("REQUEST_METHOD", "GET"), urlsplit(raw_uri), headers)
+        verifier = _V2Verifier(signer, expires)
+        expected = verifier.get_signature(environ.get("REQUEST_METHOD", "GET"), urlsplit(raw_uri), headers)
         if not hmac.compare_digest(expected, query["Signature"][0]):
             return _mismatch()
         return None
 
-    def _key_refusal(self, scope: dict[str, str]) -> Refusal | None:
-        if hmac.compare_digest(scope["access_key"], self.credentials.access_key_id):
-            return None
-        if scope["service"] == "s3":
-            return Refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
-        return Refusal("InvalidClientTokenId", "The security token included in the request is invalid.")
+    def _signer(self, scope: dict[str, str], token: str | None, environ: dict[str, Any]) -> BotoCredentials | Refusal:
+        """The credential whose secret the request must be signed with: the run's key (no session token), or a
+        role session's, which also needs its session token (``X-Amz-Security-Token``, "Use temporary credentials
+        with AWS resources", IAM User Guide) and must not have expired (``ExpiredToken``). The session is left in
+        ``environ["loupe.iam.session"]`` for the gateway's IAM check."""
+        key = scope["access_key"]
+        if hmac.compare_digest(key, self.credentials.access_key_id):
+            return _boto(self.credentials)
+        session = self.sessions.get(key)
+        if session is None:
+            if scope["service"] == "s3":
+                return Refusal(
+                    "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."
+                )
+            return Refusal("InvalidClientTokenId", "The security token included in the request is invalid.")
+        if not token or not hmac.compare_digest(token, session.session_token):
+            if scope["service"] == "s3":
+                return Refusal("InvalidToken", "The provided token is malformed or otherwise invalid.", 400)
+            return Refusal("UnrecognizedClientException", "The security token included in the request is invalid.")
+        if session.expired():
+            return Refusal("ExpiredToken", "The security token included in the request is expired", 400)
+        environ["loupe.iam.session"] = session
+        return BotoCredentials(session.access_key_id, session.secret_access_key, session.session_token)
 
     def _signature(
         self,
@@ -365,8 +412,9 @@ class Gatekeeper:
         signed_headers: str,
         amz_date: str,
         presigned: bool,
+        credentials: BotoCredentials,
     ) -> str:
-        """The signature botocore computes for the request as received, with this run's secret."""
+        """The signature botocore computes for the request as received, with the secret of its key."""
         raw_uri = environ.get("REQUEST_URI") or environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
         path, _, raw_query = raw_uri.partition("?")
         if presigned:  # the signature is computed over the query without itself
@@ -387,7 +435,7 @@ class Gatekeeper:
         base: type[SigV4Auth] = (
             (S3SigV4QueryAuth if s3 else SigV4QueryAuth) if presigned else (S3SigV4Auth if s3 else SigV4Auth)
         )
-        signer = _verifier(base)(_boto(self.credentials), scope["service"], scope["region"])
+        signer = _verifier(base)(credentials, scope["service"], scope["region"])
         signer.signed_names = names
         canonical = signer.canonical_request(request)
         return signer.signature(signer.string_to_sign(request, canonical), request)

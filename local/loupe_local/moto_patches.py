@@ -28,14 +28,17 @@ every origin with ``Access-Control-Allow-Origin: *``, which lets any web page re
 
 Besides the patches, the other internals the local runtime uses are reached only through this module:
 ``server_app()`` (moto's WSGI app, which the gateway wraps) and ``render_input_template()`` (EventBridge's
-InputTransformer, for the router's Lambda and Step Functions targets).
+InputTransformer, for the router's Lambda and Step Functions targets) and ``parse_request()`` (moto's request
+router and protocol parsers: which operation an HTTP request calls, with its input, for the local IAM resolver).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -51,6 +54,9 @@ _applied = False
 _lambda_handler: Callable[[str, Any, bool], tuple[Any, bool]] | None = None
 _event_target_handler: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
 _engine_credentials: tuple[str, str] | None = None
+# role ARN -> boto3 credential kwargs of that role's session (None: the run's credential for every role)
+_engine_roles: Callable[[str], dict[str, str] | None] | None = None
+_engine_call = threading.local()
 
 
 class MotoVersionError(RuntimeError):
@@ -83,6 +89,14 @@ def set_engine_credentials(access_key_id: str | None, secret_access_key: str | N
     _engine_credentials = (access_key_id, secret_access_key or "") if access_key_id else None
 
 
+def set_engine_role_credentials(lookup: Callable[[str], dict[str, str] | None] | None) -> None:
+    """``lookup(role_arn)``: the credential (boto3 client kwargs) the ASL engine's service calls for a state with
+    that role sign with — the state machine's role, or a Task's ``Credentials.RoleArn``; None or a None answer: the
+    run's credential (``set_engine_credentials``)."""
+    global _engine_roles
+    _engine_roles = lookup
+
+
 def server_app() -> Any:
     """moto's WSGI application (every service, dispatched by host/auth), as ``moto.server`` serves it, without
     the permissive CORS moto adds to every service's app unless ``MOTO_DISABLE_GLOBAL_CORS`` is set."""
@@ -103,6 +117,38 @@ def render_input_template(input_template: str | None, input_paths_map: dict[str,
         input_paths_map=input_paths_map,
         event=event,  # type: ignore[arg-type]  # an event as EventBridge delivers it
     )
+
+
+def parse_request(service: str, method: str, url: str, headers: Any, body: bytes | None) -> tuple[str, dict[str, Any]]:
+    """(operation name, input) of an HTTP request to ``service`` (a botocore service name), parsed by moto's
+    router and its protocol parser as moto's own responses do. Raises ``LookupError`` when no operation matches."""
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.request import Request, determine_request_protocol
+    from moto.core.routing import RestRouter, get_router_class, get_service_router
+    from moto.core.utils import get_service_model
+    from werkzeug.exceptions import HTTPException
+
+    request = Request.from_primitives(method, url, dict(headers), body)
+    model = get_service_model(service)
+    protocol = determine_request_protocol(model, request.content_type)
+    try:
+        if get_router_class(model.service_name, protocol) is None and protocol.startswith("rest"):
+            operation, uri_params = RestRouter(model).match(request)  # e.g. sagemaker-featurestore-runtime
+        else:
+            operation, uri_params = get_service_router(service).match(request)
+    except HTTPException as exc:
+        raise LookupError(f"{service}: {method} {url} matches no operation") from exc
+    parsed = PROTOCOL_PARSERS[protocol](operation).parse(
+        {
+            "method": request.method,
+            "values": request.values,
+            "headers": request.headers,
+            "body": request.data,
+            "url_path": request.path,
+            "url_params": uri_params,
+        }
+    )
+    return operation.name, dict(parsed)
 
 
 def apply() -> None:
@@ -282,7 +328,10 @@ class _EngineBoto3:
         self._real = real
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
-        if _engine_credentials is not None:
+        role_credentials = getattr(_engine_call, "credentials", None)
+        if role_credentials is not None:
+            kwargs.update(role_credentials)
+        elif _engine_credentials is not None:
             kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = _engine_credentials
         return self._real.client(*args, **kwargs)
 
@@ -295,3 +344,38 @@ def _patch_sfn_engine_credentials() -> None:
 
     if not isinstance(boto_client.boto3, _EngineBoto3):
         boto_client.boto3 = _EngineBoto3(boto_client.boto3)  # type: ignore[assignment]
+    original = boto_client.boto_client_for
+    if getattr(original, "loupe_patched", False):
+        return
+
+    @functools.wraps(original)
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto passes the state's StateCredentials (its role) and then ignores it; sign as that role's session
+        role = getattr(state_credentials, "role_arn", None)
+        _engine_call.credentials = _engine_roles(role) if role and _engine_roles is not None else None
+        try:
+            return original(region, service, state_credentials)
+        finally:
+            _engine_call.credentials = None
+
+    boto_client_for.loupe_patched = True  # type: ignore[attr-defined]
+    boto_client.boto_client_for = boto_client_for
+    # the engine's modules imported the name itself: rebind it in each one already imported (later imports read
+    # the patched module attribute)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def aws_managed_policy(arn: str) -> dict[str, Any] | None:
+    """The document of an AWS managed policy (``arn:aws:iam::aws:policy/...``) from moto's copy of them."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    global _managed
+    if _managed is None:
+        _managed = json.loads(aws_managed_policies_data)
+    item = _managed.get(arn.rsplit("/", 1)[-1])
+    return dict(item["Document"]) if item else None
+
+
+_managed: dict[str, Any] | None = None

@@ -227,11 +227,39 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
 <th>uncertain frames sent back</th></tr>{rows_devices}</table>
 <h2>Held-out phase-2 frames: v1 (red) and v2 (blue) boxes as the devices report them (confidence over
 {_fmt(pictures.get("conf"), 2)}, the edge's NMS), ground truth in green</h2>{samples}
+{_iam_section(summary.get("iam"))}
 </body></html>
 """
     path = report_dir / "index.html"
     path.write_text(page)
     return path
+
+
+def _iam_section(iam: dict[str, Any] | None) -> str:
+    """Least privilege, measured (``loupe_local.iam.report.summarize``): per role the actions it used against
+    those it is granted, and the calls its grant would refuse."""
+    if not iam:
+        return ""
+    e = html.escape
+    denied = int(iam.get("would_deny", 0))
+    rows = ""
+    for role in iam.get("roles", []):
+        used = ", ".join(f"{e(a)} ({n})" for a, n in role.get("used", {}).items()) or "(no call in this run)"
+        refused = "; ".join(
+            f"{e(a)} ({d.get('calls', 0)}): {e(' / '.join(d.get('reasons', [])))}"
+            for a, d in role.get("denied", {}).items()
+        )
+        unused = "<br>".join(e(line) for line in role.get("unused", []))
+        rows += (
+            f'<tr data-role="{e(role.get("role", ""))}"><td>{e(role.get("role", ""))}</td><td>{used}</td>'
+            f'<td class="bad">{refused}</td><td>{unused}</td></tr>'
+        )
+    verdict = f'<span class="{"bad" if denied else "ok"}">{denied} call(s) outside a role\'s grant</span>'
+    return (
+        f'<h2 id="iam">IAM: what each role used against what it is granted (mode {e(str(iam.get("mode", "")))})</h2>'
+        f"<p>{verdict}</p><table><tr><th>role</th><th>actions used (calls)</th><th>would be denied</th>"
+        f"<th>granted, never used</th></tr>{rows}</table>"
+    )
 
 
 def _refused_mark(model: dict[str, Any]) -> str:

@@ -85,6 +85,9 @@ class Router:
         self.async_age_scale = 1 / 60
         self.async_results: list[dict[str, Any]] = []
         self._async_pool = threading.BoundedSemaphore(8)
+        # (role ARN, service) -> a client signing as that role's session, or None (then the run's client): a
+        # target's RoleArn is the role EventBridge uses to call it (eb-use-identity-based.html)
+        self.client_as: Callable[[str, str], Any] | None = None
 
     # ------------------------------------------------------------------ EventBridge targets
     def target_input(self, target: dict[str, Any], event: dict[str, Any]) -> Any:
@@ -100,6 +103,11 @@ class Router:
             return json.loads(text) if isinstance(text, str) else text
         return event
 
+    def _target_client(self, target: dict[str, Any], service: str) -> Any:
+        role = target.get("RoleArn")
+        client = self.client_as(role, service) if role and self.client_as is not None else None
+        return client if client is not None else self.client(service)
+
     def deliver(self, target: dict[str, Any], event: dict[str, Any], rule: str | None = None) -> None:
         """Deliver one event to one rule target. A Lambda target is an asynchronous invoke
         (with-eventbridge.html): once Lambda accepted it, a handler error is the function's business (its
@@ -114,7 +122,9 @@ class Router:
         for attempt in range(attempts):
             try:
                 if ":states:" in arn:
-                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+                    self._target_client(target, "stepfunctions").start_execution(
+                        stateMachineArn=arn, input=json.dumps(payload)
+                    )
                     self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
                 else:
                     request_id = self.invoke_async(arn, payload)
@@ -218,10 +228,15 @@ class Router:
         except Exception:  # no EventInvokeConfig: Lambda's defaults
             config = {}
         try:
-            dlq = (lam.get_function_configuration(FunctionName=name).get("DeadLetterConfig") or {}).get("TargetArn")
+            function = lam.get_function_configuration(FunctionName=name)
         except Exception:
-            dlq = None
+            function = {}
+        dlq = (function.get("DeadLetterConfig") or {}).get("TargetArn")
         return {
+            # Lambda sends to the on-failure destination and the dead-letter queue with the function's execution
+            # role (Lambda Developer Guide, "Capturing records of Lambda asynchronous invocations": the execution
+            # role needs the permission; "Dead-letter queues": sqs:SendMessage / sns:Publish on the role)
+            "role": function.get("Role"),
             "retries": int(config.get("MaximumRetryAttempts", 2)),
             "max_age": int(config.get("MaximumEventAgeInSeconds", 6 * 3600)),
             "on_failure": ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
@@ -280,7 +295,7 @@ class Router:
         destination = config["on_failure"]
         try:
             if destination:
-                self._send(destination, json.dumps(record, default=str))
+                self._send(destination, json.dumps(record, default=str), role=config.get("role"))
                 return destination
             if config["dlq"]:
                 attributes = {
@@ -288,7 +303,7 @@ class Router:
                     "ErrorCode": "200",
                     "ErrorMessage": str(error.get("errorMessage", ""))[:256] or "Unhandled",
                 }
-                self._send(config["dlq"], json.dumps(payload, default=str), attributes)
+                self._send(config["dlq"], json.dumps(payload, default=str), attributes, role=config.get("role"))
                 return config["dlq"]
         except Exception:
             log.exception("could not deliver the failed invocation of %s to %s", record["requestContext"], destination)
@@ -296,11 +311,14 @@ class Router:
         log.warning("async invocation %s failed and has no destination", record["requestContext"])
         return None
 
-    def _send(self, arn: str, body: str, attributes: dict[str, str] | None = None) -> None:
+    def _send(self, arn: str, body: str, attributes: dict[str, str] | None = None, role: str | None = None) -> None:
+        """Send to a destination (``role``: the role whose session sends it, when IAM is checked)."""
         service = arn.split(":")[2]
+        as_role = {"RoleArn": role} if role else {}
         if service == "sqs":
-            sqs = self.client("sqs")
-            url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            sqs = self._target_client(as_role, "sqs")
+            # the queue's URL is the service's own business (Lambda is given the ARN): looked up as the account
+            url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
             extra = {}
             if attributes:
                 extra["MessageAttributes"] = {
@@ -308,11 +326,11 @@ class Router:
                 }
             sqs.send_message(QueueUrl=url, MessageBody=body, **extra)
         elif service == "sns":
-            self.client("sns").publish(TopicArn=arn, Message=body)
+            self._target_client(as_role, "sns").publish(TopicArn=arn, Message=body)
         elif service == "lambda":
             self.invoke_async(arn, json.loads(body))
         elif service == "events":
-            self.client("events").put_events(
+            self._target_client(as_role, "events").put_events(
                 Entries=[
                     {
                         "Source": "lambda",
@@ -411,7 +429,8 @@ class Router:
         """The rule's error action, with the documented error message format (rule-error-handling.html)."""
         reason = str(exc) if isinstance(exc, AsyncInvokeRejected) else f"{type(exc).__name__}: {exc}"
         self.failures.append({"rule": name, "topic": topic, "error": reason, "at": time.time()})
-        queue_url = ((rule.get("errorAction") or {}).get("sqs") or {}).get("queueUrl")
+        error_sqs = (rule.get("errorAction") or {}).get("sqs") or {}
+        queue_url = error_sqs.get("queueUrl")
         if queue_url:
             body = {
                 "ruleName": name,
@@ -426,7 +445,9 @@ class Router:
                     }
                 ],
             }
-            self.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+            # AWS IoT sends with the action's role (rule-error-handling.html: the error action's roleArn)
+            target = {"RoleArn": error_sqs["roleArn"]} if error_sqs.get("roleArn") else {}
+            self._target_client(target, "sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
 
     def stop(self) -> None:
         self._stop.set()

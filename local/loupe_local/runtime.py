@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,20 @@ from botocore.config import Config
 from loupe_local import moto_patches
 from loupe_local import state as state_mod
 from loupe_local.alarms import AlarmEvaluator
+from loupe_local.iam import mode as iam_mode
+from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE, Auditor
+from loupe_local.iam.principals import (
+    RolePolicies,
+    RoleSession,
+    SessionRegistry,
+    TrustError,
+    mint,
+    role_policies,
+    service_principal,
+    trusts,
+)
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
-from loupe_local.local_auth import Gatekeeper, RunCredentials, private_dir, write_private
+from loupe_local.local_auth import Gatekeeper, RunCredentials, access_denied, private_dir, signing_name, write_private
 from loupe_local.provisioned import Provisioned
 from loupe_local.provisioner import Provisioner
 from loupe_local.router import Router
@@ -56,6 +69,8 @@ class _Gateway:
         self.app = app
         self.standins = standins
         self.gatekeeper = gatekeeper
+        # the IAM check of role sessions' requests (LOUPE_LOCAL_IAM audit / enforce); None: not evaluated
+        self.auditor: Auditor | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         length = environ.get("CONTENT_LENGTH")
@@ -79,6 +94,15 @@ class _Gateway:
             status, headers, data = refusal.encode(environ, body)
             start_response(f"{status} X", list(headers.items()))
             return [data]
+        session = environ.get("loupe.iam.session")
+        auditor = self.auditor
+        if session is not None and auditor is not None:
+            # before the stand-ins: their operations are authorized like moto's
+            decision = auditor.check(session, environ, body, signing_name(environ))
+            if decision.denied is not None and auditor.mode == "enforce":
+                status, headers, data = access_denied(environ, body, decision.message).encode(environ, body)
+                start_response(f"{status} X", list(headers.items()))
+                return [data]
         request = AwsRequest.from_environ(environ, body)
         for standin in self.standins:
             try:
@@ -127,8 +151,19 @@ class LocalRuntime:
         standins: list[StandIn] | None = None,
         alarm_time_scale: float = 1.0,
         credentials: RunCredentials | None = None,
+        iam: str | None = None,
     ) -> None:
         self.root = Path(root)
+        # LOUPE_LOCAL_IAM: off (no principal but the run's key), audit (each principal acts under its own role
+        # session; every call is checked and recorded, none refused), enforce (a denied call is refused)
+        self.iam_mode = iam_mode({"LOUPE_LOCAL_IAM": iam} if iam is not None else None)
+        self.sessions = SessionRegistry()
+        self._role_sessions: dict[str, RoleSession] = {}  # role ARN -> the session its service acts with
+        self._role_clients: dict[tuple[str, str], Any] = {}  # (role ARN, service) -> its client (client_as)
+        self._role_clients_lock = threading.Lock()
+        self._function_sessions: dict[str, RoleSession] = {}  # function logical id -> its role's session
+        self.role_policies: RolePolicies | None = None
+        self._gateway: _Gateway | None = None
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
         self.preferred_port = port
         self.parameters = dict(parameters or {})
@@ -260,6 +295,8 @@ class LocalRuntime:
         moto_patches.set_lambda_handler(self._lambda_call)
         self.router = Router(self.invoker, self.client, self.region, ACCOUNT_ID)
         moto_patches.set_event_target_handler(self.router.deliver)
+        self._app = app
+        self.set_iam(self.iam_mode)
         for res in self.resources.values():
             if res.type == "AWS::Events::Rule" and res.properties.get("ScheduleExpression"):
                 targets = self.client("events").list_targets_by_rule(Rule=res.ref)["Targets"]
@@ -281,10 +318,157 @@ class LocalRuntime:
         self.write_state()
         return self
 
+    # ------------------------------------------------------------------ IAM (loupe_local.iam)
+    def set_iam(self, mode: str) -> None:
+        """Switch how the local AWS treats IAM (``off``, ``audit``, ``enforce``); may be called on a running
+        runtime. Sessions are minted the first time a mode other than ``off`` is chosen."""
+        mode = iam_mode({"LOUPE_LOCAL_IAM": mode})
+        assert self._gateway is not None and self.invoker is not None and self.router is not None, "start() first"
+        self.iam_mode = mode
+        if mode == "off":
+            self._gateway.auditor = None
+            for fn in self.invoker.functions.values():
+                self._give_role(fn, None)
+            moto_patches.set_engine_role_credentials(None)
+            self.router.client_as = None
+            return
+        if self.role_policies is None:
+            self._mint_sessions()
+        assert self.role_policies is not None
+        self._gateway.auditor = Auditor(
+            self.role_policies, self.state_dir, self.region, mode, partition_keys=self._partition_keys()
+        )
+        for fn in self.invoker.functions.values():
+            session = self._function_sessions.get(fn.logical_id)
+            self._give_role(fn, session.env() if session else None)
+        moto_patches.set_engine_role_credentials(self._engine_role_credentials)
+        self.router.client_as = self.client_as
+
+    @staticmethod
+    def _give_role(fn: RegisteredFunction, role_env: dict[str, str] | None) -> None:
+        """Run ``fn`` with ``role_env`` from its next invocation. Its handler holds clients made with the credential
+        of its first invocation, so a change of credential starts a fresh execution environment (the module is
+        imported again), as Lambda does after a function's configuration changes."""
+        if fn.role_env != role_env:
+            fn.role_env = role_env
+            fn.module = None
+
+    def client_as(self, role_arn: str, service: str) -> Any:
+        """A client of the local AWS signing as ``role_arn``'s session (None when no principal acts with it).
+        Made once per (role, service): a pipeline's job I/O asks for one per transfer."""
+        session = self._role_sessions.get(role_arn)
+        if session is None or self.iam_mode == "off":
+            return None
+        key = (role_arn, service)
+        with self._role_clients_lock:
+            client = self._role_clients.get(key)
+            if client is None:
+                client = boto3.Session(region_name=self.region, **session.boto_kwargs()).client(
+                    service, endpoint_url=self.endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+                )
+                self._role_clients[key] = client
+        return client
+
+    def grant(self, logical_id: str, policy_name: str, document: Mapping[str, Any]) -> None:
+        """Add an inline policy to the stack's role ``logical_id``, as ``aws iam put-role-policy`` does: in moto's
+        IAM and in the policies the gateway checks its session against (iam-roles.json too). For a test whose own
+        resources a stack role acts on (a pipeline run registering into the test's own model package group)."""
+        role_name = self.physical(logical_id)
+        self.client("iam").put_role_policy(
+            RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
+        )
+        if self.role_policies is not None:
+            self.role_policies.add(role_name, self.arn(logical_id), policy_name, document)
+            self.role_policies.write(self.state_dir / ROLES_FILE)
+
+    def role_environment(self, role_arn: str) -> dict[str, str] | None:
+        """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
+        session = self._role_sessions.get(role_arn)
+        return session.env() if session is not None and self.iam_mode != "off" else None
+
+    def function_session(self, logical_id: str) -> RoleSession | None:
+        """The role session function ``logical_id`` runs with (None while IAM is off)."""
+        return self._function_sessions.get(logical_id) if self.iam_mode != "off" else None
+
+    def role_session(self, role_arn: str) -> RoleSession | None:
+        """The session a service acts with for ``role_arn`` (a state machine's role; None while IAM is off)."""
+        return self._role_sessions.get(role_arn) if self.iam_mode != "off" else None
+
+    def _engine_role_credentials(self, role_arn: str) -> dict[str, str] | None:
+        session = self._role_sessions.get(role_arn)
+        return session.boto_kwargs() if session is not None else None
+
+    def _partition_keys(self) -> dict[str, str]:
+        """DynamoDB table name -> its partition key attribute (for ``dynamodb:LeadingKeys``)."""
+        out = {}
+        for res in self.resources.values():
+            if res.type == "AWS::DynamoDB::Table" and not res.skipped:
+                for key in res.properties.get("KeySchema", []):
+                    if key.get("KeyType") == "HASH":
+                        out[str(res.ref)] = key["AttributeName"]
+        return out
+
+    def _mint_sessions(self) -> None:
+        """The role sessions the stack's services act with, from moto's STS, after each role's trust policy
+        allowed the service; the roles' policies are kept for the gateway's checks (and iam-roles.json)."""
+        assert self._provisioner is not None
+        resolver = self._provisioner.resolver
+        role_arns = {
+            lid: res.attrs["Arn"]
+            for lid, res in self.resources.items()
+            if res.type == "AWS::IAM::Role" and not res.skipped and "Arn" in res.attrs
+        }
+        roles = role_policies(self._app.resources, role_arns, resolver.resolve, moto_patches.aws_managed_policy)
+        trust = {
+            arn: self.resources[lid].properties.get("AssumeRolePolicyDocument", {}) for lid, arn in role_arns.items()
+        }
+        sts = self.client("sts")
+
+        def session_for(role_arn: str, service: str, session_name: str) -> RoleSession | None:
+            if role_arn not in trust:
+                log.warning("%s acts with %s, which the stack does not create: not checked", session_name, role_arn)
+                return None
+            if not trusts(trust[role_arn], role_arn, service_principal(service)):
+                message = f"role {role_arn} does not trust {service_principal(service)} (its trust policy)"
+                if self.iam_mode == "enforce":
+                    raise TrustError(message)
+                log.warning("IAM: %s", message)
+            if role_arn not in self._role_sessions:
+                session = mint(sts, role_arn, session_name)
+                self.sessions.add(session)
+                self._role_sessions[role_arn] = session
+            return self._role_sessions[role_arn]
+
+        for lid, res in self.resources.items():
+            if res.type == "AWS::Lambda::Function" and not res.skipped and res.properties.get("Role"):
+                session = session_for(str(res.properties["Role"]), "lambda", str(res.ref))
+                if session is not None:
+                    self._function_sessions[lid] = session
+        for res in self.resources.values():
+            if res.type == "AWS::StepFunctions::StateMachine" and not res.skipped and res.properties.get("RoleArn"):
+                session_for(str(res.properties["RoleArn"]), "states", str(res.attrs.get("Name") or res.logical_id))
+        for res in self.resources.values():
+            if res.type == "AWS::Events::Rule" and not res.skipped:
+                for target in res.properties.get("Targets", []):
+                    if target.get("RoleArn"):
+                        session_for(str(target["RoleArn"]), "events", str(res.ref))
+            if res.type == "AWS::IoT::TopicRule" and not res.skipped:
+                for role_arn in _role_arns(res.properties.get("TopicRulePayload", {})):
+                    session_for(role_arn, "iot", str(res.ref))
+        # SageMaker acts with a role passed to it: a pipeline's and a feature group's RoleArn, a labeling job's
+        # (given in CreateLabelingJob, so every stack role that trusts SageMaker gets its session)
+        for role_arn in role_arns.values():
+            if trusts(trust[role_arn], role_arn, service_principal("sagemaker")):
+                session_for(role_arn, "sagemaker", "SageMaker")
+        self.role_policies = roles
+        roles.write(self.state_dir / ROLES_FILE)
+        (self.state_dir / USAGE_FILE).unlink(missing_ok=True)  # the usage of this run only (a state dir is reused)
+
     def _start_server(self) -> None:
         from werkzeug.serving import make_server
 
-        app = _Gateway(moto_patches.server_app(), self.standins, Gatekeeper(self.credentials, self.port))
+        app = _Gateway(moto_patches.server_app(), self.standins, Gatekeeper(self.credentials, self.port, self.sessions))
+        self._gateway = app
         self._server = make_server("127.0.0.1", self.port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
@@ -381,6 +565,7 @@ class LocalRuntime:
             "parameters": self.parameter_values,
             "mqtt": self.mqtt,
             "credentials": self.credentials.as_state(),
+            "iam": self.iam_mode,
             **({"console": self.console.url} if self.console else {}),
             **{key: value for standin in self.standins for key, value in standin.state().items()},
             **extra,
@@ -418,6 +603,7 @@ class LocalRuntime:
         moto_patches.set_lambda_handler(None)
         moto_patches.set_event_target_handler(None)
         moto_patches.set_engine_credentials(None)
+        moto_patches.set_engine_role_credentials(None)
         if self.invoker:
             self.invoker.close()
         if self._server:
@@ -442,6 +628,16 @@ class _EndpointSession:
 
     def client(self, service: str) -> Any:
         return self.runtime.client(service)
+
+
+def _role_arns(value: Any) -> list[str]:
+    """Every ``RoleArn`` in a resource's properties (an IoT rule's actions and error action)."""
+    if isinstance(value, dict):
+        found = [str(v) for k, v in value.items() if k == "RoleArn" and isinstance(v, str)]
+        return found + [arn for k, v in value.items() if k != "RoleArn" for arn in _role_arns(v)]
+    if isinstance(value, list):
+        return [arn for item in value for arn in _role_arns(item)]
+    return []
 
 
 def _write_at(directory: Path, data: dict[str, Any]) -> Path:

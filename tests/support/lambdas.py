@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 import zipfile
 from pathlib import Path
@@ -19,14 +20,38 @@ def queue(local_aws: Any, name: str) -> tuple[str, str]:
     return url, arn
 
 
+def role_of_its_own(local_aws: Any, name: str, service: str, actions: list[str], resource: str) -> str:
+    """The ARN of a new role that ``service`` (``lambda``, ``iot``) may assume, granted ``actions`` on ``resource``
+    only: a test's own resource never borrows a stack role (whose grant names the stack's resources only)."""
+    iam = local_aws.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    arn = iam.create_role(RoleName=name[:64], AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    grant = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    iam.put_role_policy(RoleName=name[:64], PolicyName="own", PolicyDocument=json.dumps(grant))
+    return str(arn)
+
+
 def function_with_on_failure_queue(
-    local_aws: Any, code_dir: Path, source: str, prefix: str, max_event_age: int | None = None
+    local_aws: Any,
+    code_dir: Path,
+    source: str,
+    prefix: str,
+    max_event_age: int | None = None,
+    role: str | None = None,
 ) -> dict[str, str]:
     """A function running ``source`` (its ``app.lambda_handler``) with 2 async retries and an on-failure
-    destination queue of its own: ``{"name", "arn", "destination"}`` (the queue's URL)."""
+    destination queue of its own: ``{"name", "arn", "destination"}`` (the queue's URL). Its execution role is
+    ``role``, else one of its own allowed to send to that queue (Lambda sends the record with it)."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     (code_dir / "app.py").write_text(source)
     destination, destination_arn = queue(local_aws, f"{name}-onfailure")
+    if role is None:
+        role = role_of_its_own(local_aws, f"{name}-role", "lambda", ["sqs:SendMessage"], destination_arn)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", source)
@@ -34,7 +59,7 @@ def function_with_on_failure_queue(
     fn = lam.create_function(
         FunctionName=name,
         Runtime="python3.12",
-        Role=local_aws.arn("FeedbackFunctionRole"),
+        Role=role,
         Handler="app.lambda_handler",
         Code={"ZipFile": buf.getvalue()},
     )

@@ -118,11 +118,37 @@ class StandInHost(Protocol):
 
     def arn(self, logical_id: str) -> str: ...
 
+    def client_as(self, role_arn: str, service: str) -> Any:
+        """A client signing as ``role_arn``'s session (the role a service acts with: a pipeline's ``RoleArn``, a
+        labeling job's), or None while IAM is off or no session exists for that role (then use ``client``)."""
+        ...
+
+    def role_environment(self, role_arn: str) -> dict[str, str] | None:
+        """The ``AWS_ACCESS_KEY_ID``/``SECRET``/``SESSION_TOKEN`` of ``role_arn``'s session, for a process a
+        service runs with that role (a training job's container); None as for ``client_as``."""
+        ...
+
     def emit_event(
         self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
     ) -> None:
         """Put an event on the default bus, as an AWS service would."""
         ...
+
+
+def role_client(host: StandInHost, role_arn: str | None, service: str) -> Any:
+    """``service``'s client as ``role_arn`` acts with it when IAM is checked, else the host's own client. (A host
+    without ``client_as``, a unit test's fake, is a local AWS whose IAM is off.)"""
+    client_as = getattr(host, "client_as", None)
+    client = client_as(role_arn, service) if role_arn and client_as is not None else None
+    return client if client is not None else host.client(service)
+
+
+def role_environment(host: StandInHost, role_arn: str | None) -> dict[str, str]:
+    """The credential variables of a process that runs as ``role_arn`` (empty when IAM is off: it inherits the
+    run's key)."""
+    environment = getattr(host, "role_environment", None)
+    env = environment(role_arn) if role_arn and environment is not None else None
+    return dict(env or {})
 
 
 class StandIn:

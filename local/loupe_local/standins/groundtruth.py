@@ -34,7 +34,7 @@ from typing import Any
 import botocore.session
 
 from loupe import manifests
-from loupe_local.standins.base import AwsRequest, Response, StandIn, error
+from loupe_local.standins.base import AwsRequest, Response, StandIn, error, role_client
 from loupe_local.standins.groundtruth_browser import LOCAL_WORKTEAM, Browser, worker_origin
 from loupe_local.standins.groundtruth_queue import TaskQueue
 from loupe_local.standins.groundtruth_workforce import NO_WORKER, Line, Workforce
@@ -250,7 +250,9 @@ class GroundTruth(StandIn):
             self._finish(job, "Failed", FailureReason=f"ClientError: {exc}"[:1024])
 
     def _label(self, job: dict[str, Any], workforce: Workforce) -> None:
-        s3 = self.runtime.client("s3")
+        # Ground Truth reads the manifest and objects and writes the output with the job's role (API_CreateLabelingJob,
+        # RoleArn: the ARN SageMaker "assumes to perform tasks on your behalf during data labeling")
+        s3 = role_client(self.runtime, job.get("RoleArn"), "s3")
         name = job["LabelingJobName"]
         attribute = job["LabelAttributeName"]
         source = job["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
@@ -263,7 +265,8 @@ class GroundTruth(StandIn):
             categories = json.loads(s3.get_object(Bucket=cb, Key=ck)["Body"].read())
         audit = categories.get("auditLabelAttributeName")
         rng = random.Random(f"{workforce.seed}:{name}")
-        browser = Browser(s3, worker_origin(job["HumanTaskConfig"]["WorkteamArn"], self.runtime.region))
+        origin = worker_origin(job["HumanTaskConfig"]["WorkteamArn"], self.runtime.region)
+        browser = Browser(s3, origin, cors_reader=self.runtime.client("s3"))
         out: list[Line] = []
         answered = None
         if workforce.mode == "manual":

@@ -68,13 +68,16 @@ class Browser:
     s3: Any
     origin: str
     cors_by_bucket: dict[str, bool] = field(default_factory=dict)
+    # how the CORS rules are read: S3 applies them to the browser's request itself, no principal calls
+    # GetBucketCors (the local AWS's own client); ``s3`` (the job role's) signs the object GETs
+    cors_reader: Any = None
 
     def load(self, ref: str) -> bytes:
         """The image as the worker's browser gets it, or :class:`CorsRefused` when the bucket's CORS
         configuration does not let the portal's origin GET it."""
         bucket, key = manifests.split_s3_uri(ref)
         if bucket not in self.cors_by_bucket:
-            self.cors_by_bucket[bucket] = _cors_allows_get(self.s3, bucket, self.origin)
+            self.cors_by_bucket[bucket] = _cors_allows_get(self.cors_reader or self.s3, bucket, self.origin)
         if not self.cors_by_bucket[bucket]:
             raise CorsRefused(
                 f"ClientError: the worker's browser cannot load {ref}: bucket {bucket} has no CORS rule that "

@@ -85,6 +85,7 @@ class Execution:
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> its properties
     property_files: dict[str, Any] = field(default_factory=dict)  # "Step.PropertyFileName" -> its JSON document
     stop_requested: bool = False
+    role_arn: str | None = None  # the pipeline's RoleArn: its jobs and RegisterModel act with it
 
     @property
     def execution_id(self) -> str:

@@ -30,7 +30,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loupe.safe_paths import UnsafeKeyError, confined, download_prefix
-from loupe_local.standins.base import StandInHost
+from loupe_local.standins.base import StandInHost, role_client, role_environment
 from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
 
 # Checkpoints (a few MB to tens of MB) go up as one PUT each, from this thread: a multipart upload with s3transfer's
@@ -48,6 +48,11 @@ class JobRunner:
         self.training_dir = training_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._interrupt: Callable[[Path], bool] | None = None  # armed spot reclaim: fires when it returns True
+        # the running job's role (its pipeline's RoleArn): SageMaker reads the job's inputs and writes its outputs
+        # with it, and the job's container gets its credentials (API_CreateTrainingJob.html, RoleArn: "read input
+        # data from an S3 bucket ... write model artifacts to an S3 bucket"; API_CreatePipeline.html, RoleArn: "the
+        # role used by the pipeline to access and create resources")
+        self._role: str | None = None
 
     # ------------------------------------------------------------------ test seams (what AWS does to a job)
     def interrupt_training(self, when: Callable[[Path], bool] | None = None) -> None:
@@ -86,6 +91,7 @@ class JobRunner:
         entry = " ".join(app.get("ContainerEntrypoint", []))
         if "job.py" not in entry:
             raise StepFailed(f"processing step {record.name}: only Loupe's job.py runs locally")
+        self._role = ex.role_arn
         root = ex.root / record.name / "opt" / "ml"
         job_name = f"pipelines-{ex.execution_id}-{record.name}".lower()
         record.metadata = {"ProcessingJob": {"Arn": self._arn(f"processing-job/{job_name}")}}
@@ -126,6 +132,7 @@ class JobRunner:
         program = hps.get("sagemaker_program")
         if not program or not (self.training_dir / program).is_file():
             raise StepFailed(f"training step {record.name}: entry point {program!r} not found in training/")
+        self._role = ex.role_arn
         root = ex.root / record.name / "opt" / "ml"
         job_name = f"pipelines-{ex.execution_id}-{record.name}".lower()
         record.metadata = {"TrainingJob": {"Arn": self._arn(f"training-job/{job_name}")}}
@@ -230,7 +237,7 @@ class JobRunner:
                 tar.add(path, arcname=path.name)
         out_uri = f"{args['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}/output/model.tar.gz"
         bucket, _, key = out_uri[5:].partition("/")
-        self.host.client("s3").upload_file(str(archive), bucket, key, Config=_ONE_PUT)
+        self._s3().upload_file(str(archive), bucket, key, Config=_ONE_PUT)
         ex.properties[record.name] = {
             "ModelArtifacts": {"S3ModelArtifacts": out_uri},
             "TrainingJobName": job_name,
@@ -249,7 +256,8 @@ class JobRunner:
     ) -> int:
         """Run a job's process; returns SPOT_INTERRUPTED when ``reclaim()`` said to kill it, raises on failure."""
         log_path = ex.root / f"{name}.log"
-        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        # the container runs with its job's role (the run's key while IAM is off)
+        full_env = {**os.environ, **env, **role_environment(self.host, ex.role_arn), "PYTHONUNBUFFERED": "1"}
         interrupted = False
         with open(log_path, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
@@ -279,7 +287,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ S3
     def _download(self, uri: str, dest: Path, optional: bool = False) -> int:
-        s3 = self.host.client("s3")
+        s3 = self._s3()
         bucket, _, prefix = uri[5:].partition("/")
         try:  # every key is checked before anything is written: one escaping key fails the job, nothing lands
             count = download_prefix(s3, bucket, prefix, dest)
@@ -290,7 +298,7 @@ class JobRunner:
         return count
 
     def _upload(self, src: Path, uri: str) -> None:
-        s3 = self.host.client("s3")
+        s3 = self._s3()
         bucket, _, prefix = uri[5:].partition("/")
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             key = f"{prefix.rstrip('/')}/{path.relative_to(src).as_posix()}"
@@ -298,7 +306,7 @@ class JobRunner:
 
     def _sync_up(self, src: Path, uri: str, sent: dict[str, tuple[int, int]]) -> None:
         """Upload the files of ``src`` that are new or changed since the last sync (SageMaker's checkpoint sync)."""
-        s3 = self.host.client("s3")
+        s3 = self._s3()
         bucket, _, prefix = uri[5:].partition("/")
         for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.endswith(".tmp")):
             rel = path.relative_to(src).as_posix()
@@ -311,6 +319,9 @@ class JobRunner:
                 continue
             s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{rel}", Config=_ONE_PUT)
             sent[rel] = stamp
+
+    def _s3(self) -> Any:
+        return role_client(self.host, self._role, "s3")
 
     def _arn(self, resource: str) -> str:
         return f"arn:aws:sagemaker:{self.host.region}:123456789012:{resource}"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe_local.standins import pipeline_interpreter as interpreter
-from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error
+from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error, role_client
 from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord
 from loupe_local.standins.pipeline_jobs import JobRunner
 
@@ -210,6 +210,7 @@ class PipelineExecutions(StandIn):
             parameters=params,
             definition=definition,
             root=self.work_dir / arn.rsplit("/", 1)[-1],
+            role_arn=pipeline.get("RoleArn"),
         )
         execution.root.mkdir(parents=True, exist_ok=True)
         track_experiment(sm, execution)
@@ -362,7 +363,9 @@ class PipelineExecutions(StandIn):
 
     def _register(self, ex: Execution, step: dict[str, Any], record: StepRecord) -> None:
         kwargs = interpreter.register_request(interpreter.resolve(ex, step["Arguments"]))
-        arn = self.runtime.client("sagemaker").create_model_package(**kwargs)["ModelPackageArn"]
+        # the step registers with the pipeline's role (API_CreatePipeline.html, RoleArn: "the role used by the
+        # pipeline to access and create resources")
+        arn = role_client(self.runtime, ex.role_arn, "sagemaker").create_model_package(**kwargs)["ModelPackageArn"]
         record.metadata = {"RegisterModel": {"Arn": arn}}
         ex.properties[record.name] = {"ModelPackageArn": arn}
 

@@ -11,7 +11,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
-from support.lambdas import function_with_on_failure_queue
+from support.lambdas import function_with_on_failure_queue, role_of_its_own
 from support.waiting import wait_until
 
 from loupe_local.local_auth import mqtt_login
@@ -33,12 +33,15 @@ def failing_function(local_aws, tmp_path):
 def _rule(local_aws, name: str, thing: str, function_arn: str) -> str:
     sqs = local_aws.client("sqs")
     errors = sqs.create_queue(QueueName=f"{name}-errors")["QueueUrl"]
+    errors_arn = sqs.get_queue_attributes(QueueUrl=errors, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # the rule's error action sends with a role of the test's own, allowed to send to this test's queue only
+    role = role_of_its_own(local_aws, f"{name}-errors-role", "iot", ["sqs:SendMessage"], errors_arn)
     local_aws.router.add_topic_rule(
         name,
         {
             "sql": f"SELECT *, topic(2) AS source_thing FROM 'loupe/{thing}/probe'",  # noqa: S608 - IoT SQL
             "actions": [{"lambda": {"functionArn": function_arn}}],
-            "errorAction": {"sqs": {"queueUrl": errors, "roleArn": local_aws.arn("IotRuleErrorRole")}},
+            "errorAction": {"sqs": {"queueUrl": errors, "roleArn": role}},
         },
     )
     return errors

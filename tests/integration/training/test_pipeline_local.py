@@ -27,6 +27,25 @@ TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none", "ModelPackageGrou
 def runner(local_aws):
     sm = local_aws.client("sagemaker")
     sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    # the stack's pipeline registers with SageMakerExecutionRole, whose grant names the stack's group only: these
+    # runs register into (and warm-start from) groups of the tests' own, so the role gets a grant for them here
+    groups = [GROUP, DEMO_GROUP, WARM_GROUP]
+    arn = f"arn:aws:sagemaker:{local_aws.region}:123456789012"
+    local_aws.grant(
+        "SageMakerExecutionRole",
+        "test-own-model-package-groups",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+                    "Resource": [f"{arn}:model-package-group/{g}" for g in groups]
+                    + [f"{arn}:model-package/{g}/*" for g in groups],
+                }
+            ],
+        },
+    )
     # executions other tests started through the template's workflows would queue ahead of ours: stop them
     for standin in local_aws.standins:
         if isinstance(standin, PipelineExecutions):

@@ -299,6 +299,47 @@ def test_engine_service_clients_sign_with_the_run_credential() -> None:
     assert boto_client.boto_client_for("us-east-1", "s3")._request_signer._credentials.access_key == "ak"
 
 
+# the engine modules that call boto_client_for (moto 5.2.5); each must sign as the state's role
+_ENGINE_CALLERS = [
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+]
+
+
+@pytest.mark.parametrize("module_name", _ENGINE_CALLERS)
+def test_engine_service_clients_sign_as_the_states_role_session(module_name: str) -> None:
+    """Every engine call site passes the state's StateCredentials (the state machine's role, or a Task's
+    Credentials.RoleArn) to boto_client_for; after apply() the client signs with that role's session, and with
+    the run's key for a role that has none."""
+    import importlib
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
+
+    module = importlib.import_module(module_name)
+    moto_patches.apply()
+    role = "arn:aws:iam::123456789012:role/loupe-StateMachineRole"
+    session = {"aws_access_key_id": "ASIALOUPEROLE0000000", "aws_secret_access_key": "s", "aws_session_token": "t"}
+    moto_patches.set_engine_credentials("AKIALOUPERUN00000000", "run-secret")
+    moto_patches.set_engine_role_credentials(lambda arn: session if arn == role else None)
+    try:
+        make = module.boto_client_for
+        creds = make(region="us-east-1", service="lambda", state_credentials=StateCredentials(role))._request_signer
+        assert (creds._credentials.access_key, creds._credentials.token) == ("ASIALOUPEROLE0000000", "t")
+        other = make(region="us-east-1", service="lambda", state_credentials=StateCredentials(role + "x"))
+        assert other._request_signer._credentials.access_key == "AKIALOUPERUN00000000"
+    finally:
+        moto_patches.set_engine_role_credentials(None)
+        moto_patches.set_engine_credentials(None)
+
+
 def test_render_input_template_uses_motos_event_template_parser() -> None:
     from moto.events.utils import EventTemplateParser
 
@@ -309,3 +350,71 @@ def test_render_input_template_uses_motos_event_template_parser() -> None:
         '{"bucket": "<bucket>", "key": "<key>"}', {"bucket": "$.detail.bucket", "key": "$.detail.key"}, event
     )
     assert rendered == {"bucket": "b", "key": "k"}
+
+
+def _sent(service: str, method: str, params: dict) -> object:
+    import botocore.session
+
+    sent: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(request: object, **_: object) -> None:
+        sent.append(request)
+        raise Stop
+
+    client = botocore.session.get_session().create_client(
+        service,
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    client.meta.events.register("before-send", capture)
+    with pytest.raises(Stop):
+        getattr(client, method)(**params)
+    return sent[0]
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "params", "operation", "member", "value"),
+    [
+        ("s3", "head_object", {"Bucket": "b", "Key": "raw/a b.jpg"}, "HeadObject", "Key", "raw/a b.jpg"),
+        ("dynamodb", "get_item", {"TableName": "T", "Key": {"pk": {"S": "x"}}}, "GetItem", "TableName", "T"),
+        (
+            "sns",
+            "publish",
+            {"TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "m"},
+            "Publish",
+            "TopicArn",
+            "arn:aws:sns:us-east-1:1:t",
+        ),
+        ("greengrassv2", "get_deployment", {"deploymentId": "d-1"}, "GetDeployment", "deploymentId", "d-1"),
+        (
+            "sagemaker-featurestore-runtime",
+            "put_record",
+            {"FeatureGroupName": "fg", "Record": [{"FeatureName": "a", "ValueAsString": "1"}]},
+            "PutRecord",
+            "FeatureGroupName",
+            "fg",
+        ),
+    ],
+)
+def test_parse_request_names_the_operation_and_its_input(
+    service: str, method: str, params: dict, operation: str, member: str, value: str
+) -> None:
+    request = _sent(service, method, params)
+    name, parsed = moto_patches.parse_request(
+        service,
+        request.method,
+        request.url,
+        request.headers,
+        request.body,  # type: ignore[attr-defined]
+    )
+    assert (name, parsed[member]) == (operation, value)
+
+
+def test_parse_request_refuses_a_request_that_matches_no_operation() -> None:
+    with pytest.raises(LookupError, match="matches no operation"):
+        moto_patches.parse_request("greengrassv2", "PATCH", "http://127.0.0.1:1/nothing/here", {}, b"")

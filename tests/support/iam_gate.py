@@ -1,0 +1,44 @@
+"""The test session's zero-deny gate (issue 19): the calls of the stack's roles that their grant would refuse.
+
+The session's ``local_aws`` runs in ``audit``; at its end ``stack_role_denials`` reads ``iam-usage.jsonl`` and the
+session fails on any would-deny of a role the stack creates (``iam-roles.json``), except the line ranges written
+while a test marked ``iam_would_deny`` ran (tests of the IAM check itself provoke denials on purpose).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE
+from loupe_local.iam.report import DENIED
+
+
+def usage_lines(state_dir: Path) -> int:
+    """How many lines the usage log holds now (the position a test's own records start at)."""
+    path = Path(state_dir) / USAGE_FILE
+    return len(path.read_bytes().splitlines()) if path.is_file() else 0
+
+
+def stack_role_denials(state_dir: Path, expected: list[tuple[int, int]]) -> list[str]:
+    """The calls of the stack's roles that their grant would refuse (``iam-usage.jsonl``), outside ``expected``
+    line ranges: one readable line each (role, action, resources, reason)."""
+    roles_path, usage_path = Path(state_dir) / ROLES_FILE, Path(state_dir) / USAGE_FILE
+    stack_roles = set(json.loads(roles_path.read_text())) if roles_path.is_file() else set()
+    lines = usage_path.read_bytes().splitlines() if usage_path.is_file() else []
+    found = []
+    for number, line in enumerate(lines):  # numbered as usage_lines counts them
+        try:
+            record = json.loads(line)
+        except ValueError:
+            found.append(f"line {number + 1} of {usage_path} is not a usage record: {line[:200]!r}")
+            continue
+        if record.get("decision") not in DENIED or record.get("role") not in stack_roles:
+            continue
+        if any(start <= number < end for start, end in expected):
+            continue
+        found.append(
+            f"{record.get('role')} {record.get('action')} on {', '.join(record.get('resources', []))}: "
+            f"{record.get('decision')} ({record.get('operation')} from {record.get('principal')})"
+        )
+    return found

@@ -1,0 +1,49 @@
+"""The test session's zero-deny gate: every would-deny of a stack role is listed, except the ranges of tests that
+provoke denials on purpose; a test's own role and allowed calls never count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support.iam_gate import stack_role_denials, usage_lines
+
+from loupe_local.iam.principals import RolePolicies
+
+STACK = "loupe-FeedbackFunctionRole-1c89c0ce"
+
+
+def _record(role: str, decision: str, queue: str) -> dict[str, object]:
+    return {
+        "role": role,
+        "principal": f"arn:aws:sts::123456789012:assumed-role/{role}/fn",
+        "operation": "SendMessage",
+        "action": "sqs:SendMessage",
+        "resources": [f"arn:aws:sqs:us-east-1:123456789012:{queue}"],
+        "decision": decision,
+    }
+
+
+def test_the_gate_lists_a_stack_roles_would_deny_outside_the_tests_that_provoke_them(tmp_path: Path) -> None:
+    roles = RolePolicies()
+    roles.add(STACK, f"arn:aws:iam::123456789012:role/{STACK}", "inline", {"Statement": []})
+    roles.write(tmp_path / "iam-roles.json")
+    usage = [
+        _record(STACK, "Allow", "loupe-failures"),
+        _record(STACK, "ImplicitDeny", "provoked"),  # line 1: a test of the IAM check, on purpose
+        _record(STACK, "ImplicitDeny", "itest-failing-onfailure"),
+        _record("itest-failing-role", "ImplicitDeny", "not-a-stack-role"),
+        _record(STACK, "ExplicitDeny", "fenced"),
+    ]
+    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in usage))
+    assert usage_lines(tmp_path) == 5
+    found = stack_role_denials(tmp_path, [(1, 2)])
+    assert len(found) == 2
+    assert found[0].startswith(f"{STACK} sqs:SendMessage on arn:aws:sqs:us-east-1:123456789012:itest-failing-onfailure")
+    assert "ImplicitDeny (SendMessage from arn:aws:sts::123456789012:assumed-role/" in found[0]
+    assert "fenced: ExplicitDeny" in found[1]
+    assert len(stack_role_denials(tmp_path, [])) == 3
+    (tmp_path / "iam-usage.jsonl").write_text(json.dumps(usage[0]) + "\n{broken\n")
+    (broken,) = stack_role_denials(tmp_path, [])
+    assert "line 2" in broken and "is not a usage record" in broken
+    assert stack_role_denials(tmp_path / "nothing", []) == []
