@@ -35,6 +35,8 @@ class Settings(BaseModel):
     ledger_table: str | None = Field(None, alias="LEDGER_TABLE")
     idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE")
     deployments_table: str | None = Field(None, alias="DEPLOYMENTS_TABLE")
+    # the labeling app's jobs, images, assignments and answers (loupe.labeling.task_store)
+    labeling_tasks_table: str | None = Field(None, alias="LABELING_TASKS_TABLE")
     notify_topic_arn: str | None = Field(None, alias="NOTIFY_TOPIC_ARN")
     labeling_state_machine_arn: str | None = Field(None, alias="LABELING_STATE_MACHINE_ARN")
     edge_deployment_state_machine_arn: str | None = Field(None, alias="EDGE_DEPLOYMENT_STATE_MACHINE_ARN")
