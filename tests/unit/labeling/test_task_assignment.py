@@ -185,3 +185,44 @@ def test_a_job_refuses_images_outside_the_raw_bucket_and_bad_parameters(aws: dic
     with pytest.raises(ValueError, match="LabelersPerImage must be 1 to 5"):
         create_job(store, "loupe-x", "t", good, CLASSES, "s3://artifacts/l/", BUCKET, T0, labelers_per_image=6)
     assert store.job("loupe-x") is None and store.items("loupe-x") == []
+
+
+def test_a_review_lease_expires_and_the_first_reviewer_loses_it(aws: dict[str, Any]) -> None:
+    store = aws["store"]
+    _job(store, labelers=2)
+    for user, boxes in (("ann", [box(10, 10, 40, 20)]), ("bob", [])):
+        task = workforce.next_task(store, user, T0)
+        assert task is not None
+        workforce.submit_answer(store, aws["s3"], aws["sfn"], user, task["assignment_id"], {"boxes": boxes}, T0)
+    first = workforce.next_review(store, "rev1", T0 + 1)
+    assert first is not None
+    assert workforce.next_review(store, "rev2", T0 + 2) is None  # held by rev1
+    second = workforce.next_review(store, "rev2", T0 + 1 + workforce.REVIEW_LEASE_SECONDS + 1)
+    assert second is not None and second["item_id"] == first["item_id"]
+    with pytest.raises(AnswerError) as lost:
+        workforce.submit_review(store, aws["s3"], aws["sfn"], "rev1", first["item_id"], {"boxes": []}, T0 + 1000)
+    assert lost.value.status == 409 and "another reviewer holds it" in lost.value.message
+    done = workforce.submit_review(store, aws["s3"], aws["sfn"], "rev2", second["item_id"], {"boxes": []}, T0 + 1001)
+    assert done["status"] == "final"
+
+
+def test_an_interrupted_finish_is_completed_by_expiry(aws: dict[str, Any]) -> None:
+    """The Lambda that settled the last image failed while writing the output: the job stays 'finishing' with every
+    image settled, and expire_job finishes it."""
+    store = aws["store"]
+    _job(store, labelers=1)
+    task = workforce.next_task(store, "ann", T0)
+    assert task is not None
+
+    class FailingS3:
+        def put_object(self, **kwargs: Any) -> Any:
+            raise ConnectionError("S3 unreachable")
+
+    with pytest.raises(ConnectionError):
+        workforce.submit_answer(store, FailingS3(), aws["sfn"], "ann", task["assignment_id"], {"boxes": []}, T0)  # type: ignore[arg-type]
+    assert store.job("loupe-c1-aaaa")["status"] == "finishing" and aws["sfn"].calls == []
+    from loupe.labeling.workforce_jobs import expire_job
+
+    expire_job(store, aws["s3"], aws["sfn"], "loupe-c1-aaaa", T0 + 3600)
+    assert [kind for kind, _ in aws["sfn"].calls] == ["success"]
+    assert store.job("loupe-c1-aaaa")["status"] == "completed"

@@ -90,15 +90,17 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
     """Lease ``user`` the oldest image that still needs answers and that they have not answered (their own
     unexpired lease comes back as it is). None when there is none."""
     jobs: dict[str, dict[str, Any] | None] = {}
-    for n, queued in enumerate(store.queued(LABEL_QUEUE)):
-        if n >= MAX_CANDIDATES:
-            return None
+    tried = 0
+    for queued in store.queued(LABEL_QUEUE):
         name, index = _queued_key(queued)
         if name not in jobs:
             jobs[name] = store.job(name)
         job = jobs[name]
         if job is None or not is_open(job, now):
-            continue
+            continue  # an expired job's images wait for expire_job; they cost an index entry each, no item read
+        tried += 1
+        if tried > MAX_CANDIDATES:
+            return None
         for _ in range(_RETRIES):
             item = store.item(name, index)
             if item is None or item.get("queue") != LABEL_QUEUE:
@@ -178,7 +180,7 @@ def submit_answer(
             raise AnswerError(
                 410,
                 f"your lease on this image ended at {_iso(assignment['until'])} and it was handed to another "
-                "labeler (or released); this answer was not recorded: ask for the next task",
+                "labeler, or already has all its answers; this answer was not recorded: ask for the next task",
             )
         if slot["answered"]:
             raise AnswerError(409, f"assignment {assignment_id} was already answered; an answer is not changed")
@@ -263,15 +265,17 @@ def next_review(store: TaskStore, user: str, now: float) -> dict[str, Any] | Non
     """Lease ``user`` the oldest image waiting for review that nobody else reviews now and that they did not label
     themselves (a reviewer does not settle their own disagreement). None when there is none."""
     jobs: dict[str, dict[str, Any] | None] = {}
-    for n, queued in enumerate(store.queued(REVIEW_QUEUE)):
-        if n >= MAX_CANDIDATES:
-            return None
+    tried = 0
+    for queued in store.queued(REVIEW_QUEUE):
         name, index = _queued_key(queued)
         if name not in jobs:
             jobs[name] = store.job(name)
         job = jobs[name]
         if job is None or not is_open(job, now):
             continue
+        tried += 1
+        if tried > MAX_CANDIDATES:
+            return None
         for _ in range(_RETRIES):
             item = store.item(name, index)
             if item is None or item.get("queue") != REVIEW_QUEUE or user in (item.get("slots") or {}):

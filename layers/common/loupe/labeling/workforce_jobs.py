@@ -389,4 +389,8 @@ def expire_job(store: TaskStore, s3: S3, sfn: StepFunctions, name: str, now: flo
         else:
             continue
         settled[status] = settled.get(status, 0) + 1
+    # every image was settled earlier but the finish did not end (its Lambda failed after the last answer): again
+    job = store.job(name) or job
+    if int(job["done"]) >= int(job["total"]) and job["status"] in ("open", "finishing"):
+        finish_job(store, s3, sfn, name, now)
     return {"job_name": name, "expired": True, "settled": settled}
