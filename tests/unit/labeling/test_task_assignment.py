@@ -226,3 +226,19 @@ def test_an_interrupted_finish_is_completed_by_expiry(aws: dict[str, Any]) -> No
     expire_job(store, aws["s3"], aws["sfn"], "loupe-c1-aaaa", T0 + 3600)
     assert [kind for kind, _ in aws["sfn"].calls] == ["success"]
     assert store.job("loupe-c1-aaaa")["status"] == "completed"
+
+
+def test_a_caller_without_a_username_gets_no_work(aws: dict[str, Any]) -> None:
+    store = aws["store"]
+    _job(store, labelers=1)
+    for call in (
+        lambda: workforce.next_task(store, "", T0),
+        lambda: workforce.next_review(store, "", T0),
+        lambda: workforce.submit_answer(store, aws["s3"], aws["sfn"], "", "ab12", {"boxes": []}, T0),
+        lambda: workforce.submit_review(store, aws["s3"], aws["sfn"], "", "loupe-c1-aaaa.0", {"boxes": []}, T0),
+    ):
+        with pytest.raises(AnswerError) as refused:
+            call()
+        assert refused.value.status == 403
+    item = store.item("loupe-c1-aaaa", 0)
+    assert item is not None and item["slots"] == {}

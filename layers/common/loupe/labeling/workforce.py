@@ -64,6 +64,13 @@ def _parse_item_id(value: str) -> tuple[str, int]:
     return job, int(index)
 
 
+def _named(user: str) -> str:
+    """Leases and answers are keyed by the caller's Cognito username; a token without one gets no work."""
+    if not user:
+        raise AnswerError(403, "the token names no user (no cognito:username or username claim)")
+    return user
+
+
 def _queued_key(queued: dict[str, Any]) -> tuple[str, int]:
     """(job name, image index) of a queue-index entry (KEYS_ONLY: ``JOB#<name>`` / ``ITEM#<index>``)."""
     return str(queued["pk"]).removeprefix("JOB#"), int(str(queued["sk"]).removeprefix("ITEM#"))
@@ -89,6 +96,7 @@ def _task_view(job: dict[str, Any], item: dict[str, Any], assignment_id: str, un
 def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
     """Lease ``user`` the oldest image that still needs answers and that they have not answered (their own
     unexpired lease comes back as it is). None when there is none."""
+    _named(user)
     jobs: dict[str, dict[str, Any] | None] = {}
     tried = 0
     for queued in store.queued(LABEL_QUEUE):
@@ -159,6 +167,7 @@ def submit_answer(
     store: TaskStore, s3: S3, sfn: StepFunctions, user: str, assignment_id: str, body: Any, now: float
 ) -> dict[str, Any]:
     """Record ``user``'s answer on their assignment; settles the image once it has every labeler's answer."""
+    _named(user)
     assignment = store.get(assignment_key(assignment_id)) if assignment_id.isalnum() else None
     if assignment is None or assignment.get("kind") != "label":
         raise AnswerError(404, f"no labeling assignment {assignment_id!r}")
@@ -264,6 +273,7 @@ def _review_view(job: dict[str, Any], item: dict[str, Any], until: int, store: T
 def next_review(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
     """Lease ``user`` the oldest image waiting for review that nobody else reviews now and that they did not label
     themselves (a reviewer does not settle their own disagreement). None when there is none."""
+    _named(user)
     jobs: dict[str, dict[str, Any] | None] = {}
     tried = 0
     for queued in store.queued(REVIEW_QUEUE):
@@ -309,6 +319,7 @@ def submit_review(
     store: TaskStore, s3: S3, sfn: StepFunctions, user: str, review_item: str, body: Any, now: float
 ) -> dict[str, Any]:
     """The reviewer's answer is the image's final label."""
+    _named(user)
     name, index = _parse_item_id(review_item)
     for _ in range(_RETRIES):
         job, item = store.job(name), store.item(name, index)
