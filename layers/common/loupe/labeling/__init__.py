@@ -12,6 +12,15 @@
 - ``callback``: a Ground Truth job's state change resumes the execution waiting on its task token.
 - ``tasks``: the labeling state machine's task table (``loupe.tasks`` envelope).
 
+Loupe's own workforce (issue 20; the console API's ``/labeling/tasks`` and ``/review`` routes):
+
+- ``answers``: a labeler's or reviewer's answer, validated (HTTP status + message on refusal).
+- ``consolidation``: several labelers' boxes -> one label, agreement per image, review or not (IoU 0.5).
+- ``task_store``: the one table of jobs, images, leases and answers (``LabelingTasksTable``).
+- ``workforce``: leases to labelers and reviewers, answers and reviews.
+- ``workforce_jobs``: a job's creation with its task token, settling images, expiry, the output manifest and
+  SendTaskSuccess/SendTaskFailure.
+
 Domain code only: every function takes the AWS clients it uses (``loupe.aws_clients``) and a
 :class:`loupe.ledger.Ledger`.
 """
