@@ -48,7 +48,6 @@ class Settings(BaseModel):
     labeling_max_per_job: int = Field(500, alias="LABELING_MAX_PER_JOB", ge=1, le=LABELING_MAX_PER_JOB_BOUND)
     label_classes: tuple[str, ...] = Field(("scratch",), alias="LABEL_CLASSES")
     workteam_arn: str | None = Field(None, alias="WORKTEAM_ARN")
-    public_workforce_price_cents: float = Field(3.6, alias="PUBLIC_WORKFORCE_PRICE_CENTS", ge=0)
     input_free_of_pii: bool = Field(False, alias="INPUT_FREE_OF_PII")
     sagemaker_execution_role_arn: str | None = Field(None, alias="SAGEMAKER_EXECUTION_ROLE_ARN")
     drift_alarm_arn: str | None = Field(None, alias="DRIFT_ALARM_ARN")

@@ -22,11 +22,10 @@ from loupe import aws_errors, manifests
 from loupe.aws_clients import S3, StepFunctions
 from loupe.labeling import answers as answers_mod
 from loupe.labeling.answers import AnswerError
-from loupe.labeling.config import LABEL_ATTRIBUTE
+from loupe.labeling.config import LABEL_ATTRIBUTE, MAX_LABELERS_PER_IMAGE
 from loupe.labeling.consolidation import DEFAULT_MIN_AGREEMENT, consolidate
 from loupe.labeling.task_store import LABEL_QUEUE, REVIEW_QUEUE, Conflict, TaskStore, item_key, job_key
 
-MAX_LABELERS_PER_IMAGE = 5
 # how long a labeler keeps an image before another labeler may take its slot (a late answer is still taken while
 # nobody else has); the order of Ground Truth's TaskTimeLimitInSeconds (loupe.labeling.groundtruth)
 LEASE_SECONDS = 600
