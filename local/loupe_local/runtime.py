@@ -127,15 +127,19 @@ class LocalRuntime:
         standins: list[StandIn] | None = None,
         alarm_time_scale: float = 1.0,
         credentials: RunCredentials | None = None,
+        groundtruth_customer: bool = False,
     ) -> None:
         self.root = Path(root)
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
         self.preferred_port = port
         self.parameters = dict(parameters or {})
-        if not {"WorkteamArn", "UsePublicWorkforce"} & set(self.parameters):
-            # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
+        if self.parameters.get("LabelingService") == "GroundTruth" and "WorkteamArn" not in self.parameters:
+            # a Ground Truth stack names its workforce like a real deploy must (template.yaml Rules): the local
             # private workteam that the Ground Truth stand-in's workforce stands for
             self.parameters["WorkteamArn"] = local_workteam_arn(region)
+        # Ground Truth is closed to new customers: the local account is not one unless told (the stand-in answers
+        # CreateLabelingJob with AccessDeniedException otherwise; `loupe local up --groundtruth-customer`)
+        self.groundtruth_customer = groundtruth_customer
         # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
         # unless the caller names an existing one with CreateThingGroup=false
         self.parameters.setdefault("CreateThingGroup", "true")
@@ -244,6 +248,8 @@ class LocalRuntime:
         self.invoker = Invoker(env, app.layer_dirs, emf_sink=self.alarms.put_emf, log_dir=self.state_dir / "logs")
         for logical_id, code in app.functions.items():
             res = self.resources[logical_id]
+            if res.skipped:  # a function whose Condition is false does not exist (LabelingCallbackFunction)
+                continue
             props = res.properties
             self.invoker.register(
                 RegisteredFunction(

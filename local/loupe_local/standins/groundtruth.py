@@ -53,6 +53,22 @@ EVENT = "SageMaker Ground Truth Labeling Job State Change"
 ACCOUNT = "123456789012"
 
 
+# Ground Truth "is no longer open to new customers. Existing customers can continue to use the service as normal"
+# (Developer Guide, sms-create-labeling-job-api.html). AWS documents no error for an account that is not an
+# existing customer: CreateLabelingJob's API reference lists only ResourceInUse and ResourceLimitExceeded
+# (sagemaker/latest/APIReference/API_CreateLabelingJob.html). The closest documented behaviour is SageMaker's common
+# error for a call the account may not make, AccessDeniedException, HTTP 400, "You do not have sufficient access to
+# perform this action." (sagemaker/latest/APIReference/CommonErrors.html); the message adds the closure.
+NOT_A_CUSTOMER = (
+    "You do not have sufficient access to perform this action. Amazon SageMaker Ground Truth is no longer open to "
+    "new customers; this account is not an existing Ground Truth customer."
+)
+
+
+def not_a_customer() -> Response:
+    return error("AccessDeniedException", NOT_A_CUSTOMER, 400)
+
+
 def local_workteam_arn(region: str) -> str:
     """The private workteam the local AWS's workforce stands for (what the local stack deploys with)."""
     return f"arn:aws:sagemaker:{region}:{ACCOUNT}:workteam/private-crowd/{LOCAL_WORKTEAM}"
@@ -122,6 +138,8 @@ class GroundTruth(StandIn):
         return Response(body={"Workteams": [team] if contains in LOCAL_WORKTEAM else []})
 
     def _create(self, body: dict[str, Any]) -> Response:
+        if not getattr(self.runtime, "groundtruth_customer", False):
+            return not_a_customer()
         missing = [
             path
             for path, value in {
