@@ -122,6 +122,15 @@ def answer_labeling_task(assignment_id: str) -> dict[str, Any]:
     return result
 
 
+@app.post("/labeling/tasks/<assignment_id>/decline")
+def decline_labeling_task(assignment_id: str) -> dict[str, Any]:
+    who = caller()
+    who.require("labelers")
+    result = workforce.decline_task(tasks, who.username, assignment_id, time.time())
+    logger.info("task declined", extra={**result, "by": who.username})
+    return result
+
+
 @app.get("/review/next")
 def next_review() -> dict[str, Any]:
     who = caller()

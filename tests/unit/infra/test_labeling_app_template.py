@@ -1,6 +1,6 @@
 """The labeling app's resources in template.yaml: its table is billed per request, recoverable and encrypted like the
 others; the console function reaches only that table (and its queue index), presigns only raw/ images and writes
-only under labeling/; the four routes exist. Each rule is also run on a copy that breaks it."""
+only under labeling/; the routes exist. Each rule is also run on a copy that breaks it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 ROUTES = {
     ("GET", "/labeling/tasks/next"),
     ("POST", "/labeling/tasks/{assignmentId}"),
+    ("POST", "/labeling/tasks/{assignmentId}/decline"),
     ("GET", "/review/next"),
     ("POST", "/review/{itemId}"),
 }

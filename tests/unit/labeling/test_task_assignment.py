@@ -242,3 +242,27 @@ def test_a_caller_without_a_username_gets_no_work(aws: dict[str, Any]) -> None:
         assert refused.value.status == 403
     item = store.item("loupe-c1-aaaa", 0)
     assert item is not None and item["slots"] == {}
+
+
+def test_a_declined_image_goes_to_another_labeler_and_not_back(aws: dict[str, Any]) -> None:
+    """Before decline, a labeler who could not answer the oldest image got it back on every request (their own
+    lease) until it expired, and saw nothing else."""
+    store = aws["store"]
+    _job(store, labelers=1, images=2)
+    first = workforce.next_task(store, "ann", T0)
+    assert first is not None and first["source_ref"].endswith("/0.jpg")
+    out = workforce.decline_task(store, "ann", first["assignment_id"], T0 + 1)
+    assert out == {"assignment_id": first["assignment_id"], "status": "declined"}
+    second = workforce.next_task(store, "ann", T0 + 2)
+    assert second is not None and second["source_ref"].endswith("/1.jpg")
+    bob = workforce.next_task(store, "bob", T0 + 3)
+    assert bob is not None and bob["source_ref"].endswith("/0.jpg")  # the slot ann gave up is free at once
+    with pytest.raises(AnswerError) as gone:  # the declined lease takes no answer and no second decline
+        workforce.submit_answer(store, aws["s3"], aws["sfn"], "ann", first["assignment_id"], {"boxes": []}, T0 + 4)
+    assert gone.value.status == 410
+    with pytest.raises(AnswerError) as twice:
+        workforce.decline_task(store, "ann", first["assignment_id"], T0 + 5)
+    assert twice.value.status == 409
+    with pytest.raises(AnswerError) as other:
+        workforce.decline_task(store, "bob", second["assignment_id"], T0 + 6)
+    assert other.value.status == 403

@@ -92,7 +92,9 @@ def expire_app_job(
     if job is None:
         raise LabelingJobFailed(f"labeling job {name} is not in the labeling app's table")
     if job["status"] in ("open", "finishing"):
-        workforce_jobs.expire_job(store, s3, sfn, name, now)
+        # the run stopped waiting: the job ends now, even before its tasks' lifetime is over (as Ground Truth's
+        # StopLabelingJob ends a job at any time, keeping what was answered)
+        workforce_jobs.expire_job(store, s3, sfn, name, max(now, float(job["expires_at"])))
         job = store.job(name) or job
     if job["status"] not in ("completed", "failed"):
         raise LabelingJobFailed(f"labeling job {name} is {job['status']} after its expiry")

@@ -115,7 +115,7 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
                 break
             slots: dict[str, Any] = item.get("slots") or {}
             mine = slots.get(user)
-            if mine and mine["answered"]:
+            if mine and (mine["answered"] or mine.get("declined")):
                 break
             if mine and mine["until"] > now:
                 return _task_view(job, item, mine["assignment"], mine["until"])
@@ -243,6 +243,59 @@ def submit_answer(
             result = settle(store, s3, sfn, name, index, now)
         return {"assignment_id": assignment_id, "status": "answered", "image": result, "boxes": len(answer.boxes)}
     raise AnswerError(409, "the image changed under this answer too often; send it again")
+
+
+def decline_task(store: TaskStore, user: str, assignment_id: str, now: float) -> dict[str, Any]:
+    """``user`` passes on their leased image (they cannot tell, or it is not theirs to judge): the lease ends now,
+    the image goes to another labeler and is never handed to ``user`` again. No answer existed, so none is lost."""
+    _named(user)
+    assignment = store.get(assignment_key(assignment_id)) if assignment_id.isalnum() else None
+    if assignment is None or assignment.get("kind") != "label":
+        raise AnswerError(404, f"no labeling assignment {assignment_id!r}")
+    if assignment["user"] != user:
+        raise AnswerError(403, f"assignment {assignment_id} is another labeler's")
+    if assignment["status"] != "leased":
+        raise AnswerError(409, f"assignment {assignment_id} is {assignment['status']}; only a lease can be declined")
+    name, index = assignment["job_name"], int(assignment["index"])
+    for _ in range(_RETRIES):
+        item = store.item(name, index)
+        slot = ((item or {}).get("slots") or {}).get(user)
+        if item is None or item["status"] != "labeling" or slot is None or slot["assignment"] != assignment_id:
+            raise AnswerError(410, f"your lease on this image ended at {_iso(assignment['until'])}; nothing to decline")
+        slots = dict(item["slots"])
+        slots[user] = {**slot, "until": 0, "declined": True}
+        try:
+            store.transact(
+                {
+                    "Update": {
+                        "Key": item_key(name, index),
+                        "UpdateExpression": "SET slots = :s, version = version + :one",
+                        "ConditionExpression": "version = :v AND #st = :labeling",
+                        "ExpressionAttributeNames": {"#st": "status"},
+                        "ExpressionAttributeValues": {
+                            ":s": slots,
+                            ":one": 1,
+                            ":v": item["version"],
+                            ":labeling": "labeling",
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": assignment_key(assignment_id),
+                        "UpdateExpression": "SET #st = :declined, declined_at = :now",
+                        "ConditionExpression": "#st = :leased",
+                        "ExpressionAttributeNames": {"#st": "status"},
+                        "ExpressionAttributeValues": {":declined": "declined", ":leased": "leased", ":now": int(now)},
+                    }
+                },
+            )
+        except Conflict:
+            if (store.get(assignment_key(assignment_id)) or {}).get("status") != "leased":
+                raise AnswerError(409, f"assignment {assignment_id} is no longer a lease") from None
+            continue
+        return {"assignment_id": assignment_id, "status": "declined"}
+    raise AnswerError(409, "the image changed under this request too often; send it again")
 
 
 # ------------------------------------------------------------------------------------------------ reviewers
