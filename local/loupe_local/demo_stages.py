@@ -48,9 +48,17 @@ def setup(ctx: DemoContext) -> None:
         "RetrainEpochs": str(ctx.cfg.retrain_epochs),
         "TrainingImageSize": str(ctx.cfg.imgsz),
         "DeploymentTimeoutSeconds": "600",
+        # The demo labels through Ground Truth's local stand-in, as an existing customer: its automatic workforce
+        # fails an image it has no answer for at once, and its manual queue is what the local console shows. The
+        # labeling app (the stack's default) waits for such an image until the tasks' lifetime ends.
+        "LabelingService": "GroundTruth",
     }
     ctx.runtime = LocalRuntime(
-        root=ctx.root, state_dir=state_dir, parameters=params, alarm_time_scale=ctx.cfg.alarm_time_scale
+        root=ctx.root,
+        state_dir=state_dir,
+        parameters=params,
+        alarm_time_scale=ctx.cfg.alarm_time_scale,
+        groundtruth_customer=True,
     ).start()
     ctx.observer = Observer.from_runtime(ctx.runtime)
     if ctx.cfg.label == "manual":

@@ -165,6 +165,7 @@ class LocalRuntime:
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
         self.console: Console | None = None  # the local console, once start_console() ran
+        self.app_workforce: Any = None  # the labeling app's bot labelers (LabelingService=Loupe)
         # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
         self.credentials = credentials or RunCredentials.generate()
 
@@ -278,6 +279,7 @@ class LocalRuntime:
         self.alarms.start()
         for standin in self.standins:
             standin.attach(self)
+        self._start_app_workforce()
         log.info(
             "local AWS ready at %s (%d resources in %.1fs)",
             self.endpoint,
@@ -286,6 +288,20 @@ class LocalRuntime:
         )
         self.write_state()
         return self
+
+    def _start_app_workforce(self) -> None:
+        """With the labeling app (LabelingService=Loupe, the default), the automatic workforce is bot labelers that
+        answer through the console API (loupe_local.app_workforce); with Ground Truth it is the stand-in's."""
+        if str(self.parameter_values.get("LabelingService", "Loupe")) != "Loupe":
+            return
+        from loupe_local.app_workforce import AppWorkforce
+        from loupe_local.standins.httpapi import HttpApis
+
+        apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
+        if apis is None or "ConsoleApi" not in apis.urls:
+            log.warning("no local console API: the labeling app has no automatic workforce")
+            return
+        self.app_workforce = AppWorkforce.for_runtime(self, apis.urls["ConsoleApi"]).start()
 
     def _start_server(self) -> None:
         from werkzeug.serving import make_server
@@ -407,6 +423,9 @@ class LocalRuntime:
         return url
 
     def stop(self) -> None:
+        if self.app_workforce is not None:
+            self.app_workforce.stop()
+            self.app_workforce = None
         if self.console is not None:
             self.console.stop()
             self.console = None

@@ -188,3 +188,35 @@ def test_a_wait_that_ends_first_keeps_the_answered_images_and_releases_the_rest(
     released = env.ledger.get(hashes[1])
     assert released["status"] == "unlabeled" and "no labeler answered" in released["last_failure"]
     assert "claim_id" not in released
+
+
+def test_the_local_automatic_workforce_labels_a_run_by_itself(env) -> None:
+    """What `loupe local up` starts with LabelingService=Loupe: bot labelers in a thread (loupe_local.app_workforce),
+    idle while the workforce is in manual mode, answering as soon as it is auto again."""
+    from loupe_local.app_workforce import AppWorkforce
+    from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+
+    box = {"class_id": 0, "left": 8, "top": 8, "width": 30, "height": 30}
+    hashes = upload(env, "auto", [6500])
+    env.answers("app-run-auto", {hashes[0]: [box]})
+    before = Workforce(Path(env.rt.state_dir) / "workforce").mode
+    set_workforce_mode(env.rt.state_dir, "manual")
+    workforce = AppWorkforce.for_runtime(env.rt, api_url(env)).start()
+    try:
+        _, arn = start(env, app_machine(env, labelers=1), hashes, "d")
+        job = wait_for(lambda: env.ledger.claim_jobs(env.ledger.get(hashes[0])["claim_id"]), what="the app's job")
+        # a labeler of the test's own, declining what it is handed: it is handed the run's image, so the bots have
+        # not taken it while the workforce is manual
+        sentinel = bot(env, answer=lambda *_: None)
+        handed = []
+        while (got := sentinel.step()) is not None:
+            handed.append(got["task"]["source_ref"])
+        assert any(ref.endswith("/auto-6500.jpg") for ref in handed), handed
+        assert env.ledger.get(hashes[0])["status"] == "claimed" and job
+        set_workforce_mode(env.rt.state_dir, "auto")
+        done = env.wait_execution(arn, timeout=120)
+    finally:
+        workforce.stop()
+        set_workforce_mode(env.rt.state_dir, before)
+    assert done["status"] == "SUCCEEDED", done
+    assert json.loads(env.ledger.get(hashes[0])["annotations"]) == [box]
