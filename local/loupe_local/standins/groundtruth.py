@@ -7,6 +7,10 @@ by the workforce ``<state_dir>/workforce/config.json`` names: the automatic one,
 :mod:`loupe_local.standins.groundtruth_queue`). Either loads the images as the worker's browser does, through the
 input buckets' CORS rules (:mod:`loupe_local.standins.groundtruth_browser`).
 
+Ground Truth is closed to new customers: ``CreateLabelingJob`` is refused with ``AccessDeniedException`` (see
+:data:`NOT_A_CUSTOMER`) unless the local account acts as an existing customer (``LocalRuntime(groundtruth_customer=
+True)``, ``loupe local up --groundtruth-customer``).
+
 An object nobody has an answer for fails as it would in Ground Truth when no worker takes the task: its output
 line carries a ``failure-reason`` and no label (the labeling run puts such images back to ``unlabeled``). A job
 where every object failed ends ``Failed``.
