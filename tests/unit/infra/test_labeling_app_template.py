@@ -23,6 +23,10 @@ ROUTES = {
 }
 
 
+# what a labeling run's manifest points to: uploads and ingest's normalized copies (loupe.ingest.NORMALIZED_PREFIX)
+IMAGE_PREFIXES = [{"Fn::Sub": "${RawBucket.Arn}/raw/*"}, {"Fn::Sub": "${RawBucket.Arn}/normalized/*"}]
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -46,8 +50,8 @@ def problems(template: dict[str, Any]) -> list[str]:
                 st["Resource"] == "*" or "LabelingTasksTable" not in where or "LedgerTable" in where
             ):
                 found.append(f"{st.get('Sid')}: DynamoDB beyond the labeling table")
-            if "s3:GetObject" in actions and where != json.dumps({"Fn::Sub": "${RawBucket.Arn}/raw/*"}):
-                found.append(f"{st.get('Sid')}: reads objects beyond raw/")
+            if "s3:GetObject" in actions and where != json.dumps(IMAGE_PREFIXES):
+                found.append(f"{st.get('Sid')}: reads objects beyond the images (raw/, normalized/)")
             if "s3:PutObject" in actions and where != json.dumps({"Fn::Sub": "${ArtifactBucket.Arn}/labeling/*"}):
                 found.append(f"{st.get('Sid')}: writes objects beyond labeling/")
             if st["Resource"] == "*" and not set(actions) <= {
@@ -100,3 +104,14 @@ def test_each_rule_catches_its_break(how: str) -> None:
     elif how == "no-route":
         del res["ConsoleApiFunction"]["Properties"]["Events"]["NextReview"]
     assert problems(template), how
+
+
+def test_the_presigned_images_cover_every_prefix_a_manifest_points_to() -> None:
+    """A rotated or non-JPEG/PNG upload is labeled from its normalized copy: with only raw/ granted, the presigned
+    GET of such an image was denied in the cloud (the local AWS does not enforce IAM) and the labeler saw no image."""
+    from loupe.eventbridge import RAW_PREFIX
+    from loupe.ingest import NORMALIZED_PREFIX
+
+    granted = [r["Fn::Sub"] for r in _list(_statement(load_yaml(TEMPLATE), "PresignRawImages")["Resource"])]
+    for prefix in (RAW_PREFIX, NORMALIZED_PREFIX):
+        assert "${RawBucket.Arn}/" + prefix + "*" in granted, prefix
