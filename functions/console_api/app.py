@@ -126,7 +126,8 @@ def answer_labeling_task(assignment_id: str) -> dict[str, Any]:
 def decline_labeling_task(assignment_id: str) -> dict[str, Any]:
     who = caller()
     who.require("labelers")
-    result = workforce.decline_task(tasks, who.username, assignment_id, time.time())
+    reason = workforce.decline_reason(_answer_body())
+    result = workforce.decline_task(tasks, s3, sfn, who.username, assignment_id, time.time(), reason)
     logger.info("task declined", extra={**result, "by": who.username})
     return result
 

@@ -7,9 +7,10 @@ A :class:`BotLabeler` is a user of the stack's Cognito pool it invites itself in
 browser does, and answers ``POST /labeling/tasks/{assignmentId}`` from the same answer source the Ground Truth
 stand-in's automatic workforce uses (``<state_dir>/workforce/*.jsonl`` and ``config.json``,
 :class:`loupe_local.standins.groundtruth_workforce.Workforce`; a ``"mode": "manual"`` there leaves the images to
-people). An image it has no answer for it declines (``POST .../decline``): nobody answers it, and the run's expiry
-releases it, as Ground Truth fails an object no worker took. :class:`AppWorkforce` runs the bots in a thread for
-``loupe local up``.
+people). An image it has no answer for it declines (``POST .../decline`` with its reason); once
+``LabelingDeclineLimit`` bots declined it, the app releases it as unlabeled with their reasons (as the Ground Truth
+stand-in fails an object it has no answer for), so the run does not wait for the tasks' lifetime.
+:class:`AppWorkforce` runs the bots in a thread for ``loupe local up``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from loupe_local.standins.groundtruth_workforce import Workforce
 
 log = logging.getLogger("loupe_local.app_workforce")
 
+# a bot's reason for declining an image (the reason reaches the ledger when the image is released)
+NO_ANSWER = "the local workforce has no answer for this image (workforce/*.jsonl)"
 Answerer = Callable[[str, int, int, random.Random], "list[Box] | None"]
 
 
@@ -123,7 +126,9 @@ class BotLabeler:
             width, height = img.size
         boxes = self.answer(hashlib.sha256(data).hexdigest(), width, height, self.rng)
         if boxes is None:  # not this bot's to answer: passed on, so it is not handed back to it
-            status, got = self.user.call(f"{self.api}/labeling/tasks/{task['assignment_id']}/decline", "POST")
+            status, got = self.user.call(
+                f"{self.api}/labeling/tasks/{task['assignment_id']}/decline", "POST", {"reason": NO_ANSWER}
+            )
             if status != 200:
                 raise AppError(f"POST /labeling/tasks/{task['assignment_id']}/decline: {status} {got}")
             return {"task": task, "result": got}
@@ -164,7 +169,10 @@ class AppWorkforce:
         idp = runtime.client("cognito-idp")
         pool, client_id = runtime.physical("ConsoleUserPool"), runtime.physical("ConsoleUserPoolClient")
         directory = Path(runtime.state_dir) / "workforce"
-        count = max(count, int(runtime.parameter_values.get("LabelersPerImage") or 1))
+        # enough bots to give each image its LabelersPerImage answers, and to reach LabelingDeclineLimit declines
+        # on an image none of them can answer (it is then released as unlabeled and the run goes on)
+        params = runtime.parameter_values
+        count = max(count, int(params.get("LabelersPerImage") or 1), int(params.get("LabelingDeclineLimit") or 2))
         bots = [
             BotLabeler(
                 AppUser(idp, pool, client_id, "labelers", f"labeler-bot-{i}"), api_url, workforce_answerer(directory), i

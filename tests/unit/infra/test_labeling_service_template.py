@@ -98,18 +98,23 @@ def test_the_rule_catches_a_ground_truth_grant_left_in_the_default_stack(app) ->
 
 
 def test_the_options_reach_the_state_machines_configuration(app) -> None:
-    """LabelingService, LabelersPerImage and the task lifetime reach the run's Configure state (the job spec)."""
+    """LabelingService, LabelersPerImage, the task lifetime and the decline limit reach the run's Configure
+    state (the job spec)."""
     substitutions = app.original["Resources"]["LabelingStateMachine"]["Properties"]["DefinitionSubstitutions"]
     assert substitutions["LabelingService"] == {"Ref": "LabelingService"}
     assert substitutions["LabelersPerImage"] == {"Ref": "LabelersPerImage"}
     assert substitutions["LabelingTaskLifetimeSeconds"] == {"Ref": "LabelingTaskLifetimeSeconds"}
+    assert substitutions["LabelingDeclineLimit"] == {"Ref": "LabelingDeclineLimit"}
     asl = json.loads((REPO_ROOT / "statemachines" / "labeling.asl.json").read_text())
     assert asl["States"]["Configure"]["Result"] == {
         "verify": "${EnableVerification}",
         "service": "${LabelingService}",
         "labelers_per_image": "${LabelersPerImage}",
         "task_lifetime_seconds": "${LabelingTaskLifetimeSeconds}",
+        "decline_limit": "${LabelingDeclineLimit}",
     }
     params = app.original["Parameters"]
     assert params["LabelingService"]["Default"] == "Loupe"
     assert (params["LabelersPerImage"]["MinValue"], params["LabelersPerImage"]["MaxValue"]) == (1, 5)
+    decline = params["LabelingDeclineLimit"]
+    assert (decline["Default"], decline["MinValue"], decline["MaxValue"]) == (2, 1, 10)

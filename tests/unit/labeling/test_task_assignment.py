@@ -30,7 +30,9 @@ def aws() -> Iterator[dict[str, Any]]:
         yield {"store": store, "s3": s3, "sfn": RecordingSfn()}
 
 
-def _job(store: TaskStore, labelers: int = 2, images: int = 1, name: str = "loupe-c1-aaaa") -> str:
+def _job(
+    store: TaskStore, labelers: int = 2, images: int = 1, name: str = "loupe-c1-aaaa", decline_limit: int = 2
+) -> str:
     create_job(
         store,
         name,
@@ -42,6 +44,7 @@ def _job(store: TaskStore, labelers: int = 2, images: int = 1, name: str = "loup
         T0,
         labelers_per_image=labelers,
         lifetime_seconds=3600,
+        decline_limit=decline_limit,
     )
     return name
 
@@ -251,8 +254,8 @@ def test_a_declined_image_goes_to_another_labeler_and_not_back(aws: dict[str, An
     _job(store, labelers=1, images=2)
     first = workforce.next_task(store, "ann", T0)
     assert first is not None and first["source_ref"].endswith("/0.jpg")
-    out = workforce.decline_task(store, "ann", first["assignment_id"], T0 + 1)
-    assert out == {"assignment_id": first["assignment_id"], "status": "declined"}
+    out = workforce.decline_task(store, aws["s3"], aws["sfn"], "ann", first["assignment_id"], T0 + 1)
+    assert out == {"assignment_id": first["assignment_id"], "status": "declined", "declined": 1}
     second = workforce.next_task(store, "ann", T0 + 2)
     assert second is not None and second["source_ref"].endswith("/1.jpg")
     bob = workforce.next_task(store, "bob", T0 + 3)
@@ -261,8 +264,8 @@ def test_a_declined_image_goes_to_another_labeler_and_not_back(aws: dict[str, An
         workforce.submit_answer(store, aws["s3"], aws["sfn"], "ann", first["assignment_id"], {"boxes": []}, T0 + 4)
     assert gone.value.status == 410
     with pytest.raises(AnswerError) as twice:
-        workforce.decline_task(store, "ann", first["assignment_id"], T0 + 5)
+        workforce.decline_task(store, aws["s3"], aws["sfn"], "ann", first["assignment_id"], T0 + 5)
     assert twice.value.status == 409
     with pytest.raises(AnswerError) as other:
-        workforce.decline_task(store, "bob", second["assignment_id"], T0 + 6)
+        workforce.decline_task(store, aws["s3"], aws["sfn"], "bob", second["assignment_id"], T0 + 6)
     assert other.value.status == 403

@@ -59,6 +59,7 @@ def create_app_job(
             now,
             labelers_per_image=options.labelers_per_image,
             lifetime_seconds=options.task_lifetime_seconds,
+            decline_limit=options.decline_limit,
         )
     except ValueError as exc:
         raise LabelingJobFailed(f"labeling job {name}: {exc}") from exc

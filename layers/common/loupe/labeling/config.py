@@ -44,6 +44,9 @@ GROUND_TRUTH_SERVICE = "GroundTruth"
 # Ground Truth's longest TaskAvailabilityLifetimeInSeconds for a private workteam (10 days), the template's default
 DEFAULT_TASK_LIFETIME_SECONDS = 864000
 MAX_LABELERS_PER_IMAGE = 5
+# LabelingDeclineLimit: its default and largest value (loupe.labeling.workforce.decline_task)
+DEFAULT_DECLINE_LIMIT = 2
+MAX_DECLINE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class RunOptions:
     service: str = GROUND_TRUTH_SERVICE
     labelers_per_image: int = 1
     task_lifetime_seconds: int = DEFAULT_TASK_LIFETIME_SECONDS
+    # labelers who decline an image before the app releases it unlabeled (LabelingDeclineLimit)
+    decline_limit: int = DEFAULT_DECLINE_LIMIT
 
     @classmethod
     def of(cls, run: dict[str, object]) -> RunOptions:
@@ -68,17 +73,20 @@ class RunOptions:
         try:
             labelers = int(str(config.get("labelers_per_image") or 1))
             lifetime = int(str(config.get("task_lifetime_seconds") or DEFAULT_TASK_LIFETIME_SECONDS))
+            declines = int(str(config.get("decline_limit") or DEFAULT_DECLINE_LIMIT))
         except ValueError as exc:
             raise LabelingError(
-                f"the run's labelers_per_image / task_lifetime_seconds are not integers: {exc}"
+                f"the run's labelers_per_image / task_lifetime_seconds / decline_limit are not integers: {exc}"
             ) from exc
+        if not 1 <= declines <= MAX_DECLINE_LIMIT:
+            raise LabelingError(f"LabelingDeclineLimit must be 1 to {MAX_DECLINE_LIMIT}, not {declines}")
         if not 1 <= labelers <= MAX_LABELERS_PER_IMAGE:
             raise LabelingError(f"LabelersPerImage must be 1 to {MAX_LABELERS_PER_IMAGE}, not {labelers}")
         if not 60 <= lifetime <= DEFAULT_TASK_LIFETIME_SECONDS:
             raise LabelingError(
                 f"LabelingTaskLifetimeSeconds must be 60 to {DEFAULT_TASK_LIFETIME_SECONDS}, not {lifetime}"
             )
-        return cls(service, labelers, lifetime)
+        return cls(service, labelers, lifetime, declines)
 
 
 @dataclass(frozen=True)

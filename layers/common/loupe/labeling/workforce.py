@@ -24,6 +24,7 @@ from loupe import manifests
 from loupe.aws_clients import S3, StepFunctions
 from loupe.labeling import answers as answers_mod
 from loupe.labeling.answers import AnswerError
+from loupe.labeling.config import DEFAULT_DECLINE_LIMIT
 from loupe.labeling.task_store import (
     LABEL_QUEUE,
     REVIEW_QUEUE,
@@ -33,7 +34,14 @@ from loupe.labeling.task_store import (
     assignment_key,
     item_key,
 )
-from loupe.labeling.workforce_jobs import LEASE_SECONDS, count_done, finalize, is_open, settle
+from loupe.labeling.workforce_jobs import (
+    LEASE_SECONDS,
+    count_done,
+    declines,
+    finalize,
+    is_open,
+    settle,
+)
 
 REVIEW_LEASE_SECONDS = 900
 # a presigned GET of an image lives this long (the page loads it at once)
@@ -41,6 +49,8 @@ IMAGE_URL_SECONDS = 300
 # the images of a queue looked at per request before answering "nothing for you now"
 MAX_CANDIDATES = 200
 _RETRIES = 5
+# a decline's reason, as the labeler typed it
+MAX_REASON_CHARS = 200
 
 
 def _iso(epoch: float) -> str:
@@ -119,8 +129,10 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
                 break
             if mine and mine["until"] > now:
                 return _task_view(job, item, mine["assignment"], mine["until"])
-            held = {u: s for u, s in slots.items() if s["answered"] or s["until"] > now}
-            if len(held) >= int(job["labelers_per_image"]):
+            # a decline is kept (it is never handed back to that labeler, and it counts towards the job's
+            # decline limit) but holds no slot
+            held = {u: s for u, s in slots.items() if s["answered"] or s["until"] > now or s.get("declined")}
+            if sum(1 for s in held.values() if not s.get("declined")) >= int(job["labelers_per_image"]):
                 break
             assignment_id = uuid.uuid4().hex
             until = int(now) + int(job.get("lease_seconds", LEASE_SECONDS))
@@ -185,7 +197,7 @@ def submit_answer(
                 410, f"the tasks of job {name} expired at {_iso(job['expires_at'])}; this answer was not recorded"
             )
         slot = (item.get("slots") or {}).get(user)
-        if item["status"] != "labeling" or slot is None or slot["assignment"] != assignment_id:
+        if item["status"] != "labeling" or slot is None or slot["assignment"] != assignment_id or slot.get("declined"):
             raise AnswerError(
                 410,
                 f"your lease on this image ended at {_iso(assignment['until'])} and it was handed to another "
@@ -245,9 +257,30 @@ def submit_answer(
     raise AnswerError(409, "the image changed under this answer too often; send it again")
 
 
-def decline_task(store: TaskStore, user: str, assignment_id: str, now: float) -> dict[str, Any]:
+def decline_reason(body: Any) -> str:
+    """The optional body of a decline: nothing, or ``{"reason": "..."}`` (at most :data:`MAX_REASON_CHARS`
+    printable characters); anything else is a 400 naming the shape."""
+    if body is None or body == {}:
+        return ""
+    reason = body.get("reason") if isinstance(body, dict) and set(body) == {"reason"} else None
+    if not isinstance(reason, str):
+        raise AnswerError(400, 'a decline takes no body, or {"reason": "<why you cannot label this image>"}')
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON_CHARS or not reason.isprintable():
+        raise AnswerError(400, f"the reason must be at most {MAX_REASON_CHARS} printable characters")
+    return reason
+
+
+def decline_task(
+    store: TaskStore, s3: S3, sfn: StepFunctions, user: str, assignment_id: str, now: float, reason: str = ""
+) -> dict[str, Any]:
     """``user`` passes on their leased image (they cannot tell, or it is not theirs to judge): the lease ends now,
-    the image goes to another labeler and is never handed to ``user`` again. No answer existed, so none is lost."""
+    the image goes to another labeler and is never handed to ``user`` again. No answer existed, so none is lost.
+
+    The job's ``decline_limit`` (``LabelingDeclineLimit``) settles an image declined by that many labelers at once,
+    so that an image nobody can answer does not hold the job until its tasks expire: with answers of other
+    labelers it is consolidated from them (:func:`loupe.labeling.workforce_jobs.settle`), without any it is
+    released as unlabeled with the decliners' reasons; the job finishes when its other images are settled."""
     _named(user)
     assignment = store.get(assignment_key(assignment_id)) if assignment_id.isalnum() else None
     if assignment is None or assignment.get("kind") != "label":
@@ -263,7 +296,7 @@ def decline_task(store: TaskStore, user: str, assignment_id: str, now: float) ->
         if item is None or item["status"] != "labeling" or slot is None or slot["assignment"] != assignment_id:
             raise AnswerError(410, f"your lease on this image ended at {_iso(assignment['until'])}; nothing to decline")
         slots = dict(item["slots"])
-        slots[user] = {**slot, "until": 0, "declined": True}
+        slots[user] = {**slot, "until": 0, "declined": True, "reason": reason}
         try:
             store.transact(
                 {
@@ -294,7 +327,16 @@ def decline_task(store: TaskStore, user: str, assignment_id: str, now: float) ->
             if (store.get(assignment_key(assignment_id)) or {}).get("status") != "leased":
                 raise AnswerError(409, f"assignment {assignment_id} is no longer a lease") from None
             continue
-        return {"assignment_id": assignment_id, "status": "declined"}
+        declined, reasons = declines({"slots": slots})
+        job = store.job(name) or {}
+        limit = int(job.get("decline_limit") or DEFAULT_DECLINE_LIMIT)
+        out: dict[str, Any] = {"assignment_id": assignment_id, "status": "declined", "declined": declined}
+        if declined >= limit:
+            why = (
+                f"declined by {declined} labeler{'s' if declined > 1 else ''} (LabelingDeclineLimit {limit}): {reasons}"
+            )
+            out["image"] = settle(store, s3, sfn, name, index, now, declined=why)
+        return out
     raise AnswerError(409, "the image changed under this request too often; send it again")
 
 

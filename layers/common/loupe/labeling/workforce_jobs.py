@@ -22,7 +22,12 @@ from loupe import aws_errors, manifests
 from loupe.aws_clients import S3, StepFunctions
 from loupe.labeling import answers as answers_mod
 from loupe.labeling.answers import AnswerError
-from loupe.labeling.config import LABEL_ATTRIBUTE, MAX_LABELERS_PER_IMAGE
+from loupe.labeling.config import (
+    DEFAULT_DECLINE_LIMIT,
+    LABEL_ATTRIBUTE,
+    MAX_DECLINE_LIMIT,
+    MAX_LABELERS_PER_IMAGE,
+)
 from loupe.labeling.consolidation import DEFAULT_MIN_AGREEMENT, consolidate
 from loupe.labeling.task_store import LABEL_QUEUE, REVIEW_QUEUE, Conflict, TaskStore, item_key, job_key
 
@@ -73,11 +78,14 @@ def create_job(
     lifetime_seconds: int = 86400,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     max_boxes: int = answers_mod.MAX_BOXES,
+    decline_limit: int = DEFAULT_DECLINE_LIMIT,
 ) -> dict[str, Any]:
     """Store a job and its images. The same job name again (a Lambda retry with the same token) finds the job it
     created; a bad image or parameter is a ValueError naming it, and nothing is stored."""
     if not 1 <= labelers_per_image <= MAX_LABELERS_PER_IMAGE:
         raise ValueError(f"LabelersPerImage must be 1 to {MAX_LABELERS_PER_IMAGE}, not {labelers_per_image}")
+    if not 1 <= decline_limit <= MAX_DECLINE_LIMIT:
+        raise ValueError(f"LabelingDeclineLimit must be 1 to {MAX_DECLINE_LIMIT}, not {decline_limit}")
     if lifetime_seconds < 60 or not images or not 0 <= min_agreement <= 1:
         raise ValueError("a job needs images, a task lifetime of at least 60 s and a min_agreement in 0..1")
     manifests.split_s3_uri(output_uri.rstrip("/") + "/x")
@@ -127,6 +135,7 @@ def create_job(
             "job_name": job_name,
             "task_token": task_token,
             "labelers_per_image": labelers_per_image,
+            "decline_limit": decline_limit,
             "lease_seconds": LEASE_SECONDS,
             "expires_at": int(now) + int(lifetime_seconds),
             "class_map": dict(class_map),
@@ -232,17 +241,38 @@ def _labeler_boxes(store: TaskStore, job: dict[str, Any], index: int) -> list[li
     return out
 
 
+def declines(item: dict[str, Any]) -> tuple[int, str]:
+    """How many labelers declined an image, and their reasons in one line. The labelers stay unnamed (as reviewers
+    see answers): a release reason reaches the ledger and the dataset's history."""
+    declined = [s for s in (item.get("slots") or {}).values() if s.get("declined")]
+    return len(declined), "; ".join(sorted({str(s.get("reason") or "no reason given") for s in declined}))
+
+
 def settle(
-    store: TaskStore, s3: S3, sfn: StepFunctions, name: str, index: int, now: float, expiring: bool = False
+    store: TaskStore,
+    s3: S3,
+    sfn: StepFunctions,
+    name: str,
+    index: int,
+    now: float,
+    expiring: bool = False,
+    declined: str | None = None,
 ) -> str:
-    """Consolidate an image's answers: ``final``, ``review``, or (when ``expiring``) ``released``; idempotent."""
+    """Consolidate an image's answers: ``final``, ``review``, or (when ``expiring``, or ``declined`` by the job's
+    decline limit with no answer: the reason) ``released``; idempotent."""
     job, item = store.job(name), store.item(name, index)
     if job is None or item is None or item["status"] != "labeling":
         return str((item or {}).get("status", "gone"))
     given = _labeler_boxes(store, job, index)
     if not given:
-        ended = datetime.fromtimestamp(job["expires_at"], UTC)
-        reason = f"no labeler answered before the tasks expired at {ended:%Y-%m-%dT%H:%M:%SZ}"
+        if declined is not None:
+            reason = declined
+        else:
+            ended = datetime.fromtimestamp(job["expires_at"], UTC)
+            reason = f"no labeler answered before the tasks expired at {ended:%Y-%m-%dT%H:%M:%SZ}"
+            refused, why = declines(item)
+            if refused:
+                reason += f" (declined by {refused}: {why})"
         write, status = _release(name, index, item["version"], reason, "labeling"), "released"
     else:
         result = consolidate(given, float(job["min_agreement"]))
