@@ -42,6 +42,7 @@ def app_machine(env: Any, labelers: int, wait_seconds: int | None = None) -> str
         "service": "Loupe",
         "labelers_per_image": str(labelers),
         "task_lifetime_seconds": str(params["LabelingTaskLifetimeSeconds"]),
+        "decline_limit": str(params["LabelingDeclineLimit"]),
     }
     if wait_seconds is not None:
         selector = definition["States"]["WriteManifest"]["ResultSelector"]
@@ -188,6 +189,26 @@ def test_a_wait_that_ends_first_keeps_the_answered_images_and_releases_the_rest(
     released = env.ledger.get(hashes[1])
     assert released["status"] == "unlabeled" and "no labeler answered" in released["last_failure"]
     assert "claim_id" not in released
+
+
+def test_an_image_no_labeler_can_answer_is_released_once_declined_and_the_run_goes_on(env) -> None:
+    """LabelingDeclineLimit (the template's default, 2): two bot labelers without an answer for an image decline
+    it, and it is released as unlabeled with their reason at once; the run builds its dataset from the answered
+    image without waiting for the tasks' lifetime (ten days by default: before, the run waited for all of it)."""
+    from loupe_local.app_workforce import NO_ANSWER
+
+    assert str(env.rt.parameter_values["LabelingDeclineLimit"]) == "2"
+    box = {"class_id": 0, "left": 20, "top": 14, "width": 30, "height": 20}
+    hashes = upload(env, "declined", [6400, 6401])
+    env.answers("app-run-declined", {hashes[0]: [box]})
+    _, arn = start(env, app_machine(env, labelers=1), hashes, "e")
+    done = work_until_done(env, arn, bot(env, seed=1), bot(env, seed=2))
+    assert done["status"] == "SUCCEEDED", done
+    assert "ExpireAppJob" not in entered(env, arn)
+    assert env.ledger.get(hashes[0])["status"] == "labeled"
+    released = env.ledger.get(hashes[1])
+    assert released["status"] == "unlabeled" and "claim_id" not in released
+    assert f"declined by 2 labelers (LabelingDeclineLimit 2): {NO_ANSWER}" in released["last_failure"]
 
 
 def test_the_local_automatic_workforce_labels_a_run_by_itself(env) -> None:

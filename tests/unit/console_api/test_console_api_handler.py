@@ -135,3 +135,17 @@ def test_an_oversized_answer_is_413_before_any_table_call(handler: ModuleType, m
     )
     response = handler.lambda_handler(event, CONTEXT)
     assert response["statusCode"] == 413 and "at most" in json.loads(response["body"])["message"]
+
+
+def test_a_decline_with_a_bad_body_is_400_before_any_table_call(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decline takes no body or {"reason": ...}: anything else is refused with the shape, nothing is declined."""
+    for name in ("tasks", "s3", "sfn"):
+        monkeypatch.setattr(handler, name, Untouchable())
+    route, path = "/labeling/tasks/{assignmentId}/decline", "/labeling/tasks/ab12/decline"
+    for body in ('{"reason": 3}', '{"boxes": []}', "not json"):
+        event = _route("POST", route, path, "[labelers]", body, assignmentId="ab12")
+        response = handler.lambda_handler(event, CONTEXT)
+        assert response["statusCode"] == 400, (body, response)
+        assert "body" in json.loads(response["body"])["message"]
