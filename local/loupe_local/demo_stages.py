@@ -192,7 +192,11 @@ def phase1(ctx: DemoContext) -> None:
         ),
     )
     v1 = next(d for d in ctx.obs.dataset_versions() if d["version"] == 1)
-    ctx.progress.done(stage, f"dataset v1: {v1['counts']['images']} images, {v1['counts']['boxes']} boxes")
+    # images no labeler could answer (a folder's unlabeled photos) are released as unlabeled: the ledger shows them
+    ctx.progress.done(
+        stage,
+        f"dataset v1: {v1['counts']['images']} images, {v1['counts']['boxes']} boxes; ledger {ctx.obs.ledger_totals()}",
+    )
 
 
 def _labelers(ctx: DemoContext) -> str:
