@@ -61,13 +61,22 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     # alarm periods shrunk 60x so the drift alarm can fire within a test (15 min -> 15 s)
     # Labeling tests end by starting real trainings through the template's workflows: keep those to one epoch on
     # the smallest input so they do not hold the pipeline runner for minutes.
-    parameters = {"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160"}
+    # The session's stack labels with Ground Truth, as an existing customer (the local workforce answers its jobs);
+    # the default LabelingService=Loupe runs the same state machine definition with the labeling app's options
+    # (tests/integration/labeling_app/).
+    parameters = {
+        "TrainingEpochs": "1",
+        "RetrainEpochs": "1",
+        "TrainingImageSize": "160",
+        "LabelingService": "GroundTruth",
+    }
     runtime = LocalRuntime(
         state_dir=tmp_path_factory.mktemp("loupe-state"),
         mqtt=True,
         alarm_time_scale=60,
         parameters=parameters,
         iam=None if os.environ.get("LOUPE_LOCAL_IAM", "").strip() else "audit",
+        groundtruth_customer=True,
     )
     runtime.start()
     try:

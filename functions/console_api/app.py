@@ -7,6 +7,7 @@ token and its scopes (API Gateway Developer Guide, "Controlling access to HTTP A
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -19,17 +20,23 @@ from loupe.aws_clients import lazy_client, lazy_table
 from loupe.console_api import models
 from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
 from loupe.deployment.store import DeploymentsStore
+from loupe.labeling import answers, workforce
+from loupe.labeling.task_store import TaskStore
 
 logger = Logger()
 tracer = Tracer()
 
 SETTINGS = settings_mod.load()
-SETTINGS.require("model_package_group")
+SETTINGS.require("model_package_group", "labeling_tasks_table")
 PACKAGE_GROUP = str(SETTINGS.model_package_group)
 sagemaker = lazy_client("sagemaker")
 # the shadow counters (field agreement) live in the deployments table; a stack without one lists no agreement
 STORE = DeploymentsStore(lazy_table(SETTINGS.deployments_table)) if SETTINGS.deployments_table else None
 
+# SigV4 presigned GETs (botocore may still presign with SigV2 by default, which AWS deprecates)
+s3 = lazy_client("s3", signature_version="s3v4")
+sfn = lazy_client("stepfunctions")
+tasks = TaskStore(lazy_table(str(SETTINGS.labeling_tasks_table)))
 
 app = APIGatewayHttpResolver()
 
@@ -56,6 +63,12 @@ def not_found(exc: models.NotFound) -> Response:
 @app.exception_handler(models.Conflict)
 def conflict(exc: models.Conflict) -> Response:
     return _error(409, str(exc))
+
+
+@app.exception_handler(answers.AnswerError)
+def refused_answer(exc: answers.AnswerError) -> Response:
+    logger.info("refused", extra={"status": exc.status, "reason": exc.message, "route": app.current_event.route_key})
+    return _error(exc.status, exc.message)
 
 
 @app.get("/me")
@@ -85,6 +98,61 @@ def approval(package: str) -> dict[str, Any]:
         ) from None
     result = models.decide(sagemaker, PACKAGE_GROUP, package, decision, who.name, store=STORE)
     logger.info("model package decision", extra={**result, "by": who.username})
+    return result
+
+
+def _answer_body() -> Any:
+    event = app.current_event
+    return answers.parse_body(event.decoded_body if event.is_base64_encoded else event.body)
+
+
+@app.get("/labeling/tasks/next")
+def next_labeling_task() -> dict[str, Any]:
+    who = caller()
+    who.require("labelers")
+    task = workforce.next_task(tasks, who.username, time.time())
+    if task is None:
+        return {"task": None, "message": "no image needs your answer now"}
+    task["image_url"] = workforce.image_url(s3, task["source_ref"])
+    return {"task": task}
+
+
+@app.post("/labeling/tasks/<assignment_id>")
+def answer_labeling_task(assignment_id: str) -> dict[str, Any]:
+    who = caller()
+    who.require("labelers")
+    result = workforce.submit_answer(tasks, s3, sfn, who.username, assignment_id, _answer_body(), time.time())
+    logger.info("answer recorded", extra={**result, "by": who.username})
+    return result
+
+
+@app.post("/labeling/tasks/<assignment_id>/decline")
+def decline_labeling_task(assignment_id: str) -> dict[str, Any]:
+    who = caller()
+    who.require("labelers")
+    reason = workforce.decline_reason(_answer_body())
+    result = workforce.decline_task(tasks, s3, sfn, who.username, assignment_id, time.time(), reason)
+    logger.info("task declined", extra={**result, "by": who.username})
+    return result
+
+
+@app.get("/review/next")
+def next_review() -> dict[str, Any]:
+    who = caller()
+    who.require("reviewers")
+    item = workforce.next_review(tasks, who.username, time.time())
+    if item is None:
+        return {"item": None, "message": "no image waits for a review now"}
+    item["image_url"] = workforce.image_url(s3, item["source_ref"])
+    return {"item": item}
+
+
+@app.post("/review/<item_id>")
+def answer_review(item_id: str) -> dict[str, Any]:
+    who = caller()
+    who.require("reviewers")
+    result = workforce.submit_review(tasks, s3, sfn, who.username, item_id, _answer_body(), time.time())
+    logger.info("review recorded", extra={**result, "by": who.username})
     return result
 
 

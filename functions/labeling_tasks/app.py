@@ -9,8 +9,9 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 
 from loupe import settings as settings_mod
-from loupe.aws_clients import lazy_client
+from loupe.aws_clients import lazy_client, lazy_table
 from loupe.labeling.config import LabelingConfig
+from loupe.labeling.task_store import TaskStore
 from loupe.labeling.tasks import LabelingTasks
 from loupe.ledger import Ledger
 from loupe.tasks import TaskEnvelope
@@ -26,7 +27,8 @@ sagemaker = lazy_client("sagemaker")
 featurestore = lazy_client("sagemaker-featurestore-runtime")
 sfn = lazy_client("stepfunctions")
 ledger = Ledger.from_name(str(SETTINGS.ledger_table))
-tasks = LabelingTasks(s3, sagemaker, featurestore, sfn, ledger, LabelingConfig.from_settings(SETTINGS))
+app_store = TaskStore(lazy_table(SETTINGS.labeling_tasks_table)) if SETTINGS.labeling_tasks_table else None
+tasks = LabelingTasks(s3, sagemaker, featurestore, sfn, ledger, LabelingConfig.from_settings(SETTINGS), app_store)
 
 
 @logger.inject_lambda_context

@@ -80,6 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         mqtt=not args.no_mqtt,
         alarm_time_scale=args.alarm_time_scale,
         iam=args.iam,
+        groundtruth_customer=args.groundtruth_customer,
     )
     fleet = None
     try:
@@ -136,6 +137,8 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
         cmd += ["--label", args.label]
     if args.no_console:
         cmd += ["--no-console"]
+    if args.groundtruth_customer:
+        cmd += ["--groundtruth-customer"]
     if args.console_port:
         cmd += ["--console-port", str(args.console_port)]
     if args.alarm_time_scale != 1.0:
@@ -294,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the local Ground Truth workforce: auto (answers known labels) or manual (a person, in the console)",
     )
     up.add_argument("--no-console", action="store_true", help="do not serve the local console")
+    up.add_argument(
+        "--groundtruth-customer",
+        action="store_true",
+        help="the local account acts as an existing Ground Truth customer (LabelingService=GroundTruth); without it "
+        "CreateLabelingJob is refused with AccessDeniedException, as Ground Truth is closed to new customers",
+    )
     up.add_argument("--console-port", type=int, default=0, help="preferred console port (default: any free port)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
     up.add_argument(

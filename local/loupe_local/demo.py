@@ -2,7 +2,8 @@
 
 It drives the loop the way its users do — it does not call the loop's code itself:
 - images go into the raw bucket with S3 PutObject (like ``aws s3 cp``);
-- ingest, the labeling trigger, labeling (Ground Truth answered by the local workforce), dataset versions, the
+- ingest, the labeling trigger, labeling (the stack's labeling app answered by local bot labelers; Ground Truth's
+  stand-in with ``--labeling-service GroundTruth`` or ``--label manual``), dataset versions, the
   training pipeline, registration and the edge deployment all happen by themselves, through template.yaml's
   events, functions and state machines in the local AWS;
 - approval is ``UpdateModelPackage --model-approval-status Approved`` (automatic, or ``--approve manual``: it waits
@@ -65,6 +66,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default="auto",
         help="auto: the local workforce answers known labels; manual: you label in the console (the demo waits)",
     )
+    p.add_argument(
+        "--labeling-service",
+        choices=["Loupe", "GroundTruth"],
+        help="who labels: Loupe (default with --label auto: the stack's labeling app and its bot labelers) or "
+        "GroundTruth (the Ground Truth stand-in as an existing customer; the default with --label manual, whose "
+        "console pages are its manual queue)",
+    )
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a reduced loop (few images and epochs), as CI runs it")
     p.add_argument("--phase1", type=int, help="phase-1 images")
@@ -102,6 +110,13 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg.dataset = args.dataset
     cfg.approve = args.approve
     cfg.label = args.label
+    if args.label == "manual" and args.labeling_service == "Loupe":
+        print(
+            "loupe demo: --label manual labels in the local console's Ground Truth queue: use it without "
+            "--labeling-service Loupe (or with --labeling-service GroundTruth)"
+        )
+        return 2
+    cfg.labeling_service = args.labeling_service or ("GroundTruth" if args.label == "manual" else "Loupe")
     cfg.devices = args.devices
     try:
         cfg.iam = demo_iam(args.iam)

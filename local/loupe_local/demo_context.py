@@ -40,6 +40,9 @@ class DemoConfig:
     timeout_stage: float = 3600.0
     quick: bool = False
     label: str = "auto"  # manual: a person labels in the local console (the demo waits for them)
+    # who labels: Loupe (the template's default: the labeling app, answered by the local bot labelers) or
+    # GroundTruth (its local stand-in, as an existing customer; what --label manual uses, see demo._cmd)
+    labeling_service: str = "Loupe"
     # a labeled folder (--dataset): the share of its photos outside its test split that phase 1 uploads; the
     # cameras see the rest
     phase1_share: float = 0.6

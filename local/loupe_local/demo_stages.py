@@ -50,12 +50,21 @@ def setup(ctx: DemoContext) -> None:
         "TrainingImageSize": str(ctx.cfg.imgsz),
         "DeploymentTimeoutSeconds": "600",
     }
+    # Who labels: the template's default, the stack's labeling app, whose automatic workforce is the local bot
+    # labelers (loupe_local.app_workforce); an image they have no answer for is declined by LabelingDeclineLimit of
+    # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run. Ground
+    # Truth's stand-in, as an existing customer, is the way back (--labeling-service GroundTruth) and what manual
+    # labeling uses: the local console's labeling pages are its manual queue.
+    groundtruth = ctx.cfg.labeling_service == "GroundTruth"
+    if groundtruth:
+        params["LabelingService"] = "GroundTruth"
     ctx.runtime = LocalRuntime(
         root=ctx.root,
         state_dir=state_dir,
         parameters=params,
         alarm_time_scale=ctx.cfg.alarm_time_scale,
         iam=ctx.cfg.iam,
+        groundtruth_customer=groundtruth,
     ).start()
     ctx.observer = Observer.from_runtime(ctx.runtime)
     if ctx.cfg.label == "manual":
@@ -63,7 +72,7 @@ def setup(ctx: DemoContext) -> None:
 
         set_workforce_mode(state_dir, "manual")
     ctx.runtime.start_console()
-    ctx.progress.say(f"console: {ctx.console_url()} (labeling: {ctx.cfg.label})")
+    ctx.progress.say(f"console: {ctx.console_url()} (labeling: {ctx.cfg.label}, {_labelers(ctx)})")
     ctx.fleet = DeviceFleet.from_runtime(ctx.runtime)
     ctx.fleet.publish_components(ctx.runtime.physical("ArtifactBucket"))
     # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
@@ -177,7 +186,7 @@ def phase1(ctx: DemoContext) -> None:
         lambda: f"ledger {ctx.obs.ledger_totals()}",
     )
     ctx.progress.done(stage, f"ledger {ctx.obs.ledger_totals()}")
-    stage = ctx.progress.start("label phase 1 (Ground Truth, local workforce) into dataset v1")
+    stage = ctx.progress.start(f"label phase 1 ({_labelers(ctx)}) into dataset v1")
     ctx.wait(
         "dataset v1",
         lambda: any(d["version"] == 1 for d in ctx.obs.dataset_versions()),
@@ -187,7 +196,19 @@ def phase1(ctx: DemoContext) -> None:
         ),
     )
     v1 = next(d for d in ctx.obs.dataset_versions() if d["version"] == 1)
-    ctx.progress.done(stage, f"dataset v1: {v1['counts']['images']} images, {v1['counts']['boxes']} boxes")
+    # images no labeler could answer (a folder's unlabeled photos) are released as unlabeled: the ledger shows them
+    ctx.progress.done(
+        stage,
+        f"dataset v1: {v1['counts']['images']} images, {v1['counts']['boxes']} boxes; ledger {ctx.obs.ledger_totals()}",
+    )
+
+
+def _labelers(ctx: DemoContext) -> str:
+    """Who labels this demo's images, in words."""
+    if ctx.cfg.labeling_service == "GroundTruth":
+        who = "the local workforce" if ctx.cfg.label == "auto" else "you, in the console"
+        return f"Ground Truth stand-in, {who}"
+    return "Loupe labeling app, bot labelers through the console API"
 
 
 def train_approve_deploy(ctx: DemoContext) -> ModelRecord:

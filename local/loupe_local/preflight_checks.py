@@ -137,9 +137,7 @@ def check_ground_truth(plan: StackPlan, clients: PreflightClients) -> Finding:
         if history
         else "no labeling job in this account and Region"
     )
-    if plan.public_workforce:
-        team = "public workforce (Amazon Mechanical Turk)"
-    elif plan.workteam_arn:
+    if plan.workteam_arn:
         arn = plan.workteam_arn.split(":")
         region, account = (arn[3], arn[4]) if len(arn) > 5 else ("", "")
         caller = clients.sts.get_caller_identity()["Account"]
@@ -165,7 +163,12 @@ def check_ground_truth(plan: StackPlan, clients: PreflightClients) -> Finding:
             )
         team = f"private workteam {team_name} exists"
     else:
-        return Finding(name, "FAIL", "no workforce chosen", "set WorkteamArn=... or UsePublicWorkforce=true")
+        return Finding(
+            name,
+            "FAIL",
+            "LabelingService=GroundTruth with no workteam",
+            "set WorkteamArn=<private or vendor workteam ARN>, or keep the default LabelingService=Loupe",
+        )
     if history:
         return Finding(
             name,

@@ -42,7 +42,7 @@ class StackPlan:
     training_instance_type: str = ""
     spot_training: bool = False
     processing_instance_type: str | None = None
-    labeling_service: str = "GroundTruth"
+    labeling_service: str = "Loupe"
     thing_group_name: str = ""
     thing_group_logical_id: str | None = None  # the AWS::IoT::ThingGroup the stack creates; None: an existing group
     template_error: str | None = None  # what CloudFormation would refuse before creating anything
@@ -50,10 +50,6 @@ class StackPlan:
     @property
     def workteam_arn(self) -> str:
         return str(self.parameters.get("WorkteamArn") or "")
-
-    @property
-    def public_workforce(self) -> bool:
-        return str(self.parameters.get("UsePublicWorkforce", "false")).lower() == "true"
 
 
 def parse_overrides(text: str | list[str] | None) -> dict[str, str]:
@@ -115,7 +111,8 @@ def plan(template_path: Path, stack_name: str, overrides: dict[str, str], region
     params = resolver.parameters
     out.training_instance_type = str(params.get("TrainingInstanceType") or "")
     out.spot_training = str(params.get("TrainingUseSpot", "false")).lower() == "true"
-    out.labeling_service = str(params.get("LabelingService") or "GroundTruth")
+    # template.yaml's LabelingService (default Loupe): only GroundTruth makes the Ground Truth check apply
+    out.labeling_service = str(params.get("LabelingService") or "Loupe")
     out.thing_group_name = str(params.get("ThingGroupName") or "")
     globals_fn = template.get("Globals", {}).get("Function", {})
     for logical_id, res in template.get("Resources", {}).items():

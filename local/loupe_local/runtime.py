@@ -152,6 +152,7 @@ class LocalRuntime:
         alarm_time_scale: float = 1.0,
         credentials: RunCredentials | None = None,
         iam: str | None = None,
+        groundtruth_customer: bool = False,
     ) -> None:
         self.root = Path(root)
         # LOUPE_LOCAL_IAM: off (no principal but the run's key), audit (each principal acts under its own role
@@ -167,10 +168,13 @@ class LocalRuntime:
         self.state_dir = Path(state_dir) if state_dir else state_mod.state_dir(self.root)
         self.preferred_port = port
         self.parameters = dict(parameters or {})
-        if not {"WorkteamArn", "UsePublicWorkforce"} & set(self.parameters):
-            # the local stack names its workforce like a real deploy must (template.yaml Rules): the local
+        if self.parameters.get("LabelingService") == "GroundTruth" and "WorkteamArn" not in self.parameters:
+            # a Ground Truth stack names its workforce like a real deploy must (template.yaml Rules): the local
             # private workteam that the Ground Truth stand-in's workforce stands for
             self.parameters["WorkteamArn"] = local_workteam_arn(region)
+        # Ground Truth is closed to new customers: the local account is not one unless told (the stand-in answers
+        # CreateLabelingJob with AccessDeniedException otherwise; `loupe local up --groundtruth-customer`)
+        self.groundtruth_customer = groundtruth_customer
         # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
         # unless the caller names an existing one with CreateThingGroup=false
         self.parameters.setdefault("CreateThingGroup", "true")
@@ -196,6 +200,7 @@ class LocalRuntime:
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
         self.console: Console | None = None  # the local console, once start_console() ran
+        self.app_workforce: Any = None  # the labeling app's bot labelers (LabelingService=Loupe)
         # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
         self.credentials = credentials or RunCredentials.generate()
 
@@ -279,6 +284,8 @@ class LocalRuntime:
         self.invoker = Invoker(env, app.layer_dirs, emf_sink=self.alarms.put_emf, log_dir=self.state_dir / "logs")
         for logical_id, code in app.functions.items():
             res = self.resources[logical_id]
+            if res.skipped:  # a function whose Condition is false does not exist (LabelingCallbackFunction)
+                continue
             props = res.properties
             self.invoker.register(
                 RegisteredFunction(
@@ -309,6 +316,7 @@ class LocalRuntime:
         self.alarms.start()
         for standin in self.standins:
             standin.attach(self)
+        self._start_app_workforce()
         log.info(
             "local AWS ready at %s (%d resources in %.1fs)",
             self.endpoint,
@@ -464,6 +472,20 @@ class LocalRuntime:
         roles.write(self.state_dir / ROLES_FILE)
         (self.state_dir / USAGE_FILE).unlink(missing_ok=True)  # the usage of this run only (a state dir is reused)
 
+    def _start_app_workforce(self) -> None:
+        """With the labeling app (LabelingService=Loupe, the default), the automatic workforce is bot labelers that
+        answer through the console API (loupe_local.app_workforce); with Ground Truth it is the stand-in's."""
+        if str(self.parameter_values.get("LabelingService", "Loupe")) != "Loupe":
+            return
+        from loupe_local.app_workforce import AppWorkforce
+        from loupe_local.standins.httpapi import HttpApis
+
+        apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
+        if apis is None or "ConsoleApi" not in apis.urls:
+            log.warning("no local console API: the labeling app has no automatic workforce")
+            return
+        self.app_workforce = AppWorkforce.for_runtime(self, apis.urls["ConsoleApi"]).start()
+
     def _start_server(self) -> None:
         from werkzeug.serving import make_server
 
@@ -586,6 +608,9 @@ class LocalRuntime:
         return url
 
     def stop(self) -> None:
+        if self.app_workforce is not None:
+            self.app_workforce.stop()
+            self.app_workforce = None
         if self.console is not None:
             self.console.stop()
             self.console = None

@@ -36,12 +36,17 @@ class _Lazy:
         return f"<lazy {self._label}, {'made' if self._made is not None else 'not made yet'}>"
 
 
-def lazy_client(service: str) -> Any:
-    """``boto3.client(service)``, created on first use."""
+def lazy_client(service: str, **config: Any) -> Any:
+    """``boto3.client(service)``, created on first use (``config``: botocore ``Config`` options, e.g.
+    ``signature_version="s3v4"`` for presigned URLs signed with SigV4 rather than the legacy SigV2)."""
 
     def make() -> Any:
         import boto3
 
+        if config:
+            from botocore.config import Config
+
+            return boto3.client(service, config=Config(**config))
         return boto3.client(service)
 
     return _Lazy(make, f"boto3 client {service!r}")

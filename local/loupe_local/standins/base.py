@@ -110,6 +110,11 @@ class StandInHost(Protocol):
         """The stack's parameters as resolved (defaults applied)."""
         ...
 
+    @property
+    def groundtruth_customer(self) -> bool:
+        """Whether the local account acts as an existing Ground Truth customer (read at each call)."""
+        ...
+
     def client(self, service: str) -> Any:
         """A boto3 client bound to the local endpoint."""
         ...

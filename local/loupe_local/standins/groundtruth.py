@@ -7,6 +7,10 @@ by the workforce ``<state_dir>/workforce/config.json`` names: the automatic one,
 :mod:`loupe_local.standins.groundtruth_queue`). Either loads the images as the worker's browser does, through the
 input buckets' CORS rules (:mod:`loupe_local.standins.groundtruth_browser`).
 
+Ground Truth is closed to new customers: ``CreateLabelingJob`` is refused with ``AccessDeniedException`` (see
+:data:`NOT_A_CUSTOMER`) unless the local account acts as an existing customer (``LocalRuntime(groundtruth_customer=
+True)``, ``loupe local up --groundtruth-customer``).
+
 An object nobody has an answer for fails as it would in Ground Truth when no worker takes the task: its output
 line carries a ``failure-reason`` and no label (the labeling run puts such images back to ``unlabeled``). A job
 where every object failed ends ``Failed``.
@@ -51,6 +55,22 @@ OPERATIONS = {
 }
 EVENT = "SageMaker Ground Truth Labeling Job State Change"
 ACCOUNT = "123456789012"
+
+
+# Ground Truth "is no longer open to new customers. Existing customers can continue to use the service as normal"
+# (Developer Guide, sms-create-labeling-job-api.html). AWS documents no error for an account that is not an
+# existing customer: CreateLabelingJob's API reference lists only ResourceInUse and ResourceLimitExceeded
+# (sagemaker/latest/APIReference/API_CreateLabelingJob.html). The closest documented behaviour is SageMaker's common
+# error for a call the account may not make, AccessDeniedException, HTTP 400, "You do not have sufficient access to
+# perform this action." (sagemaker/latest/APIReference/CommonErrors.html); the message adds the closure.
+NOT_A_CUSTOMER = (
+    "You do not have sufficient access to perform this action. Amazon SageMaker Ground Truth is no longer open to "
+    "new customers; this account is not an existing Ground Truth customer."
+)
+
+
+def not_a_customer() -> Response:
+    return error("AccessDeniedException", NOT_A_CUSTOMER, 400)
 
 
 def local_workteam_arn(region: str) -> str:
@@ -122,6 +142,8 @@ class GroundTruth(StandIn):
         return Response(body={"Workteams": [team] if contains in LOCAL_WORKTEAM else []})
 
     def _create(self, body: dict[str, Any]) -> Response:
+        if not getattr(self.runtime, "groundtruth_customer", False):
+            return not_a_customer()
         missing = [
             path
             for path, value in {

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 def verifying_machine(env):
     deployed = env.sfn.describe_state_machine(stateMachineArn=env.rt.arn("LabelingStateMachine"))
     definition = json.loads(deployed["definition"])
-    assert definition["States"]["Configure"]["Result"] == {"verify": "false"}
-    definition["States"]["Configure"]["Result"] = {"verify": "true"}
+    result = definition["States"]["Configure"]["Result"]
+    assert (result["verify"], result["service"]) == ("false", "GroundTruth")  # verification needs Ground Truth
+    definition["States"]["Configure"]["Result"] = {**result, "verify": "true"}
     return env.sfn.create_state_machine(
         name="labeling-with-verification", definition=json.dumps(definition), roleArn=deployed["roleArn"]
     )["stateMachineArn"]

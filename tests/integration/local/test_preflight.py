@@ -36,6 +36,7 @@ TRUST_GREENGRASS = {
 
 def _plan(local_aws: Any, **overrides: str) -> StackPlan:
     values = {
+        "LabelingService": "GroundTruth",  # the Ground Truth check applies only then
         "WorkteamArn": local_workteam_arn(local_aws.region),
         "ThingGroupName": f"preflight-{uuid.uuid4().hex[:8]}",  # a group the account does not have yet
         "CreateThingGroup": "true",  # ... which the stack creates
@@ -239,9 +240,9 @@ def test_a_workteam_that_does_not_exist_fails(local_aws: Any, service_role: str)
 
 
 def test_parameters_the_template_rules_refuse_fail_before_anything_else(local_aws: Any, service_role: str) -> None:
-    found = _findings(local_aws, _plan(local_aws, WorkteamArn="", UsePublicWorkforce="false"))
+    found = _findings(local_aws, _plan(local_aws, WorkteamArn=""))
     assert found["template"].status == "FAIL"
-    assert found["template"].found.startswith("ValidationError: Choose who labels the images")
+    assert found["template"].found.startswith("ValidationError: LabelingService=GroundTruth needs WorkteamArn")
     assert found["ground truth"].status == "FAIL"
 
 
@@ -300,6 +301,7 @@ def test_the_command_exits_1_on_a_fail_and_0_once_it_is_fixed(
         "loupe-preflight",
         "--json",
         "--parameter-overrides",
+        "LabelingService=GroundTruth",
         f"WorkteamArn={local_workteam_arn(local_aws.region)}",
         f"ThingGroupName=preflight-{uuid.uuid4().hex[:8]}",
         "CreateThingGroup=true",

@@ -57,6 +57,7 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "loupe",
         "MODEL_PACKAGE_GROUP": "loupe-models",
+        "LABELING_TASKS_TABLE": "loupe-labeling-tasks",
     }.items():
         monkeypatch.setenv(key, value)
     spec = importlib.util.spec_from_file_location("test_fn_console_api", REPO / "functions" / "console_api" / "app.py")
@@ -86,3 +87,65 @@ def test_a_labeler_gets_403_and_no_aws_call(handler: ModuleType, monkeypatch: py
     event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = "[labelers reviewers]"
     response = handler.lambda_handler(event, CONTEXT)
     assert response["statusCode"] == 403 and "approvers" in json.loads(response["body"])["message"]
+
+
+def _route(method: str, route: str, path: str, groups: str, body: str | None = None, **params: str) -> dict[str, Any]:
+    event = copy.deepcopy(SAMPLE)
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {route}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["pathParameters"] = params or None
+    event["body"] = body
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = groups
+    return event
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "path", "params", "group"),
+    [
+        ("GET", "/review/next", "/review/next", {}, "reviewers"),
+        ("POST", "/review/{itemId}", "/review/loupe-c-1.0", {"itemId": "loupe-c-1.0"}, "reviewers"),
+        ("GET", "/labeling/tasks/next", "/labeling/tasks/next", {}, "labelers"),
+        ("POST", "/labeling/tasks/{assignmentId}", "/labeling/tasks/ab12", {"assignmentId": "ab12"}, "labelers"),
+    ],
+)
+def test_labeling_routes_refuse_other_groups_before_any_aws_call(
+    handler: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    route: str,
+    path: str,
+    params: dict[str, str],
+    group: str,
+) -> None:
+    for name in ("tasks", "s3", "sfn"):
+        monkeypatch.setattr(handler, name, Untouchable())
+    other = "[labelers approvers]" if group == "reviewers" else "[reviewers approvers]"
+    body = '{"boxes": []}' if method == "POST" else None
+    response = handler.lambda_handler(_route(method, route, path, other, body, **params), CONTEXT)
+    assert response["statusCode"] == 403, response
+    assert group in json.loads(response["body"])["message"]
+
+
+def test_an_oversized_answer_is_413_before_any_table_call(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler, "tasks", Untouchable())
+    body = json.dumps({"boxes": [], "pad": "x" * 20000})
+    event = _route(
+        "POST", "/labeling/tasks/{assignmentId}", "/labeling/tasks/ab12", "[labelers]", body, assignmentId="ab12"
+    )
+    response = handler.lambda_handler(event, CONTEXT)
+    assert response["statusCode"] == 413 and "at most" in json.loads(response["body"])["message"]
+
+
+def test_a_decline_with_a_bad_body_is_400_before_any_table_call(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decline takes no body or {"reason": ...}: anything else is refused with the shape, nothing is declined."""
+    for name in ("tasks", "s3", "sfn"):
+        monkeypatch.setattr(handler, name, Untouchable())
+    route, path = "/labeling/tasks/{assignmentId}/decline", "/labeling/tasks/ab12/decline"
+    for body in ('{"reason": 3}', '{"boxes": []}', "not json"):
+        event = _route("POST", route, path, "[labelers]", body, assignmentId="ab12")
+        response = handler.lambda_handler(event, CONTEXT)
+        assert response["statusCode"] == 400, (body, response)
+        assert "body" in json.loads(response["body"])["message"]

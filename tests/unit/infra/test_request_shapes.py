@@ -637,13 +637,13 @@ def _labeling_cfg(workteam: str) -> Any:
         role_arn=f"arn:aws:iam::{ACCOUNT}:role/loupe-SageMakerExecutionRole",
         class_map={"0": "scratch"},
         workteam_arn=workteam,
-        free_of_pii=True,  # the deployer's statement a Mechanical Turk job needs (InputFreeOfPersonalInformation)
+        free_of_pii=True,  # the deployer's statement (InputFreeOfPersonalInformation): both classifiers
     )
 
 
 WORKTEAMS = {
     "private": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/loupe-inspectors",
-    "public": f"arn:aws:sagemaker:{REGION}:394669845002:workteam/public-crowd/default",
+    "vendor": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/vendor-crowd/loupe-vendor",
 }
 
 
@@ -692,7 +692,7 @@ def test_labeling_jobs_are_valid_requests(workforce: str) -> None:
 
 
 def test_a_broken_labeling_job_is_caught() -> None:
-    sagemaker, _ = _labeling_requests(WORKTEAMS["public"])
+    sagemaker, _ = _labeling_requests(WORKTEAMS["private"])
     request = copy.deepcopy(sagemaker.requests("create_labeling_job")[0])
     shape = operation("sagemaker", "CreateLabelingJob").input_shape
     del request["HumanTaskConfig"]["TaskTitle"]

@@ -21,6 +21,7 @@ TEMPLATE = REPO_ROOT / "template.yaml"
 RETAINED = {
     "LedgerTable": "every image's status, labels, labeling job and task token",
     "DeploymentsTable": "which model went to which devices and how each fared",
+    "LabelingTasksTable": "every labeler's answer and reviewer's decision (paid work) and the jobs' task tokens",
     "RawBucket": "the uploaded and edge-feedback images",
     "ArtifactBucket": "dataset versions, models, the feature store's offline records",
     "AccessLogBucket": "the access logs of the retained buckets",

@@ -30,17 +30,28 @@ def states() -> dict[str, Any]:
     return json.loads((REPO / "statemachines" / "labeling.asl.json").read_text())["States"]
 
 
-@pytest.mark.parametrize("workteam", [PRIVATE, PUBLIC])
-def test_the_wait_outlasts_a_tasks_lifetime_and_time_limit(workteam: str) -> None:
-    c = cfg(workteam)
-    human = groundtruth.human_task_config(c, "BoundingBox", "s3://art/ui.html", "t", "d")
+@pytest.mark.parametrize("lifetime", [60, 86400, 864000])
+def test_the_wait_outlasts_a_tasks_lifetime_and_time_limit(lifetime: int) -> None:
+    """Either service's wait: the run's LabelingTaskLifetimeSeconds reaches Ground Truth's job and the labeling
+    app's, and the wait outlasts it, a worker's time limit and a day (issue 19 item 9)."""
+    run = {"config": {"service": "GroundTruth", "task_lifetime_seconds": str(lifetime)}}
+    c = cfg(PRIVATE)
+    options = labeling_job.RunOptions.of(run)
+    human = groundtruth.human_task_config(c, "BoundingBox", "s3://art/ui.html", "t", "d", options.task_lifetime_seconds)
+    assert human["TaskAvailabilityLifetimeInSeconds"] == lifetime
     task_life = human["TaskAvailabilityLifetimeInSeconds"] + human["TaskTimeLimitInSeconds"]
-    wait = groundtruth.wait_seconds(c)
+    wait = groundtruth.wait_seconds(options.task_lifetime_seconds)
     assert wait >= task_life + groundtruth.JOB_WRAP_UP_SECONDS
     s = states()
     assert s["WriteManifest"]["ResultSelector"]["wait_seconds.$"] == "$.Payload.wait_seconds"
-    for name in ("LabelingJob", "VerificationJob"):  # the waits read it; no fixed timeout beside it
+    for name in ("LabelingJob", "AppLabelingJob", "VerificationJob"):  # the waits read it; no fixed timeout beside it
         assert s[name]["TimeoutSecondsPath"] == "$.manifest.wait_seconds" and "TimeoutSeconds" not in s[name]
+
+
+def test_the_public_workforce_is_refused() -> None:
+    """Mechanical Turk closed on September 30, 2026: its workteam is refused before any job exists."""
+    with pytest.raises(groundtruth.LabelingError, match="Mechanical Turk"):
+        groundtruth.human_task_config(cfg(PUBLIC), "BoundingBox", "s3://art/ui.html", "t", "d")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +77,26 @@ def test_a_wait_that_ends_first_stops_the_job_and_goes_on_with_its_answers(
         interval *= retry["BackoffRate"]
     assert waited >= 3600  # a job gets at least an hour to finish stopping
     assert s[stop]["Catch"][0]["Next"] == s[wait]["Catch"][1]["Next"]  # then the run's failure path
+
+
+def test_the_apps_wait_expires_its_job_and_goes_on_with_the_answers() -> None:
+    """LabelingService=Loupe: the Choice routes to the app's wait; a timeout expires the app's job (answered kept,
+    unanswered released) and CollectLabels reads its output as it reads Ground Truth's."""
+    s = states()
+    assert s["WriteManifest"]["Next"] == "LabelingService?"
+    choice = s["LabelingService?"]
+    assert choice["Choices"] == [{"Variable": "$.config.service", "StringEquals": "GroundTruth", "Next": "LabelingJob"}]
+    assert choice["Default"] == "AppLabelingJob"
+    app = s["AppLabelingJob"]
+    assert app["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert app["Parameters"]["Payload"] == {"task": "create_app_job", "input.$": "$", "token.$": "$$.Task.Token"}
+    assert app["ResultPath"] == s["LabelingJob"]["ResultPath"] and app["Next"] == "CollectLabels"
+    timeout, other = app["Catch"]
+    assert timeout == {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.wait_error", "Next": "ExpireAppJob"}
+    assert other["ErrorEquals"] == ["States.ALL"] and other["Next"] == "LabelingJobFailed"
+    expire = s["ExpireAppJob"]
+    assert expire["Parameters"]["Payload"]["task"] == "expire_app_job" and expire["Next"] == "CollectLabels"
+    assert expire["ResultPath"] == app["ResultPath"] and expire["Catch"][0]["Next"] == "LabelingJobFailed"
 
 
 class Jobs:

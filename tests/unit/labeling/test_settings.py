@@ -12,7 +12,6 @@ def test_reads_and_validates_the_template_variables():
             "LABELING_THRESHOLD": "7",
             "LABEL_CLASSES": "scratch, dent",
             "WORKTEAM_ARN": "",
-            "PUBLIC_WORKFORCE_PRICE_CENTS": "3.6",
             "UNRELATED": "x",
         }
     )
@@ -20,8 +19,8 @@ def test_reads_and_validates_the_template_variables():
     assert s.label_classes == ("scratch", "dent") and s.class_map == {"0": "scratch", "1": "dent"}
     assert s.workteam_arn is None  # CloudFormation's "" for an unset parameter
     assert s.labeling_max_per_job == 500
-    blank = settings.from_mapping({"PUBLIC_WORKFORCE_PRICE_CENTS": "", "LABELING_THRESHOLD": "", "RAW_BUCKET": ""})
-    assert (blank.public_workforce_price_cents, blank.labeling_threshold, blank.raw_bucket) == (3.6, 50, None)
+    blank = settings.from_mapping({"LABELING_THRESHOLD": "", "RAW_BUCKET": ""})
+    assert (blank.labeling_threshold, blank.raw_bucket) == (50, None)
 
 
 @pytest.mark.parametrize(

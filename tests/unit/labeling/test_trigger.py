@@ -172,11 +172,6 @@ def test_job_names_are_valid_and_unique_per_token():
     assert groundtruth.job_name_for("x" * 80, "t", kind="v").__len__() <= 63
 
 
-def test_public_workforce_price():
-    assert groundtruth.price(3.6) == {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
-    assert groundtruth.price(120) == {"AmountInUsd": {"Dollars": 1, "Cents": 20, "TenthFractionsOfACent": 0}}
-
-
 def test_sweep_gives_back_claims_of_aborted_or_never_started_runs(aws):
     ledger, sfn, arn = aws
     hashes = add(ledger, 4)

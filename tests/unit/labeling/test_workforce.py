@@ -1,6 +1,6 @@
-"""Who the labeling jobs go to: the configured workteam only; Amazon Mechanical Turk (with its price) only when
-WORKTEAM_ARN is its ARN, which template.yaml sets only when the deployer opted in; nothing at all when no workforce
-is configured (the run fails before any job or ledger record exists, so the Catch releases the images)."""
+"""Who Ground Truth's jobs go to (LabelingService=GroundTruth): the configured private or vendor workteam only;
+never Amazon Mechanical Turk, which closed on September 30, 2026; nothing at all when no workforce is configured
+(the run fails before any job or ledger record exists, so the Catch releases the images)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class FakeLedger:
         self.jobs.append(name)
 
 
-def config(workteam: str | None, price: float = 3.6, free_of_pii: bool = False) -> LabelingConfig:
+def config(workteam: str | None, free_of_pii: bool = False) -> LabelingConfig:
     return LabelingConfig(
         region="eu-west-1",
         raw_bucket="raw",
@@ -46,7 +46,6 @@ def config(workteam: str | None, price: float = 3.6, free_of_pii: bool = False) 
         role_arn="arn:aws:iam::123456789012:role/sm",
         class_map={"0": "scratch"},
         workteam_arn=workteam,
-        price_cents=price,
         free_of_pii=free_of_pii,
     )
 
@@ -72,19 +71,22 @@ def test_a_private_workteam_gets_the_job_without_a_mechanical_turk_price() -> No
     assert "PublicWorkforceTaskPrice" not in human
 
 
-def test_the_public_workforce_only_by_its_arn_and_then_with_the_price() -> None:
-    sm = FakeSageMaker()
-    create_labeling_job(sm, FakeLedger(), config(PUBLIC, price=4.8, free_of_pii=True), RUN, "token-2")
-    human = sm.requests[0]["HumanTaskConfig"]
-    assert human["WorkteamArn"] == PUBLIC
-    assert human["PublicWorkforceTaskPrice"] == {"AmountInUsd": {"Dollars": 0, "Cents": 4, "TenthFractionsOfACent": 8}}
+def test_the_public_workforce_creates_no_job_and_no_ledger_record() -> None:
+    """The old code sent the images to Mechanical Turk, with a price, when WORKTEAM_ARN was its ARN."""
+    sm, ledger = FakeSageMaker(), FakeLedger()
+    with pytest.raises(LabelingError, match="Mechanical Turk"):
+        create_labeling_job(sm, ledger, config(PUBLIC, free_of_pii=True), RUN, "token-2")
+    run = {**RUN, "collected": {"labeled": ["a" * 64], "output_uri": "s3://art/out.manifest"}}
+    with pytest.raises(LabelingError, match="Mechanical Turk"):
+        create_verification_job(object(), sm, ledger, config(PUBLIC, free_of_pii=True), run, "token-8")
+    assert sm.requests == [] and ledger.jobs == []
 
 
 @pytest.mark.parametrize("workteam", [None, ""])
 def test_no_workforce_configured_creates_no_job_and_no_ledger_record(workteam) -> None:
     """The old code sent the images to Mechanical Turk here."""
     sm, ledger = FakeSageMaker(), FakeLedger()
-    with pytest.raises(LabelingError, match="UsePublicWorkforce=true"):
+    with pytest.raises(LabelingError, match="LabelingService=Loupe"):
         create_labeling_job(sm, ledger, config(workteam), RUN, "token-3")
     assert sm.requests == [] and ledger.jobs == []
 
@@ -108,14 +110,3 @@ def test_the_images_are_declared_free_of_pii_only_when_the_deployer_said_so() ->
     create_labeling_job(sm, FakeLedger(), config(PRIVATE, free_of_pii=True), RUN, "token-6")
     assert "FreeOfPersonallyIdentifiableInformation" not in _classifiers(sm.requests[0])
     assert "FreeOfPersonallyIdentifiableInformation" in _classifiers(sm.requests[1])
-
-
-def test_mechanical_turk_without_the_pii_statement_creates_no_job_and_no_ledger_record() -> None:
-    """Ground Truth would fail such a job; it is refused with the parameter to set instead."""
-    sm, ledger = FakeSageMaker(), FakeLedger()
-    with pytest.raises(LabelingError, match="InputFreeOfPersonalInformation=true"):
-        create_labeling_job(sm, ledger, config(PUBLIC), RUN, "token-7")
-    run = {**RUN, "collected": {"labeled": ["a" * 64], "output_uri": "s3://art/out.manifest"}}
-    with pytest.raises(LabelingError, match="InputFreeOfPersonalInformation=true"):
-        create_verification_job(object(), sm, ledger, config(PUBLIC), run, "token-8")
-    assert sm.requests == [] and ledger.jobs == []

@@ -108,11 +108,20 @@ def test_overrides_on_the_command_line_replace_samconfigs(monkeypatch: pytest.Mo
         "--config-env",
         "prod",
         "--parameter-overrides",
-        "UsePublicWorkforce=true",
+        "LabelingService=GroundTruth",
     ]
     assert main(argv) == 0
     assert seen[0].parameters["LabelingThreshold"] == 50  # the template's default, not prod's 200
-    assert seen[0].public_workforce
+    assert seen[0].labeling_service == "GroundTruth"
+
+
+def test_the_default_stack_plans_no_ground_truth(monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
+    """preflight reads LabelingService from the template: its default (Loupe) needs no Ground Truth check."""
+    monkeypatch.chdir(repo_root)
+    seen = _captured_plan(monkeypatch)
+    assert main(["preflight", "--region", "eu-west-1"]) == 0
+    assert seen[0].labeling_service == "Loupe"
+    assert seen[0].parameters["LabelingService"] == "Loupe"
 
 
 def test_a_parameter_the_template_lacks_is_refused_before_any_call(

@@ -1,4 +1,5 @@
-"""A completed labeling job's output manifest read back into the ledger."""
+"""A completed labeling job's output manifest (Ground Truth's, or the labeling app's in the same format) read back
+into the ledger."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from loupe import manifests
 from loupe.aws_clients import S3, SageMakerLabeling
-from loupe.labeling.config import LABEL_ATTRIBUTE, LabelingJobFailed
+from loupe.labeling.app_job import check_output_uri
+from loupe.labeling.config import LABEL_ATTRIBUTE, LOUPE_SERVICE, LabelingJobFailed, RunOptions
 from loupe.labeling.groundtruth import completed_output, read_s3_text
 from loupe.ledger import Ledger
 
@@ -18,7 +20,11 @@ def collect_labels(
     and images missing from the output go back to unlabeled."""
     claim_id = run["claim_id"]
     job_name = run["labeling"]["job_name"]
-    output_uri = completed_output(sagemaker, job_name, stopped=bool(run["labeling"].get("stopped")))
+    if RunOptions.of(run).service == LOUPE_SERVICE:
+        # the labeling app's job: its output manifest, in Ground Truth's format, where the app wrote it
+        output_uri = check_output_uri(run, job_name, run["labeling"].get("output_uri"))
+    else:
+        output_uri = completed_output(sagemaker, job_name, stopped=bool(run["labeling"].get("stopped")))
     labels, problems = manifests.parse_output_manifest(read_s3_text(s3, output_uri), LABEL_ATTRIBUTE)
     expected = list(run["manifest"]["images"])
     items = ledger.get_many(expected)

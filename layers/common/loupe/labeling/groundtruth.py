@@ -1,5 +1,5 @@
-"""Ground Truth: job names, the human task configuration (workforce, built-in Lambdas, price), job creation and
-a finished job's output."""
+"""Ground Truth (LabelingService=GroundTruth): job names, the human task configuration (workforce, built-in
+Lambdas), job creation and a finished job's output."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from typing import Any
 
 from loupe import aws_errors, manifests
 from loupe.aws_clients import S3, SageMakerLabeling
-from loupe.labeling.config import LabelingConfig, LabelingError, LabelingJobFailed, LabelingJobStopping
+from loupe.labeling.config import (
+    DEFAULT_TASK_LIFETIME_SECONDS,
+    LabelingConfig,
+    LabelingError,
+    LabelingJobFailed,
+    LabelingJobStopping,
+)
 
 # Ground Truth's built-in bounding-box Lambdas live in these accounts (one per region).
 _GT_ACCOUNTS = {
@@ -26,20 +32,17 @@ _GT_ACCOUNTS = {
     "ap-southeast-1": "377565633583",
     "ap-southeast-2": "454466003867",
 }
-# The public workforce (Amazon Mechanical Turk) is one workteam of this account, in every region. Loupe sends images
-# there only when the deployer opted in (template.yaml: UsePublicWorkforce=true gives WORKTEAM_ARN that ARN).
+# The public workforce (Amazon Mechanical Turk) is one workteam of this account, in every region. Mechanical Turk
+# "will permanently close on September 30, 2026" (banner of the Mechanical Turk API reference): Loupe no longer
+# offers it (template.yaml's WorkteamArn pattern refuses its ARN; human_task_config refuses it again).
 PUBLIC_CROWD = ":394669845002:workteam/public-crowd/"
 # LabelingJobDataAttributes.ContentClassifiers: statements about the images that only the deployer can make.
-# "FreeOfPersonallyIdentifiableInformation" is declared only when the stack says so (InputFreeOfPersonalInformation);
-# Ground Truth requires it of a Mechanical Turk job ("Ground Truth and Amazon A2I require that your input data is
-# free of personally identifiable information (PII) when you use Mechanical Turk", sagemaker/latest/dg/
-# sms-workforce-management-public.html).
+# "FreeOfPersonallyIdentifiableInformation" is declared only when the stack says so (InputFreeOfPersonalInformation).
 FREE_OF_PII = "FreeOfPersonallyIdentifiableInformation"
 FREE_OF_ADULT_CONTENT = "FreeOfAdultContent"
-# How long a task waits for a worker (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds: at most 12 hours on the
-# public workforce, 10 days on a private one) and how long a worker who took it may keep it (TaskTimeLimitInSeconds).
-PRIVATE_TASK_LIFETIME_SECONDS = 864000
-PUBLIC_TASK_LIFETIME_SECONDS = 43200
+# How long a task waits for a worker (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds: at most 10 days on a
+# private workteam; the run's LabelingTaskLifetimeSeconds, loupe.labeling.config.RunOptions) and how long a worker
+# who took it may keep it (TaskTimeLimitInSeconds; the labeling app's lease is as long).
 TASK_TIME_LIMIT_SECONDS = 600
 # After its last task the job still consolidates the answers and writes its output manifest before it completes.
 JOB_WRAP_UP_SECONDS = 86400
@@ -66,44 +69,38 @@ def _builtin_lambdas(region: str, task: str) -> tuple[str, str]:
     )
 
 
-def task_lifetime_seconds(workteam_arn: str) -> int:
-    return PUBLIC_TASK_LIFETIME_SECONDS if is_public_workforce(workteam_arn) else PRIVATE_TASK_LIFETIME_SECONDS
-
-
-def wait_seconds(cfg: LabelingConfig) -> int:
+def wait_seconds(task_lifetime_seconds: int) -> int:
     """How long the run waits for a job's end (its wait states' TimeoutSecondsPath): longer than a task can live
     (its lifetime, then the time limit of a worker who took it at the last moment) plus the job's wrap-up, so the
     job ends on its own (Completed: the expired objects failed, the answered ones labeled) before the run gives up
     on it. A wait that ended with the lifetime stopped jobs that were about to complete."""
-    return task_lifetime_seconds(cfg.workteam_arn or "") + TASK_TIME_LIMIT_SECONDS + JOB_WRAP_UP_SECONDS
-
-
-def price(cents: float) -> dict[str, Any]:
-    tenths = round(float(cents) * 10)
-    return {
-        "AmountInUsd": {"Dollars": tenths // 1000, "Cents": (tenths // 10) % 100, "TenthFractionsOfACent": tenths % 10}
-    }
+    return int(task_lifetime_seconds) + TASK_TIME_LIMIT_SECONDS + JOB_WRAP_UP_SECONDS
 
 
 def content_classifiers(cfg: LabelingConfig) -> list[str]:
-    """The job's ContentClassifiers; a Mechanical Turk job without the deployer's PII statement is refused here,
-    before any job or ledger record exists, rather than failed by Ground Truth."""
-    if is_public_workforce(cfg.workteam_arn or "") and not cfg.free_of_pii:
-        raise LabelingError(
-            "the public workforce (Amazon Mechanical Turk) needs input free of personally identifiable information: "
-            "deploy with InputFreeOfPersonalInformation=true only if no image shows a person, a name or a badge"
-        )
+    """The job's ContentClassifiers: the PII statement only when the deployer made it."""
     return [FREE_OF_PII, FREE_OF_ADULT_CONTENT] if cfg.free_of_pii else [FREE_OF_ADULT_CONTENT]
 
 
-def human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, description: str) -> dict[str, Any]:
+def human_task_config(
+    cfg: LabelingConfig,
+    task: str,
+    ui_uri: str,
+    title: str,
+    description: str,
+    task_lifetime_seconds: int = DEFAULT_TASK_LIFETIME_SECONDS,
+) -> dict[str, Any]:
     if not cfg.workteam_arn:
         raise LabelingError(
-            "no workforce is configured (WORKTEAM_ARN is empty): deploy with WorkteamArn=<private workteam ARN>, "
-            "or UsePublicWorkforce=true to send the images to Amazon Mechanical Turk"
+            "no workforce is configured (WORKTEAM_ARN is empty): deploy with LabelingService=GroundTruth and "
+            "WorkteamArn=<private or vendor workteam ARN>, or keep the default LabelingService=Loupe"
+        )
+    if is_public_workforce(cfg.workteam_arn):
+        raise LabelingError(
+            "the public workforce (Amazon Mechanical Turk) is closed (September 30, 2026): give a private or vendor "
+            "workteam, or use LabelingService=Loupe"
         )
     pre, acs = _builtin_lambdas(cfg.region, task)
-    public = is_public_workforce(cfg.workteam_arn)
     config: dict[str, Any] = {
         "WorkteamArn": cfg.workteam_arn,
         "UiConfig": {"UiTemplateS3Uri": ui_uri},
@@ -113,12 +110,10 @@ def human_task_config(cfg: LabelingConfig, task: str, ui_uri: str, title: str, d
         "TaskDescription": description,
         "NumberOfHumanWorkersPerDataObject": 1,
         "TaskTimeLimitInSeconds": TASK_TIME_LIMIT_SECONDS,
-        "TaskAvailabilityLifetimeInSeconds": task_lifetime_seconds(cfg.workteam_arn),
+        "TaskAvailabilityLifetimeInSeconds": int(task_lifetime_seconds),
         "MaxConcurrentTaskCount": 100,
         "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": acs},
     }
-    if public:
-        config["PublicWorkforceTaskPrice"] = price(cfg.price_cents)
     return config
 
 

@@ -1,4 +1,5 @@
-"""The input of a labeling run (manifest, label categories, worker UI templates) and its bounding-box job."""
+"""The input of a labeling run (manifest, label categories, worker UI templates) and its Ground Truth
+bounding-box job (the labeling app's job: :mod:`loupe.labeling.app_job`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from loupe.labeling.config import (
     LabelingConfig,
     LabelingJobFailed,
     NothingToLabel,
+    RunOptions,
     s3_uri,
 )
 from loupe.labeling.groundtruth import (
@@ -69,7 +71,8 @@ def write_manifest(s3: S3, ledger: Ledger, cfg: LabelingConfig, run: dict[str, A
         "output_uri": s3_uri(cfg.artifact_bucket, base + "output/"),
         "count": len(items),
         "images": [item["sha256"] for item in items],
-        "wait_seconds": wait_seconds(cfg),
+        # the wait of either service's job: the tasks' lifetime, a worker's time limit, a day of wrap-up
+        "wait_seconds": wait_seconds(RunOptions.of(run).task_lifetime_seconds),
     }
 
 
@@ -84,6 +87,7 @@ def create_labeling_job(
         manifest["ui_uri"],
         "Draw a box around every scratch",
         "Draw one tight box around each scratch on the metal tag. Submit with no boxes if there is none.",
+        RunOptions.of(run).task_lifetime_seconds,
     )
     classifiers = content_classifiers(cfg)
     name = job_name_for(claim_id, task_token)

@@ -8,6 +8,9 @@ from typing import Any
 
 from loupe import aws_errors
 from loupe.aws_clients import SageMakerLabeling, StepFunctions
+from loupe.labeling.app_job import SERVICE as APP_SERVICE
+from loupe.labeling.app_job import cancel_app_jobs
+from loupe.labeling.task_store import TaskStore
 from loupe.ledger import CLAIMED, Ledger
 
 STALE_NO_EXECUTION_SECONDS = 15 * 60
@@ -21,16 +24,26 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
 
-def release_run(ledger: Ledger, run: dict[str, Any], sagemaker: SageMakerLabeling | None = None) -> dict[str, Any]:
-    """The failure path: Ground Truth jobs of the run still in progress are stopped (nobody will read their
-    labels, and the images are about to be offered to a new run), and whatever the run still holds goes back to
-    unlabeled, with the failed state as the reason."""
+def release_run(
+    ledger: Ledger,
+    run: dict[str, Any],
+    sagemaker: SageMakerLabeling | None = None,
+    app_store: TaskStore | None = None,
+) -> dict[str, Any]:
+    """The failure path: the run's jobs still in progress are stopped (nobody will read their labels, and the
+    images are about to be offered to a new run): Ground Truth's with StopLabelingJob, the labeling app's by
+    cancelling them in ``app_store``; then whatever the run still holds goes back to unlabeled, with the failed
+    state as the reason."""
     state = run.get("failed_state", "unknown state")
     error = run.get("error") or {}
     reason = f"labeling run failed in {state}: {error.get('Error', '')} {str(error.get('Cause', ''))[:300]}".strip()
     stopped = []
+    if app_store is not None:
+        stopped += cancel_app_jobs(app_store, ledger, run["claim_id"])
     if sagemaker is not None:
         for name in ledger.claim_jobs(run["claim_id"]):
+            if (ledger.get_job(name) or {}).get("service") == APP_SERVICE:
+                continue  # the labeling app's: never a Ground Truth call
             try:
                 status = sagemaker.describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"]
                 if status == "InProgress":

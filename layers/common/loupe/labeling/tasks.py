@@ -7,14 +7,17 @@ the name the state machine's Retry (backoff + jitter) matches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from loupe import aws_errors
 from loupe.aws_clients import S3, FeatureStoreRuntime, SageMakerLabeling, StepFunctions
-from loupe.labeling import collection, dataset, features, labeling_job, verification
+from loupe.labeling import app_job, collection, dataset, features, labeling_job, verification
 from loupe.labeling.config import LabelingConfig, ThrottlingException
 from loupe.labeling.release import release_run
+from loupe.labeling.task_store import TaskStore
 from loupe.ledger import Ledger
 from loupe.settings import SettingsError
 from loupe.tasks import Task, TaskEnvelope, TaskError, dispatch
@@ -28,6 +31,9 @@ class LabelingTasks:
     sfn: StepFunctions
     ledger: Ledger
     cfg: LabelingConfig
+    # the labeling app's table (LabelingService=Loupe); None where the function has no LABELING_TASKS_TABLE
+    app_store: TaskStore | None = None
+    clock: Callable[[], float] = field(default=time.time)
 
     def run(self, envelope: TaskEnvelope) -> dict[str, Any]:
         try:
@@ -41,6 +47,8 @@ class LabelingTasks:
         return {
             "write_manifest": self.write_manifest,
             "create_job": self.create_job,
+            "create_app_job": self.create_app_job,
+            "expire_app_job": self.expire_app_job,
             "stop_job": self.stop_job,
             "stop_verification_job": self.stop_verification_job,
             "collect_labels": self.collect_labels,
@@ -57,6 +65,18 @@ class LabelingTasks:
 
     def create_job(self, e: TaskEnvelope) -> dict[str, Any]:
         return labeling_job.create_labeling_job(self.sagemaker, self.ledger, self.cfg, e.input, e.require_token())
+
+    def _app_store(self) -> TaskStore:
+        if self.app_store is None:
+            raise SettingsError("missing environment variable(s): LABELING_TASKS_TABLE")
+        return self.app_store
+
+    def create_app_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        token = e.require_token()
+        return app_job.create_app_job(self._app_store(), self.ledger, self.cfg, e.input, token, self.clock())
+
+    def expire_app_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        return app_job.expire_app_job(self._app_store(), self.s3, self.sfn, self.ledger, e.input, self.clock())
 
     def stop_job(self, e: TaskEnvelope) -> dict[str, Any]:
         return labeling_job.stop_waited_job(self.sagemaker, self.ledger, e.input)
@@ -94,4 +114,4 @@ class LabelingTasks:
         )
 
     def release(self, e: TaskEnvelope) -> dict[str, Any]:
-        return release_run(self.ledger, e.input, self.sagemaker)
+        return release_run(self.ledger, e.input, self.sagemaker, self.app_store)

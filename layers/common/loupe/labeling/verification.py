@@ -14,6 +14,7 @@ from loupe.labeling.config import (
     LabelingConfig,
     LabelingJobFailed,
     NothingToLabel,
+    RunOptions,
     s3_uri,
 )
 from loupe.labeling.groundtruth import (
@@ -38,6 +39,7 @@ def create_verification_job(
         run["manifest"]["verify_ui_uri"],
         "Check the scratch boxes",
         "Say whether every scratch is boxed, tightly.",
+        RunOptions.of(run).task_lifetime_seconds,
     )
     classifiers = content_classifiers(cfg)
     keep = set(run["collected"]["labeled"])
