@@ -46,8 +46,18 @@ def problems(template: dict[str, Any]) -> list[str]:
         for st in _list(policy.get("Statement", [])) if isinstance(policy, dict) else []:
             actions = [str(a) for a in _list(st["Action"])]
             where = json.dumps(st["Resource"])
-            if any(a.startswith("dynamodb:") for a in actions) and (
-                st["Resource"] == "*" or "LabelingTasksTable" not in where or "LedgerTable" in where
+            # the shadow's field agreement (issue 23) is read from the deployments table: reads only, and only its
+            # PACKAGE#/SHADOW# items
+            field_reads = (
+                "DeploymentsTable" in where
+                and set(actions) <= {"dynamodb:GetItem", "dynamodb:Query"}
+                and st.get("Condition")
+                == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["PACKAGE#*", "SHADOW#*"]}}
+            )
+            if (
+                any(a.startswith("dynamodb:") for a in actions)
+                and not field_reads
+                and (st["Resource"] == "*" or "LabelingTasksTable" not in where or "LedgerTable" in where)
             ):
                 found.append(f"{st.get('Sid')}: DynamoDB beyond the labeling table")
             if "s3:GetObject" in actions and where != json.dumps(IMAGE_PREFIXES):
@@ -90,10 +100,10 @@ def test_each_rule_catches_its_break(how: str) -> None:
     if how == "no-pitr":
         res["LabelingTasksTable"]["Properties"]["PointInTimeRecoverySpecification"] = {}
     elif how == "whole-account-dynamodb":
-        assert _statement(template, "LabelingTasksReadAndUpdate")  # the statement the break changes exists
+        assert _statement(template, "LabelingTasksRead")  # the statement the break changes exists
         for policy in res["ConsoleApiFunction"]["Properties"]["Policies"]:
             for st in _list(policy.get("Statement", [])):
-                if st.get("Sid") == "LabelingTasksReadAndUpdate":
+                if st.get("Sid") == "LabelingTasksRead":
                     st["Resource"] = "*"
     elif how in ("whole-raw-bucket", "star-put"):
         sid = "PresignRawImages" if how == "whole-raw-bucket" else "WriteLabelingOutput"
