@@ -199,7 +199,7 @@ def test_an_image_no_labeler_can_answer_is_released_once_declined_and_the_run_go
 
     assert str(env.rt.parameter_values["LabelingDeclineLimit"]) == "2"
     box = {"class_id": 0, "left": 20, "top": 14, "width": 30, "height": 20}
-    hashes = upload(env, "declined", [6400, 6401])
+    hashes = upload(env, "declined", [6710, 6711])
     env.answers("app-run-declined", {hashes[0]: [box]})
     _, arn = start(env, app_machine(env, labelers=1), hashes, "e")
     done = work_until_done(env, arn, bot(env, seed=1), bot(env, seed=2))
