@@ -1,0 +1,76 @@
+"""The demo's look at a candidate beside production before its approval (shadow mode): the gate-passing package
+runs on the devices as ``com.loupe.shadow`` from its registration; the demo keeps the line running until the
+fleet has compared enough frames (or a bounded wait ends), then shows the field agreement next to the gate's
+numbers, and the approval records it in the package's metadata."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loupe_local.demo_context import DemoContext, ModelRecord
+
+
+def field_decision(
+    field: dict[str, Any] | None, min_frames: int, min_devices: int, elapsed: float, timeout: float
+) -> str:
+    """``ready`` once the candidate's counters hold at least ``min_frames`` compared frames from at least
+    ``min_devices`` devices (a device has counters only while it serves the candidate), ``timeout`` once
+    ``elapsed`` reaches ``timeout`` without that, else ``wait``."""
+    frames = int((field or {}).get("frames") or 0)
+    devices = int((field or {}).get("devices") or 0)
+    if frames >= min_frames and devices >= min_devices:
+        return "ready"
+    return "timeout" if elapsed >= timeout else "wait"
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
+
+
+def field_line(record: ModelRecord) -> str:
+    """The gate's numbers and the field agreement, on one line."""
+    gate = f"gate: pipeline test mAP50 {record.pipeline_test_map50}" + (
+        " (refused)" if record.gate_refusal else " (passed)"
+    )
+    field = record.field_agreement
+    if not field or not field.get("frames"):
+        return f"{gate}; field: no frames compared beside production"
+    return (
+        f"{gate}; field: {field['frames']} frames compared on {field['devices']} device(s), verdict agreement "
+        f"{_ratio(field.get('verdict_agreement'))}, box recall {_ratio(field.get('box_recall'))}, box precision "
+        f"{_ratio(field.get('box_precision'))}, {field.get('false_alarms', 0)} false alarms, "
+        f"{field.get('missed_defects', 0)} missed defects, {field.get('errors', 0)} errors"
+    )
+
+
+def await_field_agreement(ctx: DemoContext, record: ModelRecord, n: int) -> None:
+    """With a model in production and a gate-passing candidate: keeps the cameras running (the phase-2 frames
+    again) until the candidate has compared ``cfg.field_frames`` frames on a device, or ``cfg.field_wait_s`` has
+    passed (said so, and the demo goes on), and keeps the agreement in ``record.field_agreement``. A first model
+    (nothing in production to compare with) or one the gate refused (never shadowed) waits for nothing."""
+    from loupe_local.demo_stages import RunningLine
+
+    if not ctx.models or record.gate_refusal:
+        return
+    cfg = ctx.cfg
+    stage = ctx.progress.start(f"model v{n} beside production on the devices (shadow), before its approval")
+    line = RunningLine(ctx, ctx.data.get("stream") or {}, cfg.frame_rate)
+    started = time.monotonic()
+    while True:
+        line.step()
+        record.field_agreement = ctx.obs.field_evidence(record.package_arn)
+        decision = field_decision(
+            record.field_agreement, cfg.field_frames, 1, time.monotonic() - started, cfg.field_wait_s
+        )
+        if decision != "wait":
+            break
+        frames = (record.field_agreement or {}).get("frames", 0)
+        ctx.progress.tick(f"{frames}/{cfg.field_frames} frames compared beside production so far")
+        time.sleep(0.5)
+    waited = time.monotonic() - started
+    note = field_line(record)
+    if decision == "timeout":
+        note = f"not enough field evidence within {cfg.field_wait_s:.0f}s (approving on what there is); {note}"
+    record.field_note = note
+    ctx.progress.done(stage, f"{note} (waited {waited:.0f}s, {line.seen} frames placed)")
