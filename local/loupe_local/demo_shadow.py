@@ -49,28 +49,32 @@ def await_field_agreement(ctx: DemoContext, record: ModelRecord, n: int) -> None
     again) until the candidate has compared ``cfg.field_frames`` frames on a device, or ``cfg.field_wait_s`` has
     passed (said so, and the demo goes on), and keeps the agreement in ``record.field_agreement``. A first model
     (nothing in production to compare with) or one the gate refused (never shadowed) waits for nothing."""
-    from loupe_local.demo_stages import RunningLine
-
     if not ctx.models or record.gate_refusal:
         return
     cfg = ctx.cfg
     stage = ctx.progress.start(f"model v{n} beside production on the devices (shadow), before its approval")
-    line = RunningLine(ctx, ctx.data.get("stream") or {}, cfg.frame_rate)
-    started = time.monotonic()
+    frames = {thing: paths for thing, paths in (ctx.data.get("stream") or {}).items() if paths}
+    started, placed = time.monotonic(), 0
     while True:
-        line.step()
+        # the cameras: the phase-2 frames again at the demo's frame rate, under names of their own (a device
+        # keeping processed files by name would skip a name it has seen)
+        while placed < int((time.monotonic() - started) * cfg.frame_rate):
+            for thing, paths in frames.items():
+                source = paths[placed % len(paths)]
+                ctx.place_frame(thing, source, f"field-v{n}-{placed}-{source.name}")
+            placed += 1
         record.field_agreement = ctx.obs.field_evidence(record.package_arn)
         decision = field_decision(
             record.field_agreement, cfg.field_frames, 1, time.monotonic() - started, cfg.field_wait_s
         )
         if decision != "wait":
             break
-        frames = (record.field_agreement or {}).get("frames", 0)
-        ctx.progress.tick(f"{frames}/{cfg.field_frames} frames compared beside production so far")
+        compared = (record.field_agreement or {}).get("frames", 0)
+        ctx.progress.tick(f"{compared}/{cfg.field_frames} frames compared beside production so far")
         time.sleep(0.5)
     waited = time.monotonic() - started
     note = field_line(record)
     if decision == "timeout":
         note = f"not enough field evidence within {cfg.field_wait_s:.0f}s (approving on what there is); {note}"
     record.field_note = note
-    ctx.progress.done(stage, f"{note} (waited {waited:.0f}s, {line.seen} frames placed)")
+    ctx.progress.done(stage, f"{note} (waited {waited:.0f}s, {placed} frames placed per camera)")

@@ -97,6 +97,7 @@ def test_the_demo_runs_the_line_until_the_candidate_compared_enough_frames(tmp_p
     assert observer.asked == [V2] * 4
     assert record.field_agreement == field(20, devices=2)
     assert placed and {thing for thing, _ in placed} == set(demo.things)  # the cameras kept running meanwhile
+    assert len({name for _, name in placed}) == len(placed) // 2 and all(n.startswith("field-v2-") for _, n in placed)
     stage = demo.progress.stages[-1]
     assert stage["name"] == "model v2 beside production on the devices (shadow), before its approval"
     assert "gate: pipeline test mAP50 0.61 (passed)" in stage["note"]
