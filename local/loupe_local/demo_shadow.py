@@ -10,6 +10,8 @@ from typing import Any
 
 from loupe_local.demo_context import DemoContext, ModelRecord
 
+BACKLOG = 8  # frames per camera placed and not yet processed by the slowest device, at most (1-2 s of frames)
+
 
 def field_decision(
     field: dict[str, Any] | None, min_frames: int, min_devices: int, elapsed: float, timeout: float
@@ -55,10 +57,14 @@ def await_field_agreement(ctx: DemoContext, record: ModelRecord, n: int) -> None
     stage = ctx.progress.start(f"model v{n} beside production on the devices (shadow), before its approval")
     frames = {thing: paths for thing, paths in (ctx.data.get("stream") or {}).items() if paths}
     started, placed = time.monotonic(), 0
+    processed_before = _processed(ctx)
     while True:
         # the cameras: the phase-2 frames again at the demo's frame rate, under names of their own (a device
-        # keeping processed files by name would skip a name it has seen)
-        while placed < int((time.monotonic() - started) * cfg.frame_rate):
+        # keeping processed files by name would skip a name it has seen), never more than ``BACKLOG`` ahead of
+        # the slowest device: a queue left behind would delay the next deployment
+        while placed < int((time.monotonic() - started) * cfg.frame_rate) and (
+            placed - (_processed(ctx) - processed_before) < BACKLOG
+        ):
             for thing, paths in frames.items():
                 source = paths[placed % len(paths)]
                 ctx.place_frame(thing, source, f"field-v{n}-{placed}-{source.name}")
@@ -78,3 +84,11 @@ def await_field_agreement(ctx: DemoContext, record: ModelRecord, n: int) -> None
         note = f"not enough field evidence within {cfg.field_wait_s:.0f}s (approving on what there is); {note}"
     record.field_note = note
     ctx.progress.done(stage, f"{note} (waited {waited:.0f}s, {placed} frames placed per camera)")
+
+
+def _processed(ctx: DemoContext) -> int:
+    """Inference results of the slowest device so far (the demo's MQTT watcher); 0 without a watcher."""
+    if ctx.watcher is None or not ctx.things:
+        return 0
+    with ctx.watcher.lock:
+        return min(ctx.watcher.frames.get(thing, 0) for thing in ctx.things)

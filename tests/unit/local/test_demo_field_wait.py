@@ -5,7 +5,9 @@ HTML report. A first model (nothing in production) waits for nothing and says no
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -203,3 +205,13 @@ def test_summary_and_report_carry_the_field_agreement_at_approval(tmp_path: Path
         "24 frames on 2 device(s): verdicts agree 87.5%, box recall 90.0%, box precision 75.0%, "
         "2 false alarms, 1 missed defects"
     ) in page
+
+
+def test_the_cameras_stay_at_most_a_few_frames_ahead_of_the_slowest_device(tmp_path: Path) -> None:
+    observer = FieldObserver([None])
+    demo, placed, _ = demo_with(tmp_path, observer, field_frames=16, field_wait_s=0.6)
+    demo.watcher = SimpleNamespace(lock=threading.Lock(), frames={"loupe-device-1": 100, "loupe-device-2": 3})
+    demo.models.append(v1_in_production())
+    demo_shadow.await_field_agreement(demo, v2_record(), 2)
+    assert len(placed) == 2 * demo_shadow.BACKLOG == 16  # the slowest device processes nothing meanwhile
+    assert demo.progress.stages[-1]["note"].endswith("(waited 1s, 8 frames placed per camera)")
