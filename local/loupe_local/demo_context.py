@@ -48,6 +48,10 @@ class DemoConfig:
     phase1_share: float = 0.6
     # the local AWS's IAM mode (loupe_local.iam): audit records each role's calls for the report's used-vs-granted
     iam: str = "audit"
+    # before approving v2 the demo waits for this many frames compared beside production (shadow mode), at most
+    # field_wait_s: at 4 frames/s on 2 devices and the candidate on every 5th frame, about 25 s and 5 s health windows
+    field_frames: int = 40
+    field_wait_s: float = 90.0
 
     @classmethod
     def dataset_config(cls, out: Path) -> DemoConfig:
@@ -70,6 +74,7 @@ class DemoConfig:
             imgsz=160,
             map_threshold=0.0,
             frame_rate=8.0,
+            field_frames=16,
             timeout_stage=600.0,
             quick=True,
         )
@@ -190,6 +195,9 @@ class ModelRecord:
     gate_refusal: str = ""
     training_diagnosis: str = ""
     approval_note: str = ""  # how it was approved: by the demo, by you, despite the gate's refusal
+    # its agreement with production on the devices at approval (console_api.models.field_agreement), and in words
+    field_agreement: dict[str, Any] | None = None
+    field_note: str = ""
 
 
 class DemoContext:

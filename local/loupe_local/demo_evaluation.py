@@ -53,6 +53,7 @@ def model_rows(models: list[ModelRecord]) -> list[dict[str, Any]]:
             "gate_refusal": m.gate_refusal,
             "training_diagnosis": m.training_diagnosis,
             "warm_start": m.warm_start,
+            "field_agreement": m.field_agreement,  # beside production on the devices, at its approval
         }
         for m in models
     ]

@@ -17,6 +17,7 @@ from typing import Any
 
 from loupe.datasets import capture_metadata
 from loupe.safe_paths import extract_tar
+from loupe_local import demo_shadow
 from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
 from loupe_local.observer import Observer
 
@@ -215,6 +216,7 @@ def train_approve_deploy(ctx: DemoContext) -> ModelRecord:
     """The next model: trained and registered by the pipeline, approved, deployed and served by every device."""
     n = len(ctx.models) + 1
     record = register(ctx, n)
+    demo_shadow.await_field_agreement(ctx, record, n)
     approve(ctx, record, n)
     deploy(ctx, record, n)
     ctx.models.append(record)
@@ -297,15 +299,23 @@ def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
         )
         ctx.wait("manual approval", lambda: ctx.obs.approval(record.package_arn) == "Approved", timeout=24 * 3600)
         note = "approved by you" + (f" ({despite})" if despite else "")
+        if record.field_agreement is not None:  # what the console recorded with your approval
+            record.field_agreement = ctx.obs.field_evidence(record.package_arn) or record.field_agreement
     else:
         if record.approval != "Approved":
             sm = ctx.client("sagemaker")
-            extra = {"ApprovalDescription": despite[:APPROVAL_DESCRIPTION_LIMIT]} if despite else {}
+            extra: dict[str, Any] = {"ApprovalDescription": despite[:APPROVAL_DESCRIPTION_LIMIT]} if despite else {}
+            if record.field_agreement is not None:  # it ran beside production: the approval records the agreement
+                record.field_agreement = ctx.obs.field_evidence(record.package_arn) or record.field_agreement
+                existing = sm.describe_model_package(ModelPackageName=record.package_arn)
+                extra["CustomerMetadataProperties"] = ctx.obs.approval_metadata(
+                    record.package_arn, dict(existing.get("CustomerMetadataProperties") or {})
+                )
             sm.update_model_package(ModelPackageArn=record.package_arn, ModelApprovalStatus="Approved", **extra)
         note = f"demo: {despite}" if despite else "approved (demo: automatic)"
     record.approval = "Approved"
     record.approval_note = note
-    ctx.progress.done(stage, f"{note}; {ctx.obs.field_agreement(record.package_arn)}")
+    ctx.progress.done(stage, f"{note}; {demo_shadow.field_line(record)}" if record.field_agreement else note)
 
 
 def deploy(ctx: DemoContext, record: ModelRecord, n: int) -> None:

@@ -482,17 +482,17 @@ class Observer:
             log.debug("no field agreement for %s: %s", package_arn, exc)
             return None
 
-    def field_agreement(self, package_arn: str) -> str:
-        """One line: the package's field agreement as it ran beside production (shadow mode), or that it has none."""
-        field = self._field_agreement(package_arn)
-        if not field or not field["frames"]:
-            return "no field agreement yet (it has not run beside production)"
-        agreed = field["verdict_agreement"]
-        return (
-            f"field agreement with production {agreed:.1%} of {field['frames']} frames on {field['devices']} devices"
-            f" ({field['false_alarms']} false alarms, {field['missed_defects']} missed defects,"
-            f" {field['errors']} errors)"
-        )
+    def field_evidence(self, package_arn: str) -> dict[str, Any] | None:
+        """The package's field agreement with production (``console_api.models.field_agreement``), None if it
+        never ran beside production."""
+        return self._field_agreement(package_arn)
+
+    def approval_metadata(self, package_arn: str, existing: dict[str, Any]) -> dict[str, str]:
+        """The package's metadata with its field agreement of this moment (``console_api.models.evidence_metadata``),
+        as an approval in the console API records it: the package's own entries kept."""
+        from loupe.console_api.models import evidence_metadata
+
+        return {**existing, **evidence_metadata(self.shadow_summary(package_arn), existing)}
 
     @property
     def frame_pixels(self) -> FramePixels:

@@ -170,7 +170,8 @@ def write_html(report_dir: Path, summary: dict[str, Any], pictures: dict[str, An
         f"<tr><td>v{e(str(m['version']))}</td><td>v{e(str(m.get('dataset_version')))}</td>"
         f"<td>{e(str(m.get('parent_dataset_version')))}</td><td>{_fmt(m.get('test_map50_phase2'))}</td>"
         f"<td>{_fmt(m.get('test_map50_phase1'))}</td><td>{_fmt(m.get('pipeline_test_map50'))}</td>"
-        f"<td>{e(str(m.get('approval', '')))}{_refused_mark(m)}</td><td>{e(str(m.get('warm_start', '')))}</td></tr>"
+        f"<td>{e(str(m.get('approval', '')))}{_refused_mark(m)}</td><td>{e(str(m.get('warm_start', '')))}</td>"
+        f"<td>{e(field_cell(m.get('field_agreement')))}</td></tr>"
         for m in summary.get("models", [])
     )
     notes = "".join(f'<li data-refusal="{e(str(i))}">{e(n)}</li>' for i, n in enumerate(summary.get("notes") or []))
@@ -219,7 +220,8 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
 <table><tr><th>stage</th><th>start</th><th>took</th><th>note</th></tr>{rows_stages}</table>
 <h2>Models</h2><div class="pics">{img("metrics", "metrics per model version")}{img("latency", "edge latency")}</div>
 <table><tr><th>model</th><th>dataset</th><th>parent dataset</th><th>mAP50 phase-2 held-out</th>
-<th>mAP50 phase-1 test</th><th>pipeline test mAP50</th><th>approval</th><th>warm start</th></tr>{rows_models}</table>
+<th>mAP50 phase-1 test</th><th>pipeline test mAP50</th><th>approval</th><th>warm start</th>
+<th>field agreement with production at approval (shadow)</th></tr>{rows_models}</table>
 <h2>Dataset versions</h2>
 <table><tr><th>version</th><th>parent</th><th>images</th><th>boxes</th><th>origin</th></tr>{rows_datasets}</table>
 <h2>Devices</h2>
@@ -259,6 +261,22 @@ def _iam_section(iam: dict[str, Any] | None) -> str:
         f'<h2 id="iam">IAM: what each role used against what it is granted (mode {e(str(iam.get("mode", "")))})</h2>'
         f"<p>{verdict}</p><table><tr><th>role</th><th>actions used (calls)</th><th>would be denied</th>"
         f"<th>granted, never used</th></tr>{rows}</table>"
+    )
+
+
+def field_cell(field: dict[str, Any] | None) -> str:
+    """A model's agreement with production on the devices at its approval, in a few words."""
+    if not field or not field.get("frames"):
+        return "not run beside production"
+
+    def pct(key: str) -> str:
+        value = field.get(key)
+        return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
+
+    return (
+        f"{field['frames']} frames on {field.get('devices', 0)} device(s): verdicts agree {pct('verdict_agreement')}, "
+        f"box recall {pct('box_recall')}, box precision {pct('box_precision')}, "
+        f"{field.get('false_alarms', 0)} false alarms, {field.get('missed_defects', 0)} missed defects"
     )
 
 

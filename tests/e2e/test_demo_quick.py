@@ -46,3 +46,12 @@ def test_the_reduced_loop_reaches_v2_on_both_devices(repo_root: Path, tmp_path: 
     for picture in ("timeline.png", "metrics.png", "samples/sample-0.png"):
         assert (out / "report" / picture).is_file(), picture
         assert picture in html
+    # v2 ran beside v1 on the devices before its approval (shadow mode): its field agreement is in the summary and
+    # the report; v1 had nothing in production to compare with
+    assert models[0]["field_agreement"] is None
+    field = models[1]["field_agreement"]
+    assert field is not None and field["frames"] > 0 and field["devices"] >= 1, log
+    assert "field agreement with production at approval" in html
+    assert f"{field['frames']} frames on {field['devices']} device(s)" in html
+    shadow = [s for s in summary["stages"] if "beside production" in s["name"]]
+    assert [s["name"] for s in shadow] == ["model v2 beside production on the devices (shadow), before its approval"]

@@ -287,9 +287,8 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     pkg = sm.describe_model_package(ModelPackageName=record.package_arn)
     assert pkg["ModelApprovalStatus"] == "Approved"
     assert pkg["ApprovalDescription"] == f"approved despite the gate's refusal: {record.gate_refusal}"[:1024]
-    # approved at once: the package has not run beside production, and the stage says so
-    no_field = "no field agreement yet (it has not run beside production)"
-    assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}; {no_field}"
+    # a refused package never runs beside production: the approval stage says nothing of a field agreement
+    assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}"
     # the execution itself failed with the gate's reason: the refusal is the pipeline's, not the demo's
     desc = wait_for(
         lambda: (
