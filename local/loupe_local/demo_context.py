@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe_local.local_auth import mqtt_login
+from loupe_local.local_auth import RunCredentials, mqtt_login
 from loupe_local.observer import Observer
 
 
@@ -120,7 +120,7 @@ class Progress:
 class FleetWatcher:
     """Subscribes to the devices' topics on the local broker: inference results, health, feedback."""
 
-    def __init__(self, host: str, port: int, progress: Progress) -> None:
+    def __init__(self, host: str, port: int, progress: Progress, credentials: RunCredentials | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.progress = progress
@@ -133,7 +133,9 @@ class FleetWatcher:
         self.health: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-demo-{uuid.uuid4().hex[:6]}")
-        mqtt_login(self.client)  # the demo runs in the local AWS's process: the run's credential is in its env
+        # the run's credential, given explicitly: with IAM on, a handler running in this process holds its role's
+        # session in os.environ while it runs (as Lambda gives it), so the environment is not the run's credential
+        mqtt_login(self.client, credentials)
         self.client.on_connect = lambda c, *a, **k: c.subscribe("loupe/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect(host, port)

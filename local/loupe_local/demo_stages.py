@@ -91,7 +91,9 @@ def setup(ctx: DemoContext) -> None:
     for thing in ctx.things:
         ctx.fleet.start_device(thing, ["--overlay", str(overlay_file)])
     ctx.fleet.wait_registered(ctx.things)
-    ctx.watcher = FleetWatcher(ctx.runtime.mqtt["host"], ctx.runtime.mqtt["port"], ctx.progress)
+    ctx.watcher = FleetWatcher(
+        ctx.runtime.mqtt["host"], ctx.runtime.mqtt["port"], ctx.progress, credentials=ctx.runtime.credentials
+    )
     ctx.progress.done(stage, f"{ctx.runtime.endpoint}, devices {', '.join(ctx.things)}")
 
 
