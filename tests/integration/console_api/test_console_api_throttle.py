@@ -42,6 +42,7 @@ def test_a_burst_beyond_the_limit_gets_429_then_service_returns(local_aws: Any) 
         assert next(body for status, _, body in answers if status == 429) == {"message": "Too Many Requests"}
         user = signed_in(local_aws, "labelers")
         status = wait_for(lambda: api(f"{base}/me", token=user["id"])[0] == 200, 10, "a request admitted again")
-        assert status and server.throttled == statuses.count(429)
+        # the burst's 429s, and any the wait above met before a token came back
+        assert status and server.throttled >= statuses.count(429)
     finally:
         server.stop()
