@@ -236,15 +236,7 @@ def submit_answer(
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
-                {
-                    "Update": {
-                        "Key": assignment_key(assignment_id),
-                        "UpdateExpression": "SET #st = :answered, answered_at = :now",
-                        "ConditionExpression": "#st = :leased",
-                        "ExpressionAttributeNames": {"#st": "status"},
-                        "ExpressionAttributeValues": {":answered": "answered", ":leased": "leased", ":now": int(now)},
-                    }
-                },
+                _close_lease(assignment_id, "answered", now),
             )
         except Conflict:
             if (store.get(assignment_key(assignment_id)) or {}).get("status") == "answered":
@@ -255,6 +247,19 @@ def submit_answer(
             result = settle(store, s3, sfn, name, index, now)
         return {"assignment_id": assignment_id, "status": "answered", "image": result, "boxes": len(answer.boxes)}
     raise AnswerError(409, "the image changed under this answer too often; send it again")
+
+
+def _close_lease(assignment_id: str, status: str, now: float) -> dict[str, Any]:
+    """The transaction entry that ends a live lease as ``status`` (answered or declined), only while it is leased."""
+    return {
+        "Update": {
+            "Key": assignment_key(assignment_id),
+            "UpdateExpression": f"SET #st = :status, {status}_at = :now",
+            "ConditionExpression": "#st = :leased",
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": {":status": status, ":leased": "leased", ":now": int(now)},
+        }
+    }
 
 
 def decline_reason(body: Any) -> str:
@@ -313,15 +318,7 @@ def decline_task(
                         },
                     }
                 },
-                {
-                    "Update": {
-                        "Key": assignment_key(assignment_id),
-                        "UpdateExpression": "SET #st = :declined, declined_at = :now",
-                        "ConditionExpression": "#st = :leased",
-                        "ExpressionAttributeNames": {"#st": "status"},
-                        "ExpressionAttributeValues": {":declined": "declined", ":leased": "leased", ":now": int(now)},
-                    }
-                },
+                _close_lease(assignment_id, "declined", now),
             )
         except Conflict:
             if (store.get(assignment_key(assignment_id)) or {}).get("status") != "leased":
