@@ -1,22 +1,45 @@
-"""Cognito user pools: the app client's allowed sign-in flows, which moto does not enforce.
+"""Cognito user pools: what moto does not check of a sign-in: the app client's allowed flows, the SRP password proof,
+and the answers that would tell who has an account.
 
-An app client lists the flows it accepts (``ExplicitAuthFlows``: ``ALLOW_USER_SRP_AUTH``, ...); Cognito refuses
-InitiateAuth / AdminInitiateAuth with any other flow, with ``InvalidParameterException`` ("... flow not enabled
-for this client"; Cognito Developer Guide, "Authentication flows" and the app client's ExplicitAuthFlows in the
-API Reference of CreateUserPoolClient). moto 5.2.5 accepts every flow for every client; this stand-in refuses the
-ones the client does not allow before moto sees the request, and lets moto answer the rest.
+- Allowed flows: an app client lists the flows it accepts (``ExplicitAuthFlows``: ``ALLOW_USER_SRP_AUTH``, ...);
+  Cognito refuses InitiateAuth / AdminInitiateAuth with any other flow, with ``InvalidParameterException`` ("...
+  flow not enabled for this client"; Cognito Developer Guide, "Authentication flows", and ExplicitAuthFlows in the
+  API Reference of CreateUserPoolClient). moto 5.2.5 accepts every flow for every client.
+- SRP (``USER_SRP_AUTH``): moto answers InitiateAuth with a random SRP_B and SALT and signs in whoever answers
+  RespondToAuthChallenge ``PASSWORD_VERIFIER``, whatever PASSWORD_CLAIM_SIGNATURE says. This stand-in answers both
+  itself (:mod:`loupe_local.standins.cognito_srp`: a real B from a verifier of the user's password, a secret block
+  that answers once) and lets moto answer only a claim that proves the password: moto then issues the tokens, or
+  the next challenge (NEW_PASSWORD_REQUIRED for an invited user, MFA). A wrong password, a tampered signature, a
+  stale TIMESTAMP, an unknown or used secret block get ``NotAuthorizedException`` "Incorrect username or password."
+  as from Cognito. Docs: Cognito Developer Guide, "Authentication flows" (SRP: https://docs.aws.amazon.com/cognito/
+  latest/developerguide/amazon-cognito-user-pools-authentication-flow-methods.html), API Reference InitiateAuth
+  (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_InitiateAuth.html) and
+  RespondToAuthChallenge (.../API_RespondToAuthChallenge.html).
+- ``PreventUserExistenceErrors: ENABLED`` (Developer Guide, "Managing user existence error responses",
+  https://docs.aws.amazon.com/cognito/latest/developerguide/cognito-user-pool-managing-errors.html): a user name
+  that does not exist gets the answer a wrong password gets, not moto's ``UserNotFoundException``. For SRP that is
+  a simulated challenge (a salt and verifier derived from the name, the same for the same name, so asking twice
+  does not tell) whose every answer is refused with the same NotAuthorizedException; for USER_PASSWORD_AUTH the
+  NotAuthorizedException at once.
+
+moto's password and sessions are read from its in-process backend (the password never leaves the local AWS; moto's
+own SRP session is never shown to a client, which could otherwise answer NEW_PASSWORD_REQUIRED with it unproven).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import secrets
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
+from loupe_local.standins.cognito_srp import SrpRefused, SrpServer, parse_a, verifier
 
 log = logging.getLogger("loupe_local.cognito")
 
@@ -31,15 +54,49 @@ ALLOWING = {
     "ADMIN_USER_PASSWORD_AUTH": "ALLOW_ADMIN_USER_PASSWORD_AUTH",
     "ADMIN_NO_SRP_AUTH": "ALLOW_ADMIN_USER_PASSWORD_AUTH",
 }
+_OPERATIONS = ("InitiateAuth", "AdminInitiateAuth", "RespondToAuthChallenge", "AdminRespondToAuthChallenge")
+# Cognito's one answer to a sign-in it refuses, whatever was wrong (password, user name, proof)
+INCORRECT = "Incorrect username or password."
+
+
+def _moto_client(client_id: str) -> tuple[Any, Any, Any] | None:
+    """moto's backend, user pool and app client that ``client_id`` belongs to (as moto finds it), or None."""
+    from moto.cognitoidp.models import cognitoidp_backends
+
+    for regions in cognitoidp_backends.values():
+        for region, backend in regions.items():
+            if region == "global":
+                continue
+            for pool in backend.user_pools.values():
+                if client_id in pool.clients:
+                    return backend, pool, pool.clients[client_id]
+    return None
+
+
+def _moto_call(call: Callable[[], dict[str, Any]]) -> Response:
+    """moto's answer to ``call`` as the JSON it would have sent (its errors as AWS errors)."""
+    from moto.core.exceptions import JsonRESTError
+
+    try:
+        return Response(body=call())
+    except JsonRESTError as exc:
+        return error(exc.error_type, exc.message, exc.code)
+
+
+def _hides_users(client: Any) -> bool:
+    return client.extended_config.get("PreventUserExistenceErrors") == "ENABLED"
 
 
 class CognitoFlows(StandIn):
     name = "cognito-auth-flows"
 
     def __init__(self) -> None:
-        self._refusals: dict[int, Response] = {}
+        self._answers: dict[int, Callable[[], Response]] = {}
         self._lock = threading.Lock()
         self.refused = 0
+        self.srp = SrpServer()
+        self.srp_signed_in = 0
+        self.srp_refused = 0
 
     def _client_flows(self, client_id: str, pool_id: str | None) -> list[str] | None:
         idp = self.runtime.client("cognito-idp")
@@ -52,31 +109,155 @@ class CognitoFlows(StandIn):
             return list(client.get("ExplicitAuthFlows") or [])
         return None
 
+    def _claim(self, request: AwsRequest, answer: Callable[[], Response]) -> bool:
+        with self._lock:
+            self._answers[id(request)] = answer
+        return True
+
     def handles(self, request: AwsRequest) -> bool:
         target = request.headers.get("x-amz-target", "")
-        if target not in (f"{_PREFIX}InitiateAuth", f"{_PREFIX}AdminInitiateAuth"):
+        operation = target.removeprefix(_PREFIX) if target.startswith(_PREFIX) else ""
+        if operation not in (
+            "InitiateAuth",
+            "AdminInitiateAuth",
+            "RespondToAuthChallenge",
+            "AdminRespondToAuthChallenge",
+        ):
             return False
         try:
             body: dict[str, Any] = json.loads(request.body or b"{}")
         except ValueError:
             return False  # moto answers a malformed body with its own error
+        if not isinstance(body, dict):
+            return False
+        client_id = str(body.get("ClientId") or "")
+        if operation.endswith("RespondToAuthChallenge"):
+            # a password claim is never moto's to judge: it signs in any signature
+            if body.get("ChallengeName") == "PASSWORD_VERIFIER":
+                return self._claim(request, lambda: self._srp_respond(body))
+            return False
         flow = str(body.get("AuthFlow") or "")
-        flows = self._client_flows(str(body.get("ClientId") or ""), body.get("UserPoolId"))
+        flows = self._client_flows(client_id, body.get("UserPoolId"))
         if flows is None or flow not in ALLOWING:
             return False
-        if ALLOWING[flow] in flows:
-            return False
-        with self._lock:
-            self._refusals[id(request)] = error(
-                "InvalidParameterException", f"{flow} flow not enabled for this client", 400
-            )
-            self.refused += 1
-        log.info("refused %s: the app client allows only %s", flow, flows)
-        return True
+        if ALLOWING[flow] not in flows:
+            refusal = error("InvalidParameterException", f"{flow} flow not enabled for this client", 400)
+            with self._lock:
+                self.refused += 1
+            log.info("refused %s: the app client allows only %s", flow, flows)
+            return self._claim(request, lambda: refusal)
+        if flow == "USER_SRP_AUTH" and operation == "InitiateAuth":
+            return self._claim(request, lambda: self._srp_initiate(body))
+        if flow == "USER_PASSWORD_AUTH" and self._unknown_hidden_user(client_id, body.get("AuthParameters")):
+            return self._claim(request, lambda: self._refuse("no such user"))
+        return False
 
     def handle(self, request: AwsRequest) -> Response:
         with self._lock:
-            return self._refusals.pop(id(request))
+            answer = self._answers.pop(id(request))
+        return answer()
+
+    # ------------------------------------------------------------------ sign-in checks
+    def _unknown_hidden_user(self, client_id: str, parameters: Any) -> bool:
+        """A user name the pool does not have, asked through a client that hides who exists."""
+        found = _moto_client(client_id)
+        if found is None or not isinstance(parameters, dict):
+            return False
+        _, pool, client = found
+        username = str(parameters.get("USERNAME") or "")
+        return bool(username) and _hides_users(client) and pool._get_user(username) is None
+
+    def _refuse(self, reason: str) -> Response:
+        with self._lock:
+            self.srp_refused += 1
+        log.info("sign-in refused: %s", reason)
+        return error("NotAuthorizedException", INCORRECT, 400)
+
+    def _srp_initiate(self, body: dict[str, Any]) -> Response:
+        client_id = str(body.get("ClientId") or "")
+        parameters = body.get("AuthParameters") if isinstance(body.get("AuthParameters"), dict) else {}
+        found = _moto_client(client_id)
+        if found is None:
+            return error("ResourceNotFoundException", f"User pool client {client_id} does not exist.", 400)
+        backend, pool, client = found
+        username, srp_a = str(parameters.get("USERNAME") or ""), str(parameters.get("SRP_A") or "")
+        for name, value in (("USERNAME", username), ("SRP_A", srp_a)):
+            if not value:
+                return error("InvalidParameterException", f"Missing required parameter {name}", 400)
+        try:
+            parse_a(srp_a)
+        except ValueError as exc:
+            return error("InvalidParameterException", str(exc), 400)
+        validity_s = float(client.extended_config.get("AuthSessionValidity") or 3) * 60
+        user = pool._get_user(username)
+        if user is None and _hides_users(client):
+            # a simulated challenge, as for a user who exists; no answer to it signs in
+            parameters_out = self.srp.challenge(
+                pool_id=pool.id,
+                client_id=client_id,
+                username=username,
+                user_id_for_srp=username,
+                srp_a_hex=srp_a,
+                salt=self.srp.fake_salt(pool.id, username),
+                v=self.srp.fake_verifier(pool.id, username),
+                validity_s=validity_s,
+                genuine=False,
+            )
+            return self._challenge_answer(username, parameters_out)
+        # moto's own checks (secret hash, user disabled or unconfirmed, unknown user on a LEGACY client) and the
+        # session it answers the proven claim with
+        answered = _moto_call(lambda: backend.initiate_auth(client_id, "USER_SRP_AUTH", parameters))
+        if answered.status != 200 or user is None:
+            return answered
+        # Cognito's USER_ID_FOR_SRP is the user's user name (moto's: the name the user was created with)
+        user_id = str(user.username)
+        password = user.password
+        salt = self.srp.salt(pool.id, user_id, password or "")
+        parameters_out = self.srp.challenge(
+            pool_id=pool.id,
+            client_id=client_id,
+            username=user_id,
+            user_id_for_srp=user_id,
+            srp_a_hex=srp_a,
+            salt=salt,
+            v=verifier(pool.id, user_id, password or "", salt),
+            validity_s=validity_s,
+            genuine=password is not None,
+            extra={"session": str(answered.body["Session"])},
+        )
+        return self._challenge_answer(user_id, parameters_out)
+
+    def _challenge_answer(self, username: str, parameters: dict[str, str]) -> Response:
+        return Response(
+            body={
+                "ChallengeName": "PASSWORD_VERIFIER",
+                # an opaque session of its own: moto's would let its NEW_PASSWORD_REQUIRED answer skip the proof
+                "Session": base64.standard_b64encode(secrets.token_bytes(48)).decode(),
+                "ChallengeParameters": {"USERNAME": username, **parameters},
+            }
+        )
+
+    def _srp_respond(self, body: dict[str, Any]) -> Response:
+        client_id = str(body.get("ClientId") or "")
+        responses = body.get("ChallengeResponses") if isinstance(body.get("ChallengeResponses"), dict) else {}
+        try:
+            proven = self.srp.verify(client_id, {str(k): str(v) for k, v in responses.items()})
+        except SrpRefused as exc:
+            return self._refuse(str(exc))
+        found = _moto_client(client_id)
+        if found is None:
+            return error("ResourceNotFoundException", f"User pool client {client_id} does not exist.", 400)
+        backend = found[0]
+        session = proven.extra["session"]
+        # moto keys its PASSWORD_VERIFIER session by the secret block it issued
+        forwarded = {**responses, "USERNAME": proven.username, "PASSWORD_CLAIM_SECRET_BLOCK": session}
+        answered = _moto_call(
+            lambda: backend.respond_to_auth_challenge(session, client_id, "PASSWORD_VERIFIER", forwarded)
+        )
+        if answered.status == 200:
+            with self._lock:
+                self.srp_signed_in += 1
+        return answered
 
     def status(self) -> dict[str, Any]:
-        return {"refused": self.refused}
+        return {"refused": self.refused, "srp_signed_in": self.srp_signed_in, "srp_refused": self.srp_refused}
