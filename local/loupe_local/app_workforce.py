@@ -2,10 +2,10 @@
 way a person does, through the console API.
 
 A :class:`BotLabeler` is a user of the stack's Cognito pool it invites itself into (``loupe labelers add``'s
-``AdminCreateUser``), signs in with the app client (``USER_PASSWORD_AUTH``: the local stack allows it, see
-``runtime.LocalRuntime``), takes images with ``GET /labeling/tasks/next``, loads each one by its presigned GET as the
-browser does, and answers ``POST /labeling/tasks/{assignmentId}`` from the same answer source the Ground Truth
-stand-in's automatic workforce uses (``<state_dir>/workforce/*.jsonl`` and ``config.json``,
+``AdminCreateUser``), signs in with the app client by SRP as the console app does (``USER_SRP_AUTH``,
+:func:`loupe_local.cognito_signin.sign_in`), takes images with ``GET /labeling/tasks/next``, loads each one by its
+presigned GET as the browser does, and answers ``POST /labeling/tasks/{assignmentId}`` from the same answer source
+the Ground Truth stand-in's automatic workforce uses (``<state_dir>/workforce/*.jsonl`` and ``config.json``,
 :class:`loupe_local.standins.groundtruth_workforce.Workforce`; a ``"mode": "manual"`` there leaves the images to
 people). An image it has no answer for it declines (``POST .../decline`` with its reason); once
 ``LabelingDeclineLimit`` bots declined it, the app releases it as unlabeled with their reasons (as the Ground Truth
@@ -31,6 +31,7 @@ from typing import Any
 
 from loupe.console_api import labelers
 from loupe.datasets import Box
+from loupe_local.cognito_signin import sign_in
 from loupe_local.standins.groundtruth_workforce import Workforce
 
 log = logging.getLogger("loupe_local.app_workforce")
@@ -71,33 +72,21 @@ class AppUser:
     """A user of the console's pool, invited into ``group`` and signed in (tokens renewed when the API says 401)."""
 
     def __init__(self, idp: Any, pool_id: str, client_id: str, group: str, name: str | None = None) -> None:
-        self.idp, self.client_id, self.group = idp, client_id, group
+        self.idp, self.pool_id, self.client_id, self.group = idp, pool_id, client_id, group
         self.email = f"{name or group + '-bot-' + uuid.uuid4().hex[:8]}@loupe.invalid"
         temporary, self.password = _password(), _password()
         labelers.add(idp, pool_id, self.email, group, temporary_password=temporary)
-        first = self._auth(temporary)
-        if first.get("ChallengeName") != "NEW_PASSWORD_REQUIRED":
-            raise AppError(f"{self.email}: expected the first sign-in's NEW_PASSWORD_REQUIRED, got {first}")
-        answered = idp.respond_to_auth_challenge(
-            ClientId=client_id,
-            ChallengeName="NEW_PASSWORD_REQUIRED",
-            Session=first["Session"],
-            ChallengeResponses={"USERNAME": self.email, "NEW_PASSWORD": self.password},
-        )
-        self.token = answered["AuthenticationResult"]["IdToken"]
+        # the first sign-in: Cognito asks the invited user for a password of their own (NEW_PASSWORD_REQUIRED)
+        self.token = self._sign_in(temporary, new_password=self.password)
 
-    def _auth(self, password: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.idp.initiate_auth(
-            ClientId=self.client_id,
-            AuthFlow="USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": self.email, "PASSWORD": password},
-        )
-        return out
+    def _sign_in(self, password: str, new_password: str | None = None) -> str:
+        tokens = sign_in(self.idp, self.pool_id, self.client_id, self.email, password, new_password=new_password)
+        return str(tokens["IdToken"])
 
     def call(self, url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
         status, got = call(url, method, self.token, body)
         if status == 401:  # the ID token expired: sign in again, once
-            self.token = self._auth(self.password)["AuthenticationResult"]["IdToken"]
+            self.token = self._sign_in(self.password)
             status, got = call(url, method, self.token, body)
         return status, got
 

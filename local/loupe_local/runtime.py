@@ -178,9 +178,6 @@ class LocalRuntime:
         # the local account has no fleet group of its own: the local stack creates it (CreateThingGroup=true)
         # unless the caller names an existing one with CreateThingGroup=false
         self.parameters.setdefault("CreateThingGroup", "true")
-        # moto answers SRP sign-in without checking the password proof, so locally people and tests sign in with
-        # USER_PASSWORD_AUTH, which the stack's app client then allows (and the Cognito stand-in enforces)
-        self.parameters.setdefault("ConsolePasswordSignIn", "true")
         self.stack_name = stack_name
         self.region = region
         self.want_mqtt = mqtt

@@ -1,8 +1,8 @@
 """Users of the console's Cognito pool for tests: invited with ``loupe.console_api.labelers.add`` (what
 ``loupe labelers add`` calls), their first sign-in answered (NEW_PASSWORD_REQUIRED), tokens from InitiateAuth.
 
-Sign-in uses USER_PASSWORD_AUTH: moto answers USER_SRP_AUTH but never checks the SRP proof (any
-PASSWORD_CLAIM_SIGNATURE passes), so a wrong password would sign in; USER_PASSWORD_AUTH is a flow moto does check.
+Sign-in uses SRP (``USER_SRP_AUTH``, pycognito's client), the one flow the stack's app client allows by default; the
+local Cognito checks the password proof as Cognito does (``loupe_local.standins.cognito``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from loupe.console_api import labelers
+from loupe_local.cognito_signin import sign_in
 
 
 def password() -> str:
@@ -29,17 +30,7 @@ def signed_in(runtime: Any, group: str) -> dict[str, str]:
     email = f"{group}-{uuid.uuid4().hex[:8]}@example.com"
     temporary, chosen = password(), password()
     labelers.add(idp, pool, email, group, temporary_password=temporary)
-    first = idp.initiate_auth(
-        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": email, "PASSWORD": temporary}
-    )
-    assert first.get("ChallengeName") == "NEW_PASSWORD_REQUIRED", first
-    answered = idp.respond_to_auth_challenge(
-        ClientId=client_id,
-        ChallengeName="NEW_PASSWORD_REQUIRED",
-        Session=first["Session"],
-        ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": chosen},
-    )
-    tokens = answered["AuthenticationResult"]
+    tokens = sign_in(idp, pool, client_id, email, temporary, new_password=chosen)  # first sign-in: a new password
     return {"email": email, "password": chosen, "id": tokens["IdToken"], "access": tokens["AccessToken"]}
 
 

@@ -216,7 +216,7 @@ class CognitoFlows(StandIn):
         parameters_out = self.srp.challenge(
             pool_id=pool.id,
             client_id=client_id,
-            username=user_id,
+            username=username,
             user_id_for_srp=user_id,
             srp_a_hex=srp_a,
             salt=salt,
@@ -249,7 +249,8 @@ class CognitoFlows(StandIn):
             return error("ResourceNotFoundException", f"User pool client {client_id} does not exist.", 400)
         backend = found[0]
         session = proven.extra["session"]
-        # moto keys its PASSWORD_VERIFIER session by the secret block it issued
+        # moto keys its PASSWORD_VERIFIER session by the secret block it issued; it is given the name the user signed
+        # in with (its ID token's email claim is that name in a pool whose users sign in by e-mail)
         forwarded = {**responses, "USERNAME": proven.username, "PASSWORD_CLAIM_SECRET_BLOCK": session}
         answered = _moto_call(
             lambda: backend.respond_to_auth_challenge(session, client_id, "PASSWORD_VERIFIER", forwarded)

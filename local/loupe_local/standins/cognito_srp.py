@@ -86,7 +86,7 @@ class Challenge:
 
     pool_id: str
     client_id: str
-    username: str  # what the client signed in as (USERNAME)
+    username: str  # the name the client signed in with (InitiateAuth's USERNAME: an e-mail address, say)
     user_id_for_srp: str
     big_a: int
     big_b: int

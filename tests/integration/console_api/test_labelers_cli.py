@@ -13,6 +13,7 @@ import pytest
 from support.console_users import api, password
 
 from loupe_local import cli
+from loupe_local.cognito_signin import sign_in
 from loupe_local.standins.httpapi import HttpApis
 
 
@@ -32,16 +33,7 @@ def test_an_invited_approver_signs_in_with_the_mailed_password(local_aws: Any, c
 
     idp = local_aws.client("cognito-idp")
     client_id = local_aws.physical("ConsoleUserPoolClient")
-    first = idp.initiate_auth(
-        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": email, "PASSWORD": temporary}
-    )
-    assert first["ChallengeName"] == "NEW_PASSWORD_REQUIRED"
-    tokens = idp.respond_to_auth_challenge(
-        ClientId=client_id,
-        ChallengeName="NEW_PASSWORD_REQUIRED",
-        Session=first["Session"],
-        ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": password()},
-    )["AuthenticationResult"]
+    tokens = sign_in(idp, local_aws.physical("ConsoleUserPool"), client_id, email, temporary, new_password=password())
     base = next(s for s in local_aws.standins if isinstance(s, HttpApis)).urls["ConsoleApi"]
     status, _, me = api(f"{base}/me", token=tokens["IdToken"])
     assert status == 200 and me["email"] == email and me["groups"] == ["approvers"], me
