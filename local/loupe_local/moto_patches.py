@@ -22,6 +22,11 @@ them fails loudly instead of silently changing the local loop.
 7. The ASL engine's own service calls (it calls the server over HTTP) sign with the run's credential
    (``set_engine_credentials``): moto's engine signed them with the fixed key ``ak``/``sk``, which the gateway in
    front of moto (``loupe_local.local_auth``) refuses like any other unknown key.
+8. A Cognito app client that names no ``ReadAttributes`` reads ``email_verified``, ``phone_number_verified`` and
+   the pool's standard attributes, as CreateUserPoolClient documents (API_CreateUserPoolClient, ReadAttributes):
+   the ID token carries them. moto read none, and wrote the ``email`` claim of a pool whose users sign in by e-mail
+   from the name the sign-in used, so an SRP sign-in, which answers with the user's internal name
+   (USER_ID_FOR_SRP), got an ID token whose ``email`` was that UUID.
 
 ``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
 every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
@@ -172,6 +177,8 @@ def apply() -> None:
     _patch_sfn_task_success()
     # 7. the engine's service calls
     _patch_sfn_engine_credentials()
+    # 8. the attributes a Cognito app client reads by default
+    _patch_cognito_read_attributes()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -365,6 +372,47 @@ def _patch_sfn_engine_credentials() -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+# what an app client without ReadAttributes reads: the standard attributes (OpenID Connect's, as Cognito lists them
+# in "User pool attributes") and the two verification flags
+DEFAULT_READ_ATTRIBUTES = (
+    "address",
+    "birthdate",
+    "email",
+    "email_verified",
+    "family_name",
+    "gender",
+    "given_name",
+    "locale",
+    "middle_name",
+    "name",
+    "nickname",
+    "phone_number",
+    "phone_number_verified",
+    "picture",
+    "preferred_username",
+    "profile",
+    "updated_at",
+    "website",
+    "zoneinfo",
+)
+
+
+def _patch_cognito_read_attributes() -> None:
+    from moto.cognitoidp.models import CognitoIdpUserPoolClient
+
+    original = CognitoIdpUserPoolClient.get_readable_fields
+    if getattr(original, "loupe_patched", False):
+        return
+
+    @functools.wraps(original)
+    def get_readable_fields(self: Any) -> list[str]:
+        named = self.extended_config.get("ReadAttributes")
+        return list(named) if named else list(DEFAULT_READ_ATTRIBUTES)
+
+    get_readable_fields.loupe_patched = True  # type: ignore[attr-defined]
+    CognitoIdpUserPoolClient.get_readable_fields = get_readable_fields  # type: ignore[method-assign]
 
 
 def aws_managed_policy(arn: str) -> dict[str, Any] | None:

@@ -83,6 +83,24 @@ def _moto_call(call: Callable[[], dict[str, Any]]) -> Response:
         return error(exc.error_type, exc.message, exc.code)
 
 
+def _new_password_parameters(pool: Any, username: str, user_id_for_srp: str) -> dict[str, str]:
+    """What Cognito's NEW_PASSWORD_REQUIRED challenge carries besides USERNAME and moto leaves out: the user's
+    attributes and the required ones the user lacks, each a JSON string (RespondToAuthChallenge,
+    NEW_PASSWORD_REQUIRED: ``userAttributes``, ``requiredAttributes``), which Cognito's browser library parses."""
+    user = pool._get_user(username)
+    attributes = {a["Name"]: a["Value"] for a in (user.attributes if user else []) if a["Name"] != "sub"}
+    required = [
+        f"userAttributes.{name}"
+        for name, attribute in getattr(pool, "schema_attributes", {}).items()
+        if getattr(attribute, "required", False) and name not in attributes and name != "sub"
+    ]
+    return {
+        "USER_ID_FOR_SRP": user_id_for_srp,
+        "userAttributes": json.dumps(attributes),
+        "requiredAttributes": json.dumps(required),
+    }
+
+
 def _hides_users(client: Any) -> bool:
     return client.extended_config.get("PreventUserExistenceErrors") == "ENABLED"
 
@@ -258,6 +276,11 @@ class CognitoFlows(StandIn):
         if answered.status == 200:
             with self._lock:
                 self.srp_signed_in += 1
+            if answered.body.get("ChallengeName") == "NEW_PASSWORD_REQUIRED":
+                answered.body["ChallengeParameters"] = {
+                    **answered.body.get("ChallengeParameters", {}),
+                    **_new_password_parameters(found[1], proven.username, proven.user_id_for_srp),
+                }
         return answered
 
     def status(self) -> dict[str, Any]:

@@ -294,3 +294,16 @@ def test_a_bad_srp_a_is_refused_with_a_message(pool: dict[str, Any], srp_a: str 
         )
     assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
     assert refused.value.response["Error"]["Message"]
+
+
+def test_the_new_password_challenge_carries_the_users_attributes_as_cognito_sends_them(pool: dict[str, Any]) -> None:
+    """amazon-cognito-identity-js parses userAttributes / requiredAttributes (JSON strings); moto sent neither."""
+    email, temporary = _user(pool, confirmed=False)
+    _, challenge, claim = _claim(pool, email, temporary)
+    answered = _respond(pool, claim)
+    assert answered["ChallengeName"] == "NEW_PASSWORD_REQUIRED"
+    parameters = answered["ChallengeParameters"]
+    assert json.loads(parameters["userAttributes"])["email"] == email
+    assert "sub" not in json.loads(parameters["userAttributes"])
+    assert json.loads(parameters["requiredAttributes"]) == []
+    assert parameters["USER_ID_FOR_SRP"] == challenge["USER_ID_FOR_SRP"]
