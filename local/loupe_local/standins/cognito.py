@@ -54,6 +54,8 @@ ALLOWING = {
     "ADMIN_USER_PASSWORD_AUTH": "ALLOW_ADMIN_USER_PASSWORD_AUTH",
     "ADMIN_NO_SRP_AUTH": "ALLOW_ADMIN_USER_PASSWORD_AUTH",
 }
+# what a client that names no ExplicitAuthFlows allows (CreateUserPoolClient, ExplicitAuthFlows)
+DEFAULT_FLOWS = ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_CUSTOM_AUTH"]
 _OPERATIONS = ("InitiateAuth", "AdminInitiateAuth", "RespondToAuthChallenge", "AdminRespondToAuthChallenge")
 # Cognito's one answer to a sign-in it refuses, whatever was wrong (password, user name, proof)
 INCORRECT = "Incorrect username or password."
@@ -124,8 +126,14 @@ class CognitoFlows(StandIn):
                 client = idp.describe_user_pool_client(UserPoolId=pool, ClientId=client_id)["UserPoolClient"]
             except ClientError:  # not this pool's client; moto answers an unknown client itself
                 continue
-            return list(client.get("ExplicitAuthFlows") or [])
+            return list(client.get("ExplicitAuthFlows") or DEFAULT_FLOWS)
         return None
+
+    def _refuse_flow(self, flow: str, flows: list[str]) -> Response:
+        with self._lock:
+            self.refused += 1
+        log.info("refused %s: the app client allows only %s", flow, flows)
+        return error("InvalidParameterException", f"{flow} flow not enabled for this client", 400)
 
     def _claim(self, request: AwsRequest, answer: Callable[[], Response]) -> bool:
         with self._lock:
@@ -135,12 +143,7 @@ class CognitoFlows(StandIn):
     def handles(self, request: AwsRequest) -> bool:
         target = request.headers.get("x-amz-target", "")
         operation = target.removeprefix(_PREFIX) if target.startswith(_PREFIX) else ""
-        if operation not in (
-            "InitiateAuth",
-            "AdminInitiateAuth",
-            "RespondToAuthChallenge",
-            "AdminRespondToAuthChallenge",
-        ):
+        if operation not in _OPERATIONS:
             return False
         try:
             body: dict[str, Any] = json.loads(request.body or b"{}")
@@ -155,17 +158,14 @@ class CognitoFlows(StandIn):
                 return self._claim(request, lambda: self._srp_respond(body))
             return False
         flow = str(body.get("AuthFlow") or "")
+        if flow == "USER_SRP_AUTH" and operation == "InitiateAuth":
+            # claimed before any lookup that could fail: moto must never answer an SRP sign-in
+            return self._claim(request, lambda: self._srp_initiate(body))
         flows = self._client_flows(client_id, body.get("UserPoolId"))
         if flows is None or flow not in ALLOWING:
             return False
         if ALLOWING[flow] not in flows:
-            refusal = error("InvalidParameterException", f"{flow} flow not enabled for this client", 400)
-            with self._lock:
-                self.refused += 1
-            log.info("refused %s: the app client allows only %s", flow, flows)
-            return self._claim(request, lambda: refusal)
-        if flow == "USER_SRP_AUTH" and operation == "InitiateAuth":
-            return self._claim(request, lambda: self._srp_initiate(body))
+            return self._claim(request, lambda: self._refuse_flow(flow, flows))
         if flow == "USER_PASSWORD_AUTH" and self._unknown_hidden_user(client_id, body.get("AuthParameters")):
             return self._claim(request, lambda: self._refuse("no such user"))
         return False
@@ -193,11 +193,15 @@ class CognitoFlows(StandIn):
 
     def _srp_initiate(self, body: dict[str, Any]) -> Response:
         client_id = str(body.get("ClientId") or "")
-        parameters = body.get("AuthParameters") if isinstance(body.get("AuthParameters"), dict) else {}
+        given = body.get("AuthParameters")
+        parameters: dict[str, Any] = given if isinstance(given, dict) else {}
         found = _moto_client(client_id)
         if found is None:
             return error("ResourceNotFoundException", f"User pool client {client_id} does not exist.", 400)
         backend, pool, client = found
+        flows = list(client.extended_config.get("ExplicitAuthFlows") or DEFAULT_FLOWS)
+        if ALLOWING["USER_SRP_AUTH"] not in flows:
+            return self._refuse_flow("USER_SRP_AUTH", flows)
         username, srp_a = str(parameters.get("USERNAME") or ""), str(parameters.get("SRP_A") or "")
         for name, value in (("USERNAME", username), ("SRP_A", srp_a)):
             if not value:
@@ -257,7 +261,8 @@ class CognitoFlows(StandIn):
 
     def _srp_respond(self, body: dict[str, Any]) -> Response:
         client_id = str(body.get("ClientId") or "")
-        responses = body.get("ChallengeResponses") if isinstance(body.get("ChallengeResponses"), dict) else {}
+        given = body.get("ChallengeResponses")
+        responses: dict[str, Any] = given if isinstance(given, dict) else {}
         try:
             proven = self.srp.verify(client_id, {str(k): str(v) for k, v in responses.items()})
         except SrpRefused as exc:

@@ -55,6 +55,8 @@ K = hex_to_long(hex_hash("00" + N_HEX + "0" + G_HEX))
 TIMESTAMP_FORMAT = "%a %b %d %H:%M:%S UTC %Y"  # strptime reads the unpadded day ("Dec 6") Cognito's clients send
 # how far a TIMESTAMP may be from the server's clock; Cognito documents no figure, this is the usual SigV4 skew
 CLOCK_SKEW_S = 300
+# challenges kept at most (the oldest dropped first): a flood of InitiateAuth calls costs bounded memory
+MAX_PENDING = 10_000
 
 
 class SrpRefused(Exception):
@@ -169,6 +171,8 @@ class SrpServer:
     def _expire(self, now: float) -> None:
         for block in [b for b, c in self._challenges.items() if c.expires < now]:
             del self._challenges[block]
+        while len(self._challenges) >= MAX_PENDING:  # oldest first: dicts keep insertion order
+            del self._challenges[next(iter(self._challenges))]
 
     def verify(self, client_id: str, responses: dict[str, str]) -> Challenge:
         """The challenge the claim in ``responses`` proves, taken (a block answers once, right or wrong); raises

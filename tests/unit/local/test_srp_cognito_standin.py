@@ -53,7 +53,11 @@ class _ThroughStandIn:
             region=REGION,
             target=operation,
         )
-        if not self.standin.handles(request):
+        try:
+            claimed = self.standin.handles(request)
+        except Exception:  # as the gateway does (runtime._Gateway): a stand-in that fails to inspect leaves it to moto
+            claimed = False
+        if not claimed:
             return getattr(self.idp, method)(**params)
         answer = self.standin.handle(request)
         if answer.status != 200:
@@ -307,3 +311,76 @@ def test_the_new_password_challenge_carries_the_users_attributes_as_cognito_send
     assert "sub" not in json.loads(parameters["userAttributes"])
     assert json.loads(parameters["requiredAttributes"]) == []
     assert parameters["USER_ID_FOR_SRP"] == challenge["USER_ID_FOR_SRP"]
+
+
+def test_srp_is_refused_where_the_client_does_not_allow_it_and_allowed_by_default(pool: dict[str, Any]) -> None:
+    email, password = _user(pool)
+    password_only = pool["idp"].create_user_pool_client(
+        UserPoolId=pool["pool"], ClientName="pw", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    srp = AWSSRP(username=email, password=password, pool_id=pool["pool"], client_id=password_only, client=pool["api"])
+    with pytest.raises(ClientError) as refused:
+        srp.authenticate_user()
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "USER_SRP_AUTH flow not enabled" in refused.value.response["Error"]["Message"]
+    # a client that names no flows allows SRP, refresh and custom auth (CreateUserPoolClient, ExplicitAuthFlows)
+    unnamed = pool["idp"].create_user_pool_client(UserPoolId=pool["pool"], ClientName="default")["UserPoolClient"]
+    srp = AWSSRP(
+        username=email, password=password, pool_id=pool["pool"], client_id=unnamed["ClientId"], client=pool["api"]
+    )
+    assert "AuthenticationResult" in srp.authenticate_user()
+
+
+def test_an_srp_sign_in_is_never_left_to_moto_when_a_lookup_fails(pool: dict[str, Any]) -> None:
+    """The stand-in claims USER_SRP_AUTH before any lookup: a failure there must not hand the request to moto."""
+
+    class _Broken:
+        def client(self, service: str) -> Any:
+            raise RuntimeError("the local endpoint is down")
+
+    standin = CognitoFlows()
+    standin.attach(_Broken())  # type: ignore[arg-type]
+    email, password = _user(pool)
+    api = _ThroughStandIn(pool["idp"], standin)
+    wrong = AWSSRP(username=email, password="Aa1!wrong", pool_id=pool["pool"], client_id=pool["client"], client=api)
+    with pytest.raises(ClientError) as refused:
+        wrong.authenticate_user()
+    _refused(refused)
+    right = AWSSRP(username=email, password=password, pool_id=pool["pool"], client_id=pool["client"], client=api)
+    assert "AuthenticationResult" in right.authenticate_user()
+
+
+def test_pending_challenges_are_bounded_the_oldest_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loupe_local.standins import cognito_srp
+
+    monkeypatch.setattr(cognito_srp, "MAX_PENDING", 2)
+    server = cognito_srp.SrpServer()
+    issued = [
+        server.challenge(
+            pool_id="eu-west-1_Pool",
+            client_id="c",
+            username="u",
+            user_id_for_srp="u",
+            srp_a_hex="ab" * 64,
+            salt=server.fake_salt("eu-west-1_Pool", "u"),
+            v=server.fake_verifier("eu-west-1_Pool", "u"),
+            validity_s=180,
+        )["SECRET_BLOCK"]
+        for _ in range(3)
+    ]
+    with pytest.raises(cognito_srp.SrpRefused, match="unknown, used or expired"):
+        server.verify("c", {"PASSWORD_CLAIM_SECRET_BLOCK": issued[0], "USERNAME": "u"})
+    with pytest.raises(cognito_srp.SrpRefused, match="TIMESTAMP"):  # still known: refused further on
+        server.verify("c", {"PASSWORD_CLAIM_SECRET_BLOCK": issued[2], "USERNAME": "u"})
+
+
+def test_a_challenge_expires_with_the_clients_auth_session_validity(pool: dict[str, Any]) -> None:
+    """AuthSessionValidity (3 minutes by default): a right answer after that is refused."""
+    import time
+
+    email, password = _user(pool)
+    _, _, claim = _claim(pool, email, password)
+    pool["standin"].srp._clock = lambda: time.time() + 4 * 60
+    with pytest.raises(ClientError) as refused:
+        _respond(pool, claim)
+    _refused(refused)
