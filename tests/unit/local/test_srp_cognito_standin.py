@@ -73,8 +73,6 @@ class _ThroughStandIn:
 
 @pytest.fixture
 def pool() -> Any:
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(key, "testing")
     with mock_aws():
         idp = boto3.client("cognito-idp", region_name=REGION)
         pool_id = idp.create_user_pool(PoolName="srp", UsernameAttributes=["email"])["UserPool"]["Id"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from typing import Any
 
@@ -46,8 +45,6 @@ def _sign_in_by_internal_name(read_attributes: list[str] | None) -> tuple[str, d
 
 
 def test_the_id_token_carries_the_users_address_when_the_client_names_no_read_attributes() -> None:
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(key, "testing")
     moto_patches.apply()
     with mock_aws():
         email, claims = _sign_in_by_internal_name(None)
