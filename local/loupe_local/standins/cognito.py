@@ -213,19 +213,23 @@ class CognitoFlows(StandIn):
         validity_s = float(client.extended_config.get("AuthSessionValidity") or 3) * 60
         user = pool._get_user(username)
         if user is None and _hides_users(client):
-            # a simulated challenge, as for a user who exists; no answer to it signs in
+            # a simulated challenge, as for a user who exists (down to the form of the internal name: a UUID where
+            # users sign in by an attribute); no answer to it signs in
+            internal = (
+                self.srp.fake_user_id(pool.id, username) if pool.extended_config.get("UsernameAttributes") else username
+            )
             parameters_out = self.srp.challenge(
                 pool_id=pool.id,
                 client_id=client_id,
                 username=username,
-                user_id_for_srp=username,
+                user_id_for_srp=internal,
                 srp_a_hex=srp_a,
                 salt=self.srp.fake_salt(pool.id, username),
                 v=self.srp.fake_verifier(pool.id, username),
                 validity_s=validity_s,
                 genuine=False,
             )
-            return self._challenge_answer(username, parameters_out)
+            return self._challenge_answer(internal, parameters_out)
         # moto's own checks (secret hash, user disabled or unconfirmed, unknown user on a LEGACY client) and the
         # session it answers the proven claim with
         answered = _moto_call(lambda: backend.initiate_auth(client_id, "USER_SRP_AUTH", parameters))

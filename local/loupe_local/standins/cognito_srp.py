@@ -33,6 +33,7 @@ import hmac
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -120,6 +121,12 @@ class SrpServer:
 
     def fake_salt(self, pool_id: str, username: str) -> str:
         return salt_hex(hmac.new(self._key, f"salt|{pool_id}|{username}".encode(), hashlib.sha256).digest())
+
+    def fake_user_id(self, pool_id: str, username: str) -> str:
+        """The USER_ID_FOR_SRP of a simulated challenge in a pool whose users sign in by e-mail or phone: a UUID as
+        a real user's internal name is, the same for the same name."""
+        digest = hmac.new(self._key, f"id|{pool_id}|{username}".encode(), hashlib.sha256).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
 
     def fake_verifier(self, pool_id: str, username: str) -> int:
         x = hex_to_long(hmac.new(self._key, f"x|{pool_id}|{username}".encode(), hashlib.sha256).hexdigest())

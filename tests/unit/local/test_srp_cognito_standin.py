@@ -155,10 +155,12 @@ def test_an_unknown_user_gets_the_same_refusal_and_a_consistent_challenge(pool: 
     # the simulated challenge looks like a real one and stays the same for the same name (asking again tells nothing)
     _, first, _ = _claim(pool, ghost, "x")
     _, second, _ = _claim(pool, ghost, "x")
-    assert first["SALT"] == second["SALT"] and first["USER_ID_FOR_SRP"] == ghost
+    assert first["SALT"] == second["SALT"] and first["USER_ID_FOR_SRP"] == second["USER_ID_FOR_SRP"]
+    assert first["USERNAME"] == first["USER_ID_FOR_SRP"] and str(uuid.UUID(first["USER_ID_FOR_SRP"])) != ghost
     assert first["SRP_B"] != second["SRP_B"] and first["SECRET_BLOCK"] != second["SECRET_BLOCK"]
     _, real, _ = _claim(pool, *_user(pool))
     assert set(first) == set(real) and len(first["SALT"]) == len(real["SALT"])
+    assert uuid.UUID(real["USER_ID_FOR_SRP"]).version == uuid.UUID(first["USER_ID_FOR_SRP"]).version == 4
 
 
 def test_a_secret_block_answers_once(pool: dict[str, Any]) -> None:
