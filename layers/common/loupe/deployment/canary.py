@@ -21,8 +21,9 @@ window ends when the cohort served ``CanaryWindowFrames`` frames, at its timeout
 Approved (a person rejected it), or when a person gives a verdict (``TARGET#<group>`` / ``CANARY`` ``override``).
 
 Verdict: :func:`loupe.deployment.canary_stats.decide`; ``promote`` revises the fleet's deployment with the
-challenger and brings the cohort back; otherwise the cohort's deployment is revised back to the fleet's (champion),
-the cohort comes back, the package is marked (its metadata and approval status) and a notification says why.
+challenger and brings the cohort back (the verdict and its numbers in the run's record and notification);
+otherwise the cohort's deployment is revised back to the fleet's (champion), the cohort comes back, the package is
+marked (the verdict and numbers in its metadata, its status Rejected) and a notification says why.
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ def _counts(aws: AwsClients, canary: dict[str, Any]) -> tuple[dict[str, Any], di
     return challenger, champion
 
 
+def served_version(aws: AwsClients, thing_group: str) -> str:
+    """The model version the group's devices serve (and report in their health): the ``modelVersion`` of
+    ``com.loupe.model`` in the group's current deployment; "" when it has none."""
+    arn = aws.iot.describe_thing_group(thingGroupName=thing_group)["thingGroupArn"]
+    current = gg_mod.latest_deployment(aws.greengrass, arn) or {}
+    update = ((current.get("components") or {}).get(gg_mod.MODEL_COMPONENT) or {}).get("configurationUpdate") or {}
+    try:
+        return str(json.loads(update.get("merge") or "{}").get("modelVersion") or "")
+    except ValueError:
+        return ""
+
+
 def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """Move the cohort to the canary group and deploy the challenger there (a revision of the fleet's deployment)."""
     fleet_group = state["thing_group"]
@@ -130,7 +143,8 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
     cohort = choose_cohort(devices, int(state["canary"]["percent"]), run_id)
     rest = [d for d in devices if d not in cohort]
     current = aws.store.current_target(fleet_group) or {}
-    champion_version, challenger_version = str(current.get("model_version", "")), str(state["model"]["model_version"])
+    champion_version = served_version(aws, fleet_group) or str(current.get("model_version", ""))
+    challenger_version = str(state["model"]["model_version"])
     baseline_rest = _totals(aws.store.model_counters(champion_version, rest or cohort))
     baseline = {
         "challenger": _totals(aws.store.model_counters(challenger_version, cohort)),
@@ -234,7 +248,8 @@ def promote(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     deployment = start_deployment(aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]))
     aws.store.mark_pending(fleet_group, state["package"], deployment["deployment_id"], state.get("run_id", ""))
     _move(aws, canary["cohort"], fleet_group, canary["group"])
-    _mark_package(aws, state, canary["verdict"], reject=False)
+    # the verdict stays in the run's record and notification, not in the package: UpdateModelPackage on an Approved
+    # package is a state change event of its own, which would start another approval run of it
     aws.store.put_canary(fleet_group, {"status": "PROMOTED", "run_id": state.get("run_id", ""), "ended": utc_now()})
     devices = sorted(set(canary["cohort"]) | set(canary["rest"]))
     return {"deployment": deployment, "devices": devices, "device_count": len(devices)}
@@ -277,7 +292,7 @@ def rolled_back(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     package. Returns ``canary_outcome`` for the record."""
     canary = state["canary"]
     _move(aws, canary["cohort"], state["thing_group"], canary["group"])
-    _mark_package(aws, state, canary["verdict"], reject=True)
+    _reject_package(aws, state, canary["verdict"])
     aws.store.put_canary(
         state["thing_group"], {"status": "ROLLED_BACK", "run_id": state.get("run_id", ""), "ended": utc_now()}
     )
@@ -328,14 +343,13 @@ def verdict_metadata(result: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _mark_package(aws: AwsClients, state: dict[str, Any], result: dict[str, Any], reject: bool) -> None:
-    """The verdict and its numbers in the package's metadata; a rolled-back package is Rejected (so it is never the
-    champion a later rollback or canary goes back to), with the reason as its approval description."""
-    kwargs: dict[str, Any] = {
-        "ModelPackageArn": state["package"]["arn"],
-        "CustomerMetadataProperties": verdict_metadata(result),
-    }
-    if reject:
-        kwargs["ModelApprovalStatus"] = "Rejected"
-        kwargs["ApprovalDescription"] = _short("canary rolled back: " + "; ".join(result.get("reasons") or []))
-    aws.sagemaker.update_model_package(**kwargs)
+def _reject_package(aws: AwsClients, state: dict[str, Any], result: dict[str, Any]) -> None:
+    """The verdict and its numbers in the package's metadata, and the package Rejected (so it is never the champion
+    a later rollback or canary goes back to) with the reason as its approval description. Its Rejected event finds
+    the package neither running nor rolling out on the group, and starts nothing."""
+    aws.sagemaker.update_model_package(
+        ModelPackageArn=state["package"]["arn"],
+        CustomerMetadataProperties=verdict_metadata(result),
+        ModelApprovalStatus="Rejected",
+        ApprovalDescription=_short("canary rolled back: " + "; ".join(result.get("reasons") or [])),
+    )
