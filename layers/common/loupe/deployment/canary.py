@@ -41,11 +41,18 @@ from loupe.deployment.clients import AwsClients
 from loupe.deployment.document import poll_interval, start_deployment
 from loupe.deployment.errors import DeploymentError
 from loupe.deployment.outcomes import overall
-from loupe.deployment.packages import Package, describe_package
+from loupe.deployment.packages import DEVICES_IN_STATE, Package, describe_package
 from loupe.deployment.store import utc_now
 from loupe.edge_metrics import canary_group
 
 METADATA_VALUE_MAX = 256  # CustomerMetadataProperties: values of at most 256 characters (SageMaker API reference)
+
+
+def per_device(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's outcome read device by device (ListEffectiveDeployments and what each serves), not from its
+    IoT job: the job's executions list only the targets it had or reached, and a device that joins the target group
+    after the deployment was created may not be among them yet when the job looks finished."""
+    return {**deployment, "iot_job_id": "", "job_id": deployment.get("iot_job_id", "")}
 
 
 def choose_cohort(devices: list[str], percent: int, salt: str) -> list[str]:
@@ -151,10 +158,17 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
         "champion": baseline_rest,
     }
     _ensure_group(aws, group)
-    _move(aws, cohort, group, fleet_group)
+    small = len(cohort) <= DEVICES_IN_STATE
+    if not small:  # the deployment's job must target the cohort: its members are in the group first
+        _move(aws, cohort, group, fleet_group)
     deployment = start_deployment(
         aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]), thing_group=group
     )
+    if small:
+        # the group's deployment exists before its members come, so no device joining it meets an older one (a
+        # thing group deployment is continuous: a device added to the group gets the group's latest deployment)
+        _move(aws, cohort, group, fleet_group)
+        deployment = per_device(deployment)
     frames = int(state.get("canary_window_frames") or 500)
     window_s = int(state.get("canary_timeout_seconds") or 3600)
     canary = {
@@ -248,10 +262,12 @@ def promote(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     deployment = start_deployment(aws.greengrass, aws.iot, state, aws.settings, int(state["timeout_seconds"]))
     aws.store.mark_pending(fleet_group, state["package"], deployment["deployment_id"], state.get("run_id", ""))
     _move(aws, canary["cohort"], fleet_group, canary["group"])
+    devices = sorted(set(canary["cohort"]) | set(canary["rest"]))
+    if len(devices) <= DEVICES_IN_STATE:  # the cohort joined after the job was created: ask every device
+        deployment = per_device(deployment)
     # the verdict stays in the run's record and notification, not in the package: UpdateModelPackage on an Approved
     # package is a state change event of its own, which would start another approval run of it
     aws.store.put_canary(fleet_group, {"status": "PROMOTED", "run_id": state.get("run_id", ""), "ended": utc_now()})
-    devices = sorted(set(canary["cohort"]) | set(canary["rest"]))
     return {"deployment": deployment, "devices": devices, "device_count": len(devices)}
 
 
