@@ -9,6 +9,8 @@ keeps C; both report their frames per model in their health; after CanaryWindowF
   NG) is rolled back by itself: the cohort serves C again and is back in the fleet's group, W is Rejected with the
   verdict and its numbers in its metadata, and the SNS message says why.
 - A challenger G as good as C is promoted: the whole fleet serves it, the run succeeds.
+- A person promotes a running canary by hand (``loupe canary promote``) before its window is full: the person's
+  verdict wins, the record keeps the statistics' own.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def rt(local_aws: Any) -> Iterator[Any]:
             iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
 
 
-def configure(rt: Any, canary_percent: int) -> None:
+def configure(rt: Any, canary_percent: int, window_frames: int = WINDOW_FRAMES) -> None:
     """This module's parameters in the state machine's Prepare state (as a stack deployed with them would have)."""
     sfn = rt.client("stepfunctions")
     arn = rt.arn("EdgeDeploymentStateMachine")
@@ -60,7 +62,7 @@ def configure(rt: Any, canary_percent: int) -> None:
         {
             "timeout_seconds": str(DEPLOYMENT_TIMEOUT),
             "canary_percent": str(canary_percent),
-            "canary_window_frames": str(WINDOW_FRAMES),
+            "canary_window_frames": str(window_frames),
             "canary_timeout_seconds": "180",
         }
     )
@@ -268,3 +270,36 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_to_the_whole_fleet(
     for thing in things:
         assert serving(rt, thing) == f"good-{tag}"
         assert f"{group}-canary" not in groups_of(rt, thing)
+
+
+def test_a_person_promotes_a_running_canary_by_hand(rt: Any, fleet: tuple[Any, list[str]]) -> None:
+    from loupe_local import cli
+
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    champion(rt, tag)
+    configure(rt, 50, window_frames=100_000)  # a window no one waits for
+    local_json = rt.write_state()
+    challenger = register_package(rt, onnx_bytes=tiny_detector(anchors=2), model_version=f"byhand-{tag}")
+    with pytest.raises(SystemExit, match="no canary waits"):  # nothing to decide yet
+        cli.main(["canary", "promote", "--state", str(local_json), "--who", "line-lead"])
+    sm.update_model_package(ModelPackageArn=challenger["arn"], ModelApprovalStatus="Approved")
+
+    def running() -> dict[str, Any] | None:
+        item = table.canary(group) or {}
+        return item if item.get("status") == "RUNNING" and item.get("package_arn") == challenger["arn"] else None
+
+    wait_for(running, 120, "the canary of the challenger running")
+    reason = "checked the first frames of line 2 myself"
+    assert cli.main(["canary", "promote", "--state", str(local_json), "--who", "line-lead", "--reason", reason]) == 0
+    run = finished_run(rt, challenger["arn"])
+    out = json.loads(run.get("output") or "{}")
+    assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
+    summary = out["summary"]
+    assert summary["canary"]["verdict"] == "promote"
+    assert summary["canary"]["reasons"][0] == f"by hand: promote by line-lead: {reason}"
+    assert out["canary"]["verdict"]["statistical_verdict"] == "insufficient"  # what the numbers alone said
+    assert table.current_target(group)["package_arn"] == challenger["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"byhand-{tag}"
