@@ -303,3 +303,34 @@ def test_a_person_promotes_a_running_canary_by_hand(rt: Any, fleet: tuple[Any, l
     assert table.current_target(group)["package_arn"] == challenger["arn"]
     for thing in things:
         assert serving(rt, thing) == f"byhand-{tag}"
+
+
+def test_a_canary_of_the_whole_fleet_is_judged_against_the_champions_own_frames(
+    rt: Any, fleet: tuple[Any, list[str]]
+) -> None:
+    """CanaryPercent 100 (as a fleet of one device has): no device keeps the champion, so the champion's frames on
+    the same devices before the canary are the control; the decision still runs."""
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    champion(rt, tag)
+    configure(rt, 100)
+    with Cameras(rt, things):  # the champion's history first: a window's worth of frames on the fleet
+        wait_for(
+            lambda: (
+                sum(c["frames"] for c in table.model_counters(f"champ-{tag}", things).values()) >= WINDOW_FRAMES or None
+            ),
+            90,
+            "the champion's frames on the fleet",
+        )
+        good = register_package(rt, onnx_bytes=tiny_detector(anchors=6), model_version=f"whole-{tag}")
+        sm.update_model_package(ModelPackageArn=good["arn"], ModelApprovalStatus="Approved")
+        run = finished_run(rt, good["arn"])
+    out = json.loads(run.get("output") or "{}")
+    assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
+    canary = out["summary"]["canary"]
+    assert sorted(canary["cohort"]) == sorted(things) and canary["rest"] == []
+    assert canary["verdict"] == "promote" and canary["window"]["champion"]["frames"] >= WINDOW_FRAMES
+    assert table.current_target(group)["package_arn"] == good["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"whole-{tag}" and f"{group}-canary" not in groups_of(rt, thing)
