@@ -7,11 +7,11 @@ sibling group ``<fleet>-canary`` for the window and back after it. Moving, not a
 groups runs the combination of both groups' deployments, and the version requirements of one component across its
 groups must agree (Greengrass developer guide, "Deploy AWS IoT Greengrass components to devices": core device
 deployments; component dependency resolution), so a device in both groups asked for model N by one and N+1 by the
-other would fail its deployment instead of serving the challenger. A thing group deployment is continuous ("when
-you add a core device to a thing group, it receives the group's deployment", same page), so a device that joins the
-canary group gets the canary's deployment, and one that comes back gets the fleet's. The canary's deployment is a
-revision of the fleet's (the same components, only Loupe's change), and health and feedback of the canary group's
-members are admitted as the fleet's (:func:`loupe.edge_metrics.in_fleet`).
+other would fail its deployment instead of serving the challenger. Deployments are continuous (same page): a core
+device that joins a thing group later gets the group's deployment, so a device that joins the canary group gets the
+canary's deployment, and one that comes back gets the fleet's. The canary's deployment is a revision of the fleet's
+(the same components, only Loupe's change), and the health messages of the canary group's members are admitted as
+the fleet's (:func:`loupe.edge_metrics.in_fleet`).
 
 Window. Every device's health window adds what it served to ``MODEL#<version>`` counters
 (:meth:`DeploymentsStore.add_model_window`). The start snapshots them; the window is what accrued since: the
