@@ -41,6 +41,7 @@ def lambda_handler(event: RulePayload, context: Any) -> dict[str, Any]:
         logger.warning("device message rejected", extra={"reason": str(exc), "record": key})
         return {"rejected": str(exc), "record": key}
     fleet_serving.record_health(health)  # "device X serves model version V", read by the edge deployment workflow
+    fleet_serving.record_model_window(health)  # the counters of the model it served: a canary's evidence
     values = metric_values(health)
     for name, (value, unit) in values.items():
         # per device: dimension "device"

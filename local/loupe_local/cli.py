@@ -31,6 +31,7 @@ _PLUGINS = [
     "loupe_local.devices",
     "loupe_local.preflight",
     "loupe_local.labelers_cli",
+    "loupe_local.canary_cli",
 ]
 
 log = logging.getLogger("loupe_local.cli")

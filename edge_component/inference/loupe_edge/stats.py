@@ -70,6 +70,9 @@ class WindowStats:
                     "postprocess": round(float(split[3]), 3),
                 },
                 "uncertain_share": round(self._uncertain / n, 4) if n else None,
+                # the counts behind the two shares: the cloud sums them per model (a canary's window)
+                "uncertain_frames": self._uncertain,
+                "detection_frames": self._with_det,
                 "detection_share": round(self._with_det / n, 4) if n else None,
                 "mean_top_confidence": round(self._top_sum / self._with_det, 4) if self._with_det else None,
                 "counters": dict(self.counters),

@@ -144,6 +144,10 @@ class Health(BaseModel):
     outbox_depth: int = Field(default=0, ge=0)
     dropped: int = Field(default=0, ge=0)
     errors: int = Field(default=0, ge=0)
+    # the window's counts per model (the canary's evidence); older devices send only the shares
+    uncertain_frames: int | None = Field(default=None, ge=0)
+    detection_frames: int | None = Field(default=None, ge=0)
+    timestamp: str | None = Field(default=None, max_length=40)
     topic: str = Field(min_length=1, max_length=256)  # set by the rule from the MQTT topic
     source_thing: str = Field(min_length=1, max_length=128)
     shadow: ShadowReport | None = None
@@ -154,14 +158,30 @@ class Health(BaseModel):
             raise ValueError(f"health of {self.source_thing} arrived on {self.topic}")
         if self.thing != self.source_thing:
             raise ValueError(f"{self.source_thing} published health claiming to be {self.thing}")
+        if max(self.uncertain_frames or 0, self.detection_frames or 0) > self.frames:
+            raise ValueError(f"more uncertain or detection frames than the window's {self.frames} frames")
         return self
+
+    def model_counters(self) -> dict[str, int]:
+        """This window's counters of the model it served (frames, uncertain, NG = frames with a detection)."""
+        uncertain = self.uncertain_frames
+        if uncertain is None:  # a device that sends only the share: its 4 decimals give the count back
+            uncertain = round((self.uncertain_share or 0.0) * self.frames)
+        return {"frames": self.frames, "uncertain": int(uncertain), "ng": int(self.detection_frames or 0)}
+
+
+def canary_group(group: str) -> str:
+    """The fleet's canary cohort: a sibling thing group (``loupe.deployment.canary``); its members are the fleet's."""
+    return f"{group}-canary"
 
 
 def in_fleet(iot: IoT, thing: str, group: str) -> bool:
-    """Whether ``thing`` is a registered thing in thing group ``group`` (ListThingGroupsForThing)."""
+    """Whether ``thing`` is a registered thing in thing group ``group`` or in its canary cohort
+    (ListThingGroupsForThing): a canary device leaves the fleet's group for the canary's while it runs."""
+    names = {group, canary_group(group)}
     try:
         pages = iot.get_paginator("list_thing_groups_for_thing").paginate(thingName=thing)
-        return any(g.get("groupName") == group for page in pages for g in page.get("thingGroups", []))
+        return any(g.get("groupName") in names for page in pages for g in page.get("thingGroups", []))
     except Exception as exc:
         if aws_errors.error_code(exc) == "ResourceNotFoundException":  # not a registered thing
             return False

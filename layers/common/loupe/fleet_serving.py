@@ -71,3 +71,29 @@ def record_shadow(health: Any, store: DeploymentsStore | None = None) -> bool:
     except (BotoCoreError, ClientError) as exc:  # the metrics still carry the window
         log.warning("cannot record the shadow window of %s on %s: %s", report.model_version, thing, exc)
         return False
+
+
+def record_model_window(health: Any, store: DeploymentsStore | None = None) -> bool:
+    """Add the message's window to the counters of the model the device served (``MODEL#<version>``): the evidence a
+    canary is judged on. False when there is nothing to add (no model, no frames, no window time, a window added
+    already) or the table cannot be written."""
+    version, frames = getattr(health, "model_version", None), int(getattr(health, "frames", 0) or 0)
+    window_end = getattr(health, "timestamp", None)
+    if not version or frames <= 0 or not window_end:
+        return False
+    store = store or _default_store()
+    if store is None:
+        return False
+    thing = str(getattr(health, "source_thing", None) or getattr(health, "thing", ""))
+    try:
+        return store.add_model_window(
+            str(version),
+            thing,
+            str(window_end),
+            health.model_counters(),
+            errors_seen=int(getattr(health, "errors", 0) or 0),
+            latency_p95_ms=getattr(health, "latency_ms_p95", None),
+        )
+    except (BotoCoreError, ClientError) as exc:  # the metrics still carry the window
+        log.warning("cannot record the window of model %s on %s: %s", version, thing, exc)
+        return False

@@ -168,8 +168,8 @@ def test_put_item_grants_name_their_leading_keys(resources) -> None:
         for policy in resources["EdgeHealthFunction"]["Properties"]["Policies"]
         for st in _listify(policy.get("Statement", []))
         if "dynamodb:UpdateItem" in _listify(st.get("Action"))
-    )  # the shadow windows' counters: only the candidates' items
-    assert shadow["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SHADOW#*"]}}
+    )  # the window counters: only the candidates' (shadow) and the served models' (canary) items
+    assert shadow["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SHADOW#*", "MODEL#*"]}}
 
 
 def test_the_put_item_rule_catches_a_whole_table_grant(resources) -> None:

@@ -178,11 +178,16 @@ def start_deployment(
     settings: Settings,
     timeout_seconds: int,
     now: float | None = None,
+    thing_group: str | None = None,
 ) -> dict[str, Any]:
-    """CreateDeployment to the thing group (idempotent per workflow run through ``clientToken``)."""
+    """CreateDeployment to the thing group (idempotent per workflow run through ``clientToken``).
+
+    ``thing_group``: another target than the fleet's group (a canary cohort, :mod:`loupe.deployment.canary`); its
+    deployment is still a revision of the *fleet's* current deployment, whose devices its members were."""
     if not settings.thing_group_name:
         raise DeploymentError("missing configuration: THING_GROUP_NAME")
-    group = iot.describe_thing_group(thingGroupName=settings.thing_group_name)
+    fleet = iot.describe_thing_group(thingGroupName=settings.thing_group_name)
+    group = fleet if not thing_group else iot.describe_thing_group(thingGroupName=thing_group)
     package = Package(**request["package"])
     run = request.get("run_id") or f"v{package.version}"
     doc = deployment_document(
@@ -197,7 +202,7 @@ def start_deployment(
     )
     # Revise, never replace: the new deployment replaces the target's current one on every device, so it
     # carries every component of the current one; only Loupe's components (and their configuration) change.
-    current = gg_mod.latest_deployment(gg, group["thingGroupArn"])
+    current = gg_mod.latest_deployment(gg, fleet["thingGroupArn"])
     doc["components"] = gg_mod.revise_components(current, doc["components"])
     # Results the component handed to the nucleus (PublishToIoTCore) wait in the nucleus' spooler while the
     # device is offline: on disk only with aws.greengrass.DiskSpooler and the nucleus' mqtt.spooler setting.
@@ -211,7 +216,8 @@ def start_deployment(
         )
     except gg_mod.GreengrassError as exc:
         raise DeploymentError(str(exc)) from exc
-    token = hashlib.sha256(f"{package.arn}|{run}".encode()).hexdigest()[:64]
+    key = f"{package.arn}|{run}" + (f"|{thing_group}" if thing_group else "")  # one run may deploy to two targets
+    token = hashlib.sha256(key.encode()).hexdigest()[:64]
     out = gg.create_deployment(**doc, clientToken=token)
     started = time.time() if now is None else now
     timeout = max(1, int(timeout_seconds))

@@ -28,6 +28,7 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
         "deployment_id": deployment.get("deployment_id", ""),
         "components": {k: (state.get(k) or {}).get("version", "") for k in ("model", "inference") if state.get(k)},
         "candidate": _candidate(state),
+        "canary": _canary(state),
         "kept": list(deployment.get("kept") or []),
         "spooler": dict(deployment.get("spooler") or {}),
         "ipc": dict(deployment.get("ipc") or {}),
@@ -59,6 +60,29 @@ def record(store: DeploymentsStore, state: dict[str, Any], outcome: str, reason:
     summary["subject"] = subject(summary)
     summary["message"] = message(summary)
     return summary
+
+
+def _canary(state: dict[str, Any]) -> dict[str, Any]:
+    """An approval's canary: its cohort, window and verdict with the numbers (empty for a run without one)."""
+    canary = state.get("canary") or {}
+    if not canary.get("cohort"):
+        return {}
+    result = canary.get("verdict") or {}
+    return {
+        "group": canary.get("group", ""),
+        "cohort": list(canary.get("cohort") or []),
+        "rest": list(canary.get("rest") or []),
+        "champion_version": canary.get("champion_version", ""),
+        "challenger_version": canary.get("challenger_version", ""),
+        "ended": canary.get("ended", ""),
+        "verdict": result.get("verdict", ""),
+        "reasons": list(result.get("reasons") or []),
+        "window": canary.get("window") or {},
+        "tests": [
+            {k: t.get(k) for k in ("metric", "direction", "canary", "champion", "method", "p_value", "worse")}
+            for t in result.get("tests") or []
+        ],
+    }
 
 
 def _candidate(state: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +117,8 @@ def _shadow_after(store: DeploymentsStore, summary: dict[str, Any]) -> None:
 def subject(summary: dict[str, Any]) -> str:
     version = summary.get("model_version") or "-"
     candidate = summary.get("candidate") or {}
+    if (summary.get("canary") or {}).get("verdict") and summary["outcome"] == "CANARY_ROLLED_BACK":
+        return f"Loupe canary of model {version}: rolled back, model {summary['canary']['champion_version']} stays"[:99]
     if candidate:
         return f"Loupe shadow of model {candidate.get('model_version') or '-'} beside {version}: {summary['outcome']}"[
             :99
@@ -116,6 +142,23 @@ def message(summary: dict[str, Any]) -> str:
             f" beside production on every {candidate.get('every_nth_frame') or '-'}th frame; only production's"
             " results count. Its field agreement is on the console's Models page until a person decides."
         )
+    canary = summary.get("canary") or {}
+    if canary:
+        window = canary.get("window") or {}
+        lines.append(
+            f"Canary: model {canary.get('challenger_version')} on {', '.join(canary.get('cohort') or [])} beside model"
+            f" {canary.get('champion_version')} on {', '.join(canary.get('rest') or []) or 'no other device'};"
+            f" window ended: {canary.get('ended') or '-'}; verdict: {canary.get('verdict') or '-'}"
+        )
+        for who in ("challenger", "champion"):
+            c = window.get(who) or {}
+            if c:
+                lines.append(
+                    f"  {who}: {c.get('frames')} frames, {c.get('uncertain')} uncertain, {c.get('ng')} NG,"
+                    f" {c.get('errors')} errors, latency p95 {c.get('latency_p95_ms')} ms"
+                )
+        for reason in canary.get("reasons") or []:
+            lines.append(f"  why: {reason}")
     if summary.get("kept"):
         lines.append(f"Other components kept in the deployment: {', '.join(summary['kept'])}")
     spool = summary.get("spooler") or {}

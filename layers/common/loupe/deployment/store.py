@@ -14,6 +14,10 @@ Items:
   ``SHADOW#`` counters), for the registry to show its field agreement.
 - ``DEPLOYMENT#<deployment id>`` / ``DEVICE#<thing>``: one device's outcome of one deployment.
 - ``DEVICE#<thing>`` / ``SERVING``: the model version the device last reported serving (its health messages).
+- ``MODEL#<model version>`` / ``DEVICE#<thing>``: what the device reported while serving that model (frames,
+  uncertain frames, NG frames, errors; summed over its health windows, each window once): a canary's evidence.
+- ``TARGET#<thing group>`` / ``CANARY``: the canary running on the group (run, challenger, champion, cohort), and a
+  person's verdict on it (``override``) when one was given by hand (``loupe canary promote|rollback``).
 - ``SHADOW#<candidate version>`` / ``DEVICE#<thing>``: the agreement counters the device reported for a candidate
   run beside production (shadow mode), summed over its health windows; the candidate's field agreement is the sum
   over its devices (:meth:`DeploymentsStore.shadow_totals`).
@@ -326,6 +330,96 @@ class DeploymentsStore:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return {"version": version, "totals": totals, "devices": devices}
+
+    # ------------------------------------------------------------------ per-model counters (a canary's evidence)
+    def add_model_window(
+        self,
+        version: str,
+        thing: str,
+        window_end: str,
+        counters: Mapping[str, int],
+        errors_seen: int = 0,
+        latency_p95_ms: float | None = None,
+    ) -> bool:
+        """Add one health window of ``thing`` serving model ``version`` (one UpdateItem, ADD; a window whose end is
+        not later than the last one added is refused, so a redelivered message counts once). ``errors_seen`` is the
+        device's running error count: the first one seen is kept, the errors of the model are the difference."""
+        names = {f"#c{i}": name for i, name in enumerate(counters)}
+        values: dict[str, Any] = {f":c{i}": int(v) for i, v in enumerate(counters.values())}
+        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        sets = ["#end = :end", "#updated = :now", "#seen = :seen", "#first = if_not_exists(#first, :seen)"]
+        names.update(
+            {"#end": "last_window_end", "#updated": "updated", "#seen": "errors_seen", "#first": "errors_first"}
+        )
+        values.update({":end": window_end, ":now": utc_now(), ":seen": int(errors_seen)})
+        if latency_p95_ms is not None:
+            sets.append("#p95 = :p95")
+            names["#p95"] = "last_latency_p95_ms"
+            values[":p95"] = str(latency_p95_ms)
+        try:
+            self.table.update_item(
+                Key={"pk": f"MODEL#{version}", "sk": f"DEVICE#{thing}"},
+                UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {add}" if add else ""),
+                ConditionExpression="attribute_not_exists(#end) OR #end < :end",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
+    def model_counters(self, version: str, things: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """What each of ``things`` reported serving model ``version``: ``frames``, ``uncertain``, ``ng``, ``errors``
+        (since its first window of the model) and its last ``latency_p95_ms``; devices that never did are absent."""
+        client, name = self.table.meta.client, self.table.name
+        wanted = sorted(set(things))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            keys = [{"pk": f"MODEL#{version}", "sk": f"DEVICE#{t}"} for t in wanted[start : start + BATCH_GET_KEYS]]
+            request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                got = client.batch_get_item(RequestItems=request)
+                for item in got.get("Responses", {}).get(name, []):
+                    p95 = item.get("last_latency_p95_ms")
+                    out[str(item["sk"]).removeprefix("DEVICE#")] = {
+                        **{k: int(item.get(k, 0)) for k in ("frames", "uncertain", "ng")},
+                        "errors": max(0, int(item.get("errors_seen", 0)) - int(item.get("errors_first", 0))),
+                        "latency_p95_ms": float(p95) if p95 not in (None, "") else None,
+                    }
+                request = got.get("UnprocessedKeys") or {}
+        return out
+
+    # ------------------------------------------------------------------ the canary on the group
+    def put_canary(self, thing_group: str, fields: Mapping[str, Any]) -> None:
+        self.table.put_item(Item={**_target(thing_group, "CANARY"), **_ddb(dict(fields)), "updated": utc_now()})
+
+    def canary(self, thing_group: str) -> dict[str, Any] | None:
+        return self.current_target(thing_group, "CANARY")
+
+    def set_canary_override(self, thing_group: str, verdict: str, who: str, reason: str) -> str:
+        """A person's verdict on the group's running canary (``promote`` or ``rollback``); returns the run it was
+        given to. ValueError when no canary runs, or it has a verdict already."""
+        if verdict not in ("promote", "rollback"):
+            raise ValueError(f"a canary is promoted or rolled back, not {verdict!r}")
+        try:
+            out = self.table.update_item(
+                Key=_target(thing_group, "CANARY"),
+                UpdateExpression="SET #o = :o",
+                ConditionExpression="attribute_exists(pk) AND #s = :running AND attribute_not_exists(#o)",
+                ExpressionAttributeNames={"#o": "override", "#s": "status"},
+                ExpressionAttributeValues={
+                    ":o": {"verdict": verdict, "who": who, "reason": reason, "at": utc_now()},
+                    ":running": "RUNNING",
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                raise ValueError(f"no canary waits for a verdict on thing group {thing_group}") from exc
+            raise
+        return str(out["Attributes"].get("run_id", ""))
 
     # ------------------------------------------------------------------
     def _delete_if(self, key: dict[str, str], **condition: Any) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loupe import greengrass as gg_mod
+from loupe.deployment import canary
 from loupe.deployment.clients import AwsClients
 from loupe.deployment.components import inference_component, publish_model_component
 from loupe.deployment.document import start_deployment
@@ -59,6 +60,9 @@ def publish_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
 
 def lock_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     out = lock_and_decide(aws.sagemaker, aws.store, state)
+    if (out.get("lock") or {}).get("held"):  # the state machine's LockHeld reads $.canary.enabled
+        ready = out.get("status") == "ready"
+        out["canary"] = canary.plan(aws, state) if ready else {"enabled": False, "reason": "nothing to deploy"}
     if out.get("status") == "ready" and state.get("shadow"):
         # from here on the candidate counts as the group's: a rejection arriving before CreateDeployment returns
         # must find it and end it (its end_shadow run waits for this lock)
@@ -102,6 +106,15 @@ def record_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     return {"summary": record(aws.store, state, outcome, reason)}
 
 
+def canary_rolled_back_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    """The cohort is back on the champion: bring it home, mark the package, record the run."""
+    canary.rolled_back(aws, state)
+    reasons = "; ".join(state["canary"]["verdict"].get("reasons") or [])
+    outcome, served = overall(state.get("outcomes") or {})
+    reason = f"canary rolled back: {reasons}; the cohort back on the champion: {served}"
+    return {"summary": record(aws.store, state, "CANARY_ROLLED_BACK" if outcome == "COMPLETED" else "ERROR", reason)}
+
+
 def record_nothing_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     outcome = "SUPERSEDED" if state.get("status") == "superseded" else "NOTHING_TO_DEPLOY"
     return {"summary": record(aws.store, state, outcome, state.get("reason", ""))}
@@ -110,6 +123,8 @@ def record_nothing_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any
 def record_refused_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
     error = state.get("error") or {}
     reason = f"{error.get('Error', 'Error')}: {error_message(error.get('Cause'))}"
+    if canary.bring_home(aws, state):  # a workflow error during a canary: the cohort goes back to the fleet's group
+        reason += "; the canary cohort is back in the fleet's thing group"
     outcome = "ERROR" if state.get("deployment") else "REFUSED"  # after CreateDeployment: a workflow error
     return {"summary": record(aws.store, state, outcome, reason)}
 
@@ -123,6 +138,12 @@ STEPS: dict[str, Step] = {
     "poll": poll_step,
     "record": record_step,
     "record_nothing": record_nothing_step,
+    "canary_start": lambda aws, state: canary.start(aws, state),
+    "canary_window": lambda aws, state: canary.window(aws, state),
+    "canary_verdict": lambda aws, state: canary.verdict(aws, state),
+    "canary_promote": lambda aws, state: canary.promote(aws, state),
+    "canary_rollback": lambda aws, state: canary.rollback(aws, state),
+    "canary_rolled_back": canary_rolled_back_step,
     "record_refused": record_refused_step,
 }
 

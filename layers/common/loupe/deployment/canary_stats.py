@@ -1,0 +1,217 @@
+"""The canary's verdict: is the challenger, serving a cohort of the fleet, worse than the champion serving the rest
+over the same window of frames?
+
+The test, stated:
+
+- **Rates** (events per frame): the uncertain-frame share and the NG rate (frames with at least one detection).
+  For each, a one-sided test of "the canary is worse by more than ``margin``":
+  H0: p_canary - p_champion <= margin, H1: p_canary - p_champion > margin.
+  With enough events in every cell of the 2x2 table (each expected count >= ``EXACT_BELOW``) it is the Wald
+  z-test of a difference of proportions with unpooled variance (the usual non-inferiority form):
+  z = (p_c - p_b - margin) / sqrt(p_c(1 - p_c)/n_c + p_b(1 - p_b)/n_b), p = 1 - Phi(z).
+  With fewer, the normal approximation is poor and the test is Fisher's exact one-sided test on the 2x2 table
+  (hypergeometric tail), which cannot carry a margin: it tests margin 0, the stricter question, on purpose (a small
+  sample can only hold a model back, never wave it through).
+  The NG rate can go wrong both ways (more NG: good parts scrapped; fewer: defects missed), so it is tested in
+  both directions, each at ``alpha / 2`` (Bonferroni); the uncertain share only upwards, at ``alpha``.
+- **Minimum sample**: each cohort must have seen ``min_frames`` frames (after the design effect, below); a window
+  that ends (timeout) with fewer is ``insufficient``, and an insufficient canary is not promoted.
+- **Guards**, no test: the canary's error rate may exceed the champion's by at most ``max_error_rate_increase``, and
+  its latency p95 may be at most ``max_latency_ratio`` times the champion's.
+
+Assumptions, said plainly: the test treats frames as independent Bernoulli trials. They are not: consecutive frames
+of one camera see the same part, the same lighting, the same drift, so the effective sample is smaller than the
+frame count and the p-values above are too small. ``design_effect`` (Kish: variance inflation of clustered samples)
+divides every count before testing; 1.0 assumes independence, a value near the number of frames per part is honest.
+The two cohorts are different devices (different cameras, lines), so a difference may be the device's, not the
+model's; a cohort chosen at random (by a hash of the thing name) keeps that from being systematic, not from
+happening. Counters are summed over health windows, and a device that restarts mid-window loses its partial window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EXACT_BELOW = 5  # an expected cell count under this: Fisher's exact test instead of the normal approximation
+
+
+@dataclass(frozen=True)
+class CohortCounts:
+    """What one cohort's devices reported for one model over the window (sums of their health windows)."""
+
+    frames: int = 0
+    uncertain: int = 0
+    ng: int = 0  # frames with at least one detection
+    errors: int = 0
+    latency_p95_ms: float | None = None  # the largest p95 any of its devices reported in the window
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "uncertain", "ng", "errors"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.uncertain > self.frames or self.ng > self.frames:
+            raise ValueError(f"more uncertain ({self.uncertain}) or NG ({self.ng}) frames than frames ({self.frames})")
+
+
+@dataclass(frozen=True)
+class Policy:
+    alpha: float = 0.05
+    min_frames: int = 100
+    uncertain_margin: float = 0.02  # absolute: two points of uncertain share
+    ng_margin: float = 0.05
+    max_error_rate_increase: float = 0.01
+    max_latency_ratio: float = 1.5
+    design_effect: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must be in (0, 1)")
+        if self.min_frames < 1 or self.design_effect < 1:
+            raise ValueError("min_frames and design_effect must be at least 1")
+        if min(self.uncertain_margin, self.ng_margin, self.max_error_rate_increase) < 0 or self.max_latency_ratio < 1:
+            raise ValueError("margins must not be negative and max_latency_ratio must be at least 1")
+
+
+@dataclass
+class RateTest:
+    metric: str
+    direction: str  # "higher" (the canary's rate is larger) or "lower"
+    canary: float
+    champion: float
+    margin: float
+    method: str  # "z" or "fisher"
+    statistic: float | None
+    p_value: float
+    alpha: float
+    worse: bool
+
+
+@dataclass
+class Verdict:
+    verdict: str  # "promote", "rollback" or "insufficient"
+    reasons: list[str] = field(default_factory=list)
+    tests: list[RateTest] = field(default_factory=list)
+    canary: dict[str, Any] = field(default_factory=dict)
+    champion: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normal_sf(z: float) -> float:
+    """P(Z > z) for a standard normal Z."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fisher_greater(a: int, b: int, c: int, d: int) -> float:
+    """One-sided Fisher exact p-value of the table [[a, b], [c, d]] (rows: canary, champion; columns: event, no
+    event) for "the first row has the larger event rate": P(X >= a) with X hypergeometric given the margins."""
+    row1, col1, total = a + b, a + c, a + b + c + d
+    lo, hi = max(0, row1 + col1 - total), min(row1, col1)
+    denom = _log_comb(total, row1)
+    tail = 0.0
+    for x in range(max(a, lo), hi + 1):
+        tail += math.exp(_log_comb(col1, x) + _log_comb(total - col1, row1 - x) - denom)
+    return min(1.0, tail)
+
+
+def z_greater(x1: float, n1: float, x2: float, n2: float, margin: float) -> tuple[float, float]:
+    """Wald z and one-sided p-value for H1: p1 - p2 > margin (unpooled variance)."""
+    p1, p2 = x1 / n1, x2 / n2
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    diff = p1 - p2 - margin
+    if se == 0:  # both rates 0 or 1: the difference is what it is
+        z = math.inf if diff > 0 else -math.inf
+        return z, 0.0 if diff > 0 else 1.0
+    z = diff / se
+    return z, normal_sf(z)
+
+
+def rate_worse(
+    metric: str,
+    direction: str,
+    canary: tuple[float, float],
+    champion: tuple[float, float],
+    margin: float,
+    alpha: float,
+) -> RateTest:
+    """One one-sided test: ``canary``/``champion`` are (events, frames), already divided by the design effect."""
+    (xc, nc), (xb, nb) = canary, champion
+    if direction == "lower":  # the canary's rate lower by more than margin = its non-events higher by more
+        xc, xb = nc - xc, nb - xb
+    total, events = nc + nb, xc + xb
+    expected = [nc * events / total, nc * (total - events) / total, nb * events / total, nb * (total - events) / total]
+    if min(expected) < EXACT_BELOW:
+        a, c = round(xc), round(xb)
+        p = fisher_greater(a, round(nc) - a, c, round(nb) - c)
+        method, stat, used_margin = "fisher", None, 0.0
+    else:
+        stat, p = z_greater(xc, nc, xb, nb, margin)
+        method, used_margin = "z", margin
+    return RateTest(
+        metric=metric,
+        direction=direction,
+        canary=round(canary[0] / canary[1], 6),
+        champion=round(champion[0] / champion[1], 6),
+        margin=used_margin,
+        method=method,
+        statistic=None if stat is None or math.isinf(stat) else round(stat, 4),
+        p_value=round(p, 6),
+        alpha=alpha,
+        worse=p < alpha,
+    )
+
+
+def decide(canary: CohortCounts, champion: CohortCounts, policy: Policy | None = None) -> Verdict:
+    """The canary's verdict over one window: ``promote`` (not worse beyond the margins), ``rollback`` (worse, with
+    each reason and its numbers) or ``insufficient`` (too few frames to say; never promoted)."""
+    policy = policy or Policy()
+    out = Verdict(
+        verdict="promote", canary=asdict(canary), champion=asdict(champion), policy=asdict(policy), reasons=[]
+    )
+    deff = policy.design_effect
+    nc, nb = canary.frames / deff, champion.frames / deff
+    if nc < policy.min_frames or nb < policy.min_frames:
+        out.verdict = "insufficient"
+        out.reasons.append(
+            f"too few frames: canary {canary.frames}, champion {champion.frames} (each needs {policy.min_frames}"
+            + (f" x design effect {deff:g}" if deff != 1 else "")
+            + ")"
+        )
+        return out
+    checks = [
+        ("uncertain_share", "higher", canary.uncertain, champion.uncertain, policy.uncertain_margin, policy.alpha),
+        ("ng_rate", "higher", canary.ng, champion.ng, policy.ng_margin, policy.alpha / 2),
+        ("ng_rate", "lower", canary.ng, champion.ng, policy.ng_margin, policy.alpha / 2),
+    ]
+    for metric, direction, xc, xb, margin, alpha in checks:
+        test = rate_worse(metric, direction, (xc / deff, nc), (xb / deff, nb), margin, alpha)
+        out.tests.append(test)
+        if test.worse:
+            out.reasons.append(
+                f"{metric} {test.canary:.4f} vs {test.champion:.4f}: {direction} beyond margin {test.margin:g}"
+                f" ({test.method}, p={test.p_value:.4g} < {alpha:g})"
+            )
+    err_c, err_b = canary.errors / canary.frames, champion.errors / champion.frames
+    if err_c - err_b > policy.max_error_rate_increase:
+        out.reasons.append(
+            f"errors {canary.errors}/{canary.frames} vs {champion.errors}/{champion.frames}: rate up by"
+            f" {err_c - err_b:.4f} > {policy.max_error_rate_increase:g}"
+        )
+    if canary.latency_p95_ms and champion.latency_p95_ms:
+        ratio = canary.latency_p95_ms / champion.latency_p95_ms
+        if ratio > policy.max_latency_ratio:
+            out.reasons.append(
+                f"latency p95 {canary.latency_p95_ms:.1f} ms vs {champion.latency_p95_ms:.1f} ms: x{ratio:.2f}"
+                f" > x{policy.max_latency_ratio:g}"
+            )
+    if out.reasons:
+        out.verdict = "rollback"
+    return out

@@ -1,0 +1,336 @@
+"""The canary end to end in the local AWS: the real ASL in moto's engine, the real handlers (deployment tasks, edge
+health through the IoT rule), two local core devices running the real inference component, MQTT on loopback.
+
+The champion C (a detector that finds nothing: no frame uncertain, no NG) runs on the fleet. With CanaryPercent 50
+an approval moves one of the two devices to ``<fleet>-canary`` and deploys the challenger there, while the other
+keeps C; both report their frames per model in their health; after CanaryWindowFrames frames the verdict decides.
+
+- A worse challenger W (one box at score 0.4 on every frame, inside the uncertainty band: every frame uncertain and
+  NG) is rolled back by itself: the cohort serves C again and is back in the fleet's group, W is Rejected with the
+  verdict and its numbers in its metadata, and the SNS message says why.
+- A challenger G as good as C is promoted: the whole fleet serves it, the run succeeds.
+- A person promotes a running canary by hand (``loupe canary promote``) before its window is full: the person's
+  verdict wins, the record keeps the statistics' own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.deploy_packages import register_package, tiny_detector
+from support.fixture_models import box_detector
+from support.waiting import wait_for, wait_until
+
+from loupe.deployment.store import DeploymentsStore
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+WINDOW_FRAMES = 6  # this module's CanaryWindowFrames: also each cohort's minimum sample
+
+
+@pytest.fixture(scope="module")
+def rt(local_aws: Any) -> Iterator[Any]:
+    """The session's local AWS with a thing group holding only this module's devices (members left by other modules
+    are put back at the end) and the state machine's definition restored at the end."""
+    sfn = local_aws.client("stepfunctions")
+    arn = local_aws.arn("EdgeDeploymentStateMachine")
+    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+    iot, group = local_aws.client("iot"), local_aws.physical("FleetThingGroup")
+    members = iot.list_things_in_thing_group(thingGroupName=group)["things"]
+    for thing in members:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+    try:
+        yield local_aws
+    finally:
+        sfn.update_state_machine(stateMachineArn=arn, definition=original)
+        for thing in members:
+            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+
+
+def configure(rt: Any, canary_percent: int, window_frames: int = WINDOW_FRAMES) -> None:
+    """This module's parameters in the state machine's Prepare state (as a stack deployed with them would have)."""
+    sfn = rt.client("stepfunctions")
+    arn = rt.arn("EdgeDeploymentStateMachine")
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+    definition["States"]["Prepare"]["Parameters"].update(
+        {
+            "timeout_seconds": str(DEPLOYMENT_TIMEOUT),
+            "canary_percent": str(canary_percent),
+            "canary_window_frames": str(window_frames),
+            "canary_timeout_seconds": "180",
+        }
+    )
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
+
+
+@pytest.fixture(scope="module")
+def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[str]]]:
+    from loupe_local.devices import DeviceFleet
+
+    tag = uuid.uuid4().hex[:6]
+    fleet = DeviceFleet.from_runtime(
+        rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=f"loupe-device-canary{tag}"
+    )
+    fleet.publish_components(rt.physical("ArtifactBucket"))
+    overlay = tmp_path_factory.mktemp("canary-overlay") / "overlay.json"
+    overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}))
+    names = fleet.names(2)
+    try:
+        for name in names:
+            fleet.start_device(name, extra_args=["--overlay", str(overlay)])
+        fleet.wait_registered(names)
+        yield fleet, names
+    finally:
+        fleet.stop()
+
+
+# ------------------------------------------------------------------ helpers
+def store(rt: Any) -> DeploymentsStore:
+    import boto3
+
+    resource = boto3.resource(
+        "dynamodb",
+        endpoint_url=rt.endpoint,
+        region_name=rt.region,
+        aws_access_key_id=rt.credentials.access_key_id,
+        aws_secret_access_key=rt.credentials.secret_access_key,
+    )
+    return DeploymentsStore(resource.Table(rt.physical("DeploymentsTable")))
+
+
+def finished_run(rt: Any, package_arn: str, timeout: float = 240) -> dict[str, Any]:
+    sfn = rt.client("stepfunctions")
+    machine = rt.arn("EdgeDeploymentStateMachine")
+
+    def done() -> dict[str, Any] | None:
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            described = sfn.describe_execution(executionArn=e["executionArn"])
+            asked = json.loads(described.get("input") or "{}")
+            if asked.get("mode") == "approved" and asked.get("package_arn") == package_arn:
+                return described if described["status"] != "RUNNING" else None
+        return None
+
+    return wait_for(done, timeout, f"the finished approval run of {package_arn}", interval=0.5)
+
+
+def runs_of(rt: Any, package_arn: str) -> list[str]:
+    sfn = rt.client("stepfunctions")
+    out = []
+    for e in sfn.list_executions(stateMachineArn=rt.arn("EdgeDeploymentStateMachine"))["executions"]:
+        if (
+            json.loads(sfn.describe_execution(executionArn=e["executionArn"]).get("input") or "{}").get("package_arn")
+            == package_arn
+        ):
+            out.append(e["name"])
+    return out
+
+
+class Cameras:
+    """Keeps a frame or two waiting in each device's frame folder, as a line's camera does, until stopped."""
+
+    def __init__(self, rt: Any, things: list[str]) -> None:
+        from loupe_local.devices import device_root
+
+        self.folders = [device_root(rt.state_dir, t) / "frames" for t in things]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def _run(self) -> None:
+        from PIL import Image
+
+        while not self.stop.is_set():
+            for folder in self.folders:
+                if len([p for p in folder.glob("*.png")]) < 2:
+                    tmp = folder.parent / f".cam-{self.sent}.png"
+                    Image.new("RGB", (64, 48), (120, 110, 100)).save(tmp, format="PNG")
+                    tmp.replace(folder / f"cam-{self.sent:05d}.png")
+                    self.sent += 1
+            self.stop.wait(0.2)  # a camera's frame rate, not a wait for a result
+
+    def __enter__(self) -> Cameras:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def serving(rt: Any, thing: str) -> str:
+    from loupe_local.devices import device_root
+
+    current = json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())
+    return str(current["components"]["com.loupe.model"]["config"]["modelVersion"])
+
+
+def groups_of(rt: Any, thing: str) -> set[str]:
+    return {g["groupName"] for g in rt.client("iot").list_thing_groups_for_thing(thingName=thing)["thingGroups"]}
+
+
+@pytest.fixture(scope="module")
+def notify_queue(rt: Any) -> str:
+    """An SQS queue subscribed to the stack's notification topic: what a person would read."""
+    sqs = rt.client("sqs")
+    url = sqs.create_queue(QueueName=f"canary-notes-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rt.client("sns").subscribe(TopicArn=rt.physical("NotifyTopic"), Protocol="sqs", Endpoint=queue_arn)
+    return url
+
+
+def notifications(rt: Any, queue_url: str) -> list[dict[str, Any]]:
+    sqs = rt.client("sqs")
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def champion(rt: Any, tag: str) -> dict[str, Any]:
+    """C approved and deployed on the whole fleet the direct way (CanaryPercent 0)."""
+    sm = rt.client("sagemaker")
+    configure(rt, 0)
+    prod = register_package(rt, onnx_bytes=tiny_detector(anchors=8), model_version=f"champ-{tag}")
+    sm.update_model_package(ModelPackageArn=prod["arn"], ModelApprovalStatus="Approved")
+    run = finished_run(rt, prod["arn"])
+    assert run["status"] == "SUCCEEDED", run.get("output") or run.get("cause")
+    configure(rt, 50)
+    return prod
+
+
+# ------------------------------------------------------------------ the scenarios
+def test_a_worse_challenger_is_rolled_back_by_itself_with_the_reason(
+    rt: Any, fleet: tuple[Any, list[str]], notify_queue: str
+) -> None:
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    prod = champion(rt, tag)
+    worse = register_package(rt, onnx_bytes=box_detector(0.4), model_version=f"worse-{tag}")
+    events_fn = rt.invoker.find(rt.physical("ModelPackageEventsFunction"))
+    delivered = events_fn.invocations
+    with Cameras(rt, things):
+        sm.update_model_package(ModelPackageArn=worse["arn"], ModelApprovalStatus="Approved")
+        run = finished_run(rt, worse["arn"])
+    assert run["status"] == "FAILED" and run.get("error") == "CanaryRolledBack", run
+    desc = sm.describe_model_package(ModelPackageName=worse["arn"])
+    meta = desc["CustomerMetadataProperties"]
+    assert desc["ModelApprovalStatus"] == "Rejected"
+    assert meta["canary_verdict"] == "rollback"
+    assert "uncertain_share" in meta["canary_reason"] and "higher beyond margin" in meta["canary_reason"]
+    numbers = json.loads(meta["canary_numbers"])
+    canary_frames, champion_frames = numbers["frames"]
+    assert canary_frames >= WINDOW_FRAMES and champion_frames >= WINDOW_FRAMES
+    assert numbers["uncertain"] == [f"{canary_frames}/{canary_frames}", f"0/{champion_frames}"]
+    # the fleet keeps the champion everywhere, every device back in the fleet's group
+    assert table.current_target(group)["package_arn"] == prod["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"champ-{tag}"
+        assert group in groups_of(rt, thing) and f"{group}-canary" not in groups_of(rt, thing)
+    assert (table.canary(group) or {}).get("status") == "ROLLED_BACK"
+    # its approval and its rejection were both handled; the rejection started no run (nothing of it to undo)
+    assert wait_until(lambda: events_fn.invocations >= delivered + 2, 30)
+    assert len(runs_of(rt, worse["arn"])) == 1
+    notes = [n for n in notifications(rt, notify_queue) if f"Package: {worse['arn']} " in n.get("Message", "")]
+    assert len(notes) == 1 and "canary" in notes[0]["Subject"] and "rolled back" in notes[0]["Subject"], notes
+    assert "canary rolled back" in notes[0]["Message"] and "uncertain_share" in notes[0]["Message"]
+
+
+def test_a_challenger_as_good_as_the_champion_is_promoted_to_the_whole_fleet(
+    rt: Any, fleet: tuple[Any, list[str]]
+) -> None:
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    champion(rt, tag)
+    good = register_package(rt, onnx_bytes=tiny_detector(anchors=4), model_version=f"good-{tag}")
+    with Cameras(rt, things):
+        sm.update_model_package(ModelPackageArn=good["arn"], ModelApprovalStatus="Approved")
+        run = finished_run(rt, good["arn"])
+    out = json.loads(run.get("output") or "{}")
+    assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
+    summary = out["summary"]
+    assert summary["outcome"] == "COMPLETED" and summary["canary"].get("verdict") == "promote", out.get("canary")
+    assert len(summary["canary"]["cohort"]) == 1 and len(summary["canary"]["rest"]) == 1
+    window = summary["canary"]["window"]
+    assert window["challenger"]["frames"] >= WINDOW_FRAMES and window["champion"]["frames"] >= WINDOW_FRAMES
+    assert summary["canary"]["tests"] and not any(t["worse"] for t in summary["canary"]["tests"])
+    assert len(runs_of(rt, good["arn"])) == 1  # one approval, one run: the promotion started no other
+    assert table.current_target(group)["package_arn"] == good["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"good-{tag}"
+        assert f"{group}-canary" not in groups_of(rt, thing)
+
+
+def test_a_person_promotes_a_running_canary_by_hand(rt: Any, fleet: tuple[Any, list[str]]) -> None:
+    from loupe_local import cli
+
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    champion(rt, tag)
+    configure(rt, 50, window_frames=100_000)  # a window no one waits for
+    local_json = rt.write_state()
+    challenger = register_package(rt, onnx_bytes=tiny_detector(anchors=2), model_version=f"byhand-{tag}")
+    with pytest.raises(SystemExit, match="no canary waits"):  # nothing to decide yet
+        cli.main(["canary", "promote", "--state", str(local_json), "--who", "line-lead"])
+    sm.update_model_package(ModelPackageArn=challenger["arn"], ModelApprovalStatus="Approved")
+
+    def running() -> dict[str, Any] | None:
+        item = table.canary(group) or {}
+        return item if item.get("status") == "RUNNING" and item.get("package_arn") == challenger["arn"] else None
+
+    wait_for(running, 120, "the canary of the challenger running")
+    reason = "checked the first frames of line 2 myself"
+    assert cli.main(["canary", "promote", "--state", str(local_json), "--who", "line-lead", "--reason", reason]) == 0
+    run = finished_run(rt, challenger["arn"])
+    out = json.loads(run.get("output") or "{}")
+    assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
+    summary = out["summary"]
+    assert summary["canary"]["verdict"] == "promote"
+    assert summary["canary"]["reasons"][0] == f"by hand: promote by line-lead: {reason}"
+    assert out["canary"]["verdict"]["statistical_verdict"] == "insufficient"  # what the numbers alone said
+    assert table.current_target(group)["package_arn"] == challenger["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"byhand-{tag}"
+
+
+def test_a_canary_of_the_whole_fleet_is_judged_against_the_champions_own_frames(
+    rt: Any, fleet: tuple[Any, list[str]]
+) -> None:
+    """CanaryPercent 100 (as a fleet of one device has): no device keeps the champion, so the champion's frames on
+    the same devices before the canary are the control; the decision still runs."""
+    _, things = fleet
+    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    tag = uuid.uuid4().hex[:6]
+    champion(rt, tag)
+    configure(rt, 100)
+    with Cameras(rt, things):  # the champion's history first: a window's worth of frames on the fleet
+        wait_for(
+            lambda: (
+                sum(c["frames"] for c in table.model_counters(f"champ-{tag}", things).values()) >= WINDOW_FRAMES or None
+            ),
+            90,
+            "the champion's frames on the fleet",
+        )
+        good = register_package(rt, onnx_bytes=tiny_detector(anchors=6), model_version=f"whole-{tag}")
+        sm.update_model_package(ModelPackageArn=good["arn"], ModelApprovalStatus="Approved")
+        run = finished_run(rt, good["arn"])
+    out = json.loads(run.get("output") or "{}")
+    assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
+    canary = out["summary"]["canary"]
+    assert sorted(canary["cohort"]) == sorted(things) and canary["rest"] == []
+    assert canary["verdict"] == "promote" and canary["window"]["champion"]["frames"] >= WINDOW_FRAMES
+    assert table.current_target(group)["package_arn"] == good["arn"]
+    for thing in things:
+        assert serving(rt, thing) == f"whole-{tag}" and f"{group}-canary" not in groups_of(rt, thing)
