@@ -64,14 +64,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--label",
         choices=["auto", "manual"],
         default="auto",
-        help="auto: the local workforce answers known labels; manual: you label in the console (the demo waits)",
+        help="auto: the local workforce answers known labels; manual: you label in the console app (the demo "
+        "invites you, turns the bot labelers off and waits)",
     )
     p.add_argument(
         "--labeling-service",
         choices=["Loupe", "GroundTruth"],
-        help="who labels: Loupe (default with --label auto: the stack's labeling app and its bot labelers) or "
-        "GroundTruth (the Ground Truth stand-in as an existing customer; the default with --label manual, whose "
-        "console pages are its manual queue)",
+        default="Loupe",
+        help="who labels: Loupe (default: the stack's labeling app, its bot labelers or, with --label manual, you) "
+        "or GroundTruth (the Ground Truth stand-in as an existing customer, its automatic workforce)",
+    )
+    p.add_argument(
+        "--labeler-email",
+        default="you@example.com",
+        help="with --label manual: the console user the demo creates for you (labelers, reviewers, approvers)",
     )
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a reduced loop (few images and epochs), as CI runs it")
@@ -110,13 +116,14 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg.dataset = args.dataset
     cfg.approve = args.approve
     cfg.label = args.label
-    if args.label == "manual" and args.labeling_service == "Loupe":
+    if args.label == "manual" and args.labeling_service == "GroundTruth":
         print(
-            "loupe demo: --label manual labels in the local console's Ground Truth queue: use it without "
-            "--labeling-service Loupe (or with --labeling-service GroundTruth)"
+            "loupe demo: --label manual labels in the console app, which is the labeling app's "
+            "(LabelingService=Loupe): use it without --labeling-service GroundTruth"
         )
         return 2
-    cfg.labeling_service = args.labeling_service or ("GroundTruth" if args.label == "manual" else "Loupe")
+    cfg.labeling_service = args.labeling_service
+    cfg.person_email = args.labeler_email
     cfg.devices = args.devices
     try:
         cfg.iam = demo_iam(args.iam)

@@ -44,8 +44,9 @@ def ledger_counts(ledger: Ledger) -> dict[str, int]:
     return {status: ledger.count(status) for status in LEDGER_STATUSES}
 
 
-def dataset_versions(s3: Any, bucket: str, limit: int = MAX_DATASET_VERSIONS) -> list[dict[str, Any]]:
-    """The newest ``limit`` dataset versions, newest first: version, parent, created, counts, digest, uri."""
+def dataset_versions(s3: Any, bucket: str, limit: int | None = MAX_DATASET_VERSIONS) -> list[dict[str, Any]]:
+    """The newest ``limit`` dataset versions (None: all), newest first: version, parent, created, counts, digest,
+    uri."""
     numbers = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="datasets/", Delimiter="/"):
         for prefix in page.get("CommonPrefixes", []):
