@@ -1,9 +1,16 @@
 // STAND-IN for the web helper's shell.js (shell.md): just the interface the Fleet and Loop pages use
-// (Loupe.ready/api/el/show/poll), with tokens from a Cognito session in sessionStorage. Replaced at merge.
+// (Loupe.ready/api/el/show/poll). It reads the ID token where amazon-cognito-identity-js keeps a signed-in session
+// (localStorage, CognitoIdentityServiceProvider.<client id>.<user>.idToken) and never refreshes it. Replaced at merge.
 "use strict";
 
 (function () {
-  const TOKEN_KEY = "loupe.idToken";
+  function idToken() {
+    const prefix = "CognitoIdentityServiceProvider.";
+    const last = Object.keys(localStorage).find((k) => k.startsWith(prefix) && k.endsWith(".LastAuthUser"));
+    if (!last) return "";
+    const client = last.slice(prefix.length, -".LastAuthUser".length);
+    return localStorage.getItem(`${prefix}${client}.${localStorage.getItem(last)}.idToken`) || "";
+  }
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -31,7 +38,7 @@
   }
 
   async function api(method, path, body) {
-    const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` };
+    const headers = { Authorization: `Bearer ${idToken()}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const data = await response.json().catch(() => ({}));
