@@ -1,5 +1,5 @@
-// Fleet: devices (Greengrass status, model component, serving version, last health), deployment runs, Greengrass's
-// deployments of the group, and the uncertain frames devices sent, their boxes drawn over the presigned image.
+// Fleet: devices (Greengrass status, model component, serving version, last health), deployment runs, and the
+// uncertain frames devices sent, their boxes drawn over the presigned image.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -106,19 +106,13 @@ async function refresh() {
         Loupe.el("td", {}, text(r.finished)),
         Loupe.el("td", {}, text(r.model_version)),
         Loupe.el("td", {}, text(r.mode)),
+        Loupe.el("td", {}, text(r.deployment_id)),
         Loupe.el("td", {}, Loupe.el("span", { class: `badge ${r.outcome}` }, text(r.outcome))),
         Loupe.el("td", {}, Object.entries(r.devices || {}).map(([t, d]) => `${t}: ${(d && d.status) || d}`).join(", ") || "–"),
         Loupe.el("td", { class: "muted" }, text(r.reason)),
       ),
     ),
     "No deployment yet.",
-  );
-  fill(
-    "greengrass-deployments",
-    data.greengrass_deployments.map((d) =>
-      Loupe.el("tr", { "data-deployment": d.deployment_id }, Loupe.el("td", {}, text(d.created)), Loupe.el("td", {}, d.name || d.deployment_id), Loupe.el("td", {}, text(d.status)), Loupe.el("td", {}, text(d.revision))),
-    ),
-    "Greengrass has no deployment for this group.",
   );
   renderFrames(data.frames || {});
 }

@@ -8,8 +8,10 @@ subscription: a Lambda function cannot hold one):
   each has installed (``ListInstalledComponents``, for the first :data:`MAX_DEVICES_DETAILED` devices);
 - what each device reports serving and when it last said so: its ``DEVICE#<thing>`` / ``SERVING`` item in the
   deployments table, written by ``functions/edge_health`` from every health message;
-- the group's deployment runs (the deployments table's ``TARGET#<group>`` history) and Greengrass's own
-  deployments of the group (``ListDeployments``);
+- the group's deployment runs (the deployments table's ``TARGET#<group>`` history: package, deployment id, outcome
+  per device). Greengrass's own ``ListDeployments`` is not read: its grant needs ``iot:DescribeJob``,
+  ``iot:DescribeThingGroup`` and ``iot:GetThingShadow`` as dependent actions (Service Authorization Reference, AWS
+  IoT Greengrass V2), for nothing the table does not already say;
 - the uncertain frames each device uploaded: the device writes them under ``raw/feedback/<thing>/`` in the raw
   bucket (the only prefix its role may write, see ``EdgeTokenExchangeRole`` in template.yaml) with its user metadata
   (model version, top confidence, reason, and the boxes it found, ``loupe_edge.app``) and announces them on MQTT;
@@ -135,22 +137,6 @@ def deployment_runs(store: DeploymentsStore | None, thing_group: str, limit: int
     return runs
 
 
-def greengrass_deployments(greengrass: Any, thing_group_arn: str, limit: int = 10) -> list[dict[str, Any]]:
-    """Greengrass's deployments of the group (the latest revision of each), newest first."""
-    page = greengrass.list_deployments(targetArn=thing_group_arn, historyFilter="ALL", maxResults=limit)
-    rows = [
-        {
-            "deployment_id": str(d.get("deploymentId", "")),
-            "name": str(d.get("deploymentName", "")),
-            "status": str(d.get("deploymentStatus", "")),
-            "revision": str(d.get("revisionId", "")),
-            "created": _iso(d.get("creationTimestamp")),
-        }
-        for d in page.get("deployments", [])
-    ]
-    return sorted(rows, key=lambda r: r["created"], reverse=True)
-
-
 def _finite(value: Any, low: float, high: float) -> float:
     number = float(value)
     if not math.isfinite(number) or not low <= number <= high:
@@ -228,13 +214,12 @@ def recent_frames(
 def fleet_view(
     iot: Any, greengrass: Any, s3: Any, store: DeploymentsStore | None, thing_group: str, raw_bucket: str
 ) -> dict[str, Any]:
-    """What ``GET /fleet`` answers: devices, deployment runs, Greengrass deployments and recent frames."""
+    """What ``GET /fleet`` answers: devices, deployment runs and recent frames."""
     arn = group_arn(iot, thing_group)
     listed = devices(iot, greengrass, store, thing_group, arn)
     return {
         "thing_group": thing_group,
         "devices": listed,
         "deployments": deployment_runs(store, thing_group),
-        "greengrass_deployments": greengrass_deployments(greengrass, arn),
         "frames": recent_frames(s3, raw_bucket, [d["thing"] for d in listed]),
     }
