@@ -53,9 +53,9 @@ def setup(ctx: DemoContext) -> None:
     }
     # Who labels: the template's default, the stack's labeling app, whose automatic workforce is the local bot
     # labelers (loupe_local.app_workforce); an image they have no answer for is declined by LabelingDeclineLimit of
-    # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run. Ground
-    # Truth's stand-in, as an existing customer, is the way back (--labeling-service GroundTruth) and what manual
-    # labeling uses: the local console's labeling pages are its manual queue.
+    # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run; with
+    # --label manual the bots stop and the person labels in the console app (invite_person). Ground Truth's
+    # stand-in, as an existing customer, is the way back (--labeling-service GroundTruth).
     groundtruth = ctx.cfg.labeling_service == "GroundTruth"
     if groundtruth:
         params["LabelingService"] = "GroundTruth"
