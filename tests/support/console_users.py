@@ -25,10 +25,18 @@ def signed_in(runtime: Any, group: str) -> dict[str, str]:
     """A new user of ``group``: e-mail, password and its tokens (IdToken, AccessToken)."""
     idp = runtime.client("cognito-idp")
     pool = runtime.physical("ConsoleUserPool")
-    client_id = runtime.physical("ConsoleUserPoolClient")
     email = f"{group}-{uuid.uuid4().hex[:8]}@example.com"
-    temporary, chosen = password(), password()
+    temporary = password()
     labelers.add(idp, pool, email, group, temporary_password=temporary)
+    return first_sign_in(runtime, email, temporary)
+
+
+def first_sign_in(runtime: Any, email: str, temporary: str) -> dict[str, str]:
+    """An invited user's first sign-in: the temporary password, then one of their own (NEW_PASSWORD_REQUIRED).
+    E-mail, the chosen password and the tokens (``id``, ``access``, ``refresh``)."""
+    idp = runtime.client("cognito-idp")
+    client_id = runtime.physical("ConsoleUserPoolClient")
+    chosen = password()
     first = idp.initiate_auth(
         ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": email, "PASSWORD": temporary}
     )
@@ -40,7 +48,13 @@ def signed_in(runtime: Any, group: str) -> dict[str, str]:
         ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": chosen},
     )
     tokens = answered["AuthenticationResult"]
-    return {"email": email, "password": chosen, "id": tokens["IdToken"], "access": tokens["AccessToken"]}
+    return {
+        "email": email,
+        "password": chosen,
+        "id": tokens["IdToken"],
+        "access": tokens["AccessToken"],
+        "refresh": tokens.get("RefreshToken", ""),
+    }
 
 
 def api(

@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.console_users import password
+from support.console_users import first_sign_in, password
 from support.image_samples import jpeg
+from support.stack_tables import stack_table
 from support.waiting import wait_until
 
 from loupe.console_api import labelers
@@ -43,26 +44,14 @@ def _claims(token: str) -> dict[str, Any]:
 
 def _session(local_aws: Any, group: str) -> dict[str, str]:
     """A new user of ``group``, signed in: the tokens the browser library keeps."""
-    idp = local_aws.client("cognito-idp")
-    pool, client_id = local_aws.physical("ConsoleUserPool"), local_aws.physical("ConsoleUserPoolClient")
     email = f"fleetweb-{uuid.uuid4().hex[:8]}@example.com"
-    temporary, chosen = password(), password()
-    labelers.add(idp, pool, email, group, temporary_password=temporary)
-    first = idp.initiate_auth(
-        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": email, "PASSWORD": temporary}
-    )
-    tokens = idp.respond_to_auth_challenge(
-        ClientId=client_id,
-        ChallengeName="NEW_PASSWORD_REQUIRED",
-        Session=first["Session"],
-        ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": chosen},
-    )["AuthenticationResult"]
+    temporary = password()
+    labelers.add(local_aws.client("cognito-idp"), local_aws.physical("ConsoleUserPool"), email, group, temporary)
+    tokens = first_sign_in(local_aws, email, temporary)
     return {
-        "client_id": client_id,
-        "username": str(_claims(tokens["IdToken"])["cognito:username"]),
-        "id": tokens["IdToken"],
-        "access": tokens["AccessToken"],
-        "refresh": tokens.get("RefreshToken", ""),
+        **tokens,
+        "client_id": local_aws.physical("ConsoleUserPoolClient"),
+        "username": str(_claims(tokens["id"])["cognito:username"]),
     }
 
 
@@ -131,16 +120,6 @@ def app_page(chromium_with: Any, console: str, local_aws: Any, viewer: dict[str,
     assert blocked == [], f"the Content-Security-Policy blocked: {blocked}"
 
 
-def _table(local_aws: Any, logical_id: str) -> Any:
-    import boto3
-
-    creds = local_aws.credentials
-    session = boto3.Session(
-        aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key, region_name="us-east-1"
-    )
-    return session.resource("dynamodb", endpoint_url=local_aws.endpoint).Table(local_aws.physical(logical_id))
-
-
 def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
     app_page: Any, console: str, local_aws: Any
 ) -> None:
@@ -148,7 +127,7 @@ def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
     thing = f"loupe-device-fleetweb-{uuid.uuid4().hex[:6]}"
     iot.create_thing(thingName=thing)
     iot.add_thing_to_thing_group(thingGroupName=local_aws.parameter_values["ThingGroupName"], thingName=thing)
-    DeploymentsStore(_table(local_aws, "DeploymentsTable")).record_serving(thing, "12")
+    DeploymentsStore(stack_table(local_aws, "DeploymentsTable")).record_serving(thing, "12")
     raw = local_aws.physical("RawBucket")
     key, odd = f"raw/feedback/{thing}/w-1.jpg", f"raw/feedback/{thing}/w-2.jpg"
     meta = {"device": thing, "model-version": "12", "max-confidence": "0.4400", "reason": "confidence-band"}
@@ -172,7 +151,7 @@ def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
 
 
 def test_the_loop_page_shows_counts_datasets_and_labeling_runs(app_page: Any, console: str, local_aws: Any) -> None:
-    ledger = Ledger(_table(local_aws, "LedgerTable"))
+    ledger = Ledger(stack_table(local_aws, "LedgerTable"))
     job = f"loupe-fleetweb-{uuid.uuid4().hex[:6]}"
     ledger.put_job(job, claim_id="c-fleetweb", purpose="labeling", service="groundtruth", images=[])
     doc = {"version": 901, "parent": 900, "created": "2026-01-03T00:00:00+00:00", "counts": {"images": 3, "boxes": 2}}

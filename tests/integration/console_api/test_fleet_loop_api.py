@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from support.console_users import api, signed_in
 from support.image_samples import jpeg
+from support.stack_tables import stack_table
 from support.waiting import wait_until
 
 from loupe.deployment.store import DeploymentsStore
@@ -62,7 +63,7 @@ def test_fleet_shows_a_devices_health_and_the_frames_it_sent_with_their_boxes(
     local_aws: Any, base: str, labeler: dict[str, str]
 ) -> None:
     thing = _thing_in_fleet(local_aws)
-    store = DeploymentsStore(_table(local_aws, "DeploymentsTable"))
+    store = DeploymentsStore(stack_table(local_aws, "DeploymentsTable"))
     store.record_serving(thing, "7")
     s3 = local_aws.client("s3")
     raw = local_aws.physical("RawBucket")
@@ -92,20 +93,10 @@ def test_fleet_shows_a_devices_health_and_the_frames_it_sent_with_their_boxes(
         assert response.read() == image
 
 
-def _table(local_aws: Any, logical_id: str) -> Any:
-    import boto3
-
-    creds = local_aws.credentials
-    session = boto3.Session(
-        aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key, region_name="us-east-1"
-    )
-    return session.resource("dynamodb", endpoint_url=local_aws.endpoint).Table(local_aws.physical(logical_id))
-
-
 def test_loop_counts_the_ledger_and_lists_datasets_jobs_and_alarms(
     local_aws: Any, base: str, labeler: dict[str, str]
 ) -> None:
-    ledger = Ledger(_table(local_aws, "LedgerTable"))
+    ledger = Ledger(stack_table(local_aws, "LedgerTable"))
     sha = uuid.uuid4().hex * 2
     ledger.table.put_item(
         Item={"sha256": sha, "status": "unlabeled", "updated_at": "2026-01-01T00:00:00Z", "origin": {"kind": "upload"}}
