@@ -117,4 +117,4 @@ async function refresh() {
   renderFrames(data.frames || {});
 }
 
-Loupe.ready(() => Loupe.poll(refresh, 5000));
+Loupe.ready(() => Loupe.poll(refresh, 10000));

@@ -51,4 +51,4 @@ async function refresh() {
   fill("timeline", data.timeline.map((t) => row({}, t.when, t.what, badge(t.status))), "Nothing happened yet.");
 }
 
-Loupe.ready(() => Loupe.poll(refresh, 5000));
+Loupe.ready(() => Loupe.poll(refresh, 10000));
