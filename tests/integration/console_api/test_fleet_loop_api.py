@@ -118,7 +118,9 @@ def test_loop_counts_the_ledger_and_lists_datasets_jobs_and_alarms(
         timeout=30,
     )
     assert body["ledger"]["unlabeled"] >= 1
-    assert body["datasets"][0]["version"] == 900 and body["datasets"][0]["uri"].endswith("/datasets/v900/")
+    versions = [d["version"] for d in body["datasets"]]
+    assert versions == sorted(versions, reverse=True) and 900 in versions  # newest first
+    assert next(d for d in body["datasets"] if d["version"] == 900)["uri"].endswith("/datasets/v900/")
     run = next(r for r in body["labeling_runs"] if r["name"] == job)
     assert run["purpose"] == "labeling" and "task_token" not in json.dumps(body)
     assert {a["name"] for a in body["alarms"]} >= {local_aws.physical("DriftAlarm")}
