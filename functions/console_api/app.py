@@ -17,11 +17,12 @@ from pydantic import ValidationError
 
 from loupe import settings as settings_mod
 from loupe.aws_clients import lazy_client, lazy_table
-from loupe.console_api import models
+from loupe.console_api import fleet, loop, models
 from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
 from loupe.deployment.store import DeploymentsStore
 from loupe.labeling import answers, workforce
 from loupe.labeling.task_store import TaskStore
+from loupe.ledger import Ledger
 
 logger = Logger()
 tracer = Tracer()
@@ -37,6 +38,20 @@ STORE = DeploymentsStore(lazy_table(SETTINGS.deployments_table)) if SETTINGS.dep
 s3 = lazy_client("s3", signature_version="s3v4")
 sfn = lazy_client("stepfunctions")
 tasks = TaskStore(lazy_table(str(SETTINGS.labeling_tasks_table)))
+# the Fleet and Loop pages' reads (each client made on first use: the labeling routes never pay for them)
+iot = lazy_client("iot")
+greengrass = lazy_client("greengrassv2")
+cloudwatch = lazy_client("cloudwatch")
+ledger = Ledger(lazy_table(str(SETTINGS.ledger_table))) if SETTINGS.ledger_table else None
+STATE_MACHINES = {
+    kind: arn
+    for kind, arn in (
+        ("Labeling", SETTINGS.labeling_state_machine_arn),
+        ("Training", SETTINGS.training_state_machine_arn),
+        ("EdgeDeployment", SETTINGS.edge_deployment_state_machine_arn),
+    )
+    if arn
+}
 
 app = APIGatewayHttpResolver()
 
@@ -99,6 +114,38 @@ def approval(package: str) -> dict[str, Any]:
     result = models.decide(sagemaker, PACKAGE_GROUP, package, decision, who.name, store=STORE)
     logger.info("model package decision", extra={**result, "by": who.username})
     return result
+
+
+@app.get("/fleet")
+def fleet_page() -> dict[str, Any]:
+    """The devices, their deployments and the uncertain frames they sent. Any signed-in group may read it: it shows
+    how the fleet runs (what a labeler's work turned into, what an approver's decision deployed) and changes
+    nothing; the frames are the same kind of image a labeler is shown, by short-lived presigned GETs."""
+    caller().require_any()
+    SETTINGS.require("thing_group_name", "raw_bucket")
+    return fleet.fleet_view(iot, greengrass, s3, STORE, str(SETTINGS.thing_group_name), str(SETTINGS.raw_bucket))
+
+
+@app.get("/loop")
+def loop_page() -> dict[str, Any]:
+    """Where the loop stands: ledger counts, dataset versions, running executions, labeling runs, alarms and a
+    timeline. Any signed-in group may read it, for the reason ``GET /fleet`` gives: counts and states only, no
+    image, no task token, no action."""
+    caller().require_any()
+    SETTINGS.require("ledger_table", "artifact_bucket")
+    assert ledger is not None
+    return loop.loop_view(
+        ledger=ledger,
+        tasks=tasks,
+        s3=s3,
+        artifact_bucket=str(SETTINGS.artifact_bucket),
+        sfn=sfn,
+        machines=STATE_MACHINES,
+        sagemaker=sagemaker,
+        pipeline=SETTINGS.training_pipeline_name,
+        cloudwatch=cloudwatch,
+        alarm_names=SETTINGS.alarm_names,
+    )
 
 
 def _answer_body() -> Any:

@@ -90,8 +90,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             from loupe_local.standins.groundtruth_workforce import set_workforce_mode
 
             set_workforce_mode(runtime.state_dir, args.label)
-        if not args.no_console:
-            runtime.start_console(args.console_port or 0)
         if args.devices:
             fleet = _start_fleet(runtime, args.devices)
         runtime.write_state(devices=fleet.things if fleet else [], ready=True)
@@ -136,12 +134,8 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
         cmd += ["--no-mqtt"]
     if args.label:
         cmd += ["--label", args.label]
-    if args.no_console:
-        cmd += ["--no-console"]
     if args.groundtruth_customer:
         cmd += ["--groundtruth-customer"]
-    if args.console_port:
-        cmd += ["--console-port", str(args.console_port)]
     if args.alarm_time_scale != 1.0:
         cmd += ["--alarm-time-scale", str(args.alarm_time_scale)]
     if args.iam:
@@ -191,7 +185,8 @@ def _print_ready(current: dict[str, Any]) -> None:
     if current.get("devices"):
         print(f"  devices            {', '.join(current['devices'])}")
     if current.get("console"):
-        print(f"  console            {current['console']}")
+        # the stack's own console app (ConsoleApi serves it, as API Gateway does in the cloud)
+        print(f"  console            {current['console']}  (sign in as a user of `loupe labelers add EMAIL`)")
     for lid, url in (current.get("http_apis") or {}).items():
         print(f"  {lid:<18} {url}  (HTTP API; invite users with `loupe labelers add EMAIL --group G`)")
     print('  use it:  eval "$(loupe local env)"  then e.g.  aws s3 ls')
@@ -295,16 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--label",
         choices=("auto", "manual"),
-        help="the local Ground Truth workforce: auto (answers known labels) or manual (a person, in the console)",
+        help="the local workforce (the labeling app's bot labelers, or Ground Truth's): auto (answers known labels) "
+        "or manual (none: a person labels in the console app)",
     )
-    up.add_argument("--no-console", action="store_true", help="do not serve the local console")
     up.add_argument(
         "--groundtruth-customer",
         action="store_true",
         help="the local account acts as an existing Ground Truth customer (LabelingService=GroundTruth); without it "
         "CreateLabelingJob is refused with AccessDeniedException, as Ground Truth is closed to new customers",
     )
-    up.add_argument("--console-port", type=int, default=0, help="preferred console port (default: any free port)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
     up.add_argument(
         "--alarm-time-scale", type=float, default=1.0, help="shrink alarm periods locally (60: 15 min -> 15 s)"

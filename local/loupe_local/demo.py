@@ -2,17 +2,19 @@
 
 It drives the loop the way its users do — it does not call the loop's code itself:
 - images go into the raw bucket with S3 PutObject (like ``aws s3 cp``);
-- ingest, the labeling trigger, labeling (the stack's labeling app answered by local bot labelers; Ground Truth's
-  stand-in with ``--labeling-service GroundTruth`` or ``--label manual``), dataset versions, the
+- ingest, the labeling trigger, labeling (the stack's labeling app answered by local bot labelers, or by you with
+  ``--label manual``; Ground Truth's stand-in with ``--labeling-service GroundTruth``), dataset versions, the
   training pipeline, registration and the edge deployment all happen by themselves, through template.yaml's
   events, functions and state machines in the local AWS;
 - approval is ``UpdateModelPackage --model-approval-status Approved`` (automatic, or ``--approve manual``: it waits
-  for you to press Approve in the local console's Models page, or to run the ``aws`` command it prints); a model
+  for you to press Approve in the console app's Models page, or to run the ``aws`` command it prints); a model
   the pipeline's gate refused (registered PendingManualApproval with the reason) is explained (the gate's reason,
   the training's diagnosis) and approved as "approved despite the gate's refusal: <reason>", which the report and
   the final summary repeat: the loop goes on, and only a loop that does not reach its end exits non-zero;
-- labeling is done by the local workforce from known labels, or (``--label manual``) by you in the local console,
-  which it serves and names; it waits while tasks are pending, then runs the rest of the loop;
+- labeling is done by the local workforce from known labels, or (``--label manual``) by you in the console app the
+  stack serves (its ConsoleApi): the demo invites you as ``loupe labelers add`` does (the temporary password in
+  ``<state>/mail/<address>.txt``), turns the bot labelers off, names the app's URL and waits while images wait for
+  you, then runs the rest of the loop;
 - the two local devices run the edge component with the deployed model; the demo places phase-2 frames in their
   camera folders; the frames they are unsure about come back through S3 and the IoT rule, get labeled, and v2 is
   trained (warm-started from v1), approved and deployed.
@@ -64,14 +66,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--label",
         choices=["auto", "manual"],
         default="auto",
-        help="auto: the local workforce answers known labels; manual: you label in the console (the demo waits)",
+        help="auto: the local workforce answers known labels; manual: you label in the console app (the demo "
+        "invites you, turns the bot labelers off and waits)",
     )
     p.add_argument(
         "--labeling-service",
         choices=["Loupe", "GroundTruth"],
-        help="who labels: Loupe (default with --label auto: the stack's labeling app and its bot labelers) or "
-        "GroundTruth (the Ground Truth stand-in as an existing customer; the default with --label manual, whose "
-        "console pages are its manual queue)",
+        default="Loupe",
+        help="who labels: Loupe (default: the stack's labeling app, its bot labelers or, with --label manual, you) "
+        "or GroundTruth (the Ground Truth stand-in as an existing customer, its automatic workforce)",
+    )
+    p.add_argument(
+        "--labeler-email",
+        default="you@example.com",
+        help="with --label manual: the console user the demo creates for you (labelers, reviewers, approvers)",
     )
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a reduced loop (few images and epochs), as CI runs it")
@@ -110,13 +118,14 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg.dataset = args.dataset
     cfg.approve = args.approve
     cfg.label = args.label
-    if args.label == "manual" and args.labeling_service == "Loupe":
+    if args.label == "manual" and args.labeling_service == "GroundTruth":
         print(
-            "loupe demo: --label manual labels in the local console's Ground Truth queue: use it without "
-            "--labeling-service Loupe (or with --labeling-service GroundTruth)"
+            "loupe demo: --label manual labels in the console app, which is the labeling app's "
+            "(LabelingService=Loupe): use it without --labeling-service GroundTruth"
         )
         return 2
-    cfg.labeling_service = args.labeling_service or ("GroundTruth" if args.label == "manual" else "Loupe")
+    cfg.labeling_service = args.labeling_service
+    cfg.person_email = args.labeler_email
     cfg.devices = args.devices
     try:
         cfg.iam = demo_iam(args.iam)

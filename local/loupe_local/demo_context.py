@@ -39,10 +39,12 @@ class DemoConfig:
     alarm_time_scale: float = 30.0
     timeout_stage: float = 3600.0
     quick: bool = False
-    label: str = "auto"  # manual: a person labels in the local console (the demo waits for them)
-    # who labels: Loupe (the template's default: the labeling app, answered by the local bot labelers) or
-    # GroundTruth (its local stand-in, as an existing customer; what --label manual uses, see demo._cmd)
+    label: str = "auto"  # manual: a person labels in the console app (the demo waits for them)
+    # who labels: Loupe (the template's default: the labeling app, answered by the local bot labelers or, with
+    # label="manual", by the person) or GroundTruth (its local stand-in, as an existing customer)
     labeling_service: str = "Loupe"
+    # label="manual": the console user the demo invites for the person (labelers, reviewers, approvers)
+    person_email: str = "you@example.com"
     # a labeled folder (--dataset): the share of its photos outside its test split that phase 1 uploads; the
     # cameras see the rest
     phase1_share: float = 0.6
@@ -239,7 +241,8 @@ class DemoContext:
             if pending:
                 deadline = max(deadline, time.monotonic() + budget)
                 self.progress.tick(
-                    f"{pending} labeling task(s) wait for you in the console: {self.console_url()}labeling", every=15
+                    f"{pending} labeling task(s) wait for you in the console: {self.console_url()}web/labeling.html",
+                    every=15,
                 )
             elif status is not None:
                 self.progress.tick(status())
@@ -247,14 +250,15 @@ class DemoContext:
         raise DemoError(f"timed out waiting for {what}" + (f" ({status()})" if status else ""))
 
     def pending_tasks(self) -> int:
-        """Labeling tasks waiting for a person (the manual workforce's queue)."""
+        """Images waiting for a person (``--label manual``): the labeling app's label and review queues."""
         if self.cfg.label != "manual" or self.observer is None:
             return 0
         return self.observer.pending_labeling_tasks()
 
     def console_url(self) -> str:
-        console = self.runtime.console if self.runtime is not None else None
-        return console.url if console is not None else "(no console)"
+        """The console app's URL (the stack's ConsoleApi, served locally by the HTTP API stand-in)."""
+        url = self.runtime.console_url() if self.runtime is not None else None
+        return url or "(no console)"
 
     def device_versions(self) -> dict[str, str]:
         assert self.watcher is not None

@@ -53,9 +53,9 @@ def setup(ctx: DemoContext) -> None:
     }
     # Who labels: the template's default, the stack's labeling app, whose automatic workforce is the local bot
     # labelers (loupe_local.app_workforce); an image they have no answer for is declined by LabelingDeclineLimit of
-    # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run. Ground
-    # Truth's stand-in, as an existing customer, is the way back (--labeling-service GroundTruth) and what manual
-    # labeling uses: the local console's labeling pages are its manual queue.
+    # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run; with
+    # --label manual the bots stop and the person labels in the console app (invite_person). Ground Truth's
+    # stand-in, as an existing customer, is the way back (--labeling-service GroundTruth).
     groundtruth = ctx.cfg.labeling_service == "GroundTruth"
     if groundtruth:
         params["LabelingService"] = "GroundTruth"
@@ -68,12 +68,9 @@ def setup(ctx: DemoContext) -> None:
         groundtruth_customer=groundtruth,
     ).start()
     ctx.observer = Observer.from_runtime(ctx.runtime)
-    if ctx.cfg.label == "manual":
-        from loupe_local.standins.groundtruth_workforce import set_workforce_mode
-
-        set_workforce_mode(state_dir, "manual")
-    ctx.runtime.start_console()
     ctx.progress.say(f"console: {ctx.console_url()} (labeling: {ctx.cfg.label}, {_labelers(ctx)})")
+    if ctx.cfg.label == "manual":
+        invite_person(ctx, state_dir)
     ctx.fleet = DeviceFleet.from_runtime(ctx.runtime)
     ctx.fleet.publish_components(ctx.runtime.physical("ArtifactBucket"))
     # Per-device configuration (as an operator would set on a fleet under observation): health every 5 s, and
@@ -209,9 +206,32 @@ def phase1(ctx: DemoContext) -> None:
 def _labelers(ctx: DemoContext) -> str:
     """Who labels this demo's images, in words."""
     if ctx.cfg.labeling_service == "GroundTruth":
-        who = "the local workforce" if ctx.cfg.label == "auto" else "you, in the console"
-        return f"Ground Truth stand-in, {who}"
+        return "Ground Truth stand-in, the local workforce"
+    if ctx.cfg.label == "manual":
+        return f"Loupe labeling app, you ({ctx.cfg.person_email}) in the console"
     return "Loupe labeling app, bot labelers through the console API"
+
+
+def invite_person(ctx: DemoContext, state_dir: Path) -> Path:
+    """``--label manual``: the bot labelers stop answering (the workforce's mode), and the person becomes a console
+    user in labelers, reviewers and approvers, as ``loupe labelers add`` invites one: the temporary password goes
+    to ``<state>/mail/<address>.txt``, never to the terminal. Returns that file."""
+    from loupe_local.labelers_cli import invite_locally
+    from loupe_local.standins.groundtruth_workforce import set_workforce_mode
+
+    set_workforce_mode(state_dir, "manual")
+    mail = invite_locally(
+        ctx.client("cognito-idp"),
+        ctx.runtime.physical("ConsoleUserPool"),
+        state_dir,
+        ctx.cfg.person_email,
+        ["labelers", "reviewers", "approvers"],
+    )
+    ctx.progress.say(
+        f"  label in the console: {ctx.console_url()}web/labeling.html, signed in as {ctx.cfg.person_email}; "
+        f"your temporary password is in {mail} (owner-only; you choose your own at the first sign-in)"
+    )
+    return mail
 
 
 def train_approve_deploy(ctx: DemoContext) -> ModelRecord:
@@ -294,7 +314,7 @@ def approve(ctx: DemoContext, record: ModelRecord, n: int) -> None:
                 f"  the gate refused model v{n}; approve it only if you accept that: {record.gate_refusal}"
             )
         ctx.progress.say(
-            f"  waiting for your approval: Approve in {ctx.console_url()}models, or in another shell:\n"
+            f"  waiting for your approval: Approve in {ctx.console_url()}web/models.html, or in another shell:\n"
             f'    eval "$(LOUPE_STATE_DIR={ctx.runtime.state_dir} loupe local env)"\n'
             f"    aws sagemaker update-model-package --model-package-arn {record.package_arn} "
             "--model-approval-status Approved"

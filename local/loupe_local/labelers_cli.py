@@ -49,6 +49,16 @@ def deliver_locally(state_dir: Path, email: str, password: str) -> Path:
     return write_private(state_dir / "mail" / f"{safe}.txt", text)
 
 
+def invite_locally(client: Any, pool: str, state_dir: Path, email: str, groups: list[str]) -> Path:
+    """``loupe labelers add`` on the local stack: the user in ``groups`` (AdminCreateUser with the first, then
+    AdminAddUserToGroup), its temporary password delivered to ``.loupe/mail/<address>.txt`` (never printed)."""
+    password = temporary_password()
+    added = labelers.add(client, pool, email, groups[0], temporary_password=password)
+    for group in groups[1:]:
+        labelers.add_to_group(client, pool, added["username"], group)
+    return deliver_locally(state_dir, email, password)
+
+
 def _target(args: argparse.Namespace) -> tuple[Any, str, Path | None]:
     """(cognito-idp client, pool id, local state folder or None in AWS)."""
     import boto3
@@ -79,16 +89,15 @@ def _target(args: argparse.Namespace) -> tuple[Any, str, Path | None]:
 
 def _add(args: argparse.Namespace) -> int:
     client, pool, local_dir = _target(args)
-    password = temporary_password() if local_dir is not None else None
     try:
-        labelers.add(client, pool, args.email, args.group, temporary_password=password)
+        if local_dir is not None:
+            mail = invite_locally(client, pool, local_dir, args.email, [args.group])
+            print(f"invited {args.email} to {args.group}; no e-mail locally: the invitation is in {mail} (owner-only)")
+        else:
+            labelers.add(client, pool, args.email, args.group)
+            print(f"invited {args.email} to {args.group}; Cognito e-mails the temporary password")
     except labelers.LabelerError as exc:
         raise SystemExit(f"loupe labelers add: {exc}") from None
-    if local_dir is not None and password is not None:
-        mail = deliver_locally(local_dir, args.email, password)
-        print(f"invited {args.email} to {args.group}; no e-mail locally: the invitation is in {mail} (owner-only)")
-    else:
-        print(f"invited {args.email} to {args.group}; Cognito e-mails the temporary password")
     return 0
 
 

@@ -1,11 +1,11 @@
 """A read-only view of the running loop: what the AWS consoles would show, read through the public APIs.
 
 Everything here is a read: boto3 against the local endpoint (DynamoDB ledger and deployments tables, S3 dataset
-versions, Step Functions executions, SageMaker pipeline executions, labeling jobs and the model package group with
-its evaluation output (``loupe_local.evaluations``: details.json, sample test images), Greengrass core devices, the
-uncertain frames devices uploaded (``loupe_local.fleet_frames``)), the device folders under the state dir, and
-(optionally) the devices' MQTT health, inference and low-confidence topics. The console uses it; the demo and
-``loupe local status`` can too.
+versions, Step Functions executions, SageMaker pipeline executions and the model package group with its evaluation
+output (``loupe_local.evaluations``: details.json, sample test images), Greengrass core devices) and the device
+folders under the state dir. The demo and ``loupe local status`` use it. What the console shows of the same things
+comes from the stack's console API (``loupe.console_api.loop`` and ``fleet``), which this view calls where they
+overlap (ledger counts, dataset versions, executions).
 
 Build one with :meth:`Observer.from_runtime` (in the process running the local AWS) or :meth:`Observer.from_state`
 (from ``.loupe/local.json``). In the runtime's process it also reads the stand-ins' own state (pending labeling
@@ -18,10 +18,7 @@ import io
 import json
 import logging
 import tarfile
-import threading
 import time
-import uuid
-from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +27,13 @@ from boto3.dynamodb.conditions import Attr
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from loupe.console_api import loop
+from loupe.ledger import Ledger
 from loupe_local.evaluations import EvaluationReader
-from loupe_local.fleet_frames import FramePixels
-from loupe_local.local_auth import RunCredentials, mqtt_login
+from loupe_local.local_auth import RunCredentials
 
 log = logging.getLogger("loupe_local.observer")
 
-LEDGER_STATUSES = ("unlabeled", "claimed", "labeled", "rejected")
 STATE_MACHINES = ("LabelingStateMachine", "TrainingStateMachine", "EdgeDeploymentStateMachine")
 FAILED_DEPLOYMENTS = ("REFUSED", "ERROR", "DEPLOYED_NOT_SERVING", "FAILED")  # a run that will not serve the model
 
@@ -85,11 +82,8 @@ class Observer:
             region_name=region,
         )
         self._clients: dict[str, Any] = {}
-        self._datasets: dict[int, dict[str, Any]] = {}  # versions are immutable: read each once
         self._cards: dict[str, dict[str, Any]] = {}
-        self.feed: MqttFeed | None = None
         self._evaluations = EvaluationReader(lambda: self.client("s3"))
-        self._pixels: FramePixels | None = None
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> Observer:
@@ -144,106 +138,43 @@ class Observer:
         """The stand-in of that name (``groundtruth``, ``sagemaker-pipelines``…), or None (not in this process)."""
         return next((s for s in self.standins if s.name == name), None)
 
-    def start_feed(self, host: str, port: int) -> MqttFeed:
-        self.feed = MqttFeed(host, port, credentials=self.credentials)
-        self.feed.start()
-        return self.feed
-
-    def close(self) -> None:
-        if self.feed:
-            self.feed.stop()
-
     # ------------------------------------------------------------------ ledger and datasets
-    def ledger_counts(self) -> dict[str, Any]:
-        """Images by status and, within each, by origin kind (upload, edge_feedback, import)."""
-        table = self.table("LedgerTable")
-        by_status: dict[str, Counter[str]] = {s: Counter() for s in LEDGER_STATUSES}
-        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").exists() & Attr("sha256").exists()}
-        while True:
-            page = table.scan(**kwargs)
-            for item in page.get("Items", []):
-                if len(str(item.get("sha256", ""))) != 64:
-                    continue  # the ledger's job and version records
-                status = str(item.get("status"))
-                origin = item.get("origin")
-                origin = origin.get("kind", "unknown") if isinstance(origin, dict) else "unknown"
-                by_status.setdefault(status, Counter())[str(origin)] += 1
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return {
-            "by_status": {s: sum(c.values()) for s, c in by_status.items()},
-            "by_status_origin": {s: dict(c) for s, c in by_status.items()},
-        }
+    def ledger(self) -> Ledger:
+        return Ledger(self.table("LedgerTable"))
 
     def ledger_totals(self) -> dict[str, int]:
-        """Images by status, the statuses that have any."""
-        return {s: n for s, n in self.ledger_counts()["by_status"].items() if n}
+        """Images by status, the statuses that have any (``loupe.console_api.loop.ledger_counts``)."""
+        return {s: n for s, n in loop.ledger_counts(self.ledger()).items() if n}
 
     def pending_labeling_tasks(self) -> int:
-        """Labeling tasks waiting for a person (the manual workforce's queue)."""
+        """Images waiting for a person: those of the labeling app's open jobs not settled yet (queued, or leased to
+        someone labeling them now), and the Ground Truth stand-in's manual queue (in the runtime's process)."""
         groundtruth = self.standin("groundtruth")
-        return len(groundtruth.pending_tasks()) if groundtruth is not None else 0
+        pending = len(groundtruth.pending_tasks()) if groundtruth is not None else 0
+        if "LabelingTasksTable" in self.resources:
+            table = self.table("LabelingTasksTable")
+            kwargs: dict[str, Any] = {"FilterExpression": Attr("sk").eq("JOB") & Attr("status").eq("open")}
+            while True:  # a local table: a scan of its job items is cheap enough for the demo's waits
+                page = table.scan(**kwargs)
+                pending += sum(int(job["total"]) - int(job["done"]) for job in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return pending
 
     def dataset_versions(self) -> list[dict[str, Any]]:
-        """Every dataset version, newest first: version, parent, created, counts, digest."""
-        s3 = self.client("s3")
-        bucket = self.physical("ArtifactBucket")
-        out = []
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix="datasets/", Delimiter="/"):
-            for prefix in page.get("CommonPrefixes", []):
-                name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
-                if not (name.startswith("v") and name[1:].isdigit()):
-                    continue
-                version = int(name[1:])
-                if version not in self._datasets:
-                    try:
-                        body = s3.get_object(Bucket=bucket, Key=f"{prefix['Prefix']}dataset.json")["Body"].read()
-                    except ClientError:
-                        continue  # reserved, not written yet
-                    doc = json.loads(body)
-                    self._datasets[version] = {
-                        k: doc.get(k) for k in ("version", "parent", "created", "counts", "digest", "class_map")
-                    } | {"uri": f"s3://{bucket}/{prefix['Prefix']}"}
-                out.append(self._datasets[version])
-        return sorted(out, key=lambda d: int(d["version"]), reverse=True)
+        """Every dataset version, newest first (``loupe.console_api.loop.dataset_versions``)."""
+        return loop.dataset_versions(self.client("s3"), self.physical("ArtifactBucket"), limit=None)
 
     # ------------------------------------------------------------------ executions and jobs
     def executions(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Step Functions executions of the template's state machines and SageMaker pipeline executions."""
-        sfn = self.client("stepfunctions")
-        out = []
-        for lid in STATE_MACHINES:
-            if lid not in self.resources:
-                continue
-            for e in sfn.list_executions(stateMachineArn=self.arn(lid), maxResults=limit)["executions"]:
-                out.append(
-                    {
-                        "kind": lid.removesuffix("StateMachine"),
-                        "name": e["name"],
-                        "status": e["status"],
-                        "started": _iso(e.get("startDate")),
-                        "stopped": _iso(e.get("stopDate")) if e.get("stopDate") else "",
-                    }
-                )
+        """Step Functions executions of the template's state machines and SageMaker pipeline executions, newest
+        first (``loupe.console_api.loop``)."""
+        machines = {lid.removesuffix("StateMachine"): self.arn(lid) for lid in STATE_MACHINES if lid in self.resources}
+        out = loop.state_machine_executions(self.client("stepfunctions"), machines, limit)
         if "TrainingPipeline" in self.resources:
             name = self.physical("TrainingPipeline").rsplit("/", 1)[-1]
-            try:
-                summaries = self.client("sagemaker").list_pipeline_executions(PipelineName=name, MaxResults=limit)
-            except ClientError as exc:
-                log.debug("no pipeline executions: %s", exc)
-                summaries = {}
-            for e in summaries.get("PipelineExecutionSummaries", []):
-                out.append(
-                    {
-                        "kind": "TrainingPipeline",
-                        "name": e.get("PipelineExecutionDisplayName") or e["PipelineExecutionArn"].rsplit("/", 1)[-1],
-                        "status": e.get("PipelineExecutionStatus", ""),
-                        "started": _iso(e.get("StartTime")),
-                        "stopped": "",
-                    }
-                )
+            out += loop.pipeline_executions(self.client("sagemaker"), name, limit)
         return sorted(out, key=lambda e: e["started"], reverse=True)
 
     def state_machine_executions(self, logical_id: str) -> list[dict[str, Any]]:
@@ -281,42 +212,6 @@ class Observer:
     def alarm_state(self, logical_id: str) -> str:
         alarms = self.client("cloudwatch").describe_alarms(AlarmNames=[self.physical(logical_id)])["MetricAlarms"]
         return alarms[0]["StateValue"] if alarms else "?"
-
-    def labeling_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        jobs = self.client("sagemaker").list_labeling_jobs(MaxResults=limit)["LabelingJobSummaryList"]
-        return [
-            {
-                "name": j["LabelingJobName"],
-                "status": j["LabelingJobStatus"],
-                "created": _iso(j.get("CreationTime")),
-                "counters": j.get("LabelCounters", {}),
-            }
-            for j in jobs
-        ]
-
-    def timeline(self, limit: int = 30) -> list[dict[str, Any]]:
-        """What happened, newest first: executions, labeling jobs, dataset versions, model packages."""
-        events = [
-            {"when": e["started"], "what": f"{e['kind']} execution {e['name']}", "status": e["status"]}
-            for e in self.executions()
-        ]
-        events += [
-            {"when": j["created"], "what": f"labeling job {j['name']}", "status": j["status"]}
-            for j in self.labeling_jobs()
-        ]
-        events += [
-            {
-                "when": d.get("created") or "",
-                "what": _dataset_line(d),
-                "status": "",
-            }
-            for d in self.dataset_versions()
-        ]
-        events += [
-            {"when": p["created"], "what": f"model package {p['version']}", "status": p["approval"]}
-            for p in self.packages(with_cards=False)
-        ]
-        return sorted(events, key=lambda e: str(e["when"]), reverse=True)[:limit]
 
     # ------------------------------------------------------------------ the model registry
     def packages(self, with_cards: bool = True) -> list[dict[str, Any]]:
@@ -407,17 +302,15 @@ class Observer:
             doc = _read_json(root / "device.json") or {}
             components = doc.get("components") or {}
             status = _read_json(root / "work" / "com.loupe.inference" / "status.json") or {}
-            health = self.feed.health.get(thing) if self.feed else None
             out.append(
                 {
                     "thing": thing,
                     "status": core.get("status", ""),
                     "last_update": _iso(core.get("lastStatusUpdateTimestamp")),
                     "model_component": (components.get("com.loupe.model") or {}).get("version", ""),
-                    "serving": status.get("model_version") or (health or {}).get("model_version"),
+                    "serving": status.get("model_version"),
                     "inference_state": status.get("state", ""),
                     "deployment": doc.get("deployment") or {},
-                    "health": health,
                 }
             )
         return sorted(out, key=lambda d: d["thing"])
@@ -494,27 +387,6 @@ class Observer:
 
         return {**existing, **evidence_metadata(self.shadow_summary(package_arn), existing)}
 
-    @property
-    def frame_pixels(self) -> FramePixels:
-        if self._pixels is None:
-            announced = self.feed.uploaded if self.feed else None
-            self._pixels = FramePixels(lambda: self.client("s3"), self.physical("RawBucket"), announced)
-        return self._pixels
-
-    def latest_results(self, per_device: int = 4) -> dict[str, list[dict[str, Any]]]:
-        """Each device's latest inference results seen on MQTT, newest first, each with ``pixels``: ``{"key"}``
-        where the device uploaded the frame (an uncertain one, in the raw bucket), else ``{"missing": why}``."""
-        if self.feed is None:
-            return {}
-        return {
-            thing: [self.frame_pixels.annotate(thing, r) for r in results[:per_device]]
-            for thing, results in self.feed.latest().items()
-        }
-
-    def frame_image(self, thing: str, frame_id: str) -> tuple[bytes, str]:
-        """The image a device uploaded for that frame (bytes, type); LookupError when it sent none."""
-        return self.frame_pixels.image(thing, frame_id)
-
 
 def _shadow_run(execution_input: Any) -> bool:
     """An edge deployment run that sends a package beside production (``shadow``) or ends that (``end_shadow``)."""
@@ -525,84 +397,8 @@ def _shadow_run(execution_input: Any) -> bool:
     return isinstance(asked, dict) and asked.get("mode") in ("shadow", "end_shadow")
 
 
-def _dataset_line(d: dict[str, Any]) -> str:
-    parent = d.get("parent")
-    return f"dataset v{d['version']}" + (f" (parent v{parent})" if parent is not None else " (first version)")
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-class MqttFeed:
-    """The devices' health, inference results and uncertain-frame announcements as they arrive (a subscriber on the
-    local broker). The thing is always the topic's (the device policy ties it to the connection)."""
-
-    TOPICS = ("health", "inference", "low-confidence")
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        per_device: int = 8,
-        uploads: int = 2000,
-        credentials: RunCredentials | None = None,
-    ) -> None:
-        self.host, self.port = host, port
-        self.credentials = credentials
-        self.health: dict[str, dict[str, Any]] = {}
-        self.results: dict[str, deque[dict[str, Any]]] = {}
-        self.per_device = per_device
-        self.uploads: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()  # (thing, frame) -> (bucket, key)
-        self.max_uploads = uploads
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loupe-console-{uuid.uuid4().hex[:6]}")
-        mqtt_login(client, self.credentials)
-        client.on_connect = lambda c, *_: c.subscribe([(f"loupe/+/{topic}", 0) for topic in self.TOPICS])
-        client.on_message = self._on_message
-        client.connect_async(self.host, self.port)
-        client.loop_start()
-        self._client = client
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        try:
-            payload = json.loads(msg.payload)
-        except ValueError:
-            return
-        parts = msg.topic.split("/")
-        if len(parts) != 3 or not isinstance(payload, dict):
-            return
-        thing, kind = parts[1], parts[2]
-        with self._lock:
-            if kind == "health":
-                self.health[thing] = payload
-            elif kind == "inference":
-                results = self.results.setdefault(thing, deque(maxlen=self.per_device))
-                results.append({**payload, "thing": thing})
-            elif kind == "low-confidence" and payload.get("frame_id") and payload.get("key"):
-                self.uploads[(thing, str(payload["frame_id"]))] = (str(payload.get("bucket")), str(payload["key"]))
-                while len(self.uploads) > self.max_uploads:
-                    self.uploads.popitem(last=False)
-
-    def latest(self) -> dict[str, list[dict[str, Any]]]:
-        """Each device's latest results, newest first."""
-        with self._lock:
-            return {thing: list(reversed(results)) for thing, results in sorted(self.results.items())}
-
-    def uploaded(self, thing: str, frame_id: str) -> tuple[str, str] | None:
-        """(bucket, key) of the image the device announced for that frame, or None."""
-        with self._lock:
-            return self.uploads.get((thing, frame_id))
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.loop_stop()
-            self._client.disconnect()

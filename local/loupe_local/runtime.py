@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -39,9 +39,6 @@ from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.standins.groundtruth import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
-
-if TYPE_CHECKING:
-    from loupe_local.console.app import Console
 
 log = logging.getLogger("loupe_local")
 
@@ -196,7 +193,6 @@ class LocalRuntime:
         self._event_pool = threading.BoundedSemaphore(8)
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
-        self.console: Console | None = None  # the local console, once start_console() ran
         self.app_workforce: Any = None  # the labeling app's bot labelers (LabelingService=Loupe)
         # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
         self.credentials = credentials or RunCredentials.generate()
@@ -585,7 +581,7 @@ class LocalRuntime:
             "mqtt": self.mqtt,
             "credentials": self.credentials.as_state(),
             "iam": self.iam_mode,
-            **({"console": self.console.url} if self.console else {}),
+            **({"console": self.console_url()} if self.console_url() else {}),
             **{key: value for standin in self.standins for key, value in standin.state().items()},
             **extra,
         }
@@ -595,22 +591,19 @@ class LocalRuntime:
             else _write_at(self.state_dir, data)
         )
 
-    def start_console(self, port: int = 0) -> str:
-        """Serve the local console (Labeling, Models, Fleet, Loop) on 127.0.0.1; its URL goes in local.json."""
-        from loupe_local.console.app import Console
+    def console_url(self) -> str | None:
+        """The console app's URL: the stack's ConsoleApi (its local HTTP API stand-in) at ``/``, which serves the
+        same pages and routes as the deployed stack's API Gateway; None before the stand-in serves it."""
+        from loupe_local.standins.httpapi import HttpApis
 
-        self.console = Console.for_runtime(self, port)
-        url = self.console.start()
-        self.write_state()
-        return url
+        apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
+        url = apis.urls.get("ConsoleApi") if apis is not None else None
+        return f"{url.rstrip('/')}/" if url else None
 
     def stop(self) -> None:
         if self.app_workforce is not None:
             self.app_workforce.stop()
             self.app_workforce = None
-        if self.console is not None:
-            self.console.stop()
-            self.console = None
         for standin in reversed(self.standins):
             try:
                 standin.stop()

@@ -26,12 +26,27 @@ def signed_in(runtime: Any, group: str) -> dict[str, str]:
     """A new user of ``group``: e-mail, password and its tokens (IdToken, AccessToken)."""
     idp = runtime.client("cognito-idp")
     pool = runtime.physical("ConsoleUserPool")
-    client_id = runtime.physical("ConsoleUserPoolClient")
     email = f"{group}-{uuid.uuid4().hex[:8]}@example.com"
-    temporary, chosen = password(), password()
+    temporary = password()
     labelers.add(idp, pool, email, group, temporary_password=temporary)
-    tokens = sign_in(idp, pool, client_id, email, temporary, new_password=chosen)  # first sign-in: a new password
-    return {"email": email, "password": chosen, "id": tokens["IdToken"], "access": tokens["AccessToken"]}
+    return first_sign_in(runtime, email, temporary)
+
+
+def first_sign_in(runtime: Any, email: str, temporary: str) -> dict[str, str]:
+    """An invited user's first sign-in by SRP: the temporary password, then one of their own (NEW_PASSWORD_REQUIRED).
+    E-mail, the chosen password and the tokens (``id``, ``access``, ``refresh``)."""
+    idp = runtime.client("cognito-idp")
+    pool = runtime.physical("ConsoleUserPool")
+    client_id = runtime.physical("ConsoleUserPoolClient")
+    chosen = password()
+    tokens = sign_in(idp, pool, client_id, email, temporary, new_password=chosen)
+    return {
+        "email": email,
+        "password": chosen,
+        "id": tokens["IdToken"],
+        "access": tokens["AccessToken"],
+        "refresh": tokens.get("RefreshToken", ""),
+    }
 
 
 def api(

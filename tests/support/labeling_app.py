@@ -4,6 +4,8 @@ deployed table), a recording Step Functions client, and answers in the route's b
 from __future__ import annotations
 
 import functools
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,30 @@ class RecordingSfn:
 
 def box(left: float, top: float, width: float, height: float, label: str = "scratch") -> dict[str, Any]:
     return {"label": label, "left": left, "top": top, "width": width, "height": height}
+
+
+def app_labeling_machine(sfn: Any, runtime: Any, labelers: int, wait_seconds: int | None = None) -> str:
+    """A copy of the deployed labeling state machine with the labeling app's options (the template's defaults but
+    for ``labelers``): the session's stack is deployed with LabelingService=GroundTruth. ``wait_seconds`` shortens
+    the run's wait (a time scale)."""
+    deployed = sfn.describe_state_machine(stateMachineArn=runtime.arn("LabelingStateMachine"))
+    definition = json.loads(deployed["definition"])
+    params = runtime.parameter_values
+    definition["States"]["Configure"]["Result"] = {
+        "verify": "false",
+        "service": "Loupe",
+        "labelers_per_image": str(labelers),
+        "task_lifetime_seconds": str(params["LabelingTaskLifetimeSeconds"]),
+        "decline_limit": str(params["LabelingDeclineLimit"]),
+    }
+    if wait_seconds is not None:
+        selector = definition["States"]["WriteManifest"]["ResultSelector"]
+        assert selector.pop("wait_seconds.$") == "$.Payload.wait_seconds"
+        selector["wait_seconds"] = wait_seconds
+    return str(
+        sfn.create_state_machine(
+            name=f"labeling-app-{labelers}-{uuid.uuid4().hex[:6]}",
+            definition=json.dumps(definition),
+            roleArn=deployed["roleArn"],
+        )["stateMachineArn"]
+    )

@@ -59,6 +59,23 @@ def model_settings(cfg: Config, precision: str | None = None) -> ModelSettings:
     )
 
 
+# S3 allows 2 KB of user metadata per object (keys and values): the boxes take at most this much of it, the most
+# confident first (Amazon S3 User Guide, "Working with object metadata").
+BOXES_METADATA_BYTES = 1500
+
+
+def boxes_metadata(boxes: list) -> str:
+    """The frame's boxes as compact JSON for its S3 metadata, ``[[class_id, confidence, x1, y1, x2, y2], ...]``
+    (the console's Fleet page draws them over the frame), as many as fit in :data:`BOXES_METADATA_BYTES`."""
+    rows = [[b["class_id"], b["confidence"], *b["xyxy"]] for b in sorted(boxes, key=lambda b: -b["confidence"])]
+    kept: list = []
+    for row in rows:
+        if len(json.dumps([*kept, row], separators=(",", ":"))) > BOXES_METADATA_BYTES:
+            break
+        kept.append(row)
+    return json.dumps(kept, separators=(",", ":"))
+
+
 @dataclass
 class FrameOutcome:
     frame_id: str
@@ -341,7 +358,7 @@ class EdgeApp:
             if not self.feedback_on:
                 self.stats.count("feedback_not_configured")
             elif decision.send:
-                entries.append(self._feedback_entry(frame, item.rgb, model.version, decision))
+                entries.append(self._feedback_entry(frame, item.rgb, model.version, decision, message["boxes"]))
             else:
                 self.stats.count(f"feedback_limited_{decision.limited_by}")
         try:
@@ -419,7 +436,9 @@ class EdgeApp:
         self.source.release(frame)
         self._stop.wait(self.cfg.get("outbox.retrySeconds"))
 
-    def _feedback_entry(self, frame: RawFrame, rgb: np.ndarray, version: str, decision) -> tuple[str, dict, bytes]:
+    def _feedback_entry(
+        self, frame: RawFrame, rgb: np.ndarray, version: str, decision, boxes: list | None = None
+    ) -> tuple[str, dict, bytes]:
         fb = self.cfg.get("feedback")
         body = frame.data
         ext = formats.sniff(body)
@@ -450,6 +469,7 @@ class EdgeApp:
                 "model-version": version,
                 "max-confidence": f"{decision.max_confidence:.4f}",
                 "reason": decision.reason,
+                "boxes": boxes_metadata(boxes or []),
             },
             "topic": self.cfg.topic("lowConfidence"),
             "announce": announce,

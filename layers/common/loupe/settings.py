@@ -40,6 +40,9 @@ class Settings(BaseModel):
     notify_topic_arn: str | None = Field(None, alias="NOTIFY_TOPIC_ARN")
     labeling_state_machine_arn: str | None = Field(None, alias="LABELING_STATE_MACHINE_ARN")
     edge_deployment_state_machine_arn: str | None = Field(None, alias="EDGE_DEPLOYMENT_STATE_MACHINE_ARN")
+    training_state_machine_arn: str | None = Field(None, alias="TRAINING_STATE_MACHINE_ARN")
+    # the console's Loop page: the stack's alarms, comma-separated names
+    alarm_names: tuple[str, ...] = Field((), alias="ALARM_NAMES")
     training_pipeline_name: str | None = Field(None, alias="TRAINING_PIPELINE_NAME")
     model_package_group: str | None = Field(None, alias="MODEL_PACKAGE_GROUP")
     feature_group_name: str | None = Field(None, alias="FEATURE_GROUP_NAME")
@@ -66,6 +69,11 @@ class Settings(BaseModel):
     @classmethod
     def _strip_version(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("alarm_names", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @field_validator("label_classes", mode="before")
     @classmethod

@@ -1,5 +1,5 @@
-"""Fixtures of the console browser tests: the session's local AWS serving its console, and headless Chromium
-(Debian's ``chromium``, driven by Playwright) pointed at it."""
+"""Fixtures of the console browser tests: the console app the session's local stack serves (its ConsoleApi behind
+the local HTTP API stand-in), and headless Chromium (Debian's ``chromium``, driven by Playwright) pointed at it."""
 
 from __future__ import annotations
 
@@ -25,14 +25,11 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def console(local_aws: Any) -> Iterator[str]:
-    """The console's URL; the session's local AWS serves it for this module."""
-    url = local_aws.start_console()
-    try:
-        yield url.rstrip("/")
-    finally:
-        local_aws.console.stop()
-        local_aws.console = None
+def console(local_aws: Any) -> str:
+    """The console app's URL: the stack's ConsoleApi served by the local HTTP API stand-in (no separate server)."""
+    url = local_aws.console_url()
+    assert url, "the local stack serves no ConsoleApi"
+    return str(url).rstrip("/")
 
 
 @pytest.fixture(scope="module")

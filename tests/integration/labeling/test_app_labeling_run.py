@@ -12,13 +12,13 @@ wait.)"""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import image_samples as samples
 from support.console_users import api, signed_in
+from support.labeling_app import app_labeling_machine
 from support.waiting import wait_for
 
 from loupe import manifests
@@ -32,27 +32,7 @@ W, H = 128, 96
 
 
 def app_machine(env: Any, labelers: int, wait_seconds: int | None = None) -> str:
-    """A copy of the deployed labeling state machine with the labeling app's options (the template's defaults but
-    for ``labelers``); ``wait_seconds`` shortens the run's wait (a time scale)."""
-    deployed = env.sfn.describe_state_machine(stateMachineArn=env.rt.arn("LabelingStateMachine"))
-    definition = json.loads(deployed["definition"])
-    params = env.rt.parameter_values
-    definition["States"]["Configure"]["Result"] = {
-        "verify": "false",
-        "service": "Loupe",
-        "labelers_per_image": str(labelers),
-        "task_lifetime_seconds": str(params["LabelingTaskLifetimeSeconds"]),
-        "decline_limit": str(params["LabelingDeclineLimit"]),
-    }
-    if wait_seconds is not None:
-        selector = definition["States"]["WriteManifest"]["ResultSelector"]
-        assert selector.pop("wait_seconds.$") == "$.Payload.wait_seconds"
-        selector["wait_seconds"] = wait_seconds
-    return env.sfn.create_state_machine(
-        name=f"labeling-app-{labelers}-{uuid.uuid4().hex[:6]}",
-        definition=json.dumps(definition),
-        roleArn=deployed["roleArn"],
-    )["stateMachineArn"]
+    return app_labeling_machine(env.sfn, env.rt, labelers, wait_seconds)
 
 
 def api_url(env: Any) -> str:

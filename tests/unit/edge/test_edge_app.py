@@ -169,7 +169,11 @@ def test_results_feedback_and_health(rig) -> None:
     ((bucket, key), (body, ctype, meta)) = next(iter(r.uploader.objects.items()))
     assert bucket == "raw-bucket" and key == f"raw/feedback/{THING}/{second['frame_id']}.png"
     assert ctype == "image/png" and body == grey_png(brightness_for(0.45, 64))
+    boxes = meta.pop("boxes")
     assert meta == {"device": THING, "model-version": "1", "max-confidence": "0.9000", "reason": "confidence-band"}
+    # the boxes the device found travel with the frame (the console's Fleet page draws them), most confident first
+    sent = sorted(second["boxes"], key=lambda b: -b["confidence"])
+    assert json.loads(boxes) == [[b["class_id"], b["confidence"], *b["xyxy"]] for b in sent]
     assert wait_for(lambda: r.ipc.messages("/low-confidence"))
     (announce,) = r.ipc.messages("/low-confidence")
     assert set(announce) == {

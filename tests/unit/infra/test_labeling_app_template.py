@@ -1,6 +1,7 @@
 """The labeling app's resources in template.yaml: its table is billed per request, recoverable and encrypted like the
-others; the console function reaches only that table (and its queue index), presigns only raw/ images and writes
-only under labeling/; the routes exist. Each rule is also run on a copy that breaks it."""
+others; the console function writes only that table (and reads its queue index), presigns only raw/ images, writes
+only under labeling/, and reads for the Fleet and Loop pages only the items and objects those name; the routes
+exist. Each rule is also run on a copy that breaks it."""
 
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ ROUTES = {
     ("POST", "/labeling/tasks/{assignmentId}/decline"),
     ("GET", "/review/next"),
     ("POST", "/review/{itemId}"),
+    ("GET", "/fleet"),
+    ("GET", "/loop"),
 }
 
 
 # what a labeling run's manifest points to: uploads and ingest's normalized copies (loupe.ingest.NORMALIZED_PREFIX)
 IMAGE_PREFIXES = [{"Fn::Sub": "${RawBucket.Arn}/raw/*"}, {"Fn::Sub": "${RawBucket.Arn}/normalized/*"}]
+# the Loop page reads each dataset version's dataset.json, nothing else of the artifacts
+DATASET_DOCS = {"Fn::Sub": "${ArtifactBucket.Arn}/datasets/*/dataset.json"}
 
 
 def _list(value: Any) -> list[Any]:
@@ -54,13 +59,25 @@ def problems(template: dict[str, Any]) -> list[str]:
                 and st.get("Condition")
                 == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["PACKAGE#*", "SHADOW#*"]}}
             )
+            # the Fleet page: the devices' health records and the group's run history, reads only
+            fleet_reads = (
+                "DeploymentsTable" in where
+                and set(actions) <= {"dynamodb:BatchGetItem", "dynamodb:Query"}
+                and st.get("Condition")
+                == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DEVICE#*", "TARGET#*"]}}
+            )
+            # the Loop page: the ledger's counts and job records, reads only, on the ledger and its status index
+            ledger_reads = set(actions) <= {"dynamodb:Query", "dynamodb:Scan"} and st["Resource"] == [
+                {"Fn::GetAtt": ["LedgerTable", "Arn"]},
+                {"Fn::Sub": "${LedgerTable.Arn}/index/status-index"},
+            ]
             if (
                 any(a.startswith("dynamodb:") for a in actions)
-                and not field_reads
+                and not (field_reads or fleet_reads or ledger_reads)
                 and (st["Resource"] == "*" or "LabelingTasksTable" not in where or "LedgerTable" in where)
             ):
                 found.append(f"{st.get('Sid')}: DynamoDB beyond the labeling table")
-            if "s3:GetObject" in actions and where != json.dumps(IMAGE_PREFIXES):
+            if "s3:GetObject" in actions and where not in (json.dumps(IMAGE_PREFIXES), json.dumps(DATASET_DOCS)):
                 found.append(f"{st.get('Sid')}: reads objects beyond the images (raw/, normalized/)")
             if "s3:PutObject" in actions and where != json.dumps({"Fn::Sub": "${ArtifactBucket.Arn}/labeling/*"}):
                 found.append(f"{st.get('Sid')}: writes objects beyond labeling/")
@@ -68,6 +85,7 @@ def problems(template: dict[str, Any]) -> list[str]:
                 "states:SendTaskSuccess",
                 "states:SendTaskFailure",
                 "sagemaker:ListModelPackages",
+                "greengrass:ListCoreDevices",
             }:
                 found.append(f"{st.get('Sid')}: '*' for actions that have a resource type")
     routes = {

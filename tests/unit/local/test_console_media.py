@@ -13,8 +13,6 @@ import pytest
 from moto import mock_aws
 
 from loupe_local.evaluations import EvaluationReader, folder, sample_location, summarize
-from loupe_local.fleet_frames import NOT_SENT, NOT_YET, FramePixels
-from loupe_local.observer import MqttFeed
 
 BUCKET = "artifacts"
 RAW = "raw-bucket"
@@ -137,45 +135,3 @@ def test_the_reader_reads_details_and_samples_next_to_the_statistics(s3: Any) ->
 
 def message(topic: str, payload: Any) -> SimpleNamespace:
     return SimpleNamespace(topic=topic, payload=json.dumps(payload).encode())
-
-
-def test_the_feed_keeps_each_devices_latest_results_and_its_announcements() -> None:
-    feed = MqttFeed("127.0.0.1", 1, per_device=2)
-    for i in range(3):
-        feed._on_message(None, None, message(f"loupe/{THING}/inference", {"frame_id": f"f{i}", "thing": "liar"}))
-    feed._on_message(None, None, message("loupe/line-2/inference", {"frame_id": "g0"}))
-    announce = {"frame_id": "f2", "bucket": RAW, "key": f"raw/feedback/{THING}/f2.png"}
-    feed._on_message(None, None, message(f"loupe/{THING}/low-confidence", announce))
-    feed._on_message(None, None, message(f"loupe/{THING}/health", {"fps": 3.0}))
-    latest = feed.latest()
-    assert [r["frame_id"] for r in latest[THING]] == ["f2", "f1"]  # newest first, two kept
-    assert latest[THING][0]["thing"] == THING  # the topic's thing, not the payload's claim
-    assert [r["frame_id"] for r in latest["line-2"]] == ["g0"]
-    assert feed.uploaded(THING, "f2") == (RAW, f"raw/feedback/{THING}/f2.png")
-    assert feed.uploaded("line-2", "f2") is None
-    assert feed.health[THING] == {"fps": 3.0}
-
-
-def test_pixels_exist_only_for_the_uncertain_frames_a_device_uploaded(s3: Any) -> None:
-    announced = {
-        (THING, "f1"): (RAW, f"raw/feedback/{THING}/f1.png"),
-        (THING, "f9"): (RAW, "raw/feedback/line-2/f9.png"),  # not that thing's prefix: ignored
-    }
-    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f1.png", Body=PNG_1, ContentType="image/png")
-    s3.put_object(Bucket=RAW, Key=f"raw/feedback/{THING}/f2.jpg", Body=JPG_2)  # upload not announced (yet)
-    pixels = FramePixels(lambda: s3, RAW, lambda thing, frame: announced.get((thing, frame)))
-
-    assert pixels.annotate(THING, {"frame_id": "f1", "uncertain": True})["pixels"] == {
-        "key": f"raw/feedback/{THING}/f1.png"
-    }
-    assert pixels.annotate(THING, {"frame_id": "f2", "uncertain": True})["pixels"] == {
-        "key": f"raw/feedback/{THING}/f2.jpg"
-    }
-    assert pixels.annotate(THING, {"frame_id": "f3", "uncertain": True})["pixels"] == {"missing": NOT_YET}
-    assert pixels.annotate(THING, {"frame_id": "f1", "uncertain": False})["pixels"] == {"missing": NOT_SENT}
-    assert pixels.key(THING, "f9") is None
-    assert pixels.image(THING, "f1") == (PNG_1, "image/png")
-    assert pixels.image(THING, "f2") == (JPG_2, "image/jpeg")
-    with pytest.raises(LookupError, match="did not upload"):
-        pixels.image(THING, "f3")
-    assert pixels.key("../x", "f1") is None and pixels.key(THING, "../f1") is None

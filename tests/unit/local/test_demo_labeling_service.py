@@ -1,6 +1,6 @@
 """Who labels in ``loupe demo``: the stack's labeling app by default (the template's LabelingService, no Ground
 Truth customer flag), the Ground Truth stand-in as an existing customer with ``--labeling-service GroundTruth`` (the
-way back) and with ``--label manual`` (the console's labeling pages are its manual queue)."""
+way back); ``--label manual`` labels in the console app, which is the labeling app's."""
 
 from __future__ import annotations
 
@@ -42,20 +42,20 @@ def config_of(monkeypatch: pytest.MonkeyPatch, *argv: str) -> DemoConfig:
     [
         ((), "Loupe"),
         (("--labeling-service", "GroundTruth"), "GroundTruth"),
-        (("--label", "manual"), "GroundTruth"),
-        (("--label", "manual", "--labeling-service", "GroundTruth"), "GroundTruth"),
+        (("--label", "manual"), "Loupe"),  # the person labels in the console app (before: Ground Truth's queue)
     ],
 )
 def test_who_labels(monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], service: str) -> None:
     assert config_of(monkeypatch, "--quick", *argv).labeling_service == service
 
 
-def test_manual_labeling_in_the_labeling_app_is_refused_with_the_way_to_do_it(
+def test_manual_labeling_with_ground_truth_is_refused_with_the_way_to_do_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The console app is the labeling app's: Ground Truth's manual queue has no page any more."""
     monkeypatch.setattr(demo.Demo, "run", lambda self: pytest.fail("the demo ran"))
-    assert demo._cmd(parsed("--quick", "--label", "manual", "--labeling-service", "Loupe")) == 2
-    assert "--labeling-service GroundTruth" in capsys.readouterr().out
+    assert demo._cmd(parsed("--quick", "--label", "manual", "--labeling-service", "GroundTruth")) == 2
+    assert "without --labeling-service GroundTruth" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("service", "customer"), [("Loupe", False), ("GroundTruth", True)])

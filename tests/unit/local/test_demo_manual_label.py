@@ -1,6 +1,6 @@
-"""``loupe demo --label manual``: the demo says where to label and how many tasks wait, and waits for the person
-past its stage timeout while tasks are pending; with nothing pending the timeout applies. A folder of one's own
-unlabeled images is a dataset of unlabeled images."""
+"""``loupe demo --label manual``: the demo says where to label (the console app's labeling page) and how many
+images wait, and waits for the person past its stage timeout while images are pending; with nothing pending the
+timeout applies. A folder of one's own unlabeled images is a dataset of unlabeled images."""
 
 from __future__ import annotations
 
@@ -14,40 +14,24 @@ from support.waiting import wait_until
 
 from loupe_local.demo import Demo, DemoConfig, DemoError
 from loupe_local.demo_context import load_folder
-from loupe_local.observer import Observer
-from loupe_local.standins.groundtruth import GroundTruth
 
 URL = "http://127.0.0.1:5555/"
 
 
-def demo_with_queue(tmp_path: Path, gt: GroundTruth) -> tuple[Demo, list[str]]:
+def demo_with_queue(tmp_path: Path, queue: list[str]) -> tuple[Demo, list[str]]:
+    """A demo whose console app is at URL and whose labeling queue (the app's, as the observer counts it) is
+    ``queue``."""
     demo = Demo(DemoConfig(out=tmp_path, label="manual"), tmp_path)
-    demo.runtime = SimpleNamespace(console=SimpleNamespace(url=URL))
-    demo.observer = Observer("http://127.0.0.1:9", "us-east-1", {}, tmp_path, standins=[gt])
+    demo.runtime = SimpleNamespace(console_url=lambda: URL)
+    demo.observer = SimpleNamespace(pending_labeling_tasks=lambda: len(queue))
     said: list[str] = []
     demo.progress.say = said.append  # type: ignore[method-assign]
     return demo, said
 
 
-def pending_task(gt: GroundTruth) -> None:
-    now = time.time()
-    gt.tasks["job-1.0"] = {
-        "id": "job-1.0",
-        "job": "job-1",
-        "kind": "label",
-        "width": 64,
-        "height": 48,
-        "class_map": {"0": "scratch"},
-        "created": now,
-        "expires": now + 600,
-        "state": "pending",
-    }
-
-
 def test_the_demo_names_the_console_and_waits_for_the_person(tmp_path: Path) -> None:
-    gt = GroundTruth()
-    pending_task(gt)
-    demo, said = demo_with_queue(tmp_path, gt)
+    queue = ["job-1.0"]
+    demo, said = demo_with_queue(tmp_path, queue)
     budget = 1.5
     t0 = time.monotonic()
 
@@ -55,18 +39,18 @@ def test_the_demo_names_the_console_and_waits_for_the_person(tmp_path: Path) -> 
         # reads the demo's message, and takes longer than the stage's timeout to label
         wait_until(lambda: any("wait for you" in line for line in said), timeout=10)
         wait_until(lambda: time.monotonic() > t0 + 2 * budget, timeout=10)
-        gt.submit("job-1.0", {"boxes": [{"class_id": 0, "left": 1, "top": 1, "width": 9, "height": 9}]})
+        queue.clear()
 
     thread = threading.Thread(target=person)
     thread.start()
-    answered = demo.wait("dataset v1", lambda: gt.tasks["job-1.0"]["state"] == "answered", timeout=budget)
+    answered = demo.wait("dataset v1", lambda: not queue, timeout=budget)
     thread.join()
-    assert answered is True
-    assert any(f"1 labeling task(s) wait for you in the console: {URL}labeling" in line for line in said), said
+    assert answered is True and time.monotonic() - t0 > 2 * budget
+    assert any(f"1 labeling task(s) wait for you in the console: {URL}web/labeling.html" in line for line in said), said
 
 
 def test_without_pending_tasks_the_stage_timeout_applies(tmp_path: Path) -> None:
-    demo, said = demo_with_queue(tmp_path, GroundTruth())
+    demo, said = demo_with_queue(tmp_path, [])
     with pytest.raises(DemoError, match="timed out waiting for dataset v1"):
         demo.wait("dataset v1", lambda: False, timeout=0.5)
     assert not any("wait for you" in line for line in said)

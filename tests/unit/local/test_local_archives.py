@@ -14,7 +14,6 @@ from moto import mock_aws
 from support.hostile_keys import escaping_tar_gz, files_under
 
 from loupe.safe_paths import UnsafeKeyError
-from loupe_local.console.assist import Assistant
 from loupe_local.demo_stages import _download_model
 
 BUCKET = "artifacts"
@@ -55,13 +54,3 @@ class _Observer:
 
     def client(self, service: str) -> Any:
         return self.s3
-
-
-def test_the_labeling_assistant_refuses_a_champion_with_an_escaping_member(s3) -> None:
-    s3.put_object(Bucket=BUCKET, Key="pkg/model.tar.gz", Body=escaping_tar_gz(GOOD, "../../evil.txt"))
-    assistant = Assistant(_Observer(s3))  # type: ignore[arg-type]
-    tmp = Path(assistant._tmp.name)
-    with pytest.raises(UnsafeKeyError, match=r"key '\.\./\.\./evil\.txt' escapes"):
-        assistant.predict(b"not reached")
-    assert not (tmp.parent / "evil.txt").exists()
-    assert files_under(tmp) == set()

@@ -35,6 +35,11 @@ class Caller:
         if group not in self.groups:
             raise Forbidden(f"only the {group} group may do this; {self.name} is in {list(self.groups) or 'no group'}")
 
+    def require_any(self) -> None:
+        """A member of at least one of Loupe's groups (a user added to the pool by hand, in none, reads nothing)."""
+        if not set(self.groups) & set(GROUPS):
+            raise Forbidden(f"only members of {', '.join(GROUPS)} may read this; {self.name} is in no such group")
+
     def as_json(self) -> dict[str, Any]:
         return {"username": self.username, "email": self.email, "groups": list(self.groups)}
 

@@ -162,14 +162,8 @@ class DeploymentsStore:
 
     def deployed_history(self, thing_group: str, limit: int = 50) -> list[str]:
         """Package ARNs that completed on the thing group, newest first (each once)."""
-        out = self.table.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-            ExpressionAttributeValues={":pk": f"TARGET#{thing_group}", ":run": "RUN#"},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
         seen: list[str] = []
-        for item in out.get("Items", []):
+        for item in self.run_history(thing_group, limit):
             arn = item.get("package_arn")
             if item.get("outcome") in DEPLOYED_OUTCOMES and arn and arn not in seen:
                 seen.append(arn)
@@ -211,8 +205,12 @@ class DeploymentsStore:
 
     def serving_versions(self, things: list[str]) -> dict[str, str]:
         """What each of ``things`` reports serving: BatchGetItem, 100 keys a call (unprocessed keys retried)."""
+        return {thing: str(item["model_version"]) for thing, item in self.serving_records(things).items()}
+
+    def serving_records(self, things: list[str]) -> dict[str, dict[str, Any]]:
+        """Each of ``things``' last health record (``model_version``, ``updated``), for those that sent one."""
         client, name = self.table.meta.client, self.table.name  # a resource's client: plain Python values
-        out: dict[str, str] = {}
+        out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(things), BATCH_GET_KEYS):
             keys = [_serving_key(t) for t in things[start : start + BATCH_GET_KEYS]]
             request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
@@ -220,9 +218,23 @@ class DeploymentsStore:
                 got = client.batch_get_item(RequestItems=request)
                 for item in got.get("Responses", {}).get(name, []):
                     if item.get("model_version"):
-                        out[str(item["pk"]).removeprefix("DEVICE#")] = str(item["model_version"])
+                        thing = str(item["pk"]).removeprefix("DEVICE#")
+                        out[thing] = {
+                            "model_version": str(item["model_version"]),
+                            "updated": str(item.get("updated", "")),
+                        }
                 request = got.get("UnprocessedKeys") or {}
         return out
+
+    def run_history(self, thing_group: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The group's deployment runs, newest first (``TARGET#<group>`` / ``RUN#<finished>#<run id>``): one Query."""
+        out = self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+            ExpressionAttributeValues={":pk": f"TARGET#{thing_group}", ":run": "RUN#"},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [dict(item) for item in out.get("Items", [])]
 
     # ------------------------------------------------------------------ the candidate beside production
     def mark_shadow(

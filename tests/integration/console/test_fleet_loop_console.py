@@ -1,0 +1,183 @@
+"""The console app's Fleet and Loop pages in Chromium, against the local stack's console API, signed in as a Cognito
+user of the stack's pool (its session where amazon-cognito-identity-js keeps one), under the app's
+Content-Security-Policy (shell.md).
+
+The pages' files are handed to the browser from ``functions/console_api/web/`` by the test, with the headers the
+static route sends (shell.md): the static route itself is the web helper's, tested with it; here the pages, the
+API behind them and the policy they must live under are what is checked."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from support.console_users import first_sign_in, password
+from support.image_samples import jpeg
+from support.stack_tables import stack_table
+from support.waiting import wait_until
+
+from loupe.console_api import labelers
+from loupe.deployment.store import DeploymentsStore
+from loupe.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+WEB = Path(__file__).resolve().parents[3] / "functions" / "console_api" / "web"
+TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def _session(local_aws: Any, group: str) -> dict[str, str]:
+    """A new user of ``group``, signed in: the tokens the browser library keeps."""
+    email = f"fleetweb-{uuid.uuid4().hex[:8]}@example.com"
+    temporary = password()
+    labelers.add(local_aws.client("cognito-idp"), local_aws.physical("ConsoleUserPool"), email, group, temporary)
+    tokens = first_sign_in(local_aws, email, temporary)
+    return {
+        **tokens,
+        "client_id": local_aws.physical("ConsoleUserPoolClient"),
+        "username": str(_claims(tokens["id"])["cognito:username"]),
+    }
+
+
+def _seed_session(session: dict[str, str]) -> str:
+    """An init script that puts the session where amazon-cognito-identity-js keeps it (localStorage, keys
+    ``CognitoIdentityServiceProvider.<client id>.<username>.*``)."""
+    prefix = f"CognitoIdentityServiceProvider.{session['client_id']}"
+    user = f"{prefix}.{session['username']}"
+    items = {
+        f"{prefix}.LastAuthUser": session["username"],
+        f"{user}.idToken": session["id"],
+        f"{user}.accessToken": session["access"],
+        f"{user}.refreshToken": session["refresh"],
+        f"{user}.clockDrift": "0",
+    }
+    return f"for (const [k, v] of Object.entries({json.dumps(items)})) localStorage.setItem(k, v);"
+
+
+@pytest.fixture(scope="module")
+def viewer(local_aws: Any) -> dict[str, str]:
+    return _session(local_aws, "labelers")
+
+
+def _static_route(endpoint: str) -> Any:
+    """What the static route answers (shell.md): a file of the app's folder by an allow-list of suffixes, with the
+    app's Content-Security-Policy, else 404."""
+    csp = (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' {endpoint}; "
+        f"connect-src 'self' {endpoint}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    headers = {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+    def serve(route: Any) -> None:
+        relative = urlsplit(route.request.url).path.removeprefix("/web/")
+        path = (WEB / relative).resolve()
+        if WEB.resolve() not in path.parents or not path.is_file() or path.suffix not in TYPES:
+            route.fulfill(status=404, body="not found")
+            return
+        route.fulfill(status=200, body=path.read_bytes(), content_type=TYPES[path.suffix], headers=headers)
+
+    return serve
+
+
+# A response the test fulfils has no server address, so Chromium's Local Network Access puts the page in the public
+# address space and refuses its requests to loopback (the presigned images); served by the local API itself (the
+# static route), the page is on loopback like the images. The check is off for these pages' browser only.
+NO_LNA = ["--disable-features=LocalNetworkAccessChecks"]
+
+
+@pytest.fixture
+def app_page(chromium_with: Any, console: str, local_aws: Any, viewer: dict[str, str]) -> Iterator[Any]:
+    """A signed-in page whose /web/ files come from the app's folder as the static route serves them; a test fails
+    when the policy blocked anything the page loaded or ran."""
+    context = chromium_with(NO_LNA).new_context(viewport={"width": 1280, "height": 900})
+    context.route(f"{console}/web/**", _static_route(_origin(local_aws.endpoint)))
+    context.add_init_script(_seed_session(viewer))
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    blocked: list[str] = []
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert blocked == [], f"the Content-Security-Policy blocked: {blocked}"
+
+
+def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
+    app_page: Any, console: str, local_aws: Any
+) -> None:
+    iot = local_aws.client("iot")
+    thing = f"loupe-device-fleetweb-{uuid.uuid4().hex[:6]}"
+    iot.create_thing(thingName=thing)
+    iot.add_thing_to_thing_group(thingGroupName=local_aws.parameter_values["ThingGroupName"], thingName=thing)
+    DeploymentsStore(stack_table(local_aws, "DeploymentsTable")).record_serving(thing, "12")
+    raw = local_aws.physical("RawBucket")
+    key, odd = f"raw/feedback/{thing}/w-1.jpg", f"raw/feedback/{thing}/w-2.jpg"
+    meta = {"device": thing, "model-version": "12", "max-confidence": "0.4400", "reason": "confidence-band"}
+    s3 = local_aws.client("s3")
+    s3.put_object(Bucket=raw, Key=key, Body=jpeg(80, 60), Metadata={**meta, "boxes": "[[0,0.44,8,6,40.5,30]]"})
+    s3.put_object(Bucket=raw, Key=odd, Body=jpeg(80, 60, seed=1), Metadata={**meta, "boxes": "[[0,0.5,9,9,1,1]]"})
+
+    app_page.goto(f"{console}/web/fleet.html")
+    serving = app_page.locator(f'tr[data-thing="{thing}"] td.serving')
+    serving.wait_for()
+    assert serving.inner_text() == "12"
+    # the frame's box, over the image the presigned URL loaded (the SVG is drawn once the image has loaded)
+    rect = app_page.locator(f'figure[data-key="{key}"] svg rect.box')
+    rect.wait_for()
+    assert rect.get_attribute("data-box") == "8,6,40.5,30"
+    assert app_page.locator(f'figure[data-key="{key}"] svg').get_attribute("viewBox") == "0 0 80 60"
+    # boxes a device wrote badly: the frame is still shown, with why its boxes are not
+    note = app_page.locator(f'figure[data-key="{odd}"] [data-note]')
+    note.wait_for()
+    assert "cannot be read" in note.inner_text()
+
+
+def test_the_loop_page_shows_counts_datasets_and_labeling_runs(app_page: Any, console: str, local_aws: Any) -> None:
+    ledger = Ledger(stack_table(local_aws, "LedgerTable"))
+    job = f"loupe-fleetweb-{uuid.uuid4().hex[:6]}"
+    ledger.put_job(job, claim_id="c-fleetweb", purpose="labeling", service="groundtruth", images=[])
+    doc = {"version": 901, "parent": 900, "created": "2026-01-03T00:00:00+00:00", "counts": {"images": 3, "boxes": 2}}
+    local_aws.client("s3").put_object(
+        Bucket=local_aws.physical("ArtifactBucket"), Key="datasets/v901/dataset.json", Body=json.dumps(doc)
+    )
+
+    app_page.goto(f"{console}/web/loop.html")
+    app_page.locator('tr[data-version="901"]').wait_for()
+    app_page.locator(f'tr[data-job="{job}"]').wait_for()
+    # the ledger's counts as the ledger has them (other tests' uploads may still land: the page polls)
+    assert wait_until(
+        lambda: (
+            app_page.locator('tr[data-status="unlabeled"]').get_attribute("data-count")
+            == str(ledger.count("unlabeled"))
+        ),
+        timeout=30,
+    )
+
+
+def test_without_a_session_the_page_sends_the_person_to_sign_in(browser: Any, console: str, local_aws: Any) -> None:
+    context = browser.new_context()
+    context.route(f"{console}/web/**", _static_route(_origin(local_aws.endpoint)))
+    try:
+        page = context.new_page()
+        page.goto(f"{console}/web/fleet.html")
+        page.wait_for_url("**/web/signin.html?next=*", timeout=30_000)
+    finally:
+        context.close()
