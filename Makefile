@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+WEB_VENDOR := functions/console_api/web/vendor/amazon-cognito-identity.min.js
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
@@ -18,12 +19,23 @@ include mk/*.mk
 pipeline: .tools/sagemaker-venv/bin/python ## regenerate the pipeline definition in template.yaml (TrainingPipeline)
 	.tools/sagemaker-venv/bin/python training/pipeline.py --splice template.yaml
 
-.PHONY: help setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
+web-vendor: $(WEB_VENDOR) ## copy the console's sign-in library into functions/console_api/web/vendor/
+
+.PHONY: help web-vendor setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(BIN)/.installed tools .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the lint tools and the pipeline generator
+setup: $(BIN)/.installed tools $(WEB_VENDOR) .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the lint tools, the console's vendored library and the pipeline generator
+
+# The console's sign-in library (AWS Amplify's amazon-cognito-identity-js, pinned in package.json/package-lock.json,
+# installed by `npm ci` in `make tools`) ships with the ConsoleApiFunction's code; the copy is not committed, so it
+# is made before `sam build`, `make demo` and `make test` (all of which need `setup`).
+$(WEB_VENDOR): package-lock.json | tools
+	@test -f node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js || npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(dir $@)
+	@cp node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js $@
+	@echo "setup: $@ (amazon-cognito-identity-js $$(node -p 'require("./node_modules/amazon-cognito-identity-js/package.json").version'))"
 
 $(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_training/requirements.lock scripts/check_prereqs.sh
 	@bash scripts/check_prereqs.sh python
