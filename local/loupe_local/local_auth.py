@@ -27,8 +27,18 @@ One exception to the signature: a user pool's public keys (``GET /<pool id>/.wel
 Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
 sign-in operations, which AWS answers unsigned ("you can't use IAM credentials to authorize requests" to
 InitiateAuth and RespondToAuthChallenge, Cognito API Reference; botocore sends them without a signature): a
-person proves who they are with their password there, not with the run's key. The Origin and Host checks still
-apply to both.
+person proves who they are with their password there, not with the run's key. The Host check still applies to both.
+
+The user pool operations that AWS authorizes without IAM credentials are also the only ones a web page may call:
+the console's sign-in page calls them from the browser, as it does against Cognito in AWS. They are the operations
+whose API Reference page says "you can't use IAM credentials to authorize requests" (Cognito Developer Guide, "Using
+the Amazon Cognito user pools API and user pool endpoints": the unauthenticated and token-authorized operations) —
+exactly those AWS's own service model marks as sent without a signature (``smithy.api#noAuth``), which is where
+:data:`PUBLIC_USER_POOL_TARGETS` is read from. Such a call may carry an ``Origin`` and its answer grants any origin
+(``Access-Control-Allow-Origin: *``), and the gate answers the browser's preflight for them (:func:`preflight`), as
+Cognito's endpoint does: it restricts no origin (amplify-js issue #2982, "currently this is not supported on
+Cognito"; the API Reference documents no CORS setting for it). Every other request with an ``Origin`` is still
+refused, and so is any other unsigned call.
 
 A refusal is the error the service's protocol would give (S3's XML ``<Error>``, the query protocol's
 ``<ErrorResponse>``, JSON's ``__type``), status 403, so every SDK reports it as the AWS error it knows.
@@ -64,10 +74,28 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 # AWS refuses a header-signed request whose X-Amz-Date is more than 15 minutes away from its clock
 MAX_SKEW_SECONDS = 15 * 60
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-# the user pool operations AWS answers without SigV4 (sign-in); a person's password is their credential there
-_UNSIGNED_TARGETS = frozenset(
-    {"AWSCognitoIdentityProviderService.InitiateAuth", "AWSCognitoIdentityProviderService.RespondToAuthChallenge"}
-)
+_COGNITO_TARGET_PREFIX = "AWSCognitoIdentityProviderService."
+
+
+def _public_user_pool_operations() -> frozenset[str]:
+    """The user pool operations AWS authorizes without IAM credentials (a password, a session, a code or the
+    user's own access token is the credential): those botocore's model of the service sends unsigned."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("cognito-idp")
+    names = set()
+    for name in model.operation_names:
+        operation = model.operation_model(name)
+        if operation.auth_type == "none" or "smithy.api#noAuth" in (getattr(operation, "auth", None) or []):
+            names.add(name)
+    return frozenset(names)
+
+
+# X-Amz-Target of each; InitiateAuth, RespondToAuthChallenge, GetUser, GlobalSignOut, RevokeToken, ... but never an
+# Admin* operation or another service's
+PUBLIC_USER_POOL_TARGETS = frozenset(_COGNITO_TARGET_PREFIX + name for name in _public_user_pool_operations())
+# what the browser SDKs send with them (amazon-cognito-identity-js: Content-Type, X-Amz-Target, X-Amz-User-Agent)
+_PREFLIGHT_HEADERS = frozenset({"content-type", "x-amz-target", "x-amz-user-agent", "cache-control"})
 # a user pool's public keys: served unsigned, as Cognito serves them
 _PUBLIC_KEYS = re.compile(r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+/\.well-known/(jwks\.json|openid-configuration)$")
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
@@ -267,6 +295,45 @@ def _auth_fields(header: str) -> dict[str, str]:
     return fields
 
 
+# ---------------------------------------------------------------------------------------------- browsers
+def is_public_user_pool_call(environ: dict[str, Any]) -> bool:
+    """A POST of a user pool operation that AWS authorizes without IAM credentials."""
+    return environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_X_AMZ_TARGET") in PUBLIC_USER_POOL_TARGETS
+
+
+def public_cors_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """The CORS grant on the answer to a browser's call of a public user pool operation (any origin, as Cognito)."""
+    if environ.get("HTTP_ORIGIN") is None or not is_public_user_pool_call(environ):
+        return []
+    return [("Access-Control-Allow-Origin", "*")]
+
+
+def preflight(environ: dict[str, Any], port: int) -> tuple[int, list[tuple[str, str]]] | None:
+    """The answer to a browser's CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``),
+    or None when the request is not one. A preflight names no operation (``X-Amz-Target`` is only listed in
+    ``Access-Control-Request-Headers``), so the grant covers a JSON POST with the headers the Cognito SDKs send and
+    nothing else; the POST itself must then be a public user pool operation, or the gate refuses it."""
+    if environ.get("REQUEST_METHOD") != "OPTIONS" or environ.get("HTTP_ORIGIN") is None:
+        return None
+    wanted = (environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD") or "").upper()
+    if not wanted:
+        return None
+    host = environ.get("HTTP_HOST", "").lower()
+    headers = {h.strip().lower() for h in (environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS") or "").split(",")}
+    headers.discard("")
+    loopback = host in {f"{name}:{port}" for name in LOOPBACK_HOSTS}
+    # the user pool API is POSTed to the endpoint's root
+    if not loopback or environ.get("PATH_INFO") != "/" or wanted != "POST" or not headers <= _PREFLIGHT_HEADERS:
+        return 403, []  # no Access-Control-* header: the browser does not send the request
+    return 200, [
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Methods", "POST"),
+        ("Access-Control-Allow-Headers", ", ".join(sorted(headers))),
+        ("Access-Control-Max-Age", "86400"),
+        ("Content-Length", "0"),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- the check
 class Gatekeeper:
     """Decides whether the local AWS answers a request (``check``: None to answer, else the :class:`Refusal`)."""
@@ -280,17 +347,19 @@ class Gatekeeper:
 
     def check(self, environ: dict[str, Any], body: bytes) -> Refusal | None:
         origin = environ.get("HTTP_ORIGIN")
-        if origin is not None:
+        public = is_public_user_pool_call(environ)
+        if origin is not None and not public:
             return Refusal("AccessDenied", f"requests from web pages (Origin: {origin}) are refused")
         host = environ.get("HTTP_HOST", "")
         if host.lower() not in self.hosts:
             return Refusal("AccessDenied", f"Host {host!r} is not this local AWS (use 127.0.0.1:{self.port})")
         if environ.get("REQUEST_METHOD") == "GET" and _PUBLIC_KEYS.match(environ.get("PATH_INFO", "")):
             return None
+        if public:
+            # AWS ignores IAM credentials on these operations; a signature, if any, proves nothing more here
+            return None
         if environ.get("HTTP_AUTHORIZATION"):
             return self._check_header(environ, body)
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_X_AMZ_TARGET") in _UNSIGNED_TARGETS:
-            return None
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if "X-Amz-Signature" in query or "X-Amz-Credential" in query:
             return self._check_presigned(environ, query)

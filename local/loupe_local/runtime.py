@@ -32,7 +32,16 @@ from loupe_local.iam.principals import (
     trusts,
 )
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
-from loupe_local.local_auth import Gatekeeper, RunCredentials, access_denied, private_dir, signing_name, write_private
+from loupe_local.local_auth import (
+    Gatekeeper,
+    RunCredentials,
+    access_denied,
+    preflight,
+    private_dir,
+    public_cors_headers,
+    signing_name,
+    write_private,
+)
 from loupe_local.provisioned import Provisioned
 from loupe_local.provisioner import Provisioner
 from loupe_local.router import Router
@@ -79,6 +88,19 @@ class _Gateway:
         else:
             body = b""
         environ["wsgi.input"] = io.BytesIO(body)
+        answered = preflight(environ, self.gatekeeper.port)
+        if answered is not None:
+            start_response(f"{answered[0]} X", answered[1])
+            return [b""]
+        grant = public_cors_headers(environ)
+        if grant:
+            # a page's call of a public user pool operation: its answer, refusal or error alike, is readable there
+            inner = start_response
+
+            def start_response(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+                kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+                return inner(status, kept + grant, exc_info)
+
         refusal = self.gatekeeper.check(environ, body)
         if refusal is not None:
             log.warning(
