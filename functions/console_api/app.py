@@ -1,6 +1,8 @@
 """The console's HTTP API (API Gateway HTTP API, payload format 2.0, JWT authorizer on the stack's user pool).
 
-Every route is behind the JWT authorizer, which answers 401 itself to a request without a valid token; a route
+Every route is behind the JWT authorizer, which answers 401 itself to a request without a valid token, except the
+web app's own files (``GET /``, ``GET /web/{file+}``) and ``GET /config.json`` (public identifiers), which the
+template routes with ``Authorizer: NONE``: :mod:`loupe.console_api.static` decides what they serve. A route
 that belongs to a group checks the caller's ``cognito:groups`` here (403), since the authorizer only validates the
 token and its scopes (API Gateway Developer Guide, "Controlling access to HTTP APIs with JWT authorizers").
 """
@@ -8,6 +10,8 @@ token and its scopes (API Gateway Developer Guide, "Controlling access to HTTP A
 from __future__ import annotations
 
 import time
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -17,7 +21,7 @@ from pydantic import ValidationError
 
 from loupe import settings as settings_mod
 from loupe.aws_clients import lazy_client, lazy_table
-from loupe.console_api import fleet, loop, models
+from loupe.console_api import fleet, loop, models, static
 from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
 from loupe.deployment.store import DeploymentsStore
 from loupe.labeling import answers, workforce
@@ -28,7 +32,7 @@ logger = Logger()
 tracer = Tracer()
 
 SETTINGS = settings_mod.load()
-SETTINGS.require("model_package_group", "labeling_tasks_table")
+SETTINGS.require("model_package_group", "labeling_tasks_table", "user_pool_id", "user_pool_client_id")
 PACKAGE_GROUP = str(SETTINGS.model_package_group)
 sagemaker = lazy_client("sagemaker")
 # the shadow counters (field agreement) live in the deployments table; a stack without one lists no agreement
@@ -52,6 +56,8 @@ STATE_MACHINES = {
     )
     if arn
 }
+cognito = lazy_client("cognito-idp")
+WEB = static.WebRoot(Path(__file__).parent / "web")
 
 app = APIGatewayHttpResolver()
 
@@ -84,6 +90,50 @@ def conflict(exc: models.Conflict) -> Response:
 def refused_answer(exc: answers.AnswerError) -> Response:
     logger.info("refused", extra={"status": exc.status, "reason": exc.message, "route": app.current_event.route_key})
     return _error(exc.status, exc.message)
+
+
+@cache
+def _csp() -> str:
+    buckets = [b for b in (SETTINGS.raw_bucket, SETTINGS.artifact_bucket) if b]
+    images = [static.presign_origin(s3, bucket) for bucket in buckets]
+    return static.content_security_policy(images, [static.origin_of(static.endpoint_of(cognito))])
+
+
+def _static(name: str) -> Response:
+    found = WEB.get(name)
+    if found is None:
+        return _error(404, "Not Found")
+    return Response(
+        status_code=200, content_type=found.content_type, body=found.body, headers=static.security_headers(_csp())
+    )
+
+
+@app.get("/")
+def home() -> Response:
+    return Response(status_code=302, body="", headers={"Location": static.HOME, **static.security_headers(_csp())})
+
+
+@app.get("/web/<name>")
+def web_file(name: str) -> Response:
+    return _static(name)
+
+
+@app.get("/web/<folder>/<name>")
+def web_file_in_folder(folder: str, name: str) -> Response:
+    return _static(f"{folder}/{name}")
+
+
+@app.get("/config.json")
+def config() -> Response:
+    body = static.app_config(
+        cognito.meta.region_name,
+        str(SETTINGS.user_pool_id),
+        str(SETTINGS.user_pool_client_id),
+        static.endpoint_of(cognito),
+    )
+    return Response(
+        status_code=200, content_type=content_types.APPLICATION_JSON, body=body, headers={"Cache-Control": "no-cache"}
+    )
 
 
 @app.get("/me")

@@ -109,6 +109,10 @@ def routes_of(body: dict[str, Any]) -> list[Route]:
                 raise ValueError(f"{method} {path}: only Lambda proxy integrations are served locally")
             security = op.get("security", default_security) or [{}]
             name, scopes = next(iter(security[0].items()), (None, []))
+            if name == "NONE":
+                # SAM writes a route's `Auth: {Authorizer: NONE}` as the security entry NONE: the route has no
+                # authorizer (SAM Developer Guide, HttpApiFunctionAuth: "Authorizer ... NONE")
+                name, scopes = None, []
             verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
             routes.append(Route(verb, path, found.group(1), name, list(scopes or [])))
     return routes

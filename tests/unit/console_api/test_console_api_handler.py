@@ -58,6 +58,8 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "POWERTOOLS_SERVICE_NAME": "loupe",
         "MODEL_PACKAGE_GROUP": "loupe-models",
         "LABELING_TASKS_TABLE": "loupe-labeling-tasks",
+        "USER_POOL_ID": "us-east-1_example",
+        "USER_POOL_CLIENT_ID": "exampleclient",
     }.items():
         monkeypatch.setenv(key, value)
     # a stack without the deployments table (no field agreement to read): this module's world is the one above, not

@@ -1,5 +1,6 @@
 """The console app's identity and API in template.yaml: invited users only, SRP sign-in by default, every route
-behind the JWT authorizer of the stack's own pool, CORS only for the AppOrigin parameter. Each rule is checked on
+behind the JWT authorizer of the stack's own pool but the web app's own static files and its public configuration
+(GET /, GET /web/{file+}, GET /config.json), CORS only for the AppOrigin parameter. Each rule is checked on
 the template and on a copy that breaks it (so it cannot pass by checking nothing)."""
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import pytest
 from loupe_local.template import load_yaml
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+
+
+# the only routes without a token: the web app's files and its public configuration, GET only, served by the console
+# function (loupe.console_api.static decides what they serve)
+PUBLIC_ROUTES = {("GET", "/"), ("GET", "/web/{file+}"), ("GET", "/config.json")}
 
 
 def problems(template: dict[str, Any]) -> list[str]:
@@ -42,7 +48,11 @@ def problems(template: dict[str, Any]) -> list[str]:
         found.append("the authorizer accepts another audience")
     for name, fn in resources.items():
         for event_name, event in (fn.get("Properties", {}).get("Events") or {}).items():
-            if event.get("Type") == "HttpApi" and "Auth" in event["Properties"]:
+            if event.get("Type") != "HttpApi" or "Auth" not in event["Properties"]:
+                continue
+            props = event["Properties"]
+            public = (props.get("Method"), props.get("Path")) in PUBLIC_ROUTES and name == "ConsoleApiFunction"
+            if not public or props["Auth"] != {"Authorizer": "NONE"}:
                 found.append(f"{name}.{event_name} overrides the default authorizer")
     cors = api["CorsConfiguration"]["Fn::If"]
     if cors[0] != "HasAppOrigin" or cors[1]["AllowOrigins"] != [{"Ref": "AppOrigin"}]:
@@ -66,6 +76,10 @@ def _break(template: dict[str, Any], how: str) -> None:
         res["ConsoleUserPoolClient"]["Properties"]["ExplicitAuthFlows"]["Fn::If"][2].append("ALLOW_USER_PASSWORD_AUTH")
     elif how == "route-without-auth":
         res["ConsoleApiFunction"]["Properties"]["Events"]["Me"]["Properties"]["Auth"] = {"Authorizer": "NONE"}
+    elif how == "public-post":
+        res["ConsoleApiFunction"]["Properties"]["Events"]["WebFile"]["Properties"]["Method"] = "POST"
+    elif how == "public-everything":
+        res["ConsoleApiFunction"]["Properties"]["Events"]["WebFile"]["Properties"]["Path"] = "/{proxy+}"
     elif how == "any-origin":
         res["ConsoleApi"]["Properties"]["CorsConfiguration"]["Fn::If"][1]["AllowOrigins"] = ["*"]
     elif how == "other-audience":
@@ -73,7 +87,18 @@ def _break(template: dict[str, Any], how: str) -> None:
         auth["audience"].append("another-client")
 
 
-@pytest.mark.parametrize("how", ["signup", "password-default", "route-without-auth", "any-origin", "other-audience"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "signup",
+        "password-default",
+        "route-without-auth",
+        "public-post",
+        "public-everything",
+        "any-origin",
+        "other-audience",
+    ],
+)
 def test_each_rule_catches_its_break(how: str) -> None:
     template = copy.deepcopy(load_yaml(TEMPLATE))
     _break(template, how)

@@ -41,7 +41,7 @@ class Caller:
             raise Forbidden(f"only members of {', '.join(GROUPS)} may read this; {self.name} is in no such group")
 
     def as_json(self) -> dict[str, Any]:
-        return {"username": self.username, "email": self.email, "groups": list(self.groups)}
+        return {"username": self.username, "name": self.name, "email": self.email, "groups": list(self.groups)}
 
 
 def _groups(value: Any) -> tuple[str, ...]:

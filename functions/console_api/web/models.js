@@ -1,0 +1,135 @@
+// Models: the package group's packages with the gate's numbers and the field agreement of a candidate that ran beside
+// production (GET /models); Approve / Reject for the approvers group (POST /models/{version}/approval).
+"use strict";
+
+Loupe.ready((me) => {
+  const $ = (id) => document.getElementById(id);
+  const approver = (me.groups || []).includes("approvers");
+  let packages = [];
+  let chosen = null;
+  let deciding = false;
+
+  const pct = (v) => (typeof v === "number" ? `${(v * 100).toFixed(1)}%` : "—");
+  const num = (v) => (v === undefined || v === null || v === "" || Number.isNaN(Number(v)) ? null : Number(v));
+  const fixed = (v) => (num(v) === null ? "—" : num(v).toFixed(3));
+
+  function agreementText(f) {
+    if (!f) return "not run beside production";
+    return `${pct(f.verdict_agreement)} of ${f.frames} frames on ${f.devices} device(s)`;
+  }
+
+  function row(p) {
+    const g = p.gate || {};
+    return Loupe.el(
+      "tr",
+      { "data-version": p.version, class: chosen === p.version ? "selected" : null, onclick: () => choose(p.version) },
+      Loupe.el("td", {}, `v${p.version}`),
+      Loupe.el("td", {}, Loupe.el("span", { class: `badge ${p.approval}`, "data-approval": p.approval }, p.approval)),
+      Loupe.el("td", {}, fixed(g.test_map50), g.test_map50_ci90 ? Loupe.el("span", { class: "muted" }, ` (${g.test_map50_ci90})`) : ""),
+      Loupe.el("td", {}, fixed(g.champion_map50)),
+      Loupe.el("td", { class: "muted" }, g.gate_reason || "—"),
+      Loupe.el("td", {}, agreementText(p.field_agreement)),
+      Loupe.el("td", {}, g.dataset_version ? `v${g.dataset_version}` : "—"),
+      Loupe.el("td", { class: "muted" }, p.created ? new Date(p.created).toLocaleString() : ""),
+    );
+  }
+
+  function fieldTable(f) {
+    if (!f) return Loupe.el("p", { class: "muted" }, "This package has not run beside production (shadow mode) yet.");
+    const rows = [
+      ["frames compared", f.frames],
+      ["devices", f.devices],
+      ["verdict agreement", pct(f.verdict_agreement)],
+      ["missed defects (production NG, candidate OK)", f.missed_defects],
+      ["false alarms (production OK, candidate NG)", f.false_alarms],
+      ["candidate errors", f.errors],
+      ["last window", f.last_window_end || "—"],
+    ];
+    return Loupe.el("table", { class: "facts-table", "data-field": f.model_version }, rows.map(([k, v]) => Loupe.el("tr", {}, Loupe.el("th", {}, k), Loupe.el("td", {}, String(v)))));
+  }
+
+  function detail() {
+    const p = packages.find((x) => x.version === chosen);
+    const box = $("detail");
+    if (!p) {
+      box.hidden = true;
+      return;
+    }
+    const g = p.gate || {};
+    const reason = Loupe.el("input", { id: "decision-reason", maxlength: "512", placeholder: "reason (optional)" });
+    const decide = (decision) => async () => {
+      if (deciding) return;
+      deciding = true;
+      for (const b of box.querySelectorAll("button")) b.disabled = true;
+      try {
+        const out = await Loupe.api("POST", `/models/${encodeURIComponent(p.version)}/approval`, { decision, reason: reason.value.trim() });
+        Loupe.show(`${out.approval_description}. ${decision === "Approved" ? "The edge deployment starts from the package's state change." : ""}`, "ok");
+      } catch (err) {
+        Loupe.show(`${decision === "Approved" ? "Approve" : "Reject"} failed (HTTP ${err.status}): ${err.message}`, "error");
+      } finally {
+        deciding = false;
+      }
+      await refresh();
+    };
+    const actions = approver
+      ? Loupe.el(
+          "div",
+          { class: "toolbar", id: "decision" },
+          reason,
+          Loupe.el("button", { id: "approve", class: "primary", type: "button", disabled: p.approval === "Approved", onclick: decide("Approved") }, "Approve"),
+          Loupe.el("button", { id: "reject", class: "danger", type: "button", disabled: p.approval === "Rejected", onclick: decide("Rejected") }, "Reject"),
+        )
+      : Loupe.el("p", { class: "muted", id: "no-decision" }, "Only the approvers group approves or rejects packages.");
+    box.replaceChildren(
+      Loupe.el("h3", {}, `Package v${p.version} `, Loupe.el("span", { class: `badge ${p.approval}` }, p.approval)),
+      Loupe.el("p", { class: "muted" }, p.approval_description || "No decision recorded yet."),
+      Loupe.el(
+        "div",
+        { class: "grid" },
+        Loupe.el(
+          "div",
+          {},
+          Loupe.el("h3", {}, "Gate (test split)"),
+          Loupe.el(
+            "table",
+            { class: "facts-table" },
+            [
+              ["test mAP@50", fixed(g.test_map50)],
+              ["90% interval", g.test_map50_ci90 || "—"],
+              ["champion mAP@50", fixed(g.champion_map50)],
+              ["bar to pass", fixed(g.champion_bar)],
+              ["verdict", g.gate_reason || "—"],
+              ["dataset version", g.dataset_version ? `v${g.dataset_version}` : "—"],
+            ].map(([k, v]) => Loupe.el("tr", {}, Loupe.el("th", {}, k), Loupe.el("td", {}, v))),
+          ),
+        ),
+        Loupe.el("div", {}, Loupe.el("h3", {}, "Field agreement (beside production)"), fieldTable(p.field_agreement)),
+      ),
+      actions,
+    );
+    box.hidden = false;
+  }
+
+  function choose(version) {
+    chosen = version;
+    for (const tr of document.querySelectorAll("#packages tr")) tr.classList.toggle("selected", Number(tr.dataset.version) === version);
+    detail();
+  }
+
+  async function refresh() {
+    if (deciding) return;
+    const out = await Loupe.api("GET", "/models");
+    $("group").textContent = out.group;
+    packages = out.packages || [];
+    $("models-empty").hidden = packages.length > 0;
+    if (!packages.some((p) => p.version === chosen)) {
+      const waiting = packages.find((p) => p.approval === "PendingManualApproval");
+      chosen = waiting ? waiting.version : packages.length ? packages[0].version : null;
+    }
+    const focused = document.activeElement && document.activeElement.id === "decision-reason";
+    $("packages").replaceChildren(...packages.map(row));
+    if (!focused) detail();
+  }
+
+  Loupe.poll(refresh, 5000);
+});
