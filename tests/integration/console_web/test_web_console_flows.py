@@ -1,0 +1,202 @@
+"""The console web app in Chromium on a local stack with the default labeling parameters: people invited with
+``loupe labelers add`` sign in with Cognito's SRP flow (amazon-cognito-identity-js), choose their password, label an
+upload by drawing a box with the mouse, resolve a disagreement as a reviewer, and cannot approve a model unless they
+are approvers (the page hides the buttons; the API answers 403 to a forced call).
+
+Set ``LOUPE_SCREENSHOTS=<folder>`` to keep screenshots of the signed-in pages (docs/images/console-*.png)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from support import image_samples as samples
+from support.deploy_packages import register_package
+from support.waiting import wait_for
+
+from loupe.ledger import Ledger
+from loupe_local import cli
+
+pytestmark = pytest.mark.integration
+
+W, H = 320, 240
+
+
+def shot(page: Any, name: str) -> None:
+    folder = os.environ.get("LOUPE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"console-{name}.png"))
+
+
+def invite(rt: Any, group: str) -> tuple[str, str]:
+    """``loupe labelers add`` (the CLI): the invited e-mail and the temporary password from its local mail."""
+    email = f"web-{group}-{uuid.uuid4().hex[:8]}@example.com"
+    assert cli.main(["labelers", "add", email, "--group", group, "--state", str(rt.state_dir)]) == 0
+    mail = (Path(rt.state_dir) / "mail" / f"{email}.txt").read_text()
+    found = re.search(r"temporary password (\S+)", mail)
+    assert found, mail
+    return email, found.group(1)
+
+
+def sign_in(page: Any, app_url: str, email: str, temporary: str) -> str:
+    """A first sign-in through the pages: SRP with the temporary password, then a password of one's own."""
+    page.goto(f"{app_url}/")
+    page.wait_for_url(re.compile(r"/web/signin\.html\?next="))
+    page.fill("#email", email)
+    page.fill("#password", temporary)
+    page.click("#signin-submit")
+    page.wait_for_selector("#new-password-form:not([hidden])")
+    chosen = f"Web-{uuid.uuid4().hex[:10]}!9"
+    page.fill("#new-password", chosen)
+    page.fill("#new-password-again", chosen)
+    page.click("#new-password-submit")
+    page.wait_for_url(re.compile(r"/web/labeling\.html$"))
+    page.wait_for_selector("header .who[data-me]")
+    return chosen
+
+
+def upload(rt: Any, ledger: Ledger, seed: int) -> str:
+    data = samples.jpeg(W, H, seed=seed)
+    rt.client("s3").put_object(Bucket=rt.physical("RawBucket"), Key=f"raw/web/{seed}.jpg", Body=data)
+    sha = hashlib.sha256(data).hexdigest()
+    wait_for(lambda: (ledger.get(sha) or {}).get("status") == "unlabeled", 30, f"{sha[:12]} unlabeled")
+    return sha
+
+
+def run_labeling(rt: Any, hashes: list[str], machine: str | None = None) -> str:
+    """A labeling run of these uploads (the trigger's manual reason, or a copy of the state machine); its ARN."""
+    sfn = rt.client("stepfunctions")
+    machine = machine or rt.arn("LabelingStateMachine")
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    if machine == rt.arn("LabelingStateMachine"):
+        rt.invoke("LabelingTriggerFunction", {"reason": "manual", "sha256": hashes})
+    else:
+        from loupe.labeling.trigger import new_claim_id
+
+        dynamodb = boto3.resource("dynamodb", endpoint_url=rt.endpoint, region_name=rt.region)
+        ledger = Ledger(dynamodb.Table(rt.physical("LedgerTable")))
+        claim = new_claim_id(hashes) + "w"
+        assert ledger.claim(hashes, claim) == hashes
+        sfn.start_execution(stateMachineArn=machine, input=json.dumps({"claim_id": claim, "images": hashes}))
+
+    def started() -> str | None:
+        new = [e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]]
+        return next((arn for arn in new if arn not in before), None)
+
+    return wait_for(started, 30, "the labeling run to start")
+
+
+def finished(rt: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
+    sfn = rt.client("stepfunctions")
+
+    def done() -> dict[str, Any] | None:
+        out = sfn.describe_execution(executionArn=arn)
+        return out if out["status"] != "RUNNING" else None
+
+    return wait_for(done, timeout, "the labeling run to end")
+
+
+def draw(page: Any, x0: float, y0: float, x1: float, y1: float) -> None:
+    """Drag across the image with the mouse, in image pixels."""
+    page.wait_for_function("document.querySelector('#canvas image') !== null")
+    box = page.locator("#canvas").bounding_box()
+    sx, sy = box["width"] / W, box["height"] / H
+    page.mouse.move(box["x"] + x0 * sx, box["y"] + y0 * sy)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x0 + x1) / 2 * sx, box["y"] + (y0 + y1) / 2 * sy, steps=4)
+    page.mouse.move(box["x"] + x1 * sx, box["y"] + y1 * sy, steps=4)
+    page.mouse.up()
+
+
+def dataset_images(rt: Any, version: int) -> set[str]:
+    s3 = rt.client("s3")
+    body = s3.get_object(Bucket=rt.physical("ArtifactBucket"), Key=f"datasets/v{version}/dataset.json")["Body"].read()
+    return {image["sha256"] for image in json.loads(body)["images"]}
+
+
+@pytest.fixture(scope="module")
+def ledger(web_stack: Any) -> Ledger:
+    dynamodb = boto3.resource("dynamodb", endpoint_url=web_stack.endpoint, region_name=web_stack.region)
+    return Ledger(dynamodb.Table(web_stack.physical("LedgerTable")))
+
+
+def test_an_invited_labeler_signs_in_and_labels_an_upload_into_a_new_dataset_version(
+    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any]
+) -> None:
+    email, temporary = invite(web_stack, "labelers")
+    sha = upload(web_stack, ledger, seed=7101)
+    arn = run_labeling(web_stack, [sha])
+    page = new_page()
+    sign_in(page, app_url, email, temporary)
+    assert page.locator("header .who").inner_text().startswith(email)
+    # nothing of the session outside sessionStorage
+    assert page.evaluate("localStorage.length") == 0 and page.evaluate("document.cookie") == ""
+    page.wait_for_selector("body[data-assignment]")
+    draw(page, 40, 30, 160, 120)
+    page.wait_for_selector("#box-count[data-boxes='1']")
+    shot(page, "labeling")
+    page.click("#submit")
+    page.wait_for_selector("#msg[data-kind='ok']")
+    done = finished(web_stack, arn)
+    assert done["status"] == "SUCCEEDED", done
+    version = json.loads(done["output"])["dataset"]["version"]
+    assert sha in dataset_images(web_stack, version)
+    boxes = json.loads(ledger.get(sha)["annotations"])
+    assert len(boxes) == 1
+    box = boxes[0]
+    # the box the mouse drew, in the image's pixels (the editor's rounding: within a pixel or two)
+    assert abs(box["left"] - 40) <= 2 and abs(box["top"] - 30) <= 2, box
+    assert abs(box["width"] - 120) <= 3 and abs(box["height"] - 90) <= 3, box
+
+
+def test_a_wrong_password_is_refused_with_cognitos_message(
+    web_stack: Any, app_url: str, new_page: Callable[[], Any]
+) -> None:
+    page = new_page()
+    page.goto(f"{app_url}/web/signin.html")
+    page.fill("#email", f"nobody-{uuid.uuid4().hex[:6]}@example.com")
+    page.fill("#password", "Not-the-password-1")
+    page.click("#signin-submit")
+    page.wait_for_selector("#msg[data-kind='error']")
+    assert page.url.endswith("/web/signin.html")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_page_without_a_session_sends_the_person_to_sign_in(app_url: str, new_page: Callable[[], Any]) -> None:
+    page = new_page()
+    page.goto(f"{app_url}/web/models.html")
+    page.wait_for_url(re.compile(r"/web/signin\.html\?next=%2Fweb%2Fmodels\.html$"))
+
+
+def test_a_labeler_sees_no_approval_buttons_and_a_forced_approval_is_403(
+    web_stack: Any, app_url: str, new_page: Callable[[], Any]
+) -> None:
+    package = register_package(web_stack)
+    version = package["arn"].rsplit("/", 1)[-1]
+    email, temporary = invite(web_stack, "labelers")
+    page = new_page()
+    sign_in(page, app_url, email, temporary)
+    page.goto(f"{app_url}/web/models.html")
+    page.wait_for_selector(f"#packages tr[data-version='{version}']")
+    page.click(f"#packages tr[data-version='{version}']")
+    page.wait_for_selector("#no-decision")
+    assert page.locator("#approve").count() == 0 and page.locator("#reject").count() == 0
+    forced = page.evaluate(
+        """async (v) => {
+            try { await Loupe.api("POST", `/models/${v}/approval`, {decision: "Approved"}); return null; }
+            catch (err) { return {status: err.status, message: err.message}; }
+        }""",
+        version,
+    )
+    assert forced["status"] == 403 and "approvers" in forced["message"], forced
+    described = web_stack.client("sagemaker").describe_model_package(ModelPackageName=package["arn"])
+    assert described["ModelApprovalStatus"] == "PendingManualApproval"
