@@ -200,3 +200,75 @@ def test_a_labeler_sees_no_approval_buttons_and_a_forced_approval_is_403(
     assert forced["status"] == 403 and "approvers" in forced["message"], forced
     described = web_stack.client("sagemaker").describe_model_package(ModelPackageName=package["arn"])
     assert described["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def two_labeler_machine(rt: Any) -> str:
+    """The deployed labeling state machine with LabelersPerImage=2 (its Configure state as the parameter sets it)."""
+    sfn = rt.client("stepfunctions")
+    deployed = sfn.describe_state_machine(stateMachineArn=rt.arn("LabelingStateMachine"))
+    definition = json.loads(deployed["definition"])
+    configure = definition["States"]["Configure"]["Result"]
+    assert configure["service"] == "Loupe" and configure["labelers_per_image"] == "1", configure
+    configure["labelers_per_image"] = "2"
+    return sfn.create_state_machine(
+        name=f"web-labeling-2-{uuid.uuid4().hex[:6]}", definition=json.dumps(definition), roleArn=deployed["roleArn"]
+    )["stateMachineArn"]
+
+
+def test_two_labelers_disagree_and_a_reviewer_resolves_it_in_the_browser(
+    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any]
+) -> None:
+    sha = upload(web_stack, ledger, seed=7201)
+    arn = run_labeling(web_stack, [sha], two_labeler_machine(web_stack))
+    drawn = [(20, 20, 100, 80), (200, 140, 300, 220)]  # far apart: no IoU match, the image goes to review
+    for corners in drawn:
+        page = new_page()
+        sign_in(page, app_url, *invite(web_stack, "labelers"))
+        page.wait_for_selector("body[data-assignment]")
+        draw(page, *corners)
+        page.wait_for_selector("#box-count[data-boxes='1']")
+        page.click("#submit")
+        page.wait_for_selector("#msg[data-kind='ok']")
+    reviewer = new_page()
+    sign_in(reviewer, app_url, *invite(web_stack, "reviewers"))
+    reviewer.goto(f"{app_url}/web/review.html")
+    reviewer.wait_for_selector("body[data-item]")
+    assert reviewer.locator("#answers li[data-answer]").count() == 3  # the suggestion and each labeler's answer
+    assert reviewer.locator("#canvas rect.other").count() == 2  # both labelers' boxes drawn
+    # the reviewer takes the second labeler's box and moves it 10 px left with the keyboard
+    second = next(i for i in range(2) if "1 box" in reviewer.locator(f"#answers li[data-answer='{i}']").inner_text())
+    reviewer.click(f"button[data-use='{second}']")
+    reviewer.wait_for_selector("#box-count[data-boxes='1']")
+    picked = reviewer.locator("#canvas rect.box:not(.other)").first
+    picked.click()
+    reviewer.keyboard.press("Shift+ArrowLeft")
+    shot(reviewer, "review")
+    reviewer.click("#submit")
+    reviewer.wait_for_selector("#msg[data-kind='ok']")
+    done = finished(web_stack, arn)
+    assert done["status"] == "SUCCEEDED", done
+    assert sha in dataset_images(web_stack, json.loads(done["output"])["dataset"]["version"])
+    (box,) = json.loads(ledger.get(sha)["annotations"])
+    chosen = drawn[1] if second == 1 else drawn[0]
+    assert abs(box["left"] - (chosen[0] - 10)) <= 3 and abs(box["top"] - chosen[1]) <= 2, (box, chosen)
+
+
+def test_an_approver_approves_in_the_browser_and_the_package_names_them(
+    web_stack: Any, app_url: str, new_page: Callable[[], Any]
+) -> None:
+    package = register_package(web_stack)
+    version = package["arn"].rsplit("/", 1)[-1]
+    email, temporary = invite(web_stack, "approvers")
+    page = new_page()
+    sign_in(page, app_url, email, temporary)
+    page.goto(f"{app_url}/web/models.html")
+    page.click(f"#packages tr[data-version='{version}']")
+    page.wait_for_selector("#approve:not([disabled])")
+    shot(page, "models")
+    page.fill("#decision-reason", "checked in the browser")
+    page.click("#approve")
+    page.wait_for_selector("#msg[data-kind='ok']")
+    described = web_stack.client("sagemaker").describe_model_package(ModelPackageName=package["arn"])
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["ApprovalDescription"] == f"Approved by {email}: checked in the browser"
+    page.wait_for_selector(f"#packages tr[data-version='{version}'] [data-approval='Approved']")
