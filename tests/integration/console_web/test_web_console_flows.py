@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-from support import image_samples as samples
 from support.deploy_packages import register_package
 from support.waiting import wait_for
 
@@ -27,7 +26,9 @@ from loupe_local import cli
 
 pytestmark = pytest.mark.integration
 
-W, H = 320, 240
+W, H = 450, 300  # the metal-tags crops
+LABELED = "images/bad/image-2020-04-22-11-07-29-26-cropped-left-top.jpg"  # a scratch at left 81, top 123, 82×97
+REVIEWED = "images/bad/image-2020-04-22-10-55-52-04-cropped-left-bottom.jpg"  # a scratch at left 182, top 85, 76×142
 
 
 def shot(page: Any, name: str) -> None:
@@ -64,9 +65,10 @@ def sign_in(page: Any, app_url: str, email: str, temporary: str) -> str:
     return chosen
 
 
-def upload(rt: Any, ledger: Ledger, seed: int) -> str:
-    data = samples.jpeg(W, H, seed=seed)
-    rt.client("s3").put_object(Bucket=rt.physical("RawBucket"), Key=f"raw/web/{seed}.jpg", Body=data)
+def upload(rt: Any, ledger: Ledger, photo: Path) -> str:
+    """One of the dataset's photos (read in place) uploaded as a new image; its hash once ingest listed it."""
+    data = photo.read_bytes()
+    rt.client("s3").put_object(Bucket=rt.physical("RawBucket"), Key=f"raw/web/{photo.name}", Body=data)
     sha = hashlib.sha256(data).hexdigest()
     wait_for(lambda: (ledger.get(sha) or {}).get("status") == "unlabeled", 30, f"{sha[:12]} unlabeled")
     return sha
@@ -130,10 +132,10 @@ def ledger(web_stack: Any) -> Ledger:
 
 
 def test_an_invited_labeler_signs_in_and_labels_an_upload_into_a_new_dataset_version(
-    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any]
+    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any], metal_tags_dir: Path
 ) -> None:
     email, temporary = invite(web_stack, "labelers")
-    sha = upload(web_stack, ledger, seed=7101)
+    sha = upload(web_stack, ledger, metal_tags_dir / LABELED)
     arn = run_labeling(web_stack, [sha])
     page = new_page()
     sign_in(page, app_url, email, temporary)
@@ -141,7 +143,7 @@ def test_an_invited_labeler_signs_in_and_labels_an_upload_into_a_new_dataset_ver
     # nothing of the session outside sessionStorage
     assert page.evaluate("localStorage.length") == 0 and page.evaluate("document.cookie") == ""
     page.wait_for_selector("body[data-assignment]")
-    draw(page, 40, 30, 160, 120)
+    draw(page, 81, 123, 163, 220)
     page.wait_for_selector("#box-count[data-boxes='1']")
     shot(page, "labeling")
     page.click("#submit")
@@ -154,8 +156,8 @@ def test_an_invited_labeler_signs_in_and_labels_an_upload_into_a_new_dataset_ver
     assert len(boxes) == 1
     box = boxes[0]
     # the box the mouse drew, in the image's pixels (the editor's rounding: within a pixel or two)
-    assert abs(box["left"] - 40) <= 2 and abs(box["top"] - 30) <= 2, box
-    assert abs(box["width"] - 120) <= 3 and abs(box["height"] - 90) <= 3, box
+    assert abs(box["left"] - 81) <= 2 and abs(box["top"] - 123) <= 2, box
+    assert abs(box["width"] - 82) <= 3 and abs(box["height"] - 97) <= 3, box
 
 
 def test_a_wrong_password_is_refused_with_cognitos_message(
@@ -216,11 +218,11 @@ def two_labeler_machine(rt: Any) -> str:
 
 
 def test_two_labelers_disagree_and_a_reviewer_resolves_it_in_the_browser(
-    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any]
+    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any], metal_tags_dir: Path
 ) -> None:
-    sha = upload(web_stack, ledger, seed=7201)
+    sha = upload(web_stack, ledger, metal_tags_dir / REVIEWED)
     arn = run_labeling(web_stack, [sha], two_labeler_machine(web_stack))
-    drawn = [(20, 20, 100, 80), (200, 140, 300, 220)]  # far apart: no IoU match, the image goes to review
+    drawn = [(182, 85, 258, 227), (330, 30, 420, 100)]  # far apart: no IoU match, the image goes to review
     for corners in drawn:
         page = new_page()
         sign_in(page, app_url, *invite(web_stack, "labelers"))
@@ -235,11 +237,12 @@ def test_two_labelers_disagree_and_a_reviewer_resolves_it_in_the_browser(
     reviewer.wait_for_selector("body[data-item]")
     assert reviewer.locator("#answers li[data-answer]").count() == 3  # the suggestion and each labeler's answer
     assert reviewer.locator("#canvas rect.other").count() == 2  # both labelers' boxes drawn
-    # the reviewer takes the second labeler's box and moves it 10 px left with the keyboard
-    second = next(i for i in range(2) if "1 box" in reviewer.locator(f"#answers li[data-answer='{i}']").inner_text())
-    reviewer.click(f"button[data-use='{second}']")
+    # the reviewer takes the first listed labeler's box and moves it 10 px left with the keyboard
+    reviewer.click("button[data-use='0']")
     reviewer.wait_for_selector("#box-count[data-boxes='1']")
     picked = reviewer.locator("#canvas rect.box:not(.other)").first
+    taken = (float(picked.get_attribute("x")), float(picked.get_attribute("y")))
+    chosen = next(c for c in drawn if abs(c[0] - taken[0]) <= 2 and abs(c[1] - taken[1]) <= 2)
     picked.click()
     reviewer.keyboard.press("Shift+ArrowLeft")
     shot(reviewer, "review")
@@ -249,14 +252,20 @@ def test_two_labelers_disagree_and_a_reviewer_resolves_it_in_the_browser(
     assert done["status"] == "SUCCEEDED", done
     assert sha in dataset_images(web_stack, json.loads(done["output"])["dataset"]["version"])
     (box,) = json.loads(ledger.get(sha)["annotations"])
-    chosen = drawn[1] if second == 1 else drawn[0]
     assert abs(box["left"] - (chosen[0] - 10)) <= 3 and abs(box["top"] - chosen[1]) <= 2, (box, chosen)
 
 
 def test_an_approver_approves_in_the_browser_and_the_package_names_them(
     web_stack: Any, app_url: str, new_page: Callable[[], Any]
 ) -> None:
-    package = register_package(web_stack)
+    gate = {
+        "test_map50": "0.812",
+        "test_map50_ci90": "0.774-0.846",
+        "champion_map50": "0.768",
+        "champion_bar": "0.758",
+        "gate_reason": "passed: above the champion bar",
+    }
+    package = register_package(web_stack, metadata=gate)
     version = package["arn"].rsplit("/", 1)[-1]
     email, temporary = invite(web_stack, "approvers")
     page = new_page()
