@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from loupe import settings as settings_mod
 from loupe.aws_clients import lazy_client, lazy_table
-from loupe.console_api import fleet, loop, models, static
+from loupe.console_api import evaluation, fleet, loop, models, static
 from loupe.console_api.identity import Caller, Forbidden, caller_from_claims
 from loupe.deployment.store import DeploymentsStore
 from loupe.labeling import answers, workforce
@@ -32,7 +32,9 @@ logger = Logger()
 tracer = Tracer()
 
 SETTINGS = settings_mod.load()
-SETTINGS.require("model_package_group", "labeling_tasks_table", "user_pool_id", "user_pool_client_id")
+SETTINGS.require(
+    "model_package_group", "labeling_tasks_table", "user_pool_id", "user_pool_client_id", "artifact_bucket"
+)
 PACKAGE_GROUP = str(SETTINGS.model_package_group)
 sagemaker = lazy_client("sagemaker")
 # the shadow counters (field agreement) live in the deployments table; a stack without one lists no agreement
@@ -144,6 +146,12 @@ def me() -> dict[str, Any]:
 @app.get("/models")
 def list_models() -> dict[str, Any]:
     return {"group": PACKAGE_GROUP, "packages": models.list_packages(sagemaker, PACKAGE_GROUP, store=STORE)}
+
+
+@app.get("/models/<package>/evaluation")
+def model_evaluation(package: str) -> dict[str, Any]:
+    desc = models.describe(sagemaker, PACKAGE_GROUP, package)
+    return {"version": desc.get("ModelPackageVersion"), **evaluation.samples(s3, desc, str(SETTINGS.artifact_bucket))}
 
 
 @app.post("/models/<package>/approval")

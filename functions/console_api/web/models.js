@@ -48,6 +48,80 @@ Loupe.ready((me) => {
     return Loupe.el("table", { class: "facts-table", "data-field": f.model_version }, rows.map(([k, v]) => Loupe.el("tr", {}, Loupe.el("th", {}, k), Loupe.el("td", {}, String(v)))));
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+  const evaluations = new Map(); // version -> the API's evaluation answer (its URLs last minutes: refetched on choose)
+
+  // One sample test frame with its truth (green), the candidate's (orange) and the champion's (purple) boxes.
+  function sampleFigure(s) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${s.width} ${s.height}`);
+    const add = (cls, box, label) => {
+      const r = document.createElementNS(SVG, "rect");
+      r.setAttribute("x", box[0]);
+      r.setAttribute("y", box[1]);
+      r.setAttribute("width", Math.max(0, box[2] - box[0]));
+      r.setAttribute("height", Math.max(0, box[3] - box[1]));
+      r.setAttribute("class", `box ${cls}`);
+      r.setAttribute("vector-effect", "non-scaling-stroke");
+      svg.append(r);
+      if (label) {
+        const t = document.createElementNS(SVG, "text");
+        t.setAttribute("x", box[0] + 2);
+        t.setAttribute("y", Math.max(10, box[1] - 3));
+        t.setAttribute("class", `label ${cls}`);
+        t.setAttribute("font-size", Math.max(10, Math.round(s.width / 40)));
+        t.textContent = label;
+        svg.append(t);
+      }
+    };
+    s.truth.forEach((b) => add("truth", b));
+    s.predictions.forEach((p) => add("predicted", p.box, typeof p.conf === "number" ? p.conf.toFixed(2) : ""));
+    (s.champion_predictions || []).forEach((p) => add("champion", p.box));
+    const img = Loupe.el("img", { src: s.image_url, alt: s.image, width: String(s.width), height: String(s.height) });
+    const shot = Loupe.el("div", { class: "shot" }, img);
+    img.addEventListener("error", () => shot.classList.add("broken"));
+    shot.append(svg);
+    return Loupe.el(
+      "figure",
+      { "data-sample": s.image },
+      shot,
+      Loupe.el("figcaption", { class: "muted" }, `${s.truth.length} true · ${s.predictions.length} predicted`),
+    );
+  }
+
+  function samplesSection(version) {
+    const out = evaluations.get(version);
+    const section = Loupe.el("div", { id: "samples" }, Loupe.el("h3", {}, "Evaluation samples (test split)"));
+    if (!out) section.append(Loupe.el("p", { class: "muted" }, "Loading the evaluation samples…"));
+    else if (!out.measured) section.append(Loupe.el("p", { class: "muted" }, `No samples: ${out.reason}.`));
+    else if (!out.samples.length) section.append(Loupe.el("p", { class: "muted" }, "The evaluation kept no sample frames."));
+    else {
+      section.append(
+        Loupe.el(
+          "p",
+          { class: "muted legend" },
+          Loupe.el("span", { class: "key truth" }),
+          "truth",
+          Loupe.el("span", { class: "key predicted" }),
+          "this package",
+          Loupe.el("span", { class: "key champion" }),
+          "champion",
+        ),
+        Loupe.el("div", { class: "frames" }, out.samples.map(sampleFigure)),
+      );
+    }
+    return section;
+  }
+
+  async function loadSamples(version) {
+    try {
+      evaluations.set(version, await Loupe.api("GET", `/models/${encodeURIComponent(version)}/evaluation`));
+    } catch (err) {
+      evaluations.set(version, { measured: false, reason: err.message, samples: [] });
+    }
+    if (chosen === version) detail();
+  }
+
   function detail() {
     const p = packages.find((x) => x.version === chosen);
     const box = $("detail");
@@ -106,12 +180,15 @@ Loupe.ready((me) => {
         Loupe.el("div", {}, Loupe.el("h3", {}, "Field agreement (beside production)"), fieldTable(p.field_agreement)),
       ),
       actions,
+      samplesSection(p.version),
     );
     box.hidden = false;
   }
 
   function choose(version) {
     chosen = version;
+    evaluations.delete(version);
+    loadSamples(version);
     for (const tr of document.querySelectorAll("#packages tr")) tr.classList.toggle("selected", Number(tr.dataset.version) === version);
     detail();
   }
@@ -125,6 +202,7 @@ Loupe.ready((me) => {
     if (!packages.some((p) => p.version === chosen)) {
       const waiting = packages.find((p) => p.approval === "PendingManualApproval");
       chosen = waiting ? waiting.version : packages.length ? packages[0].version : null;
+      if (chosen !== null) loadSamples(chosen);
     }
     const focused = document.activeElement && document.activeElement.id === "decision-reason";
     $("packages").replaceChildren(...packages.map(row));

@@ -255,8 +255,32 @@ def test_two_labelers_disagree_and_a_reviewer_resolves_it_in_the_browser(
     assert abs(box["left"] - (chosen[0] - 10)) <= 3 and abs(box["top"] - chosen[1]) <= 2, (box, chosen)
 
 
+def evaluation_output(rt: Any, photo: Path) -> str:
+    """What the pipeline's evaluation step leaves in the artifact bucket (one sample frame and its boxes, plus an
+    entry pointing outside samples/ that must never be presigned); its folder's URI."""
+    bucket = rt.physical("ArtifactBucket")
+    prefix = f"loupe-training/web-{uuid.uuid4().hex[:8]}/Evaluate/output/evaluation"
+    details = {
+        "samples": [
+            {
+                "image": f"samples/{photo.name}",
+                "width": W,
+                "height": H,
+                "truth": [[81, 123, 163, 220]],
+                "predictions": [{"box": [78, 120, 166, 224], "conf": 0.91}],
+                "champion_predictions": [],
+            },
+            {"image": "../../../raw/web/anything.jpg", "width": W, "height": H, "truth": [], "predictions": []},
+        ]
+    }
+    s3 = rt.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/details.json", Body=json.dumps(details).encode())
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/samples/{photo.name}", Body=photo.read_bytes())
+    return f"s3://{bucket}/{prefix}"
+
+
 def test_an_approver_approves_in_the_browser_and_the_package_names_them(
-    web_stack: Any, app_url: str, new_page: Callable[[], Any]
+    web_stack: Any, app_url: str, new_page: Callable[[], Any], metal_tags_dir: Path
 ) -> None:
     gate = {
         "test_map50": "0.812",
@@ -265,6 +289,7 @@ def test_an_approver_approves_in_the_browser_and_the_package_names_them(
         "champion_bar": "0.758",
         "gate_reason": "passed: above the champion bar",
     }
+    gate["evaluation_uri"] = evaluation_output(web_stack, metal_tags_dir / LABELED)
     package = register_package(web_stack, metadata=gate)
     version = package["arn"].rsplit("/", 1)[-1]
     email, temporary = invite(web_stack, "approvers")
@@ -273,6 +298,12 @@ def test_an_approver_approves_in_the_browser_and_the_package_names_them(
     page.goto(f"{app_url}/web/models.html")
     page.click(f"#packages tr[data-version='{version}']")
     page.wait_for_selector("#approve:not([disabled])")
+    # the evaluation's sample frame, through its presigned URL, with its boxes; nothing outside samples/
+    page.wait_for_selector("figure[data-sample] img")
+    page.wait_for_function("document.querySelector('figure[data-sample] img').naturalWidth === 450")
+    assert page.locator("figure[data-sample]").count() == 1
+    assert page.locator("figure[data-sample] rect.truth").count() == 1
+    assert page.locator("figure[data-sample] rect.predicted").count() == 1
     shot(page, "models")
     page.fill("#decision-reason", "checked in the browser")
     page.click("#approve")

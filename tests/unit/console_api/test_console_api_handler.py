@@ -60,6 +60,7 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "LABELING_TASKS_TABLE": "loupe-labeling-tasks",
         "USER_POOL_ID": "us-east-1_example",
         "USER_POOL_CLIENT_ID": "exampleclient",
+        "ARTIFACT_BUCKET": "loupe-artifacts",
     }.items():
         monkeypatch.setenv(key, value)
     # a stack without the deployments table (no field agreement to read): this module's world is the one above, not

@@ -160,6 +160,11 @@ def evidence_metadata(
     return out
 
 
+def describe(sm: SageMakerRegistry, group: str, package: str) -> dict[str, Any]:
+    """The description of the package of that version in ``group`` (NotFound for anything else)."""
+    return _package(sm, group, package)
+
+
 def _package(sm: SageMakerRegistry, group: str, package: str) -> dict[str, Any]:
     """The description of the package of that version in ``group``; NotFound for anything else."""
     if not _VERSION.match(package):
