@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from support.deploy_packages import register_package
 from support.waiting import wait_for
 
@@ -312,3 +313,58 @@ def test_an_approver_approves_in_the_browser_and_the_package_names_them(
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"] == f"Approved by {email}: checked in the browser"
     page.wait_for_selector(f"#packages tr[data-version='{version}'] [data-approval='Approved']")
+
+
+def test_sign_out_revokes_the_tokens_and_leaves_nothing_in_the_browser(
+    web_stack: Any, app_url: str, new_page: Callable[[], Any]
+) -> None:
+    page = new_page()
+    sign_in(page, app_url, *invite(web_stack, "labelers"))
+    access = page.evaluate(
+        "Object.keys(sessionStorage).filter(k => k.endsWith('.accessToken')).map(k => sessionStorage.getItem(k))[0]"
+    )
+    idp = web_stack.client("cognito-idp")
+    assert idp.get_user(AccessToken=access)["Username"]
+    page.click("#sign-out")
+    page.wait_for_url(re.compile(r"/web/signin\.html\?signedout=1$"))
+    assert page.evaluate("sessionStorage.length") == 0
+    # GlobalSignOut: Cognito no longer accepts the access token
+    with pytest.raises(ClientError) as revoked:
+        idp.get_user(AccessToken=access)
+    assert revoked.value.response["Error"]["Code"] == "NotAuthorizedException"
+    page.goto(f"{app_url}/web/labeling.html")
+    page.wait_for_url(re.compile(r"/web/signin\.html\?next="))
+
+
+def test_a_refused_answer_is_shown_and_the_boxes_stay(
+    web_stack: Any, app_url: str, ledger: Ledger, new_page: Callable[[], Any], metal_tags_dir: Path
+) -> None:
+    """The same labeler in two tabs holds one lease: the second tab's submit is refused (already answered), the page
+    says so and keeps the boxes drawn there."""
+    email, temporary = invite(web_stack, "labelers")
+    sha = upload(web_stack, ledger, metal_tags_dir / "images/bad/image-2020-04-22-11-05-35-04-cropped-right-top.jpg")
+    arn = run_labeling(web_stack, [sha])
+    first = new_page()
+    password = sign_in(first, app_url, email, temporary)
+    first.wait_for_selector("body[data-assignment]")
+    second = new_page()
+    second.goto(f"{app_url}/web/signin.html?next=%2Fweb%2Flabeling.html")
+    second.fill("#email", email)
+    second.fill("#password", password)
+    second.click("#signin-submit")
+    second.wait_for_selector("body[data-assignment]")
+    assert second.get_attribute("body", "data-assignment") == first.get_attribute("body", "data-assignment")
+    draw(first, 125, 69, 176, 200)
+    first.wait_for_selector("#box-count[data-boxes='1']")
+    first.click("#submit")
+    first.wait_for_selector("#msg[data-kind='ok']")
+    draw(second, 284, 94, 319, 219)
+    second.wait_for_selector("#box-count[data-boxes='1']")
+    second.click("#submit")
+    second.wait_for_selector("#msg[data-kind='error']")
+    assert "already answered" in second.locator("#msg").inner_text()
+    assert second.locator("#box-count").get_attribute("data-boxes") == "1"
+    assert second.locator("#canvas rect.box").count() == 1
+    assert finished(web_stack, arn)["status"] == "SUCCEEDED"
+    (box,) = json.loads(ledger.get(sha)["annotations"])
+    assert abs(box["left"] - 125) <= 2, box  # the first tab's answer, not the refused one
