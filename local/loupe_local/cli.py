@@ -188,7 +188,8 @@ def _print_ready(current: dict[str, Any]) -> None:
         # the stack's own console app (ConsoleApi serves it, as API Gateway does in the cloud)
         print(f"  console            {current['console']}  (sign in as a user of `loupe labelers add EMAIL`)")
     for lid, url in (current.get("http_apis") or {}).items():
-        print(f"  {lid:<18} {url}  (HTTP API; invite users with `loupe labelers add EMAIL --group G`)")
+        what = "the console app and its API" if lid == "ConsoleApi" else "HTTP API"
+        print(f"  {lid:<18} {url}/  ({what}; invite people with `loupe labelers add EMAIL --group G`)")
     print('  use it:  eval "$(loupe local env)"  then e.g.  aws s3 ls')
     sys.stdout.flush()
 
