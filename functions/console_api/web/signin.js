@@ -82,14 +82,8 @@
   $("mfa-setup-form").addEventListener("submit", (event) => {
     event.preventDefault();
     busy(true);
-    user.verifySoftwareToken($("mfa-setup-code").value.trim(), "authenticator", {
-      onSuccess() {
-        Loupe.show("Authenticator app set up: sign in again with a fresh code.", "ok");
-        busy(false);
-        step("password");
-      },
-      onFailure: failed,
-    });
+    // with the sign-in's session, a verified code also answers the MFA_SETUP challenge: the person is signed in
+    user.verifySoftwareToken($("mfa-setup-code").value.trim(), "authenticator", callbacks);
   });
 
   if (params.get("signedout")) Loupe.show("You are signed out.", "ok");
