@@ -43,6 +43,9 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         state_dir=state,
         mqtt=False,
         parameters={"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160"},
+        # each function acts under its own role and every call is checked against its grant, as in the session's
+        # stack: the console function's new routes hold to template.yaml's least privilege
+        iam=None if os.environ.get("LOUPE_LOCAL_IAM", "").strip() else "audit",
     )
     runtime.start()
     try:
@@ -51,6 +54,13 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         runtime.stop()
         os.environ.clear()
         os.environ.update(saved)
+    from support.iam_gate import stack_role_denials
+
+    denials = stack_role_denials(runtime.state_dir, [])
+    if denials:
+        pytest.fail(
+            "IAM: calls of the stack's roles outside their grant:\n  " + "\n  ".join(denials[:50]), pytrace=False
+        )
 
 
 @pytest.fixture(scope="package")
