@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from loupe_local.cognito_signin import sign_in
+
 pytestmark = pytest.mark.integration
 
 
@@ -42,17 +44,8 @@ def test_a_person_with_an_authenticator_app_signs_in_with_a_one_time_code(
     # the person sets up an authenticator app (UserPoolMfa=OPTIONAL, the default: each person may turn it on)
     idp = web_stack.client("cognito-idp")
     client_id = web_stack.physical("ConsoleUserPoolClient")
-    first = idp.initiate_auth(
-        ClientId=client_id,
-        AuthFlow="USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": email, "PASSWORD": temporary.group(1)},
-    )
-    tokens = idp.respond_to_auth_challenge(
-        ClientId=client_id,
-        ChallengeName="NEW_PASSWORD_REQUIRED",
-        Session=first["Session"],
-        ChallengeResponses={"USERNAME": email, "NEW_PASSWORD": chosen},
-    )["AuthenticationResult"]
+    pool = web_stack.physical("ConsoleUserPool")
+    tokens = sign_in(idp, pool, client_id, email, temporary.group(1), new_password=chosen)
     secret = idp.associate_software_token(AccessToken=tokens["AccessToken"])["SecretCode"]
     idp.verify_software_token(AccessToken=tokens["AccessToken"], UserCode=totp(secret), FriendlyDeviceName="phone")
     idp.set_user_mfa_preference(
