@@ -67,10 +67,11 @@ def test_a_page_signs_in_unsigned_and_may_read_cognitos_answer(local_aws: Any) -
     answer = _browser(
         local_aws, "InitiateAuth", {"ClientId": client, "AuthFlow": "USER_PASSWORD_AUTH", "AuthParameters": params}
     )
-    # Cognito itself judged it (an unknown user), not the gate; the page may read that answer
+    # Cognito itself judged it (the flow this client does not allow, or an unknown user), not the gate; the page may
+    # read that answer
     assert answer.status == 400, answer.data
-    # (moto names the unknown user; Cognito with PreventUserExistenceErrors says NotAuthorized)
-    assert json.loads(answer.data)["__type"] in ("UserNotFoundException", "NotAuthorizedException"), answer.data
+    cognito_errors = ("InvalidParameterException", "UserNotFoundException", "NotAuthorizedException")
+    assert json.loads(answer.data)["__type"] in cognito_errors, answer.data
     assert _cors(answer) == {"access-control-allow-origin": "*"}
     # a token-authorized operation with a made-up access token: Cognito refuses the token, again readable
     user = _browser(local_aws, "GetUser", {"AccessToken": "not-a-token"})

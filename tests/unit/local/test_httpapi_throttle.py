@@ -120,4 +120,5 @@ def test_the_templates_stage_limits_reach_the_stand_in() -> None:
     stages = [r for r in app.transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
     assert len(stages) == 1 and stages[0]["Properties"]["ApiId"] == {"Ref": "ConsoleApi"}
     default, per_route = throttles_of(stages[0]["Properties"])
-    assert default == {"ThrottlingBurstLimit": 20, "ThrottlingRateLimit": 10} and per_route == {}
+    assert default == {"ThrottlingBurstLimit": 20, "ThrottlingRateLimit": 10}
+    assert per_route == {"GET /web/{file+}": {"ThrottlingBurstLimit": 100, "ThrottlingRateLimit": 50}}
