@@ -56,8 +56,8 @@ def _session(local_aws: Any, group: str) -> dict[str, str]:
 
 
 def _seed_session(session: dict[str, str]) -> str:
-    """An init script that puts the session where amazon-cognito-identity-js keeps it (localStorage, keys
-    ``CognitoIdentityServiceProvider.<client id>.<username>.*``)."""
+    """An init script that puts the session where the console's shell has amazon-cognito-identity-js keep it
+    (sessionStorage only; keys ``CognitoIdentityServiceProvider.<client id>.<username>.*``)."""
     prefix = f"CognitoIdentityServiceProvider.{session['client_id']}"
     user = f"{prefix}.{session['username']}"
     items = {
@@ -67,7 +67,7 @@ def _seed_session(session: dict[str, str]) -> str:
         f"{user}.refreshToken": session["refresh"],
         f"{user}.clockDrift": "0",
     }
-    return f"for (const [k, v] of Object.entries({json.dumps(items)})) localStorage.setItem(k, v);"
+    return f"for (const [k, v] of Object.entries({json.dumps(items)})) sessionStorage.setItem(k, v);"
 
 
 @pytest.fixture(scope="module")
