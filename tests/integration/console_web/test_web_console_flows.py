@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from support.deploy_packages import register_package
@@ -85,8 +84,7 @@ def run_labeling(rt: Any, hashes: list[str], machine: str | None = None) -> str:
     else:
         from loupe.labeling.trigger import new_claim_id
 
-        dynamodb = boto3.resource("dynamodb", endpoint_url=rt.endpoint, region_name=rt.region)
-        ledger = Ledger(dynamodb.Table(rt.physical("LedgerTable")))
+        ledger = Ledger(rt.table("LedgerTable"))
         claim = new_claim_id(hashes) + "w"
         assert ledger.claim(hashes, claim) == hashes
         sfn.start_execution(stateMachineArn=machine, input=json.dumps({"claim_id": claim, "images": hashes}))
@@ -110,7 +108,7 @@ def finished(rt: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
 
 def draw(page: Any, x0: float, y0: float, x1: float, y1: float) -> None:
     """Drag across the image with the mouse, in image pixels."""
-    page.wait_for_function("document.querySelector('#canvas image') !== null")
+    page.wait_for_function("() => document.querySelector('#canvas image') !== null")
     box = page.locator("#canvas").bounding_box()
     sx, sy = box["width"] / W, box["height"] / H
     page.mouse.move(box["x"] + x0 * sx, box["y"] + y0 * sy)
@@ -128,8 +126,7 @@ def dataset_images(rt: Any, version: int) -> set[str]:
 
 @pytest.fixture(scope="module")
 def ledger(web_stack: Any) -> Ledger:
-    dynamodb = boto3.resource("dynamodb", endpoint_url=web_stack.endpoint, region_name=web_stack.region)
-    return Ledger(dynamodb.Table(web_stack.physical("LedgerTable")))
+    return Ledger(web_stack.table("LedgerTable"))
 
 
 def test_an_invited_labeler_signs_in_and_labels_an_upload_into_a_new_dataset_version(
@@ -301,7 +298,7 @@ def test_an_approver_approves_in_the_browser_and_the_package_names_them(
     page.wait_for_selector("#approve:not([disabled])")
     # the evaluation's sample frame, through its presigned URL, with its boxes; nothing outside samples/
     page.wait_for_selector("figure[data-sample] img")
-    page.wait_for_function("document.querySelector('figure[data-sample] img').naturalWidth === 450")
+    page.wait_for_function("() => document.querySelector('figure[data-sample] img').naturalWidth === 450")
     assert page.locator("figure[data-sample]").count() == 1
     assert page.locator("figure[data-sample] rect.truth").count() == 1
     assert page.locator("figure[data-sample] rect.predicted").count() == 1

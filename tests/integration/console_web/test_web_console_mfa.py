@@ -31,11 +31,11 @@ def totp(secret: str, at: float | None = None) -> str:
 
 
 def test_a_person_with_an_authenticator_app_signs_in_with_a_one_time_code(
-    web_stack: Any, app_url: str, new_page: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+    web_stack: Any, app_url: str, new_page: Callable[[], Any]
 ) -> None:
     from loupe_local import cli
 
-    monkeypatch.setenv("MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP", "true")  # the local Cognito checks the codes
+    # (the web stack's Cognito checks one-time codes: MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP, see conftest.py)
     email = f"web-mfa-{uuid.uuid4().hex[:8]}@example.com"
     assert cli.main(["labelers", "add", email, "--state", str(web_stack.state_dir)]) == 0
     temporary = re.search(r"temporary password (\S+)", (web_stack.state_dir / "mail" / f"{email}.txt").read_text())
