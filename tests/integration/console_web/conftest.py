@@ -148,7 +148,7 @@ def app_url(web_stack: StackProcess) -> str:
     return web_stack.console_url
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")  # one Playwright at a time: other packages' modules start their own
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
