@@ -30,6 +30,8 @@ ROUTES = {
 IMAGE_PREFIXES = [{"Fn::Sub": "${RawBucket.Arn}/raw/*"}, {"Fn::Sub": "${RawBucket.Arn}/normalized/*"}]
 # the Loop page reads each dataset version's dataset.json, nothing else of the artifacts
 DATASET_DOCS = {"Fn::Sub": "${ArtifactBucket.Arn}/datasets/*/dataset.json"}
+# the Models page reads the evaluation step's output (details.json, samples/) and presigns its sample frames
+EVALUATION_OUTPUT = {"Fn::Sub": "${ArtifactBucket.Arn}/loupe-training/*/Evaluate/output/evaluation/*"}
 
 
 def _list(value: Any) -> list[Any]:
@@ -77,7 +79,11 @@ def problems(template: dict[str, Any]) -> list[str]:
                 and (st["Resource"] == "*" or "LabelingTasksTable" not in where or "LedgerTable" in where)
             ):
                 found.append(f"{st.get('Sid')}: DynamoDB beyond the labeling table")
-            if "s3:GetObject" in actions and where not in (json.dumps(IMAGE_PREFIXES), json.dumps(DATASET_DOCS)):
+            if "s3:GetObject" in actions and where not in (
+                json.dumps(IMAGE_PREFIXES),
+                json.dumps(DATASET_DOCS),
+                json.dumps(EVALUATION_OUTPUT),
+            ):
                 found.append(f"{st.get('Sid')}: reads objects beyond the images (raw/, normalized/)")
             if "s3:PutObject" in actions and where != json.dumps({"Fn::Sub": "${ArtifactBucket.Arn}/labeling/*"}):
                 found.append(f"{st.get('Sid')}: writes objects beyond labeling/")
