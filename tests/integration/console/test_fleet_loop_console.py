@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,14 @@ pytestmark = pytest.mark.integration
 
 WEB = Path(__file__).resolve().parents[3] / "functions" / "console_api" / "web"
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+def shot(page: Any, name: str) -> None:
+    """``LOUPE_SCREENSHOTS=<folder>`` keeps a screenshot of the page (docs/images/console-<name>.png)."""
+    folder = os.environ.get("LOUPE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"console-{name}.png"), full_page=True)
 
 
 def _origin(url: str) -> str:
@@ -148,6 +157,7 @@ def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
     note = app_page.locator(f'figure[data-key="{odd}"] [data-note]')
     note.wait_for()
     assert "cannot be read" in note.inner_text()
+    shot(app_page, "fleet")
 
 
 def test_the_loop_page_shows_counts_datasets_and_labeling_runs(app_page: Any, console: str, local_aws: Any) -> None:
@@ -170,6 +180,7 @@ def test_the_loop_page_shows_counts_datasets_and_labeling_runs(app_page: Any, co
         ),
         timeout=30,
     )
+    shot(app_page, "loop")
 
 
 def test_without_a_session_the_page_sends_the_person_to_sign_in(browser: Any, console: str, local_aws: Any) -> None:
