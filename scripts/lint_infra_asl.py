@@ -37,6 +37,8 @@ _SHAPES: dict[str, tuple[str, str, str]] = {
     "AWS::Events::EventBus": ("events", "event-bus/{name}", "name"),
     "AWS::SageMaker::ModelPackageGroup": ("sagemaker", "model-package-group/{name}", "arn"),
     "AWS::SageMaker::FeatureGroup": ("sagemaker", "feature-group/{name}", "name"),
+    # GetAtt Arn: arn:aws:cloudwatch:<region>:<account>:alarm:<name> (CloudFormation, AWS::CloudWatch::Alarm)
+    "AWS::CloudWatch::Alarm": ("cloudwatch", "alarm:{name}", "name"),
 }
 
 
