@@ -131,7 +131,13 @@ def test_uncertain_frames_reach_s3_with_metadata(component, subscriber, s3) -> N
     assert announce["bucket"] == bucket and announce["key"] == f"raw/feedback/{THING}/{result['frame_id']}.png"
     assert announce["model_version"] == "7" and announce["reason"] == "confidence-band"
     head = s3.head_object(Bucket=bucket, Key=announce["key"])
-    assert head["Metadata"] == {
+    metadata = dict(head["Metadata"])
+    # the boxes the device found, for the console's Fleet page: [class, confidence, left, top, width, height],
+    # most confident first
+    boxes = json.loads(metadata.pop("boxes"))
+    assert boxes and all(len(b) == 6 for b in boxes), boxes
+    assert [b[1] for b in boxes] == sorted((b[1] for b in boxes), reverse=True), boxes
+    assert metadata == {
         "device": THING,
         "model-version": "7",
         "max-confidence": f"{announce['max_confidence']:.4f}",
