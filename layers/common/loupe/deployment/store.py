@@ -287,33 +287,14 @@ class DeploymentsStore:
 
         A window is added once: its end time must be later than the last one added (a QoS 1 redelivery or a Lambda
         retry of the same message is refused by the condition and returns False)."""
-        names = {f"#c{i}": name for i, name in enumerate(counters)}
-        values: dict[str, Any] = {f":c{i}": int(v) for i, v in enumerate(counters.values())}
-        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
-        sets = ["#end = :end", "#updated = :now", "#windows = if_not_exists(#windows, :zero) + :one"]
-        names.update({"#end": "last_window_end", "#updated": "updated", "#windows": "windows"})
-        values.update({":end": window_end, ":now": utc_now(), ":zero": 0, ":one": 1})
-        if latency_p95_ms is not None:
-            sets.append("#p95 = :p95")
-            names["#p95"] = "last_latency_p95_ms"
-            values[":p95"] = str(latency_p95_ms)
+        sets = ["#windows = if_not_exists(#windows, :zero) + :one"]
+        names = {"#windows": "windows"}
+        values: dict[str, Any] = {":zero": 0, ":one": 1}
         if package_arn:
             sets.append("#arn = :arn")
             names["#arn"] = "model_package_arn"
             values[":arn"] = package_arn
-        try:
-            self.table.update_item(
-                Key={"pk": f"SHADOW#{version}", "sk": f"DEVICE#{thing}"},
-                UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {add}" if add else ""),
-                ConditionExpression="attribute_not_exists(#end) OR #end < :end",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if is_conditional_check_failed(exc):
-                return False
-            raise
-        return True
+        return self._add_window(f"SHADOW#{version}", thing, window_end, counters, latency_p95_ms, sets, names, values)
 
     def shadow_totals(self, version: str) -> dict[str, Any]:
         """Candidate ``version``'s counters summed over every device that ran it, with each device's own."""
@@ -356,21 +337,44 @@ class DeploymentsStore:
         """Add one health window of ``thing`` serving model ``version`` (one UpdateItem, ADD; a window whose end is
         not later than the last one added is refused, so a redelivered message counts once). ``errors_seen`` is the
         device's running error count: the first one seen is kept, the errors of the model are the difference."""
-        names = {f"#c{i}": name for i, name in enumerate(counters)}
-        values: dict[str, Any] = {f":c{i}": int(v) for i, v in enumerate(counters.values())}
-        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
-        sets = ["#end = :end", "#updated = :now", "#seen = :seen", "#first = if_not_exists(#first, :seen)"]
-        names.update(
-            {"#end": "last_window_end", "#updated": "updated", "#seen": "errors_seen", "#first": "errors_first"}
+        return self._add_window(
+            f"MODEL#{version}",
+            thing,
+            window_end,
+            counters,
+            latency_p95_ms,
+            ["#seen = :seen", "#first = if_not_exists(#first, :seen)"],
+            {"#seen": "errors_seen", "#first": "errors_first"},
+            {":seen": int(errors_seen)},
         )
-        values.update({":end": window_end, ":now": utc_now(), ":seen": int(errors_seen)})
+
+    def _add_window(
+        self,
+        pk: str,
+        thing: str,
+        window_end: str,
+        counters: Mapping[str, int],
+        latency_p95_ms: float | None,
+        sets: list[str],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """One health window's ``counters`` ADDed to item (``pk``, DEVICE#``thing``) with the caller's extra ``sets``,
+        once: the window's end must be later than the last one added (a QoS 1 redelivery or a Lambda retry of the
+        same message is refused by the condition and returns False)."""
+        names = {**names, **{f"#c{i}": name for i, name in enumerate(counters)}}
+        values = {**values, **{f":c{i}": int(v) for i, v in enumerate(counters.values())}}
+        add = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        sets = ["#end = :end", "#updated = :now", *sets]
+        names.update({"#end": "last_window_end", "#updated": "updated"})
+        values.update({":end": window_end, ":now": utc_now()})
         if latency_p95_ms is not None:
             sets.append("#p95 = :p95")
             names["#p95"] = "last_latency_p95_ms"
             values[":p95"] = str(latency_p95_ms)
         try:
             self.table.update_item(
-                Key={"pk": f"MODEL#{version}", "sk": f"DEVICE#{thing}"},
+                Key={"pk": pk, "sk": f"DEVICE#{thing}"},
                 UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {add}" if add else ""),
                 ConditionExpression="attribute_not_exists(#end) OR #end < :end",
                 ExpressionAttributeNames=names,
