@@ -4,15 +4,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
-function text(value) {
-  return value === undefined || value === null || value === "" ? "–" : String(value);
-}
-
-function fill(id, rows, empty) {
-  const body = document.querySelector(`#${id} tbody`);
-  const columns = document.querySelectorAll(`#${id} thead th`).length;
-  body.replaceChildren(...(rows.length ? rows : [Loupe.el("tr", {}, Loupe.el("td", { colspan: columns, class: "muted" }, empty))]));
-}
+const { text, fill } = Loupe;
 
 function svgNode(tag, attrs) {
   const node = document.createElementNS(SVG, tag);

@@ -1,15 +1,7 @@
 // Loop: the ledger's images by status, running executions, alarms, labeling runs, dataset versions, the timeline.
 "use strict";
 
-function text(value) {
-  return value === undefined || value === null || value === "" ? "–" : String(value);
-}
-
-function fill(id, rows, empty) {
-  const body = document.querySelector(`#${id} tbody`);
-  const columns = document.querySelectorAll(`#${id} thead th`).length;
-  body.replaceChildren(...(rows.length ? rows : [Loupe.el("tr", {}, Loupe.el("td", { colspan: columns, class: "muted" }, empty))]));
-}
+const { text, fill } = Loupe;
 
 function row(attrs, ...cells) {
   return Loupe.el("tr", attrs, ...cells.map((c) => (c instanceof Node ? Loupe.el("td", {}, c) : Loupe.el("td", {}, text(c)))));

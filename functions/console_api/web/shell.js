@@ -440,5 +440,17 @@
     });
   }
 
-  window.Loupe = { ready, api, el, show, poll, signOut, editor, editorKeys, pool, loadConfig, safeNext };
+  // a value for a table cell: "–" for nothing
+  function text(value) {
+    return value === undefined || value === null || value === "" ? "–" : String(value);
+  }
+
+  // table #id's body: the rows, or one muted row saying ``empty``
+  function fill(id, rows, empty) {
+    const body = document.querySelector(`#${id} tbody`);
+    const columns = document.querySelectorAll(`#${id} thead th`).length;
+    body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "muted" }, empty))]));
+  }
+
+  window.Loupe = { ready, api, el, show, poll, signOut, editor, editorKeys, pool, loadConfig, safeNext, text, fill };
 })();
