@@ -24,9 +24,8 @@ from typing import Any
 import pytest
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
+from support.health_fleet import deployments_store, health_fleet
 from support.waiting import wait_for, wait_until
-
-from loupe.deployment.store import DeploymentsStore
 
 pytestmark = pytest.mark.integration
 
@@ -71,39 +70,15 @@ def configure(rt: Any, canary_percent: int, window_frames: int = WINDOW_FRAMES) 
 
 @pytest.fixture(scope="module")
 def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[str]]]:
-    from loupe_local.devices import DeviceFleet
-
-    tag = uuid.uuid4().hex[:6]
-    fleet = DeviceFleet.from_runtime(
-        rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=f"loupe-device-canary{tag}"
-    )
-    fleet.publish_components(rt.physical("ArtifactBucket"))
-    overlay = tmp_path_factory.mktemp("canary-overlay") / "overlay.json"
-    overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}))
-    names = fleet.names(2)
-    try:
-        for name in names:
-            fleet.start_device(name, extra_args=["--overlay", str(overlay)])
-        fleet.wait_registered(names)
+    with health_fleet(rt, tmp_path_factory.mktemp("canary-overlay"), f"loupe-device-canary{uuid.uuid4().hex[:6]}") as (
+        fleet,
+        names,
+        _,
+    ):
         yield fleet, names
-    finally:
-        fleet.stop()
 
 
 # ------------------------------------------------------------------ helpers
-def store(rt: Any) -> DeploymentsStore:
-    import boto3
-
-    resource = boto3.resource(
-        "dynamodb",
-        endpoint_url=rt.endpoint,
-        region_name=rt.region,
-        aws_access_key_id=rt.credentials.access_key_id,
-        aws_secret_access_key=rt.credentials.secret_access_key,
-    )
-    return DeploymentsStore(resource.Table(rt.physical("DeploymentsTable")))
-
-
 def finished_run(rt: Any, package_arn: str, timeout: float = 240) -> dict[str, Any]:
     sfn = rt.client("stepfunctions")
     machine = rt.arn("EdgeDeploymentStateMachine")
@@ -213,7 +188,7 @@ def test_a_worse_challenger_is_rolled_back_by_itself_with_the_reason(
     rt: Any, fleet: tuple[Any, list[str]], notify_queue: str
 ) -> None:
     _, things = fleet
-    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    sm, table, group = rt.client("sagemaker"), deployments_store(rt), rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
     prod = champion(rt, tag)
     worse = register_package(rt, onnx_bytes=box_detector(0.4), model_version=f"worse-{tag}")
@@ -250,7 +225,7 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_to_the_whole_fleet(
     rt: Any, fleet: tuple[Any, list[str]]
 ) -> None:
     _, things = fleet
-    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    sm, table, group = rt.client("sagemaker"), deployments_store(rt), rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
     champion(rt, tag)
     good = register_package(rt, onnx_bytes=tiny_detector(anchors=4), model_version=f"good-{tag}")
@@ -276,7 +251,7 @@ def test_a_person_promotes_a_running_canary_by_hand(rt: Any, fleet: tuple[Any, l
     from loupe_local import cli
 
     _, things = fleet
-    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    sm, table, group = rt.client("sagemaker"), deployments_store(rt), rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
     champion(rt, tag)
     configure(rt, 50, window_frames=100_000)  # a window no one waits for
@@ -311,7 +286,7 @@ def test_a_canary_of_the_whole_fleet_is_judged_against_the_champions_own_frames(
     """CanaryPercent 100 (as a fleet of one device has): no device keeps the champion, so the champion's frames on
     the same devices before the canary are the control; the decision still runs."""
     _, things = fleet
-    sm, table, group = rt.client("sagemaker"), store(rt), rt.physical("FleetThingGroup")
+    sm, table, group = rt.client("sagemaker"), deployments_store(rt), rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
     champion(rt, tag)
     configure(rt, 100)

@@ -23,9 +23,8 @@ import pytest
 from support.console_users import api, signed_in
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
+from support.health_fleet import deployments_store, health_fleet
 from support.waiting import wait_for, wait_until
-
-from loupe.deployment.store import DeploymentsStore
 
 pytestmark = pytest.mark.integration
 
@@ -60,40 +59,15 @@ def rt(local_aws: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[str], dict[str, Any]]]:
-    from loupe_local.devices import DeviceFleet
-
-    tag = uuid.uuid4().hex[:6]
-    fleet = DeviceFleet.from_runtime(
-        rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=f"loupe-device-sh{tag}"
-    )
-    inference = fleet.publish_components(rt.physical("ArtifactBucket"))
-    # each device's own setting (a local overlay, as a factory sets it): a health message every second
-    overlay = tmp_path_factory.mktemp("shadow-overlay") / "overlay.json"
-    overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}))
-    names = fleet.names(2)
-    try:
-        for name in names:
-            fleet.start_device(name, extra_args=["--overlay", str(overlay)])
-        fleet.wait_registered(names)
+    with health_fleet(rt, tmp_path_factory.mktemp("shadow-overlay"), f"loupe-device-sh{uuid.uuid4().hex[:6]}") as (
+        fleet,
+        names,
+        inference,
+    ):
         yield fleet, names, inference
-    finally:
-        fleet.stop()
 
 
 # ------------------------------------------------------------------ helpers
-def store(rt: Any) -> DeploymentsStore:
-    import boto3
-
-    resource = boto3.resource(
-        "dynamodb",
-        endpoint_url=rt.endpoint,
-        region_name=rt.region,
-        aws_access_key_id=rt.credentials.access_key_id,
-        aws_secret_access_key=rt.credentials.secret_access_key,
-    )
-    return DeploymentsStore(resource.Table(rt.physical("DeploymentsTable")))
-
-
 def finished_run(rt: Any, package_arn: str, mode: str, timeout: float = 180) -> dict[str, Any]:
     """The workflow run started for ``package_arn`` in ``mode`` (its input names them), once it has finished."""
     sfn = rt.client("stepfunctions")
@@ -149,7 +123,7 @@ def test_a_gate_passing_package_is_shadowed_its_agreement_shown_and_recorded_at_
     rt: Any, fleet: tuple[Any, list[str], dict[str, Any]]
 ) -> None:
     _, things, _ = fleet
-    sm, table = rt.client("sagemaker"), store(rt)
+    sm, table = rt.client("sagemaker"), deployments_store(rt)
     group = rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
 
