@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from support.console_users import first_sign_in, password
@@ -29,9 +28,6 @@ from loupe.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
-WEB = Path(__file__).resolve().parents[3] / "functions" / "console_api" / "web"
-TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-
 
 def shot(page: Any, name: str) -> None:
     """``LOUPE_SCREENSHOTS=<folder>`` keeps a screenshot of the page (docs/images/console-<name>.png)."""
@@ -39,11 +35,6 @@ def shot(page: Any, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"console-{name}.png"), full_page=True)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -84,39 +75,11 @@ def viewer(local_aws: Any) -> dict[str, str]:
     return _session(local_aws, "labelers")
 
 
-def _static_route(endpoint: str) -> Any:
-    """What the static route answers (shell.md): a file of the app's folder by an allow-list of suffixes, with the
-    app's Content-Security-Policy, else 404."""
-    csp = (
-        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' {endpoint}; "
-        f"connect-src 'self' {endpoint}; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    )
-    headers = {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-
-    def serve(route: Any) -> None:
-        relative = urlsplit(route.request.url).path.removeprefix("/web/")
-        path = (WEB / relative).resolve()
-        if WEB.resolve() not in path.parents or not path.is_file() or path.suffix not in TYPES:
-            route.fulfill(status=404, body="not found")
-            return
-        route.fulfill(status=200, body=path.read_bytes(), content_type=TYPES[path.suffix], headers=headers)
-
-    return serve
-
-
-# A response the test fulfils has no server address, so Chromium's Local Network Access puts the page in the public
-# address space and refuses its requests to loopback (the presigned images); served by the local API itself (the
-# static route), the page is on loopback like the images. The check is off for these pages' browser only.
-NO_LNA = ["--disable-features=LocalNetworkAccessChecks"]
-
-
 @pytest.fixture
-def app_page(chromium_with: Any, console: str, local_aws: Any, viewer: dict[str, str]) -> Iterator[Any]:
-    """A signed-in page whose /web/ files come from the app's folder as the static route serves them; a test fails
-    when the policy blocked anything the page loaded or ran."""
-    context = chromium_with(NO_LNA).new_context(viewport={"width": 1280, "height": 900})
-    context.route(f"{console}/web/**", _static_route(_origin(local_aws.endpoint)))
+def app_page(browser: Any, console: str, viewer: dict[str, str]) -> Iterator[Any]:
+    """A signed-in page of the app as the stack's static route serves it (its own Content-Security-Policy); a test
+    fails when the policy blocked anything the page loaded or ran."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(_seed_session(viewer))
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -185,7 +148,6 @@ def test_the_loop_page_shows_counts_datasets_and_labeling_runs(app_page: Any, co
 
 def test_without_a_session_the_page_sends_the_person_to_sign_in(browser: Any, console: str, local_aws: Any) -> None:
     context = browser.new_context()
-    context.route(f"{console}/web/**", _static_route(_origin(local_aws.endpoint)))
     try:
         page = context.new_page()
         page.goto(f"{console}/web/fleet.html")
