@@ -3,25 +3,15 @@ the local HTTP API stand-in), and headless Chromium (Debian's ``chromium``, driv
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.chromium import CHROMIUM_ARGS, chromium_path
 
 from loupe.ledger import Ledger
 from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (make setup / .ci/run install it)")
 
 
 @pytest.fixture(scope="module")

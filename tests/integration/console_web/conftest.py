@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,20 +19,12 @@ from typing import Any
 
 import boto3
 import pytest
+from support.chromium import CHROMIUM_ARGS, chromium_path
 from support.waiting import wait_for
 
 from loupe_local.standins.groundtruth_workforce import set_workforce_mode
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VENDOR = "functions/console_api/web/vendor/amazon-cognito-identity.min.js"
-
-
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (make setup / .ci/run install it)")
 
 
 # The stack runs in a process of its own: moto's backends (and the runtime's in-process hooks) are per process, and
