@@ -7,7 +7,6 @@ the AWS error the service's SDK knows.
 
 from __future__ import annotations
 
-import http.client
 import json
 import stat
 import uuid
@@ -18,6 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.raw_http import raw
 from support.waiting import wait_until
 
 from loupe_local.local_auth import RunCredentials, sign_request
@@ -25,24 +25,6 @@ from loupe_local.local_auth import RunCredentials, sign_request
 pytestmark = pytest.mark.integration
 
 EVIL = "https://evil.example"
-
-
-def raw(rt: Any, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Any:
-    """One HTTP request to the local AWS exactly as given (http.client sends our Host header as is)."""
-    parts = urlsplit(rt.endpoint)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
-    try:
-        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        headers = {"Host": parts.netloc, **(headers or {})}
-        for key, value in headers.items():
-            conn.putheader(key, value)
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        resp.data = resp.read()
-        return resp
-    finally:
-        conn.close()
 
 
 def signed(rt: Any, method: str, path: str, service: str, body: bytes = b"", **headers: str) -> dict[str, str]:

@@ -4,14 +4,13 @@ endpoint does), and still refuses every other call a page makes or any other uns
 
 from __future__ import annotations
 
-import http.client
 import json
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
+from support.raw_http import raw
 
 from loupe_local.local_auth import PUBLIC_USER_POOL_TARGETS, sign_request
 
@@ -23,19 +22,7 @@ JSON = {"Content-Type": "application/x-amz-json-1.1"}
 
 
 def _send(rt: Any, method: str, headers: dict[str, str], body: bytes = b"", path: str = "/") -> Any:
-    parts = urlsplit(rt.endpoint)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
-    try:
-        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        for key, value in {"Host": parts.netloc, **headers}.items():
-            conn.putheader(key, value)
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        resp.data = resp.read()
-        return resp
-    finally:
-        conn.close()
+    return raw(rt, method, path, headers, body)
 
 
 def _cors(resp: Any) -> dict[str, str]:
