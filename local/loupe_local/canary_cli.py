@@ -74,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(func=_status)
     for verdict in ("promote", "rollback"):
         cmd = sub.add_parser(verdict, help=f"{verdict} the running canary now, whatever its window says")
-        cmd.add_argument("--reason", default="", help="why (kept in the run's record; a rolled-back package's metadata too)")
+        cmd.add_argument(
+            "--reason", default="", help="why (kept in the run's record; a rolled-back package's metadata too)"
+        )
         cmd.add_argument("--who", help="who decides (default: the login name)")
         where(cmd)
         cmd.set_defaults(func=_verdict)
