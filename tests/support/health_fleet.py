@@ -35,6 +35,32 @@ def health_fleet(rt: Any, folder: Path, prefix: str, count: int = 2) -> Iterator
         fleet.stop()
 
 
+@contextmanager
+def fleet_group_of_its_own(rt: Any) -> Iterator[None]:
+    """The stack's fleet group holds only the devices a module starts: earlier members are taken out, and at the end
+    the module's own devices (stopped by then, so they would never answer a later deployment) leave and the earlier
+    members come back."""
+    iot, group = rt.client("iot"), rt.physical("FleetThingGroup")
+    members = _members(iot, group)
+    for thing in members:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+    try:
+        yield
+    finally:
+        for thing in _members(iot, group):
+            if thing not in members:
+                iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+        for thing in members:
+            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+
+
+def _members(iot: Any, group: str) -> list[str]:
+    things: list[str] = []
+    for page in iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group):
+        things.extend(page["things"])
+    return things
+
+
 def deployments_store(rt: Any) -> DeploymentsStore:
     """The stack's deployments table, signed with the run's credential."""
     return DeploymentsStore(stack_table(rt, "DeploymentsTable"))

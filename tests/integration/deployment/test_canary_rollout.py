@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
-from support.health_fleet import deployments_store, health_fleet
+from support.health_fleet import deployments_store, fleet_group_of_its_own, health_fleet
 from support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,20 +36,15 @@ WINDOW_FRAMES = 6  # this module's CanaryWindowFrames: also each cohort's minimu
 @pytest.fixture(scope="module")
 def rt(local_aws: Any) -> Iterator[Any]:
     """The session's local AWS with a thing group holding only this module's devices (members left by other modules
-    are put back at the end) and the state machine's definition restored at the end."""
+    are put back at the end, this module's own taken out) and the state machine's definition restored at the end."""
     sfn = local_aws.client("stepfunctions")
     arn = local_aws.arn("EdgeDeploymentStateMachine")
     original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
-    iot, group = local_aws.client("iot"), local_aws.physical("FleetThingGroup")
-    members = iot.list_things_in_thing_group(thingGroupName=group)["things"]
-    for thing in members:
-        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
     try:
-        yield local_aws
+        with fleet_group_of_its_own(local_aws):
+            yield local_aws
     finally:
         sfn.update_state_machine(stateMachineArn=arn, definition=original)
-        for thing in members:
-            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
 
 
 def configure(rt: Any, canary_percent: int, window_frames: int = WINDOW_FRAMES) -> None:

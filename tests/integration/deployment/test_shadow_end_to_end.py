@@ -23,7 +23,7 @@ import pytest
 from support.console_users import api, signed_in
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
-from support.health_fleet import deployments_store, health_fleet
+from support.health_fleet import deployments_store, fleet_group_of_its_own, health_fleet
 from support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,16 +45,11 @@ def rt(local_aws: Any) -> Iterator[Any]:
     definition = json.loads(original)
     definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(DEPLOYMENT_TIMEOUT)
     sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
-    iot, group = local_aws.client("iot"), local_aws.physical("FleetThingGroup")
-    members = iot.list_things_in_thing_group(thingGroupName=group)["things"]
-    for thing in members:
-        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
     try:
-        yield local_aws
+        with fleet_group_of_its_own(local_aws):
+            yield local_aws
     finally:
         sfn.update_state_machine(stateMachineArn=arn, definition=original)
-        for thing in members:
-            iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
 
 
 @pytest.fixture(scope="module")
