@@ -4,6 +4,7 @@ what the shadow and canary tests judge on, started from the session's stack."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,21 @@ def fleet_group_of_its_own(rt: Any) -> Iterator[None]:
                 iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
         for thing in members:
             iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+
+
+@contextmanager
+def thing_in_fleet(rt: Any, prefix: str) -> Iterator[str]:
+    """A thing (no device behind it) in the stack's fleet group, for pages and APIs that list the fleet; it leaves
+    the group and is deleted at the end — a member that never answers would hold every later deployment test."""
+    iot, group = rt.client("iot"), rt.physical("FleetThingGroup")
+    thing = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    iot.create_thing(thingName=thing)
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+    try:
+        yield thing
+    finally:
+        iot.remove_thing_from_thing_group(thingGroupName=group, thingName=thing)
+        iot.delete_thing(thingName=thing)
 
 
 def _members(iot: Any, group: str) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from support.console_users import first_sign_in, password
+from support.health_fleet import thing_in_fleet
 from support.image_samples import jpeg
 from support.stack_tables import stack_table
 from support.waiting import wait_until
@@ -76,6 +77,12 @@ def viewer(local_aws: Any) -> dict[str, str]:
 
 
 @pytest.fixture
+def fleet_thing(local_aws: Any) -> Iterator[str]:
+    with thing_in_fleet(local_aws, "loupe-device-fleetweb") as thing:
+        yield thing
+
+
+@pytest.fixture
 def app_page(browser: Any, console: str, viewer: dict[str, str]) -> Iterator[Any]:
     """A signed-in page of the app as the stack's static route serves it (its own Content-Security-Policy); a test
     fails when the policy blocked anything the page loaded or ran."""
@@ -93,12 +100,9 @@ def app_page(browser: Any, console: str, viewer: dict[str, str]) -> Iterator[Any
 
 
 def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(
-    app_page: Any, console: str, local_aws: Any
+    app_page: Any, console: str, local_aws: Any, fleet_thing: str
 ) -> None:
-    iot = local_aws.client("iot")
-    thing = f"loupe-device-fleetweb-{uuid.uuid4().hex[:6]}"
-    iot.create_thing(thingName=thing)
-    iot.add_thing_to_thing_group(thingGroupName=local_aws.parameter_values["ThingGroupName"], thingName=thing)
+    thing = fleet_thing
     DeploymentsStore(stack_table(local_aws, "DeploymentsTable")).record_serving(thing, "12")
     raw = local_aws.physical("RawBucket")
     key, odd = f"raw/feedback/{thing}/w-1.jpg", f"raw/feedback/{thing}/w-2.jpg"

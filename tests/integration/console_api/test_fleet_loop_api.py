@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from support.console_users import api, signed_in
+from support.health_fleet import thing_in_fleet
 from support.image_samples import jpeg
 from support.stack_tables import stack_table
 from support.waiting import wait_until
@@ -31,13 +33,10 @@ def labeler(local_aws: Any) -> dict[str, str]:
     return signed_in(local_aws, "labelers")
 
 
-def _thing_in_fleet(local_aws: Any) -> str:
-    iot = local_aws.client("iot")
-    thing = f"loupe-device-fleetapi-{uuid.uuid4().hex[:6]}"
-    iot.create_thing(thingName=thing)
-    group = local_aws.parameter_values["ThingGroupName"]
-    iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
-    return thing
+@pytest.fixture
+def fleet_thing(local_aws: Any) -> Iterator[str]:
+    with thing_in_fleet(local_aws, "loupe-device-fleetapi") as thing:
+        yield thing
 
 
 def test_fleet_and_loop_need_a_token_and_a_loupe_group(local_aws: Any, base: str) -> None:
@@ -63,9 +62,9 @@ def test_fleet_and_loop_need_a_token_and_a_loupe_group(local_aws: Any, base: str
 
 
 def test_fleet_shows_a_devices_health_and_the_frames_it_sent_with_their_boxes(
-    local_aws: Any, base: str, labeler: dict[str, str]
+    local_aws: Any, base: str, labeler: dict[str, str], fleet_thing: str
 ) -> None:
-    thing = _thing_in_fleet(local_aws)
+    thing = fleet_thing
     store = DeploymentsStore(stack_table(local_aws, "DeploymentsTable"))
     store.record_serving(thing, "7")
     s3 = local_aws.client("s3")
