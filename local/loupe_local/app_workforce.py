@@ -31,7 +31,7 @@ from typing import Any
 
 from loupe.console_api import labelers
 from loupe.datasets import Box
-from loupe_local.cognito_signin import sign_in
+from loupe_local.cognito_signin import Authenticator, sign_in
 from loupe_local.standins.groundtruth_workforce import Workforce
 
 log = logging.getLogger("loupe_local.app_workforce")
@@ -75,12 +75,23 @@ class AppUser:
         self.idp, self.pool_id, self.client_id, self.group = idp, pool_id, client_id, group
         self.email = f"{name or group + '-bot-' + uuid.uuid4().hex[:8]}@loupe.invalid"
         temporary, self.password = _password(), _password()
+        # its authenticator app: set up at the first sign-in where the pool requires MFA (UserPoolMfa=ON), asked for
+        # a code at every later one
+        self.authenticator = Authenticator(device_name=self.email.split("@")[0])
         labelers.add(idp, pool_id, self.email, group, temporary_password=temporary)
         # the first sign-in: Cognito asks the invited user for a password of their own (NEW_PASSWORD_REQUIRED)
         self.token = self._sign_in(temporary, new_password=self.password)
 
     def _sign_in(self, password: str, new_password: str | None = None) -> str:
-        tokens = sign_in(self.idp, self.pool_id, self.client_id, self.email, password, new_password=new_password)
+        tokens = sign_in(
+            self.idp,
+            self.pool_id,
+            self.client_id,
+            self.email,
+            password,
+            new_password=new_password,
+            authenticator=self.authenticator,
+        )
         return str(tokens["IdToken"])
 
     def call(self, url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:

@@ -22,6 +22,14 @@ and the answers that would tell who has an account.
   does not tell) whose every answer is refused with the same NotAuthorizedException; for USER_PASSWORD_AUTH the
   NotAuthorizedException at once.
 
+- Software-token MFA (TOTP): moto gives every user one built-in secret and, unless an environment variable says
+  otherwise, accepts any code. Here AssociateSoftwareToken hands each user a secret of their own, VerifySoftwareToken
+  and the SOFTWARE_TOKEN_MFA answer are checked against it (RFC 6238, one step of drift either way:
+  :mod:`loupe_local.totp`), and MFA_SETUP completes a sign-in only for a user who verified a token. A wrong code gets
+  Cognito's errors: ``EnableSoftwareTokenMFAException`` when verifying a new token, ``CodeMismatchException`` at
+  sign-in (API Reference, VerifySoftwareToken and RespondToAuthChallenge; Developer Guide, "TOTP software token
+  MFA"). The secrets live as long as the local AWS does, as moto's users do.
+
 moto's password and sessions are read from its in-process backend (the password never leaves the local AWS; moto's
 own SRP session is never shown to a client, which could otherwise answer NEW_PASSWORD_REQUIRED with it unproven).
 """
@@ -38,6 +46,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from loupe_local import totp
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
 from loupe_local.standins.cognito_srp import SrpRefused, SrpServer, parse_a, verifier
 
@@ -56,7 +65,14 @@ ALLOWING = {
 }
 # what a client that names no ExplicitAuthFlows allows (CreateUserPoolClient, ExplicitAuthFlows)
 DEFAULT_FLOWS = ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_CUSTOM_AUTH"]
-_OPERATIONS = ("InitiateAuth", "AdminInitiateAuth", "RespondToAuthChallenge", "AdminRespondToAuthChallenge")
+_OPERATIONS = (
+    "InitiateAuth",
+    "AdminInitiateAuth",
+    "RespondToAuthChallenge",
+    "AdminRespondToAuthChallenge",
+    "AssociateSoftwareToken",
+    "VerifySoftwareToken",
+)
 # Cognito's one answer to a sign-in it refuses, whatever was wrong (password, user name, proof)
 INCORRECT = "Incorrect username or password."
 
@@ -103,6 +119,23 @@ def _new_password_parameters(pool: Any, username: str, user_id_for_srp: str) -> 
     }
 
 
+def _moto_user(access_token: str, session: str) -> tuple[str, str] | None:
+    """(user pool id, user name) of a moto access token or sign-in session, or None when moto knows neither."""
+    from moto.cognitoidp.models import cognitoidp_backends
+
+    for regions in cognitoidp_backends.values():
+        for region, backend in regions.items():
+            if region == "global":
+                continue
+            if session and session in backend.sessions:
+                username, pool = backend.sessions[session]
+                return pool.id, username
+            for pool in backend.user_pools.values():
+                if access_token and access_token in pool.access_tokens:
+                    return pool.id, pool.access_tokens[access_token][1]
+    return None
+
+
 def _hides_users(client: Any) -> bool:
     return client.extended_config.get("PreventUserExistenceErrors") == "ENABLED"
 
@@ -117,6 +150,10 @@ class CognitoFlows(StandIn):
         self.srp = SrpServer()
         self.srp_signed_in = 0
         self.srp_refused = 0
+        # software tokens: (pool id, user name) -> the secret handed out, then the one verified
+        self._pending_tokens: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], str] = {}
+        self.codes_refused = 0
 
     def _client_flows(self, client_id: str, pool_id: str | None) -> list[str] | None:
         idp = self.runtime.client("cognito-idp")
@@ -152,10 +189,14 @@ class CognitoFlows(StandIn):
         if not isinstance(body, dict):
             return False
         client_id = str(body.get("ClientId") or "")
+        if operation in ("AssociateSoftwareToken", "VerifySoftwareToken"):
+            return self._software_token(request, operation, body)
         if operation.endswith("RespondToAuthChallenge"):
             # a password claim is never moto's to judge: it signs in any signature
             if body.get("ChallengeName") == "PASSWORD_VERIFIER":
                 return self._claim(request, lambda: self._srp_respond(body))
+            if body.get("ChallengeName") in ("SOFTWARE_TOKEN_MFA", "MFA_SETUP"):
+                return self._mfa_answer(request, body)
             return False
         flow = str(body.get("AuthFlow") or "")
         if flow == "USER_SRP_AUTH" and operation == "InitiateAuth":
@@ -292,5 +333,64 @@ class CognitoFlows(StandIn):
                 }
         return answered
 
+    # ------------------------------------------------------------------ software-token MFA
+    def _software_token(self, request: AwsRequest, operation: str, body: dict[str, Any]) -> bool:
+        """AssociateSoftwareToken: a secret of the user's own. VerifySoftwareToken: the code checked against it
+        (moto then marks the token verified and answers). A token or session moto does not know: moto's error."""
+        session = str(body.get("Session") or "")
+        user = _moto_user(str(body.get("AccessToken") or ""), session)
+        if user is None:
+            return False
+        if operation == "AssociateSoftwareToken":
+            secret = totp.new_secret()
+            with self._lock:
+                self._pending_tokens[user] = secret
+            answer = {"SecretCode": secret, **({"Session": session} if session else {})}
+            return self._claim(request, lambda: Response(body=answer))
+        with self._lock:
+            pending = self._pending_tokens.get(user)
+        if pending is None or not totp.matches(pending, str(body.get("UserCode") or "")):
+            return self._claim(
+                request,
+                lambda: self._code_refused(
+                    "EnableSoftwareTokenMFAException", "Code mismatch and fail enable Software Token MFA"
+                ),
+            )
+        with self._lock:
+            self._tokens[user] = self._pending_tokens.pop(user)
+        return False
+
+    def _mfa_answer(self, request: AwsRequest, body: dict[str, Any]) -> bool:
+        """SOFTWARE_TOKEN_MFA: the code must be the user's verified token's. MFA_SETUP: the user must have verified
+        a token in this sign-in (AssociateSoftwareToken and VerifySoftwareToken with the challenge's session)."""
+        user = _moto_user("", str(body.get("Session") or ""))
+        if user is None:
+            return False  # moto answers an unknown session
+        with self._lock:
+            secret = self._tokens.get(user)
+        if body.get("ChallengeName") == "MFA_SETUP":
+            if secret is None:
+                return self._claim(
+                    request, lambda: self._code_refused("NotAuthorizedException", "Invalid session for the user.")
+                )
+            return False
+        given = body.get("ChallengeResponses")
+        code = str(given.get("SOFTWARE_TOKEN_MFA_CODE") or "") if isinstance(given, dict) else ""
+        if secret is None or not totp.matches(secret, code):
+            return self._claim(
+                request, lambda: self._code_refused("CodeMismatchException", "Invalid code received for user")
+            )
+        return False
+
+    def _code_refused(self, code: str, message: str) -> Response:
+        with self._lock:
+            self.codes_refused += 1
+        return error(code, message, 400)
+
     def status(self) -> dict[str, Any]:
-        return {"refused": self.refused, "srp_signed_in": self.srp_signed_in, "srp_refused": self.srp_refused}
+        return {
+            "refused": self.refused,
+            "srp_signed_in": self.srp_signed_in,
+            "srp_refused": self.srp_refused,
+            "codes_refused": self.codes_refused,
+        }

@@ -97,7 +97,6 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess
     set_workforce_mode(state_dir, "manual")  # the bot labelers stay idle: the browser's people answer
     parameters = {"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "LOUPE_LOCAL_IAM"}
-    env["MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP"] = "true"  # the local Cognito checks one-time codes
     log = (state_dir / "stack.log").open("wb")
     process = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed script
         [sys.executable, "-c", _STACK, str(state_dir), json.dumps(parameters)],

@@ -4,12 +4,7 @@ signs nobody in."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-import struct
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,17 +12,9 @@ from typing import Any
 import pytest
 
 from loupe_local.cognito_signin import sign_in
+from loupe_local.totp import code as totp
 
 pytestmark = pytest.mark.integration
-
-
-def totp(secret: str, at: float | None = None) -> str:
-    """The 6-digit TOTP of a base32 secret (RFC 6238: HMAC-SHA1, 30-second steps)."""
-    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
-    counter = int((time.time() if at is None else at) // 30)
-    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    return f"{(struct.unpack('>I', digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
 def test_a_person_with_an_authenticator_app_signs_in_with_a_one_time_code(
@@ -35,7 +22,7 @@ def test_a_person_with_an_authenticator_app_signs_in_with_a_one_time_code(
 ) -> None:
     from loupe_local import cli
 
-    # (the web stack's Cognito checks one-time codes: MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP, see conftest.py)
+    # (the local Cognito gives each user a secret of their own and checks every code: standins/cognito.py)
     email = f"web-mfa-{uuid.uuid4().hex[:8]}@example.com"
     assert cli.main(["labelers", "add", email, "--state", str(web_stack.state_dir)]) == 0
     temporary = re.search(r"temporary password (\S+)", (web_stack.state_dir / "mail" / f"{email}.txt").read_text())

@@ -221,3 +221,31 @@ def test_the_local_automatic_workforce_labels_a_run_by_itself(env) -> None:
         set_workforce_mode(env.rt.state_dir, before)
     assert done["status"] == "SUCCEEDED", done
     assert json.loads(env.ledger.get(hashes[0])["annotations"]) == [box]
+
+
+def test_bots_label_where_the_pool_requires_mfa(env) -> None:
+    """UserPoolMfa=ON (the pool's MfaConfiguration as a stack deployed with it has it): each bot sets up its
+    authenticator at its first sign-in (MFA_SETUP), answers a one-time code when it signs in again, and labels."""
+    idp, pool = env.rt.client("cognito-idp"), env.rt.physical("ConsoleUserPool")
+    before = idp.get_user_pool_mfa_config(UserPoolId=pool)
+    idp.set_user_pool_mfa_config(
+        UserPoolId=pool, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="ON"
+    )
+    try:
+        labeler = bot(env)
+        assert labeler.user.authenticator.secret, "the bot signed in without setting up MFA"
+        labeler.user.token = "not-a-token"  # as an expired one: the API's 401 makes the bot sign in again, with a code
+        box = {"class_id": 0, "left": 8, "top": 8, "width": 30, "height": 20}
+        hashes = upload(env, "mfa", [6400])
+        env.answers("app-run-mfa", {hashes[0]: [box]})
+        _, arn = start(env, app_machine(env, labelers=1), hashes, "m")
+        done = work_until_done(env, arn, labeler)
+        assert done["status"] == "SUCCEEDED", done
+        assert json.loads(env.ledger.get(hashes[0])["annotations"]) == [box]
+        assert labeler.user.token != "not-a-token"
+    finally:
+        idp.set_user_pool_mfa_config(
+            UserPoolId=pool,
+            SoftwareTokenMfaConfiguration=before.get("SoftwareTokenMfaConfiguration") or {"Enabled": False},
+            MfaConfiguration=before["MfaConfiguration"],
+        )

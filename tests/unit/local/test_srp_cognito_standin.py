@@ -12,85 +12,24 @@ import datetime
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from pycognito.aws_srp import AWSSRP
+from support.cognito_standin import ThroughStandIn, console_like_pool
 
-from loupe_local.standins.base import AwsRequest
 from loupe_local.standins.cognito import CognitoFlows
 
 REGION = "eu-west-1"
-_TARGET = "AWSCognitoIdentityProviderService."
-
-
-class _Host:
-    def __init__(self, idp: Any) -> None:
-        self.idp = idp
-
-    def client(self, service: str) -> Any:
-        assert service == "cognito-idp"
-        return self.idp
-
-
-class _ThroughStandIn:
-    """A cognito-idp client whose sign-in calls go through the stand-in first, as the local gateway routes them."""
-
-    def __init__(self, idp: Any, standin: CognitoFlows) -> None:
-        self.idp, self.standin = idp, standin
-
-    def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
-        request = AwsRequest(
-            method="POST",
-            path="/",
-            query={},
-            headers={"x-amz-target": f"{_TARGET}{operation}", "content-type": "application/x-amz-json-1.1"},
-            body=json.dumps(params).encode(),
-            service="cognito-idp",
-            region=REGION,
-            target=operation,
-        )
-        try:
-            claimed = self.standin.handles(request)
-        except Exception:  # as the gateway does (runtime._Gateway): a stand-in that fails to inspect leaves it to moto
-            claimed = False
-        if not claimed:
-            return getattr(self.idp, method)(**params)
-        answer = self.standin.handle(request)
-        if answer.status != 200:
-            raise ClientError({"Error": {"Code": answer.body["__type"], "Message": answer.body["message"]}}, operation)
-        return dict(answer.body)
-
-    def initiate_auth(self, **params: Any) -> dict[str, Any]:
-        return self._call("InitiateAuth", "initiate_auth", **params)
-
-    def respond_to_auth_challenge(self, **params: Any) -> dict[str, Any]:
-        return self._call("RespondToAuthChallenge", "respond_to_auth_challenge", **params)
 
 
 @pytest.fixture
-def pool() -> Any:
+def pool() -> Iterator[dict[str, Any]]:
     with mock_aws():
-        idp = boto3.client("cognito-idp", region_name=REGION)
-        pool_id = idp.create_user_pool(PoolName="srp", UsernameAttributes=["email"])["UserPool"]["Id"]
-        client_id = idp.create_user_pool_client(
-            UserPoolId=pool_id,
-            ClientName="console",
-            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-            PreventUserExistenceErrors="ENABLED",
-        )["UserPoolClient"]["ClientId"]
-        standin = CognitoFlows()
-        standin.attach(_Host(idp))  # type: ignore[arg-type]
-        yield {
-            "idp": idp,
-            "pool": pool_id,
-            "client": client_id,
-            "standin": standin,
-            "api": _ThroughStandIn(idp, standin),
-        }
+        yield console_like_pool(REGION, "srp")
 
 
 def _user(pool: dict[str, Any], confirmed: bool = True) -> tuple[str, str]:
@@ -341,7 +280,7 @@ def test_an_srp_sign_in_is_never_left_to_moto_when_a_lookup_fails(pool: dict[str
     standin = CognitoFlows()
     standin.attach(_Broken())  # type: ignore[arg-type]
     email, password = _user(pool)
-    api = _ThroughStandIn(pool["idp"], standin)
+    api = ThroughStandIn(pool["idp"], standin, REGION)
     wrong = AWSSRP(username=email, password="Aa1!wrong", pool_id=pool["pool"], client_id=pool["client"], client=api)
     with pytest.raises(ClientError) as refused:
         wrong.authenticate_user()
