@@ -389,6 +389,7 @@ class EdgeApp:
             (latency["read"], latency["preprocess"], latency["infer"], latency["postprocess"]),
             float(shown[:, 4].max()) if shown.shape[0] else 0.0,
             decision.uncertain,
+            model.version,
         )
         shadow = self.shadow
         if shadow is not None:  # after the result is stored: the candidate never delays or changes it

@@ -28,9 +28,18 @@ class WindowStats:
         self._uncertain = 0
         self._with_det = 0
         self._top_sum = 0.0
+        self._models: set[str | None] = set()
 
-    def frame(self, total_ms: float, split: tuple[float, float, float, float], top: float, uncertain: bool) -> None:
+    def frame(
+        self,
+        total_ms: float,
+        split: tuple[float, float, float, float],
+        top: float,
+        uncertain: bool,
+        model_version: str | None = None,
+    ) -> None:
         with self._lock:
+            self._models.add(model_version)
             self._frames += 1
             self.total_frames += 1
             self._lat.append(total_ms)
@@ -75,6 +84,9 @@ class WindowStats:
                 "detection_frames": self._with_det,
                 "detection_share": round(self._with_det / n, 4) if n else None,
                 "mean_top_confidence": round(self._top_sum / self._with_det, 4) if self._with_det else None,
+                # the model that ran every frame of this window; null when a model switch fell inside it: the cloud
+                # counts a window for one model only (a canary's evidence), never one model's frames for another
+                "frames_model_version": next(iter(self._models)) if len(self._models) == 1 else None,
                 "counters": dict(self.counters),
                 "errors": {"count": self.error_count, "recent": list(self.errors)},
             }

@@ -147,6 +147,8 @@ class Health(BaseModel):
     # the window's counts per model (the canary's evidence); older devices send only the shares
     uncertain_frames: int | None = Field(default=None, ge=0)
     detection_frames: int | None = Field(default=None, ge=0)
+    # the model that ran every frame of the window (null: a switch inside it); older devices do not send it
+    frames_model_version: str | None = Field(default=None, max_length=128)
     timestamp: str | None = Field(default=None, max_length=40)
     topic: str = Field(min_length=1, max_length=256)  # set by the rule from the MQTT topic
     source_thing: str = Field(min_length=1, max_length=128)

@@ -75,9 +75,13 @@ def record_shadow(health: Any, store: DeploymentsStore | None = None) -> bool:
 
 def record_model_window(health: Any, store: DeploymentsStore | None = None) -> bool:
     """Add the message's window to the counters of the model the device served (``MODEL#<version>``): the evidence a
-    canary is judged on. False when there is nothing to add (no model, no frames, no window time, a window added
-    already) or the table cannot be written."""
+    canary is judged on, under the model that ran its frames. False when there is nothing to add (no model, frames of
+    two models, no frames, no window time, a window added already) or the table cannot be written."""
     version, frames = getattr(health, "model_version", None), int(getattr(health, "frames", 0) or 0)
+    if "frames_model_version" in (getattr(health, "model_fields_set", None) or ()):
+        # the device says which model ran the window's frames (the one it serves now may have replaced it since);
+        # null: a switch fell inside the window, whose frames are no one model's evidence
+        version = getattr(health, "frames_model_version", None)
     window_end = getattr(health, "timestamp", None)
     if not version or frames <= 0 or not window_end:
         return False

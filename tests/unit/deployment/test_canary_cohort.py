@@ -80,6 +80,38 @@ def test_health_windows_add_up_per_model_once_each(store: DeploymentsStore) -> N
     assert got == {thing: {"frames": 30, "uncertain": 9, "ng": 12, "errors": 2, "latency_p95_ms": 12.5}}
 
 
+def test_a_window_counts_for_the_model_that_ran_its_frames_and_one_with_two_models_for_none(
+    store: DeploymentsStore,
+) -> None:
+    """A device reports the model it serves now and the one that ran the window's frames: after a switch they
+    differ (the window's frames were the old model's), and a window with a switch inside it is no model's."""
+    thing = DEVICES[2]
+    old = health(thing, "2026-12-06T11:00:01.000Z", model_version="m3", frames_model_version="m2")
+    assert fleet_serving.record_model_window(old, store)
+    mixed = health(thing, "2026-12-06T11:00:02.000Z", model_version="m3", frames_model_version=None)
+    assert not fleet_serving.record_model_window(mixed, store)
+    own = health(thing, "2026-12-06T11:00:03.000Z", model_version="m3", frames_model_version="m3")
+    assert fleet_serving.record_model_window(own, store)
+    assert store.model_counters("m2", [thing])[thing]["frames"] == 10
+    assert store.model_counters("m3", [thing])[thing]["frames"] == 10
+
+
+def test_the_device_names_the_windows_model_only_when_one_model_ran_all_its_frames() -> None:
+    from loupe_edge.stats import WindowStats
+
+    stats = WindowStats()
+    assert stats.snapshot()["frames_model_version"] is None  # no frames
+    for _ in range(3):
+        stats.frame(5.0, (1.0, 1.0, 2.0, 1.0), 0.0, False, "m2")
+    assert stats.snapshot()["frames_model_version"] == "m2"
+    stats.frame(5.0, (1.0, 1.0, 2.0, 1.0), 0.0, False, "m2")
+    stats.frame(5.0, (1.0, 1.0, 2.0, 1.0), 0.9, False, "m3")  # the switch, inside the window
+    window = stats.snapshot()
+    assert window["frames"] == 2 and window["frames_model_version"] is None
+    stats.frame(5.0, (1.0, 1.0, 2.0, 1.0), 0.9, False, "m3")
+    assert stats.snapshot()["frames_model_version"] == "m3"
+
+
 def test_a_window_that_counts_more_uncertain_frames_than_frames_is_refused() -> None:
     from loupe.edge_metrics import HealthRejected
 
