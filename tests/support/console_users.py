@@ -7,6 +7,7 @@ local Cognito checks the password proof as Cognito does (``loupe_local.standins.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import urllib.error
@@ -47,6 +48,38 @@ def first_sign_in(runtime: Any, email: str, temporary: str) -> dict[str, str]:
         "access": tokens["AccessToken"],
         "refresh": tokens.get("RefreshToken", ""),
     }
+
+
+def browser_session(runtime: Any, group: str) -> dict[str, str]:
+    """A new user of ``group``, signed in: the tokens the browser library keeps, with the app client and the
+    user's Cognito username (what amazon-cognito-identity-js names its storage keys with)."""
+    email = f"web-{group}-{uuid.uuid4().hex[:8]}@example.com"
+    temporary = password()
+    labelers.add(runtime.client("cognito-idp"), runtime.physical("ConsoleUserPool"), email, group, temporary)
+    tokens = first_sign_in(runtime, email, temporary)
+    payload = tokens["id"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {
+        **tokens,
+        "client_id": runtime.physical("ConsoleUserPoolClient"),
+        "username": str(claims["cognito:username"]),
+    }
+
+
+def session_init_script(session: dict[str, str]) -> str:
+    """A page init script that puts ``session`` where the console's shell has amazon-cognito-identity-js keep it
+    (sessionStorage only; keys ``CognitoIdentityServiceProvider.<client id>.<username>.*``): the page opens signed in
+    as that user, without going through the sign-in page (which has browser tests of its own)."""
+    prefix = f"CognitoIdentityServiceProvider.{session['client_id']}"
+    user = f"{prefix}.{session['username']}"
+    items = {
+        f"{prefix}.LastAuthUser": session["username"],
+        f"{user}.idToken": session["id"],
+        f"{user}.accessToken": session["access"],
+        f"{user}.refreshToken": session["refresh"],
+        f"{user}.clockDrift": "0",
+    }
+    return f"for (const [k, v] of Object.entries({json.dumps(items)})) sessionStorage.setItem(k, v);"
 
 
 def api(

@@ -12,7 +12,9 @@ from typing import Any
 
 from loupe.deployment.store import DeploymentsStore
 from support.stack_tables import stack_table
+from support.waiting import wait_for
 
+PACKAGE_EVENT = "SageMaker Model Package State Change"
 HEALTH_EVERY_SECOND = {"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}
 
 
@@ -34,6 +36,22 @@ def health_fleet(rt: Any, folder: Path, prefix: str, count: int = 2) -> Iterator
         yield fleet, names, inference
     finally:
         fleet.stop()
+
+
+@contextmanager
+def deployment_timeout(rt: Any, seconds: int) -> Iterator[Any]:
+    """The stack's edge deployment workflow with ``DeploymentTimeoutSeconds`` = ``seconds`` (its Prepare state, as a
+    stack deployed with that parameter has it; status checks every ``seconds // 20`` s), restored at the end."""
+    sfn = rt.client("stepfunctions")
+    arn = rt.arn("EdgeDeploymentStateMachine")
+    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+    definition = json.loads(original)
+    definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(seconds)
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
+    try:
+        yield rt
+    finally:
+        sfn.update_state_machine(stateMachineArn=arn, definition=original)
 
 
 @contextmanager
@@ -80,3 +98,44 @@ def _members(iot: Any, group: str) -> list[str]:
 def deployments_store(rt: Any) -> DeploymentsStore:
     """The stack's deployments table, signed with the run's credential."""
     return DeploymentsStore(stack_table(rt, "DeploymentsTable"))
+
+
+def finished_run(rt: Any, package_arn: str, mode: str, timeout: float = 180) -> dict[str, Any]:
+    """The workflow run started for ``package_arn`` in ``mode`` (its input names them), once it has finished."""
+    sfn = rt.client("stepfunctions")
+    machine = rt.arn("EdgeDeploymentStateMachine")
+
+    def done() -> dict[str, Any] | None:
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            described = sfn.describe_execution(executionArn=e["executionArn"])
+            asked = json.loads(described.get("input") or "{}")
+            if asked.get("mode") == mode and package_arn in (asked.get("package_arn"), asked.get("ended")):
+                return described if described["status"] != "RUNNING" else None
+        return None
+
+    return wait_for(done, timeout, f"the finished {mode} run of {package_arn}", interval=0.5)
+
+
+def registered(rt: Any, package_arn: str) -> None:
+    """The registration event SageMaker sends for a new package (the pipelines stand-in sends it for the pipeline's
+    RegisterModel steps; these packages are registered by the test, so it plays that part)."""
+    desc = rt.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+    desc.pop("ResponseMetadata", None)
+    rt.emit_event("aws.sagemaker", PACKAGE_EVENT, json.loads(json.dumps(desc, default=str)), [package_arn])
+
+
+def device_components(rt: Any, thing: str) -> dict[str, Any]:
+    from loupe_local.devices import device_root
+
+    return json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())["components"]
+
+
+def feed(rt: Any, thing: str, name: str) -> None:
+    from PIL import Image
+
+    from loupe_local.devices import device_root
+
+    frames = device_root(rt.state_dir, thing) / "frames"
+    tmp = frames.parent / f".{name}"
+    Image.new("RGB", (64, 48), (120, 110, 100)).save(tmp, format="PNG")
+    tmp.replace(frames / name)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.chromium import CHROMIUM_ARGS, chromium_path
+from support.chromium import CHROMIUM_ARGS, chromium_path, watched_page
 
 from loupe.ledger import Ledger
 from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
@@ -54,18 +54,10 @@ def chromium_with(browser: Any) -> Iterator[Callable[[list[str]], Any]]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh page; a test fails when the console's Content-Security-Policy blocked anything it loaded or ran
-    (Chromium reports each violation on the page's console)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    blocked: list[str] = []
-    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert blocked == [], f"the console's Content-Security-Policy blocked: {blocked}"
+    """A fresh page; a test fails when the console's Content-Security-Policy blocked anything it loaded or ran (the
+    attack pages' own failures are theirs to check)."""
+    with watched_page(browser, uncaught=False) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,9 @@
 """The console app's Fleet and Loop pages in Chromium, against the local stack's console API, signed in as a Cognito
-user of the stack's pool (its session where amazon-cognito-identity-js keeps one), under the app's
-Content-Security-Policy (shell.md).
-
-The pages' files are handed to the browser from ``functions/console_api/web/`` by the test, with the headers the
-static route sends (shell.md): the static route itself is the web helper's, tested with it; here the pages, the
-API behind them and the policy they must live under are what is checked."""
+user of the stack's pool (its session where amazon-cognito-identity-js keeps one), under the Content-Security-Policy
+the stack's static route sends with the pages."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import uuid
@@ -17,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.console_users import first_sign_in, password
+from support.chromium import watched_page
+from support.console_users import browser_session, session_init_script
 from support.health_fleet import thing_in_fleet
 from support.image_samples import jpeg
 from support.stack_tables import stack_table
 from support.waiting import wait_until
 
-from loupe.console_api import labelers
 from loupe.deployment.store import DeploymentsStore
 from loupe.ledger import Ledger
 
@@ -38,42 +33,9 @@ def shot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"console-{name}.png"), full_page=True)
 
 
-def _claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
-def _session(local_aws: Any, group: str) -> dict[str, str]:
-    """A new user of ``group``, signed in: the tokens the browser library keeps."""
-    email = f"fleetweb-{uuid.uuid4().hex[:8]}@example.com"
-    temporary = password()
-    labelers.add(local_aws.client("cognito-idp"), local_aws.physical("ConsoleUserPool"), email, group, temporary)
-    tokens = first_sign_in(local_aws, email, temporary)
-    return {
-        **tokens,
-        "client_id": local_aws.physical("ConsoleUserPoolClient"),
-        "username": str(_claims(tokens["id"])["cognito:username"]),
-    }
-
-
-def _seed_session(session: dict[str, str]) -> str:
-    """An init script that puts the session where the console's shell has amazon-cognito-identity-js keep it
-    (sessionStorage only; keys ``CognitoIdentityServiceProvider.<client id>.<username>.*``)."""
-    prefix = f"CognitoIdentityServiceProvider.{session['client_id']}"
-    user = f"{prefix}.{session['username']}"
-    items = {
-        f"{prefix}.LastAuthUser": session["username"],
-        f"{user}.idToken": session["id"],
-        f"{user}.accessToken": session["access"],
-        f"{user}.refreshToken": session["refresh"],
-        f"{user}.clockDrift": "0",
-    }
-    return f"for (const [k, v] of Object.entries({json.dumps(items)})) sessionStorage.setItem(k, v);"
-
-
 @pytest.fixture(scope="module")
 def viewer(local_aws: Any) -> dict[str, str]:
-    return _session(local_aws, "labelers")
+    return browser_session(local_aws, "labelers")
 
 
 @pytest.fixture
@@ -85,18 +47,9 @@ def fleet_thing(local_aws: Any) -> Iterator[str]:
 @pytest.fixture
 def app_page(browser: Any, console: str, viewer: dict[str, str]) -> Iterator[Any]:
     """A signed-in page of the app as the stack's static route serves it (its own Content-Security-Policy); a test
-    fails when the policy blocked anything the page loaded or ran."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(_seed_session(viewer))
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    blocked: list[str] = []
-    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
-    try:
+    fails when the policy blocked anything the page loaded or ran, or a page threw."""
+    with watched_page(browser, session_init_script(viewer)) as page:
         yield page
-    finally:
-        context.close()
-    assert blocked == [], f"the Content-Security-Policy blocked: {blocked}"
 
 
 def test_the_fleet_page_shows_devices_and_draws_a_frames_boxes_over_it(

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
-from support.health_fleet import deployments_store, fleet_group_of_its_own, health_fleet
+from support.health_fleet import deployments_store, finished_run, fleet_group_of_its_own, health_fleet
 from support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -74,21 +74,6 @@ def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
 
 
 # ------------------------------------------------------------------ helpers
-def finished_run(rt: Any, package_arn: str, timeout: float = 240) -> dict[str, Any]:
-    sfn = rt.client("stepfunctions")
-    machine = rt.arn("EdgeDeploymentStateMachine")
-
-    def done() -> dict[str, Any] | None:
-        for e in sfn.list_executions(stateMachineArn=machine)["executions"]:
-            described = sfn.describe_execution(executionArn=e["executionArn"])
-            asked = json.loads(described.get("input") or "{}")
-            if asked.get("mode") == "approved" and asked.get("package_arn") == package_arn:
-                return described if described["status"] != "RUNNING" else None
-        return None
-
-    return wait_for(done, timeout, f"the finished approval run of {package_arn}", interval=0.5)
-
-
 def runs_of(rt: Any, package_arn: str) -> list[str]:
     sfn = rt.client("stepfunctions")
     out = []
@@ -172,7 +157,7 @@ def champion(rt: Any, tag: str) -> dict[str, Any]:
     configure(rt, 0)
     prod = register_package(rt, onnx_bytes=tiny_detector(anchors=8), model_version=f"champ-{tag}")
     sm.update_model_package(ModelPackageArn=prod["arn"], ModelApprovalStatus="Approved")
-    run = finished_run(rt, prod["arn"])
+    run = finished_run(rt, prod["arn"], "approved", timeout=240)
     assert run["status"] == "SUCCEEDED", run.get("output") or run.get("cause")
     configure(rt, 50)
     return prod
@@ -191,7 +176,7 @@ def test_a_worse_challenger_is_rolled_back_by_itself_with_the_reason(
     delivered = events_fn.invocations
     with Cameras(rt, things):
         sm.update_model_package(ModelPackageArn=worse["arn"], ModelApprovalStatus="Approved")
-        run = finished_run(rt, worse["arn"])
+        run = finished_run(rt, worse["arn"], "approved", timeout=240)
     assert run["status"] == "FAILED" and run.get("error") == "CanaryRolledBack", run
     desc = sm.describe_model_package(ModelPackageName=worse["arn"])
     meta = desc["CustomerMetadataProperties"]
@@ -226,7 +211,7 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_to_the_whole_fleet(
     good = register_package(rt, onnx_bytes=tiny_detector(anchors=4), model_version=f"good-{tag}")
     with Cameras(rt, things):
         sm.update_model_package(ModelPackageArn=good["arn"], ModelApprovalStatus="Approved")
-        run = finished_run(rt, good["arn"])
+        run = finished_run(rt, good["arn"], "approved", timeout=240)
     out = json.loads(run.get("output") or "{}")
     assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
     summary = out["summary"]
@@ -263,7 +248,7 @@ def test_a_person_promotes_a_running_canary_by_hand(rt: Any, fleet: tuple[Any, l
     wait_for(running, 120, "the canary of the challenger running")
     reason = "checked the first frames of line 2 myself"
     assert cli.main(["canary", "promote", "--state", str(local_json), "--who", "line-lead", "--reason", reason]) == 0
-    run = finished_run(rt, challenger["arn"])
+    run = finished_run(rt, challenger["arn"], "approved", timeout=240)
     out = json.loads(run.get("output") or "{}")
     assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
     summary = out["summary"]
@@ -295,7 +280,7 @@ def test_a_canary_of_the_whole_fleet_is_judged_against_the_champions_own_frames(
         )
         good = register_package(rt, onnx_bytes=tiny_detector(anchors=6), model_version=f"whole-{tag}")
         sm.update_model_package(ModelPackageArn=good["arn"], ModelApprovalStatus="Approved")
-        run = finished_run(rt, good["arn"])
+        run = finished_run(rt, good["arn"], "approved", timeout=240)
     out = json.loads(run.get("output") or "{}")
     assert run["status"] == "SUCCEEDED", run.get("cause") or out.get("summary")
     canary = out["summary"]["canary"]

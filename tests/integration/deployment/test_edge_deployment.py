@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from support.archives import tar_gz
 from support.deploy_packages import register_package, sha
+from support.health_fleet import deployment_timeout
 from support.waiting import wait_until
 
 from loupe_local.local_auth import mqtt_login
@@ -188,14 +189,8 @@ def package_events_handled(rt: Any, since: int, count: int) -> None:
 @pytest.fixture(scope="module")
 def rt(local_aws: Any) -> Iterator[Any]:
     """The session's local AWS with this module's DeploymentTimeoutSeconds (a stack parameter change)."""
-    sfn = local_aws.client("stepfunctions")
-    arn = local_aws.arn("EdgeDeploymentStateMachine")
-    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
-    definition = json.loads(original)
-    definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(DEPLOYMENT_TIMEOUT)
-    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
-    yield local_aws
-    sfn.update_state_machine(stateMachineArn=arn, definition=original)
+    with deployment_timeout(local_aws, DEPLOYMENT_TIMEOUT):
+        yield local_aws
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,16 @@ import pytest
 from support.console_users import api, signed_in
 from support.deploy_packages import register_package, tiny_detector
 from support.fixture_models import box_detector
-from support.health_fleet import deployments_store, fleet_group_of_its_own, health_fleet
+from support.health_fleet import (
+    deployment_timeout,
+    deployments_store,
+    device_components,
+    feed,
+    finished_run,
+    fleet_group_of_its_own,
+    health_fleet,
+    registered,
+)
 from support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -32,24 +41,14 @@ REPO = Path(__file__).resolve().parents[3]
 DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
 FRAMES_PER_DEVICE = 10
 EVERY_NTH = 5  # the template's ShadowEveryNthFrame default
-PACKAGE_EVENT = "SageMaker Model Package State Change"
 
 
 @pytest.fixture(scope="module")
 def rt(local_aws: Any) -> Iterator[Any]:
     """The session's local AWS with this module's DeploymentTimeoutSeconds, and a thing group holding only this
     module's devices (members left by other modules are put back at the end)."""
-    sfn = local_aws.client("stepfunctions")
-    arn = local_aws.arn("EdgeDeploymentStateMachine")
-    original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
-    definition = json.loads(original)
-    definition["States"]["Prepare"]["Parameters"]["timeout_seconds"] = str(DEPLOYMENT_TIMEOUT)
-    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
-    try:
-        with fleet_group_of_its_own(local_aws):
-            yield local_aws
-    finally:
-        sfn.update_state_machine(stateMachineArn=arn, definition=original)
+    with deployment_timeout(local_aws, DEPLOYMENT_TIMEOUT), fleet_group_of_its_own(local_aws):
+        yield local_aws
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +62,6 @@ def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
 
 
 # ------------------------------------------------------------------ helpers
-def finished_run(rt: Any, package_arn: str, mode: str, timeout: float = 180) -> dict[str, Any]:
-    """The workflow run started for ``package_arn`` in ``mode`` (its input names them), once it has finished."""
-    sfn = rt.client("stepfunctions")
-    machine = rt.arn("EdgeDeploymentStateMachine")
-
-    def done() -> dict[str, Any] | None:
-        for e in sfn.list_executions(stateMachineArn=machine)["executions"]:
-            described = sfn.describe_execution(executionArn=e["executionArn"])
-            asked = json.loads(described.get("input") or "{}")
-            if asked.get("mode") == mode and package_arn in (asked.get("package_arn"), asked.get("ended")):
-                return described if described["status"] != "RUNNING" else None
-        return None
-
-    return wait_for(done, timeout, f"the finished {mode} run of {package_arn}", interval=0.5)
-
-
 def runs_naming(rt: Any, package_arn: str) -> list[str]:
     sfn = rt.client("stepfunctions")
     out = []
@@ -86,31 +69,6 @@ def runs_naming(rt: Any, package_arn: str) -> list[str]:
         if package_arn in (sfn.describe_execution(executionArn=e["executionArn"]).get("input") or ""):
             out.append(e["name"])
     return out
-
-
-def registered(rt: Any, package_arn: str) -> None:
-    """The registration event SageMaker sends for a new package (the pipelines stand-in sends it for the pipeline's
-    RegisterModel steps; these packages are registered by the test, so it plays that part)."""
-    desc = rt.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
-    desc.pop("ResponseMetadata", None)
-    rt.emit_event("aws.sagemaker", PACKAGE_EVENT, json.loads(json.dumps(desc, default=str)), [package_arn])
-
-
-def device_components(rt: Any, thing: str) -> dict[str, Any]:
-    from loupe_local.devices import device_root
-
-    return json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())["components"]
-
-
-def feed(rt: Any, thing: str, name: str) -> None:
-    from PIL import Image
-
-    from loupe_local.devices import device_root
-
-    frames = device_root(rt.state_dir, thing) / "frames"
-    tmp = frames.parent / f".{name}"
-    Image.new("RGB", (64, 48), (120, 110, 100)).save(tmp, format="PNG")
-    tmp.replace(frames / name)
 
 
 # ------------------------------------------------------------------ the scenario
