@@ -54,7 +54,7 @@ def create_app_verification_job(
     items = ledger.get_many(list(keep))
     images = []
     for _, obj in manifests.read_lines(read_s3_text(s3, output_uri)):
-        sha = obj.get(manifests.SHA_ATTRIBUTE)
+        sha = str(obj.get(manifests.SHA_ATTRIBUTE) or "")
         item = items.get(sha) if sha in keep else None
         if item is None or LABEL_ATTRIBUTE not in obj:
             continue
@@ -64,7 +64,7 @@ def create_app_verification_job(
         images.append(
             JobImage(
                 str(obj["source-ref"]),
-                str(sha),
+                sha,
                 int(item.get("width", 0)),
                 int(item.get("height", 0)),
                 verify=_shown(pending, cfg.class_map),
