@@ -202,3 +202,22 @@ def test_a_wait_that_ends_first_expires_the_verify_job_not_the_labeling_job(labe
     assert applied["labeled"] == [_sha(task)] and applied["rejected"] == 2
     others = [sha for sha in env["hashes"] if sha != _sha(task)]
     assert all("no labeler answered" in ledger.get(sha)["last_failure"] for sha in others)
+
+
+def test_nobody_is_handed_the_boxes_they_drew_to_verify(labeled: dict[str, Any]) -> None:
+    """ann, bob and cyd each labeled one image: each is handed the other two to verify, never their own."""
+    env = labeled
+    name = env["run"]["labeling"]["job_name"]
+    drew = {}
+    for item in env["store"].items(name):
+        (row,) = env["store"].answers(name, int(item["index"]))
+        drew[row["user"]] = item["sha256"]
+    app_verification.create_app_verification_job(
+        env["store"], env["s3"], env["ledger"], cfg(), env["run"], "token-verify", T0 + 5
+    )
+    for user in ("ann", "bob", "cyd"):
+        handed = set()
+        while (task := workforce.next_task(env["store"], user, T0 + 10)) is not None:
+            handed.add(_sha(task))
+            workforce.decline_task(env["store"], env["s3"], env["sfn"], user, task["assignment_id"], T0 + 10)
+        assert handed == set(env["hashes"]) - {drew[user]}, user

@@ -120,7 +120,8 @@ def _task_view(job: dict[str, Any], item: dict[str, Any], assignment_id: str, un
 
 def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
     """Lease ``user`` the oldest image that still needs answers and that they have not answered (their own
-    unexpired lease comes back as it is). None when there is none."""
+    unexpired lease comes back as it is), never the verify task of an image they labeled. None when there is
+    none."""
     _named(user)
     jobs: dict[str, dict[str, Any] | None] = {}
     tried = 0
@@ -138,6 +139,8 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
             item = store.item(name, index)
             if item is None or item.get("queue") != LABEL_QUEUE:
                 break
+            if user in (item.get("labeled_by") or []):
+                break  # a verify task of boxes this person drew (or resolved): someone else checks them
             slots: dict[str, Any] = item.get("slots") or {}
             mine = slots.get(user)
             if mine and (mine["answered"] or mine.get("declined")):

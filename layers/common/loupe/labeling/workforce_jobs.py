@@ -76,6 +76,8 @@ class JobImage:
     # (passed through to the verification line, as Ground Truth passes the input line's attributes)
     verify: Sequence[dict[str, Any]] = field(default_factory=tuple)
     base: dict[str, Any] = field(default_factory=dict)
+    # who labeled (or reviewed) the boxes to verify: never handed their own work to verify
+    labeled_by: Sequence[str] = field(default_factory=tuple)
 
 
 def create_job(
@@ -124,7 +126,11 @@ def create_job(
                 shown = answers_mod.validate({"boxes": list(image.verify)}, image.width, image.height, class_map)
             except AnswerError as exc:
                 raise ValueError(f"image {index} ({image.source_ref}): its boxes to verify: {exc.message}") from None
-            extra = {"verify_json": json.dumps(shown.as_json(class_map)), "base_json": json.dumps(image.base)}
+            extra = {
+                "verify_json": json.dumps(shown.as_json(class_map)),
+                "base_json": json.dumps(image.base),
+                "labeled_by": sorted(set(image.labeled_by)),
+            }
         # pre-filled boxes are a hint from a device or a model: the ones a labeler could not submit are left out
         prefill = []
         for box in list(image.prefill)[:max_boxes] if kind == LABEL_KIND else []:
