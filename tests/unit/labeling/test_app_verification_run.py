@@ -16,7 +16,7 @@ import yaml
 from moto import mock_aws
 from support.labeling_app import RecordingSfn, box, make_store
 
-from loupe.labeling import app_job, app_verification, collection, verification, workforce
+from loupe.labeling import app_job, app_verification, collection, verification, workforce, workforce_jobs
 from loupe.labeling.answers import AnswerError
 from loupe.labeling.config import REJECT_REASONS, VERIFY_ATTRIBUTE, LabelingConfig
 from loupe.ledger import Ledger
@@ -221,3 +221,25 @@ def test_nobody_is_handed_the_boxes_they_drew_to_verify(labeled: dict[str, Any])
             handed.add(_sha(task))
             workforce.decline_task(env["store"], env["s3"], env["sfn"], user, task["assignment_id"], T0 + 10)
         assert handed == set(env["hashes"]) - {drew[user]}, user
+
+
+def test_a_verify_job_nobody_answered_fails_the_token_and_the_release_gives_the_images_back(
+    labeled: dict[str, Any],
+) -> None:
+    """No verdict before the tasks expired: the token fails (the run's VerificationJobFailed -> ReleaseClaims), and
+    the release puts every image held for verification back to unlabeled; nothing is handed out any more."""
+    from loupe.labeling import release
+
+    env, ledger = labeled, labeled["ledger"]
+    name = app_verification.create_app_verification_job(
+        env["store"], env["s3"], ledger, cfg(), env["run"], "token-verify", T0 + 5
+    )["job_name"]
+    workforce_jobs.expire_job(env["store"], env["s3"], env["sfn"], name, T0 + 7200)
+    kind, call = env["sfn"].calls[-1]
+    assert kind == "failure" and call["taskToken"] == "token-verify" and call["error"] == "LabelingJobFailed"
+    assert call["cause"].startswith(f"verification job {name} has a verdict on none of its 3 images")
+    failed = {**env["run"], "failed_state": "VerificationJob", "error": {"Error": "LabelingJobFailed", "Cause": "x"}}
+    out = release.release_run(ledger, failed, NoGroundTruth(), env["store"])  # type: ignore[arg-type]
+    assert out["released"] == 3
+    assert all(ledger.get(sha)["status"] == "unlabeled" for sha in env["hashes"])
+    assert workforce.next_task(env["store"], "vic", T0 + 7201) is None

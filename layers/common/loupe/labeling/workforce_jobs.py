@@ -441,7 +441,11 @@ def finish_job(store: TaskStore, s3: S3, sfn: StepFunctions, name: str, now: flo
             sfn.send_task_failure(
                 taskToken=job["task_token"],
                 error="LabelingJobFailed",
-                cause=f"labeling job {name} labeled none of its {len(items)} images (output {uri})"[:32768],
+                cause=(
+                    f"verification job {name} has a verdict on none of its {len(items)} images (output {uri})"
+                    if job.get("kind") == VERIFY_KIND
+                    else f"labeling job {name} labeled none of its {len(items)} images (output {uri})"
+                )[:32768],
             )
     except Exception as exc:
         if aws_errors.error_code(exc) not in GONE_TOKEN_CODES:
