@@ -54,15 +54,17 @@ def box(left: float, top: float, width: float, height: float, label: str = "scra
     return {"label": label, "left": left, "top": top, "width": width, "height": height}
 
 
-def app_labeling_machine(sfn: Any, runtime: Any, labelers: int, wait_seconds: int | None = None) -> str:
+def app_labeling_machine(
+    sfn: Any, runtime: Any, labelers: int, wait_seconds: int | None = None, verify: bool = False
+) -> str:
     """A copy of the deployed labeling state machine with the labeling app's options (the template's defaults but
-    for ``labelers``): the session's stack is deployed with LabelingService=GroundTruth. ``wait_seconds`` shortens
-    the run's wait (a time scale)."""
+    for ``labelers``, and ``verify``: EnableVerification=true): the session's stack is deployed with
+    LabelingService=GroundTruth. ``wait_seconds`` shortens the run's wait (a time scale)."""
     deployed = sfn.describe_state_machine(stateMachineArn=runtime.arn("LabelingStateMachine"))
     definition = json.loads(deployed["definition"])
     params = runtime.parameter_values
     definition["States"]["Configure"]["Result"] = {
-        "verify": "false",
+        "verify": "true" if verify else "false",
         "service": "Loupe",
         "labelers_per_image": str(labelers),
         "task_lifetime_seconds": str(params["LabelingTaskLifetimeSeconds"]),
@@ -74,7 +76,7 @@ def app_labeling_machine(sfn: Any, runtime: Any, labelers: int, wait_seconds: in
         selector["wait_seconds"] = wait_seconds
     return str(
         sfn.create_state_machine(
-            name=f"labeling-app-{labelers}-{uuid.uuid4().hex[:6]}",
+            name=f"labeling-app-{labelers}{'-verify' if verify else ''}-{uuid.uuid4().hex[:6]}",
             definition=json.dumps(definition),
             roleArn=deployed["roleArn"],
         )["stateMachineArn"]

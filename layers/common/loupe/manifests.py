@@ -32,6 +32,9 @@ OBJECT_DETECTION = "groundtruth/object-detection"
 LABEL_VERIFICATION = "groundtruth/label-verification"
 SHA_ATTRIBUTE = "loupe-sha256"
 VERIFICATION_CORRECT = "Label correct"
+# the labeling app's verification line: a verifier's own words for a reject, in the metadata (Ground Truth's lines
+# have none)
+VERIFICATION_REASON = "loupe-reason"
 
 
 class ManifestError(ValueError):
@@ -259,6 +262,7 @@ class Verdict:
     category: str
     accepted: bool
     failure_reason: str = ""
+    comment: str = ""
 
 
 def verification_line(
@@ -295,7 +299,8 @@ def parse_verification_line(obj: dict[str, Any], attribute: str) -> Verdict:
     category = str(meta.get("class-name", ""))
     if not category:
         raise ManifestError(f"{source_ref}: verification without class-name")
-    return Verdict(source_ref, obj.get(SHA_ATTRIBUTE), category, category == VERIFICATION_CORRECT)
+    comment = str(meta.get(VERIFICATION_REASON) or "")
+    return Verdict(source_ref, obj.get(SHA_ATTRIBUTE), category, category == VERIFICATION_CORRECT, comment=comment)
 
 
 # --- Feature Store --------------------------------------------------------------------------------------------

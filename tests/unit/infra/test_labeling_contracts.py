@@ -129,11 +129,12 @@ def test_a_private_workteam_is_what_the_labeling_function_gets(app) -> None:
     assert labeling_workteam(app, validate(app, LabelingService="GroundTruth", WorkteamArn=PRIVATE)) == PRIVATE
 
 
-def test_verification_jobs_need_ground_truth(app) -> None:
-    """EnableVerification runs a Ground Truth verification job: refused with the labeling app."""
-    with pytest.raises(TemplateError, match="EnableVerification=true runs a Ground Truth verification job"):
-        validate(app, EnableVerification="true")
+def test_verification_is_deployable_with_either_service(app) -> None:
+    """EnableVerification used to need Ground Truth (a template rule refused it with the labeling app); the app
+    now verifies with its own verify tasks, so a default deploy may turn it on."""
+    validate(app, EnableVerification="true")
     validate(app, EnableVerification="true", LabelingService="GroundTruth", WorkteamArn=PRIVATE)
+    assert "VerificationNeedsGroundTruth" not in app.original.get("Rules", {})
 
 
 def input_free_of_pii(app: SamApp, provisioner: Provisioner) -> str:

@@ -44,7 +44,12 @@ def test_the_wait_outlasts_a_tasks_lifetime_and_time_limit(lifetime: int) -> Non
     assert wait >= task_life + groundtruth.JOB_WRAP_UP_SECONDS
     s = states()
     assert s["WriteManifest"]["ResultSelector"]["wait_seconds.$"] == "$.Payload.wait_seconds"
-    for name in ("LabelingJob", "AppLabelingJob", "VerificationJob"):  # the waits read it; no fixed timeout beside it
+    for name in (
+        "LabelingJob",
+        "AppLabelingJob",
+        "VerificationJob",
+        "AppVerificationJob",
+    ):  # the waits read it; no fixed timeout beside it
         assert s[name]["TimeoutSecondsPath"] == "$.manifest.wait_seconds" and "TimeoutSeconds" not in s[name]
 
 
@@ -97,6 +102,41 @@ def test_the_apps_wait_expires_its_job_and_goes_on_with_the_answers() -> None:
     expire = s["ExpireAppJob"]
     assert expire["Parameters"]["Payload"]["task"] == "expire_app_job" and expire["Next"] == "CollectLabels"
     assert expire["ResultPath"] == app["ResultPath"] and expire["Catch"][0]["Next"] == "LabelingJobFailed"
+
+
+def test_the_apps_verification_waits_like_its_labeling_and_feeds_apply_verification() -> None:
+    """EnableVerification with LabelingService=Loupe: the verification step goes to the app's verify job (no Ground
+    Truth state), waits on its token, and a timeout expires it; both lead to ApplyVerification, which reads
+    ``$.verification`` as it reads Ground Truth's."""
+    s = states()
+    assert s["Verification?"]["Choices"] == [
+        {"Variable": "$.config.verify", "StringEquals": "true", "Next": "VerificationService?"}
+    ]
+    choice = s["VerificationService?"]
+    assert choice["Choices"] == [
+        {"Variable": "$.config.service", "StringEquals": "GroundTruth", "Next": "VerificationJob"}
+    ]
+    assert choice["Default"] == "AppVerificationJob"
+    app = s["AppVerificationJob"]
+    assert app["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert app["Parameters"]["Payload"] == {
+        "task": "create_app_verification_job",
+        "input.$": "$",
+        "token.$": "$$.Task.Token",
+    }
+    assert app["ResultPath"] == s["VerificationJob"]["ResultPath"] == "$.verification"
+    assert app["Next"] == "ApplyVerification"
+    timeout, other = app["Catch"]
+    assert timeout == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": "$.wait_error",
+        "Next": "ExpireAppVerificationJob",
+    }
+    assert other["ErrorEquals"] == ["States.ALL"] and other["Next"] == "VerificationJobFailed"
+    expire = s["ExpireAppVerificationJob"]
+    assert expire["Parameters"]["Payload"]["task"] == "expire_app_verification_job"
+    assert expire["ResultPath"] == "$.verification" and expire["Next"] == "ApplyVerification"
+    assert expire["Catch"][0]["Next"] == "VerificationJobFailed"
 
 
 class Jobs:

@@ -1,10 +1,16 @@
 """A labeler's (or reviewer's) answer to one image of a Loupe labeling job, validated before anything is stored.
 
-The body of ``POST /labeling/tasks/{assignmentId}`` and ``POST /review/{itemId}``::
+The body of ``POST /labeling/tasks/{assignmentId}`` (a ``label`` task) and ``POST /review/{itemId}``::
 
     {"boxes": [{"label": "scratch", "left": 12, "top": 30, "width": 40, "height": 18}, ...]}
 
-An empty list says "no defect on this image". Every refusal is an :class:`AnswerError` with the HTTP status the
+An empty list says "no defect on this image". A ``verify`` task (the labeling run's verification step) is answered
+with a verdict on the boxes it shows, never with boxes (:func:`validate_verdict`)::
+
+    {"verdict": "accept"}
+    {"verdict": "reject", "reason": "Incorrect label - missed object"}   # or the verifier's own words
+
+Every refusal is an :class:`AnswerError` with the HTTP status the
 route answers and a message that names the box and the rule; a refused answer changes nothing, so the labeler can
 correct it and send it again on the same assignment.
 """
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,10 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_BOXES = 50
 # a box narrower or lower than this, in image pixels, is a stray click rather than a defect
 MIN_BOX_PIXELS = 2.0
+# a decline's or a reject's reason, as the person typed it
+MAX_REASON_CHARS = 200
+VERDICTS = ("accept", "reject")
+_VERDICT_SHAPE = '{"verdict": "accept"} or {"verdict": "reject", "reason": "<why>"}'
 
 
 class AnswerError(ValueError):
@@ -87,6 +97,8 @@ def _number(box: Mapping[str, Any], key: str, where: str) -> float:
 
 def validate(body: Any, width: int, height: int, class_map: Mapping[str, str], max_boxes: int = MAX_BOXES) -> Answer:
     """Check an answer against its image (``width`` x ``height`` pixels) and the job's labels."""
+    if isinstance(body, dict) and "verdict" in body:
+        raise AnswerError(400, 'this is a labeling task: answer {"boxes": [...]}; a verdict answers a verify task')
     if not isinstance(body, dict) or set(body) != {"boxes"} or not isinstance(body["boxes"], list):
         raise AnswerError(400, 'the body must be {"boxes": [...]} and nothing else (an empty list: no defect)')
     raw_boxes = body["boxes"]
@@ -113,3 +125,46 @@ def validate(body: Any, width: int, height: int, class_map: Mapping[str, str], m
             )
         boxes.append(Box(ids[raw["label"]], left, top, w, h))
     return Answer(tuple(boxes))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verifier's verdict on the boxes of one image. ``category`` is the verification output's class name
+    (Ground Truth's categories, :data:`loupe.labeling.config.APP_VERIFICATION_CATEGORIES`); ``comment`` is the
+    verifier's own words when their reason was none of the listed ones."""
+
+    accepted: bool
+    category: str
+    comment: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "category": self.category, "comment": self.comment}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Verdict:
+        return cls(bool(raw["accepted"]), str(raw["category"]), str(raw.get("comment") or ""))
+
+
+def validate_verdict(body: Any, correct: str, reasons: Sequence[str], other: str) -> Verdict:
+    """Check a verify task's answer: accept (no reason), or reject with a reason that is one of ``reasons`` (its
+    category) or the verifier's own words (category ``other``, the words as ``comment``)."""
+    if isinstance(body, dict) and "boxes" in body:
+        raise AnswerError(400, f"this is a verify task: boxes are not changed here; answer {_VERDICT_SHAPE}")
+    if not isinstance(body, dict) or "verdict" not in body or not set(body) <= {"verdict", "reason"}:
+        raise AnswerError(400, f"the body must be {_VERDICT_SHAPE} and nothing else")
+    verdict, reason = body["verdict"], body.get("reason")
+    if verdict not in VERDICTS:
+        raise AnswerError(400, f'verdict must be "accept" or "reject", not {verdict!r}')
+    if verdict == "accept":
+        if reason not in (None, ""):
+            raise AnswerError(400, "an accept takes no reason; to refuse the boxes, answer reject with the reason")
+        return Verdict(True, correct)
+    if not isinstance(reason, str) or not " ".join(reason.split()):
+        listed = "; ".join(reasons)
+        raise AnswerError(400, f"a reject needs a reason: one of ({listed}) or your own words")
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON_CHARS or not reason.isprintable():
+        raise AnswerError(400, f"the reason must be at most {MAX_REASON_CHARS} printable characters")
+    if reason in reasons:
+        return Verdict(False, reason)
+    return Verdict(False, other, reason)

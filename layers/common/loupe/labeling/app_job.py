@@ -66,10 +66,14 @@ def create_app_job(
     return {**created, "labelers_per_image": options.labelers_per_image}
 
 
-def _app_jobs(ledger: Ledger, claim_id: str) -> list[str]:
-    """The claim's labeling-app jobs, newest first."""
+def _app_jobs(ledger: Ledger, claim_id: str, purpose: str | None = None) -> list[str]:
+    """The claim's labeling-app jobs (of one ``purpose``: labeling or verification), newest first."""
     jobs = [(name, ledger.get_job(name) or {}) for name in ledger.claim_jobs(claim_id)]
-    ours = [(str(job.get("created_at", "")), name) for name, job in jobs if job.get("service") == SERVICE]
+    ours = [
+        (str(job.get("created_at", "")), name)
+        for name, job in jobs
+        if job.get("service") == SERVICE and purpose in (None, job.get("purpose", "labeling"))
+    ]
     return [name for _, name in sorted(ours, reverse=True)]
 
 
@@ -80,12 +84,19 @@ def app_output_uri(run: dict[str, Any], job_name: str) -> str:
 
 
 def expire_app_job(
-    store: TaskStore, s3: S3, sfn: StepFunctions, ledger: Ledger, run: dict[str, Any], now: float
+    store: TaskStore,
+    s3: S3,
+    sfn: StepFunctions,
+    ledger: Ledger,
+    run: dict[str, Any],
+    now: float,
+    purpose: str = "labeling",
 ) -> dict[str, Any]:
-    """The run's wait outlasted the tasks' lifetime: end its newest app job, keeping what was answered, and hand
-    CollectLabels its output (a job that finished on its own meanwhile is handed over as it is)."""
+    """The run's wait outlasted the tasks' lifetime: end its newest app job of ``purpose`` (labeling, or the
+    verification step's), keeping what was answered, and hand the next state (CollectLabels, ApplyVerification) its
+    output (a job that finished on its own meanwhile is handed over as it is)."""
     claim_id = run["claim_id"]
-    names = _app_jobs(ledger, claim_id)
+    names = _app_jobs(ledger, claim_id, purpose)
     if not names:
         raise LabelingJobFailed(f"claim {claim_id} has no labeling-app job to expire")
     name = names[0]

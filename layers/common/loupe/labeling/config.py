@@ -14,6 +14,11 @@ VERIFICATION_CATEGORIES = [
     "Incorrect label - missed object",
     "Incorrect label - bounding box not accurate enough",
 ]
+# The labeling app's verification (LabelingService=Loupe): a reject names one of Ground Truth's reasons above, or says
+# its own in free text, recorded under this category (the text travels as ``loupe-reason`` in the output line)
+VERIFICATION_OTHER = "Incorrect label - other"
+REJECT_REASONS = VERIFICATION_CATEGORIES[1:]
+APP_VERIFICATION_CATEGORIES = [*VERIFICATION_CATEGORIES, VERIFICATION_OTHER]
 UI_TEMPLATE = "bounding-box.liquid.html"
 VERIFY_UI_TEMPLATE = "bounding-box-verification.liquid.html"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from loupe import aws_errors
 from loupe.aws_clients import S3, FeatureStoreRuntime, SageMakerLabeling, StepFunctions
-from loupe.labeling import app_job, collection, dataset, features, labeling_job, verification
+from loupe.labeling import app_job, app_verification, collection, dataset, features, labeling_job, verification
 from loupe.labeling.config import LabelingConfig, ThrottlingException
 from loupe.labeling.release import release_run
 from loupe.labeling.task_store import TaskStore
@@ -53,6 +53,8 @@ class LabelingTasks:
             "stop_verification_job": self.stop_verification_job,
             "collect_labels": self.collect_labels,
             "create_verification_job": self.create_verification_job,
+            "create_app_verification_job": self.create_app_verification_job,
+            "expire_app_verification_job": self.expire_app_verification_job,
             "apply_verification": self.apply_verification,
             "build_dataset": self.build_dataset,
             "put_features": self.put_features,
@@ -91,6 +93,17 @@ class LabelingTasks:
     def create_verification_job(self, e: TaskEnvelope) -> dict[str, Any]:
         token = e.require_token()
         return verification.create_verification_job(self.s3, self.sagemaker, self.ledger, self.cfg, e.input, token)
+
+    def create_app_verification_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        token = e.require_token()
+        return app_verification.create_app_verification_job(
+            self._app_store(), self.s3, self.ledger, self.cfg, e.input, token, self.clock()
+        )
+
+    def expire_app_verification_job(self, e: TaskEnvelope) -> dict[str, Any]:
+        return app_job.expire_app_job(
+            self._app_store(), self.s3, self.sfn, self.ledger, e.input, self.clock(), purpose="verification"
+        )
 
     def apply_verification(self, e: TaskEnvelope) -> dict[str, Any]:
         return verification.apply_verification(self.s3, self.sagemaker, self.ledger, e.input)

@@ -1,4 +1,8 @@
-"""The optional verification step: a bounding-box verification job over the collected labels, and its verdicts."""
+"""The optional verification step: a bounding-box verification job over the collected labels, and its verdicts.
+
+Ground Truth's job is created here; the labeling app's (``LabelingService=Loupe``) by
+:mod:`loupe.labeling.app_verification`. Both write the same verification output manifest, which
+:func:`apply_verification` reads."""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from typing import Any
 
 from loupe import manifests
 from loupe.aws_clients import S3, SageMakerLabeling
+from loupe.labeling.app_job import check_output_uri
 from loupe.labeling.config import (
     LABEL_ATTRIBUTE,
+    LOUPE_SERVICE,
     VERIFICATION_CATEGORIES,
     VERIFY_ATTRIBUTE,
     LabelingConfig,
@@ -80,7 +86,11 @@ def apply_verification(s3: S3, sagemaker: SageMakerLabeling, ledger: Ledger, run
     """Accepted labels become labeled; rejected ones (and unverified ones) go back to unlabeled."""
     claim_id = run["claim_id"]
     job_name = run["verification"]["job_name"]
-    output_uri = completed_output(sagemaker, job_name, stopped=bool(run["verification"].get("stopped")))
+    if RunOptions.of(run).service == LOUPE_SERVICE:
+        # the labeling app's verify job: its output manifest, in Ground Truth's format, where the app wrote it
+        output_uri = check_output_uri(run, job_name, run["verification"].get("output_uri"))
+    else:
+        output_uri = completed_output(sagemaker, job_name, stopped=bool(run["verification"].get("stopped")))
     verdicts = {}
     for _, obj in manifests.read_lines(read_s3_text(s3, output_uri)):
         verdict = manifests.parse_verification_line(obj, VERIFY_ATTRIBUTE)
@@ -96,6 +106,8 @@ def apply_verification(s3: S3, sagemaker: SageMakerLabeling, ledger: Ledger, run
                 labeled.append(sha)
         else:
             why = found.failure_reason or found.category if found else "not verified"
+            if found is not None and found.comment:
+                why = f"{why}: {found.comment}"
             ledger.release([sha], claim_id, f"verification job {job_name}: {why}")
             rejected.append(sha)
     if not labeled:

@@ -11,6 +11,10 @@ the task token its outcome.
 Every refusal is an :class:`~loupe.labeling.answers.AnswerError` carrying the HTTP status; an answer is stored in
 the same transaction that marks the labeler's slot answered, so an answer that got a 200 is never lost, and one that
 was refused changed nothing.
+
+The same queue hands out the verification step's images (a job of kind ``verify``): the task shows the boxes to
+check, and the answer is a verdict (:func:`loupe.labeling.answers.validate_verdict`), leased, declined, expired and
+refused twice exactly as a labeling task.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from typing import Any
 from loupe import manifests
 from loupe.aws_clients import S3, StepFunctions
 from loupe.labeling import answers as answers_mod
-from loupe.labeling.answers import AnswerError
-from loupe.labeling.config import DEFAULT_DECLINE_LIMIT
+from loupe.labeling.answers import MAX_REASON_CHARS, AnswerError
+from loupe.labeling.config import DEFAULT_DECLINE_LIMIT, REJECT_REASONS, VERIFICATION_OTHER
 from loupe.labeling.task_store import (
     LABEL_QUEUE,
     REVIEW_QUEUE,
@@ -35,7 +39,9 @@ from loupe.labeling.task_store import (
     item_key,
 )
 from loupe.labeling.workforce_jobs import (
+    LABEL_KIND,
     LEASE_SECONDS,
+    VERIFY_KIND,
     count_done,
     declines,
     finalize,
@@ -49,8 +55,6 @@ IMAGE_URL_SECONDS = 300
 # the images of a queue looked at per request before answering "nothing for you now"
 MAX_CANDIDATES = 200
 _RETRIES = 5
-# a decline's reason, as the labeler typed it
-MAX_REASON_CHARS = 200
 
 
 def _iso(epoch: float) -> str:
@@ -86,9 +90,20 @@ def _queued_key(queued: dict[str, Any]) -> tuple[str, int]:
     return str(queued["pk"]).removeprefix("JOB#"), int(str(queued["sk"]).removeprefix("ITEM#"))
 
 
+def _kind(job: dict[str, Any]) -> str:
+    return str(job.get("kind") or LABEL_KIND)
+
+
 def _task_view(job: dict[str, Any], item: dict[str, Any], assignment_id: str, until: int) -> dict[str, Any]:
+    verify = _kind(job) == VERIFY_KIND
+    extra: dict[str, Any] = {}
+    if verify:
+        # the boxes to accept or reject, and the reasons a reject may name (or the verifier's own words)
+        extra = {"boxes": json.loads(item.get("verify_json") or "[]"), "reasons": list(REJECT_REASONS)}
     return {
         "assignment_id": assignment_id,
+        "kind": _kind(job),
+        **extra,
         "job_name": job["job_name"],
         "source_ref": item["source_ref"],
         "width": item["width"],
@@ -105,7 +120,8 @@ def _task_view(job: dict[str, Any], item: dict[str, Any], assignment_id: str, un
 
 def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
     """Lease ``user`` the oldest image that still needs answers and that they have not answered (their own
-    unexpired lease comes back as it is). None when there is none."""
+    unexpired lease comes back as it is), never the verify task of an image they labeled. None when there is
+    none."""
     _named(user)
     jobs: dict[str, dict[str, Any] | None] = {}
     tried = 0
@@ -123,6 +139,8 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
             item = store.item(name, index)
             if item is None or item.get("queue") != LABEL_QUEUE:
                 break
+            if user in (item.get("labeled_by") or []):
+                break  # a verify task of boxes this person drew (or resolved): someone else checks them
             slots: dict[str, Any] = item.get("slots") or {}
             mine = slots.get(user)
             if mine and (mine["answered"] or mine.get("declined")):
@@ -157,7 +175,7 @@ def next_task(store: TaskStore, user: str, now: float) -> dict[str, Any] | None:
                         "Put": {
                             "Item": {
                                 **assignment_key(assignment_id),
-                                "kind": "label",
+                                "kind": _kind(job),
                                 "user": user,
                                 "job_name": name,
                                 "index": int(item["index"]),
@@ -181,7 +199,7 @@ def submit_answer(
     """Record ``user``'s answer on their assignment; settles the image once it has every labeler's answer."""
     _named(user)
     assignment = store.get(assignment_key(assignment_id)) if assignment_id.isalnum() else None
-    if assignment is None or assignment.get("kind") != "label":
+    if assignment is None or assignment.get("kind") not in (LABEL_KIND, VERIFY_KIND):
         raise AnswerError(404, f"no labeling assignment {assignment_id!r}")
     if assignment["user"] != user:
         raise AnswerError(403, f"assignment {assignment_id} is another labeler's")
@@ -205,7 +223,7 @@ def submit_answer(
             )
         if slot["answered"]:
             raise AnswerError(409, f"assignment {assignment_id} was already answered; an answer is not changed")
-        answer = answers_mod.validate(body, int(item["width"]), int(item["height"]), job["class_map"], job["max_boxes"])
+        stored, summary = _answer_of(job, item, body)
         slots = dict(item["slots"])
         slots[user] = {**slot, "answered": True}
         try:
@@ -230,7 +248,7 @@ def submit_answer(
                             **answer_key(name, index, user),
                             "user": user,
                             "assignment": assignment_id,
-                            "boxes_json": json.dumps(answer.as_json(job["class_map"])),
+                            **stored,
                             "answered_at": int(now),
                         },
                         "ConditionExpression": "attribute_not_exists(pk)",
@@ -245,8 +263,18 @@ def submit_answer(
         result = "answered"
         if int(item.get("answers", 0)) + 1 >= int(job["labelers_per_image"]):
             result = settle(store, s3, sfn, name, index, now)
-        return {"assignment_id": assignment_id, "status": "answered", "image": result, "boxes": len(answer.boxes)}
+        return {"assignment_id": assignment_id, "status": "answered", "image": result, **summary}
     raise AnswerError(409, "the image changed under this answer too often; send it again")
+
+
+def _answer_of(job: dict[str, Any], item: dict[str, Any], body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A valid answer of the task's kind: what its row stores, and what the route says about it."""
+    if _kind(job) == VERIFY_KIND:
+        verdict = answers_mod.validate_verdict(body, manifests.VERIFICATION_CORRECT, REJECT_REASONS, VERIFICATION_OTHER)
+        said = {"verdict": "accept" if verdict.accepted else "reject", "category": verdict.category}
+        return {"verdict_json": json.dumps(verdict.as_json())}, said
+    answer = answers_mod.validate(body, int(item["width"]), int(item["height"]), job["class_map"], job["max_boxes"])
+    return {"boxes_json": json.dumps(answer.as_json(job["class_map"]))}, {"boxes": len(answer.boxes)}
 
 
 def _close_lease(assignment_id: str, status: str, now: float) -> dict[str, Any]:
@@ -288,7 +316,7 @@ def decline_task(
     released as unlabeled with the decliners' reasons; the job finishes when its other images are settled."""
     _named(user)
     assignment = store.get(assignment_key(assignment_id)) if assignment_id.isalnum() else None
-    if assignment is None or assignment.get("kind") != "label":
+    if assignment is None or assignment.get("kind") not in (LABEL_KIND, VERIFY_KIND):
         raise AnswerError(404, f"no labeling assignment {assignment_id!r}")
     if assignment["user"] != user:
         raise AnswerError(403, f"assignment {assignment_id} is another labeler's")

@@ -7,6 +7,10 @@ Expiry (:func:`expire_job`) keeps what was answered: an image with answers is co
 has; an image nobody answered, or whose labelers disagreed with no reviewer before the end, is released with its
 reason (a failed line in the output: the labeling run puts it back to unlabeled). The answers themselves stay in
 the table.
+
+A job is of one ``kind``: ``label`` (boxes drawn) or ``verify`` (the verification step: each image shows the boxes
+to check, each answer is a verdict; :mod:`loupe.labeling.verdicts` consolidates them by majority, never to a
+reviewer, and writes Ground Truth's label-verification line). Leases, declines, expiry and the finish are the same.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from typing import Any
 from loupe import aws_errors, manifests
 from loupe.aws_clients import S3, StepFunctions
 from loupe.labeling import answers as answers_mod
+from loupe.labeling import verdicts
 from loupe.labeling.answers import AnswerError
 from loupe.labeling.config import (
+    APP_VERIFICATION_CATEGORIES,
     DEFAULT_DECLINE_LIMIT,
     LABEL_ATTRIBUTE,
     MAX_DECLINE_LIMIT,
     MAX_LABELERS_PER_IMAGE,
+    VERIFY_ATTRIBUTE,
 )
 from loupe.labeling.consolidation import DEFAULT_MIN_AGREEMENT, consolidate
 from loupe.labeling.task_store import LABEL_QUEUE, REVIEW_QUEUE, Conflict, TaskStore, item_key, job_key
@@ -38,6 +45,8 @@ LEASE_SECONDS = 600
 GONE_TOKEN_CODES = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
 # agreement and confidences in the output, as Ground Truth rounds its confidences
 _DIGITS = 2
+LABEL_KIND = "label"
+VERIFY_KIND = "verify"
 
 
 def dec(value: float) -> Decimal:
@@ -63,6 +72,12 @@ class JobImage:
     height: int
     # boxes a device sent with its uncertain frame, or the deployed model's, in the answer shape
     prefill: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    # a verify job's: the boxes to accept or reject (answer shape), and the labeling output's line of the image
+    # (passed through to the verification line, as Ground Truth passes the input line's attributes)
+    verify: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    base: dict[str, Any] = field(default_factory=dict)
+    # who labeled (or reviewed) the boxes to verify: never handed their own work to verify
+    labeled_by: Sequence[str] = field(default_factory=tuple)
 
 
 def create_job(
@@ -79,9 +94,13 @@ def create_job(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     max_boxes: int = answers_mod.MAX_BOXES,
     decline_limit: int = DEFAULT_DECLINE_LIMIT,
+    kind: str = LABEL_KIND,
 ) -> dict[str, Any]:
     """Store a job and its images. The same job name again (a Lambda retry with the same token) finds the job it
-    created; a bad image or parameter is a ValueError naming it, and nothing is stored."""
+    created; a bad image or parameter is a ValueError naming it, and nothing is stored. A ``verify`` job's images
+    carry the boxes to verify (``JobImage.verify``); a box that is not a valid answer of the image is refused."""
+    if kind not in (LABEL_KIND, VERIFY_KIND):
+        raise ValueError(f"a job's kind is {LABEL_KIND} or {VERIFY_KIND}, not {kind!r}")
     if not 1 <= labelers_per_image <= MAX_LABELERS_PER_IMAGE:
         raise ValueError(f"LabelersPerImage must be 1 to {MAX_LABELERS_PER_IMAGE}, not {labelers_per_image}")
     if not 1 <= decline_limit <= MAX_DECLINE_LIMIT:
@@ -101,9 +120,20 @@ def create_job(
             raise ValueError(f"image {index} ({image.source_ref}) is not in the raw bucket {image_bucket}")
         if image.width <= 0 or image.height <= 0:
             raise ValueError(f"image {index} ({image.source_ref}) has no size")
+        extra: dict[str, Any] = {}
+        if kind == VERIFY_KIND:
+            try:
+                shown = answers_mod.validate({"boxes": list(image.verify)}, image.width, image.height, class_map)
+            except AnswerError as exc:
+                raise ValueError(f"image {index} ({image.source_ref}): its boxes to verify: {exc.message}") from None
+            extra = {
+                "verify_json": json.dumps(shown.as_json(class_map)),
+                "base_json": json.dumps(image.base),
+                "labeled_by": sorted(set(image.labeled_by)),
+            }
         # pre-filled boxes are a hint from a device or a model: the ones a labeler could not submit are left out
         prefill = []
-        for box in list(image.prefill)[:max_boxes]:
+        for box in list(image.prefill)[:max_boxes] if kind == LABEL_KIND else []:
             try:
                 answers_mod.validate({"boxes": [box]}, image.width, image.height, class_map)
             except AnswerError:
@@ -125,6 +155,7 @@ def create_job(
                 "slots": {},
                 "answers": 0,
                 "version": 0,
+                **extra,
             }
         )
     for row in rows:  # the images first: an image without its job is never handed out (next_task reads the job)
@@ -142,7 +173,9 @@ def create_job(
             "max_boxes": max_boxes,
             "min_agreement": dec(min_agreement),
             "output_uri": output_uri,
-            "attribute": LABEL_ATTRIBUTE,
+            "kind": kind,
+            "attribute": VERIFY_ATTRIBUTE if kind == VERIFY_KIND else LABEL_ATTRIBUTE,
+            **({"categories": list(APP_VERIFICATION_CATEGORIES)} if kind == VERIFY_KIND else {}),
             "total": len(rows),
             "done": 0,
             "status": "open",
@@ -241,6 +274,12 @@ def _labeler_boxes(store: TaskStore, job: dict[str, Any], index: int) -> list[li
     return out
 
 
+def _verdicts(store: TaskStore, job: dict[str, Any], index: int) -> list[answers_mod.Verdict]:
+    return [
+        answers_mod.Verdict.from_json(json.loads(row["verdict_json"])) for row in store.answers(job["job_name"], index)
+    ]
+
+
 def declines(item: dict[str, Any]) -> tuple[int, str]:
     """How many labelers declined an image, and their reasons in one line. The labelers stay unnamed (as reviewers
     see answers): a release reason reaches the ledger and the dataset's history."""
@@ -263,7 +302,9 @@ def settle(
     job, item = store.job(name), store.item(name, index)
     if job is None or item is None or item["status"] != "labeling":
         return str((item or {}).get("status", "gone"))
-    given = _labeler_boxes(store, job, index)
+    given: list[Any] = (
+        _verdicts(store, job, index) if job.get("kind") == VERIFY_KIND else _labeler_boxes(store, job, index)
+    )
     if not given:
         if declined is not None:
             reason = declined
@@ -274,6 +315,21 @@ def settle(
             if refused:
                 reason += f" (declined by {refused}: {why})"
         write, status = _release(name, index, item["version"], reason, "labeling"), "released"
+    elif job.get("kind") == VERIFY_KIND:
+        # verdicts are consolidated by majority (loupe.labeling.verdicts): never a review, even when expiring
+        outcome = verdicts.consolidate(given, job["categories"])
+        write = finalize(
+            name,
+            index,
+            item["version"],
+            [outcome.as_json()],
+            [outcome.confidence],
+            outcome.confidence,
+            "verifiers",
+            "labeling",
+            len(given),
+        )
+        status = "final"
     else:
         result = consolidate(given, float(job["min_agreement"]))
         boxes = [answers_mod.box_json(b, job["class_map"]) for b in result.boxes]
@@ -315,9 +371,22 @@ def count_done(store: TaskStore, s3: S3, sfn: StepFunctions, name: str, now: flo
 def _line(job: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     extra = {manifests.SHA_ATTRIBUTE: item["sha256"]}
     attribute = job["attribute"]
+    if job.get("kind") == VERIFY_KIND:
+        base = {k: v for k, v in json.loads(item.get("base_json") or "{}").items() if k != "source-ref"}
+        extra = {**base, **extra}
     if item["status"] != "final":
         reason = item.get("release_reason") or f"image {item['status']} when the job finished"
         return manifests.failed_line(item["source_ref"], attribute, reason, job["job_name"], extra)
+    if job.get("kind") == VERIFY_KIND:
+        (result,) = json.loads(item["result_json"])
+        outcome = verdicts.Outcome(
+            bool(result["accepted"]),
+            str(result["category"]),
+            float(result["confidence"]),
+            str(result.get("comment") or ""),
+            int(result["verifiers"]),
+        )
+        return verdicts.output_line(item["source_ref"], attribute, job["categories"], outcome, job["job_name"], extra)
     boxes = answers_mod.boxes_from_json(json.loads(item["result_json"]), job["class_map"])
     line = manifests.output_line(
         item["source_ref"],
@@ -372,7 +441,11 @@ def finish_job(store: TaskStore, s3: S3, sfn: StepFunctions, name: str, now: flo
             sfn.send_task_failure(
                 taskToken=job["task_token"],
                 error="LabelingJobFailed",
-                cause=f"labeling job {name} labeled none of its {len(items)} images (output {uri})"[:32768],
+                cause=(
+                    f"verification job {name} has a verdict on none of its {len(items)} images (output {uri})"
+                    if job.get("kind") == VERIFY_KIND
+                    else f"labeling job {name} labeled none of its {len(items)} images (output {uri})"
+                )[:32768],
             )
     except Exception as exc:
         if aws_errors.error_code(exc) not in GONE_TOKEN_CODES:
