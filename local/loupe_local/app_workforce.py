@@ -38,6 +38,7 @@ log = logging.getLogger("loupe_local.app_workforce")
 
 # a bot's reason for declining an image (the reason reaches the ledger when the image is released)
 NO_ANSWER = "the local workforce has no answer for this image (workforce/*.jsonl)"
+VERIFY_IOU = 0.5  # a shown box is the answer source's box when they overlap this much (IoU), as consolidation matches
 Answerer = Callable[[str, int, int, random.Random], "list[Box] | None"]
 
 
@@ -132,6 +133,8 @@ class BotLabeler:
             if status != 200:
                 raise AppError(f"POST /labeling/tasks/{task['assignment_id']}/decline: {status} {got}")
             return {"task": task, "result": got}
+        if task.get("kind") == "verify":
+            return self._verify(task, boxes)
         labels = list(task["labels"])
         answer = {
             "boxes": [
@@ -140,6 +143,45 @@ class BotLabeler:
             ]
         }
         status, got = self.user.call(f"{self.api}/labeling/tasks/{task['assignment_id']}", "POST", answer)
+        if status != 200:
+            raise AppError(f"POST /labeling/tasks/{task['assignment_id']}: {status} {got}")
+        return {"task": task, "result": got}
+
+    def _verify(self, task: dict[str, Any], truth: list[Box]) -> dict[str, Any]:
+        """A verify task: accept the boxes shown when each matches one of the answer source's boxes of the same
+        label (IoU >= ``VERIFY_IOU``, one to one), else reject with Ground Truth's reason for what is wrong."""
+        from loupe.labeling.consolidation import iou
+
+        labels = list(task.get("labels") or [])
+        given = [b for b in task.get("boxes") or [] if b.get("label") in labels]
+        shown = [
+            Box(
+                class_id=labels.index(b["label"]),
+                left=float(b["left"]),
+                top=float(b["top"]),
+                width=float(b["width"]),
+                height=float(b["height"]),
+            )
+            for b in given
+        ]
+        if len(given) < len(task.get("boxes") or []):  # a label the job does not have: not this image's boxes
+            shown.append(Box(class_id=len(labels), left=0, top=0, width=1, height=1))
+        unmatched = list(truth)
+        for box in shown:
+            best = max((t for t in unmatched if t.class_id == box.class_id), key=lambda t: iou(box, t), default=None)
+            if best is None or iou(box, best) < VERIFY_IOU:
+                break
+            unmatched.remove(best)
+        else:
+            if not unmatched:
+                return self._post_verdict(task, {"verdict": "accept"})
+        reasons = list(task.get("reasons") or [])
+        missed = len(shown) < len(truth)
+        reason = next((r for r in reasons if ("missed" in r) == missed), reasons[0] if reasons else "wrong boxes")
+        return self._post_verdict(task, {"verdict": "reject", "reason": reason})
+
+    def _post_verdict(self, task: dict[str, Any], verdict: dict[str, str]) -> dict[str, Any]:
+        status, got = self.user.call(f"{self.api}/labeling/tasks/{task['assignment_id']}", "POST", verdict)
         if status != 200:
             raise AppError(f"POST /labeling/tasks/{task['assignment_id']}: {status} {got}")
         return {"task": task, "result": got}

@@ -249,3 +249,30 @@ def test_bots_label_where_the_pool_requires_mfa(env) -> None:
             SoftwareTokenMfaConfiguration=before.get("SoftwareTokenMfaConfiguration") or {"Enabled": False},
             MfaConfiguration=before["MfaConfiguration"],
         )
+
+
+def test_bot_labelers_verify_each_others_boxes_when_verification_is_on(env) -> None:
+    """EnableVerification=true with the app: the bots label, then each verifies the other's boxes against its own
+    answer source (the app never hands anyone their own boxes to verify): one image accepted, one rejected."""
+    from loupe.datasets import Box
+
+    truth = {"class_id": 0, "left": 20, "top": 20, "width": 40, "height": 30}
+    elsewhere = {"class_id": 0, "left": 70, "top": 50, "width": 40, "height": 30}
+    hashes = upload(env, "verify-bots", [6760, 6761])
+    env.answers("app-run-verify-bots", {sha: [truth] for sha in hashes})
+
+    def doubts_the_second(sha: str, width: int, height: int, rng: Any) -> list[Box] | None:
+        if sha not in hashes:
+            return None
+        return [Box.from_dict(truth if sha == hashes[0] else elsewhere)]
+
+    machine = app_labeling_machine(env.sfn, env.rt, labelers=1, verify=True)
+    _, arn = start(env, machine, hashes, "vb")
+    done = work_until_done(env, arn, bot(env, seed=1), bot(env, answer=doubts_the_second, seed=2))
+    assert done["status"] == "SUCCEEDED", done
+    assert "AppVerificationJob" in entered(env, arn)
+    out = json.loads(done["output"])
+    assert out["collected"]["labeled"] == [hashes[0]] and out["collected"]["rejected"] == 1
+    assert env.ledger.get(hashes[0])["verification"] == "Label correct"
+    back = env.ledger.get(hashes[1])
+    assert back["status"] == "unlabeled" and "bounding box not accurate enough" in back["last_failure"]
