@@ -19,12 +19,20 @@ HEALTH_EVERY_SECOND = {"com.loupe.inference": {"settings": {"health": {"interval
 
 
 @contextmanager
-def health_fleet(rt: Any, folder: Path, prefix: str, count: int = 2) -> Iterator[tuple[Any, list[str], dict[str, Any]]]:
+def health_fleet(
+    rt: Any, folder: Path, prefix: str, count: int = 2, state: dict[str, Any] | None = None
+) -> Iterator[tuple[Any, list[str], dict[str, Any]]]:
     """``count`` devices named ``<prefix>-*`` in the stack's fleet, registered; yields the fleet, their names and the
-    published inference component. Stopped on exit."""
+    published inference component. Stopped on exit. ``state``: the ``local.json`` of a stack running in another
+    process (``rt`` is then its client-side stand-in)."""
     from loupe_local.devices import DeviceFleet
 
-    fleet = DeviceFleet.from_runtime(rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=prefix)
+    timing = {"poll_seconds": 0.5, "settle_seconds": 1.5, "ack_seconds": 8.0, "prefix": prefix}
+    fleet = (
+        DeviceFleet.from_state(state, Path(rt.state_dir), **timing)
+        if state is not None
+        else DeviceFleet.from_runtime(rt, **timing)
+    )
     inference = fleet.publish_components(rt.physical("ArtifactBucket"))
     overlay = folder / "overlay.json"
     overlay.write_text(json.dumps(HEALTH_EVERY_SECOND))

@@ -91,7 +91,7 @@ Loupe.ready((me) => {
 
   function samplesSection(version) {
     const out = evaluations.get(version);
-    const section = Loupe.el("div", { id: "samples" }, Loupe.el("h3", {}, "Evaluation samples (test split)"));
+    const section = Loupe.el("div", { id: "samples", "data-loaded": out ? "true" : "false" }, Loupe.el("h3", {}, "Evaluation samples (test split)"));
     if (!out) section.append(Loupe.el("p", { class: "muted" }, "Loading the evaluation samples…"));
     else if (!out.measured) section.append(Loupe.el("p", { class: "muted" }, `No samples: ${out.reason}.`));
     else if (!out.samples.length) section.append(Loupe.el("p", { class: "muted" }, "The evaluation kept no sample frames."));
@@ -130,7 +130,13 @@ Loupe.ready((me) => {
       return;
     }
     const g = p.gate || {};
+    // a re-render (the evaluation arriving, a refresh) keeps what the approver typed for this package, and the focus
+    const typed = document.getElementById("decision-reason");
+    const same = box.dataset.version === String(p.version);
+    const kept = typed && same ? typed.value : "";
+    const focused = typed && same && document.activeElement === typed;
     const reason = Loupe.el("input", { id: "decision-reason", maxlength: "512", placeholder: "reason (optional)" });
+    reason.value = kept;
     const decide = (decision) => async () => {
       if (deciding) return;
       deciding = true;
@@ -182,7 +188,9 @@ Loupe.ready((me) => {
       actions,
       samplesSection(p.version),
     );
+    box.dataset.version = String(p.version);
     box.hidden = false;
+    if (focused) reason.focus();
   }
 
   function choose(version) {

@@ -4,7 +4,7 @@ people in the browser answer, and headless Chromium (Debian's ``chromium``, driv
 the console HTTP API's own URL, as in the cloud.
 
 The session's ``local_aws`` runs Ground Truth as an existing customer, so this package starts a stack of its own, in
-its own process."""
+its own process (with its MQTT broker: local core devices can join its fleet, ``support.health_fleet``)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import json, sys
 from pathlib import Path
 from loupe_local.runtime import LocalRuntime
 
-runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=False, parameters=json.loads(sys.argv[2]), iam="audit")
+runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=True, parameters=json.loads(sys.argv[2]), iam="audit")
 runtime.start()
 try:
     runtime.write_state(ready=True)
