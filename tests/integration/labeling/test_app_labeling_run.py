@@ -236,7 +236,7 @@ def test_bots_label_where_the_pool_requires_mfa(env) -> None:
         assert labeler.user.authenticator.secret, "the bot signed in without setting up MFA"
         labeler.user.token = "not-a-token"  # as an expired one: the API's 401 makes the bot sign in again, with a code
         box = {"class_id": 0, "left": 8, "top": 8, "width": 30, "height": 20}
-        hashes = upload(env, "mfa", [6400])
+        hashes = upload(env, "mfa", [7931])
         env.answers("app-run-mfa", {hashes[0]: [box]})
         _, arn = start(env, app_machine(env, labelers=1), hashes, "m")
         done = work_until_done(env, arn, labeler)
