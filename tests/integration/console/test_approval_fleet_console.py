@@ -85,9 +85,11 @@ def test_an_approver_sees_the_field_agreement_approves_in_the_browser_and_the_de
     compared = len(things) * FRAMES_PER_DEVICE // EVERY_NTH
 
     def counted() -> dict[str, Any] | None:
-        summary = store.shadow_totals(f"apweb-{tag}")
-        seen = summary["totals"].get("production_frames", 0)
-        return summary if seen >= len(things) * FRAMES_PER_DEVICE else None
+        # a device counts a production frame before its candidate has run on it: a window can end between the two,
+        # so both counts are waited for
+        totals = store.shadow_totals(f"apweb-{tag}")["totals"]
+        seen, done = totals.get("production_frames", 0), totals.get("frames", 0)
+        return totals if seen >= len(things) * FRAMES_PER_DEVICE and done >= compared else None
 
     wait_for(counted, 90, "both devices' shadow windows in the deployments table")
 
