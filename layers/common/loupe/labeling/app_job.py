@@ -45,25 +45,46 @@ def create_app_job(
     if not images:
         raise NothingToLabel(f"claim {claim_id}: none of its images is still claimed")
     name = job_name_for(claim_id, task_token)
-    # the claim remembers the job before it exists, so a failed run's release always finds it
-    ledger.put_job(name, claim_id=claim_id, purpose="labeling", service=SERVICE, images=[i.sha256 for i in images])
+    created = open_app_job(
+        store, ledger, cfg, options, name, claim_id, "labeling", task_token, images, manifest["output_uri"], now
+    )
+    return {**created, "labelers_per_image": options.labelers_per_image}
+
+
+def open_app_job(
+    store: TaskStore,
+    ledger: Ledger,
+    cfg: LabelingConfig,
+    options: RunOptions,
+    name: str,
+    claim_id: str,
+    purpose: str,
+    task_token: str,
+    images: list[JobImage],
+    output_uri: str,
+    now: float,
+    kind: str = workforce_jobs.LABEL_KIND,
+) -> dict[str, Any]:
+    """The claim remembers the job before it exists (so a failed run's release always finds it), then the app's
+    tasks are created; a refusal of the job's images is the run's ``LabelingJobFailed``."""
+    ledger.put_job(name, claim_id=claim_id, purpose=purpose, service=SERVICE, images=[i.sha256 for i in images])
     try:
-        created = workforce_jobs.create_job(
+        return workforce_jobs.create_job(
             store,
             name,
             task_token,
             images,
             cfg.class_map,
-            manifest["output_uri"],
+            output_uri,
             cfg.raw_bucket,
             now,
             labelers_per_image=options.labelers_per_image,
             lifetime_seconds=options.task_lifetime_seconds,
             decline_limit=options.decline_limit,
+            kind=kind,
         )
     except ValueError as exc:
-        raise LabelingJobFailed(f"labeling job {name}: {exc}") from exc
-    return {**created, "labelers_per_image": options.labelers_per_image}
+        raise LabelingJobFailed(f"{purpose} job {name}: {exc}") from exc
 
 
 def _app_jobs(ledger: Ledger, claim_id: str, purpose: str | None = None) -> list[str]:

@@ -19,9 +19,8 @@ from typing import Any
 
 from loupe import manifests
 from loupe.aws_clients import S3
-from loupe.labeling import workforce_jobs
-from loupe.labeling.app_job import SERVICE, check_output_uri
-from loupe.labeling.config import LABEL_ATTRIBUTE, LabelingConfig, LabelingJobFailed, NothingToLabel, RunOptions
+from loupe.labeling.app_job import check_output_uri, open_app_job
+from loupe.labeling.config import LABEL_ATTRIBUTE, LabelingConfig, NothingToLabel, RunOptions
 from loupe.labeling.groundtruth import job_name_for, read_s3_text
 from loupe.labeling.task_store import TaskStore
 from loupe.labeling.workforce_jobs import VERIFY_KIND, JobImage
@@ -88,22 +87,18 @@ def create_app_verification_job(
     if not images:
         raise NothingToLabel(f"claim {claim_id}: nothing to verify")
     name = job_name_for(claim_id, task_token, kind="v")
-    ledger.put_job(name, claim_id=claim_id, purpose="verification", service=SERVICE, images=[i.sha256 for i in images])
-    try:
-        created = workforce_jobs.create_job(
-            store,
-            name,
-            task_token,
-            images,
-            cfg.class_map,
-            run["manifest"]["output_uri"],
-            cfg.raw_bucket,
-            now,
-            labelers_per_image=options.labelers_per_image,
-            lifetime_seconds=options.task_lifetime_seconds,
-            decline_limit=options.decline_limit,
-            kind=VERIFY_KIND,
-        )
-    except ValueError as exc:
-        raise LabelingJobFailed(f"verification job {name}: {exc}") from exc
+    created = open_app_job(
+        store,
+        ledger,
+        cfg,
+        options,
+        name,
+        claim_id,
+        "verification",
+        task_token,
+        images,
+        run["manifest"]["output_uri"],
+        now,
+        VERIFY_KIND,
+    )
     return {**created, "verifiers_per_image": options.labelers_per_image}
