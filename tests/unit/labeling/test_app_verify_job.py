@@ -7,34 +7,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 from support.labeling_app import RecordingSfn, box, make_store
+from support.stack_tables import template_table_properties
 
 from loupe.labeling import app_job, app_verification, collection, verification, workforce, workforce_jobs
 from loupe.labeling.answers import AnswerError
 from loupe.labeling.config import REJECT_REASONS, VERIFY_ATTRIBUTE, LabelingConfig
 from loupe.ledger import Ledger
 
-REPO = Path(__file__).resolve().parents[3]
 T0 = 1_800_000_000.0
 CLAIM = "20260101t000000-0e0f0a0b"
 W, H = 64, 48
-
-
-def _ledger_properties() -> dict[str, Any]:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((REPO / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
-    props = template["Resources"]["LedgerTable"]["Properties"]
-    return {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")}
 
 
 class Info:
@@ -67,7 +55,7 @@ def labeled() -> Iterator[dict[str, Any]]:
     collected for verification: the run as ApplyVerification's predecessors leave it."""
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(TableName="ledger", **_ledger_properties())
+        dynamodb.create_table(TableName="ledger", **template_table_properties("LedgerTable"))
         ledger = Ledger(dynamodb.Table("ledger"))
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="art")

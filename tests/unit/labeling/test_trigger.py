@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
+from support.stack_tables import template_table_properties
 from support.waiting import wait_until
 
 from loupe.labeling import groundtruth, release, trigger
 from loupe.ledger import Ledger
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _ledger_properties() -> dict:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((REPO / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
-    props = template["Resources"]["LedgerTable"]["Properties"]
-    return {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")}
 
 
 @pytest.fixture
@@ -38,7 +25,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(config.default_user_config, "stepfunctions", {"execute_state_machine": False})
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(TableName="ledger", **_ledger_properties())
+        dynamodb.create_table(TableName="ledger", **template_table_properties("LedgerTable"))
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         arn = sfn.create_state_machine(
             name="labeling",
