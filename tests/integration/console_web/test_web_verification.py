@@ -11,20 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.console_pages import invite, sign_in
 from support.console_users import api, signed_in
 from support.waiting import wait_for
 
 from loupe.labeling.config import REJECT_REASONS
 from loupe.labeling.trigger import new_claim_id
 from loupe.ledger import Ledger
-from loupe_local import cli
 
 pytestmark = pytest.mark.integration
 
@@ -67,26 +66,6 @@ def verifying_machine(rt: Any) -> str:
     return sfn.create_state_machine(
         name=f"web-verify-{uuid.uuid4().hex[:6]}", definition=json.dumps(definition), roleArn=deployed["roleArn"]
     )["stateMachineArn"]
-
-
-def first_sign_in(rt: Any, page: Any, app_url: str) -> None:
-    """A person invited with ``loupe labelers add`` signs in through the pages and chooses a password."""
-    email = f"web-verifier-{uuid.uuid4().hex[:8]}@example.com"
-    assert cli.main(["labelers", "add", email, "--group", "labelers", "--state", str(rt.state_dir)]) == 0
-    mail = (Path(rt.state_dir) / "mail" / f"{email}.txt").read_text()
-    found = re.search(r"temporary password (\S+)", mail)
-    assert found, mail
-    page.goto(f"{app_url}/")
-    page.wait_for_url(re.compile(r"/web/signin\.html\?next="))
-    page.fill("#email", email)
-    page.fill("#password", found.group(1))
-    page.click("#signin-submit")
-    page.wait_for_selector("#new-password-form:not([hidden])")
-    chosen = f"Web-{uuid.uuid4().hex[:10]}!9"
-    page.fill("#new-password", chosen)
-    page.fill("#new-password-again", chosen)
-    page.click("#new-password-submit")
-    page.wait_for_url(re.compile(r"/web/labeling\.html$"))
 
 
 def label_through_the_api(rt: Any, app_url: str, given: dict[str, dict[str, Any]], names: dict[str, str]) -> None:
@@ -143,7 +122,7 @@ def test_a_verifier_accepts_one_labeled_image_and_rejects_the_other_with_a_reaso
 
     wait_for(verifying, 60, "the run's verification step")
     page = new_page()
-    first_sign_in(web_stack, page, app_url)
+    sign_in(page, app_url, *invite(web_stack, "labelers"))
     shown = []
     for _ in given:
         page.wait_for_selector("body[data-kind='verify']")
