@@ -158,7 +158,7 @@ class PipelineExecutions(StandIn):
 
     def status(self) -> dict[str, Any]:
         out = {}
-        for arn, ex in self.executions.items():
+        for arn, ex in list(self.executions.items()):  # a snapshot: the runner thread adds executions meanwhile
             progress_file = ex.root / "progress.json"
             progress = None
             if progress_file.is_file():
