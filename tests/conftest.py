@@ -52,9 +52,10 @@ def _iam_denials_on_purpose(request: pytest.FixtureRequest) -> Iterator[None]:
 def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The embedded local AWS with template.yaml provisioned, real handlers, router and stand-ins.
 
-    It checks IAM in ``audit`` (``$LOUPE_LOCAL_IAM`` wins if set): each function, state machine and role target
-    acts under its own role, every call is recorded, and the session fails at its end on any call of a stack role
-    that the role's grant would refuse (the template's least privilege, held by the whole suite)."""
+    It enforces IAM as AWS does (``$LOUPE_LOCAL_IAM`` wins if set): each function, state machine and role target
+    acts under its own role, a call outside the role's grant is refused with AWS's AccessDenied, every call is
+    recorded, and the session fails at its end on any refused call of a stack role (the template's least privilege,
+    held by the whole suite, even where a handler caught the error)."""
     from loupe_local.runtime import LocalRuntime
 
     saved = os.environ.copy()
@@ -75,7 +76,7 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         mqtt=True,
         alarm_time_scale=60,
         parameters=parameters,
-        iam=None if os.environ.get("LOUPE_LOCAL_IAM", "").strip() else "audit",
+        iam=None if os.environ.get("LOUPE_LOCAL_IAM", "").strip() else "enforce",
         groundtruth_customer=True,
     )
     runtime.start()

@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("off", "audit", "enforce"),
         default=None,
         help="check each principal's calls against its role: audit (record), enforce (refuse); "
-        "default: $LOUPE_LOCAL_IAM, else off",
+        "off (nothing checked); default: $LOUPE_LOCAL_IAM, else enforce",
     )
     up.set_defaults(func=cmd_up)
     down = local.add_parser("down", help="stop the local AWS")

@@ -92,8 +92,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--iam",
         choices=MODES,
-        help="how the local AWS treats IAM: audit (default) records each role's calls and reports used against "
-        "granted; enforce refuses a call outside a role's grant; off checks nothing. $LOUPE_LOCAL_IAM wins if set",
+        help="how the local AWS treats IAM: enforce (default) refuses a call outside a role's grant, as AWS "
+        "does; audit records it and lets it through; off checks nothing. Either checking mode ends with the "
+        "used-vs-granted report. $LOUPE_LOCAL_IAM wins if set",
     )
     p.set_defaults(func=_cmd)
     return p
@@ -101,11 +102,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def demo_iam(flag: str | None, environ: dict[str, str] | None = None) -> str:
     """The demo's IAM mode: ``$LOUPE_LOCAL_IAM`` when set (it wins, as for every local AWS), else ``--iam``, else
-    ``audit``: every demo run is evidence of what each role used against what it is granted."""
+    ``enforce``: the demo runs as AWS would let it, and every run is evidence of what each role used against what it
+    is granted."""
     env = os.environ if environ is None else environ
     if env.get("LOUPE_LOCAL_IAM", "").strip():
         return iam_mode(dict(env))
-    return iam_mode({"LOUPE_LOCAL_IAM": flag or "audit"})
+    return iam_mode({"LOUPE_LOCAL_IAM": flag or "enforce"})
 
 
 def _cmd(args: argparse.Namespace) -> int:

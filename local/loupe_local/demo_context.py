@@ -48,8 +48,9 @@ class DemoConfig:
     # a labeled folder (--dataset): the share of its photos outside its test split that phase 1 uploads; the
     # cameras see the rest
     phase1_share: float = 0.6
-    # the local AWS's IAM mode (loupe_local.iam): audit records each role's calls for the report's used-vs-granted
-    iam: str = "audit"
+    # the local AWS's IAM mode (loupe_local.iam): enforce refuses a call outside a role's grant and, like audit,
+    # records each role's calls for the report's used-vs-granted
+    iam: str = "enforce"
     # before approving v2 the demo waits for this many frames compared beside production (shadow mode), at most
     # field_wait_s: at 4 frames/s on 2 devices and the candidate on every 5th frame, about 25 s and 5 s health windows
     field_frames: int = 40

@@ -1,6 +1,6 @@
 """The test session's zero-deny gate (issue 19): the calls of the stack's roles that their grant would refuse.
 
-The session's ``local_aws`` runs in ``audit``; at its end ``stack_role_denials`` reads ``iam-usage.jsonl`` and the
+The session's ``local_aws`` runs in ``enforce``; at its end ``stack_role_denials`` reads ``iam-usage.jsonl`` and the
 session fails on any would-deny of a role the stack creates (``iam-roles.json``), except the line ranges written
 while a test marked ``iam_would_deny`` ran (tests of the IAM check itself provoke denials on purpose).
 """

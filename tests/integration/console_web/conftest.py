@@ -34,7 +34,7 @@ import json, sys
 from pathlib import Path
 from loupe_local.runtime import LocalRuntime
 
-runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=True, parameters=json.loads(sys.argv[2]), iam="audit")
+runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=True, parameters=json.loads(sys.argv[2]), iam="enforce")
 runtime.start()
 try:
     runtime.write_state(ready=True)

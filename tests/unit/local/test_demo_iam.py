@@ -18,9 +18,9 @@ from loupe_local.iam.principals import RolePolicies
 ROLE = "arn:aws:iam::123456789012:role/loupe-IngestRole"
 
 
-def test_the_demo_audits_unless_told_otherwise_and_the_environment_wins() -> None:
-    assert DemoConfig().iam == "audit"
-    assert demo_iam(None, {}) == "audit"
+def test_the_demo_enforces_iam_unless_told_otherwise_and_the_environment_wins() -> None:
+    assert DemoConfig().iam == "enforce"
+    assert demo_iam(None, {}) == "enforce"
     assert demo_iam("off", {}) == "off"
     assert demo_iam("enforce", {"LOUPE_LOCAL_IAM": ""}) == "enforce"
     assert demo_iam("off", {"LOUPE_LOCAL_IAM": "Enforce"}) == "enforce"  # the environment wins over the flag
@@ -56,7 +56,7 @@ def test_the_demo_starts_the_local_aws_with_its_iam_mode(tmp_path: Path, monkeyp
 
     with pytest.raises(_Started):
         demo_stages.setup(DemoContext(DemoConfig(out=tmp_path), tmp_path))
-    assert seen["iam"] == "audit"
+    assert seen["iam"] == "enforce"
 
 
 def _audited_state(folder: Path) -> None:

@@ -224,8 +224,9 @@ def test_a_call_with_several_authorizations_needs_every_one() -> None:
     assert evaluate_all(p, copy[:1]).decision == "Allow"
 
 
-def test_the_switch_defaults_to_off_and_refuses_unknown_values() -> None:
-    assert mode({}) == "off"
+def test_the_switch_defaults_to_enforce_and_refuses_unknown_values() -> None:
+    assert mode({}) == "enforce"
+    assert mode({"LOUPE_LOCAL_IAM": "off"}) == "off"
     assert mode({"LOUPE_LOCAL_IAM": "Enforce"}) == "enforce"
     with pytest.raises(ValueError, match="LOUPE_LOCAL_IAM='on'"):
         mode({"LOUPE_LOCAL_IAM": "on"})
