@@ -87,7 +87,7 @@ class StackProcess:
 @pytest.fixture(scope="package")
 def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """A local stack with default parameters but the smallest training (a new dataset version may start one), each
-    function acting under its own role with every call checked against its grant (IAM audit, as the session's
+    function acting under its own role with every call checked against its grant (IAM enforced, as in the session's
     stack): the package fails on any call of a stack role outside template.yaml's grant."""
     from loupe_local.runtime import REPO_ROOT
 
