@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 import time
@@ -91,10 +92,15 @@ class DemoError(RuntimeError):
 class Progress:
     """Stages with timestamps, printed as they happen, kept for the report's timeline."""
 
+    # a progress line that has not changed is said again only after this long: enough to show the run is alive,
+    # without the same epoch line every few seconds
+    REPEAT_AFTER = 60.0
+
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.stages: list[dict[str, Any]] = []
-        self._last_line = 0.0
+        self._last_line = -math.inf
+        self._last_text = ""
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -114,9 +120,20 @@ class Progress:
         self.say(f"{mark} {stage['name']} ({stage['end'] - stage['start']:.0f}s){' — ' + note if note else ''}")
 
     def tick(self, text: str, every: float = 5.0) -> None:
-        if time.monotonic() - self._last_line >= every:
-            self._last_line = time.monotonic()
-            self.say(f"  … {text}")
+        """A progress line of a long stage: at most one every ``every`` seconds, and only when it says something new
+        (the same text again after ``REPEAT_AFTER`` seconds, marked as unchanged)."""
+        now = time.monotonic()
+        since = now - self._last_line
+        if since < every:
+            return
+        if text == self._last_text:
+            if since < self.REPEAT_AFTER:
+                return
+            line = f"  … still {text} (no change in {since:.0f}s)"
+        else:
+            line = f"  … {text}"
+        self._last_line, self._last_text = now, text
+        self.say(line)
 
 
 # ---------------------------------------------------------------------------------------------- MQTT watcher
