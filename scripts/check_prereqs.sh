@@ -20,9 +20,9 @@ for what in "$@"; do
         echo "missing: python3.12 on PATH (sam build needs the Lambda runtime's Python) — 'pyenv install 3.12' and 'pyenv global 3.11 3.12', or 'apt-get install python3.12'" >&2
         missing=1
       fi ;;
-    node) need node "apt-get install -y nodejs npm (Node 18+)"; need npm "apt-get install -y npm" ;;
-    chromium) need chromium "apt-get update && apt-get install -y chromium (headless browser for the console tests)" ;;
-    mosquitto) need mosquitto "apt-get update && apt-get install -y mosquitto (or the tests fall back to amqtt)" ;;
+    node) need node "scripts/install_prereqs.sh (Debian/Ubuntu; Node 18+)"; need npm "scripts/install_prereqs.sh (it leaves a NodeSource nodejs, which ships npm, alone)" ;;
+    chromium) need chromium "scripts/install_prereqs.sh, or apt-get install -y chromium (headless browser for the console tests)" ;;
+    mosquitto) need mosquitto "scripts/install_prereqs.sh, or apt-get install -y mosquitto (or the tests fall back to amqtt)" ;;
   esac
 done
 exit $missing
