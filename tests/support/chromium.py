@@ -17,7 +17,7 @@ def chromium_path() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (make setup / .ci/run install it)")
+    pytest.fail("Chromium is not installed: run scripts/install_prereqs.sh (.ci/run runs it)")
 
 
 @contextmanager
