@@ -313,6 +313,8 @@ class DemoContext:
 
     def place_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
         """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
+        watcher = self.watcher
+        assert watcher is not None, "the demo's setup starts the watcher"
         longest = max((len(v) for v in frames.values()), default=0)
         for i in range(longest):
             for thing, paths in frames.items():
@@ -321,8 +323,8 @@ class DemoContext:
             if i % 10 == 0:
                 self.progress.tick(
                     f"{i + 1}/{longest} frames per device placed in the camera folder; "
-                    f"inference messages {dict(self.watcher.frames)}; "
-                    f"uncertain frames sent back {dict(self.watcher.feedback)}",
+                    f"inference messages {dict(watcher.frames)}; "
+                    f"uncertain frames sent back {dict(watcher.feedback)}",
                     every=4,
                 )
             time.sleep(1.0 / rate)
@@ -339,7 +341,8 @@ def load_folder(folder: Path) -> Any:
         return load_metal_tags(folder)
     if not folder.is_dir():
         raise DemoError(f"--dataset {folder} is not a folder")
-    unlabeled, rejected = [], []
+    unlabeled: list[Path] = []
+    rejected: list[Any] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         with open(path, "rb") as fh:
             head = fh.read(64)

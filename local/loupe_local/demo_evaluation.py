@@ -82,8 +82,10 @@ def draw_models(ctx: DemoContext, report_dir: Path) -> dict[str, Any]:
     paths = [p for p, _ in sample]
     # the boxes a device reports: the deployed confidence threshold and the edge's own decoding and NMS
     pictures["conf"], _ = report.deployed_thresholds()
-    boxes_v1 = report.detect(ctx.models[0].model_dir, paths)
-    boxes_v2 = report.detect(ctx.models[-1].model_dir, paths)
+    first, last = ctx.models[0].model_dir, ctx.models[-1].model_dir
+    assert first is not None and last is not None, "an evaluated model has its folder"
+    boxes_v1 = report.detect(first, paths)
+    boxes_v2 = report.detect(last, paths)
     for i, ((path, gt), b1, b2) in enumerate(zip(sample, boxes_v1, boxes_v2, strict=True)):
         png = report.side_by_side(path, gt, b1, b2, report_dir / "samples" / f"sample-{i}.png")
         pictures["samples"].append(

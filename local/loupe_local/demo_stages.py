@@ -137,6 +137,7 @@ def _own_phase1_count(images: int) -> int:
 
 
 def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
+    assert ctx.cfg.dataset is not None, "called for --dataset only"
     tags = load_folder(ctx.cfg.dataset)
     rng = random.Random(ctx.cfg.seed)
     labeled = sorted(tags.labeled, key=lambda i: i.sha256)
@@ -490,10 +491,12 @@ def await_labeling(
 
 def phase2(ctx: DemoContext) -> None:
     stage = ctx.progress.start("devices see phase 2 with model v1 (frames placed in the camera folders)")
+    watcher = ctx.watcher
+    assert watcher is not None, "setup() starts the watcher"
     versions_before = len(ctx.obs.dataset_versions())
     runs_before = set(labeling_runs(ctx))
-    before = {t: ctx.watcher.frames.get(t, 0) for t in ctx.things}
-    uncertain_before = sum(ctx.watcher.uncertain.values())
+    before = {t: watcher.frames.get(t, 0) for t in ctx.things}
+    uncertain_before = sum(watcher.uncertain.values())
     period = drift_alarm_period(ctx)
     per_device = max((len(v) for v in ctx.data["stream"].values()), default=0)
     rate = stream_rate(per_device, ctx.cfg.frame_rate, period)
@@ -505,11 +508,11 @@ def phase2(ctx: DemoContext) -> None:
     total = sum(len(v) for v in ctx.data["stream"].values())
     ctx.wait(
         "devices to process the phase-2 frames",
-        lambda: sum(ctx.watcher.frames.get(t, 0) - before[t] for t in ctx.things) >= total,
-        lambda: f"inference messages {dict(ctx.watcher.frames)}",
+        lambda: sum(watcher.frames.get(t, 0) - before[t] for t in ctx.things) >= total,
+        lambda: f"inference messages {dict(watcher.frames)}",
         timeout=300,
     )
-    uncertain = sum(ctx.watcher.uncertain.values()) - uncertain_before
+    uncertain = sum(watcher.uncertain.values()) - uncertain_before
     ctx.data["phase2"] = {"frames_streamed": total, "uncertain": uncertain}
     ctx.progress.done(
         stage,
@@ -543,8 +546,10 @@ def phase2(ctx: DemoContext) -> None:
 
 def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
     stage = ctx.progress.start("devices run a few phase-2 frames with model v2")
+    watcher = ctx.watcher
+    assert watcher is not None, "setup() starts the watcher"
     sample = {t: paths[: max(4, len(paths) // 4)] for t, paths in ctx.data["stream"].items()}
-    renamed = {}
+    renamed: dict[str, list[Path]] = {}
     for thing, paths in sample.items():
         folder = ctx.out / "data" / "replay" / thing
         folder.mkdir(parents=True, exist_ok=True)
@@ -556,7 +561,7 @@ def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
     ctx.place_frames(renamed, ctx.cfg.frame_rate)
     ctx.wait(
         "devices reporting model v2",
-        lambda: all(ctx.watcher.model_versions.get(t) == v2.model_version for t in ctx.things),
+        lambda: all(watcher.model_versions.get(t) == v2.model_version for t in ctx.things),
         lambda: f"devices {ctx.device_versions()}",
         timeout=120,
     )

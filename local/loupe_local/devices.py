@@ -159,6 +159,7 @@ class DeviceFleet:
         self.prefix = prefix
         self.nucleus_mqtt = nucleus_mqtt
         self.processes: dict[str, subprocess.Popen] = {}
+        self.things: list[str] = []  # the devices a caller started and keeps track of (``loupe local up``)
 
     @classmethod
     def from_runtime(cls, runtime: Any, **kwargs: Any) -> DeviceFleet:

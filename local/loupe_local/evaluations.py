@@ -120,7 +120,7 @@ def _spread(scores: dict[str, Any]) -> dict[str, Any] | None:
 def _scores(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
-    out = {k: _num(value.get(k)) for k in ("map50", "map50_95", "precision", "recall")}
+    out: dict[str, Any] = {k: _num(value.get(k)) for k in ("map50", "map50_95", "precision", "recall")}
     out["images"] = value.get("images")
     out["spread"] = _spread(value)
     if "kept" in value:

@@ -104,23 +104,23 @@ def load_groundtruth(root: Path, attribute: str | None = None) -> Loaded:
             if label.failed:
                 problems.append(f"{mf.name}:{number}: {label.source_ref} has no label ({label.failure_reason})")
                 continue
-            path = by_name.get(label.source_ref.rsplit("/", 1)[-1])
-            if path is None:
+            found = by_name.get(label.source_ref.rsplit("/", 1)[-1])
+            if found is None:
                 problems.append(f"{mf.name}:{number}: image {label.source_ref} not found under {folder}")
                 continue
-            data = path.read_bytes()
+            data = found.read_bytes()
             class_map = class_map or label.class_map
-            used.add(path)
+            used.add(found)
             labeled.append(
                 LabeledImage(
                     sha256=sha256_bytes(data),
                     width=label.width,
                     height=label.height,
                     boxes=label.boxes,
-                    source_ref=path.relative_to(folder).as_posix(),
+                    source_ref=found.relative_to(folder).as_posix(),
                     ext=sniff_format(data) or "jpg",
-                    origin={"kind": "import", "labeling_job": label.job_name, **capture_origin(path.name)},
-                    path=path,
+                    origin={"kind": "import", "labeling_job": label.job_name, **capture_origin(found.name)},
+                    path=found,
                 )
             )
     other = [p for p in _image_files(folder) if p not in used]
@@ -228,28 +228,31 @@ def import_dataset(
     base = root if root.is_dir() else root.parent
     accepted: list[LabeledImage] = []
     for img in loaded.labeled:
-        data = img.path.read_bytes()
+        if img.path is None:  # a folder's loaders always keep the file's path
+            raise DatasetError(f"{img.source_ref}: no local file to import")
+        path = img.path
+        data = path.read_bytes()
         try:
             info = inspect_image(data)
         except ImageRejected as rej:
             report.problems.append(f"{img.source_ref}: {rej.reason}; sent through ingest instead")
-            loaded.other.append(img.path)
+            loaded.other.append(path)
             continue
         if info.normalized is not None or (info.width, info.height) != (img.width, img.height):
             report.problems.append(
                 f"{img.source_ref}: labels are for {img.width}x{img.height} but the image needs normalising "
                 f"({', '.join(info.notes) or f'{info.width}x{info.height}'}); queued as unlabeled"
             )
-            loaded.other.append(img.path)
+            loaded.other.append(path)
             continue
         try:
             for box in img.boxes:
                 box.validate(img.width, img.height, len(loaded.class_map))
         except DatasetError as exc:
             report.problems.append(f"{img.source_ref}: {exc}; queued as unlabeled")
-            loaded.other.append(img.path)
+            loaded.other.append(path)
             continue
-        rel = img.path.relative_to(base).as_posix()
+        rel = path.relative_to(base).as_posix()
         key = f"imports/{name}/{rel}"
         s3.put_object(Bucket=raw_bucket, Key=key, Body=data)
         uri = f"s3://{raw_bucket}/{key}"

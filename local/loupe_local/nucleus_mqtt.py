@@ -48,13 +48,13 @@ log = logging.getLogger("loupe_local.nucleus_mqtt")
 
 NUCLEUS = "aws.greengrass.Nucleus"
 DISK_SPOOLER = "aws.greengrass.DiskSpooler"
-SPOOLER_DEFAULTS = {"storageType": "Memory", "maxSizeInBytes": 2621440, "keepQos0WhenOffline": False}
+SPOOLER_DEFAULTS: dict[str, Any] = {"storageType": "Memory", "maxSizeInBytes": 2621440, "keepQos0WhenOffline": False}
 
 
 def spooler_settings(nucleus_config: dict[str, Any], plugins: dict[str, str]) -> dict[str, Any]:
     """The effective spooler: ``storage`` is ``Disk`` only when the configuration asks for the disk spooler
     plugin and that plugin is deployed; anything else spools in memory."""
-    cfg = {**SPOOLER_DEFAULTS, **(((nucleus_config or {}).get("mqtt") or {}).get("spooler") or {})}
+    cfg: dict[str, Any] = {**SPOOLER_DEFAULTS, **(((nucleus_config or {}).get("mqtt") or {}).get("spooler") or {})}
     disk = str(cfg.get("storageType", "")).lower() == "disk" and cfg.get("pluginName") == DISK_SPOOLER
     if disk and DISK_SPOOLER not in plugins:
         log.warning("mqtt.spooler asks for %s, which is not deployed: spooling in memory", DISK_SPOOLER)

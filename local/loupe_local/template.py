@@ -189,12 +189,12 @@ class Resolver:
             fn = _INTRINSICS.get(key)
             if fn is not None:
                 return fn(self, arg)
-        out = {}
+        resolved: dict[str, Any] = {}
         for k, v in value.items():
             r = self.resolve(v)
             if r is not _NO_VALUE:
-                out[k] = r
-        return out
+                resolved[k] = r
+        return resolved
 
     def sub(self, text: str, variables: dict[str, Any] | None = None) -> str:
         variables = variables or {}

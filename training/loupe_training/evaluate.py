@@ -102,7 +102,7 @@ def score(
     )
     box = metrics.box
     names = {int(k): v for k, v in prepared.class_map.items()}
-    per_class = {}
+    per_class: dict[str, dict[str, float | None]] = {}
     for i, cls in enumerate(box.ap_class_index):
         per_class[names.get(int(cls), str(cls))] = {
             "ap50": round(float(box.ap50[i]), 5),
@@ -187,8 +187,9 @@ def predict_boxes(
     imgsz = onnx_input_size(model_path) if str(model_path).endswith(".onnx") else 320
     found: dict[str, list[dict[str, Any]]] = {}
     for path in images:
-        res = model.predict(str(path), imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
-        boxes = res.boxes
+        results: Any = model.predict(str(path), imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)
+        res = results[0]
+        boxes = res.boxes  # a detection model's Results always carry boxes (possibly none)
         found[path.name] = [
             {"box": [round(float(v), 1) for v in xyxy], "conf": round(float(c), 4)}
             for xyxy, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True)

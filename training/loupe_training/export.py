@@ -94,11 +94,11 @@ def letterbox(path: str | Path, imgsz: int) -> np.ndarray:
     """An image as the model sees it: RGB, aspect-kept resize, grey (114) padding, 1x3xSxS float 0..1."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as opened:
+        im = opened.convert("RGB")
         scale = min(imgsz / im.width, imgsz / im.height)
         w, h = max(1, round(im.width * scale)), max(1, round(im.height * scale))
-        resized = im.resize((w, h), Image.BILINEAR)
+        resized = im.resize((w, h), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (imgsz, imgsz), (114, 114, 114))
     canvas.paste(resized, ((imgsz - w) // 2, (imgsz - h) // 2))
     arr = np.asarray(canvas, dtype=np.float32) / 255.0

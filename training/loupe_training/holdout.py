@@ -37,7 +37,8 @@ def in_lockbox(key: str, share: float = LOCKBOX_SHARE) -> bool:
 
 def split_lockbox(entries: Iterable[dict[str, Any]], share: float = LOCKBOX_SHARE) -> tuple[list[Any], list[Any]]:
     """(the rest, the lockbox) of ``entries``, whole captures each."""
-    rest, lockbox = [], []
+    rest: list[Any] = []
+    lockbox: list[Any] = []
     for entry in entries:
         (lockbox if in_lockbox(capture_key(entry), share) else rest).append(entry)
     return rest, lockbox

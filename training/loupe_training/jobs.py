@@ -158,7 +158,7 @@ def train_job(
     int8 = ex.quantize_int8(fp32, model_dir / "model_int8.onnx", calib, hps.imgsz)
     size_mb = int8.stat().st_size / 1e6
     log(f"quantized {int8.name} ({size_mb:.1f} MB, calibrated on {len(calib)} training images)")
-    summary = {
+    summary: dict[str, Any] = {
         "hyperparameters": hps.as_dict(),
         "warm_start": bool(find_weights(weights)) if weights else False,
         "imgsz": hps.imgsz,

@@ -36,7 +36,9 @@ def map50_of(stats: Sequence[ImageStat], index: Sequence[int] | np.ndarray | Non
     from ultralytics.utils.metrics import ap_per_class
 
     chosen = [stats[i] for i in (range(len(stats)) if index is None else index)]
-    target_cls = np.concatenate([np.asarray(s["target_cls"]).reshape(-1) for s in chosen]) if chosen else []
+    if not chosen:
+        return 0.0
+    target_cls = np.concatenate([np.asarray(s["target_cls"]).reshape(-1) for s in chosen])
     if len(target_cls) == 0:
         return 0.0
     tp = np.concatenate([np.asarray(s["tp"]).reshape(-1, 10) for s in chosen], 0)

@@ -309,7 +309,7 @@ def train(
         project = Path(checkpoint_dir).resolve()
         project.mkdir(parents=True, exist_ok=True)
         resume_from, done, finished = resumable_checkpoint(project)
-    if finished:
+    if finished and resume_from is not None:
         best = project / CHECKPOINT_RUN / "weights" / "best.pt"
         log(f"checkpoint {resume_from} is a finished run: using {best.name if best.is_file() else 'last.pt'}")
         return TrainResult(best if best.is_file() else resume_from, 0, 0.0, {}, [])
@@ -387,7 +387,7 @@ def train(
         best = project / CHECKPOINT_RUN / "weights" / "last.pt"
     if not best.is_file():
         raise TrainingError("training produced no checkpoint")
-    trainer = model.trainer
+    trainer: Any = model.trainer  # set by train()
     val_metrics = {k: _float(v) for k, v in (trainer.metrics or {}).items()}
     if reporter.history:
         check_finite_losses({"box_loss": reporter.history[-1]["box_loss"]}, reporter.history[-1]["epoch"])

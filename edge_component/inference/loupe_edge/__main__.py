@@ -23,12 +23,14 @@ from loupe_edge.app import RESULTS, UPLOADS, EdgeApp
 from loupe_edge.config import deep_merge, load_local, validate
 from loupe_edge.outbox import Outbox
 from loupe_edge.transport import (
+    Control,
     IpcControl,
     IpcTransport,
     LocalControl,
     MqttTransport,
     NucleusIpcTransport,
     S3Uploader,
+    Transport,
     ipc_client_from_env,
 )
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ipc_client = None
     if transport_kind == "ipc":
         ipc_client = ipc_client_from_env()
-        control = IpcControl(ipc_client)
+        control: Control = IpcControl(ipc_client)
         remote = control.configuration()
         if remote:
             raw = deep_merge(raw, remote)
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         {RESULTS: cfg.get("outbox.maxMessages"), UPLOADS: cfg.get("outbox.maxUploads")},
         max_bytes=cfg.get("outbox.maxBytes"),
     )
+    transport: Transport
     if transport_kind == "ipc":
         transport = IpcTransport(ipc_client)
     elif transport_kind == "nucleus":

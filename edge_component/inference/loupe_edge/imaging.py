@@ -80,7 +80,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     if unsupported:
         raise ImageRejected(unsupported)
     try:
-        im = Image.open(io.BytesIO(data), formats=DECODERS)  # no other Pillow plugin ever sees the bytes
+        im: Image.Image = Image.open(io.BytesIO(data), formats=DECODERS)  # no other Pillow plugin sees the bytes
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"image too large: {exc}") from exc
     except Exception as exc:  # Pillow raises several types for non-image bytes

@@ -51,7 +51,7 @@ class FeatureStoreRuntime(StandIn):
         self._definitions[group] = definition
         return definition
 
-    def _validate(self, definition: dict[str, Any], record: list[dict[str, str]]) -> str | None:
+    def _validate(self, definition: dict[str, Any], record: Any) -> str | None:
         if not isinstance(record, list) or not record:
             return "Record must be a non-empty list of {FeatureName, ValueAsString}"
         names = [item.get("FeatureName") for item in record]
@@ -104,7 +104,7 @@ class FeatureStoreRuntime(StandIn):
         return error("ValidationError", f"{request.method} {request.path} is not a Feature Store runtime call")
 
     def _put(self, group: str, definition: dict[str, Any], body: dict[str, Any]) -> Response:
-        record = body.get("Record")
+        record: Any = body.get("Record")  # a list of {FeatureName, ValueAsString} once _validate passed it
         problem = self._validate(definition, record)
         if problem:
             return error("ValidationError", problem)
@@ -125,7 +125,9 @@ class FeatureStoreRuntime(StandIn):
         return Response(body={}, headers={"Content-Type": "application/json"})
 
     def _batch_get(self, body: dict[str, Any]) -> Response:
-        records, errors, unprocessed = [], [], []
+        records: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        unprocessed: list[dict[str, Any]] = []
         for ident in body.get("Identifiers") or []:
             group = ident.get("FeatureGroupName", "")
             names = ident.get("FeatureNames") or []

@@ -147,7 +147,7 @@ class DeploymentStore:
         return Response(200, self._public(dep))
 
     def list_deployments(self, request: AwsRequest) -> Response:
-        target = (request.query.get("targetArn") or [None])[0]
+        target = next(iter(request.query.get("targetArn") or []), None)
         latest_only = (request.query.get("historyFilter") or ["LATEST_ONLY"])[0] == "LATEST_ONLY"
         out = []
         for dep in sorted(self.deployments.values(), key=lambda d: d["creationTimestamp"], reverse=True):
@@ -257,7 +257,7 @@ class DeploymentStore:
 
     def list_job_executions(self, request: AwsRequest, dep: dict[str, Any]) -> Response:
         self.refresh(dep)
-        status = (request.query.get("status") or [None])[0]
+        status = next(iter(request.query.get("status") or []), None)
         try:
             size = int((request.query.get("maxResults") or ["250"])[0])
             start = int((request.query.get("nextToken") or ["0"])[0])

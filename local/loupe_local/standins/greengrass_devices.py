@@ -40,8 +40,8 @@ class CoreDevices:
         return dev
 
     def list_core_devices(self, request: AwsRequest) -> Response:
-        group_arn = (request.query.get("thingGroupArn") or [None])[0]
-        status = (request.query.get("status") or [None])[0]
+        group_arn = next(iter(request.query.get("thingGroupArn") or []), None)
+        status = next(iter(request.query.get("status") or []), None)
         names = list(self.devices)
         if group_arn:
             members = set(self.deployments.target_things(group_arn))

@@ -12,6 +12,7 @@ bucket (:class:`TokenBucket`), answering 429 ``{"message":"Too Many Requests"}``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -142,7 +143,7 @@ class HttpApiServer:
             if config:
                 url = cognito_jwks_url(config["issuer"], host.endpoint)
                 self.authorizers[name] = JwtAuthorizer(
-                    config["issuer"], list(config.get("audience") or []), lambda u=url: fetch_json(u)
+                    config["issuer"], list(config.get("audience") or []), functools.partial(fetch_json, url)
                 )
         # Route-level throttling: the stage's default limits apply to each route separately, a route's own
         # RouteSettings override them (Developer Guide, "Throttling requests to your HTTP API" → Route-level

@@ -186,7 +186,7 @@ def test_tools_without_node_says_how_to_install_it(tmp_path: Path) -> None:
         env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
     )
     assert result.returncode == 1
-    assert "missing: node" in result.stderr and "apt-get install" in result.stderr
+    assert "missing: node" in result.stderr and "scripts/install_prereqs.sh" in result.stderr
 
 
 def test_tools_without_python312_says_how_to_install_it(tmp_path: Path) -> None:
