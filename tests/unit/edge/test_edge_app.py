@@ -611,7 +611,7 @@ class ArraySource:
     def next(self, timeout: float):
         if self.frames:
             return self.frames.pop(0)
-        time.sleep(timeout)
+        time.sleep(timeout)  # an empty camera blocks for its timeout, as the real sources do: the loop's pacing
         return None
 
     def done(self, frame) -> None:
