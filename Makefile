@@ -62,7 +62,7 @@ test-integration: setup ## integration tests (real ASL in moto, real handlers, l
 	$(BIN)/pytest tests/integration -q
 
 test: setup lint lint-infra ## everything CI runs: ruff, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov
-	bash scripts/pytest_gate.sh tests
+	bash scripts/pytest_gate.sh tests --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
 
 demo: setup ## the full local closed loop (see README)
 	$(BIN)/loupe demo $(if $(DATASET),--dataset $(DATASET),) $(DEMO_ARGS)
