@@ -404,6 +404,17 @@ class LocalRuntime:
             self.role_policies.add(role_name, self.arn(logical_id), policy_name, document)
             self.role_policies.write(self.state_dir / ROLES_FILE)
 
+    def authorize_as(self, role_arn: str, service: str, operation: str, params: Mapping[str, Any]) -> str | None:
+        """Check a call a service makes as ``role_arn`` with no request reaching the gateway (a pipeline creating
+        its steps' jobs): recorded in iam-usage.jsonl like any checked call; the AccessDenied message when it is
+        denied and IAM is enforced, else None (allowed, audited only, or no session for that role)."""
+        session = self._role_sessions.get(role_arn)
+        auditor = self._gateway.auditor if self._gateway is not None else None
+        if session is None or auditor is None or self.iam_mode == "off":
+            return None
+        decision = auditor.authorize(session, service, operation, params)
+        return decision.message if decision.denied is not None and auditor.mode == "enforce" else None
+
     def role_environment(self, role_arn: str) -> dict[str, str] | None:
         """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
         session = self._role_sessions.get(role_arn)
