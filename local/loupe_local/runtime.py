@@ -220,6 +220,7 @@ class LocalRuntime:
         self.app_workforce: Any = None  # the labeling app's bot labelers (LabelingService=Loupe)
         # how long provisioning waits for a custom resource's answer (CloudFormation: its ServiceTimeout, up to 1 h)
         self.custom_resource_wait = custom_resource_wait
+        self._stopped = False
         # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
         self.credentials = credentials or RunCredentials.generate()
 
@@ -266,6 +267,7 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
+        self._stopped = False
         moto_patches.apply()
         self.port = free_port(self.preferred_port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -682,6 +684,9 @@ class LocalRuntime:
         return f"{url.rstrip('/')}/" if url else None
 
     def stop(self) -> None:
+        if self._stopped:  # once: a failed start stops itself, and its caller's cleanup may stop it again
+            return
+        self._stopped = True
         if self.app_workforce is not None:
             self.app_workforce.stop()
             self.app_workforce = None

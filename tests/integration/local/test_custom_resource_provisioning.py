@@ -128,6 +128,8 @@ try:
     rt.stop()
 except CustomResourceFailed as exc:
     result = {"created": False, "logical_id": exc.logical_id, "message": str(exc), "reason": exc.reason}
+    rt.stop()  # the failed start stopped the local AWS already; a caller's cleanup stopping it again is harmless
+    result["stopped"] = rt._server is None
     request = state / "request.json"
     if request.is_file():
         result["request"] = json.loads(request.read_text())
@@ -167,6 +169,7 @@ def test_in_enforce_a_publisher_without_put_object_on_the_code_fails_the_stack_w
 def test_a_provider_answering_failed_fails_the_stack_with_its_reason(tmp_path) -> None:
     result = provision(tmp_path, "no-bucket")
     assert result["created"] is False and result["logical_id"] == "TrainingCode"
+    assert result["stopped"] is True  # rolled back: the local AWS no longer serves
     assert result["reason"].startswith(
         "Received response status [FAILED] from custom resource. Message returned: NoSuchBucket: "
         "An error occurred (NoSuchBucket) when calling the PutObject operation: The specified bucket does not exist "
