@@ -5,6 +5,8 @@ after the checks CloudFormation makes first (:mod:`loupe_local.provision_checks`
 creator of its *type* (:mod:`loupe_local.provision_core`, :mod:`loupe_local.provision_services`,
 :mod:`loupe_local.provision_app`: boto3 calls against
 the local endpoint). Types moto cannot hold are recorded as skipped, with the reason, in ``.loupe/local.json``.
+Custom resources are created last (:meth:`Provisioner.provision_custom`, :mod:`loupe_local.custom_resources`):
+their provider is a function of the stack, which runs once the runtime has registered it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from loupe_local import provision_app, provision_core, provision_services
+from loupe_local.custom_resources import is_custom
 from loupe_local.provision_checks import check_parameters, check_references
 from loupe_local.provisioned import Provisioned
-from loupe_local.template import ACCOUNT_ID, Resolver, SamApp, TemplateError, creation_order
+from loupe_local.template import ACCOUNT_ID, Resolver, SamApp, TemplateError, creation_order, references
 
 log = logging.getLogger("loupe_local.provision")
 
@@ -39,6 +42,7 @@ class Provisioner:
         self.stack_name = stack_name
         self.region = region
         self.done: dict[str, Provisioned] = {}
+        self.pending_custom: list[str] = []  # custom resources, in creation order, for provision_custom
         self.resolver = Resolver(app.transformed, parameters, stack_name, region, self._ref, self._get_att)
         self._clients: dict[str, Any] = {}
         self.creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
@@ -87,6 +91,9 @@ class Provisioner:
                 self.done[logical_id] = Provisioned(logical_id, res["Type"], None, skipped="condition is false")
                 continue
             rtype = res["Type"]
+            if is_custom(rtype):
+                self._defer_custom(logical_id, resources)
+                continue
             if rtype in SKIPPED_TYPES:
                 self.done[logical_id] = Provisioned(
                     logical_id, rtype, self.physical_name(logical_id), skipped=SKIPPED_TYPES[rtype]
@@ -108,6 +115,41 @@ class Provisioner:
             self.done[logical_id] = result
             log.debug("created %s %s", rtype, result.ref)
         return self.done
+
+    def _defer_custom(self, logical_id: str, resources: dict[str, Any]) -> None:
+        """Keep a custom resource for :meth:`provision_custom`. Nothing may depend on it locally: the rest of the
+        stack is created first (a template whose resources use a custom resource's attributes is refused here)."""
+        for other, res in resources.items():
+            depends_on = res.get("DependsOn", [])
+            needs = references(res.get("Properties", {})) | set(
+                [depends_on] if isinstance(depends_on, str) else depends_on
+            )
+            if logical_id in needs and not is_custom(res["Type"]):
+                raise TemplateError(
+                    f"{other} depends on the custom resource {logical_id}: the local stack creates custom resources "
+                    "after every other resource, so nothing may depend on one"
+                )
+        self.pending_custom.append(logical_id)
+        self.done[logical_id] = Provisioned(
+            logical_id, self.app.resources[logical_id]["Type"], None, skipped="custom resource not created yet"
+        )
+
+    def provision_custom(self, create: Callable[[str, str, dict[str, Any]], Provisioned]) -> None:
+        """Create the custom resources (in dependency order) with ``create(logical_id, type, properties)``, which
+        raises when CloudFormation would fail the resource; a false Condition skips one as any resource."""
+        for logical_id in self.pending_custom:
+            res = self.app.resources[logical_id]
+            props = self.resolver.resolve(res.get("Properties", {}))
+            result = create(logical_id, res["Type"], props)
+            result.properties = props
+            self.done[logical_id] = result
+            log.debug("created %s %s", res["Type"], result.ref)
+        self.pending_custom = []
+
+    @property
+    def stack_id(self) -> str:
+        """The stack's ARN, as ``AWS::StackId`` resolves in the template."""
+        return str(self.resolver.pseudo["AWS::StackId"])
 
     def check_parameters(self) -> None:
         """The parameters and Rules checks CloudFormation makes before it creates anything (see check_parameters)."""

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from loupe_local import moto_patches
+from loupe_local import custom_resources, moto_patches
 from loupe_local import state as state_mod
 from loupe_local.alarms import AlarmEvaluator
 from loupe_local.iam import mode as iam_mode
@@ -46,6 +46,7 @@ from loupe_local.provisioned import Provisioned
 from loupe_local.provisioner import Provisioner
 from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
+from loupe_local.standins.cloudformation import RESPONSE_BUCKET, CustomResourceResponses
 from loupe_local.standins.groundtruth import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
 
@@ -172,6 +173,7 @@ class LocalRuntime:
         credentials: RunCredentials | None = None,
         iam: str | None = None,
         groundtruth_customer: bool = False,
+        custom_resource_wait: float = 300.0,
     ) -> None:
         self.root = Path(root)
         # LOUPE_LOCAL_IAM: off (no principal but the run's key), audit (each principal acts under its own role
@@ -216,6 +218,9 @@ class LocalRuntime:
         self.alarm_time_scale = alarm_time_scale
         self.alarms: AlarmEvaluator | None = None
         self.app_workforce: Any = None  # the labeling app's bot labelers (LabelingService=Loupe)
+        # how long provisioning waits for a custom resource's answer (CloudFormation: its ServiceTimeout, up to 1 h)
+        self.custom_resource_wait = custom_resource_wait
+        self._stopped = False
         # the one credential this run's local AWS accepts (a fresh one per run; written to the owner-only state dir)
         self.credentials = credentials or RunCredentials.generate()
 
@@ -262,6 +267,7 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
+        self._stopped = False
         moto_patches.apply()
         self.port = free_port(self.preferred_port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -331,6 +337,7 @@ class LocalRuntime:
         self.alarms.start()
         for standin in self.standins:
             standin.attach(self)
+        self._create_custom_resources()
         self._start_app_workforce()
         log.info(
             "local AWS ready at %s (%d resources in %.1fs)",
@@ -340,6 +347,49 @@ class LocalRuntime:
         )
         self.write_state()
         return self
+
+    def _create_custom_resources(self) -> None:
+        """The template's custom resources, created last as CloudFormation would once their provider function
+        exists (loupe_local.custom_resources): each ServiceToken function is invoked asynchronously (under its own
+        role session when IAM is checked) and its answer awaited at a presigned response URL. A resource that
+        fails stops the local AWS and raises, as a failed stack create rolls back."""
+        assert self._provisioner is not None and self.router is not None and self._session is not None
+        if not self._provisioner.pending_custom:
+            return
+        responses = next((s for s in self.standins if isinstance(s, CustomResourceResponses)), None)
+        if responses is None:  # a runtime given its own stand-ins still answers CloudFormation's requests
+            responses = CustomResourceResponses()
+            responses.attach(self)
+            self.standins.append(responses)
+        presigner = self._session.client("s3", endpoint_url=self.endpoint, config=Config(signature_version="s3v4"))
+
+        def presign(key: str, expires: int) -> str:
+            return str(
+                presigner.generate_presigned_url(
+                    "put_object", Params={"Bucket": RESPONSE_BUCKET, "Key": key}, ExpiresIn=expires
+                )
+            )
+
+        hooks = custom_resources.ProviderHooks(
+            invoke_async=self.router.invoke_async, expect=responses.expect, wait=responses.wait, presign=presign
+        )
+        stack_id = self._provisioner.stack_id
+
+        def create(logical_id: str, resource_type: str, properties: dict[str, Any]) -> Provisioned:
+            return custom_resources.create(
+                logical_id,
+                resource_type,
+                properties,
+                stack_id=stack_id,
+                hooks=hooks,
+                max_wait=self.custom_resource_wait,
+            )
+
+        try:
+            self._provisioner.provision_custom(create)
+        except Exception:
+            self.stop()
+            raise
 
     # ------------------------------------------------------------------ IAM (loupe_local.iam)
     def set_iam(self, mode: str) -> None:
@@ -403,6 +453,17 @@ class LocalRuntime:
         if self.role_policies is not None:
             self.role_policies.add(role_name, self.arn(logical_id), policy_name, document)
             self.role_policies.write(self.state_dir / ROLES_FILE)
+
+    def authorize_as(self, role_arn: str, service: str, operation: str, params: Mapping[str, Any]) -> str | None:
+        """Check a call a service makes as ``role_arn`` with no request reaching the gateway (a pipeline creating
+        its steps' jobs): recorded in iam-usage.jsonl like any checked call; the AccessDenied message when it is
+        denied and IAM is enforced, else None (allowed, audited only, or no session for that role)."""
+        session = self._role_sessions.get(role_arn)
+        auditor = self._gateway.auditor if self._gateway is not None else None
+        if session is None or auditor is None or self.iam_mode == "off":
+            return None
+        decision = auditor.authorize(session, service, operation, params)
+        return decision.message if decision.denied is not None and auditor.mode == "enforce" else None
 
     def role_environment(self, role_arn: str) -> dict[str, str] | None:
         """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
@@ -623,6 +684,9 @@ class LocalRuntime:
         return f"{url.rstrip('/')}/" if url else None
 
     def stop(self) -> None:
+        if self._stopped:  # once: a failed start stops itself, and its caller's cleanup may stop it again
+            return
+        self._stopped = True
         if self.app_workforce is not None:
             self.app_workforce.stop()
             self.app_workforce = None

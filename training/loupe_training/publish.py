@@ -11,10 +11,12 @@ pipeline definition points at. This module only uses the standard library and bo
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import tarfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,14 @@ def build_sourcedir(package_dir: Path, loupe_dir: Path, code_version: str) -> by
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
+def _layer_package_dir() -> str:
+    """The ``loupe`` package of the attached layer: where the function's import path finds it (``/opt/python``
+    in Lambda); ``/opt/python/loupe`` when it is not importable (the caller then says the layer is missing)."""
+    spec = importlib.util.find_spec("loupe")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return locations[0] if locations else "/opt/python/loupe"
+
+
 def _respond(event: dict[str, Any], status: str, reason: str, data: dict[str, str], physical_id: str) -> None:
     body = json.dumps(
         {
@@ -97,12 +107,23 @@ def _respond(event: dict[str, Any], status: str, reason: str, data: dict[str, st
             "Data": data,
         }
     ).encode()
-    url = event["ResponseURL"]
-    if not url.startswith("https://"):
-        raise ValueError("ResponseURL must be https")
+    url = _response_url(event["ResponseURL"])
     req = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": ""})  # noqa: S310
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - CloudFormation's pre-signed https URL
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - checked by _response_url
         resp.read()
+
+
+def _response_url(url: str) -> str:
+    """CloudFormation's presigned ``ResponseURL``: https, or http to this host's own loopback interface (an
+    endpoint on the machine running the function). Any other scheme (``file:``, ``ftp:``) or a plain-http remote
+    host is refused: urllib would read local files or send the answer in clear."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        return url
+    raise ValueError("ResponseURL must be https (or http to the loopback interface)")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def lambda_handler(event: dict[str, Any], context: Any, s3: Any = None) -> dict[str, str]:
@@ -113,7 +134,7 @@ def lambda_handler(event: dict[str, Any], context: Any, s3: Any = None) -> dict[
     try:
         if event["RequestType"] in ("Create", "Update"):
             here = Path(__file__).resolve().parent
-            loupe_dir = Path(os.environ.get("LOUPE_PACKAGE_DIR", "/opt/python/loupe"))
+            loupe_dir = Path(os.environ.get("LOUPE_PACKAGE_DIR") or _layer_package_dir())
             if not (loupe_dir / "datasets.py").is_file():
                 raise FileNotFoundError(f"{loupe_dir}: the common layer (loupe package) is not attached")
             blob = build_sourcedir(here, loupe_dir, str(props.get("CodeVersion", "unknown")))

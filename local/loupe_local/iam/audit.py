@@ -130,6 +130,25 @@ class Auditor:
             self.seconds += time.perf_counter() - started
         return decision
 
+    def authorize(self, session: RoleSession, service: str, operation: str, params: Mapping[str, Any]) -> Decision:
+        """Check and record a call a service makes as ``session``'s role without an HTTP request reaching the
+        gateway (a pipeline creating its steps' jobs), exactly as :meth:`check` checks a request: same resolver,
+        evaluation and usage line. ``service`` is the botocore service name, ``params`` the operation's input."""
+        started = time.perf_counter()
+        try:
+            decision = self._decide_call(session, service, operation, params)
+        except Exception as exc:  # recorded as not checked, never a silent allow of a refusal that should be
+            log.exception("IAM check of %s:%s failed", service, operation)
+            decision = Decision(
+                [self._record(session, service, operation, f"{service}:{operation}", [], "Unresolved", str(exc))],
+                None,
+            )
+        self._append(decision.records)
+        with self._lock:
+            self.checked += 1
+            self.seconds += time.perf_counter() - started
+        return decision
+
     def _decide(self, session: RoleSession, environ: Mapping[str, Any], body: bytes, signing_name: str) -> Decision:
         try:
             service, operation, params = parse(environ, body, signing_name)
@@ -137,6 +156,9 @@ class Auditor:
             return Decision(
                 [self._record(session, signing_name, "?", f"{signing_name}:?", [], "Unresolved", str(exc))], None
             )
+        return self._decide_call(session, service, operation, params)
+
+    def _decide_call(self, session: RoleSession, service: str, operation: str, params: Mapping[str, Any]) -> Decision:
         if (service, operation) in _FREE:
             return Decision(
                 [

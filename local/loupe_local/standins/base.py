@@ -133,6 +133,11 @@ class StandInHost(Protocol):
         service runs with that role (a training job's container); None as for ``client_as``."""
         ...
 
+    def authorize_as(self, role_arn: str, service: str, operation: str, params: Mapping[str, Any]) -> str | None:
+        """Check (and record) a call the service makes as ``role_arn`` that is no HTTP request locally (a pipeline
+        starting a step's job); the AccessDenied message when it is refused (``enforce``), else None."""
+        ...
+
     def emit_event(
         self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
     ) -> None:
@@ -146,6 +151,15 @@ def role_client(host: StandInHost, role_arn: str | None, service: str) -> Any:
     client_as = getattr(host, "client_as", None)
     client = client_as(role_arn, service) if role_arn and client_as is not None else None
     return client if client is not None else host.client(service)
+
+
+def authorize_as(
+    host: StandInHost, role_arn: str | None, service: str, operation: str, params: Mapping[str, Any]
+) -> str | None:
+    """The AccessDenied message when ``role_arn`` may not make this call and IAM is enforced, else None. (A host
+    without ``authorize_as``, a unit test's fake, is a local AWS whose IAM is off.)"""
+    authorize = getattr(host, "authorize_as", None)
+    return authorize(role_arn, service, operation, params) if role_arn and authorize is not None else None
 
 
 def role_environment(host: StandInHost, role_arn: str | None) -> dict[str, str]:

@@ -30,8 +30,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loupe.safe_paths import UnsafeKeyError, confined, download_prefix
-from loupe_local.standins.base import StandInHost, role_client, role_environment
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
+from loupe_local.standins.base import StandInHost, authorize_as, role_client, role_environment
+from loupe_local.standins.pipeline_interpreter import (
+    Execution,
+    StepFailed,
+    StepRecord,
+    invoke_failure,
+    validate_training_request,
+)
 
 # Checkpoints (a few MB to tens of MB) go up as one PUT each, from this thread: a multipart upload with s3transfer's
 # worker threads makes many concurrent requests to the in-process local S3 for no gain on loopback.
@@ -95,6 +101,7 @@ class JobRunner:
         root = ex.root / record.name / "opt" / "ml"
         job_name = f"pipelines-{ex.execution_id}-{record.name}".lower()
         record.metadata = {"ProcessingJob": {"Arn": self._arn(f"processing-job/{job_name}")}}
+        self._may_create(ex, "CreateProcessingJob", {**args, "ProcessingJobName": job_name})
 
         def local(path: str) -> Path:
             if not path.startswith("/opt/ml/"):
@@ -136,6 +143,7 @@ class JobRunner:
         root = ex.root / record.name / "opt" / "ml"
         job_name = f"pipelines-{ex.execution_id}-{record.name}".lower()
         record.metadata = {"TrainingJob": {"Arn": self._arn(f"training-job/{job_name}")}}
+        self._may_create(ex, "CreateTrainingJob", {**args, "TrainingJobName": job_name})
         env = {k: str(v) for k, v in (args.get("Environment") or {}).items()}
         for channel in args.get("InputDataConfig", []):
             name = channel["ChannelName"]
@@ -245,6 +253,20 @@ class JobRunner:
         }
 
     # ------------------------------------------------------------------ the process
+    def _may_create(self, ex: Execution, operation: str, request: dict[str, Any]) -> None:
+        """What SageMaker checks when a pipeline, acting as its ``RoleArn``, creates a step's job: the Create*Job
+        action on the job's ARN and ``iam:PassRole`` on the job's own ``RoleArn`` with ``iam:PassedToService =
+        sagemaker.amazonaws.com`` (API_CreatePipeline.html, RoleArn: "the role used by the pipeline to access and
+        create resources"; API_CreateTrainingJob.html, RoleArn: "To be able to pass this role to SageMaker, the
+        caller of this API must have the iam:PassRole permission"). The actions, resources and dependent actions
+        come from the Service Authorization data (``iam.requests.resolve``), the check is the gateway's (recorded
+        in iam-usage.jsonl). A refusal fails the step before any of its data moves, with the error the step's
+        FailureReason carries (``invoke_failure``: "ClientError: Failed to invoke sagemaker:CreateTrainingJob. Error
+        Details: User: ... is not authorized to perform: iam:PassRole on resource: ...")."""
+        denial = authorize_as(self.host, ex.role_arn, "sagemaker", operation, request)
+        if denial is not None:
+            raise StepFailed(invoke_failure(operation, denial))
+
     def _subprocess(
         self,
         ex: Execution,

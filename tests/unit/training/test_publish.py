@@ -105,3 +105,33 @@ def test_failure_is_reported_to_cloudformation(cfn):
 def test_delete_keeps_the_object_and_succeeds(cfn):
     publish.lambda_handler({**_event("Delete"), "PhysicalResourceId": "s3://art/k"}, None, s3=object())
     assert cfn.bodies[-1]["Status"] == "SUCCESS" and cfn.bodies[-1]["PhysicalResourceId"] == "s3://art/k"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?sig=1", "http://127.0.0.1:4566/b/k"],
+)
+def test_the_answer_goes_to_cloudformations_https_url_or_the_loopback(cfn, url):
+    """The local AWS's presigned response URL is plain http on the loopback interface; CloudFormation's is https."""
+    publish.lambda_handler({**_event("Delete"), "ResponseURL": url, "PhysicalResourceId": "p"}, None, s3=object())
+    assert cfn.bodies[-1]["Status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://cfn.example/resp", "ftp://127.0.0.1/x"])
+def test_a_response_url_of_another_scheme_or_a_remote_http_host_is_never_opened(cfn, url):
+    with pytest.raises(ValueError, match="ResponseURL must be https"):
+        publish.lambda_handler({**_event("Delete"), "ResponseURL": url, "PhysicalResourceId": "p"}, None, s3=object())
+    assert cfn.bodies == []
+
+
+def test_the_layers_loupe_package_is_found_on_the_import_path(cfn, monkeypatch):
+    """As in Lambda (/opt/python on sys.path), without LOUPE_PACKAGE_DIR: the package the function imports."""
+    monkeypatch.delenv("LOUPE_PACKAGE_DIR")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="art")
+        publish.lambda_handler(_event("Create"), None, s3=s3)
+        obj = s3.get_object(Bucket="art", Key="code/training/sourcedir.tar.gz")["Body"].read()
+    assert cfn.bodies[-1]["Status"] == "SUCCESS"
+    with tarfile.open(fileobj=io.BytesIO(obj)) as tar:
+        assert tar.extractfile("loupe/datasets.py").read() == (LOUPE / "datasets.py").read_bytes()
