@@ -58,6 +58,9 @@ log = logging.getLogger("loupe_local.moto")
 _applied = False
 _lambda_handler: Callable[[str, Any, bool], tuple[Any, bool]] | None = None
 _event_target_handler: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+# (target, rule ARN) -> whether EventBridge may deliver to an SQS or SNS target moto delivers itself (the target's
+# resource policy, loupe_local.iam.resource_policies); None: every target
+_event_target_filter: Callable[[dict[str, Any], str], bool] | None = None
 _engine_credentials: tuple[str, str] | None = None
 # role ARN -> boto3 credential kwargs of that role's session (None: the run's credential for every role)
 _engine_roles: Callable[[str], dict[str, str] | None] | None = None
@@ -86,6 +89,12 @@ def set_event_target_handler(handler: Callable[[dict[str, Any], dict[str, Any]],
     """handler(target, event) for Lambda and Step Functions targets of matching rules."""
     global _event_target_handler
     _event_target_handler = handler
+
+
+def set_event_target_filter(check: Callable[[dict[str, Any], str], bool] | None) -> None:
+    """check(target, rule ARN) for the SQS and SNS targets moto delivers: False drops that delivery."""
+    global _event_target_filter
+    _event_target_filter = check
 
 
 def set_engine_credentials(access_key_id: str | None, secret_access_key: str | None = None) -> None:
@@ -203,6 +212,11 @@ def apply() -> None:
             return  # a schedule rule has no event pattern and matches no event (moto treats it as match-all)
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
         others = [t for t in self.targets if t not in ours]
+        check = _event_target_filter
+        if others and check is not None and self.event_pattern.matches_event(original_event):
+            others = [
+                t for t in others if parse_arn(t["Arn"]).service not in ("sqs", "sns") or check(dict(t), self.arn)
+            ]
         if others:  # moto raises NotImplementedError on target types it does not know: hand it only its own
             proxy = copy.copy(self)
             proxy.targets = others
@@ -427,3 +441,42 @@ def aws_managed_policy(arn: str) -> dict[str, Any] | None:
 
 
 _managed: dict[str, Any] | None = None
+
+
+def resource_policy(arn: str) -> dict[str, Any] | None:
+    """The resource-based policy moto holds for ``arn`` (a function or alias, queue, topic, bucket or object), as
+    its Get*Policy call would answer it; None when the resource has none or does not exist. Read from moto's
+    backends: the gateway asks for it while it answers a request, so it must not call the gateway itself."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return None
+    _, _, service, region, account, rest = parts
+    text: str | bytes | None = None
+    try:
+        if service == "lambda" and rest.startswith("function:"):
+            from moto.awslambda.models import lambda_backends
+
+            name, _, qualifier = rest[len("function:") :].partition(":")
+            wire = json.loads(lambda_backends[account][region].get_policy(name, qualifier or None))
+            text = wire["Policy"]
+        elif service == "sqs":
+            from moto.sqs.models import sqs_backends
+
+            text = sqs_backends[account][region].get_queue(rest).policy
+        elif service == "sns":
+            from moto.sns.models import sns_backends
+
+            topic = sns_backends[account][region].topics.get(arn)
+            text = topic.policy if topic is not None else None
+        elif service == "s3":
+            from moto.s3.models import s3_backends
+
+            bucket = rest.split("/", 1)[0]
+            owner = s3_backends.bucket_accounts.get(bucket)
+            text = s3_backends[owner]["aws"].get_bucket_policy(bucket) if owner else None
+    except Exception:  # no such resource, or no policy (moto raises for a function without one)
+        return None
+    if not text:
+        return None
+    document = json.loads(text)
+    return document if isinstance(document, dict) else None
