@@ -28,6 +28,11 @@ them fails loudly instead of silently changing the local loop.
    from the name the sign-in used, so an SRP sign-in, which answers with the user's internal name
    (USER_ID_FOR_SRP), got an ID token whose ``email`` was that UUID.
 
+9. A bucket policy is not applied by moto's object handlers, which refused with 403 whatever a Deny statement
+   names, ignoring its Principal and Condition (the template's TLS-only deny refused every local object call);
+   ``loupe_local.iam`` evaluates bucket policies for role sessions (``resource_policy()`` reads any resource's
+   policy from moto's backends).
+
 ``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
 every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
 
@@ -188,6 +193,8 @@ def apply() -> None:
     _patch_sfn_engine_credentials()
     # 8. the attributes a Cognito app client reads by default
     _patch_cognito_read_attributes()
+    # 9. bucket policies are evaluated by loupe_local.iam, not by moto's object handlers
+    _patch_s3_bucket_permission()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -411,6 +418,21 @@ DEFAULT_READ_ATTRIBUTES = (
     "website",
     "zoneinfo",
 )
+
+
+def _patch_s3_bucket_permission() -> None:
+    """moto's object GET/PUT/DELETE refuse (403) whatever a bucket policy Deny names, ignoring its Principal and its
+    Condition: the template's ``DenyInsecureTransport`` (aws:SecureTransport false) refused every object call,
+    TLS or not, whoever made it. The local IAM check evaluates bucket policies as S3 documents them
+    (``loupe_local.iam.resource_policies``); moto's own check answers "no opinion"."""
+    from moto.iam.access_control import PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        return PermissionResult.NEUTRAL
+
+    get_permission.loupe_patched = True  # type: ignore[attr-defined]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
 def _patch_cognito_read_attributes() -> None:
