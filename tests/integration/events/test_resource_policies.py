@@ -173,17 +173,17 @@ def test_a_dead_letter_queue_without_a_policy_for_eventbridge_gets_nothing_in_en
     rule = rule_to(local_aws, missing, dlq_policy=False)
     start = usage_lines(local_aws.state_dir)
     put_event(local_aws, rule["source"])
-    failed = wait_until(
-        lambda: [f for f in local_aws.router.failures if f.get("rule") == rule["name"]], timeout=30
-    )  # the failed delivery is recorded before the DLQ is tried: the sentinel
-    refused = [
-        r
-        for r in records_since(local_aws, start)
-        if r.get("check") == "resource-policy" and r["action"] == "sqs:SendMessage"
-    ]
-    assert refused and refused[0]["principal"] == "events.amazonaws.com" and refused[0]["decision"] == "ImplicitDeny"
+    refused = wait_until(lambda: delivery_checks(local_aws, start, "sqs:SendMessage"), timeout=30)
+    assert refused, "EventBridge's send to the dead-letter queue was not checked against the queue's policy"
+    assert refused[0]["principal"] == "events.amazonaws.com" and refused[0]["decision"] == "ImplicitDeny"
+    assert refused[0]["source"] == rule["arn"]
     if iam == "enforce":
-        assert failed[0].get("dlq_refused"), "the event was sent to a queue whose policy does not admit EventBridge"
+        # the router marks the failure once it decided not to send: the sentinel for "nothing reached the queue"
+        failed = wait_until(
+            lambda: [f for f in local_aws.router.failures if f.get("rule") == rule["name"] and "dlq_refused" in f],
+            timeout=30,
+        )
+        assert failed, "the event was sent to a queue whose policy does not admit EventBridge"
         assert messages(local_aws, rule["dlq"]) == []
     else:
         assert wait_until(lambda: messages(local_aws, rule["dlq"]), timeout=30)
