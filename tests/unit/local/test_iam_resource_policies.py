@@ -5,6 +5,7 @@ the usage record of a service's delivery."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -188,3 +189,16 @@ def test_a_granted_delivery_is_recorded_as_allowed() -> None:
     check = ServiceDelivery(records.extend, "enforce", ACCOUNT, "us-east-1", {}, policies.get)
     assert check.allows("events.amazonaws.com", "sqs:SendMessage", QUEUE, RULE)
     assert records[0]["decision"] == "Allow" and records[0]["stack_resource"] is None
+
+
+def test_the_report_lists_a_services_refused_delivery_under_the_service(tmp_path: Any) -> None:
+    from loupe_local.iam.audit import USAGE_FILE
+    from loupe_local.iam.report import build
+
+    records: list[dict[str, Any]] = []
+    check = ServiceDelivery(records.extend, "audit", ACCOUNT, "us-east-1", {}, {}.get)
+    check.allows("iot.amazonaws.com", "lambda:InvokeFunction", FN, f"arn:aws:iot:us-east-1:{ACCOUNT}:rule/r")
+    (tmp_path / USAGE_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (report,) = build(tmp_path)
+    assert report.role == "iot.amazonaws.com"
+    assert report.would_deny == 1 and "lambda:InvokeFunction" in report.denied
