@@ -84,3 +84,60 @@ def test_resource_policy_reads_function_queue_and_topic_policies() -> None:
     default = moto_patches.resource_policy(topic)
     assert default is not None and default["Statement"][0]["Principal"] == {"AWS": "*"}  # SNS's default policy
     assert moto_patches.resource_policy(f"arn:aws:sqs:us-east-1:{ACCOUNT}:no-such-queue") is None
+
+
+class _Ctx:
+    """The provisioner as a creator sees it (CreatorContext), over moto's in-process mock."""
+
+    done: dict = {}
+
+    def client(self, service: str):
+        return boto3.client(service, region_name="us-east-1")
+
+    def physical_name(self, logical_id: str, max_len: int = 63, lower: bool = True) -> str:
+        return f"stack-{logical_id}"[:max_len]
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:us-east-1:{ACCOUNT}:{resource}"
+
+
+@mock_aws
+def test_a_permission_on_an_autopublished_alias_lands_on_the_alias() -> None:
+    """SAM's AutoPublishAlias: Version + Alias, and the event sources' permissions name the alias (its Ref, an ARN);
+    the statement belongs to the alias, not to the unqualified function (access-control-resource-based.html)."""
+    from loupe_local import provision_policies
+
+    ctx = _Ctx()
+    role = ctx.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "")
+    fn = ctx.client("lambda").create_function(
+        FunctionName="respol-aliased",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.h",
+        Code={"ZipFile": buf.getvalue()},
+    )["FunctionArn"]
+    version = provision_policies.version(ctx, "FnVersion", {"FunctionName": "respol-aliased"})
+    alias = provision_policies.alias(
+        ctx,
+        "FnAliaslive",
+        {"FunctionName": "respol-aliased", "Name": "live", "FunctionVersion": version.attrs["Version"]},
+    )
+    assert alias.ref == f"{fn}:live"
+    rule = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/r"
+    provision_policies.lambda_permission(
+        ctx,
+        "FnRulePermission",
+        {
+            "FunctionName": alias.ref,
+            "Action": "lambda:InvokeFunction",
+            "Principal": "events.amazonaws.com",
+            "SourceArn": rule,
+        },
+    )
+    on_alias = moto_patches.resource_policy(alias.ref)
+    assert on_alias is not None
+    assert on_alias["Statement"][0]["Condition"]["ArnLike"]["AWS:SourceArn"] == rule
+    assert on_alias["Statement"][0]["Resource"] == alias.ref
