@@ -10,8 +10,12 @@ Pages followed (IAM User Guide):
 - "Conditions with multiple context keys or values": operators AND, keys AND, values OR (NOR when negated);
   ``ForAllValues`` is true when the key is missing or every request value matches; ``ForAnyValue`` needs one match.
 
-Only identity policies are evaluated here (resource policies, boundaries, session policies: later stages). An
-operator this module does not know raises ``PolicyError`` naming it when the policy is loaded, never a silent allow.
+Identity policies (``Policy``, ``evaluate``) and resource-based policies (``ResourcePolicy``: Principal /
+NotPrincipal; ``evaluate_with_resource_policy``: the same-account rule, an Allow in the identity OR the resource
+policy grants, an explicit Deny in either wins; a service principal is granted by the resource policy only; an
+account principal delegates to the account's identity policies) are evaluated here. Permission boundaries, session
+policies, SCPs and KMS key policies are not. An operator this module does not know raises ``PolicyError`` naming it
+when the policy is loaded, never a silent allow.
 """
 
 from __future__ import annotations
