@@ -28,6 +28,11 @@ them fails loudly instead of silently changing the local loop.
    from the name the sign-in used, so an SRP sign-in, which answers with the user's internal name
    (USER_ID_FOR_SRP), got an ID token whose ``email`` was that UUID.
 
+9. A bucket policy is not applied by moto's object handlers, which refused with 403 whatever a Deny statement
+   names, ignoring its Principal and Condition (the template's TLS-only deny refused every local object call);
+   ``loupe_local.iam`` evaluates bucket policies for role sessions (``resource_policy()`` reads any resource's
+   policy from moto's backends).
+
 ``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
 every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
 
@@ -58,6 +63,9 @@ log = logging.getLogger("loupe_local.moto")
 _applied = False
 _lambda_handler: Callable[[str, Any, bool], tuple[Any, bool]] | None = None
 _event_target_handler: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+# (target, rule ARN) -> whether EventBridge may deliver to an SQS or SNS target moto delivers itself (the target's
+# resource policy, loupe_local.iam.resource_policies); None: every target
+_event_target_filter: Callable[[dict[str, Any], str], bool] | None = None
 _engine_credentials: tuple[str, str] | None = None
 # role ARN -> boto3 credential kwargs of that role's session (None: the run's credential for every role)
 _engine_roles: Callable[[str], dict[str, str] | None] | None = None
@@ -86,6 +94,12 @@ def set_event_target_handler(handler: Callable[[dict[str, Any], dict[str, Any]],
     """handler(target, event) for Lambda and Step Functions targets of matching rules."""
     global _event_target_handler
     _event_target_handler = handler
+
+
+def set_event_target_filter(check: Callable[[dict[str, Any], str], bool] | None) -> None:
+    """check(target, rule ARN) for the SQS and SNS targets moto delivers: False drops that delivery."""
+    global _event_target_filter
+    _event_target_filter = check
 
 
 def set_engine_credentials(access_key_id: str | None, secret_access_key: str | None = None) -> None:
@@ -179,6 +193,8 @@ def apply() -> None:
     _patch_sfn_engine_credentials()
     # 8. the attributes a Cognito app client reads by default
     _patch_cognito_read_attributes()
+    # 9. bucket policies are evaluated by loupe_local.iam, not by moto's object handlers
+    _patch_s3_bucket_permission()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -203,6 +219,11 @@ def apply() -> None:
             return  # a schedule rule has no event pattern and matches no event (moto treats it as match-all)
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
         others = [t for t in self.targets if t not in ours]
+        check = _event_target_filter
+        if others and check is not None and self.event_pattern.matches_event(original_event):
+            others = [
+                t for t in others if parse_arn(t["Arn"]).service not in ("sqs", "sns") or check(dict(t), self.arn)
+            ]
         if others:  # moto raises NotImplementedError on target types it does not know: hand it only its own
             proxy = copy.copy(self)
             proxy.targets = others
@@ -399,6 +420,21 @@ DEFAULT_READ_ATTRIBUTES = (
 )
 
 
+def _patch_s3_bucket_permission() -> None:
+    """moto's object GET/PUT/DELETE refuse (403) whatever a bucket policy Deny names, ignoring its Principal and its
+    Condition: the template's ``DenyInsecureTransport`` (aws:SecureTransport false) refused every object call,
+    TLS or not, whoever made it. The local IAM check evaluates bucket policies as S3 documents them
+    (``loupe_local.iam.resource_policies``); moto's own check answers "no opinion"."""
+    from moto.iam.access_control import PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        return PermissionResult.NEUTRAL
+
+    get_permission.loupe_patched = True  # type: ignore[attr-defined]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
+
+
 def _patch_cognito_read_attributes() -> None:
     from moto.cognitoidp.models import CognitoIdpUserPoolClient
 
@@ -427,3 +463,42 @@ def aws_managed_policy(arn: str) -> dict[str, Any] | None:
 
 
 _managed: dict[str, Any] | None = None
+
+
+def resource_policy(arn: str) -> dict[str, Any] | None:
+    """The resource-based policy moto holds for ``arn`` (a function or alias, queue, topic, bucket or object), as
+    its Get*Policy call would answer it; None when the resource has none or does not exist. Read from moto's
+    backends: the gateway asks for it while it answers a request, so it must not call the gateway itself."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return None
+    _, _, service, region, account, rest = parts
+    text: str | bytes | None = None
+    try:
+        if service == "lambda" and rest.startswith("function:"):
+            from moto.awslambda.models import lambda_backends
+
+            name, _, qualifier = rest[len("function:") :].partition(":")
+            wire = json.loads(lambda_backends[account][region].get_policy(name, qualifier or None))
+            text = wire["Policy"]
+        elif service == "sqs":
+            from moto.sqs.models import sqs_backends
+
+            text = sqs_backends[account][region].get_queue(rest).policy
+        elif service == "sns":
+            from moto.sns.models import sns_backends
+
+            topic = sns_backends[account][region].topics.get(arn)
+            text = topic.policy if topic is not None else None
+        elif service == "s3":
+            from moto.s3.models import s3_backends
+
+            bucket = rest.split("/", 1)[0]
+            owner = s3_backends.bucket_accounts.get(bucket)
+            text = s3_backends[owner]["aws"].get_bucket_policy(bucket) if owner else None
+    except Exception:  # no such resource, or no policy (moto raises for a function without one)
+        return None
+    if not text:
+        return None
+    document = json.loads(text)
+    return document if isinstance(document, dict) else None

@@ -3,7 +3,7 @@
 The list of resources comes from the SAM-transformed template itself (in dependency order); this module walks it,
 after the checks CloudFormation makes first (:mod:`loupe_local.provision_checks`), and hands each resource to the
 creator of its *type* (:mod:`loupe_local.provision_core`, :mod:`loupe_local.provision_services`,
-:mod:`loupe_local.provision_app`: boto3 calls against
+:mod:`loupe_local.provision_app`, :mod:`loupe_local.provision_policies` (resource-based policies): boto3 calls against
 the local endpoint). Types moto cannot hold are recorded as skipped, with the reason, in ``.loupe/local.json``.
 Custom resources are created last (:meth:`Provisioner.provision_custom`, :mod:`loupe_local.custom_resources`):
 their provider is a function of the stack, which runs once the runtime has registered it.
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from loupe_local import provision_app, provision_core, provision_services
+from loupe_local import provision_app, provision_core, provision_policies, provision_services
 from loupe_local.custom_resources import is_custom
 from loupe_local.provision_checks import check_parameters, check_references
 from loupe_local.provisioned import Provisioned
@@ -27,10 +27,7 @@ log = logging.getLogger("loupe_local.provision")
 
 # Types with nothing to create locally, and why.
 SKIPPED_TYPES = {
-    "AWS::Lambda::Permission": "resource policies are not enforced locally",
     "AWS::SNS::Subscription": "no e-mail delivery locally",
-    "AWS::SQS::QueuePolicy": "resource policies are not enforced locally",
-    "AWS::S3::BucketPolicy": "bucket policies are not enforced locally (TLS-only deny)",
     "AWS::IoT::RoleAlias": "no credential provider locally",
 }
 
@@ -48,7 +45,10 @@ class Provisioner:
         self.creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
             rtype: functools.partial(create, self)
             for rtype, create in (
-                provision_core.CREATORS | provision_services.CREATORS | provision_app.CREATORS
+                provision_core.CREATORS
+                | provision_services.CREATORS
+                | provision_app.CREATORS
+                | provision_policies.CREATORS
             ).items()
         }
 

@@ -88,6 +88,18 @@ class Router:
         # (role ARN, service) -> a client signing as that role's session, or None (then the run's client): a
         # target's RoleArn is the role EventBridge uses to call it (eb-use-identity-based.html)
         self.client_as: Callable[[str, str], Any] | None = None
+        # (service principal, action, target ARN, source ARN) -> whether the target's resource policy lets the
+        # service deliver (loupe_local.iam.resource_policies.ServiceDelivery.allows); None: IAM is off
+        self.resource_check: Callable[[str, str, str, str], bool] | None = None
+
+    def service_may(self, principal: str, action: str, target: str, source_arn: str) -> bool:
+        """Whether a service may deliver to ``target`` for ``source_arn`` (its resource policy; True when IAM is
+        off, and in ``audit``, which records a would-deny)."""
+        check = self.resource_check
+        return True if check is None else check(principal, action, target, source_arn)
+
+    def rule_arn(self, rule: str | None) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{rule or ''}"
 
     # ------------------------------------------------------------------ EventBridge targets
     def target_input(self, target: dict[str, Any], event: dict[str, Any]) -> Any:
@@ -127,6 +139,16 @@ class Router:
                     )
                     self.delivered.append({"target": arn, "detail-type": event.get("detail-type"), "at": time.time()})
                 else:
+                    # EventBridge invokes a Lambda target as events.amazonaws.com: the function's resource policy
+                    # must grant it for this rule (eb-use-resource-based.html, "Lambda permissions"); AWS answers
+                    # AccessDeniedException, which EventBridge does not retry, and the event goes to the DLQ
+                    source = self.rule_arn(rule)
+                    if not self.service_may("events.amazonaws.com", "lambda:InvokeFunction", arn, source):
+                        raise AsyncInvokeRejected(
+                            "AccessDeniedException",
+                            f"events.amazonaws.com is not authorized to perform: lambda:InvokeFunction on {arn}"
+                            " (no resource-based policy allows it)",
+                        )
                     request_id = self.invoke_async(arn, payload)
                     self.delivered.append(
                         {
@@ -163,7 +185,14 @@ class Router:
                 "TARGET_ARN": target["Arn"],
             }
             if rule:
-                attributes["RULE_ARN"] = f"arn:aws:events:{self.region}:{self.account}:rule/{rule}"
+                attributes["RULE_ARN"] = self.rule_arn(rule)
+            # EventBridge sends to the dead-letter queue as events.amazonaws.com: the queue's policy must grant it
+            # sqs:SendMessage for this rule (eb-rule-dlq.html, "Granting permissions to the dead-letter queue");
+            # otherwise the event is lost (metric InvocationsFailedToBeSentToDlq)
+            if not self.service_may("events.amazonaws.com", "sqs:SendMessage", dlq, self.rule_arn(rule)):
+                record["dlq_refused"] = dlq
+                log.warning("EventBridge may not send to the dead-letter queue %s: the event is lost", dlq)
+                return
             self._send(dlq, json.dumps(event, default=str), attributes)
 
     # ------------------------------------------------------------------ schedules
@@ -420,6 +449,15 @@ class Router:
                 if not fn:
                     continue
                 try:
+                    # AWS IoT invokes as iot.amazonaws.com: the function's policy must grant it for this rule
+                    # (iot-lambda-rule-action.html: "AWS IoT needs permission to invoke the function"); a refused
+                    # invoke is a failed action, which the rule's error action sees
+                    rule_arn = f"arn:aws:iot:{self.region}:{self.account}:rule/{name}"
+                    if not self.service_may("iot.amazonaws.com", "lambda:InvokeFunction", fn, rule_arn):
+                        raise AsyncInvokeRejected(
+                            "AccessDeniedException",
+                            f"iot.amazonaws.com is not authorized to perform: lambda:InvokeFunction on {fn}",
+                        )
                     request_id = self.invoke_async(fn, message)
                     self.delivered.append({"target": fn, "topic": topic, "requestId": request_id, "at": time.time()})
                 except Exception as exc:

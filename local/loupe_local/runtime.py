@@ -31,6 +31,7 @@ from loupe_local.iam.principals import (
     service_principal,
     trusts,
 )
+from loupe_local.iam.resource_policies import ServiceDelivery
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.local_auth import (
     Gatekeeper,
@@ -51,6 +52,9 @@ from loupe_local.standins.groundtruth import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
 
 log = logging.getLogger("loupe_local")
+
+# the action EventBridge performs on the targets moto delivers itself (eb-use-resource-based.html: SQS and SNS)
+_TARGET_ACTIONS = {"sqs": "sqs:SendMessage", "sns": "sns:Publish"}
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -404,18 +408,38 @@ class LocalRuntime:
                 self._give_role(fn, None)
             moto_patches.set_engine_role_credentials(None)
             self.router.client_as = None
+            self.router.resource_check = None
+            moto_patches.set_event_target_filter(None)
             return
         if self.role_policies is None:
             self._mint_sessions()
         assert self.role_policies is not None
-        self._gateway.auditor = Auditor(
-            self.role_policies, self.state_dir, self.region, mode, partition_keys=self._partition_keys()
+        auditor = Auditor(self.role_policies, self.state_dir, self.region, mode, partition_keys=self._partition_keys())
+        self._gateway.auditor = auditor
+        # deliveries the local runtime makes as an AWS service are checked against the target's resource policy
+        delivery = ServiceDelivery(auditor.append, mode, ACCOUNT_ID, self.region, self._stack_arns())
+        self.router.resource_check = delivery.allows
+        moto_patches.set_event_target_filter(
+            lambda target, rule_arn: delivery.allows(
+                "events.amazonaws.com", _TARGET_ACTIONS[target["Arn"].split(":")[2]], target["Arn"], rule_arn
+            )
         )
         for fn in self.invoker.functions.values():
             session = self._function_sessions.get(fn.logical_id)
             self._give_role(fn, session.env() if session else None)
         moto_patches.set_engine_role_credentials(self._engine_role_credentials)
         self.router.client_as = self.client_as
+
+    def _stack_arns(self) -> dict[str, str]:
+        """ARN -> logical ID of the stack's resources (a resource-policy check names the stack's target)."""
+        out = {}
+        for lid, res in self.resources.items():
+            if res.skipped:
+                continue
+            for value in (res.attrs.get("Arn"), res.ref):
+                if isinstance(value, str) and value.startswith("arn:"):
+                    out[value] = lid
+        return out
 
     @staticmethod
     def _give_role(fn: RegisteredFunction, role_env: dict[str, str] | None) -> None:
@@ -608,7 +632,13 @@ class LocalRuntime:
         self.emit_event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, [alarm["arn"]])
         if state == "ALARM":
             for topic in alarm.get("AlarmActions", []):
-                if ":sns:" in str(topic):
+                # CloudWatch publishes as cloudwatch.amazonaws.com: the topic's access policy must let it
+                # (AlarmThatSendsEmail.html, "Setting up an Amazon SNS topic"; the default topic policy grants the
+                # owner account's principals, AWS:SourceOwner)
+                if ":sns:" in str(topic) and (
+                    self.router is None
+                    or self.router.service_may("cloudwatch.amazonaws.com", "sns:Publish", str(topic), alarm["arn"])
+                ):
                     self.client("sns").publish(
                         TopicArn=topic, Subject=f"ALARM: {alarm['name']}"[:100], Message=f"{alarm['name']}: {reason}"
                     )

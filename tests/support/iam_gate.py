@@ -1,7 +1,9 @@
 """The test session's zero-deny gate (issue 19): the calls of the stack's roles that their grant would refuse.
 
 The session's ``local_aws`` runs in ``enforce``; at its end ``stack_role_denials`` reads ``iam-usage.jsonl`` and the
-session fails on any would-deny of a role the stack creates (``iam-roles.json``), except the line ranges written
+session fails on any would-deny of a role the stack creates (``iam-roles.json``) and on any delivery a service
+(EventBridge, IoT rules, alarm actions) would be refused by the resource policy of a resource the stack creates
+(``stack_resource``), except the line ranges written
 while a test marked ``iam_would_deny`` ran (tests of the IAM check itself provoke denials on purpose).
 """
 
@@ -33,9 +35,18 @@ def stack_role_denials(state_dir: Path, expected: list[tuple[int, int]]) -> list
         except ValueError:
             found.append(f"line {number + 1} of {usage_path} is not a usage record: {line[:200]!r}")
             continue
-        if record.get("decision") not in DENIED or record.get("role") not in stack_roles:
+        # a stack role's call, or a service's delivery to a resource the stack made (its resource policy)
+        ours = record.get("role") in stack_roles or bool(record.get("stack_resource"))
+        if record.get("decision") not in DENIED or not ours:
             continue
         if any(start <= number < end for start, end in expected):
+            continue
+        if record.get("stack_resource"):
+            found.append(
+                f"{record.get('principal')} {record.get('action')} on {record.get('stack_resource')} "
+                f"({', '.join(record.get('resources', []))}) for {record.get('source')}: {record.get('decision')} "
+                "(its resource-based policy)"
+            )
             continue
         found.append(
             f"{record.get('role')} {record.get('action')} on {', '.join(record.get('resources', []))}: "

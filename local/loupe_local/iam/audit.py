@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loupe_local.iam.evaluate import Request, Result, evaluate
+from loupe_local.iam.evaluate import Caller, Request, Result, evaluate_with_resource_policy
 from loupe_local.iam.principals import RolePolicies, RoleSession
 from loupe_local.iam.requests import Authorization, UnresolvedRequest, base_context, resolve
+from loupe_local.iam.resource_policies import PolicyLookup, policy_for
 
 log = logging.getLogger("loupe_local.iam")
 
@@ -58,8 +59,9 @@ class Decision:
     def message(self) -> str:
         assert self.denied is not None
         d = self.denied
+        kind = "a resource-based policy" if d.get("resource_policy") else "an identity-based policy"
         why = (
-            f"with an explicit deny in an identity-based policy ({', '.join(d['statements'])})"
+            f"with an explicit deny in {kind} ({', '.join(d['statements'])})"
             if d["decision"] == "ExplicitDeny"
             else f"because no identity-based policy allows the {d['action']} action"
         )
@@ -105,8 +107,11 @@ class Auditor:
         region: str,
         mode: str = "audit",
         partition_keys: Mapping[str, str] | None = None,
+        resource_policies: PolicyLookup | None = None,
     ) -> None:
         self.roles = roles
+        # ARN -> the resource-based policy document moto holds (None: moto_patches.resource_policy)
+        self.resource_policies = resource_policies
         self.path = Path(state_dir) / USAGE_FILE
         self.region = region
         self.mode = mode
@@ -124,7 +129,7 @@ class Auditor:
             decision = Decision(
                 [self._record(session, signing_name, "?", f"{signing_name}:?", [], "Unresolved", str(exc))], None
             )
-        self._append(decision.records)
+        self.append(decision.records)
         with self._lock:
             self.checked += 1
             self.seconds += time.perf_counter() - started
@@ -184,9 +189,20 @@ class Auditor:
                 [self._record(session, service, operation, f"{service}:{operation}", [], "Unresolved", str(exc))], None
             )
         policies = self.roles.policies(session.role_name)
+        caller = Caller(session.account, arn=session.arn, role_arn=session.role_arn)
         by_action: dict[str, list[tuple[Authorization, Result]]] = {}
+        by_resource_policy: set[str] = set()
         for auth in auths:
-            result = evaluate(policies, Request(auth.action, auth.resource, auth.context))
+            # the resource's own policy where the service has one (bucket, queue, topic, function policy): in one
+            # account an Allow in the identity OR the resource policy grants, an explicit Deny in either refuses
+            # (IAM User Guide, "Policy evaluation logic", "Evaluating identity-based policies with resource-based
+            # policies")
+            resource_policy = policy_for(auth.resource, self.resource_policies)
+            result, by = evaluate_with_resource_policy(
+                policies, resource_policy, Request(auth.action, auth.resource, auth.context), caller
+            )
+            if by == "resource":
+                by_resource_policy.add(auth.action)
             by_action.setdefault(auth.action, []).append((auth, result))
         records: list[dict[str, Any]] = []
         denied: dict[str, Any] | None = None
@@ -195,11 +211,12 @@ class Auditor:
             resources = [a.resource for a, _ in results]
             if refused is None:
                 statements = sorted({s for _, r in results for s in r.statements})
-                records.append(
-                    self._record(
-                        session, service, operation, action, resources, "Allow", f"allowed by {', '.join(statements)}"
-                    )
+                record = self._record(
+                    session, service, operation, action, resources, "Allow", f"allowed by {', '.join(statements)}"
                 )
+                if action in by_resource_policy:
+                    record["check"] = "resource-policy"
+                records.append(record)
                 continue
             auth, result = refused
             reason = (
@@ -207,7 +224,10 @@ class Auditor:
                 if result.decision == "ExplicitDeny"
                 else f"no identity-based policy allows the {action} action on {auth.resource}"
             )
-            records.append(self._record(session, service, operation, action, resources, result.decision, reason))
+            record = self._record(session, service, operation, action, resources, result.decision, reason)
+            if action in by_resource_policy:
+                record["check"] = "resource-policy"
+            records.append(record)
             if denied is None:
                 denied = {
                     "principal": session.arn,
@@ -215,6 +235,7 @@ class Auditor:
                     "resource": auth.resource,
                     "decision": result.decision,
                     "statements": list(result.statements),
+                    "resource_policy": action in by_resource_policy,
                 }
         return Decision(records, denied)
 
@@ -240,7 +261,8 @@ class Auditor:
             "reason": reason,
         }
 
-    def _append(self, records: list[dict[str, Any]]) -> None:
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append usage records (the gateway's, and the resource-policy checks of services' deliveries)."""
         if not records:
             return
         text = "".join(json.dumps(r, default=str) + "\n" for r in records)

@@ -10,8 +10,12 @@ Pages followed (IAM User Guide):
 - "Conditions with multiple context keys or values": operators AND, keys AND, values OR (NOR when negated);
   ``ForAllValues`` is true when the key is missing or every request value matches; ``ForAnyValue`` needs one match.
 
-Only identity policies are evaluated here (resource policies, boundaries, session policies: later stages). An
-operator this module does not know raises ``PolicyError`` naming it when the policy is loaded, never a silent allow.
+Identity policies (``Policy``, ``evaluate``) and resource-based policies (``ResourcePolicy``: Principal /
+NotPrincipal; ``evaluate_with_resource_policy``: the same-account rule, an Allow in the identity OR the resource
+policy grants, an explicit Deny in either wins; a service principal is granted by the resource policy only; an
+account principal delegates to the account's identity policies) are evaluated here. Permission boundaries, session
+policies, SCPs and KMS key policies are not. An operator this module does not know raises ``PolicyError`` naming it
+when the policy is loaded, never a silent allow.
 """
 
 from __future__ import annotations
@@ -375,3 +379,138 @@ def evaluate_all(policies: Iterable[Policy], requests: Iterable[Request]) -> Res
             return result
         decided.extend(result.statements)
     return Result("Allow", tuple(decided))
+
+
+# ----------------------------------------------------------------------------------------------- resource policies
+#
+# IAM User Guide, "IAM JSON policy elements: Principal" and "NotPrincipal"; "Policy evaluation logic" ("Evaluating
+# identity-based policies with resource-based policies": within one account, an Allow in the identity-based policy
+# OR in the resource-based policy is enough, an explicit Deny in either wins; "AWS service principals": a service
+# has no identity-based policy, so only the resource-based policy can grant it).
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes the request, as a resource policy's Principal element names it.
+
+    ``service``: a service principal (``events.amazonaws.com``); else an IAM principal of ``account`` (``arn`` the
+    assumed-role session ARN, ``role_arn`` its role)."""
+
+    account: str
+    arn: str = ""
+    role_arn: str = ""
+    service: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.service or self.arn
+
+
+def _principal_values(raw: Any) -> dict[str, list[str]]:
+    if raw == "*":
+        return {"*": ["*"]}
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f'Principal must be "*" or a map, got {raw!r}')
+    return {str(kind): _as_list(value) for kind, value in raw.items()}
+
+
+def principal_match(principal: Mapping[str, list[str]], caller: Caller) -> str | None:
+    """How ``caller`` is named by a Principal element: ``"direct"`` (``*``, ``{"AWS": "*"}``, the role or the
+    session ARN, the service), ``"account"`` (the account ID or its ``:root`` ARN: the account delegates to its
+    identity-based policies) or None. ``"*"`` and ``{"AWS": "*"}`` are the same ("All principals")."""
+    if principal.get("*") or "*" in principal.get("AWS", []):
+        return "direct"
+    if caller.service:
+        return "direct" if caller.service in principal.get("Service", []) else None
+    for value in principal.get("AWS", []):
+        if value in (caller.arn, caller.role_arn) and value:
+            return "direct"
+        if value in (caller.account, f"arn:aws:iam::{caller.account}:root"):
+            return "account"
+    return None
+
+
+@dataclass(frozen=True)
+class ResourceStatement:
+    statement: Statement
+    principal: Mapping[str, list[str]] | None
+    not_principal: Mapping[str, list[str]] | None
+
+    def names(self, caller: Caller) -> str | None:
+        if self.principal is not None:
+            return principal_match(self.principal, caller)
+        assert self.not_principal is not None
+        return None if principal_match(self.not_principal, caller) else "direct"
+
+
+@dataclass(frozen=True)
+class ResourcePolicy:
+    """A resource-based policy (bucket, queue, topic, function policy): statements with Principal/NotPrincipal."""
+
+    name: str
+    statements: tuple[ResourceStatement, ...]
+
+    @classmethod
+    def parse(cls, name: str, document: Mapping[str, Any]) -> ResourcePolicy:
+        raw = document.get("Statement")
+        if raw is None:
+            raise PolicyError(f"{name}: no Statement")
+        items = [raw] if isinstance(raw, Mapping) else list(raw)
+        variables = document.get("Version") == "2012-10-17"
+        out = []
+        for i, item in enumerate(items):
+            label = f"{name}#{item.get('Sid') or i}"
+            if ("Principal" in item) == ("NotPrincipal" in item):
+                raise PolicyError(f"{label}: exactly one of Principal and NotPrincipal is required (resource policy)")
+            body = dict(item)
+            if "Resource" not in body and "NotResource" not in body:
+                body["Resource"] = "*"  # a key policy or a function policy may leave it to the resource itself
+            out.append(
+                ResourceStatement(
+                    Statement.parse(body, label, variables),
+                    _principal_values(item["Principal"]) if "Principal" in item else None,
+                    _principal_values(item["NotPrincipal"]) if "NotPrincipal" in item else None,
+                )
+            )
+        return cls(name, tuple(out))
+
+    def evaluate(self, request: Request, caller: Caller) -> tuple[Result, bool]:
+        """(decision of this policy alone, whether an Allow only delegates to the account's identity policies)."""
+        allows: list[str] = []
+        delegated: list[str] = []
+        denies: list[str] = []
+        for rs in self.statements:
+            how = rs.names(caller)
+            if how is None or not rs.statement.applies(request):
+                continue
+            if rs.statement.effect == "Deny":
+                denies.append(rs.statement.label)
+            elif how == "direct":
+                allows.append(rs.statement.label)
+            else:
+                delegated.append(rs.statement.label)
+        if denies:
+            return Result("ExplicitDeny", tuple(denies)), False
+        if allows:
+            return Result("Allow", tuple(allows)), False
+        if delegated:
+            return Result("ImplicitDeny", tuple(delegated)), True
+        return Result("ImplicitDeny"), False
+
+
+def evaluate_with_resource_policy(
+    identity: Iterable[Policy], resource: ResourcePolicy | None, request: Request, caller: Caller
+) -> tuple[Result, str]:
+    """Same-account decision over identity and resource policies: (result, which policy type decided:
+    ``"identity"``, ``"resource"`` or ``""`` for an implicit deny). A service principal has no identity policy."""
+    own = Result("ImplicitDeny") if caller.service else evaluate(identity, request)
+    res, _ = resource.evaluate(request, caller) if resource is not None else (Result("ImplicitDeny"), False)
+    if own.decision == "ExplicitDeny":
+        return own, "identity"
+    if res.decision == "ExplicitDeny":
+        return res, "resource"
+    if own.allowed:
+        return own, "identity"
+    if res.allowed:
+        return res, "resource"
+    return Result("ImplicitDeny"), ""

@@ -119,7 +119,8 @@ def build(state_dir: Path) -> list[RoleReport]:
     roles: dict[str, Any] = json.loads(roles_path.read_text()) if roles_path.is_file() else {}
     reports: dict[str, RoleReport] = {name: RoleReport(name) for name in roles}
     for record in read_usage(state_dir / USAGE_FILE):
-        role = str(record.get("role", "?"))
+        # a service's delivery checked against a resource policy has no role: it is reported under the service
+        role = str(record.get("role") or record.get("principal") or "?")
         report = reports.setdefault(role, RoleReport(role))
         report.principals.add(str(record.get("principal", "")))
         decision = record.get("decision")

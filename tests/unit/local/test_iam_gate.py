@@ -47,3 +47,27 @@ def test_the_gate_lists_a_stack_roles_would_deny_outside_the_tests_that_provoke_
     (broken,) = stack_role_denials(tmp_path, [])
     assert "line 2" in broken and "is not a usage record" in broken
     assert stack_role_denials(tmp_path / "nothing", []) == []
+
+
+def test_a_services_refused_delivery_to_a_stack_resource_fails_the_gate(tmp_path: Path) -> None:
+    """A resource-policy check of a delivery (no role: the principal is the service) counts when the target is the
+    stack's (a template that forgot a Lambda permission or a queue policy), not when it is a test's own."""
+    delivery = {
+        "principal": "events.amazonaws.com",
+        "role": None,
+        "operation": "delivery",
+        "action": "lambda:InvokeFunction",
+        "resources": ["arn:aws:lambda:us-east-1:123456789012:function:loupe-IngestImageFunction-1"],
+        "decision": "ImplicitDeny",
+        "check": "resource-policy",
+        "source": "arn:aws:events:us-east-1:123456789012:rule/loupe-raw",
+    }
+    usage = [
+        {**delivery, "stack_resource": "IngestImageFunction"},
+        {**delivery, "stack_resource": None},  # a test's own function
+        {**delivery, "stack_resource": "IngestImageFunction", "decision": "Allow"},
+    ]
+    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in usage))
+    (found,) = stack_role_denials(tmp_path, [])
+    assert found.startswith("events.amazonaws.com lambda:InvokeFunction on IngestImageFunction")
+    assert "rule/loupe-raw: ImplicitDeny (its resource-based policy)" in found
