@@ -148,7 +148,7 @@ class Auditor:
                 [self._record(session, service, operation, f"{service}:{operation}", [], "Unresolved", str(exc))],
                 None,
             )
-        self._append(decision.records)
+        self.append(decision.records)
         with self._lock:
             self.checked += 1
             self.seconds += time.perf_counter() - started
