@@ -142,8 +142,10 @@ class Router:
                     # EventBridge invokes a Lambda target as events.amazonaws.com: the function's resource policy
                     # must grant it for this rule (eb-use-resource-based.html, "Lambda permissions"); AWS answers
                     # AccessDeniedException, which EventBridge does not retry, and the event goes to the DLQ
+                    # (a function that does not exist is ResourceNotFoundException first: there is no policy to read)
                     source = self.rule_arn(rule)
-                    if not self.service_may("events.amazonaws.com", "lambda:InvokeFunction", arn, source):
+                    exists = self.invoker.find(arn) is not None
+                    if exists and not self.service_may("events.amazonaws.com", "lambda:InvokeFunction", arn, source):
                         raise AsyncInvokeRejected(
                             "AccessDeniedException",
                             f"events.amazonaws.com is not authorized to perform: lambda:InvokeFunction on {arn}"
@@ -453,7 +455,8 @@ class Router:
                     # (iot-lambda-rule-action.html: "AWS IoT needs permission to invoke the function"); a refused
                     # invoke is a failed action, which the rule's error action sees
                     rule_arn = f"arn:aws:iot:{self.region}:{self.account}:rule/{name}"
-                    if not self.service_may("iot.amazonaws.com", "lambda:InvokeFunction", fn, rule_arn):
+                    exists = self.invoker.find(fn) is not None  # else ResourceNotFoundException, as for EventBridge
+                    if exists and not self.service_may("iot.amazonaws.com", "lambda:InvokeFunction", fn, rule_arn):
                         raise AsyncInvokeRejected(
                             "AccessDeniedException",
                             f"iot.amazonaws.com is not authorized to perform: lambda:InvokeFunction on {fn}",

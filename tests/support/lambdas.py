@@ -20,6 +20,34 @@ def queue(local_aws: Any, name: str) -> tuple[str, str]:
     return url, arn
 
 
+def let_eventbridge_deliver(
+    local_aws: Any, rule_arn: str, function: str | None = None, queue: str | None = None
+) -> None:
+    """The resource policies EventBridge needs to deliver ``rule_arn``'s events to a test's own ``function`` (a
+    Lambda permission) and ``queue`` (a queue policy, by ARN): AWS refuses the delivery without them (EventBridge
+    user guide, "Using resource-based policies for Amazon EventBridge"), and so does the local AWS."""
+    if function is not None:
+        local_aws.client("lambda").add_permission(
+            FunctionName=function,
+            StatementId=f"events-{rule_arn.rsplit('/', 1)[-1]}"[:100],
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule_arn,
+        )
+    if queue is not None:
+        sqs = local_aws.client("sqs")
+        url = sqs.get_queue_url(QueueName=queue.rsplit(":", 1)[-1])["QueueUrl"]
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue,
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+        }
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+
+
 def role_of_its_own(local_aws: Any, name: str, service: str, actions: list[str], resource: str) -> str:
     """The ARN of a new role that ``service`` (``lambda``, ``iot``) may assume, granted ``actions`` on ``resource``
     only: a test's own resource never borrows a stack role (whose grant names the stack's resources only)."""

@@ -9,7 +9,7 @@ import json
 import uuid
 
 import pytest
-from support.lambdas import function_with_on_failure_queue, queue
+from support.lambdas import function_with_on_failure_queue, let_eventbridge_deliver, queue
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,8 @@ def _rule(local_aws, function_arn: str) -> dict:
             }
         ],
     )
+    exists = ":function:itest-eb-missing-" not in function_arn
+    let_eventbridge_deliver(local_aws, rule_arn, function=function_arn if exists else None, queue=dlq_arn)
     return {"name": name, "arn": rule_arn, "source": source, "dlq": dlq}
 
 

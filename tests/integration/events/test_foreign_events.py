@@ -58,9 +58,25 @@ def matched(local_aws, loupe_rules):
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     copies = {f"test-copy-{tag}-{i}": pattern for i, pattern in enumerate(loupe_rules.values())}
     copies[f"test-sentinel-{tag}"] = json.dumps({"source": ["loupe.test"], "detail": {"tag": [tag]}})
+    rule_arns = []
     for name, pattern in copies.items():
-        ev.put_rule(Name=name, EventPattern=pattern)
+        rule_arns.append(ev.put_rule(Name=name, EventPattern=pattern)["RuleArn"])
         ev.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    # EventBridge sends to a queue only where the queue's policy lets it (EventBridge user guide, "Using
+    # resource-based policies for Amazon EventBridge" > "Amazon SQS permissions"); the local AWS enforces it
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
 
     def drain_after(events: list[dict]) -> list[dict]:
         for event in events:

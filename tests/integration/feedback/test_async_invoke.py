@@ -36,6 +36,16 @@ def _rule(local_aws, name: str, thing: str, function_arn: str) -> str:
     errors_arn = sqs.get_queue_attributes(QueueUrl=errors, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     # the rule's error action sends with a role of the test's own, allowed to send to this test's queue only
     role = role_of_its_own(local_aws, f"{name}-errors-role", "iot", ["sqs:SendMessage"], errors_arn)
+    if local_aws.router.invoker.find(function_arn) is not None:
+        # AWS IoT invokes as iot.amazonaws.com: the function's policy must grant it this rule
+        # (iot-lambda-rule-action.html); the local AWS refuses the invoke otherwise, as AWS does
+        local_aws.client("lambda").add_permission(
+            FunctionName=function_arn,
+            StatementId=f"iot-{name}",
+            Action="lambda:InvokeFunction",
+            Principal="iot.amazonaws.com",
+            SourceArn=f"arn:aws:iot:{local_aws.region}:123456789012:rule/{name}",
+        )
     local_aws.router.add_topic_rule(
         name,
         {
