@@ -98,6 +98,10 @@ PUBLIC_USER_POOL_TARGETS = frozenset(_COGNITO_TARGET_PREFIX + name for name in _
 _PREFLIGHT_HEADERS = frozenset({"content-type", "x-amz-target", "x-amz-user-agent", "cache-control"})
 # a user pool's public keys: served unsigned, as Cognito serves them
 _PUBLIC_KEYS = re.compile(r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+/\.well-known/(jwks\.json|openid-configuration)$")
+# the IoT credentials provider's route (``GET /role-aliases/<alias>/credentials``): a device authenticates there with
+# its certificate, not with SigV4 (IoT developer guide, "Authorizing direct calls to AWS services using AWS IoT Core
+# credential provider"); the stand-in (standins/credentials_provider.py) checks the certificate's proof itself
+_CREDENTIALS_PROVIDER = re.compile(r"^/role-aliases/[\w=,@-]{1,128}/credentials$")
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -354,6 +358,12 @@ class Gatekeeper:
         if host.lower() not in self.hosts:
             return Refusal("AccessDenied", f"Host {host!r} is not this local AWS (use 127.0.0.1:{self.port})")
         if environ.get("REQUEST_METHOD") == "GET" and _PUBLIC_KEYS.match(environ.get("PATH_INFO", "")):
+            return None
+        if (
+            environ.get("REQUEST_METHOD") == "GET"
+            and not environ.get("HTTP_AUTHORIZATION")
+            and _CREDENTIALS_PROVIDER.match(environ.get("PATH_INFO", ""))
+        ):
             return None
         if public:
             # AWS ignores IAM credentials on these operations; a signature, if any, proves nothing more here

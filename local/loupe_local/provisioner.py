@@ -28,7 +28,6 @@ SKIPPED_TYPES = {
     "AWS::SNS::Subscription": "no e-mail delivery locally",
     "AWS::SQS::QueuePolicy": "resource policies are not enforced locally",
     "AWS::S3::BucketPolicy": "bucket policies are not enforced locally (TLS-only deny)",
-    "AWS::IoT::RoleAlias": "no credential provider locally",
 }
 
 

@@ -404,6 +404,11 @@ class LocalRuntime:
             self.role_policies.add(role_name, self.arn(logical_id), policy_name, document)
             self.role_policies.write(self.state_dir / ROLES_FILE)
 
+    def register_session(self, session: RoleSession) -> None:
+        """Accept ``session`` at the gateway (a session the IoT credentials provider stand-in minted for a device);
+        with IAM checked its calls are evaluated against its role's policies and recorded."""
+        self.sessions.add(session)
+
     def role_environment(self, role_arn: str) -> dict[str, str] | None:
         """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""
         session = self._role_sessions.get(role_arn)

@@ -15,6 +15,7 @@ STANDINS: list[str] = [
     "loupe_local.standins.account_quotas:AccountQuotas",
     "loupe_local.standins.httpapi:HttpApis",
     "loupe_local.standins.cognito:CognitoFlows",
+    "loupe_local.standins.credentials_provider:CredentialsProvider",
 ]
 
 
