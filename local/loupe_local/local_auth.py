@@ -22,12 +22,14 @@ role sessions, minted from moto's STS (``loupe_local.iam.principals``): the gate
 with its own session token (``X-Amz-Security-Token``) and until it expires (``ExpiredToken``), and hands the session
 to the gateway's IAM check (``loupe_local.iam.audit``).
 
-One exception to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
+Exceptions to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
 ``openid-configuration``), which Cognito serves to anyone, unsigned ("Verifying a JSON Web Token", Cognito
 Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
 sign-in operations, which AWS answers unsigned ("you can't use IAM credentials to authorize requests" to
 InitiateAuth and RespondToAuthChallenge, Cognito API Reference; botocore sends them without a signature): a
-person proves who they are with their password there, not with the run's key. The Host check still applies to both.
+person proves who they are with their password there, not with the run's key. And the IoT credentials provider's
+``GET /role-aliases/<alias>/credentials``, where a device proves its certificate instead (the stand-in checks it,
+``standins/credentials_provider.py``). The Host check still applies to all of them.
 
 The user pool operations that AWS authorizes without IAM credentials are also the only ones a web page may call:
 the console's sign-in page calls them from the browser, as it does against Cognito in AWS. They are the operations
