@@ -168,11 +168,12 @@ class DeviceFleet:
         prefix: str = "loupe-device",
         nucleus_mqtt: bool = False,
         credentials: RunCredentials | None = None,
-        role_alias: str = "",
-        device_policy: str = "",
+        role_alias: str | None = None,
+        device_policy: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
-        # the stack's role alias and core-device policy: each device gets a certificate and its credentials
+        # the role alias and core-device policy each device gets a certificate and its credentials for; None: the
+        # stack's, which the device reads from <state_dir>/local.json; "": none (the device uses the run's key)
         self.role_alias = role_alias
         self.device_policy = device_policy
         # the local AWS's run credential, handed to each device (None: this process' environment holds it)
@@ -280,10 +281,8 @@ class DeviceFleet:
             "--parent-pid",
             str(os.getpid()),
             *(["--nucleus-mqtt"] if self.nucleus_mqtt else []),
-            "--role-alias",
-            self.role_alias,
-            "--device-policy",
-            self.device_policy,
+            *(["--role-alias", self.role_alias] if self.role_alias is not None else []),
+            *(["--device-policy", self.device_policy] if self.device_policy is not None else []),
             *(extra_args or []),
         ]
         env = dict(os.environ)

@@ -104,6 +104,7 @@ _PUBLIC_KEYS = re.compile(r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+/\.well-known
 # its certificate, not with SigV4 (IoT developer guide, "Authorizing direct calls to AWS services using AWS IoT Core
 # credential provider"); the stand-in (standins/credentials_provider.py) checks the certificate's proof itself
 _CREDENTIALS_PROVIDER = re.compile(r"^/role-aliases/[\w=,@-]{1,128}/credentials$")
+CERTIFICATE_ROUTE = "loupe.certificate_route"  # environ key: the request passed the gate on its certificate route
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -366,6 +367,9 @@ class Gatekeeper:
             and not environ.get("HTTP_AUTHORIZATION")
             and _CREDENTIALS_PROVIDER.match(environ.get("PATH_INFO", ""))
         ):
+            # answered by the credentials provider stand-in or by nobody: never by moto, which would take an
+            # unsigned GET for S3 (GetObject of bucket "role-aliases")
+            environ[CERTIFICATE_ROUTE] = True
             return None
         if public:
             # AWS ignores IAM credentials on these operations; a signature, if any, proves nothing more here

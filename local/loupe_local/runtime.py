@@ -33,7 +33,9 @@ from loupe_local.iam.principals import (
 )
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.local_auth import (
+    CERTIFICATE_ROUTE,
     Gatekeeper,
+    Refusal,
     RunCredentials,
     access_denied,
     preflight,
@@ -139,6 +141,13 @@ class _Gateway:
                     status, headers, data = error("InternalFailure", f"{standin.name}: {exc}", 500).encode()
                 start_response(f"{status} X", list(headers.items()))
                 return [data]
+        if environ.get(CERTIFICATE_ROUTE):
+            # the gate let it in unsigned for the IoT credentials provider, which is not there
+            status, headers, data = Refusal("NotFound", "no credentials provider at this endpoint", 404).encode(
+                environ, body
+            )
+            start_response(f"{status} X", list(headers.items()))
+            return [data]
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
