@@ -288,6 +288,9 @@ class DeviceFleet:
         env = dict(os.environ)
         if self.credentials is not None:
             env.update(self.credentials.env())
+            # the run's key has no session token: one in this process' environment is a handler's (the invoker puts
+            # a function's role session there while it runs) and must not travel with the run's key
+            env.pop("AWS_SESSION_TOKEN", None)
         if self.mqtt.get("host"):
             env["LOUPE_MQTT_HOST"] = str(self.mqtt["host"])
             env["LOUPE_MQTT_PORT"] = str(self.mqtt["port"])
