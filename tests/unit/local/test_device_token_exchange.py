@@ -155,3 +155,32 @@ def test_the_certificate_proof_binds_the_key_the_request_and_the_thing() -> None
     )
     assert not verify(cert, as_other_thing, signature)  # the same proof for another thing
     assert not verify(cert, message, "bm90IGEgc2lnbmF0dXJl")
+
+
+class CountingProvider:
+    """Stands for the credentials provider: each fetch a new credential lasting ``lifetime`` seconds."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.calls = 0
+
+    def fetch(self, endpoint: str) -> dict[str, Any]:
+        import time
+        from datetime import UTC, datetime
+
+        self.calls += 1
+        expires = datetime.fromtimestamp(time.time() + self.lifetime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {**CREDS, "accessKeyId": f"ASIA{self.calls}", "expiration": expires}
+
+
+def test_the_device_fetches_again_only_when_its_credential_is_about_to_expire() -> None:
+    from loupe_local.iot_credentials import CredentialCache
+
+    lasting = CountingProvider(3600)
+    cache = CredentialCache(lasting, "http://127.0.0.1:9")  # type: ignore[arg-type]
+    assert cache.current()["accessKeyId"] == cache.current()["accessKeyId"] == "ASIA1"
+    assert lasting.calls == 1
+    # less than 15 minutes left (botocore's advisory refresh): every use fetches a fresh one before it runs out
+    expiring = CountingProvider(600)
+    cache = CredentialCache(expiring, "http://127.0.0.1:9")  # type: ignore[arg-type]
+    assert [cache.current()["accessKeyId"] for _ in range(2)] == ["ASIA1", "ASIA2"]
