@@ -22,10 +22,29 @@ from pathlib import Path
 from typing import Any
 
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, interpolate, step_of
+from loupe_local.device_tes import COMPONENT as TOKEN_EXCHANGE_SERVICE
+from loupe_local.device_tes import TokenExchangeService
 from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
 
 log = logging.getLogger("loupe_local.device")
 
+# what would give a component credentials other than the token exchange service's (botocore's credential chain)
+_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
 BROKEN_STACK = ["DEPLOYMENT_FAILURE", "COMPONENT_UPDATE_ERROR", "COMPONENT_BROKEN"]
 
 
@@ -56,7 +75,10 @@ class ProcessEnvironment:
     seed_venvs: bool = True
     nucleus_ipc: Callable[[], str | None] = lambda: None  # the nucleus' IPC address while it spools
     nucleus_token: Callable[[str], str | None] = lambda name: None  # the token (per component) its IPC asks for
-    credentials: RunCredentials | None = None  # the local AWS's run credential, handed to the components
+    credentials: RunCredentials | None = None  # the local AWS's run credential (MQTT login; AWS calls without TES)
+    # the device's token exchange service, once it has one (a device with an IoT identity): then components get AWS
+    # credentials only from it, and only when their recipe depends on aws.greengrass.TokenExchangeService
+    token_exchange: Callable[[], TokenExchangeService | None] = lambda: None
 
 
 class LifecycleRunner:
@@ -108,8 +130,18 @@ class LifecycleRunner:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.pe.credentials is not None:
-            # what the token exchange service gives a real component: credentials the (local) AWS accepts
+        tes = self.pe.token_exchange()
+        if tes is not None:
+            # Greengrass: a component has AWS credentials only through the token exchange service, and only when it
+            # depends on it (Greengrass developer guide, "Interact with AWS services"): nothing of the device's own
+            # environment (the run's key it was started with) reaches the component
+            for key in _CREDENTIAL_VARIABLES:
+                env.pop(key, None)
+            if TOKEN_EXCHANGE_SERVICE in comp.dependencies:
+                env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = tes.url
+                env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = tes.token_for(comp.name)
+        elif self.pe.credentials is not None:
+            # a device without an IoT identity (a stack without a role alias): the run's credential, as before
             env.update(self.pe.credentials.env())
         if self.pe.mqtt_host:
             env["LOUPE_MQTT_HOST"] = self.pe.mqtt_host

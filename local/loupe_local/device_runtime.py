@@ -28,6 +28,7 @@ from loupe_local.device_control import ControlPlane
 from loupe_local.device_lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
 from loupe_local.device_recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
 from loupe_local.device_resolver import ComponentResolver, components_from, dependency_order
+from loupe_local.device_tes import TokenExchangeService
 from loupe_local.ipc_auth import IpcPolicies, interpolates
 from loupe_local.local_auth import RunCredentials
 
@@ -78,8 +79,10 @@ class Device:
                 nucleus_ipc=lambda: self.mqtt.address if self.mqtt is not None else None,
                 nucleus_token=lambda name: self.mqtt.token_for(name) if self.mqtt is not None else None,
                 credentials=options.credentials or RunCredentials.from_env(),
+                token_exchange=lambda: self.tes,
             ),
         )
+        self.tes: TokenExchangeService | None = None  # started once the control plane gave the device credentials
         self.running = self.lifecycle.running  # component name -> its process and lifecycle state
         self.current: dict[str, Any] = self._load_current()
         self.deployment: dict[str, Any] = {}
@@ -183,6 +186,7 @@ class Device:
     def run(self) -> None:
         self.reap_stale()
         self.control.register(self.o.thing, self.o.thing_group)
+        self._start_token_exchange()
         self._start_nucleus_mqtt()
         if self.current.get("components"):
             log.info("restarting the last deployed components")
@@ -212,7 +216,18 @@ class Device:
             self.lifecycle.stop(name)
         if self.mqtt is not None:
             self.mqtt.stop()  # the nucleus goes down: a memory spool's messages with it
+        if self.tes is not None:
+            self.tes.stop()
         self.write_status()
+
+    # ------------------------------------------------------------------ the token exchange service
+    def _start_token_exchange(self) -> None:
+        """Serve components the device's credentials (``device_tes``) when its control plane got it some from the
+        IoT credentials provider (``LocalControlPlane.token_credentials``; a test's control plane has none)."""
+        cache = getattr(self.control, "token_credentials", None)
+        if cache is not None and self.tes is None:
+            self.tes = TokenExchangeService(cache.current).start()
+            log.info("token exchange service on %s", self.tes.url)
 
     # ------------------------------------------------------------------ the nucleus' MQTT connection and spooler
     def _start_nucleus_mqtt(self) -> None:

@@ -39,6 +39,20 @@ def device_name_prefix(parameters: dict[str, Any]) -> str:
     return str(parameters.get("CoreDeviceThingNamePrefix") or "loupe-device-").rstrip("-") or "loupe-device"
 
 
+def device_identity(resources: dict[str, Any]) -> tuple[str, str]:
+    """(role alias, core-device IoT policy) of the stack: what a device's certificate is attached to and the
+    credentials it asks for (template.yaml GreengrassTokenExchangeRoleAlias, EdgeDevicePolicy); "" where the stack
+    has none. ``resources``: local.json's (``{"physical": ...}``) or the runtime's (``Provisioned``)."""
+
+    def physical(logical_id: str) -> str:
+        res = resources.get(logical_id)
+        if res is None or getattr(res, "skipped", False):
+            return ""
+        return str(res.get("physical") or "") if isinstance(res, dict) else str(res.ref or "")
+
+    return physical("GreengrassTokenExchangeRoleAlias"), physical("EdgeDevicePolicy")
+
+
 def device_root(state_dir: Path, thing: str) -> Path:
     return Path(state_dir) / "devices" / thing
 
@@ -70,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="components publish through this device's MQTT connection and spooler (LOUPE_TRANSPORT=nucleus)",
     )
     p.add_argument("--nucleus-version", default="2.12.6", help="the nucleus version this device was installed with")
+    p.add_argument(
+        "--role-alias",
+        help="the IoT role alias whose credentials the device gets (default: the stack's, from local.json)",
+    )
+    p.add_argument("--device-policy", help="the IoT policy for the device's certificate (default: the stack's)")
     return p.parse_args(argv)
 
 
@@ -84,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     state_dir = Path(args.state_dir) if args.state_dir else state_mod.state_dir()
     info: dict[str, Any] = {}
-    if not (args.endpoint and args.thing_group):
+    needs_state = not (args.endpoint and args.thing_group and args.role_alias is not None)
+    if needs_state and (state_dir / "local.json").is_file():
         info = json.loads((state_dir / "local.json").read_text())
+    stack_alias, stack_policy = device_identity(info.get("resources") or {})
+    role_alias = stack_alias if args.role_alias is None else args.role_alias
+    device_policy = stack_policy if args.device_policy is None else args.device_policy
     endpoint = args.endpoint or info["endpoint"]
     group = args.thing_group or fleet_thing_group(info.get("parameters") or {})
     mqtt = info.get("mqtt") or {}
@@ -118,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         nucleus_version=args.nucleus_version,
         credentials=credentials,
     )
-    device = Device(options, LocalControlPlane(options.endpoint, options.region, credentials))
+    control = LocalControlPlane(options.endpoint, options.region, credentials, role_alias, device_policy, root)
+    device = Device(options, control)
     signal.signal(signal.SIGTERM, lambda *_: device.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: device.stop_event.set())
     log.info("core device %s up (root %s, group %s, endpoint %s)", args.thing, root, group, endpoint)
@@ -144,8 +168,14 @@ class DeviceFleet:
         prefix: str = "loupe-device",
         nucleus_mqtt: bool = False,
         credentials: RunCredentials | None = None,
+        role_alias: str | None = None,
+        device_policy: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        # the role alias and core-device policy each device gets a certificate and its credentials for; None: the
+        # stack's, which the device reads from <state_dir>/local.json; "": none (the device uses the run's key)
+        self.role_alias = role_alias
+        self.device_policy = device_policy
         # the local AWS's run credential, handed to each device (None: this process' environment holds it)
         self.credentials = credentials or RunCredentials.from_env()
         self.endpoint = endpoint
@@ -169,7 +199,12 @@ class DeviceFleet:
             fleet_thing_group(runtime.parameter_values),
             runtime.region,
             runtime.mqtt,
-            **{"credentials": runtime.credentials, "prefix": device_name_prefix(runtime.parameter_values), **kwargs},
+            **{
+                "credentials": runtime.credentials,
+                "prefix": device_name_prefix(runtime.parameter_values),
+                **dict(zip(("role_alias", "device_policy"), device_identity(runtime.resources), strict=True)),
+                **kwargs,
+            },
         )
 
     @classmethod
@@ -183,6 +218,9 @@ class DeviceFleet:
             **{
                 "credentials": RunCredentials.from_state(state),
                 "prefix": device_name_prefix(state.get("parameters") or {}),
+                **dict(
+                    zip(("role_alias", "device_policy"), device_identity(state.get("resources") or {}), strict=True)
+                ),
                 **kwargs,
             },
         )
@@ -244,11 +282,16 @@ class DeviceFleet:
             "--parent-pid",
             str(os.getpid()),
             *(["--nucleus-mqtt"] if self.nucleus_mqtt else []),
+            *(["--role-alias", self.role_alias] if self.role_alias is not None else []),
+            *(["--device-policy", self.device_policy] if self.device_policy is not None else []),
             *(extra_args or []),
         ]
         env = dict(os.environ)
         if self.credentials is not None:
             env.update(self.credentials.env())
+            # the run's key has no session token: one in this process' environment is a handler's (the invoker puts
+            # a function's role session there while it runs) and must not travel with the run's key
+            env.pop("AWS_SESSION_TOKEN", None)
         if self.mqtt.get("host"):
             env["LOUPE_MQTT_HOST"] = str(self.mqtt["host"])
             env["LOUPE_MQTT_PORT"] = str(self.mqtt["port"])

@@ -22,12 +22,14 @@ role sessions, minted from moto's STS (``loupe_local.iam.principals``): the gate
 with its own session token (``X-Amz-Security-Token``) and until it expires (``ExpiredToken``), and hands the session
 to the gateway's IAM check (``loupe_local.iam.audit``).
 
-One exception to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
+Exceptions to the signature: a user pool's public keys (``GET /<pool id>/.well-known/jwks.json`` and
 ``openid-configuration``), which Cognito serves to anyone, unsigned ("Verifying a JSON Web Token", Cognito
 Developer Guide: the JWKS URI is public); the local HTTP API's JWT authorizer reads them there. And the user pool
 sign-in operations, which AWS answers unsigned ("you can't use IAM credentials to authorize requests" to
 InitiateAuth and RespondToAuthChallenge, Cognito API Reference; botocore sends them without a signature): a
-person proves who they are with their password there, not with the run's key. The Host check still applies to both.
+person proves who they are with their password there, not with the run's key. And the IoT credentials provider's
+``GET /role-aliases/<alias>/credentials``, where a device proves its certificate instead (the stand-in checks it,
+``standins/credentials_provider.py``). The Host check still applies to all of them.
 
 The user pool operations that AWS authorizes without IAM credentials are also the only ones a web page may call:
 the console's sign-in page calls them from the browser, as it does against Cognito in AWS. They are the operations
@@ -98,6 +100,11 @@ PUBLIC_USER_POOL_TARGETS = frozenset(_COGNITO_TARGET_PREFIX + name for name in _
 _PREFLIGHT_HEADERS = frozenset({"content-type", "x-amz-target", "x-amz-user-agent", "cache-control"})
 # a user pool's public keys: served unsigned, as Cognito serves them
 _PUBLIC_KEYS = re.compile(r"^/[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+/\.well-known/(jwks\.json|openid-configuration)$")
+# the IoT credentials provider's route (``GET /role-aliases/<alias>/credentials``): a device authenticates there with
+# its certificate, not with SigV4 (IoT developer guide, "Authorizing direct calls to AWS services using AWS IoT Core
+# credential provider"); the stand-in (standins/credentials_provider.py) checks the certificate's proof itself
+_CREDENTIALS_PROVIDER = re.compile(r"^/role-aliases/[\w=,@-]{1,128}/credentials$")
+CERTIFICATE_ROUTE = "loupe.certificate_route"  # environ key: the request passed the gate on its certificate route
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -354,6 +361,15 @@ class Gatekeeper:
         if host.lower() not in self.hosts:
             return Refusal("AccessDenied", f"Host {host!r} is not this local AWS (use 127.0.0.1:{self.port})")
         if environ.get("REQUEST_METHOD") == "GET" and _PUBLIC_KEYS.match(environ.get("PATH_INFO", "")):
+            return None
+        if (
+            environ.get("REQUEST_METHOD") == "GET"
+            and not environ.get("HTTP_AUTHORIZATION")
+            and _CREDENTIALS_PROVIDER.match(environ.get("PATH_INFO", ""))
+        ):
+            # answered by the credentials provider stand-in or by nobody: never by moto, which would take an
+            # unsigned GET for S3 (GetObject of bucket "role-aliases")
+            environ[CERTIFICATE_ROUTE] = True
             return None
         if public:
             # AWS ignores IAM credentials on these operations; a signature, if any, proves nothing more here

@@ -98,6 +98,20 @@ def iot_policy(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> P
     return Provisioned(logical_id, "AWS::IoT::Policy", name, {"Arn": out["policyArn"], "Id": name})
 
 
+def role_alias(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
+    """A role alias in moto's IoT, which the local credentials provider (``standins/credentials_provider.py``)
+    reads: the role it names and ``CredentialDurationSeconds`` (900-43200, default 3600: IoT API Reference,
+    CreateRoleAlias). Ref is the alias name, ``RoleAliasArn`` its ARN (CloudFormation, AWS::IoT::RoleAlias)."""
+    name = props.get("RoleAlias") or ctx.physical_name(logical_id, 128, lower=False)
+    duration = int(props.get("CredentialDurationSeconds", 3600))
+    if not 900 <= duration <= 43200:
+        raise TemplateError(f"{logical_id}: CredentialDurationSeconds {duration} is outside 900-43200")
+    out = ctx.client("iot").create_role_alias(
+        roleAlias=name, roleArn=str(props["RoleArn"]), credentialDurationSeconds=duration
+    )
+    return Provisioned(logical_id, "AWS::IoT::RoleAlias", name, {"RoleAliasArn": out["roleAliasArn"]})
+
+
 def topic_rule(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Provisioned:
     name = props.get("RuleName") or re.sub(r"[^A-Za-z0-9_]", "_", ctx.physical_name(logical_id, 128, lower=False))
     payload = props["TopicRulePayload"]
@@ -159,6 +173,7 @@ CREATORS: dict[str, Callable[[CreatorContext, str, dict[str, Any]], Provisioned]
     "AWS::IoT::ThingGroup": thing_group,
     "AWS::IoT::TopicRule": topic_rule,
     "AWS::IoT::Policy": iot_policy,
+    "AWS::IoT::RoleAlias": role_alias,
     "AWS::CloudWatch::Alarm": alarm,
     "AWS::CloudWatch::Dashboard": dashboard,
 }

@@ -28,7 +28,6 @@ log = logging.getLogger("loupe_local.provision")
 # Types with nothing to create locally, and why.
 SKIPPED_TYPES = {
     "AWS::SNS::Subscription": "no e-mail delivery locally",
-    "AWS::IoT::RoleAlias": "no credential provider locally",
 }
 
 

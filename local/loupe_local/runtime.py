@@ -34,7 +34,9 @@ from loupe_local.iam.principals import (
 from loupe_local.iam.resource_policies import ServiceDelivery
 from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.local_auth import (
+    CERTIFICATE_ROUTE,
     Gatekeeper,
+    Refusal,
     RunCredentials,
     access_denied,
     preflight,
@@ -144,6 +146,13 @@ class _Gateway:
                     status, headers, data = error("InternalFailure", f"{standin.name}: {exc}", 500).encode()
                 start_response(f"{status} X", list(headers.items()))
                 return [data]
+        if environ.get(CERTIFICATE_ROUTE):
+            # the gate let it in unsigned for the IoT credentials provider, which is not there
+            status, headers, data = Refusal("NotFound", "no credentials provider at this endpoint", 404).encode(
+                environ, body
+            )
+            start_response(f"{status} X", list(headers.items()))
+            return [data]
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
@@ -488,6 +497,11 @@ class LocalRuntime:
             return None
         decision = auditor.authorize(session, service, operation, params)
         return decision.message if decision.denied is not None and auditor.mode == "enforce" else None
+
+    def register_session(self, session: RoleSession) -> None:
+        """Accept ``session`` at the gateway (a session the IoT credentials provider stand-in minted for a device);
+        with IAM checked its calls are evaluated against its role's policies and recorded."""
+        self.sessions.add(session)
 
     def role_environment(self, role_arn: str) -> dict[str, str] | None:
         """The credential variables of a process running as ``role_arn`` (None while IAM is off or no session)."""

@@ -173,7 +173,11 @@ class Auditor:
                 ],
                 None,
             )
-        context = {**base_context(session.arn, session.account, self.region), "aws:userid": session.session_name}
+        context = {
+            **base_context(session.arn, session.account, self.region),
+            "aws:userid": session.session_name,
+            **session.context,
+        }
         try:
             auths = resolve(
                 service,

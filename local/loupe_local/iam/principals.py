@@ -44,6 +44,10 @@ class RoleSession:
     secret_access_key: str
     session_token: str
     expiration: float  # epoch seconds
+    # request context keys the issuer adds to every call of the session: the IoT credentials provider's
+    # credentials-iot:ThingName, ThingTypeName, AwsCertificateId (IoT developer guide, "Authorizing direct calls to
+    # AWS services using AWS IoT Core credential provider"); none for the services' own sessions
+    context: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def account(self) -> str:
@@ -125,8 +129,15 @@ def trusts(trust_policy: Mapping[str, Any], role_arn: str, service_principal: st
     return evaluate([policy], Request("sts:AssumeRole", role_arn, context)).allowed
 
 
-def mint(sts: Any, role_arn: str, session_name: str, duration: int = SESSION_SECONDS) -> RoleSession:
-    """A session of ``role_arn`` from (moto's) STS ``AssumeRole``, called with the run's administrator key."""
+def mint(
+    sts: Any,
+    role_arn: str,
+    session_name: str,
+    duration: int = SESSION_SECONDS,
+    context: Mapping[str, str] | None = None,
+) -> RoleSession:
+    """A session of ``role_arn`` from (moto's) STS ``AssumeRole``, called with the run's administrator key;
+    ``context``: the request context keys its calls carry (see :attr:`RoleSession.context`)."""
     out = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=duration)
     creds = out["Credentials"]
     expiration = creds["Expiration"]
@@ -139,6 +150,7 @@ def mint(sts: Any, role_arn: str, session_name: str, duration: int = SESSION_SEC
         secret_access_key=creds["SecretAccessKey"],
         session_token=creds["SessionToken"],
         expiration=expires,
+        context=dict(context or {}),
     )
 
 

@@ -16,6 +16,7 @@ STANDINS: list[str] = [
     "loupe_local.standins.httpapi:HttpApis",
     "loupe_local.standins.cognito:CognitoFlows",
     "loupe_local.standins.cloudformation:CustomResourceResponses",
+    "loupe_local.standins.credentials_provider:CredentialsProvider",
 ]
 
 

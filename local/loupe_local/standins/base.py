@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
+    from loupe_local.iam.principals import RoleSession
     from loupe_local.provisioned import Provisioned
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -142,6 +143,11 @@ class StandInHost(Protocol):
         self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
     ) -> None:
         """Put an event on the default bus, as an AWS service would."""
+        ...
+
+    def register_session(self, session: RoleSession) -> None:
+        """Let the gatekeeper accept a role session a stand-in issued (the IoT credentials provider's); its calls
+        are checked against the role's policies like every role session's."""
         ...
 
 

@@ -91,6 +91,7 @@ def test_model_n_plus_1_installs_against_its_own_digest_and_the_nucleus_lets_res
         settle_seconds=1.5,
         ack_seconds=8.0,
         nucleus_mqtt=True,  # components publish through the nucleus' IPC, which authorizes each publish
+        credentials=rt.credentials,  # the run's key, not whatever a running handler left in os.environ
     )
     root = device_root(rt.state_dir, thing)
     results = Results(rt.mqtt["host"], int(rt.mqtt["port"]), thing)

@@ -122,6 +122,7 @@ def test_results_spooled_while_offline_and_a_nucleus_restart(
         settle_seconds=1.5,
         ack_seconds=8.0,
         nucleus_mqtt=True,
+        credentials=rt.credentials,  # the run's key, not whatever a running handler left in os.environ
     )
     thing = f"loupe-device-offline-{storage.lower()}-{tag}"
     root = device_root(rt.state_dir, thing)

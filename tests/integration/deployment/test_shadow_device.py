@@ -63,6 +63,7 @@ def test_a_deployment_with_a_shadow_block_makes_the_devices_health_carry_the_can
         settle_seconds=1.5,
         ack_seconds=8.0,
         nucleus_mqtt=True,
+        credentials=rt.credentials,  # the run's key, not whatever a running handler left in os.environ
     )
     # this device's own setting (a local overlay, as a factory sets a device's frame folder): health every second
     overlay = tmp_path / "overlay.json"
