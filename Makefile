@@ -50,7 +50,7 @@ $(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_
 	@$(BIN)/pip install -q -e ".[local,train,edge,dev]" -c $(VENV)/lock-constraints.txt
 	@touch $@
 
-lint: setup ## ruff lint + format check, mypy on the loupe package
+lint: setup ## ruff lint + format check, mypy on every package (loupe, loupe_local, loupe_edge, loupe_training)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

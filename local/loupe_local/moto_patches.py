@@ -227,7 +227,7 @@ def apply() -> None:
         if others:  # moto raises NotImplementedError on target types it does not know: hand it only its own
             proxy = copy.copy(self)
             proxy.targets = others
-            original_send(proxy, original_event, transform_input)
+            original_send(proxy, original_event, transform_input)  # type: ignore[arg-type]  # moto's own event dict
         if _event_target_handler is None or not self.event_pattern.matches_event(original_event):
             return
         for target in ours:
@@ -495,7 +495,8 @@ def resource_policy(arn: str) -> dict[str, Any] | None:
 
             bucket = rest.split("/", 1)[0]
             owner = s3_backends.bucket_accounts.get(bucket)
-            text = s3_backends[owner]["aws"].get_bucket_policy(bucket) if owner else None
+            backends: Any = s3_backends  # indexed by account, then partition
+            text = backends[owner]["aws"].get_bucket_policy(bucket) if owner else None
     except Exception:  # no such resource, or no policy (moto raises for a function without one)
         return None
     if not text:
