@@ -147,8 +147,10 @@ def upload_and_label(rt: Any, thing: str, version: str, boxes: list[list[float]]
 
 
 def test_a_held_canary_is_promoted_once_labels_explain_its_ng_shift(
-    rt: Any, fleet: list[str], notify_queue: str
+    rt: Any, fleet: list[str], notify_queue: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from loupe_local import cli
+
     sm, group = rt.client("sagemaker"), rt.physical("FleetThingGroup")
     tag = uuid.uuid4().hex[:6]
     canary_of(rt, tag, hold_timeout=240)
@@ -160,6 +162,9 @@ def test_a_held_canary_is_promoted_once_labels_explain_its_ng_shift(
         assert any(r.startswith("ng_rate 1.0000 vs 0.0000: higher beyond margin") for r in item["hold"]["reasons"])
         notes = wait_for(lambda: held_notes(rt, notify_queue, seen, f"finds-{tag}") or None, 60, "the hold's note")
         assert "loupe canary promote" in notes[0]["Message"] and "labeling app" in notes[0]["Message"]
+        assert cli.main(["canary", "status", "--state", str(rt.write_state())]) == 0  # what a person sees
+        shown = capsys.readouterr().out
+        assert shown.startswith("HELD since ") and "challenger labeled precision: - (0/0 boxes" in shown, shown
         (cohort,) = item["cohort"]
         (rest,) = [t for t in fleet if t != cohort]
         # people label: the challenger's box right on each of its frames; the champion's on two of its three
