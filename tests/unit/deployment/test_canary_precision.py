@@ -260,8 +260,10 @@ def test_a_held_canary_notifies_once_keeps_deciding_and_rolls_back_at_its_timeou
     store.set_canary_override("fleet", "promote", "ana", "labeled them on paper")
     assert (store.canary("fleet") or {})["override"]["verdict"] == "promote"
     # the window check in a hold: done at once; a person's verdict ends it
+    store.add_model_window("m2", "dev-a", "t9", {"frames": 50, "uncertain": 50, "ng": 0})  # served meanwhile
     checked = canary.window(aws, {**state, "canary": again}, now=2310.0)["canary"]
     assert checked["done"] and checked["ended"] == "by hand: promote by ana"
+    assert checked["window"] == again["window"]  # the window closed when it ended: the hold waits for labels only
     # at the timeout: rolled back, the safe default, with that reason first
     late = canary.verdict(aws, {**state, "canary": again}, now=2600.0)["canary"]
     assert late["verdict"]["verdict"] == "rollback" and late["verdict"]["statistical_verdict"] == "hold"

@@ -24,7 +24,8 @@ Verdict: :func:`loupe.deployment.canary_stats.decide`, over the window's counter
 both models (:mod:`loupe.deployment.canary_labels`), with the stack's margins (``CanaryUncertainMargin``,
 ``CanaryNgMargin``, ``CanaryPrecisionMargin``, ``CanaryMinLabeledFrames``). ``hold`` (the NG rate moved and too few
 labels say whether for the better) keeps the run waiting, in Wait states, with the rollout lock: one notification
-says so with the numbers and what a person can do; each check re-reads the counters and labels and decides again,
+says so with the numbers and what a person can do; each check re-reads the labels and decides again on the closed
+window,
 until enough labels decide, a person does (``loupe canary promote|rollback``), the package leaves Approved, or
 ``CanaryHoldTimeoutSeconds`` pass: then the cohort is rolled back, the safe side, with that reason.
 ``promote`` revises the fleet's deployment with the
@@ -212,15 +213,20 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
 
 def window(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The window so far; ``done`` once the cohort served the window's frames, at the timeout, when the package is
-    no longer Approved, or when a person gave a verdict. Keeps the group's rollout lock meanwhile."""
+    no longer Approved, or when a person gave a verdict. Keeps the group's rollout lock meanwhile. In a hold the
+    window is closed: its counts stay those it ended with (the hold waits for labels of those frames' models, not
+    for more frames, and a verdict re-read every few seconds on growing counts would test again and again until a
+    noisy guard fired); the check keeps the lock and looks for a person's verdict or a rejection."""
     now = time.time() if now is None else now
     canary = dict(state["canary"])
     group, run_id = state["thing_group"], state.get("run_id") or "manual"
     canary.setdefault("window_started", now)
     deadline = float(canary["window_started"]) + int(canary["window_timeout_seconds"])
     aws.store.acquire_lock(group, run_id, int(canary["window_timeout_seconds"]) + 2 * int(state["timeout_seconds"]))
-    challenger, champion = _counts(aws, canary)
-    canary["window"] = {"challenger": challenger, "champion": champion, "checked": utc_now()}
+    if not (canary.get("hold") and canary.get("window")):
+        challenger, champion = _counts(aws, canary)
+        canary["window"] = {"challenger": challenger, "champion": champion, "checked": utc_now()}
+    challenger = canary["window"]["challenger"]
     item = aws.store.canary(group) or {}
     override = item.get("override") if item.get("run_id") == run_id else None
     status = describe_package(aws.sagemaker, state["package"]["arn"]).status
@@ -230,7 +236,7 @@ def window(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> 
         canary["override"] = {k: str(v) for k, v in dict(override).items()}
     elif status != "Approved":
         ended = f"the package is now {status}"
-    elif canary.get("hold"):  # the window ended before the hold: each check now re-decides on fresh numbers
+    elif canary.get("hold"):  # the window ended before the hold: each check re-decides on the labels since
         ended = str(canary.get("ended") or "held")
     elif challenger["frames"] >= int(canary["window_frames"]):
         ended = f"the cohort served {challenger['frames']} frames (window {canary['window_frames']})"
