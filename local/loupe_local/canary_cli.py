@@ -42,9 +42,33 @@ def _store(args: argparse.Namespace) -> tuple[DeploymentsStore, str]:
     return DeploymentsStore(table), group
 
 
+def held_summary(item: dict[str, Any]) -> list[str]:
+    """A held canary in words: why, each model's labeled precision, until when, what a person can do; [] when the
+    canary is not held."""
+    hold = item.get("hold") or {}
+    if item.get("status") != "RUNNING" or not hold:
+        return []
+    lines = [f"HELD since {hold.get('since')} until {hold.get('until')} (then rolled back, the safe default)"]
+    lines += [f"  why: {reason}" for reason in hold.get("reasons") or []]
+    for who, key in (("challenger", "canary"), ("champion", "champion")):
+        lab = (hold.get("labels") or {}).get(key) or {}
+        precision = lab.get("precision")
+        lines.append(
+            f"  {who} labeled precision: {'-' if precision is None else precision} ({lab.get('true_positives', 0)}/"
+            f"{lab.get('predicted', 0)} boxes on {lab.get('frames', 0)} labeled frames; NG calls correct"
+            f" {lab.get('ng_correct', 0)}/{lab.get('ng_calls', 0)})"
+        )
+    lines.append(
+        "  label the canary's frames in the labeling app, or decide: loupe canary promote|rollback --reason ..."
+    )
+    return lines
+
+
 def _status(args: argparse.Namespace) -> int:
     store, group = _store(args)
     item: dict[str, Any] = store.canary(group) or {}
+    for line in held_summary(item):
+        print(line)
     print(json.dumps(item, default=str, indent=2) if item else f"no canary has run on thing group {group}")
     return 0
 

@@ -71,8 +71,37 @@ function renderFrames(frames) {
   root.replaceChildren(...(sections.length ? sections : [Loupe.el("p", { class: "muted" }, "No device has sent an uncertain frame yet.")]));
 }
 
+function renderCanary(canary) {
+  const section = document.getElementById("canary");
+  section.hidden = !canary;
+  if (!canary) return;
+  const hold = canary.hold;
+  const lines = [
+    Loupe.el("p", { "data-canary-status": hold ? "HELD" : canary.status },
+      `model ${text(canary.challenger_version)} on ${(canary.cohort || []).join(", ") || "–"} beside model ${text(canary.champion_version)}: `,
+      Loupe.el("span", { class: `badge ${hold ? "HELD" : canary.status}` }, hold ? "HELD" : text(canary.status)),
+      hold ? ` since ${text(hold.since)}, rolled back at ${text(hold.until)} unless decided` : ""),
+  ];
+  if (hold) {
+    lines.push(Loupe.el("ul", {}, ...(hold.reasons || []).map((r) => Loupe.el("li", { class: "muted" }, r))));
+    const row = (who, lab) =>
+      Loupe.el("tr", { "data-labels": who },
+        Loupe.el("td", {}, who),
+        Loupe.el("td", {}, text(lab.frames)),
+        Loupe.el("td", {}, `${text(lab.true_positives)}/${text(lab.predicted)}`),
+        Loupe.el("td", { "data-precision": lab.precision ?? "" }, lab.precision == null ? "–" : Number(lab.precision).toFixed(3)),
+        Loupe.el("td", {}, `${text(lab.ng_correct)}/${text(lab.ng_calls)}`));
+    const labels = hold.labels || {};
+    lines.push(Loupe.el("table", {},
+      Loupe.el("thead", {}, Loupe.el("tr", {}, ...["model", "labeled frames", "boxes right", "precision", "NG calls correct"].map((h) => Loupe.el("th", {}, h)))),
+      Loupe.el("tbody", {}, row("challenger", labels.canary || {}), row("champion", labels.champion || {}))));
+  }
+  document.getElementById("canary-state").replaceChildren(...lines);
+}
+
 async function refresh() {
   const data = await Loupe.api("GET", "/fleet");
+  renderCanary(data.canary);
   fill(
     "devices",
     data.devices.map((d) =>

@@ -13,6 +13,7 @@ use; the ledger key stays the SHA-256 of the uploaded bytes, so the same upload 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import warnings
@@ -282,8 +283,52 @@ def origin_from_metadata(key: str, metadata: dict[str, str]) -> dict[str, Any]:
             origin["confidence_raw"] = confidence[:64]
     if "reason" in meta:
         origin["reason"] = meta["reason"][:256]
+    if "boxes" in meta:
+        try:
+            origin["boxes"] = predicted_boxes(meta["boxes"])
+        except ValueError as exc:  # the frame is still a good frame: only its predictions are not kept
+            origin["boxes_note"] = f"boxes not kept: {exc}"[:256]
     origin.update(_capture(meta, origin))
     return origin
+
+
+# The device's boxes fit in S3's 2 KB of user metadata (loupe_edge.app.BOXES_METADATA_BYTES, 1500 bytes); a value
+# longer than S3 allows cannot be one a device wrote.
+MAX_BOXES_TEXT = 2048
+MAX_BOXES = 100
+
+
+def predicted_boxes(text: str) -> str:
+    """The device's predicted boxes (S3 metadata ``boxes``: ``[[class_id, confidence, x1, y1, x2, y2], ...]`` in the
+    frame's pixels, :func:`loupe_edge.app.boxes_metadata`) as canonical compact JSON, for the ledger (a string:
+    DynamoDB takes no floats). ValueError, with the rule broken, for anything else: not JSON, not a list of rows of
+    six finite numbers, a class that is not a non-negative integer, a confidence outside [0, 1], a box with a
+    negative corner, corners out of order or a side over :data:`MAX_SIDE`, more than :data:`MAX_BOXES` boxes."""
+    if len(text) > MAX_BOXES_TEXT:
+        raise ValueError(f"{len(text)} characters (at most {MAX_BOXES_TEXT})")
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if not isinstance(rows, list):
+        raise ValueError("not a list of boxes")
+    if len(rows) > MAX_BOXES:
+        raise ValueError(f"{len(rows)} boxes (at most {MAX_BOXES})")
+    out: list[list[float | int]] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 6:
+            raise ValueError(f"box {i} is not [class_id, confidence, x1, y1, x2, y2]")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in row):
+            raise ValueError(f"box {i} holds a value that is not a finite number")
+        class_id, confidence, x1, y1, x2, y2 = row
+        if class_id != int(class_id) or class_id < 0:
+            raise ValueError(f"box {i}: class {class_id!r} is not a non-negative integer")
+        if not 0 <= confidence <= 1:
+            raise ValueError(f"box {i}: confidence {confidence!r} outside [0, 1]")
+        if min(x1, y1) < 0 or x2 < x1 or y2 < y1 or max(x2, y2) > MAX_SIDE:
+            raise ValueError(f"box {i}: corners {[x1, y1, x2, y2]} not 0 <= x1 <= x2, 0 <= y1 <= y2 <= {MAX_SIDE}")
+        out.append([int(class_id), float(confidence), float(x1), float(y1), float(x2), float(y2)])
+    return json.dumps(out, separators=(",", ":"))
 
 
 class BadCapture(OriginMismatch):

@@ -226,6 +226,33 @@ class Ledger:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def labeled_feedback(self, since: str, model_versions: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Edge-feedback entries labeled since ``since`` (ISO-8601, as ``updated_at`` is written) whose frames were
+        recorded since then too and ran one of ``model_versions`` (``origin.model_version``): one Query of the
+        status index on (labeled, updated_at >= since), page by page; the rest is a filter on the pages read."""
+        versions = sorted({str(v) for v in model_versions if v})
+        if not versions:
+            return
+        names = {"#s": "status", "#u": "updated_at", "#o": "origin", "#k": "kind", "#m": "model_version"}
+        values: dict[str, Any] = {":since": since, ":fb": "edge_feedback"}
+        for i, version in enumerate(versions):
+            values[f":v{i}"] = version
+        listed = ", ".join(f":v{i}" for i in range(len(versions)))
+        kwargs: dict[str, Any] = {
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#s = :labeled AND #u >= :since",
+            "FilterExpression": f"created_at >= :since AND #o.#k = :fb AND #o.#m IN ({listed})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":labeled": LABELED, **values},
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def count(self, status: str, stop_at: int | None = None, ready_at: str | None = None) -> int:
         kwargs: dict[str, Any] = {
             "IndexName": STATUS_INDEX,

@@ -188,9 +188,14 @@ class _Registry:
         }
 
 
+class _NoLabels:
+    def labeled_feedback(self, since: str, model_versions: Any) -> list[dict[str, Any]]:
+        return []
+
+
 class _WindowAws:
     def __init__(self, store: DeploymentsStore, status: str = "Approved") -> None:
-        self.store, self.sagemaker = store, _Registry(status)
+        self.store, self.sagemaker, self.ledger = store, _Registry(status), _NoLabels()
 
 
 ZERO = {"frames": 0, "uncertain": 0, "ng": 0, "errors": 0, "latency_p95_ms": None}

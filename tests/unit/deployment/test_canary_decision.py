@@ -51,11 +51,12 @@ def test_a_canary_within_the_margin_is_promoted() -> None:
     assert v.tests[0].p_value > 0.5
 
 
-def test_the_ng_rate_is_worse_in_both_directions_each_at_half_alpha() -> None:
+def test_the_ng_rate_is_tested_in_both_directions_each_at_half_alpha_and_held_without_labels() -> None:
     champion = CohortCounts(1000, 50, 250)
-    more = decide(CohortCounts(1000, 50, 400), champion)  # 0.40 vs 0.25: scraps good parts
-    fewer = decide(CohortCounts(1000, 50, 100), champion)  # 0.10 vs 0.25: misses defects
-    assert more.verdict == fewer.verdict == "rollback"
+    more = decide(CohortCounts(1000, 50, 400), champion)  # 0.40 vs 0.25: scraps good parts, or finds more defects
+    fewer = decide(CohortCounts(1000, 50, 100), champion)  # 0.10 vs 0.25: misses defects, or scraps fewer parts
+    # counts alone cannot tell which: labels decide (test_canary_precision.py), and without them the canary waits
+    assert more.verdict == fewer.verdict == "hold"
     assert [t.direction for t in more.tests if t.worse] == ["higher"]
     assert [t.direction for t in fewer.tests if t.worse] == ["lower"]
     assert all(t.alpha == 0.025 for t in more.tests if t.metric == "ng_rate")

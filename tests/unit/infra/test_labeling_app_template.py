@@ -61,10 +61,10 @@ def problems(template: dict[str, Any]) -> list[str]:
                 and st.get("Condition")
                 == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["PACKAGE#*", "SHADOW#*"]}}
             )
-            # the Fleet page: the devices' health records and the group's run history, reads only
+            # the Fleet page: the devices' health records, the group's run history and its canary, reads only
             fleet_reads = (
                 "DeploymentsTable" in where
-                and set(actions) <= {"dynamodb:BatchGetItem", "dynamodb:Query"}
+                and set(actions) <= {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
                 and st.get("Condition")
                 == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DEVICE#*", "TARGET#*"]}}
             )

@@ -213,15 +213,29 @@ def recent_frames(
     return {thing: device_frames(s3, raw_bucket, thing) for thing in list(things)[:detailed]}
 
 
+CANARY_FIELDS = ("status", "challenger_version", "champion_version", "cohort", "started", "ended", "hold")
+
+
+def running_canary(store: DeploymentsStore | None, thing_group: str) -> dict[str, Any] | None:
+    """The group's running canary (``TARGET#<group>`` / ``CANARY``): versions, cohort and, when it is held for
+    labels, the hold (why, each model's labeled precision, until when); None when none runs. A person's verdict is
+    given with ``loupe canary``, not here."""
+    item = store.canary(thing_group) if store is not None else None
+    if not item or item.get("status") != "RUNNING":
+        return None
+    return {k: _plain(item[k]) for k in CANARY_FIELDS if k in item}
+
+
 def fleet_view(
     iot: Any, greengrass: Any, s3: Any, store: DeploymentsStore | None, thing_group: str, raw_bucket: str
 ) -> dict[str, Any]:
-    """What ``GET /fleet`` answers: devices, deployment runs and recent frames."""
+    """What ``GET /fleet`` answers: devices, the running canary, deployment runs and recent frames."""
     arn = group_arn(iot, thing_group)
     listed = devices(iot, greengrass, store, thing_group, arn)
     return {
         "thing_group": thing_group,
         "devices": listed,
+        "canary": running_canary(store, thing_group),
         "deployments": deployment_runs(store, thing_group),
         "frames": recent_frames(s3, raw_bucket, [d["thing"] for d in listed]),
     }

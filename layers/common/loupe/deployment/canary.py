@@ -20,7 +20,15 @@ the cohort before the start is its control: a before/after comparison, weaker th
 window ends when the cohort served ``CanaryWindowFrames`` frames, at its timeout, when the package stops being
 Approved (a person rejected it), or when a person gives a verdict (``TARGET#<group>`` / ``CANARY`` ``override``).
 
-Verdict: :func:`loupe.deployment.canary_stats.decide`; ``promote`` revises the fleet's deployment with the
+Verdict: :func:`loupe.deployment.canary_stats.decide`, over the window's counters and the labeled precision of
+both models (:mod:`loupe.deployment.canary_labels`), with the stack's margins (``CanaryUncertainMargin``,
+``CanaryNgMargin``, ``CanaryPrecisionMargin``, ``CanaryMinLabeledFrames``). ``hold`` (the NG rate moved and too few
+labels say whether for the better) keeps the run waiting, in Wait states, with the rollout lock: one notification
+says so with the numbers and what a person can do; each check re-reads the labels and decides again on the closed
+window,
+until enough labels decide, a person does (``loupe canary promote|rollback``), the package leaves Approved, or
+``CanaryHoldTimeoutSeconds`` pass: then the cohort is rolled back, the safe side, with that reason.
+``promote`` revises the fleet's deployment with the
 challenger and brings the cohort back (the verdict and its numbers in the run's record and notification);
 otherwise the cohort's deployment is revised back to the fleet's (champion), the cohort comes back, the package is
 marked (the verdict and numbers in its metadata, its status Rejected) and a notification says why.
@@ -36,7 +44,8 @@ from typing import Any
 
 from loupe import greengrass as gg_mod
 from loupe.aws_errors import error_code
-from loupe.deployment.canary_stats import CohortCounts, Policy, decide
+from loupe.deployment.canary_labels import iso, labeled_precision
+from loupe.deployment.canary_stats import CohortCounts, LabeledCounts, Policy, decide
 from loupe.deployment.clients import AwsClients
 from loupe.deployment.document import poll_interval, start_deployment
 from loupe.deployment.errors import DeploymentError
@@ -173,6 +182,7 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
     window_s = int(state.get("canary_timeout_seconds") or 3600)
     canary = {
         **state["canary"],
+        "started_epoch": time.time() if now is None else now,
         "group": group,
         "cohort": cohort,
         "rest": rest,
@@ -203,15 +213,20 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
 
 def window(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The window so far; ``done`` once the cohort served the window's frames, at the timeout, when the package is
-    no longer Approved, or when a person gave a verdict. Keeps the group's rollout lock meanwhile."""
+    no longer Approved, or when a person gave a verdict. Keeps the group's rollout lock meanwhile. In a hold the
+    window is closed: its counts stay those it ended with (the hold waits for labels of those frames' models, not
+    for more frames, and a verdict re-read every few seconds on growing counts would test again and again until a
+    noisy guard fired); the check keeps the lock and looks for a person's verdict or a rejection."""
     now = time.time() if now is None else now
     canary = dict(state["canary"])
     group, run_id = state["thing_group"], state.get("run_id") or "manual"
     canary.setdefault("window_started", now)
     deadline = float(canary["window_started"]) + int(canary["window_timeout_seconds"])
     aws.store.acquire_lock(group, run_id, int(canary["window_timeout_seconds"]) + 2 * int(state["timeout_seconds"]))
-    challenger, champion = _counts(aws, canary)
-    canary["window"] = {"challenger": challenger, "champion": champion, "checked": utc_now()}
+    if not (canary.get("hold") and canary.get("window")):
+        challenger, champion = _counts(aws, canary)
+        canary["window"] = {"challenger": challenger, "champion": champion, "checked": utc_now()}
+    challenger = canary["window"]["challenger"]
     item = aws.store.canary(group) or {}
     override = item.get("override") if item.get("run_id") == run_id else None
     status = describe_package(aws.sagemaker, state["package"]["arn"]).status
@@ -221,6 +236,8 @@ def window(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> 
         canary["override"] = {k: str(v) for k, v in dict(override).items()}
     elif status != "Approved":
         ended = f"the package is now {status}"
+    elif canary.get("hold"):  # the window ended before the hold: each check re-decides on the labels since
+        ended = str(canary.get("ended") or "held")
     elif challenger["frames"] >= int(canary["window_frames"]):
         ended = f"the cohort served {challenger['frames']} frames (window {canary['window_frames']})"
     elif now >= deadline:
@@ -229,9 +246,34 @@ def window(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> 
     return {"canary": canary}
 
 
-def verdict(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+def policy(state: dict[str, Any], window_frames: int) -> Policy:
+    """The verdict's policy: the stack's margins (the Prepare state's ``canary_*`` values), defaults where absent."""
+    base = Policy()
+
+    def number(key: str, default: float) -> float:
+        value = state.get(key)
+        return default if value in (None, "") else float(value)
+
+    return Policy(
+        min_frames=window_frames,
+        uncertain_margin=number("canary_uncertain_margin", base.uncertain_margin),
+        ng_margin=number("canary_ng_margin", base.ng_margin),
+        precision_margin=number("canary_precision_margin", base.precision_margin),
+        min_labeled=int(number("canary_min_labeled", base.min_labeled)),
+    )
+
+
+def labels(aws: AwsClients, canary: dict[str, Any]) -> tuple[LabeledCounts, LabeledCounts]:
+    """(challenger, champion) labeled counts of the frames their devices sent back since the canary started."""
+    started = float(canary.get("started_epoch") or canary.get("window_started") or 0)
+    got = labeled_precision(aws.ledger, canary, iso(started))
+    return got["challenger"], got["champion"]
+
+
+def verdict(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The window's verdict (:func:`loupe.deployment.canary_stats.decide`), unless a person gave one or the package
-    is no longer Approved."""
+    is no longer Approved; a ``hold`` past ``canary_hold_timeout_seconds`` is a rollback."""
+    now = time.time() if now is None else now
     canary = dict(state["canary"])
     if "window" not in canary:  # the cohort never served the challenger: nothing to compare, back to the champion
         _, why = overall(state.get("outcomes") or {})
@@ -239,8 +281,9 @@ def verdict(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
         canary["verdict"].update({"tests": [], "canary": {}, "champion": {}, "policy": {}})
         return {"canary": canary}
     counts = canary["window"]
-    frames = int(canary["window_frames"])
-    result = decide(CohortCounts(**counts["challenger"]), CohortCounts(**counts["champion"]), Policy(min_frames=frames))
+    rules = policy(state, int(canary["window_frames"]))
+    challenger, champion = CohortCounts(**counts["challenger"]), CohortCounts(**counts["champion"])
+    result = decide(challenger, champion, rules, labels(aws, canary))
     out = result.to_json()
     override = canary.get("override")
     if override:
@@ -248,10 +291,78 @@ def verdict(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
         out["verdict"] = override["verdict"]
         out["reasons"] = [f"{canary['ended']}: {override.get('reason') or 'no reason given'}"] + out["reasons"]
     elif canary["ended"].startswith("the package is now"):
+        out["statistical_verdict"] = out["verdict"]
         out["verdict"] = "rollback"
         out["reasons"] = [canary["ended"]] + out["reasons"]
+    elif out["verdict"] == "hold":
+        canary["hold"] = _hold(aws, state, canary, out, now)
+        if canary["hold"]["timed_out"]:
+            out["statistical_verdict"] = "hold"
+            out["verdict"] = "rollback"
+            out["reasons"] = [
+                f"held {canary['hold']['timeout_seconds']} s (CanaryHoldTimeoutSeconds) without enough labels or a"
+                " person's verdict: rolled back, the safe default"
+            ] + out["reasons"]
     canary["verdict"] = out
     return {"canary": canary}
+
+
+def _hold(
+    aws: AwsClients, state: dict[str, Any], canary: dict[str, Any], result: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """The canary's hold: since when, until when, whether this check sends its one notification (the first), and
+    the numbers in the group's canary item (``loupe canary status``)."""
+    hold = dict(canary.get("hold") or {})
+    first = "since" not in hold
+    timeout = int(state.get("canary_hold_timeout_seconds") or 86400)
+    since = float(hold.get("since", now))
+    hold.update(
+        since=since,
+        timeout_seconds=timeout,
+        deadline=since + timeout,
+        poll_seconds=poll_interval(timeout),
+        timed_out=now >= since + timeout,
+        notify=first and now < since + timeout,
+        checks=int(hold.get("checks") or 0) + 1,
+    )
+    group, run_id = state["thing_group"], state.get("run_id") or "manual"
+    summary = {
+        "since": iso(since),
+        "until": iso(since + timeout),
+        "reasons": list(result.get("reasons") or []),
+        "labels": result.get("labels") or {},
+        "ng": [(result.get("canary") or {}).get("ng"), (result.get("champion") or {}).get("ng")],
+        "frames": [(result.get("canary") or {}).get("frames"), (result.get("champion") or {}).get("frames")],
+    }
+    aws.store.set_canary_hold(group, run_id, summary)
+    if hold["notify"]:
+        version = canary.get("challenger_version", "")
+        hold["subject"] = f"Loupe canary of model {version}: held for labels"[:99]
+        hold["message"] = hold_message(canary, result, summary)
+    return hold
+
+
+def hold_message(canary: dict[str, Any], result: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The hold's notification: why, the numbers, and what a person can do."""
+    lines = [
+        f"The canary of model {canary.get('challenger_version')} (on {', '.join(canary.get('cohort') or [])}) beside"
+        f" model {canary.get('champion_version')} is held: its NG rate differs from the champion's beyond the margin,"
+        " and too few labeled frames say whether it finds more defects or scraps more good parts.",
+    ]
+    lines += [f"  why: {reason}" for reason in summary["reasons"]]
+    for who, key in (("canary", "canary"), ("champion", "champion")):
+        c, lab = result.get(key) or {}, (summary["labels"] or {}).get(key) or {}
+        lines.append(
+            f"  {who}: {c.get('ng')} NG of {c.get('frames')} frames; labeled frames {lab.get('frames', 0)},"
+            f" predicted boxes {lab.get('predicted', 0)}, true positives {lab.get('true_positives', 0)},"
+            f" precision {lab.get('precision')}, NG calls correct {lab.get('ng_correct', 0)}/{lab.get('ng_calls', 0)}"
+        )
+    lines += [
+        f"It re-decides as labels arrive until {summary['until']}; then it is rolled back (the safe default).",
+        "What you can do: label the canary's frames in the labeling app (its uncertain frames are queued there),"
+        " or decide now: loupe canary promote --reason ... | loupe canary rollback --reason ...",
+    ]
+    return "\n".join(lines)
 
 
 def promote(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +460,12 @@ def verdict_metadata(result: dict[str, Any]) -> dict[str, str]:
         "errors": [challenger.get("errors", 0), champion.get("errors", 0)],
         "p95_ms": [challenger.get("latency_p95_ms"), champion.get("latency_p95_ms")],
     }
+    marks = result.get("labels") or {}
+    if marks:  # labeled precision: true positives / predicted boxes, on labeled frames
+        numbers["precision"] = [
+            f"{m.get('true_positives', 0)}/{m.get('predicted', 0)}@{m.get('frames', 0)}"
+            for m in (marks.get("canary") or {}, marks.get("champion") or {})
+        ]
     return {
         "canary_verdict": str(result.get("verdict", "")),
         "canary_reason": _short("; ".join(result.get("reasons") or []) or "not worse beyond the margins"),

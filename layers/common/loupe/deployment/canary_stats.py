@@ -26,6 +26,31 @@ divides every count before testing; 1.0 assumes independence, a value near the n
 The two cohorts are different devices (different cameras, lines), so a difference may be the device's, not the
 model's; a cohort chosen at random (by a hash of the thing name) keeps that from being systematic, not from
 happening. Counters are summed over health windows, and a device that restarts mid-window loses its partial window.
+
+**Labels: the NG rate explained, or held.** A model that finds defects the champion misses calls more frames NG;
+so does one that scraps good parts. Counts alone cannot tell the two apart, so an NG rate beyond its margin (either
+direction) is *not* a rollback by itself. The judge is what people labeled: the cohorts' uncertain frames come back
+to the labeling app with the boxes the device predicted (:mod:`loupe.deployment.canary_labels`), and per model
+
+- **precision** = true positives / predicted boxes on its labeled frames; a predicted box is a true positive when a
+  labeled box of the same class overlaps it with IoU >= 0.5, each labeled box matched once (the most confident
+  prediction first). Boxes, not frames, are the trials: a frame with three boxes weighs three.
+- the frame-level **NG call correct** share (labeled frames the model called NG whose labels hold a defect) is
+  reported beside it, not tested (it is precision at the frame's grain, and the frames are few).
+
+With at least ``min_labeled`` labeled frames of each model and predicted boxes on both sides, the canary's
+precision is tested one-sided against the champion's with the same machinery as the rates above (z with the
+margin, Fisher below :data:`EXACT_BELOW`): H0: prec_champion - prec_canary <= ``precision_margin``, H1: worse by
+more, at ``alpha``. Worse: rollback, with the numbers. Not worse: the NG shift is explained by the labels and,
+with nothing else against it, the canary is promoted. Fewer labels than that: the verdict is ``hold`` (the
+workflow waits for labels or a person, and at its hold timeout rolls back, the safe side). Labeled precision that
+is worse counts against a canary whether or not its NG rate moved. Errors, latency and the uncertain share decide
+as before: any of them worse is a rollback whatever the labels say.
+
+Choices, said plainly: the labeled frames are the *uncertain* ones (what devices send back), not a random sample,
+so precision is measured where the models hesitate, which is where they differ most, and is not the precision on
+all frames; both models are measured the same way, which is what the comparison needs. The design effect applies
+to the boxes too. A champion with no predicted box on its labeled frames has no precision to compare with: hold.
 """
 
 from __future__ import annotations
@@ -64,14 +89,55 @@ class Policy:
     max_error_rate_increase: float = 0.01
     max_latency_ratio: float = 1.5
     design_effect: float = 1.0
+    precision_margin: float = 0.05  # absolute: five points of labeled precision
+    min_labeled: int = 30  # labeled frames of each model before labels may explain an NG shift
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
-        if self.min_frames < 1 or self.design_effect < 1:
-            raise ValueError("min_frames and design_effect must be at least 1")
-        if min(self.uncertain_margin, self.ng_margin, self.max_error_rate_increase) < 0 or self.max_latency_ratio < 1:
+        if self.min_frames < 1 or self.design_effect < 1 or self.min_labeled < 1:
+            raise ValueError("min_frames, min_labeled and design_effect must be at least 1")
+        margins = (self.uncertain_margin, self.ng_margin, self.precision_margin, self.max_error_rate_increase)
+        if min(margins) < 0 or self.max_latency_ratio < 1:
             raise ValueError("margins must not be negative and max_latency_ratio must be at least 1")
+
+
+@dataclass(frozen=True)
+class LabeledCounts:
+    """One model's labeled frames over the window (:func:`loupe.deployment.canary_labels.labeled_precision`)."""
+
+    frames: int = 0  # labeled frames whose predicted boxes were kept
+    predicted: int = 0  # predicted boxes on them
+    true_positives: int = 0
+    ng_calls: int = 0  # of the frames, those with at least one predicted box
+    ng_correct: int = 0  # of those, the frames whose labels hold at least one box
+    skipped: int = 0  # labeled frames of the model that cannot be compared (no boxes kept, rotated by EXIF)
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "predicted", "true_positives", "ng_calls", "ng_correct", "skipped"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.true_positives > self.predicted or self.ng_correct > self.ng_calls or self.ng_calls > self.frames:
+            raise ValueError("more true positives than boxes, or more NG calls (correct) than frames (calls)")
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_positives / self.predicted if self.predicted else None
+
+    @property
+    def ng_call_correct(self) -> float | None:
+        return self.ng_correct / self.ng_calls if self.ng_calls else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "precision": _rounded(self.precision),
+            "ng_call_correct": _rounded(self.ng_call_correct),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 @dataclass
@@ -90,12 +156,13 @@ class RateTest:
 
 @dataclass
 class Verdict:
-    verdict: str  # "promote", "rollback" or "insufficient"
+    verdict: str  # "promote", "rollback", "hold" (an NG shift that labels have yet to explain) or "insufficient"
     reasons: list[str] = field(default_factory=list)
     tests: list[RateTest] = field(default_factory=list)
     canary: dict[str, Any] = field(default_factory=dict)
     champion: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)  # {"canary": LabeledCounts.to_json(), "champion": ...}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,13 +236,22 @@ def rate_worse(
     )
 
 
-def decide(canary: CohortCounts, champion: CohortCounts, policy: Policy | None = None) -> Verdict:
-    """The canary's verdict over one window: ``promote`` (not worse beyond the margins), ``rollback`` (worse, with
-    each reason and its numbers) or ``insufficient`` (too few frames to say; never promoted)."""
+def decide(
+    canary: CohortCounts,
+    champion: CohortCounts,
+    policy: Policy | None = None,
+    labels: tuple[LabeledCounts, LabeledCounts] | None = None,
+) -> Verdict:
+    """The canary's verdict over one window: ``promote`` (not worse beyond the margins; an NG shift explained by
+    labeled precision), ``rollback`` (worse, with each reason and its numbers), ``hold`` (the NG rate moved beyond its
+    margin and too few labeled frames say whether for the better) or ``insufficient`` (too few frames to say; never
+    promoted). ``labels`` are (canary, champion) labeled counts over the same window."""
     policy = policy or Policy()
     out = Verdict(
         verdict="promote", canary=asdict(canary), champion=asdict(champion), policy=asdict(policy), reasons=[]
     )
+    if labels is not None:
+        out.labels = {"canary": labels[0].to_json(), "champion": labels[1].to_json()}
     deff = policy.design_effect
     nc, nb = canary.frames / deff, champion.frames / deff
     if nc < policy.min_frames or nb < policy.min_frames:
@@ -191,14 +267,16 @@ def decide(canary: CohortCounts, champion: CohortCounts, policy: Policy | None =
         ("ng_rate", "higher", canary.ng, champion.ng, policy.ng_margin, policy.alpha / 2),
         ("ng_rate", "lower", canary.ng, champion.ng, policy.ng_margin, policy.alpha / 2),
     ]
+    ng_shift: list[str] = []
     for metric, direction, xc, xb, margin, alpha in checks:
         test = rate_worse(metric, direction, (xc / deff, nc), (xb / deff, nb), margin, alpha)
         out.tests.append(test)
         if test.worse:
-            out.reasons.append(
+            why = (
                 f"{metric} {test.canary:.4f} vs {test.champion:.4f}: {direction} beyond margin {test.margin:g}"
                 f" ({test.method}, p={test.p_value:.4g} < {alpha:g})"
             )
+            (ng_shift if metric == "ng_rate" else out.reasons).append(why)
     err_c, err_b = canary.errors / canary.frames, champion.errors / champion.frames
     if err_c - err_b > policy.max_error_rate_increase:
         out.reasons.append(
@@ -212,6 +290,59 @@ def decide(canary: CohortCounts, champion: CohortCounts, policy: Policy | None =
                 f"latency p95 {canary.latency_p95_ms:.1f} ms vs {champion.latency_p95_ms:.1f} ms: x{ratio:.2f}"
                 f" > x{policy.max_latency_ratio:g}"
             )
-    if out.reasons:
+    precision = _precision_test(labels, policy)
+    if isinstance(precision, RateTest):
+        out.tests.append(precision)
+        if precision.worse:
+            out.reasons.append(
+                f"labeled precision {precision.canary:.4f} vs {precision.champion:.4f}: lower beyond margin"
+                f" {precision.margin:g} ({precision.method}, p={precision.p_value:.4g} < {policy.alpha:g};"
+                f" {_label_numbers(labels)})"
+            )
+    if out.reasons:  # worse on something labels cannot excuse (or worse on the labels themselves)
         out.verdict = "rollback"
+        out.reasons.extend(ng_shift)
+        return out
+    if not ng_shift:
+        return out
+    if isinstance(precision, RateTest):
+        out.reasons = [
+            f"the NG shift is explained by labels: precision {precision.canary:.4f} vs {precision.champion:.4f}"
+            f" (not lower beyond margin {precision.margin:g}, {precision.method}, p={precision.p_value:.4g};"
+            f" {_label_numbers(labels)})",
+            *ng_shift,
+        ]
+        return out
+    out.verdict = "hold"
+    out.reasons = [*ng_shift, f"held for labels or a person: {precision}"]
     return out
+
+
+def _label_numbers(labels: tuple[LabeledCounts, LabeledCounts] | None) -> str:
+    assert labels is not None
+    c, b = labels
+    return (
+        f"canary {c.true_positives}/{c.predicted} boxes on {c.frames} labeled frames,"
+        f" champion {b.true_positives}/{b.predicted} on {b.frames}"
+    )
+
+
+def _precision_test(labels: tuple[LabeledCounts, LabeledCounts] | None, policy: Policy) -> RateTest | str:
+    """The one-sided test of the canary's labeled precision against the champion's, or why it cannot run yet."""
+    if labels is None:
+        return f"no labeled frames read (each model needs {policy.min_labeled})"
+    c, b = labels
+    if c.frames < policy.min_labeled or b.frames < policy.min_labeled:
+        return f"labeled frames: canary {c.frames}, champion {b.frames} (each needs {policy.min_labeled})"
+    if not c.predicted or not b.predicted:
+        who = "canary" if not c.predicted else "champion"
+        return f"the {who}'s {(c if who == 'canary' else b).frames} labeled frames hold no predicted box: no precision"
+    deff = policy.design_effect
+    return rate_worse(
+        "precision",
+        "lower",
+        (c.true_positives / deff, c.predicted / deff),
+        (b.true_positives / deff, b.predicted / deff),
+        policy.precision_margin,
+        policy.alpha,
+    )

@@ -14,6 +14,7 @@ from loupe.aws_clients import S3, GreengrassV2, IoT, SageMakerRegistry, StepFunc
 
 if TYPE_CHECKING:
     from loupe.deployment.store import DeploymentsStore
+    from loupe.ledger import Ledger
     from loupe.settings import Settings
 
 
@@ -52,3 +53,13 @@ class AwsClients:
         from loupe.deployment.store import DeploymentsStore
 
         return DeploymentsStore.from_name(self.settings.deployments_table or "")
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The image ledger, read by the canary's verdict (labeled frames of both models)."""
+        from loupe.deployment.errors import DeploymentError
+        from loupe.ledger import Ledger
+
+        if not self.settings.ledger_table:
+            raise DeploymentError("missing configuration: LEDGER_TABLE (the canary reads its labeled frames there)")
+        return Ledger.from_name(self.settings.ledger_table)

@@ -78,6 +78,8 @@ def _canary(state: dict[str, Any]) -> dict[str, Any]:
         "verdict": result.get("verdict", ""),
         "reasons": list(result.get("reasons") or []),
         "window": canary.get("window") or {},
+        "labels": result.get("labels") or {},
+        "held": bool(canary.get("hold")),
         "tests": [
             {k: t.get(k) for k in ("metric", "direction", "canary", "champion", "method", "p_value", "worse")}
             for t in result.get("tests") or []
@@ -156,6 +158,14 @@ def message(summary: dict[str, Any]) -> str:
                 lines.append(
                     f"  {who}: {c.get('frames')} frames, {c.get('uncertain')} uncertain, {c.get('ng')} NG,"
                     f" {c.get('errors')} errors, latency p95 {c.get('latency_p95_ms')} ms"
+                )
+        for who, key in (("challenger", "canary"), ("champion", "champion")):
+            lab = (canary.get("labels") or {}).get(key) or {}
+            if lab:
+                lines.append(
+                    f"  {who} labeled: {lab.get('frames')} frames, {lab.get('true_positives')}/{lab.get('predicted')}"
+                    f" boxes right (precision {lab.get('precision')}), NG calls correct"
+                    f" {lab.get('ng_correct')}/{lab.get('ng_calls')}"
                 )
         for reason in canary.get("reasons") or []:
             lines.append(f"  why: {reason}")

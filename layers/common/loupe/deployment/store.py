@@ -414,6 +414,28 @@ class DeploymentsStore:
     def canary(self, thing_group: str) -> dict[str, Any] | None:
         return self.current_target(thing_group, "CANARY")
 
+    def set_canary_hold(self, thing_group: str, run_id: str, hold: Mapping[str, Any]) -> bool:
+        """The running canary of ``run_id`` is held for labels: why, and the numbers (``loupe canary status``). An
+        update, not a put: a person's verdict given meanwhile stays. False when the item is another run's."""
+        try:
+            self.table.update_item(
+                Key=_target(thing_group, "CANARY"),
+                UpdateExpression="SET #h = :h, updated = :now",
+                ConditionExpression="#r = :run AND #s = :running",
+                ExpressionAttributeNames={"#h": "hold", "#r": "run_id", "#s": "status"},
+                ExpressionAttributeValues={
+                    ":h": _ddb(dict(hold)),
+                    ":run": run_id,
+                    ":running": "RUNNING",
+                    ":now": utc_now(),
+                },
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
     def set_canary_override(self, thing_group: str, verdict: str, who: str, reason: str) -> str:
         """A person's verdict on the group's running canary (``promote`` or ``rollback``); returns the run it was
         given to. ValueError when no canary runs, or it has a verdict already."""
