@@ -17,7 +17,8 @@ The test, stated:
 - **Minimum sample**: each cohort must have seen ``min_frames`` frames (after the design effect, below); a window
   that ends (timeout) with fewer is ``insufficient``, and an insufficient canary is not promoted.
 - **Guards**, no test: the canary's error rate may exceed the champion's by at most ``max_error_rate_increase``, and
-  its latency p95 may be at most ``max_latency_ratio`` times the champion's.
+  its latency p95 may be at most ``max_latency_ratio`` times the champion's (a rise under
+  ``min_latency_increase_ms`` is never counted: a few milliseconds are scheduling noise on a busy device).
 
 Assumptions, said plainly: the test treats frames as independent Bernoulli trials. They are not: consecutive frames
 of one camera see the same part, the same lighting, the same drift, so the effective sample is smaller than the
@@ -88,6 +89,9 @@ class Policy:
     ng_margin: float = 0.05
     max_error_rate_increase: float = 0.01
     max_latency_ratio: float = 1.5
+    # ... and slower by more than this (ms): a p95 of 1 ms becoming 3 ms is a ratio of 3 but scheduling noise on a
+    # busy device, not a regression anyone on a line would notice
+    min_latency_increase_ms: float = 10.0
     design_effect: float = 1.0
     precision_margin: float = 0.05  # absolute: five points of labeled precision
     min_labeled: int = 30  # labeled frames of each model before labels may explain an NG shift
@@ -98,7 +102,7 @@ class Policy:
         if self.min_frames < 1 or self.design_effect < 1 or self.min_labeled < 1:
             raise ValueError("min_frames, min_labeled and design_effect must be at least 1")
         margins = (self.uncertain_margin, self.ng_margin, self.precision_margin, self.max_error_rate_increase)
-        if min(margins) < 0 or self.max_latency_ratio < 1:
+        if min(margins) < 0 or self.max_latency_ratio < 1 or self.min_latency_increase_ms < 0:
             raise ValueError("margins must not be negative and max_latency_ratio must be at least 1")
 
 
@@ -285,10 +289,11 @@ def decide(
         )
     if canary.latency_p95_ms and champion.latency_p95_ms:
         ratio = canary.latency_p95_ms / champion.latency_p95_ms
-        if ratio > policy.max_latency_ratio:
+        increase = canary.latency_p95_ms - champion.latency_p95_ms
+        if ratio > policy.max_latency_ratio and increase > policy.min_latency_increase_ms:
             out.reasons.append(
                 f"latency p95 {canary.latency_p95_ms:.1f} ms vs {champion.latency_p95_ms:.1f} ms: x{ratio:.2f}"
-                f" > x{policy.max_latency_ratio:g}"
+                f" > x{policy.max_latency_ratio:g} and +{increase:.1f} ms > {policy.min_latency_increase_ms:g} ms"
             )
     precision = _precision_test(labels, policy)
     if isinstance(precision, RateTest):
