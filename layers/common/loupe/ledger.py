@@ -11,6 +11,7 @@ they stay out of the index): ``#labeling-job#<name>`` (the task token a labeling
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def query_items(table: DynamoDBTable, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item a Query returns, page by page (``LastEvaluatedKey``), as plain values."""
+    while True:
+        page = table.query(**kwargs)
+        for item in page.get("Items", []):
+            yield plain(item)
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _ready_filter(ready_at: str | None) -> dict[str, Any]:
@@ -214,17 +226,7 @@ class Ledger:
             "ScanIndexForward": True,
             **_ready_filter(ready_at),
         }
-        seen = 0
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                yield plain(item)
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from itertools.islice(query_items(self.table, **kwargs), limit)
 
     def labeled_feedback(self, since: str, model_versions: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Edge-feedback entries labeled since ``since`` (ISO-8601, as ``updated_at`` is written) whose frames were
@@ -245,13 +247,7 @@ class Ledger:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":labeled": LABELED, **values},
         }
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                yield plain(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from query_items(self.table, **kwargs)
 
     def count(self, status: str, stop_at: int | None = None, ready_at: str | None = None) -> int:
         kwargs: dict[str, Any] = {

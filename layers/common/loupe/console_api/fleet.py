@@ -46,7 +46,7 @@ RUN_FIELDS = ("run_id", "outcome", "reason", "mode", "model_version", "package_a
 
 
 def _plain(value: Any) -> Any:
-    from loupe.labeling.task_store import plain
+    from loupe.ledger import plain
 
     return plain(value)
 

@@ -21,6 +21,7 @@ from boto3.dynamodb.conditions import Key
 
 from loupe import aws_errors
 from loupe.aws_clients import DynamoDBTable
+from loupe.ledger import plain, query_items
 
 QUEUE_INDEX = "queue-index"
 LABEL_QUEUE = "label"
@@ -47,19 +48,6 @@ def assignment_key(assignment_id: str) -> dict[str, str]:
     return {"pk": f"ASSIGN#{assignment_id}", "sk": "ASSIGN"}
 
 
-def plain(value: Any) -> Any:
-    """DynamoDB's Decimals back to int/float (the table stores whole seconds, counters and ratios only)."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 class TaskStore:
     def __init__(self, table: DynamoDBTable) -> None:
         self.table = table
@@ -76,13 +64,7 @@ class TaskStore:
         return self.get(item_key(job_name, index))
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                yield plain(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_items(self.table, **kwargs)
 
     def items(self, job_name: str) -> list[dict[str, Any]]:
         cond = Key("pk").eq(f"JOB#{job_name}") & Key("sk").begins_with("ITEM#")
