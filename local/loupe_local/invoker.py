@@ -268,12 +268,12 @@ class Invoker:
                 ) from exc
             finally:
                 if fn.role_env:
-                    # back to the run's key for everyone else in the process (the runtime, the tests)
+                    # back to the run's key for everyone else in the process (the runtime, the tests); a variable
+                    # the run's key has not (AWS_SESSION_TOKEN) is blanked, never removed: another thread iterating
+                    # os.environ (botocore reads the proxy variables that way) fails with KeyError on a key removed
+                    # under it - seen in a clean-clone `make demo`. botocore reads an empty token as none.
                     for key in fn.role_env:
-                        if key in self.base_env:
-                            os.environ[key] = self.base_env[key]
-                        else:
-                            os.environ.pop(key, None)
+                        os.environ[key] = self.base_env.get(key, "")
                     boto3.DEFAULT_SESSION = None
                 log.debug("%s took %.3fs", fn.logical_id, time.monotonic() - started)
                 if self.emf_sink is not None:

@@ -195,6 +195,8 @@ def apply() -> None:
     _patch_cognito_read_attributes()
     # 9. bucket policies are evaluated by loupe_local.iam, not by moto's object handlers
     _patch_s3_bucket_permission()
+    # 10. one DynamoDB request at a time
+    _serialise_dynamodb()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -418,6 +420,29 @@ DEFAULT_READ_ATTRIBUTES = (
     "website",
     "zoneinfo",
 )
+
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _serialise_dynamodb() -> None:
+    """moto's DynamoDB backend is not thread-safe and the local gateway serves requests on many threads: a Query
+    summing an item's size while another request updates that item failed with "dictionary changed size during
+    iteration" (a 500 to the caller; seen in a clean-clone `make demo`). DynamoDB makes each request atomic on an
+    item; serialising moto's DynamoDB requests gives that (each takes milliseconds)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "loupe_patched", False):
+        return
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    call_action.loupe_patched = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action
 
 
 def _patch_s3_bucket_permission() -> None:

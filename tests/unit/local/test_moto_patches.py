@@ -418,3 +418,35 @@ def test_parse_request_names_the_operation_and_its_input(
 def test_parse_request_refuses_a_request_that_matches_no_operation() -> None:
     with pytest.raises(LookupError, match="matches no operation"):
         moto_patches.parse_request("greengrassv2", "PATCH", "http://127.0.0.1:1/nothing/here", {}, b"")
+
+
+def test_moto_dynamodb_requests_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's DynamoDB backend is not thread-safe (a Query summing an item's size while another request updated it
+    failed with 'dictionary changed size during iteration' in a demo run): the local AWS serialises its requests."""
+    import threading
+    import time
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    active, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_call(self: object) -> tuple[int, dict[str, str], str]:
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        return 200, {}, "{}"
+
+    monkeypatch.setattr(DynamoHandler, "call_action", slow_call)
+    moto_patches._serialise_dynamodb()
+    assert getattr(DynamoHandler.call_action, "loupe_patched", False)
+    threads = [threading.Thread(target=DynamoHandler.call_action, args=(None,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
