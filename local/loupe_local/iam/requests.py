@@ -471,6 +471,48 @@ def _batch_leading_keys(
     return {"dynamodb:LeadingKeys": list(dict.fromkeys(values))} if values else {}
 
 
+# Amazon DynamoDB Developer Guide, "Using IAM with DynamoDB transactions": TransactWriteItems / TransactGetItems are
+# not actions of their own; each item is authorized as the operation it performs, on its table, with its own
+# partition key as dynamodb:LeadingKeys.
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def _transact(
+    operation: str,
+    params: Mapping[str, Any],
+    region: str,
+    account: str,
+    base: Mapping[str, ContextValue],
+    partition_keys: Mapping[str, str] | None,
+) -> list[Authorization]:
+    out: list[Authorization] = []
+    for entry in params.get("TransactItems") or []:
+        if not isinstance(entry, Mapping) or len(entry) != 1:
+            raise UnresolvedRequest(f"dynamodb:{operation}: an entry is not one of {sorted(_TRANSACT_ACTIONS)}")
+        ((kind, spec),) = entry.items()
+        action = _TRANSACT_ACTIONS.get(kind)
+        table = spec.get("TableName") if isinstance(spec, Mapping) else None
+        if action is None or not isinstance(table, str) or not table:
+            raise UnresolvedRequest(f"dynamodb:{operation}: an entry {kind!r} names no table")
+        name = table.rsplit("/", 1)[-1] if table.startswith("arn:") else table
+        resource = table if table.startswith("arn:") else f"arn:aws:dynamodb:{region}:{account}:table/{table}"
+        context: dict[str, ContextValue] = dict(base)
+        attribute = (partition_keys or {}).get(name)
+        item = spec.get("Key") or spec.get("Item")
+        if attribute is not None and isinstance(item, Mapping) and attribute in item:
+            context["dynamodb:LeadingKeys"] = [_typed_value(item[attribute])]
+        out.append(Authorization(f"dynamodb:{action}", resource, context))
+    if not out:
+        raise UnresolvedRequest(f"dynamodb:{operation}: the request names no item")
+    return out
+
+
 def base_context(principal_arn: str, account: str, region: str) -> dict[str, ContextValue]:
     """Global keys every request carries ("AWS global condition context keys").
 
@@ -499,6 +541,8 @@ def resolve(
     prefix = iam_prefix(service)
     base = dict(context or {})
     base.setdefault("aws:RequestedRegion", region)
+    if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        return _transact(operation, params, region, account, base, partition_keys)
     special = _SPECIAL.get((prefix, operation))
     if special is not None:
         pairs = special(params, region, account)

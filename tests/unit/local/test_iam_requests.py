@@ -550,3 +550,48 @@ def test_leading_keys_of_batch_calls_are_every_item_of_each_table() -> None:
     assert batch("BatchWriteItem", write("DEVICE#a", "MODEL#m1"))[1] == "ImplicitDeny"
     gets = {"RequestItems": {table: {"Keys": [{"pk": {"S": "DEVICE#a"}, "sk": {"S": "x"}}, {"pk": {"S": "TG#x"}}]}}}
     assert batch("BatchGetItem", gets) == (["DEVICE#a", "TG#x"], "ImplicitDeny")
+
+
+def test_a_transaction_is_authorized_item_by_item_as_the_operation_each_performs() -> None:
+    """DynamoDB Developer Guide, "Using IAM with DynamoDB transactions": no TransactWriteItems action, but each item's
+    PutItem / UpdateItem / DeleteItem / ConditionCheckItem (GetItem for TransactGetItems) on its table, each with its
+    own partition key."""
+    from loupe_local.iam.evaluate import Policy
+
+    table = name_of("DeploymentsTable")
+    keys = {table: "pk"}
+    statement = {
+        "Effect": "Allow",
+        "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "Resource": f"arn:aws:dynamodb:{R}:{A}:table/{table}",
+        "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["JOB#*", "ASSIGN#*"]}},
+    }
+    policies = [Policy.parse("tasks", {"Version": "2012-10-17", "Statement": [statement]})]
+
+    def transact(*entries: dict[str, Any], operation: str = "TransactWriteItems") -> tuple[list[Any], str]:
+        auths = resolve(
+            "dynamodb", operation, {"TransactItems": list(entries)}, region=R, account=A, partition_keys=keys
+        )
+        requests = [Request(a.action, a.resource, a.context) for a in auths]
+        return [(a.action, a.context.get("dynamodb:LeadingKeys")) for a in auths], evaluate_all(
+            policies, requests
+        ).decision
+
+    put = {"Put": {"TableName": table, "Item": {"pk": {"S": "JOB#j1"}, "sk": {"S": "0"}}}}
+    update = {"Update": {"TableName": table, "Key": {"pk": {"S": "ASSIGN#a1"}, "sk": {"S": "ASSIGN"}}}}
+    assert transact(put, update) == (
+        [("dynamodb:PutItem", ["JOB#j1"]), ("dynamodb:UpdateItem", ["ASSIGN#a1"])],
+        "Allow",
+    )
+    # an item outside the fenced partitions, or an operation the role lacks, refuses the whole transaction
+    other = {"Put": {"TableName": table, "Item": {"pk": {"S": "MODEL#m"}, "sk": {"S": "0"}}}}
+    assert transact(put, other)[1] == "ImplicitDeny"
+    check = {"ConditionCheck": {"TableName": table, "Key": {"pk": {"S": "JOB#j1"}, "sk": {"S": "0"}}}}
+    assert transact(put, check) == (
+        [("dynamodb:PutItem", ["JOB#j1"]), ("dynamodb:ConditionCheckItem", ["JOB#j1"])],
+        "ImplicitDeny",
+    )
+    get = {"Get": {"TableName": table, "Key": {"pk": {"S": "JOB#j1"}, "sk": {"S": "0"}}}}
+    assert transact(get, operation="TransactGetItems") == ([("dynamodb:GetItem", ["JOB#j1"])], "ImplicitDeny")
+    with pytest.raises(UnresolvedRequest, match="names no item"):
+        transact()
