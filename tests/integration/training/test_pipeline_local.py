@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.archives import tar_gz
+from support.lambdas import let_eventbridge_deliver
 from support.waiting import wait_for
 
 from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
@@ -84,8 +85,9 @@ def events(local_aws):
     sqs, ev = local_aws.client("sqs"), local_aws.client("events")
     url = sqs.create_queue(QueueName="test-training-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    ev.put_rule(Name="test-training-events", EventPattern=json.dumps({"source": ["aws.sagemaker"]}))
+    rule_arn = ev.put_rule(Name="test-training-events", EventPattern=json.dumps({"source": ["aws.sagemaker"]}))
     ev.put_targets(Rule="test-training-events", Targets=[{"Id": "q", "Arn": arn}])
+    let_eventbridge_deliver(local_aws, rule_arn["RuleArn"], queue=arn)  # the queue policy AWS requires
     seen: list[dict] = []
 
     def drain() -> list[dict]:
