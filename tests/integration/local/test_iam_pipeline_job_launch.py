@@ -167,7 +167,8 @@ def test_a_pipeline_execution_reports_the_refusal_as_its_steps_failure_reason(ia
         desc = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
         return desc if desc["PipelineExecutionStatus"] not in ("Executing", "Stopping") else None
 
-    desc = wait_for(finished, 120, f"pipeline execution {arn}", interval=0.5)
+    # the local runner runs one execution at a time (a queue): trainings other tests started may be ahead of this one
+    desc = wait_for(finished, 900, f"pipeline execution {arn}", interval=0.5)
     assert desc["PipelineExecutionStatus"] == "Failed"
     steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
     [prepare] = [s for s in steps if s["StepName"] == "Prepare"]
