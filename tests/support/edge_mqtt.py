@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from loupe_local.mqtt_broker import free_port
 from support.waiting import wait_until
@@ -142,3 +143,24 @@ def outbox_depth(work_dir: Path, queue: str = "results") -> int:
         return int(db.execute("SELECT COUNT(*) FROM entries WHERE queue = ?", (queue,)).fetchone()[0])
     finally:
         db.close()
+
+
+def publish_as_device(local_aws: Any, thing: str, topic: str, message: dict[str, Any]) -> None:
+    """One QoS 1 message on ``topic`` from a client connected as ``thing`` (its client ID, the run's MQTT login), as a
+    device publishes it: the local rules engine sees it as IoT Core would."""
+    import paho.mqtt.client as mqtt
+
+    from loupe_local.local_auth import mqtt_login
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing)
+    mqtt_login(client, local_aws.credentials)
+    ready = threading.Event()
+    client.on_connect = lambda *a: ready.set()
+    client.connect(local_aws.mqtt["host"], local_aws.mqtt["port"])
+    client.loop_start()
+    try:
+        assert ready.wait(10)
+        client.publish(topic, json.dumps(message), qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -12,23 +12,21 @@ what the role's identity policy allows. Real local EventBridge (moto + router), 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import paho.mqtt.client as mqtt
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.edge_mqtt import publish_as_device
 from support.iam_gate import usage_lines
 from support.lambdas import function_with_on_failure_queue, queue, role_of_its_own
 from support.waiting import wait_until
 
 from loupe_local.iam.audit import USAGE_FILE
-from loupe_local.local_auth import mqtt_login
 
 # these tests provoke denials on purpose: the session's zero-deny gate leaves them out
 pytestmark = [pytest.mark.integration, pytest.mark.iam_would_deny]
@@ -189,21 +187,6 @@ def test_a_dead_letter_queue_without_a_policy_for_eventbridge_gets_nothing_in_en
         assert wait_until(lambda: messages(local_aws, rule["dlq"]), timeout=30)
 
 
-def publish(local_aws: Any, thing: str, message: dict[str, Any]) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing)
-    mqtt_login(client, local_aws.credentials)
-    ready = threading.Event()
-    client.on_connect = lambda *a: ready.set()
-    client.connect(local_aws.mqtt["host"], local_aws.mqtt["port"])
-    client.loop_start()
-    try:
-        assert ready.wait(10)
-        client.publish(f"loupe/{thing}/respol", json.dumps(message), qos=1).wait_for_publish(5)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
 def test_an_iot_rule_without_the_lambda_permission_goes_to_its_error_action_in_enforce(
     local_aws: Any, iam: str, target: dict[str, str]
 ) -> None:
@@ -221,7 +204,7 @@ def test_an_iot_rule_without_the_lambda_permission_goes_to_its_error_action_in_e
     )
     rule_arn = f"arn:aws:iot:{local_aws.region}:123456789012:rule/{name}"
     start = usage_lines(local_aws.state_dir)
-    publish(local_aws, thing, {"n": 1})
+    publish_as_device(local_aws, thing, f"loupe/{thing}/respol", {"n": 1})
     if iam == "enforce":
         bodies = wait_until(lambda: messages(local_aws, errors), timeout=30)
         assert bodies, "the refused invoke never reached the rule's error action"
@@ -234,7 +217,7 @@ def test_an_iot_rule_without_the_lambda_permission_goes_to_its_error_action_in_e
     assert denied and denied[0]["principal"] == "iot.amazonaws.com" and denied[0]["source"] == rule_arn
 
     permit(local_aws, target["name"], "iot.amazonaws.com", rule_arn)  # what LowConfidenceRulePermission grants
-    publish(local_aws, thing, {"n": 2})
+    publish_as_device(local_aws, thing, f"loupe/{thing}/respol", {"n": 2})
     expected = 1 if iam == "enforce" else 2
     assert wait_until(lambda: invocations(local_aws, target["name"]) == expected, timeout=30)
 

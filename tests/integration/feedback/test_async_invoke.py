@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
+from support.edge_mqtt import publish_as_device
 from support.lambdas import function_with_on_failure_queue, role_of_its_own
 from support.waiting import wait_until
-
-from loupe_local.local_auth import mqtt_login
 
 pytestmark = pytest.mark.integration
 
@@ -57,21 +54,6 @@ def _rule(local_aws, name: str, thing: str, function_arn: str) -> str:
     return errors
 
 
-def _publish(local_aws, thing: str, message: dict) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing)
-    mqtt_login(client, local_aws.credentials)
-    ready = threading.Event()
-    client.on_connect = lambda *a: ready.set()
-    client.connect(local_aws.mqtt["host"], local_aws.mqtt["port"])
-    client.loop_start()
-    try:
-        assert ready.wait(10)
-        client.publish(f"loupe/{thing}/probe", json.dumps(message), qos=1).wait_for_publish(5)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
 def _messages(local_aws, queue_url: str) -> list[dict]:
     out = local_aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     return [json.loads(m["Body"]) for m in out.get("Messages", [])]
@@ -83,7 +65,7 @@ def test_a_handler_error_is_retried_then_sent_to_the_on_failure_destination_not_
     thing = f"loupe-device-probe-{uuid.uuid4().hex[:6]}"
     errors = _rule(local_aws, f"itest_rule_{uuid.uuid4().hex[:8]}", thing, failing_function["arn"])
     marker = uuid.uuid4().hex
-    _publish(local_aws, thing, {"marker": marker})
+    publish_as_device(local_aws, thing, f"loupe/{thing}/probe", {"marker": marker})
 
     records = wait_until(lambda: _messages(local_aws, failing_function["destination"]), timeout=40)
     assert records, "the failed invocation never reached the on-failure destination"
@@ -104,7 +86,7 @@ def test_an_invoke_that_fails_goes_to_the_rules_error_action(local_aws) -> None:
     name = f"itest_rule_{uuid.uuid4().hex[:8]}"
     errors = _rule(local_aws, name, thing, missing)
     marker = uuid.uuid4().hex
-    _publish(local_aws, thing, {"marker": marker})
+    publish_as_device(local_aws, thing, f"loupe/{thing}/probe", {"marker": marker})
 
     bodies = wait_until(lambda: _messages(local_aws, errors), timeout=30)
     assert bodies, "the failed invoke never reached the rule's error action"
