@@ -22,6 +22,8 @@ the service (``events.amazonaws.com``) and ``stack_resource`` names the target's
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -50,8 +52,14 @@ def policy_for(arn: str, lookup: PolicyLookup | None = None) -> ResourcePolicy |
     document = lookup(arn)
     if not document:
         return None
+    return _parsed(arn, json.dumps(document, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(arn: str, text: str) -> ResourcePolicy | None:
+    """The parsed policy, once per (resource, document): it is read on every checked request, and changes rarely."""
     try:
-        return ResourcePolicy.parse(f"resource policy of {arn}", document)
+        return ResourcePolicy.parse(f"resource policy of {arn}", json.loads(text))
     except PolicyError as exc:
         log.warning("the resource policy of %s cannot be evaluated locally: %s", arn, exc)
         return None
