@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -207,7 +208,7 @@ class JobRunner:
                     try:
                         self._sync_up(folder, checkpoint["S3Uri"], sent)
                         return
-                    except (BotoCoreError, ClientError) as exc:
+                    except (BotoCoreError, ClientError, Boto3Error) as exc:  # Boto3Error: S3UploadFailedError
                         with open(ex.root / f"{record.name}.log", "ab") as fh:
                             fh.write(f"[local sagemaker] checkpoint sync attempt failed: {exc}\n".encode())
                         if final and attempt < 2:
@@ -339,7 +340,17 @@ class JobRunner:
             stamp = (st.st_size, st.st_mtime_ns)
             if sent.get(rel) == stamp:
                 continue
-            s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{rel}", Config=_ONE_PUT)
+            # The job may be rewriting the file (last.pt every epoch, in place): upload a snapshot of its bytes, and
+            # only one that did not change while it was read — a body read while it changes fails S3's
+            # x-amz-content-sha256 check, and a torn checkpoint must not land. A skipped file goes at the next sync.
+            try:
+                body = path.read_bytes()
+                after = path.stat()
+            except FileNotFoundError:
+                continue
+            if (after.st_size, after.st_mtime_ns) != stamp or len(body) != st.st_size:
+                continue
+            s3.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/{rel}", Body=body)
             sent[rel] = stamp
 
     def _s3(self) -> Any:

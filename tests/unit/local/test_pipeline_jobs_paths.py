@@ -106,3 +106,31 @@ def test_a_checkpoint_prefix_with_escaping_keys_fails_the_step_and_writes_nothin
     with pytest.raises(StepFailed, match="key 'pipeline/checkpoints/exec0001/.*' escapes"):
         job.training(_execution(tmp_path), record, _training(checkpoint="s3://art/pipeline/checkpoints/exec0001"))
     assert not [f for f in files_under(tmp_path) if "input/data/dataset/" not in f]
+
+
+def test_checkpoint_sync_sends_a_stable_snapshot_and_retries_a_file_rewritten_while_read(runner, tmp_path, monkeypatch):
+    # last.pt is rewritten in place every epoch while the sync runs (a CI run once failed the job on the torn read)
+    job, s3 = runner
+    folder = tmp_path / "ckpt"
+    (folder / "run" / "weights").mkdir(parents=True)
+    last = folder / "run" / "weights" / "last.pt"
+    last.write_bytes(b"epoch-1" * 1000)
+    real_read = Path.read_bytes
+
+    def read_then_rewritten(self: Path) -> bytes:
+        body = real_read(self)
+        if self == last:  # the trainer writes the next epoch while the sync holds the old bytes
+            self.write_bytes(b"epoch-2" * 1200)
+        return body
+
+    sent: dict[str, tuple[int, int]] = {}
+    monkeypatch.setattr(Path, "read_bytes", read_then_rewritten)
+    job._sync_up(folder, "s3://art/pipeline/checkpoints/exec0001", sent)
+    assert s3.list_objects_v2(Bucket="art", Prefix="pipeline/checkpoints/")["KeyCount"] == 0  # torn: not sent
+    assert sent == {}
+
+    monkeypatch.setattr(Path, "read_bytes", real_read)
+    job._sync_up(folder, "s3://art/pipeline/checkpoints/exec0001", sent)
+    got = s3.get_object(Bucket="art", Key="pipeline/checkpoints/exec0001/run/weights/last.pt")["Body"].read()
+    assert got == b"epoch-2" * 1200
+    assert set(sent) == {"run/weights/last.pt"}
