@@ -300,6 +300,10 @@ class JobRunner:
                         next_sync = time.monotonic() + 2.0
                     time.sleep(0.2)
                 rc = proc.wait()
+            except BaseException:  # the runner itself failed: the job's process must not outlive it
+                proc.kill()
+                proc.wait()
+                raise
             finally:
                 self._proc = None
         if interrupted and not ex.stop_requested:
