@@ -17,7 +17,9 @@ It drives the loop the way its users do — it does not call the loop's code its
   you, then runs the rest of the loop;
 - the two local devices run the edge component with the deployed model; the demo places phase-2 frames in their
   camera folders; the frames they are unsure about come back through S3 and the IoT rule, get labeled, and v2 is
-  trained (warm-started from v1), approved and deployed.
+  trained (warm-started from v1), approved and deployed — first to half of the fleet (a canary: the other half keeps
+  v1) over a window of fresh frames, then to every device by the canary's verdict (held for labels when v2 calls
+  more frames NG, and re-decided once the line's frames are labeled; see :mod:`loupe_local.demo_canary`).
 The demo only watches (ledger, executions, packages, device status, MQTT messages) and reports.
 
 The demo is an orchestrator (:class:`Demo`) over the stages in :mod:`loupe_local.demo_stages`; what it shares
@@ -50,7 +52,8 @@ class Demo(DemoContext):
             stages.train_approve_deploy(self)  # v1: trained from scratch on dataset v1
             stages.phase2(self)
             v2 = stages.train_approve_deploy(self)  # v2: warm-started from v1 on dataset v2
-            stages.show_v2(self, v2)
+            if not (v2.canary and v2.canary["status"] != "PROMOTED"):  # a rolled-back v2 is not on the devices
+                stages.show_v2(self, v2)
             return stages.finish(self)
         finally:
             stages.teardown(self)

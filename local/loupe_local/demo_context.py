@@ -56,6 +56,12 @@ class DemoConfig:
     # field_wait_s: at 4 frames/s on 2 devices and the candidate on every 5th frame, about 25 s and 5 s health windows
     field_frames: int = 40
     field_wait_s: float = 90.0
+    # an approved model with a champion in production first serves this share of the fleet (the stack's
+    # CanaryPercent; 0: straight to the whole fleet), over a window of fresh frames, canary_frames per camera; a held
+    # canary needs canary_min_labeled labeled frames of each model (loupe_local.demo_canary)
+    canary_percent: int = 50
+    canary_frames: int = 24
+    canary_min_labeled: int = 3
 
     @classmethod
     def dataset_config(cls, out: Path) -> DemoConfig:
@@ -79,6 +85,7 @@ class DemoConfig:
             map_threshold=0.0,
             frame_rate=8.0,
             field_frames=16,
+            canary_frames=12,
             timeout_stage=600.0,
             quick=True,
         )
@@ -220,6 +227,7 @@ class ModelRecord:
     # its agreement with production on the devices at approval (console_api.models.field_agreement), and in words
     field_agreement: dict[str, Any] | None = None
     field_note: str = ""
+    canary: dict[str, Any] | None = None  # its canary: verdict, reasons, window, the chart's samples (demo_canary)
 
 
 class DemoContext:

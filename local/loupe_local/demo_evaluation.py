@@ -125,6 +125,30 @@ def draw_latency(ctx: DemoContext, report_dir: Path) -> str | None:
     return chart.name if chart else None
 
 
+def result(last: ModelRecord, devices: list[dict[str, Any]]) -> str:
+    """The loop's end: the last model on every device, or rolled back by its canary (the loop's own verdict, with
+    its reason), else incomplete."""
+    canary = last.canary or {}
+    if canary and canary.get("status") != "PROMOTED":
+        return f"v{last.version} rolled back by its canary: " + ("; ".join(canary.get("reasons") or []) or "no reason")
+    if devices and all(d["model_version"] == last.model_version for d in devices):
+        return f"v{last.version} deployed on every device"
+    return "incomplete"
+
+
+def canary_summary(last: ModelRecord) -> dict[str, Any] | None:
+    """The last model's canary for summary.json: cohorts, window counts, verdict, reasons, labels, held or not."""
+    canary = last.canary
+    if not canary:
+        return None
+    keep = ("status", "cohort", "rest", "champion_version", "challenger_version", "ended", "verdict", "reasons")
+    return {
+        **{k: canary.get(k) for k in keep},
+        **{k: canary.get(k) for k in ("window", "labels", "held", "tests", "labeling")},
+        "samples": len(canary.get("samples") or []),
+    }
+
+
 def dataset_rows(datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Dataset versions, oldest first, for the summary."""
     return [
@@ -159,6 +183,15 @@ def write_report(
     from loupe_local import report
 
     pictures["timeline"] = report.timeline_chart(ctx.progress.stages, report_dir / "timeline.png").name
+    last = ctx.models[-1] if ctx.models else None
+    if last is not None and last.canary:
+        champion = ctx.models[-2].version if len(ctx.models) > 1 else "?"
+        chart = report.canary_chart(
+            last.canary.get("samples") or [],
+            report_dir / "canary.png",
+            (f"canary cohort: v{last.version}", f"rest of the fleet: v{champion}"),
+        )
+        pictures["canary"] = chart.name if chart else None
     summary = {
         "wall_seconds": round(wall, 1),
         "source": ctx.data.get("source"),
@@ -171,9 +204,8 @@ def write_report(
         "phase2": ctx.data.get("phase2", {}),
         "stages": ctx.progress.stages,
         "notes": refusal_notes(ctx.models),
-        "result": "v2 deployed on every device"
-        if all(d["model_version"] == ctx.models[-1].model_version for d in devices)
-        else "incomplete",
+        "result": result(ctx.models[-1], devices) if ctx.models else "incomplete",
+        "canary": canary_summary(ctx.models[-1]) if ctx.models else None,
     }
     if ctx.cfg.iam != "off":  # least privilege, measured (loupe_local.iam.report)
         from loupe_local.iam.report import summarize

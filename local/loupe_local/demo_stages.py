@@ -17,7 +17,7 @@ from typing import Any
 
 from loupe.datasets import capture_metadata
 from loupe.safe_paths import extract_tar
-from loupe_local import demo_shadow
+from loupe_local import demo_canary, demo_shadow
 from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
 from loupe_local.observer import Observer
 
@@ -51,6 +51,9 @@ def setup(ctx: DemoContext) -> None:
         "TrainingImageSize": str(ctx.cfg.imgsz),
         "DeploymentTimeoutSeconds": "600",
     }
+    if ctx.cfg.canary_percent:  # v2 goes to half the fleet first, promoted or rolled back by the canary's verdict
+        params.update(demo_canary.parameters(ctx.cfg.canary_frames, ctx.cfg.canary_min_labeled))
+        params["CanaryPercent"] = str(ctx.cfg.canary_percent)
     # Who labels: the template's default, the stack's labeling app, whose automatic workforce is the local bot
     # labelers (loupe_local.app_workforce); an image they have no answer for is declined by LabelingDeclineLimit of
     # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run; with
@@ -102,6 +105,11 @@ def generate(ctx: DemoContext) -> None:
     workforce = ctx.runtime.state_dir / "workforce"
     workforce.mkdir(parents=True, exist_ok=True)
     ctx.data = _from_dataset(ctx, workforce) if ctx.cfg.dataset else _synthetic(ctx, gen, workforce)
+    known = ctx.data.pop("answers")
+    if ctx.cfg.canary_percent:  # the canary's window: fresh frames of the line, with their answers for the bots
+        frames, answers = demo_canary.fresh_frames(ctx.data["stream"], known, gen / "canary", ctx.cfg.canary_frames)
+        demo_canary.write_answers(workforce, answers)
+        ctx.data["canary_frames"] = frames
     ctx.progress.done(
         stage,
         f"phase 1: {len(ctx.data['phase1'])} images, phase 2: {sum(len(v) for v in ctx.data['stream'].values())} "
@@ -121,6 +129,7 @@ def _synthetic(ctx: DemoContext, gen: Path, workforce: Path) -> dict[str, Any]:
     for name in ("phase1", "phase2"):
         shutil.copyfile(gen / name / "answers.jsonl", workforce / f"{name}.jsonl")
     return {
+        "answers": {str(gen / "phase2" / a["file"]): a["annotations"] for a in p2},
         "source": "synthetic metal tags (loupe_local.synth)",
         "phase1": [gen / "phase1" / a["file"] for a in p1],
         "stream": {
@@ -162,6 +171,7 @@ def _from_dataset(ctx: DemoContext, workforce: Path) -> dict[str, Any]:
         first, later = own[:cut], own[cut:]
 
     return {
+        "answers": {str(i.path): ann(i) for i in stream},
         "source": f"{'labeled' if labeled else 'unlabeled'} folder {ctx.cfg.dataset}",
         "phase1": first,
         "stream": {thing: later[k :: len(ctx.things)] for k, thing in enumerate(ctx.things)},
@@ -241,6 +251,10 @@ def train_approve_deploy(ctx: DemoContext) -> ModelRecord:
     record = register(ctx, n)
     demo_shadow.await_field_agreement(ctx, record, n)
     approve(ctx, record, n)
+    canary = demo_canary.run(ctx, record, n)
+    if canary is not None and canary["status"] != "PROMOTED":
+        ctx.models.append(record)  # rolled back: reported, and the fleet stays on the champion
+        return record
     deploy(ctx, record, n)
     ctx.models.append(record)
     return record

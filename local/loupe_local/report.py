@@ -164,6 +164,60 @@ def latency_chart(health: dict[str, list[dict[str, Any]]], out_path: Path) -> Pa
     return out_path
 
 
+def canary_chart(samples: list[dict[str, Any]], out_path: Path, labels: tuple[str, str]) -> Path | None:
+    """The canary's window, both cohorts over the same time: the uncertain-frame share and the NG rate so far
+    (the counters the verdict reads), against seconds since the demo started; None without two samples."""
+    pts = [p for p in samples if (p["canary"]["frames"] or p["champion"]["frames"])]
+    if len(pts) < 2:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.0), dpi=110, sharex=True)
+    for ax, key, title in ((axes[0], "uncertain_share", "uncertain-frame share"), (axes[1], "ng_rate", "NG rate")):
+        for cohort, label, style in (("canary", labels[0], "-"), ("champion", labels[1], "--")):
+            xs = [p["t"] for p in pts if p[cohort][key] is not None]
+            ys = [p[cohort][key] for p in pts if p[cohort][key] is not None]
+            if xs:
+                ax.plot(xs, ys, linestyle=style, marker=".", label=label)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{title} so far, per cohort", fontsize=9)
+        ax.set_xlabel("seconds since the demo started")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
+
+
+def _canary_section(canary: dict[str, Any] | None, picture: str | None) -> str:
+    """The last model's canary: cohorts, the verdict and its reasons, the window per cohort, labeled precision."""
+    if not canary:
+        return ""
+    e = html.escape
+    ok = canary.get("status") == "PROMOTED"
+    window = canary.get("window") or {}
+    rows = ""
+    for who, key in (("canary (challenger)", "challenger"), ("rest (champion)", "champion")):
+        w = window.get(key) or {}
+        lab = (canary.get("labels") or {}).get("canary" if key == "challenger" else "champion") or {}
+        rows += (
+            f"<tr><td>{who}</td><td>{w.get('frames', '-')}</td><td>{w.get('uncertain', '-')}</td>"
+            f"<td>{w.get('ng', '-')}</td><td>{w.get('errors', '-')}</td><td>{_fmt(w.get('latency_p95_ms'), 1)}</td>"
+            f"<td>{_fmt(lab.get('precision'))} ({lab.get('frames', 0)} labeled frames)</td></tr>"
+        )
+    reasons = "".join(f"<li>{e(str(r))}</li>" for r in canary.get("reasons") or [])
+    reasons = reasons or "<li>not worse beyond the margins</li>"
+    held = " It was held for labels first: " + e(str(canary.get("labeling") or "")) if canary.get("held") else ""
+    img = f'<img src="{e(picture)}" alt="the two cohorts over the canary window">' if picture else ""
+    return (
+        f'<h2>Canary</h2><p class="{"ok" if ok else "bad"}">{e(str(canary.get("status")))}: model '
+        f"{e(str(canary.get('challenger_version')))} on {e(', '.join(canary.get('cohort') or []))}, model "
+        f"{e(str(canary.get('champion_version')))} on {e(', '.join(canary.get('rest') or []) or '-')}; window ended: "
+        f'{e(str(canary.get("ended") or "-"))}.{held}</p><ul>{reasons}</ul><div class="pics">{img}</div>'
+        "<table><tr><th>cohort</th><th>frames</th><th>uncertain</th><th>NG</th><th>errors</th><th>p95 ms</th>"
+        f"<th>labeled precision</th></tr>{rows}</table>"
+    )
+
+
 def write_html(report_dir: Path, summary: dict[str, Any], pictures: dict[str, Any]) -> Path:
     e = html.escape
     rows_models = "".join(
@@ -229,6 +283,7 @@ v2 − v1 on the phase-2 held-out set: <b>{_fmt(summary.get("improvement_map50_p
 <th>uncertain frames sent back</th></tr>{rows_devices}</table>
 <h2>Held-out phase-2 frames: v1 (red) and v2 (blue) boxes as the devices report them (confidence over
 {_fmt(pictures.get("conf"), 2)}, the edge's NMS), ground truth in green</h2>{samples}
+{_canary_section(summary.get("canary"), pictures.get("canary"))}
 {_iam_section(summary.get("iam"))}
 </body></html>
 """

@@ -55,3 +55,13 @@ def test_the_reduced_loop_reaches_v2_on_both_devices(repo_root: Path, tmp_path: 
     assert f"{field['frames']} frames on {field['devices']} device(s)" in html
     shadow = [s for s in summary["stages"] if "beside production" in s["name"]]
     assert [s["name"] for s in shadow] == ["model v2 beside production on the devices (shadow), before its approval"]
+    # v2 reached the fleet through a canary: half the fleet first (CanaryPercent 50 in the demo), the rest on v1 over
+    # the window, then promoted by the state machine's own verdict; the report draws both cohorts over the window
+    canary = summary["canary"]
+    assert canary is not None and canary["status"] == "PROMOTED", canary
+    assert len(canary["cohort"]) == 1 and len(canary["rest"]) == 1, canary
+    assert canary["challenger_version"] == models[1]["model_version"], canary
+    assert canary["champion_version"] == models[0]["model_version"], canary
+    assert canary["verdict"] == "promote" and canary["window"]["challenger"]["frames"] > 0, canary
+    assert (out / "report" / "canary.png").is_file() and "<h2>Canary</h2>" in html
+    assert any(s["name"].startswith("canary: model v2 on 50% of the fleet") for s in summary["stages"])
