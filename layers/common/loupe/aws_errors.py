@@ -63,9 +63,3 @@ def is_conditional_check_failed(exc: BaseException) -> bool:
         reasons: Any = getattr(exc, "response", {}).get("CancellationReasons") or []
         return any((r or {}).get("Code") == "ConditionalCheckFailed" for r in reasons)
     return False
-
-
-def is_precondition_failed(exc: BaseException) -> bool:
-    """S3 conditional writes (``IfNoneMatch``/``IfMatch``): 412 PreconditionFailed, or 409 when a concurrent
-    conditional write to the same key is in progress (S3 "Conditional requests")."""
-    return error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")

@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -431,10 +431,6 @@ def describe(manifest: dict[str, Any]) -> str:
         f"v{manifest['version']} (parent {manifest['parent']}): {counts['images']} images, {counts['boxes']} boxes, "
         f"train/val/test {counts['train']}/{counts['val']}/{counts['test']}"
     )
-
-
-def asdict_box(box: Box) -> dict[str, Any]:
-    return asdict(box)
 
 
 # --- dataset versions in S3 (the labeling state machine writes them) -------------------------------------------

@@ -110,11 +110,6 @@ class LabelingJobStateChange(EventBridgeModel):
         return next(arn for arn in self.resources if ":labeling-job/" in arn).rsplit("/", 1)[-1]
 
 
-def labeling_job_state_change(event: dict[str, Any]) -> LabelingJobStateChange:
-    """The state change of a job Loupe named; :class:`Ignored` for anyone else's (no ledger read needed)."""
-    return check_labeling_job(parse(event=event, model=LabelingJobStateChange))
-
-
 def check_labeling_job(change: LabelingJobStateChange) -> LabelingJobStateChange:
     if not change.job_name.startswith(LABELING_JOB_PREFIX):
         raise Ignored(f"labeling job {change.job_name} is not Loupe's (not {LABELING_JOB_PREFIX}*)")
@@ -133,11 +128,6 @@ class ModelPackageStateChange(EventBridgeModel):
     source: Literal["aws.sagemaker"]
     detail_type: Literal["SageMaker Model Package State Change"] = Field(alias="detail-type")
     detail: ModelPackageDetail
-
-
-def model_package_state_change(event: dict[str, Any], group_name: str) -> ModelPackageStateChange:
-    """A package of this stack's model package group; :class:`Ignored` for other groups' packages."""
-    return check_package(parse(event=event, model=ModelPackageStateChange), group_name)
 
 
 def check_package(change: ModelPackageStateChange, group_name: str) -> ModelPackageStateChange:
@@ -163,11 +153,6 @@ class AlarmStateChange(EventBridgeModel):
     source: Literal["aws.cloudwatch"]
     detail_type: Literal["CloudWatch Alarm State Change"] = Field(alias="detail-type")
     detail: AlarmDetail
-
-
-def alarm_state_change(event: dict[str, Any], alarm_arn: str) -> AlarmStateChange:
-    """This alarm going into ALARM; :class:`Ignored` for other alarms and for other states."""
-    return check_alarm(parse(event=event, model=AlarmStateChange), alarm_arn)
 
 
 def check_alarm(change: AlarmStateChange, alarm_arn: str) -> AlarmStateChange:

@@ -73,10 +73,6 @@ def model_component_version(package_version: int | str, patch: int = 0) -> str:
 
 
 # ------------------------------------------------------------------ digests
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def greengrass_digest(data: bytes) -> str:
     """The digest Greengrass stores in a recipe artifact: base64 of the raw SHA-256."""
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
@@ -100,19 +96,6 @@ def deterministic_zip(files: dict[str, bytes]) -> bytes:
             info.external_attr = 0o644 << 16
             zf.writestr(info, files[name])
     return buf.getvalue()
-
-
-def zip_directory(root: Path, exclude: Iterable[str] = ("__pycache__", ".pytest_cache")) -> bytes:
-    skip = set(exclude)
-    files = {}
-    for path in sorted(Path(root).rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_dir() or any(part in skip for part in rel.parts) or path.suffix == ".pyc":
-            continue
-        files[f"{Path(root).name}/{rel.as_posix()}"] = path.read_bytes()
-    if not files:
-        raise GreengrassError(f"{root} holds no files to publish")
-    return deterministic_zip(files)
 
 
 # ------------------------------------------------------------------ recipes
@@ -613,11 +596,6 @@ def publish_inference(gg: GreengrassV2, s3: S3, bucket: str, edge_dir: Path, aut
     recipe_text = (Path(edge_dir) / "inference" / "recipe.yaml").read_text()
     recipe = render_inference_recipe(recipe_text, version, uri, author)
     return publish_component(gg, s3, bucket, recipe, {fname: archive})
-
-
-def model_recipe_template(gg: GreengrassV2, s3: S3, inference_arn: str) -> str:
-    """The ``com.loupe.model`` recipe template shipped inside a published ``com.loupe.inference`` version."""
-    return model_component_files(gg, s3, inference_arn)[MODEL_TEMPLATE_MEMBER].decode()
 
 
 def model_component_files(gg: GreengrassV2, s3: S3, inference_arn: str) -> dict[str, bytes]:
