@@ -51,14 +51,11 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@eventbridge.ignore_foreign  # another bucket of the account, or Loupe's own writes outside raw/
 @event_parser(model=S3EventNotificationEventBridgeModel)
 def lambda_handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    try:
-        obj = object_to_ingest(event, str(SETTINGS.raw_bucket))
-    except eventbridge.Ignored as skip:  # another bucket of the account, or Loupe's own writes outside raw/
-        logger.info(f"ignored: {skip.reason}")
-        return eventbridge.ignored(skip)
+    obj = object_to_ingest(event, str(SETTINGS.raw_bucket))
     metrics.add_metric(name="IngestEvents", unit=MetricUnit.Count, value=1)  # also counts repeats answered idempotently
     result = process(obj=obj)
     logger.info("ingested", extra={"ingest": result})

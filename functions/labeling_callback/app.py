@@ -24,13 +24,10 @@ ledger = Ledger.from_name(str(SETTINGS.ledger_table))
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@eventbridge.ignore_foreign  # another account's or another Loupe stack's job
 @event_parser(model=eventbridge.LabelingJobStateChange)
 def lambda_handler(event: eventbridge.LabelingJobStateChange, context: Any) -> dict[str, Any]:
-    try:
-        result = resume_waiting_execution(sfn, ledger, eventbridge.check_labeling_job(event))
-    except eventbridge.Ignored as skip:  # another account's or another Loupe stack's job
-        logger.info(f"ignored: {skip.reason}")
-        return eventbridge.ignored(skip)
+    result = resume_waiting_execution(sfn, ledger, eventbridge.check_labeling_job(event))
     gone = result.pop("token_gone", None)
     if gone:  # a duplicate event, or an execution that stopped waiting: nothing to resume
         logger.warning("task token no longer waits", extra={"job": result["job_name"], "error": gone})

@@ -26,24 +26,21 @@ ledger = Ledger.from_name(str(SETTINGS.ledger_table))
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@eventbridge.ignore_foreign  # another alarm of the account, or the drift alarm going back to OK
 @event_parser(model=TriggerEvent)
 def lambda_handler(event: TriggerEvent, context: Any) -> dict[str, Any]:
     """Events: EventBridge ``Image Recorded`` (threshold), ``{"reason": "schedule"}``, the drift alarm's state
     change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now. Any other alarm of the account
     is ignored with one log line."""
-    try:
-        result, swept = trigger.on_trigger(
-            event,
-            ledger,
-            sfn,
-            state_machine_arn=STATE_MACHINE_ARN,
-            threshold=SETTINGS.labeling_threshold,
-            max_per_job=SETTINGS.labeling_max_per_job,
-            drift_alarm_arn=SETTINGS.drift_alarm_arn,
-        )
-    except eventbridge.Ignored as skip:  # another alarm of the account, or the drift alarm going back to OK
-        logger.info(f"ignored: {skip.reason}")
-        return eventbridge.ignored(skip)
+    result, swept = trigger.on_trigger(
+        event,
+        ledger,
+        sfn,
+        state_machine_arn=STATE_MACHINE_ARN,
+        threshold=SETTINGS.labeling_threshold,
+        max_per_job=SETTINGS.labeling_max_per_job,
+        drift_alarm_arn=SETTINGS.drift_alarm_arn,
+    )
     if swept:
         logger.warning("released stranded claims", extra={"claims": {k: len(v) for k, v in swept.items()}})
     logger.info("labeling trigger", extra=result)

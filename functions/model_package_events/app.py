@@ -21,12 +21,9 @@ aws = AwsClients(SETTINGS)  # each client made on first use (an ignored event ma
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@eventbridge.ignore_foreign  # packages of the account's other groups
 @event_parser(model=eventbridge.ModelPackageStateChange)
 def lambda_handler(change: eventbridge.ModelPackageStateChange, context: Any) -> dict[str, Any]:
-    try:
-        decision = routing.on_package_change(change, SETTINGS, aws)
-    except eventbridge.Ignored as skip:  # packages of the account's other groups
-        logger.info(f"ignored: {skip.reason}")
-        return eventbridge.ignored(skip)
+    decision = routing.on_package_change(change, SETTINGS, aws)
     logger.info("model package event handled", extra={"event_id": change.id, **decision})
     return decision

@@ -25,13 +25,10 @@ sns = lazy_client("sns")
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@eventbridge.ignore_foreign  # the account's other pipelines: their steps are not ours to read
 @event_parser(model=eventbridge.PipelineExecutionStatusChange)
 def lambda_handler(change: eventbridge.PipelineExecutionStatusChange, context: Any) -> dict[str, Any]:
-    try:
-        summary = pipeline_events.on_status_change(change, sagemaker, sns, SETTINGS)
-    except eventbridge.Ignored as skip:  # the account's other pipelines: their steps are not ours to read
-        logger.info(f"ignored: {skip.reason}")
-        return eventbridge.ignored(skip)
+    summary = pipeline_events.on_status_change(change, sagemaker, sns, SETTINGS)
     name = pipeline_events.metric_name(summary)
     if name:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

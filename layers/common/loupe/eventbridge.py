@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.middleware_factory import lambda_handler_decorator
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,6 +47,21 @@ class Ignored(Exception):  # noqa: N818 - an outcome, not an error
 def ignored(skip: Ignored) -> dict[str, Any]:
     """What a handler returns for an ignored event."""
     return {"ignored": True, "reason": skip.reason}
+
+
+_logger = Logger(child=True)
+
+
+@lambda_handler_decorator
+def ignore_foreign(handler: Any, event: Any, context: Any) -> Any:
+    """Powertools middleware for a handler of events an account's other resources also emit (another bucket,
+    pipeline, package group, labeling job or alarm): an :class:`Ignored` raised anywhere in the handler is one log
+    line and :func:`ignored`'s answer, not an error (no retry, no dead letter). Put it outside ``@event_parser``."""
+    try:
+        return handler(event, context)
+    except Ignored as skip:
+        _logger.info(f"ignored: {skip.reason}")
+        return ignored(skip)
 
 
 class _Detail(BaseModel):
