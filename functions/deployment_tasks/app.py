@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import settings
 from loupe.deployment import workflow
@@ -23,7 +24,7 @@ aws = AwsClients(SETTINGS)  # each client made on first use, kept while the cont
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_parser(model=TaskEnvelope)
-def lambda_handler(envelope: TaskEnvelope, context: Any) -> dict[str, Any]:
+def lambda_handler(envelope: TaskEnvelope, context: LambdaContext) -> dict[str, Any]:
     state = workflow.run(envelope, aws)
     logger.info("deployment step done", extra={"task": envelope.task, "run_id": state.get("run_id")})
     return state

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import fleet_serving
 from loupe import settings as settings_mod
@@ -29,7 +30,7 @@ fleet = FleetMembership(iot, str(SETTINGS.thing_group_name), ttl_s=60.0)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=RulePayload)
-def lambda_handler(event: RulePayload, context: Any) -> dict[str, Any]:
+def lambda_handler(event: RulePayload, context: LambdaContext) -> dict[str, Any]:
     # Invoked asynchronously by the rule: a bad or foreign message is recorded and counted, not raised (a retry
     # would give the same answer); an AWS error raises, for Lambda's retries and the on-failure destination.
     try:

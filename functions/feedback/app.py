@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import feedback
 from loupe import settings as settings_mod
@@ -30,7 +31,7 @@ announce = announcer(events)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=feedback.RulePayload)
-def lambda_handler(event: feedback.RulePayload, context: Any) -> dict[str, Any]:
+def lambda_handler(event: feedback.RulePayload, context: LambdaContext) -> dict[str, Any]:
     # The rule invokes asynchronously: a rejected announcement is recorded and counted, not raised (it would only
     # be retried and dead-lettered); an AWS error raises, for Lambda's retries and the on-failure destination.
     result = feedback.handle(s3, ledger, event.root, str(SETTINGS.raw_bucket), announce=announce)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import eventbridge
 from loupe import settings as settings_mod
@@ -53,7 +54,7 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 @eventbridge.ignore_foreign  # another bucket of the account, or Loupe's own writes outside raw/
 @event_parser(model=S3EventNotificationEventBridgeModel)
-def lambda_handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[str, Any]:
+def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     obj = object_to_ingest(event, str(SETTINGS.raw_bucket))
     metrics.add_metric(name="IngestEvents", unit=MetricUnit.Count, value=1)  # also counts repeats answered idempotently

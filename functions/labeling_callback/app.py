@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import eventbridge
 from loupe import settings as settings_mod
@@ -26,7 +27,7 @@ ledger = Ledger.from_name(str(SETTINGS.ledger_table))
 @tracer.capture_lambda_handler
 @eventbridge.ignore_foreign  # another account's or another Loupe stack's job
 @event_parser(model=eventbridge.LabelingJobStateChange)
-def lambda_handler(event: eventbridge.LabelingJobStateChange, context: Any) -> dict[str, Any]:
+def lambda_handler(event: eventbridge.LabelingJobStateChange, context: LambdaContext) -> dict[str, Any]:
     result = resume_waiting_execution(sfn, ledger, eventbridge.check_labeling_job(event))
     gone = result.pop("token_gone", None)
     if gone:  # a duplicate event, or an execution that stopped waiting: nothing to resume

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import settings as settings_mod
 from loupe.aws_clients import lazy_client, lazy_table
@@ -34,7 +35,7 @@ tasks = LabelingTasks(s3, sagemaker, featurestore, sfn, ledger, LabelingConfig.f
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_parser(model=TaskEnvelope)
-def lambda_handler(event: TaskEnvelope, context: Any) -> dict[str, Any]:
+def lambda_handler(event: TaskEnvelope, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(task=event.task, claim_id=event.input.get("claim_id"))
     result = tasks.run(event)
     logger.info("task done", extra={"result": {k: v for k, v in result.items() if k != "images"}})

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import eventbridge
 from loupe import settings as settings_mod
@@ -28,7 +29,7 @@ ledger = Ledger.from_name(str(SETTINGS.ledger_table))
 @tracer.capture_lambda_handler
 @eventbridge.ignore_foreign  # another alarm of the account, or the drift alarm going back to OK
 @event_parser(model=TriggerEvent)
-def lambda_handler(event: TriggerEvent, context: Any) -> dict[str, Any]:
+def lambda_handler(event: TriggerEvent, context: LambdaContext) -> dict[str, Any]:
     """Events: EventBridge ``Image Recorded`` (threshold), ``{"reason": "schedule"}``, the drift alarm's state
     change, or ``{"reason": "manual", "sha256": [...]}`` to label given images now. Any other alarm of the account
     is ignored with one log line."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import eventbridge, settings
 from loupe.deployment import routing
@@ -23,7 +24,7 @@ aws = AwsClients(SETTINGS)  # each client made on first use (an ignored event ma
 @tracer.capture_lambda_handler
 @eventbridge.ignore_foreign  # packages of the account's other groups
 @event_parser(model=eventbridge.ModelPackageStateChange)
-def lambda_handler(change: eventbridge.ModelPackageStateChange, context: Any) -> dict[str, Any]:
+def lambda_handler(change: eventbridge.ModelPackageStateChange, context: LambdaContext) -> dict[str, Any]:
     decision = routing.on_package_change(change, SETTINGS, aws)
     logger.info("model package event handled", extra={"event_id": change.id, **decision})
     return decision

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loupe import eventbridge, pipeline_events
 from loupe import settings as settings_mod
@@ -27,7 +28,7 @@ sns = lazy_client("sns")
 @metrics.log_metrics
 @eventbridge.ignore_foreign  # the account's other pipelines: their steps are not ours to read
 @event_parser(model=eventbridge.PipelineExecutionStatusChange)
-def lambda_handler(change: eventbridge.PipelineExecutionStatusChange, context: Any) -> dict[str, Any]:
+def lambda_handler(change: eventbridge.PipelineExecutionStatusChange, context: LambdaContext) -> dict[str, Any]:
     summary = pipeline_events.on_status_change(change, sagemaker, sns, SETTINGS)
     name = pipeline_events.metric_name(summary)
     if name:
