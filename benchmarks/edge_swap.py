@@ -29,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "edge_component" / "inference"))
 
 from loupe_edge import model as model_mod  # noqa: E402
-from loupe_edge.app import RESULTS, UPLOADS, EdgeApp  # noqa: E402
+from loupe_edge.app import EdgeApp  # noqa: E402
 from loupe_edge.config import validate  # noqa: E402
 from loupe_edge.outbox import Outbox  # noqa: E402
+from loupe_edge.results import RESULTS, UPLOADS  # noqa: E402
 from loupe_edge.transport import LocalControl  # noqa: E402
 
 

@@ -19,9 +19,10 @@ import sys
 import threading
 from pathlib import Path
 
-from loupe_edge.app import RESULTS, UPLOADS, EdgeApp
+from loupe_edge.app import EdgeApp
 from loupe_edge.config import deep_merge, load_local, validate
 from loupe_edge.outbox import Outbox
+from loupe_edge.results import RESULTS, UPLOADS
 from loupe_edge.transport import (
     Control,
     IpcControl,

@@ -9,14 +9,12 @@ result (and, if sampled, its image) is in the outbox.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +24,18 @@ from loupe_edge import formats
 from loupe_edge.config import Config
 from loupe_edge.engine import InferenceStage, Inferred, Prefetcher, Preparer, boxes_from_output
 from loupe_edge.feedback import FeedbackSampler
+from loupe_edge.health import HealthReporter
 from loupe_edge.manager import ModelManager, ModelSource
 from loupe_edge.model import LoadedModel, ModelSettings
 from loupe_edge.outbox import EntryTooLarge, OutboxError
+from loupe_edge.results import RESULTS, encode, feedback_entry, utc_now
+from loupe_edge.senders import Senders
 from loupe_edge.shadow import ShadowRunner, ShadowSpec
 from loupe_edge.sources import FrameSource, RawFrame, make_source
 from loupe_edge.stats import WindowStats
-from loupe_edge.transport import Control, Transport, TransportError, Uploader
+from loupe_edge.transport import Control, Transport, Uploader
 
 log = logging.getLogger(__name__)
-
-RESULTS = "results"
-UPLOADS = "uploads"
-MAX_MESSAGE_BYTES = 120 * 1024  # below AWS IoT Core's 128 KB limit, with room for MQTT framing
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def model_settings(cfg: Config, precision: str | None = None) -> ModelSettings:
@@ -57,23 +50,6 @@ def model_settings(cfg: Config, precision: str | None = None) -> ModelSettings:
         max_detections=m["maxDetections"],
         verify_digest=m["verifyDigest"],
     )
-
-
-# S3 allows 2 KB of user metadata per object (keys and values): the boxes take at most this much of it, the most
-# confident first (Amazon S3 User Guide, "Working with object metadata").
-BOXES_METADATA_BYTES = 1500
-
-
-def boxes_metadata(boxes: list) -> str:
-    """The frame's boxes as compact JSON for its S3 metadata, ``[[class_id, confidence, x1, y1, x2, y2], ...]``
-    (the console's Fleet page draws them over the frame), as many as fit in :data:`BOXES_METADATA_BYTES`."""
-    rows = [[b["class_id"], b["confidence"], *b["xyxy"]] for b in sorted(boxes, key=lambda b: -b["confidence"])]
-    kept: list = []
-    for row in rows:
-        if len(json.dumps([*kept, row], separators=(",", ":"))) > BOXES_METADATA_BYTES:
-            break
-        kept.append(row)
-    return json.dumps(kept, separators=(",", ":"))
 
 
 @dataclass
@@ -127,11 +103,21 @@ class EdgeApp:
         self._set_shadow(cfg)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._health_now = threading.Event()
-        self._alerts: list[str] = []  # reported in health until a health message carrying them was accepted
         self._outbox_failing = False
-        self._take_outbox_alerts()
-        self.started = time.monotonic()
+        self.senders = Senders(
+            outbox, transport, uploader, self.stats, self._stop, lambda: self.cfg.get("outbox.retrySeconds")
+        )
+        self.reporter = HealthReporter(
+            self.thing,
+            lambda: self.cfg,
+            transport,
+            outbox,
+            self.stats,
+            self.manager,
+            self.source,
+            lambda: self.shadow,
+            self._stop,
+        )
 
     # -- configuration --------------------------------------------------------------------------------
     def _model_source(self) -> ModelSource:
@@ -215,7 +201,7 @@ class EdgeApp:
         self.stats.count("model_swaps")
         self._write_status("RUNNING", None)
         self.control.report(True)
-        self._health_now.set()
+        self.reporter.now.set()
 
     def _on_model_failure(self, reason: str) -> None:
         self.stats.error(f"model: {reason}")
@@ -223,7 +209,7 @@ class EdgeApp:
         self._write_status("ERRORED", reason)
         if self.cfg.get("model.reportFailure"):
             self.control.report(False, reason)
-        self._health_now.set()
+        self.reporter.now.set()
 
     def on_update(self, why: str) -> None:
         """Greengrass told us something changed (component update or configuration)."""
@@ -260,9 +246,9 @@ class EdgeApp:
         self._started = True
         if self.shadow is not None:
             self.shadow.start()
-        self._spawn("loupe-send-results", self._send_results)
-        self._spawn("loupe-send-uploads", self._send_uploads)
-        self._spawn("loupe-health", self._health_loop)
+        self._spawn("loupe-send-results", self.senders.results)
+        self._spawn("loupe-send-uploads", self.senders.uploads)
+        self._spawn("loupe-health", self.reporter.loop)
         self.inference.start()
 
     def _spawn(self, name: str, fn) -> None:
@@ -286,7 +272,7 @@ class EdgeApp:
         self.manager.stop()
         if self.shadow is not None:
             self.shadow.stop()
-        self._health_now.set()
+        self.reporter.now.set()
         for t in self._threads:
             t.join(timeout=10)
         self.control.close()
@@ -352,13 +338,15 @@ class EdgeApp:
         }
         latency["postprocess"] = round((time.perf_counter() - t_post) * 1000, 3)
         latency["total"] = round(sum(latency.values()), 3)
-        payload = self._encode(message)
+        payload = encode(message)
         entries = [(RESULTS, {"topic": self.cfg.topic("inference")}, payload)]
         if decision.uncertain:
             if not self.feedback_on:
                 self.stats.count("feedback_not_configured")
             elif decision.send:
-                entries.append(self._feedback_entry(frame, item.rgb, model.version, decision, message["boxes"]))
+                entries.append(
+                    feedback_entry(self.cfg, self.thing, frame, item.rgb, model.version, decision, message["boxes"])
+                )
             else:
                 self.stats.count(f"feedback_limited_{decision.limited_by}")
         try:
@@ -413,19 +401,6 @@ class EdgeApp:
                 return "defect"
         return "pass"
 
-    @staticmethod
-    def _encode(message: dict) -> bytes:
-        payload = json.dumps(message, separators=(",", ":")).encode()
-        if len(payload) <= MAX_MESSAGE_BYTES:
-            return payload
-        boxes = message["boxes"]
-        keep = len(boxes)
-        while keep and len(payload) > MAX_MESSAGE_BYTES:
-            keep = keep * 3 // 4
-            trimmed = dict(message, boxes=boxes[:keep], boxes_truncated=len(boxes) - keep)
-            payload = json.dumps(trimmed, separators=(",", ":")).encode()
-        return payload
-
     def _outbox_refused(self, frame: RawFrame, exc: OutboxError) -> None:
         """The outbox could not store this frame's result (a full disk): nothing of it was stored, the frame goes
         back to its source (a file stays in the folder and is read again) and the loop waits before the next."""
@@ -437,180 +412,9 @@ class EdgeApp:
         self.source.release(frame)
         self._stop.wait(self.cfg.get("outbox.retrySeconds"))
 
-    def _feedback_entry(
-        self, frame: RawFrame, rgb: np.ndarray, version: str, decision, boxes: list | None = None
-    ) -> tuple[str, dict, bytes]:
-        fb = self.cfg.get("feedback")
-        body = frame.data
-        ext = formats.sniff(body)
-        if body is None or ext is None:  # a video frame (or, defensively, bytes ingest would refuse): encode
-            from PIL import Image
-
-            buf = io.BytesIO()
-            Image.fromarray(rgb).save(buf, format="JPEG", quality=95)
-            body, ext = buf.getvalue(), "jpg"
-        prefix = fb["prefix"].strip("/")
-        key = f"{prefix}/{self.thing}/{frame.frame_id}.{ext}"
-        announce = {
-            "thing": self.thing,
-            "bucket": fb["bucket"],
-            "key": key,
-            "frame_id": frame.frame_id,
-            "model_version": version,
-            "max_confidence": round(decision.max_confidence, 4),
-            "reason": decision.reason,
-            "timestamp": utc_now(),
-        }
-        meta = {
-            "bucket": fb["bucket"],
-            "key": key,
-            "content_type": formats.CONTENT_TYPES[ext],
-            "metadata": {
-                "device": self.thing,
-                "model-version": version,
-                "max-confidence": f"{decision.max_confidence:.4f}",
-                "reason": decision.reason,
-                "boxes": boxes_metadata(boxes or []),
-            },
-            "topic": self.cfg.topic("lowConfidence"),
-            "announce": announce,
-        }
-        return UPLOADS, meta, body
-
-    # -- senders --------------------------------------------------------------------------------------
-    def _backoff(self, what: str, exc: Exception, failing: bool) -> bool:
-        if not failing:
-            log.warning("%s delivery paused, will retry: %s", what, exc)
-            self.stats.count(f"{what}_delivery_failures")
-        self._stop.wait(self.cfg.get("outbox.retrySeconds"))
-        return True
-
-    def _sender(self, what: str, once) -> None:
-        """Run one sender's loop until stop; an outbox failure (or a bug) pauses it, never ends it."""
-        failing = False
-        while not self._stop.is_set():
-            try:
-                delivered = once()
-            except (TransportError, OutboxError) as exc:
-                failing = self._backoff(what, exc, failing)
-                continue
-            except Exception as exc:
-                log.exception("%s sender failed; retrying", what)
-                self.stats.error(f"{what} sender: {exc!r}")
-                failing = self._backoff(what, exc, failing)
-                continue
-            if failing and delivered:
-                log.info("%s delivery resumed (%d queued)", what, self.outbox.depth(what))
-                failing = False
-
-    def _send_results(self) -> None:
-        self._sender(RESULTS, self._send_results_once)
-
-    def _send_results_once(self) -> bool:
-        if not self.outbox.wait(RESULTS, 0.5):
-            return False
-        entries = self.outbox.peek(RESULTS, 50)
-        if not entries:
-            return False
-        n = self.transport.publish_many([(e.meta["topic"], e.body) for e in entries], timeout=10.0)
-        self.outbox.ack(entries[:n])
-        return True
-
-    def _send_uploads(self) -> None:
-        self._sender(UPLOADS, self._send_uploads_once)
-
-    def _send_uploads_once(self) -> bool:
-        if not self.outbox.wait(UPLOADS, 0.5):
-            return False
-        entries = self.outbox.peek(UPLOADS, 1)
-        if not entries:
-            return False
-        e = entries[0]
-        m = e.meta
-        if formats.sniff(e.body) is None or m.get("content_type") not in formats.CONTENT_TYPES.values():
-            # queued by an older version of the component: ingest would quarantine it, so it is not uploaded
-            log.error("not uploading %s: %s", m.get("key"), formats.describe(e.body))
-            self.stats.count("uploads_refused_format")
-            self.stats.error(f"upload {m.get('key')}: {formats.refusal(e.body)}")
-            self.outbox.ack([e])
-            return False
-        if self.uploader is None:
-            raise TransportError("no S3 uploader configured")
-        self.uploader.put(m["bucket"], m["key"], e.body, m["content_type"], m["metadata"])
-        announce = json.dumps(m["announce"], separators=(",", ":")).encode()
-        self.transport.publish_many([(m["topic"], announce)], timeout=10.0)
-        self.outbox.ack([e])
-        self.stats.count("feedback_sent")
-        return True
-
-    # -- health ---------------------------------------------------------------------------------------
+    # -- health (loupe_edge.health) -------------------------------------------------------------------
     def health(self, reset: bool = True) -> dict:
-        model = self.manager.current
-        snap = self.stats.snapshot(reset=reset)
-        counters = snap.pop("counters")
-        return {
-            "thing": self.thing,
-            "timestamp": utc_now(),
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "model_version": model.version if model else None,
-            "model_precision": model.precision if model else None,
-            "model_error": self.manager.last_error,
-            **snap,
-            "outbox": {"results": self.outbox.depth(RESULTS), "uploads": self.outbox.depth(UPLOADS)},
-            "outbox_store": self._outbox_store(),
-            "alerts": self._take_outbox_alerts(),
-            "dropped": {
-                "outbox_results": self.outbox.dropped(RESULTS),
-                "outbox_uploads": self.outbox.dropped(UPLOADS),
-                "outbox_evicted_results": self.outbox.evicted(RESULTS)[0],
-                "outbox_evicted_uploads": self.outbox.evicted(UPLOADS)[0],
-                "rejected_frames": counters.get("rejected_frames", 0),
-                "rejected_pruned": getattr(self.source, "pruned", 0),
-                "feedback_rate_limited": counters.get("feedback_limited_rate", 0),
-                "feedback_daily_cap": counters.get("feedback_limited_daily-cap", 0),
-                "health_unsent": counters.get("health_unsent", 0),
-            },
-            "counters": counters,
-            "shadow": self.shadow.snapshot(reset=reset) if self.shadow is not None else None,
-        }
-
-    def _outbox_store(self) -> dict:
-        """The disk outbox as a whole: bytes held against the budget, what the budget evicted, failed writes and
-        stores moved aside as unreadable (kept out of ``outbox``, whose values the cloud sums as a depth)."""
-        return {
-            "bytes": self.outbox.size(),
-            "max_bytes": self.outbox.max_bytes,
-            "evicted_bytes": {q: self.outbox.evicted(q)[1] for q in (RESULTS, UPLOADS)},
-            "write_failures": self.outbox.write_failures,
-            "moved_aside": self.outbox.counter("store_moved_aside"),
-        }
-
-    def _take_outbox_alerts(self) -> list[str]:
-        for alert in self.outbox.take_alerts():
-            self.stats.error(f"outbox: {alert}")
-            self._alerts.append(alert)
-        return list(self._alerts)
+        return self.reporter.snapshot(reset)
 
     def publish_health(self) -> bool:
-        health = self.health()
-        payload = json.dumps(health, separators=(",", ":")).encode()
-        try:
-            self.transport.publish_many([(self.cfg.topic("health"), payload)], timeout=5.0)
-        except TransportError:
-            self.stats.count("health_unsent")
-            return False
-        sent = health["alerts"]
-        self._alerts = [a for a in self._alerts if a not in sent]  # delivered: reported once
-        return True
-
-    def _health_loop(self) -> None:
-        while not self._stop.is_set():
-            self._health_now.wait(self.cfg.get("health.intervalSeconds"))
-            self._health_now.clear()
-            if self._stop.is_set():
-                break
-            try:
-                self.publish_health()
-            except Exception as exc:  # the health thread must outlive a bug in one message
-                log.exception("health message failed")
-                self.stats.error(f"health: {exc!r}")
+        return self.reporter.publish()

@@ -13,7 +13,7 @@ is held: one notification, the rollout lock kept, a check every few seconds.
 - Nobody labels: at CanaryHoldTimeoutSeconds the cohort is rolled back, the safe default, with that reason.
 
 The uploads play the devices' part: a confident model sends no frame back, and the champion here sees nothing, so
-the labeled frames are written as a device would write its uncertain ones (``loupe_edge.app.boxes_metadata``).
+the labeled frames are written as a device would write its uncertain ones (``loupe_edge.results.boxes_metadata``).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def upload_and_label(rt: Any, thing: str, version: str, boxes: list[list[float]]
     """A device's uncertain frames (the key and metadata ``loupe_edge`` writes) through the real ingest, then each
     labeled the way the labeling callback records it: the ledger's claim, then ``mark_labeled``."""
     from loupe.ledger import Ledger
-    from loupe_edge.app import boxes_metadata
+    from loupe_edge.results import boxes_metadata
 
     s3, bucket, ledger = rt.client("s3"), rt.physical("RawBucket"), Ledger(stack_table(rt, "LedgerTable"))
     rows = [{"class_id": int(b[0]), "confidence": b[1], "xyxy": b[2:]} for b in boxes]

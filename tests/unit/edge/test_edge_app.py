@@ -14,12 +14,13 @@ from support.edge_helpers import brightness_for, default_table, grey_image, grey
 from support.outbox_faults import deny_deletes, fill_disk, free_disk
 from support.waiting import wait_until
 
-from loupe_edge.app import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, EdgeApp
+from loupe_edge.app import EdgeApp
 from loupe_edge.config import validate
 from loupe_edge.engine import Preparer
 from loupe_edge.formats import sniff
 from loupe_edge.model import LoadedModel
 from loupe_edge.outbox import Outbox
+from loupe_edge.results import MAX_MESSAGE_BYTES, RESULTS, UPLOADS, encode
 from loupe_edge.transport import IpcControl, IpcTransport, TransportError
 
 THING = "line-1"
@@ -583,7 +584,7 @@ def test_a_configuration_update_starts_and_ends_the_shadow_without_a_restart(rig
 
 def test_result_messages_stay_under_the_iot_core_limit() -> None:
     boxes = [{"class_id": 0, "class_name": "scratch" * 10, "confidence": 0.5, "xyxy": [1.0] * 4}] * 3000
-    payload = EdgeApp._encode({"thing": THING, "boxes": boxes})
+    payload = encode({"thing": THING, "boxes": boxes})
     assert len(payload) <= MAX_MESSAGE_BYTES
     doc = json.loads(payload)
     assert doc["boxes_truncated"] == 3000 - len(doc["boxes"]) and len(doc["boxes"]) > 100

@@ -4,7 +4,7 @@ back by the console's Fleet page (``loupe.console_api.fleet.parse_boxes``) as th
 from __future__ import annotations
 
 from loupe.console_api.fleet import parse_boxes
-from loupe_edge.app import BOXES_METADATA_BYTES, boxes_metadata
+from loupe_edge.results import BOXES_METADATA_BYTES, boxes_metadata
 
 
 def _box(i: int) -> dict:

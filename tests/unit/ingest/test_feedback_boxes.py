@@ -16,7 +16,7 @@ from support.stack_tables import template_table_properties
 
 from loupe.ingest import ObjectRef, ingest_object, origin_from_metadata, predicted_boxes
 from loupe.ledger import Ledger
-from loupe_edge.app import boxes_metadata
+from loupe_edge.results import boxes_metadata
 
 KEY = "raw/feedback/cam-7/f1.png"
 META = {"device": "cam-7", "model-version": "7", "max-confidence": "0.41", "reason": "confidence-band"}
