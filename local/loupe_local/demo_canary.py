@@ -27,12 +27,13 @@ FINAL = ("PROMOTED", "ROLLED_BACK")
 def parameters(frames_per_device: int, min_labeled: int) -> dict[str, str]:
     """The stack parameters of the demo's canary: half the fleet, a window of half the frames each camera gets
     (the champion's half reports at the same pace, so both cohorts reach it), a window timeout whose check interval
-    is a few seconds (``poll_interval``: timeout / 20), and a hold long enough for one labeling run."""
+    is a few seconds (``poll_interval``: timeout / 20), and a hold long enough for one labeling run (a full demo's took
+    33 s for 25 frames) and re-decided every 15 s."""
     return {
         "CanaryPercent": "50",
         "CanaryWindowFrames": str(max(2, frames_per_device // 2)),
         "CanaryWindowTimeoutSeconds": "160",
-        "CanaryHoldTimeoutSeconds": "900",
+        "CanaryHoldTimeoutSeconds": "300",
         "CanaryMinLabeledFrames": str(min_labeled),
     }
 
@@ -106,6 +107,7 @@ class CanaryWatch:
         self.item: dict[str, Any] = {}
         self.baseline: dict[str, dict[str, int]] = {}
         self.samples: list[dict[str, Any]] = []
+        self.events: list[tuple[float, str]] = []  # (seconds since the demo started, what happened): the chart's marks
 
     def refresh(self) -> dict[str, Any] | None:
         """The group's canary item when it is this package's (a PROMOTED or ROLLED_BACK item keeps only the run id
@@ -187,6 +189,7 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
         timeout=600,
     )
     ctx.progress.say(f"  cohort {watch.cohort} serves v{n}; {watch.rest} keep v{champion.version}")
+    watch.events.append((ctx.progress.now(), "cohort serves the new model"))
     watch.sample()
     frames: dict[str, list[Path]] = ctx.data.get("canary_frames") or {}
     longest = max((len(v) for v in frames.values()), default=0)
@@ -210,6 +213,7 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
 
             for line in held_summary(item):
                 ctx.progress.say(f"  {line}")
+            watch.events.append((ctx.progress.now(), "held for labels"))
             labeling = _label_the_line(ctx)
         if time.monotonic() > deadline:
             raise DemoError(f"the canary of model v{n} did not end within {ctx.cfg.timeout_stage:.0f}s: {item}")
@@ -223,7 +227,14 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
         recorded = ctx.wait("the canary's verdict in the run's record", watch.run_record, timeout=600)
     except DemoError:
         recorded = {"reasons": [f"no run record within 600 s (canary item: {item})"]}
-    result = {**recorded, "status": item["status"], "samples": watch.samples, "labeling": labeling}
+    watch.events.append((ctx.progress.now(), str(item["status"]).lower().replace("_", " ")))
+    result = {
+        **recorded,
+        "status": item["status"],
+        "samples": watch.samples,
+        "events": watch.events,
+        "labeling": labeling,
+    }
     result.setdefault("cohort", watch.cohort)
     result.setdefault("rest", watch.rest)
     record.canary = result

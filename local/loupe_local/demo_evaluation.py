@@ -190,6 +190,7 @@ def write_report(
             last.canary.get("samples") or [],
             report_dir / "canary.png",
             (f"canary cohort: v{last.version}", f"rest of the fleet: v{champion}"),
+            [(float(t), str(what)) for t, what in last.canary.get("events") or []],
         )
         pictures["canary"] = chart.name if chart else None
     summary = {

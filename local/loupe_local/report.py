@@ -164,9 +164,15 @@ def latency_chart(health: dict[str, list[dict[str, Any]]], out_path: Path) -> Pa
     return out_path
 
 
-def canary_chart(samples: list[dict[str, Any]], out_path: Path, labels: tuple[str, str]) -> Path | None:
+def canary_chart(
+    samples: list[dict[str, Any]],
+    out_path: Path,
+    labels: tuple[str, str],
+    events: list[tuple[float, str]] | None = None,
+) -> Path | None:
     """The canary's window, both cohorts over the same time: the uncertain-frame share and the NG rate so far
-    (the counters the verdict reads), against seconds since the demo started; None without two samples."""
+    (the counters the verdict reads), against seconds since the demo started, with what happened marked (the cohort
+    serving, a hold, the verdict); None without two samples."""
     pts = [p for p in samples if (p["canary"]["frames"] or p["champion"]["frames"])]
     if len(pts) < 2:
         return None
@@ -178,6 +184,9 @@ def canary_chart(samples: list[dict[str, Any]], out_path: Path, labels: tuple[st
             ys = [p[cohort][key] for p in pts if p[cohort][key] is not None]
             if xs:
                 ax.plot(xs, ys, linestyle=style, marker=".", label=label)
+        for t, what in events or []:
+            ax.axvline(t, color="grey", linewidth=0.8, linestyle=":")
+            ax.text(t, 0.5, f" {what}", rotation=90, fontsize=6, color="grey", va="center")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{title} so far, per cohort", fontsize=9)
         ax.set_xlabel("seconds since the demo started")

@@ -93,7 +93,8 @@ def _canary(status: str) -> dict:
 
 def test_the_report_draws_both_cohorts_and_says_the_verdict(tmp_path: Path) -> None:
     canary = _canary("PROMOTED")
-    chart = report.canary_chart(canary["samples"], tmp_path / "canary.png", ("canary: v2", "rest: v1"))
+    events = [(104.0, "held for labels"), (112.0, "promoted")]
+    chart = report.canary_chart(canary["samples"], tmp_path / "canary.png", ("canary: v2", "rest: v1"), events)
     assert chart is not None and chart.stat().st_size > 1000
     assert report.canary_chart(canary["samples"][:1], tmp_path / "none.png", ("a", "b")) is None
     html = report.write_html(tmp_path, {"canary": canary}, {"canary": "canary.png"}).read_text()
