@@ -76,8 +76,10 @@ def test_health_windows_add_up_per_model_once_each(store: DeploymentsStore) -> N
     empty = health(thing, "2026-12-06T10:00:04.000Z", frames=0, uncertain_frames=0, detection_frames=0)
     assert not fleet_serving.record_model_window(empty, store)  # nothing served: nothing to add
     got = store.model_counters("m2", [thing, DEVICES[1]])
-    # errors: the device's running count went from 7 to 9 while it served m2; p95: its last window's
-    assert got == {thing: {"frames": 30, "uncertain": 9, "ng": 12, "errors": 2, "latency_p95_ms": 12.5}}
+    # errors: the device's running count went from 7 to 9 while it served m2; p95: its last window's, and the
+    # smaller of its last two (20.0 then 12.5: 12.5 is what the window sustained)
+    want = {"frames": 30, "uncertain": 9, "ng": 12, "errors": 2, "latency_p95_ms": 12.5, "sustained_p95_ms": 12.5}
+    assert got == {thing: want}
 
 
 def test_a_window_counts_for_the_model_that_ran_its_frames_and_one_with_two_models_for_none(
@@ -277,3 +279,34 @@ def test_a_window_that_times_out_short_is_not_promoted(store: DeploymentsStore) 
     done = canary.window(aws, state, now=1000.0 + 600)["canary"]
     assert done["done"] and done["ended"] == "timeout after 600 s with 5 frames"
     assert canary.verdict(aws, {**state, "canary": done})["canary"]["verdict"]["verdict"] == "insufficient"
+
+
+def _windows(store: DeploymentsStore, version: str, thing: str, p95s: list[float], frames: int = 15) -> None:
+    for i, p95 in enumerate(p95s):
+        counters = {"frames": frames, "uncertain": 0, "ng": 0}
+        store.add_model_window(version, thing, f"2026-12-07T01:00:0{i}.000Z", counters, latency_p95_ms=p95)
+
+
+def test_one_busy_health_window_is_not_a_latency_regression_and_a_sustained_one_is(store: DeploymentsStore) -> None:
+    """A cohort's p95 is its slowest device's p95 sustained over two health windows: a CI run once rolled a good
+    canary back because one window of a loaded machine read 270 ms against the champion's 83 ms."""
+    aws: Any = _WindowAws(store)
+
+    def verdict(challenger: list[float], frames: int = 15) -> dict[str, Any]:
+        store.table.delete_item(Key={"pk": "MODEL#m2", "sk": "DEVICE#dev-a"})
+        store.table.delete_item(Key={"pk": "MODEL#m1", "sk": "DEVICE#dev-b"})
+        _windows(store, "m2", "dev-a", challenger, frames)
+        _windows(store, "m1", "dev-b", [20.0, 22.0])
+        state = window_state(["dev-b"])
+        done = canary.window(aws, state, now=1001.0)["canary"]
+        assert done["done"], done
+        return canary.verdict(aws, {**state, "canary": done})["canary"]["verdict"]
+
+    busy_once = verdict([21.0, 270.0])
+    assert busy_once["verdict"] == "promote", busy_once["reasons"]
+    assert busy_once["canary"]["latency_p95_ms"] == 21.0 and busy_once["champion"]["latency_p95_ms"] == 20.0
+    slower = verdict([260.0, 270.0])
+    assert slower["verdict"] == "rollback"
+    assert any(r.startswith("latency p95 260.0 ms vs 20.0 ms") for r in slower["reasons"]), slower["reasons"]
+    one_window = verdict([270.0], frames=25)  # the window's 20 frames in one health window
+    assert one_window["canary"]["latency_p95_ms"] is None and one_window["verdict"] != "rollback"

@@ -109,9 +109,11 @@ def _totals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for row in rows.values():
         for key in ("frames", "uncertain", "ng", "errors"):
             out[key] += int(row.get(key) or 0)
-        p95 = row.get("latency_p95_ms")
+        # the slowest device's p95 sustained over its last two health windows: one busy window on a device (another
+        # process, a model just loaded) is not the model's latency
+        p95 = row.get("sustained_p95_ms")
         if p95 is not None and (out["latency_p95_ms"] is None or p95 > out["latency_p95_ms"]):
-            out["latency_p95_ms"] = p95  # the slowest device's last p95
+            out["latency_p95_ms"] = p95
     return out
 
 

@@ -18,7 +18,10 @@ The test, stated:
   that ends (timeout) with fewer is ``insufficient``, and an insufficient canary is not promoted.
 - **Guards**, no test: the canary's error rate may exceed the champion's by at most ``max_error_rate_increase``, and
   its latency p95 may be at most ``max_latency_ratio`` times the champion's (a rise under
-  ``min_latency_increase_ms`` is never counted: a few milliseconds are scheduling noise on a busy device).
+  ``min_latency_increase_ms`` is never counted: a few milliseconds are scheduling noise on a busy device). A
+  cohort's p95 is its slowest device's p95 sustained over that device's last two health windows (the smaller of
+  the two): one window a busy machine slowed is not the model's latency, and with one window there is no p95 to
+  compare (a CI run once rolled a good canary back on one such window: 270 ms against 83 ms).
 
 Assumptions, said plainly: the test treats frames as independent Bernoulli trials. They are not: consecutive frames
 of one camera see the same part, the same lighting, the same drift, so the effective sample is smaller than the
@@ -71,7 +74,7 @@ class CohortCounts:
     uncertain: int = 0
     ng: int = 0  # frames with at least one detection
     errors: int = 0
-    latency_p95_ms: float | None = None  # the largest p95 any of its devices reported in the window
+    latency_p95_ms: float | None = None  # the slowest device's p95, sustained over two health windows
 
     def __post_init__(self) -> None:
         for name in ("frames", "uncertain", "ng", "errors"):

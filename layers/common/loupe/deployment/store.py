@@ -369,9 +369,11 @@ class DeploymentsStore:
         names.update({"#end": "last_window_end", "#updated": "updated"})
         values.update({":end": window_end, ":now": utc_now()})
         if latency_p95_ms is not None:
-            sets.append("#p95 = :p95")
-            names["#p95"] = "last_latency_p95_ms"
-            values[":p95"] = str(latency_p95_ms)
+            # the window before keeps its p95 too: every action reads the item as it was before the update
+            # (DynamoDB Developer Guide, "Using update expressions"), so #prev gets the last window's value
+            sets += ["#prev = if_not_exists(#p95, :nop95)", "#p95 = :p95"]
+            names.update({"#p95": "last_latency_p95_ms", "#prev": "prev_latency_p95_ms"})
+            values.update({":p95": str(latency_p95_ms), ":nop95": ""})
         try:
             self.table.update_item(
                 Key={"pk": pk, "sk": f"DEVICE#{thing}"},
@@ -388,7 +390,9 @@ class DeploymentsStore:
 
     def model_counters(self, version: str, things: Iterable[str]) -> dict[str, dict[str, Any]]:
         """What each of ``things`` reported serving model ``version``: ``frames``, ``uncertain``, ``ng``, ``errors``
-        (since its first window of the model) and its last ``latency_p95_ms``; devices that never did are absent."""
+        (since its first window of the model), its last window's ``latency_p95_ms`` and ``sustained_p95_ms``, the
+        smaller p95 of its last two windows (None with one window: a burst in one window is not a latency); devices
+        that never did are absent."""
         client, name = self.table.meta.client, self.table.name
         wanted = sorted(set(things))
         out: dict[str, dict[str, Any]] = {}
@@ -399,10 +403,13 @@ class DeploymentsStore:
                 got = client.batch_get_item(RequestItems=request)
                 for item in got.get("Responses", {}).get(name, []):
                     p95 = item.get("last_latency_p95_ms")
+                    prev = item.get("prev_latency_p95_ms")
+                    last = float(p95) if p95 not in (None, "") else None
                     out[str(item["sk"]).removeprefix("DEVICE#")] = {
                         **{k: int(item.get(k, 0)) for k in ("frames", "uncertain", "ng")},
                         "errors": max(0, int(item.get("errors_seen", 0)) - int(item.get("errors_first", 0))),
-                        "latency_p95_ms": float(p95) if p95 not in (None, "") else None,
+                        "latency_p95_ms": last,
+                        "sustained_p95_ms": None if last is None or prev in (None, "") else min(last, float(prev)),
                     }
                 request = got.get("UnprocessedKeys") or {}
         return out
