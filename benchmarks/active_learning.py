@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from synth_training import dataset, make_splits, map50, max_confidences, train
 
-from loupe_local import synth
+from loupe_local.demo import synth
 
 
 def uncertainty_order(

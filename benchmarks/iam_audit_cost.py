@@ -40,7 +40,7 @@ def main() -> int:
 
     import boto3
 
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.host.runtime import LocalRuntime
 
     rt = LocalRuntime(root=REPO, state_dir=Path(tempfile.mkdtemp(prefix="loupe-iam-bench-")), mqtt=False, iam="audit")
     rt.start()

@@ -1,6 +1,6 @@
 """Is the synthetic two-phase task learnable fast enough for ``make demo``?
 
-Generates phase-1 and phase-2 data with ``loupe_local.synth``, trains v1 (YOLOv8n from ``yolov8n.yaml``, no
+Generates phase-1 and phase-2 data with ``loupe_local.demo.synth``, trains v1 (YOLOv8n from ``yolov8n.yaml``, no
 pretrained weights) on phase 1, scores it on held-out phase-1 and phase-2 test sets, then warm-starts v2
 from v1's weights on phase 1 + some phase-2 frames and scores it on the same phase-2 test set.
 
@@ -11,7 +11,7 @@ every epoch on a held-out val split of the same phase, best checkpoint kept) and
 
     .venv/bin/python benchmarks/synth_training.py [--quick] [--json] [--imgsz 256] [--v1-epochs 40] ...
 
-Measured numbers and the recommended demo configuration: the docstring of ``loupe_local/synth.py``
+Measured numbers and the recommended demo configuration: the docstring of ``loupe_local/demo/synth.py``
 (``DEMO_DEFAULTS``); this script's defaults are that configuration.
 
 The helpers here (``make_splits``, ``labeled``, ``dataset``, ``train``, ``map50``, ``max_confidences``) are also
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe.datasets import Box, LabeledImage, write_version_dir
-from loupe_local import synth
+from loupe_local.demo import synth
 from loupe_training import evaluate, export
 from loupe_training.jobs import prepare_job
 from loupe_training.prepare import Prepared

@@ -1,4 +1,4 @@
-"""Benchmark: local training time to test mAP50 >= 0.5 on the synthetic demo data (loupe_local.synth).
+"""Benchmark: local training time to test mAP50 >= 0.5 on the synthetic demo data (loupe_local.demo.synth).
 
 1. from scratch: dataset v1 (phase-1 pictures, seed 0) -> train until val mAP50 >= 0.5 (stop_at_val_map50),
    then score the ONNX export on v1's test split;
@@ -28,7 +28,7 @@ def synth_version(out: Path, parts: list[tuple[int, int]], version: int) -> Path
     from synth_training import labeled
 
     from loupe.datasets import write_version_dir
-    from loupe_local.synth import generate
+    from loupe_local.demo.synth import generate
 
     images = []
     for seed, count in parts:

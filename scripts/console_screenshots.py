@@ -3,7 +3,7 @@
     .venv/bin/python scripts/console_screenshots.py [--out docs/images]
 
 Starts its own local AWS (tiny trainings) with the console and two local devices, uploads synthetic images
-(``loupe_local.synth``), labels them through the console's API with the generator's answers (the manual workforce),
+(``loupe_local.demo.synth``), labels them through the console's API with the generator's answers (the manual workforce),
 registers two small fixture packages (the second one predicts a box, so the Labeling page shows a pre-annotation;
 its confidence is inside the devices' feedback band, so they upload the frames and the Fleet page shows their
 pixels), approves them, registers a challenger with an evaluation output in the evaluation step's format
@@ -106,9 +106,9 @@ def main() -> int:
     from support.deploy_packages import register_package
     from support.fixture_models import box_detector
 
-    from loupe_local import synth
-    from loupe_local.devices import DeviceFleet, device_root
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.demo import synth
+    from loupe_local.devices.fleet import DeviceFleet, device_root
+    from loupe_local.host.runtime import LocalRuntime
     from loupe_local.standins.groundtruth_workforce import set_workforce_mode
 
     work = Path(tempfile.mkdtemp(prefix="loupe-shots-"))

@@ -56,7 +56,7 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     acts under its own role, a call outside the role's grant is refused with AWS's AccessDenied, every call is
     recorded, and the session fails at its end on any refused call of a stack role (the template's least privilege,
     held by the whole suite, even where a handler caught the error)."""
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.host.runtime import LocalRuntime
 
     saved = os.environ.copy()
     # alarm periods shrunk 60x so the drift alarm can fire within a test (15 min -> 15 s)

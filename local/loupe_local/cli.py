@@ -26,11 +26,11 @@ from loupe_local import state as state_mod
 _PLUGINS = [
     "loupe_local.importer",
     "loupe_training.cli",
-    "loupe_local.synth",
-    "loupe_local.demo",
-    "loupe_local.devices",
+    "loupe_local.demo.synth",
+    "loupe_local.demo.command",
+    "loupe_local.devices.fleet",
     "loupe_local.preflight",
-    "loupe_local.labelers_cli",
+    "loupe_local.console.labelers_cli",
     "loupe_local.canary_cli",
 ]
 
@@ -43,7 +43,7 @@ def _root() -> Path:
     for folder in (here, *here.parents):
         if (folder / "template.yaml").is_file():
             return folder
-    from loupe_local.runtime import REPO_ROOT
+    from loupe_local.host.runtime import REPO_ROOT
 
     return REPO_ROOT
 
@@ -65,7 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     root = _root()
     if args.detach:
         return _up_detached(args, root)
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.host.runtime import LocalRuntime
 
     stop = threading.Event()
 
@@ -107,7 +107,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _start_fleet(runtime: Any, count: int) -> Any:
-    from loupe_local.devices import DeviceFleet
+    from loupe_local.devices.fleet import DeviceFleet
 
     fleet = DeviceFleet.from_runtime(runtime)
     fleet.publish_components(runtime.physical("ArtifactBucket"))  # com.loupe.inference, as a cloud deploy does

@@ -69,8 +69,8 @@ from botocore.auth import HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4A
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
+from loupe_local.host.mqtt_policy import USERNAME
 from loupe_local.iam.principals import SessionRegistry
-from loupe_local.mqtt_policy import USERNAME
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 # AWS refuses a header-signed request whose X-Amz-Date is more than 15 minutes away from its clock

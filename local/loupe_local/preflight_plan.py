@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe_local.provision_checks import check_parameters
+from loupe_local.host.provision_checks import check_parameters
 from loupe_local.template import Resolver, TemplateError, load_yaml
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")

@@ -35,7 +35,7 @@ class Cameras:
     """Keeps a frame or two waiting in each device's frame folder, as a line's camera does, until stopped."""
 
     def __init__(self, rt: Any, things: list[str]) -> None:
-        from loupe_local.devices import device_root
+        from loupe_local.devices.fleet import device_root
 
         self.folders = [device_root(rt.state_dir, t) / "frames" for t in things]
         self.stop = threading.Event()
@@ -64,7 +64,7 @@ class Cameras:
 
 
 def serving(rt: Any, thing: str) -> str:
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     current = json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())
     return str(current["components"]["com.loupe.model"]["config"]["modelVersion"])

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from loupe.console_api import labelers
-from loupe_local.cognito_signin import sign_in
+from loupe_local.console.signin import sign_in
 
 
 def password() -> str:

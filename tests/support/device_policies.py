@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loupe_local.mqtt_policy import CoreDevicePolicy
+from loupe_local.host.mqtt_policy import CoreDevicePolicy
 from loupe_local.template import ACCOUNT_ID, Resolver, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

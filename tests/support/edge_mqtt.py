@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from loupe_local.mqtt_broker import free_port
+from loupe_local.host.mqtt_broker import free_port
 from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ def health_fleet(
     """``count`` devices named ``<prefix>-*`` in the stack's fleet, registered; yields the fleet, their names and the
     published inference component. Stopped on exit. ``state``: the ``local.json`` of a stack running in another
     process (``rt`` is then its client-side stand-in)."""
-    from loupe_local.devices import DeviceFleet
+    from loupe_local.devices.fleet import DeviceFleet
 
     timing = {"poll_seconds": 0.5, "settle_seconds": 1.5, "ack_seconds": 8.0, "prefix": prefix}
     fleet = (
@@ -133,7 +133,7 @@ def registered(rt: Any, package_arn: str) -> None:
 
 
 def device_components(rt: Any, thing: str) -> dict[str, Any]:
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     return json.loads((device_root(rt.state_dir, thing) / "current.json").read_text())["components"]
 
@@ -141,7 +141,7 @@ def device_components(rt: Any, thing: str) -> dict[str, Any]:
 def feed(rt: Any, thing: str, name: str) -> None:
     from PIL import Image
 
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     frames = device_root(rt.state_dir, thing) / "frames"
     tmp = frames.parent / f".{name}"

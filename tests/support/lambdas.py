@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from loupe_local.invoker import RegisteredFunction
+from loupe_local.host.invoker import RegisteredFunction
 
 
 def queue(local_aws: Any, name: str) -> tuple[str, str]:

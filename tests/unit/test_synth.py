@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loupe_local import synth
+from loupe_local.demo import synth
 
 
 def _gray(path) -> np.ndarray:

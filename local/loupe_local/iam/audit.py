@@ -80,7 +80,7 @@ def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 def parse(environ: Mapping[str, Any], body: bytes, signing_name: str) -> tuple[str, str, dict[str, Any]]:
     """(botocore service, operation, input) of a request the gateway received, by moto's router and parser."""
-    from loupe_local import moto_patches
+    from loupe_local.host import moto_patches
 
     raw_uri = environ.get("REQUEST_URI") or environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
     url = f"http://{environ.get('HTTP_HOST', '')}{raw_uri}"

@@ -46,7 +46,7 @@ def policy_for(arn: str, lookup: PolicyLookup | None = None) -> ResourcePolicy |
     if len(parts) < 6 or parts[2] not in SERVICES_WITH_POLICIES:
         return None
     if lookup is None:
-        from loupe_local.moto_patches import resource_policy
+        from loupe_local.host.moto_patches import resource_policy
 
         lookup = resource_policy
     document = lookup(arn)

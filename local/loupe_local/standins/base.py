@@ -82,7 +82,7 @@ def error(code: str, message: str, status: int = 400) -> Response:
 
 
 class StandInHost(Protocol):
-    """What a stand-in may use of the local AWS it is attached to (``loupe_local.runtime.LocalRuntime``)."""
+    """What a stand-in may use of the local AWS it is attached to (``loupe_local.host.runtime.LocalRuntime``)."""
 
     @property
     def endpoint(self) -> str: ...

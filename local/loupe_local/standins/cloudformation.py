@@ -7,7 +7,7 @@ response objects"). Locally the URL is presigned the same way (SigV4 query authe
 an expiry, checked by the gateway like any presigned URL) for a path under :data:`RESPONSE_BUCKET` that only this
 stand-in answers: one PUT per expected request is accepted and kept; any other PUT (a second answer, an unknown
 request, an expired or tampered URL: the gateway refuses those) is refused with S3's ``AccessDenied``. What the
-body means is decided by :mod:`loupe_local.custom_resources`, as CloudFormation reads the object after the PUT.
+body means is decided by :mod:`loupe_local.host.custom_resources`, as CloudFormation reads the object after the PUT.
 """
 
 from __future__ import annotations

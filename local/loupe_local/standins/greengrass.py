@@ -7,7 +7,7 @@ behind each deployment. This module routes; the API lives along its seams:
 - ``greengrass_components.py``: component versions (recipes, artifact digests) and the public catalogue;
 - ``greengrass_deployments.py``: deployments (idempotency, supersession, rollout, abort, timeouts) and their IoT jobs;
 - ``greengrass_devices.py``: core devices, and the two local-only routes local core devices
-  (``loupe_local.devices``) use in place of the IoT jobs and shadows a real nucleus uses;
+  (``loupe_local.devices.fleet``) use in place of the IoT jobs and shadows a real nucleus uses;
 - ``greengrass_account.py``: the account's Greengrass service role (``/greengrass/servicerole``).
 """
 

@@ -1,6 +1,6 @@
 """Greengrass v2 core devices: ListCoreDevices, GetCoreDevice, ListInstalledComponents, ListEffectiveDeployments,
-and the two local-only routes local core devices (``loupe_local.devices``) use in place of the IoT jobs and shadows
-a real nucleus uses:
+and the two local-only routes local core devices (``loupe_local.devices.fleet``) use in place of the IoT jobs and
+shadows a real nucleus uses:
 
 - ``POST /greengrass/v2/local/coreDevices/{thing}/sync``: heartbeat (installed components) → the deployment the
   device should run (``null`` while none is released to it),

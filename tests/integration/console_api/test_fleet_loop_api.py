@@ -19,7 +19,7 @@ from support.waiting import wait_until
 
 from loupe.deployment.store import DeploymentsStore
 from loupe.ledger import Ledger
-from loupe_local.cognito_signin import sign_in
+from loupe_local.console.signin import sign_in
 from loupe_local.standins.httpapi import HttpApis
 
 

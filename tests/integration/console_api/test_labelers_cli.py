@@ -13,7 +13,7 @@ import pytest
 from support.console_users import api, password
 
 from loupe_local import cli
-from loupe_local.cognito_signin import sign_in
+from loupe_local.console.signin import sign_in
 from loupe_local.standins.httpapi import HttpApis
 
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pycognito.aws_srp import AWSSRP
 from support.console_users import api, password, signed_in
 
-from loupe_local.cognito_signin import sign_in
+from loupe_local.console.signin import sign_in
 from loupe_local.standins.httpapi import HttpApis
 
 

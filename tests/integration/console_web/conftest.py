@@ -32,7 +32,7 @@ VENDOR = "functions/console_api/web/vendor/amazon-cognito-identity.min.js"
 _STACK = r"""
 import json, sys
 from pathlib import Path
-from loupe_local.runtime import LocalRuntime
+from loupe_local.host.runtime import LocalRuntime
 
 runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=True, parameters=json.loads(sys.argv[2]), iam="enforce")
 runtime.start()
@@ -89,7 +89,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess
     """A local stack with default parameters but the smallest training (a new dataset version may start one), each
     function acting under its own role with every call checked against its grant (IAM enforced, as in the session's
     stack): the package fails on any call of a stack role outside template.yaml's grant."""
-    from loupe_local.runtime import REPO_ROOT
+    from loupe_local.host.runtime import REPO_ROOT
 
     if not (REPO_ROOT / VENDOR).is_file():
         pytest.fail(f"{VENDOR} is missing: run `make web-vendor` (make setup does it)")

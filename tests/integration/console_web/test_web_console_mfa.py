@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loupe_local.cognito_signin import sign_in
+from loupe_local.console.signin import sign_in
 from loupe_local.totp import code as totp
 
 pytestmark = pytest.mark.integration

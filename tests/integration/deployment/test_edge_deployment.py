@@ -144,7 +144,7 @@ def png_bytes(seed: int) -> bytes:
 
 def serving(fleet: Any, sink: MqttSink, thing: str) -> str:
     """Feed one frame to the device's inference component and return the model version its result names."""
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     frames = device_root(fleet.state_dir, thing) / "frames"
     name = f"frame-{uuid.uuid4().hex[:8]}.png"
@@ -209,7 +209,7 @@ def notify_queue(rt: Any) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(rt: Any, scenario: dict[str, Any]) -> Iterator[Any]:
-    from loupe_local.devices import DeviceFleet
+    from loupe_local.devices.fleet import DeviceFleet
 
     fleet = DeviceFleet.from_runtime(rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix="deploy-dev")
     scenario["inference"] = fleet.publish_components(rt.physical("ArtifactBucket"))
@@ -266,7 +266,7 @@ FOREIGN_CONFIG = {"greeting": "hello from acme", "rate": 7}
 
 def foreign_state(fleet: Any, thing: str) -> dict[str, Any]:
     """(pid, the configuration its Run script saw) of the other team's component on ``thing``, or {}."""
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     root = device_root(fleet.state_dir, thing)
     comp = ((json.loads((root / "device.json").read_text()).get("components")) or {}).get(FOREIGN) or {}
@@ -313,7 +313,7 @@ def test_another_team_deploys_its_component_to_the_group_first(rt: Any, fleet: A
 
 def feedback_settings(fleet: Any, thing: str) -> dict[str, Any]:
     """The inference component's feedback settings the device runs with (its current deployment's configuration)."""
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     current = json.loads((device_root(fleet.state_dir, thing) / "current.json").read_text())
     return current["components"]["com.loupe.inference"]["config"]["settings"]["feedback"]
@@ -458,7 +458,7 @@ def test_a_crashing_model_rolls_back_and_the_old_model_keeps_serving(
     assert all("com.loupe.model" in d["reason"] and "Install exited" in d["reason"] for d in failed), failed
     assert all("rolled back" in d["reason"] for d in failed), failed
     for thing in scenario["devices"]:
-        from loupe_local.devices import device_root
+        from loupe_local.devices.fleet import device_root
 
         log = (device_root(fleet.state_dir, thing) / "logs" / "com.loupe.model.log").read_text()
         assert "com.loupe.model check failed" in log and "does not load" in log
@@ -592,7 +592,7 @@ def test_two_approvals_at_once_roll_out_one_at_a_time_and_the_newest_wins(
 def test_a_device_that_does_not_serve_the_new_model_is_deployed_not_serving(
     rt: Any, fleet: Any, sink: MqttSink, scenario: dict[str, Any], notify_queue: str, tmp_path: Path
 ) -> None:
-    from loupe_local.devices import device_root
+    from loupe_local.devices.fleet import device_root
 
     mute = f"loupe-device-mute-{uuid.uuid4().hex[:4]}"
     overlay = tmp_path / "mute.json"  # its health goes to a topic no rule reads: it never says what it serves
@@ -668,7 +668,7 @@ def test_loupe_edge_cli_publishes_once_and_shows_the_devices(
 ) -> None:
     import argparse
 
-    from loupe_local import devices
+    from loupe_local.devices import fleet as devices
 
     monkeypatch.setenv("LOUPE_STATE_DIR", str(rt.state_dir))
     parser = argparse.ArgumentParser(prog="loupe")

@@ -74,7 +74,7 @@ def feed(frames: Path, name: str) -> None:
 
 
 def test_model_n_plus_1_installs_against_its_own_digest_and_the_nucleus_lets_results_through(local_aws: Any) -> None:
-    from loupe_local.devices import DeviceFleet, device_root
+    from loupe_local.devices.fleet import DeviceFleet, device_root
 
     rt = local_aws
     tag = uuid.uuid4().hex[:6]

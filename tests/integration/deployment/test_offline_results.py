@@ -81,7 +81,7 @@ def spooler(root: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def published(local_aws: Any) -> dict[str, Any]:
     """com.loupe.inference from edge_component/ and a com.loupe.model of a tiny registered model."""
-    from loupe_local.devices import DeviceFleet
+    from loupe_local.devices.fleet import DeviceFleet
 
     rt = local_aws
     fleet = DeviceFleet.from_runtime(rt)
@@ -104,7 +104,7 @@ def results(local_aws: Any) -> Iterator[Results]:
 def test_results_spooled_while_offline_and_a_nucleus_restart(
     local_aws: Any, published: dict[str, Any], results: Results, nucleus_version: str, storage: str
 ) -> None:
-    from loupe_local.devices import DeviceFleet, device_root
+    from loupe_local.devices.fleet import DeviceFleet, device_root
 
     rt = local_aws
     tag = uuid.uuid4().hex[:6]

@@ -45,7 +45,7 @@ def feed(frames: Path, name: str) -> None:
 def test_a_deployment_with_a_shadow_block_makes_the_devices_health_carry_the_candidates_counters(
     local_aws: Any, tmp_path: Path
 ) -> None:
-    from loupe_local.devices import DeviceFleet, device_root
+    from loupe_local.devices.fleet import DeviceFleet, device_root
 
     rt = local_aws
     tag = uuid.uuid4().hex[:6]

@@ -6,7 +6,7 @@ by itself. The role's ``${credentials-iot:ThingName}`` fence holds: an upload un
 allowed, one under another thing's is AccessDenied. A component without the dependency gets no credentials at all.
 A token exchange role without s3:GetBucketLocation fails the deployment with S3_GET_BUCKET_LOCATION_ACCESS_DENIED.
 
-One real device process (``loupe_local.devices``) in a thing group of this module's own (not the stack's fleet).
+One real device process (``loupe_local.devices.fleet``) in a thing group of this module's own (not the stack's fleet).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from support.waiting import wait_until
 
 from loupe.greengrass import publish_component
-from loupe_local.devices import DeviceFleet, device_identity, device_root
+from loupe_local.devices.fleet import DeviceFleet, device_identity, device_root
 from loupe_local.iam.audit import USAGE_FILE
 
 pytestmark = pytest.mark.integration

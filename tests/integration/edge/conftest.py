@@ -14,7 +14,7 @@ import pytest
 from support.edge_helpers import brightness_for, grey_png
 from support.edge_mqtt import REPO, THING, Subscriber
 
-from loupe_local.mqtt_broker import Broker, free_port
+from loupe_local.host.mqtt_broker import Broker, free_port
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """LabelingService=Loupe end to end on the local AWS: the deployed labeling state machine's ASL, its Configure state
 set as the default parameters set it (LabelingService=Loupe; LabelersPerImage 1, or 2), runs in moto's engine with
 the real handlers. The run creates the labeling app's job with its task token and waits; bot labelers (Cognito users
-of the stack's pool, loupe_local.app_workforce) take the images through the console API and answer from the
+of the stack's pool, loupe_local.console.workforce) take the images through the console API and answer from the
 workforce's answer source; the app writes Ground Truth's output manifest and answers the token; the run builds the
 next dataset version with the same code as a Ground Truth run. No CreateLabelingJob is made.
 
@@ -23,7 +23,7 @@ from support.waiting import wait_for
 
 from loupe import manifests
 from loupe.labeling.trigger import new_claim_id
-from loupe_local.app_workforce import AppUser, BotLabeler, workforce_answerer
+from loupe_local.console.workforce import AppUser, BotLabeler, workforce_answerer
 from loupe_local.standins.httpapi import HttpApis
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ def test_an_image_no_labeler_can_answer_is_released_once_declined_and_the_run_go
     """LabelingDeclineLimit (the template's default, 2): two bot labelers without an answer for an image decline
     it, and it is released as unlabeled with their reason at once; the run builds its dataset from the answered
     image without waiting for the tasks' lifetime (ten days by default: before, the run waited for all of it)."""
-    from loupe_local.app_workforce import NO_ANSWER
+    from loupe_local.console.workforce import NO_ANSWER
 
     assert str(env.rt.parameter_values["LabelingDeclineLimit"]) == "2"
     box = {"class_id": 0, "left": 20, "top": 14, "width": 30, "height": 20}
@@ -192,9 +192,10 @@ def test_an_image_no_labeler_can_answer_is_released_once_declined_and_the_run_go
 
 
 def test_the_local_automatic_workforce_labels_a_run_by_itself(env) -> None:
-    """What `loupe local up` starts with LabelingService=Loupe: bot labelers in a thread (loupe_local.app_workforce),
-    idle while the workforce is in manual mode, answering as soon as it is auto again."""
-    from loupe_local.app_workforce import AppWorkforce
+    """What `loupe local up` starts with LabelingService=Loupe: bot labelers in a thread
+    (loupe_local.console.workforce), idle while the workforce is in manual mode, answering as soon as it is auto
+    again."""
+    from loupe_local.console.workforce import AppWorkforce
     from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
 
     box = {"class_id": 0, "left": 8, "top": 8, "width": 30, "height": 30}

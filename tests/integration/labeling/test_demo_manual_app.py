@@ -21,8 +21,8 @@ from support.labeling_app import app_labeling_machine
 from support.waiting import wait_for, wait_until
 
 from loupe.labeling.trigger import new_claim_id
-from loupe_local.demo import Demo, DemoConfig
-from loupe_local.demo_stages import invite_person
+from loupe_local.demo.command import Demo, DemoConfig
+from loupe_local.demo.stages import invite_person
 from loupe_local.observer import Observer
 from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
 

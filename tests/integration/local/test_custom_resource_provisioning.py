@@ -86,8 +86,8 @@ def test_the_response_url_takes_one_signed_put_per_request(local_aws: Any) -> No
 _PROBE = r"""
 import json, sys
 from pathlib import Path
-from loupe_local import runtime as runtime_mod
-from loupe_local.custom_resources import CustomResourceFailed
+from loupe_local.host import runtime as runtime_mod
+from loupe_local.host.custom_resources import CustomResourceFailed
 
 state, scenario = Path(sys.argv[1]), sys.argv[2]
 load = runtime_mod.load_sam_app

@@ -13,9 +13,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from support.waiting import wait_for
 
-from loupe_local.demo_context import FleetWatcher, Progress
+from loupe_local.demo.context import FleetWatcher, Progress
+from loupe_local.host.mqtt_broker import Broker
 from loupe_local.local_auth import RunCredentials, mqtt_login
-from loupe_local.mqtt_broker import Broker
 
 pytestmark = pytest.mark.integration
 

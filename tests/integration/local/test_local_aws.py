@@ -18,8 +18,8 @@ from support import image_samples as samples
 from support.waiting import wait_until
 
 from loupe.ledger import Ledger
-from loupe_local.provisioner import Provisioner
-from loupe_local.runtime import free_port
+from loupe_local.host.provisioner import Provisioner
+from loupe_local.host.runtime import free_port
 from loupe_local.template import TemplateError, load_sam_app, load_yaml
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ import pytest
 from support.device_policies import stack_policy, thing_variable_policy
 from support.waiting import wait_until
 
+from loupe_local.host.mqtt_broker import Broker
 from loupe_local.local_auth import RunCredentials
-from loupe_local.mqtt_broker import Broker
 
 pytestmark = pytest.mark.integration
 

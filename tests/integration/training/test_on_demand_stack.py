@@ -26,7 +26,7 @@ _PROBE = r"""
 import json, sys
 from pathlib import Path
 from botocore.exceptions import ClientError
-from loupe_local.runtime import LocalRuntime
+from loupe_local.host.runtime import LocalRuntime
 
 runtime = LocalRuntime(state_dir=Path(sys.argv[1]), mqtt=False, parameters={"TrainingUseSpot": "false"})
 runtime.start()

@@ -259,8 +259,10 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     """The demo's register and approve stages, watching the real local pipeline refuse v1 (MinTestMap50 0.99): no
     DemoError; it prints the gate's reason and the training's diagnosis, approves the package as "approved despite
     the gate's refusal: <reason>" (its ApprovalDescription), and the report page and summary notes say so."""
-    from loupe_local import demo_evaluation, demo_stages, report
-    from loupe_local.demo import Demo, DemoConfig
+    from loupe_local.demo import evaluation as demo_evaluation
+    from loupe_local.demo import report
+    from loupe_local.demo import stages as demo_stages
+    from loupe_local.demo.command import Demo, DemoConfig
     from loupe_local.observer import Observer
 
     class GroupObserver(Observer):

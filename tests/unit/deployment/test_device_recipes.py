@@ -1,4 +1,4 @@
-"""loupe_local.device_recipes: configuration, interpolation, lifecycle steps and verified artifacts."""
+"""loupe_local.devices.recipes: configuration, interpolation, lifecycle steps and verified artifacts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from loupe.greengrass import greengrass_digest
-from loupe_local import device_recipes as r
+from loupe_local.devices import recipes as r
 
 
 def recipe(**extra: Any) -> dict[str, Any]:

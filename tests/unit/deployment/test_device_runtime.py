@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from support.device_fakes import FakeControlPlane, data, deploy, recipe
 
-from loupe_local.device_runtime import Device, DeviceOptions
+from loupe_local.devices.runtime import Device, DeviceOptions
 
 # The app reacts to SIGHUP (the local update notification) by re-reading the data and reporting its state.
 APP_RUN = (

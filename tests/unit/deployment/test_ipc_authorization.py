@@ -15,9 +15,9 @@ import yaml
 from support.device_fakes import FakeControlPlane, PublicGG, recipe
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
-from loupe_local.device_runtime import Device, DeviceOptions
-from loupe_local.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized, interpolates
-from loupe_local.nucleus_mqtt import NucleusMqtt, Spool
+from loupe_local.devices.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized, interpolates
+from loupe_local.devices.nucleus_mqtt import NucleusMqtt, Spool
+from loupe_local.devices.runtime import Device, DeviceOptions
 
 REPO = Path(__file__).resolve().parents[3]
 INFERENCE_CONFIG = yaml.safe_load((REPO / "edge_component" / "inference" / "recipe.yaml").read_text())[

@@ -12,9 +12,9 @@ import pytest
 from support.device_fakes import FakeControlPlane, PublicGG, data, deploy
 
 from loupe_edge.transport import NucleusIpcTransport, TransportError
-from loupe_local.device_runtime import Device, DeviceOptions
-from loupe_local.ipc_auth import IpcPolicies
-from loupe_local.nucleus_mqtt import NucleusMqtt, Spool, open_spool, spooler_settings
+from loupe_local.devices.ipc_auth import IpcPolicies
+from loupe_local.devices.nucleus_mqtt import NucleusMqtt, Spool, open_spool, spooler_settings
+from loupe_local.devices.runtime import Device, DeviceOptions
 
 DISK = {"mqtt": {"spooler": {"storageType": "Disk", "pluginName": "aws.greengrass.DiskSpooler"}}}
 APP = "com.loupe.inference"

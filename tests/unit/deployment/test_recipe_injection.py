@@ -27,7 +27,7 @@ from loupe import recipe_values
 from loupe.deployment.errors import PackageInvalid
 from loupe.deployment.packages import check_recipe_values, describe_package
 from loupe.deployment.verification import verify
-from loupe_local.device_runtime import Device, DeviceOptions
+from loupe_local.devices.runtime import Device, DeviceOptions
 from loupe_training import export as ex
 from loupe_training.jobs import check_registration
 

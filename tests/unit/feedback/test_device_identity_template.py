@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from loupe_local.iot_sql import parse
+from loupe_local.host.iot_sql import parse
 from loupe_local.template import load_yaml
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
@@ -68,7 +68,7 @@ def test_the_topic_rules_take_the_thing_from_the_topic(resources, rule) -> None:
 def test_the_device_policy_publishes_only_under_the_fleets_things(resources) -> None:
     # Changed with the thing-variable policy's removal (not supported for core devices): the policy names the
     # fleet's devices by CoreDeviceThingNamePrefix; the local broker adds the client ID as the device's identity.
-    from loupe_local.mqtt_policy import PUBLISH_PREFIXES
+    from loupe_local.host.mqtt_policy import PUBLISH_PREFIXES
 
     document = resources["EdgeDevicePolicy"]["Properties"]["PolicyDocument"]
     publish = [st for st in document["Statement"] if "iot:Publish" in _listify(st["Action"])]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from loupe_local.provisioner import Provisioner
+from loupe_local.host.provisioner import Provisioner
 from loupe_local.template import _NO_VALUE, SamApp, TemplateError, load_sam_app
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -180,7 +180,7 @@ def test_no_samconfig_environment_opts_into_the_public_workforce() -> None:
 def test_the_local_stack_deploys_with_a_private_workteam_only_for_ground_truth(app) -> None:
     """`loupe local up` deploys the default (the labeling app, no workteam); a Ground Truth local stack without a
     workteam names the local private workteam, so it passes the rules."""
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.host.runtime import LocalRuntime
 
     default = LocalRuntime(parameters={"TrainingEpochs": "1"}).parameters
     assert "WorkteamArn" not in default and "LabelingService" not in default

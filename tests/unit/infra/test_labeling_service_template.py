@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from loupe_local.provisioner import Provisioner
+from loupe_local.host.provisioner import Provisioner
 from loupe_local.template import SamApp, load_sam_app
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -20,7 +20,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     from moto.core import config
 
     # moto's own Step Functions (no engine): the local runtime switches on moto's ASL engine for the whole process
-    # (loupe_local.moto_patches), and there StopExecution leaves a waiting run RUNNING, so this test's outcome
+    # (loupe_local.host.moto_patches), and there StopExecution leaves a waiting run RUNNING, so this test's outcome
     # would depend on which tests ran before it in the session
     monkeypatch.setitem(config.default_user_config, "stepfunctions", {"execute_state_machine": False})
     with mock_aws():

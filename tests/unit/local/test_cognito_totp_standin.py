@@ -1,6 +1,6 @@
 """Software-token MFA in the local Cognito: each user gets a secret of their own and every code is checked against
 it (moto 5.2.5 gives every user one built-in secret and accepts any code); a pool that requires MFA (``ON``) signs
-a user in only after MFA_SETUP with a verified token; the bot labelers' sign-in (``loupe_local.cognito_signin``)
+a user in only after MFA_SETUP with a verified token; the bot labelers' sign-in (``loupe_local.console.signin``)
 answers both challenges as an authenticator app would.
 
 Runs a moto user pool in process (``mock_aws``) with each call offered to the stand-in first, as the local gateway
@@ -21,7 +21,7 @@ from pycognito.aws_srp import AWSSRP
 from support.cognito_standin import console_like_pool
 
 from loupe_local import totp
-from loupe_local.cognito_signin import Authenticator, SignInError, sign_in
+from loupe_local.console.signin import Authenticator, SignInError, sign_in
 
 REGION = "eu-west-1"
 

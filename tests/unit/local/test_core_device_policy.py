@@ -1,7 +1,7 @@
 """The core devices' IoT policy (template.yaml EdgeDevicePolicy), evaluated the way IoT Core evaluates a
 Greengrass core device's policy: thing policy variables are not supported there (Greengrass developer guide,
 "Device authentication and authorization for AWS IoT Greengrass"), so a policy written with them admits no core
-device. The local broker holds devices to the same evaluation (``loupe_local.mqtt_policy.CoreDevicePolicy``)."""
+device. The local broker holds devices to the same evaluation (``loupe_local.host.mqtt_policy.CoreDevicePolicy``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.device_policies import ARN, THING_VARIABLE_POLICY, stack_policy
 
-from loupe_local.mqtt_policy import CoreDevicePolicy, PolicyError, may_publish, mosquitto_acl
+from loupe_local.host.mqtt_policy import CoreDevicePolicy, PolicyError, may_publish, mosquitto_acl
 from loupe_local.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from loupe_local.host.runtime import _Gateway
 from loupe_local.local_auth import Gatekeeper, RunCredentials
-from loupe_local.runtime import _Gateway
 from loupe_local.standins.base import AwsRequest, Response, StandIn
 
 PORT = 4599

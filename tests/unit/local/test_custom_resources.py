@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from loupe_local import custom_resources as cr
+from loupe_local.host import custom_resources as cr
+from loupe_local.host.provisioner import Provisioner
 from loupe_local.provisioned import Provisioned
-from loupe_local.provisioner import Provisioner
 from loupe_local.template import SamApp, TemplateError
 
 TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:publisher"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from loupe_local import demo_canary, report
-from loupe_local.demo_context import ModelRecord
-from loupe_local.demo_evaluation import canary_summary, result
+from loupe_local.demo import canary as demo_canary
+from loupe_local.demo import report
+from loupe_local.demo.context import ModelRecord
+from loupe_local.demo.evaluation import canary_summary, result
 
 
 def _jpeg(path: Path, shade: int, orientation: int = 1) -> Path:

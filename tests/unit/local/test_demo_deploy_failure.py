@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from loupe_local import demo_stages
-from loupe_local.demo import Demo, DemoConfig, DemoError
-from loupe_local.demo_context import ModelRecord
+from loupe_local.demo import stages as demo_stages
+from loupe_local.demo.command import Demo, DemoConfig, DemoError
+from loupe_local.demo.context import ModelRecord
 from loupe_local.observer import Observer
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/2"

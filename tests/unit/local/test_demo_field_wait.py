@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from loupe_local import demo_evaluation, demo_shadow, demo_stages, report
-from loupe_local.demo import Demo, DemoConfig
-from loupe_local.demo_context import ModelRecord
+from loupe_local.demo import evaluation as demo_evaluation
+from loupe_local.demo import report
+from loupe_local.demo import shadow as demo_shadow
+from loupe_local.demo import stages as demo_stages
+from loupe_local.demo.command import Demo, DemoConfig
+from loupe_local.demo.context import ModelRecord
 from loupe_local.observer import Observer
 
 V1 = "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/1"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loupe_local import demo_evaluation, report
+from loupe_local.demo import evaluation as demo_evaluation
+from loupe_local.demo import report
 
 
 def _image(name: str, found: bool) -> dict:

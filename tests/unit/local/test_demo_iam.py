@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from loupe_local import report
-from loupe_local.demo import DemoConfig, demo_iam, register
-from loupe_local.demo_context import DemoContext
+from loupe_local.demo import report
+from loupe_local.demo.command import DemoConfig, demo_iam, register
+from loupe_local.demo.context import DemoContext
 from loupe_local.iam.principals import RolePolicies
 
 ROLE = "arn:aws:iam::123456789012:role/loupe-IngestRole"
@@ -39,7 +39,7 @@ class _Started(Exception):
 
 
 def test_the_demo_starts_the_local_aws_with_its_iam_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import loupe_local.runtime
+    import loupe_local.host.runtime
 
     seen: dict[str, Any] = {}
 
@@ -50,9 +50,9 @@ def test_the_demo_starts_the_local_aws_with_its_iam_mode(tmp_path: Path, monkeyp
         def start(self) -> Any:
             raise _Started
 
-    monkeypatch.setattr(loupe_local.runtime, "LocalRuntime", Runtime)
+    monkeypatch.setattr(loupe_local.host.runtime, "LocalRuntime", Runtime)
     monkeypatch.setenv("LOUPE_STATE_DIR", str(tmp_path / "elsewhere"))  # setup() points it at the demo's state
-    from loupe_local import demo_stages
+    from loupe_local.demo import stages as demo_stages
 
     with pytest.raises(_Started):
         demo_stages.setup(DemoContext(DemoConfig(out=tmp_path), tmp_path))

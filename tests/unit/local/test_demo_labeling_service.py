@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from loupe_local import demo, demo_stages
-from loupe_local.demo_context import DemoConfig, DemoContext
+from loupe_local.demo import command as demo
+from loupe_local.demo import stages as demo_stages
+from loupe_local.demo.context import DemoConfig, DemoContext
 
 
 class Started(Exception):
@@ -63,7 +64,7 @@ def test_the_local_stack_gets_the_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service: str, customer: bool
 ) -> None:
     """Before, the demo always deployed LabelingService=GroundTruth as a Ground Truth customer."""
-    import loupe_local.runtime
+    import loupe_local.host.runtime
 
     made: list[dict[str, Any]] = []
 
@@ -74,7 +75,7 @@ def test_the_local_stack_gets_the_service(
         def start(self) -> Any:
             raise Started
 
-    monkeypatch.setattr(loupe_local.runtime, "LocalRuntime", FakeRuntime)
+    monkeypatch.setattr(loupe_local.host.runtime, "LocalRuntime", FakeRuntime)
     monkeypatch.delenv("LOUPE_STATE_DIR", raising=False)
     cfg = DemoConfig.quick_config(tmp_path / "out")
     cfg.labeling_service = service

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 from support.waiting import wait_until
 
-from loupe_local.demo import Demo, DemoConfig, DemoError
-from loupe_local.demo_context import load_folder
+from loupe_local.demo.command import Demo, DemoConfig, DemoError
+from loupe_local.demo.context import load_folder
 
 URL = "http://127.0.0.1:5555/"
 
@@ -79,7 +79,7 @@ def test_own_unlabeled_images_split_between_phase_1_and_the_cameras(tmp_path: Pa
 
     from PIL import Image
 
-    from loupe_local.demo_stages import _from_dataset
+    from loupe_local.demo.stages import _from_dataset
 
     shots = tmp_path / "shots"
     shots.mkdir()

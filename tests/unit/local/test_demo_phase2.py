@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from support.edge_helpers import brightness_for, grey_png, write_model
 
-from loupe_local import demo_stages, report
-from loupe_local.demo import Demo, DemoConfig
+from loupe_local.demo import report
+from loupe_local.demo import stages as demo_stages
+from loupe_local.demo.command import Demo, DemoConfig
 
 
 def test_the_cameras_slow_down_so_the_stream_spans_most_of_an_alarm_period() -> None:
@@ -140,7 +141,7 @@ def test_real_photos_split_between_phase_1_and_the_cameras_by_the_dataset_config
 ) -> None:
     """v1 trains on half the labeled photos outside the test split; the cameras see the other half; the test split
     is uploaded with phase 1 (the split is fixed by content hash: never trained on) and is the held-out set."""
-    from loupe_local.demo_context import load_folder
+    from loupe_local.demo.context import load_folder
 
     cfg = DemoConfig.dataset_config(tmp_path)
     assert (cfg.phase1_share, cfg.epochs, cfg.retrain_epochs) == (0.5, 80, 50)

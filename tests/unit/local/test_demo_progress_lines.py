@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loupe_local import demo_context
-from loupe_local.demo_context import Progress
+from loupe_local.demo import context as demo_context
+from loupe_local.demo.context import Progress
 
 
 class Clock:

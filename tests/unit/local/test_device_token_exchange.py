@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from loupe_local.device_lifecycle import LifecycleRunner, ProcessEnvironment
-from loupe_local.device_recipes import Component, Layout
-from loupe_local.device_tes import TokenExchangeService
+from loupe_local.devices.lifecycle import LifecycleRunner, ProcessEnvironment
+from loupe_local.devices.recipes import Component, Layout
+from loupe_local.devices.tes import TokenExchangeService
 from loupe_local.iot_credentials import sign, string_to_sign, verify
 from loupe_local.local_auth import RunCredentials
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from loupe_local.provisioner import Provisioner
+from loupe_local.host.provisioner import Provisioner
 from loupe_local.template import TemplateError, load_sam_app, load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -95,7 +95,7 @@ def test_nothing_references_the_group_resource_itself(template) -> None:
 
 
 def test_local_devices_join_the_existing_group_by_its_name(tmp_path: Path) -> None:
-    from loupe_local.devices import DeviceFleet
+    from loupe_local.devices.fleet import DeviceFleet
 
     # CreateThingGroup=false: the stack holds no FleetThingGroup resource; the devices use ThingGroupName
     state = {

@@ -233,7 +233,7 @@ def test_requests_as_botocore_sends_them_parse_and_resolve(
 ) -> None:
     import botocore.session
 
-    from loupe_local.moto_patches import parse_request
+    from loupe_local.host.moto_patches import parse_request
 
     sent: list[Any] = []
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from loupe_local.iot_sql import IotSqlError, parse
+from loupe_local.host.iot_sql import IotSqlError, parse
 
 LOW = "SELECT *, topic() AS topic, topic(2) AS source_thing FROM 'loupe/+/low-confidence'"
 

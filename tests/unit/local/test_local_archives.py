@@ -14,7 +14,7 @@ from moto import mock_aws
 from support.hostile_keys import escaping_tar_gz, files_under
 
 from loupe.safe_paths import UnsafeKeyError
-from loupe_local.demo_stages import _download_model
+from loupe_local.demo.stages import _download_model
 
 BUCKET = "artifacts"
 GOOD = {"model.onnx": b"m", "model_card.json": b"{}"}

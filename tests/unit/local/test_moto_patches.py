@@ -1,4 +1,4 @@
-"""The assumptions loupe_local.moto_patches makes about moto internals. A moto upgrade that moves any of them fails
+"""The assumptions loupe_local.host.moto_patches makes about moto internals. A moto upgrade that moves any of them fails
 here, loudly, instead of silently changing how the local loop behaves."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import moto
 import pytest
 from support.waiting import wait_for, wait_until
 
-from loupe_local import moto_patches
+from loupe_local.host import moto_patches
 
 
 def test_moto_is_the_pinned_version() -> None:
@@ -61,7 +61,7 @@ def test_apply_replaces_lambda_invoke_and_enables_execution() -> None:
     from moto.core import config
 
     moto_patches.apply()
-    assert LambdaFunction.invoke.__module__ == "loupe_local.moto_patches"
+    assert LambdaFunction.invoke.__module__ == "loupe_local.host.moto_patches"
     assert config.default_user_config["stepfunctions"]["execute_state_machine"] is True
 
 

@@ -12,7 +12,7 @@ import zipfile
 import boto3
 from moto import mock_aws
 
-from loupe_local import moto_patches
+from loupe_local.host import moto_patches
 
 ACCOUNT = "123456789012"
 TLS_ONLY = {
@@ -105,7 +105,7 @@ class _Ctx:
 def test_a_permission_on_an_autopublished_alias_lands_on_the_alias() -> None:
     """SAM's AutoPublishAlias: Version + Alias, and the event sources' permissions name the alias (its Ref, an ARN);
     the statement belongs to the alias, not to the unqualified function (access-control-resource-based.html)."""
-    from loupe_local import provision_policies
+    from loupe_local.host import provision_policies
 
     ctx = _Ctx()
     role = ctx.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]

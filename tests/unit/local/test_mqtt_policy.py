@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loupe_local.mqtt_policy import may_publish, mosquitto_acl
+from loupe_local.host.mqtt_policy import may_publish, mosquitto_acl
 
 
 @pytest.mark.parametrize(

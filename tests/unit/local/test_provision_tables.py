@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loupe_local.provisioner import Provisioner
+from loupe_local.host.provisioner import Provisioner
 from loupe_local.template import TemplateError, load_sam_app
 
 TEMPLATE = """\

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loupe_local.router import Router, schedule_seconds, topic_matches
+from loupe_local.host.router import Router, schedule_seconds, topic_matches
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from loupe_local import moto_patches
+from loupe_local.host import moto_patches
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from loupe_local import state as state_mod
+from loupe_local.host.mqtt_broker import Broker, mosquitto_password_line
 from loupe_local.local_auth import RunCredentials, mqtt_password, private_dir
-from loupe_local.mqtt_broker import Broker, mosquitto_password_line
 
 
 def mode(path: Path) -> int:

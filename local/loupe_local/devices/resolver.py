@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loupe_local.device_recipes import Component, DeploymentFailed, effective_config
+from loupe_local.devices.recipes import Component, DeploymentFailed, effective_config
 
 NO_VERSION = ["DEPLOYMENT_FAILURE", "NO_AVAILABLE_COMPONENT_VERSION"]
 
@@ -69,7 +69,7 @@ class ComponentResolver:
         components must exist, and their nucleus dependency must accept the nucleus version (a plugin such as
         ``aws.greengrass.DiskSpooler`` names the nucleus versions it runs in)."""
         from loupe.greengrass import get_recipe, nucleus_requirement, public_component_arn, version_satisfies
-        from loupe_local.nucleus_mqtt import NUCLEUS
+        from loupe_local.devices.nucleus_mqtt import NUCLEUS
 
         def recipe_of(name: str, version: str) -> dict[str, Any]:
             try:

@@ -58,7 +58,7 @@ class DemoConfig:
     field_wait_s: float = 90.0
     # an approved model with a champion in production first serves this share of the fleet (the stack's
     # CanaryPercent; 0: straight to the whole fleet), over a window of fresh frames, canary_frames per camera; a held
-    # canary needs canary_min_labeled labeled frames of each model (loupe_local.demo_canary)
+    # canary needs canary_min_labeled labeled frames of each model (loupe_local.demo.canary)
     canary_percent: int = 50
     canary_frames: int = 24
     canary_min_labeled: int = 3
@@ -310,7 +310,7 @@ class DemoContext:
 
     def place_frame(self, thing: str, source: Path, name: str | None = None) -> None:
         """One picture in a device's camera folder (written aside, then renamed in: the device sees it whole)."""
-        from loupe_local.devices import device_root
+        from loupe_local.devices.fleet import device_root
 
         folder = device_root(self.runtime.state_dir, thing) / "frames"
         folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe.deployment.store import DeploymentsStore
-from loupe_local.demo_context import DemoContext, DemoError, ModelRecord
+from loupe_local.demo.context import DemoContext, DemoError, ModelRecord
 
 FINAL = ("PROMOTED", "ROLLED_BACK")
 

@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from loupe_local.provision_checks import check_task_targets
+from loupe_local.host.provision_checks import check_task_targets
 from loupe_local.provisioned import CreatorContext, Provisioned
 from loupe_local.template import TemplateError
 
@@ -112,7 +112,7 @@ def function(ctx: CreatorContext, logical_id: str, props: dict[str, Any]) -> Pro
     name = props.get("FunctionName") or ctx.physical_name(logical_id, 64, lower=False)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("README", "code runs in-process from the repository; see loupe_local.invoker")
+        zf.writestr("README", "code runs in-process from the repository; see loupe_local.host.invoker")
     env = props.get("Environment", {}).get("Variables", {})
     fn = ctx.client("lambda").create_function(
         FunctionName=name,

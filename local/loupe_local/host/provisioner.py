@@ -1,11 +1,12 @@
 """Creates, in the local AWS, every resource of template.yaml that moto supports.
 
 The list of resources comes from the SAM-transformed template itself (in dependency order); this module walks it,
-after the checks CloudFormation makes first (:mod:`loupe_local.provision_checks`), and hands each resource to the
-creator of its *type* (:mod:`loupe_local.provision_core`, :mod:`loupe_local.provision_services`,
-:mod:`loupe_local.provision_app`, :mod:`loupe_local.provision_policies` (resource-based policies): boto3 calls against
-the local endpoint). Types moto cannot hold are recorded as skipped, with the reason, in ``.loupe/local.json``.
-Custom resources are created last (:meth:`Provisioner.provision_custom`, :mod:`loupe_local.custom_resources`):
+after the checks CloudFormation makes first (:mod:`loupe_local.host.provision_checks`), and hands each resource to the
+creator of its *type* (:mod:`loupe_local.host.provision_core`, :mod:`loupe_local.host.provision_services`,
+:mod:`loupe_local.host.provision_app`, :mod:`loupe_local.host.provision_policies` (resource-based policies):
+boto3 calls against the local endpoint). Types moto cannot hold are recorded as skipped, with the reason, in
+``.loupe/local.json``.
+Custom resources are created last (:meth:`Provisioner.provision_custom`, :mod:`loupe_local.host.custom_resources`):
 their provider is a function of the stack, which runs once the runtime has registered it.
 """
 
@@ -17,9 +18,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from loupe_local import provision_app, provision_core, provision_policies, provision_services
-from loupe_local.custom_resources import is_custom
-from loupe_local.provision_checks import check_parameters, check_references
+from loupe_local.host import provision_app, provision_core, provision_policies, provision_services
+from loupe_local.host.custom_resources import is_custom
+from loupe_local.host.provision_checks import check_parameters, check_references
 from loupe_local.provisioned import Provisioned
 from loupe_local.template import ACCOUNT_ID, Resolver, SamApp, TemplateError, creation_order, references
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from loupe_local.demo_context import DemoContext, ModelRecord
+from loupe_local.demo.context import DemoContext, ModelRecord
 
 BACKLOG = 8  # frames per camera placed and not yet processed by the slowest device, at most (1-2 s of frames)
 

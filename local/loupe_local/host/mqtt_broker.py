@@ -11,7 +11,7 @@ again on the same port (tests use that to simulate an outage).
 
 Both refuse anonymous clients: a client logs in with the run's MQTT password (``Broker.username`` /
 ``Broker.password``, derived from the local AWS's per-run credential; ``loupe_local.local_auth.mqtt_login``).
-Both enforce the devices' IoT policy (``loupe_local.mqtt_policy``): a client publishes only on
+Both enforce the devices' IoT policy (``loupe_local.host.mqtt_policy``): a client publishes only on
 ``loupe/<its client ID>/...`` (the client ID is the thing name, as in IoT Core), its will message included, and
 only where the stack's core-device policy (``device_policy``, the runtime passes EdgeDevicePolicy) allows it: amqtt
 evaluates it per client; mosquitto's ACL cannot match part of a topic level, so it keeps a prefix only where the
@@ -36,8 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from loupe_local.host.mqtt_policy import PASSWORD_ENV, POLICY_ENV, CoreDevicePolicy
 from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password, private_dir, write_private
-from loupe_local.mqtt_policy import PASSWORD_ENV, POLICY_ENV, CoreDevicePolicy
 
 _AMQTT_MAIN = """
 import asyncio, sys
@@ -47,8 +47,8 @@ async def main(port):
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
         "plugins": {
-            "loupe_local.mqtt_policy.DeviceAuthPlugin": {},
-            "loupe_local.mqtt_policy.DevicePolicyPlugin": {},
+            "loupe_local.host.mqtt_policy.DeviceAuthPlugin": {},
+            "loupe_local.host.mqtt_policy.DevicePolicyPlugin": {},
         },
     }
     broker = Broker(config)
@@ -128,7 +128,7 @@ class Broker:
             persistence = (
                 f"persistence true\npersistence_location {self._dir}/\n" if self.persistent else "persistence false\n"
             )
-            from loupe_local.mqtt_policy import mosquitto_acl
+            from loupe_local.host.mqtt_policy import mosquitto_acl
 
             acl = self._dir / "device-policy.acl"
             acl.write_text(mosquitto_acl(self.device_policy))

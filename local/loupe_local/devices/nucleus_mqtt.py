@@ -22,7 +22,7 @@ connect message carries it as ``authToken``): its first line is ``{"authToken": 
 ``{"ok": true}``, or ``{"ok": false, "error": "UnauthorizedError: ..."}`` and the connection is closed. Each
 nucleus makes a random token per component, so another local process (or device) cannot publish as this device,
 and the token tells the nucleus which component calls. Each publish is then authorized against that component's
-``accessControl`` (``loupe_local.ipc_auth``): a topic no policy allows is answered ``{"ok": false, "error":
+``accessControl`` (``loupe_local.devices.ipc_auth``): a topic no policy allows is answered ``{"ok": false, "error":
 "UnauthorizedError: Principal ... is not authorized ..."}`` and nothing is spooled.
 """
 
@@ -41,10 +41,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from loupe_local.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized
+from loupe_local.devices.ipc_auth import MQTT_PROXY, PUBLISH_TO_IOT_CORE, IpcPolicies, Unauthorized
 from loupe_local.local_auth import RunCredentials, mqtt_login
 
-log = logging.getLogger("loupe_local.nucleus_mqtt")
+log = logging.getLogger("loupe_local.devices.nucleus_mqtt")
 
 NUCLEUS = "aws.greengrass.Nucleus"
 DISK_SPOOLER = "aws.greengrass.DiskSpooler"

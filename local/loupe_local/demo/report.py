@@ -27,7 +27,7 @@ def _plt() -> Any:
     return plt
 
 
-RECIPE = Path(__file__).resolve().parents[2] / "edge_component" / "inference" / "recipe.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "edge_component" / "inference" / "recipe.yaml"
 
 
 def deployed_thresholds(recipe: Path = RECIPE) -> tuple[float, float]:

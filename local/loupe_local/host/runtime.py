@@ -16,9 +16,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from loupe_local import custom_resources, moto_patches
 from loupe_local import state as state_mod
-from loupe_local.alarms import AlarmEvaluator
+from loupe_local.host import custom_resources, moto_patches
+from loupe_local.host.alarms import AlarmEvaluator
+from loupe_local.host.invoker import FunctionError, Invoker, RegisteredFunction
+from loupe_local.host.provisioner import Provisioner
+from loupe_local.host.router import Router
 from loupe_local.iam import mode as iam_mode
 from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE, Auditor
 from loupe_local.iam.principals import (
@@ -32,7 +35,6 @@ from loupe_local.iam.principals import (
     trusts,
 )
 from loupe_local.iam.resource_policies import ServiceDelivery
-from loupe_local.invoker import FunctionError, Invoker, RegisteredFunction
 from loupe_local.local_auth import (
     CERTIFICATE_ROUTE,
     Gatekeeper,
@@ -46,8 +48,6 @@ from loupe_local.local_auth import (
     write_private,
 )
 from loupe_local.provisioned import Provisioned
-from loupe_local.provisioner import Provisioner
-from loupe_local.router import Router
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.standins.cloudformation import RESPONSE_BUCKET, CustomResourceResponses
 from loupe_local.standins.groundtruth import local_workteam_arn
@@ -58,7 +58,7 @@ log = logging.getLogger("loupe_local")
 # the action EventBridge performs on the targets moto delivers itself (eb-use-resource-based.html: SQS and SNS)
 _TARGET_ACTIONS = {"sqs": "sqs:SendMessage", "sns": "sns:Publish"}
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
@@ -363,7 +363,7 @@ class LocalRuntime:
 
     def _create_custom_resources(self) -> None:
         """The template's custom resources, created last as CloudFormation would once their provider function
-        exists (loupe_local.custom_resources): each ServiceToken function is invoked asynchronously (under its own
+        exists (loupe_local.host.custom_resources): each ServiceToken function is invoked asynchronously (under its own
         role session when IAM is checked) and its answer awaited at a presigned response URL. A resource that
         fails stops the local AWS and raises, as a failed stack create rolls back."""
         assert self._provisioner is not None and self.router is not None and self._session is not None
@@ -588,10 +588,10 @@ class LocalRuntime:
 
     def _start_app_workforce(self) -> None:
         """With the labeling app (LabelingService=Loupe, the default), the automatic workforce is bot labelers that
-        answer through the console API (loupe_local.app_workforce); with Ground Truth it is the stand-in's."""
+        answer through the console API (loupe_local.console.workforce); with Ground Truth it is the stand-in's."""
         if str(self.parameter_values.get("LabelingService", "Loupe")) != "Loupe":
             return
-        from loupe_local.app_workforce import AppWorkforce
+        from loupe_local.console.workforce import AppWorkforce
         from loupe_local.standins.httpapi import HttpApis
 
         apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
@@ -611,7 +611,7 @@ class LocalRuntime:
 
     def _start_mqtt(self) -> None:
         try:
-            from loupe_local.mqtt_broker import Broker
+            from loupe_local.host.mqtt_broker import Broker
         except ImportError:
             log.warning("no local MQTT broker module; IoT topic rules are not evaluated")
             return
@@ -625,7 +625,7 @@ class LocalRuntime:
 
     def _device_policy(self) -> Any:
         """The stack's core-device IoT policy (EdgeDevicePolicy), for the broker to hold devices to."""
-        from loupe_local.mqtt_policy import CoreDevicePolicy
+        from loupe_local.host.mqtt_policy import CoreDevicePolicy
 
         res = self.resources.get("EdgeDevicePolicy")
         if res is None or res.skipped or "PolicyDocument" not in res.properties:

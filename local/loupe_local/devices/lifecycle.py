@@ -3,7 +3,7 @@
 Install and Startup are one kind of step here, as in the Greengrass recipe reference: a script run to completion
 (``Skipif``, ``Timeout``, ``Setenv``); a non-zero exit or a timeout makes the component BROKEN and fails the
 deployment. Run is a supervised process (its own session, restarted by the device); Shutdown runs after the
-process is stopped. See ``local/loupe_local/DEVICES.md`` for the contract with the components.
+process is stopped. See ``local/loupe_local/devices/DEVICES.md`` for the contract with the components.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe_local.device_recipes import Component, DeploymentFailed, Layout, interpolate, step_of
-from loupe_local.device_tes import COMPONENT as TOKEN_EXCHANGE_SERVICE
-from loupe_local.device_tes import TokenExchangeService
+from loupe_local.devices.recipes import Component, DeploymentFailed, Layout, interpolate, step_of
+from loupe_local.devices.tes import COMPONENT as TOKEN_EXCHANGE_SERVICE
+from loupe_local.devices.tes import TokenExchangeService
 from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
 
 log = logging.getLogger("loupe_local.device")

@@ -17,14 +17,15 @@ from typing import Any
 
 from loupe.datasets import capture_metadata
 from loupe.safe_paths import extract_tar
-from loupe_local import demo_canary, demo_shadow
-from loupe_local.demo_context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
+from loupe_local.demo import canary as demo_canary
+from loupe_local.demo import shadow as demo_shadow
+from loupe_local.demo.context import DemoContext, DemoError, FleetWatcher, ModelRecord, load_folder
 from loupe_local.observer import Observer
 
 
 def setup(ctx: DemoContext) -> None:
-    from loupe_local.devices import DeviceFleet
-    from loupe_local.runtime import LocalRuntime
+    from loupe_local.devices.fleet import DeviceFleet
+    from loupe_local.host.runtime import LocalRuntime
 
     stage = ctx.progress.start("start the local AWS, MQTT broker and devices")
     state_dir = ctx.out / "state"
@@ -55,7 +56,7 @@ def setup(ctx: DemoContext) -> None:
         params.update(demo_canary.parameters(ctx.cfg.canary_frames, ctx.cfg.canary_min_labeled))
         params["CanaryPercent"] = str(ctx.cfg.canary_percent)
     # Who labels: the template's default, the stack's labeling app, whose automatic workforce is the local bot
-    # labelers (loupe_local.app_workforce); an image they have no answer for is declined by LabelingDeclineLimit of
+    # labelers (loupe_local.console.workforce); an image they have no answer for is declined by LabelingDeclineLimit of
     # them and released as unlabeled (loupe.labeling.workforce.decline_task), so it does not hold the run; with
     # --label manual the bots stop and the person labels in the console app (invite_person). Ground Truth's
     # stand-in, as an existing customer, is the way back (--labeling-service GroundTruth).
@@ -118,7 +119,7 @@ def generate(ctx: DemoContext) -> None:
 
 
 def _synthetic(ctx: DemoContext, gen: Path, workforce: Path) -> dict[str, Any]:
-    from loupe_local import synth
+    from loupe_local.demo import synth
 
     cfg = ctx.cfg
     p1 = synth.generate(gen / "phase1", 1, cfg.phase1, seed=cfg.seed)
@@ -130,7 +131,7 @@ def _synthetic(ctx: DemoContext, gen: Path, workforce: Path) -> dict[str, Any]:
         shutil.copyfile(gen / name / "answers.jsonl", workforce / f"{name}.jsonl")
     return {
         "answers": {str(gen / "phase2" / a["file"]): a["annotations"] for a in p2},
-        "source": "synthetic metal tags (loupe_local.synth)",
+        "source": "synthetic metal tags (loupe_local.demo.synth)",
         "phase1": [gen / "phase1" / a["file"] for a in p1],
         "stream": {
             thing: [gen / "phase2" / a["file"] for a in p2[i :: cfg.devices]] for i, thing in enumerate(ctx.things)
@@ -227,7 +228,7 @@ def invite_person(ctx: DemoContext, state_dir: Path) -> Path:
     """``--label manual``: the bot labelers stop answering (the workforce's mode), and the person becomes a console
     user in labelers, reviewers and approvers, as ``loupe labelers add`` invites one: the temporary password goes
     to ``<state>/mail/<address>.txt``, never to the terminal. Returns that file."""
-    from loupe_local.labelers_cli import invite_locally
+    from loupe_local.console.labelers_cli import invite_locally
     from loupe_local.standins.groundtruth_workforce import set_workforce_mode
 
     set_workforce_mode(state_dir, "manual")
@@ -584,7 +585,8 @@ def show_v2(ctx: DemoContext, v2: ModelRecord) -> None:
 
 def finish(ctx: DemoContext) -> dict[str, Any]:
     """Scores v1 and v2 on the held-out sets and writes report/summary.json and report/index.html."""
-    from loupe_local import demo_evaluation, report
+    from loupe_local.demo import evaluation as demo_evaluation
+    from loupe_local.demo import report
 
     stage = ctx.progress.start("evaluate v1 and v2 on the held-out phase-2 set and write the report")
     report_dir = ctx.out / "report"

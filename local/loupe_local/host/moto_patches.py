@@ -79,7 +79,7 @@ class MotoVersionError(RuntimeError):
 def check_version() -> None:
     if moto.__version__ != MOTO_VERSION:
         raise MotoVersionError(
-            f"loupe_local.moto_patches is written for moto {MOTO_VERSION}, found {moto.__version__}; "
+            f"loupe_local.host.moto_patches is written for moto {MOTO_VERSION}, found {moto.__version__}; "
             "re-check every patch in this module and its tests before changing the pin"
         )
 

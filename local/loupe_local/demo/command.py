@@ -19,11 +19,11 @@ It drives the loop the way its users do — it does not call the loop's code its
   camera folders; the frames they are unsure about come back through S3 and the IoT rule, get labeled, and v2 is
   trained (warm-started from v1), approved and deployed — first to half of the fleet (a canary: the other half keeps
   v1) over a window of fresh frames, then to every device by the canary's verdict (held for labels when v2 calls
-  more frames NG, and re-decided once the line's frames are labeled; see :mod:`loupe_local.demo_canary`).
+  more frames NG, and re-decided once the line's frames are labeled; see :mod:`loupe_local.demo.canary`).
 The demo only watches (ledger, executions, packages, device status, MQTT messages) and reports.
 
-The demo is an orchestrator (:class:`Demo`) over the stages in :mod:`loupe_local.demo_stages`; what it shares
-between them is in :mod:`loupe_local.demo_context`, the scoring and the report in :mod:`loupe_local.demo_evaluation`,
+The demo is an orchestrator (:class:`Demo`) over the stages in :mod:`loupe_local.demo.stages`; what it shares
+between them is in :mod:`loupe_local.demo.context`, the scoring and the report in :mod:`loupe_local.demo.evaluation`,
 and every read of the loop goes through the read-only :class:`~loupe_local.observer.Observer`.
 """
 
@@ -35,8 +35,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loupe_local import demo_stages as stages
-from loupe_local.demo_context import DemoConfig, DemoContext, DemoError
+from loupe_local.demo import stages
+from loupe_local.demo.context import DemoConfig, DemoContext, DemoError
 from loupe_local.iam import MODES
 from loupe_local.iam import mode as iam_mode
 

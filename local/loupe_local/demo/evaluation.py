@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loupe_local.demo_context import DemoContext, ModelRecord
+from loupe_local.demo.context import DemoContext, ModelRecord
 
 Items = list[tuple[Path, list[dict[str, Any]]]]
 
@@ -70,7 +70,7 @@ def refusal_notes(models: list[ModelRecord]) -> list[str]:
 
 def draw_models(ctx: DemoContext, report_dir: Path) -> dict[str, Any]:
     """The metrics chart and, with two models, held-out samples with v1's and v2's boxes side by side."""
-    from loupe_local import report
+    from loupe_local.demo import report
 
     pictures: dict[str, Any] = {"samples": []}
     pictures["metrics"] = report.metrics_chart(model_rows(ctx.models), report_dir / "metrics.png").name
@@ -118,7 +118,7 @@ def device_rows(ctx: DemoContext) -> list[dict[str, Any]]:
 
 
 def draw_latency(ctx: DemoContext, report_dir: Path) -> str | None:
-    from loupe_local import report
+    from loupe_local.demo import report
 
     assert ctx.watcher is not None
     chart = report.latency_chart(dict(ctx.watcher.health), report_dir / "latency.png")
@@ -180,7 +180,7 @@ def write_report(
     gain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The timeline chart, report/summary.json and report/index.html; returns the summary."""
-    from loupe_local import report
+    from loupe_local.demo import report
 
     pictures["timeline"] = report.timeline_chart(ctx.progress.stages, report_dir / "timeline.png").name
     last = ctx.models[-1] if ctx.models else None

@@ -8,7 +8,7 @@
 - Schedules: rules with a ScheduleExpression fire on timers (``rate(...)``; ``cron(...)`` is listed as unsupported).
   ``fire_schedule(rule)`` fires one on demand.
 - IoT topic rules: the router subscribes to the local MQTT broker with each rule's topic filter, evaluates the
-  rule's SQL (``loupe_local.iot_sql``) and invokes its Lambda actions asynchronously, as IoT Core does; only an
+  rule's SQL (``loupe_local.host.iot_sql``) and invokes its Lambda actions asynchronously, as IoT Core does; only an
   invoke that fails goes to the rule's SQS error action.
 - Lambda asynchronous invocation (``invoke_async``, also used for ``InvocationType=Event``): retries, maximum event
   age and the on-failure destination from the function's EventInvokeConfig, else its dead-letter queue.
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from loupe_local import iot_sql, moto_patches
-from loupe_local.invoker import FunctionError, Invoker
+from loupe_local.host import iot_sql, moto_patches
+from loupe_local.host.invoker import FunctionError, Invoker
 from loupe_local.local_auth import RunCredentials, mqtt_login
 
-log = logging.getLogger("loupe_local.router")
+log = logging.getLogger("loupe_local.host.router")
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
 # Invoke errors EventBridge does not retry (client errors); throttling and service errors are retried.

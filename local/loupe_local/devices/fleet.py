@@ -1,10 +1,10 @@
-"""Local Greengrass core devices: ``python -m loupe_local.devices --thing NAME ...`` runs one device;
+"""Local Greengrass core devices: ``python -m loupe_local.devices.fleet --thing NAME ...`` runs one device;
 ``DeviceFleet`` starts, stops and reports N of them for ``loupe local up --devices N`` / ``loupe local status``.
 
 Each device is its own process with its own folder ``<state_dir>/devices/<thing>/`` (laid out like
 ``/greengrass/v2``: ``packages/``, ``work/<component>/``, ``logs/<component>.log``, ``device.json`` status),
 registers its thing in the fleet's thing group, and pulls deployments from the local Greengrass stand-in.
-The contract with the components is in ``local/loupe_local/DEVICES.md``.
+The contract with the components is in ``local/loupe_local/devices/DEVICES.md``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 from loupe_local.local_auth import RunCredentials
 
-log = logging.getLogger("loupe_local.devices")
+log = logging.getLogger("loupe_local.devices.fleet")
 
-EDGE_DIR = Path(__file__).resolve().parents[2] / "edge_component"
+EDGE_DIR = Path(__file__).resolve().parents[3] / "edge_component"
 
 
 def fleet_thing_group(parameters: dict[str, Any]) -> str:
@@ -65,7 +65,7 @@ def default_overlay(root: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------ one device (the subprocess)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m loupe_local.devices", description="Run one local Greengrass core device."
+        prog="python -m loupe_local.devices.fleet", description="Run one local Greengrass core device."
     )
     p.add_argument("--thing", required=True, help="IoT thing name of this core device")
     p.add_argument("--state-dir", help="the local AWS state folder (default: LOUPE_STATE_DIR or ./.loupe)")
@@ -94,8 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from loupe_local import state as state_mod
-    from loupe_local.device_control import LocalControlPlane
-    from loupe_local.device_runtime import Device, DeviceOptions
+    from loupe_local.devices.control import LocalControlPlane
+    from loupe_local.devices.runtime import Device, DeviceOptions
 
     args = parse_args(argv)
     logging.basicConfig(
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     root = device_root(state_dir, args.thing)
     overlay = default_overlay(root)
     if args.overlay:
-        from loupe_local.device_recipes import deep_merge
+        from loupe_local.devices.recipes import deep_merge
 
         overlay = deep_merge(overlay, json.loads(Path(args.overlay).read_text()))
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -262,7 +262,7 @@ class DeviceFleet:
         cmd = [
             self.python,
             "-m",
-            "loupe_local.devices",
+            "loupe_local.devices.fleet",
             "--thing",
             thing,
             "--state-dir",

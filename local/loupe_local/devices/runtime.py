@@ -5,7 +5,7 @@ artifacts); ``device_resolver.py`` turns a deployment into components, ``device_
 lifecycle steps, ``nucleus_mqtt.py`` is the nucleus' MQTT connection and spooler. This module applies
 deployments (with rollback), judges the components' health and supervises them between deployments.
 
-See ``local/loupe_local/DEVICES.md`` for the contract with the components (work folders, ``status.json``,
+See ``local/loupe_local/devices/DEVICES.md`` for the contract with the components (work folders, ``status.json``,
 ``update.json`` + SIGHUP) and how this differs from a real nucleus.
 """
 
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe_local.device_control import ControlPlane
-from loupe_local.device_lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
-from loupe_local.device_recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
-from loupe_local.device_resolver import ComponentResolver, components_from, dependency_order
-from loupe_local.device_tes import TokenExchangeService
-from loupe_local.ipc_auth import IpcPolicies, interpolates
+from loupe_local.devices.control import ControlPlane
+from loupe_local.devices.ipc_auth import IpcPolicies, interpolates
+from loupe_local.devices.lifecycle import BROKEN_STACK, LifecycleRunner, ProcessEnvironment
+from loupe_local.devices.recipes import Component, DeploymentFailed, Layout, RecipeError, fetch_artifacts
+from loupe_local.devices.resolver import ComponentResolver, components_from, dependency_order
+from loupe_local.devices.tes import TokenExchangeService
 from loupe_local.local_auth import RunCredentials
 
 log = logging.getLogger("loupe_local.device")
@@ -231,7 +231,7 @@ class Device:
 
     # ------------------------------------------------------------------ the nucleus' MQTT connection and spooler
     def _start_nucleus_mqtt(self) -> None:
-        from loupe_local.nucleus_mqtt import NucleusMqtt, open_spool, spooler_settings
+        from loupe_local.devices.nucleus_mqtt import NucleusMqtt, open_spool, spooler_settings
 
         if not (self.o.nucleus_mqtt and self.o.mqtt_host):
             return
@@ -248,7 +248,7 @@ class Device:
         log.info("nucleus MQTT: spooler %s (%s), IPC on %s", spool["storage"], spool, self.mqtt.address)
 
     def _reconfigure_spooler(self) -> None:
-        from loupe_local.nucleus_mqtt import open_spool, spooler_settings
+        from loupe_local.devices.nucleus_mqtt import open_spool, spooler_settings
 
         if self.mqtt is None:
             return

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("loupe_local.mqtt_policy")
+log = logging.getLogger("loupe_local.host.mqtt_policy")
 
 # The iot:Publish resources of EdgeDevicePolicy, with %c standing for the connection's thing name (= client ID).
 PUBLISH_PREFIXES = ("loupe/%c/", "$aws/things/%c/")

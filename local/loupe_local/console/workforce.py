@@ -3,7 +3,7 @@ way a person does, through the console API.
 
 A :class:`BotLabeler` is a user of the stack's Cognito pool it invites itself into (``loupe labelers add``'s
 ``AdminCreateUser``), signs in with the app client by SRP as the console app does (``USER_SRP_AUTH``,
-:func:`loupe_local.cognito_signin.sign_in`), takes images with ``GET /labeling/tasks/next``, loads each one by its
+:func:`loupe_local.console.signin.sign_in`), takes images with ``GET /labeling/tasks/next``, loads each one by its
 presigned GET as the browser does, and answers ``POST /labeling/tasks/{assignmentId}`` from the same answer source
 the Ground Truth stand-in's automatic workforce uses (``<state_dir>/workforce/*.jsonl`` and ``config.json``,
 :class:`loupe_local.standins.groundtruth_workforce.Workforce`; a ``"mode": "manual"`` there leaves the images to
@@ -31,10 +31,10 @@ from typing import Any
 
 from loupe.console_api import labelers
 from loupe.datasets import Box
-from loupe_local.cognito_signin import Authenticator, sign_in
+from loupe_local.console.signin import Authenticator, sign_in
 from loupe_local.standins.groundtruth_workforce import Workforce
 
-log = logging.getLogger("loupe_local.app_workforce")
+log = logging.getLogger("loupe_local.console.workforce")
 
 # a bot's reason for declining an image (the reason reaches the ledger when the image is released)
 NO_ANSWER = "the local workforce has no answer for this image (workforce/*.jsonl)"

@@ -1,0 +1,1 @@
+"""People at the local console: bot labelers, Cognito sign-in, `loupe labelers`."""
