@@ -180,3 +180,25 @@ def create(
             f"(RequestId: {request_id})",
         )
     return Provisioned(logical_id, resource_type, value, attrs={str(k): v for k, v in data.items()})
+
+
+def runtime_hooks(
+    session: Any, endpoint: str, invoke_async: Callable[[str, dict[str, Any]], Any], responses: Any
+) -> ProviderHooks:
+    """A local runtime's hooks: the provider invoked asynchronously, its answer awaited by the response stand-in
+    (``responses``: :class:`loupe_local.standins.cloudformation.CustomResourceResponses`) at a URL presigned by the
+    local S3 (``session``'s S3 at ``endpoint``, SigV4), as CloudFormation presigns its response URL."""
+    from botocore.config import Config
+
+    from loupe_local.standins.cloudformation import RESPONSE_BUCKET
+
+    presigner = session.client("s3", endpoint_url=endpoint, config=Config(signature_version="s3v4"))
+
+    def presign(key: str, expires: int) -> str:
+        return str(
+            presigner.generate_presigned_url(
+                "put_object", Params={"Bucket": RESPONSE_BUCKET, "Key": key}, ExpiresIn=expires
+            )
+        )
+
+    return ProviderHooks(invoke_async=invoke_async, expect=responses.expect, wait=responses.wait, presign=presign)

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from loupe_local.host.router import Router, schedule_seconds, topic_matches
+from loupe_local.host.router import Router, schedule_seconds
+from loupe_local.host.topic_rules import topic_matches
 
 
 @pytest.mark.parametrize(
