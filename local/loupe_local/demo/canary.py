@@ -192,14 +192,12 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
     watch.events.append((ctx.progress.now(), "cohort serves the new model"))
     watch.sample()
     frames: dict[str, list[Path]] = ctx.data.get("canary_frames") or {}
-    longest = max((len(v) for v in frames.values()), default=0)
-    for i in range(longest):
-        for thing, paths in frames.items():
-            if i < len(paths):
-                ctx.place_frame(thing, paths[i])
+
+    def every_fourth(i: int) -> None:
         if i % 4 == 0:
             watch.sample()
-        time.sleep(1.0 / ctx.cfg.frame_rate)
+
+    ctx.place_frames(frames, ctx.cfg.frame_rate, each=every_fourth)
     labeling = ""
     deadline = time.monotonic() + ctx.cfg.timeout_stage
     while True:

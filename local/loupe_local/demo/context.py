@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,8 +320,11 @@ class DemoContext:
         shutil.copyfile(source, tmp)
         tmp.rename(folder / name)
 
-    def place_frames(self, frames: dict[str, list[Path]], rate: float) -> None:
-        """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s."""
+    def place_frames(
+        self, frames: dict[str, list[Path]], rate: float, each: Callable[[int], object] | None = None
+    ) -> None:
+        """Cameras: each device gets its frames in its watched folder at ``rate`` frames/s (``each(i)`` after the
+        i-th frame of every camera)."""
         watcher = self.watcher
         assert watcher is not None, "the demo's setup starts the watcher"
         longest = max((len(v) for v in frames.values()), default=0)
@@ -328,6 +332,8 @@ class DemoContext:
             for thing, paths in frames.items():
                 if i < len(paths):
                     self.place_frame(thing, paths[i])
+            if each is not None:
+                each(i)
             if i % 10 == 0:
                 self.progress.tick(
                     f"{i + 1}/{longest} frames per device placed in the camera folder; "
