@@ -32,8 +32,7 @@ from loupe.datasets import (
     load_metal_tags,
     sha256_bytes,
 )
-from loupe.imaging import sniff_format
-from loupe.ingest import ImageRejected, inspect_image
+from loupe.imaging import ImageRejected, inspect_image, sniff_format
 from loupe.labeling.config import LabelingConfig
 from loupe.labeling.dataset import build_dataset
 from loupe.ledger import Ledger

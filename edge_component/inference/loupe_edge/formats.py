@@ -1,6 +1,6 @@
 """The encoded frame formats the component accepts: JPEG and PNG, judged by content, never by file name.
 
-Cloud ingest (``loupe.ingest.inspect_image``, via ``loupe.imaging.sniff_format``) accepts JPEG and PNG only and
+Cloud ingest (``loupe.imaging.inspect_image``, via ``loupe.imaging.sniff_format``) accepts JPEG and PNG only and
 quarantines anything else, so a frame in another format could be inferred on but never labeled.  Decoding only
 these two also keeps the rest of Pillow's decoders away from camera-folder input: by default ``Image.open`` tries
 every registered plugin, and some hand the bytes to other programs or large parsers (EPS runs Ghostscript;

@@ -104,7 +104,7 @@ class Ledger:
         return False, out["Attributes"]
 
     def record_image(self, info: Any, source_uri: str, image_uri: str, origin: dict[str, Any]) -> tuple[bool, str]:
-        """A new accepted image (``info``: :class:`loupe.ingest.Inspected`); returns (created, status)."""
+        """A new accepted image (``info``: :class:`loupe.imaging.Inspected`); returns (created, status)."""
         now = now_iso()
         item = {
             "sha256": info.sha256,

@@ -17,7 +17,7 @@ from loupe.deployment import canary
 from loupe.deployment.canary_labels import count, iso, labeled_precision, true_positives
 from loupe.deployment.canary_stats import CohortCounts, LabeledCounts, Policy, decide
 from loupe.deployment.store import DeploymentsStore
-from loupe.ingest import Inspected
+from loupe.imaging import Inspected
 from loupe.ledger import Ledger
 
 # the NG shift of the demo: the challenger calls 40 % of frames NG, the champion 25 %; nothing else differs

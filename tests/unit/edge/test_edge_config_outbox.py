@@ -196,12 +196,12 @@ def test_rate_limit_and_daily_cap() -> None:
 
 def test_a_device_takes_no_frame_larger_than_the_clouds_ingest_accepts():
     """An uncertain frame goes back to the raw bucket; ingest must not quarantine it for its size."""
-    from loupe import ingest
+    from loupe import imaging
     from loupe_edge import config
 
-    assert config.MAX_PIXELS <= ingest.MAX_PIXELS and config.MAX_FILE_BYTES <= ingest.MAX_BYTES
-    assert config.DEFAULTS["source"]["maxPixels"] <= ingest.MAX_PIXELS
+    assert config.MAX_PIXELS <= imaging.MAX_PIXELS and config.MAX_FILE_BYTES <= imaging.MAX_BYTES
+    assert config.DEFAULTS["source"]["maxPixels"] <= imaging.MAX_PIXELS
     with pytest.raises(ValueError, match="above the maximum"):
-        config.RULES["source.maxPixels"](ingest.MAX_PIXELS + 1)
+        config.RULES["source.maxPixels"](imaging.MAX_PIXELS + 1)
     with pytest.raises(ValueError, match="above the maximum"):
-        config.RULES["source.maxFileBytes"](ingest.MAX_BYTES + 1)
+        config.RULES["source.maxFileBytes"](imaging.MAX_BYTES + 1)

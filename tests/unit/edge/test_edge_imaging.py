@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loupe.imaging import sniff_format
-from loupe.ingest import ImageRejected as IngestRejected
-from loupe.ingest import inspect_image
+from loupe.imaging import ImageRejected as IngestRejected
+from loupe.imaging import inspect_image, sniff_format
 from loupe_edge.formats import refusal, sniff
 from loupe_edge.imaging import ImageRejected, Letterbox, Preprocessor, _Resizer, is_grey, open_image
 

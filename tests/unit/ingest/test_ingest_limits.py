@@ -11,7 +11,8 @@ from PIL import ImageFile
 from support import image_samples as samples
 from support.ingest_fakes import S3, Body, Ledger
 
-from loupe.ingest import MAX_BYTES, Limits, ObjectRef, ingest_object
+from loupe.imaging import MAX_BYTES, Limits
+from loupe.ingest import ObjectRef, ingest_object
 
 BUCKET = "raw-bucket"
 

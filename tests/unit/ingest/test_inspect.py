@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 from support import image_samples as samples
 
-from loupe.ingest import ImageRejected, Limits, inspect_image, key_candidates, origin_from_metadata, tag_value
+from loupe.imaging import ImageRejected, Limits, inspect_image
+from loupe.ingest import key_candidates, origin_from_metadata, tag_value
 
 
 def rejected(data: bytes, limits: Limits | None = None) -> ImageRejected:
