@@ -301,38 +301,3 @@ def parse_verification_line(obj: dict[str, Any], attribute: str) -> Verdict:
         raise ManifestError(f"{source_ref}: verification without class-name")
     comment = str(meta.get(VERIFICATION_REASON) or "")
     return Verdict(source_ref, obj.get(SHA_ATTRIBUTE), category, category == VERIFICATION_CORRECT, comment=comment)
-
-
-# --- Feature Store --------------------------------------------------------------------------------------------
-
-
-def feature_record(
-    source_ref: str,
-    sha256: str,
-    width: int,
-    height: int,
-    depth: int,
-    annotations: list[dict[str, Any]],
-    event_time: float,
-    labeling_job: str,
-    status: str,
-    dataset_version: int,
-) -> list[dict[str, str]]:
-    """A PutRecord ``Record`` for the labels feature group (annotations as a JSON list of pixel boxes)."""
-    values = {
-        "source_ref": source_ref,
-        "image_sha256": sha256,
-        "image_width": str(int(width)),
-        "image_height": str(int(height)),
-        "image_depth": str(int(depth)),
-        "annotations": json.dumps(annotations, separators=(", ", ": ")),
-        "event_time": f"{float(event_time):.3f}",
-        "labeling_job": labeling_job,
-        "status": status,
-        "dataset_version": str(int(dataset_version)),
-    }
-    return [{"FeatureName": k, "ValueAsString": v} for k, v in values.items()]
-
-
-def record_dict(record: list[dict[str, str]]) -> dict[str, str]:
-    return {item["FeatureName"]: item["ValueAsString"] for item in record}

@@ -11,6 +11,7 @@ from support.waiting import wait_for
 
 from loupe import manifests
 from loupe.datasets import Box, split_for
+from loupe.labeling import features
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +123,7 @@ def test_every_label_is_a_feature_store_record(env, uploaded, labeled_run):
     group = env.rt.physical("LabelsFeatureGroup")
     for sha, (key, _, boxes) in uploaded.items():
         record = fs.get_record(FeatureGroupName=group, RecordIdentifierValueAsString=f"s3://{env.raw}/{key}")
-        values = manifests.record_dict(record["Record"])
+        values = features.record_dict(record["Record"])
         assert values["image_sha256"] == sha
         assert json.loads(values["annotations"]) == boxes
         assert (values["image_width"], values["image_height"]) == ("128", "96")

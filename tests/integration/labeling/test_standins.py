@@ -12,6 +12,7 @@ from support.groundtruth import job_request, put_manifest
 from support.waiting import wait_for
 
 from loupe import manifests
+from loupe.labeling import features
 from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
 
 pytestmark = pytest.mark.integration
@@ -126,15 +127,15 @@ def test_a_stopped_job_keeps_what_the_workers_answered(env):
 def test_feature_store_runtime(env):
     fs = env.rt.client("sagemaker-featurestore-runtime")
     group = env.rt.physical("LabelsFeatureGroup")
-    record = manifests.feature_record(
+    record = features.feature_record(
         "s3://b/standin.jpg", "ab" * 32, 10, 20, 3, [], 100.0, "labeling-job/x", "APPROVED", 1
     )
     fs.put_record(FeatureGroupName=group, Record=record)
-    older = manifests.feature_record(
+    older = features.feature_record(
         "s3://b/standin.jpg", "ab" * 32, 10, 20, 3, [], 50.0, "labeling-job/old", "APPROVED", 1
     )
     fs.put_record(FeatureGroupName=group, Record=older)  # the online store keeps the latest event time
-    got = manifests.record_dict(
+    got = features.record_dict(
         fs.get_record(FeatureGroupName=group, RecordIdentifierValueAsString="s3://b/standin.jpg")["Record"]
     )
     assert got["labeling_job"] == "labeling-job/x"

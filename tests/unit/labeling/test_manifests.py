@@ -10,6 +10,7 @@ import pytest
 
 from loupe import manifests
 from loupe.datasets import Box, label_text, load_metal_tags, parse_annotations
+from loupe.labeling import features
 
 # A bounding-box job's output line, in the documented shape (the label attribute is the job's
 # LabelAttributeName; "<attr>-metadata" holds objects' confidences, class-map, type, human-annotated, ...).
@@ -151,7 +152,7 @@ def test_category_config_round_trip():
 
 
 def test_feature_record_matches_the_feature_group():
-    record = manifests.feature_record(
+    record = features.feature_record(
         "s3://b/k.jpg",
         "ab" * 32,
         450,
@@ -163,7 +164,7 @@ def test_feature_record_matches_the_feature_group():
         "APPROVED",
         7,
     )
-    values = manifests.record_dict(record)
+    values = features.record_dict(record)
     assert set(values) == {
         "source_ref",
         "image_sha256",

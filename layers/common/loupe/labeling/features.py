@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-from loupe import manifests
 from loupe.aws_clients import FeatureStoreRuntime
 from loupe.ledger import LABELED, Ledger
 
@@ -20,7 +19,7 @@ def put_features(
     for sha, item in ledger.get_many(hashes).items():
         if item.get("status") != LABELED:
             continue
-        record = manifests.feature_record(
+        record = feature_record(
             source_ref=item["image_uri"],
             sha256=sha,
             width=item["width"],
@@ -35,3 +34,35 @@ def put_features(
         featurestore.put_record(FeatureGroupName=feature_group, Record=record)
         written += 1
     return {"records": written}
+
+
+def feature_record(
+    source_ref: str,
+    sha256: str,
+    width: int,
+    height: int,
+    depth: int,
+    annotations: list[dict[str, Any]],
+    event_time: float,
+    labeling_job: str,
+    status: str,
+    dataset_version: int,
+) -> list[dict[str, str]]:
+    """A PutRecord ``Record`` for the labels feature group (annotations as a JSON list of pixel boxes)."""
+    values = {
+        "source_ref": source_ref,
+        "image_sha256": sha256,
+        "image_width": str(int(width)),
+        "image_height": str(int(height)),
+        "image_depth": str(int(depth)),
+        "annotations": json.dumps(annotations, separators=(", ", ": ")),
+        "event_time": f"{float(event_time):.3f}",
+        "labeling_job": labeling_job,
+        "status": status,
+        "dataset_version": str(int(dataset_version)),
+    }
+    return [{"FeatureName": k, "ValueAsString": v} for k, v in values.items()]
+
+
+def record_dict(record: list[dict[str, str]]) -> dict[str, str]:
+    return {item["FeatureName"]: item["ValueAsString"] for item in record}
