@@ -184,7 +184,7 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
     ctx.wait("the canary to start", watch.refresh, lambda: f"devices {ctx.device_versions()}", timeout=300)
     ctx.wait(
         f"the canary cohort {watch.cohort} serving model v{n}",
-        lambda: _cohort_serving(ctx, watch.cohort, record.model_version) or _ended(watch),
+        lambda: ctx.devices_on(record, watch.cohort) or _ended(watch),
         lambda: f"devices {ctx.device_versions()}",
         timeout=600,
     )
@@ -240,15 +240,6 @@ def run(ctx: DemoContext, record: ModelRecord, n: int) -> dict[str, Any] | None:
     verb = "promoted to the whole fleet" if item["status"] == "PROMOTED" else "ROLLED BACK on its cohort"
     ctx.progress.done(stage, f"model v{n} {verb} by the canary's verdict: {reasons}", ok=item["status"] == "PROMOTED")
     return result
-
-
-def _cohort_serving(ctx: DemoContext, cohort: list[str], version: str) -> bool:
-    for thing in cohort:
-        inference = ctx.obs.device_state(thing)["components"].get("com.loupe.inference") or {}
-        report = inference.get("status_file") or {}
-        if inference.get("state") != "RUNNING" or str(report.get("model_version")) != version:
-            return False
-    return bool(cohort)
 
 
 def _ended(watch: CanaryWatch) -> bool:

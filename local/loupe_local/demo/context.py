@@ -304,15 +304,17 @@ class DemoContext:
             out[thing] = f"model {served or seen.get(thing) or 'none'}" + (f" (component {model})" if model else "")
         return out
 
-    def devices_on(self, record: ModelRecord) -> bool:
-        """Every device's inference component reports (status.json) that it serves this model version."""
+    def devices_on(self, record: ModelRecord, things: list[str] | None = None) -> bool:
+        """Every device (of ``things``, default the demo's) reports through its inference component's status.json
+        that it serves this model version."""
+        wanted = self.things if things is None else things
         serving = 0
-        for thing in self.things:
+        for thing in wanted:
             inference = self.obs.device_state(thing)["components"].get("com.loupe.inference") or {}
             report = inference.get("status_file") or {}
             if inference.get("state") == "RUNNING" and str(report.get("model_version")) == record.model_version:
                 serving += 1
-        return serving == len(self.things)
+        return bool(wanted) and serving == len(wanted)
 
     def place_frame(self, thing: str, source: Path, name: str | None = None) -> None:
         """One picture in a device's camera folder (written aside, then renamed in: the device sees it whole)."""
