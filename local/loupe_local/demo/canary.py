@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loupe.deployment.canary import cohort_totals, counts_since
 from loupe.deployment.store import DeploymentsStore
 from loupe_local.demo.context import DemoContext, DemoError, ModelRecord
 
@@ -88,14 +89,6 @@ def cohort_point(t: float, challenger: dict[str, Any], champion: dict[str, Any])
     return {"t": round(t, 1), "canary": shares(challenger), "champion": shares(champion)}
 
 
-def _sum(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
-    return {k: sum(int(r.get(k) or 0) for r in rows.values()) for k in ("frames", "uncertain", "ng")}
-
-
-def _minus(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {k: max(0, now[k] - before.get(k, 0)) for k in now}
-
-
 class CanaryWatch:
     """The canary of one package, read as the state machine reads it: the group's CANARY item, the cohorts'
     counters since the start, the run's record when it ends."""
@@ -131,8 +124,8 @@ class CanaryWatch:
 
     def _now(self) -> tuple[dict[str, int], dict[str, int]]:
         return (
-            _sum(self.store.model_counters(self.record.model_version, self.cohort)),
-            _sum(self.store.model_counters(self.champion.model_version, self.rest)),
+            cohort_totals(self.store.model_counters(self.record.model_version, self.cohort)),
+            cohort_totals(self.store.model_counters(self.champion.model_version, self.rest)),
         )
 
     def sample(self) -> None:
@@ -142,8 +135,8 @@ class CanaryWatch:
         self.samples.append(
             cohort_point(
                 self.ctx.progress.now(),
-                _minus(challenger, self.baseline["canary"]),
-                _minus(champion, self.baseline["champion"]),
+                counts_since(challenger, self.baseline["canary"]),
+                counts_since(champion, self.baseline["champion"]),
             )
         )
 

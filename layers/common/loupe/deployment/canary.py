@@ -104,7 +104,8 @@ def _move(aws: AwsClients, things: list[str], to_group: str, from_group: str) ->
         aws.iot.remove_thing_from_thing_group(thingGroupName=from_group, thingName=thing)
 
 
-def _totals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def cohort_totals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A cohort's counters (``DeploymentsStore.model_counters`` rows) added up, and its latency."""
     out: dict[str, Any] = {"frames": 0, "uncertain": 0, "ng": 0, "errors": 0, "latency_p95_ms": None}
     for row in rows.values():
         for key in ("frames", "uncertain", "ng", "errors"):
@@ -117,7 +118,8 @@ def _totals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _minus(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+def counts_since(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The counts of ``now`` less those of ``before`` (a snapshot at the canary's start); the latency of ``now``."""
     out: dict[str, Any] = {
         k: max(0, int(now.get(k) or 0) - int(before.get(k) or 0)) for k in ("frames", "uncertain", "ng", "errors")
     }
@@ -130,9 +132,10 @@ def _counts(aws: AwsClients, canary: dict[str, Any]) -> tuple[dict[str, Any], di
     the cohort before the start."""
     cohort, rest = canary["cohort"], canary["rest"]
     base = canary["baseline"]
-    challenger = _minus(_totals(aws.store.model_counters(canary["challenger_version"], cohort)), base["challenger"])
+    counters = aws.store.model_counters
+    challenger = counts_since(cohort_totals(counters(canary["challenger_version"], cohort)), base["challenger"])
     if rest:
-        champion = _minus(_totals(aws.store.model_counters(canary["champion_version"], rest)), base["champion"])
+        champion = counts_since(cohort_totals(counters(canary["champion_version"], rest)), base["champion"])
     else:
         champion = dict(base["champion"])
     return challenger, champion
@@ -163,9 +166,9 @@ def start(aws: AwsClients, state: dict[str, Any], now: float | None = None) -> d
     current = aws.store.current_target(fleet_group) or {}
     champion_version = served_version(aws, fleet_group) or str(current.get("model_version", ""))
     challenger_version = str(state["model"]["model_version"])
-    baseline_rest = _totals(aws.store.model_counters(champion_version, rest or cohort))
+    baseline_rest = cohort_totals(aws.store.model_counters(champion_version, rest or cohort))
     baseline = {
-        "challenger": _totals(aws.store.model_counters(challenger_version, cohort)),
+        "challenger": cohort_totals(aws.store.model_counters(challenger_version, cohort)),
         "champion": baseline_rest,
     }
     _ensure_group(aws, group)
