@@ -245,8 +245,7 @@ def _label_the_line(ctx: DemoContext) -> str:
     if ctx.obs.labeling_running():
         note = "a labeling run was already labeling the line's frames"
     else:
-        rule = next(r for r in ctx.runtime.router.schedules if "LabelingTrigger" in r)
-        ctx.runtime.router.fire_schedule(rule)
+        ctx.fire_labeling_schedule()
         note = "the demo started a labeling run of the line's uncertain frames (the daily labeling schedule, early)"
     ctx.progress.say(f"  held for labels: {note}; the bot labelers answer them and the canary re-decides")
     return note

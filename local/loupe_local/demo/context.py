@@ -316,6 +316,11 @@ class DemoContext:
                 serving += 1
         return bool(wanted) and serving == len(wanted)
 
+    def fire_labeling_schedule(self) -> None:
+        """The stack's daily labeling schedule (``LabelingTrigger``), fired now: a labeling run of what is unlabeled."""
+        router = self.runtime.router
+        router.fire_schedule(next(r for r in router.schedules if "LabelingTrigger" in r))
+
     def place_frame(self, thing: str, source: Path, name: str | None = None) -> None:
         """One picture in a device's camera folder (written aside, then renamed in: the device sees it whole)."""
         from loupe_local.devices.fleet import device_root

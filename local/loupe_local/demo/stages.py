@@ -499,8 +499,7 @@ def await_labeling(
         f"  neither the drift alarm nor the count threshold started labeling within {wait_s:.0f}s: "
         "LAST RESORT, the demo fires the daily labeling schedule now"
     )
-    rule = next(r for r in ctx.runtime.router.schedules if "LabelingTrigger" in r)
-    ctx.runtime.router.fire_schedule(rule)
+    ctx.fire_labeling_schedule()
     return "labeling started by the labeling schedule, fired by the demo as a last resort (no drift alarm, no count)"
 
 
