@@ -109,7 +109,7 @@ def main() -> int:
     from loupe_local.demo import synth
     from loupe_local.devices.fleet import DeviceFleet, device_root
     from loupe_local.host.runtime import LocalRuntime
-    from loupe_local.standins.groundtruth_workforce import set_workforce_mode
+    from loupe_local.standins.groundtruth.workforce import set_workforce_mode
 
     work = Path(tempfile.mkdtemp(prefix="loupe-shots-"))
     params = {"TrainingEpochs": "1", "RetrainEpochs": "1", "TrainingImageSize": "160", "LabelingThreshold": "1000"}

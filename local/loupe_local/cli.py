@@ -87,7 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         runtime.start()
         if args.label:
-            from loupe_local.standins.groundtruth_workforce import set_workforce_mode
+            from loupe_local.standins.groundtruth.workforce import set_workforce_mode
 
             set_workforce_mode(runtime.state_dir, args.label)
         if args.devices:

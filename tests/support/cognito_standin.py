@@ -1,6 +1,6 @@
 """A moto cognito-idp client whose calls go through the local Cognito stand-in first, the way the local gateway
 routes a request (``runtime._Gateway``): the stand-in answers what it claims, moto the rest. For unit tests of
-:class:`loupe_local.standins.cognito.CognitoFlows` inside ``moto.mock_aws``."""
+:class:`loupe_local.standins.cognito.service.CognitoFlows` inside ``moto.mock_aws``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from loupe_local.standins.base import AwsRequest
-from loupe_local.standins.cognito import CognitoFlows
+from loupe_local.standins.cognito.service import CognitoFlows
 
 _TARGET = "AWSCognitoIdentityProviderService."
 

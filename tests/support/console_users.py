@@ -2,7 +2,7 @@
 ``loupe labelers add`` calls), their first sign-in answered (NEW_PASSWORD_REQUIRED), tokens from InitiateAuth.
 
 Sign-in uses SRP (``USER_SRP_AUTH``, pycognito's client), the one flow the stack's app client allows by default; the
-local Cognito checks the password proof as Cognito does (``loupe_local.standins.cognito``).
+local Cognito checks the password proof as Cognito does (``loupe_local.standins.cognito.service``).
 """
 
 from __future__ import annotations

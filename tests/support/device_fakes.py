@@ -62,7 +62,7 @@ class PublicGG(FakeGG):
 
     def __init__(self) -> None:
         super().__init__()
-        from loupe_local.standins.greengrass_components import public_catalogue
+        from loupe_local.standins.greengrass.components import public_catalogue
 
         for versions in public_catalogue("us-east-1").values():
             for rec in versions.values():

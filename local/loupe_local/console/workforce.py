@@ -6,7 +6,7 @@ A :class:`BotLabeler` is a user of the stack's Cognito pool it invites itself in
 :func:`loupe_local.console.signin.sign_in`), takes images with ``GET /labeling/tasks/next``, loads each one by its
 presigned GET as the browser does, and answers ``POST /labeling/tasks/{assignmentId}`` from the same answer source
 the Ground Truth stand-in's automatic workforce uses (``<state_dir>/workforce/*.jsonl`` and ``config.json``,
-:class:`loupe_local.standins.groundtruth_workforce.Workforce`; a ``"mode": "manual"`` there leaves the images to
+:class:`loupe_local.standins.groundtruth.workforce.Workforce`; a ``"mode": "manual"`` there leaves the images to
 people). An image it has no answer for it declines (``POST .../decline`` with its reason); once
 ``LabelingDeclineLimit`` bots declined it, the app releases it as unlabeled with their reasons (as the Ground Truth
 stand-in fails an object it has no answer for), so the run does not wait for the tasks' lifetime.
@@ -32,7 +32,7 @@ from typing import Any
 from loupe.console_api import labelers
 from loupe.datasets import Box
 from loupe_local.console.signin import Authenticator, sign_in
-from loupe_local.standins.groundtruth_workforce import Workforce
+from loupe_local.standins.groundtruth.workforce import Workforce
 
 log = logging.getLogger("loupe_local.console.workforce")
 

@@ -229,7 +229,7 @@ def invite_person(ctx: DemoContext, state_dir: Path) -> Path:
     user in labelers, reviewers and approvers, as ``loupe labelers add`` invites one: the temporary password goes
     to ``<state>/mail/<address>.txt``, never to the terminal. Returns that file."""
     from loupe_local.console.labelers_cli import invite_locally
-    from loupe_local.standins.groundtruth_workforce import set_workforce_mode
+    from loupe_local.standins.groundtruth.workforce import set_workforce_mode
 
     set_workforce_mode(state_dir, "manual")
     mail = invite_locally(

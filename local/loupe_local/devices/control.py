@@ -1,7 +1,7 @@
 """What a local core device talks to: the Greengrass control plane (injected into ``Device``).
 
 A real nucleus reads its deployments from IoT jobs and shadows; a local device uses the Greengrass stand-in's two
-local routes instead (``standins/greengrass_devices.py``): ``sync`` (heartbeat → the deployment to run) and a
+local routes instead (``standins/greengrass/devices.py``): ``sync`` (heartbeat → the deployment to run) and a
 deployment's ``status``. Component recipes come from the ``greengrassv2`` API, artifacts from S3, the thing and its
 group from IoT, all at the local endpoint.
 

@@ -1,7 +1,7 @@
 """The provisioner's creators of the console app's resource types: the Cognito user pool, its app client and groups
 (moto's Cognito), and the HTTP API (an ``AWS::ApiGatewayV2::Api`` with the OpenAPI body SAM generates, and its
 stage). The HTTP API is recorded in moto (for its id) and served by the local stand-in
-``loupe_local.standins.httpapi``, which reads the routes and the JWT authorizer from the body kept here."""
+``loupe_local.standins.httpapi.service``, which reads the routes and the JWT authorizer from the body kept here."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from loupe_local.local_auth import (
 from loupe_local.provisioned import Provisioned
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.standins.cloudformation import CustomResourceResponses
-from loupe_local.standins.groundtruth import local_workteam_arn
+from loupe_local.standins.groundtruth.service import local_workteam_arn
 from loupe_local.template import ACCOUNT_ID, load_sam_app
 
 log = logging.getLogger("loupe_local")
@@ -376,7 +376,7 @@ class LocalRuntime(RuntimeIam):
         if str(self.parameter_values.get("LabelingService", "Loupe")) != "Loupe":
             return
         from loupe_local.console.workforce import AppWorkforce
-        from loupe_local.standins.httpapi import HttpApis
+        from loupe_local.standins.httpapi.service import HttpApis
 
         apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
         if apis is None or "ConsoleApi" not in apis.urls:
@@ -505,7 +505,7 @@ class LocalRuntime(RuntimeIam):
     def console_url(self) -> str | None:
         """The console app's URL: the stack's ConsoleApi (its local HTTP API stand-in) at ``/``, which serves the
         same pages and routes as the deployed stack's API Gateway; None before the stand-in serves it."""
-        from loupe_local.standins.httpapi import HttpApis
+        from loupe_local.standins.httpapi.service import HttpApis
 
         apis = next((s for s in self.standins if isinstance(s, HttpApis)), None)
         url = apis.urls.get("ConsoleApi") if apis is not None else None

@@ -7,14 +7,14 @@ import importlib
 from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error
 
 STANDINS: list[str] = [
-    "loupe_local.standins.groundtruth:GroundTruth",
+    "loupe_local.standins.groundtruth.service:GroundTruth",
     "loupe_local.standins.featurestore:FeatureStoreRuntime",
-    "loupe_local.standins.greengrass:GreengrassStandIn",
+    "loupe_local.standins.greengrass.service:GreengrassStandIn",
     "loupe_local.standins.modelregistry:ModelRegistryObserver",
-    "loupe_local.standins.pipelines:PipelineExecutions",
+    "loupe_local.standins.pipelines.service:PipelineExecutions",
     "loupe_local.standins.account_quotas:AccountQuotas",
-    "loupe_local.standins.httpapi:HttpApis",
-    "loupe_local.standins.cognito:CognitoFlows",
+    "loupe_local.standins.httpapi.service:HttpApis",
+    "loupe_local.standins.cognito.service:CognitoFlows",
     "loupe_local.standins.cloudformation:CustomResourceResponses",
     "loupe_local.standins.credentials_provider:CredentialsProvider",
 ]

@@ -11,7 +11,7 @@ import pytest
 from support.chromium import CHROMIUM_ARGS, chromium_path, watched_page
 
 from loupe.ledger import Ledger
-from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+from loupe_local.standins.groundtruth.workforce import Workforce, set_workforce_mode
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from support.console_users import api, signed_in
 from support.deploy_packages import register_package
 from support.waiting import wait_for
 
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 
 def _apis(local_aws: Any) -> HttpApis:

@@ -10,7 +10,7 @@ from typing import Any
 from support.console_users import api, signed_in
 from support.waiting import wait_for
 
-from loupe_local.standins.httpapi import HttpApis, HttpApiServer
+from loupe_local.standins.httpapi.service import HttpApis, HttpApiServer
 
 
 def _apis(local_aws: Any) -> HttpApis:

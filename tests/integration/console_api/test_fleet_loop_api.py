@@ -20,7 +20,7 @@ from support.waiting import wait_until
 from loupe.deployment.store import DeploymentsStore
 from loupe.ledger import Ledger
 from loupe_local.console.signin import sign_in
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from support.console_users import api, password
 
 from loupe_local import cli
 from loupe_local.console.signin import sign_in
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 
 def _add(local_aws: Any, email: str, *extra: str) -> int:

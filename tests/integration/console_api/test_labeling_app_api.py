@@ -20,7 +20,7 @@ from loupe import manifests
 from loupe.labeling.config import LABEL_ATTRIBUTE
 from loupe.labeling.task_store import TaskStore
 from loupe.labeling.workforce_jobs import JobImage, create_job
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 W, H = 160, 120
 

@@ -20,7 +20,7 @@ import pytest
 from support.console_users import api, password
 
 from loupe.console_api import labelers
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 SCRIPT = Path(__file__).resolve().parents[2] / "support" / "srp_cognito_js_signin.js"
 

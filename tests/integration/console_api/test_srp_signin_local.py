@@ -18,7 +18,7 @@ from pycognito.aws_srp import AWSSRP
 from support.console_users import api, password, signed_in
 
 from loupe_local.console.signin import sign_in
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 
 @pytest.fixture(scope="module")

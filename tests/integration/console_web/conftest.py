@@ -22,7 +22,7 @@ import pytest
 from support.chromium import CHROMIUM_ARGS, chromium_path
 from support.waiting import wait_for
 
-from loupe_local.standins.groundtruth_workforce import set_workforce_mode
+from loupe_local.standins.groundtruth.workforce import set_workforce_mode
 
 VENDOR = "functions/console_api/web/vendor/amazon-cognito-identity.min.js"
 

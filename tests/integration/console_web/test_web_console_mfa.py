@@ -22,7 +22,7 @@ def test_a_person_with_an_authenticator_app_signs_in_with_a_one_time_code(
 ) -> None:
     from loupe_local import cli
 
-    # (the local Cognito gives each user a secret of their own and checks every code: standins/cognito.py)
+    # (the local Cognito gives each user a secret of their own and checks every code: standins/cognito/service.py)
     email = f"web-mfa-{uuid.uuid4().hex[:8]}@example.com"
     assert cli.main(["labelers", "add", email, "--state", str(web_stack.state_dir)]) == 0
     temporary = re.search(r"temporary password (\S+)", (web_stack.state_dir / "mail" / f"{email}.txt").read_text())

@@ -24,7 +24,7 @@ from support.waiting import wait_for
 from loupe import manifests
 from loupe.labeling.trigger import new_claim_id
 from loupe_local.console.workforce import AppUser, BotLabeler, workforce_answerer
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +196,7 @@ def test_the_local_automatic_workforce_labels_a_run_by_itself(env) -> None:
     (loupe_local.console.workforce), idle while the workforce is in manual mode, answering as soon as it is auto
     again."""
     from loupe_local.console.workforce import AppWorkforce
-    from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+    from loupe_local.standins.groundtruth.workforce import Workforce, set_workforce_mode
 
     box = {"class_id": 0, "left": 8, "top": 8, "width": 30, "height": 30}
     hashes = upload(env, "auto", [6500])

@@ -20,7 +20,7 @@ from support.waiting import wait_for
 
 from loupe.labeling.config import REJECT_REASONS
 from loupe.labeling.trigger import new_claim_id
-from loupe_local.standins.httpapi import HttpApis
+from loupe_local.standins.httpapi.service import HttpApis
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from loupe.labeling.trigger import new_claim_id
 from loupe_local.demo.command import Demo, DemoConfig
 from loupe_local.demo.stages import invite_person
 from loupe_local.observer import Observer
-from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+from loupe_local.standins.groundtruth.workforce import Workforce, set_workforce_mode
 
 pytestmark = pytest.mark.integration
 

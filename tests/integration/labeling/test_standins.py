@@ -13,7 +13,7 @@ from support.waiting import wait_for
 
 from loupe import manifests
 from loupe.labeling import features
-from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+from loupe_local.standins.groundtruth.workforce import Workforce, set_workforce_mode
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 from support.waiting import wait_for
 
 from loupe_local.iam.audit import USAGE_FILE
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord
-from loupe_local.standins.pipeline_jobs import JobRunner
+from loupe_local.standins.pipelines.interpreter import Execution, StepFailed, StepRecord
+from loupe_local.standins.pipelines.jobs import JobRunner
 
 pytestmark = pytest.mark.integration
 
@@ -194,8 +194,8 @@ def _without_step_references(value: Any) -> Any:
 def test_every_job_step_of_the_stacks_pipeline_may_be_launched_by_its_role(iam_as: Any) -> None:
     """The stack's own definition (template.yaml's TrainingPipeline) checked in enforce: each processing and
     training step's Create*Job and PassRole are inside the pipeline role's grant."""
-    from loupe_local.standins import pipeline_interpreter as interpreter
-    from loupe_local.standins.pipelines import template_definition
+    from loupe_local.standins.pipelines import interpreter
+    from loupe_local.standins.pipelines.service import template_definition
 
     rt = iam_as("enforce")
     role = rt.arn("SageMakerExecutionRole")

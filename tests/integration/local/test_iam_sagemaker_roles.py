@@ -20,8 +20,8 @@ from support.waiting import wait_for
 
 from loupe import manifests
 from loupe_local.iam.audit import USAGE_FILE
-from loupe_local.standins.pipeline_interpreter import Execution, StepRecord
-from loupe_local.standins.pipeline_jobs import JobRunner
+from loupe_local.standins.pipelines.interpreter import Execution, StepRecord
+from loupe_local.standins.pipelines.jobs import JobRunner
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from loupe_local.cli import main
 from loupe_local.preflight_checks import READ_ACTIONS, Finding, PreflightClients, run_all
 from loupe_local.preflight_plan import StackPlan, plan
 from loupe_local.standins.account_quotas import set_quota
-from loupe_local.standins.groundtruth import local_workteam_arn
+from loupe_local.standins.groundtruth.service import local_workteam_arn
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loupe_local.standins import pipeline_interpreter as interpreter
-from loupe_local.standins.pipeline_interpreter import Execution, validate_training_request
+from loupe_local.standins.pipelines import interpreter
+from loupe_local.standins.pipelines.interpreter import Execution, validate_training_request
 
 pytestmark = pytest.mark.integration
 

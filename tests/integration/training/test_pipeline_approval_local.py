@@ -9,7 +9,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from loupe_local.standins.pipelines import ensure_pipeline
+from loupe_local.standins.pipelines.service import ensure_pipeline
 
 pytestmark = pytest.mark.integration
 

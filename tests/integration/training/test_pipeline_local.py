@@ -14,7 +14,7 @@ from support.archives import tar_gz
 from support.lambdas import let_eventbridge_deliver
 from support.waiting import wait_for
 
-from loupe_local.standins.pipelines import PipelineExecutions, ensure_pipeline
+from loupe_local.standins.pipelines.service import PipelineExecutions, ensure_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -412,7 +412,7 @@ def test_spot_reclaim_resumes_training_after_the_last_checkpointed_epoch(local_a
 
 def test_spot_request_with_max_wait_below_max_runtime_fails_with_sagemakers_message(local_aws, runner, dataset_uri):
     """The definition's old shape (MaxWait a parameter, 7200 s) with a longer MaxRuntime: CreateTrainingJob refuses."""
-    from loupe_local.standins.pipelines import template_definition
+    from loupe_local.standins.pipelines.service import template_definition
 
     definition = json.loads(template_definition(local_aws))
     definition["Parameters"].append({"Name": "TrainingMaxWaitSeconds", "Type": "Integer", "DefaultValue": 7200})

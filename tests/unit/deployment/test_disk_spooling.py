@@ -15,7 +15,7 @@ from loupe import greengrass as gg_mod
 from loupe import settings
 from loupe.deployment import document, records
 from loupe_local.standins.base import AwsRequest
-from loupe_local.standins.greengrass import GreengrassStandIn
+from loupe_local.standins.greengrass.service import GreengrassStandIn
 
 REGION = "us-east-1"
 GROUP_ARN = f"arn:aws:iot:{REGION}:123456789012:thinggroup/fleet"

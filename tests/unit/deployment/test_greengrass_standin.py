@@ -11,7 +11,7 @@ import pytest
 
 from loupe.greengrass import greengrass_digest
 from loupe_local.standins.base import AwsRequest
-from loupe_local.standins.greengrass import GreengrassStandIn
+from loupe_local.standins.greengrass.service import GreengrassStandIn
 
 
 class FakeS3:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from loupe.datasets import Box
-from loupe_local.standins.groundtruth import GroundTruth
-from loupe_local.standins.groundtruth_queue import AnswerError, check_boxes
-from loupe_local.standins.groundtruth_workforce import Workforce, set_workforce_mode
+from loupe_local.standins.groundtruth.service import GroundTruth
+from loupe_local.standins.groundtruth.task_queue import AnswerError, check_boxes
+from loupe_local.standins.groundtruth.workforce import Workforce, set_workforce_mode
 
 CLASSES = {"0": "scratch", "1": "dent"}
 

@@ -13,8 +13,8 @@ import pytest
 
 from loupe import manifests
 from loupe.datasets import Box, DatasetError
-from loupe_local.standins.groundtruth import GroundTruth
-from loupe_local.standins.groundtruth_queue import AnswerError, check_boxes
+from loupe_local.standins.groundtruth.service import GroundTruth
+from loupe_local.standins.groundtruth.task_queue import AnswerError, check_boxes
 
 CLASSES = {"0": "scratch"}
 ATTRIBUTE = "defects"

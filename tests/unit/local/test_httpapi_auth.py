@@ -13,7 +13,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from loupe_local.standins.httpapi_auth import JwtAuthorizer, Unauthorized, cognito_jwks_url
+from loupe_local.standins.httpapi.auth import JwtAuthorizer, Unauthorized, cognito_jwks_url
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example1"
 CLIENT = "client-123"

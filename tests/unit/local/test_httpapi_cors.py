@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loupe_local.standins.httpapi import HttpApiServer
-from loupe_local.standins.httpapi_events import HttpRequest
+from loupe_local.standins.httpapi.events import HttpRequest
+from loupe_local.standins.httpapi.service import HttpApiServer
 from loupe_local.template import load_sam_app
 
 APP = "https://console.example.com"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 
-from loupe_local.standins.httpapi_events import HttpRequest, RouteMatch, build_event, response_of
+from loupe_local.standins.httpapi.events import HttpRequest, RouteMatch, build_event, response_of
 
 # The "Lambda function input format 2.0" sample of the API Gateway Developer Guide, "Create AWS Lambda proxy
 # integrations for HTTP APIs" (apigateway/latest/developerguide/http-api-develop-integrations-lambda.html).

@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from loupe_local.standins.httpapi import HttpApiServer, TokenBucket, throttles_of
-from loupe_local.standins.httpapi_events import HttpRequest
+from loupe_local.standins.httpapi.events import HttpRequest
+from loupe_local.standins.httpapi.service import HttpApiServer, TokenBucket, throttles_of
 from loupe_local.template import load_sam_app
 
 REPO = Path(__file__).resolve().parents[3]

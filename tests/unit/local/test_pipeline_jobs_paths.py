@@ -14,8 +14,8 @@ import pytest
 from moto import mock_aws
 from support.hostile_keys import files_under, put_hostile_keys
 
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord
-from loupe_local.standins.pipeline_jobs import JobRunner
+from loupe_local.standins.pipelines.interpreter import Execution, StepFailed, StepRecord
+from loupe_local.standins.pipelines.jobs import JobRunner
 
 TRAINING_DIR = Path(__file__).resolve().parents[3] / "training"
 

@@ -21,7 +21,7 @@ from moto import mock_aws
 from pycognito.aws_srp import AWSSRP
 from support.cognito_standin import ThroughStandIn, console_like_pool
 
-from loupe_local.standins.cognito import CognitoFlows
+from loupe_local.standins.cognito.service import CognitoFlows
 
 REGION = "eu-west-1"
 
@@ -228,7 +228,7 @@ def test_a_legacy_client_still_says_the_user_does_not_exist(pool: dict[str, Any]
 @pytest.mark.parametrize("srp_a", ["", "zz-not-hex", "0", None])
 def test_a_bad_srp_a_is_refused_with_a_message(pool: dict[str, Any], srp_a: str | None) -> None:
     email, _ = _user(pool)
-    from loupe_local.standins.cognito_srp import N_HEX
+    from loupe_local.standins.cognito.srp import N_HEX
 
     value = N_HEX if srp_a is None else srp_a  # A = N: 0 mod N, SRP-6a's forbidden value
     with pytest.raises(ClientError) as refused:
@@ -290,10 +290,10 @@ def test_an_srp_sign_in_is_never_left_to_moto_when_a_lookup_fails(pool: dict[str
 
 
 def test_pending_challenges_are_bounded_the_oldest_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from loupe_local.standins import cognito_srp
+    from loupe_local.standins.cognito import srp
 
-    monkeypatch.setattr(cognito_srp, "MAX_PENDING", 2)
-    server = cognito_srp.SrpServer()
+    monkeypatch.setattr(srp, "MAX_PENDING", 2)
+    server = srp.SrpServer()
     issued = [
         server.challenge(
             pool_id="eu-west-1_Pool",
@@ -307,9 +307,9 @@ def test_pending_challenges_are_bounded_the_oldest_dropped(monkeypatch: pytest.M
         )["SECRET_BLOCK"]
         for _ in range(3)
     ]
-    with pytest.raises(cognito_srp.SrpRefused, match="unknown, used or expired"):
+    with pytest.raises(srp.SrpRefused, match="unknown, used or expired"):
         server.verify("c", {"PASSWORD_CLAIM_SECRET_BLOCK": issued[0], "USERNAME": "u"})
-    with pytest.raises(cognito_srp.SrpRefused, match="TIMESTAMP"):  # still known: refused further on
+    with pytest.raises(srp.SrpRefused, match="TIMESTAMP"):  # still known: refused further on
         server.verify("c", {"PASSWORD_CLAIM_SECRET_BLOCK": issued[2], "USERNAME": "u"})
 
 

@@ -3,7 +3,7 @@ every other route keeps the API's default authorizer."""
 
 from __future__ import annotations
 
-from loupe_local.standins.httpapi import routes_of
+from loupe_local.standins.httpapi.service import routes_of
 
 FUNCTION = "arn:aws:lambda:us-east-1:1:function:f"
 URI = {"Fn::Sub": f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{FUNCTION}/invocations"}

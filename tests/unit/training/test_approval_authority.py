@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loupe_local.standins import pipeline_interpreter as interpreter
-from loupe_local.standins.pipeline_interpreter import Execution
+from loupe_local.standins.pipelines import interpreter
+from loupe_local.standins.pipelines.interpreter import Execution
 from loupe_local.template import Resolver, load_sam_app
 
 REPO = Path(__file__).resolve().parents[3]

@@ -15,8 +15,8 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
-from loupe_local.standins.pipeline_interpreter import Execution
-from loupe_local.standins.pipelines import track_experiment
+from loupe_local.standins.pipelines.interpreter import Execution
+from loupe_local.standins.pipelines.service import track_experiment
 from loupe_local.template import load_yaml
 
 REPO = Path(__file__).resolve().parents[3]

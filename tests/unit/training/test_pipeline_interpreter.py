@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loupe_local.standins import pipeline_interpreter as interpreter
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed
+from loupe_local.standins.pipelines import interpreter
+from loupe_local.standins.pipelines.interpreter import Execution, StepFailed
 
 GATE = {
     "Conditions": [

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
 from loupe_local.standins.base import AwsRequest
-from loupe_local.standins.pipeline_interpreter import Execution
-from loupe_local.standins.pipelines import PipelineExecutions
+from loupe_local.standins.pipelines.interpreter import Execution
+from loupe_local.standins.pipelines.service import PipelineExecutions
 
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
 PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/loupe-training"

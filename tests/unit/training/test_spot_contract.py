@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loupe_local.standins import pipeline_interpreter as interpreter
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord, validate_training_request
-from loupe_local.standins.pipelines import PipelineExecutions
+from loupe_local.standins.pipelines import interpreter
+from loupe_local.standins.pipelines.interpreter import Execution, StepFailed, StepRecord, validate_training_request
+from loupe_local.standins.pipelines.service import PipelineExecutions
 from loupe_local.template import Resolver, load_sam_app
 from loupe_training.train import checkpoint_source_problem
 
@@ -150,7 +150,7 @@ def test_the_standins_fallback_definition_is_what_the_template_deploys(spot):
     """ensure_pipeline's fallback (no TrainingPipeline provisioned) creates what the template deploys for the stack."""
     from types import SimpleNamespace
 
-    from loupe_local.standins.pipelines import template_definition
+    from loupe_local.standins.pipelines.service import template_definition
 
     resolver = _stack_resolver(TrainingUseSpot=spot)
     role_arn = resolver._get_att("SageMakerExecutionRole", "Arn")

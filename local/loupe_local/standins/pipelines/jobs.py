@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loupe.safe_paths import UnsafeKeyError, confined, download_prefix
 from loupe_local.standins.base import StandInHost, authorize_as, role_client, role_environment
-from loupe_local.standins.pipeline_interpreter import (
+from loupe_local.standins.pipelines.interpreter import (
     Execution,
     StepFailed,
     StepRecord,

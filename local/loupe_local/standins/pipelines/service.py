@@ -9,11 +9,11 @@ moto answers ``StartPipelineExecution`` (so its execution list stays right); thi
   "SageMaker Model Building Pipeline Execution Status Change" (and the step variant for failed steps) and
   "SageMaker Model Package State Change" when a package is registered (approval changes are the model registry
   observer's, ``modelregistry.py``);
-- ``pipeline_interpreter.py`` (pure): step order, property references, Condition steps, retry policy decisions
+- ``interpreter.py`` (pure): step order, property references, Condition steps, retry policy decisions
   (``RetryPolicies`` are honoured for failures that carry an exception type, only injected ones locally:
   :meth:`PipelineExecutions.inject_fault`), CreateTrainingJob's request checks (a refused request fails the step
   with the pipeline's "Failed to invoke" reason);
-- ``pipeline_jobs.py``: Processing and Training jobs as subprocesses under SageMaker's container contract,
+- ``jobs.py``: Processing and Training jobs as subprocesses under SageMaker's container contract,
   checkpoint sync and the spot-reclaim test hook (``standin.jobs.interrupt_training``).
 
 RegisterModel steps call ``create_model_package`` on moto's model registry; Fail steps fail the execution with
@@ -33,10 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loupe_local.standins import pipeline_interpreter as interpreter
 from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error, role_client
-from loupe_local.standins.pipeline_interpreter import Execution, StepFailed, StepRecord
-from loupe_local.standins.pipeline_jobs import JobRunner
+from loupe_local.standins.pipelines import interpreter
+from loupe_local.standins.pipelines.interpreter import Execution, StepFailed, StepRecord
+from loupe_local.standins.pipelines.jobs import JobRunner
 
 log = logging.getLogger("loupe_local.pipelines")
 

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from loupe_local.standins.base import AwsRequest, Response, StandInHost
-from loupe_local.standins.greengrass_components import GreengrassError, not_found
-from loupe_local.standins.greengrass_deployments import TERMINAL, DeploymentStore, set_status
+from loupe_local.standins.greengrass.components import GreengrassError, not_found
+from loupe_local.standins.greengrass.deployments import TERMINAL, DeploymentStore, set_status
 
 log = logging.getLogger("loupe_local.greengrass")
 

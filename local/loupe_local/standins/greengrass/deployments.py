@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from loupe_local.standins.base import AwsRequest, Response, StandInHost
-from loupe_local.standins.greengrass_components import ComponentStore, GreengrassError, not_found
+from loupe_local.standins.greengrass.components import ComponentStore, GreengrassError, not_found
 
 log = logging.getLogger("loupe_local.greengrass")
 

@@ -4,11 +4,11 @@ Answers the ``greengrassv2`` REST API (signing name ``greengrass``, paths under 
 endpoint with the service's shapes, and, on the IoT API, DescribeJob and ListJobExecutionsForJob for the IoT job
 behind each deployment. This module routes; the API lives along its seams:
 
-- ``greengrass_components.py``: component versions (recipes, artifact digests) and the public catalogue;
-- ``greengrass_deployments.py``: deployments (idempotency, supersession, rollout, abort, timeouts) and their IoT jobs;
-- ``greengrass_devices.py``: core devices, and the two local-only routes local core devices
+- ``components.py``: component versions (recipes, artifact digests) and the public catalogue;
+- ``deployments.py``: deployments (idempotency, supersession, rollout, abort, timeouts) and their IoT jobs;
+- ``devices.py``: core devices, and the two local-only routes local core devices
   (``loupe_local.devices.fleet``) use in place of the IoT jobs and shadows a real nucleus uses;
-- ``greengrass_account.py``: the account's Greengrass service role (``/greengrass/servicerole``).
+- ``account.py``: the account's Greengrass service role (``/greengrass/servicerole``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from loupe_local.standins import greengrass_account
 from loupe_local.standins.base import AwsRequest, Response, StandIn, StandInHost, error
-from loupe_local.standins.greengrass_components import ComponentStore, GreengrassError, sorted_versions
-from loupe_local.standins.greengrass_deployments import DeploymentStore
-from loupe_local.standins.greengrass_devices import CoreDevices
+from loupe_local.standins.greengrass import account
+from loupe_local.standins.greengrass.components import ComponentStore, GreengrassError, sorted_versions
+from loupe_local.standins.greengrass.deployments import DeploymentStore
+from loupe_local.standins.greengrass.devices import CoreDevices
 from loupe_local.template import ACCOUNT_ID
 
 log = logging.getLogger("loupe_local.greengrass")
@@ -40,7 +40,7 @@ class GreengrassStandIn(StandIn):
         self.components = ComponentStore()
         self.deployments = DeploymentStore(self.components)
         self.core_devices = CoreDevices(self.deployments)
-        self.service_role = greengrass_account.ServiceRoleAssociation()
+        self.service_role = account.ServiceRoleAssociation()
         c, d, dev = self.components, self.deployments, self.core_devices
         table: list[tuple[str, str, Callable[..., Response]]] = [
             ("POST", r"createComponentVersion", c.create_component_version),
@@ -69,7 +69,7 @@ class GreengrassStandIn(StandIn):
 
     # ------------------------------------------------------------------ routing
     def handles(self, request: AwsRequest) -> bool:
-        if request.path.startswith(PREFIX) or request.path.rstrip("/") == greengrass_account.PATH:
+        if request.path.startswith(PREFIX) or request.path.rstrip("/") == account.PATH:
             return True
         if request.method != "GET" or not unquote(request.path).startswith("/jobs/"):
             return False  # never wait for the lock here: a handler holding it may be reading S3 through us
@@ -77,7 +77,7 @@ class GreengrassStandIn(StandIn):
             return self.deployments.job_of(request) is not None
 
     def handle(self, request: AwsRequest) -> Response:
-        if request.path.rstrip("/") == greengrass_account.PATH:
+        if request.path.rstrip("/") == account.PATH:
             with self.lock:
                 return self.service_role.answer(request)
         try:

@@ -17,8 +17,8 @@ from typing import Any
 
 from loupe import manifests
 from loupe.datasets import Box
-from loupe_local.standins.groundtruth_browser import Browser, CorsRefused
-from loupe_local.standins.groundtruth_workforce import NO_WORKER, Line
+from loupe_local.standins.groundtruth.browser import Browser, CorsRefused
+from loupe_local.standins.groundtruth.workforce import NO_WORKER, Line
 
 
 class AnswerError(ValueError):

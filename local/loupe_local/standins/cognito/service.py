@@ -7,7 +7,7 @@ and the answers that would tell who has an account.
   API Reference of CreateUserPoolClient). moto 5.2.5 accepts every flow for every client.
 - SRP (``USER_SRP_AUTH``): moto answers InitiateAuth with a random SRP_B and SALT and signs in whoever answers
   RespondToAuthChallenge ``PASSWORD_VERIFIER``, whatever PASSWORD_CLAIM_SIGNATURE says. This stand-in answers both
-  itself (:mod:`loupe_local.standins.cognito_srp`: a real B from a verifier of the user's password, a secret block
+  itself (:mod:`loupe_local.standins.cognito.srp`: a real B from a verifier of the user's password, a secret block
   that answers once) and lets moto answer only a claim that proves the password: moto then issues the tokens, or
   the next challenge (NEW_PASSWORD_REQUIRED for an invited user, MFA). A wrong password, a tampered signature, a
   stale TIMESTAMP, an unknown or used secret block get ``NotAuthorizedException`` "Incorrect username or password."
@@ -48,7 +48,7 @@ from botocore.exceptions import ClientError
 
 from loupe_local import totp
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error
-from loupe_local.standins.cognito_srp import SrpRefused, SrpServer, parse_a, verifier
+from loupe_local.standins.cognito.srp import SrpRefused, SrpServer, parse_a, verifier
 
 log = logging.getLogger("loupe_local.cognito")
 

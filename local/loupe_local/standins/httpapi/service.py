@@ -2,8 +2,8 @@
 routes, Lambda proxy integrations, the JWT authorizer, CORS) served on its own loopback port.
 
 A request is matched to a route (``GET /models/{package}/approval``; 404 ``{"message":"Not Found"}`` otherwise),
-its JWT checked as the authorizer documents (:mod:`httpapi_auth`; 401 ``{"message":"Unauthorized"}``), turned into
-a payload 2.0 event (:mod:`httpapi_events`) and handed to the function through the local Lambda ``Invoke`` (so
+its JWT checked as the authorizer documents (:mod:`.auth`; 401 ``{"message":"Unauthorized"}``), turned into
+a payload 2.0 event (:mod:`.events`) and handed to the function through the local Lambda ``Invoke`` (so
 the real handler runs through the runtime's invoker). With a CORS configuration API Gateway answers preflights
 itself and grants only the configured origins; without one nothing grants a browser origin anything
 (Developer Guide, "Configuring CORS for an HTTP API"). The stage's throttling is enforced per route with a token
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loupe_local.standins.base import StandIn, StandInHost
-from loupe_local.standins.httpapi_auth import JwtAuthorizer, Unauthorized, cognito_jwks_url, fetch_json
-from loupe_local.standins.httpapi_events import HttpRequest, RouteMatch, build_event, response_of
+from loupe_local.standins.httpapi.auth import JwtAuthorizer, Unauthorized, cognito_jwks_url, fetch_json
+from loupe_local.standins.httpapi.events import HttpRequest, RouteMatch, build_event, response_of
 
 log = logging.getLogger("loupe_local.httpapi")
 

@@ -3,9 +3,9 @@
 ``CreateLabelingJob`` / ``DescribeLabelingJob`` / ``ListLabelingJobs`` / ``StopLabelingJob`` (JSON protocol,
 ``SageMaker.<Op>``). A job reads its input manifest from the local S3, and a worker thread has each object answered
 by the workforce ``<state_dir>/workforce/config.json`` names: the automatic one, from the labels sources
-(:mod:`loupe_local.standins.groundtruth_workforce`), or a person in the local console (``"mode": "manual"``,
-:mod:`loupe_local.standins.groundtruth_queue`). Either loads the images as the worker's browser does, through the
-input buckets' CORS rules (:mod:`loupe_local.standins.groundtruth_browser`).
+(:mod:`loupe_local.standins.groundtruth.workforce`), or a person in the local console (``"mode": "manual"``,
+:mod:`loupe_local.standins.groundtruth.task_queue`). Either loads the images as the worker's browser does, through the
+input buckets' CORS rules (:mod:`loupe_local.standins.groundtruth.browser`).
 
 Ground Truth is closed to new customers: ``CreateLabelingJob`` is refused with ``AccessDeniedException`` (see
 :data:`NOT_A_CUSTOMER`) unless the local account acts as an existing customer (``LocalRuntime(groundtruth_customer=
@@ -39,9 +39,9 @@ import botocore.session
 
 from loupe import manifests
 from loupe_local.standins.base import AwsRequest, Response, StandIn, error, role_client
-from loupe_local.standins.groundtruth_browser import LOCAL_WORKTEAM, Browser, worker_origin
-from loupe_local.standins.groundtruth_queue import TaskQueue
-from loupe_local.standins.groundtruth_workforce import NO_WORKER, Line, Workforce
+from loupe_local.standins.groundtruth.browser import LOCAL_WORKTEAM, Browser, worker_origin
+from loupe_local.standins.groundtruth.task_queue import TaskQueue
+from loupe_local.standins.groundtruth.workforce import NO_WORKER, Line, Workforce
 
 log = logging.getLogger("loupe_local.groundtruth")
 
@@ -129,7 +129,7 @@ class GroundTruth(StandIn):
             "MemberDefinitions": [
                 {"CognitoMemberDefinition": {"UserPool": "local", "UserGroup": "local", "ClientId": "local"}}
             ],
-            "Description": "The local AWS's private workforce (loupe_local.standins.groundtruth_workforce).",
+            "Description": "The local AWS's private workforce (loupe_local.standins.groundtruth.workforce).",
             "SubDomain": worker_origin(local_workteam_arn(self.runtime.region), self.runtime.region).split("//", 1)[1],
             "CreateDate": 0,
             "LastUpdatedDate": 0,

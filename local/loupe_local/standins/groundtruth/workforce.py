@@ -4,7 +4,7 @@ The labels sources are JSONL files ``<state_dir>/workforce/*.jsonl`` with lines
 ``{"sha256", "annotations": [{"class_id", "left", "top", "width", "height"}]}`` (the demo generator's
 ``answers.jsonl``, or what ``loupe import`` writes). ``<state_dir>/workforce/config.json`` may set
 ``{"noise_rate": 0.1, "seed": 0, "delay_seconds": 0.2, "mode": "auto"}``: a noisy worker drops a box or misplaces
-it; ``"mode": "manual"`` puts a person in the workforce instead (:mod:`loupe_local.standins.groundtruth_queue`).
+it; ``"mode": "manual"`` puts a person in the workforce instead (:mod:`loupe_local.standins.groundtruth.task_queue`).
 An object nobody has an answer for fails as it would in Ground Truth when no worker takes the task.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from loupe import manifests
 from loupe.datasets import Box
-from loupe_local.standins.groundtruth_browser import Browser, CorsRefused
+from loupe_local.standins.groundtruth.browser import Browser, CorsRefused
 
 log = logging.getLogger("loupe_local.groundtruth")
 

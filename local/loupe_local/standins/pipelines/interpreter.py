@@ -3,7 +3,7 @@
 What runs next (dependency order, a Condition step's branch), property references (``Get``, ``Std:Join``,
 ``Std:JsonGet``), conditions, the retry policy decisions and CreateTrainingJob's request checks. No I/O, no clocks
 beyond the timestamps a record carries: the stand-in (``pipelines.py``) drives it, the job runner
-(``pipeline_jobs.py``) records what the jobs produced in the :class:`Execution`.
+(``jobs.py``) records what the jobs produced in the :class:`Execution`.
 """
 
 from __future__ import annotations
