@@ -61,8 +61,15 @@ test-unit: setup ## unit tests
 test-integration: setup ## integration tests (real ASL in moto, real handlers, local AWS, MQTT on loopback)
 	$(BIN)/pytest tests/integration -q
 
+# WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
+# demo first, unit tests last: a unit test's moto reset must never run before an integration test in the same worker).
+# Serial by default: on the 2-core machine three workers finish in about half the serial time, but the canary and
+# demo tests, which judge devices against deadlines, fail when the CPU is that oversubscribed (docs/DEVELOPING.md).
+WORKERS ?= 0
+PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
+
 test: setup lint lint-infra ## everything CI runs: ruff, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov
-	bash scripts/pytest_gate.sh tests --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
+	bash scripts/pytest_gate.sh tests $(PYTEST_PARALLEL) --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
 
 demo: setup ## the full local closed loop (see README)
 	$(BIN)/loupe demo $(if $(DATASET),--dataset $(DATASET),) $(DEMO_ARGS)

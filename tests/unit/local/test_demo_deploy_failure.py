@@ -59,8 +59,12 @@ def test_without_a_failure_the_stage_keeps_waiting_for_the_devices(
     demo = demo_deploying(tmp_path, FakeObserver(None))
     monkeypatch.setattr(demo, "device_versions", lambda: {})
     record = ModelRecord(version=1, package_arn=ARN, dataset_version=1, parent_dataset_version=None, model_version="1")
-    monkeypatch.setattr(demo, "wait", lambda what, predicate, status=None, timeout=None: predicate())
+    checks: list[object] = []
+    monkeypatch.setattr(demo, "wait", lambda what, predicate, status=None, timeout=None: checks.append(predicate()))
     demo_stages.deploy(demo, record, 1)  # not serving yet, no failure: no error, the wait goes on
+    assert checks == [False]  # the wait's check says "not yet" rather than ending the stage
+    observer = demo.obs
+    assert isinstance(observer, FakeObserver) and observer.asked == [ARN]
 
 
 class FakeStepFunctions:

@@ -436,7 +436,7 @@ def test_moto_dynamodb_requests_run_one_at_a_time(monkeypatch: pytest.MonkeyPatc
         with lock:
             active += 1
             most = max(most, active)
-        time.sleep(0.02)
+        time.sleep(0.02)  # a call that takes a while, so that unserialised calls would overlap: not a wait
         with lock:
             active -= 1
         return 200, {}, "{}"

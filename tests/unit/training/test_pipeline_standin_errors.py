@@ -124,3 +124,44 @@ def test_executions_it_runs_are_answered_and_moto_keeps_the_ones_it_stored_befor
     assert not standin.handles(_request("ListPipelineExecutions", PipelineName="loupe-training"))
     other = AwsRequest("POST", "/", {}, {}, b"{}", service="states", target="DescribePipelineExecution")
     assert not standin.handles(other)
+
+
+class _Jobs:
+    """The job runner's stop seam: records each terminate (which kills the job process running now)."""
+
+    def __init__(self) -> None:
+        self.terminated = 0
+
+    def terminate(self, wait: float = 5.0) -> None:
+        self.terminated += 1
+
+
+def _execution(execution_id: str) -> Execution:
+    return Execution(
+        arn=_arn(execution_id),
+        pipeline_name="loupe-training",
+        pipeline_arn=PIPELINE_ARN,
+        display_name=execution_id,
+        description="",
+        parameters={},
+        definition={"Steps": []},
+        root=Path("/nonexistent"),
+    )
+
+
+def test_stopping_a_queued_execution_leaves_the_running_executions_job_alone(standin):
+    """One execution runs, another waits behind it: stopping the waiting one must not kill the running one's job."""
+    jobs = _Jobs()
+    standin.jobs = jobs  # type: ignore[assignment]
+    running, queued = _execution("run0001"), _execution("queued0001")
+    standin.executions.update({running.arn: running, queued.arn: queued})
+    standin._running = running
+
+    status, _ = _answer(standin, "StopPipelineExecution", PipelineExecutionArn=queued.arn)
+    assert status == 200
+    assert queued.status == "Stopping" and queued.stop_requested
+    assert jobs.terminated == 0 and not running.stop_requested
+
+    status, _ = _answer(standin, "StopPipelineExecution", PipelineExecutionArn=running.arn)
+    assert status == 200
+    assert running.status == "Stopping" and jobs.terminated == 1

@@ -61,6 +61,7 @@ class PipelineExecutions(StandIn):
         self.jobs: JobRunner | None = None  # the job runner, once attached
         self._queue: queue.Queue[Execution | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._running: Execution | None = None  # the execution whose steps run now (the others wait in the queue)
         self._lock = threading.Lock()
         self._faults: dict[str, list[tuple[str, str]]] = {}  # step name -> failures its next attempts raise
 
@@ -139,7 +140,9 @@ class PipelineExecutions(StandIn):
             execution.stop_requested = True
             if execution.status == "Executing":
                 execution.status = "Stopping"
-                if self.jobs is not None:
+                # only this execution's own job: one still queued stops before its first step (``_run``) and
+                # leaves the job of the execution ahead of it running
+                if self.jobs is not None and self._running is execution:
                     self.jobs.terminate()
             return Response(body={"PipelineExecutionArn": execution.arn})
         return error("ValidationException", f"unsupported {request.target}")
@@ -224,11 +227,14 @@ class PipelineExecutions(StandIn):
             execution = self._queue.get()
             if execution is None:
                 return
+            self._running = execution
             try:
                 self._run(execution)
             except Exception as exc:  # the execution fails, the local AWS keeps running
                 log.exception("pipeline execution %s crashed", execution.arn)
                 self._finish(execution, "Failed", f"local runner error: {exc}")
+            finally:
+                self._running = None
 
     def _run(self, ex: Execution) -> None:
         steps = interpreter.ordered_steps(ex.definition["Steps"])
