@@ -13,7 +13,7 @@ import pytest
 
 from loupe import greengrass as gg_mod
 from loupe import settings
-from loupe.deployment import document, records
+from loupe.deployment import document, records, revision
 from loupe_local.standins.base import AwsRequest
 from loupe_local.standins.greengrass.service import GreengrassStandIn
 
@@ -137,7 +137,7 @@ def test_the_stand_in_lists_aws_components_only_in_the_public_scope(gg: StandInC
 def test_the_newest_disk_spooler_that_runs_in_the_nucleus_is_chosen(
     gg: StandInClient, nucleus: str, spooler: str | None
 ) -> None:
-    assert gg_mod.disk_spooler_version(gg, REGION, nucleus) == spooler
+    assert revision.disk_spooler_version(gg, REGION, nucleus) == spooler
 
 
 def test_the_nucleus_the_target_runs_gets_disk_spooling_and_keeps_its_configuration(gg: StandInClient) -> None:
@@ -148,7 +148,7 @@ def test_the_nucleus_the_target_runs_gets_disk_spooling_and_keeps_its_configurat
         },
         "com.loupe.model": {"componentVersion": "1.3.0"},
     }
-    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    out, spool = revision.plan_disk_spooling(gg, REGION, components, "")
     nucleus = out["aws.greengrass.Nucleus"]
     assert nucleus["componentVersion"] == "2.12.6"  # never another version: that would update the nucleus
     assert nucleus["configurationUpdate"]["reset"] == ["/logging"]
@@ -161,14 +161,14 @@ def test_the_nucleus_the_target_runs_gets_disk_spooling_and_keeps_its_configurat
 
 def test_without_a_known_nucleus_version_nothing_is_guessed_and_the_reason_says_memory(gg: StandInClient) -> None:
     components = {"com.loupe.model": {"componentVersion": "1.3.0"}}
-    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    out, spool = revision.plan_disk_spooling(gg, REGION, components, "")
     assert out == components
     assert spool["storage"] == "Memory" and "NucleusVersion" in spool["reason"] and "memory" in spool["reason"]
 
 
 def test_a_nucleus_older_than_2_11_cannot_spool_on_disk(gg: StandInClient) -> None:
     components = {"aws.greengrass.Nucleus": {"componentVersion": "2.10.3"}}
-    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    out, spool = revision.plan_disk_spooling(gg, REGION, components, "")
     assert out == components and spool["storage"] == "Memory" and "2.11.0" in spool["reason"]
 
 
@@ -177,11 +177,11 @@ def test_the_operator_s_version_wins_and_a_kept_spooler_that_does_not_fit_is_rep
         "aws.greengrass.Nucleus": {"componentVersion": "2.12.6"},
         "aws.greengrass.DiskSpooler": {"componentVersion": "1.0.5"},
     }
-    out, spool = gg_mod.plan_disk_spooling(gg, REGION, components, "2.15.1")
+    out, spool = revision.plan_disk_spooling(gg, REGION, components, "2.15.1")
     assert out["aws.greengrass.Nucleus"]["componentVersion"] == "2.15.1"
     assert out["aws.greengrass.DiskSpooler"]["componentVersion"] == "1.0.6"  # 1.0.5 needs a nucleus < 2.15.0
     assert spool["storage"] == "Disk" and "update their nucleus" in spool["reason"]
-    kept, _ = gg_mod.plan_disk_spooling(gg, REGION, components, "")
+    kept, _ = revision.plan_disk_spooling(gg, REGION, components, "")
     assert kept["aws.greengrass.DiskSpooler"]["componentVersion"] == "1.0.5"  # it fits 2.12.6: left as it is
 
 
@@ -280,7 +280,7 @@ def test_ipc_interpolation_goes_to_the_nucleus_the_devices_run_and_an_old_nucleu
 ) -> None:
     monkeypatch.setattr(gg.s.deployments, "target_things", lambda arn: ["d1", "d2"])
     # the operator's version (or the current deployment's) first
-    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "2.14.0")
+    out, ipc = revision.plan_ipc_interpolation(gg, GROUP_ARN, {}, "2.14.0")
     assert out["aws.greengrass.Nucleus"]["componentVersion"] == "2.14.0"
     assert json.loads(out["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
         "interpolateComponentConfiguration": True
@@ -288,16 +288,16 @@ def test_ipc_interpolation_goes_to_the_nucleus_the_devices_run_and_an_old_nucleu
     # none given: the one every device of the group reports; devices that disagree: none (never an update)
     _report(gg, "d1", "2.12.6")
     _report(gg, "d2", "2.12.6")
-    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
+    out, ipc = revision.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
     assert ipc == {"interpolation": True, "nucleus": "2.12.6", "reason": ""}
     _report(gg, "d2", "2.13.0")
-    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
+    out, ipc = revision.plan_ipc_interpolation(gg, GROUP_ARN, {}, "")
     assert "aws.greengrass.Nucleus" not in out and ipc["interpolation"] is False
     with pytest.raises(gg_mod.GreengrassError, match="2.6.0 or later"):
-        gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, {"aws.greengrass.Nucleus": {"componentVersion": "2.5.6"}})
+        revision.plan_ipc_interpolation(gg, GROUP_ARN, {"aws.greengrass.Nucleus": {"componentVersion": "2.5.6"}})
     # the operator's version wins over the one the current deployment names, as for disk spooling
     current = {"aws.greengrass.Nucleus": {"componentVersion": "2.12.6", "configurationUpdate": {"merge": '{"a": 1}'}}}
-    out, ipc = gg_mod.plan_ipc_interpolation(gg, GROUP_ARN, current, "2.14.0")
+    out, ipc = revision.plan_ipc_interpolation(gg, GROUP_ARN, current, "2.14.0")
     assert ipc["nucleus"] == "2.14.0" and json.loads(out["aws.greengrass.Nucleus"]["configurationUpdate"]["merge"]) == {
         "a": 1,
         "interpolateComponentConfiguration": True,

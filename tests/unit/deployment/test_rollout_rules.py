@@ -11,9 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loupe import greengrass as gg_mod
 from loupe import settings
-from loupe.deployment import document, outcomes, records, rollout
+from loupe.deployment import document, outcomes, records, revision, rollout
 from loupe.deployment.store import DeploymentsStore
 
 GROUP = "arn:aws:iot:us-east-1:123456789012:thinggroup/fleet"
@@ -38,12 +37,12 @@ def test_a_revision_keeps_other_components_and_changes_only_loupes() -> None:
         },
     }
     ours = {"com.loupe.model": {"componentVersion": "1.4.0"}, "com.loupe.inference": {"componentVersion": "1.0.1"}}
-    revised = gg_mod.revise_components(current, ours)
+    revised = revision.revise_components(current, ours)
     assert revised["com.acme.sensor"] == OTHER["com.acme.sensor"]  # version, configuration and runWith kept
     assert revised["com.loupe.model"] == {"componentVersion": "1.4.0"}
     assert revised["com.loupe.inference"] == {"componentVersion": "1.0.1"}
     assert "com.loupe.old-helper" not in revised
-    assert gg_mod.revise_components(None, ours) == ours
+    assert revision.revise_components(None, ours) == ours
 
 
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/loupe-models/3"

@@ -44,6 +44,7 @@ from typing import Any
 
 from loupe import greengrass as gg_mod
 from loupe.aws_errors import error_code
+from loupe.deployment import revision
 from loupe.deployment.canary_labels import iso, labeled_precision
 from loupe.deployment.canary_stats import CohortCounts, LabeledCounts, Policy, decide
 from loupe.deployment.clients import AwsClients
@@ -145,7 +146,7 @@ def served_version(aws: AwsClients, thing_group: str) -> str:
     """The model version the group's devices serve (and report in their health): the ``modelVersion`` of
     ``com.loupe.model`` in the group's current deployment; "" when it has none."""
     arn = aws.iot.describe_thing_group(thingGroupName=thing_group)["thingGroupArn"]
-    current = gg_mod.latest_deployment(aws.greengrass, arn) or {}
+    current = revision.latest_deployment(aws.greengrass, arn) or {}
     update = ((current.get("components") or {}).get(gg_mod.MODEL_COMPONENT) or {}).get("configurationUpdate") or {}
     try:
         return str(json.loads(update.get("merge") or "{}").get("modelVersion") or "")
@@ -393,7 +394,7 @@ def rollback(aws: AwsClients, state: dict[str, Any], now: float | None = None) -
     gg, iot = aws.greengrass, aws.iot
     fleet_arn = iot.describe_thing_group(thingGroupName=state["thing_group"])["thingGroupArn"]
     target_arn = iot.describe_thing_group(thingGroupName=canary["group"])["thingGroupArn"]
-    fleet = gg_mod.latest_deployment(gg, fleet_arn)
+    fleet = revision.latest_deployment(gg, fleet_arn)
     if not fleet:
         raise DeploymentError(f"thing group {state['thing_group']} has no deployment to go back to")
     keys = ("components", "deploymentPolicies", "iotJobConfiguration")

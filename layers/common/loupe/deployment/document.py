@@ -10,6 +10,7 @@ from typing import Any
 
 from loupe import greengrass as gg_mod
 from loupe.aws_clients import GreengrassV2, IoT
+from loupe.deployment import revision
 from loupe.deployment.errors import ComponentMissing, DeploymentError
 from loupe.deployment.packages import Package
 from loupe.settings import Settings
@@ -202,16 +203,16 @@ def start_deployment(
     )
     # Revise, never replace: the new deployment replaces the target's current one on every device, so it
     # carries every component of the current one; only Loupe's components (and their configuration) change.
-    current = gg_mod.latest_deployment(gg, fleet["thingGroupArn"])
-    doc["components"] = gg_mod.revise_components(current, doc["components"])
+    current = revision.latest_deployment(gg, fleet["thingGroupArn"])
+    doc["components"] = revision.revise_components(current, doc["components"])
     # Results the component handed to the nucleus (PublishToIoTCore) wait in the nucleus' spooler while the
     # device is offline: on disk only with aws.greengrass.DiskSpooler and the nucleus' mqtt.spooler setting.
-    doc["components"], spooler = gg_mod.plan_disk_spooling(
+    doc["components"], spooler = revision.plan_disk_spooling(
         gg, group["thingGroupArn"].split(":")[3], doc["components"], settings.nucleus_component_version
     )
     # The inference component's IPC policy names loupe/{iot:thingName}/...: the nucleus must interpolate it.
     try:
-        doc["components"], ipc = gg_mod.plan_ipc_interpolation(
+        doc["components"], ipc = revision.plan_ipc_interpolation(
             gg, group["thingGroupArn"], doc["components"], settings.nucleus_component_version
         )
     except gg_mod.GreengrassError as exc:

@@ -195,7 +195,7 @@ def _counts(result: dict[str, dict[str, Any]]) -> dict[str, int]:
 def _device_outcome(gg: GreengrassV2, deployment_id: str, thing: str) -> dict[str, Any]:
     try:
         entries = list(
-            gg_mod._paged(gg, "list_effective_deployments", "effectiveDeployments", coreDeviceThingName=thing)
+            gg_mod.paged(gg, "list_effective_deployments", "effectiveDeployments", coreDeviceThingName=thing)
         )
     except Exception as exc:  # an unknown core device has never connected: still pending
         return {"status": "PENDING", "reason": "", "detail": f"not reachable: {type(exc).__name__}"}

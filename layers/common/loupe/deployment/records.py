@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from loupe import greengrass as gg_mod
+from loupe.deployment import revision
 from loupe.deployment.store import DEPLOYED_OUTCOMES, DeploymentsStore, utc_now
 
 
@@ -174,7 +175,7 @@ def message(summary: dict[str, Any]) -> str:
     spool = summary.get("spooler") or {}
     if spool.get("storage") == "Disk":
         lines.append(
-            f"Offline results: spooled on disk by the nucleus ({gg_mod.DISK_SPOOLER} {spool.get('disk_spooler')}"
+            f"Offline results: spooled on disk by the nucleus ({revision.DISK_SPOOLER} {spool.get('disk_spooler')}"
             f" on {gg_mod.NUCLEUS} {spool.get('nucleus')})" + (f"; {spool['reason']}" if spool.get("reason") else "")
         )
     elif spool:
