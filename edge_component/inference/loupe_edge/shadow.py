@@ -209,6 +209,10 @@ class ShadowSpec:
 
 
 MAX_ERROR_CHARS = 500  # an onnxruntime error can run to pages; the cloud's model takes at most 2000
+# One deployment carries both the inference component's new configuration (the shadow block) and com.loupe.shadow;
+# with no dependency between them the nucleus may hand the configuration over before the shadow component's Install
+# wrote its pointer. For this long a missing pointer is the candidate still installing, not an error of it.
+INSTALL_GRACE_S = 120.0
 
 
 def _clip(text: str | None) -> str | None:
@@ -225,8 +229,11 @@ class ShadowRunner:
         poll_seconds: float,
         max_pixels: int,
         loader: Callable[..., LoadedModel] = load_model,
+        install_grace_s: float | None = None,
     ) -> None:
         self.spec = spec
+        grace = INSTALL_GRACE_S if install_grace_s is None else install_grace_s
+        self._installing_until = time.monotonic() + grace
         self.window = AgreementWindow()
         self._preparer = Preparer(max_pixels)  # only when the candidate's input size differs from production's
         self._loader = loader
@@ -270,8 +277,16 @@ class ShadowRunner:
         version = spec.model_version or expected_version
         return self._loader(folder, settings, expected_version=version, expected_digests=digests)
 
+    def _installing(self) -> bool:
+        """The shadow component has not written its pointer yet, and may still (:data:`INSTALL_GRACE_S`)."""
+        pointer = self.spec.pointer
+        return pointer is not None and not pointer.exists() and time.monotonic() < self._installing_until
+
     def _on_failure(self, reason: str) -> None:
         """Counted once per distinct reason: the watcher re-checks a missing pointer on every poll."""
+        if self._installing():
+            log.info("shadow candidate: waiting for %s to install (%s)", SHADOW_COMPONENT, reason)
+            return
         if reason == self._load_error:
             return
         self._load_error = reason
@@ -327,9 +342,10 @@ class ShadowRunner:
 
     def snapshot(self, reset: bool = True) -> dict[str, Any]:
         cand = self.manager.current
+        installing = cand is None and self._installing()
         if cand is not None:
             state = "running"
-        elif self.manager.last_error is not None:
+        elif self.manager.last_error is not None and not installing:
             state = "failed"
         else:
             state = "loading"
@@ -338,6 +354,6 @@ class ShadowRunner:
             "model_package_arn": self.spec.model_package_arn or None,
             "every_nth_frame": self.spec.every_nth_frame,
             "state": state,
-            "error": _clip(self.manager.last_error if cand is None else self.last_error),
+            "error": None if installing else _clip(self.manager.last_error if cand is None else self.last_error),
             **self.window.snapshot(reset),
         }

@@ -223,6 +223,12 @@ class LocalRuntime(RuntimeIam):
             config=Config(retries={"max_attempts": 2, "mode": "standard"}),
         )
 
+    def resource(self, service: str) -> Any:
+        """A boto3 resource (``dynamodb``, ``s3``) with the run's key, as :meth:`client`: never the process
+        environment's credential, which is a function role's session while a handler runs in-process."""
+        assert self._session is not None, "start() first"
+        return self._session.resource(service, endpoint_url=self.endpoint)
+
     def physical(self, logical_id: str) -> str:
         return self.resources[logical_id].ref
 

@@ -72,7 +72,6 @@ def manual_workforce(local_aws: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def ledger(local_aws: Any) -> Ledger:
-    import boto3
 
-    dynamodb = boto3.resource("dynamodb", endpoint_url=local_aws.endpoint, region_name=local_aws.region)
+    dynamodb = local_aws.resource("dynamodb")
     return Ledger(dynamodb.Table(local_aws.physical("LedgerTable")))

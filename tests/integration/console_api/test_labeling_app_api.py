@@ -10,7 +10,6 @@ import urllib.request
 import uuid
 from typing import Any
 
-import boto3
 import pytest
 from support import image_samples as samples
 from support.console_users import api, signed_in
@@ -42,7 +41,7 @@ def people(local_aws: Any) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def store(local_aws: Any) -> TaskStore:
-    dynamodb = boto3.resource("dynamodb", endpoint_url=local_aws.endpoint, region_name=local_aws.region)
+    dynamodb = local_aws.resource("dynamodb")
     return TaskStore(dynamodb.Table(local_aws.physical("LabelingTasksTable")))
 
 

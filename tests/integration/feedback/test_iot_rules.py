@@ -79,11 +79,10 @@ def _announcement(thing: str, bucket: str, key: str) -> dict:
 
 
 def _ledger(local_aws):
-    import boto3
 
     from loupe.ledger import Ledger
 
-    table = boto3.resource("dynamodb", endpoint_url=local_aws.endpoint).Table(local_aws.physical("LedgerTable"))
+    table = local_aws.resource("dynamodb").Table(local_aws.physical("LedgerTable"))
     return Ledger(table)
 
 

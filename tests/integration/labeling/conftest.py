@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from support.waiting import wait_for
 
@@ -24,7 +23,7 @@ class Env:
         self.sfn = runtime.client("stepfunctions")
         self.raw = runtime.physical("RawBucket")
         self.artifacts = runtime.physical("ArtifactBucket")
-        dynamodb = boto3.resource("dynamodb", endpoint_url=runtime.endpoint, region_name=runtime.region)
+        dynamodb = runtime.resource("dynamodb")
         self.ledger = Ledger(dynamodb.Table(runtime.physical("LedgerTable")))
         self.idempotency = dynamodb.Table(runtime.physical("IdempotencyTable"))
 

@@ -12,7 +12,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 from support import image_samples as samples
 from support.waiting import wait_until
@@ -72,9 +71,7 @@ def test_s3_object_created_under_raw_reaches_the_ingest_handler(local_aws) -> No
     s3.put_object(Bucket=local_aws.physical("RawBucket"), Key=f"other/{uuid.uuid4().hex}", Body=b"x")
     sentinel = samples.jpeg(seed=uuid.uuid4().int % 100_000)
     s3.put_object(Bucket=local_aws.physical("RawBucket"), Key=f"raw/sentinel-{uuid.uuid4().hex}.jpg", Body=sentinel)
-    table = boto3.resource("dynamodb", endpoint_url=local_aws.endpoint, region_name=local_aws.region).Table(
-        local_aws.physical("LedgerTable")
-    )
+    table = local_aws.resource("dynamodb").Table(local_aws.physical("LedgerTable"))
     ledger = Ledger(table)
     assert wait_until(lambda: ledger.get(hashlib.sha256(sentinel).hexdigest())), "the sentinel image was not ingested"
     assert fn.invocations == count + 1

@@ -557,7 +557,10 @@ def test_a_shadow_that_raises_is_counted_and_production_is_unaffected(rig, tmp_p
     assert shadow["state"] == "running" and "candidate session crashed" in shadow["error"]
 
 
-def test_a_missing_candidate_never_stops_production_and_is_reported(rig) -> None:
+def test_a_missing_candidate_never_stops_production_and_is_reported(rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loupe_edge import shadow as shadow_mod
+
+    monkeypatch.setattr(shadow_mod, "INSTALL_GRACE_S", 0.0)  # past the time com.loupe.shadow's Install may take
     r = rig({"shadow": {"enabled": True, "modelVersion": "9", "sha256": {"model.onnx": "c" * 64}}})
     r.app.start()  # no com.loupe.shadow pointer on this device
     drop(r.frames, "p.png", 0.05)

@@ -185,11 +185,30 @@ def test_a_file_that_is_not_what_the_configuration_registered_is_refused(tmp_pat
 
 
 def test_a_missing_pointer_is_one_error_however_often_it_is_checked(tmp_path: Path) -> None:
-    runner = ShadowRunner(_spec(tmp_path, modelVersion="8", sha256={"model.onnx": HEX_A}), ModelSettings(), 3600, 10**6)
+    spec = _spec(tmp_path, modelVersion="8", sha256={"model.onnx": HEX_A})
+    runner = ShadowRunner(spec, ModelSettings(), 3600, 10**6, install_grace_s=0)  # past its install grace
     for _ in range(3):
         runner.manager.check()
     snap = runner.snapshot()
     assert snap["state"] == "failed" and "does not exist" in snap["error"] and snap["errors"] == 1
+
+
+def test_a_pointer_the_shadow_component_has_not_written_yet_is_no_error_within_its_install_grace(
+    tmp_path: Path,
+) -> None:
+    """The configuration can reach the inference component before com.loupe.shadow's Install wrote its pointer."""
+    cand = write_model(tmp_path / "cand", "8")
+    digest = json.loads((cand / "model_card.json").read_text())["sha256"]["model.onnx"]
+    spec = _spec(tmp_path, modelVersion="8", sha256={"model.onnx": digest})
+    runner = ShadowRunner(spec, ModelSettings(), 3600, 10**6)
+    for _ in range(3):
+        assert not runner.manager.check()
+    snap = runner.snapshot()
+    assert snap["state"] == "loading" and snap["error"] is None and snap["errors"] == 0
+    _pointer(tmp_path, cand, "8", digest)  # the Install step ran
+    assert runner.manager.check()
+    snap = runner.snapshot()
+    assert snap["state"] == "running" and snap["errors"] == 0 and runner.model is not None
 
 
 def test_a_long_failure_is_clipped_so_the_health_message_stays_acceptable(tmp_path: Path) -> None:
