@@ -67,15 +67,7 @@ def run_record(rt: Any, package_arn: str, run_id: str) -> dict[str, Any]:
 
 
 def _table(rt: Any) -> Any:
-    import boto3
-
-    return boto3.resource(
-        "dynamodb",
-        endpoint_url=rt.endpoint,
-        region_name=rt.region,
-        aws_access_key_id=rt.credentials.access_key_id,
-        aws_secret_access_key=rt.credentials.secret_access_key,
-    ).Table(rt.physical("DeploymentsTable"))
+    return rt.resource("dynamodb").Table(rt.physical("DeploymentsTable"))
 
 
 def aws_cli(rt: Any, *args: str) -> str:
