@@ -121,7 +121,7 @@ def _up_detached(args: argparse.Namespace, root: Path) -> int:
     if existing:
         print(f"loupe: the local AWS is already running at {existing['endpoint']} (pid {existing['pid']})")
         return 0
-    from loupe_local.local_auth import private_dir
+    from loupe_local.private_files import private_dir
 
     state_dir = private_dir(state_mod.state_dir(root))  # it will hold the run's secret credential: owner-only
     log_path = state_dir / "local.log"

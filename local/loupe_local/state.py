@@ -38,7 +38,7 @@ def load_at(path: str | Path | None, otherwise: str) -> tuple[dict[str, Any], Pa
 
 def write(data: dict[str, Any], root: Path | None = None) -> Path:
     """local.json holds the run's secret credential: owner-only (the folder 0700, the file 0600)."""
-    from loupe_local.local_auth import write_private
+    from loupe_local.private_files import write_private
 
     return write_private(state_file(root), json.dumps(data, indent=2, default=str))
 

@@ -1,11 +1,13 @@
 """CloudFormation custom resource: publish the training code where the pipeline's jobs read it.
 
-Deployed as a Lambda function whose code is this package (``CodeUri: training/loupe_training/``) with the common
-layer (``/opt/python/loupe``). On Create/Update it writes ``s3://<Bucket>/<Key>`` (``sourcedir.tar.gz``) holding:
-``train.py`` and ``job.py`` (the container entry shims), ``requirements.txt`` (the container's: this package's
-``requirements.lock``, every requirement pinned with its sha256, see ``make lock``), ``CODE_VERSION``,
-``loupe_training/`` (this package) and ``loupe/`` (the domain package). So ``sam deploy`` alone ships the code the
-pipeline definition points at. This module only uses the standard library and boto3 (it runs in Lambda).
+Deployed as a Lambda function whose code is ``training/`` (``CodeUri: training/``, handler
+``loupe_training.publish.lambda_handler``) with the common layer (``/opt/python/loupe``): it packs the files it was
+deployed with, so the shims are read from their files, never held as copies. On Create/Update it writes
+``s3://<Bucket>/<Key>`` (``sourcedir.tar.gz``) holding: ``train.py`` and ``job.py`` (the container entry shims),
+``requirements.txt`` (the container's: this package's ``requirements.lock``, every requirement pinned with its
+sha256, see ``make lock``), ``CODE_VERSION``, ``loupe_training/`` (this package) and ``loupe/`` (the domain package).
+So ``sam deploy`` alone ships the code the pipeline definition points at. This module only uses the standard library
+and boto3 (it runs in Lambda).
 """
 
 from __future__ import annotations
@@ -27,34 +29,9 @@ from typing import Any
 # or ``sam build`` would install the training stack into this function.
 LOCK_NAME = "requirements.lock"
 
-# Must equal training/train.py and training/job.py (a unit test checks it).
-TRAIN_SHIM = '''"""SageMaker training entry point (``sagemaker_program``): see loupe_training.entry.train_main."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loupe_training.entry import train_main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(train_main())
-'''
-
-JOB_SHIM = '''"""SageMaker processing entry point (``job.py prepare|evaluate``): see loupe_training.entry.job_main."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loupe_training.entry import build_parser, job_main  # noqa: E402
-
-__all__ = ["build_parser", "job_main"]
-
-if __name__ == "__main__":
-    sys.exit(job_main())
-'''
+# The container entry shims that sit at the sourcedir's root: ``sagemaker_program`` and the processing entry. They
+# are read from ``training/`` (this function's CodeUri), the same files the local pipeline runner starts.
+SHIMS = ("train.py", "job.py")
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -72,12 +49,14 @@ def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
         _add_bytes(tar, f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
 
 
-def build_sourcedir(package_dir: Path, loupe_dir: Path, code_version: str) -> bytes:
-    """sourcedir.tar.gz bytes (deterministic for the same inputs)."""
+def build_sourcedir(training_dir: Path, loupe_dir: Path, code_version: str) -> bytes:
+    """sourcedir.tar.gz bytes of ``training_dir`` (the repository's ``training/``: the shims beside the
+    ``loupe_training`` package) and the domain package (deterministic for the same inputs)."""
+    package_dir = training_dir / "loupe_training"
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add_bytes(tar, "train.py", TRAIN_SHIM.encode())
-        _add_bytes(tar, "job.py", JOB_SHIM.encode())
+        for shim in SHIMS:
+            _add_bytes(tar, shim, (training_dir / shim).read_bytes())
         _add_bytes(tar, "requirements.txt", (package_dir / LOCK_NAME).read_bytes())
         _add_bytes(tar, "CODE_VERSION", (code_version + "\n").encode())
         _add_tree(tar, package_dir, "loupe_training")
@@ -133,11 +112,11 @@ def lambda_handler(event: dict[str, Any], context: Any, s3: Any = None) -> dict[
     data: dict[str, str] = {}
     try:
         if event["RequestType"] in ("Create", "Update"):
-            here = Path(__file__).resolve().parent
+            training_dir = Path(__file__).resolve().parent.parent  # the function's code: training/
             loupe_dir = Path(os.environ.get("LOUPE_PACKAGE_DIR") or _layer_package_dir())
             if not (loupe_dir / "datasets.py").is_file():
                 raise FileNotFoundError(f"{loupe_dir}: the common layer (loupe package) is not attached")
-            blob = build_sourcedir(here, loupe_dir, str(props.get("CodeVersion", "unknown")))
+            blob = build_sourcedir(training_dir, loupe_dir, str(props.get("CodeVersion", "unknown")))
             if s3 is None:
                 import boto3
 

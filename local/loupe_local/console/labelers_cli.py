@@ -38,7 +38,7 @@ def temporary_password(length: int = 20) -> str:
 
 def deliver_locally(state_dir: Path, email: str, password: str) -> Path:
     """The invitation Cognito would e-mail, as an owner-only file of the local state folder."""
-    from loupe_local.local_auth import write_private
+    from loupe_local.private_files import write_private
 
     safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in email)
     text = (

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loupe_local.iot_credentials import CredentialCache, DeviceIdentity
-from loupe_local.local_auth import RunCredentials, sign_request, write_private
+from loupe_local.local_auth import RunCredentials, sign_request
+from loupe_local.private_files import write_private
 
 CERTIFICATE_ID_FILE = "thingCert.id"
 PRIVATE_KEY_FILE = "privKey.key"  # noqa: S105 - a file name

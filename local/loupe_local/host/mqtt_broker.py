@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 from loupe_local.host.mqtt_policy import PASSWORD_ENV, POLICY_ENV, CoreDevicePolicy
-from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password, private_dir, write_private
+from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
+from loupe_local.private_files import private_dir, write_private
 
 _AMQTT_MAIN = """
 import asyncio, sys

@@ -30,11 +30,10 @@ from loupe_local.local_auth import (
     RunCredentials,
     access_denied,
     preflight,
-    private_dir,
     public_cors_headers,
     signing_name,
-    write_private,
 )
+from loupe_local.private_files import private_dir, write_private
 from loupe_local.provisioned import Provisioned
 from loupe_local.standins import AwsRequest, StandIn, load_all
 from loupe_local.standins.cloudformation import CustomResourceResponses

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe_local.iam.evaluate import Policy, PolicyError, Request, evaluate
+from loupe_local.private_files import write_private
 
 # what a session lasts when the runtime mints it; the longest AssumeRole allows (STS API Reference, AssumeRole
 # DurationSeconds: up to 12 hours with a role's MaxSessionDuration)
@@ -183,8 +184,6 @@ class RolePolicies:
         return {name: {"arn": self.arns.get(name, ""), "policies": docs} for name, docs in self.documents.items()}
 
     def write(self, path: Path) -> Path:
-        from loupe_local.local_auth import write_private
-
         return write_private(path, json.dumps(self.as_json(), indent=1, default=str))
 
     @classmethod

@@ -120,6 +120,9 @@ def isolate(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     for attr in ("s3", "events", "sfn", "sagemaker", "sns", "ledger", "aws"):
         if hasattr(module, attr):
             monkeypatch.setattr(module, attr, Untouchable(attr))
+    if hasattr(module, "clients"):  # a holder of clients made on first use: each one untouchable instead
+        names = ("s3", "sagemaker", "featurestore", "sfn", "ledger", "app_store")
+        fake(module.clients, monkeypatch, **{name: Untouchable(name) for name in names})
     if hasattr(module, "process"):
         monkeypatch.setattr(module, "process", Untouchable("process"))
     if hasattr(module, "boto3"):
@@ -127,6 +130,13 @@ def isolate(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     if hasattr(module, "trigger"):
         monkeypatch.setattr(trigger, "run_trigger", Untouchable("trigger.run_trigger"))
         monkeypatch.setattr(release, "sweep_stale_claims", Untouchable("release.sweep_stale_claims"))
+
+
+def fake(holder: Any, monkeypatch: pytest.MonkeyPatch, **attrs: Any) -> None:
+    """Set a client holder's first-use attributes (``functools.cached_property``) without creating the real ones:
+    the instance's own dict is where a cached property keeps its value."""
+    for name, value in attrs.items():
+        monkeypatch.setitem(vars(holder), name, value)
 
 
 def ignored_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -357,8 +367,8 @@ def test_labeling_task_envelope_runs_its_task(load, monkeypatch) -> None:
     event = sample("labeling_tasks.json")
     s3 = Recorder()
     ledger = ClaimedLedger(event["input"]["claim_id"])
-    untouchable = [Untouchable(name) for name in ("sagemaker", "featurestore", "sfn")]
-    monkeypatch.setattr(module, "tasks", module.LabelingTasks(s3, *untouchable, ledger, module.tasks.cfg))
+    isolate(module, monkeypatch)
+    fake(module.clients, monkeypatch, s3=s3, ledger=ledger)
     result = module.lambda_handler(event, CONTEXT)
     assert result["count"] == 2 and result["images"] == event["input"]["images"]
     keys = [kw["Key"] for call, kw in s3.calls if call == "put_object"]
@@ -394,8 +404,8 @@ def test_aws_throttling_is_raised_under_the_name_the_state_machine_retries(load,
             raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
 
     ledger = ClaimedLedger(event["input"]["claim_id"])
-    tasks = module.LabelingTasks(Throttled(), None, None, None, ledger, module.tasks.cfg)
-    monkeypatch.setattr(module, "tasks", tasks)
+    isolate(module, monkeypatch)
+    fake(module.clients, monkeypatch, s3=Throttled(), ledger=ledger)
     with pytest.raises(ThrottlingException, match="SlowDown"):
         module.lambda_handler(event, CONTEXT)
 

@@ -12,7 +12,8 @@ import pytest
 
 from loupe_local import state as state_mod
 from loupe_local.host.mqtt_broker import Broker, mosquitto_password_line
-from loupe_local.local_auth import RunCredentials, mqtt_password, private_dir
+from loupe_local.local_auth import RunCredentials, mqtt_password
+from loupe_local.private_files import private_dir
 
 
 def mode(path: Path) -> int:

@@ -14,18 +14,21 @@ from moto import mock_aws
 from loupe_training import publish
 
 REPO = Path(__file__).resolve().parents[3]
-PACKAGE = REPO / "training" / "loupe_training"
+TRAINING = REPO / "training"
+PACKAGE = TRAINING / "loupe_training"
 LOUPE = REPO / "layers" / "common" / "loupe"
 
 
-def test_embedded_container_files_equal_the_repository_files():
-    assert (REPO / "training" / "train.py").read_text() == publish.TRAIN_SHIM
-    assert (REPO / "training" / "job.py").read_text() == publish.JOB_SHIM
+def test_the_container_shims_are_the_repositorys_files():
+    blob = publish.build_sourcedir(TRAINING, LOUPE, "v-test")
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        for shim in ("train.py", "job.py"):
+            assert tar.extractfile(shim).read() == (TRAINING / shim).read_bytes()
 
 
 def test_sourcedir_layout_and_reproducibility():
-    blob = publish.build_sourcedir(PACKAGE, LOUPE, "v-test")
-    assert blob == publish.build_sourcedir(PACKAGE, LOUPE, "v-test")
+    blob = publish.build_sourcedir(TRAINING, LOUPE, "v-test")
+    assert blob == publish.build_sourcedir(TRAINING, LOUPE, "v-test")
     with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
         names = set(tar.getnames())
         assert tar.extractfile("CODE_VERSION").read() == b"v-test\n"
