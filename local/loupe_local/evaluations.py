@@ -20,15 +20,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from loupe import aws_errors
-from loupe.imaging import sniff_format
 
 DETAILS = "details.json"
 STATISTICS = "evaluation.json"
-# a sample image, relative to the evaluation folder: one file name under samples/, nothing else is served
+# a sample image, relative to the evaluation folder: one file name under samples/ (the console API presigns those)
 SAMPLE = re.compile(r"^samples/[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-# the only types the console serves pixels as: what ingest accepts, decided by the bytes (never by the key or the
-# stored ContentType, which whoever wrote the object chose: an ``x.html`` or an SVG must not reach the browser as such)
-IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 
 
 def folder(desc: dict[str, Any]) -> str | None:
@@ -45,26 +41,6 @@ def folder(desc: dict[str, Any]) -> str | None:
 def split(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
-
-
-def sample_location(evaluation_folder: str, relative: str) -> tuple[str, str]:
-    """(bucket, key) of a sample image named relative to the evaluation folder; ValueError for any other path."""
-    if not SAMPLE.match(relative) or ".." in relative:
-        raise ValueError(f"{relative!r} is not a sample image of the evaluation (samples/<file name>)")
-    bucket, prefix = split(evaluation_folder)
-    return bucket, f"{prefix}/{relative}" if prefix else relative
-
-
-class NotAnImage(ValueError):
-    """Bytes the console refuses to serve: not a JPEG or PNG by their content."""
-
-
-def image_type(data: bytes, where: str) -> str:
-    """The type to serve ``data`` as, from its magic bytes; :class:`NotAnImage` for anything but JPEG and PNG."""
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise NotAnImage(f"{where} is not a JPEG or PNG image (by its content): the console does not serve it")
-    return IMAGE_TYPES[fmt]
 
 
 def _num(value: Any) -> float | None:
@@ -218,19 +194,3 @@ class EvaluationReader:
         if "error" not in out:
             self._summaries[where] = out
         return out
-
-    def sample(self, desc: dict[str, Any], relative: str) -> tuple[bytes, str]:
-        """A sample image's bytes and type. ValueError: not a sample path (:class:`NotAnImage`: not a JPEG or PNG);
-        LookupError: not there."""
-        where = folder(desc)
-        if where is None:
-            raise LookupError("the package has no evaluation output (ModelMetrics)")
-        bucket, key = sample_location(where, relative)
-        try:
-            obj = self._s3().get_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if aws_errors.is_not_found(exc):
-                raise LookupError(f"s3://{bucket}/{key} does not exist") from exc
-            raise
-        data = obj["Body"].read()
-        return data, image_type(data, f"s3://{bucket}/{key}")

@@ -255,12 +255,6 @@ class Observer:
                 return arn
         return None
 
-    def evaluation_sample(self, package_arn: str, relative: str) -> tuple[bytes, str]:
-        """A sample test image of the package's evaluation (``samples/<file>`` next to its details.json): bytes and
-        type. ValueError: not a sample path; LookupError: no such image."""
-        desc = self.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
-        return self._evaluations.sample(desc, relative)
-
     def approval(self, package_arn: str) -> str:
         desc = self.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
         return str(desc.get("ModelApprovalStatus", ""))

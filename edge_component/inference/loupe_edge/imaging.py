@@ -228,8 +228,3 @@ class Preprocessor:
         pixels = self._resizer(rgb) if self._resizer is not None else rgb
         np.divide(pixels.transpose(2, 0, 1), _F255, out=region, casting="unsafe")
         return self._buf, lb
-
-
-def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """HWC uint8 RGB array of a decoded image."""
-    return np.asarray(im)

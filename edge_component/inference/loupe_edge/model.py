@@ -183,12 +183,6 @@ class LoadedModel:
         self.decode(raw)
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
-
-
 def load_model(
     folder: Path,
     settings: ModelSettings,

@@ -109,9 +109,6 @@ class MqttTransport:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     def publish_many(self, messages: list[tuple[str, bytes]], timeout: float) -> int:
         if not self._connected.is_set():
             raise TransportError("not connected to the MQTT broker")

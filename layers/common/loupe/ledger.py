@@ -397,18 +397,6 @@ class Ledger:
     def get_job(self, name: str) -> dict[str, Any] | None:
         return self.get(JOB_PREFIX + name)
 
-    def update_job(self, name: str, **fields: Any) -> None:
-        if not fields:
-            return
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": v for i, v in enumerate(fields.values())}
-        self.table.update_item(
-            Key={"sha256": JOB_PREFIX + name},
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
     # ------------------------------------------------------------------ dataset versions
     def reserve_version(self) -> int:
         """A new dataset version number, never handed out twice."""

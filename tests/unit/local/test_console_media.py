@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loupe_local.evaluations import EvaluationReader, folder, sample_location, summarize
+from loupe_local.evaluations import EvaluationReader, folder, summarize
 
 BUCKET = "artifacts"
 RAW = "raw-bucket"
@@ -47,13 +47,6 @@ def test_the_evaluation_folder_is_the_one_of_the_registered_statistics() -> None
     )
     assert folder(described(evaluation_uri=f"s3://{BUCKET}/eval/")) == f"s3://{BUCKET}/eval"
     assert folder(described()) is None
-
-
-def test_only_sample_images_of_the_folder_are_addressable() -> None:
-    assert sample_location(f"s3://{BUCKET}/eval", "samples/a.jpg") == (BUCKET, "eval/samples/a.jpg")
-    for bad in ("details.json", "samples/../details.json", "samples/a/b.jpg", "/samples/a.jpg", "samples/", "x/a.jpg"):
-        with pytest.raises(ValueError, match="not a sample image"):
-            sample_location(f"s3://{BUCKET}/eval", bad)
 
 
 def test_new_details_are_summarized_for_the_page() -> None:
@@ -112,7 +105,7 @@ def test_older_details_leave_the_new_fields_unmeasured() -> None:
     assert summarize([1, 2]) == {"error": "details.json is not a JSON object"}
 
 
-def test_the_reader_reads_details_and_samples_next_to_the_statistics(s3: Any) -> None:
+def test_the_reader_reads_the_details_next_to_the_statistics(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="eval/evaluation.json", Body=b"{}")
     s3.put_object(Bucket=BUCKET, Key="eval/details.json", Body=json.dumps({"fp32": {"map50": 0.4}}).encode())
     s3.put_object(Bucket=BUCKET, Key="eval/samples/a.jpg", Body=b"\xff\xd8\xffjpeg")
@@ -120,11 +113,6 @@ def test_the_reader_reads_details_and_samples_next_to_the_statistics(s3: Any) ->
     desc = described(f"s3://{BUCKET}/eval/evaluation.json")
     out = reader.summary(desc)
     assert out["measured"] is True and out["folder"] == f"s3://{BUCKET}/eval" and out["fp32"]["map50"] == 0.4
-    assert reader.sample(desc, "samples/a.jpg") == (b"\xff\xd8\xffjpeg", "image/jpeg")
-    with pytest.raises(LookupError, match="does not exist"):
-        reader.sample(desc, "samples/b.jpg")
-    with pytest.raises(ValueError):
-        reader.sample(desc, "details.json")
 
     missing = reader.summary(described(f"s3://{BUCKET}/other/evaluation.json"))
     assert missing["measured"] is False and "no details.json" in missing["reason"]
