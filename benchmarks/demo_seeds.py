@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -54,6 +55,12 @@ def read_run(folder: Path, seed: int | None = None, rc: int | None = None, wall:
         "canary": (summary.get("canary") or {}).get("status"),
         "result": summary.get("result"),
     }
+
+
+def seed_of(folder: Path) -> int | None:
+    """The seed a run folder is named after (``seed-3``, ``seed3``), if any."""
+    digits = re.search(r"(\d+)$", folder.name)
+    return int(digits.group(1)) if digits else None
 
 
 def passed(run: dict[str, Any]) -> bool:
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tabulate", type=Path, nargs="+", help="read these runs' folders instead of running demos")
     args = p.parse_args(argv)
     if args.tabulate:
-        runs = [read_run(folder) for folder in args.tabulate]
+        runs = [read_run(folder, seed_of(folder)) for folder in args.tabulate]
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         runs = [run_seed(args.dataset.resolve(), seed, args.out.resolve()) for seed in args.seeds]
