@@ -63,9 +63,9 @@ test-integration: setup ## integration tests (real ASL in moto, real handlers, l
 
 # WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
 # demo first, unit tests last: a unit test's moto reset must never run before an integration test in the same worker).
-# Serial by default: on the 2-core machine three workers finish in about half the serial time, but the canary and
-# demo tests, which judge devices against deadlines, fail when the CPU is that oversubscribed (docs/DEVELOPING.md).
-WORKERS ?= 0
+# Two by default, one per core of the 2-core build machine (serially the suite keeps about one core busy);
+# WORKERS=0 runs it serially (docs/DEVELOPING.md, "Tests": measured times and why not more workers).
+WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 test: setup lint lint-infra ## everything CI runs: ruff, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov
