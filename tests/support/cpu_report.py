@@ -3,8 +3,10 @@ end of a run as the slowest tests are.
 
 A test's CPU is what its process (every thread: the in-process local AWS, the stand-ins, the devices' threads) and
 the child processes it waited for (the end-to-end demo, ``loupe`` commands) used from its setup to its teardown. A
-module fixture's cost lands on the module's first test; children still running (mosquitto, Chromium) are not
-counted. Under pytest-xdist each worker measures its own tests and sends the number with the test's report.
+module fixture's cost lands on the module's first test; a child process (a local device, mosquitto, Chromium) counts
+only once it has been waited for, on whichever test runs then — so a cheap test right after a module whose devices
+stopped can show their minutes. Under pytest-xdist each worker measures its own tests and sends the number with
+the test's report.
 """
 
 from __future__ import annotations
