@@ -51,7 +51,7 @@ def _group(nodeid: str) -> str:
     return "/".join(parts[:3] if parts[:2] == ["tests", "integration"] else parts[:2])
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _seen:
         return
     write = terminalreporter.write_line
