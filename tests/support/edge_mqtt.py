@@ -120,6 +120,11 @@ class Subscriber:
         with self._lock:
             return [m for t, m in self.messages if t.endswith("/" + kind)]
 
+    def by_thing(self, kind: str) -> list[tuple[str, dict]]:
+        """``(thing, message)`` for every ``loupe/<thing>/<kind>`` message (a subscriber to ``thing="+"`` sees many)."""
+        with self._lock:
+            return [(t.split("/")[1], m) for t, m in self.messages if t.endswith("/" + kind)]
+
     def wait(self, pred, timeout: float = 30.0) -> bool:
         return bool(wait_until(lambda: pred(self), timeout, interval=0.05))
 

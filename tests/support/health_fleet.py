@@ -49,7 +49,8 @@ def health_fleet(
 @contextmanager
 def deployment_timeout(rt: Any, seconds: int) -> Iterator[Any]:
     """The stack's edge deployment workflow with ``DeploymentTimeoutSeconds`` = ``seconds`` (its Prepare state, as a
-    stack deployed with that parameter has it; status checks every ``seconds // 20`` s), restored at the end."""
+    stack deployed with that parameter has it; status checks from 2 s after the start, less and less often, at most
+    every ``seconds // 20`` s), restored at the end."""
     sfn = rt.client("stepfunctions")
     arn = rt.arn("EdgeDeploymentStateMachine")
     original = sfn.describe_state_machine(stateMachineArn=arn)["definition"]

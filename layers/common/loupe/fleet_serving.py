@@ -73,10 +73,17 @@ def record_shadow(health: Any, store: DeploymentsStore | None = None) -> bool:
         return False
 
 
+# A window's latency p95 counts for a canary only over this many frames: below 20, numpy's 95th percentile lies
+# between the two slowest frames, so one slow frame (the first after a component restart, another process's burst)
+# is the "p95". A quick demo on a busy laptop rolled a good canary back on two 6-frame windows (61 ms against 12 ms).
+MIN_FRAMES_FOR_P95 = 20
+
+
 def record_model_window(health: Any, store: DeploymentsStore | None = None) -> bool:
     """Add the message's window to the counters of the model the device served (``MODEL#<version>``): the evidence a
     canary is judged on, under the model that ran its frames. False when there is nothing to add (no model, frames of
-    two models, no frames, no window time, a window added already) or the table cannot be written."""
+    two models, no frames, no window time, a window added already) or the table cannot be written. The window's
+    latency p95 is kept only when it covers ``MIN_FRAMES_FOR_P95`` frames or more."""
     version, frames = getattr(health, "model_version", None), int(getattr(health, "frames", 0) or 0)
     if "frames_model_version" in (getattr(health, "model_fields_set", None) or ()):
         # the device says which model ran the window's frames (the one it serves now may have replaced it since);
@@ -96,7 +103,7 @@ def record_model_window(health: Any, store: DeploymentsStore | None = None) -> b
             str(window_end),
             health.model_counters(),
             errors_seen=int(getattr(health, "errors", 0) or 0),
-            latency_p95_ms=getattr(health, "latency_ms_p95", None),
+            latency_p95_ms=getattr(health, "latency_ms_p95", None) if frames >= MIN_FRAMES_FOR_P95 else None,
         )
     except (BotoCoreError, ClientError) as exc:  # the metrics still carry the window
         log.warning("cannot record the window of model %s on %s: %s", version, thing, exc)

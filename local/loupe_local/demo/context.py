@@ -201,6 +201,9 @@ class FleetWatcher:
                         "p95": lat.get("p95"),
                         "uncertain_share": payload.get("uncertain_share"),
                         "model_version": payload.get("model_version"),
+                        # a shadow candidate beside production: its version and loading / running / failed
+                        "shadow_version": (payload.get("shadow") or {}).get("model_version"),
+                        "shadow_state": (payload.get("shadow") or {}).get("state"),
                     }
                 )
 

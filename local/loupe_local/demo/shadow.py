@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from loupe.deployment.document import DEFAULT_EVERY_NTH_FRAME
 from loupe_local.demo.context import DemoContext, ModelRecord
 
 BACKLOG = 8  # frames per camera placed and not yet processed by the slowest device, at most (1-2 s of frames)
@@ -58,12 +59,22 @@ def await_field_agreement(ctx: DemoContext, record: ModelRecord, n: int) -> None
     frames = {thing: paths for thing, paths in (ctx.data.get("stream") or {}).items() if paths}
     started, placed = time.monotonic(), 0
     processed_before = _processed(ctx)
+    running_since: float | None = None
+    # enough frames for the comparisons asked for (the candidate sees every Nth), twice over: the counters arrive
+    # through health windows and the cloud a while after the frames, and frames placed meanwhile would be wasted
+    # work (in the quick loop every frame is uncertain and goes back to S3)
+    enough = 2 * -(-cfg.field_frames * DEFAULT_EVERY_NTH_FRAME // max(1, len(frames)))
     while True:
-        # the cameras: the phase-2 frames again at the demo's frame rate, under names of their own (a device
-        # keeping processed files by name would skip a name it has seen), never more than ``BACKLOG`` ahead of
-        # the slowest device: a queue left behind would delay the next deployment
-        while placed < int((time.monotonic() - started) * cfg.frame_rate) and (
-            placed - (_processed(ctx) - processed_before) < BACKLOG
+        # the cameras: the phase-2 frames again at the demo's frame rate once the candidate runs on the devices
+        # (a frame before that is not compared), under names of their own (a device keeping processed files by name
+        # would skip a name it has seen), never more than ``BACKLOG`` ahead of the slowest device: a queue left
+        # behind would delay the next deployment
+        if running_since is None and _candidate_running(ctx, record.model_version, cfg.field_wait_s / 3, started):
+            running_since = time.monotonic()
+        while (
+            running_since is not None
+            and placed < min(enough, int((time.monotonic() - running_since) * cfg.frame_rate))
+            and placed - (_processed(ctx) - processed_before) < BACKLOG
         ):
             for thing, paths in frames.items():
                 source = paths[placed % len(paths)]
@@ -92,3 +103,14 @@ def _processed(ctx: DemoContext) -> int:
         return 0
     with ctx.watcher.lock:
         return min(ctx.watcher.frames.get(thing, 0) for thing in ctx.things)
+
+
+def _candidate_running(ctx: DemoContext, version: str, patience: float, started: float) -> bool:
+    """Every device's last health says candidate ``version`` runs beside production; also True once ``patience``
+    seconds have passed since ``started`` (a device that never says so still gets frames, and the wait's own
+    deadline decides), or without a watcher."""
+    if ctx.watcher is None or time.monotonic() - started >= patience:
+        return True
+    with ctx.watcher.lock:
+        last = {thing: (ctx.watcher.health.get(thing) or [{}])[-1] for thing in ctx.things}
+    return all(h.get("shadow_version") == version and h.get("shadow_state") == "running" for h in last.values())

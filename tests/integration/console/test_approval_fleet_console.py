@@ -31,7 +31,7 @@ from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+DEPLOYMENT_TIMEOUT = 60  # s: DeploymentTimeoutSeconds here (status checks from 2 s on, at most every 3 s)
 FRAMES_PER_DEVICE = 10
 EVERY_NTH = 5  # the template's ShadowEveryNthFrame default
 

@@ -1,8 +1,9 @@
 """On the local stack with default parameters (its own process, as the other console_web tests): an approver
 approves a package on the Models page in Chromium and the devices serve it. Two local Greengrass core devices run
 against that stack (its MQTT broker, its IoT and Greengrass stand-ins); the approval's event starts the edge
-deployment workflow there (DeploymentTimeoutSeconds at its default: status checks every 60 s); the test ends when
-the run has COMPLETED, each device runs the model and the Fleet page shows each one serving it."""
+deployment workflow there (DeploymentTimeoutSeconds at its default: status checks from 2 s on, then less often, up
+to every 60 s); the test ends when the run has COMPLETED, each device runs the model and the Fleet page shows each
+one serving it."""
 
 from __future__ import annotations
 

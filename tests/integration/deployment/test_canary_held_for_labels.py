@@ -37,7 +37,7 @@ from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+DEPLOYMENT_TIMEOUT = 60  # s: DeploymentTimeoutSeconds here (status checks from 2 s on, at most every 3 s)
 WINDOW_FRAMES = 6  # this module's CanaryWindowFrames: also each cohort's minimum sample
 MIN_LABELED = 3  # this module's CanaryMinLabeledFrames
 DEFECT = [50.0, 40.0, 110.0, 80.0]  # box_detector's box in a 160x120 frame (x1, y1, x2, y2)

@@ -30,7 +30,7 @@ from support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+DEPLOYMENT_TIMEOUT = 60  # s: DeploymentTimeoutSeconds here (status checks from 2 s on, at most every 3 s)
 WINDOW_FRAMES = 6  # this module's CanaryWindowFrames: also each cohort's minimum sample
 
 

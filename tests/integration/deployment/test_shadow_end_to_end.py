@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from support.console_users import api, signed_in
 from support.deploy_packages import register_package, tiny_detector
+from support.edge_mqtt import Subscriber
 from support.fixture_models import box_detector
 from support.health_fleet import (
     deployment_timeout,
@@ -35,10 +36,12 @@ from support.health_fleet import (
 )
 from support.waiting import wait_for, wait_until
 
+from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
-DEPLOYMENT_TIMEOUT = 60  # seconds: this module's DeploymentTimeoutSeconds (status checks every 3 s)
+DEPLOYMENT_TIMEOUT = 60  # s: DeploymentTimeoutSeconds here (status checks from 2 s on, at most every 3 s)
 FRAMES_PER_DEVICE = 10
 EVERY_NTH = 5  # the template's ShadowEveryNthFrame default
 
@@ -61,6 +64,16 @@ def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
         yield fleet, names, inference
 
 
+@pytest.fixture(scope="module")
+def health(rt: Any) -> Iterator[Subscriber]:
+    """Everything the fleet's devices publish (``loupe/+/#``): their health says when a candidate has loaded."""
+    creds = RunCredentials.from_env()
+    assert creds is not None
+    seen = Subscriber(rt.mqtt["host"], int(rt.mqtt["port"]), thing="+", login=(MQTT_USERNAME, mqtt_password(creds)))
+    yield seen
+    seen.close()
+
+
 # ------------------------------------------------------------------ helpers
 def runs_naming(rt: Any, package_arn: str) -> list[str]:
     sfn = rt.client("stepfunctions")
@@ -73,7 +86,7 @@ def runs_naming(rt: Any, package_arn: str) -> list[str]:
 
 # ------------------------------------------------------------------ the scenario
 def test_a_gate_passing_package_is_shadowed_its_agreement_shown_and_recorded_at_approval(
-    rt: Any, fleet: tuple[Any, list[str], dict[str, Any]]
+    rt: Any, fleet: tuple[Any, list[str], dict[str, Any]], health: Subscriber
 ) -> None:
     _, things, _ = fleet
     sm, table = rt.client("sagemaker"), deployments_store(rt)
@@ -119,7 +132,20 @@ def test_a_gate_passing_package_is_shadowed_its_agreement_shown_and_recorded_at_
         assert shadow["enabled"] is True and shadow["modelVersion"] == f"cand-{tag}"
         assert shadow["everyNthFrame"] == EVERY_NTH
 
-    # the devices run it: production decides every result, the candidate sees every 5th frame
+    # the devices run it: production decides every result, the candidate sees every 5th frame. The deployment is
+    # COMPLETED once the components run; the candidate's model loads after that, in the background (production never
+    # waits for it, and a frame that arrives before it has loaded is not compared), so the frames go in once each
+    # device's health says the candidate is running
+    def candidates_running() -> bool:
+        running = {
+            thing
+            for thing, message in health.by_thing("health")
+            if (message.get("shadow") or {}).get("model_version") == f"cand-{tag}"
+            and message["shadow"].get("state") == "running"
+        }
+        return running >= set(things)
+
+    assert wait_until(candidates_running, 60), [m.get("shadow") for m in health.of("health")][-4:]
     for thing in things:
         for i in range(FRAMES_PER_DEVICE):
             feed(rt, thing, f"f{i:02d}-{tag}.png")

@@ -53,7 +53,7 @@ def health(thing: str, timestamp: str, **fields: Any) -> Any:
         "thing": thing,
         "timestamp": timestamp,
         "model_version": "m2",
-        "frames": 10,
+        "frames": 20,
         "uncertain_frames": 3,
         "detection_frames": 4,
         "latency_ms": {"p95": 12.5},
@@ -70,7 +70,7 @@ def test_health_windows_add_up_per_model_once_each(store: DeploymentsStore) -> N
     assert not fleet_serving.record_model_window(health(thing, "2026-12-06T10:00:01.000Z"), store)  # redelivered
     later = health(thing, "2026-12-06T10:00:02.000Z", errors={"count": 9}, latency_ms={"p95": 20.0})
     assert fleet_serving.record_model_window(later, store)
-    # an older device sends only the share: 0.3 of 10 frames
+    # an older device sends only the share: 0.3 of 20 frames
     older = health(thing, "2026-12-06T10:00:03.000Z", uncertain_frames=None, uncertain_share=0.3, errors={"count": 9})
     assert fleet_serving.record_model_window(older, store)
     empty = health(thing, "2026-12-06T10:00:04.000Z", frames=0, uncertain_frames=0, detection_frames=0)
@@ -78,8 +78,24 @@ def test_health_windows_add_up_per_model_once_each(store: DeploymentsStore) -> N
     got = store.model_counters("m2", [thing, DEVICES[1]])
     # errors: the device's running count went from 7 to 9 while it served m2; p95: its last window's, and the
     # smaller of its last two (20.0 then 12.5: 12.5 is what the window sustained)
-    want = {"frames": 30, "uncertain": 9, "ng": 12, "errors": 2, "latency_p95_ms": 12.5, "sustained_p95_ms": 12.5}
+    want = {"frames": 60, "uncertain": 12, "ng": 12, "errors": 2, "latency_p95_ms": 12.5, "sustained_p95_ms": 12.5}
     assert got == {thing: want}
+
+
+def test_a_window_of_few_frames_adds_its_counts_but_not_its_p95(store: DeploymentsStore) -> None:
+    """Under ``MIN_FRAMES_FOR_P95`` frames a window's p95 is its slowest frame or two, not the model's latency."""
+    thing = DEVICES[3]
+    for second, p95 in ((1, 12.0), (2, 13.0)):
+        assert fleet_serving.record_model_window(
+            health(thing, f"2026-12-06T12:00:0{second}.000Z", latency_ms={"p95": p95}), store
+        )
+    few = fleet_serving.MIN_FRAMES_FOR_P95 - 1
+    for second in (3, 4):  # two short windows with one very slow frame each
+        short = health(thing, f"2026-12-06T12:00:0{second}.000Z", frames=few, latency_ms={"p95": 61.0})
+        assert fleet_serving.record_model_window(short, store)
+    got = store.model_counters("m2", [thing])[thing]
+    assert got["frames"] == 40 + 2 * few
+    assert got["latency_p95_ms"] == 13.0 and got["sustained_p95_ms"] == 12.0
 
 
 def test_a_window_counts_for_the_model_that_ran_its_frames_and_one_with_two_models_for_none(
@@ -94,8 +110,8 @@ def test_a_window_counts_for_the_model_that_ran_its_frames_and_one_with_two_mode
     assert not fleet_serving.record_model_window(mixed, store)
     own = health(thing, "2026-12-06T11:00:03.000Z", model_version="m3", frames_model_version="m3")
     assert fleet_serving.record_model_window(own, store)
-    assert store.model_counters("m2", [thing])[thing]["frames"] == 10
-    assert store.model_counters("m3", [thing])[thing]["frames"] == 10
+    assert store.model_counters("m2", [thing])[thing]["frames"] == 20
+    assert store.model_counters("m3", [thing])[thing]["frames"] == 20
 
 
 def test_the_device_names_the_windows_model_only_when_one_model_ran_all_its_frames() -> None:
@@ -118,7 +134,7 @@ def test_a_window_that_counts_more_uncertain_frames_than_frames_is_refused() -> 
     from loupe.edge_metrics import HealthRejected
 
     with pytest.raises(HealthRejected, match="more uncertain or detection frames"):
-        health(DEVICES[0], "2026-12-06T10:00:01.000Z", uncertain_frames=11)
+        health(DEVICES[0], "2026-12-06T10:00:01.000Z", uncertain_frames=21)
 
 
 def test_a_device_of_the_canary_cohort_is_a_fleet_device() -> None:

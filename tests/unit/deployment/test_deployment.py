@@ -226,6 +226,19 @@ def test_poll_interval_scales_with_the_timeout() -> None:
     assert document.poll_interval(200) == 10
 
 
+def test_a_deployment_is_checked_soon_and_then_less_often_up_to_its_interval() -> None:
+    started = 1000.0
+    deployment = {"started": started, "deadline": started + 600}  # poll_interval(600) == 30
+    assert document.first_check(600) == 2 and document.first_check(10) == 1  # never past a short timeout's interval
+    waits, now = [], started + document.first_check(600)
+    while now < started + 300:
+        waits.append(document.next_check(deployment, now))
+        now += waits[-1]
+    assert waits[:3] == [2, 2, 2]  # the first seconds: where a healthy fleet answers
+    assert waits == sorted(waits) and max(waits) == 30  # then less often, never past the interval
+    assert len(waits) < 30  # 300 s of waiting in fewer checks than 2-second polling's 150
+
+
 # ------------------------------------------------------------------ package events
 def client_error(code: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}}, operation)

@@ -48,7 +48,7 @@ from loupe.deployment import revision
 from loupe.deployment.canary_labels import iso, labeled_precision
 from loupe.deployment.canary_stats import CohortCounts, LabeledCounts, Policy, decide
 from loupe.deployment.clients import AwsClients
-from loupe.deployment.document import poll_interval, start_deployment
+from loupe.deployment.document import first_check, poll_interval, start_deployment
 from loupe.deployment.errors import DeploymentError
 from loupe.deployment.outcomes import overall
 from loupe.deployment.packages import DEVICES_IN_STATE, Package, describe_package
@@ -415,7 +415,7 @@ def rollback(aws: AwsClients, state: dict[str, Any], now: float | None = None) -
         "model_version": canary["champion_version"],
         "started": started,
         "deadline": started + timeout,
-        "poll_seconds": poll_interval(timeout),
+        "poll_seconds": first_check(timeout),
     }
     return {"deployment": deployment, "devices": list(canary["cohort"]), "device_count": len(canary["cohort"])}
 

@@ -21,7 +21,8 @@ The test, stated:
   ``min_latency_increase_ms`` is never counted: a few milliseconds are scheduling noise on a busy device). A
   cohort's p95 is its slowest device's p95 sustained over that device's last two health windows (the smaller of
   the two): one window a busy machine slowed is not the model's latency, and with one window there is no p95 to
-  compare (a CI run once rolled a good canary back on one such window: 270 ms against 83 ms).
+  compare (a CI run once rolled a good canary back on one such window: 270 ms against 83 ms). A window of fewer
+  than ``fleet_serving.MIN_FRAMES_FOR_P95`` frames gives no p95 at all: it would be its slowest frame.
 
 Assumptions, said plainly: the test treats frames as independent Bernoulli trials. They are not: consecutive frames
 of one camera see the same part, the same lighting, the same drift, so the effective sample is smaller than the

@@ -21,6 +21,25 @@ def poll_interval(timeout_seconds: int) -> int:
     return int(min(60, max(1, timeout_seconds // 20)))
 
 
+# a deployment's first status check: healthy devices take a new deployment in seconds, so the workflow looks soon
+# and then less and less often (next_check) — not a whole poll_interval (30 s for a 600 s timeout) after each start
+FIRST_CHECK_SECONDS = 2
+
+
+def first_check(timeout_seconds: int) -> int:
+    """Seconds from a deployment's start to its first status check."""
+    return min(FIRST_CHECK_SECONDS, poll_interval(timeout_seconds))
+
+
+def next_check(deployment: dict[str, Any], now: float) -> int:
+    """Seconds to a deployment's next status check: a quarter of the time waited so far, at least
+    ``FIRST_CHECK_SECONDS``, at most ``poll_interval`` of its timeout (about 20 checks per timeout once it drags on:
+    Step Functions bills each state transition, and each check is a Lambda invocation)."""
+    started, deadline = float(deployment["started"]), float(deployment["deadline"])
+    cap = poll_interval(int(deadline - started))
+    return int(min(cap, max(FIRST_CHECK_SECONDS, (now - started) // 4)))
+
+
 # com.loupe.inference's IPC authorization policies, in its configuration
 ACCESS_CONTROL_PATH = "/accessControl"
 # the feedback settings a model's uncertainty band sets (loupe.uncertainty), as configurationUpdate reset pointers
@@ -233,5 +252,5 @@ def start_deployment(
         "target_arn": group["thingGroupArn"],
         "started": started,
         "deadline": started + timeout,
-        "poll_seconds": poll_interval(timeout),
+        "poll_seconds": first_check(timeout),
     }

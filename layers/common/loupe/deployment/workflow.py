@@ -7,6 +7,7 @@ as the new state (``OutputPath: $.Payload``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from loupe import greengrass as gg_mod
 from loupe.deployment import canary
 from loupe.deployment.clients import AwsClients
 from loupe.deployment.components import inference_component, publish_model_component
-from loupe.deployment.document import start_deployment
+from loupe.deployment.document import next_check, start_deployment
 from loupe.deployment.errors import DeploymentError
 from loupe.deployment.outcomes import device_outcomes, job_outcomes, overall
 from loupe.deployment.packages import resolve
@@ -85,20 +86,21 @@ def deploy_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def poll_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
+    """The devices' outcomes so far, and when to look again (``deployment.poll_seconds``: ``next_check``)."""
     d = state["deployment"]
     if d.get("iot_job_id"):  # the deployment's IoT job: pages of 250 devices, not one call per device
         expected = int(state.get("device_count") or len(state.get("devices") or []))
         outcomes = job_outcomes(aws.iot, aws.greengrass, d, float(d["deadline"]), store=aws.store, expected=expected)
-        return {"outcomes": outcomes}
-    outcomes = device_outcomes(
-        aws.greengrass,
-        d["deployment_id"],
-        state["devices"],
-        float(d["deadline"]),
-        store=aws.store,
-        model_version=d.get("model_version", ""),
-    )
-    return {"outcomes": outcomes}
+    else:
+        outcomes = device_outcomes(
+            aws.greengrass,
+            d["deployment_id"],
+            state["devices"],
+            float(d["deadline"]),
+            store=aws.store,
+            model_version=d.get("model_version", ""),
+        )
+    return {"outcomes": outcomes, "deployment": {**d, "poll_seconds": next_check(d, time.time())}}
 
 
 def record_step(aws: AwsClients, state: dict[str, Any]) -> dict[str, Any]:
