@@ -63,10 +63,9 @@ test-integration: setup ## integration tests (real ASL in moto, real handlers, l
 
 # WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
 # demo first, unit tests last: a unit test's moto reset must never run before an integration test in the same worker).
-# Serial by default. Two workers on the 2-core machine finished pytest in 1,085 s against 1,703 s serially (clean
-# clones, idle), but two tests that judge devices against deadlines failed there (a 25 s deployment timeout and a
-# shadow window's frame count; docs/DEVELOPING.md, "Tests"): the default moves once they judge by progress.
-WORKERS ?= 0
+# Two by default, for the 2-core machine (WORKERS=0: serially; docs/DEVELOPING.md, "Tests", has the timings): the
+# device tests judge by progress (a candidate running, a deployment finished), not by a deadline a busy machine misses.
+WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 test: setup lint lint-infra ## everything CI runs: ruff, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov
