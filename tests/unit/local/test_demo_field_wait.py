@@ -210,11 +210,70 @@ def test_summary_and_report_carry_the_field_agreement_at_approval(tmp_path: Path
     ) in page
 
 
+def health_says(state: str, version: str = "2") -> dict[str, list[dict[str, Any]]]:
+    """The demo watcher's last health message of each device: candidate ``version`` in ``state``."""
+    return {t: [{"shadow_version": version, "shadow_state": state}] for t in ("loupe-device-1", "loupe-device-2")}
+
+
 def test_the_cameras_stay_at_most_a_few_frames_ahead_of_the_slowest_device(tmp_path: Path) -> None:
     observer = FieldObserver([None])
     demo, placed, _ = demo_with(tmp_path, observer, field_frames=16, field_wait_s=0.6)
-    demo.watcher = SimpleNamespace(lock=threading.Lock(), frames={"loupe-device-1": 100, "loupe-device-2": 3})
+    demo.watcher = SimpleNamespace(
+        lock=threading.Lock(), frames={"loupe-device-1": 100, "loupe-device-2": 3}, health=health_says("running")
+    )
     demo.models.append(v1_in_production())
-    demo_shadow.await_field_agreement(demo, v2_record(), 2)
+    demo_shadow.await_field_agreement(demo, v2_record(model_version="2"), 2)
     assert len(placed) == 2 * demo_shadow.BACKLOG == 16  # the slowest device processes nothing meanwhile
     assert demo.progress.stages[-1]["note"].endswith("(waited 1s, 8 frames placed per camera)")
+
+
+class Processing(dict):
+    """The watcher's inference counts of devices that keep up: each look finds 1,000 more frames processed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def get(self, key: Any, default: Any = None) -> int:
+        self.looks += 1
+        return 1000 * self.looks
+
+
+def test_no_frame_goes_in_before_the_candidate_runs_beside_production(tmp_path: Path) -> None:
+    """A frame the devices process while the candidate still loads is never compared: the cameras wait for every
+    device's health to say the candidate runs."""
+    watcher = SimpleNamespace(lock=threading.Lock(), frames=Processing(), health=health_says("loading"))
+    placed_when_asked: list[int] = []
+
+    class Observing(FieldObserver):
+        def field_evidence(self, package_arn: str) -> dict[str, Any] | None:
+            placed_when_asked.append(len(placed))
+            if len(self.asked) == 2:  # the third look: the devices' health now says the candidate runs
+                watcher.health = health_says("running")
+            return super().field_evidence(package_arn)
+
+    readings = [None, None, None, None, field(16)]
+    demo, placed, _ = demo_with(tmp_path, Observing(readings), field_frames=16, field_wait_s=60)
+    demo.watcher = watcher
+    demo.models.append(v1_in_production())
+    demo_shadow.await_field_agreement(demo, v2_record(model_version="2"), 2)
+    assert placed_when_asked[:3] == [0, 0, 0] and placed_when_asked[-1] > 0
+
+
+def test_the_cameras_place_only_twice_the_frames_the_comparisons_need(tmp_path: Path) -> None:
+    """16 compared frames on 2 devices, the candidate on every 5th frame: 40 frames a camera, 80 placed at most while
+    the counters make their way through the health windows."""
+    demo, placed, _ = demo_with(tmp_path, FieldObserver([None]), field_frames=16, field_wait_s=0.6)
+    demo.watcher = SimpleNamespace(lock=threading.Lock(), frames=Processing(), health=health_says("running"))
+    demo.models.append(v1_in_production())
+    demo_shadow.await_field_agreement(demo, v2_record(model_version="2"), 2)
+    assert len(placed) == 2 * 80
+
+
+def test_a_device_that_never_says_its_candidate_runs_still_gets_frames(tmp_path: Path) -> None:
+    """After a third of the wait the cameras run anyway: the wait's own deadline decides, as before."""
+    demo, placed, _ = demo_with(tmp_path, FieldObserver([None]), field_frames=16, field_wait_s=0.9)
+    demo.watcher = SimpleNamespace(lock=threading.Lock(), frames=Processing(), health=health_says("loading"))
+    demo.models.append(v1_in_production())
+    demo_shadow.await_field_agreement(demo, v2_record(model_version="2"), 2)
+    assert placed and demo.progress.stages[-1]["note"].startswith("not enough field evidence")
