@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Its own model package group: the session's local AWS is shared, and other tests approve packages in the stack's
 # group — a champion there would make these runs challengers.
 GROUP = "test-training-models"
+WARM_GROUP = "test-warm-start-models"  # the shared execution's group: its approved package is these runs' champion
+DEMO_GROUP = "test-demo-refused-models"  # the refused execution's: the demo's test makes a champion of it
 TINY = {"Epochs": "1", "ImageSize": "64", "WarmStart": "none", "ModelPackageGroupName": GROUP}
 
 
@@ -103,6 +105,12 @@ def _run(local_aws, name: str, params: dict[str, str], timeout: float = 900) -> 
     arn = sm.start_pipeline_execution(
         PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
     )["PipelineExecutionArn"]
+    return _finished(local_aws, arn, timeout)
+
+
+def _finished(local_aws, arn: str, timeout: float = 900) -> dict:
+    """Execution ``arn`` once it has ended: its description and its steps by name."""
+    sm = local_aws.client("sagemaker")
 
     def finished() -> dict | None:
         desc = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
@@ -113,21 +121,35 @@ def _run(local_aws, name: str, params: dict[str, str], timeout: float = 900) -> 
     return {"arn": arn, "desc": desc, "steps": {s["StepName"]: s for s in steps}}
 
 
-def _packages(local_aws) -> list[dict]:
+def _packages(local_aws, group: str = GROUP) -> list[dict]:
     sm = local_aws.client("sagemaker")
-    out = sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    out = sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in out]
 
 
-def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aws, runner, dataset_uri, events):
+@pytest.fixture(scope="module")
+def registered(local_aws, runner, dataset_uri, events) -> dict:
+    """One passing execution in ``WARM_GROUP``, shared: the registration test reads what it registered (as it was
+    right after the run), and the warm-start test approves that package to make it the champion (one training less
+    for the suite)."""
+    sm = local_aws.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName=WARM_GROUP)
     name = ensure_pipeline(local_aws)
-    before = {p["ModelPackageArn"] for p in _packages(local_aws)}
-    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"})
+    params = {**TINY, "ModelPackageGroupName": WARM_GROUP, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"}
+    run = _run(local_aws, name, params)
+    packages = _packages(local_aws, WARM_GROUP)
+    return {"name": name, "params": params, "run": run, "packages": packages}
+
+
+def test_execution_registers_a_pending_package_with_metrics_and_digests(
+    local_aws, runner, dataset_uri, events, registered
+):
+    run = registered["run"]
     assert run["desc"]["PipelineExecutionStatus"] == "Succeeded", run["desc"].get("FailureReason")
     assert set(run["steps"]) == {"Prepare", "Train", "Evaluate", "Gate", "Register-RegisterModel"}
     assert run["steps"]["Gate"]["Metadata"]["Condition"]["Outcome"] == "True"
 
-    new = [p for p in _packages(local_aws) if p["ModelPackageArn"] not in before]
+    new = registered["packages"]  # the group is the fixture's own: it held nothing before this execution
     assert len(new) == 1
     pkg = new[0]
     assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
@@ -199,12 +221,10 @@ def test_execution_registers_a_pending_package_with_metrics_and_digests(local_aw
     assert registered and registered[0]["detail"]["ModelApprovalStatus"] == "PendingManualApproval"
 
 
-def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, dataset_uri, events):
+def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, refused, events):
     """The execution fails with the gate's reason and the training's diagnosis; the refused candidate is registered
     for a person to look at (PendingManualApproval, the refusal in its metadata), never approved (issue 22)."""
-    name = ensure_pipeline(local_aws)
-    before = {p["ModelPackageArn"] for p in _packages(local_aws)}
-    run = _run(local_aws, name, {**TINY, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.99"})
+    run = refused["run"]
     assert run["desc"]["PipelineExecutionStatus"] == "Failed"
     reason = run["desc"]["FailureReason"]
     assert "Gate refused the model" in reason and "0.99" in reason
@@ -214,8 +234,8 @@ def test_weak_model_is_refused_by_the_gate_with_its_reason(local_aws, runner, da
     assert run["steps"]["GateRefused"]["StepStatus"] == "Failed"
     assert "Register-RegisterModel" not in run["steps"]
     refused_arn = run["steps"]["RegisterRefused-RegisterModel"]["Metadata"]["RegisterModel"]["Arn"]
-    assert {p["ModelPackageArn"] for p in _packages(local_aws)} == before | {refused_arn}
-    pkg = local_aws.client("sagemaker").describe_model_package(ModelPackageName=refused_arn)
+    assert [p["ModelPackageArn"] for p in refused["packages"]] == [refused_arn]  # the group held none before
+    pkg = refused["packages"][0]  # as registered, before the demo's test approves it
     assert pkg["ModelApprovalStatus"] == "PendingManualApproval"
     meta = pkg["CustomerMetadataProperties"]
     assert meta["gate"] == "refused" and meta["gate_refusal"].startswith("refused: test mAP50 ")
@@ -248,15 +268,14 @@ def assert_sagemaker_takes(metadata: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------- the demo when the gate refuses v1 (issue 22)
-DEMO_GROUP = "test-demo-refused-models"  # its own group: the approval below makes a champion of the refused model
 
 
-def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local_aws, runner, dataset_uri, tmp_path):
-    """The demo's register and approve stages, watching the real local pipeline refuse v1 (MinTestMap50 0.99): no
-    DemoError; it prints the gate's reason and the training's diagnosis, approves the package as "approved despite
-    the gate's refusal: <reason>" (its ApprovalDescription), and the report page and summary notes say so."""
-    from loupe_local.demo import evaluation as demo_evaluation
-    from loupe_local.demo import report
+@pytest.fixture(scope="module")
+def refused(local_aws, runner, dataset_uri, events, tmp_path_factory) -> dict:
+    """One execution the gate refuses (MinTestMap50 0.99) in ``DEMO_GROUP``, watched by the demo's register stage
+    as the demo watches its pipeline; shared by the pipeline's refusal test and the demo's (one training less for
+    the suite). Returns the finished execution, the group's packages as registered, the demo, what it said and its
+    record of the model."""
     from loupe_local.demo import stages as demo_stages
     from loupe_local.demo.command import Demo, DemoConfig
     from loupe_local.observer import Observer
@@ -266,7 +285,8 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
 
     sm = local_aws.client("sagemaker")
     sm.create_model_package_group(ModelPackageGroupName=DEMO_GROUP)
-    demo = Demo(DemoConfig(out=tmp_path, timeout_stage=600.0), tmp_path)
+    out = tmp_path_factory.mktemp("refused-demo")
+    demo = Demo(DemoConfig(out=out, timeout_stage=600.0), out)
     demo.runtime = local_aws
     demo.observer = GroupObserver.from_runtime(local_aws)
     said: list[str] = []
@@ -276,8 +296,21 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     arn = sm.start_pipeline_execution(
         PipelineName=name, PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()]
     )["PipelineExecutionArn"]
-
     record = demo_stages.register(demo, 1)  # waits on the pipeline as the demo does
+    packages = _packages(local_aws, DEMO_GROUP)
+    return {"run": _finished(local_aws, arn, 300), "packages": packages, "demo": demo, "said": said, "record": record}
+
+
+def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local_aws, refused):
+    """The demo's register and approve stages, watching the real local pipeline refuse v1 (MinTestMap50 0.99): no
+    DemoError; it prints the gate's reason and the training's diagnosis, approves the package as "approved despite
+    the gate's refusal: <reason>" (its ApprovalDescription), and the report page and summary notes say so."""
+    from loupe_local.demo import evaluation as demo_evaluation
+    from loupe_local.demo import report
+    from loupe_local.demo import stages as demo_stages
+
+    sm = local_aws.client("sagemaker")
+    demo, said, record = refused["demo"], refused["said"], refused["record"]
     assert record.gate_refusal.startswith("Gate refused the model: test mAP50") and "0.99" in record.gate_refusal
     assert "data too small" in record.training_diagnosis and "Try: " in record.training_diagnosis
     assert f"  the gate REFUSED model v1: {record.gate_refusal}" in said
@@ -290,15 +323,7 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     # a refused package never runs beside production: the approval stage says nothing of a field agreement
     assert demo.progress.stages[-1]["note"] == f"demo: {pkg['ApprovalDescription']}"
     # the execution itself failed with the gate's reason: the refusal is the pipeline's, not the demo's
-    desc = wait_for(
-        lambda: (
-            (d := sm.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"] != "Executing"
-            and d
-        ),
-        300,
-        "the refused execution to end",
-        interval=1,
-    )
+    desc = refused["run"]["desc"]
     assert desc["PipelineExecutionStatus"] == "Failed" and record.gate_refusal in desc["FailureReason"]
     assert record.training_diagnosis in desc["FailureReason"]
     assert_sagemaker_takes(pkg["CustomerMetadataProperties"])
@@ -308,7 +333,7 @@ def test_the_demo_explains_a_refused_v1_approves_it_explicitly_and_goes_on(local
     assert rows[0]["gate"] == "refused" and rows[0]["approval_note"].startswith("demo: approved despite")
     [note] = demo_evaluation.refusal_notes(demo.models)
     assert note.startswith("model v1 was demo: approved despite the gate's refusal: Gate refused the model")
-    page = report.write_html(tmp_path, {"models": rows, "notes": [note]}, {}).read_text()
+    page = report.write_html(demo.cfg.out, {"models": rows, "notes": [note]}, {}).read_text()
     assert 'data-gate="refused"' in page and 'data-refusal="0"' in page and "The gate refused a model" in page
 
 
@@ -326,15 +351,11 @@ def test_bad_dataset_fails_the_prepare_step_with_a_clear_message(local_aws, runn
 
 
 # ----------------------------------------------------------------- warm start from the champion (issue 21, Medium 9)
-WARM_GROUP = "test-warm-start-models"  # its own group: its approved package is a champion for these runs only
 
 
-def test_a_warm_start_loads_only_the_champion_weights_its_model_card_vouches_for(local_aws, runner, dataset_uri):
+def test_a_warm_start_loads_only_the_champion_weights_its_model_card_vouches_for(local_aws, runner, registered):
     sm, s3 = local_aws.client("sagemaker"), local_aws.client("s3")
-    sm.create_model_package_group(ModelPackageGroupName=WARM_GROUP)
-    name = ensure_pipeline(local_aws)
-    params = {**TINY, "ModelPackageGroupName": WARM_GROUP, "DatasetS3Uri": dataset_uri, "MinTestMap50": "0.0"}
-    first = _run(local_aws, name, params)
+    name, params, first = registered["name"], registered["params"], registered["run"]
     assert first["desc"]["PipelineExecutionStatus"] == "Succeeded", first["desc"].get("FailureReason")
     [summary] = sm.list_model_packages(ModelPackageGroupName=WARM_GROUP)["ModelPackageSummaryList"]
     sm.update_model_package(ModelPackageArn=summary["ModelPackageArn"], ModelApprovalStatus="Approved")
