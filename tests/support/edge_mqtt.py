@@ -117,8 +117,7 @@ class Subscriber:
             self.messages.append((msg.topic, json.loads(msg.payload)))
 
     def of(self, kind: str) -> list[dict]:
-        with self._lock:
-            return [m for t, m in self.messages if t.endswith("/" + kind)]
+        return [m for _, m in self.by_thing(kind)]
 
     def by_thing(self, kind: str) -> list[tuple[str, dict]]:
         """``(thing, message)`` for every ``loupe/<thing>/<kind>`` message (a subscriber to ``thing="+"`` sees many)."""

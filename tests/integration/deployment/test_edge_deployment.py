@@ -35,8 +35,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOYMENT_TIMEOUT = 60  # s: DeploymentTimeoutSeconds here (status checks from 2 s on, at most every 3 s)
-# the two tests that wait for a device that never answers end sooner; the healthy devices
-# beside it must still finish within it, so not much shorter: on 2 busy cores a deployment took over 25 s
+# the two tests that wait for a device that never answers end sooner; the healthy devices beside it must still
+# finish within it, so not much shorter: on 2 busy cores a rollout once missed 25 s
 SHORT_DEPLOYMENT_TIMEOUT = 40
 EXEC_WAIT = 120
 

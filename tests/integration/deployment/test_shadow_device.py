@@ -26,7 +26,7 @@ from loupe.deployment.document import start_deployment
 from loupe.deployment.packages import describe_package
 from loupe.edge_metrics import parse_health
 from loupe.settings import Settings
-from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
+from loupe_local.local_auth import MQTT_USERNAME, mqtt_password
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +69,7 @@ def test_a_deployment_with_a_shadow_block_makes_the_devices_health_carry_the_can
     overlay = tmp_path / "overlay.json"
     overlay.write_text(json.dumps({"com.loupe.inference": {"settings": {"health": {"intervalSeconds": 1}}}}))
     root = device_root(rt.state_dir, thing)
-    creds = RunCredentials.from_env()
-    assert creds is not None
-    login = (MQTT_USERNAME, mqtt_password(creds))
+    login = (MQTT_USERNAME, mqtt_password(rt.credentials))  # the run's key, as the fleet's above
     seen = Subscriber(rt.mqtt["host"], int(rt.mqtt["port"]), thing=thing, login=login)
     gg, s3, sm = rt.client("greengrassv2"), rt.client("s3"), rt.client("sagemaker")
     settings = Settings(artifact_bucket=rt.physical("ArtifactBucket"), thing_group_name=group)

@@ -36,7 +36,7 @@ from support.health_fleet import (
 )
 from support.waiting import wait_for, wait_until
 
-from loupe_local.local_auth import MQTT_USERNAME, RunCredentials, mqtt_password
+from loupe_local.local_auth import MQTT_USERNAME, mqtt_password
 
 pytestmark = pytest.mark.integration
 
@@ -66,10 +66,11 @@ def fleet(rt: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
 
 @pytest.fixture(scope="module")
 def health(rt: Any) -> Iterator[Subscriber]:
-    """Everything the fleet's devices publish (``loupe/+/#``): their health says when a candidate has loaded."""
-    creds = RunCredentials.from_env()
-    assert creds is not None
-    seen = Subscriber(rt.mqtt["host"], int(rt.mqtt["port"]), thing="+", login=(MQTT_USERNAME, mqtt_password(creds)))
+    """Everything the fleet's devices publish (``loupe/+/#``): their health says when a candidate has loaded. It
+    logs in with the run's credential, not the environment's: a handler running in this process holds its role's
+    session there while it runs."""
+    login = (MQTT_USERNAME, mqtt_password(rt.credentials))
+    seen = Subscriber(rt.mqtt["host"], int(rt.mqtt["port"]), thing="+", login=login)
     yield seen
     seen.close()
 
