@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE
+from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE, read_usage, usage_log_lines
 from loupe_local.iam.report import DENIED
 
 
 def usage_lines(state_dir: Path) -> int:
     """How many lines the usage log holds now (the position a test's own records start at)."""
-    path = Path(state_dir) / USAGE_FILE
-    return len(path.read_bytes().splitlines()) if path.is_file() else 0
+    return len(usage_log_lines(Path(state_dir) / USAGE_FILE))
+
+
+def usage(rt: Any, start: int = 0) -> list[dict[str, Any]]:
+    """The usage records of ``rt``'s log from line ``start`` (``usage_lines``) on; a line still being written is
+    left for the next read."""
+    return read_usage(Path(rt.state_dir) / USAGE_FILE, start)
 
 
 def stack_role_denials(state_dir: Path, expected: list[tuple[int, int]]) -> list[str]:
@@ -27,7 +33,7 @@ def stack_role_denials(state_dir: Path, expected: list[tuple[int, int]]) -> list
     line ranges: one readable line each (role, action, resources, reason)."""
     roles_path, usage_path = Path(state_dir) / ROLES_FILE, Path(state_dir) / USAGE_FILE
     stack_roles = set(json.loads(roles_path.read_text())) if roles_path.is_file() else set()
-    lines = usage_path.read_bytes().splitlines() if usage_path.is_file() else []
+    lines = usage_log_lines(usage_path)
     found = []
     for number, line in enumerate(lines):  # numbered as usage_lines counts them
         try:

@@ -269,19 +269,33 @@ class Auditor:
         """Append usage records (the gateway's, and the resource-policy checks of services' deliveries)."""
         if not records:
             return
-        text = "".join(json.dumps(r, default=str) + "\n" for r in records)
+        data = memoryview("".join(json.dumps(r, default=str) + "\n" for r in records).encode())
         with self._lock:
+            # one unbuffered write of whole lines (a text file's buffer would split a long batch into several);
+            # readers still see it land part by part, which usage_log_lines allows for
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "a") as out:
-                out.write(text)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
 
 
-def read_usage(path: Path) -> list[dict[str, Any]]:
-    """The records of a usage log (lines that are not JSON objects are skipped, never fatal)."""
+def usage_log_lines(path: Path) -> list[str]:
+    """The complete lines of a usage log. The log is appended while it is read (a test between its own calls, a
+    report during a run) and a reader can see a write half done: a last line without its newline yet is that
+    write, left for the next read. Line numbers are stable: the n-th line is the same record on every read."""
     if not path.is_file():
         return []
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1].decode().splitlines()
+
+
+def read_usage(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """The records of a usage log from its line ``start`` on (complete lines only, as ``usage_log_lines``; lines
+    that are not JSON objects are skipped, never fatal)."""
     out = []
-    for line in path.read_text().splitlines():
+    for line in usage_log_lines(path)[start:]:
         try:
             record = json.loads(line)
         except ValueError:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.iam_gate import usage
 from support.waiting import wait_until
 
 from loupe.greengrass import publish_component
 from loupe_local.devices.fleet import DeviceFleet, device_identity, device_root
-from loupe_local.iam.audit import USAGE_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -156,11 +156,6 @@ def probe_result(device: dict[str, Any], name: str) -> dict[str, Any]:
     found = wait_until(lambda: json.loads(path.read_text()) if path.is_file() else None, 30)
     assert found, f"{name} wrote no probe.json (see {device['root']}/logs/{name}.log)"
     return found
-
-
-def usage(rt: Any) -> list[dict[str, Any]]:
-    path = Path(rt.state_dir) / USAGE_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 @pytest.mark.iam_would_deny  # the upload under another thing's prefix is refused on purpose

@@ -13,11 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from support.iam_gate import usage_lines
+from support.iam_gate import usage, usage_lines
 from support.lambdas import queue
 from support.waiting import wait_until
-
-from loupe_local.iam.audit import USAGE_FILE
 
 pytestmark = [pytest.mark.integration, pytest.mark.iam_would_deny]
 
@@ -98,8 +96,7 @@ def test_an_alarm_action_to_a_topic_that_does_not_admit_cloudwatch_publishes_not
         assert received(local_aws, refused_queue) == []
     else:
         assert wait_until(lambda: received(local_aws, refused_queue), timeout=30)
-    lines = (local_aws.state_dir / USAGE_FILE).read_text().splitlines()[start:]
-    checks = [json.loads(line) for line in lines if '"cloudwatch.amazonaws.com"' in line]
+    checks = [r for r in usage(local_aws, start) if r.get("principal") == "cloudwatch.amazonaws.com"]
     decided = {c["resources"][0]: c["decision"] for c in checks}
     assert decided == {refused_topic: "ImplicitDeny", granted_topic: "Allow"}
     assert {c["source"] for c in checks} == {a["arn"] for a in alarms}

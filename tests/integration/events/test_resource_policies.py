@@ -22,11 +22,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from support.edge_mqtt import publish_as_device
-from support.iam_gate import usage_lines
+from support.iam_gate import usage, usage_lines
 from support.lambdas import function_with_on_failure_queue, queue, role_of_its_own
 from support.waiting import wait_until
-
-from loupe_local.iam.audit import USAGE_FILE
 
 # these tests provoke denials on purpose: the session's zero-deny gate leaves them out
 pytestmark = [pytest.mark.integration, pytest.mark.iam_would_deny]
@@ -52,22 +50,10 @@ def target(local_aws: Any, tmp_path: Path) -> dict[str, str]:
     return function_with_on_failure_queue(local_aws, tmp_path, RECORDING, "itest-respol")
 
 
-def records_since(local_aws: Any, start: int) -> list[dict[str, Any]]:
-    """The usage records written since line ``start`` (a line still being appended is left for the next read)."""
-    lines = (Path(local_aws.state_dir) / USAGE_FILE).read_text().splitlines()[start:]
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            break
-    return out
-
-
 def delivery_checks(local_aws: Any, start: int, action: str) -> list[dict[str, Any]]:
     return [
         r
-        for r in records_since(local_aws, start)
+        for r in usage(local_aws, start)
         if r.get("check") == "resource-policy" and r["action"] == action and r.get("operation") == "delivery"
     ]
 
@@ -257,9 +243,9 @@ def test_an_explicit_deny_in_a_bucket_policy_refuses_what_the_role_policy_allows
                 s3_admin.head_object(Bucket=bucket, Key=f"{prefix}x")
         else:
             s3.put_object(Bucket=bucket, Key=f"{prefix}x", Body=b"x")
-        record = wait_until(
-            lambda: [r for r in records_since(local_aws, start) if r["action"] == "s3:PutObject"], timeout=10
-        )[0]
+        record = wait_until(lambda: [r for r in usage(local_aws, start) if r["action"] == "s3:PutObject"], timeout=10)[
+            0
+        ]
         assert record["decision"] == "ExplicitDeny" and record["check"] == "resource-policy"
         assert "ItestDenyOnePrefix" in record["reason"]
     finally:

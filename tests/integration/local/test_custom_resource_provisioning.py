@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from support.iam_gate import usage
 
-from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.standins.cloudformation import RESPONSE_BUCKET, CustomResourceResponses
 
 pytestmark = pytest.mark.integration
@@ -40,8 +40,7 @@ def test_provisioning_publishes_the_training_code_under_the_publishers_role(loca
     assert resource.attrs == {"SourceDirUri": f"s3://{bucket}/{KEY}", "Sha256": hashlib.sha256(blob).hexdigest()}
     session = local_aws.function_session("TrainingCodePublisher")
     assert session is not None, "the session's local AWS checks IAM"
-    usage = [json.loads(line) for line in (Path(local_aws.state_dir) / USAGE_FILE).read_text().splitlines()]
-    puts = [r for r in usage if r["action"] == "s3:PutObject" and r["role"] == session.role_name]
+    puts = [r for r in usage(local_aws) if r["action"] == "s3:PutObject" and r["role"] == session.role_name]
     assert [(r["resources"], r["decision"]) for r in puts] == [([f"arn:aws:s3:::{bucket}/{KEY}"], "Allow")]
 
 

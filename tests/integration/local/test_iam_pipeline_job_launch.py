@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.iam_gate import usage, usage_lines
 from support.waiting import wait_for
 
-from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.standins.pipelines.interpreter import Execution, StepFailed, StepRecord
 from loupe_local.standins.pipelines.jobs import JobRunner
 
@@ -38,11 +38,6 @@ def iam_as(local_aws: Any) -> Iterator[Any]:
         yield switch
     finally:
         local_aws.set_iam(before)
-
-
-def usage(rt: Any) -> list[dict[str, Any]]:
-    path = Path(rt.state_dir) / USAGE_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def probe_training(rt: Any, tmp_path: Path, job_role: str) -> tuple[Execution, Path, dict[str, Any]]:
@@ -74,7 +69,7 @@ def probe_training(rt: Any, tmp_path: Path, job_role: str) -> tuple[Execution, P
 def launches(rt: Any, seen: int, execution_id: str) -> list[dict[str, Any]]:
     return [
         r
-        for r in usage(rt)[seen:]
+        for r in usage(rt, seen)
         if r["operation"] == "CreateTrainingJob"
         and (r["action"] == "iam:PassRole" or any(execution_id in res for res in r["resources"]))
     ]
@@ -86,7 +81,7 @@ def test_a_step_whose_job_runs_with_the_pipelines_own_role_is_allowed_and_record
     session = rt.role_session(role)
     assert session is not None
     ex, code, args = probe_training(rt, tmp_path, role)
-    seen = len(usage(rt))
+    seen = usage_lines(rt.state_dir)
     JobRunner(rt, code).training(ex, StepRecord(name="Train", type="Training"), args)
     mine = launches(rt, seen, ex.execution_id)
     job_arn = f"arn:aws:sagemaker:{rt.region}:123456789012:training-job/pipelines-{ex.execution_id}-train"
@@ -101,7 +96,7 @@ def test_a_step_whose_job_runs_with_the_pipelines_own_role_is_allowed_and_record
 def test_passing_a_role_the_pipeline_role_may_not_pass_is_a_would_deny_in_audit(iam_as: Any, tmp_path) -> None:
     rt = iam_as("audit")
     ex, code, args = probe_training(rt, tmp_path, OTHER_ROLE)
-    seen = len(usage(rt))
+    seen = usage_lines(rt.state_dir)
     JobRunner(rt, code).training(ex, StepRecord(name="Train", type="Training"), args)  # audit: the step runs
     denied = [r for r in launches(rt, seen, ex.execution_id) if r["decision"] != "Allow"]
     assert [(r["action"], r["resources"], r["decision"]) for r in denied] == [
@@ -216,7 +211,7 @@ def test_every_job_step_of_the_stacks_pipeline_may_be_launched_by_its_role(iam_a
         "Processing": ("CreateProcessingJob", "ProcessingJobName"),
         "Training": ("CreateTrainingJob", "TrainingJobName"),
     }
-    seen = len(usage(rt))
+    seen = usage_lines(rt.state_dir)
     launched = []
     for step in interpreter.ordered_steps(definition["Steps"]):
         if step["Type"] not in jobs:
@@ -228,7 +223,7 @@ def test_every_job_step_of_the_stacks_pipeline_may_be_launched_by_its_role(iam_a
         assert rt.authorize_as(role, "sagemaker", operation, request) is None
         launched.append(operation)
     assert sorted(set(launched)) == ["CreateProcessingJob", "CreateTrainingJob"]
-    mine = [r for r in usage(rt)[seen:] if r["operation"] in launched]
+    mine = [r for r in usage(rt, seen) if r["operation"] in launched]
     assert {r["action"] for r in mine} == {
         "sagemaker:CreateProcessingJob",
         "sagemaker:CreateTrainingJob",

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from support import image_samples as samples
 from support.groundtruth import job_request
+from support.iam_gate import usage, usage_lines
 from support.waiting import wait_for
 
 from loupe import manifests
-from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.standins.pipelines.interpreter import Execution, StepRecord
 from loupe_local.standins.pipelines.jobs import JobRunner
 
@@ -46,11 +46,6 @@ def audited(local_aws: Any) -> Any:
         local_aws.set_iam(before)
 
 
-def usage(rt: Any) -> list[dict[str, Any]]:
-    path = Path(rt.state_dir) / USAGE_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 def test_a_pipeline_training_job_moves_its_data_and_runs_as_the_pipeline_role(audited: Any, tmp_path: Path) -> None:
     role = audited.arn("SageMakerExecutionRole")
     session = audited.role_session(role)
@@ -74,7 +69,7 @@ def test_a_pipeline_training_job_moves_its_data_and_runs_as_the_pipeline_role(au
         role_arn=role,
     )
     ex.root.mkdir()
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     JobRunner(audited, code).training(
         ex,
         StepRecord(name="Train", type="Training"),
@@ -96,7 +91,7 @@ def test_a_pipeline_training_job_moves_its_data_and_runs_as_the_pipeline_role(au
     assert (key, data) == (session.access_key_id, "channel data")  # the container ran with the role's session
     mine = [
         r
-        for r in usage(audited)[seen:]
+        for r in usage(audited, seen)
         if any(prefix in res for res in r["resources"]) or r["action"] == "s3:ListBucket"
     ]
     by_role = {(r["action"], r["decision"]) for r in mine if r["principal"] == session.arn}
@@ -126,7 +121,7 @@ def test_a_labeling_job_reads_its_manifest_and_images_and_writes_its_output_as_i
     line = manifests.input_line(f"s3://{raw}/{image_key}", sha)
     s3.put_object(Bucket=artifacts, Key=manifest_key, Body=(line + "\n").encode())
     name = f"iam-gt-{tag}"
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     sm.create_labeling_job(
         **job_request(
             SimpleNamespace(artifacts=artifacts),
@@ -143,7 +138,7 @@ def test_a_labeling_job_reads_its_manifest_and_images_and_writes_its_output_as_i
         what=f"labeling job {name} to finish",
     )
     assert job["LabelingJobStatus"] == "Completed", job.get("FailureReason")
-    mine = [r for r in usage(audited)[seen:] if r["principal"] == session.arn]
+    mine = [r for r in usage(audited, seen) if r["principal"] == session.arn]
     calls = {(r["action"], r["resources"][0], r["decision"]) for r in mine if f"iam-gt-{tag}" in r["resources"][0]}
     assert (("s3:GetObject", f"arn:aws:s3:::{artifacts}/{manifest_key}", "Allow")) in calls
     assert (("s3:GetObject", f"arn:aws:s3:::{raw}/{image_key}", "Allow")) in calls

@@ -12,16 +12,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.iam_gate import usage
 from support.waiting import wait_until
 
-from loupe_local.iam.audit import USAGE_FILE
 from loupe_local.iot_credentials import CredentialsRefused, DeviceIdentity, expiry_epoch
 
 pytestmark = pytest.mark.integration
@@ -59,11 +58,6 @@ def s3_as(rt: Any, creds: dict[str, Any]) -> Any:
         aws_session_token=creds["sessionToken"],
         config=Config(retries={"max_attempts": 1}),
     )
-
-
-def usage(rt: Any) -> list[dict[str, Any]]:
-    path = Path(rt.state_dir) / USAGE_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 @pytest.mark.iam_would_deny  # the upload under another thing's prefix is refused on purpose

@@ -23,10 +23,11 @@ import pytest
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support.iam_gate import usage, usage_lines
 from support.lambdas import function_with_on_failure_queue
 from support.waiting import wait_until
 
-from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE
+from loupe_local.iam.audit import ROLES_FILE, USAGE_FILE, usage_log_lines
 from loupe_local.iam.principals import RoleSession
 from loupe_local.iam.report import build, print_report
 
@@ -44,11 +45,6 @@ def audited(local_aws: Any) -> Any:
         yield local_aws
     finally:
         local_aws.set_iam(before)
-
-
-def usage(rt: Any) -> list[dict[str, Any]]:
-    path = Path(rt.state_dir) / USAGE_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def as_session(rt: Any, session: RoleSession, service: str) -> Any:
@@ -78,10 +74,10 @@ def test_a_handler_runs_under_its_own_role_and_its_calls_are_recorded_as_allowed
     audited.set_iam("off")
     audited.invoke(FUNCTION, health_of(thing))
     audited.set_iam("audit")
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     out = audited.invoke(FUNCTION, health_of(thing))
     assert "is not in thing group" in out["rejected"]
-    records = usage(audited)[seen:]
+    records = usage(audited, seen)
     session = audited.function_session(FUNCTION)
     assert session is not None and session.role_arn == audited.arn(f"{FUNCTION}Role")
     mine = [r for r in records if r["principal"] == session.arn]
@@ -106,11 +102,11 @@ def test_a_call_outside_the_role_is_a_would_deny_in_audit_and_refused_in_enforce
     table = audited.physical("DeploymentsTable")
     s3 = as_session(audited, session, "s3")
     dynamodb = as_session(audited, session, "dynamodb")
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     # audit: recorded, still answered
     s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
     dynamodb.scan(TableName=table, Limit=1)
-    denied = [r for r in usage(audited)[seen:] if r["decision"] == "ImplicitDeny"]
+    denied = [r for r in usage(audited, seen) if r["decision"] == "ImplicitDeny"]
     assert {(r["action"], tuple(r["resources"])) for r in denied} == {
         ("s3:ListBucket", (f"arn:aws:s3:::{bucket}",)),
         ("dynamodb:Scan", (f"arn:aws:dynamodb:{audited.region}:123456789012:table/{table}",)),
@@ -150,7 +146,7 @@ def test_a_state_machines_service_calls_are_made_as_its_role(audited: Any) -> No
         },
     }
     machine = sfn.create_state_machine(name=prefix, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
 
     def run() -> str:
         execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
@@ -158,7 +154,7 @@ def test_a_state_machines_service_calls_are_made_as_its_role(audited: Any) -> No
         return sfn.describe_execution(executionArn=execution)["status"]
 
     assert run() == "SUCCEEDED"  # audit: recorded, answered
-    (record,) = [r for r in usage(audited)[seen:] if r["action"] == "sqs:ListQueues"]
+    (record,) = [r for r in usage(audited, seen) if r["action"] == "sqs:ListQueues"]
     assert record["principal"] == audited.role_session(role).arn
     assert record["role"] == role.rsplit("/", 1)[-1]
     assert record["decision"] == "ImplicitDeny"  # the labeling workflow's role is not granted ListQueues
@@ -171,13 +167,13 @@ def test_an_on_failure_destination_is_sent_to_as_the_functions_role(audited: Any
     failing = "def lambda_handler(event, context):\n    raise RuntimeError('down')\n"
     role = audited.arn("FeedbackFunctionRole")  # a stack role, whose grant does not name this test's queue
     fn = function_with_on_failure_queue(audited, tmp_path, failing, "itest-iam-failing", role=role)
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     audited.router.invoke_async(fn["arn"], {"marker": uuid.uuid4().hex})
     sqs = audited.client("sqs")
     assert wait_until(
         lambda: sqs.receive_message(QueueUrl=fn["destination"], WaitTimeSeconds=1).get("Messages"), timeout=40
     )
-    sent = [r for r in usage(audited)[seen:] if r["action"] == "sqs:SendMessage"]
+    sent = [r for r in usage(audited, seen) if r["action"] == "sqs:SendMessage"]
     assert [(r["principal"], r["decision"]) for r in sent] == [(audited.role_session(role).arn, "ImplicitDeny")]
     # the stack's FeedbackFunctionRole may send only to the stack's own failure queue, not this test's queue
     assert sent[0]["resources"] == [f"arn:aws:sqs:{audited.region}:123456789012:{fn['name']}-onfailure"]
@@ -188,11 +184,11 @@ def test_a_stand_in_operation_is_checked_before_the_stand_in_answers(audited: An
     session = audited.function_session(FUNCTION)
     sagemaker = as_session(audited, session, "sagemaker")
     job = f"loupe-iam-{uuid.uuid4().hex[:8]}"
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     with pytest.raises(ClientError) as audit_answer:
         sagemaker.describe_labeling_job(LabelingJobName=job)
     assert audit_answer.value.response["Error"]["Code"] != "AccessDeniedException"  # audit: the stand-in answered
-    (record,) = [r for r in usage(audited)[seen:] if r["action"] == "sagemaker:DescribeLabelingJob"]
+    (record,) = [r for r in usage(audited, seen) if r["action"] == "sagemaker:DescribeLabelingJob"]
     assert record["decision"] == "ImplicitDeny"
     assert record["resources"] == [f"arn:aws:sagemaker:{audited.region}:123456789012:labeling-job/{job}"]
     audited.set_iam("enforce")
@@ -204,7 +200,7 @@ def test_a_stand_in_operation_is_checked_before_the_stand_in_answers(audited: An
 
 def test_the_report_lists_used_denied_and_unused_grants_per_role(audited: Any, tmp_path: Path) -> None:
     state = Path(audited.state_dir)
-    before = len(usage(audited))
+    before = usage_lines(audited.state_dir)
     session = audited.function_session(FUNCTION)
     audited.invoke(FUNCTION, health_of(f"loupe-device-iam-{uuid.uuid4().hex[:6]}"))
     audited.set_iam("enforce")
@@ -215,7 +211,7 @@ def test_the_report_lists_used_denied_and_unused_grants_per_role(audited: Any, t
     mine_only = tmp_path / "state"
     mine_only.mkdir()
     (mine_only / ROLES_FILE).write_text((state / ROLES_FILE).read_text())
-    lines = (state / USAGE_FILE).read_text().splitlines()[before:]
+    lines = usage_log_lines(state / USAGE_FILE)[before:]
     (mine_only / USAGE_FILE).write_text("".join(line + "\n" for line in lines))
     reports = {r.role: r for r in build(mine_only)}
     mine = reports[role_name(audited)]
@@ -254,11 +250,11 @@ def test_a_url_presigned_by_a_role_session_carries_its_token_and_is_checked(
     key = f"quarantine/device-messages/health/loupe-device-iam/{uuid.uuid4().hex}.json"
     url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
     assert "security-token" in url.lower()
-    seen = len(usage(audited))
+    seen = usage_lines(audited.state_dir)
     http = urllib3.PoolManager()
     answer = http.request("PUT", url, body=b"{}", timeout=15)
     assert answer.status == 200, answer.data
-    (record,) = [r for r in usage(audited)[seen:] if r["principal"] == session.arn]
+    (record,) = [r for r in usage(audited, seen) if r["principal"] == session.arn]
     assert (record["action"], record["resources"], record["decision"]) == (
         "s3:PutObject",
         [f"arn:aws:s3:::{bucket}/{key}"],

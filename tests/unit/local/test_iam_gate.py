@@ -71,3 +71,26 @@ def test_a_services_refused_delivery_to_a_stack_resource_fails_the_gate(tmp_path
     (found,) = stack_role_denials(tmp_path, [])
     assert found.startswith("events.amazonaws.com lambda:InvokeFunction on IngestImageFunction")
     assert "rule/loupe-raw: ImplicitDeny (its resource-based policy)" in found
+
+
+def test_a_usage_line_still_being_written_is_left_for_the_next_read_and_keeps_its_number(tmp_path: Path) -> None:
+    """The log is appended while tests read it (a pipeline's job writes its calls while an IAM test counts lines):
+    a reader sees complete lines only, so a half-written record is neither an error nor a shifted position."""
+    from support.iam_gate import usage
+
+    roles = RolePolicies()
+    roles.add(STACK, f"arn:aws:iam::123456789012:role/{STACK}", "inline", {"Statement": []})
+    roles.write(tmp_path / "iam-roles.json")
+    first, second = _record(STACK, "Allow", "one"), _record(STACK, "ImplicitDeny", "two")
+    log = tmp_path / "iam-usage.jsonl"
+    whole = json.dumps(second) + "\n"
+    log.write_text(json.dumps(first) + "\n" + whole[:40])
+    runtime = type("Runtime", (), {"state_dir": tmp_path})()
+    assert usage_lines(tmp_path) == 1
+    assert [r["resources"] for r in usage(runtime)] == [first["resources"]]
+    assert stack_role_denials(tmp_path, []) == []  # the unfinished denial is not read (nor reported broken) yet
+    with log.open("a") as out:
+        out.write(whole[40:])
+    assert usage_lines(tmp_path) == 2
+    assert [r["decision"] for r in usage(runtime, 1)] == ["ImplicitDeny"]
+    assert len(stack_role_denials(tmp_path, [])) == 1
