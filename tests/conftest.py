@@ -51,27 +51,28 @@ def _iam_denials_on_purpose(request: pytest.FixtureRequest) -> Iterator[None]:
         _EXPECTED_DENIALS.append((start, _usage_lines(runtime.state_dir)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _stop_trainings_a_module_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Pipeline executions a module started and did not wait for are stopped when the module ends.
+@pytest.fixture(autouse=True)
+def _stop_trainings_a_test_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Pipeline executions a test started and did not wait for are stopped when the test ends.
 
     A labeling run ends by starting the template's training workflow (StartTraining), and the local runner runs
-    one execution at a time: trainings no test looks at would hold the CPU and queue ahead of the next module's
-    own for minutes. Stopped with the public StopPipelineExecution, once the module's tests, which may look at
-    them, are done."""
-    items = [item for item in request.session.items if getattr(item, "module", None) is request.module]
-    if not any("local_aws" in getattr(item, "fixturenames", ()) for item in items):
+    one execution at a time: trainings no test looks at would hold a core and queue ahead of the next test's own
+    (a labeling module's tests left one to three each, running behind its later tests). Stopped with the public
+    StopPipelineExecution once the test is over. An execution a module fixture started (the training tests share
+    one) is older than the test and left to the tests that wait for it."""
+    if "local_aws" not in request.fixturenames:
         yield
         return
     runtime = request.getfixturevalue("local_aws")
-    sm = runtime.client("sagemaker")
     from loupe_local.standins.pipelines.service import PipelineExecutions
 
     [runner] = [s for s in runtime.standins if isinstance(s, PipelineExecutions)]
     before = set(runner.executions)
     yield
-    for arn, execution in list(runner.executions.items()):
-        if arn not in before and execution.status == "Executing":
+    left = [arn for arn, ex in list(runner.executions.items()) if arn not in before and ex.status == "Executing"]
+    if left:
+        sm = runtime.client("sagemaker")
+        for arn in left:
             sm.stop_pipeline_execution(PipelineExecutionArn=arn)
 
 
