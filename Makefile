@@ -69,7 +69,7 @@ WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 # ruff first; mypy and the infrastructure gates (what `make lint` and `make lint-infra` run) then go beside pytest
-# (scripts/test_all.sh): a clean clone's ~1.5 min of them overlaps the tests' waits on devices.
+# (scripts/test_all.sh): a clean clone's ~2.5 min of them overlaps the tests' waits on devices.
 test: setup ## everything CI runs: ruff, mypy, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov, parliament, sam build
 	bash scripts/test_all.sh tests $(PYTEST_PARALLEL) --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: every check CI runs. ruff first (seconds: a lint or format error fails before anything starts); then
-# mypy and the infrastructure gates (scripts/lint_infra.sh lint: ~1.5 min of one core on a clean clone) run beside
+# mypy and the infrastructure gates (scripts/lint_infra.sh lint: ~2.5 min of one core on a clean clone) run beside
 # pytest, whose device and pipeline tests leave part of the machine idle while they wait on devices. Their output is
 # printed after pytest's; the run fails if pytest or any gate failed. Arguments go to pytest (scripts/pytest_gate.sh).
 set -uo pipefail

@@ -243,9 +243,8 @@ def test_an_explicit_deny_in_a_bucket_policy_refuses_what_the_role_policy_allows
                 s3_admin.head_object(Bucket=bucket, Key=f"{prefix}x")
         else:
             s3.put_object(Bucket=bucket, Key=f"{prefix}x", Body=b"x")
-        record = wait_until(lambda: [r for r in usage(local_aws, start) if r["action"] == "s3:PutObject"], timeout=10)[
-            0
-        ]
+        puts = wait_until(lambda: [r for r in usage(local_aws, start) if r["action"] == "s3:PutObject"], timeout=10)
+        record = puts[0]
         assert record["decision"] == "ExplicitDeny" and record["check"] == "resource-policy"
         assert "ItestDenyOnePrefix" in record["reason"]
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.iam_gate import stack_role_denials, usage_lines
+from support.iam_gate import stack_role_denials, usage, usage_lines
 
 from loupe_local.iam.principals import RolePolicies
 
@@ -24,18 +24,23 @@ def _record(role: str, decision: str, queue: str) -> dict[str, object]:
     }
 
 
-def test_the_gate_lists_a_stack_roles_would_deny_outside_the_tests_that_provoke_them(tmp_path: Path) -> None:
+def _stack_role(state_dir: Path) -> None:
+    """The state folder's iam-roles.json, naming STACK as a role of the stack."""
     roles = RolePolicies()
     roles.add(STACK, f"arn:aws:iam::123456789012:role/{STACK}", "inline", {"Statement": []})
-    roles.write(tmp_path / "iam-roles.json")
-    usage = [
+    roles.write(state_dir / "iam-roles.json")
+
+
+def test_the_gate_lists_a_stack_roles_would_deny_outside_the_tests_that_provoke_them(tmp_path: Path) -> None:
+    _stack_role(tmp_path)
+    records = [
         _record(STACK, "Allow", "loupe-failures"),
         _record(STACK, "ImplicitDeny", "provoked"),  # line 1: a test of the IAM check, on purpose
         _record(STACK, "ImplicitDeny", "itest-failing-onfailure"),
         _record("itest-failing-role", "ImplicitDeny", "not-a-stack-role"),
         _record(STACK, "ExplicitDeny", "fenced"),
     ]
-    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in usage))
+    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in records))
     assert usage_lines(tmp_path) == 5
     found = stack_role_denials(tmp_path, [(1, 2)])
     assert len(found) == 2
@@ -43,7 +48,7 @@ def test_the_gate_lists_a_stack_roles_would_deny_outside_the_tests_that_provoke_
     assert "ImplicitDeny (SendMessage from arn:aws:sts::123456789012:assumed-role/" in found[0]
     assert "fenced: ExplicitDeny" in found[1]
     assert len(stack_role_denials(tmp_path, [])) == 3
-    (tmp_path / "iam-usage.jsonl").write_text(json.dumps(usage[0]) + "\n{broken\n")
+    (tmp_path / "iam-usage.jsonl").write_text(json.dumps(records[0]) + "\n{broken\n")
     (broken,) = stack_role_denials(tmp_path, [])
     assert "line 2" in broken and "is not a usage record" in broken
     assert stack_role_denials(tmp_path / "nothing", []) == []
@@ -62,12 +67,12 @@ def test_a_services_refused_delivery_to_a_stack_resource_fails_the_gate(tmp_path
         "check": "resource-policy",
         "source": "arn:aws:events:us-east-1:123456789012:rule/loupe-raw",
     }
-    usage = [
+    records = [
         {**delivery, "stack_resource": "IngestImageFunction"},
         {**delivery, "stack_resource": None},  # a test's own function
         {**delivery, "stack_resource": "IngestImageFunction", "decision": "Allow"},
     ]
-    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in usage))
+    (tmp_path / "iam-usage.jsonl").write_text("".join(json.dumps(u) + "\n" for u in records))
     (found,) = stack_role_denials(tmp_path, [])
     assert found.startswith("events.amazonaws.com lambda:InvokeFunction on IngestImageFunction")
     assert "rule/loupe-raw: ImplicitDeny (its resource-based policy)" in found
@@ -76,11 +81,7 @@ def test_a_services_refused_delivery_to_a_stack_resource_fails_the_gate(tmp_path
 def test_a_usage_line_still_being_written_is_left_for_the_next_read_and_keeps_its_number(tmp_path: Path) -> None:
     """The log is appended while tests read it (a pipeline's job writes its calls while an IAM test counts lines):
     a reader sees complete lines only, so a half-written record is neither an error nor a shifted position."""
-    from support.iam_gate import usage
-
-    roles = RolePolicies()
-    roles.add(STACK, f"arn:aws:iam::123456789012:role/{STACK}", "inline", {"Statement": []})
-    roles.write(tmp_path / "iam-roles.json")
+    _stack_role(tmp_path)
     first, second = _record(STACK, "Allow", "one"), _record(STACK, "ImplicitDeny", "two")
     log = tmp_path / "iam-usage.jsonl"
     whole = json.dumps(second) + "\n"
