@@ -21,18 +21,26 @@ pipeline: .tools/sagemaker-venv/bin/python ## regenerate the pipeline definition
 
 web-vendor: $(WEB_VENDOR) ## copy the console's sign-in library into functions/console_api/web/vendor/
 
-.PHONY: help web-vendor setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
+.PHONY: help web-vendor deps setup pipeline test test-unit test-integration test-e2e lint demo local-up local-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(BIN)/.installed tools $(WEB_VENDOR) .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the lint tools, the console's vendored library and the pipeline generator
+# What the demo and the tests run on; the lint tools (`make tools`) are only the infrastructure gates' own, so
+# `make test` installs them beside pytest (scripts/test_all.sh) and `make demo` not at all.
+deps: $(BIN)/.installed $(WEB_VENDOR) .tools/sagemaker-venv/bin/python ## build .venv (idempotent), the console's vendored library and the pipeline generator
+	@:
+
+setup: deps tools ## `make deps` and the lint tools (.tools/, node_modules/)
 
 # The console's sign-in library (AWS Amplify's amazon-cognito-identity-js, pinned in package.json/package-lock.json,
 # installed by `npm ci` in `make tools`) ships with the ConsoleApiFunction's code; the copy is not committed, so it
-# is made before `sam build`, `make demo` and `make test` (all of which need `setup`).
-$(WEB_VENDOR): package-lock.json | tools
-	@test -f node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js || npm ci --no-audit --no-fund --loglevel=error
+# is made before `sam build`, `make demo` and `make test` (all of which need `deps`). npm ci runs here when
+# node_modules is missing or older than the lock (the test `make tools` makes for asl-validator).
+$(WEB_VENDOR): package-lock.json
+	@bash scripts/check_prereqs.sh node
+	@test -f node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js \
+		-a ! package-lock.json -nt node_modules/.package-lock.json || npm ci --no-audit --no-fund --loglevel=error
 	@mkdir -p $(dir $@)
 	@cp node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js $@
 	@echo "setup: $@ (amazon-cognito-identity-js $$(node -p 'require("./node_modules/amazon-cognito-identity-js/package.json").version'))"
@@ -50,15 +58,15 @@ $(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_
 	@$(BIN)/pip install -q -e ".[local,train,edge,dev]" -c $(VENV)/lock-constraints.txt
 	@touch $@
 
-lint: setup ## ruff lint + format check, mypy on every package (loupe, loupe_local, loupe_edge, loupe_training)
+lint: deps ## ruff lint + format check, mypy on every package (loupe, loupe_local, loupe_edge, loupe_training)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test-unit: setup ## unit tests
+test-unit: deps ## unit tests
 	$(BIN)/pytest tests/unit -q
 
-test-integration: setup ## integration tests (real ASL in moto, real handlers, local AWS, MQTT on loopback)
+test-integration: deps ## integration tests (real ASL in moto, real handlers, local AWS, MQTT on loopback)
 	$(BIN)/pytest tests/integration -q
 
 # WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
@@ -68,15 +76,18 @@ test-integration: setup ## integration tests (real ASL in moto, real handlers, l
 WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
-# ruff first; mypy and the infrastructure gates (what `make lint` and `make lint-infra` run) then go beside pytest
-# (scripts/test_all.sh): a clean clone's ~2.5 min of them overlaps the tests' waits on devices.
-test: setup ## everything CI runs: ruff, mypy, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov, parliament, sam build
+# `make deps` first, its three parts at once (a clean clone: .venv ~130 s, the pipeline generator's venv and npm ci
+# ~35 s); then ruff; then mypy, the lint tools' install and the infrastructure gates (what `make lint`, `make tools`
+# and `make lint-infra` run) go beside pytest (scripts/test_all.sh): a clean clone's ~5 min of them overlaps the
+# tests' waits on devices.
+test: ## everything CI runs: ruff, mypy, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov, parliament, sam build
+	@$(MAKE) --no-print-directory -j3 deps
 	bash scripts/test_all.sh tests $(PYTEST_PARALLEL) --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
 
-demo: setup ## the full local closed loop (see README)
+demo: deps ## the full local closed loop (see README)
 	$(BIN)/loupe demo $(if $(DATASET),--dataset $(DATASET),) $(DEMO_ARGS)
 
-local-up: setup ## start the local AWS in the background
+local-up: deps ## start the local AWS in the background
 	$(BIN)/loupe local up --detach
 
 local-down: ## stop the local AWS

@@ -33,6 +33,12 @@ them fails loudly instead of silently changing the local loop.
    ``loupe_local.iam`` evaluates bucket policies for role sessions (``resource_policy()`` reads any resource's
    policy from moto's backends).
 
+11. The server's dispatcher decides a request's service once per host, not on every request: moto 5.2.5's
+   ``DomainDispatcherApplication.get_backend_for_host`` lists and stats moto's own package folder
+   (``backends.list_of_moto_modules``) and then tries ~600 URL patterns, ~1 ms of CPU per request under the
+   dispatcher's one lock, for an answer that never changes in a process (a `loupe demo --quick` makes ~10,000
+   role calls alone). Performance only: the same backend for the same host.
+
 ``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
 every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
 
@@ -197,6 +203,8 @@ def apply() -> None:
     _patch_s3_bucket_permission()
     # 10. one DynamoDB request at a time
     _serialise_dynamodb()
+    # 11. the server's service dispatch, decided once per host
+    _cache_backend_dispatch()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -443,6 +451,32 @@ def _serialise_dynamodb() -> None:
 
     call_action.loupe_patched = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action
+
+
+def _cache_backend_dispatch() -> None:
+    """The host -> backend answer of moto's dispatcher, remembered per dispatcher and host (patch 11)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    if getattr(original, "loupe_patched", False):
+        return
+
+    @functools.wraps(original)
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        cache: dict[str | None, Any] = self.__dict__.setdefault("_loupe_backend_by_host", {})
+        if host not in cache:
+            # a virtual-hosted S3 name is part of the host: bounded by the buckets a run makes; and a cache that
+            # somehow grew past that starts over rather than growing for ever
+            if len(cache) >= _BACKEND_CACHE_SIZE:
+                cache.clear()
+            cache[host] = original(self, host)
+        return cache[host]
+
+    get_backend_for_host.loupe_patched = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+_BACKEND_CACHE_SIZE = 4096
 
 
 def _patch_s3_bucket_permission() -> None:

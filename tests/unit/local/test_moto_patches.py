@@ -450,3 +450,52 @@ def test_moto_dynamodb_requests_run_one_at_a_time(monkeypatch: pytest.MonkeyPatc
     for thread in threads:
         thread.join()
     assert most == 1
+
+
+def test_the_servers_dispatch_decides_a_hosts_backend_once_and_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's dispatcher lists its own package folder and tries its URL patterns on every request (~1 ms of CPU
+    under one lock); the local AWS remembers the answer per host: the same backend moto gives, found once."""
+    import io
+
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    hosts = [
+        "s3.us-east-1.amazonaws.com",
+        "loupe-raw.s3.amazonaws.com",  # virtual-hosted S3
+        "states.us-east-1.amazonaws.com",
+        "dynamodb.us-east-1.amazonaws.com",
+        "sts.amazonaws.com",
+        "iot.us-east-1.amazonaws.com",
+        "sagemaker",  # a module name
+        "moto_api",
+        None,
+    ]
+    monkeypatch.setattr(
+        DomainDispatcherApplication, "get_backend_for_host", DomainDispatcherApplication.get_backend_for_host
+    )
+    plain = DomainDispatcherApplication(create_backend_app)
+    expected = [plain.get_backend_for_host(h) for h in hosts]
+    assert expected[:4] == ["s3", "s3", "stepfunctions", "dynamodb"]
+    moto_patches._cache_backend_dispatch()
+    assert getattr(DomainDispatcherApplication.get_backend_for_host, "loupe_patched", False)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    assert [dispatcher.get_backend_for_host(h) for h in hosts] == expected
+    scans = []
+    listing = backends.list_of_moto_modules
+    monkeypatch.setattr(backends, "list_of_moto_modules", lambda: scans.append(1) or listing())
+    assert [dispatcher.get_backend_for_host(h) for h in hosts] == expected
+    assert scans == []  # decided once: no folder listing, no pattern walk the second time
+    # a whole request's dispatch: the service from the signature's scope, the same app every time
+    environ = {
+        "PATH_INFO": "/",
+        "HTTP_HOST": "127.0.0.1:5000",
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": "application/x-amz-json-1.0",
+        "CONTENT_LENGTH": "0",
+        "HTTP_X_AMZ_TARGET": "AWSStepFunctions.ListStateMachines",
+        "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=AKID/20261207/us-east-1/states/aws4_request, "
+        "SignedHeaders=host, Signature=x",
+    }
+    apps = [dispatcher.get_application({**environ, "wsgi.input": io.BytesIO(b"")}) for _ in range(3)]
+    assert apps[0] is apps[1] is apps[2] and apps[0] is dispatcher.app_instances["stepfunctions"]
