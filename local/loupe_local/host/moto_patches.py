@@ -38,6 +38,10 @@ them fails loudly instead of silently changing the local loop.
    (``backends.list_of_moto_modules``) and then tries ~600 URL patterns, ~1 ms of CPU per request under the
    dispatcher's one lock, for an answer that never changes in a process (a `loupe demo --quick` makes ~10,000
    role calls alone). Performance only: the same backend for the same host.
+12. TransactWriteItems backs up each table it writes once, not once per item: moto 5.2.5 deep-copies the whole
+   table for every item of the transaction (its rollback copy), so a transaction of n writes to one table copied
+   that table n times, and a session's tables only grow. The copies are identical (nothing is written before
+   they are all made); performance only.
 
 ``server_app()`` is moto's app without its global CORS (``MOTO_DISABLE_GLOBAL_CORS``): moto otherwise answers
 every origin with ``Access-Control-Allow-Origin: *``, which lets any web page read the local AWS.
@@ -205,6 +209,8 @@ def apply() -> None:
     _serialise_dynamodb()
     # 11. the server's service dispatch, decided once per host
     _cache_backend_dispatch()
+    # 12. a transaction's rollback copy: each table once
+    _copy_each_table_once_per_transaction()
 
     # 1. Lambda invoke
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
@@ -364,6 +370,8 @@ class _EngineBoto3:
 
     def __init__(self, real: Any) -> None:
         self._real = real
+        self._clients: dict[Any, Any] = {}
+        self._lock = threading.Lock()
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
         role_credentials = getattr(_engine_call, "credentials", None)
@@ -371,7 +379,18 @@ class _EngineBoto3:
             kwargs.update(role_credentials)
         elif _engine_credentials is not None:
             kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = _engine_credentials
-        return self._real.client(*args, **kwargs)
+        # one client per service, region, endpoint, credential and settings: the engine asked for a new one for
+        # every Task state (~10 ms of CPU each); boto3's clients are thread-safe, so states share them
+        config = kwargs.get("config")
+        settings = sorted(getattr(config, "_user_provided_options", {}).items()) if config is not None else None
+        key = (args, tuple(sorted((k, v) for k, v in kwargs.items() if k != "config")), repr(settings))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                if len(self._clients) >= 256:  # role sessions renewed over a long run: old ones go
+                    self._clients.clear()
+                client = self._clients[key] = self._real.client(*args, **kwargs)
+        return client
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -477,6 +496,48 @@ def _cache_backend_dispatch() -> None:
 
 
 _BACKEND_CACHE_SIZE = 4096
+_transaction = threading.local()
+
+
+class _TableCopies:
+    """What ``moto.dynamodb.models`` finds as its ``copy`` module (patch 12): the real one, except that inside a
+    TransactWriteItems a table deep-copied again is the copy already made for that transaction."""
+
+    def __init__(self, real: Any, table_type: type) -> None:
+        self._real = real
+        self._table_type = table_type
+
+    def deepcopy(self, obj: Any, memo: Any = None) -> Any:
+        copies = getattr(_transaction, "copies", None)
+        if copies is None or memo is not None or not isinstance(obj, self._table_type):
+            return self._real.deepcopy(obj, memo)
+        if id(obj) not in copies:
+            copies[id(obj)] = (obj, self._real.deepcopy(obj))  # the table itself kept: its id stays its own
+        return copies[id(obj)][1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _copy_each_table_once_per_transaction() -> None:
+    from moto.dynamodb import models
+
+    original = models.DynamoDBBackend.transact_write_items
+    if getattr(original, "loupe_patched", False):
+        return
+    if not isinstance(models.copy, _TableCopies):
+        models.copy = _TableCopies(models.copy, models.Table)  # type: ignore[assignment]
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        _transaction.copies = {}
+        try:
+            return original(self, transact_items)
+        finally:
+            _transaction.copies = None
+
+    transact_write_items.loupe_patched = True  # type: ignore[attr-defined]
+    models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def _patch_s3_bucket_permission() -> None:

@@ -202,6 +202,8 @@ class LocalRuntime(RuntimeIam):
         self.invoker: Invoker | None = None
         self.router: Router | None = None
         self._session: boto3.Session | None = None
+        self._clients: dict[tuple[str, str], Any] = {}  # (service, endpoint) -> client
+        self._clients_lock = threading.Lock()
         self._provisioner: Provisioner | None = None
         self._event_pool = threading.BoundedSemaphore(8)
         self.alarm_time_scale = alarm_time_scale
@@ -215,12 +217,20 @@ class LocalRuntime(RuntimeIam):
 
     # ------------------------------------------------------------------ API for stand-ins, tests, the CLI
     def client(self, service: str) -> Any:
+        """A client of the local AWS with the run's key: one per service for the run. boto3's clients are
+        thread-safe ("Multithreading or multiprocessing with clients" in boto3's guide; a Session is not, which
+        the lock covers), and making one costs ~10 ms of CPU, which the stand-ins, the router and the demo's
+        observer used to pay on every call."""
         assert self._session is not None, "start() first"
-        return self._session.client(
-            service,
-            endpoint_url=self.endpoint,
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-        )
+        with self._clients_lock:
+            client = self._clients.get((service, self.endpoint))
+            if client is None:
+                client = self._clients[(service, self.endpoint)] = self._session.client(
+                    service,
+                    endpoint_url=self.endpoint,
+                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                )
+        return client
 
     def resource(self, service: str) -> Any:
         """A boto3 resource (``dynamodb``, ``s3``) with the run's key, as :meth:`client`: never the process
@@ -280,6 +290,7 @@ class LocalRuntime(RuntimeIam):
         boto3.DEFAULT_SESSION = None
         moto_patches.set_engine_credentials(self.credentials.access_key_id, self.credentials.secret_access_key)
         private_dir(self.state_dir)
+        self._clients.clear()
         self._session = boto3.Session(
             aws_access_key_id=self.credentials.access_key_id,
             aws_secret_access_key=self.credentials.secret_access_key,

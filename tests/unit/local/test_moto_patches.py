@@ -335,6 +335,11 @@ def test_engine_service_clients_sign_as_the_states_role_session(module_name: str
         assert (creds._credentials.access_key, creds._credentials.token) == ("ASIALOUPEROLE0000000", "t")
         other = make(region="us-east-1", service="lambda", state_credentials=StateCredentials(role + "x"))
         assert other._request_signer._credentials.access_key == "AKIALOUPERUN00000000"
+        # the next Task state of the same role reuses its client; another role, service or region gets its own
+        again = make(region="us-east-1", service="lambda", state_credentials=StateCredentials(role))
+        assert again._request_signer is creds
+        assert make(region="us-east-1", service="sqs", state_credentials=StateCredentials(role)) is not again
+        assert make(region="eu-west-1", service="lambda", state_credentials=StateCredentials(role)) is not again
     finally:
         moto_patches.set_engine_role_credentials(None)
         moto_patches.set_engine_credentials(None)
@@ -499,3 +504,58 @@ def test_the_servers_dispatch_decides_a_hosts_backend_once_and_as_moto_does(monk
     }
     apps = [dispatcher.get_application({**environ, "wsgi.input": io.BytesIO(b"")}) for _ in range(3)]
     assert apps[0] is apps[1] is apps[2] and apps[0] is dispatcher.app_instances["stepfunctions"]
+
+
+def test_a_transaction_backs_up_each_table_once_and_still_rolls_back_as_a_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto deep-copies a table for every item of a TransactWriteItems (its rollback copy); the local AWS copies
+    each table once per transaction. A transaction whose condition fails still writes nothing."""
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb import models
+
+    original = inspect.getsource(inspect.unwrap(models.DynamoDBBackend.transact_write_items))
+    assert original.count("copy.deepcopy(") == 1 and "original_table_state[table_name] = copy.deepcopy(" in original
+    moto_patches._copy_each_table_once_per_transaction()
+    assert getattr(models.DynamoDBBackend.transact_write_items, "loupe_patched", False)
+    real = models.copy._real
+    deepcopy = real.deepcopy
+    table_copies = []
+
+    def counting(obj: object, memo: object = None) -> object:
+        if isinstance(obj, models.Table):
+            table_copies.append(obj)
+        return deepcopy(obj, memo)
+
+    monkeypatch.setattr(real, "deepcopy", counting)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName="t", Item={"pk": {"S": "taken"}})
+        puts = [{"Put": {"TableName": "t", "Item": {"pk": {"S": f"k{i}"}}}} for i in range(4)]
+        ddb.transact_write_items(TransactItems=puts)
+        assert len(table_copies) == 1  # four writes, one backup of the table
+        assert ddb.scan(TableName="t")["Count"] == 5
+        refused = [{"Put": {"TableName": "t", "Item": {"pk": {"S": f"n{i}"}}}} for i in range(3)] + [
+            {
+                "Put": {
+                    "TableName": "t",
+                    "Item": {"pk": {"S": "taken"}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        with pytest.raises(ddb.exceptions.TransactionCanceledException):
+            ddb.transact_write_items(TransactItems=refused)
+        assert len(table_copies) == 2
+        keys = sorted(i["pk"]["S"] for i in ddb.scan(TableName="t")["Items"])
+        assert keys == ["k0", "k1", "k2", "k3", "taken"]  # the refused transaction wrote none of its items
+        # outside a transaction the module's copy is the real one: an item copied twice is two copies
+        item = {"a": [1]}
+        assert models.copy.deepcopy(item) is not models.copy.deepcopy(item)
