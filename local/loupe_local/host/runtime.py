@@ -204,6 +204,7 @@ class LocalRuntime(RuntimeIam):
         self._session: boto3.Session | None = None
         self._clients: dict[tuple[str, str], Any] = {}  # (service, endpoint) -> client
         self._clients_lock = threading.Lock()
+        self._session_lock = threading.Lock()
         self._provisioner: Provisioner | None = None
         self._event_pool = threading.BoundedSemaphore(8)
         self.alarm_time_scale = alarm_time_scale
@@ -220,17 +221,23 @@ class LocalRuntime(RuntimeIam):
         """A client of the local AWS with the run's key: one per service for the run. boto3's clients are
         thread-safe ("Multithreading or multiprocessing with clients" in boto3's guide; a Session is not, which
         the lock covers), and making one costs ~10 ms of CPU, which the stand-ins, the router and the demo's
-        observer used to pay on every call."""
-        assert self._session is not None, "start() first"
+        observer used to pay on every call. Shared: a caller that changes its client (registers an event hook,
+        stubs it) takes :meth:`own_client` instead."""
         with self._clients_lock:
             client = self._clients.get((service, self.endpoint))
             if client is None:
-                client = self._clients[(service, self.endpoint)] = self._session.client(
-                    service,
-                    endpoint_url=self.endpoint,
-                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-                )
+                client = self._clients[(service, self.endpoint)] = self.own_client(service)
         return client
+
+    def own_client(self, service: str) -> Any:
+        """A client of the local AWS with the run's key, made for the caller alone."""
+        assert self._session is not None, "start() first"
+        with self._session_lock:  # a boto3 Session is not thread-safe
+            return self._session.client(
+                service,
+                endpoint_url=self.endpoint,
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+            )
 
     def resource(self, service: str) -> Any:
         """A boto3 resource (``dynamodb``, ``s3``) with the run's key, as :meth:`client`: never the process

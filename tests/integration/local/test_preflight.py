@@ -50,7 +50,7 @@ def _findings(local_aws: Any, stack: StackPlan) -> dict[str, Finding]:
     calls: list[str] = []
 
     def client(service: str) -> Any:
-        made = local_aws.client(service)
+        made = local_aws.own_client(service)  # its own: the hook below must see only the checks' calls
         prefix = made.meta.service_model.signing_name
         made.meta.events.register("before-call", lambda model, **_: calls.append(f"{prefix}:{model.name}"))
         return made
