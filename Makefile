@@ -36,7 +36,7 @@ setup: deps tools ## `make deps` and the lint tools (.tools/, node_modules/)
 # The console's sign-in library (AWS Amplify's amazon-cognito-identity-js, pinned in package.json/package-lock.json,
 # installed by `npm ci` in `make tools`) ships with the ConsoleApiFunction's code; the copy is not committed, so it
 # is made before `sam build`, `make demo` and `make test` (all of which need `deps`). npm ci runs here when
-# node_modules is missing or older than the lock (the test `make tools` makes for asl-validator).
+# node_modules is missing or older than the lock (as `make tools` decides for asl-validator).
 $(WEB_VENDOR): package-lock.json
 	@bash scripts/check_prereqs.sh node
 	@test -f node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js \

@@ -243,7 +243,8 @@ class LocalRuntime(RuntimeIam):
         """A boto3 resource (``dynamodb``, ``s3``) with the run's key, as :meth:`client`: never the process
         environment's credential, which is a function role's session while a handler runs in-process."""
         assert self._session is not None, "start() first"
-        return self._session.resource(service, endpoint_url=self.endpoint)
+        with self._session_lock:  # the Session that own_client's lock guards: a resource makes its client there too
+            return self._session.resource(service, endpoint_url=self.endpoint)
 
     def physical(self, logical_id: str) -> str:
         return self.resources[logical_id].ref
