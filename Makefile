@@ -13,8 +13,7 @@ include mk/*.mk
 # The SageMaker SDK (2.x) generates the pipeline definition; it pins libraries .venv needs newer, so it lives apart.
 .tools/sagemaker-venv/bin/python:
 	@$(PY) -m venv .tools/sagemaker-venv
-	@.tools/sagemaker-venv/bin/pip install -q --upgrade pip
-	@.tools/sagemaker-venv/bin/pip install -q "sagemaker==2.257.7"
+	@PY=$(PY) bash scripts/uv.sh pip install -q --python .tools/sagemaker-venv/bin/python "sagemaker==2.257.7"
 
 pipeline: .tools/sagemaker-venv/bin/python ## regenerate the pipeline definition in template.yaml (TrainingPipeline)
 	.tools/sagemaker-venv/bin/python training/pipeline.py --splice template.yaml
@@ -45,17 +44,16 @@ $(WEB_VENDOR): package-lock.json
 	@cp node_modules/amazon-cognito-identity-js/dist/amazon-cognito-identity.min.js $@
 	@echo "setup: $@ (amazon-cognito-identity-js $$(node -p 'require("./node_modules/amazon-cognito-identity-js/package.json").version'))"
 
-$(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_training/requirements.lock scripts/check_prereqs.sh
+$(BIN)/.installed: pyproject.toml layers/common/requirements.txt training/loupe_training/requirements.lock scripts/check_prereqs.sh scripts/uv.sh
 	@bash scripts/check_prereqs.sh python
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@echo "setup: installing torch (CPU use; from the machine's wheel cache when present)"
-	@$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	@# the layer's and the SageMaker jobs' locks (make lock; name==version, hashes dropped) constrain .venv: the local
 	@# AWS, the tests and local training run the versions the cloud installs
 	@sed -nE 's/^([A-Za-z0-9._-]+==[^ ;\\]+).*/\1/p' layers/common/requirements.txt \
 		training/loupe_training/requirements.lock | sort -u > $(VENV)/lock-constraints.txt
-	@$(BIN)/pip install -q -e ".[local,train,edge,dev]" -c $(VENV)/lock-constraints.txt
+	@echo "setup: installing .venv with uv (torch for the CPU use; from the machine's wheel cache when present)"
+	@PY=$(PY) bash scripts/uv.sh pip install -q --python $(BIN)/python "torch==2.14.1" "torchvision==0.29.1" \
+		-e ".[local,train,edge,dev]" -c $(VENV)/lock-constraints.txt
 	@touch $@
 
 lint: deps ## ruff lint + format check, mypy on every package (loupe, loupe_local, loupe_edge, loupe_training)
@@ -71,9 +69,10 @@ test-integration: deps ## integration tests (real ASL in moto, real handlers, lo
 
 # WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
 # demo first, unit tests last: a unit test's moto reset must never run before an integration test in the same worker).
-# Two by default, for the 2-core machine (WORKERS=0: serially; docs/DEVELOPING.md, "Tests", has the timings): the
+# Three by default on the 2-core machine: its device and pipeline tests leave a core idle while they wait, and a third
+# worker fills it (WORKERS=0: serially; docs/DEVELOPING.md, "Tests", has the timings). The
 # device tests judge by progress (a candidate running, a deployment finished), not by a deadline a busy machine misses.
-WORKERS ?= 2
+WORKERS ?= 3
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 # `make deps` first, its three parts at once (a clean clone: .venv ~130 s, the pipeline generator's venv and npm ci

@@ -6,18 +6,15 @@
 #   scripts/tools/parliament.txt                <- parliament.in     the IAM linter of `make lint-infra` (python3.12)
 # uv keeps the versions already in a lock unless asked (make lock LOCK_ARGS=--upgrade, or --upgrade-package NAME).
 # tests/unit/infra/test_locks.py checks the result and that the installers use it.
-UV_VERSION := 0.13.9
-UV := .tools/uv-venv/bin/uv
+# uv is the project's pinned one (scripts/uv.sh, which also installs every environment), given this machine's pip
+# indexes.
+UV := PY=$(PY) bash scripts/uv.sh
 LOCK_ARGS ?=
 LOCK := $(UV) pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: lock
 
-$(UV):
-	@$(PY) -m venv .tools/uv-venv
-	@.tools/uv-venv/bin/pip install -q "uv==$(UV_VERSION)"
-
-lock: $(UV) ## regenerate the hashed lock files (layer, SageMaker jobs, edge device, parliament) from their .in files
+lock: ## regenerate the hashed lock files (layer, SageMaker jobs, edge device, parliament) from their .in files
 	$(LOCK) --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
 		layers/common/requirements.in -o layers/common/requirements.txt
 	$(LOCK) --python-version 3.12 --python-platform x86_64-manylinux_2_28 --overrides training/dlc-provided.txt \

@@ -67,7 +67,7 @@ tool_venv() {
   echo "tools: installing $spec into $dir"
   rm -rf "$dir"
   "$PY312" -m venv "$dir" || die "cannot create a venv with $PY312 (Debian: apt-get install python3.12-venv)"
-  "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@" || die "pip could not install $spec"
+  PY="$PY312" bash scripts/uv.sh pip install -q --python "$dir/bin/python" "$@" || die "uv could not install $spec"
   echo "$spec" >"$stamp"
 }
 
@@ -82,8 +82,8 @@ locked_venv() {
   echo "tools: installing $lock into $dir"
   rm -rf "$dir"
   "$PY312" -m venv "$dir" || die "cannot create a venv with $PY312 (Debian: apt-get install python3.12-venv)"
-  "$dir/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock" ||
-    die "pip could not install $lock"
+  PY="$PY312" bash scripts/uv.sh pip install -q --python "$dir/bin/python" --require-hashes --no-deps -r "$lock" ||
+    die "uv could not install $lock"
   echo "$spec" >"$stamp"
 }
 
