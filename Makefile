@@ -67,12 +67,13 @@ test-unit: deps ## unit tests
 test-integration: deps ## integration tests (real ASL in moto, real handlers, local AWS, MQTT on loopback)
 	$(BIN)/pytest tests/integration -q
 
-# WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order (the end-to-end
-# demo first, unit tests last: a unit test's moto reset must never run before an integration test in the same worker).
-# Three by default on the 2-core machine: its device and pipeline tests leave a core idle while they wait, and a third
-# worker fills it (WORKERS=0: serially; docs/DEVELOPING.md, "Tests", has the timings). The
-# device tests judge by progress (a candidate running, a deployment finished), not by a deadline a busy machine misses.
-WORKERS ?= 3
+# WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order: the longest
+# files first, unit tests last (tests/support/file_order.py; a unit test's moto reset must never run before an
+# integration test in the same worker). Four by default, on the 2-core machine too: its device, pipeline and browser
+# tests leave the cores idle while they wait, and two more workers fill them (WORKERS=0: serially; docs/DEVELOPING.md,
+# "Tests", has the timings). The device tests judge by progress (a candidate running, a deployment finished), not by
+# a deadline a busy machine misses.
+WORKERS ?= 4
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 # `make deps` first, its three parts at once (a clean clone: .venv ~130 s, the pipeline generator's venv and npm ci

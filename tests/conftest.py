@@ -15,8 +15,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METAL_TAGS = REPO_ROOT.parent / "shared" / "datasets" / "metal-tags"
 
-# each test's CPU seconds, printed at the end of a run beside --durations (where the suite's time goes)
-pytest_plugins = ["support.cpu_report"]
+# each test's CPU seconds, printed at the end of a run beside --durations (where the suite's time goes), and the
+# order files go out to the workers: the longest first, unit tests last (support/file_order.py)
+pytest_plugins = ["support.cpu_report", "support.file_order"]
 
 
 @pytest.fixture(scope="session")
