@@ -29,6 +29,7 @@ from support.deploy_packages import register_package, sha
 from support.health_fleet import deployment_timeout
 from support.waiting import wait_until
 
+from loupe_local.devices.fleet import device_name_prefix
 from loupe_local.local_auth import mqtt_login
 
 pytestmark = pytest.mark.integration
@@ -206,7 +207,10 @@ def notify_queue(rt: Any) -> str:
 def fleet(rt: Any, scenario: dict[str, Any]) -> Iterator[Any]:
     from loupe_local.devices.fleet import DeviceFleet
 
-    fleet = DeviceFleet.from_runtime(rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix="deploy-dev")
+    # named as the stack's devices must be (CoreDeviceThingNamePrefix: the devices' IoT policy and the console's
+    # grant on installed components admit only those names; the session's other tests list this group too)
+    prefix = f"{device_name_prefix(rt.parameter_values)}-deploy"
+    fleet = DeviceFleet.from_runtime(rt, poll_seconds=0.5, settle_seconds=1.5, ack_seconds=8.0, prefix=prefix)
     scenario["inference"] = fleet.publish_components(rt.physical("ArtifactBucket"))
     names = fleet.start(2)
     try:
@@ -624,7 +628,7 @@ def test_a_down_device_times_out_while_the_others_complete(
 ) -> None:
     iot = rt.client("iot")
     group = rt.physical("FleetThingGroup")
-    ghost = f"deploy-dev-down-{uuid.uuid4().hex[:4]}"
+    ghost = f"{device_name_prefix(rt.parameter_values)}-deploy-down-{uuid.uuid4().hex[:4]}"
     iot.create_thing(thingName=ghost)
     iot.add_thing_to_thing_group(thingGroupName=group, thingName=ghost)
     try:
