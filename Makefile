@@ -76,10 +76,9 @@ test-integration: deps ## integration tests (real ASL in moto, real handlers, lo
 WORKERS ?= 4
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
-# `make deps` first, its three parts at once (a clean clone: .venv ~130 s, the pipeline generator's venv and npm ci
-# ~35 s); then ruff; then mypy, the lint tools' install and the infrastructure gates (what `make lint`, `make tools`
-# and `make lint-infra` run) go beside pytest (scripts/test_all.sh): a clean clone's ~5 min of them overlaps the
-# tests' waits on devices.
+# `make deps` first, its three parts at once, each installed by uv (scripts/uv.sh; a clean clone: ~30-45 s in all);
+# then ruff; then mypy, the lint tools' install and the infrastructure gates (what `make lint`, `make tools` and
+# `make lint-infra` run) go beside pytest (scripts/test_all.sh), overlapping the tests' waits on devices.
 test: ## everything CI runs: ruff, mypy, pytest (unit+integration+e2e), sam validate, cfn-lint, asl-validator, checkov, parliament, sam build
 	@$(MAKE) --no-print-directory -j3 deps
 	bash scripts/test_all.sh tests $(PYTEST_PARALLEL) --durations=40  # the 40 slowest tests and fixtures: where the suite's time goes
