@@ -47,6 +47,7 @@ while IFS= read -r line; do
   value=${line#*=}
   value=${value#\'}
   value=${value%\'}
+  value=${value//\\n/ } # a multi-line setting comes as one repr'd line, its line breaks written \n
   case "${key##*.}" in
   index-url) if [[ $key == :env:* ]]; then env_index=$value; else index_url=$value; fi ;;
   extra-index-url) read -ra words <<<"$value" && extra+=("${words[@]}") ;;
