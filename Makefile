@@ -69,11 +69,12 @@ test-integration: deps ## integration tests (real ASL in moto, real handlers, lo
 
 # WORKERS=N runs pytest on N pytest-xdist workers, a file per worker at a time, in collection order: the longest
 # files first, unit tests last (tests/support/file_order.py; a unit test's moto reset must never run before an
-# integration test in the same worker). Four by default, on the 2-core machine too: its device, pipeline and browser
-# tests leave the cores idle while they wait, and two more workers fill them (WORKERS=0: serially; docs/DEVELOPING.md,
-# "Tests", has the timings). The device tests judge by progress (a candidate running, a deployment finished), not by
-# a deadline a busy machine misses.
-WORKERS ?= 4
+# integration test in the same worker). Three by default, on the 2-core machine too: its device, pipeline and
+# browser tests leave the cores idle while they wait, and a third worker fills them (four were faster still but left
+# a device test without its result in 60 s once; docs/DEVELOPING.md, "Tests", has the timings; WORKERS=0: serially).
+# The device tests judge by progress (a candidate running, a deployment finished), not by a deadline a busy machine
+# misses.
+WORKERS ?= 3
 PYTEST_PARALLEL := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 # `make deps` first, its three parts at once, each installed by uv (scripts/uv.sh; a clean clone: ~30-45 s in all);
