@@ -58,7 +58,6 @@ while IFS= read -r line; do
 done < <("$PY" -m pip config list 2>/dev/null || true)
 index_url=${env_index:-$index_url}
 
-args=()
 # pip takes the best version any index offers (uv's default stops at the first index that has the name), and
 # compiles what it installs to bytecode (uv's default leaves that to the first import — every import, where
 # PYTHONDONTWRITEBYTECODE is set, as on the build machine: torch's import took 8.5 s instead of 3.6 s)
